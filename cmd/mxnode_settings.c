@@ -1,0 +1,32 @@
+/* mxnode_settings.c - every setting of mxnode with its default.
+ *
+ * Settings for parts that later issues build (HTTP, Redis, MySQL, Nexon,
+ * JWT) are declared and validated here already, so a bad value is caught at
+ * start whichever part reads it.
+ */
+#include "mxnode_settings.h"
+
+const struct mx_setting mx_node_settings[] = {
+    {"MX_NODE_NAME", "--node-name", "mx1", MX_SET_NAME, 0, 0, "this node's name in logs and the cluster"},
+    {"MX_CLUSTER", "--cluster", "mx", MX_SET_NAME, 0, 0, "cluster name (Redis key prefix mx:{CLUSTER}:)"},
+    {"MX_SCHEDULERS", "--schedulers", "0", MX_SET_INT, 0, 256, "scheduler threads; 0 = one per core"},
+    {"MX_MAILBOX_CAP", "--mailbox-cap", "1024", MX_SET_INT, 1, 1 << 24, "default mailbox capacity (messages)"},
+    {"MX_OFFLOAD_THREADS", "--offload-threads", "4", MX_SET_INT, 1, 256, "worker threads for blocking work"},
+    {"MX_OFFLOAD_QUEUE", "--offload-queue", "1024", MX_SET_INT, 1, 1 << 20, "pending offload jobs before refusing"},
+    {"MX_MAX_ACTORS", "--max-actors", "1048576", MX_SET_INT, 1, 1 << 24, "live actors per node"},
+    {"MX_SHUTDOWN_TIMEOUT_MS", "--shutdown-timeout-ms", "10000", MX_SET_INT, 100, 600000, "time actors get to stop on SIGTERM"},
+    {"MX_LOG_LEVEL", "--log-level", "info", MX_SET_LEVEL, 0, 0, "debug, info, warn or error"},
+    {"MX_HTTP_ADDR", "--http-addr", "127.0.0.1:8080", MX_SET_HOSTPORT, 0, 0, "HTTP API listen address"},
+    {"MX_NNG_ADDR", "--nng-addr", "tcp://127.0.0.1:7100", MX_SET_NNG_URL, 0, 0, "actor traffic listen URL (nng)"},
+    {"MX_ADMIN_ADDR", "--admin-addr", "tcp://127.0.0.1:7200", MX_SET_NNG_URL, 0, 0, "admin (mxctl) listen URL (nng)"},
+    {"MX_ADMIN_TOKEN", "--admin-token", "", MX_SET_SECRET, 16, 0, "token required by the admin endpoint off loopback"},
+    {"MX_REDIS_URL", "--redis-url", "redis://127.0.0.1:6379/0", MX_SET_REDIS_URL, 0, 0, "Redis: redis://[:password@]host:port[/db]"},
+    {"MX_MYSQL_URL", "--mysql-url", "", MX_SET_MYSQL_URL, 0, 0, "MySQL: mysql://user[:password]@host:port/database"},
+    {"MX_NEXON_BASE_URL", "--nexon-base-url", "https://open.api.nexon.com", MX_SET_HTTP_URL, 0, 0, "Nexon Open API base URL"},
+    {"MX_NEXON_API_KEY", "--nexon-api-key", "", MX_SET_SECRET, 1, 0, "Nexon Open API key (x-nxopen-api-key)"},
+    {"MX_CUBE_TABLE", "--cube-table", "../shared/data/cube_probability_black.csv", MX_SET_STR, 0, 4096, "cube probability table (CSV)"},
+    {"MX_JWT_SECRET", "--jwt-secret", "", MX_SET_SECRET, 32, 0, "HS256 secret for access tokens (>= 32 bytes)"},
+    {"MX_TRUSTED_PROXIES", "--trusted-proxies", "", MX_SET_CIDRS, 0, 0, "peers whose X-Forwarded-For is honoured"},
+};
+
+const size_t mx_node_settings_count = sizeof(mx_node_settings) / sizeof(mx_node_settings[0]);

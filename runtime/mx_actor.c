@@ -1,0 +1,1429 @@
+/* mx_actor.c - schedulers, actors, mailboxes, request/reply, timers, offload.
+ *
+ * Scheduling token: an actor's `depth` counts the messages in both of its
+ * lanes (plus one for a pending init). The producer whose increment takes
+ * depth from 0 to 1 puts the actor on its scheduler's run queue; the
+ * scheduler, after a turn that consumed k messages, subtracts k and puts the
+ * actor back only if messages remain. So an actor is on at most one run
+ * queue at a time and runs on one thread, without locks (Pony's scheme).
+ *
+ * Actor memory is type-stable: actors live in slabs that are never freed,
+ * and a stopped actor's slot is reused with its generation bumped. An address
+ * carries the generation, so a send that races with a stop lands in a slot
+ * that is still valid memory and is dead-lettered there (generation
+ * mismatch) instead of being delivered to a stranger or touching freed
+ * memory. A slot is reused only by its own scheduler's spawns, and only after
+ * the spawner takes the scheduling token (depth 0 -> 1), so a reused slot is
+ * never run by two threads.
+ */
+#include "mx_actor.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "mx_err.h"
+#include "mx_log.h"
+
+#define SLAB_SHIFT 12
+#define SLAB_SIZE (1u << SLAB_SHIFT)
+#define SLAB_MASK (SLAB_SIZE - 1)
+#define MAX_SLABS 4096u /* 16M actors */
+#define MAX_TIMERS 1024u
+#define MAX_PENDING 4096u
+#define TURN_BUDGET 1024 /* actor turns per loop callback */
+#define REG_BUCKETS 1024u
+#define REG_MAX 65536u
+
+enum actor_status { ST_FREE = 0, ST_SPAWNING, ST_RUNNING, ST_STOPPING };
+
+struct mx_timer {
+    uv_timer_t h;
+    struct mx_actor *a;
+    uint64_t id;
+    struct mx_msg *tmpl; /* owned */
+    bool repeat;
+    struct mx_timer *next;
+};
+
+struct mx_pending {
+    uv_timer_t h;
+    struct mx_actor *a;
+    uint64_t corr;
+    struct mx_pending *next; /* hash chain */
+};
+
+/* Per-actor data that idle actors do not need; allocated on first use. */
+struct mx_actor_ext {
+    struct mx_timer *timers;
+    uint32_t ntimers;
+    uint64_t next_timer_id;
+    struct mx_pending **ptab; /* open hash of outstanding requests */
+    uint32_t ptab_size;       /* power of two */
+    uint32_t npending;
+    uint64_t next_corr;
+    uint64_t epoch;
+    int64_t restart_at[16]; /* ms of recent restarts, ring */
+    uint8_t restart_n;
+};
+
+struct mx_actor {
+    /* -- line 0: written by producers on any thread -- */
+    _Atomic(struct mx_mnode *) mb_head;  /* user lane, producers' end */
+    _Atomic(struct mx_mnode *) ctl_head; /* control lane, producers' end */
+    _Atomic int64_t depth;               /* messages in both lanes (+1 pending init): token */
+    _Atomic int64_t bytes;               /* user-lane bytes charged (cap_bytes > 0) */
+    _Atomic uint32_t gen;                /* incarnation; bumped when the actor stops */
+    _Atomic uint32_t cap_msgs;           /* set at spawn */
+    _Atomic uint32_t cap_bytes;          /* set at spawn; 0 = none */
+    _Atomic uint32_t evict;              /* drop-oldest: messages the consumer must drop */
+    _Atomic uint32_t refused;            /* sends refused or dropped at the door */
+    _Atomic uint8_t policy;              /* enum mx_overflow */
+    _Atomic uint8_t status;              /* enum actor_status (owner writes; others read) */
+    _Atomic uint8_t named;               /* has a registered name */
+    uint8_t pad0;
+    _Atomic int64_t oldest_ms;           /* enqueue time of the oldest pending message */
+    /* -- owner thread (or the spawner while it holds the token) -- */
+    struct mx_mnode *mb_tail;
+    struct mx_mnode mb_stub;
+    struct mx_mnode *ctl_tail;
+    struct mx_mnode ctl_stub;
+    struct mx_mnode rq_node; /* run queue link */
+    _Atomic(const struct mx_behaviour *) beh;
+    void *state;
+    void *arg;
+    struct mx_actor_ext *ext;
+    struct mx_actor *free_next; /* scheduler free list; under free_lock */
+    uint32_t idx;               /* slot index, >= 1 */
+    uint16_t sched;             /* fixed for the slot's life */
+    uint8_t max_restarts;
+    uint8_t inited;
+    uint8_t spawn_tok; /* the spawner's token is still to be consumed */
+    uint16_t restart_window_s;
+    /* -- counters: owner writes (relaxed load+store), anyone reads -- */
+    _Atomic uint64_t handled;
+    _Atomic uint64_t dropped;
+    _Atomic uint32_t restarts;
+    _Atomic uint32_t errors;
+    _Atomic uint32_t hwm;
+    _Atomic uint32_t hist[MX_HIST_BUCKETS];
+} __attribute__((aligned(64)));
+
+struct mx_sched {
+    _Atomic(struct mx_mnode *) rq_head; /* producers' end of the run queue */
+    char pad_[64 - sizeof(void *)];
+    struct mx_mnode *rq_tail; /* owner */
+    struct mx_mnode rq_stub;
+    uv_loop_t loop;
+    uv_async_t wake;
+    uv_idle_t idle;
+    pthread_t thread;
+    int idx;
+    mx_system_t *sys;
+    _Atomic bool stopping;
+    pthread_mutex_t free_lock;
+    struct mx_actor *free_list; /* stopped slots owned by this scheduler */
+    _Atomic uint64_t wakeups;
+    _Atomic uint64_t turns;
+};
+
+struct reg_entry {
+    char name[MX_NAME_MAX + 1];
+    struct mx_addr addr;
+    struct reg_entry *next;
+};
+
+struct offload_job {
+    mx_offload_fn fn;
+    void *arg;
+    struct mx_addr to;
+    uint64_t id;
+};
+
+struct mx_system {
+    char node_name[64];
+    uint64_t node_id;
+    int nsched;
+    struct mx_sched *scheds;
+    uint32_t default_cap;
+    uint32_t max_actors;
+    _Atomic uint32_t rr;           /* round-robin spawn cursor */
+    _Atomic bool stopping;         /* no more spawns or outside sends */
+    /* actor slabs: slabs[i] is published once (release) and never freed */
+    _Atomic(struct mx_actor *) slabs[MAX_SLABS];
+    pthread_mutex_t arena_lock;
+    uint32_t arena_next;           /* next never-used slot index - 1; under arena_lock */
+    _Atomic uint32_t arena_used;   /* slots ever handed out (for walks) */
+    _Atomic uint64_t live;
+    _Atomic uint64_t spawned;
+    _Atomic uint64_t deadletters[MX_DL_COUNT];
+    /* names */
+    pthread_mutex_t reg_lock;
+    struct reg_entry *reg[REG_BUCKETS];
+    uint32_t reg_count;
+    /* offload pool: bounded ring of jobs */
+    pthread_mutex_t off_lock;
+    pthread_cond_t off_cond;
+    struct offload_job *off_ring;
+    uint32_t off_cap, off_head, off_count;
+    bool off_stop;
+    int off_nthreads;
+    pthread_t *off_threads;
+    _Atomic uint64_t off_refused;
+    _Atomic uint64_t off_done;
+};
+
+static __thread struct mx_sched *t_sched;    /* scheduler of this thread, or NULL */
+static __thread struct mx_msg *t_cur_msg;    /* message being handled */
+static __thread char t_trace_hex[33];
+
+static const char *dl_names[] = {
+#define MX_DL_STR(n, s) s,
+    MX_DL_MAP(MX_DL_STR)
+#undef MX_DL_STR
+};
+
+const char *mx_dl_name(enum mx_dl_reason r)
+{
+    return (unsigned)r < MX_DL_COUNT ? dl_names[r] : "unknown";
+}
+
+/* ---- small helpers ---- */
+
+static void *xcalloc(size_t n, size_t sz)
+{
+    void *p = calloc(n, sz);
+    if (!p) {
+        fprintf(stderr, "mx: out of memory (%zu x %zu bytes)\n", n, sz);
+        abort();
+    }
+    return p;
+}
+
+int64_t mx_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64_t mx_unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* owner-only counter bump: relaxed load + store, no locked instruction */
+#define OWN_ADD(field, n)                                                                          \
+    atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + (n),   \
+                          memory_order_relaxed)
+
+static void count_dl(mx_system_t *sys, enum mx_dl_reason r)
+{
+    /* relaxed: a statistic */
+    atomic_fetch_add_explicit(&sys->deadletters[r], 1, memory_order_relaxed);
+}
+
+static inline struct mx_actor *actor_of_rq(struct mx_mnode *n)
+{
+    return (struct mx_actor *)((char *)n - offsetof(struct mx_actor, rq_node));
+}
+
+static inline struct mx_addr addr_of(const mx_system_t *sys, const struct mx_actor *a)
+{
+    uint32_t gen = atomic_load_explicit(&a->gen, memory_order_relaxed);
+    return (struct mx_addr){sys->node_id, ((uint64_t)gen << 32) | a->idx};
+}
+
+static struct mx_actor *slot(mx_system_t *sys, uint32_t idx)
+{
+    if (idx == 0 || idx > MAX_SLABS * SLAB_SIZE)
+        return NULL;
+    /* acquire: pairs with the release that published the slab */
+    struct mx_actor *slab =
+        atomic_load_explicit(&sys->slabs[(idx - 1) >> SLAB_SHIFT], memory_order_acquire);
+    return slab ? &slab[(idx - 1) & SLAB_MASK] : NULL;
+}
+
+/* The live actor at addr on this node, or NULL. The result may stop at any
+ * moment; delivery re-checks the generation on the consumer side. */
+static struct mx_actor *lookup(mx_system_t *sys, struct mx_addr addr)
+{
+    if (addr.node != sys->node_id)
+        return NULL;
+    struct mx_actor *a = slot(sys, (uint32_t)addr.actor);
+    if (!a)
+        return NULL;
+    /* acquire: a matching generation means the spawn's writes are visible */
+    if (atomic_load_explicit(&a->gen, memory_order_acquire) != (uint32_t)(addr.actor >> 32))
+        return NULL;
+    if (atomic_load_explicit(&a->status, memory_order_relaxed) == ST_FREE)
+        return NULL;
+    return a;
+}
+
+/* ---- scheduling ---- */
+
+static void on_idle(uv_idle_t *h);
+
+static void schedule(mx_system_t *sys, struct mx_actor *a)
+{
+    struct mx_sched *s = &sys->scheds[a->sched];
+    mx_mpsc_push(&s->rq_head, &a->rq_node);
+    if (t_sched == s) {
+        /* on our own loop: make sure it polls without blocking until the run
+         * queue is empty (a no-op when the idle handle is already active) */
+        uv_idle_start(&s->idle, on_idle);
+    } else {
+        /* relaxed: a statistic */
+        atomic_fetch_add_explicit(&s->wakeups, 1, memory_order_relaxed);
+        uv_async_send(&s->wake);
+    }
+}
+
+/* Enqueue m on a's lane; schedule a when this makes it runnable. Returns 0
+ * (m taken, possibly dropped-newest and counted) or MX_EFULL (m not taken). */
+static int enqueue(mx_system_t *sys, struct mx_actor *a, struct mx_msg *m, bool ctl)
+{
+    int64_t d;
+    if (ctl) {
+        /* acq_rel: taking the token (0 -> 1) must see the slot's current state */
+        d = atomic_fetch_add_explicit(&a->depth, 1, memory_order_acq_rel);
+        mx_mpsc_push(&a->ctl_head, &m->node);
+    } else {
+        uint32_t cap = atomic_load_explicit(&a->cap_msgs, memory_order_relaxed);
+        uint32_t capb = atomic_load_explicit(&a->cap_bytes, memory_order_relaxed);
+        uint8_t pol = atomic_load_explicit(&a->policy, memory_order_relaxed);
+        m->acct_bytes = 0;
+        if (capb && pol != MX_OVERFLOW_DROP_OLDEST) {
+            uint32_t sz = mx_msg_size(m);
+            /* relaxed: the byte budget is not a scheduling token */
+            int64_t b = atomic_fetch_add_explicit(&a->bytes, sz, memory_order_relaxed);
+            if (b + sz > capb) {
+                atomic_fetch_sub_explicit(&a->bytes, sz, memory_order_relaxed);
+                goto out_full;
+            }
+            m->acct_bytes = sz;
+        }
+        d = atomic_load_explicit(&a->depth, memory_order_relaxed);
+        for (;;) {
+            if (d >= (int64_t)cap) {
+                /* drop-oldest keeps accepting up to twice the capacity and has the
+                 * consumer drop the surplus oldest first; past that it refuses */
+                if (pol != MX_OVERFLOW_DROP_OLDEST || d >= 2 * (int64_t)cap)
+                    goto out_unbytes;
+            }
+            /* acq_rel: as above; the CAS keeps depth within the cap exactly */
+            if (atomic_compare_exchange_weak_explicit(&a->depth, &d, d + 1, memory_order_acq_rel,
+                                                      memory_order_relaxed))
+                break;
+        }
+        if (d >= (int64_t)cap) /* relaxed: consumed by the owner at its next turn */
+            atomic_fetch_add_explicit(&a->evict, 1, memory_order_relaxed);
+        m->enq_ms = mx_now_ms();
+        mx_mpsc_push(&a->mb_head, &m->node);
+    }
+    if (d == 0) {
+        /* relaxed: statistic; ordered after the consumer's own store by depth */
+        atomic_store_explicit(&a->oldest_ms, mx_now_ms(), memory_order_relaxed);
+        schedule(sys, a);
+    }
+    return 0;
+
+out_unbytes:
+    if (m->acct_bytes)
+        atomic_fetch_sub_explicit(&a->bytes, m->acct_bytes, memory_order_relaxed);
+    m->acct_bytes = 0;
+out_full:
+    /* relaxed: statistic */
+    atomic_fetch_add_explicit(&a->refused, 1, memory_order_relaxed);
+    if (atomic_load_explicit(&a->policy, memory_order_relaxed) == MX_OVERFLOW_DROP_NEWEST) {
+        count_dl(sys, MX_DL_DROPPED_NEWEST);
+        mx_msg_free(m);
+        return 0;
+    }
+    count_dl(sys, MX_DL_MAILBOX_FULL);
+    return MX_EFULL;
+}
+
+/* ---- per-actor extension: timers, requests, restarts ---- */
+
+static struct mx_actor_ext *ext_of(struct mx_actor *a)
+{
+    if (!a->ext)
+        a->ext = xcalloc(1, sizeof(*a->ext));
+    return a->ext;
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    struct mx_timer *t = h->data;
+    mx_msg_free(t->tmpl);
+    free(t);
+}
+
+static void pending_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static struct mx_pending *pending_take(struct mx_actor_ext *x, uint64_t corr)
+{
+    if (!x || !x->ptab)
+        return NULL;
+    struct mx_pending **pp = &x->ptab[corr & (x->ptab_size - 1)];
+    for (; *pp; pp = &(*pp)->next) {
+        if ((*pp)->corr == corr) {
+            struct mx_pending *p = *pp;
+            *pp = p->next;
+            x->npending--;
+            return p;
+        }
+    }
+    return NULL;
+}
+
+static void pending_put(struct mx_actor_ext *x, struct mx_pending *p)
+{
+    if (!x->ptab || x->npending >= x->ptab_size) {
+        uint32_t nsize = x->ptab_size ? x->ptab_size * 2 : 16;
+        struct mx_pending **nt = xcalloc(nsize, sizeof(*nt));
+        for (uint32_t i = 0; i < x->ptab_size; i++) {
+            for (struct mx_pending *q = x->ptab[i], *nx; q; q = nx) {
+                nx = q->next;
+                q->next = nt[q->corr & (nsize - 1)];
+                nt[q->corr & (nsize - 1)] = q;
+            }
+        }
+        free(x->ptab);
+        x->ptab = nt;
+        x->ptab_size = nsize;
+    }
+    struct mx_pending **b = &x->ptab[p->corr & (x->ptab_size - 1)];
+    p->next = *b;
+    *b = p;
+    x->npending++;
+}
+
+/* Deliver a runtime-made message to a on the control lane from a's own
+ * thread (timers, timeouts). */
+static void deliver_local_ctl(mx_system_t *sys, struct mx_actor *a, struct mx_msg *m)
+{
+    m->env.to = addr_of(sys, a);
+    enqueue(sys, a, m, true);
+}
+
+static void on_timer(uv_timer_t *h)
+{
+    struct mx_timer *t = h->data;
+    struct mx_actor *a = t->a;
+    mx_system_t *sys = t_sched->sys;
+    struct mx_msg *m = mx_msg_share(t->tmpl);
+    deliver_local_ctl(sys, a, m);
+    if (!t->repeat) {
+        struct mx_actor_ext *x = a->ext;
+        for (struct mx_timer **pp = &x->timers; *pp; pp = &(*pp)->next) {
+            if (*pp == t) {
+                *pp = t->next;
+                x->ntimers--;
+                break;
+            }
+        }
+        uv_close((uv_handle_t *)&t->h, timer_closed);
+    }
+}
+
+static void on_request_timeout(uv_timer_t *h)
+{
+    struct mx_pending *p = h->data;
+    struct mx_actor *a = p->a;
+    mx_system_t *sys = t_sched->sys;
+    pending_take(a->ext, p->corr);
+    struct mx_msg *m;
+    if (mx_msg_encode(MX_T_sys_timeout, &(struct mx_m_sys_timeout){.corr = p->corr}, &m) == 0) {
+        m->env.corr = p->corr;
+        deliver_local_ctl(sys, a, m);
+    }
+    uv_close((uv_handle_t *)&p->h, pending_closed);
+}
+
+/* Close everything the extension holds; free it. Owner thread. */
+static void ext_release(struct mx_actor *a)
+{
+    struct mx_actor_ext *x = a->ext;
+    if (!x)
+        return;
+    for (struct mx_timer *t = x->timers, *nx; t; t = nx) {
+        nx = t->next;
+        uv_close((uv_handle_t *)&t->h, timer_closed);
+    }
+    for (uint32_t i = 0; i < x->ptab_size; i++) {
+        for (struct mx_pending *p = x->ptab[i], *nx; p; p = nx) {
+            nx = p->next;
+            uv_close((uv_handle_t *)&p->h, pending_closed);
+        }
+    }
+    free(x->ptab);
+    free(x);
+    a->ext = NULL;
+}
+
+/* ---- actor lifecycle on the owner thread ---- */
+
+static void reg_remove_addr(mx_system_t *sys, struct mx_addr addr);
+
+/* Stop a: run its stop callback, release timers and requests, unregister
+ * its names and retire the slot (generation bump). Queued messages are
+ * drained by run_actor as dead letters once status is ST_FREE. */
+static void finalize(mx_system_t *sys, struct mx_actor *a)
+{
+    const struct mx_behaviour *b = atomic_load_explicit(&a->beh, memory_order_relaxed);
+    struct mx_addr self = addr_of(sys, a);
+    if (a->inited && b->stop)
+        b->stop(a, a->state);
+    a->inited = 0;
+    a->state = NULL;
+    ext_release(a);
+    if (atomic_load_explicit(&a->named, memory_order_relaxed)) {
+        reg_remove_addr(sys, self);
+        atomic_store_explicit(&a->named, 0, memory_order_relaxed);
+    }
+    /* release: a sender that sees the new generation sees the slot retired */
+    atomic_fetch_add_explicit(&a->gen, 1, memory_order_release);
+    atomic_store_explicit(&a->status, ST_FREE, memory_order_release);
+    /* relaxed: statistic */
+    atomic_fetch_sub_explicit(&sys->live, 1, memory_order_relaxed);
+    struct mx_sched *s = &sys->scheds[a->sched];
+    pthread_mutex_lock(&s->free_lock);
+    a->free_next = s->free_list;
+    s->free_list = a;
+    pthread_mutex_unlock(&s->free_lock);
+}
+
+static int run_init(struct mx_actor *a)
+{
+    const struct mx_behaviour *b = atomic_load_explicit(&a->beh, memory_order_relaxed);
+    void *st = NULL;
+    int rc = b->init ? b->init(a, a->arg, &st) : 0;
+    if (rc < 0) {
+        OWN_ADD(a->errors, 1);
+        return rc;
+    }
+    a->state = st;
+    a->inited = 1;
+    return 0;
+}
+
+/* A handler failed: restart per policy, or stop the actor. */
+static void on_handler_error(mx_system_t *sys, struct mx_actor *a, int rc)
+{
+    const struct mx_behaviour *b = atomic_load_explicit(&a->beh, memory_order_relaxed);
+    OWN_ADD(a->errors, 1);
+    struct mx_actor_ext *x = ext_of(a);
+    int64_t now = mx_now_ms();
+    uint8_t maxr = a->max_restarts;
+    if (maxr > 0 && x->restart_n >= maxr) {
+        /* the oldest of the last maxr restarts: too recent means too many */
+        int64_t oldest = x->restart_at[(x->restart_n - maxr) % 16];
+        if (now - oldest < (int64_t)a->restart_window_s * 1000)
+            maxr = 0;
+    }
+    if (maxr == 0) {
+        MX_ERROR("actor %s stopped: handler error %s and restart limit (%u in %us) reached",
+                 b->name, mx_errname(rc), a->max_restarts, a->restart_window_s);
+        atomic_store_explicit(&a->status, ST_STOPPING, memory_order_relaxed);
+        return;
+    }
+    x->restart_at[x->restart_n % 16] = now;
+    x->restart_n++;
+    MX_WARN("actor %s restarting after handler error %s", b->name, mx_errname(rc));
+    if (a->inited && b->stop)
+        b->stop(a, a->state);
+    a->inited = 0;
+    a->state = NULL;
+    OWN_ADD(a->restarts, 1);
+    if (run_init(a) < 0) {
+        MX_ERROR("actor %s stopped: init failed on restart", b->name);
+        atomic_store_explicit(&a->status, ST_STOPPING, memory_order_relaxed);
+    }
+}
+
+static void dead(mx_system_t *sys, struct mx_actor *a, struct mx_msg *m, enum mx_dl_reason r)
+{
+    count_dl(sys, r);
+    if (a)
+        OWN_ADD(a->dropped, 1);
+    mx_msg_free(m);
+}
+
+/* Handle one message popped from a's lanes. Returns true when it reached
+ * the handler. */
+static bool dispatch(mx_system_t *sys, struct mx_actor *a, struct mx_msg *m, bool ctl)
+{
+    uint8_t st = atomic_load_explicit(&a->status, memory_order_relaxed);
+    if (m->acct_bytes)
+        atomic_fetch_sub_explicit(&a->bytes, m->acct_bytes, memory_order_relaxed);
+    if (st != ST_RUNNING) {
+        dead(sys, a, m, MX_DL_STOPPED); /* queued when the actor stopped */
+        return false;
+    }
+    if ((uint32_t)(m->env.to.actor >> 32) != atomic_load_explicit(&a->gen, memory_order_relaxed)) {
+        dead(sys, a, m, MX_DL_NO_ACTOR); /* meant for an earlier incarnation */
+        return false;
+    }
+    if (m->env.type == MX_T_sys_stop && ctl) {
+        atomic_store_explicit(&a->status, ST_STOPPING, memory_order_relaxed);
+        mx_msg_free(m);
+        return false;
+    }
+    if (!ctl && atomic_load_explicit(&a->evict, memory_order_relaxed) > 0) {
+        /* relaxed: only this thread decrements, so the value stays >= 0 */
+        atomic_fetch_sub_explicit(&a->evict, 1, memory_order_relaxed);
+        dead(sys, a, m, MX_DL_DROPPED_OLDEST);
+        return false;
+    }
+    if (m->env.deadline_ms && mx_unix_ms() > m->env.deadline_ms) {
+        dead(sys, a, m, MX_DL_DEADLINE);
+        return false;
+    }
+    if (m->env.flags & MX_ENVF_REPLY) {
+        struct mx_pending *p = pending_take(a->ext, m->env.corr);
+        if (!p) {
+            dead(sys, a, m, MX_DL_LATE_REPLY);
+            return false;
+        }
+        uv_timer_stop(&p->h);
+        uv_close((uv_handle_t *)&p->h, pending_closed);
+    }
+    const struct mx_behaviour *b = atomic_load_explicit(&a->beh, memory_order_relaxed);
+    t_cur_msg = m;
+    if (mx_env_has_trace(&m->env)) {
+        mx_env_trace_hex(&m->env, t_trace_hex);
+        mx_log_set_context(t_sched->idx, b->name, t_trace_hex);
+    } else {
+        mx_log_set_context(t_sched->idx, b->name, NULL);
+    }
+    int rc = b->receive(a, a->state, m);
+    t_cur_msg = NULL;
+    mx_log_set_context(t_sched->idx, NULL, NULL);
+    mx_msg_free(m);
+    if (rc < 0)
+        on_handler_error(sys, a, rc);
+    return true;
+}
+
+static int hist_bucket(uint64_t ns)
+{
+    uint64_t us = ns / 1000;
+    int b = 0;
+    while (us && b < MX_HIST_BUCKETS - 1) {
+        us >>= 1;
+        b++;
+    }
+    return b;
+}
+
+/* One turn of actor a: control lane first, then up to MX_BATCH messages. */
+static void run_actor(mx_system_t *sys, struct mx_sched *s, struct mx_actor *a)
+{
+    int64_t n = 0;       /* tokens consumed (messages popped, init) */
+    uint64_t handled = 0;
+    struct mx_mnode *node;
+    uint64_t t0 = now_ns();
+    int64_t depth = atomic_load_explicit(&a->depth, memory_order_relaxed);
+    if (depth > (int64_t)atomic_load_explicit(&a->hwm, memory_order_relaxed))
+        atomic_store_explicit(&a->hwm, (uint32_t)depth, memory_order_relaxed);
+
+    if (a->spawn_tok) {
+        a->spawn_tok = 0;
+        n++; /* the spawner's token */
+    }
+    if (atomic_load_explicit(&a->status, memory_order_relaxed) == ST_SPAWNING) {
+        atomic_store_explicit(&a->status, ST_RUNNING, memory_order_relaxed);
+        const struct mx_behaviour *b = atomic_load_explicit(&a->beh, memory_order_relaxed);
+        mx_log_set_context(s->idx, b->name, NULL);
+        if (run_init(a) < 0) {
+            MX_ERROR("actor %s stopped: init failed", b->name);
+            atomic_store_explicit(&a->status, ST_STOPPING, memory_order_relaxed);
+        }
+        mx_log_set_context(s->idx, NULL, NULL);
+    }
+    for (int i = 0;; i++) {
+        /* the control lane goes first, and is checked before every user
+         * message so a stop is not held up behind a full batch */
+        while (mx_mpsc_peek(a->ctl_tail, &a->ctl_stub) &&
+               (node = mx_mpsc_pop(&a->ctl_head, &a->ctl_tail, &a->ctl_stub))) {
+            n++;
+            handled += dispatch(sys, a, (struct mx_msg *)node, true);
+            if (atomic_load_explicit(&a->status, memory_order_relaxed) == ST_STOPPING)
+                finalize(sys, a);
+        }
+        uint8_t st = atomic_load_explicit(&a->status, memory_order_relaxed);
+        if (st == ST_STOPPING) {
+            finalize(sys, a);
+            st = ST_FREE;
+        }
+        /* a live actor gets a batch; a stopped slot drains everything now */
+        if (st != ST_FREE && i >= MX_BATCH)
+            break;
+        node = mx_mpsc_pop(&a->mb_head, &a->mb_tail, &a->mb_stub);
+        if (!node)
+            break;
+        n++;
+        handled += dispatch(sys, a, (struct mx_msg *)node, false);
+    }
+    if (handled) {
+        uint64_t dt = now_ns() - t0;
+        int bk = hist_bucket(dt / handled);
+        OWN_ADD(a->hist[bk], (uint32_t)handled);
+        OWN_ADD(a->handled, handled);
+    }
+    /* oldest pending message, stored before the token is released so that a
+     * producer that next finds depth 0 overwrites it (see enqueue) */
+    struct mx_mnode *next = mx_mpsc_peek(a->mb_tail, &a->mb_stub);
+    atomic_store_explicit(&a->oldest_ms, next ? ((struct mx_msg *)next)->enq_ms : 0,
+                          memory_order_relaxed);
+    /* relaxed: statistic */
+    atomic_fetch_add_explicit(&s->turns, 1, memory_order_relaxed);
+    /* acq_rel: releases our writes to the next holder of the token; the
+     * slot must not be touched after this when nothing is left */
+    int64_t left = atomic_fetch_sub_explicit(&a->depth, n, memory_order_acq_rel) - n;
+    if (left > 0)
+        mx_mpsc_push(&s->rq_head, &a->rq_node);
+}
+
+static void run_some(struct mx_sched *s)
+{
+    mx_system_t *sys = s->sys;
+    int budget = TURN_BUDGET;
+    struct mx_mnode *n = NULL;
+    while (budget-- > 0 && (n = mx_mpsc_pop(&s->rq_head, &s->rq_tail, &s->rq_stub)))
+        run_actor(sys, s, actor_of_rq(n));
+    if (n && budget < 0)
+        uv_idle_start(&s->idle, on_idle); /* more to do: poll, don't block */
+    else
+        uv_idle_stop(&s->idle);
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    run_some(h->data);
+}
+
+static void close_any(uv_handle_t *h, void *arg)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void on_wake(uv_async_t *h)
+{
+    struct mx_sched *s = h->data;
+    run_some(s);
+    /* acquire: pairs with the release store in mx_system_stop */
+    if (atomic_load_explicit(&s->stopping, memory_order_acquire)) {
+        /* drain what is left (dead letters), then close every handle */
+        while (mx_mpsc_peek(s->rq_tail, &s->rq_stub))
+            run_some(s);
+        uv_walk(&s->loop, close_any, NULL);
+    }
+}
+
+static void *sched_main(void *arg)
+{
+    struct mx_sched *s = arg;
+    t_sched = s;
+    mx_log_set_context(s->idx, NULL, NULL);
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+    t_sched = NULL;
+    return NULL;
+}
+
+/* ---- offload pool ---- */
+
+static void *offload_main(void *arg)
+{
+    mx_system_t *sys = arg;
+    for (;;) {
+        pthread_mutex_lock(&sys->off_lock);
+        while (sys->off_count == 0 && !sys->off_stop)
+            pthread_cond_wait(&sys->off_cond, &sys->off_lock);
+        if (sys->off_count == 0 && sys->off_stop) {
+            pthread_mutex_unlock(&sys->off_lock);
+            return NULL;
+        }
+        struct offload_job job = sys->off_ring[sys->off_head];
+        sys->off_head = (sys->off_head + 1) % sys->off_cap;
+        sys->off_count--;
+        pthread_mutex_unlock(&sys->off_lock);
+
+        struct mx_msg *res = job.fn(job.arg);
+        if (!res) {
+            struct mx_m_sys_offload_done d = {.status = MX_EINTERNAL};
+            if (mx_msg_encode(MX_T_sys_offload_done, &d, &res) != 0)
+                continue;
+        }
+        res->env.to = job.to;
+        res->env.corr = job.id;
+        /* relaxed: statistic */
+        atomic_fetch_add_explicit(&sys->off_done, 1, memory_order_relaxed);
+        struct mx_actor *a = lookup(sys, job.to);
+        if (!a) {
+            count_dl(sys, MX_DL_NO_ACTOR);
+            mx_msg_free(res);
+            continue;
+        }
+        enqueue(sys, a, res, true);
+    }
+}
+
+int mx_offload(mx_actor_t *self, mx_offload_fn fn, void *arg, uint64_t *job)
+{
+    mx_system_t *sys = t_sched->sys;
+    struct mx_actor_ext *x = ext_of(self);
+    uint64_t id = ++x->next_corr;
+    pthread_mutex_lock(&sys->off_lock);
+    if (sys->off_count >= sys->off_cap || sys->off_stop) {
+        pthread_mutex_unlock(&sys->off_lock);
+        atomic_fetch_add_explicit(&sys->off_refused, 1, memory_order_relaxed);
+        return MX_EFULL;
+    }
+    sys->off_ring[(sys->off_head + sys->off_count) % sys->off_cap] =
+        (struct offload_job){fn, arg, addr_of(sys, self), id};
+    sys->off_count++;
+    pthread_cond_signal(&sys->off_cond);
+    pthread_mutex_unlock(&sys->off_lock);
+    if (job)
+        *job = id;
+    return 0;
+}
+
+/* ---- spawn and stop ---- */
+
+/* Take a slot for scheduler s with its scheduling token held (depth 1). */
+static struct mx_actor *take_slot(mx_system_t *sys, struct mx_sched *s)
+{
+    struct mx_actor *a = NULL;
+    pthread_mutex_lock(&s->free_lock);
+    for (struct mx_actor **pp = &s->free_list; *pp; pp = &(*pp)->free_next) {
+        int64_t zero = 0;
+        /* acq_rel: owning the token excludes the scheduler from the slot */
+        if (atomic_compare_exchange_strong_explicit(&(*pp)->depth, &zero, 1, memory_order_acq_rel,
+                                                    memory_order_relaxed)) {
+            a = *pp;
+            *pp = a->free_next; /* a slot still draining stale mail is skipped */
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->free_lock);
+    if (a)
+        return a;
+
+    pthread_mutex_lock(&sys->arena_lock);
+    uint32_t i = sys->arena_next;
+    if (i >= sys->max_actors) {
+        pthread_mutex_unlock(&sys->arena_lock);
+        return NULL;
+    }
+    struct mx_actor *slab =
+        atomic_load_explicit(&sys->slabs[i >> SLAB_SHIFT], memory_order_relaxed);
+    if (!slab) {
+        slab = aligned_alloc(64, SLAB_SIZE * sizeof(struct mx_actor));
+        if (!slab) {
+            pthread_mutex_unlock(&sys->arena_lock);
+            return NULL;
+        }
+        memset(slab, 0, SLAB_SIZE * sizeof(struct mx_actor));
+        for (uint32_t j = 0; j < SLAB_SIZE; j++) {
+            struct mx_actor *x = &slab[j];
+            x->idx = (i & ~SLAB_MASK) + j + 1;
+            x->sched = UINT16_MAX;
+            mx_mpsc_init(&x->mb_head, &x->mb_tail, &x->mb_stub);
+            mx_mpsc_init(&x->ctl_head, &x->ctl_tail, &x->ctl_stub);
+            atomic_init(&x->gen, 1);
+        }
+        /* release: publishes the initialised slab to lookup() */
+        atomic_store_explicit(&sys->slabs[i >> SLAB_SHIFT], slab, memory_order_release);
+    }
+    sys->arena_next = i + 1;
+    a = &slab[i & SLAB_MASK];
+    a->sched = (uint16_t)s->idx;
+    atomic_store_explicit(&a->depth, 1, memory_order_relaxed);
+    atomic_store_explicit(&sys->arena_used, i + 1, memory_order_release);
+    pthread_mutex_unlock(&sys->arena_lock);
+    return a;
+}
+
+static bool valid_name(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > MX_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (name[i] < 0x21 || name[i] > 0x7e)
+            return false;
+    return true;
+}
+
+int mx_spawn(mx_system_t *sys, const struct mx_behaviour *b, void *arg,
+             const struct mx_spawn_opts *opts, struct mx_addr *out)
+{
+    static const struct mx_spawn_opts defaults = MX_SPAWN_OPTS_DEFAULT;
+    if (!opts)
+        opts = &defaults;
+    if (!b || !b->receive || opts->sched >= sys->nsched || opts->max_restarts > 16 ||
+        (opts->name && !valid_name(opts->name)))
+        return MX_EINVAL;
+    /* acquire: pairs with the release in mx_system_stop */
+    if (atomic_load_explicit(&sys->stopping, memory_order_acquire))
+        return MX_ESTOPPED;
+    int si = opts->sched >= 0 ? opts->sched
+                              : (int)(atomic_fetch_add_explicit(&sys->rr, 1, memory_order_relaxed) %
+                                      (uint32_t)sys->nsched);
+    struct mx_sched *s = &sys->scheds[si];
+    struct mx_actor *a = take_slot(sys, s);
+    if (!a)
+        return MX_ELIMIT;
+    /* we hold the token: nobody else touches the owner fields now */
+    atomic_store_explicit(&a->beh, b, memory_order_relaxed);
+    a->arg = arg;
+    a->state = NULL;
+    a->ext = NULL;
+    a->inited = 0;
+    a->spawn_tok = 1;
+    a->max_restarts = opts->max_restarts;
+    a->restart_window_s = opts->restart_window_s ? opts->restart_window_s : 5;
+    atomic_store_explicit(&a->cap_msgs, opts->cap_msgs ? opts->cap_msgs : sys->default_cap,
+                          memory_order_relaxed);
+    atomic_store_explicit(&a->cap_bytes, opts->cap_bytes, memory_order_relaxed);
+    atomic_store_explicit(&a->policy, (uint8_t)opts->overflow, memory_order_relaxed);
+    atomic_store_explicit(&a->bytes, 0, memory_order_relaxed);
+    atomic_store_explicit(&a->evict, 0, memory_order_relaxed);
+    atomic_store_explicit(&a->refused, 0, memory_order_relaxed);
+    atomic_store_explicit(&a->oldest_ms, 0, memory_order_relaxed);
+    atomic_store_explicit(&a->handled, 0, memory_order_relaxed);
+    atomic_store_explicit(&a->dropped, 0, memory_order_relaxed);
+    atomic_store_explicit(&a->restarts, 0, memory_order_relaxed);
+    atomic_store_explicit(&a->errors, 0, memory_order_relaxed);
+    atomic_store_explicit(&a->hwm, 0, memory_order_relaxed);
+    for (int i = 0; i < MX_HIST_BUCKETS; i++)
+        atomic_store_explicit(&a->hist[i], 0, memory_order_relaxed);
+    atomic_store_explicit(&a->named, 0, memory_order_relaxed);
+    /* release: lookup() that sees a live status sees the fields above */
+    atomic_store_explicit(&a->status, ST_SPAWNING, memory_order_release);
+    struct mx_addr addr = addr_of(sys, a);
+    /* relaxed: statistics */
+    atomic_fetch_add_explicit(&sys->live, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&sys->spawned, 1, memory_order_relaxed);
+    if (opts->name) {
+        int rc = mx_register(sys, opts->name, addr);
+        if (rc != 0) {
+            /* retire the slot on its scheduler without running init */
+            atomic_store_explicit(&a->status, ST_STOPPING, memory_order_release);
+            schedule(sys, a);
+            return rc;
+        }
+        atomic_store_explicit(&a->named, 1, memory_order_relaxed);
+    }
+    schedule(sys, a); /* the token taken by take_slot */
+    if (out)
+        *out = addr;
+    return 0;
+}
+
+int mx_actor_stop(mx_system_t *sys, struct mx_addr addr)
+{
+    struct mx_actor *a = lookup(sys, addr);
+    if (!a)
+        return MX_ENOACTOR;
+    struct mx_msg *m = mx_msg_new(MX_T_sys_stop, 0);
+    m->env.to = addr;
+    enqueue(sys, a, m, true);
+    return 0;
+}
+
+void mx_exit(mx_actor_t *self)
+{
+    if (atomic_load_explicit(&self->status, memory_order_relaxed) == ST_RUNNING)
+        atomic_store_explicit(&self->status, ST_STOPPING, memory_order_relaxed);
+}
+
+struct mx_addr mx_self(const mx_actor_t *self)
+{
+    return addr_of(t_sched->sys, self);
+}
+
+mx_system_t *mx_system_of(const mx_actor_t *self)
+{
+    return t_sched->sys;
+}
+
+int mx_actor_sched(const mx_actor_t *self)
+{
+    return self->sched;
+}
+
+void mx_set_epoch(mx_actor_t *self, uint64_t epoch)
+{
+    ext_of(self)->epoch = epoch;
+}
+
+/* ---- sending ---- */
+
+static int send_to(mx_system_t *sys, struct mx_addr to, struct mx_msg *m)
+{
+    if (to.node != sys->node_id) {
+        count_dl(sys, MX_DL_NODE_DOWN); /* no transport to other nodes yet */
+        return MX_ENOACTOR;
+    }
+    struct mx_actor *a = lookup(sys, to);
+    if (!a) {
+        count_dl(sys, MX_DL_NO_ACTOR);
+        return MX_ENOACTOR;
+    }
+    m->env.to = to;
+    return enqueue(sys, a, m, false);
+}
+
+int mx_send(mx_actor_t *self, struct mx_addr to, struct mx_msg *m)
+{
+    mx_system_t *sys = t_sched->sys;
+    m->env.from = addr_of(sys, self);
+    if (t_cur_msg && !mx_env_has_trace(&m->env)) {
+        memcpy(m->env.trace_id, t_cur_msg->env.trace_id, sizeof(m->env.trace_id));
+        memcpy(m->env.span_id, t_cur_msg->env.span_id, sizeof(m->env.span_id));
+    }
+    if (self->ext)
+        m->env.epoch = self->ext->epoch;
+    return send_to(sys, to, m);
+}
+
+int mx_sys_send(mx_system_t *sys, struct mx_addr to, struct mx_msg *m)
+{
+    if (atomic_load_explicit(&sys->stopping, memory_order_acquire))
+        return MX_ESTOPPED;
+    m->env.from = (struct mx_addr){sys->node_id, 0};
+    return send_to(sys, to, m);
+}
+
+int mx_send_named(mx_actor_t *self, const char *name, struct mx_msg *m)
+{
+    struct mx_addr to;
+    int rc = mx_whereis(t_sched->sys, name, &to);
+    if (rc != 0) {
+        count_dl(t_sched->sys, MX_DL_NO_ACTOR);
+        return MX_ENOACTOR;
+    }
+    return mx_send(self, to, m);
+}
+
+int mx_request(mx_actor_t *self, struct mx_addr to, struct mx_msg *m, uint32_t timeout_ms,
+               uint64_t *corr)
+{
+    struct mx_sched *s = t_sched;
+    struct mx_actor_ext *x = ext_of(self);
+    if (x->npending >= MAX_PENDING)
+        return MX_ELIMIT;
+    uint64_t id = ++x->next_corr;
+    m->env.corr = id;
+    m->env.flags = (m->env.flags & ~MX_ENVF_REPLY) | MX_ENVF_REQUEST;
+    if (!m->env.deadline_ms)
+        m->env.deadline_ms = mx_unix_ms() + timeout_ms;
+    int rc = mx_send(self, to, m);
+    if (rc != 0)
+        return rc;
+    struct mx_pending *p = xcalloc(1, sizeof(*p));
+    p->a = self;
+    p->corr = id;
+    uv_timer_init(&s->loop, &p->h);
+    p->h.data = p;
+    uv_timer_start(&p->h, on_request_timeout, timeout_ms, 0);
+    pending_put(x, p);
+    if (corr)
+        *corr = id;
+    return 0;
+}
+
+int mx_reply(mx_actor_t *self, const struct mx_msg *req, struct mx_msg *rep)
+{
+    if (!(req->env.flags & MX_ENVF_REQUEST) || req->env.from.actor == 0)
+        return MX_EINVAL;
+    rep->env.corr = req->env.corr;
+    rep->env.flags = (rep->env.flags & ~MX_ENVF_REQUEST) | MX_ENVF_REPLY;
+    return mx_send(self, req->env.from, rep);
+}
+
+/* ---- timers ---- */
+
+int mx_timer_start(mx_actor_t *self, uint64_t delay_ms, uint64_t repeat_ms, struct mx_msg *tmpl,
+                   uint64_t *id)
+{
+    struct mx_actor_ext *x = ext_of(self);
+    if (x->ntimers >= MAX_TIMERS)
+        return MX_ELIMIT;
+    struct mx_timer *t = xcalloc(1, sizeof(*t));
+    t->a = self;
+    t->id = ++x->next_timer_id;
+    t->tmpl = tmpl;
+    t->repeat = repeat_ms > 0;
+    uv_timer_init(&t_sched->loop, &t->h);
+    t->h.data = t;
+    uv_timer_start(&t->h, on_timer, delay_ms, repeat_ms);
+    t->next = x->timers;
+    x->timers = t;
+    x->ntimers++;
+    if (id)
+        *id = t->id;
+    return 0;
+}
+
+int mx_timer_cancel(mx_actor_t *self, uint64_t id)
+{
+    struct mx_actor_ext *x = self->ext;
+    if (!x)
+        return MX_ENOTFOUND;
+    for (struct mx_timer **pp = &x->timers; *pp; pp = &(*pp)->next) {
+        if ((*pp)->id == id) {
+            struct mx_timer *t = *pp;
+            *pp = t->next;
+            x->ntimers--;
+            uv_close((uv_handle_t *)&t->h, timer_closed);
+            return 0;
+        }
+    }
+    return MX_ENOTFOUND;
+}
+
+/* ---- names ---- */
+
+static uint32_t name_hash(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h & (REG_BUCKETS - 1);
+}
+
+int mx_register(mx_system_t *sys, const char *name, struct mx_addr addr)
+{
+    if (!valid_name(name))
+        return MX_EINVAL;
+    uint32_t h = name_hash(name);
+    int rc = 0;
+    pthread_mutex_lock(&sys->reg_lock);
+    for (struct reg_entry *e = sys->reg[h]; e; e = e->next) {
+        if (strcmp(e->name, name) == 0) {
+            rc = MX_EEXISTS;
+            goto out_unlock;
+        }
+    }
+    if (sys->reg_count >= REG_MAX) {
+        rc = MX_ELIMIT;
+        goto out_unlock;
+    }
+    struct reg_entry *e = xcalloc(1, sizeof(*e));
+    snprintf(e->name, sizeof(e->name), "%s", name);
+    e->addr = addr;
+    e->next = sys->reg[h];
+    sys->reg[h] = e;
+    sys->reg_count++;
+    struct mx_actor *a = lookup(sys, addr);
+    if (a)
+        atomic_store_explicit(&a->named, 1, memory_order_relaxed);
+out_unlock:
+    pthread_mutex_unlock(&sys->reg_lock);
+    return rc;
+}
+
+int mx_unregister(mx_system_t *sys, const char *name)
+{
+    if (!valid_name(name))
+        return MX_EINVAL;
+    int rc = MX_ENOTFOUND;
+    pthread_mutex_lock(&sys->reg_lock);
+    for (struct reg_entry **pp = &sys->reg[name_hash(name)]; *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->name, name) == 0) {
+            struct reg_entry *e = *pp;
+            *pp = e->next;
+            free(e);
+            sys->reg_count--;
+            rc = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&sys->reg_lock);
+    return rc;
+}
+
+static void reg_remove_addr(mx_system_t *sys, struct mx_addr addr)
+{
+    pthread_mutex_lock(&sys->reg_lock);
+    for (uint32_t i = 0; i < REG_BUCKETS; i++) {
+        for (struct reg_entry **pp = &sys->reg[i]; *pp;) {
+            struct reg_entry *e = *pp;
+            if (e->addr.node == addr.node && e->addr.actor == addr.actor) {
+                *pp = e->next;
+                free(e);
+                sys->reg_count--;
+            } else {
+                pp = &e->next;
+            }
+        }
+    }
+    pthread_mutex_unlock(&sys->reg_lock);
+}
+
+static bool reg_name_of(mx_system_t *sys, struct mx_addr addr, char *out, size_t n)
+{
+    bool found = false;
+    pthread_mutex_lock(&sys->reg_lock);
+    for (uint32_t i = 0; i < REG_BUCKETS && !found; i++) {
+        for (struct reg_entry *e = sys->reg[i]; e; e = e->next) {
+            if (e->addr.actor == addr.actor && e->addr.node == addr.node) {
+                snprintf(out, n, "%s", e->name);
+                found = true;
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&sys->reg_lock);
+    return found;
+}
+
+int mx_whereis(mx_system_t *sys, const char *name, struct mx_addr *out)
+{
+    if (!valid_name(name))
+        return MX_EINVAL;
+    int rc = MX_ENOTFOUND;
+    pthread_mutex_lock(&sys->reg_lock);
+    for (struct reg_entry *e = sys->reg[name_hash(name)]; e; e = e->next) {
+        if (strcmp(e->name, name) == 0) {
+            *out = e->addr;
+            rc = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&sys->reg_lock);
+    return rc;
+}
+
+/* ---- counters ---- */
+
+static bool fill_stats(mx_system_t *sys, struct mx_actor *a, struct mx_actor_stats *o)
+{
+    uint8_t st = atomic_load_explicit(&a->status, memory_order_acquire);
+    if (st == ST_FREE)
+        return false;
+    memset(o, 0, sizeof(*o));
+    o->addr = addr_of(sys, a);
+    const struct mx_behaviour *b = atomic_load_explicit(&a->beh, memory_order_relaxed);
+    o->type = b ? b->name : "?";
+    o->sched = a->sched;
+    o->handled = atomic_load_explicit(&a->handled, memory_order_relaxed);
+    o->dropped = atomic_load_explicit(&a->dropped, memory_order_relaxed);
+    o->refused = atomic_load_explicit(&a->refused, memory_order_relaxed);
+    o->restarts = atomic_load_explicit(&a->restarts, memory_order_relaxed);
+    o->errors = atomic_load_explicit(&a->errors, memory_order_relaxed);
+    o->depth = atomic_load_explicit(&a->depth, memory_order_relaxed);
+    if (o->depth < 0)
+        o->depth = 0;
+    o->hwm = atomic_load_explicit(&a->hwm, memory_order_relaxed);
+    int64_t oldest = atomic_load_explicit(&a->oldest_ms, memory_order_relaxed);
+    o->oldest_age_ms = (oldest && o->depth > 0) ? mx_now_ms() - oldest : 0;
+    if (o->oldest_age_ms < 0)
+        o->oldest_age_ms = 0;
+    o->received = o->handled + o->dropped + (uint64_t)o->depth;
+    for (int i = 0; i < MX_HIST_BUCKETS; i++)
+        o->hist[i] = atomic_load_explicit(&a->hist[i], memory_order_relaxed);
+    if (atomic_load_explicit(&a->named, memory_order_relaxed))
+        reg_name_of(sys, o->addr, o->name, sizeof(o->name));
+    return true;
+}
+
+int mx_actor_stats(mx_system_t *sys, struct mx_addr addr, struct mx_actor_stats *out)
+{
+    struct mx_actor *a = lookup(sys, addr);
+    if (!a || !fill_stats(sys, a, out))
+        return MX_ENOACTOR;
+    return 0;
+}
+
+void mx_actors_foreach(mx_system_t *sys, bool (*cb)(const struct mx_actor_stats *, void *),
+                       void *ctx)
+{
+    uint32_t used = atomic_load_explicit(&sys->arena_used, memory_order_acquire);
+    struct mx_actor_stats st;
+    for (uint32_t i = 1; i <= used; i++) {
+        struct mx_actor *a = slot(sys, i);
+        if (a && fill_stats(sys, a, &st) && !cb(&st, ctx))
+            return;
+    }
+}
+
+void mx_deadletters(mx_system_t *sys, uint64_t out[MX_DL_COUNT])
+{
+    for (int i = 0; i < MX_DL_COUNT; i++)
+        out[i] = atomic_load_explicit(&sys->deadletters[i], memory_order_relaxed);
+}
+
+void mx_system_stats(mx_system_t *sys, struct mx_system_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->live_actors = atomic_load_explicit(&sys->live, memory_order_relaxed);
+    out->spawned = atomic_load_explicit(&sys->spawned, memory_order_relaxed);
+    out->offload_refused = atomic_load_explicit(&sys->off_refused, memory_order_relaxed);
+    out->offload_done = atomic_load_explicit(&sys->off_done, memory_order_relaxed);
+    for (int i = 0; i < sys->nsched; i++)
+        out->wakeups += atomic_load_explicit(&sys->scheds[i].wakeups, memory_order_relaxed);
+}
+
+int mx_system_schedulers(const mx_system_t *sys)
+{
+    return sys->nsched;
+}
+
+uint64_t mx_system_node_id(const mx_system_t *sys)
+{
+    return sys->node_id;
+}
+
+const char *mx_system_node_name(const mx_system_t *sys)
+{
+    return sys->node_name;
+}
+
+/* ---- system start and stop ---- */
+
+int mx_system_start(const struct mx_system_opts *opts, mx_system_t **out)
+{
+    int n = opts->schedulers > 0 ? opts->schedulers : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        n = 1;
+    if (n > MX_MAX_SCHEDULERS)
+        return MX_EINVAL;
+    mx_system_t *sys = xcalloc(1, sizeof(*sys));
+    snprintf(sys->node_name, sizeof(sys->node_name), "%s",
+             opts->node_name ? opts->node_name : "mx");
+    /* the node id carries the incarnation: start time in ms and the pid */
+    sys->node_id = (mx_unix_ms() << 20) ^ (uint64_t)(getpid() & 0xfffff);
+    sys->nsched = n;
+    sys->default_cap = opts->default_cap ? opts->default_cap : 1024;
+    sys->max_actors = opts->max_actors ? opts->max_actors : MAX_SLABS * SLAB_SIZE;
+    if (sys->max_actors > MAX_SLABS * SLAB_SIZE)
+        sys->max_actors = MAX_SLABS * SLAB_SIZE;
+    pthread_mutex_init(&sys->arena_lock, NULL);
+    pthread_mutex_init(&sys->reg_lock, NULL);
+    pthread_mutex_init(&sys->off_lock, NULL);
+    pthread_cond_init(&sys->off_cond, NULL);
+    sys->off_cap = opts->offload_queue ? opts->offload_queue : 1024;
+    sys->off_ring = xcalloc(sys->off_cap, sizeof(*sys->off_ring));
+    sys->off_nthreads = opts->offload_threads > 0 ? opts->offload_threads : 4;
+    sys->off_threads = xcalloc((size_t)sys->off_nthreads, sizeof(pthread_t));
+    for (int i = 0; i < sys->off_nthreads; i++)
+        pthread_create(&sys->off_threads[i], NULL, offload_main, sys);
+
+    sys->scheds = aligned_alloc(64, sizeof(struct mx_sched) * (size_t)n);
+    if (!sys->scheds)
+        abort();
+    memset(sys->scheds, 0, sizeof(struct mx_sched) * (size_t)n);
+    for (int i = 0; i < n; i++) {
+        struct mx_sched *s = &sys->scheds[i];
+        s->idx = i;
+        s->sys = sys;
+        mx_mpsc_init(&s->rq_head, &s->rq_tail, &s->rq_stub);
+        pthread_mutex_init(&s->free_lock, NULL);
+        uv_loop_init(&s->loop);
+        uv_async_init(&s->loop, &s->wake, on_wake);
+        s->wake.data = s;
+        uv_idle_init(&s->loop, &s->idle);
+        s->idle.data = s;
+    }
+    for (int i = 0; i < n; i++)
+        pthread_create(&sys->scheds[i].thread, NULL, sched_main, &sys->scheds[i]);
+    *out = sys;
+    return 0;
+}
+
+int mx_system_stop(mx_system_t *sys, uint32_t timeout_ms)
+{
+    int rc = 0;
+    /* release: spawns and outside sends that see this fail from now on */
+    atomic_store_explicit(&sys->stopping, true, memory_order_release);
+    uint32_t used = atomic_load_explicit(&sys->arena_used, memory_order_acquire);
+    for (uint32_t i = 1; i <= used; i++) {
+        struct mx_actor *a = slot(sys, i);
+        if (a && atomic_load_explicit(&a->status, memory_order_acquire) != ST_FREE)
+            mx_actor_stop(sys, addr_of(sys, a));
+    }
+    int64_t deadline = mx_now_ms() + (timeout_ms ? timeout_ms : 10000);
+    while (atomic_load_explicit(&sys->live, memory_order_relaxed) > 0) {
+        if (mx_now_ms() > deadline) {
+            rc = MX_ETIMEDOUT;
+            break;
+        }
+        usleep(1000);
+    }
+    pthread_mutex_lock(&sys->off_lock);
+    sys->off_stop = true;
+    pthread_cond_broadcast(&sys->off_cond);
+    pthread_mutex_unlock(&sys->off_lock);
+    for (int i = 0; i < sys->off_nthreads; i++)
+        pthread_join(sys->off_threads[i], NULL);
+    for (int i = 0; i < sys->nsched; i++) {
+        atomic_store_explicit(&sys->scheds[i].stopping, true, memory_order_release);
+        uv_async_send(&sys->scheds[i].wake);
+    }
+    for (int i = 0; i < sys->nsched; i++)
+        pthread_join(sys->scheds[i].thread, NULL);
+    return rc;
+}
+
+void mx_system_free(mx_system_t *sys)
+{
+    if (!sys)
+        return;
+    for (int i = 0; i < sys->nsched; i++) {
+        struct mx_sched *s = &sys->scheds[i];
+        uv_run(&s->loop, UV_RUN_NOWAIT); /* let close callbacks run */
+        uv_loop_close(&s->loop);
+        pthread_mutex_destroy(&s->free_lock);
+    }
+    /* messages still queued on retired slots are dead letters */
+    uint32_t used = atomic_load_explicit(&sys->arena_used, memory_order_acquire);
+    for (uint32_t i = 1; i <= used; i++) {
+        struct mx_actor *a = slot(sys, i);
+        struct mx_mnode *n;
+        while ((n = mx_mpsc_pop(&a->mb_head, &a->mb_tail, &a->mb_stub)))
+            dead(sys, NULL, (struct mx_msg *)n, MX_DL_STOPPED);
+        while ((n = mx_mpsc_pop(&a->ctl_head, &a->ctl_tail, &a->ctl_stub)))
+            mx_msg_free((struct mx_msg *)n);
+    }
+    for (uint32_t i = 0; i < MAX_SLABS; i++)
+        free(atomic_load_explicit(&sys->slabs[i], memory_order_relaxed));
+    for (uint32_t i = 0; i < REG_BUCKETS; i++) {
+        for (struct reg_entry *e = sys->reg[i], *nx; e; e = nx) {
+            nx = e->next;
+            free(e);
+        }
+    }
+    free(sys->scheds);
+    free(sys->off_ring);
+    free(sys->off_threads);
+    pthread_mutex_destroy(&sys->arena_lock);
+    pthread_mutex_destroy(&sys->reg_lock);
+    pthread_mutex_destroy(&sys->off_lock);
+    pthread_cond_destroy(&sys->off_cond);
+    free(sys);
+}

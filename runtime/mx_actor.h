@@ -1,0 +1,246 @@
+/* mx_actor.h - the actor system: schedulers, actors, send, request/reply,
+ * timers, offload, names, counters and dead letters.
+ *
+ * A system runs N scheduler threads, each owning one libuv loop. Every actor
+ * is pinned to one scheduler and only that thread runs its callbacks, so an
+ * actor's state needs no locks. Other threads reach an actor only through its
+ * bounded mailbox (mx_send); the send that makes a mailbox non-empty puts the
+ * actor on its scheduler's run queue and wakes the loop (uv_async_send, which
+ * libuv coalesces). A turn handles at most MX_BATCH messages so one busy actor
+ * cannot starve the others.
+ *
+ * Ownership: mx_send and friends take the message only when they return 0;
+ * on error the caller still owns it. A handler borrows the message it is
+ * given; it is freed when the handler returns.
+ */
+#ifndef MX_ACTOR_H
+#define MX_ACTOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mx_msg.h"
+
+typedef struct mx_system mx_system_t;
+typedef struct mx_actor mx_actor_t;
+
+#define MX_BATCH 64             /* messages per actor turn */
+#define MX_MAX_SCHEDULERS 256
+#define MX_NAME_MAX 64          /* registered name length, bytes */
+#define MX_HIST_BUCKETS 12      /* handling time: <1us, <2us, ... <1024us, >=1024us */
+
+/* Behaviour: what an actor does. Callbacks run on the actor's scheduler. */
+struct mx_behaviour {
+    const char *name; /* actor type, for logs and metrics */
+    /* init - create the state from arg. Return 0, or a negative MX_E* code
+     * (counted as an error; the restart policy decides what follows). */
+    int (*init)(mx_actor_t *self, void *arg, void **state);
+    /* receive - handle one message (borrowed). A negative return is a
+     * handler error: counted, and the actor is restarted (stop + init) per
+     * its restart policy. */
+    int (*receive)(mx_actor_t *self, void *state, struct mx_msg *m);
+    /* stop - free the state. Called on stop, before a restart, and at
+     * system shutdown. May be NULL. */
+    void (*stop)(mx_actor_t *self, void *state);
+};
+
+enum mx_overflow {
+    MX_OVERFLOW_REJECT = 0, /* the send fails with MX_EFULL */
+    MX_OVERFLOW_DROP_OLDEST, /* the oldest pending message is dropped (counted) */
+    MX_OVERFLOW_DROP_NEWEST, /* the new message is dropped (counted); send returns 0 */
+};
+
+struct mx_spawn_opts {
+    int sched;                  /* scheduler index, or -1 for round robin */
+    uint32_t cap_msgs;          /* mailbox capacity in messages; 0 = system default */
+    uint32_t cap_bytes;         /* mailbox capacity in bytes; 0 = no byte limit */
+    enum mx_overflow overflow;  /* what a full mailbox does */
+    uint8_t max_restarts;       /* restarts allowed within restart_window_s (max 16) */
+    uint16_t restart_window_s;  /* default 5 s */
+    const char *name;           /* register under this name on the node; NULL = none */
+};
+
+#define MX_SPAWN_OPTS_DEFAULT {.sched = -1, .max_restarts = 3, .restart_window_s = 5}
+
+struct mx_system_opts {
+    const char *node_name;   /* for logs and the node id */
+    int schedulers;          /* 0 = number of cores */
+    uint32_t default_cap;    /* default mailbox capacity; 0 = 1024 */
+    int offload_threads;     /* 0 = 4 */
+    uint32_t offload_queue;  /* pending offload jobs bound; 0 = 1024 */
+    uint32_t max_actors;     /* bound on live actors; 0 = 16M */
+};
+
+/* Dead letter reasons: every message not delivered is counted under one. */
+#define MX_DL_MAP(X)                                                           \
+    X(NO_ACTOR, "no-actor")                                                    \
+    X(MAILBOX_FULL, "mailbox-full")                                            \
+    X(DROPPED_OLDEST, "dropped-oldest")                                        \
+    X(DROPPED_NEWEST, "dropped-newest")                                        \
+    X(STALE_EPOCH, "stale-epoch")                                              \
+    X(NODE_DOWN, "node-down")                                                  \
+    X(DECODE_ERROR, "decode-error")                                            \
+    X(DEADLINE, "deadline-passed")                                             \
+    X(STOPPED, "actor-stopped")                                                \
+    X(LATE_REPLY, "late-reply")
+
+enum mx_dl_reason {
+#define MX_DL_ENUM(n, s) MX_DL_##n,
+    MX_DL_MAP(MX_DL_ENUM)
+#undef MX_DL_ENUM
+    MX_DL_COUNT
+};
+
+/* mx_dl_name - the reason's name as shown by mxctl and metrics. */
+const char *mx_dl_name(enum mx_dl_reason r);
+
+/* ---- system ---- */
+
+/* mx_system_start - start the schedulers. Returns 0 and *out, or an MX_E*
+ * code (nothing is left running then). Call from a non-scheduler thread. */
+int mx_system_start(const struct mx_system_opts *opts, mx_system_t **out);
+
+/* mx_system_stop - stop every actor (their stop callbacks run on their
+ * schedulers; pending messages become dead letters, reason actor-stopped),
+ * then stop and join the schedulers. Blocks; waits at most timeout_ms for
+ * actors to finish (0 = 10 s). Returns 0, or MX_ETIMEDOUT if some actor did
+ * not stop in time (the schedulers are stopped anyway). Not from a scheduler. */
+int mx_system_stop(mx_system_t *sys, uint32_t timeout_ms);
+
+/* mx_system_free - free a stopped system. */
+void mx_system_free(mx_system_t *sys);
+
+int mx_system_schedulers(const mx_system_t *sys);
+uint64_t mx_system_node_id(const mx_system_t *sys);
+const char *mx_system_node_name(const mx_system_t *sys);
+
+/* ---- actors ---- */
+
+/* mx_spawn - create an actor running behaviour b with init argument arg on
+ * a scheduler; its init callback runs there before any message. opts may be
+ * NULL (defaults). Returns 0 and its address in *out (may be NULL), or
+ * MX_EINVAL, MX_ELIMIT (too many actors), MX_EEXISTS (name taken),
+ * MX_ESTOPPED (system stopping). Any thread, including handlers. */
+int mx_spawn(mx_system_t *sys, const struct mx_behaviour *b, void *arg,
+             const struct mx_spawn_opts *opts, struct mx_addr *out);
+
+/* mx_actor_stop - ask the actor at addr to stop (control lane: never
+ * refused for capacity). Messages already queued become dead letters.
+ * Returns 0 or MX_ENOACTOR. Any thread. */
+int mx_actor_stop(mx_system_t *sys, struct mx_addr addr);
+
+/* mx_exit - the calling actor stops after its current handler returns. */
+void mx_exit(mx_actor_t *self);
+
+struct mx_addr mx_self(const mx_actor_t *self);
+mx_system_t *mx_system_of(const mx_actor_t *self);
+int mx_actor_sched(const mx_actor_t *self);
+
+/* mx_set_epoch - singleton fencing epoch stamped on every message the actor
+ * sends from now on (0 = not a singleton). Owner thread. */
+void mx_set_epoch(mx_actor_t *self, uint64_t epoch);
+
+/* ---- sending ---- */
+
+/* mx_send - send m from the calling actor to `to`. Sets from, trace id (of
+ * the message being handled, unless m has one), and epoch. Takes m on
+ * success. Returns 0, MX_EFULL (mailbox full, reject policy), MX_ENOACTOR,
+ * MX_ESTOPPED. Every failure is also counted as a dead letter. Any
+ * handler; from other threads use mx_sys_send. */
+int mx_send(mx_actor_t *self, struct mx_addr to, struct mx_msg *m);
+
+/* mx_sys_send - send m from outside any actor (from.actor = 0). Same
+ * ownership and errors as mx_send. Any thread. */
+int mx_sys_send(mx_system_t *sys, struct mx_addr to, struct mx_msg *m);
+
+/* mx_send_named - mx_send to the actor registered as name on this node. */
+int mx_send_named(mx_actor_t *self, const char *name, struct mx_msg *m);
+
+/* mx_request - send m as a request; the reply (type of the replier's
+ * choosing, env.corr == *corr) or a sys_timeout message with the same corr
+ * after timeout_ms arrives as a message. Replies after the timeout are
+ * dropped and counted (late-reply). Returns 0 and *corr, or the mx_send
+ * errors, or MX_ELIMIT (too many outstanding requests). Owner thread. */
+int mx_request(mx_actor_t *self, struct mx_addr to, struct mx_msg *m, uint32_t timeout_ms,
+               uint64_t *corr);
+
+/* mx_reply - answer request req (borrowed) with rep (taken on success). */
+int mx_reply(mx_actor_t *self, const struct mx_msg *req, struct mx_msg *rep);
+
+/* ---- timers and offload ---- */
+
+/* mx_timer_start - deliver a copy of tmpl to the calling actor after
+ * delay_ms, then every repeat_ms (0 = once). Takes tmpl on success.
+ * Returns 0 and *id, or MX_ELIMIT (too many timers). Owner thread. */
+int mx_timer_start(mx_actor_t *self, uint64_t delay_ms, uint64_t repeat_ms, struct mx_msg *tmpl,
+                   uint64_t *id);
+
+/* mx_timer_cancel - cancel a timer; MX_ENOTFOUND if it is not running. */
+int mx_timer_cancel(mx_actor_t *self, uint64_t id);
+
+/* Work run on an offload thread: may block. Returns the message to deliver
+ * to the actor (its env.corr is set to the job id), or NULL to deliver a
+ * sys_offload_done with status MX_EINTERNAL. */
+typedef struct mx_msg *(*mx_offload_fn)(void *arg);
+
+/* mx_offload - run fn(arg) on the worker pool; the result arrives as a
+ * message with env.corr == *job. Returns 0, or MX_EFULL when the pool's
+ * queue is full (fn is then never called; arg stays the caller's). */
+int mx_offload(mx_actor_t *self, mx_offload_fn fn, void *arg, uint64_t *job);
+
+/* ---- names ---- */
+
+/* mx_register - register addr under name on this node. MX_EEXISTS if taken;
+ * MX_EINVAL if the name is empty, too long or not printable ASCII. */
+int mx_register(mx_system_t *sys, const char *name, struct mx_addr addr);
+int mx_unregister(mx_system_t *sys, const char *name);
+/* mx_whereis - the address registered as name; MX_ENOTFOUND if none. */
+int mx_whereis(mx_system_t *sys, const char *name, struct mx_addr *out);
+
+/* ---- counters ---- */
+
+struct mx_actor_stats {
+    struct mx_addr addr;
+    const char *type;        /* behaviour name */
+    char name[MX_NAME_MAX + 1]; /* registered name or "" */
+    int sched;
+    uint64_t received;       /* accepted into the mailbox */
+    uint64_t handled;        /* given to the handler */
+    uint64_t dropped;        /* accepted but not handled (dead letters) */
+    uint64_t refused;        /* sends refused or dropped at the door */
+    uint32_t restarts;
+    uint32_t errors;         /* handler and init errors */
+    int64_t depth;           /* pending messages */
+    uint32_t hwm;            /* highest depth seen at a turn */
+    int64_t oldest_age_ms;   /* age of the oldest pending message, 0 if none */
+    uint32_t hist[MX_HIST_BUCKETS];
+};
+
+/* mx_actor_stats - counters of the actor at addr, read without locks or
+ * pausing its loop (each field is exact; together they are a snapshot taken
+ * while the actor may be running). Returns 0 or MX_ENOACTOR. Any thread. */
+int mx_actor_stats(mx_system_t *sys, struct mx_addr addr, struct mx_actor_stats *out);
+
+/* mx_actors_foreach - call cb for every live actor's stats; cb returning
+ * false stops the walk. Any thread. */
+void mx_actors_foreach(mx_system_t *sys, bool (*cb)(const struct mx_actor_stats *, void *),
+                       void *ctx);
+
+/* mx_deadletters - dead letter counts by reason. Any thread. */
+void mx_deadletters(mx_system_t *sys, uint64_t out[MX_DL_COUNT]);
+
+struct mx_system_stats {
+    uint64_t live_actors;
+    uint64_t spawned;
+    uint64_t offload_refused;
+    uint64_t offload_done;
+    uint64_t wakeups; /* uv_async_send calls made */
+};
+void mx_system_stats(mx_system_t *sys, struct mx_system_stats *out);
+
+/* mx_now_ms - monotonic clock in ms (coarse, cheap). */
+int64_t mx_now_ms(void);
+/* mx_unix_ms - wall clock in ms. */
+uint64_t mx_unix_ms(void);
+
+#endif

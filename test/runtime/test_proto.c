@@ -1,0 +1,301 @@
+/* test_proto.c - the msgpack codec and envelope reject hostile bytes
+ * cleanly: random bytes, truncation, wrong types, lengths past the end. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include <msgpack.h>
+
+#include "mx_env.h"
+#include "mx_err.h"
+#include "mx_proto.h"
+#include "mx_testutil.h"
+
+static size_t encode_kv(uint8_t *buf, size_t cap)
+{
+    struct mx_m_test_kv kv = {.sender = 7, .seq = 123456789012ull, .delta = -42, .ratio = 0.25,
+                              .flag = true, .text = MX_STR("hello, 세계"),
+                              .blob = {"\x00\x01\x02", 3}};
+    size_t len;
+    assert_int_equal(mx_m_test_kv_encode(&kv, buf, cap, &len), 0);
+    return len;
+}
+
+static void test_roundtrip(void **st)
+{
+    uint8_t buf[256];
+    size_t len = encode_kv(buf, sizeof(buf));
+    struct mx_m_test_kv out;
+    assert_int_equal(mx_m_test_kv_decode(buf, len, &out), 0);
+    assert_int_equal(out.sender, 7);
+    assert_int_equal(out.seq, 123456789012ull);
+    assert_int_equal(out.delta, -42);
+    assert_true(out.ratio == 0.25);
+    assert_true(out.flag);
+    assert_int_equal(out.text.len, strlen("hello, 세계"));
+    assert_memory_equal(out.text.ptr, "hello, 세계", out.text.len);
+    assert_int_equal(out.blob.len, 3);
+    assert_memory_equal(out.blob.ptr, "\x00\x01\x02", 3);
+}
+
+static void test_encode_too_small(void **st)
+{
+    uint8_t buf[8];
+    struct mx_m_test_kv kv = {.text = MX_STR("a string longer than eight bytes")};
+    size_t len;
+    assert_int_equal(mx_m_test_kv_encode(&kv, buf, sizeof(buf), &len), MX_ETOOBIG);
+}
+
+static void test_truncated(void **st)
+{
+    uint8_t buf[256];
+    size_t len = encode_kv(buf, sizeof(buf));
+    struct mx_m_test_kv out;
+    for (size_t cut = 0; cut < len; cut++)
+        assert_int_equal(mx_m_test_kv_decode(buf, cut, &out), MX_EDECODE);
+    /* trailing bytes are as wrong as missing ones */
+    buf[len] = 0xc0;
+    assert_int_equal(mx_m_test_kv_decode(buf, len + 1, &out), MX_EDECODE);
+}
+
+static size_t pack(msgpack_sbuffer *sb, void (*fill)(msgpack_packer *))
+{
+    msgpack_sbuffer_init(sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    fill(&pk);
+    return sb->size;
+}
+
+static void fill_wrong_type(msgpack_packer *pk)
+{
+    msgpack_pack_array(pk, 2); /* test_echo is {U64 n, STR text} */
+    msgpack_pack_str(pk, 1);
+    msgpack_pack_str_body(pk, "x", 1); /* string where the integer belongs */
+    msgpack_pack_str(pk, 1);
+    msgpack_pack_str_body(pk, "y", 1);
+}
+
+static void fill_negative_u64(msgpack_packer *pk)
+{
+    msgpack_pack_array(pk, 2);
+    msgpack_pack_int64(pk, -1);
+    msgpack_pack_str(pk, 0);
+}
+
+static void fill_wrong_count(msgpack_packer *pk)
+{
+    msgpack_pack_array(pk, 3);
+    msgpack_pack_uint64(pk, 1);
+    msgpack_pack_str(pk, 0);
+    msgpack_pack_nil(pk);
+}
+
+static void fill_map(msgpack_packer *pk)
+{
+    msgpack_pack_map(pk, 1);
+    msgpack_pack_uint64(pk, 1);
+    msgpack_pack_uint64(pk, 2);
+}
+
+static void fill_nested(msgpack_packer *pk)
+{
+    msgpack_pack_array(pk, 2);
+    msgpack_pack_uint64(pk, 1);
+    msgpack_pack_array(pk, 1);
+    msgpack_pack_str(pk, 0);
+}
+
+static void test_wrong_types(void **st)
+{
+    void (*fills[])(msgpack_packer *) = {fill_wrong_type, fill_negative_u64, fill_wrong_count,
+                                         fill_map, fill_nested};
+    for (size_t i = 0; i < sizeof(fills) / sizeof(fills[0]); i++) {
+        msgpack_sbuffer sb;
+        size_t len = pack(&sb, fills[i]);
+        struct mx_m_test_echo out;
+        assert_int_equal(mx_m_test_echo_decode((uint8_t *)sb.data, len, &out), MX_EDECODE);
+        msgpack_sbuffer_destroy(&sb);
+    }
+}
+
+static void test_lengths_past_end(void **st)
+{
+    struct mx_m_test_echo out;
+    /* array32 claiming 4 billion elements in 5 bytes: refused before any
+     * allocation is attempted */
+    const uint8_t huge_array[] = {0xdd, 0xff, 0xff, 0xff, 0xff};
+    assert_int_equal(mx_proto_validate(huge_array, sizeof(huge_array)), MX_EDECODE);
+    assert_int_equal(mx_m_test_echo_decode(huge_array, sizeof(huge_array), &out), MX_EDECODE);
+    const uint8_t huge_map[] = {0xdf, 0x7f, 0xff, 0xff, 0xff, 0x01};
+    assert_int_equal(mx_proto_validate(huge_map, sizeof(huge_map)), MX_EDECODE);
+    /* [1, str32 of 2 GiB] with 3 bytes of string present */
+    const uint8_t long_str[] = {0x92, 0x01, 0xdb, 0x7f, 0xff, 0xff, 0xff, 'a', 'b', 'c'};
+    assert_int_equal(mx_m_test_echo_decode(long_str, sizeof(long_str), &out), MX_EDECODE);
+    /* bin16 of 300 bytes with 2 present */
+    const uint8_t short_bin[] = {0xc5, 0x01, 0x2c, 0x00, 0x00};
+    assert_int_equal(mx_proto_validate(short_bin, sizeof(short_bin)), MX_EDECODE);
+    /* the never-used byte 0xc1 */
+    const uint8_t c1[] = {0x92, 0xc1, 0xa0};
+    assert_int_equal(mx_proto_validate(c1, sizeof(c1)), MX_EDECODE);
+    assert_int_equal(mx_proto_validate(NULL, 0), MX_EDECODE);
+    /* 1000 nested arrays are a structure error for our schemas, not a crash */
+    uint8_t deep[1001];
+    memset(deep, 0x91, 1000);
+    deep[1000] = 0x01;
+    assert_int_equal(mx_proto_validate(deep, sizeof(deep)), 0);
+    assert_int_equal(mx_m_test_echo_decode(deep, sizeof(deep), &out), MX_EDECODE);
+}
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+static uint64_t next_rand(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+/* Random and mutated bodies never crash the decoder; every answer is 0 or
+ * MX_EDECODE, and a success yields strings inside the buffer. */
+static void test_random_bodies(void **st)
+{
+    uint8_t valid[256], buf[256];
+    size_t vlen = encode_kv(valid, sizeof(valid));
+    const int iters = TU_SCALE(200000);
+    for (int it = 0; it < iters; it++) {
+        size_t len;
+        if (it % 2) {
+            len = next_rand() % sizeof(buf);
+            for (size_t i = 0; i < len; i++)
+                buf[i] = (uint8_t)next_rand();
+        } else {
+            memcpy(buf, valid, vlen);
+            len = vlen;
+            for (int k = 0; k < 3; k++)
+                buf[next_rand() % vlen] = (uint8_t)next_rand();
+        }
+        struct mx_m_test_kv out;
+        int rc = mx_m_test_kv_decode(buf, len, &out);
+        assert_true(rc == 0 || rc == MX_EDECODE);
+        if (rc == 0) {
+            assert_true((const uint8_t *)out.text.ptr >= buf &&
+                        (const uint8_t *)out.text.ptr + out.text.len <= buf + len);
+        }
+        struct mx_env env;
+        const char *name;
+        uint16_t nlen;
+        const uint8_t *body;
+        uint32_t blen;
+        rc = mx_env_decode(buf, len, &env, &name, &nlen, &body, &blen);
+        assert_true(rc == 0 || rc == MX_EDECODE);
+    }
+}
+
+static size_t make_frame(uint8_t *frame, const struct mx_env *env, const char *name,
+                         const uint8_t *body, uint32_t blen)
+{
+    uint16_t nlen = name ? (uint16_t)strlen(name) : 0;
+    assert_int_equal(mx_env_encode(env, blen, nlen, frame), 0);
+    memcpy(frame + MX_ENV_WIRE_SIZE, name, nlen);
+    memcpy(frame + MX_ENV_WIRE_SIZE + nlen, body, blen);
+    return MX_ENV_WIRE_SIZE + nlen + blen;
+}
+
+static void test_envelope(void **st)
+{
+    struct mx_env env = {.type = MX_T_test_echo, .flags = MX_ENVF_REQUEST | MX_ENVF_NAMED,
+                         .from = {1, 2}, .to = {3, 0}, .corr = 99, .deadline_ms = 1234,
+                         .epoch = 5};
+    memset(env.trace_id, 0xab, 16);
+    uint8_t body[64], frame[512];
+    size_t blen;
+    assert_int_equal(
+        mx_m_test_echo_encode(&(struct mx_m_test_echo){1, MX_STR("x")}, body, sizeof(body), &blen),
+        0);
+    size_t flen = make_frame(frame, &env, "cache", body, (uint32_t)blen);
+    struct mx_env out;
+    const char *name;
+    uint16_t nlen;
+    const uint8_t *b;
+    uint32_t bl;
+    assert_int_equal(mx_env_decode(frame, flen, &out, &name, &nlen, &b, &bl), 0);
+    assert_int_equal(out.type, MX_T_test_echo);
+    assert_int_equal(out.corr, 99);
+    assert_int_equal(out.epoch, 5);
+    assert_int_equal(out.from.actor, 2);
+    assert_int_equal(nlen, 5);
+    assert_memory_equal(name, "cache", 5);
+    assert_int_equal(bl, blen);
+    assert_memory_equal(out.trace_id, env.trace_id, 16);
+    char hex[33];
+    mx_env_trace_hex(&out, hex);
+    assert_string_equal(hex, "abababababababababababababababab");
+
+    /* every truncation and one byte too many are rejected */
+    for (size_t cut = 0; cut < flen; cut++)
+        assert_int_equal(mx_env_decode(frame, cut, &out, &name, &nlen, &b, &bl), MX_EDECODE);
+    assert_int_equal(mx_env_decode(frame, flen + 1, &out, &name, &nlen, &b, &bl), MX_EDECODE);
+
+    struct {
+        size_t off;
+        uint8_t val;
+    } bad[] = {
+        {0, 'Z'},   /* magic */
+        {2, 9},     /* version */
+        {3, 0x80},  /* unknown flag */
+        {3, 0x03},  /* request and reply at once */
+        {3, 0x02},  /* named flag cleared while a name follows */
+        {91, 0x01}, /* body length past the end (16 MiB+) */
+        {92, 200},  /* name length over the limit */
+        {94, 1},    /* reserved bytes */
+        {96, ' '},  /* a space in the name */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        uint8_t copy[512];
+        memcpy(copy, frame, flen);
+        copy[bad[i].off] = bad[i].val;
+        assert_int_equal(mx_env_decode(copy, flen, &out, &name, &nlen, &b, &bl), MX_EDECODE);
+    }
+    /* a request without a correlation id */
+    env.corr = 0;
+    env.flags = MX_ENVF_REQUEST;
+    assert_int_equal(mx_env_encode(&env, 0, 0, frame), 0);
+    assert_int_equal(mx_env_decode(frame, MX_ENV_WIRE_SIZE, &out, &name, &nlen, &b, &bl),
+                     MX_EDECODE);
+    /* encode refuses what decode would refuse */
+    env.flags = 0x80;
+    assert_int_equal(mx_env_encode(&env, 0, 0, frame), MX_EINVAL);
+    env.flags = 0;
+    assert_int_equal(mx_env_encode(&env, MX_ENV_MAX_BODY + 1, 0, frame), MX_EINVAL);
+}
+
+static void test_to_json(void **st)
+{
+    uint8_t buf[256];
+    size_t len = encode_kv(buf, sizeof(buf));
+    struct mx_jsonw w;
+    mx_jsonw_init(&w, 4096);
+    assert_int_equal(mx_proto_to_json(MX_T_test_kv, buf, len, &w), 0);
+    assert_non_null(strstr(w.buf, "\"name\":\"test_kv\""));
+    assert_non_null(strstr(w.buf, "\"delta\":-42"));
+    assert_non_null(strstr(w.buf, "\"blob\":\"000102\""));
+    mx_jsonw_reset(&w);
+    assert_int_equal(mx_proto_to_json(99999, buf, len, &w), MX_EDECODE);
+    assert_non_null(strstr(w.buf, "unknown type"));
+    mx_jsonw_fini(&w);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_roundtrip),      cmocka_unit_test(test_encode_too_small),
+        cmocka_unit_test(test_truncated),      cmocka_unit_test(test_wrong_types),
+        cmocka_unit_test(test_lengths_past_end), cmocka_unit_test(test_random_bodies),
+        cmocka_unit_test(test_envelope),       cmocka_unit_test(test_to_json),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
