@@ -1,0 +1,246 @@
+/* test_doc.c - the expectation documents of both fixtures against golden
+ * files, plus document-level invariants (totals, preset filter, warm memo).
+ *
+ * Golden files: test/expect/golden/{evan,mechanic}.json, written once by
+ * running this test with MX_UPDATE_GOLDEN=1 (it writes into
+ * $MX_SOURCE_DIR/test/expect/golden) and then REVIEWED BY HAND. Review notes
+ * (each recomputed independently in python from the CSV / formulas at
+ * authoring time, not with this code):
+ *  - evan preset 1, 에테르넬 메이지햇 (level 250, 22 stars, catch+discount+
+ *    Sunday): starforce 31,580,864,450 (python: 31,580,864,449.99); with
+ *    shield 47,311,233,439. Star 0 by hand: c0 = 1000 + 250^3/36 =
+ *    435,027.8 -> 435,000, x.7 -> 304,500; p = .95*1.05 = .9975 ->
+ *    E0 = 305,263.16.
+ *  - same hat, black cube: "스킬 재사용 대기시간 -2초" x2 + a junk line ->
+ *    STAT_SUM on cooldown seconds, target 4, p = 6.2418116283e-4 (python,
+ *    same convolution with each line's non-contributing mass = 1 - the
+ *    contributing rates), 1602.1 trials x 50M = 80,104,948,655.
+ *  - 반지3 결속의 반지 (120): ORDERINGS over (드롭 20%, MP 9%, INT 9%),
+ *    p = .0021923055 (python: sum over distinct permutations, identical).
+ *  - 얼굴장식 (100): ORDERINGS p = 4.0828920709e-4 (python identical).
+ *  - 그리드 펜던트 (level 75 -> lowest band 100): p = 0 -> null + reason.
+ *  - 아케인셰이드 메이지글러브: the table has no 장갑/레전드리/200 rows for
+ *    line 2 -> null + reason, cost 0.
+ *  - additional potential: null with "cube table has no ADDITIONAL rows"
+ *    everywhere (the shared table holds BLACK only), cost 0.
+ *  - 훈장/뱃지/포켓 (no grade): black cube null "no potential", cost 0.
+ *  - preset totals = sum of item costs; document total = preset 2 (largest)
+ *    for evan: 2,434,183,909,677 -> "2조 4341억 8391만".
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "mx_doc.h"
+#include "mx_err.h"
+
+static struct mx_cube_table *table;
+static struct mx_equip_parser *parser;
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    if (fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        fclose(f);
+        return NULL;
+    }
+    b[n] = '\0';
+    fclose(f);
+    *len = (size_t)n;
+    return b;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    char path[1024];
+    const char *dir = getenv("MX_SHARED_DIR");
+    if (!dir)
+        return -1;
+    snprintf(path, sizeof path, "%s/data/cube_probability_black.csv", dir);
+    if (mx_cube_table_load(path, &table, NULL))
+        return -1;
+    return mx_equip_parser_new(&parser);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    mx_cube_table_free(table);
+    mx_equip_parser_free(parser);
+    return 0;
+}
+
+static char *build(const char *fixture, const char *ign, int preset, struct mx_calc *calc,
+                   size_t *outlen)
+{
+    char path[1024], err[MX_EQUIP_ERR_MAX];
+    size_t len;
+    snprintf(path, sizeof path, "%s/fixtures/nexon/%s", getenv("MX_SHARED_DIR"), fixture);
+    char *json = slurp(path, &len);
+    assert_non_null(json);
+    struct mx_equip *eq = malloc(sizeof *eq);
+    assert_int_equal(mx_equip_parse(parser, json, len, eq, err, sizeof err), 0);
+    struct mx_doc_opts o;
+    mx_doc_opts_default(&o);
+    o.user_ign = ign;
+    o.calculated_at = "2025-03-01T00:00:00";
+    o.preset = preset;
+    struct mx_jsonw w;
+    mx_jsonw_init(&w, MX_DOC_MAX_BYTES);
+    assert_int_equal(mx_doc_build(calc, eq, &o, &w), 0);
+    char *doc = mx_jsonw_take(&w, outlen);
+    mx_jsonw_fini(&w);
+    free(eq);
+    free(json);
+    return doc;
+}
+
+static void golden(const char *fixture, const char *ign, const char *gname)
+{
+    struct mx_calc *calc;
+    size_t len, glen;
+    char gpath[1024];
+    assert_int_equal(mx_calc_new(table, 4096, &calc), 0);
+    char *doc = build(fixture, ign, 0, calc, &len);
+    snprintf(gpath, sizeof gpath, "%s/test/expect/golden/%s", getenv("MX_SOURCE_DIR"), gname);
+    if (getenv("MX_UPDATE_GOLDEN")) {
+        FILE *f = fopen(gpath, "wb");
+        assert_non_null(f);
+        fwrite(doc, 1, len, f);
+        fputc('\n', f);
+        fclose(f);
+    }
+    char *want = slurp(gpath, &glen);
+    assert_non_null(want);
+    if (glen && want[glen - 1] == '\n')
+        want[--glen] = '\0';
+    if (glen != len || memcmp(want, doc, len)) {
+        size_t i = 0;
+        while (i < len && i < glen && want[i] == doc[i])
+            i++;
+        size_t from = i > 60 ? i - 60 : 0;
+        print_error("document differs from %s at byte %zu:\n got: %.120s\nwant: %.120s\n", gpath,
+                    i, doc + from, want + from);
+        fail();
+    }
+    /* warm: the same document again from memoised results, byte-identical */
+    struct mx_calc_stats st;
+    char *doc2 = build(fixture, ign, 0, calc, &len);
+    assert_string_equal(doc, doc2);
+    mx_calc_get_stats(calc, &st);
+    assert_true(st.cube.hits > 0 && st.flame.hits > 0);
+    /* no memo: identical bytes too */
+    struct mx_calc *cold;
+    assert_int_equal(mx_calc_new(table, 0, &cold), 0);
+    char *doc3 = build(fixture, ign, 0, cold, &len);
+    assert_string_equal(doc, doc3);
+    mx_calc_free(cold);
+    free(doc);
+    free(doc2);
+    free(doc3);
+    free(want);
+    mx_calc_free(calc);
+}
+
+static void golden_evan(void **state)
+{
+    (void)state;
+    golden("evan_equip.json", "evan", "evan.json");
+}
+
+static void golden_mechanic(void **state)
+{
+    (void)state;
+    golden("mechanic_equip.json", "mechanic", "mechanic.json");
+}
+
+static int64_t field_int(const char *doc, const char *key)
+{
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\":", key);
+    const char *p = strstr(doc, k);
+    assert_non_null(p);
+    return strtoll(p + strlen(k), NULL, 10);
+}
+
+static void preset_filter(void **state)
+{
+    (void)state;
+    struct mx_calc *calc;
+    size_t len;
+    assert_int_equal(mx_calc_new(table, 64, &calc), 0); /* small memo: evictions */
+    char *all = build("evan_equip.json", "evan", 0, calc, &len);
+    int64_t total = field_int(all, "totalExpectedCost");
+    int64_t max = 0;
+    int maxno = 0;
+    for (int p = 1; p <= 3; p++) {
+        char *one = build("evan_equip.json", "evan", p, calc, &len);
+        assert_int_equal(field_int(one, "maxPresetNo"), p);
+        assert_int_equal(field_int(one, "presetNo"), p);
+        int64_t t = field_int(one, "totalExpectedCost");
+        if (t > max) {
+            max = t;
+            maxno = p;
+        }
+        free(one);
+    }
+    assert_int_equal(total, max);
+    assert_int_equal(field_int(all, "maxPresetNo"), maxno);
+    struct mx_calc_stats st;
+    mx_calc_get_stats(calc, &st);
+    assert_true(st.cube.evictions > 0);
+    assert_true(st.cube.entries <= 64);
+    free(all);
+
+    /* absent preset: MX_ENOTFOUND; bad preset: MX_EINVAL */
+    struct mx_equip *eq = calloc(1, sizeof *eq);
+    struct mx_doc_opts o;
+    struct mx_jsonw w;
+    mx_doc_opts_default(&o);
+    mx_jsonw_init(&w, 1 << 20);
+    o.preset = 2;
+    assert_int_equal(mx_doc_build(calc, eq, &o, &w), MX_ENOTFOUND);
+    o.preset = 4;
+    assert_int_equal(mx_doc_build(calc, eq, &o, &w), MX_EINVAL);
+    /* empty equipment: a valid document with no presets and total 0 */
+    o.preset = 0;
+    mx_jsonw_reset(&w);
+    assert_int_equal(mx_doc_build(calc, eq, &o, &w), 0);
+    assert_string_equal(w.buf, "{\"userIgn\":\"\",\"calculatedAt\":null,\"fromCache\":false,"
+                               "\"totalExpectedCost\":0,\"totalCostText\":\"0\","
+                               "\"totalCostBreakdown\":{\"blackCubeCost\":0,\"redCubeCost\":0,"
+                               "\"additionalCubeCost\":0,\"starforceCost\":0},"
+                               "\"maxPresetNo\":null,\"presets\":[]}");
+    /* a writer too small: the writer's error comes back */
+    struct mx_jsonw tiny;
+    mx_jsonw_init(&tiny, 16);
+    assert_int_equal(mx_doc_build(calc, eq, &o, &tiny), MX_ETOOBIG);
+    mx_jsonw_fini(&tiny);
+    mx_jsonw_fini(&w);
+    free(eq);
+    mx_calc_free(calc);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(golden_evan),
+        cmocka_unit_test(golden_mechanic),
+        cmocka_unit_test(preset_filter),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
