@@ -7,6 +7,7 @@
  *
  *   bench_actor [--reps N] [--messages N] [--only NAME-PREFIX]
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -269,23 +270,19 @@ static int idle_recv(mx_actor_t *self, void *state, struct mx_msg *m)
 
 static const struct mx_behaviour idle_beh = {"idle", idle_init, idle_recv, NULL};
 
-static long rss_bytes(void)
+/* Bytes the allocator has handed out (heap and mmap'd chunks): unlike RSS it
+ * is not fooled by memory an earlier run freed and this one reuses. */
+static long heap_bytes(void)
 {
-    FILE *f = fopen("/proc/self/statm", "r");
-    long pages = 0, rss = 0;
-    if (f) {
-        if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
-            rss = 0;
-        fclose(f);
-    }
-    return rss * sysconf(_SC_PAGESIZE);
+    struct mallinfo2 mi = mallinfo2();
+    return (long)(mi.uordblks + mi.hblkhd);
 }
 
 static void run_spawn(uint64_t n, double *secs, double *bytes)
 {
     mx_system_t *sys = start(0);
     atomic_store(&g_inits, 0);
-    long rss0 = rss_bytes();
+    long heap0 = heap_bytes();
     double t0 = now_s();
     for (uint64_t i = 0; i < n; i++)
         if (mx_spawn(sys, &idle_beh, NULL, NULL, NULL) != 0)
@@ -293,7 +290,7 @@ static void run_spawn(uint64_t n, double *secs, double *bytes)
     while (atomic_load_explicit(&g_inits, memory_order_relaxed) < n)
         usleep(100);
     *secs = now_s() - t0;
-    *bytes = (double)(rss_bytes() - rss0) / (double)n;
+    *bytes = (double)(heap_bytes() - heap0) / (double)n;
     stop(sys);
 }
 

@@ -130,8 +130,8 @@ void mx_env_trace_hex(const struct mx_env *env, char out[33])
 
 bool mx_env_has_trace(const struct mx_env *env)
 {
-    for (int i = 0; i < 16; i++)
-        if (env->trace_id[i])
-            return true;
-    return false;
+    uint64_t a, b;
+    memcpy(&a, env->trace_id, 8);
+    memcpy(&b, env->trace_id + 8, 8);
+    return (a | b) != 0;
 }

@@ -5,7 +5,47 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <pthread.h>
+
 #include "mx_err.h"
+
+/* Small messages (body <= SMALL_BODY) all have one size and are recycled
+ * through a bounded per-thread cache: a receiver frees into its thread's
+ * cache and senders on that thread allocate from it, which removes the
+ * allocator from the common same-scheduler path. glibc's own per-thread
+ * cache holds only 7 blocks per size. Freed blocks beyond CACHE_MAX go back
+ * to the allocator; a thread's cache is freed when the thread exits. */
+#define SMALL_BODY 64u
+#ifdef MX_SANITIZED
+#define CACHE_MAX 0u /* let AddressSanitizer see every free */
+#else
+#define CACHE_MAX 512u
+#endif
+
+struct msg_cache {
+    struct mx_msg *head; /* linked through node.next (plain store: thread-private) */
+    uint32_t n;
+};
+
+static __thread struct msg_cache t_cache;
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+static void cache_drain(void *arg)
+{
+    struct msg_cache *c = arg;
+    while (c->head) {
+        struct mx_msg *m = c->head;
+        c->head = (struct mx_msg *)atomic_load_explicit(&m->node.next, memory_order_relaxed);
+        free(m);
+    }
+    c->n = 0;
+}
+
+static void cache_key_init(void)
+{
+    pthread_key_create(&cache_key, cache_drain);
+}
 
 static void *xmalloc(size_t n)
 {
@@ -17,10 +57,38 @@ static void *xmalloc(size_t n)
     return p;
 }
 
+static struct mx_msg *alloc_small(void)
+{
+    struct mx_msg *m = t_cache.head;
+    if (m) {
+        t_cache.head = (struct mx_msg *)atomic_load_explicit(&m->node.next, memory_order_relaxed);
+        t_cache.n--;
+        return m;
+    }
+    return xmalloc(sizeof(struct mx_msg) + SMALL_BODY);
+}
+
+static void free_small(struct mx_msg *m)
+{
+    if (t_cache.n >= CACHE_MAX) {
+        free(m);
+        return;
+    }
+    if (t_cache.n == 0 && !t_cache.head) {
+        /* first use on this thread: register the exit-time drain */
+        pthread_once(&cache_once, cache_key_init);
+        pthread_setspecific(cache_key, &t_cache);
+    }
+    atomic_store_explicit(&m->node.next, (struct mx_mnode *)t_cache.head, memory_order_relaxed);
+    t_cache.head = m;
+    t_cache.n++;
+}
+
 struct mx_msg *mx_msg_new(uint32_t type, uint32_t body_len)
 {
     bool inl = body_len <= MX_MSG_INLINE_MAX;
-    struct mx_msg *m = xmalloc(sizeof(*m) + (inl ? body_len : 0));
+    struct mx_msg *m = body_len <= SMALL_BODY ? alloc_small()
+                                              : xmalloc(sizeof(*m) + (inl ? body_len : 0));
     memset(m, 0, sizeof(*m));
     m->env.type = type;
     m->body_len = body_len;
@@ -86,7 +154,7 @@ struct mx_msg *mx_msg_share(const struct mx_msg *m)
         /* relaxed: the new reference is derived from one we hold */
         atomic_fetch_add_explicit(&m->shared->refs, 1, memory_order_relaxed);
     } else {
-        c = xmalloc(sizeof(*c) + m->body_len);
+        c = m->body_len <= SMALL_BODY ? alloc_small() : xmalloc(sizeof(*c) + m->body_len);
         memcpy(c, m, sizeof(*c));
         if (m->body_len)
             memcpy(c->inline_body, m->body, m->body_len);
@@ -116,5 +184,8 @@ void mx_msg_free(struct mx_msg *m)
     /* acq_rel: the last owner must see every write made through other refs */
     if (m->shared && atomic_fetch_sub_explicit(&m->shared->refs, 1, memory_order_acq_rel) == 1)
         free(m->shared);
-    free(m);
+    if (!m->shared && m->body_len <= SMALL_BODY)
+        free_small(m);
+    else
+        free(m);
 }
