@@ -1,0 +1,189 @@
+/* test_mxnode.c - the mxnode program: starts, logs its schedulers as JSON
+ * lines, stops on SIGTERM and SIGINT with exit 0; a bad setting stops it at
+ * start with exit 2 and a message naming the setting; --help lists every
+ * setting with its default. Runs the real binary. */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "mx_testutil.h"
+#include "mxnode_settings.h"
+
+struct child {
+    pid_t pid;
+    int out, err; /* read ends */
+};
+
+static void spawn_node(struct child *c, char *const argv[], char *const envp_extra[])
+{
+    int po[2], pe[2];
+    assert_int_equal(pipe(po), 0);
+    assert_int_equal(pipe(pe), 0);
+    c->pid = fork();
+    assert_true(c->pid >= 0);
+    if (c->pid == 0) {
+        dup2(po[1], 1);
+        dup2(pe[1], 2);
+        close(po[0]);
+        close(pe[0]);
+        for (int i = 0; envp_extra && envp_extra[i]; i++)
+            putenv(envp_extra[i]);
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/mxnode", getenv("MX_BIN_DIR"));
+        execv(path, argv);
+        _exit(127);
+    }
+    close(po[1]);
+    close(pe[1]);
+    c->out = po[0];
+    c->err = pe[0];
+}
+
+/* Read fd until it contains needle or timeout; returns what was read. */
+static char *read_until(int fd, const char *needle, int timeout_ms, char *buf, size_t cap)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    int64_t dl = tu_now_ms() + timeout_ms;
+    while (tu_now_ms() < dl && len + 1 < cap) {
+        ssize_t r = read(fd, buf + len, cap - 1 - len);
+        if (r > 0) {
+            len += (size_t)r;
+            buf[len] = '\0';
+            if (needle && strstr(buf, needle))
+                break;
+        } else if (r == 0) {
+            break;
+        } else {
+            usleep(2000);
+        }
+    }
+    return buf;
+}
+
+static int wait_exit(pid_t pid, int timeout_ms)
+{
+    int st;
+    int64_t dl = tu_now_ms() + timeout_ms;
+    while (tu_now_ms() < dl) {
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        usleep(5000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    return -1;
+}
+
+static void stops_on(int sig)
+{
+    struct child c;
+    char *argv[] = {"mxnode", "--schedulers", "2", "--node-name", "t1", NULL};
+    spawn_node(&c, argv, NULL);
+    static char out[4096], err[65536];
+    read_until(c.out, "ready", 10000, out, sizeof(out));
+    if (!strstr(out, "ready: 2 schedulers")) {
+        kill(c.pid, SIGKILL);
+        fail_msg("no ready line: %s", out);
+    }
+    read_until(c.err, "scheduler 1 up", 5000, err, sizeof(err));
+    assert_int_equal(kill(c.pid, sig), 0);
+    int rc = wait_exit(c.pid, 10000);
+    size_t l = strlen(err);
+    read_until(c.err, NULL, 1000, err + l, sizeof(err) - l);
+    assert_int_equal(rc, 0);
+    /* JSON lines with the node name and scheduler; stop callbacks ran */
+    assert_non_null(strstr(err, "\"node\":\"t1\""));
+    assert_non_null(strstr(err, "\"msg\":\"scheduler 0 up\""));
+    assert_non_null(strstr(err, "\"msg\":\"scheduler 1 up\""));
+    assert_non_null(strstr(err, "\"msg\":\"scheduler 1 stopping\""));
+    assert_non_null(strstr(err, "stopped:"));
+    for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n"))
+        if (line[0] != '{' || line[strlen(line) - 1] != '}')
+            fail_msg("not a JSON object line: %s", line);
+    close(c.out);
+    close(c.err);
+}
+
+static void test_sigterm(void **st)
+{
+    stops_on(SIGTERM);
+}
+
+static void test_sigint(void **st)
+{
+    stops_on(SIGINT);
+}
+
+static void bad(const char *flag, const char *value, const char *name)
+{
+    struct child c;
+    char *argv[] = {"mxnode", (char *)flag, (char *)value, NULL};
+    spawn_node(&c, argv, NULL);
+    static char err[4096];
+    read_until(c.err, "\n", 5000, err, sizeof(err));
+    assert_int_equal(wait_exit(c.pid, 5000), 2);
+    if (!strstr(err, name))
+        fail_msg("error for %s %s does not name %s: %s", flag, value, name, err);
+    close(c.out);
+    close(c.err);
+}
+
+static void test_bad_config(void **st)
+{
+    bad("--schedulers", "lots", "MX_SCHEDULERS");
+    bad("--schedulers", "999", "MX_SCHEDULERS");
+    bad("--redis-url", "localhost", "MX_REDIS_URL");
+    bad("--jwt-secret", "too-short", "MX_JWT_SECRET");
+    bad("--http-addr", "8080", "MX_HTTP_ADDR");
+    bad("--no-such-flag", "1", "--no-such-flag");
+    /* from the environment too */
+    struct child c;
+    char *argv[] = {"mxnode", NULL};
+    char *env[] = {"MX_MAILBOX_CAP=0", NULL};
+    spawn_node(&c, argv, env);
+    static char err[4096];
+    read_until(c.err, "\n", 5000, err, sizeof(err));
+    assert_int_equal(wait_exit(c.pid, 5000), 2);
+    assert_non_null(strstr(err, "MX_MAILBOX_CAP"));
+    close(c.out);
+    close(c.err);
+}
+
+static void test_help(void **st)
+{
+    struct child c;
+    char *argv[] = {"mxnode", "--help", NULL};
+    spawn_node(&c, argv, NULL);
+    static char out[65536];
+    read_until(c.out, NULL, 5000, out, sizeof(out));
+    assert_int_equal(wait_exit(c.pid, 5000), 0);
+    for (size_t i = 0; i < mx_node_settings_count; i++) {
+        if (!strstr(out, mx_node_settings[i].env) || !strstr(out, mx_node_settings[i].flag))
+            fail_msg("--help does not list %s", mx_node_settings[i].env);
+    }
+    assert_non_null(strstr(out, "default: 127.0.0.1:8080"));
+    close(c.out);
+    close(c.err);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sigterm),
+        cmocka_unit_test(test_sigint),
+        cmocka_unit_test(test_bad_config),
+        cmocka_unit_test(test_help),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
