@@ -212,13 +212,28 @@ int mx_proto_validate(const uint8_t *body, size_t len)
 }
 
 static __thread msgpack_zone *tzone;
+static pthread_key_t zone_key;
+static pthread_once_t zone_once = PTHREAD_ONCE_INIT;
 
-/* Per-thread scratch zone, created on first use and reused. The zone's
- * chunks stay allocated for the thread's life; they are small. */
+static void zone_free(void *z)
+{
+    msgpack_zone_free(z);
+}
+
+static void zone_key_init(void)
+{
+    pthread_key_create(&zone_key, zone_free);
+}
+
+/* Per-thread scratch zone, created on first use and reused for the
+ * thread's life; freed when the thread exits. */
 static msgpack_zone *scratch_zone(void)
 {
-    if (!tzone)
+    if (!tzone) {
         tzone = msgpack_zone_new(2048);
+        pthread_once(&zone_once, zone_key_init);
+        pthread_setspecific(zone_key, tzone);
+    }
     return tzone;
 }
 

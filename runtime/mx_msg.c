@@ -27,6 +27,7 @@ struct msg_cache {
     uint32_t n;
 };
 
+static const uint32_t cache_max = CACHE_MAX; /* a variable: 0 is not a constant compare */
 static __thread struct msg_cache t_cache;
 static pthread_key_t cache_key;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
@@ -70,7 +71,7 @@ static struct mx_msg *alloc_small(void)
 
 static void free_small(struct mx_msg *m)
 {
-    if (t_cache.n >= CACHE_MAX) {
+    if (t_cache.n >= cache_max) {
         free(m);
         return;
     }
