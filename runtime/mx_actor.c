@@ -975,6 +975,11 @@ int mx_actor_sched(const mx_actor_t *self)
     return self->sched;
 }
 
+uv_loop_t *mx_actor_loop(mx_actor_t *self)
+{
+    return &t_sched->sys->scheds[self->sched].loop;
+}
+
 void mx_set_epoch(mx_actor_t *self, uint64_t epoch)
 {
     ext_of(self)->epoch = epoch;

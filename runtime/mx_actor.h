@@ -136,6 +136,14 @@ struct mx_addr mx_self(const mx_actor_t *self);
 mx_system_t *mx_system_of(const mx_actor_t *self);
 int mx_actor_sched(const mx_actor_t *self);
 
+/* mx_actor_loop - the libuv loop of the actor's scheduler, for handles the
+ * actor owns (sockets, timers, curl or hiredis adapters). Only the owner
+ * thread may use it. Callbacks of such handles run on that thread, outside
+ * the handler, and may touch the actor's state and call mx_send(self, ...).
+ * The actor closes its handles in its stop callback; uv_close is
+ * asynchronous, so memory the close callback needs must outlive the state. */
+struct uv_loop_s *mx_actor_loop(mx_actor_t *self);
+
 /* mx_set_epoch - singleton fencing epoch stamped on every message the actor
  * sends from now on (0 = not a singleton). Owner thread. */
 void mx_set_epoch(mx_actor_t *self, uint64_t epoch);
