@@ -38,6 +38,8 @@
 #define TURN_BUDGET 1024 /* actor turns per loop callback */
 #define REG_BUCKETS 1024u
 #define REG_MAX 65536u
+#define FENCE_SLOTS 1024u /* singleton ids a node can fence; power of two */
+#define PEEK_MAX 1000u
 
 enum actor_status { ST_FREE = 0, ST_SPAWNING, ST_RUNNING, ST_STOPPING };
 
@@ -175,6 +177,12 @@ struct mx_system {
     pthread_t *off_threads;
     _Atomic uint64_t off_refused;
     _Atomic uint64_t off_done;
+    /* remote transport hook: set before traffic, read by every remote send */
+    _Atomic(const struct mx_remote_ops *) remote_ops;
+    _Atomic(void *) remote_ctx;
+    /* epoch fence: per singleton id (top bits) the highest epoch seen; open
+     * addressing on the id, a slot is claimed once (0 -> epoch) and only grows */
+    _Atomic uint64_t fence[FENCE_SLOTS];
 };
 
 static __thread struct mx_sched *t_sched;    /* scheduler of this thread, or NULL */
@@ -483,6 +491,7 @@ static void ext_release(struct mx_actor *a)
 /* ---- actor lifecycle on the owner thread ---- */
 
 static void reg_remove_addr(mx_system_t *sys, struct mx_addr addr);
+static bool valid_name(const char *name);
 
 /* Stop a: run its stop callback, release timers and requests, unregister
  * its names and retire the slot (generation bump). Queued messages are
@@ -568,6 +577,61 @@ static void dead(mx_system_t *sys, struct mx_actor *a, struct mx_msg *m, enum mx
     mx_msg_free(m);
 }
 
+/* A request from mx_actor_peek: shared by the caller and the message. */
+struct peek_req {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    _Atomic int refs; /* caller + message */
+    bool done;        /* under mu */
+    bool served;      /* under mu: out holds the copies */
+    uint32_t max, n;
+    struct mx_msg **out;
+};
+
+static void peek_unref(struct peek_req *r)
+{
+    /* acq_rel: the last owner sees every write of the other */
+    if (atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (uint32_t i = 0; i < r->n; i++)
+        mx_msg_free(r->out[i]);
+    free(r->out);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r);
+}
+
+/* ptr_free of the peek message: runs whether or not the actor served it */
+static void peek_msg_release(void *p)
+{
+    struct peek_req *r = p;
+    pthread_mutex_lock(&r->mu);
+    r->done = true;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    peek_unref(r);
+}
+
+/* Copy the first pending user-lane messages. Owner thread: the consumer may
+ * walk its own queue from the tail along published next links. */
+static void peek_serve(struct mx_actor *a, struct peek_req *r)
+{
+    uint32_t k = 0;
+    struct mx_msg **out = xcalloc(r->max ? r->max : 1, sizeof(*out));
+    struct mx_mnode *n = a->mb_tail;
+    while (n && k < r->max) {
+        if (n != &a->mb_stub)
+            out[k++] = mx_msg_share((struct mx_msg *)n);
+        /* acquire: pairs with the producer's release store of next */
+        n = atomic_load_explicit(&n->next, memory_order_acquire);
+    }
+    pthread_mutex_lock(&r->mu);
+    r->out = out;
+    r->n = k;
+    r->served = true;
+    pthread_mutex_unlock(&r->mu);
+}
+
 /* Handle one message popped from a's lanes. Returns true when it reached
  * the handler. */
 static bool dispatch(mx_system_t *sys, struct mx_actor *a, struct mx_msg *m, bool ctl)
@@ -581,6 +645,11 @@ static bool dispatch(mx_system_t *sys, struct mx_actor *a, struct mx_msg *m, boo
     }
     if ((uint32_t)(m->env.to.actor >> 32) != atomic_load_explicit(&a->gen, memory_order_relaxed)) {
         dead(sys, a, m, MX_DL_NO_ACTOR); /* meant for an earlier incarnation */
+        return false;
+    }
+    if (m->env.type == MX_T_cl_peek && ctl) {
+        peek_serve(a, m->ptr);
+        mx_msg_free(m);
         return false;
     }
     if (m->env.type == MX_T_sys_stop && ctl) {
@@ -987,11 +1056,31 @@ void mx_set_epoch(mx_actor_t *self, uint64_t epoch)
 
 /* ---- sending ---- */
 
+static int send_remote(mx_system_t *sys, struct mx_addr to, const char *name, struct mx_msg *m)
+{
+    /* acquire: pairs with mx_system_set_remote; ctx is stored before ops */
+    const struct mx_remote_ops *ops = atomic_load_explicit(&sys->remote_ops, memory_order_acquire);
+    if (!ops) {
+        count_dl(sys, MX_DL_NODE_DOWN); /* no transport */
+        return MX_ENOACTOR;
+    }
+    if (m->ptr)
+        return MX_EINVAL; /* local-only payloads never cross nodes */
+    int rc = ops->send(atomic_load_explicit(&sys->remote_ctx, memory_order_relaxed), to, name, m);
+    if (rc == MX_EFULL)
+        count_dl(sys, MX_DL_MAILBOX_FULL);
+    else if (rc != 0 && rc != MX_EINVAL)
+        count_dl(sys, MX_DL_NODE_DOWN);
+    return rc;
+}
+
 static int send_to(mx_system_t *sys, struct mx_addr to, struct mx_msg *m)
 {
-    if (to.node != sys->node_id) {
-        count_dl(sys, MX_DL_NODE_DOWN); /* no transport to other nodes yet */
-        return MX_ENOACTOR;
+    if (to.node != sys->node_id)
+        return send_remote(sys, to, NULL, m);
+    if (m->env.epoch && !mx_epoch_admit(sys, m->env.epoch)) {
+        count_dl(sys, MX_DL_STALE_EPOCH);
+        return MX_ESTALE;
     }
     struct mx_actor *a = lookup(sys, to);
     if (!a) {
@@ -1002,9 +1091,9 @@ static int send_to(mx_system_t *sys, struct mx_addr to, struct mx_msg *m)
     return enqueue(sys, a, m, false);
 }
 
-int mx_send(mx_actor_t *self, struct mx_addr to, struct mx_msg *m)
+/* sender, trace (of the message being handled) and epoch of an actor's send */
+static void stamp(mx_system_t *sys, mx_actor_t *self, struct mx_msg *m)
 {
-    mx_system_t *sys = t_sched->sys;
     m->env.from = addr_of(sys, self);
     if (t_cur_msg && !mx_env_has_trace(&m->env)) {
         memcpy(m->env.trace_id, t_cur_msg->env.trace_id, sizeof(m->env.trace_id));
@@ -1012,7 +1101,157 @@ int mx_send(mx_actor_t *self, struct mx_addr to, struct mx_msg *m)
     }
     if (self->ext)
         m->env.epoch = self->ext->epoch;
+}
+
+int mx_send(mx_actor_t *self, struct mx_addr to, struct mx_msg *m)
+{
+    mx_system_t *sys = t_sched->sys;
+    stamp(sys, self, m);
     return send_to(sys, to, m);
+}
+
+int mx_send_named_on(mx_actor_t *self, uint64_t node, const char *name, struct mx_msg *m)
+{
+    mx_system_t *sys = t_sched->sys;
+    if (node == 0 || node == sys->node_id)
+        return mx_send_named(self, name, m);
+    if (!valid_name(name))
+        return MX_EINVAL;
+    stamp(sys, self, m);
+    m->env.flags |= MX_ENVF_NAMED;
+    int rc = send_remote(sys, (struct mx_addr){node, 0}, name, m);
+    if (rc != 0)
+        m->env.flags &= ~(uint32_t)MX_ENVF_NAMED;
+    return rc;
+}
+
+void mx_system_set_remote(mx_system_t *sys, const struct mx_remote_ops *ops, void *ctx)
+{
+    atomic_store_explicit(&sys->remote_ctx, ctx, memory_order_relaxed);
+    /* release: a sender that sees ops sees ctx */
+    atomic_store_explicit(&sys->remote_ops, ops, memory_order_release);
+}
+
+int mx_system_deliver(mx_system_t *sys, struct mx_msg *m, const char *name, size_t name_len)
+{
+    /* acquire: pairs with the release in mx_system_stop */
+    if (atomic_load_explicit(&sys->stopping, memory_order_acquire))
+        return MX_ESTOPPED;
+    if (m->env.deadline_ms && mx_unix_ms() > m->env.deadline_ms) {
+        count_dl(sys, MX_DL_DEADLINE);
+        return MX_ETIMEDOUT;
+    }
+    struct mx_addr to = m->env.to;
+    if (name) {
+        char nb[MX_NAME_MAX + 1];
+        if (name_len == 0 || name_len > MX_NAME_MAX) {
+            count_dl(sys, MX_DL_NO_ACTOR);
+            return MX_ENOACTOR;
+        }
+        memcpy(nb, name, name_len);
+        nb[name_len] = '\0';
+        if (to.node != sys->node_id || mx_whereis(sys, nb, &to) != 0) {
+            count_dl(sys, MX_DL_NO_ACTOR);
+            return MX_ENOACTOR;
+        }
+    }
+    if (m->env.epoch && !mx_epoch_admit(sys, m->env.epoch)) {
+        count_dl(sys, MX_DL_STALE_EPOCH);
+        return MX_ESTALE;
+    }
+    struct mx_actor *a = lookup(sys, to);
+    if (!a) {
+        count_dl(sys, MX_DL_NO_ACTOR);
+        return MX_ENOACTOR;
+    }
+    m->env.to = to;
+    m->env.flags &= ~(uint32_t)MX_ENVF_CONTROL;
+    return enqueue(sys, a, m, false);
+}
+
+/* ---- epoch fence ---- */
+
+uint32_t mx_epoch_sid(const char *name)
+{
+    uint32_t h = 2166136261u; /* FNV-1a, folded to 24 bits */
+    for (; name && *name; name++)
+        h = (h ^ (uint8_t)*name) * 16777619u;
+    h = (h >> 24) ^ (h & 0xffffffu);
+    return h ? h : 1;
+}
+
+bool mx_epoch_admit(mx_system_t *sys, uint64_t epoch)
+{
+    if (epoch == 0)
+        return true;
+    uint64_t sid = epoch >> MX_EPOCH_SEQ_BITS;
+    uint32_t h = (uint32_t)(sid * 2654435761u) & (FENCE_SLOTS - 1);
+    for (uint32_t i = 0; i < FENCE_SLOTS; i++) {
+        _Atomic uint64_t *slot = &sys->fence[(h + i) & (FENCE_SLOTS - 1)];
+        /* relaxed: the fence orders nothing but itself; each slot is a
+         * monotonic maximum updated by CAS */
+        uint64_t cur = atomic_load_explicit(slot, memory_order_relaxed);
+        if (cur == 0) {
+            if (atomic_compare_exchange_strong_explicit(slot, &cur, epoch, memory_order_relaxed,
+                                                        memory_order_relaxed))
+                return true;
+            /* someone claimed it: cur now holds its value */
+        }
+        if ((cur >> MX_EPOCH_SEQ_BITS) != sid)
+            continue;
+        while (epoch > cur) {
+            if (atomic_compare_exchange_weak_explicit(slot, &cur, epoch, memory_order_relaxed,
+                                                      memory_order_relaxed))
+                return true;
+        }
+        return epoch == cur;
+    }
+    return true; /* more singletons than slots: fail open (documented) */
+}
+
+/* ---- peek ---- */
+
+int mx_actor_peek(mx_system_t *sys, struct mx_addr addr, uint32_t max, uint32_t timeout_ms,
+                  struct mx_msg ***out, uint32_t *n)
+{
+    if (max > PEEK_MAX || !out || !n)
+        return MX_EINVAL;
+    struct mx_actor *a = lookup(sys, addr);
+    if (!a)
+        return MX_ENOACTOR;
+    struct peek_req *r = xcalloc(1, sizeof(*r));
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    atomic_init(&r->refs, 2);
+    r->max = max;
+    struct mx_msg *m = mx_msg_with_ptr(MX_T_cl_peek, r, peek_msg_release);
+    m->env.to = addr;
+    enqueue(sys, a, m, true); /* control lane: never refused */
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += timeout_ms / 1000;
+    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    int rc = 0;
+    pthread_mutex_lock(&r->mu);
+    while (!r->done && rc == 0)
+        if (pthread_cond_timedwait(&r->cv, &r->mu, &dl) != 0)
+            rc = MX_ETIMEDOUT;
+    if (r->done && r->served) {
+        *out = r->out;
+        *n = r->n;
+        r->out = NULL;
+        r->n = 0;
+        rc = 0;
+    } else if (r->done) {
+        rc = MX_ENOACTOR; /* the actor stopped first */
+    }
+    pthread_mutex_unlock(&r->mu);
+    peek_unref(r);
+    return rc;
 }
 
 int mx_sys_send(mx_system_t *sys, struct mx_addr to, struct mx_msg *m)
@@ -1034,8 +1273,25 @@ int mx_send_named(mx_actor_t *self, const char *name, struct mx_msg *m)
     return mx_send(self, to, m);
 }
 
+static int request_common(mx_actor_t *self, struct mx_addr to, const char *name,
+                          struct mx_msg *m, uint32_t timeout_ms, uint64_t *corr);
+
 int mx_request(mx_actor_t *self, struct mx_addr to, struct mx_msg *m, uint32_t timeout_ms,
                uint64_t *corr)
+{
+    return request_common(self, to, NULL, m, timeout_ms, corr);
+}
+
+int mx_request_named_on(mx_actor_t *self, uint64_t node, const char *name, struct mx_msg *m,
+                        uint32_t timeout_ms, uint64_t *corr)
+{
+    if (!name)
+        return MX_EINVAL;
+    return request_common(self, (struct mx_addr){node, 0}, name, m, timeout_ms, corr);
+}
+
+static int request_common(mx_actor_t *self, struct mx_addr to, const char *name,
+                          struct mx_msg *m, uint32_t timeout_ms, uint64_t *corr)
 {
     struct mx_sched *s = t_sched;
     struct mx_actor_ext *x = ext_of(self);
@@ -1046,7 +1302,7 @@ int mx_request(mx_actor_t *self, struct mx_addr to, struct mx_msg *m, uint32_t t
     m->env.flags = (m->env.flags & ~MX_ENVF_REPLY) | MX_ENVF_REQUEST;
     if (!m->env.deadline_ms)
         m->env.deadline_ms = mx_unix_ms() + timeout_ms;
-    int rc = mx_send(self, to, m);
+    int rc = name ? mx_send_named_on(self, to.node, name, m) : mx_send(self, to, m);
     if (rc != 0)
         return rc;
     struct mx_pending *p = xcalloc(1, sizeof(*p));
@@ -1321,8 +1577,17 @@ int mx_system_start(const struct mx_system_opts *opts, mx_system_t **out)
     mx_system_t *sys = xcalloc(1, sizeof(*sys));
     snprintf(sys->node_name, sizeof(sys->node_name), "%s",
              opts->node_name ? opts->node_name : "mx");
-    /* the node id carries the incarnation: start time in ms and the pid */
-    sys->node_id = (mx_unix_ms() << 20) ^ (uint64_t)(getpid() & 0xfffff);
+    /* the node id carries the incarnation: start time in ms and the pid;
+     * systems started in one process get distinct ms (remote transport) */
+    static _Atomic uint64_t last_ms;
+    uint64_t ms = mx_unix_ms(), prev = atomic_load_explicit(&last_ms, memory_order_relaxed);
+    do {
+        if (ms <= prev)
+            ms = prev + 1;
+        /* relaxed: only uniqueness matters */
+    } while (!atomic_compare_exchange_weak_explicit(&last_ms, &prev, ms, memory_order_relaxed,
+                                                    memory_order_relaxed));
+    sys->node_id = (ms << 20) ^ (uint64_t)(getpid() & 0xfffff);
     sys->nsched = n;
     sys->default_cap = opts->default_cap ? opts->default_cap : 1024;
     sys->max_actors = opts->max_actors ? opts->max_actors : MAX_SLABS * SLAB_SIZE;

@@ -205,6 +205,82 @@ int mx_unregister(mx_system_t *sys, const char *name);
 /* mx_whereis - the address registered as name; MX_ENOTFOUND if none. */
 int mx_whereis(mx_system_t *sys, const char *name, struct mx_addr *out);
 
+/* ---- remote transport hooks (see docs/cluster.md) ---- */
+
+/* The transport a system uses for addresses on other nodes. */
+struct mx_remote_ops {
+    /* send - send m to the actor `to` on another node (to.node is not the
+     * local node id) or, when name is non-NULL, to the actor registered as
+     * name on node to.node (m->env.flags then has MX_ENVF_NAMED). Called by
+     * the runtime's send path on any thread, including handlers; must not
+     * block. Takes m on 0. On error m stays the caller's; the runtime counts
+     * MX_EFULL as dead letter mailbox-full and every other code except
+     * MX_EINVAL as node-down. */
+    int (*send)(void *ctx, struct mx_addr to, const char *name, struct mx_msg *m);
+};
+
+/* mx_system_set_remote - route sends to foreign node ids through ops (NULL:
+ * such sends are dead letters node-down, MX_ENOACTOR). ops and ctx must stay
+ * valid until the system is stopped (mx_system_stop) or the hook is cleared
+ * and no send can be in flight. Any thread. */
+void mx_system_set_remote(mx_system_t *sys, const struct mx_remote_ops *ops, void *ctx);
+
+/* mx_system_deliver - inject a message that arrived from another node,
+ * keeping its envelope (from, corr, flags, trace, deadline, epoch). The
+ * receiver is m->env.to, or the actor registered as name (name_len bytes,
+ * not NUL-terminated; NULL = none) on this node. Always the user lane: a
+ * remote peer cannot use the control lane. Takes m on 0 (drop-newest drops
+ * count as delivered). Returns MX_ETIMEDOUT (deadline passed: dead letter
+ * deadline-passed), MX_ESTALE (older epoch than seen for its singleton:
+ * stale-epoch), MX_ENOACTOR (unknown receiver or another node's id:
+ * no-actor), MX_EFULL (mailbox-full), MX_ESTOPPED. Any thread. */
+int mx_system_deliver(mx_system_t *sys, struct mx_msg *m, const char *name, size_t name_len);
+
+/* mx_send_named_on - mx_send to the actor registered as name on node (0 or
+ * the local id: this node). Same ownership and errors as mx_send. Handlers. */
+int mx_send_named_on(mx_actor_t *self, uint64_t node, const char *name, struct mx_msg *m);
+
+/* mx_request_named_on - mx_request to the actor registered as name on node.
+ * Owner thread. */
+int mx_request_named_on(mx_actor_t *self, uint64_t node, const char *name, struct mx_msg *m,
+                        uint32_t timeout_ms, uint64_t *corr);
+
+/* ---- singleton epoch fencing ----
+ * A singleton's epoch carries the singleton's id in its top 24 bits and the
+ * lease counter (Redis INCR) in the low 40 bits, so a receiver knows which
+ * singleton a message is from with no extra header field. Each node keeps,
+ * per singleton id, the highest epoch it has seen; a message with a lower
+ * epoch from the same singleton is dead-lettered stale-epoch. */
+#define MX_EPOCH_SEQ_BITS 40
+#define MX_EPOCH_SEQ_MASK ((UINT64_C(1) << MX_EPOCH_SEQ_BITS) - 1)
+
+/* mx_epoch_make - the epoch for singleton id sid (24 bits) and counter seq. */
+static inline uint64_t mx_epoch_make(uint32_t sid, uint64_t seq)
+{
+    return ((uint64_t)(sid & 0xffffffu) << MX_EPOCH_SEQ_BITS) | (seq & MX_EPOCH_SEQ_MASK);
+}
+
+/* mx_epoch_sid - the singleton id of a singleton name: 24-bit FNV-1a, never 0. */
+uint32_t mx_epoch_sid(const char *name);
+
+/* mx_epoch_admit - record epoch (0 = not from a singleton: always admitted)
+ * and say whether it is at least the highest seen for its singleton id on
+ * this node. Lock-free; any thread. The lease code also calls it to raise
+ * the fence when it learns a newer epoch. */
+bool mx_epoch_admit(mx_system_t *sys, uint64_t epoch);
+
+/* ---- inspection ---- */
+
+/* mx_actor_peek - copies of the first max (<= 1000) pending user-lane
+ * messages of the actor at addr, taken on the actor's own thread through a
+ * control-lane request, so the mailbox is never read concurrently. Blocks
+ * the caller at most timeout_ms. Returns 0 with *out (malloc'd array of *n
+ * messages; free each with mx_msg_free, then the array with free), or
+ * MX_ENOACTOR, MX_ETIMEDOUT (the actor did not take its turn in time), or
+ * MX_EINVAL. Not from a scheduler thread. */
+int mx_actor_peek(mx_system_t *sys, struct mx_addr addr, uint32_t max, uint32_t timeout_ms,
+                  struct mx_msg ***out, uint32_t *n);
+
 /* ---- counters ---- */
 
 struct mx_actor_stats {

@@ -1,0 +1,637 @@
+/* mxctl.c - the admin CLI: asks one node (--node) or every member of a
+ * cluster (--cluster, member list from Redis) over nng req/rep and prints
+ * tables for people or JSON for scripts (--json).
+ *
+ * Requests and answers are msgpack maps (see runtime/mx_admin.h); answers
+ * are validated with mx_proto_validate before msgpack-c unpacks them, and
+ * converted to JSON with the bounded JSON writer. Exit codes: 0 success, 1 a
+ * node did not answer in time, 2 usage error, 3 a node answered with an
+ * error (unauthorized, no such actor, ...). docs/cluster.md.
+ */
+#define _GNU_SOURCE /* memmem */
+#include <hiredis/hiredis.h>
+#include <msgpack.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mx_admin.h"
+#include "mx_err.h"
+#include "mx_jsonw.h"
+#include "mx_proto.h"
+
+#define EXIT_NOANSWER 1
+#define EXIT_USAGE 2
+#define EXIT_ERRANSWER 3
+#define MAX_NODES 256
+#define ANSWER_MAX (64u << 20)
+
+struct opts {
+    const char *node;
+    const char *cluster;      /* redis URL */
+    const char *cluster_name; /* the {cluster} in keys */
+    const char *token;
+    int timeout_ms;
+    bool json;
+    const char *cmd;
+    const char *arg; /* NAME for mailbox, NODE for drain */
+    int top, peek;
+    const char *sort;
+};
+
+struct target {
+    char name[128];
+    char admin[256];
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: mxctl [--node ADDR | --cluster REDIS_URL [--cluster-name C]] [--token T]\n"
+            "             [--timeout MS] [--json] COMMAND\n"
+            "commands:\n"
+            "  stats                          node, uptime, schedulers, actors, dead letters, transport\n"
+            "  actors [--top N] [--sort depth|age|rate]\n"
+            "  mailbox NAME [--peek N]        pending messages of an actor (name or hex id)\n"
+            "  deadletters                    dead letters by reason\n"
+            "  drain NODE                     set NODE draining\n"
+            "  members | leases               what the cluster registry reports\n"
+            "defaults: --node $MX_ADMIN_ADDR or tcp://127.0.0.1:7200, --token $MX_ADMIN_TOKEN,\n"
+            "          --cluster-name $MX_CLUSTER or mx, --timeout 2000\n"
+            "exit: 0 ok, 1 a node did not answer, 2 usage, 3 a node answered with an error\n");
+}
+
+static int parse_int(const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    long v = s ? strtol(s, &end, 10) : 0;
+    if (!s || !*s || *end || v < lo || v > hi)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+    const char *env;
+    o->node = (env = getenv("MX_ADMIN_ADDR")) && *env ? env : "tcp://127.0.0.1:7200";
+    o->token = getenv("MX_ADMIN_TOKEN");
+    o->cluster_name = (env = getenv("MX_CLUSTER")) && *env ? env : "mx";
+    o->timeout_ms = 2000;
+    o->peek = 10;
+    bool have_node = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEEDV()                                                                                    \
+    do {                                                                                           \
+        if (!v) {                                                                                  \
+            fprintf(stderr, "mxctl: %s needs a value\n", a);                                       \
+            return -1;                                                                             \
+        }                                                                                          \
+        i++;                                                                                       \
+    } while (0)
+        if (strcmp(a, "--node") == 0) {
+            NEEDV();
+            o->node = v;
+            have_node = true;
+        } else if (strcmp(a, "--cluster") == 0) {
+            NEEDV();
+            o->cluster = v;
+        } else if (strcmp(a, "--cluster-name") == 0) {
+            NEEDV();
+            o->cluster_name = v;
+        } else if (strcmp(a, "--token") == 0) {
+            NEEDV();
+            o->token = v;
+        } else if (strcmp(a, "--timeout") == 0) {
+            NEEDV();
+            if (parse_int(v, 1, 600000, &o->timeout_ms) != 0) {
+                fprintf(stderr, "mxctl: --timeout wants 1-600000 ms, got '%s'\n", v);
+                return -1;
+            }
+        } else if (strcmp(a, "--json") == 0) {
+            o->json = true;
+        } else if (strcmp(a, "--top") == 0) {
+            NEEDV();
+            if (parse_int(v, 0, 1000000, &o->top) != 0) {
+                fprintf(stderr, "mxctl: --top wants a count, got '%s'\n", v);
+                return -1;
+            }
+        } else if (strcmp(a, "--peek") == 0) {
+            NEEDV();
+            if (parse_int(v, 0, 1000, &o->peek) != 0) {
+                fprintf(stderr, "mxctl: --peek wants 0-1000, got '%s'\n", v);
+                return -1;
+            }
+        } else if (strcmp(a, "--sort") == 0) {
+            NEEDV();
+            if (strcmp(v, "depth") && strcmp(v, "age") && strcmp(v, "rate")) {
+                fprintf(stderr, "mxctl: --sort wants depth, age or rate, got '%s'\n", v);
+                return -1;
+            }
+            o->sort = v;
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            exit(0);
+        } else if (a[0] == '-') {
+            fprintf(stderr, "mxctl: unknown option %s\n", a);
+            return -1;
+        } else if (!o->cmd) {
+            o->cmd = a;
+        } else if (!o->arg) {
+            o->arg = a;
+        } else {
+            fprintf(stderr, "mxctl: unexpected argument %s\n", a);
+            return -1;
+        }
+#undef NEEDV
+    }
+    if (!o->cmd) {
+        fprintf(stderr, "mxctl: no command\n");
+        return -1;
+    }
+    static const char *const cmds[] = {"stats", "actors", "mailbox", "deadletters",
+                                       "drain", "members", "leases"};
+    bool known = false;
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+        known |= strcmp(o->cmd, cmds[i]) == 0;
+    if (!known) {
+        fprintf(stderr, "mxctl: unknown command %s\n", o->cmd);
+        return -1;
+    }
+    bool wants_arg = !strcmp(o->cmd, "mailbox") || !strcmp(o->cmd, "drain");
+    if (wants_arg != (o->arg != NULL)) {
+        fprintf(stderr, wants_arg ? "mxctl: %s needs an argument\n"
+                                  : "mxctl: %s takes no argument\n",
+                o->cmd);
+        return -1;
+    }
+    if (have_node && o->cluster) {
+        fprintf(stderr, "mxctl: --node and --cluster exclude each other\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- request ---- */
+
+static void pk_kstr(msgpack_packer *pk, const char *k, const char *v)
+{
+    msgpack_pack_str(pk, strlen(k));
+    msgpack_pack_str_body(pk, k, strlen(k));
+    msgpack_pack_str(pk, strlen(v));
+    msgpack_pack_str_body(pk, v, strlen(v));
+}
+
+static void pk_kint(msgpack_packer *pk, const char *k, int v)
+{
+    msgpack_pack_str(pk, strlen(k));
+    msgpack_pack_str_body(pk, k, strlen(k));
+    msgpack_pack_int(pk, v);
+}
+
+static void build_request(const struct opts *o, msgpack_sbuffer *sb)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    size_t n = 1 + (o->token && *o->token) + (o->arg != NULL) + (o->top > 0) + (o->sort != NULL) +
+               (!strcmp(o->cmd, "mailbox"));
+    msgpack_pack_map(&pk, n);
+    pk_kstr(&pk, "cmd", o->cmd);
+    if (o->token && *o->token)
+        pk_kstr(&pk, "token", o->token);
+    if (o->arg)
+        pk_kstr(&pk, !strcmp(o->cmd, "drain") ? "node" : "name", o->arg);
+    if (o->top > 0)
+        pk_kint(&pk, "top", o->top);
+    if (o->sort)
+        pk_kstr(&pk, "sort", o->sort);
+    if (!strcmp(o->cmd, "mailbox"))
+        pk_kint(&pk, "peek", o->peek);
+}
+
+/* Ask one node. Returns 0 with the answer (malloc'd) or EXIT_NOANSWER. */
+static int ask(const char *url, const struct opts *o, const msgpack_sbuffer *req, char **ans,
+               size_t *len, char *err, size_t errlen)
+{
+    nng_socket s;
+    int rc = EXIT_NOANSWER, nrc;
+    if ((nrc = nng_req0_open(&s)) != 0) {
+        snprintf(err, errlen, "%s", nng_strerror(nrc));
+        return rc;
+    }
+    nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, o->timeout_ms);
+    nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, o->timeout_ms);
+    nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+    nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, ANSWER_MAX);
+    nng_dialer d;
+    if ((nrc = nng_dialer_create(&d, s, url)) != 0) {
+        snprintf(err, errlen, "bad address %s: %s", url, nng_strerror(nrc));
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    nng_dialer_set_size(d, NNG_OPT_RECVMAXSZ, ANSWER_MAX);
+    nng_dialer_set_ms(d, NNG_OPT_RECONNMINT, 50);
+    nng_dialer_set_ms(d, NNG_OPT_RECONNMAXT, 200);
+    nng_dialer_start(d, NNG_FLAG_NONBLOCK); /* a down node shows as a timeout */
+    if ((nrc = nng_send(s, req->data, req->size, 0)) != 0) {
+        snprintf(err, errlen, "no answer from %s: %s", url, nng_strerror(nrc));
+        goto out;
+    }
+    nng_msg *m;
+    if ((nrc = nng_recvmsg(s, &m, 0)) != 0) {
+        snprintf(err, errlen, "no answer from %s: %s", url, nng_strerror(nrc));
+        goto out;
+    }
+    *len = nng_msg_len(m);
+    *ans = malloc(*len ? *len : 1);
+    if (!*ans)
+        abort();
+    memcpy(*ans, nng_msg_body(m), *len);
+    nng_msg_free(m);
+    rc = 0;
+out:
+    nng_close(s);
+    return rc;
+}
+
+/* ---- answers ---- */
+
+static const msgpack_object *get(const msgpack_object *o, const char *key)
+{
+    if (!o || o->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    size_t kl = strlen(key);
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const msgpack_object_kv *kv = &o->via.map.ptr[i];
+        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == kl &&
+            memcmp(kv->key.via.str.ptr, key, kl) == 0)
+            return &kv->val;
+    }
+    return NULL;
+}
+
+static const char *sget(const msgpack_object *o, const char *key, char *buf, size_t n)
+{
+    const msgpack_object *v = get(o, key);
+    if (!v || v->type != MSGPACK_OBJECT_STR)
+        return "";
+    snprintf(buf, n, "%.*s", (int)v->via.str.size, v->via.str.ptr);
+    return buf;
+}
+
+static long long iget(const msgpack_object *o, const char *key)
+{
+    const msgpack_object *v = get(o, key);
+    if (!v)
+        return 0;
+    if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return (long long)v->via.u64;
+    if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        return (long long)v->via.i64;
+    if (v->type == MSGPACK_OBJECT_FLOAT64 || v->type == MSGPACK_OBJECT_FLOAT32)
+        return (long long)v->via.f64;
+    return 0;
+}
+
+static void to_json(const msgpack_object *o, struct mx_jsonw *w)
+{
+    switch (o->type) {
+    case MSGPACK_OBJECT_NIL:
+        mx_jsonw_null(w);
+        break;
+    case MSGPACK_OBJECT_BOOLEAN:
+        mx_jsonw_bool(w, o->via.boolean);
+        break;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        mx_jsonw_uint(w, o->via.u64);
+        break;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        mx_jsonw_int(w, o->via.i64);
+        break;
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+        mx_jsonw_double(w, o->via.f64);
+        break;
+    case MSGPACK_OBJECT_STR:
+        mx_jsonw_strn(w, o->via.str.ptr, o->via.str.size);
+        break;
+    case MSGPACK_OBJECT_BIN:
+        mx_jsonw_strn(w, o->via.bin.ptr, o->via.bin.size);
+        break;
+    case MSGPACK_OBJECT_EXT:
+        if (o->via.ext.type == MX_ADMIN_EXT_JSON && o->via.ext.size > 0)
+            mx_jsonw_raw(w, o->via.ext.ptr, o->via.ext.size);
+        else
+            mx_jsonw_null(w);
+        break;
+    case MSGPACK_OBJECT_ARRAY:
+        mx_jsonw_arr_open(w);
+        for (uint32_t i = 0; i < o->via.array.size; i++)
+            to_json(&o->via.array.ptr[i], w);
+        mx_jsonw_arr_close(w);
+        break;
+    case MSGPACK_OBJECT_MAP:
+        mx_jsonw_obj_open(w);
+        for (uint32_t i = 0; i < o->via.map.size; i++) {
+            const msgpack_object_kv *kv = &o->via.map.ptr[i];
+            char k[128];
+            if (kv->key.type != MSGPACK_OBJECT_STR)
+                continue;
+            snprintf(k, sizeof(k), "%.*s", (int)kv->key.via.str.size, kv->key.via.str.ptr);
+            mx_jsonw_key(w, k);
+            to_json(&kv->val, w);
+        }
+        mx_jsonw_obj_close(w);
+        break;
+    }
+}
+
+static void print_table(const struct opts *o, const msgpack_object *a)
+{
+    char b1[256], b2[256], b3[256], b4[256], b5[256];
+    const msgpack_object *v;
+    if (!strcmp(o->cmd, "stats")) {
+        printf("node        %s (%s) %s\n", sget(a, "node", b1, sizeof b1),
+               sget(a, "node_id", b2, sizeof b2), sget(a, "state", b3, sizeof b3));
+        printf("uptime      %.1f s\n", (double)iget(a, "uptime_ms") / 1000.0);
+        printf("schedulers  %lld\nlive actors %lld\n", iget(a, "schedulers"),
+               iget(a, "live_actors"));
+        if ((v = get(a, "deadletters")) && v->type == MSGPACK_OBJECT_MAP)
+            for (uint32_t i = 0; i < v->via.map.size; i++)
+                if (v->via.map.ptr[i].val.via.u64)
+                    printf("dead letter %.*s %llu\n", (int)v->via.map.ptr[i].key.via.str.size,
+                           v->via.map.ptr[i].key.via.str.ptr,
+                           (unsigned long long)v->via.map.ptr[i].val.via.u64);
+        if ((v = get(a, "transport")) && v->type == MSGPACK_OBJECT_MAP) {
+            printf("transport   peers %lld up %lld, frames in %lld out %lld, send full %lld down %lld\n",
+                   iget(v, "peers"), iget(v, "peers_up"), iget(v, "frames_in"),
+                   iget(v, "frames_out"), iget(v, "send_full"), iget(v, "send_down"));
+            const msgpack_object *d = get(v, "drops");
+            if (d && d->type == MSGPACK_OBJECT_MAP)
+                for (uint32_t i = 0; i < d->via.map.size; i++)
+                    if (d->via.map.ptr[i].val.via.u64)
+                        printf("frame drop  %.*s %llu\n", (int)d->via.map.ptr[i].key.via.str.size,
+                               d->via.map.ptr[i].key.via.str.ptr,
+                               (unsigned long long)d->via.map.ptr[i].val.via.u64);
+        }
+        if ((v = get(a, "sections")) && v->type == MSGPACK_OBJECT_MAP)
+            for (uint32_t i = 0; i < v->via.map.size; i++) {
+                struct mx_jsonw w;
+                mx_jsonw_init(&w, ANSWER_MAX);
+                to_json(&v->via.map.ptr[i].val, &w);
+                printf("%-11.*s %s\n", (int)v->via.map.ptr[i].key.via.str.size,
+                       v->via.map.ptr[i].key.via.str.ptr, w.err ? "?" : w.buf);
+                mx_jsonw_fini(&w);
+            }
+    } else if (!strcmp(o->cmd, "actors")) {
+        printf("%-18s %-20s %-12s %8s %8s %10s %12s %10s %8s\n", "ID", "NAME", "TYPE", "DEPTH",
+               "HWM", "OLDEST_MS", "HANDLED", "RATE/S", "RESTARTS");
+        if ((v = get(a, "actors")) && v->type == MSGPACK_OBJECT_ARRAY)
+            for (uint32_t i = 0; i < v->via.array.size; i++) {
+                const msgpack_object *x = &v->via.array.ptr[i];
+                printf("%-18s %-20s %-12s %8lld %8lld %10lld %12lld %10lld %8lld\n",
+                       sget(x, "id", b1, sizeof b1), sget(x, "name", b2, sizeof b2),
+                       sget(x, "type", b3, sizeof b3), iget(x, "depth"), iget(x, "hwm"),
+                       iget(x, "oldest_ms"), iget(x, "handled"), iget(x, "rate"),
+                       iget(x, "restarts"));
+            }
+        printf("(%lld actors, sorted by %s)\n", iget(a, "total"), sget(a, "sort", b1, sizeof b1));
+    } else if (!strcmp(o->cmd, "mailbox")) {
+        printf("%s: depth %lld\n", sget(a, "name", b1, sizeof b1), iget(a, "depth"));
+        if ((v = get(a, "messages")) && v->type == MSGPACK_OBJECT_ARRAY)
+            for (uint32_t i = 0; i < v->via.array.size; i++) {
+                const msgpack_object *x = &v->via.array.ptr[i];
+                struct mx_jsonw w;
+                mx_jsonw_init(&w, ANSWER_MAX);
+                const msgpack_object *body = get(x, "body");
+                if (body)
+                    to_json(body, &w);
+                printf("%3u %-14s from %-34s corr %-6lld age %6lld ms %s\n", i,
+                       sget(x, "type_name", b1, sizeof b1), sget(x, "from", b2, sizeof b2),
+                       iget(x, "corr"), iget(x, "age_ms"), w.err || !w.buf ? "" : w.buf);
+                mx_jsonw_fini(&w);
+            }
+    } else if (!strcmp(o->cmd, "deadletters")) {
+        if ((v = get(a, "deadletters")) && v->type == MSGPACK_OBJECT_MAP)
+            for (uint32_t i = 0; i < v->via.map.size; i++)
+                printf("%-16.*s %llu\n", (int)v->via.map.ptr[i].key.via.str.size,
+                       v->via.map.ptr[i].key.via.str.ptr,
+                       (unsigned long long)v->via.map.ptr[i].val.via.u64);
+        printf("%-16s %lld\n", "total", iget(a, "total"));
+    } else if (!strcmp(o->cmd, "drain")) {
+        printf("%s: %s (%s)\n", sget(a, "node", b1, sizeof b1), sget(a, "state", b2, sizeof b2),
+               sget(a, "result", b3, sizeof b3));
+    } else if (!strcmp(o->cmd, "members")) {
+        printf("%-20s %-18s %-9s %-28s %-28s %8s\n", "NAME", "NODE_ID", "STATE", "NNG", "ADMIN",
+               "AGE_MS");
+        if ((v = get(a, "members")) && v->type == MSGPACK_OBJECT_ARRAY)
+            for (uint32_t i = 0; i < v->via.array.size; i++) {
+                const msgpack_object *x = &v->via.array.ptr[i];
+                printf("%-20s %-18s %-9s %-28s %-28s %8lld\n", sget(x, "name", b1, sizeof b1),
+                       sget(x, "node_id", b2, sizeof b2), sget(x, "state", b3, sizeof b3),
+                       sget(x, "nng", b4, sizeof b4), sget(x, "admin", b5, sizeof b5),
+                       iget(x, "age_ms"));
+            }
+        printf("(registry: %s)\n", sget(a, "registry", b1, sizeof b1));
+    } else if (!strcmp(o->cmd, "leases")) {
+        printf("%-24s %-20s %20s %10s %8s\n", "NAME", "HOLDER", "EPOCH", "SEQ", "TTL_MS");
+        if ((v = get(a, "leases")) && v->type == MSGPACK_OBJECT_ARRAY)
+            for (uint32_t i = 0; i < v->via.array.size; i++) {
+                const msgpack_object *x = &v->via.array.ptr[i];
+                printf("%-24s %-20s %20lld %10lld %8lld\n", sget(x, "name", b1, sizeof b1),
+                       sget(x, "holder", b2, sizeof b2), iget(x, "epoch"), iget(x, "seq"),
+                       iget(x, "ttl_ms"));
+            }
+        printf("(registry: %s)\n", sget(a, "registry", b1, sizeof b1));
+    }
+}
+
+/* ---- cluster members from Redis ---- */
+
+/* The string value of a top-level "admin" key in a small JSON object the
+ * registry writes; a deliberately narrow scan (no escapes in addresses). */
+static bool json_admin(const char *js, size_t n, char *out, size_t cap)
+{
+    const char *k = memmem(js, n, "\"admin\"", 7);
+    if (!k)
+        return false;
+    const char *p = k + 7, *end = js + n;
+    while (p < end && (*p == ' ' || *p == ':'))
+        p++;
+    if (p >= end || *p != '"')
+        return false;
+    p++;
+    const char *q = memchr(p, '"', (size_t)(end - p));
+    if (!q || (size_t)(q - p) >= cap || memchr(p, '\\', (size_t)(q - p)))
+        return false;
+    memcpy(out, p, (size_t)(q - p));
+    out[q - p] = '\0';
+    return true;
+}
+
+static int cluster_targets(const struct opts *o, struct target *t, int *n)
+{
+    char host[256] = "127.0.0.1", pw[256] = "";
+    int port = 6379, db = 0;
+    const char *u = o->cluster;
+    if (strncmp(u, "redis://", 8) != 0) {
+        fprintf(stderr, "mxctl: --cluster wants redis://[:password@]host:port[/db]\n");
+        return EXIT_USAGE;
+    }
+    u += 8;
+    const char *at = strchr(u, '@');
+    if (at) {
+        const char *c = u[0] == ':' ? u + 1 : u;
+        snprintf(pw, sizeof(pw), "%.*s", (int)(at - c), c);
+        u = at + 1;
+    }
+    const char *colon = strrchr(u, ':');
+    if (!colon || sscanf(colon + 1, "%d", &port) != 1) {
+        fprintf(stderr, "mxctl: --cluster wants redis://host:port\n");
+        return EXIT_USAGE;
+    }
+    snprintf(host, sizeof(host), "%.*s", (int)(colon - u), u);
+    const char *slash = strchr(colon, '/');
+    if (slash)
+        db = atoi(slash + 1);
+    struct timeval tv = {o->timeout_ms / 1000, (o->timeout_ms % 1000) * 1000};
+    redisContext *c = redisConnectWithTimeout(host, port, tv);
+    if (!c || c->err) {
+        fprintf(stderr, "mxctl: redis %s:%d: %s\n", host, port, c ? c->errstr : "no memory");
+        if (c)
+            redisFree(c);
+        return EXIT_NOANSWER;
+    }
+    redisSetTimeout(c, tv);
+    redisReply *r;
+    if (*pw) {
+        r = redisCommand(c, "AUTH %s", pw);
+        freeReplyObject(r);
+    }
+    if (db) {
+        r = redisCommand(c, "SELECT %d", db);
+        freeReplyObject(r);
+    }
+    r = redisCommand(c, "HGETALL mx:{%s}:members", o->cluster_name);
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        fprintf(stderr, "mxctl: redis: %s\n", r && r->type == REDIS_REPLY_ERROR ? r->str : c->errstr);
+        freeReplyObject(r);
+        redisFree(c);
+        return EXIT_NOANSWER;
+    }
+    *n = 0;
+    for (size_t i = 0; i + 1 < r->elements && *n < MAX_NODES; i += 2) {
+        struct target *x = &t[*n];
+        snprintf(x->name, sizeof(x->name), "%.*s", (int)r->element[i]->len, r->element[i]->str);
+        if (json_admin(r->element[i + 1]->str, r->element[i + 1]->len, x->admin, sizeof(x->admin)))
+            (*n)++;
+        else
+            fprintf(stderr, "mxctl: member %s has no admin address\n", x->name);
+    }
+    freeReplyObject(r);
+    redisFree(c);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o = {0};
+    if (parse_args(argc, argv, &o) != 0) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    static struct target targets[MAX_NODES];
+    int n = 1;
+    if (o.cluster) {
+        int rc = cluster_targets(&o, targets, &n);
+        if (rc)
+            return rc;
+        if (!strcmp(o.cmd, "drain")) {
+            int k;
+            for (k = 0; k < n && strcmp(targets[k].name, o.arg); k++)
+                ;
+            if (k == n) {
+                fprintf(stderr, "mxctl: no member named %s\n", o.arg);
+                return EXIT_ERRANSWER;
+            }
+            targets[0] = targets[k];
+            n = 1;
+        }
+    } else {
+        snprintf(targets[0].name, sizeof(targets[0].name), "%s", o.node);
+        snprintf(targets[0].admin, sizeof(targets[0].admin), "%s", o.node);
+    }
+    msgpack_sbuffer req;
+    msgpack_sbuffer_init(&req);
+    build_request(&o, &req);
+    int worst = 0;
+    struct mx_jsonw all;
+    mx_jsonw_init(&all, ANSWER_MAX);
+    if (o.cluster) {
+        mx_jsonw_obj_open(&all);
+        mx_jsonw_key(&all, "nodes");
+        mx_jsonw_arr_open(&all);
+    }
+    for (int i = 0; i < n; i++) {
+        char *ans = NULL, err[512] = "";
+        size_t len = 0;
+        int rc = ask(targets[i].admin, &o, &req, &ans, &len, err, sizeof(err));
+        msgpack_unpacked up;
+        msgpack_unpacked_init(&up);
+        size_t off = 0;
+        if (rc == 0 && (len == 0 || mx_proto_validate((const uint8_t *)ans, len) != 0 ||
+                        msgpack_unpack_next(&up, ans, len, &off) != MSGPACK_UNPACK_SUCCESS ||
+                        up.data.type != MSGPACK_OBJECT_MAP)) {
+            snprintf(err, sizeof(err), "malformed answer from %s", targets[i].admin);
+            rc = EXIT_NOANSWER;
+        }
+        const msgpack_object *okv = rc == 0 ? get(&up.data, "ok") : NULL;
+        bool ok = okv && okv->type == MSGPACK_OBJECT_BOOLEAN && okv->via.boolean;
+        if (rc == 0 && !ok) {
+            char eb[256];
+            snprintf(err, sizeof(err), "%.128s: %.256s", targets[i].name,
+                     sget(&up.data, "error", eb, sizeof(eb)));
+            rc = EXIT_ERRANSWER;
+        }
+        if (rc != 0)
+            fprintf(stderr, "mxctl: %s\n", err);
+        if (rc > worst && !(worst == EXIT_NOANSWER && rc == EXIT_ERRANSWER))
+            worst = rc;
+        if (o.json) {
+            if (o.cluster) {
+                mx_jsonw_obj_open(&all);
+                mx_jsonw_kstr(&all, "member", targets[i].name);
+                mx_jsonw_kstr(&all, "admin", targets[i].admin);
+                mx_jsonw_key(&all, "answer");
+            }
+            if (rc == 0 || rc == EXIT_ERRANSWER)
+                to_json(&up.data, &all);
+            else if (o.cluster)
+                mx_jsonw_null(&all);
+            if (o.cluster) {
+                if (rc != 0)
+                    mx_jsonw_kstr(&all, "error", err);
+                mx_jsonw_obj_close(&all);
+            }
+        } else if (rc == 0) {
+            if (o.cluster)
+                printf("== %s (%s)\n", targets[i].name, targets[i].admin);
+            print_table(&o, &up.data);
+        }
+        msgpack_unpacked_destroy(&up);
+        free(ans);
+    }
+    if (o.cluster) {
+        mx_jsonw_arr_close(&all);
+        mx_jsonw_obj_close(&all);
+    }
+    if (o.json && all.err == 0 && all.len)
+        printf("%s\n", all.buf);
+    mx_jsonw_fini(&all);
+    msgpack_sbuffer_destroy(&req);
+    return worst;
+}

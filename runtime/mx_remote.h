@@ -1,0 +1,95 @@
+/* mx_remote.h - the inter-node transport: actor messages over nng.
+ *
+ * Each node listens on one nng pull socket (MX_NNG_ADDR) and dials every
+ * peer with its own push socket. A frame is exactly the in-process message:
+ * the 96-byte envelope header, the optional receiver name and the msgpack
+ * body (docs/wire-format.md). Sends never block: each peer has a bounded
+ * send queue (NNG_OPT_SENDBUF) and a full queue or a disconnected peer turns
+ * the send into an error the runtime counts as a dead letter. Every inbound
+ * frame is validated (header, type, body against its schema, receiver)
+ * before use; bad frames are dropped and counted by reason. See
+ * docs/cluster.md.
+ */
+#ifndef MX_REMOTE_H
+#define MX_REMOTE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mx_actor.h"
+
+typedef struct mx_remote mx_remote_t;
+
+struct mx_remote_opts {
+    const char *listen_url;     /* tcp://host:port (port 0: any), ipc://, inproc:// */
+    uint32_t sendbuf;           /* per-peer send queue in messages; 0 = 1024 (max 8192) */
+    uint32_t reconn_min_ms;     /* redial backoff start; 0 = 50 */
+    uint32_t reconn_max_ms;     /* redial backoff cap; 0 = 2000 */
+    uint32_t connect_grace_ms;  /* a new peer may queue before its first connect; 0 = 1000 */
+    uint32_t max_peers;         /* 0 = 256 */
+};
+
+/* Why an inbound frame was dropped. */
+#define MX_RDROP_MAP(X)                                                        \
+    X(BAD_HEADER, "bad-header")                                                \
+    X(UNKNOWN_TYPE, "unknown-type")                                            \
+    X(BAD_BODY, "bad-body")                                                    \
+    X(TOO_BIG, "too-big")                                                      \
+    X(UNKNOWN_RECEIVER, "unknown-receiver")                                    \
+    X(REFUSED, "refused")
+
+enum mx_rdrop {
+#define MX_RDROP_ENUM(n, s) MX_RDROP_##n,
+    MX_RDROP_MAP(MX_RDROP_ENUM)
+#undef MX_RDROP_ENUM
+    MX_RDROP_COUNT
+};
+
+struct mx_remote_stats {
+    uint64_t frames_in;    /* frames received (valid or not) */
+    uint64_t delivered;    /* frames handed to a local mailbox */
+    uint64_t frames_out;   /* frames queued to a peer */
+    uint64_t bytes_in, bytes_out;
+    uint64_t send_full;    /* sends refused: peer queue full */
+    uint64_t send_down;    /* sends refused: unknown or disconnected peer */
+    uint64_t drops[MX_RDROP_COUNT]; /* inbound frames dropped, by reason */
+    uint32_t peers;        /* peers in the table */
+    uint32_t peers_up;     /* peers with a live connection */
+};
+
+/* mx_rdrop_name - a drop reason's name ("bad-header"). */
+const char *mx_rdrop_name(int reason);
+
+/* mx_remote_start - listen on opts->listen_url, start the receive thread
+ * and install the transport as sys's remote hook. Returns 0 and *out, or
+ * MX_EINVAL (bad options), MX_EIO (listen failed; nothing left running).
+ * Any non-scheduler thread. */
+int mx_remote_start(mx_system_t *sys, const struct mx_remote_opts *opts, mx_remote_t **out);
+
+/* mx_remote_stop - clear sys's remote hook, close every socket, join the
+ * receive thread and free r. Call after mx_system_stop (no more sends) and
+ * before mx_system_free. NULL is a no-op. Blocks briefly. */
+void mx_remote_stop(mx_remote_t *r);
+
+/* mx_remote_port - the bound TCP port of the listener (useful with port 0),
+ * or 0 for non-TCP URLs. Any thread. */
+int mx_remote_port(const mx_remote_t *r);
+
+/* mx_remote_add_peer - route node_id's traffic to url (dialled in the
+ * background with backoff). Replaces an existing entry for node_id.
+ * Returns 0, MX_EINVAL (bad url or node_id 0 or the local node), MX_ELIMIT
+ * (table full), MX_EIO. Any non-scheduler thread (it may block briefly). */
+int mx_remote_add_peer(mx_remote_t *r, uint64_t node_id, const char *url);
+
+/* mx_remote_remove_peer - forget node_id; messages queued to it are lost
+ * (at-most-once). Returns 0 or MX_ENOTFOUND. Any non-scheduler thread. */
+int mx_remote_remove_peer(mx_remote_t *r, uint64_t node_id);
+
+/* mx_remote_peer_up - whether node_id has a live connection. Any thread. */
+bool mx_remote_peer_up(mx_remote_t *r, uint64_t node_id);
+
+/* mx_remote_stats - counters, read without locks (peers under a read
+ * lock). Any thread. */
+void mx_remote_stats(mx_remote_t *r, struct mx_remote_stats *out);
+
+#endif

@@ -1,0 +1,429 @@
+/* test_inproc.c - the transport between two actor systems in one process
+ * over TCP loopback: remote send and request/reply by address and by name,
+ * FIFO per pair, refusal of local pointer payloads, unknown peers, hostile
+ * frames (dropped and counted, the node keeps serving), epoch fencing, a
+ * peer going away (sends fail fast, requests time out), and mailbox peek. */
+#include <nng/nng.h>
+#include <nng/protocol/pipeline0/push.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <cmocka.h>
+
+#include "cl_actors.h"
+#include "mx_err.h"
+#include "mx_remote.h"
+#include "mx_testutil.h"
+
+struct node {
+    mx_system_t *sys;
+    mx_remote_t *rem;
+    struct mx_addr echo, sink, drv;
+    struct cl_sink_stats sink_st;
+    struct cl_driver_stats drv_st;
+    char url[64];
+};
+
+static void node_start(struct node *n, const char *name)
+{
+    memset(n, 0, sizeof(*n));
+    struct mx_system_opts o = {.node_name = name, .schedulers = 1, .offload_threads = 1};
+    assert_int_equal(mx_system_start(&o, &n->sys), 0);
+    struct mx_remote_opts ro = {.listen_url = "tcp://127.0.0.1:0", .sendbuf = 256,
+                                .reconn_min_ms = 20, .reconn_max_ms = 200};
+    assert_int_equal(mx_remote_start(n->sys, &ro, &n->rem), 0);
+    assert_true(mx_remote_port(n->rem) > 0);
+    snprintf(n->url, sizeof(n->url), "tcp://127.0.0.1:%d", mx_remote_port(n->rem));
+    struct mx_spawn_opts so = MX_SPAWN_OPTS_DEFAULT;
+    so.name = "echo";
+    assert_int_equal(mx_spawn(n->sys, &cl_echo_beh, NULL, &so, &n->echo), 0);
+    so.name = "sink";
+    so.cap_msgs = 100000;
+    assert_int_equal(mx_spawn(n->sys, &cl_sink_beh, &n->sink_st, &so, &n->sink), 0);
+    assert_int_equal(mx_spawn(n->sys, &cl_driver_beh, &n->drv_st, NULL, &n->drv), 0);
+}
+
+static void node_stop(struct node *n)
+{
+    assert_int_equal(mx_system_stop(n->sys, 5000), 0);
+    mx_remote_stop(n->rem);
+    mx_system_free(n->sys);
+}
+
+static uint64_t dl(struct node *n, enum mx_dl_reason r)
+{
+    uint64_t v[MX_DL_COUNT];
+    mx_deadletters(n->sys, v);
+    return v[r];
+}
+
+static uint64_t drops(struct node *n, enum mx_rdrop r)
+{
+    struct mx_remote_stats s;
+    mx_remote_stats(n->rem, &s);
+    return s.drops[r];
+}
+
+static void connect_pair(struct node *a, struct node *b)
+{
+    assert_int_equal(mx_remote_add_peer(a->rem, mx_system_node_id(b->sys), b->url), 0);
+    assert_int_equal(mx_remote_add_peer(b->rem, mx_system_node_id(a->sys), a->url), 0);
+    assert_true(TU_WAIT_UNTIL(mx_remote_peer_up(a->rem, mx_system_node_id(b->sys)) &&
+                                  mx_remote_peer_up(b->rem, mx_system_node_id(a->sys)),
+                              5000));
+}
+
+static int request_echo(struct node *a, struct cl_cmd *c)
+{
+    uint64_t before = atomic_load(&a->drv_st.replies);
+    assert_int_equal(cl_run(a->sys, a->drv, c), 0);
+    if (c->rc != 0)
+        return c->rc;
+    return TU_WAIT_UNTIL(atomic_load(&a->drv_st.replies) > before, 5000) ? 0 : MX_ETIMEDOUT;
+}
+
+static void test_send_and_request(void **unused)
+{
+    struct node a, b;
+    node_start(&a, "a");
+    node_start(&b, "b");
+    connect_pair(&a, &b);
+    uint64_t bid = mx_system_node_id(b.sys);
+
+    /* request/reply by address */
+    struct cl_cmd c = {.op = CL_REQ_ADDR, .to = b.echo, .n = 41, .timeout_ms = 3000};
+    assert_int_equal(request_echo(&a, &c), 0);
+    assert_int_equal(atomic_load(&a.drv_st.last_n), 42);
+    /* by name */
+    c = (struct cl_cmd){.op = CL_REQ_NAMED, .node = bid, .n = 99, .timeout_ms = 3000};
+    strcpy(c.name, "echo");
+    assert_int_equal(request_echo(&a, &c), 0);
+    assert_int_equal(atomic_load(&a.drv_st.last_n), 100);
+    assert_int_equal(atomic_load(&a.drv_st.timeouts), 0);
+
+    /* FIFO per pair, named sends, in bursts that fit the send queue */
+    uint32_t total = 0;
+    for (int burst = 0; burst < 20; burst++) {
+        c = (struct cl_cmd){.op = CL_SEND_NAMED, .node = bid, .count = 200, .seq0 = total};
+        strcpy(c.name, "sink");
+        assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
+        if (c.failed)
+            fprintf(stderr, "burst %d: %u failed rc %d\n", burst, c.failed, c.rc);
+        assert_int_equal(c.failed, 0);
+        total += c.sent;
+        assert_true(TU_WAIT_UNTIL(atomic_load(&b.sink_st.received) == total, 5000));
+    }
+    assert_int_equal(atomic_load(&b.sink_st.out_of_order), 0);
+
+    /* a local pointer payload never crosses nodes */
+    c = (struct cl_cmd){.op = CL_SEND_PTR, .to = b.sink};
+    assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
+    assert_int_equal(c.rc, MX_EINVAL);
+
+    /* an unknown node is a dead letter node-down, at once */
+    uint64_t down = dl(&a, MX_DL_NODE_DOWN);
+    c = (struct cl_cmd){.op = CL_SEND_ADDR, .to = {12345, 1}, .count = 3};
+    assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
+    assert_int_equal(c.rc, MX_ENOACTOR);
+    assert_int_equal(c.failed, 3);
+    assert_int_equal(dl(&a, MX_DL_NODE_DOWN), down + 3);
+
+    /* an unknown actor on the peer: dropped and counted there */
+    uint64_t unk = drops(&b, MX_RDROP_UNKNOWN_RECEIVER);
+    c = (struct cl_cmd){.op = CL_SEND_ADDR, .to = {bid, (7ull << 32) | 4000}, .count = 2};
+    assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
+    assert_int_equal(c.rc, 0);
+    assert_true(TU_WAIT_UNTIL(drops(&b, MX_RDROP_UNKNOWN_RECEIVER) == unk + 2, 5000));
+    assert_true(dl(&b, MX_DL_NO_ACTOR) >= 2);
+
+    node_stop(&a);
+    node_stop(&b);
+}
+
+static void test_epoch_fence(void **unused)
+{
+    struct node a, b;
+    node_start(&a, "a");
+    node_start(&b, "b");
+    connect_pair(&a, &b);
+    uint64_t bid = mx_system_node_id(b.sys);
+    uint32_t sid = mx_epoch_sid("like-sync"), other = mx_epoch_sid("outbox");
+    assert_int_not_equal(sid, other);
+
+    struct cl_cmd c = {.op = CL_SEND_NAMED, .node = bid, .count = 1,
+                       .epoch = mx_epoch_make(sid, 5)};
+    strcpy(c.name, "sink");
+    assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
+    assert_true(TU_WAIT_UNTIL(atomic_load(&b.sink_st.received) == 1, 5000));
+    assert_int_equal(atomic_load(&b.sink_st.last_epoch), mx_epoch_make(sid, 5));
+    /* the same singleton with an older epoch: stale at the receiver */
+    uint64_t stale = dl(&b, MX_DL_STALE_EPOCH);
+    c.epoch = mx_epoch_make(sid, 4);
+    assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
+    assert_int_equal(c.rc, 0); /* the sender cannot know */
+    assert_true(TU_WAIT_UNTIL(dl(&b, MX_DL_STALE_EPOCH) == stale + 1, 5000));
+    assert_true(drops(&b, MX_RDROP_REFUSED) >= 1);
+    /* another singleton's low epoch is its own business; equal is fine */
+    c.epoch = mx_epoch_make(other, 1);
+    assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
+    c.epoch = mx_epoch_make(sid, 5);
+    assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
+    assert_true(TU_WAIT_UNTIL(atomic_load(&b.sink_st.received) == 3, 5000));
+    assert_int_equal(dl(&b, MX_DL_STALE_EPOCH), stale + 1);
+    /* local sends are fenced too */
+    assert_false(mx_epoch_admit(b.sys, mx_epoch_make(sid, 3)));
+    assert_true(mx_epoch_admit(b.sys, mx_epoch_make(sid, 6)));
+    assert_false(mx_epoch_admit(b.sys, mx_epoch_make(sid, 5)));
+    assert_true(mx_epoch_admit(b.sys, 0));
+    struct mx_msg *m;
+    mx_msg_encode(MX_T_test_kv, &(struct mx_m_test_kv){.sender = 1, .seq = 1}, &m);
+    m->env.epoch = mx_epoch_make(sid, 2);
+    assert_int_equal(mx_sys_send(b.sys, b.sink, m), MX_ESTALE);
+    mx_msg_free(m);
+    node_stop(&a);
+    node_stop(&b);
+}
+
+/* ---- hostile frames ---- */
+
+static size_t frame(uint8_t *out, uint32_t type, struct mx_addr to, const char *name,
+                    const uint8_t *body, uint32_t blen)
+{
+    struct mx_env e = {.type = type, .to = to, .flags = name ? MX_ENVF_NAMED : 0};
+    uint16_t nl = name ? (uint16_t)strlen(name) : 0;
+    assert_int_equal(mx_env_encode(&e, blen, nl, out), 0);
+    if (nl)
+        memcpy(out + MX_ENV_WIRE_SIZE, name, nl);
+    memcpy(out + MX_ENV_WIRE_SIZE + nl, body, blen);
+    return MX_ENV_WIRE_SIZE + nl + blen;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void test_hostile_frames(void **unused)
+{
+    struct node b;
+    node_start(&b, "b");
+    uint64_t bid = mx_system_node_id(b.sys);
+    nng_socket s;
+    assert_int_equal(nng_push0_open(&s), 0);
+    assert_int_equal(nng_dial(s, b.url, NULL, 0), 0);
+    static uint8_t f[1 << 16];
+    uint8_t body[64];
+    size_t blen;
+    struct mx_m_test_echo ok = {7, MX_STR("x")};
+    assert_int_equal(mx_m_test_echo_encode(&ok, body, sizeof(body), &blen), 0);
+    struct { const char *what; enum mx_rdrop why; size_t len; } cases[16];
+    int nc = 0;
+    size_t len;
+#define SEND(w, r)                                                                                 \
+    do {                                                                                           \
+        assert_int_equal(nng_send(s, f, len, 0), 0);                                               \
+        cases[nc].what = (w);                                                                      \
+        cases[nc++].why = (r);                                                                     \
+    } while (0)
+    /* random bytes */
+    srand(42);
+    len = 300;
+    for (size_t i = 0; i < len; i++)
+        f[i] = (uint8_t)rand();
+    SEND("random", MX_RDROP_BAD_HEADER);
+    /* shorter than a header */
+    len = 10;
+    memcpy(f, "MX\1\0", 4);
+    SEND("short", MX_RDROP_BAD_HEADER);
+    /* body length past the end of the frame */
+    len = frame(f, MX_T_test_echo, b.echo, NULL, body, (uint32_t)blen);
+    put32(f + 88, (uint32_t)blen + 50);
+    SEND("past-end", MX_RDROP_BAD_HEADER);
+    /* truncated msgpack body (lengths agree, the array is cut) */
+    len = frame(f, MX_T_test_echo, b.echo, NULL, body, (uint32_t)blen - 1);
+    SEND("truncated", MX_RDROP_BAD_BODY);
+    /* wrong field types: a string where n (U64) belongs */
+    uint8_t wrong[] = {0x92, 0xa1, 'x', 0xa1, 'y'};
+    len = frame(f, MX_T_test_echo, b.echo, NULL, wrong, sizeof(wrong));
+    SEND("wrong-types", MX_RDROP_BAD_BODY);
+    /* a string claiming 4 GB inside a small body */
+    uint8_t liar[] = {0x92, 0x01, 0xdb, 0xff, 0xff, 0xff, 0xf0, 'a'};
+    len = frame(f, MX_T_test_echo, b.echo, NULL, liar, sizeof(liar));
+    SEND("lying-str", MX_RDROP_BAD_BODY);
+    /* a header claiming a 100 MB body */
+    len = frame(f, MX_T_test_echo, b.echo, NULL, body, (uint32_t)blen);
+    put32(f + 88, 100u << 20);
+    SEND("100MB", MX_RDROP_TOO_BIG);
+    /* unknown type, and a type only the local runtime may create */
+    len = frame(f, 999, b.echo, NULL, body, (uint32_t)blen);
+    SEND("unknown-type", MX_RDROP_UNKNOWN_TYPE);
+    len = frame(f, MX_T_sys_stop, b.echo, NULL, (const uint8_t *)"\x91\x00", 2);
+    SEND("sys_stop", MX_RDROP_UNKNOWN_TYPE);
+    /* a name longer than allowed, and a name with a space */
+    len = frame(f, MX_T_test_echo, (struct mx_addr){bid, 0}, "echo", body, (uint32_t)blen);
+    f[92] = 0x88;
+    f[93] = 0x13; /* name_len 5000 */
+    SEND("huge-name", MX_RDROP_BAD_HEADER);
+    len = frame(f, MX_T_test_echo, (struct mx_addr){bid, 0}, "ec o", body, (uint32_t)blen);
+    SEND("bad-name", MX_RDROP_BAD_HEADER);
+    /* wrong node, unknown name */
+    len = frame(f, MX_T_test_echo, (struct mx_addr){bid + 1, b.echo.actor}, NULL, body,
+                (uint32_t)blen);
+    SEND("other-node", MX_RDROP_UNKNOWN_RECEIVER);
+    len = frame(f, MX_T_test_echo, (struct mx_addr){bid, 0}, "nobody", body, (uint32_t)blen);
+    SEND("unknown-name", MX_RDROP_UNKNOWN_RECEIVER);
+#undef SEND
+    uint64_t want[MX_RDROP_COUNT] = {0};
+    for (int i = 0; i < nc; i++)
+        want[cases[i].why]++;
+    struct mx_remote_stats st;
+    assert_true(TU_WAIT_UNTIL((mx_remote_stats(b.rem, &st), st.frames_in == (uint64_t)nc), 5000));
+    for (int r = 0; r < MX_RDROP_COUNT; r++)
+        if (st.drops[r] != want[r])
+            fprintf(stderr, "drop %s: got %llu want %llu\n", mx_rdrop_name(r),
+                    (unsigned long long)st.drops[r], (unsigned long long)want[r]);
+    for (int r = 0; r < MX_RDROP_COUNT; r++)
+        assert_int_equal(st.drops[r], want[r]);
+    assert_int_equal(st.delivered, 0);
+
+    /* a message over nng's size limit: the connection is dropped by nng */
+    size_t big = (17u << 20);
+    uint8_t *huge = calloc(1, big);
+    assert_int_equal(nng_send(s, huge, big, 0), 0);
+    free(huge);
+    /* raw TCP garbage at the port */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)mx_remote_port(b.rem))};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    char junk[4096];
+    memset(junk, 0xff, sizeof(junk));
+    assert_true(write(fd, junk, sizeof(junk)) > 0);
+    close(fd);
+
+    /* the node still serves: a good frame is delivered (the push socket
+     * redials after nng dropped it) */
+    uint8_t gk[64];
+    size_t gl;
+    struct mx_m_test_kv kv = {.sender = 1, .seq = 1};
+    assert_int_equal(mx_m_test_kv_encode(&kv, gk, sizeof(gk), &gl), 0);
+    len = frame(f, MX_T_test_kv, (struct mx_addr){bid, 0}, "sink", gk, (uint32_t)gl);
+    bool got = false;
+    for (int i = 0; i < 50 && !got; i++) {
+        nng_send(s, f, len, NNG_FLAG_NONBLOCK);
+        got = TU_WAIT_UNTIL(atomic_load(&b.sink_st.received) > 0, 100);
+    }
+    assert_true(got);
+    nng_close(s);
+    node_stop(&b);
+}
+
+/* A peer that goes away: sends fail fast, requests in flight time out. */
+static void test_dead_peer(void **unused)
+{
+    struct node a, b;
+    node_start(&a, "a");
+    node_start(&b, "b");
+    connect_pair(&a, &b);
+    uint64_t bid = mx_system_node_id(b.sys);
+    struct cl_cmd c = {.op = CL_REQ_ADDR, .to = b.echo, .n = 1, .timeout_ms = 2000};
+    assert_int_equal(request_echo(&a, &c), 0);
+    /* b stops answering: its listener closes */
+    assert_int_equal(mx_system_stop(b.sys, 5000), 0);
+    mx_remote_stop(b.rem);
+    mx_system_free(b.sys);
+    assert_true(TU_WAIT_UNTIL(!mx_remote_peer_up(a.rem, bid), 5000));
+    uint64_t down = dl(&a, MX_DL_NODE_DOWN);
+    int64_t t0 = tu_now_ms();
+    c = (struct cl_cmd){.op = CL_SEND_ADDR, .to = b.sink, .count = 100};
+    assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
+    assert_int_equal(c.failed, 100);
+    assert_int_equal(dl(&a, MX_DL_NODE_DOWN), down + 100);
+    assert_true(tu_now_ms() - t0 < 1000);
+    c = (struct cl_cmd){.op = CL_REQ_ADDR, .to = b.echo, .n = 1, .timeout_ms = 300};
+    assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
+    assert_int_equal(c.rc, MX_ENOACTOR);
+    node_stop(&a);
+}
+
+/* A request whose reply never comes: the requester's timeout fires. */
+static void test_request_timeout(void **unused)
+{
+    struct node a, b;
+    node_start(&a, "a");
+    node_start(&b, "b");
+    connect_pair(&a, &b);
+    /* the sink never replies */
+    struct cl_cmd c = {.op = CL_REQ_ADDR, .to = b.sink, .n = 1, .timeout_ms = 200};
+    assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
+    assert_int_equal(c.rc, 0);
+    assert_true(TU_WAIT_UNTIL(atomic_load(&a.drv_st.timeouts) == 1, 3000));
+    assert_int_equal(atomic_load(&a.drv_st.replies), 0);
+    node_stop(&a);
+    node_stop(&b);
+}
+
+/* mx_actor_peek copies pending messages on the actor's thread. */
+static int slow_recv(mx_actor_t *self, void *state, struct mx_msg *m)
+{
+    if (m->env.type == MX_T_test_echo)
+        usleep(200 * 1000);
+    return 0;
+}
+
+static void test_peek(void **unused)
+{
+    mx_system_t *sys;
+    struct mx_system_opts o = {.node_name = "p", .schedulers = 1, .offload_threads = 1};
+    assert_int_equal(mx_system_start(&o, &sys), 0);
+    static const struct mx_behaviour slow = {.name = "slow", .receive = slow_recv};
+    struct mx_addr a;
+    assert_int_equal(mx_spawn(sys, &slow, NULL, NULL, &a), 0);
+    /* the actor blocks on a test_echo; the peek (control lane) runs before
+     * the test_kv messages queued behind it */
+    struct mx_msg *blk;
+    mx_msg_encode(MX_T_test_echo, &(struct mx_m_test_echo){1, MX_STR("z")}, &blk);
+    assert_int_equal(mx_sys_send(sys, a, blk), 0);
+    usleep(50 * 1000); /* inside the 200 ms handler now */
+    for (uint64_t i = 0; i < 5; i++) {
+        struct mx_msg *m;
+        mx_msg_encode(MX_T_test_kv, &(struct mx_m_test_kv){.sender = 9, .seq = i}, &m);
+        assert_int_equal(mx_sys_send(sys, a, m), 0);
+    }
+    struct mx_msg **v;
+    uint32_t n;
+    assert_int_equal(mx_actor_peek(sys, a, 3, 2000, &v, &n), 0);
+    assert_int_equal(n, 3);
+    struct mx_m_test_kv kv;
+    assert_int_equal(mx_msg_decode(v[0], &kv), 0);
+    assert_int_equal(kv.sender, 9);
+    for (uint32_t i = 0; i < n; i++)
+        mx_msg_free(v[i]);
+    free(v);
+    /* busy actor: the peek times out, and the late answer is harmless */
+    struct mx_msg *m;
+    mx_msg_encode(MX_T_test_echo, &(struct mx_m_test_echo){1, MX_STR("z")}, &m);
+    assert_int_equal(mx_sys_send(sys, a, m), 0);
+    usleep(20 * 1000);
+    assert_int_equal(mx_actor_peek(sys, a, 3, 50, &v, &n), MX_ETIMEDOUT);
+    assert_int_equal(mx_actor_peek(sys, a, 5000, 50, &v, &n), MX_EINVAL);
+    assert_int_equal(mx_system_stop(sys, 5000), 0);
+    mx_system_free(sys);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_send_and_request), cmocka_unit_test(test_epoch_fence),
+        cmocka_unit_test(test_hostile_frames),   cmocka_unit_test(test_dead_peer),
+        cmocka_unit_test(test_request_timeout),  cmocka_unit_test(test_peek),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,379 @@
+/* test_procs.c - system tests with real processes: two cl_node processes
+ * exchange messages over TCP (request/reply, FIFO, epoch fencing), one is
+ * killed with SIGKILL (sends fail fast into dead letters, requests fail or
+ * time out), and mxctl runs every command against live nodes with --json
+ * checked by python3's json module, its exit codes, and the admin token on
+ * a non-loopback address. Children die with the test (PR_SET_PDEATHSIG)
+ * and an atexit hook kills any left. */
+#define _GNU_SOURCE
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "mx_testutil.h"
+
+struct proc {
+    pid_t pid;
+    int in, out; /* its stdin (we write), its stdout (we read) */
+    char id[32];
+    int nng, admin;
+    char admin_url[64], nng_url[64];
+};
+
+static pid_t kids[16];
+
+static void kill_kids(void)
+{
+    for (int i = 0; i < 16; i++)
+        if (kids[i] > 0) {
+            kill(kids[i], SIGKILL);
+            waitpid(kids[i], NULL, 0);
+            kids[i] = 0;
+        }
+}
+
+static void bin(char *out, size_t n, const char *prog)
+{
+    const char *d = getenv("MX_BIN_DIR");
+    snprintf(out, n, "%s/%s", d && *d ? d : ".", prog);
+}
+
+static int read_line(int fd, char *buf, size_t cap, int timeout_ms)
+{
+    size_t n = 0;
+    int64_t dl = tu_now_ms() + timeout_ms;
+    while (n + 1 < cap) {
+        struct pollfd p = {fd, POLLIN, 0};
+        int left = (int)(dl - tu_now_ms());
+        if (left <= 0 || poll(&p, 1, left) <= 0)
+            return -1;
+        if (read(fd, buf + n, 1) != 1)
+            return -1;
+        if (buf[n] == '\n')
+            break;
+        n++;
+    }
+    buf[n] = '\0';
+    return 0;
+}
+
+static int start_node(struct proc *p, const char *name, const char *admin, const char *token,
+                      char *first, size_t firstcap)
+{
+    char path[512];
+    int pin[2], pout[2];
+    bin(path, sizeof(path), "cl_node");
+    assert_int_equal(pipe(pin), 0);
+    assert_int_equal(pipe(pout), 0);
+    memset(p, 0, sizeof(*p));
+    p->pid = fork();
+    assert_true(p->pid >= 0);
+    if (p->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(pin[0], 0);
+        dup2(pout[1], 1);
+        close(pin[1]);
+        close(pout[0]);
+        execl(path, path, "--name", name, "--admin", admin, "--token", token, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 16; i++)
+        if (!kids[i]) {
+            kids[i] = p->pid;
+            break;
+        }
+    close(pin[0]);
+    close(pout[1]);
+    p->in = pin[1];
+    p->out = pout[0];
+    char line[256];
+    if (read_line(p->out, line, sizeof(line), 10000) != 0)
+        return -1;
+    if (first)
+        snprintf(first, firstcap, "%s", line);
+    if (sscanf(line, "node %31s nng %d admin %d", p->id, &p->nng, &p->admin) != 3)
+        return -1;
+    snprintf(p->nng_url, sizeof(p->nng_url), "tcp://127.0.0.1:%d", p->nng);
+    snprintf(p->admin_url, sizeof(p->admin_url), "tcp://127.0.0.1:%d", p->admin);
+    return 0;
+}
+
+static void stop_node(struct proc *p)
+{
+    if (p->pid <= 0)
+        return;
+    if (write(p->in, "quit\n", 5) < 0) {
+    }
+    int st;
+    int64_t dl = tu_now_ms() + 5000;
+    while (waitpid(p->pid, &st, WNOHANG) == 0 && tu_now_ms() < dl)
+        usleep(10000);
+    kill(p->pid, SIGKILL);
+    waitpid(p->pid, NULL, 0);
+    for (int i = 0; i < 16; i++)
+        if (kids[i] == p->pid)
+            kids[i] = 0;
+    close(p->in);
+    close(p->out);
+    p->pid = 0;
+}
+
+/* send a command line, read the one-line answer */
+static void cmd(struct proc *p, char *ans, size_t cap, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line) - 1, fmt, ap);
+    va_end(ap);
+    strcat(line, "\n");
+    assert_int_equal(write(p->in, line, strlen(line)), (ssize_t)strlen(line));
+    if (read_line(p->out, ans, cap, 15000) != 0) {
+        fprintf(stderr, "no answer to %s", line);
+        fail();
+    }
+}
+
+static uint64_t dl_count(struct proc *p, const char *reason)
+{
+    char ans[1024], key[64];
+    cmd(p, ans, sizeof(ans), "dl");
+    snprintf(key, sizeof(key), " %s=", reason);
+    char *k = strstr(ans, key);
+    assert_non_null(k);
+    return strtoull(k + strlen(key), NULL, 10);
+}
+
+/* run mxctl with args; its stdout into out; returns its exit code */
+static int mxctl(char *out, size_t cap, const char *args)
+{
+    char path[512], sh[2048];
+    bin(path, sizeof(path), "mxctl");
+    snprintf(sh, sizeof(sh), "env -u MX_ADMIN_TOKEN -u MX_ADMIN_ADDR %s %s 2>/dev/null", path, args);
+    FILE *f = popen(sh, "r");
+    assert_non_null(f);
+    size_t n = fread(out, 1, cap - 1, f);
+    out[n] = '\0';
+    int st = pclose(f);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* python3 checks a JSON document: expr over d must be true */
+static bool json_ok(const char *json, const char *expr)
+{
+    char jpath[] = "/tmp/cl_jsonXXXXXX", ppath[] = "/tmp/cl_pyXXXXXX", sh[1024];
+    int fd = mkstemp(jpath), fp = mkstemp(ppath);
+    assert_true(fd >= 0 && fp >= 0);
+    assert_int_equal(write(fd, json, strlen(json)), (ssize_t)strlen(json));
+    close(fd);
+    FILE *f = fdopen(fp, "w");
+    fprintf(f, "import json, sys\nd = json.load(open(sys.argv[1]))\nsys.exit(0 if (%s) else 1)\n",
+            expr);
+    fclose(f);
+    snprintf(sh, sizeof(sh), "python3 %s %s", ppath, jpath);
+    int st = system(sh);
+    unlink(jpath);
+    unlink(ppath);
+    bool ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    if (!ok)
+        fprintf(stderr, "json check failed: %s\non: %.2000s\n", expr, json);
+    return ok;
+}
+
+static void connect_pair(struct proc *a, struct proc *b)
+{
+    char ans[256];
+    cmd(a, ans, sizeof(ans), "peer %s %s", b->id, b->nng_url);
+    assert_string_equal(ans, "ok");
+    cmd(b, ans, sizeof(ans), "peer %s %s", a->id, a->nng_url);
+    assert_string_equal(ans, "ok");
+}
+
+static void test_two_nodes(void **unused)
+{
+    struct proc a, b;
+    char ans[512];
+    assert_int_equal(start_node(&a, "na", "tcp://127.0.0.1:0", "", NULL, 0), 0);
+    assert_int_equal(start_node(&b, "nb", "tcp://127.0.0.1:0", "", NULL, 0), 0);
+    connect_pair(&a, &b);
+    cmd(&a, ans, sizeof(ans), "req %s 3000", b.id);
+    assert_string_equal(ans, "reply 42");
+    cmd(&b, ans, sizeof(ans), "req %s 3000", a.id);
+    assert_string_equal(ans, "reply 42");
+
+    /* FIFO per pair across bursts */
+    unsigned total = 0;
+    for (int i = 0; i < 10; i++) {
+        unsigned ok, failed;
+        cmd(&a, ans, sizeof(ans), "send %s 500 %u", b.id, total);
+        assert_int_equal(sscanf(ans, "sent %u %u", &ok, &failed), 2);
+        assert_int_equal(failed, 0);
+        total += ok;
+        char want[64];
+        snprintf(want, sizeof(want), "sink %u 0", total);
+        int64_t dl = tu_now_ms() + 5000;
+        do
+            cmd(&b, ans, sizeof(ans), "sink");
+        while (strcmp(ans, want) != 0 && tu_now_ms() < dl && usleep(5000) == 0);
+        assert_string_equal(ans, want);
+    }
+
+    /* epoch fencing across processes */
+    uint64_t stale = dl_count(&b, "stale-epoch");
+    cmd(&a, ans, sizeof(ans), "epoch %s 77 10", b.id);
+    cmd(&a, ans, sizeof(ans), "epoch %s 77 9", b.id);
+    assert_true(TU_WAIT_UNTIL(dl_count(&b, "stale-epoch") == stale + 1, 5000));
+    cmd(&a, ans, sizeof(ans), "epoch %s 77 11", b.id);
+    usleep(100 * 1000);
+    assert_int_equal(dl_count(&b, "stale-epoch"), stale + 1);
+
+    /* a SIGKILLed peer: sends fail fast into node-down, requests end */
+    kill(b.pid, SIGKILL);
+    waitpid(b.pid, NULL, 0);
+    for (int i = 0; i < 16; i++)
+        if (kids[i] == b.pid)
+            kids[i] = 0;
+    b.pid = 0;
+    close(b.in);
+    close(b.out);
+    uint64_t down = dl_count(&a, "node-down");
+    int64_t t0 = tu_now_ms();
+    bool failed_fast = false;
+    while (!failed_fast && tu_now_ms() - t0 < 3000) {
+        unsigned ok, failed;
+        cmd(&a, ans, sizeof(ans), "send %s 50 0", b.id);
+        assert_int_equal(sscanf(ans, "sent %u %u", &ok, &failed), 2);
+        failed_fast = failed == 50;
+        usleep(20000);
+    }
+    assert_true(failed_fast);
+    assert_true(dl_count(&a, "node-down") >= down + 50);
+    cmd(&a, ans, sizeof(ans), "req %s 500", b.id);
+    assert_true(strcmp(ans, "timeout") == 0 || strcmp(ans, "err NOACTOR") == 0);
+    stop_node(&a);
+}
+
+static void test_mxctl(void **unused)
+{
+    struct proc a, b;
+    char ans[512], args[512];
+    static char out[1 << 16];
+    assert_int_equal(start_node(&a, "na", "tcp://127.0.0.1:0", "", NULL, 0), 0);
+    assert_int_equal(start_node(&b, "nb", "tcp://127.0.0.1:0", "", NULL, 0), 0);
+    connect_pair(&a, &b);
+    cmd(&a, ans, sizeof(ans), "send %s 100 0", b.id);
+    /* 0: stats */
+    snprintf(args, sizeof(args), "--node %s --json stats", b.admin_url);
+    assert_int_equal(mxctl(out, sizeof(out), args), 0);
+    assert_true(json_ok(out, "d['ok'] and d['node']=='nb' and d['schedulers']==2 and "
+                             "d['live_actors']>=4 and 'node-down' in d['deadletters'] and "
+                             "d['transport']['peers']==1 and d['transport']['delivered']>=100 and "
+                             "d['sections']['cl']['sink_received']>=100"));
+    snprintf(args, sizeof(args), "--node %s stats", b.admin_url);
+    assert_int_equal(mxctl(out, sizeof(out), args), 0);
+    assert_non_null(strstr(out, "live actors"));
+    /* actors: top N sorted */
+    cmd(&b, ans, sizeof(ans), "park 600 5");
+    usleep(50 * 1000);
+    snprintf(args, sizeof(args), "--node %s --json actors --top 2 --sort depth", b.admin_url);
+    assert_int_equal(mxctl(out, sizeof(out), args), 0);
+    assert_true(json_ok(out, "len(d['actors'])==2 and d['actors'][0]['name']=='slow' and "
+                             "d['actors'][0]['depth']>=5 and d['total']>=4 and "
+                             "all(k in d['actors'][0] for k in ('hwm','oldest_ms','handled','rate','restarts'))"));
+    /* mailbox peek answers once the blocked handler returns */
+    snprintf(args, sizeof(args), "--node %s --json mailbox slow --peek 3", b.admin_url);
+    assert_int_equal(mxctl(out, sizeof(out), args), 0);
+    assert_true(json_ok(out, "len(d['messages'])==3 and d['messages'][0]['type_name']=='test_kv' "
+                             "and d['messages'][0]['body']['text']=='parked'"));
+    snprintf(args, sizeof(args), "--node %s mailbox slow", b.admin_url);
+    assert_int_equal(mxctl(out, sizeof(out), args), 0);
+    snprintf(args, sizeof(args), "--node %s --json mailbox nosuch", b.admin_url);
+    assert_int_equal(mxctl(out, sizeof(out), args), 3);
+    /* rate sampling: sink handled 100 messages; rates are numbers */
+    snprintf(args, sizeof(args), "--node %s --json actors --sort rate", b.admin_url);
+    assert_int_equal(mxctl(out, sizeof(out), args), 0);
+    assert_true(json_ok(out, "all(isinstance(x['rate'], (int,float)) for x in d['actors'])"));
+    /* deadletters, members, leases */
+    snprintf(args, sizeof(args), "--node %s --json deadletters", b.admin_url);
+    assert_int_equal(mxctl(out, sizeof(out), args), 0);
+    assert_true(json_ok(out, "d['node']=='nb' and 'stale-epoch' in d['deadletters'] and "
+                             "d['total']==sum(d['deadletters'].values())"));
+    snprintf(args, sizeof(args), "--node %s --json members", b.admin_url);
+    assert_int_equal(mxctl(out, sizeof(out), args), 0);
+    assert_true(json_ok(out, "d['members'][0]['name']=='nb' and d['members'][0]['state']=='up'"));
+    snprintf(args, sizeof(args), "--node %s members", b.admin_url);
+    assert_int_equal(mxctl(out, sizeof(out), args), 0);
+    assert_non_null(strstr(out, "nb"));
+    snprintf(args, sizeof(args), "--node %s --json leases", b.admin_url);
+    assert_int_equal(mxctl(out, sizeof(out), args), 0);
+    assert_true(json_ok(out, "d['leases'][0]['name']=='like-sync' and d['leases'][0]['seq']==7"));
+    /* drain: the wrong node is refused, the right one drains */
+    snprintf(args, sizeof(args), "--node %s --json drain na", b.admin_url);
+    assert_int_equal(mxctl(out, sizeof(out), args), 3);
+    snprintf(args, sizeof(args), "--node %s --json drain nb", b.admin_url);
+    assert_int_equal(mxctl(out, sizeof(out), args), 0);
+    assert_true(json_ok(out, "d['state']=='draining' and d['callback']"));
+    snprintf(args, sizeof(args), "--node %s --json stats", b.admin_url);
+    assert_int_equal(mxctl(out, sizeof(out), args), 0);
+    assert_true(json_ok(out, "d['state']=='draining' and d['sections']['cl']['drained']"));
+    /* exit codes: usage 2, no answer 1 */
+    assert_int_equal(mxctl(out, sizeof(out), "--node tcp://127.0.0.1:1 --bogus stats"), 2);
+    assert_int_equal(mxctl(out, sizeof(out), "stats extra"), 2);
+    assert_int_equal(mxctl(out, sizeof(out), "frobnicate"), 2);
+    assert_int_equal(mxctl(out, sizeof(out), "mailbox"), 2);
+    assert_int_equal(mxctl(out, sizeof(out), "actors --sort size"), 2);
+    int64_t t0 = tu_now_ms();
+    assert_int_equal(mxctl(out, sizeof(out), "--node tcp://127.0.0.1:1 --timeout 300 stats"), 1);
+    assert_true(tu_now_ms() - t0 < 3000);
+    /* the admin endpoint answers while the data path is blocked */
+    cmd(&b, ans, sizeof(ans), "park 1500 1");
+    t0 = tu_now_ms();
+    snprintf(args, sizeof(args), "--node %s --json actors", b.admin_url);
+    assert_int_equal(mxctl(out, sizeof(out), args), 0);
+    assert_true(tu_now_ms() - t0 < 1000);
+    stop_node(&a);
+    stop_node(&b);
+}
+
+static void test_token(void **unused)
+{
+    struct proc c;
+    char first[256], args[512];
+    static char out[1 << 16];
+    const char *tok = "0123456789abcdef-secret";
+    /* non-loopback admin address without a token: refused at start */
+    assert_int_not_equal(start_node(&c, "nc", "tcp://0.0.0.0:0", "", first, sizeof(first)), 0);
+    assert_non_null(strstr(first, "error admin CONFIG"));
+    stop_node(&c);
+    assert_int_equal(start_node(&c, "nc", "tcp://0.0.0.0:0", tok, NULL, 0), 0);
+    snprintf(args, sizeof(args), "--node %s --json stats", c.admin_url);
+    assert_int_equal(mxctl(out, sizeof(out), args), 3);
+    assert_true(json_ok(out, "not d['ok'] and 'token' in d['error']"));
+    snprintf(args, sizeof(args), "--node %s --token wrong-token-xxxxxxx stats", c.admin_url);
+    assert_int_equal(mxctl(out, sizeof(out), args), 3);
+    snprintf(args, sizeof(args), "--node %s --token %s --json stats", c.admin_url, tok);
+    assert_int_equal(mxctl(out, sizeof(out), args), 0);
+    assert_true(json_ok(out, "d['ok'] and d['admin']['refused']==2"));
+    stop_node(&c);
+}
+
+int main(void)
+{
+    atexit(kill_kids);
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_two_nodes),
+        cmocka_unit_test(test_mxctl),
+        cmocka_unit_test(test_token),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
