@@ -1,0 +1,305 @@
+/* redisd.c - a real redis-server per test: start, stop, kill, restart. */
+#define _GNU_SOURCE
+#include "redisd.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* What the atexit hook must clean up. Copies, not pointers to the callers'
+ * structs: a failed cmocka assertion longjmps out of the test and its stack
+ * struct redisd is gone by the time the hook runs. */
+#define MAX_SERVERS 16
+static struct {
+    pid_t pid;
+    char dir[256];
+} servers[MAX_SERVERS];
+static bool atexit_set;
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void rm_dir(const char *dir)
+{
+    if (dir[0])
+        nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+static void cleanup_all(void)
+{
+    for (int i = 0; i < MAX_SERVERS; i++)
+        if (servers[i].dir[0]) {
+            if (servers[i].pid > 0) {
+                kill(servers[i].pid, SIGKILL);
+                waitpid(servers[i].pid, NULL, 0);
+            }
+            rm_dir(servers[i].dir);
+            servers[i].dir[0] = '\0';
+            servers[i].pid = 0;
+        }
+}
+
+/* record d's current pid and dir (add), or forget d's dir (!add) */
+static void track(struct redisd *d, bool add)
+{
+    int free_slot = -1;
+    if (!atexit_set) {
+        atexit(cleanup_all);
+        atexit_set = true;
+    }
+    for (int i = 0; i < MAX_SERVERS; i++) {
+        if (servers[i].dir[0] && strcmp(servers[i].dir, d->dir) == 0) {
+            if (add)
+                servers[i].pid = d->pid;
+            else
+                servers[i].dir[0] = '\0';
+            return;
+        }
+        if (!servers[i].dir[0] && free_slot < 0)
+            free_slot = i;
+    }
+    if (add && free_slot >= 0) {
+        snprintf(servers[free_slot].dir, sizeof(servers[free_slot].dir), "%s", d->dir);
+        servers[free_slot].pid = d->pid;
+    }
+}
+
+static int free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+    if (fd < 0)
+        return -1;
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+static redisContext *connect_to(struct redisd *d, int timeout_ms)
+{
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", d->port, tv);
+    if (!c || c->err) {
+        if (c)
+            redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    return c;
+}
+
+/* wait until the server answers anything to PING (NOAUTH counts) */
+static int wait_ready(struct redisd *d, int timeout_ms)
+{
+    long long dl = now_ms() + timeout_ms;
+    while (now_ms() < dl) {
+        int st;
+        if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
+            d->pid = 0;
+            track(d, true);
+            return -1; /* exited: port taken or bad config */
+        }
+        redisContext *c = connect_to(d, 200);
+        if (c) {
+            redisReply *r = redisCommand(c, "PING");
+            redisFree(c);
+            if (r) {
+                freeReplyObject(r);
+                return 0;
+            }
+        }
+        usleep(10000);
+    }
+    return -1;
+}
+
+static int spawn(struct redisd *d)
+{
+    char conf[512];
+    snprintf(conf, sizeof(conf), "%s/redis.conf", d->dir);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int devnull = open("/dev/null", O_RDWR);
+        if (devnull >= 0) {
+            dup2(devnull, 0);
+            dup2(devnull, 1);
+        }
+        execlp("redis-server", "redis-server", conf, (char *)NULL);
+        _exit(127);
+    }
+    d->pid = pid;
+    track(d, true);
+    if (wait_ready(d, 5000) != 0) {
+        if (d->pid > 0) {
+            kill(d->pid, SIGKILL);
+            waitpid(d->pid, NULL, 0);
+            d->pid = 0;
+            track(d, true);
+        }
+        return -1;
+    }
+    return 0;
+}
+
+static int write_conf(struct redisd *d, const char *extra)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/redis.conf", d->dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fprintf(f,
+            "port %d\nbind 127.0.0.1\nsave \"\"\nappendonly no\ndaemonize no\n"
+            "dir %s\nlogfile %s/redis.log\nenable-debug-command local\n"
+            "databases 16\n%s\n",
+            d->port, d->dir, d->dir, extra ? extra : "");
+    fclose(f);
+    return 0;
+}
+
+int redisd_start(struct redisd *d, const char *extra_conf)
+{
+    const char *tmp = getenv("TMPDIR");
+    memset(d, 0, sizeof(*d));
+    snprintf(d->dir, sizeof(d->dir), "%s/mx-redisd-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(d->dir)) {
+        d->dir[0] = '\0';
+        return -1;
+    }
+    track(d, true);
+    const char *pw = extra_conf ? strstr(extra_conf, "requirepass ") : NULL;
+    if (pw) {
+        pw += 12;
+        size_t n = strcspn(pw, " \r\n");
+        if (n >= sizeof(d->password))
+            n = sizeof(d->password) - 1;
+        memcpy(d->password, pw, n);
+        d->password[n] = '\0';
+    }
+    for (int attempt = 0; attempt < 5; attempt++) {
+        d->port = free_port();
+        if (d->port <= 0 || write_conf(d, extra_conf) != 0)
+            continue;
+        if (spawn(d) == 0) {
+            if (d->password[0])
+                snprintf(d->url, sizeof(d->url), "redis://:%s@127.0.0.1:%d/0", d->password,
+                         d->port);
+            else
+                snprintf(d->url, sizeof(d->url), "redis://127.0.0.1:%d/0", d->port);
+            return 0;
+        }
+    }
+    fprintf(stderr, "redisd: redis-server did not start (see %s/redis.log)\n", d->dir);
+    track(d, false);
+    rm_dir(d->dir);
+    return -1;
+}
+
+void redisd_kill(struct redisd *d)
+{
+    if (d->pid > 0) {
+        kill(d->pid, SIGKILL);
+        waitpid(d->pid, NULL, 0);
+        d->pid = 0;
+        track(d, true);
+    }
+}
+
+void redisd_stop(struct redisd *d)
+{
+    if (d->pid > 0) {
+        kill(d->pid, SIGTERM);
+        long long dl = now_ms() + 5000;
+        while (waitpid(d->pid, NULL, WNOHANG) != d->pid) {
+            if (now_ms() > dl) {
+                kill(d->pid, SIGKILL);
+                waitpid(d->pid, NULL, 0);
+                break;
+            }
+            usleep(5000);
+        }
+        d->pid = 0;
+    }
+    track(d, false);
+    rm_dir(d->dir);
+    d->dir[0] = '\0';
+}
+
+int redisd_restart(struct redisd *d)
+{
+    redisd_kill(d);
+    /* same port: redis-server sets SO_REUSEADDR, so TIME_WAIT is no obstacle;
+     * retry briefly in case something grabbed the port in between */
+    for (int attempt = 0; attempt < 3; attempt++)
+        if (spawn(d) == 0)
+            return 0;
+    return -1;
+}
+
+static redisReply *vcmd(struct redisd *d, const char *fmt, va_list ap)
+{
+    redisContext *c = connect_to(d, 2000);
+    if (!c)
+        return NULL;
+    if (d->password[0]) {
+        redisReply *a = redisCommand(c, "AUTH %s", d->password);
+        if (a)
+            freeReplyObject(a);
+    }
+    redisReply *r = redisvCommand(c, fmt, ap);
+    redisFree(c);
+    return r;
+}
+
+redisReply *redisd_cmd(struct redisd *d, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = vcmd(d, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+int redisd_ok(struct redisd *d, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = vcmd(d, fmt, ap);
+    va_end(ap);
+    int ok = r && r->type != REDIS_REPLY_ERROR;
+    if (r)
+        freeReplyObject(r);
+    return ok;
+}

@@ -1,0 +1,49 @@
+/* redisd.h - start a real redis-server for tests, on a loopback port chosen
+ * at run time, in a mkdtemp directory, with no persistence.
+ *
+ * Any test may compile redisd.c in (it needs hiredis, which mx_runtime
+ * links). Children die with the test process (PR_SET_PDEATHSIG) and an
+ * atexit hook kills any still running and removes their directories, so a
+ * failed test leaves nothing behind. Not thread-safe: call from one thread.
+ */
+#ifndef MX_TEST_REDISD_H
+#define MX_TEST_REDISD_H
+
+#include <sys/types.h>
+
+#include <hiredis/hiredis.h>
+
+struct redisd {
+    pid_t pid; /* 0 when not running */
+    int port;
+    char dir[256];      /* temp dir: redis.conf, redis.log */
+    char url[600];      /* redis://[:password@]127.0.0.1:PORT/0 */
+    char password[128]; /* from "requirepass X" in extra_conf, else "" */
+};
+
+/* redisd_start - write a config (port, bind 127.0.0.1, save "", appendonly
+ * no, enable-debug-command local, dir, logfile, plus extra_conf lines, may
+ * be NULL) and start redis-server; waits (<= 5 s) until PING answers. The
+ * port comes from binding port 0; if redis-server fails to start on it
+ * (taken in between) another is tried, up to 5 times. Returns 0 or -1. */
+int redisd_start(struct redisd *d, const char *extra_conf);
+
+/* redisd_stop - SIGTERM (SIGKILL after 5 s), wait, remove the directory. */
+void redisd_stop(struct redisd *d);
+
+/* redisd_kill - SIGKILL and wait; the directory stays (for restart). */
+void redisd_kill(struct redisd *d);
+
+/* redisd_restart - kill if running, start again on the same port with the
+ * same config and directory; waits until PING answers. Returns 0 or -1. */
+int redisd_restart(struct redisd *d);
+
+/* redisd_cmd - run one command synchronously on a fresh connection
+ * (AUTH with the password if any); returns the reply (freeReplyObject it)
+ * or NULL if Redis cannot be reached in 2 s. */
+redisReply *redisd_cmd(struct redisd *d, const char *fmt, ...);
+
+/* redisd_ok - redisd_cmd and true if the reply is not an error. */
+int redisd_ok(struct redisd *d, const char *fmt, ...);
+
+#endif
