@@ -1,0 +1,1124 @@
+/* fetcher.c - the fetcher actor (mx_fetch.h, docs/fetcher.md).
+ *
+ * libcurl's multi interface runs on the actor's scheduler loop: curl tells
+ * us which sockets to watch (CURLMOPT_SOCKETFUNCTION -> one uv_poll_t per
+ * socket) and when to call it back (CURLMOPT_TIMERFUNCTION -> one
+ * uv_timer_t); both callbacks run on the owner thread, outside the handler,
+ * and finish requests by mx_reply. The multi handle keeps the connection
+ * cache (keep-alive); finished easy handles are kept in a small pool and
+ * reused. Retries wait on runtime timers (a fetch_retry message), so the
+ * only uv handles we own are the polls and the curl timer.
+ *
+ * A request takes one of max_inflight slots from its first attempt to its
+ * reply (including backoff), so upstream transfers never exceed the bound;
+ * the others wait in a FIFO of at most max_queued, and past that are
+ * refused. The options and counters live in a block registered per fetcher
+ * so that mx_fetch_stats can read them from any thread.
+ */
+#define _GNU_SOURCE
+#include "mx_fetch.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "mx_breaker.h"
+#include "mx_err.h"
+#include "mx_log.h"
+
+/* ---- counters and the per-fetcher block ---- */
+
+/* Written only by the fetcher's thread, read by any: relaxed atomics (each
+ * counter is independent; readers want a value, not an ordering). */
+struct counters {
+    _Atomic uint64_t requests, ok, not_found, invalid_key, timeouts, upstream_errors,
+        breaker_rejected, refused, bad_requests, upstream_calls, retries, attempt_timeouts,
+        attempt_conn_errors, attempt_5xx, body_bytes, breaker_opens;
+    _Atomic uint32_t breaker_state, inflight, inflight_max, active, queued, queued_max;
+};
+
+#define CNT_ADD(f, n) atomic_fetch_add_explicit(&(f), (n), memory_order_relaxed)
+#define CNT_SET(f, v) atomic_store_explicit(&(f), (v), memory_order_relaxed)
+#define CNT_GET(f) atomic_load_explicit(&(f), memory_order_relaxed)
+
+/* The spawn argument: options (strings owned) and counters. Created by
+ * mx_fetch_spawn, registered by init, unregistered and freed by stop. */
+struct shared {
+    struct mx_fetch_opts o;
+    char *base_url; /* without trailing '/' */
+    char *key_hdr;  /* "x-nxopen-api-key: KEY", or NULL without a node key */
+    mx_system_t *sys;
+    struct mx_addr addr;
+    struct shared *next; /* registry link, under reg_lock */
+    struct counters c;
+};
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct shared *reg_head; /* under reg_lock */
+
+static void reg_add(struct shared *sh)
+{
+    pthread_mutex_lock(&reg_lock);
+    sh->next = reg_head;
+    reg_head = sh;
+    pthread_mutex_unlock(&reg_lock);
+}
+
+static void reg_del(struct shared *sh)
+{
+    pthread_mutex_lock(&reg_lock);
+    for (struct shared **p = &reg_head; *p; p = &(*p)->next)
+        if (*p == sh) {
+            *p = sh->next;
+            break;
+        }
+    pthread_mutex_unlock(&reg_lock);
+}
+
+static void shared_free(struct shared *sh)
+{
+    if (!sh)
+        return;
+    free(sh->base_url);
+    free(sh->key_hdr);
+    free(sh);
+}
+
+static void *xcalloc(size_t n, size_t sz)
+{
+    void *p = calloc(n, sz);
+    if (!p) {
+        fprintf(stderr, "mx_fetch: out of memory\n");
+        abort();
+    }
+    return p;
+}
+
+static char *xstrdup(const char *s)
+{
+    char *d = strdup(s);
+    if (!d) {
+        fprintf(stderr, "mx_fetch: out of memory\n");
+        abort();
+    }
+    return d;
+}
+
+/* ---- state ---- */
+
+struct fetcher;
+
+/* One watched socket; freed in its close callback (never touches the
+ * fetcher after uv_close). */
+struct sock {
+    uv_poll_t poll;
+    curl_socket_t fd;
+    struct fetcher *f;
+    struct sock *prev, *next; /* f->socks */
+};
+
+struct freq {
+    struct freq *prev, *next; /* in f->active or f->waiting */
+    uint64_t id;
+    struct mx_msg *req; /* our copy of the request: where the reply goes */
+    enum mx_fetch_kind kind;
+    bool inline_body;
+    bool probe;           /* the running attempt is a half-open probe */
+    bool in_backoff;      /* waiting for its fetch_retry timer */
+    uint64_t deadline_ms; /* unix ms, 0 = none (from the request's envelope) */
+    uint32_t attempts;
+    char *url;
+    struct curl_slist *hdrs;
+    CURL *easy; /* while an attempt runs */
+    char *buf;  /* response body */
+    size_t len, cap;
+    size_t body_max; /* opts.max_body_bytes */
+    bool too_big;
+    long http_status;
+    int last_status; /* status if no further attempt is made */
+    char err[256];   /* reason for last_status */
+    char curl_err[CURL_ERROR_SIZE];
+};
+
+struct list {
+    struct freq *head, *tail;
+    uint32_t n;
+};
+
+struct fetcher {
+    mx_actor_t *self;
+    struct shared *sh;
+    CURLM *multi;
+    uv_timer_t timer; /* curl's timeout; its close callback frees the state */
+    struct sock *socks;
+    struct list active;  /* requests holding a slot */
+    struct list waiting; /* FIFO of requests waiting for a slot */
+    CURL **pool;         /* idle easy handles, up to max_inflight */
+    uint32_t npool;
+    uint32_t inflight; /* easy handles in the multi */
+    uint64_t next_id;
+    uint64_t rng;
+    struct mx_breaker br;
+    bool pumping, stopping;
+};
+
+static void list_push(struct list *l, struct freq *r)
+{
+    r->next = NULL;
+    r->prev = l->tail;
+    if (l->tail)
+        l->tail->next = r;
+    else
+        l->head = r;
+    l->tail = r;
+    l->n++;
+}
+
+static void list_del(struct list *l, struct freq *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        l->head = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    else
+        l->tail = r->prev;
+    r->prev = r->next = NULL;
+    l->n--;
+}
+
+static uint64_t rng_next(struct fetcher *f)
+{
+    /* xorshift64*: jitter only, not security */
+    f->rng ^= f->rng >> 12;
+    f->rng ^= f->rng << 25;
+    f->rng ^= f->rng >> 27;
+    return f->rng * 2685821657736338717ull;
+}
+
+static void publish_breaker(struct fetcher *f)
+{
+    CNT_SET(f->sh->c.breaker_state, (uint32_t)f->br.state);
+    CNT_SET(f->sh->c.breaker_opens, f->br.opens);
+}
+
+static void publish_counts(struct fetcher *f)
+{
+    struct counters *c = &f->sh->c;
+    CNT_SET(c->inflight, f->inflight);
+    if (f->inflight > CNT_GET(c->inflight_max))
+        CNT_SET(c->inflight_max, f->inflight);
+    CNT_SET(c->active, f->active.n);
+    CNT_SET(c->queued, f->waiting.n);
+    if (f->waiting.n > CNT_GET(c->queued_max))
+        CNT_SET(c->queued_max, f->waiting.n);
+}
+
+/* ---- replies ---- */
+
+static void count_status(struct counters *c, int status, bool breaker)
+{
+    switch (status) {
+    case 0:
+        CNT_ADD(c->ok, 1);
+        break;
+    case MX_ENOTFOUND:
+        CNT_ADD(c->not_found, 1);
+        break;
+    case MX_EINVAL:
+        CNT_ADD(c->invalid_key, 1);
+        break;
+    case MX_ETIMEDOUT:
+        CNT_ADD(c->timeouts, 1);
+        break;
+    case MX_EUNAVAIL:
+        if (breaker)
+            CNT_ADD(c->breaker_rejected, 1);
+        else
+            CNT_ADD(c->refused, 1);
+        break;
+    case MX_EDECODE:
+        CNT_ADD(c->bad_requests, 1);
+        break;
+    case MX_ESTOPPED:
+        break; /* shutting down: not an upstream problem */
+    default:
+        CNT_ADD(c->upstream_errors, 1);
+        break;
+    }
+}
+
+void mx_fetch_body_free(struct mx_fetch_body *b)
+{
+    if (!b)
+        return;
+    free(b->data);
+    free(b);
+}
+
+static void body_free_cb(void *p)
+{
+    mx_fetch_body_free(p);
+}
+
+/* Send a fetch_rep for req (borrowed). body (malloc'd, len bytes + NUL) is
+ * taken in every case. */
+static void send_reply(struct fetcher *f, const struct mx_msg *req, int status, long http,
+                       uint32_t attempts, uint64_t retry_after, const char *err, char *body,
+                       size_t len, bool inline_body)
+{
+    struct mx_m_fetch_rep rep = {
+        .status = status,
+        .http_status = http > 0 ? (uint64_t)http : 0,
+        .attempts = attempts,
+        .retry_after_ms = retry_after,
+        .error = {err ? err : "", err ? (uint32_t)strlen(err) : 0},
+        .body = {inline_body && body ? body : "", inline_body && body ? (uint32_t)len : 0},
+    };
+    struct mx_msg *m;
+    int rc = mx_msg_encode(MX_T_fetch_rep, &rep, &m);
+    if (rc != 0) {
+        /* only a body over MX_ENV_MAX_BODY gets here */
+        rep.status = MX_EUPSTREAM;
+        rep.error = MX_STR("response too large to inline");
+        rep.body = (struct mx_str){"", 0};
+        status = MX_EUPSTREAM;
+        if (mx_msg_encode(MX_T_fetch_rep, &rep, &m) != 0) {
+            free(body);
+            return;
+        }
+    }
+    if (body && status == 0 && !inline_body) {
+        struct mx_fetch_body *b = xcalloc(1, sizeof(*b));
+        b->data = body;
+        b->len = len;
+        m->ptr = b;
+        m->ptr_free = body_free_cb;
+        body = NULL;
+    }
+    free(body);
+    memcpy(m->env.trace_id, req->env.trace_id, sizeof(m->env.trace_id));
+    memcpy(m->env.span_id, req->env.span_id, sizeof(m->env.span_id));
+    if (mx_reply(f->self, req, m) != 0)
+        mx_msg_free(m); /* the caller is gone; the runtime counted it */
+}
+
+/* Reply at once to a request we do not keep. */
+static void reply_now(struct fetcher *f, const struct mx_msg *req, int status, bool breaker,
+                      uint64_t retry_after, const char *err)
+{
+    count_status(&f->sh->c, status, breaker);
+    send_reply(f, req, status, 0, 0, retry_after, err, NULL, 0, false);
+}
+
+static void freq_free(struct freq *r)
+{
+    mx_msg_free(r->req);
+    free(r->url);
+    curl_slist_free_all(r->hdrs);
+    free(r->buf);
+    free(r);
+}
+
+static void release_easy(struct fetcher *f, struct freq *r)
+{
+    if (!r->easy)
+        return;
+    curl_multi_remove_handle(f->multi, r->easy);
+    f->inflight--;
+    if (f->npool < f->sh->o.max_inflight)
+        f->pool[f->npool++] = r->easy;
+    else
+        curl_easy_cleanup(r->easy);
+    r->easy = NULL;
+}
+
+static void pump(struct fetcher *f);
+
+/* Finish an active request: reply, free, let a waiting one in. */
+static void finish(struct fetcher *f, struct freq *r, int status, bool breaker, const char *err)
+{
+    char *body = NULL;
+    size_t len = 0;
+    release_easy(f, r);
+    if (status == 0) {
+        body = r->buf;
+        len = r->len;
+        r->buf = NULL;
+        CNT_ADD(f->sh->c.body_bytes, len);
+    }
+    count_status(&f->sh->c, status, breaker);
+    send_reply(f, r->req, status, r->http_status, r->attempts,
+               breaker ? (uint64_t)mx_breaker_retry_after_ms(&f->br, mx_now_ms()) : 0, err, body,
+               len, r->inline_body);
+    list_del(&f->active, r);
+    freq_free(r);
+    publish_counts(f);
+    pump(f);
+}
+
+/* ---- attempts ---- */
+
+/* curl's write callback: append to the request's bounded body buffer. */
+static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
+{
+    struct freq *r = ud;
+    size_t n = size * nmemb;
+    if (r->len + n > r->body_max) {
+        r->too_big = true;
+        return 0; /* CURLE_WRITE_ERROR */
+    }
+    if (r->len + n + 1 > r->cap) {
+        size_t cap = r->cap ? r->cap : 64 * 1024;
+        while (cap < r->len + n + 1)
+            cap *= 2;
+        char *nb = realloc(r->buf, cap);
+        if (!nb) {
+            r->too_big = true;
+            return 0;
+        }
+        r->buf = nb;
+        r->cap = cap;
+    }
+    memcpy(r->buf + r->len, p, n);
+    r->len += n;
+    r->buf[r->len] = '\0';
+    return n;
+}
+
+static int start_attempt(struct fetcher *f, struct freq *r);
+
+static bool deadline_passed(const struct freq *r, uint64_t now_unix)
+{
+    return r->deadline_ms && now_unix + 1 >= r->deadline_ms;
+}
+
+/* Let waiting requests take free slots. Iterative: finish() calls us and
+ * start_attempt may finish at once, so a flag stops the recursion. */
+static void pump(struct fetcher *f)
+{
+    if (f->pumping || f->stopping)
+        return;
+    f->pumping = true;
+    while (f->waiting.head && f->active.n < f->sh->o.max_inflight) {
+        struct freq *r = f->waiting.head;
+        list_del(&f->waiting, r);
+        list_push(&f->active, r);
+        publish_counts(f);
+        if (deadline_passed(r, mx_unix_ms())) {
+            finish(f, r, MX_ETIMEDOUT, false, "deadline passed while queued");
+            continue;
+        }
+        start_attempt(f, r);
+    }
+    f->pumping = false;
+}
+
+static int start_attempt(struct fetcher *f, struct freq *r)
+{
+    const struct mx_fetch_opts *o = &f->sh->o;
+    uint64_t now = mx_unix_ms();
+    bool probe;
+    CURL *e;
+
+    r->in_backoff = false;
+    if (deadline_passed(r, now)) {
+        if (r->attempts == 0)
+            finish(f, r, MX_ETIMEDOUT, false, "deadline passed before the upstream call");
+        else
+            finish(f, r, r->last_status, false, r->err);
+        return -1;
+    }
+    if (mx_breaker_acquire(&f->br, mx_now_ms(), &probe) != 0) {
+        publish_breaker(f);
+        if (r->attempts == 0) {
+            finish(f, r, MX_EUNAVAIL, true, "circuit breaker open: upstream failing");
+        } else {
+            char msg[300];
+            snprintf(msg, sizeof(msg), "%.200s (not retried: circuit breaker open)", r->err);
+            finish(f, r, r->last_status, false, msg);
+        }
+        return -1;
+    }
+    publish_breaker(f);
+    r->probe = probe;
+    e = f->npool ? f->pool[--f->npool] : curl_easy_init();
+    if (!e) {
+        mx_breaker_cancel(&f->br, probe);
+        finish(f, r, MX_EUPSTREAM, false, "curl_easy_init failed");
+        return -1;
+    }
+    curl_easy_reset(e);
+    uint64_t total = o->total_timeout_ms;
+    if (r->deadline_ms && r->deadline_ms - now < total)
+        total = r->deadline_ms - now;
+    r->len = 0;
+    r->too_big = false;
+    r->http_status = 0;
+    r->curl_err[0] = '\0';
+    curl_easy_setopt(e, CURLOPT_URL, r->url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->curl_err);
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* every encoding curl can decode */
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)o->connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(total ? total : 1));
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_NOPROXY, "localhost,127.0.0.1,::1");
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "mx-fetch/0.1");
+    r->easy = e;
+    CURLMcode mc = curl_multi_add_handle(f->multi, e);
+    if (mc != CURLM_OK) {
+        r->easy = NULL;
+        curl_easy_cleanup(e);
+        mx_breaker_cancel(&f->br, probe);
+        finish(f, r, MX_EUPSTREAM, false, curl_multi_strerror(mc));
+        return -1;
+    }
+    f->inflight++;
+    r->attempts++;
+    CNT_ADD(f->sh->c.upstream_calls, 1);
+    if (r->attempts > 1)
+        CNT_ADD(f->sh->c.retries, 1);
+    publish_counts(f);
+    return 0;
+}
+
+/* ---- outcomes ---- */
+
+static bool body_has(const struct freq *r, const char *needle)
+{
+    size_t n = r->len < 4096 ? r->len : 4096; /* error bodies are small */
+    return r->buf && memmem(r->buf, n, needle, strlen(needle)) != NULL;
+}
+
+/* Wait before the next attempt, or give up when the delay would pass the
+ * deadline. */
+static void retry_later(struct fetcher *f, struct freq *r)
+{
+    const struct mx_fetch_opts *o = &f->sh->o;
+    uint64_t d = o->backoff_base_ms;
+    for (uint32_t i = 1; i < r->attempts && d < o->backoff_max_ms; i++)
+        d *= 2;
+    if (d > o->backoff_max_ms)
+        d = o->backoff_max_ms;
+    d = d / 2 + (d ? rng_next(f) % (d / 2 + 1) : 0); /* "equal jitter": [d/2, d] */
+    if (r->deadline_ms && mx_unix_ms() + d + 1 >= r->deadline_ms) {
+        finish(f, r, r->last_status, false, r->err);
+        return;
+    }
+    struct mx_msg *tick;
+    uint64_t tid;
+    if (mx_msg_encode(MX_T_fetch_retry, &(struct mx_m_fetch_retry){.id = r->id}, &tick) != 0) {
+        finish(f, r, r->last_status, false, r->err);
+        return;
+    }
+    if (mx_timer_start(f->self, d, 0, tick, &tid) != 0) {
+        mx_msg_free(tick);
+        finish(f, r, r->last_status, false, r->err);
+        return;
+    }
+    r->in_backoff = true;
+}
+
+static bool conn_error(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* An attempt ended: classify, feed the breaker, reply or retry. */
+static void attempt_done(struct fetcher *f, struct freq *r, CURLcode rc)
+{
+    struct counters *c = &f->sh->c;
+    long http = 0;
+    bool retryable = false, healthy = true;
+    int status = MX_EUPSTREAM;
+
+    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &http);
+    r->http_status = http;
+    release_easy(f, r);
+    publish_counts(f);
+    const char *cerr = r->curl_err[0] ? r->curl_err : curl_easy_strerror(rc);
+
+    if (rc == CURLE_OK && http >= 200 && http < 300) {
+        status = 0;
+        r->err[0] = '\0';
+    } else if (rc == CURLE_OK && http >= 500) {
+        CNT_ADD(c->attempt_5xx, 1);
+        healthy = false;
+        retryable = true;
+        snprintf(r->err, sizeof(r->err), "upstream answered %ld", http);
+    } else if (rc == CURLE_OK && http == 429) {
+        healthy = false; /* rate limited: shed load, but a retry would not help */
+        snprintf(r->err, sizeof(r->err), "upstream rate limit (429)");
+    } else if (rc == CURLE_OK && (body_has(r, "OPENAPI00005") || http == 401 || http == 403)) {
+        status = MX_EINVAL;
+        snprintf(r->err, sizeof(r->err), "invalid API key (upstream %ld)", http);
+    } else if (rc == CURLE_OK && (http == 400 || http == 404) && r->kind != MX_FETCH_LIST) {
+        status = MX_ENOTFOUND;
+        snprintf(r->err, sizeof(r->err), "%s not found (upstream %ld)",
+                 r->kind == MX_FETCH_ID ? "character" : "ocid", http);
+    } else if (rc == CURLE_OK) {
+        snprintf(r->err, sizeof(r->err), "upstream answered %ld", http);
+    } else if (rc == CURLE_OPERATION_TIMEDOUT) {
+        CNT_ADD(c->attempt_timeouts, 1);
+        healthy = false;
+        retryable = true;
+        status = MX_ETIMEDOUT;
+        snprintf(r->err, sizeof(r->err), "upstream timed out: %.200s", cerr);
+    } else if (conn_error(rc)) {
+        CNT_ADD(c->attempt_conn_errors, 1);
+        healthy = false;
+        retryable = true;
+        snprintf(r->err, sizeof(r->err), "upstream connection failed: %.200s", cerr);
+    } else if (rc == CURLE_WRITE_ERROR && r->too_big) {
+        snprintf(r->err, sizeof(r->err), "upstream response over %zu bytes", r->body_max);
+    } else {
+        healthy = false;
+        snprintf(r->err, sizeof(r->err), "upstream error: %.200s", cerr);
+    }
+    r->last_status = status;
+    mx_breaker_record(&f->br, mx_now_ms(), r->probe, healthy);
+    r->probe = false;
+    publish_breaker(f);
+    if (retryable && r->attempts < f->sh->o.max_attempts && !f->stopping)
+        retry_later(f, r);
+    else
+        finish(f, r, status, false, status == 0 ? NULL : r->err);
+}
+
+static void read_done(struct fetcher *f)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(f->multi, &left))) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        struct freq *r = NULL;
+        CURLcode rc = msg->data.result;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+        if (r && r->easy == msg->easy_handle)
+            attempt_done(f, r, rc);
+    }
+}
+
+/* ---- curl <-> libuv ---- */
+
+static void on_sock_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void sock_close(struct fetcher *f, struct sock *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        f->socks = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    uv_poll_stop(&s->poll);
+    uv_close((uv_handle_t *)&s->poll, on_sock_closed);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    struct sock *s = h->data;
+    struct fetcher *f = s->f;
+    int flags = 0, running;
+    if (status < 0)
+        flags = CURL_CSELECT_ERR;
+    if (events & UV_READABLE)
+        flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE)
+        flags |= CURL_CSELECT_OUT;
+    curl_multi_socket_action(f->multi, s->fd, flags, &running);
+    read_done(f);
+}
+
+static int on_curl_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    struct fetcher *f = userp;
+    struct sock *s = socketp;
+    if (what == CURL_POLL_REMOVE) {
+        if (s) {
+            curl_multi_assign(f->multi, fd, NULL);
+            sock_close(f, s);
+        }
+        return 0;
+    }
+    if (!s) {
+        s = xcalloc(1, sizeof(*s));
+        s->fd = fd;
+        s->f = f;
+        if (uv_poll_init_socket(mx_actor_loop(f->self), &s->poll, fd) != 0) {
+            free(s);
+            return -1;
+        }
+        s->poll.data = s;
+        s->next = f->socks;
+        if (f->socks)
+            f->socks->prev = s;
+        f->socks = s;
+        curl_multi_assign(f->multi, fd, s);
+    }
+    int ev = 0;
+    if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+        ev |= UV_READABLE;
+    if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+        ev |= UV_WRITABLE;
+    uv_poll_start(&s->poll, ev, on_poll);
+    return 0;
+}
+
+static void on_curl_timeout(uv_timer_t *t)
+{
+    struct fetcher *f = t->data;
+    int running;
+    curl_multi_socket_action(f->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    read_done(f);
+}
+
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct fetcher *f = userp;
+    if (timeout_ms < 0)
+        uv_timer_stop(&f->timer);
+    else /* 0 too: curl may not be called back from inside this callback */
+        uv_timer_start(&f->timer, on_curl_timeout, (uint64_t)timeout_ms, 0);
+    return 0;
+}
+
+/* ---- requests ---- */
+
+static bool key_ok(struct mx_str k)
+{
+    if (k.len == 0 || k.len > MX_FETCH_KEY_MAX)
+        return false;
+    for (uint32_t i = 0; i < k.len; i++) {
+        unsigned char ch = (unsigned char)k.ptr[i];
+        if (ch < 0x21 || ch > 0x7e) /* no spaces, controls (CR LF!) or bytes >= 0x7f */
+            return false;
+    }
+    return true;
+}
+
+static const char *const kind_path[] = {
+    [MX_FETCH_ID] = "/maplestory/v1/id?character_name=",
+    [MX_FETCH_BASIC] = "/maplestory/v1/character/basic?ocid=",
+    [MX_FETCH_EQUIPMENT] = "/maplestory/v1/character/item-equipment?ocid=",
+    [MX_FETCH_LIST] = "/maplestory/v1/character/list",
+};
+
+/* Build the request's URL and headers, or reply and return false. */
+static bool prepare(struct fetcher *f, const struct mx_msg *m, const struct mx_m_fetch_req *q,
+                    struct freq *r)
+{
+    struct shared *sh = f->sh;
+    if (q->kind < MX_FETCH_ID || q->kind > MX_FETCH_LIST) {
+        reply_now(f, m, MX_EDECODE, false, 0, "unknown fetch kind");
+        return false;
+    }
+    r->kind = (enum mx_fetch_kind)q->kind;
+    if (q->api_key.len) {
+        if (!key_ok(q->api_key)) {
+            reply_now(f, m, MX_EINVAL, false, 0, "invalid API key (malformed)");
+            return false;
+        }
+        char hdr[sizeof("x-nxopen-api-key: ") + MX_FETCH_KEY_MAX];
+        snprintf(hdr, sizeof(hdr), "x-nxopen-api-key: %.*s", (int)q->api_key.len, q->api_key.ptr);
+        r->hdrs = curl_slist_append(NULL, hdr);
+    } else if (r->kind == MX_FETCH_LIST || !sh->key_hdr) {
+        reply_now(f, m, MX_EINVAL, false, 0, "invalid API key (none given)");
+        return false;
+    } else {
+        r->hdrs = curl_slist_append(NULL, sh->key_hdr);
+    }
+    if (!r->hdrs || !(r->hdrs = curl_slist_append(r->hdrs, "Accept: application/json"))) {
+        reply_now(f, m, MX_EUPSTREAM, false, 0, "out of memory");
+        return false;
+    }
+    if (r->kind != MX_FETCH_LIST) {
+        if (q->arg.len == 0 || q->arg.len > MX_FETCH_ARG_MAX ||
+            memchr(q->arg.ptr, '\0', q->arg.len)) {
+            reply_now(f, m, MX_ENOTFOUND, false, 0,
+                      r->kind == MX_FETCH_ID ? "character not found (invalid name)"
+                                             : "ocid not found (invalid ocid)");
+            return false;
+        }
+        char *esc = curl_easy_escape(NULL, q->arg.ptr, (int)q->arg.len); /* UTF-8 -> %XX */
+        if (!esc) {
+            reply_now(f, m, MX_EUPSTREAM, false, 0, "out of memory");
+            return false;
+        }
+        size_t n = strlen(sh->base_url) + strlen(kind_path[r->kind]) + strlen(esc) + 1;
+        r->url = xcalloc(1, n);
+        snprintf(r->url, n, "%s%s%s", sh->base_url, kind_path[r->kind], esc);
+        curl_free(esc);
+    } else {
+        size_t n = strlen(sh->base_url) + strlen(kind_path[r->kind]) + 1;
+        r->url = xcalloc(1, n);
+        snprintf(r->url, n, "%s%s", sh->base_url, kind_path[r->kind]);
+    }
+    return true;
+}
+
+static void on_request(struct fetcher *f, const struct mx_msg *m)
+{
+    struct shared *sh = f->sh;
+    struct mx_m_fetch_req q;
+
+    CNT_ADD(sh->c.requests, 1);
+    if (!(m->env.flags & MX_ENVF_REQUEST) || m->env.from.actor == 0) {
+        CNT_ADD(sh->c.bad_requests, 1); /* nobody to answer: counted, dropped */
+        MX_DEBUG("fetch_req without a reply address dropped");
+        return;
+    }
+    if (mx_msg_decode(m, &q) != 0) {
+        reply_now(f, m, MX_EDECODE, false, 0, "malformed fetch_req");
+        return;
+    }
+    /* fail fast while open; a half-open breaker is asked at the attempt */
+    int64_t now = mx_now_ms();
+    if (mx_breaker_state_at(&f->br, now) == MX_BREAKER_OPEN) {
+        reply_now(f, m, MX_EUNAVAIL, true, (uint64_t)mx_breaker_retry_after_ms(&f->br, now),
+                  "circuit breaker open: upstream failing");
+        return;
+    }
+    bool slot = f->active.n < sh->o.max_inflight;
+    if (!slot && f->waiting.n >= sh->o.max_queued) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "fetcher overloaded: %u in flight, %u queued", f->active.n,
+                 f->waiting.n);
+        reply_now(f, m, MX_EUNAVAIL, false, 0, msg);
+        return;
+    }
+    struct freq *r = xcalloc(1, sizeof(*r));
+    if (!prepare(f, m, &q, r)) {
+        freq_free(r);
+        return;
+    }
+    r->id = ++f->next_id;
+    r->req = mx_msg_share(m);
+    r->deadline_ms = m->env.deadline_ms;
+    r->body_max = sh->o.max_body_bytes;
+    r->inline_body = q.inline_body || m->env.from.node != mx_system_node_id(sh->sys);
+    r->last_status = MX_EUPSTREAM;
+    if (slot) {
+        list_push(&f->active, r);
+        publish_counts(f);
+        start_attempt(f, r);
+    } else {
+        list_push(&f->waiting, r);
+        publish_counts(f);
+    }
+}
+
+static void on_retry(struct fetcher *f, const struct mx_msg *m)
+{
+    struct mx_m_fetch_retry t;
+    if (mx_msg_decode(m, &t) != 0)
+        return;
+    for (struct freq *r = f->active.head; r; r = r->next)
+        if (r->id == t.id && r->in_backoff) {
+            start_attempt(f, r);
+            return;
+        }
+}
+
+static int fetch_receive(mx_actor_t *self, void *state, struct mx_msg *m)
+{
+    struct fetcher *f = state;
+    if (m->env.type == MX_T_fetch_req)
+        on_request(f, m);
+    else if (m->env.type == MX_T_fetch_retry)
+        on_retry(f, m);
+    else if (m->env.type != MX_T_sys_timeout)
+        CNT_ADD(f->sh->c.bad_requests, 1);
+    return 0; /* never an error: no restarts (see mx_fetch_spawn) */
+}
+
+/* ---- lifecycle ---- */
+
+static int fetch_init(mx_actor_t *self, void *arg, void **state)
+{
+    struct shared *sh = arg;
+    struct fetcher *f = xcalloc(1, sizeof(*f));
+    f->self = self;
+    f->sh = sh;
+    f->pool = xcalloc(sh->o.max_inflight, sizeof(*f->pool));
+    f->rng = (uint64_t)mx_now_ms() ^ mx_self(self).actor ^ 0x9e3779b97f4a7c15ull;
+    if (!f->rng)
+        f->rng = 1;
+    mx_breaker_init(&f->br, sh->o.breaker_window, sh->o.breaker_threshold_pct,
+                    sh->o.breaker_open_ms, sh->o.breaker_probes);
+    f->multi = curl_multi_init();
+    if (!f->multi || uv_timer_init(mx_actor_loop(self), &f->timer) != 0) {
+        MX_ERROR("fetcher: curl_multi_init failed");
+        if (f->multi)
+            curl_multi_cleanup(f->multi);
+        free(f->pool);
+        free(f);
+        shared_free(sh); /* init at spawn failing stops the actor for good */
+        return MX_EINTERNAL;
+    }
+    f->timer.data = f;
+    curl_multi_setopt(f->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    curl_multi_setopt(f->multi, CURLMOPT_SOCKETDATA, f);
+    curl_multi_setopt(f->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    curl_multi_setopt(f->multi, CURLMOPT_TIMERDATA, f);
+    /* keep one idle connection per slot for keep-alive */
+    curl_multi_setopt(f->multi, CURLMOPT_MAXCONNECTS, (long)sh->o.max_inflight);
+    sh->sys = mx_system_of(self);
+    sh->addr = mx_self(self);
+    reg_add(sh);
+    *state = f;
+    return 0;
+}
+
+static void on_state_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void fetch_stop(mx_actor_t *self, void *state)
+{
+    struct fetcher *f = state;
+    struct freq *r;
+    f->stopping = true;
+    /* everyone still waiting gets an answer: the fetcher is going away */
+    while ((r = f->waiting.head)) {
+        list_del(&f->waiting, r);
+        count_status(&f->sh->c, MX_ESTOPPED, false);
+        send_reply(f, r->req, MX_ESTOPPED, 0, 0, 0, "fetcher stopped", NULL, 0, false);
+        freq_free(r);
+    }
+    while ((r = f->active.head)) {
+        release_easy(f, r);
+        mx_breaker_cancel(&f->br, r->probe);
+        list_del(&f->active, r);
+        count_status(&f->sh->c, MX_ESTOPPED, false);
+        send_reply(f, r->req, MX_ESTOPPED, r->http_status, r->attempts, 0, "fetcher stopped", NULL,
+                   0, false);
+        freq_free(r);
+    }
+    for (uint32_t i = 0; i < f->npool; i++)
+        curl_easy_cleanup(f->pool[i]);
+    free(f->pool);
+    curl_multi_cleanup(f->multi); /* may still report sockets to remove */
+    while (f->socks)
+        sock_close(f, f->socks);
+    reg_del(f->sh);
+    shared_free(f->sh);
+    uv_timer_stop(&f->timer);
+    uv_close((uv_handle_t *)&f->timer, on_state_closed); /* frees f */
+}
+
+static const struct mx_behaviour fetch_beh = {"fetcher", fetch_init, fetch_receive, fetch_stop};
+
+/* ---- public API ---- */
+
+void mx_fetch_opts_default(struct mx_fetch_opts *o)
+{
+    *o = (struct mx_fetch_opts)MX_FETCH_OPTS_DEFAULT;
+}
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static CURLcode global_rc;
+
+static void global_init(void)
+{
+    global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+int mx_fetch_global_init(void)
+{
+    pthread_once(&global_once, global_init);
+    return global_rc == CURLE_OK ? 0 : MX_EINTERNAL;
+}
+
+static bool url_ok(const char *u)
+{
+    size_t n = u ? strlen(u) : 0;
+    if (n < 8 || n > 512)
+        return false;
+    if (strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)u[i] <= 0x20 || (unsigned char)u[i] >= 0x7f || u[i] == '?' ||
+            u[i] == '#')
+            return false;
+    return true;
+}
+
+int mx_fetch_spawn(mx_system_t *sys, const struct mx_fetch_opts *o, const struct mx_spawn_opts *so,
+                   struct mx_addr *out)
+{
+    struct mx_spawn_opts sopts = MX_SPAWN_OPTS_DEFAULT;
+    const char *why = NULL;
+
+    if (!sys || !o)
+        return MX_EINVAL;
+    if (!url_ok(o->base_url))
+        why = "base_url must be http(s)://host[:port][/path] without query";
+    else if (o->api_key && *o->api_key &&
+             !key_ok((struct mx_str){o->api_key, (uint32_t)strlen(o->api_key)}))
+        why = "api_key must be 1..512 printable ASCII bytes without spaces";
+    else if (o->max_attempts < 1 || o->max_attempts > 10)
+        why = "max_attempts must be 1..10";
+    else if (o->max_inflight < 1 || o->max_inflight > 4096)
+        why = "max_inflight must be 1..4096";
+    else if (o->max_queued > 1000000)
+        why = "max_queued must be <= 1000000";
+    else if (o->total_timeout_ms < 1 || o->connect_timeout_ms < 1)
+        why = "timeouts must be >= 1 ms";
+    else if (o->max_body_bytes < 1024 || o->max_body_bytes > MX_ENV_MAX_BODY)
+        why = "max_body_bytes must be 1 KiB..16 MiB";
+    else if (o->breaker_window < 1 || o->breaker_window > MX_BREAKER_WINDOW_MAX ||
+             o->breaker_threshold_pct < 1 || o->breaker_threshold_pct > 100 ||
+             o->breaker_probes < 1)
+        why = "breaker: window 1..64, threshold 1..100 %, probes >= 1";
+    if (why) {
+        MX_ERROR("mx_fetch_spawn: %s", why);
+        return MX_EINVAL;
+    }
+    if (mx_fetch_global_init() != 0)
+        return MX_EINTERNAL;
+
+    struct shared *sh = xcalloc(1, sizeof(*sh));
+    sh->o = *o;
+    sh->base_url = xstrdup(o->base_url);
+    size_t n = strlen(sh->base_url);
+    while (n > 8 && sh->base_url[n - 1] == '/')
+        sh->base_url[--n] = '\0';
+    sh->o.base_url = sh->base_url;
+    if (o->api_key && *o->api_key) {
+        size_t hn = strlen(o->api_key) + sizeof("x-nxopen-api-key: ");
+        sh->key_hdr = xcalloc(1, hn);
+        snprintf(sh->key_hdr, hn, "x-nxopen-api-key: %s", o->api_key);
+    }
+    sh->o.api_key = NULL; /* the header holds it; do not keep the caller's pointer */
+    if (so)
+        sopts = *so;
+    if (!sopts.name)
+        sopts.name = MX_FETCH_NAME;
+    int rc = mx_spawn(sys, &fetch_beh, sh, &sopts, out);
+    if (rc != 0)
+        shared_free(sh);
+    return rc;
+}
+
+int mx_fetch_stats(mx_system_t *sys, struct mx_addr fetcher, struct mx_fetch_stats *out)
+{
+    int rc = MX_ENOTFOUND;
+    pthread_mutex_lock(&reg_lock);
+    for (struct shared *sh = reg_head; sh; sh = sh->next) {
+        if (sh->sys != sys || sh->addr.actor != fetcher.actor || sh->addr.node != fetcher.node)
+            continue;
+        struct counters *c = &sh->c;
+        *out = (struct mx_fetch_stats){
+            .requests = CNT_GET(c->requests),
+            .ok = CNT_GET(c->ok),
+            .not_found = CNT_GET(c->not_found),
+            .invalid_key = CNT_GET(c->invalid_key),
+            .timeouts = CNT_GET(c->timeouts),
+            .upstream_errors = CNT_GET(c->upstream_errors),
+            .breaker_rejected = CNT_GET(c->breaker_rejected),
+            .refused = CNT_GET(c->refused),
+            .bad_requests = CNT_GET(c->bad_requests),
+            .upstream_calls = CNT_GET(c->upstream_calls),
+            .retries = CNT_GET(c->retries),
+            .attempt_timeouts = CNT_GET(c->attempt_timeouts),
+            .attempt_conn_errors = CNT_GET(c->attempt_conn_errors),
+            .attempt_5xx = CNT_GET(c->attempt_5xx),
+            .body_bytes = CNT_GET(c->body_bytes),
+            .breaker_opens = CNT_GET(c->breaker_opens),
+            .breaker_state = CNT_GET(c->breaker_state),
+            .inflight = CNT_GET(c->inflight),
+            .inflight_max = CNT_GET(c->inflight_max),
+            .active = CNT_GET(c->active),
+            .queued = CNT_GET(c->queued),
+            .queued_max = CNT_GET(c->queued_max),
+        };
+        rc = 0;
+        break;
+    }
+    pthread_mutex_unlock(&reg_lock);
+    return rc;
+}
+
+int mx_fetch_request_new(enum mx_fetch_kind kind, const char *arg, const char *api_key,
+                         bool inline_body, struct mx_msg **out)
+{
+    size_t al = arg ? strlen(arg) : 0, kl = api_key ? strlen(api_key) : 0;
+    if (kind < MX_FETCH_ID || kind > MX_FETCH_LIST || al > MX_FETCH_ARG_MAX ||
+        kl > MX_FETCH_KEY_MAX)
+        return MX_EINVAL;
+    struct mx_m_fetch_req q = {
+        .kind = (uint64_t)kind,
+        .arg = {arg ? arg : "", (uint32_t)al},
+        .api_key = {api_key ? api_key : "", (uint32_t)kl},
+        .inline_body = inline_body,
+    };
+    return mx_msg_encode(MX_T_fetch_req, &q, out);
+}
+
+int mx_fetch_reply_read(const struct mx_msg *m, struct mx_fetch_result *out)
+{
+    struct mx_m_fetch_rep rep;
+    if (!m || m->env.type != MX_T_fetch_rep || mx_msg_decode(m, &rep) != 0)
+        return MX_EDECODE;
+    if (rep.status > 0 || rep.status < -100000 || rep.http_status > 999 || rep.attempts > 1000)
+        return MX_EDECODE;
+    *out = (struct mx_fetch_result){
+        .status = (int)rep.status,
+        .http_status = (uint32_t)rep.http_status,
+        .attempts = (uint32_t)rep.attempts,
+        .retry_after_ms =
+            rep.retry_after_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)rep.retry_after_ms,
+        .error = rep.error,
+    };
+    if (m->ptr && m->ptr_free == body_free_cb) {
+        const struct mx_fetch_body *b = m->ptr;
+        out->body = b->data;
+        out->body_len = b->len;
+    } else if (rep.body.len) {
+        out->body = rep.body.ptr;
+        out->body_len = rep.body.len;
+    }
+    return 0;
+}
+
+struct mx_fetch_body *mx_fetch_reply_take_body(struct mx_msg *m)
+{
+    if (!m || m->env.type != MX_T_fetch_rep || !m->ptr || m->ptr_free != body_free_cb)
+        return NULL;
+    struct mx_fetch_body *b = m->ptr;
+    m->ptr = NULL;
+    m->ptr_free = NULL;
+    return b;
+}
