@@ -1,0 +1,858 @@
+/* mx_http_server.c - the http-acceptor actor: libuv sockets around the
+ * protocol core of mx_http_conn.c.
+ *
+ * mx_http_start binds one SO_REUSEPORT socket per scheduler itself (libuv
+ * 1.44 has no UV_TCP_REUSEPORT), so the port is known and bind errors are
+ * reported before any actor runs; each acceptor actor then adopts its socket
+ * with uv_tcp_open and accepts on its own loop. Per connection: a read
+ * buffer shared by the acceptor (input the core cannot take yet is copied
+ * aside and reading stops: backpressure), uv_write of head + blob without
+ * copying, and deadlines (head, idle, linger) checked by one sweep timer per
+ * acceptor instead of a timer per connection. A closing connection sends
+ * FIN and keeps reading (discarding) for a short linger so the client gets
+ * the last answer instead of a reset.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "mx_err.h"
+#include "mx_http_int.h"
+#include "mx_log.h"
+
+#define READ_BUF (64u << 10) /* shared read buffer per acceptor */
+#define LINGER_MS 1000       /* read and discard after FIN */
+#define LINGER_MAX_BYTES (4u << 20)
+#define START_WAIT_MS 5000
+
+struct slot {
+    struct mx__http_ctr ctr; /* this acceptor's counters (own cache lines) */
+    mx_http_t *h;
+    int idx;
+    int fd;              /* socket bound by mx_http_start, taken by init; -1 */
+    struct mx_addr addr; /* the acceptor actor */
+};
+
+struct mx_http {
+    mx_system_t *sys;
+    struct mx_http_opts o;
+    char addr_text[128];
+    struct sockaddr_storage bind_addr;
+    uint16_t port;
+    struct mx__http_router rt;
+    struct mx_http_route *routes_copy;
+    struct mx_http_app app;
+    int n;
+    struct slot *slots;
+    alignas(64) _Atomic uint64_t open_conns; /* node-wide, relaxed: a bound, not a sync */
+    _Atomic bool draining;                   /* relaxed: read by restarted inits */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int started, failed; /* under mu */
+    int live;            /* acceptor states not yet freed, under mu */
+};
+
+struct acceptor;
+
+struct hconn {
+    uv_tcp_t tcp;
+    struct mx__http_conn core;
+    struct acceptor *a;
+    struct hconn *prev, *next;
+    char *left; /* input the core could not take yet */
+    size_t left_off, left_len;
+    int64_t deadline; /* mx_now_ms; 0 = none */
+    int64_t last_io;
+    unsigned writes;
+    bool reading, closing, lingering, eof;
+    size_t linger_bytes;
+    uv_shutdown_t shut;
+};
+
+struct wreq {
+    uv_write_t req;
+    struct hconn *hc;
+    struct mx__http_out *out;
+};
+
+struct acceptor {
+    mx_http_t *h;
+    struct slot *slot;
+    mx_actor_t *self;
+    struct mx__http_srv srv;
+    uv_tcp_t listener;
+    uv_timer_t sweep;
+    bool listening, stopped, app_inited;
+    int handles; /* open uv handles; the state is freed at 0 after stop */
+    struct hconn *conns;
+    char *rbuf;
+};
+
+static void update(struct hconn *hc);
+static void conn_close(struct hconn *hc);
+
+/* ---- lifetime ---- */
+
+static void acceptor_maybe_free(struct acceptor *a)
+{
+    if (!a->stopped || a->handles > 0)
+        return;
+    mx_http_t *h = a->h;
+    free(a->rbuf);
+    free(a);
+    pthread_mutex_lock(&h->mu);
+    h->live--;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
+static void on_handle_closed(uv_handle_t *hd)
+{
+    struct acceptor *a = hd->data;
+    a->handles--;
+    acceptor_maybe_free(a);
+}
+
+static void on_conn_closed(uv_handle_t *hd)
+{
+    struct hconn *hc = hd->data;
+    struct acceptor *a = hc->a;
+    if (hc->prev)
+        hc->prev->next = hc->next;
+    else
+        a->conns = hc->next;
+    if (hc->next)
+        hc->next->prev = hc->prev;
+    /* relaxed: a bound on connections, not a synchronisation */
+    atomic_fetch_sub_explicit(&a->h->open_conns, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&a->slot->ctr.conns_open, 1, memory_order_relaxed);
+    free(hc->left);
+    free(hc);
+    a->handles--;
+    acceptor_maybe_free(a);
+}
+
+static void conn_close(struct hconn *hc)
+{
+    if (hc->closing)
+        return;
+    hc->closing = true;
+    mx__http_conn_fini(&hc->core); /* requests the app holds are detached now */
+    free(hc->left);
+    hc->left = NULL;
+    uv_close((uv_handle_t *)&hc->tcp, on_conn_closed);
+}
+
+/* ---- writing ---- */
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct wreq *w = (struct wreq *)req;
+    struct hconn *hc = w->hc;
+    hc->writes--;
+    if (status == 0)
+        mx__http_count(&hc->a->slot->ctr.bytes_out, w->out->total);
+    mx__http_conn_written(&hc->core, w->out->total);
+    mx__http_out_free(w->out);
+    free(w);
+    if (hc->closing)
+        return;
+    if (status < 0) {
+        mx__http_count(&hc->a->slot->ctr.conns_reset, 1);
+        conn_close(hc);
+        return;
+    }
+    hc->last_io = mx_now_ms();
+    update(hc);
+}
+
+static void io_write(void *ctx, struct mx__http_out *o)
+{
+    struct hconn *hc = ctx;
+    if (hc->closing) {
+        mx__http_out_free(o);
+        return;
+    }
+    struct wreq *w = malloc(sizeof(*w));
+    if (!w)
+        abort();
+    w->hc = hc;
+    w->out = o;
+    uv_buf_t bufs[2];
+    unsigned nb = 1;
+    bufs[0] = uv_buf_init(o->head, (unsigned)o->head_len);
+    if (o->blob && o->blob->len)
+        bufs[nb++] = uv_buf_init((char *)o->blob->data, o->blob->len);
+    int rc = uv_write(&w->req, (uv_stream_t *)&hc->tcp, bufs, nb, on_write);
+    if (rc != 0) {
+        mx__http_conn_written(&hc->core, o->total);
+        mx__http_out_free(o);
+        free(w);
+        mx__http_count(&hc->a->slot->ctr.conns_reset, 1);
+        conn_close(hc);
+        return;
+    }
+    hc->writes++;
+}
+
+static void io_wake(void *ctx)
+{
+    update(ctx);
+}
+
+static const struct mx__http_io uv_io = {.write = io_write, .wake = io_wake};
+
+/* ---- reading ---- */
+
+static void on_alloc(uv_handle_t *hd, size_t suggested, uv_buf_t *buf)
+{
+    struct hconn *hc = hd->data;
+    /* libuv calls read right after alloc on the same thread: one buffer per
+     * acceptor serves every connection */
+    *buf = uv_buf_init(hc->a->rbuf, READ_BUF);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void set_reading(struct hconn *hc, bool on)
+{
+    if (on == hc->reading || hc->closing)
+        return;
+    if (on)
+        hc->reading = uv_read_start((uv_stream_t *)&hc->tcp, on_alloc, on_read) == 0;
+    else {
+        uv_read_stop((uv_stream_t *)&hc->tcp);
+        hc->reading = false;
+    }
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct hconn *hc = req->data;
+    if (status < 0 && status != UV_ECANCELED && !hc->closing)
+        conn_close(hc);
+}
+
+/* Everything is answered and written: FIN, then read and discard a while. */
+static void finish(struct hconn *hc)
+{
+    if (hc->eof) {
+        conn_close(hc);
+        return;
+    }
+    hc->lingering = true;
+    hc->shut.data = hc;
+    if (uv_shutdown(&hc->shut, (uv_stream_t *)&hc->tcp, on_shutdown) != 0) {
+        conn_close(hc);
+        return;
+    }
+    hc->deadline = mx_now_ms() + LINGER_MS;
+    set_reading(hc, true);
+}
+
+/* Re-evaluate a connection: buffered input, reading, closing, deadline. */
+static void update(struct hconn *hc)
+{
+    if (hc->closing || hc->lingering)
+        return;
+    struct mx__http_conn *c = &hc->core;
+    const struct mx_http_opts *o = &hc->a->srv.o;
+    if (hc->left && mx__http_conn_can_parse(c)) {
+        size_t n = mx__http_conn_feed(c, hc->left + hc->left_off, hc->left_len - hc->left_off);
+        hc->left_off += n;
+        if (hc->left_off >= hc->left_len) {
+            free(hc->left);
+            hc->left = NULL;
+        }
+    }
+    if (mx__http_conn_done(c)) {
+        set_reading(hc, false);
+        if (hc->writes == 0)
+            finish(hc);
+        return;
+    }
+    set_reading(hc, !hc->eof && !hc->left && mx__http_conn_can_parse(c));
+    if (c->in_head)
+        hc->deadline = c->head_start_ms + o->header_timeout_ms;
+    else if (mx__http_conn_waiting_app(c) && hc->writes == 0)
+        hc->deadline = 0; /* the app answers (its own deadlines) */
+    else
+        hc->deadline = hc->last_io + o->idle_timeout_ms;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct hconn *hc = s->data;
+    if (hc->closing)
+        return;
+    if (nread > 0) {
+        mx__http_count(&hc->a->slot->ctr.bytes_in, (uint64_t)nread);
+        hc->last_io = mx_now_ms();
+        if (hc->lingering) {
+            hc->linger_bytes += (size_t)nread;
+            if (hc->linger_bytes > LINGER_MAX_BYTES)
+                conn_close(hc);
+            return;
+        }
+        size_t used = mx__http_conn_feed(&hc->core, buf->base, (size_t)nread);
+        if (used < (size_t)nread) {
+            /* reading was on, so nothing was left before */
+            hc->left_len = (size_t)nread - used;
+            hc->left_off = 0;
+            hc->left = malloc(hc->left_len);
+            if (!hc->left)
+                abort();
+            memcpy(hc->left, buf->base + used, hc->left_len);
+        }
+        update(hc);
+        return;
+    }
+    if (nread == 0)
+        return;
+    if (nread == UV_EOF) {
+        hc->eof = true;
+        if (hc->lingering) {
+            conn_close(hc);
+            return;
+        }
+        set_reading(hc, false);
+        mx__http_conn_eof(&hc->core);
+        update(hc);
+        return;
+    }
+    if (!hc->lingering)
+        mx__http_count(&hc->a->slot->ctr.conns_reset, 1);
+    conn_close(hc);
+}
+
+/* ---- accepting ---- */
+
+static void on_bare_closed(uv_handle_t *hd)
+{
+    struct hconn *hc = hd->data;
+    struct acceptor *a = hc->a;
+    free(hc);
+    a->handles--;
+    acceptor_maybe_free(a);
+}
+
+/* Over max_conns: a 503 written best effort (the socket is fresh, so its
+ * buffer has room), then close. */
+static void refuse(struct acceptor *a, struct hconn *hc)
+{
+    char head[512];
+    char tp[56];
+    uint8_t tid[16], sid[8];
+    mx_http_traceparent_new(tid, sid);
+    mx_http_traceparent_format(tid, sid, 1, tp);
+    struct mx_blob *b = mx__http_error_body(503, "S_BUSY", "too many connections");
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 503 Service Unavailable\r\nDate: %s\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %u\r\n"
+                     "traceparent: %s\r\nRetry-After: 1\r\nConnection: close\r\n\r\n",
+                     mx__http_srv_date(&a->srv), b->len, tp);
+    uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)n), uv_buf_init((char *)b->data, b->len)};
+    (void)uv_try_write((uv_stream_t *)&hc->tcp, bufs, 2);
+    mx_blob_unref(b);
+    uv_close((uv_handle_t *)&hc->tcp, on_bare_closed);
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    struct acceptor *a = listener->data;
+    struct slot *sl = a->slot;
+    if (status < 0) {
+        MX_WARN("http accept failed: %s", uv_strerror(status));
+        return;
+    }
+    struct hconn *hc = calloc(1, sizeof(*hc));
+    if (!hc)
+        abort();
+    uv_tcp_init(mx_actor_loop(a->self), &hc->tcp);
+    hc->tcp.data = hc;
+    hc->a = a;
+    a->handles++;
+    if (uv_accept(listener, (uv_stream_t *)&hc->tcp) != 0) {
+        uv_close((uv_handle_t *)&hc->tcp, on_bare_closed);
+        return;
+    }
+    /* relaxed: the bound may be overshot by the number of acceptors at most */
+    uint64_t open = atomic_fetch_add_explicit(&a->h->open_conns, 1, memory_order_relaxed) + 1;
+    if (open > a->h->o.max_conns) {
+        atomic_fetch_sub_explicit(&a->h->open_conns, 1, memory_order_relaxed);
+        mx__http_count(&sl->ctr.conns_refused, 1);
+        mx__http_count(&sl->ctr.limits[MX_HTTP_LIM_CONNS], 1);
+        refuse(a, hc);
+        return;
+    }
+    mx__http_count(&sl->ctr.conns_accepted, 1);
+    mx__http_count(&sl->ctr.conns_open, 1);
+    struct sockaddr_storage peer;
+    int plen = sizeof(peer);
+    memset(&peer, 0, sizeof(peer));
+    uv_tcp_getpeername(&hc->tcp, (struct sockaddr *)&peer, &plen);
+    mx__http_conn_init(&hc->core, &a->srv, &uv_io, hc, &peer);
+    if (peer.ss_family == AF_INET)
+        uv_ip4_name((struct sockaddr_in *)&peer, hc->core.peer_ip, sizeof(hc->core.peer_ip));
+    else if (peer.ss_family == AF_INET6)
+        uv_ip6_name((struct sockaddr_in6 *)&peer, hc->core.peer_ip, sizeof(hc->core.peer_ip));
+    uv_tcp_nodelay(&hc->tcp, 1);
+    hc->next = a->conns;
+    if (a->conns)
+        a->conns->prev = hc;
+    a->conns = hc;
+    hc->last_io = mx_now_ms();
+    update(hc);
+}
+
+/* ---- deadlines ---- */
+
+static void on_sweep(uv_timer_t *t)
+{
+    struct acceptor *a = t->data;
+    int64_t now = mx_now_ms();
+    struct hconn *next;
+    for (struct hconn *hc = a->conns; hc; hc = next) {
+        next = hc->next;
+        if (hc->closing || !hc->deadline || now < hc->deadline)
+            continue;
+        if (hc->lingering) {
+            conn_close(hc);
+        } else if (hc->core.in_head) {
+            mx__http_conn_head_timeout(&hc->core);
+            update(hc);
+        } else {
+            /* idle keep-alive, or a client that stopped sending or reading */
+            mx__http_count(&a->slot->ctr.limits[MX_HTTP_LIM_IDLE], 1);
+            conn_close(hc);
+        }
+    }
+}
+
+/* ---- the actor ---- */
+
+static int open_socket(const struct sockaddr_storage *sa, int backlog, uint16_t *port_out)
+{
+    int one = 1;
+    int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    socklen_t len =
+        sa->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+        bind(fd, (const struct sockaddr *)sa, len) != 0 || listen(fd, backlog) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    if (port_out) {
+        struct sockaddr_storage got;
+        socklen_t gl = sizeof(got);
+        getsockname(fd, (struct sockaddr *)&got, &gl);
+        *port_out = ntohs(got.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&got)->sin6_port
+                                                    : ((struct sockaddr_in *)&got)->sin_port);
+    }
+    return fd;
+}
+
+static void start_report(mx_http_t *h, bool ok)
+{
+    pthread_mutex_lock(&h->mu);
+    if (ok)
+        h->started++;
+    else
+        h->failed++;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
+static int acc_init(mx_actor_t *self, void *arg, void **state)
+{
+    struct slot *sl = arg;
+    mx_http_t *h = sl->h;
+    struct acceptor *a = calloc(1, sizeof(*a));
+    if (!a || !(a->rbuf = malloc(READ_BUF)))
+        abort();
+    a->h = h;
+    a->slot = sl;
+    a->self = self;
+    a->srv.o = h->o;
+    a->srv.rt = &h->rt;
+    a->srv.app = &h->app;
+    a->srv.actor = self;
+    a->srv.sched = mx_actor_sched(self);
+    a->srv.ctr = &sl->ctr;
+    pthread_mutex_lock(&h->mu);
+    h->live++;
+    pthread_mutex_unlock(&h->mu);
+    uv_loop_t *loop = mx_actor_loop(self);
+    uv_timer_init(loop, &a->sweep);
+    a->sweep.data = a;
+    a->handles++;
+    uint32_t period = h->o.header_timeout_ms < h->o.idle_timeout_ms ? h->o.header_timeout_ms
+                                                                    : h->o.idle_timeout_ms;
+    period /= 4;
+    period = period < 10 ? 10 : period > 1000 ? 1000 : period;
+    uv_timer_start(&a->sweep, on_sweep, period, period);
+    *state = a;
+
+    if (h->app.init && h->app.init(self, h->app.ctx, &a->srv.app_state) != 0) {
+        MX_ERROR("http acceptor %d: app init failed", sl->idx);
+        goto out_fail;
+    }
+    a->app_inited = true;
+    /* relaxed: a drained server does not listen again after a restart */
+    if (atomic_load_explicit(&h->draining, memory_order_relaxed)) {
+        start_report(h, true);
+        return 0;
+    }
+    int fd = sl->fd;
+    sl->fd = -1;
+    if (fd < 0) {
+        /* a restart: bind the port again beside the other acceptors */
+        struct sockaddr_storage sa = h->bind_addr;
+        if (sa.ss_family == AF_INET6)
+            ((struct sockaddr_in6 *)&sa)->sin6_port = htons(h->port);
+        else
+            ((struct sockaddr_in *)&sa)->sin_port = htons(h->port);
+        fd = open_socket(&sa, (int)h->o.backlog, NULL);
+        if (fd < 0) {
+            MX_ERROR("MX_HTTP_ADDR %s: bind failed on restart: %s", h->addr_text, strerror(-fd));
+            goto out_fail;
+        }
+    }
+    uv_tcp_init(loop, &a->listener);
+    a->listener.data = a;
+    a->handles++;
+    a->listening = true;
+    int rc = uv_tcp_open(&a->listener, fd);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&a->listener, (int)h->o.backlog, on_connection);
+    if (rc != 0) {
+        MX_ERROR("MX_HTTP_ADDR %s: listen failed: %s", h->addr_text, uv_strerror(rc));
+        goto out_fail;
+    }
+    start_report(h, true);
+    return 0;
+
+out_fail:
+    start_report(h, false);
+    /* the runtime calls stop only for a state it got: clean up here */
+    *state = NULL;
+    if (a->app_inited && h->app.fini)
+        h->app.fini(self, h->app.ctx, a->srv.app_state);
+    a->stopped = true;
+    if (a->listening)
+        uv_close((uv_handle_t *)&a->listener, on_handle_closed);
+    uv_close((uv_handle_t *)&a->sweep, on_handle_closed);
+    return MX_EIO;
+}
+
+static void stop_listening(struct acceptor *a)
+{
+    if (a->listening) {
+        a->listening = false;
+        uv_close((uv_handle_t *)&a->listener, on_handle_closed);
+    }
+}
+
+static void acc_drain(struct acceptor *a)
+{
+    a->srv.draining = true;
+    stop_listening(a);
+    struct hconn *next;
+    for (struct hconn *hc = a->conns; hc; hc = next) {
+        next = hc->next;
+        if (hc->closing || hc->lingering)
+            continue;
+        if (mx__http_conn_idle(&hc->core)) {
+            conn_close(hc);
+        } else {
+            mx__http_conn_drain(&hc->core);
+            update(hc);
+        }
+    }
+}
+
+static int acc_receive(mx_actor_t *self, void *state, struct mx_msg *m)
+{
+    struct acceptor *a = state;
+    if (m->env.type == MX_T_http_drain) {
+        acc_drain(a);
+        return 0;
+    }
+    if (a->h->app.on_message)
+        return a->h->app.on_message(self, a->srv.app_state, m);
+    return 0;
+}
+
+static void acc_stop(mx_actor_t *self, void *state)
+{
+    struct acceptor *a = state;
+    if (!a)
+        return;
+    stop_listening(a);
+    for (struct hconn *hc = a->conns; hc; hc = hc->next)
+        conn_close(hc);
+    if (a->app_inited && a->h->app.fini)
+        a->h->app.fini(self, a->h->app.ctx, a->srv.app_state);
+    mx__http_srv_free_live(&a->srv);
+    a->stopped = true;
+    uv_close((uv_handle_t *)&a->sweep, on_handle_closed);
+}
+
+static const struct mx_behaviour acceptor_behaviour = {
+    .name = "http-acceptor",
+    .init = acc_init,
+    .receive = acc_receive,
+    .stop = acc_stop,
+};
+
+/* ---- public ---- */
+
+static int parse_addr(const char *addr, struct sockaddr_storage *out, uint16_t *port)
+{
+    char host[100];
+    const char *colon;
+    memset(out, 0, sizeof(*out));
+    if (!addr)
+        return MX_EINVAL;
+    if (addr[0] == '[') {
+        const char *rb = strchr(addr, ']');
+        if (!rb || rb[1] != ':' || (size_t)(rb - addr - 1) >= sizeof(host))
+            return MX_EINVAL;
+        memcpy(host, addr + 1, (size_t)(rb - addr - 1));
+        host[rb - addr - 1] = '\0';
+        colon = rb + 1;
+    } else {
+        colon = strrchr(addr, ':');
+        if (!colon || (size_t)(colon - addr) >= sizeof(host) || colon == addr)
+            return MX_EINVAL;
+        memcpy(host, addr, (size_t)(colon - addr));
+        host[colon - addr] = '\0';
+    }
+    char *end;
+    errno = 0;
+    long p = strtol(colon + 1, &end, 10);
+    if (errno || *end || end == colon + 1 || p < 0 || p > 65535)
+        return MX_EINVAL;
+    if (strcmp(host, "localhost") == 0)
+        snprintf(host, sizeof(host), "127.0.0.1");
+    if (uv_ip4_addr(host, (int)p, (struct sockaddr_in *)out) != 0 &&
+        uv_ip6_addr(host, (int)p, (struct sockaddr_in6 *)out) != 0)
+        return MX_EINVAL;
+    *port = (uint16_t)p;
+    return 0;
+}
+
+static int wait_live_zero(mx_http_t *h, uint32_t timeout_ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    int rc = 0;
+    pthread_mutex_lock(&h->mu);
+    while (h->live > 0 && rc == 0)
+        rc = pthread_cond_timedwait(&h->cv, &h->mu, &ts);
+    int live = h->live;
+    pthread_mutex_unlock(&h->mu);
+    return live > 0 ? MX_ETIMEDOUT : 0;
+}
+
+int mx_http_start(mx_system_t *sys, const struct mx_http_opts *o, const struct mx_http_app *app,
+                  mx_http_t **out, uint16_t *bound_port)
+{
+    int rc;
+    if (!sys || !o || !app || !out || (app->nroutes && !app->routes))
+        return MX_EINVAL;
+    mx_http_t *h = calloc(1, sizeof(*h));
+    if (!h)
+        abort();
+    h->sys = sys;
+    h->o = *o;
+    h->o.addr = h->addr_text;
+    snprintf(h->addr_text, sizeof(h->addr_text), "%s", o->addr ? o->addr : "");
+    if (!h->o.max_conns)
+        h->o.max_conns = MX_HTTP_MAX_CONNS;
+    if (!h->o.max_header_bytes)
+        h->o.max_header_bytes = MX_HTTP_MAX_HEADER_BYTES;
+    if (!h->o.max_body_bytes)
+        h->o.max_body_bytes = MX_HTTP_MAX_BODY_BYTES;
+    if (!h->o.header_timeout_ms)
+        h->o.header_timeout_ms = MX_HTTP_HEADER_TIMEOUT_MS;
+    if (!h->o.idle_timeout_ms)
+        h->o.idle_timeout_ms = MX_HTTP_IDLE_TIMEOUT_MS;
+    if (!h->o.max_pipeline)
+        h->o.max_pipeline = MX_HTTP_MAX_PIPELINE;
+    if (!h->o.max_output_bytes)
+        h->o.max_output_bytes = MX_HTTP_MAX_OUTPUT_BYTES;
+    if (!h->o.backlog)
+        h->o.backlog = 511;
+    h->app = *app;
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_cond_init(&h->cv, NULL);
+    h->n = mx_system_schedulers(sys);
+    h->slots = aligned_alloc(64, sizeof(struct slot) * (size_t)h->n);
+    if (!h->slots)
+        abort();
+    memset(h->slots, 0, sizeof(struct slot) * (size_t)h->n);
+    for (int i = 0; i < h->n; i++) {
+        h->slots[i].h = h;
+        h->slots[i].idx = i;
+        h->slots[i].fd = -1;
+    }
+    if (h->o.max_header_bytes > (64u << 20) || h->o.max_body_bytes > (1u << 30)) {
+        rc = MX_EINVAL;
+        goto out_free;
+    }
+    rc = parse_addr(o->addr, &h->bind_addr, &h->port);
+    if (rc != 0) {
+        MX_ERROR("MX_HTTP_ADDR %s: not host:port", h->addr_text);
+        goto out_free;
+    }
+    rc = mx__http_router_init(&h->rt, app->routes, app->nroutes);
+    if (rc != 0)
+        goto out_free;
+    h->app.routes = NULL; /* the compiled copy is used */
+    for (int i = 0; i < h->n; i++) {
+        struct sockaddr_storage sa = h->bind_addr;
+        if (sa.ss_family == AF_INET6)
+            ((struct sockaddr_in6 *)&sa)->sin6_port = htons(h->port);
+        else
+            ((struct sockaddr_in *)&sa)->sin_port = htons(h->port);
+        int fd = open_socket(&sa, (int)h->o.backlog, i == 0 ? &h->port : NULL);
+        if (fd < 0) {
+            MX_ERROR("MX_HTTP_ADDR %s: cannot listen: %s", h->addr_text, strerror(-fd));
+            rc = MX_EIO;
+            goto out_close;
+        }
+        h->slots[i].fd = fd;
+    }
+    int spawned = 0;
+    for (int i = 0; i < h->n; i++) {
+        struct mx_spawn_opts so = MX_SPAWN_OPTS_DEFAULT;
+        so.sched = i;
+        so.cap_msgs = 4096; /* replies to the app's requests */
+        rc = mx_spawn(sys, &acceptor_behaviour, &h->slots[i], &so, &h->slots[i].addr);
+        if (rc != 0)
+            break;
+        spawned++;
+    }
+    /* wait for every spawned acceptor to report */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += START_WAIT_MS / 1000;
+    int wrc = 0;
+    pthread_mutex_lock(&h->mu);
+    while (h->started + h->failed < spawned && wrc == 0)
+        wrc = pthread_cond_timedwait(&h->cv, &h->mu, &ts);
+    bool ok = h->started == h->n && h->failed == 0;
+    pthread_mutex_unlock(&h->mu);
+    if (!ok) {
+        if (rc == 0)
+            rc = wrc ? MX_ETIMEDOUT : MX_EIO;
+        for (int i = 0; i < spawned; i++)
+            mx_actor_stop(sys, h->slots[i].addr);
+        wait_live_zero(h, START_WAIT_MS);
+        goto out_close;
+    }
+    *out = h;
+    if (bound_port)
+        *bound_port = h->port;
+    MX_INFO("http listening on %s (port %u, %d acceptors)", h->addr_text, h->port, h->n);
+    return 0;
+
+out_close:
+    for (int i = 0; i < h->n; i++)
+        if (h->slots[i].fd >= 0)
+            close(h->slots[i].fd);
+    mx__http_router_fini(&h->rt);
+out_free:
+    pthread_mutex_destroy(&h->mu);
+    pthread_cond_destroy(&h->cv);
+    free(h->slots);
+    free(h);
+    return rc;
+}
+
+int mx_http_drain(mx_http_t *h)
+{
+    int first = 0;
+    /* relaxed: acceptors also learn it from the message */
+    atomic_store_explicit(&h->draining, true, memory_order_relaxed);
+    for (int i = 0; i < h->n; i++) {
+        struct mx_m_http_drain d = {.reason = 0};
+        struct mx_msg *m;
+        int rc = mx_msg_encode(MX_T_http_drain, &d, &m);
+        if (rc == 0) {
+            rc = mx_sys_send(h->sys, h->slots[i].addr, m);
+            if (rc != 0)
+                mx_msg_free(m);
+        }
+        if (rc != 0 && first == 0)
+            first = rc;
+    }
+    return first;
+}
+
+void mx_http_stats(mx_http_t *h, struct mx_http_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+#define LD(x) atomic_load_explicit(&(x), memory_order_relaxed) /* statistics */
+    for (int i = 0; i < h->n; i++) {
+        struct mx__http_ctr *c = &h->slots[i].ctr;
+        out->conns_open += LD(c->conns_open);
+        out->conns_accepted += LD(c->conns_accepted);
+        out->conns_refused += LD(c->conns_refused);
+        out->conns_reset += LD(c->conns_reset);
+        out->requests += LD(c->requests);
+        for (int k = 0; k < 6; k++)
+            out->responses[k] += LD(c->responses[k]);
+        out->dropped_responses += LD(c->dropped_responses);
+        for (int k = 0; k < MX_HTTP_LIM__COUNT; k++)
+            out->limits[k] += LD(c->limits[k]);
+        out->bytes_in += LD(c->bytes_in);
+        out->bytes_out += LD(c->bytes_out);
+    }
+#undef LD
+}
+
+uint16_t mx_http_port(const mx_http_t *h)
+{
+    return h->port;
+}
+
+int mx_http_stop(mx_http_t *h, uint32_t timeout_ms)
+{
+    for (int i = 0; i < h->n; i++)
+        mx_actor_stop(h->sys, h->slots[i].addr);
+    return wait_live_zero(h, timeout_ms ? timeout_ms : 5000);
+}
+
+void mx_http_free(mx_http_t *h)
+{
+    if (!h)
+        return;
+    for (int i = 0; i < h->n; i++)
+        if (h->slots[i].fd >= 0)
+            close(h->slots[i].fd);
+    mx__http_router_fini(&h->rt);
+    pthread_mutex_destroy(&h->mu);
+    pthread_cond_destroy(&h->cv);
+    free(h->slots);
+    free(h);
+}
