@@ -1,7 +1,9 @@
 /* mxnode.c - one mx node: the actor system and the actors it runs.
  *
  * Reads its settings (flags over MX_* environment over defaults), starts
- * the schedulers, and runs until SIGINT or SIGTERM, when every actor is
+ * the schedulers, the fetcher, the cache shards and the HTTP API, and runs
+ * until SIGINT or SIGTERM, when the HTTP listeners close (readiness turns
+ * 503), in-flight requests get a moment to finish, and every actor is
  * stopped (stop callbacks run; pending messages are counted as dead
  * letters) and the process exits 0. Signals are taken synchronously with
  * sigwait on the main thread, so no handler runs inside a scheduler.
@@ -13,9 +15,19 @@
 #include <unistd.h>
 
 #include "mx_actor.h"
+#include "mx_app.h"
 #include "mx_config.h"
+#include "mx_cube.h"
 #include "mx_err.h"
+#include "mx_fetch.h"
+#include "mx_admin.h"
+#include "mx_jsonw.h"
 #include "mx_log.h"
+#include "mx_remote.h"
+#include "mx_mysql.h"
+#include "mx_schema.h"
+#include "mx_svc.h"
+#include "mxnode_parts.h"
 #include "mxnode_settings.h"
 
 #define MX_VERSION "0.1.0"
@@ -36,6 +48,74 @@ static int sched_recv(mx_actor_t *self, void *state, struct mx_msg *m)
 static void sched_stop(mx_actor_t *self, void *state)
 {
     MX_INFO("scheduler %d stopping", mx_actor_sched(self));
+}
+
+/* Admin "stats" sections: the application's counters next to the runtime's. */
+static void section_http(struct mx_jsonw *w, void *ctx)
+{
+    struct mx_app *app = ctx;
+    struct mx_http_stats hs;
+    memset(&hs, 0, sizeof hs);
+    if (app->http)
+        mx_http_stats(app->http, &hs);
+    mx_jsonw_obj_open(w);
+    mx_jsonw_kuint(w, "conns_open", hs.conns_open);
+    mx_jsonw_kuint(w, "conns_accepted", hs.conns_accepted);
+    mx_jsonw_kuint(w, "conns_refused", hs.conns_refused);
+    mx_jsonw_kuint(w, "requests", hs.requests);
+    mx_jsonw_kuint(w, "responses_2xx", hs.responses[2]);
+    mx_jsonw_kuint(w, "responses_4xx", hs.responses[4]);
+    mx_jsonw_kuint(w, "responses_5xx", hs.responses[5]);
+    mx_jsonw_kuint(w, "rate_limited", atomic_load(&app->rl_refused));
+    mx_jsonw_kuint(w, "rate_limit_bypassed", atomic_load(&app->rl_bypassed));
+    mx_jsonw_kbool(w, "draining", atomic_load(&app->draining));
+    mx_jsonw_obj_close(w);
+}
+
+static void section_cache(struct mx_jsonw *w, void *ctx)
+{
+    struct mx_svc_stats ss;
+    mx_svc_stats(&ss);
+    mx_jsonw_obj_open(w);
+    mx_jsonw_kuint(w, "requests", ss.requests);
+    mx_jsonw_kuint(w, "l1_hits", ss.l1_hits);
+    mx_jsonw_kuint(w, "l1_misses", ss.l1_misses);
+    mx_jsonw_kuint(w, "coalesced", ss.coalesced);
+    mx_jsonw_kuint(w, "loads", ss.loads);
+    mx_jsonw_kuint(w, "load_errors", ss.load_errors);
+    mx_jsonw_kuint(w, "stale_served", ss.l1_stale_served);
+    mx_jsonw_kuint(w, "entries", ss.entries);
+    mx_jsonw_kuint(w, "bytes", ss.bytes);
+    mx_jsonw_kuint(w, "evictions", ss.evictions);
+    mx_jsonw_obj_close(w);
+}
+
+static void section_fetch(struct mx_jsonw *w, void *ctx)
+{
+    mx_system_t *sys = ctx;
+    struct mx_addr fa;
+    struct mx_fetch_stats fs;
+    mx_jsonw_obj_open(w);
+    if (mx_whereis(sys, MX_FETCH_NAME, &fa) == 0 && mx_fetch_stats(sys, fa, &fs) == 0) {
+        mx_jsonw_kuint(w, "requests", fs.requests);
+        mx_jsonw_kuint(w, "ok", fs.ok);
+        mx_jsonw_kuint(w, "upstream_calls", fs.upstream_calls);
+        mx_jsonw_kuint(w, "retries", fs.retries);
+        mx_jsonw_kuint(w, "timeouts", fs.timeouts);
+        mx_jsonw_kuint(w, "upstream_errors", fs.upstream_errors);
+        mx_jsonw_kuint(w, "breaker_state", fs.breaker_state);
+        mx_jsonw_kuint(w, "breaker_opens", fs.breaker_opens);
+        mx_jsonw_kuint(w, "refused", fs.refused);
+        mx_jsonw_kuint(w, "inflight", fs.inflight);
+    }
+    mx_jsonw_obj_close(w);
+}
+
+static int admin_drain(void *ctx)
+{
+    MX_INFO("drain requested through the admin endpoint");
+    mx_app_drain(ctx);
+    return 0;
 }
 
 static const struct mx_behaviour sched_beh = {"scheduler-info", sched_init, sched_recv,
@@ -70,6 +150,26 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    if (strlen(mx_config_str(&cfg, "MX_JWT_SECRET")) < 32) {
+        fprintf(stderr, "mxnode: MX_JWT_SECRET (--jwt-secret): required, at least 32 bytes\n");
+        mx_config_fini(&cfg);
+        return 2;
+    }
+    if (mx_fetch_global_init() != 0) {
+        MX_ERROR("libcurl global init failed");
+        mx_config_fini(&cfg);
+        return 1;
+    }
+    struct mx_cube_table *cube = NULL;
+    struct mx_cube_load_stats cst;
+    const char *cube_path = mx_config_str(&cfg, "MX_CUBE_TABLE");
+    rc = mx_cube_table_load(cube_path, &cube, &cst);
+    if (rc != 0) {
+        fprintf(stderr, "mxnode: MX_CUBE_TABLE: cannot load %s: %s\n", cube_path, mx_strerror(rc));
+        mx_config_fini(&cfg);
+        return 2;
+    }
+
     struct mx_system_opts so = {
         .node_name = node,
         .schedulers = (int)mx_config_int(&cfg, "MX_SCHEDULERS"),
@@ -98,12 +198,122 @@ int main(int argc, char **argv)
         if (rc != 0)
             MX_ERROR("cannot spawn %s: %s", name, mx_strerror(rc));
     }
-    printf("mxnode %s ready: %d schedulers (Ctrl-C stops)\n", node, n);
-    fflush(stdout);
+
+    struct mx_http_opts ho = {
+        .addr = mx_config_str(&cfg, "MX_HTTP_ADDR"),
+        .max_conns = (uint32_t)mx_config_int(&cfg, "MX_HTTP_MAX_CONNS"),
+    };
+    struct mx_app_opts ao;
+    mx_app_opts_default(&ao);
+    ao.node_name = node;
+    ao.trusted_proxies = mx_config_str(&cfg, "MX_TRUSTED_PROXIES");
+    ao.redis_url = mx_config_str(&cfg, "MX_REDIS_URL");
+    ao.jwt_secret = mx_config_str(&cfg, "MX_JWT_SECRET");
+    ao.rate_limit = mx_config_int(&cfg, "MX_RATE_LIMIT") != 0;
+    ao.cache_timeout_ms = mxnode_svc_budget_ms(&cfg) * 2 + 2000;
+    static struct mx_app app;
+    mx_mysql_t *mysql = NULL;
+    mx_remote_t *remote = NULL;
+    mx_admin_t *admin = NULL;
+    struct mxnode_cluster *cluster = NULL;
+    uint16_t port = 0;
+    int exit_code = 0;
+    const char *mysql_url = mx_config_str(&cfg, "MX_MYSQL_URL");
+    if (mysql_url[0]) {
+        struct mx_mysql_opts mo = {
+            .url = mysql_url,
+            .sys = sys,
+            .threads = (int)mx_config_int(&cfg, "MX_MYSQL_POOL"),
+            .queue_cap = (uint32_t)mx_config_int(&cfg, "MX_MYSQL_QUEUE"),
+        };
+        char merr[256];
+        if ((rc = mx_mysql_start(&mo, &mysql, merr, sizeof merr)) != 0) {
+            fprintf(stderr, "mxnode: MX_MYSQL_URL: %s\n", merr);
+            exit_code = 2;
+            goto stop;
+        }
+        struct mx_schema_job sj = {0};
+        rc = mx_mysql_run(mysql, mx_schema_migrate_job, &sj);
+        if (rc == MX_ECONFIG) {
+            fprintf(stderr, "mxnode: MX_MYSQL_URL: %s\n", sj.err);
+            exit_code = 2;
+            goto stop;
+        } else if (rc != 0) {
+            MX_WARN("MySQL schema not checked at start (%s): %s; serving without it",
+                    mx_strerror(rc), sj.err[0] ? sj.err : "server unreachable");
+        } else {
+            MX_INFO("MySQL schema at version %d (was %d)", sj.to, sj.from);
+        }
+    }
+    if ((rc = mxnode_svc_start(sys, &cfg, cube, mysql)) != 0) {
+        exit_code = rc == MX_ECONFIG ? 2 : 1;
+        goto stop;
+    }
+    if ((rc = mx_app_start(&app, sys, &ho, &ao, &port)) != 0) {
+        fprintf(stderr, "mxnode: MX_HTTP_ADDR: cannot serve HTTP on %s: %s\n", ho.addr,
+                mx_strerror(rc));
+        exit_code = 1;
+        goto stop;
+    }
+    struct mx_remote_opts ro = {.listen_url = mx_config_str(&cfg, "MX_NNG_ADDR")};
+    if ((rc = mx_remote_start(sys, &ro, &remote)) != 0) {
+        fprintf(stderr, "mxnode: MX_NNG_ADDR: cannot listen on %s: %s\n", ro.listen_url,
+                mx_strerror(rc));
+        exit_code = 1;
+        goto stop;
+    }
+    struct mx_admin_opts ado = {
+        .url = mx_config_str(&cfg, "MX_ADMIN_ADDR"),
+        .token = mx_config_str(&cfg, "MX_ADMIN_TOKEN"),
+        .remote = remote,
+        .version = MX_VERSION,
+    };
+    if ((rc = mx_admin_start(sys, &ado, &admin)) != 0) {
+        fprintf(stderr, "mxnode: MX_ADMIN_ADDR: cannot serve admin on %s: %s%s\n", ado.url,
+                mx_strerror(rc), rc == MX_ECONFIG ? " (MX_ADMIN_TOKEN is required off loopback)" : "");
+        exit_code = rc == MX_ECONFIG ? 2 : 1;
+        goto stop;
+    }
+    mx_admin_add_section(admin, "http", section_http, &app);
+    mx_admin_add_section(admin, "cache", section_cache, NULL);
+    mx_admin_add_section(admin, "fetcher", section_fetch, sys);
+    mx_admin_set_drain(admin, admin_drain, &app);
+    if ((rc = mxnode_cluster_start(sys, &cfg, remote, admin, mysql, ho.addr, port, &cluster)) != 0) {
+        exit_code = rc == MX_ECONFIG ? 2 : 1;
+        goto stop;
+    }
+    {
+        char host[256];
+        snprintf(host, sizeof host, "%s", ho.addr);
+        char *colon = strrchr(host, ':');
+        if (colon)
+            *colon = '\0';
+        printf("mxnode %s ready: %d schedulers, http %s:%u, nng port %d, admin port %d, node id "
+               "%llx (Ctrl-C stops)\n",
+               node, n, host, (unsigned)port, mx_remote_port(remote), mx_admin_port(admin),
+               (unsigned long long)mx_system_node_id(sys));
+        fflush(stdout);
+    }
 
     int sig = 0;
     sigwait(&sigs, &sig);
-    MX_INFO("received %s: stopping every actor", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    MX_INFO("received %s: draining HTTP, then stopping every actor",
+            sig == SIGINT ? "SIGINT" : "SIGTERM");
+    mxnode_cluster_leave(cluster); /* hand singletons over first, then stop serving */
+    mx_app_drain(&app);
+    {
+        /* in-flight requests get up to a quarter of the shutdown budget */
+        int64_t until = mx_now_ms() + mx_config_int(&cfg, "MX_SHUTDOWN_TIMEOUT_MS") / 4;
+        struct mx_http_stats hs;
+        do {
+            mx_http_stats(app.http, &hs);
+            if (hs.conns_open == 0)
+                break;
+            usleep(10000);
+        } while (mx_now_ms() < until);
+    }
+stop:
+    mx_admin_stop(admin); /* before the system and transport it reads */
     rc = mx_system_stop(sys, (uint32_t)mx_config_int(&cfg, "MX_SHUTDOWN_TIMEOUT_MS"));
     uint64_t dl[MX_DL_COUNT], total = 0;
     mx_deadletters(sys, dl);
@@ -115,7 +325,14 @@ int main(int argc, char **argv)
         MX_WARN("%llu actors did not stop in time", (unsigned long long)st.live_actors);
     MX_INFO("stopped: %llu dead letters (pending at stop: %llu)", (unsigned long long)total,
             (unsigned long long)dl[MX_DL_STOPPED]);
+    mxnode_cluster_free(cluster);
+    mxnode_svc_free();
+    mx_remote_stop(remote);
+    if (app.http)
+        mx_http_free(app.http);
+    mx_mysql_stop(mysql);
     mx_system_free(sys);
+    mx_cube_table_free(cube);
     mx_config_fini(&cfg);
-    return 0;
+    return exit_code;
 }

@@ -22,11 +22,21 @@ const struct mx_setting mx_node_settings[] = {
     {"MX_ADMIN_TOKEN", "--admin-token", "", MX_SET_SECRET, 16, 0, "token required by the admin endpoint off loopback"},
     {"MX_REDIS_URL", "--redis-url", "redis://127.0.0.1:6379/0", MX_SET_REDIS_URL, 0, 0, "Redis: redis://[:password@]host:port[/db]"},
     {"MX_MYSQL_URL", "--mysql-url", "", MX_SET_MYSQL_URL, 0, 0, "MySQL: mysql://user[:password]@host:port/database"},
+    {"MX_MYSQL_POOL", "--mysql-pool", "4", MX_SET_INT, 1, 64, "MySQL connections (one thread each)"},
+    {"MX_MYSQL_QUEUE", "--mysql-queue", "1024", MX_SET_INT, 1, 1 << 20, "MySQL jobs waiting for a connection before refusing"},
     {"MX_NEXON_BASE_URL", "--nexon-base-url", "https://open.api.nexon.com", MX_SET_HTTP_URL, 0, 0, "Nexon Open API base URL"},
     {"MX_NEXON_API_KEY", "--nexon-api-key", "", MX_SET_SECRET, 1, 0, "Nexon Open API key (x-nxopen-api-key)"},
     {"MX_CUBE_TABLE", "--cube-table", "../shared/data/cube_probability_black.csv", MX_SET_STR, 0, 4096, "cube probability table (CSV)"},
-    {"MX_JWT_SECRET", "--jwt-secret", "", MX_SET_SECRET, 32, 0, "HS256 secret for access tokens (>= 32 bytes)"},
+    {"MX_JWT_SECRET", "--jwt-secret", "", MX_SET_SECRET, 32, 0, "HS256 secret for access tokens (required, >= 32 bytes)"},
+    {"MX_HTTP_MAX_CONNS", "--http-max-conns", "10000", MX_SET_INT, 1, 1000000, "open HTTP connections per node; more are refused"},
+    {"MX_L1_MAX_ENTRIES", "--l1-max-entries", "10000", MX_SET_INT, 16, 10000000, "L1 cache entries per scheduler"},
+    {"MX_L1_MAX_MB", "--l1-max-mb", "128", MX_SET_INT, 1, 65536, "L1 cache megabytes per scheduler"},
+    {"MX_FETCH_MAX_INFLIGHT", "--fetch-max-inflight", "32", MX_SET_INT, 1, 4096, "concurrent upstream (Nexon) calls"},
+    {"MX_FETCH_TIMEOUT_MS", "--fetch-timeout-ms", "5000", MX_SET_INT, 100, 120000, "one upstream attempt's total timeout"},
+    {"MX_RATE_LIMIT", "--rate-limit", "1", MX_SET_INT, 0, 1, "global rate limits in Redis: 1 on, 0 off (benchmarks)"},
     {"MX_TRUSTED_PROXIES", "--trusted-proxies", "", MX_SET_CIDRS, 0, 0, "peers whose X-Forwarded-For is honoured"},
+    /* cache tier settings (mxnode_svc.c): add below */
+    /* cluster settings (mxnode_cluster.c): add below */
 };
 
 const size_t mx_node_settings_count = sizeof(mx_node_settings) / sizeof(mx_node_settings[0]);

@@ -12,6 +12,9 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <cmocka.h>
 
 #include "mx_testutil.h"
@@ -34,6 +37,17 @@ static void spawn_node(struct child *c, char *const argv[], char *const envp_ext
         dup2(pe[1], 2);
         close(po[0]);
         close(pe[0]);
+        /* what every node needs to start in a test: a free HTTP port, the
+         * cube table from shared/, a secret, and no Redis on purpose */
+        static char cube[4096];
+        snprintf(cube, sizeof cube, "MX_CUBE_TABLE=%s/data/cube_probability_black.csv",
+                 getenv("MX_SHARED_DIR"));
+        putenv(cube);
+        putenv("MX_HTTP_ADDR=127.0.0.1:0");
+        putenv("MX_JWT_SECRET=test-secret-test-secret-test-secret-0123");
+        putenv("MX_REDIS_URL=redis://127.0.0.1:1/0");
+        putenv("MX_NNG_ADDR=tcp://127.0.0.1:0");
+        putenv("MX_ADMIN_ADDR=tcp://127.0.0.1:0");
         for (int i = 0; envp_extra && envp_extra[i]; i++)
             putenv(envp_extra[i]);
         char path[4096];
@@ -157,6 +171,46 @@ static void test_bad_config(void **st)
     assert_non_null(strstr(err, "MX_MAILBOX_CAP"));
     close(c.out);
     close(c.err);
+
+    /* required settings and unusable resources name the setting */
+    char *no_secret[] = {"MX_JWT_SECRET=", NULL};
+    spawn_node(&c, argv, no_secret);
+    read_until(c.err, "\n", 5000, err, sizeof(err));
+    assert_int_equal(wait_exit(c.pid, 5000), 2);
+    assert_non_null(strstr(err, "MX_JWT_SECRET"));
+    close(c.out);
+    close(c.err);
+    char *no_table[] = {"MX_CUBE_TABLE=/nonexistent/table.csv", NULL};
+    spawn_node(&c, argv, no_table);
+    read_until(c.err, "\n", 5000, err, sizeof(err));
+    assert_int_equal(wait_exit(c.pid, 5000), 2);
+    assert_non_null(strstr(err, "MX_CUBE_TABLE"));
+    close(c.out);
+    close(c.err);
+}
+
+/* A port already taken: exit 1 with a message naming MX_HTTP_ADDR. */
+static void test_http_addr_in_use(void **st)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(fd, 1), 0);
+    socklen_t sl = sizeof sa;
+    getsockname(fd, (struct sockaddr *)&sa, &sl);
+    static char addr[64];
+    snprintf(addr, sizeof addr, "MX_HTTP_ADDR=127.0.0.1:%u", ntohs(sa.sin_port));
+    struct child c;
+    char *argv[] = {"mxnode", NULL};
+    char *env[] = {addr, NULL};
+    spawn_node(&c, argv, env);
+    static char err[65536];
+    read_until(c.err, "MX_HTTP_ADDR", 10000, err, sizeof(err));
+    assert_int_equal(wait_exit(c.pid, 10000), 1);
+    assert_non_null(strstr(err, "MX_HTTP_ADDR"));
+    close(c.out);
+    close(c.err);
+    close(fd);
 }
 
 static void test_help(void **st)
@@ -183,6 +237,7 @@ int main(void)
         cmocka_unit_test(test_sigterm),
         cmocka_unit_test(test_sigint),
         cmocka_unit_test(test_bad_config),
+        cmocka_unit_test(test_http_addr_in_use),
         cmocka_unit_test(test_help),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

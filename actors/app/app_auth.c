@@ -1,0 +1,842 @@
+/* app_auth.c - sign-in, tokens, sessions, admin role checks and the global
+ * rate limits of the HTTP API (DESIGN.md section 5).
+ *
+ * Sessions and refresh tokens live in Redis, so every node verifies and
+ * revokes the same tokens:
+ *   {auth}:sess:<sid>   hash ign, fgp, role, ocids; TTL = refresh lifetime
+ *   {auth}:rt:<sha256>  "<sid>|live" or "<sid>|used"; TTL = refresh lifetime
+ *   {auth}:admins       set of fingerprints that sign in as ADMIN
+ * A refresh token is "<sid>.<random>"; rotating it marks the old one used
+ * and issues a new one in the same family (the session). Presenting a used
+ * token again is reuse: the session (the whole family) is deleted.
+ *
+ * Rate limits are Redis token buckets (mx_ratelimit) per client IP and per
+ * signed-in user; when Redis cannot decide, the request passes and a counter
+ * says so. Every function here runs on the acceptor's thread.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app_int.h"
+#include "mx_err.h"
+#include "mx_fetch.h"
+#include "mx_jsonr.h"
+#include "mx_jsonw.h"
+#include "mx_jwt.h"
+#include "mx_log.h"
+#include "mx_ratelimit.h"
+
+#define CNT(f) atomic_fetch_add_explicit(&a->app->f, 1, memory_order_relaxed)
+#define SID_BYTES 18
+#define MAX_OCIDS 64
+
+/* ---- CIDRs and the client address ---- */
+
+static bool parse_ip(const char *s, uint8_t out[16])
+{
+    struct in_addr v4;
+    if (inet_pton(AF_INET, s, &v4) == 1) {
+        memset(out, 0, 10);
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, &v4, 4);
+        return true;
+    }
+    return inet_pton(AF_INET6, s, out) == 1;
+}
+
+int mx_app_parse_cidrs(const char *s, struct mx_cidr *out, int max)
+{
+    int n = 0;
+    while (s && *s) {
+        const char *e = strchr(s, ',');
+        size_t len = e ? (size_t)(e - s) : strlen(s);
+        char item[64];
+        while (len && (*s == ' ')) {
+            s++;
+            len--;
+        }
+        while (len && s[len - 1] == ' ')
+            len--;
+        if (len == 0 || len >= sizeof item || n >= max)
+            return -1;
+        memcpy(item, s, len);
+        item[len] = '\0';
+        char *slash = strchr(item, '/');
+        int bits = -1;
+        if (slash) {
+            *slash = '\0';
+            char *end;
+            long b = strtol(slash + 1, &end, 10);
+            if (*end || end == slash + 1 || b < 0 || b > 128)
+                return -1;
+            bits = (int)b;
+        }
+        if (!parse_ip(item, out[n].addr))
+            return -1;
+        bool v4 = strchr(item, ':') == NULL;
+        if (bits < 0)
+            bits = v4 ? 32 : 128;
+        if (v4 && bits > 32)
+            return -1;
+        out[n].bits = (uint8_t)(v4 ? bits + 96 : bits);
+        n++;
+        s = e ? e + 1 : NULL;
+    }
+    return n;
+}
+
+bool mx_app_cidr_match(const struct mx_cidr *c, const uint8_t addr[16])
+{
+    int full = c->bits / 8, rem = c->bits % 8;
+    if (memcmp(c->addr, addr, (size_t)full) != 0)
+        return false;
+    if (rem == 0)
+        return true;
+    uint8_t mask = (uint8_t)(0xff << (8 - rem));
+    return (c->addr[full] & mask) == (addr[full] & mask);
+}
+
+static bool trusted(const struct mx_app *app, const uint8_t addr[16])
+{
+    for (int i = 0; i < app->nproxies; i++)
+        if (mx_app_cidr_match(&app->proxies[i], addr))
+            return true;
+    return false;
+}
+
+/* The client's address: the peer, or - when the peer is a trusted proxy -
+ * the right-most X-Forwarded-For entry that is not itself trusted. */
+static void client_ip(struct acc *a, mx_http_req_t *r, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", mx_http_req_peer_ip(r));
+    uint8_t peer[16];
+    const char *xff = mx_http_req_header(r, "X-Forwarded-For");
+    if (!xff || a->app->nproxies == 0 || !parse_ip(out, peer) || !trusted(a->app, peer))
+        return;
+    char list[1024];
+    snprintf(list, sizeof list, "%s", xff);
+    for (;;) {
+        char *comma = strrchr(list, ',');
+        char *item = comma ? comma + 1 : list;
+        while (*item == ' ')
+            item++;
+        char *end = item + strlen(item);
+        while (end > item && end[-1] == ' ')
+            *--end = '\0';
+        uint8_t ip[16];
+        if (!parse_ip(item, ip))
+            return; /* garbage: keep the last address we could trust */
+        snprintf(out, cap, "%s", item);
+        if (!trusted(a->app, ip) || !comma)
+            return;
+        *comma = '\0';
+    }
+}
+
+/* ---- bearer tokens ---- */
+
+static const uint8_t *secret(const struct acc *a, size_t *len)
+{
+    *len = a->app->o.jwt_secret ? strlen(a->app->o.jwt_secret) : 0;
+    return (const uint8_t *)a->app->o.jwt_secret;
+}
+
+/* Verify the Authorization: Bearer token; true and *c when valid. */
+static bool bearer(struct acc *a, mx_http_req_t *r, struct mx_jwt_claims *c, bool *present)
+{
+    const char *h = mx_http_req_header(r, "Authorization");
+    *present = h != NULL;
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return false;
+    size_t sl;
+    const uint8_t *sec = secret(a, &sl);
+    if (!sec || sl < MX_JWT_MIN_SECRET)
+        return false;
+    enum mx_jwt_status st = mx_jwt_verify(h + 7, strlen(h + 7), sec, sl,
+                                          (int64_t)(mx_unix_ms() / 1000), c);
+    if (st != MX_JWT_OK) {
+        CNT(auth_refused);
+        MX_DEBUG("bearer token refused: %s", mx_jwt_status_name(st));
+        return false;
+    }
+    return true;
+}
+
+static void answer_json(mx_http_req_t *r, int status, struct mx_jsonw *w)
+{
+    if (w->err)
+        mx_http_error(r, 500, "S005", "Could not build the answer");
+    else
+        mx_http_respond(r, status, "application/json", w->buf, w->len);
+    mx_jsonw_fini(w);
+}
+
+static void redis_down(mx_http_req_t *r)
+{
+    mx_http_add_header(r, "Retry-After", "5");
+    mx_http_error(r, 503, "S005", "Session store (Redis) unavailable");
+}
+
+/* ---- rate limits ---- */
+
+struct rl_op {
+    struct acc *a;
+    mx_http_req_t *r;
+    mx__app_next_fn next;
+    char user_key[96]; /* "" when no user bucket applies */
+    bool user_done;
+};
+
+static void rl_cb(int status, const struct mx_rl_result *res, void *arg);
+
+static void rl_continue(struct rl_op *op, uint32_t remaining)
+{
+    struct acc *a = op->a;
+    mx_http_req_t *r = op->r;
+    if (op->user_key[0] && !op->user_done) {
+        op->user_done = true;
+        static const struct mx_rl_rule user_rule = MX_RL_RULE_USER;
+        if (mx_ratelimit_check(a->redis, op->user_key, &user_rule, rl_cb, op) == 0)
+            return;
+        CNT(rl_bypassed);
+    }
+    char rem[16];
+    snprintf(rem, sizeof rem, "%u", remaining);
+    mx_http_add_header(r, "X-RateLimit-Remaining", rem);
+    mx__app_next_fn next = op->next;
+    free(op);
+    next(r, a);
+}
+
+static void rl_cb(int status, const struct mx_rl_result *res, void *arg)
+{
+    struct rl_op *op = arg;
+    struct acc *a = op->a;
+    CNT(rl_checked);
+    if (status == MX_ESTOPPED) {
+        mx_http_add_header(op->r, "Retry-After", "1");
+        mx_http_error(op->r, 503, "S005", "Node is stopping");
+        free(op);
+        return;
+    }
+    if (status != 0 || !res) {
+        CNT(rl_bypassed); /* Redis could not decide: let it pass */
+        rl_continue(op, 0);
+        return;
+    }
+    if (!res->allowed) {
+        CNT(rl_refused);
+        char ra[24];
+        snprintf(ra, sizeof ra, "%u", (res->retry_after_ms + 999) / 1000 ? (res->retry_after_ms + 999) / 1000 : 1);
+        mx_http_add_header(op->r, "Retry-After", ra);
+        mx_http_add_header(op->r, "X-RateLimit-Remaining", "0");
+        mx_http_error(op->r, 429, "R001", "Too many requests: rate limit exceeded");
+        free(op);
+        return;
+    }
+    rl_continue(op, res->remaining);
+}
+
+int mx__app_guard(mx_http_req_t *r, struct acc *a, mx__app_next_fn next)
+{
+    if (!a->app->o.rate_limit || !a->redis)
+        return next(r, a);
+    struct mx_jwt_claims c;
+    bool present;
+    bool user = bearer(a, r, &c, &present);
+    if (user && strcmp(c.role, "ADMIN") == 0)
+        return next(r, a); /* admins are exempt */
+    struct rl_op *op = calloc(1, sizeof *op);
+    if (!op)
+        abort();
+    op->a = a;
+    op->r = r;
+    op->next = next;
+    if (user)
+        snprintf(op->user_key, sizeof op->user_key, "user:%s", c.fgp[0] ? c.fgp : c.sub);
+    char ip[80], key[96];
+    client_ip(a, r, ip, sizeof ip);
+    snprintf(key, sizeof key, "ip:%s", ip[0] ? ip : "unknown");
+    static const struct mx_rl_rule ip_rule = MX_RL_RULE_IP;
+    if (mx_ratelimit_check(a->redis, key, &ip_rule, rl_cb, op) != 0) {
+        CNT(rl_bypassed);
+        free(op);
+        return next(r, a);
+    }
+    return MX_HTTP_PENDING;
+}
+
+/* ---- login ---- */
+
+struct login_ctx {
+    struct acc *a;
+    mx_http_req_t *r;
+    char ign[72];
+    char fgp[44];
+    char sid[32];
+    char refresh[96];
+    char rt_key[96];
+    char sess_key[64];
+    char ocids[MAX_OCIDS * 40];
+};
+
+void mx__app_login_abort(void *ctx)
+{
+    free(ctx);
+}
+
+static void sha256_hex(const char *s, char out[65])
+{
+    uint8_t d[32];
+    SHA256((const unsigned char *)s, strlen(s), d);
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+static void write_tokens(struct acc *a, mx_http_req_t *r, const char *sid, const char *role,
+                         const char *fgp, const char *refresh)
+{
+    struct mx_jwt_claims c = {0};
+    snprintf(c.sub, sizeof c.sub, "%s", sid);
+    snprintf(c.fgp, sizeof c.fgp, "%s", fgp);
+    snprintf(c.role, sizeof c.role, "%s", role);
+    c.iat = (int64_t)(mx_unix_ms() / 1000);
+    c.exp = c.iat + a->app->o.access_ttl_s;
+    char tok[MX_JWT_MAX_TOKEN];
+    size_t sl;
+    const uint8_t *sec = secret(a, &sl);
+    if (mx_jwt_sign(&c, sec, sl, tok, sizeof tok) != 0) {
+        mx_http_error(r, 500, "S005", "Could not sign the token");
+        return;
+    }
+    struct mx_jsonw w;
+    mx_jsonw_init(&w, 8192);
+    mx_jsonw_obj_open(&w);
+    mx_jsonw_kbool(&w, "success", true);
+    mx_jsonw_key(&w, "data");
+    mx_jsonw_obj_open(&w);
+    mx_jsonw_kstr(&w, "accessToken", tok);
+    mx_jsonw_kint(&w, "expiresIn", a->app->o.access_ttl_s);
+    mx_jsonw_kstr(&w, "role", role);
+    mx_jsonw_kstr(&w, "fingerprint", fgp);
+    mx_jsonw_kstr(&w, "refreshToken", refresh);
+    mx_jsonw_kint(&w, "refreshExpiresIn", a->app->o.refresh_ttl_s);
+    mx_jsonw_obj_close(&w);
+    mx_jsonw_obj_close(&w);
+    answer_json(r, 200, &w);
+}
+
+static const char login_lua[] =
+    "local role = 'USER'\n"
+    "if redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 1 then role = 'ADMIN' end\n"
+    "redis.call('HSET', KEYS[1], 'ign', ARGV[1], 'fgp', ARGV[2], 'ocids', ARGV[3], 'role', role)\n"
+    "redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
+    "redis.call('SET', KEYS[2], ARGV[5] .. '|live', 'EX', ARGV[4])\n"
+    "return role\n";
+
+static mx_redis_script_t *s_login(struct acc *a)
+{
+    mx_redis_script_t *s = NULL;
+    mx_redis_script(a->redis, login_lua, &s);
+    return s;
+}
+
+static void login_stored(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
+{
+    struct login_ctx *lc = arg;
+    struct acc *a = lc->a;
+    if (status == MX_ESTOPPED) {
+        mx_http_error(lc->r, 503, "S005", "Node is stopping");
+    } else if (status != 0 || !rep || rep->type != REDIS_REPLY_STRING) {
+        CNT(login_failures);
+        redis_down(lc->r);
+    } else {
+        CNT(logins);
+        write_tokens(a, lc->r, lc->sid, rep->str, lc->fgp, lc->refresh);
+    }
+    free(lc);
+}
+
+void mx__app_login_reply(struct acc *a, mx_http_req_t *r, void *ctx, struct mx_msg *m)
+{
+    struct login_ctx *lc = ctx;
+    struct mx_fetch_result fr;
+    if (m->env.type == MX_T_sys_timeout) {
+        mx_http_add_header(r, "Retry-After", "5");
+        mx_http_error(r, 503, "S010", "Upstream (Nexon Open API) timed out");
+        goto out;
+    }
+    if (mx_fetch_reply_read(m, &fr) != 0) {
+        mx_http_error(r, 500, "S005", "Unreadable reply from the fetcher");
+        goto out;
+    }
+    if (fr.status == MX_EINVAL || fr.status == MX_ENOTFOUND) {
+        CNT(login_failures);
+        mx_http_error(r, 401, "A001", "Invalid API key");
+        goto out;
+    }
+    if (fr.status != 0 || !fr.body) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%u", fr.retry_after_ms ? (fr.retry_after_ms + 999) / 1000 : 5);
+        mx_http_add_header(r, "Retry-After", ra);
+        mx_http_error(r, 503, fr.status == MX_ETIMEDOUT ? "S010" : "S005",
+                      fr.status == MX_ETIMEDOUT ? "Upstream (Nexon Open API) timed out"
+                                                : "Upstream (Nexon Open API) error");
+        goto out;
+    }
+    struct mx_jr_character *chars = calloc(MAX_OCIDS, sizeof *chars);
+    if (!chars)
+        abort();
+    size_t n = 0, total = 0;
+    bool mine = false;
+    if (mx_jsonr_character_list(fr.body, fr.body_len, chars, MAX_OCIDS, &n, &total, NULL, 0) == 0) {
+        size_t o = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(chars[i].name, lc->ign) == 0)
+                mine = true;
+            int k = snprintf(lc->ocids + o, sizeof lc->ocids - o, "%s%s", o ? "," : "", chars[i].ocid);
+            if (k > 0 && (size_t)k < sizeof lc->ocids - o)
+                o += (size_t)k;
+        }
+    }
+    free(chars);
+    if (!mine) {
+        CNT(login_failures);
+        mx_http_error(r, 401, "A001", "userIgn is not a character of this API key's account");
+        goto out;
+    }
+    if (!a->redis || !mx_redis_connected(a->redis)) {
+        redis_down(r);
+        goto out;
+    }
+    char hash[65];
+    sha256_hex(lc->refresh, hash);
+    snprintf(lc->rt_key, sizeof lc->rt_key, "{auth}:rt:%s", hash);
+    snprintf(lc->sess_key, sizeof lc->sess_key, "{auth}:sess:%s", lc->sid);
+    char ttl[16];
+    snprintf(ttl, sizeof ttl, "%u", a->app->o.refresh_ttl_s);
+    const char *argv[] = {lc->sess_key, lc->rt_key, "{auth}:admins", lc->ign, lc->fgp,
+                          lc->ocids,    ttl,        lc->sid};
+    lc->r = r;
+    mx_redis_script_t *s = s_login(a);
+    if (!s || mx_redis_eval(a->redis, s, login_stored, lc, 3, 8, argv, NULL) != 0) {
+        redis_down(r);
+        goto out;
+    }
+    return; /* login_stored answers and frees lc */
+out:
+    free(lc);
+}
+
+static int login_next(mx_http_req_t *r, struct acc *a)
+{
+    size_t blen;
+    const uint8_t *body = mx_http_req_body(r, &blen);
+    char key[MX_FETCH_KEY_MAX + 1], ign[72], err[160];
+    struct mx_jr_field f[] = {
+        {.key = "apiKey", .kind = MX_JR_STR, .required = true, .buf = key, .cap = sizeof key},
+        {.key = "userIgn", .kind = MX_JR_STR, .required = true, .buf = ign, .cap = sizeof ign},
+    };
+    int rc = body ? mx_jsonr_object((const char *)body, blen, f, 2, err, sizeof err) : MX_EDECODE;
+    if (rc != 0 || f[0].len == 0 || f[1].len == 0) {
+        mx_http_error(r, 400, "C001",
+                      rc == 0 ? "apiKey and userIgn must not be empty"
+                      : !body ? "Body must be JSON: {\"apiKey\": ..., \"userIgn\": ...}"
+                              : err);
+        return MX_HTTP_DONE;
+    }
+    if (!a->redis || !mx_redis_connected(a->redis)) {
+        redis_down(r);
+        return MX_HTTP_DONE;
+    }
+    struct mx_addr fetcher;
+    if (mx_whereis(a->app->sys, MX_FETCH_NAME, &fetcher) != 0) {
+        mx_http_error(r, 503, "S005", "No fetcher running on this node");
+        return MX_HTTP_DONE;
+    }
+    struct login_ctx *lc = calloc(1, sizeof *lc);
+    if (!lc)
+        abort();
+    lc->a = a;
+    snprintf(lc->ign, sizeof lc->ign, "%s", ign);
+    size_t sl;
+    const uint8_t *sec = secret(a, &sl);
+    mx_jwt_fingerprint(sec, sl, key, f[0].len, lc->fgp);
+    char rnd[64];
+    if (mx_random_token(SID_BYTES, lc->sid, sizeof lc->sid) != 0 ||
+        mx_random_token(32, rnd, sizeof rnd) != 0) {
+        free(lc);
+        mx_http_error(r, 500, "S005", "No randomness");
+        return MX_HTTP_DONE;
+    }
+    snprintf(lc->refresh, sizeof lc->refresh, "%s.%s", lc->sid, rnd);
+    struct mx_msg *m;
+    uint64_t corr;
+    if (mx_fetch_request_new(MX_FETCH_LIST, NULL, key, false, &m) != 0) {
+        free(lc);
+        mx_http_error(r, 400, "C001", "apiKey is too long");
+        return MX_HTTP_DONE;
+    }
+    if (mx_http_request(r, fetcher, m, a->app->o.cache_timeout_ms, &corr) != 0) {
+        mx_msg_free(m);
+        free(lc);
+        mx_http_add_header(r, "Retry-After", "1");
+        mx_http_error(r, 503, "S005", "Fetcher busy");
+        return MX_HTTP_DONE;
+    }
+    if (!mx__app_pend_put(a, corr, r, PEND_LOGIN, lc)) {
+        /* the reply will find no entry and be ignored */
+        free(lc);
+        mx_http_add_header(r, "Retry-After", "1");
+        mx_http_error(r, 503, "S005", "Too many requests in progress on this node");
+        return MX_HTTP_DONE;
+    }
+    return MX_HTTP_PENDING;
+}
+
+int mx__app_login(mx_http_req_t *r, void *st)
+{
+    return mx__app_guard(r, st, login_next);
+}
+
+/* ---- refresh ---- */
+
+static const char refresh_lua[] =
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if not v then return {'A011'} end\n"
+    "local sid, state = string.match(v, '^(.*)|(%a+)$')\n"
+    "if sid ~= ARGV[1] then return {'A010'} end\n"
+    "if state ~= 'live' then redis.call('DEL', KEYS[3]) return {'A012'} end\n"
+    "if redis.call('EXISTS', KEYS[3]) == 0 then return {'A013'} end\n"
+    "redis.call('SET', KEYS[1], sid .. '|used', 'KEEPTTL')\n"
+    "redis.call('SET', KEYS[2], sid .. '|live', 'EX', ARGV[2])\n"
+    "redis.call('EXPIRE', KEYS[3], ARGV[2])\n"
+    "local h = redis.call('HMGET', KEYS[3], 'role', 'fgp')\n"
+    "return {'OK', h[1] or 'USER', h[2] or ''}\n";
+
+struct refresh_ctx {
+    struct acc *a;
+    mx_http_req_t *r;
+    char sid[32];
+    char next[96];
+};
+
+static void refreshed(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
+{
+    struct refresh_ctx *rc = arg;
+    struct acc *a = rc->a;
+    if (status == MX_ESTOPPED) {
+        mx_http_error(rc->r, 503, "S005", "Node is stopping");
+    } else if (status != 0 || !rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
+               rep->element[0]->type != REDIS_REPLY_STRING) {
+        redis_down(rc->r);
+    } else if (strcmp(rep->element[0]->str, "OK") == 0 && rep->elements >= 3) {
+        CNT(refreshes);
+        write_tokens(a, rc->r, rc->sid, rep->element[1]->str ? rep->element[1]->str : "USER",
+                     rep->element[2]->str ? rep->element[2]->str : "", rc->next);
+    } else {
+        const char *code = rep->element[0]->str;
+        const char *msg = strcmp(code, "A012") == 0
+                              ? "Refresh token reused: every token of this session is revoked"
+                          : strcmp(code, "A013") == 0 ? "Session revoked or expired"
+                          : strcmp(code, "A011") == 0 ? "Refresh token unknown or expired"
+                                                      : "Refresh token invalid";
+        if (strcmp(code, "A012") == 0) {
+            CNT(refresh_reuse);
+            MX_WARN("refresh token reuse: session %s revoked", rc->sid);
+        }
+        mx_http_error(rc->r, 401, code, msg);
+    }
+    free(rc);
+}
+
+static int refresh_next(mx_http_req_t *r, struct acc *a)
+{
+    size_t blen;
+    const uint8_t *body = mx_http_req_body(r, &blen);
+    char tok[128];
+    struct mx_jr_field f[] = {
+        {.key = "refreshToken", .kind = MX_JR_STR, .required = true, .buf = tok, .cap = sizeof tok},
+    };
+    const char *dot;
+    if (!body || mx_jsonr_object((const char *)body, blen, f, 1, NULL, 0) != 0 ||
+        !(dot = strchr(tok, '.')) || dot == tok || (size_t)(dot - tok) >= 32 || !dot[1]) {
+        mx_http_error(r, 401, "A010", "Refresh token missing or malformed");
+        return MX_HTTP_DONE;
+    }
+    if (!a->redis || !mx_redis_connected(a->redis)) {
+        redis_down(r);
+        return MX_HTTP_DONE;
+    }
+    struct refresh_ctx *rc = calloc(1, sizeof *rc);
+    if (!rc)
+        abort();
+    rc->a = a;
+    rc->r = r;
+    memcpy(rc->sid, tok, (size_t)(dot - tok));
+    char rnd[64];
+    mx_random_token(32, rnd, sizeof rnd);
+    snprintf(rc->next, sizeof rc->next, "%s.%s", rc->sid, rnd);
+    char oldh[65], newh[65], k1[96], k2[96], k3[64], ttl[16];
+    sha256_hex(tok, oldh);
+    sha256_hex(rc->next, newh);
+    snprintf(k1, sizeof k1, "{auth}:rt:%s", oldh);
+    snprintf(k2, sizeof k2, "{auth}:rt:%s", newh);
+    snprintf(k3, sizeof k3, "{auth}:sess:%s", rc->sid);
+    snprintf(ttl, sizeof ttl, "%u", a->app->o.refresh_ttl_s);
+    const char *argv[] = {k1, k2, k3, rc->sid, ttl};
+    if (!a->s_refresh || mx_redis_eval(a->redis, a->s_refresh, refreshed, rc, 3, 5, argv, NULL) != 0) {
+        free(rc);
+        redis_down(r);
+        return MX_HTTP_DONE;
+    }
+    return MX_HTTP_PENDING;
+}
+
+int mx__app_refresh(mx_http_req_t *r, void *st)
+{
+    return mx__app_guard(r, st, refresh_next);
+}
+
+/* ---- session-checked routes: me, logout, admin ---- */
+
+enum sess_op { OP_ME, OP_LOGOUT, OP_ADMIN };
+
+struct sess_ctx {
+    struct acc *a;
+    mx_http_req_t *r;
+    enum sess_op op;
+    struct mx_jwt_claims c;
+    char key[64];
+};
+
+static void admin_done(mx_redis_t *rd, int status, const redisReply *rep, void *arg);
+
+static void admin_route(struct sess_ctx *sc)
+{
+    mx_http_req_t *r = sc->r;
+    struct acc *a = sc->a;
+    const char *rest = mx_http_req_param(r, "**");
+    const char *method = mx_http_req_method(r);
+    int rc = -1;
+    if (rest && strcmp(rest, "admins") == 0 && strcmp(method, "GET") == 0) {
+        rc = mx_redis_command(a->redis, admin_done, sc, "SMEMBERS %s", "{auth}:admins");
+    } else if (rest && strcmp(rest, "admins") == 0 && strcmp(method, "POST") == 0) {
+        size_t blen;
+        const uint8_t *body = mx_http_req_body(r, &blen);
+        char fp[64];
+        struct mx_jr_field f[] = {
+            {.key = "fingerprint", .kind = MX_JR_STR, .required = true, .buf = fp, .cap = sizeof fp},
+        };
+        if (!body || mx_jsonr_object((const char *)body, blen, f, 1, NULL, 0) != 0 || !fp[0]) {
+            mx_http_error(r, 400, "C001", "Body must be {\"fingerprint\": \"...\"}");
+            free(sc);
+            return;
+        }
+        rc = mx_redis_command(a->redis, admin_done, sc, "SADD %s %s", "{auth}:admins", fp);
+    } else if (rest && strncmp(rest, "admins/", 7) == 0 && rest[7] &&
+               strcmp(method, "DELETE") == 0) {
+        rc = mx_redis_command(a->redis, admin_done, sc, "SREM %s %s", "{auth}:admins", rest + 7);
+    } else if (rest && strncmp(rest, "outbox", 6) == 0) {
+        mx_http_add_header(r, "Retry-After", "60");
+        mx_http_error(r, 503, "S005", "The outbox is not available on this node yet");
+        free(sc);
+        return;
+    } else {
+        mx_http_error(r, 404, "C001", "No such admin resource");
+        free(sc);
+        return;
+    }
+    if (rc != 0) {
+        redis_down(r);
+        free(sc);
+    }
+}
+
+static void admin_done(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
+{
+    struct sess_ctx *sc = arg;
+    if (status != 0 || !rep) {
+        if (status == MX_ESTOPPED)
+            mx_http_error(sc->r, 503, "S005", "Node is stopping");
+        else
+            redis_down(sc->r);
+        free(sc);
+        return;
+    }
+    struct mx_jsonw w;
+    mx_jsonw_init(&w, 1 << 20);
+    mx_jsonw_obj_open(&w);
+    mx_jsonw_kbool(&w, "success", true);
+    mx_jsonw_key(&w, "data");
+    if (rep->type == REDIS_REPLY_ARRAY) {
+        mx_jsonw_arr_open(&w);
+        for (size_t i = 0; i < rep->elements; i++)
+            if (rep->element[i]->type == REDIS_REPLY_STRING)
+                mx_jsonw_strn(&w, rep->element[i]->str, rep->element[i]->len);
+        mx_jsonw_arr_close(&w);
+    } else {
+        mx_jsonw_null(&w);
+    }
+    mx_jsonw_obj_close(&w);
+    answer_json(sc->r, 200, &w);
+    free(sc);
+}
+
+static void sess_loaded(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
+{
+    struct sess_ctx *sc = arg;
+    struct acc *a = sc->a;
+    mx_http_req_t *r = sc->r;
+    if (status == MX_ESTOPPED) {
+        mx_http_error(r, 503, "S005", "Node is stopping");
+        goto out;
+    }
+    if (status != 0 || !rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 4) {
+        redis_down(r);
+        goto out;
+    }
+    redisReply **e = rep->element;
+    if (e[0]->type != REDIS_REPLY_STRING || e[1]->type != REDIS_REPLY_STRING ||
+        strcmp(e[1]->str, sc->c.fgp) != 0) {
+        CNT(auth_refused);
+        mx_http_error(r, 401, "A001", "Session revoked or expired");
+        goto out;
+    }
+    const char *role = e[2]->type == REDIS_REPLY_STRING ? e[2]->str : "USER";
+    CNT(auth_ok);
+    if (sc->op == OP_ADMIN) {
+        if (strcmp(role, "ADMIN") != 0) {
+            mx_http_error(r, 403, "A002", "Admin role required");
+            goto out;
+        }
+        admin_route(sc);
+        return;
+    }
+    if (sc->op == OP_LOGOUT) {
+        mx_redis_command(a->redis, NULL, NULL, "DEL %s", sc->key);
+        const char *ok = "{\"success\":true,\"data\":null}";
+        mx_http_respond(r, 200, "application/json", ok, strlen(ok));
+        goto out;
+    }
+    struct mx_jsonw w;
+    mx_jsonw_init(&w, 16384);
+    mx_jsonw_obj_open(&w);
+    mx_jsonw_kbool(&w, "success", true);
+    mx_jsonw_key(&w, "data");
+    mx_jsonw_obj_open(&w);
+    mx_jsonw_key(&w, "userIgn");
+    mx_jsonw_strn(&w, e[0]->str, e[0]->len);
+    mx_jsonw_kstr(&w, "role", role);
+    mx_jsonw_kstr(&w, "fingerprint", sc->c.fgp);
+    mx_jsonw_key(&w, "ocids");
+    mx_jsonw_arr_open(&w);
+    if (e[3]->type == REDIS_REPLY_STRING) {
+        const char *p = e[3]->str;
+        while (*p) {
+            const char *c = strchr(p, ',');
+            size_t n = c ? (size_t)(c - p) : strlen(p);
+            if (n)
+                mx_jsonw_strn(&w, p, n);
+            p += n + (c ? 1 : 0);
+        }
+    }
+    mx_jsonw_arr_close(&w);
+    mx_jsonw_kint(&w, "expiresAt", sc->c.exp);
+    mx_jsonw_obj_close(&w);
+    mx_jsonw_obj_close(&w);
+    answer_json(r, 200, &w);
+out:
+    free(sc);
+}
+
+static int session_route(mx_http_req_t *r, struct acc *a, enum sess_op op)
+{
+    struct sess_ctx *sc = calloc(1, sizeof *sc);
+    if (!sc)
+        abort();
+    bool present;
+    if (!bearer(a, r, &sc->c, &present)) {
+        free(sc);
+        mx_http_error(r, 401, "A001", present ? "Invalid or expired token" : "Bearer token required");
+        return MX_HTTP_DONE;
+    }
+    if (!a->redis || !mx_redis_connected(a->redis)) {
+        free(sc);
+        redis_down(r);
+        return MX_HTTP_DONE;
+    }
+    sc->a = a;
+    sc->r = r;
+    sc->op = op;
+    snprintf(sc->key, sizeof sc->key, "{auth}:sess:%s", sc->c.sub);
+    if (mx_redis_command(a->redis, sess_loaded, sc, "HMGET %s ign fgp role ocids", sc->key) != 0) {
+        free(sc);
+        redis_down(r);
+        return MX_HTTP_DONE;
+    }
+    return MX_HTTP_PENDING;
+}
+
+static int me_next(mx_http_req_t *r, struct acc *a)
+{
+    return session_route(r, a, OP_ME);
+}
+
+static int logout_next(mx_http_req_t *r, struct acc *a)
+{
+    return session_route(r, a, OP_LOGOUT);
+}
+
+static int admin_next(mx_http_req_t *r, struct acc *a)
+{
+    return session_route(r, a, OP_ADMIN);
+}
+
+int mx__app_me(mx_http_req_t *r, void *st)
+{
+    return mx__app_guard(r, st, me_next);
+}
+
+int mx__app_logout(mx_http_req_t *r, void *st)
+{
+    return mx__app_guard(r, st, logout_next);
+}
+
+int mx__app_admin(mx_http_req_t *r, void *st)
+{
+    /* admins are exempt from the limits, and everyone else is refused
+     * before any work: no rate limit here */
+    return admin_next(r, st);
+}
+
+/* ---- lifecycle ---- */
+
+int mx__app_auth_init(struct acc *a)
+{
+    const char *url = a->app->o.redis_url;
+    if (!url || !url[0])
+        return 0;
+    struct mx_redis_opts ro = {.name = "redis-http", .timeout_ms = 500};
+    int rc = mx_redis_open(mx_actor_loop(a->self), url, &ro, &a->redis);
+    if (rc) {
+        MX_ERROR("MX_REDIS_URL: cannot use %s: %s", url, mx_strerror(rc));
+        return rc;
+    }
+    mx_redis_script(a->redis, refresh_lua, &a->s_refresh);
+    s_login(a);
+    return 0;
+}
+
+void mx__app_auth_fini(struct acc *a)
+{
+    if (a->redis) {
+        /* pending commands get MX_ESTOPPED now: their callbacks answer */
+        mx_redis_close(a->redis, NULL, NULL);
+        a->redis = NULL;
+    }
+}

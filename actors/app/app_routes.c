@@ -1,0 +1,604 @@
+/* app_routes.c - the MapleExpectation routes on the http-acceptor.
+ *
+ * A character or expectation request becomes an exp_get request to the
+ * cache shard of its IGN; the acceptor keeps the HTTP request in a bounded
+ * per-acceptor table keyed by the request's correlation id until the reply
+ * (or the request timeout) arrives, then writes the stored document bytes
+ * (gzip when accepted, 304 on a matching ETag) or the error body.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "app_int.h"
+#include "mx_app.h"
+#include "mx_err.h"
+#include "mx_fetch.h"
+#include "mx_log.h"
+#include "mx_proto.h"
+#include "mx_svc.h"
+
+#define IGN_MAX_BYTES 64
+
+/* ---- pending table ---- */
+
+static uint32_t slot_of(const struct acc *a, uint64_t corr)
+{
+    return (uint32_t)((corr * 0x9E3779B97F4A7C15ull) >> 32) & (a->cap - 1);
+}
+
+bool mx__app_pend_put(struct acc *a, uint64_t corr, mx_http_req_t *r, uint8_t kind, void *ctx)
+{
+    if (a->n >= a->max)
+        return false;
+    uint32_t i = slot_of(a, corr);
+    while (a->tab[i].corr)
+        i = (i + 1) & (a->cap - 1);
+    a->tab[i] = (struct pend){corr, r, kind, ctx};
+    a->n++;
+    return true;
+}
+
+static bool pend_take(struct acc *a, uint64_t corr, struct pend *out)
+{
+    uint32_t i = slot_of(a, corr);
+    while (a->tab[i].corr && a->tab[i].corr != corr)
+        i = (i + 1) & (a->cap - 1);
+    if (!a->tab[i].corr)
+        return false;
+    *out = a->tab[i];
+    a->tab[i].corr = 0;
+    a->n--;
+    /* backward-shift deletion keeps every probe chain unbroken */
+    uint32_t j = i;
+    for (;;) {
+        j = (j + 1) & (a->cap - 1);
+        if (!a->tab[j].corr)
+            break;
+        uint32_t home = slot_of(a, a->tab[j].corr);
+        /* move j into the hole i unless home lies cyclically in (i, j] */
+        bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+        if (!stays) {
+            a->tab[i] = a->tab[j];
+            a->tab[j].corr = 0;
+            i = j;
+        }
+    }
+    return true;
+}
+
+/* ---- helpers ---- */
+
+static void json_ok(mx_http_req_t *r, const char *json)
+{
+    mx_http_respond(r, 200, "application/json", json, strlen(json));
+}
+
+/* "true"/"false" (any case), absent = def; anything else is an error. */
+static int query_bool(mx_http_req_t *r, const char *name, bool def, bool *out)
+{
+    const char *v = mx_http_req_query(r, name);
+    if (!v) {
+        *out = def;
+        return 0;
+    }
+    if (strcasecmp(v, "true") == 0 || strcmp(v, "1") == 0) {
+        *out = true;
+        return 0;
+    }
+    if (strcasecmp(v, "false") == 0 || strcmp(v, "0") == 0) {
+        *out = false;
+        return 0;
+    }
+    return MX_EINVAL;
+}
+
+static int ask_cache_now(mx_http_req_t *r, struct acc *a, uint32_t what, uint32_t preset,
+                         bool force)
+{
+    const char *ign = mx_http_req_param(r, "ign");
+    size_t len = ign ? strlen(ign) : 0;
+    if (len == 0 || len > IGN_MAX_BYTES || strchr(ign, '|') || strchr(ign, '/')) {
+        mx_http_error(r, 400, "C001", "Invalid character name");
+        return MX_HTTP_DONE;
+    }
+    struct mx_m_exp_get q = {.what = what, .ign = {ign, (uint32_t)len}, .preset = preset,
+                             .force = force};
+    if (query_bool(r, "starCatch", true, &q.star_catch) ||
+        query_bool(r, "discount", true, &q.discount) || query_bool(r, "sunday", true, &q.sunday) ||
+        (what == MX_SVC_EXPECTATION && !force && query_bool(r, "force", false, &q.force))) {
+        mx_http_error(r, 400, "C001", "Boolean query parameters take true or false");
+        return MX_HTTP_DONE;
+    }
+    if (a->nshards == 0) {
+        mx_http_add_header(r, "Retry-After", "5");
+        mx_http_error(r, 503, "S005", "Expectation service not running on this node");
+        return MX_HTTP_DONE;
+    }
+    if (a->n >= a->max) {
+        atomic_fetch_add_explicit(&a->app->pending_refused, 1, memory_order_relaxed);
+        mx_http_add_header(r, "Retry-After", "1");
+        mx_http_error(r, 503, "S005", "Too many requests in progress on this node");
+        return MX_HTTP_DONE;
+    }
+    struct mx_msg *m;
+    if (mx_msg_encode(MX_T_exp_get, &q, &m) != 0) {
+        mx_http_error(r, 400, "C001", "Invalid character name");
+        return MX_HTTP_DONE;
+    }
+    struct mx_addr to = a->shards[mx_svc_shard(ign, len, a->nshards)];
+    uint64_t corr;
+    int rc = mx_http_request(r, to, m, a->app->o.cache_timeout_ms, &corr);
+    if (rc) {
+        mx_msg_free(m);
+        mx_http_add_header(r, "Retry-After", "1");
+        mx_http_error(r, 503, "S005", "Expectation service busy");
+        return MX_HTTP_DONE;
+    }
+    mx__app_pend_put(a, corr, r, PEND_CACHE, NULL); /* cannot fail: checked a->n above */
+    return MX_HTTP_PENDING;
+}
+
+/* The route's cache request, after the rate limit: the route's flags carry
+ * what to ask (see routes[]). */
+static int cache_next(mx_http_req_t *r, struct acc *a)
+{
+    const struct mx_http_route *rt = mx_http_req_route(r);
+    uint32_t what = rt->flags & 0xff, preset = (rt->flags >> 8) & 0xff;
+    bool force = (rt->flags >> 16) & 1;
+    if (preset == 0xff) {
+        const char *p = mx_http_req_param(r, "preset");
+        if (!p || p[0] < '1' || p[0] > '3' || p[1]) {
+            mx_http_error(r, 400, "C001", "Preset must be 1, 2 or 3");
+            return MX_HTTP_DONE;
+        }
+        preset = (uint32_t)(p[0] - '0');
+    }
+    return ask_cache_now(r, a, what, preset, force);
+}
+
+static int ask_cache(mx_http_req_t *r, void *st)
+{
+    return mx__app_guard(r, st, cache_next);
+}
+
+/* ---- routes ---- */
+
+static int h_health(mx_http_req_t *r, void *st)
+{
+    json_ok(r, "{\"status\":\"UP\"}");
+    return MX_HTTP_DONE;
+}
+
+static int h_readiness(mx_http_req_t *r, void *st)
+{
+    struct acc *a = st;
+    /* acquire: pairs with the release store in mx_app_drain */
+    if (atomic_load_explicit(&a->app->draining, memory_order_acquire)) {
+        const char *b = "{\"status\":\"OUT_OF_SERVICE\"}";
+        mx_http_respond(r, 503, "application/json", b, strlen(b));
+    } else {
+        json_ok(r, "{\"status\":\"UP\"}");
+    }
+    return MX_HTTP_DONE;
+}
+
+static int likes_next(mx_http_req_t *r, struct acc *a)
+{
+    mx_http_add_header(r, "Retry-After", "60");
+    mx_http_error(r, 503, "S005", "Likes are not available on this node yet (no like store)");
+    return MX_HTTP_DONE;
+}
+
+static int h_likes(mx_http_req_t *r, void *st)
+{
+    return mx__app_guard(r, st, likes_next);
+}
+
+/* Prometheus text: only for loopback and private networks. */
+static bool private_peer(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET) {
+        uint32_t a = ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr);
+        return (a >> 24) == 127 || (a >> 24) == 10 || (a >> 20) == (172u << 4 | 1) ||
+               (a >> 16) == (192u << 8 | 168);
+    }
+    if (ss->ss_family == AF_INET6) {
+        const uint8_t *b = ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr;
+        static const uint8_t loop[16] = {[15] = 1};
+        if (memcmp(b, loop, 16) == 0 || (b[0] & 0xfe) == 0xfc)
+            return true;
+        static const uint8_t v4map[12] = {[10] = 0xff, [11] = 0xff};
+        if (memcmp(b, v4map, 12) == 0) {
+            struct sockaddr_storage v4 = {.ss_family = AF_INET};
+            memcpy(&((struct sockaddr_in *)&v4)->sin_addr, b + 12, 4);
+            return private_peer(&v4);
+        }
+    }
+    return false;
+}
+
+struct prom {
+    char *buf;
+    size_t len, cap;
+};
+
+static void pf(struct prom *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void pf(struct prom *p, const char *fmt, ...)
+{
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        int n = vsnprintf(p->buf + p->len, p->cap - p->len, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if (p->len + (size_t)n < p->cap) {
+            p->len += (size_t)n;
+            return;
+        }
+        if (p->cap >= (1u << 20))
+            return; /* bounded: metrics never exceed 1 MiB */
+        p->cap *= 2;
+        p->buf = realloc(p->buf, p->cap);
+        if (!p->buf)
+            abort();
+    }
+}
+
+struct type_sum {
+    const char *type;
+    int64_t depth;
+    uint64_t handled, dropped, refused;
+    uint32_t restarts;
+};
+
+static bool sum_actor(const struct mx_actor_stats *s, void *ctx)
+{
+    struct type_sum *t = ctx;
+    for (int i = 0; i < 32; i++) {
+        if (!t[i].type || strcmp(t[i].type, s->type) == 0) {
+            t[i].type = s->type;
+            t[i].depth += s->depth;
+            t[i].handled += s->handled;
+            t[i].dropped += s->dropped;
+            t[i].refused += s->refused;
+            t[i].restarts += s->restarts;
+            return true;
+        }
+    }
+    return true;
+}
+
+static int h_metrics(mx_http_req_t *r, void *st)
+{
+    struct acc *a = st;
+    if (!private_peer(mx_http_req_peer_addr(r))) {
+        mx_http_error(r, 403, "C003", "Metrics are served to loopback and private networks only");
+        return MX_HTTP_DONE;
+    }
+    struct prom p = {.cap = 16384};
+    p.buf = malloc(p.cap);
+    if (!p.buf)
+        abort();
+    const char *node = a->app->o.node_name ? a->app->o.node_name : "";
+    struct mx_http_stats hs;
+    memset(&hs, 0, sizeof hs);
+    if (a->app->http) /* NULL only while mx_app_start is returning */
+        mx_http_stats(a->app->http, &hs);
+    pf(&p, "# TYPE mx_http_connections_open gauge\nmx_http_connections_open{node=\"%s\"} %llu\n",
+       node, (unsigned long long)hs.conns_open);
+    pf(&p, "# TYPE mx_http_connections_refused_total counter\n"
+           "mx_http_connections_refused_total{node=\"%s\"} %llu\n",
+       node, (unsigned long long)hs.conns_refused);
+    pf(&p, "# TYPE mx_http_requests_total counter\nmx_http_requests_total{node=\"%s\"} %llu\n", node,
+       (unsigned long long)hs.requests);
+    pf(&p, "# TYPE mx_http_responses_total counter\n");
+    for (int c = 1; c <= 5; c++)
+        pf(&p, "mx_http_responses_total{node=\"%s\",class=\"%dxx\"} %llu\n", node, c,
+           (unsigned long long)hs.responses[c]);
+    static const char *lim[] = {"bad_request", "header_size", "body_size", "header_time",
+                                "idle",        "pipeline",    "output",    "conns"};
+    pf(&p, "# TYPE mx_http_limit_hits_total counter\n");
+    for (int i = 0; i < MX_HTTP_LIM__COUNT && i < 8; i++)
+        pf(&p, "mx_http_limit_hits_total{node=\"%s\",limit=\"%s\"} %llu\n", node, lim[i],
+           (unsigned long long)hs.limits[i]);
+
+    struct mx_svc_stats ss;
+    mx_svc_stats(&ss);
+    pf(&p, "# TYPE mx_cache_total counter\n");
+#define SV(name, v) pf(&p, "mx_cache_total{node=\"%s\",event=\"" name "\"} %llu\n", node, (unsigned long long)(v))
+    SV("request", ss.requests);
+    SV("l1_hit", ss.l1_hits);
+    SV("l1_miss", ss.l1_misses);
+    SV("stale_served", ss.l1_stale_served);
+    SV("coalesced", ss.coalesced);
+    SV("load", ss.loads);
+    SV("load_error", ss.load_errors);
+    SV("not_found", ss.not_found);
+    SV("negative_hit", ss.negative_hits);
+    SV("eviction", ss.evictions);
+    SV("refused", ss.refused);
+#undef SV
+    pf(&p, "# TYPE mx_cache_l1_entries gauge\nmx_cache_l1_entries{node=\"%s\"} %llu\n", node,
+       (unsigned long long)ss.entries);
+    pf(&p, "# TYPE mx_cache_l1_bytes gauge\nmx_cache_l1_bytes{node=\"%s\"} %llu\n", node,
+       (unsigned long long)ss.bytes);
+    double hit = ss.l1_hits + ss.l1_misses ? (double)ss.l1_hits / (double)(ss.l1_hits + ss.l1_misses) : 0;
+    pf(&p, "# TYPE mx_cache_l1_hit_ratio gauge\nmx_cache_l1_hit_ratio{node=\"%s\"} %.4f\n", node, hit);
+
+    struct mx_addr fa;
+    struct mx_fetch_stats fs;
+    if (mx_whereis(a->app->sys, MX_FETCH_NAME, &fa) == 0 && mx_fetch_stats(a->app->sys, fa, &fs) == 0) {
+        pf(&p, "# TYPE mx_fetch_total counter\n");
+#define FV(name, v) pf(&p, "mx_fetch_total{node=\"%s\",event=\"" name "\"} %llu\n", node, (unsigned long long)(v))
+        FV("request", fs.requests);
+        FV("ok", fs.ok);
+        FV("not_found", fs.not_found);
+        FV("invalid_key", fs.invalid_key);
+        FV("timeout", fs.timeouts);
+        FV("upstream_error", fs.upstream_errors);
+        FV("breaker_rejected", fs.breaker_rejected);
+        FV("refused", fs.refused);
+        FV("upstream_call", fs.upstream_calls);
+        FV("retry", fs.retries);
+        FV("breaker_open", fs.breaker_opens);
+#undef FV
+        pf(&p, "# TYPE mx_fetch_breaker_state gauge\nmx_fetch_breaker_state{node=\"%s\"} %u\n", node,
+           fs.breaker_state);
+        pf(&p, "# TYPE mx_fetch_inflight gauge\nmx_fetch_inflight{node=\"%s\"} %u\n", node, fs.inflight);
+    }
+
+    uint64_t dl[MX_DL_COUNT];
+    mx_deadletters(a->app->sys, dl);
+    pf(&p, "# TYPE mx_deadletters_total counter\n");
+    for (int i = 0; i < MX_DL_COUNT; i++)
+        pf(&p, "mx_deadletters_total{node=\"%s\",reason=\"%s\"} %llu\n", node,
+           mx_dl_name((enum mx_dl_reason)i), (unsigned long long)dl[i]);
+    struct type_sum types[32];
+    memset(types, 0, sizeof types);
+    mx_actors_foreach(a->app->sys, sum_actor, types);
+    pf(&p, "# TYPE mx_actor_mailbox_depth gauge\n");
+    for (int i = 0; i < 32 && types[i].type; i++)
+        pf(&p, "mx_actor_mailbox_depth{node=\"%s\",type=\"%s\"} %lld\n", node, types[i].type,
+           (long long)types[i].depth);
+    pf(&p, "# TYPE mx_actor_handled_total counter\n");
+    for (int i = 0; i < 32 && types[i].type; i++)
+        pf(&p, "mx_actor_handled_total{node=\"%s\",type=\"%s\"} %llu\n", node, types[i].type,
+           (unsigned long long)types[i].handled);
+    pf(&p, "# TYPE mx_actor_restarts_total counter\n");
+    for (int i = 0; i < 32 && types[i].type; i++)
+        pf(&p, "mx_actor_restarts_total{node=\"%s\",type=\"%s\"} %u\n", node, types[i].type,
+           types[i].restarts);
+    pf(&p, "# TYPE mx_app_pending_refused_total counter\nmx_app_pending_refused_total{node=\"%s\"} %llu\n",
+       node, (unsigned long long)atomic_load_explicit(&a->app->pending_refused, memory_order_relaxed));
+    struct mx_app *ap = a->app;
+#define AV(f) (unsigned long long)atomic_load_explicit(&ap->f, memory_order_relaxed)
+    pf(&p, "# TYPE mx_ratelimit_total counter\n");
+    pf(&p, "mx_ratelimit_total{node=\"%s\",result=\"checked\"} %llu\n", node, AV(rl_checked));
+    pf(&p, "mx_ratelimit_total{node=\"%s\",result=\"refused\"} %llu\n", node, AV(rl_refused));
+    pf(&p, "# TYPE mx_ratelimit_bypassed_total counter\n"
+           "mx_ratelimit_bypassed_total{node=\"%s\"} %llu\n", node, AV(rl_bypassed));
+    pf(&p, "# TYPE mx_auth_total counter\n");
+    pf(&p, "mx_auth_total{node=\"%s\",event=\"token_ok\"} %llu\n", node, AV(auth_ok));
+    pf(&p, "mx_auth_total{node=\"%s\",event=\"token_refused\"} %llu\n", node, AV(auth_refused));
+    pf(&p, "mx_auth_total{node=\"%s\",event=\"login\"} %llu\n", node, AV(logins));
+    pf(&p, "mx_auth_total{node=\"%s\",event=\"login_failed\"} %llu\n", node, AV(login_failures));
+    pf(&p, "mx_auth_total{node=\"%s\",event=\"refresh\"} %llu\n", node, AV(refreshes));
+    pf(&p, "mx_auth_total{node=\"%s\",event=\"refresh_reuse\"} %llu\n", node, AV(refresh_reuse));
+    pf(&p, "# TYPE mx_app_cache_timeouts_total counter\nmx_app_cache_timeouts_total{node=\"%s\"} %llu\n",
+       node, AV(cache_timeouts));
+    pf(&p, "# TYPE mx_app_stale_served_total counter\nmx_app_stale_served_total{node=\"%s\"} %llu\n",
+       node, AV(stale_served));
+#undef AV
+    if (a->redis) {
+        struct mx_redis_stats rs;
+        mx_redis_stats(a->redis, &rs);
+        pf(&p, "# TYPE mx_redis_connected gauge\nmx_redis_connected{node=\"%s\",client=\"http\"} %d\n",
+           node, rs.connected ? 1 : 0);
+        pf(&p, "# TYPE mx_redis_total counter\n");
+        pf(&p, "mx_redis_total{node=\"%s\",client=\"http\",event=\"command\"} %llu\n", node,
+           (unsigned long long)rs.commands);
+        pf(&p, "mx_redis_total{node=\"%s\",client=\"http\",event=\"timeout\"} %llu\n", node,
+           (unsigned long long)rs.timeouts);
+        pf(&p, "mx_redis_total{node=\"%s\",client=\"http\",event=\"refused_down\"} %llu\n", node,
+           (unsigned long long)rs.refused_down);
+        pf(&p, "mx_redis_total{node=\"%s\",client=\"http\",event=\"reconnect\"} %llu\n", node,
+           (unsigned long long)rs.connects);
+    }
+    mx_http_respond(r, 200, "text/plain; version=0.0.4", p.buf, p.len);
+    free(p.buf);
+    return MX_HTTP_DONE;
+}
+
+/* cache routes' flags: what | preset << 8 (0xff: from the path) | force << 16 */
+static const struct mx_http_route routes[] = {
+    {"GET", "/api/v1/characters/{ign}", ask_cache, MX_SVC_CHARACTER},
+    {"GET", "/api/v4/characters/{ign}/expectation", ask_cache, MX_SVC_EXPECTATION},
+    {"GET", "/api/v4/characters/{ign}/expectation/preset/{preset}", ask_cache,
+     MX_SVC_EXPECTATION | 0xff << 8},
+    {"POST", "/api/v4/characters/{ign}/expectation/recalculate", ask_cache,
+     MX_SVC_EXPECTATION | 1 << 16},
+    {"POST", "/api/v2/characters/{ign}/like", h_likes, 0},
+    {"GET", "/api/v2/characters/{ign}/like/status", h_likes, 0},
+    {"POST", "/auth/login", mx__app_login, 0},
+    {"POST", "/auth/refresh", mx__app_refresh, 0},
+    {"DELETE", "/auth/logout", mx__app_logout, 0},
+    {"GET", "/auth/me", mx__app_me, 0},
+    {"GET", "/api/admin/**", mx__app_admin, 0},
+    {"POST", "/api/admin/**", mx__app_admin, 0},
+    {"DELETE", "/api/admin/**", mx__app_admin, 0},
+    {"GET", "/actuator/health", h_health, 0},
+    {"GET", "/actuator/health/liveness", h_health, 0},
+    {"GET", "/actuator/health/readiness", h_readiness, 0},
+    {"GET", "/actuator/prometheus", h_metrics, 0},
+};
+
+/* ---- replies ---- */
+
+static void answer(struct acc *a, mx_http_req_t *r, struct mx_msg *m)
+{
+    if (m->env.type == MX_T_sys_timeout) {
+        atomic_fetch_add_explicit(&a->app->cache_timeouts, 1, memory_order_relaxed);
+        mx_http_add_header(r, "Retry-After", "5");
+        mx_http_error(r, 503, "S010", "Timed out waiting for the expectation service");
+        return;
+    }
+    struct mx_m_exp_rep rep;
+    if (m->env.type != MX_T_exp_rep || mx_msg_decode(m, &rep) != 0) {
+        mx_http_error(r, 500, "S005", "Unreadable reply from the expectation service");
+        return;
+    }
+    if (rep.status != 0 || !m->ptr) {
+        char msg[256], code[16];
+        snprintf(msg, sizeof msg, "%.*s", (int)rep.message.len, rep.message.ptr);
+        snprintf(code, sizeof code, "%.*s", (int)rep.code.len, rep.code.ptr);
+        if (rep.retry_after_s) {
+            char ra[24];
+            snprintf(ra, sizeof ra, "%llu", (unsigned long long)rep.retry_after_s);
+            mx_http_add_header(r, "Retry-After", ra);
+        } else if (rep.http_status == 503) {
+            mx_http_add_header(r, "Retry-After", "5");
+        }
+        int st = rep.http_status >= 400 && rep.http_status <= 599 ? (int)rep.http_status : 500;
+        mx_http_error(r, st, code[0] ? code : "S005", msg[0] ? msg : "Error");
+        return;
+    }
+    const struct mx_http_doc *d = m->ptr;
+    if (!rep.stale) {
+        mx_http_respond_doc(r, d);
+        return;
+    }
+    /* an expired document served because upstream failed: say so in the
+     * body ("stale": true as its first member) and in a Warning header */
+    atomic_fetch_add_explicit(&a->app->stale_served, 1, memory_order_relaxed);
+    mx_http_add_header(r, "Warning", "110 - \"Response is Stale\"");
+    const struct mx_blob *b = d->plain;
+    if (b->len < 2 || b->data[0] != '{') {
+        mx_http_respond_blob(r, 200, d->content_type, (struct mx_blob *)b);
+        return;
+    }
+    static const char pre[] = "{\"stale\":true,";
+    struct mx_blob *nb = mx_blob_new(NULL, b->len + sizeof pre - 2);
+    memcpy(nb->data, pre, sizeof pre - 1);
+    memcpy(nb->data + sizeof pre - 1, b->data + 1, b->len - 1);
+    mx_http_respond_blob(r, 200, d->content_type, nb);
+    mx_blob_unref(nb);
+}
+
+static int app_on_message(mx_actor_t *self, void *state, struct mx_msg *m)
+{
+    struct acc *a = state;
+    struct pend p;
+    if (!m->env.corr || !pend_take(a, m->env.corr, &p))
+        return 0;
+    if (p.kind == PEND_LOGIN)
+        mx__app_login_reply(a, p.r, p.ctx, m);
+    else
+        answer(a, p.r, m);
+    return 0;
+}
+
+static int app_init(mx_actor_t *self, void *ctx, void **state)
+{
+    struct mx_app *app = ctx;
+    struct acc *a = calloc(1, sizeof *a);
+    if (!a)
+        abort();
+    a->app = app;
+    a->self = self;
+    a->max = app->o.max_pending;
+    a->cap = 16;
+    while (a->cap < a->max * 2)
+        a->cap <<= 1;
+    a->tab = calloc(a->cap, sizeof *a->tab);
+    a->shards = calloc(app->nshards ? app->nshards : 1, sizeof *a->shards);
+    if (!a->tab || !a->shards)
+        abort();
+    for (uint32_t i = 0; i < app->nshards; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "cache.%u", i);
+        if (mx_whereis(app->sys, name, &a->shards[i]) != 0) {
+            MX_WARN("cache shard %s not running: expectation routes answer 503", name);
+            a->nshards = 0;
+            break;
+        }
+        a->nshards = i + 1;
+    }
+    int rc = mx__app_auth_init(a);
+    if (rc) {
+        free(a->tab);
+        free(a->shards);
+        free(a);
+        return rc;
+    }
+    *state = a;
+    return 0;
+}
+
+static void app_fini(mx_actor_t *self, void *ctx, void *state)
+{
+    struct acc *a = state;
+    mx__app_auth_fini(a); /* answers the requests waiting on Redis */
+    for (uint32_t i = 0; i < a->cap; i++)
+        if (a->tab[i].corr) {
+            if (a->tab[i].kind == PEND_LOGIN)
+                mx__app_login_abort(a->tab[i].ctx);
+            mx_http_add_header(a->tab[i].r, "Retry-After", "1");
+            mx_http_error(a->tab[i].r, 503, "S005", "Node is stopping");
+        }
+    free(a->tab);
+    free(a->shards);
+    free(a);
+}
+
+void mx_app_opts_default(struct mx_app_opts *o)
+{
+    *o = (struct mx_app_opts){.cache_timeout_ms = 25000, .max_pending = 16384, .rate_limit = true,
+                              .access_ttl_s = 900, .refresh_ttl_s = 7 * 24 * 3600};
+}
+
+int mx_app_start(struct mx_app *app, mx_system_t *sys, const struct mx_http_opts *http_opts,
+                 const struct mx_app_opts *o, uint16_t *bound_port)
+{
+    memset(app, 0, sizeof *app);
+    app->o = *o;
+    if (!app->o.max_pending)
+        app->o.max_pending = 16384;
+    if (!app->o.cache_timeout_ms)
+        app->o.cache_timeout_ms = 25000;
+    app->sys = sys;
+    app->nshards = (uint32_t)mx_system_schedulers(sys);
+    if (!app->o.access_ttl_s)
+        app->o.access_ttl_s = 900;
+    if (!app->o.refresh_ttl_s)
+        app->o.refresh_ttl_s = 7 * 24 * 3600;
+    if (app->o.trusted_proxies && app->o.trusted_proxies[0]) {
+        app->nproxies = mx_app_parse_cidrs(app->o.trusted_proxies, app->proxies, MX_APP_MAX_PROXIES);
+        if (app->nproxies < 0) {
+            MX_ERROR("MX_TRUSTED_PROXIES: not a list of CIDRs: %s", app->o.trusted_proxies);
+            return MX_ECONFIG;
+        }
+    }
+    struct mx_http_app ha = {
+        .routes = routes,
+        .nroutes = sizeof routes / sizeof *routes,
+        .ctx = app,
+        .init = app_init,
+        .fini = app_fini,
+        .on_message = app_on_message,
+    };
+    return mx_http_start(sys, http_opts, &ha, &app->http, bound_port);
+}
+
+void mx_app_drain(struct mx_app *app)
+{
+    /* release: readiness handlers on other threads see it */
+    atomic_store_explicit(&app->draining, true, memory_order_release);
+    if (app->http)
+        mx_http_drain(app->http);
+}

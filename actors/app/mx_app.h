@@ -1,0 +1,71 @@
+/* mx_app.h - the MapleExpectation-compatible HTTP routes (DESIGN.md section
+ * 5) on the http-acceptor: character lookup and expectation documents
+ * through the cache shards, health and readiness, Prometheus metrics, and
+ * clear 503 answers for what this node does not serve yet.
+ *
+ * mx_app_start starts the HTTP server with these routes; every acceptor
+ * keeps its own table of requests waiting for a cache reply.
+ */
+#ifndef MX_APP_H
+#define MX_APP_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mx_actor.h"
+#include "mx_http.h"
+
+struct mx_app_opts {
+    uint32_t cache_timeout_ms;  /* one cache request; default 25 s */
+    uint32_t max_pending;       /* requests waiting on the cache per acceptor; default 16384 */
+    const char *trusted_proxies;/* CIDR list (MX_TRUSTED_PROXIES); may be NULL */
+    const char *node_name;
+    const char *redis_url;      /* sessions, refresh tokens, rate limits; NULL/"" = none */
+    const char *jwt_secret;     /* >= 32 bytes; NULL = auth routes answer 503 */
+    bool rate_limit;            /* global rate limits on (MX_RATE_LIMIT) */
+    uint32_t access_ttl_s;      /* access token lifetime; default 900 */
+    uint32_t refresh_ttl_s;     /* refresh token / session lifetime; default 7 days */
+};
+
+/* A parsed CIDR (IPv4 addresses are stored as IPv4-mapped IPv6). */
+struct mx_cidr {
+    uint8_t addr[16];
+    uint8_t bits;
+};
+#define MX_APP_MAX_PROXIES 32
+
+struct mx_app {
+    struct mx_app_opts o;
+    mx_system_t *sys;
+    mx_http_t *http;
+    uint32_t nshards;
+    _Atomic bool draining;      /* readiness answers 503 */
+    struct mx_cidr proxies[MX_APP_MAX_PROXIES];
+    int nproxies;
+    /* counters (relaxed: statistics) */
+    _Atomic uint64_t pending_refused, cache_timeouts, stale_served;
+    _Atomic uint64_t rl_refused, rl_bypassed, rl_checked;
+    _Atomic uint64_t auth_ok, auth_refused, logins, login_failures, refreshes, refresh_reuse;
+};
+
+void mx_app_opts_default(struct mx_app_opts *o);
+
+/* mx_app_start - start the HTTP server on http_opts->addr with the routes.
+ * The cache shards (mx_svc_start) must be running. app is the caller's and
+ * must outlive the server. Returns 0 or mx_http_start's errors. Not from a
+ * scheduler thread. */
+int mx_app_start(struct mx_app *app, mx_system_t *sys, const struct mx_http_opts *http_opts,
+                 const struct mx_app_opts *o, uint16_t *bound_port);
+
+/* mx_app_parse_cidrs - parse "a.b.c.d/n,x::/m,..." into out (max n).
+ * Returns the count or -1 on a malformed entry. */
+int mx_app_parse_cidrs(const char *s, struct mx_cidr *out, int max);
+
+/* mx_app_cidr_match - whether the address (16 bytes, IPv4 mapped) is in c. */
+bool mx_app_cidr_match(const struct mx_cidr *c, const uint8_t addr[16]);
+
+/* mx_app_drain - readiness turns 503 and the server stops accepting. */
+void mx_app_drain(struct mx_app *app);
+
+#endif

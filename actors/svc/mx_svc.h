@@ -1,0 +1,70 @@
+/* mx_svc.h - the expectation service: cache shards that answer
+ * "expectation document of IGN" and "character record of IGN" from their
+ * L1 or load them through the fetcher (ocid, then item-equipment or basic)
+ * and the calculator (offloaded: parse + build + gzip), with one load per
+ * key at a time on a node (requests for a key being loaded wait for it).
+ *
+ * Documents are immutable and refcounted (struct mx_http_doc) with their
+ * gzip form and ETags, so the http-acceptor writes the same bytes to every
+ * client without copying or recompressing them.
+ *
+ * Shards: one cache actor per scheduler, named "cache.<i>"; a key lives in
+ * the shard mx_svc_shard(ign, n). Each shard's state belongs to its thread.
+ */
+#ifndef MX_SVC_H
+#define MX_SVC_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mx_actor.h"
+#include "mx_http.h"
+
+struct mx_cube_table;
+
+/* Documents are struct mx_http_doc (actors/http/mx_http.h): plain bytes, the
+ * gzip variant and ETags, refcounted. An exp_rep with status 0 carries one
+ * reference as its ptr payload (freed with the message). */
+
+enum mx_svc_what { MX_SVC_EXPECTATION = 1, MX_SVC_CHARACTER = 2 };
+
+struct mx_svc_opts {
+    const char *fetcher_name;    /* registered name of the fetcher ("fetcher") */
+    const struct mx_cube_table *cube_table; /* borrowed, outlives the service; may be NULL */
+    uint32_t l1_max_entries;     /* per shard; default 10000 */
+    uint64_t l1_max_bytes;       /* per shard; default 128 MiB */
+    uint32_t ttl_doc_ms;         /* expectation document; default 60 min */
+    uint32_t ttl_equipment_ms;   /* raw equipment; default 5 min */
+    uint32_t ttl_ocid_ms;        /* IGN -> ocid; default 30 min */
+    uint32_t ttl_character_ms;   /* character record; default 15 min */
+    uint32_t ttl_negative_ms;    /* unknown character; default 15 min */
+    uint32_t fetch_timeout_ms;   /* one fetcher request; default 20 s */
+    uint32_t max_flights;        /* loads in progress per shard; default 1024 */
+    uint32_t max_waiters;        /* requests waiting on one load; default 4096 */
+    uint32_t memo_entries;       /* calculator memo per offload thread; default 65536 */
+};
+
+void mx_svc_opts_default(struct mx_svc_opts *o);
+
+/* mx_svc_start - spawn one cache shard per scheduler ("cache.0" ...).
+ * opts is copied. Returns 0 or the mx_spawn error. Not from a scheduler. */
+int mx_svc_start(mx_system_t *sys, const struct mx_svc_opts *opts);
+
+/* mx_svc_shard - the shard index of ign among n shards. */
+uint32_t mx_svc_shard(const char *ign, size_t len, uint32_t n);
+
+/* Counters, summed over shards; any thread. */
+struct mx_svc_stats {
+    uint64_t requests, l1_hits, l1_misses, l1_stale_served, coalesced;
+    uint64_t loads, load_errors, not_found, negative_hits, evictions, refused;
+    uint64_t entries, bytes, calc_ms_total, calcs;
+};
+void mx_svc_stats(struct mx_svc_stats *out);
+
+/* mx_svc_calc_thread_fini - free this thread's calculator context (called
+ * automatically at thread exit). */
+void mx_svc_calc_thread_fini(void);
+
+#endif

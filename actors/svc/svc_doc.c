@@ -1,0 +1,156 @@
+/* svc_doc.c - the offloaded calculator: parse the equipment JSON and build
+ * the expectation document (plain, and gzip for the cached copy) on a worker
+ * thread with that thread's own parser and memoising calculator
+ * context (created on first use, freed at thread exit). */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mx_doc.h"
+#include "mx_equip.h"
+#include "mx_err.h"
+#include "mx_jsonw.h"
+#include "mx_log.h"
+#include "mx_svc.h"
+#include "svc_int.h"
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "mx_svc: out of memory (%zu bytes)\n", n);
+        abort();
+    }
+    return p;
+}
+
+/* ---- the calculator, on offload threads ---- */
+
+struct calc_tls {
+    struct mx_equip_parser *parser;
+    struct mx_calc *calc;
+    const struct mx_cube_table *table;
+    struct mx_equip *eq; /* large: heap */
+};
+
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+
+static void tls_free(void *p)
+{
+    struct calc_tls *t = p;
+    if (!t)
+        return;
+    mx_equip_parser_free(t->parser);
+    mx_calc_free(t->calc);
+    free(t->eq);
+    free(t);
+}
+
+static void tls_init(void)
+{
+    pthread_key_create(&tls_key, tls_free);
+}
+
+void mx_svc_calc_thread_fini(void)
+{
+    pthread_once(&tls_once, tls_init);
+    tls_free(pthread_getspecific(tls_key));
+    pthread_setspecific(tls_key, NULL);
+}
+
+static struct calc_tls *calc_tls(const struct mx_cube_table *table, uint32_t memo)
+{
+    pthread_once(&tls_once, tls_init);
+    struct calc_tls *t = pthread_getspecific(tls_key);
+    if (t && t->table == table)
+        return t;
+    if (t)
+        mx_svc_calc_thread_fini();
+    t = xmalloc(sizeof *t);
+    memset(t, 0, sizeof *t);
+    t->table = table;
+    t->eq = xmalloc(sizeof *t->eq);
+    if (mx_equip_parser_new(&t->parser) || mx_calc_new(table, memo, &t->calc)) {
+        tls_free(t);
+        return NULL;
+    }
+    pthread_setspecific(tls_key, t);
+    return t;
+}
+
+static int build(struct calc_tls *t, const struct mx__calc_job *j, bool from_cache, char *when,
+                 struct mx_http_doc **out, bool gz)
+{
+    struct mx_doc_opts o;
+    mx_doc_opts_default(&o);
+    o.star_catch = j->star_catch;
+    o.discount = j->discount;
+    o.sunday = j->sunday;
+    o.preset = j->preset;
+    o.user_ign = j->ign;
+    o.calculated_at = when;
+    o.from_cache = from_cache;
+    struct mx_jsonw w;
+    mx_jsonw_init(&w, MX_DOC_MAX_BYTES);
+    int rc = mx_doc_build(t->calc, t->eq, &o, &w);
+    if (rc == 0 && w.err)
+        rc = w.err;
+    if (rc == 0) {
+        struct mx_blob *b = mx_blob_new(w.buf, w.len);
+        rc = mx_http_doc_new("application/json", b, gz, out);
+        mx_blob_unref(b);
+    }
+    mx_jsonw_fini(&w);
+    return rc;
+}
+
+struct mx_msg *mx__calc_run(void *arg)
+{
+    struct mx__calc_job *j = arg;
+    int64_t t0 = mx_now_ms();
+    struct calc_tls *t = calc_tls(j->table, j->memo_entries);
+    if (!t) {
+        j->status = MX_ENOMEM;
+        goto out;
+    }
+    j->status = mx_equip_parse(t->parser, (const char *)j->equip->data, j->equip->len,
+                               t->eq, j->err, sizeof j->err);
+    if (j->status)
+        goto out;
+    char when[80];
+    uint64_t ms = mx_unix_ms();
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+    j->status = build(t, j, false, when, &j->fresh, false);
+    if (j->status == 0)
+        j->status = build(t, j, true, when, &j->cached, true);
+    if (j->status && !j->err[0])
+        snprintf(j->err, sizeof j->err, "document: %s", mx_strerror(j->status));
+out:
+    j->calc_ms = mx_now_ms() - t0;
+    struct mx_m_exp_calc_done d = {.status = j->status};
+    struct mx_msg *m;
+    if (mx_msg_encode(MX_T_exp_calc_done, &d, &m) != 0)
+        return NULL;
+    m->ptr = j;
+    m->ptr_free = mx__calc_job_free;
+    return m;
+}
+
+void mx__calc_job_free(void *arg)
+{
+    struct mx__calc_job *j = arg;
+    if (!j)
+        return;
+    mx_blob_unref(j->equip);
+    if (j->fresh)
+        mx_http_doc_unref(j->fresh);
+    if (j->cached)
+        mx_http_doc_unref(j->cached);
+    free(j);
+}

@@ -1,0 +1,513 @@
+/* app_http_test.c - the MapleExpectation routes of a real mxnode against a
+ * real mxstub: documents and their fromCache flag, gzip and ETag/304,
+ * presets, unknown characters (404 C002, negative cache), the character
+ * record, recalculation, upstream failure (503 with Retry-After), health,
+ * metrics, the 503 answers for parts not built yet, 404/405, one upstream
+ * load for 50 concurrent cold requests, and a clean SIGTERM exit. */
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <cmocka.h>
+
+#include "../stub/stub_harness.h"
+#include "mx_testutil.h"
+
+static struct stub g_stub;
+static pid_t g_node;
+static int g_node_err = -1;
+static char g_base[96];
+
+#define EVAN "\xec\x97\x90\xeb\xb0\x98" /* 에반 */
+#define EVAN_URL "%EC%97%90%EB%B0%98"
+
+static void kill_node(void)
+{
+    if (g_node > 0)
+        kill(g_node, SIGKILL);
+}
+
+/* Start mxnode (HTTP on 127.0.0.1:0) against the stub; read "http HOST:PORT". */
+static int start_node(void)
+{
+    int po[2], pe[2];
+    if (pipe(po) || pipe(pe))
+        return -1;
+    g_node = fork();
+    if (g_node < 0)
+        return -1;
+    if (g_node == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(po[1], 1);
+        dup2(pe[1], 2);
+        char cube[4096], base[128], path[4096];
+        snprintf(cube, sizeof cube, "MX_CUBE_TABLE=%s/data/cube_probability_black.csv",
+                 stub_shared_dir());
+        snprintf(base, sizeof base, "MX_NEXON_BASE_URL=%s", g_stub.base);
+        putenv(cube);
+        putenv(base);
+        putenv("MX_HTTP_ADDR=127.0.0.1:0");
+        putenv("MX_NEXON_API_KEY=test-key");
+        putenv("MX_SCHEDULERS=2");
+        putenv("MX_FETCH_TIMEOUT_MS=1500");
+        putenv("MX_LOG_LEVEL=warn");
+        putenv("MX_JWT_SECRET=app-test-secret-app-test-secret-0123456789");
+        putenv("MX_REDIS_URL=redis://127.0.0.1:1/0");
+        putenv("MX_NNG_ADDR=tcp://127.0.0.1:0");
+        putenv("MX_ADMIN_ADDR=tcp://127.0.0.1:0");
+        snprintf(path, sizeof path, "%s/mxnode", getenv("MX_BIN_DIR"));
+        execl(path, "mxnode", (char *)NULL);
+        _exit(127);
+    }
+    atexit(kill_node);
+    close(po[1]);
+    close(pe[1]);
+    g_node_err = pe[0];
+    fcntl(g_node_err, F_SETFL, O_NONBLOCK);
+    char buf[1024];
+    size_t len = 0;
+    int64_t dl = tu_now_ms() + 15000;
+    while (tu_now_ms() < dl && len + 1 < sizeof buf) {
+        ssize_t r = read(po[0], buf + len, sizeof buf - 1 - len);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+        buf[len] = '\0';
+        const char *h = strstr(buf, " http ");
+        if (h && strchr(h, '\n')) {
+            char hostport[64];
+            if (sscanf(h, " http %63s", hostport) == 1) {
+                snprintf(g_base, sizeof g_base, "http://%s", hostport);
+                return 0;
+            }
+        }
+    }
+    fprintf(stderr, "mxnode did not report ready: %s\n", buf);
+    return -1;
+}
+
+static int setup(void **st)
+{
+    char evan[4096], mech[4096], a1[4200], a2[4200];
+    stub_fixture_path("evan_equip.json", evan, sizeof evan);
+    stub_fixture_path("mechanic_equip.json", mech, sizeof mech);
+    snprintf(a1, sizeof a1, EVAN "=%s", evan);
+    snprintf(a2, sizeof a2, "\xeb\xa9\x94\xec\xb9\xb4\xeb\x8b\x89=%s", mech); /* 메카닉 */
+    const char *args[] = {"--character", a1, "--character", a2, "--unknown", "404", NULL};
+    if (stub_start(&g_stub, args) != 0)
+        return -1;
+    return start_node();
+}
+
+static int teardown(void **st)
+{
+    if (g_node > 0) {
+        kill(g_node, SIGKILL);
+        waitpid(g_node, NULL, 0);
+        g_node = 0;
+    }
+    stub_stop(&g_stub);
+    return 0;
+}
+
+/* A raw HTTP/1.1 request; returns the status, fills head/body. */
+static int raw(const char *method, const char *path, const char *extra, char **head, char **body,
+               size_t *body_len)
+{
+    int port = atoi(strrchr(g_base, ':') + 1);
+    int fd = raw_connect(port);
+    assert_true(fd >= 0);
+    char req[2048];
+    int n = snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: t\r\n%sConnection: close\r\n\r\n",
+                     method, path, extra ? extra : "");
+    char *in = NULL;
+    size_t in_len = 0;
+    raw_exchange(fd, req, (size_t)n, 1, 20000, &in, &in_len);
+    close(fd);
+    assert_non_null(in);
+    int status = 0;
+    sscanf(in, "HTTP/1.1 %d", &status);
+    char *sep = strstr(in, "\r\n\r\n");
+    assert_non_null(sep);
+    *sep = '\0';
+    if (head)
+        *head = strdup(in);
+    if (body) {
+        *body_len = in_len - (size_t)(sep + 4 - in);
+        *body = malloc(*body_len + 1);
+        memcpy(*body, sep + 4, *body_len);
+        (*body)[*body_len] = '\0';
+    }
+    free(in);
+    return status;
+}
+
+static void header_value(const char *head, const char *name, char *out, size_t cap)
+{
+    out[0] = '\0';
+    for (const char *p = head; p && *p;) {
+        const char *eol = strstr(p, "\r\n");
+        size_t ln = eol ? (size_t)(eol - p) : strlen(p);
+        size_t nl = strlen(name);
+        if (ln > nl + 1 && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+            const char *v = p + nl + 1;
+            while (*v == ' ')
+                v++;
+            snprintf(out, cap, "%.*s", (int)(ln - (size_t)(v - p)), v);
+            return;
+        }
+        p = eol ? eol + 2 : NULL;
+    }
+}
+
+static long long stat_path(const char *path)
+{
+    long long v = stub_stat(&g_stub, path); /* the harness adds the quotes */
+    assert_true(v >= 0);
+    return v;
+}
+
+static void test_expectation_cache_gzip_etag(void **st)
+{
+    long long eq0 = stat_path("/maplestory/v1/character/item-equipment");
+    char *head, *body;
+    size_t blen;
+    int s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation", NULL, &head, &body, &blen);
+    assert_int_equal(s, 200);
+    assert_non_null(strstr(body, "\"userIgn\":\"" EVAN "\""));
+    assert_non_null(strstr(body, "\"fromCache\":false"));
+    assert_non_null(strstr(body, "\"totalExpectedCost\":"));
+    assert_non_null(strstr(body, "\"presets\":["));
+    char ct[128], tp[128], date[128];
+    header_value(head, "Content-Type", ct, sizeof ct);
+    header_value(head, "traceparent", tp, sizeof tp);
+    header_value(head, "Date", date, sizeof date);
+    assert_non_null(strstr(ct, "application/json"));
+    assert_int_equal(strlen(tp), 55);
+    assert_true(strlen(date) > 20);
+    free(head);
+    free(body);
+    assert_int_equal(stat_path("/maplestory/v1/character/item-equipment"), eq0 + 1);
+
+    /* second: from L1, fromCache true, no upstream call */
+    s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation", NULL, &head, &body, &blen);
+    assert_int_equal(s, 200);
+    assert_non_null(strstr(body, "\"fromCache\":true"));
+    char etag[128];
+    header_value(head, "ETag", etag, sizeof etag);
+    assert_true(strlen(etag) > 4);
+    assert_int_equal(stat_path("/maplestory/v1/character/item-equipment"), eq0 + 1);
+
+    /* gzip: the stored bytes, which inflate to the plain document */
+    char *gh, *gb;
+    size_t glen;
+    s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation", "Accept-Encoding: gzip\r\n", &gh,
+            &gb, &glen);
+    assert_int_equal(s, 200);
+    char ce[64];
+    header_value(gh, "Content-Encoding", ce, sizeof ce);
+    assert_string_equal(ce, "gzip");
+    assert_true(glen < blen);
+    uLongf outlen = (uLongf)blen + 16;
+    char *plain = malloc(outlen);
+    z_stream z = {0};
+    inflateInit2(&z, 15 + 16);
+    z.next_in = (Bytef *)gb;
+    z.avail_in = (uInt)glen;
+    z.next_out = (Bytef *)plain;
+    z.avail_out = (uInt)outlen;
+    assert_int_equal(inflate(&z, Z_FINISH), Z_STREAM_END);
+    assert_int_equal(z.total_out, blen);
+    assert_memory_equal(plain, body, blen);
+    inflateEnd(&z);
+    free(plain);
+    free(gh);
+    free(gb);
+
+    /* If-None-Match with the ETag: 304 without a body */
+    char inm[256];
+    snprintf(inm, sizeof inm, "If-None-Match: %s\r\n", etag);
+    char *nh, *nb;
+    size_t nlen;
+    s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation", inm, &nh, &nb, &nlen);
+    assert_int_equal(s, 304);
+    assert_int_equal(nlen, 0);
+    free(nh);
+    free(nb);
+    free(head);
+    free(body);
+}
+
+static void test_presets_and_options(void **st)
+{
+    char *head, *body;
+    size_t blen;
+    int s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation/preset/2", NULL, &head, &body,
+                &blen);
+    assert_int_equal(s, 200);
+    assert_non_null(strstr(body, "\"presetNo\":2"));
+    assert_null(strstr(body, "\"presetNo\":1"));
+    free(head);
+    free(body);
+    s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation/preset/4", NULL, &head, &body, &blen);
+    assert_int_equal(s, 400);
+    assert_non_null(strstr(body, "\"code\":\"C001\""));
+    assert_non_null(strstr(body, "\"status\":400"));
+    assert_non_null(strstr(body, "\"timestamp\":"));
+    free(head);
+    free(body);
+    s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation?starCatch=maybe", NULL, &head,
+            &body, &blen);
+    assert_int_equal(s, 400);
+    free(head);
+    free(body);
+    /* options change the document: no star catch costs at least as much */
+    char *b1, *b2, *h1, *h2;
+    size_t l1, l2;
+    assert_int_equal(raw("GET", "/api/v4/characters/" EVAN_URL "/expectation?starCatch=false", NULL,
+                         &h1, &b1, &l1), 200);
+    assert_int_equal(raw("GET", "/api/v4/characters/" EVAN_URL "/expectation?starCatch=true", NULL,
+                         &h2, &b2, &l2), 200);
+    long long c1 = 0, c2 = 0;
+    const char *k = "\"totalExpectedCost\":";
+    sscanf(strstr(b1, k) + strlen(k), "%lld", &c1);
+    sscanf(strstr(b2, k) + strlen(k), "%lld", &c2);
+    assert_true(c1 >= c2);
+    assert_true(c2 > 0);
+    free(b1);
+    free(b2);
+    free(h1);
+    free(h2);
+}
+
+static void test_unknown_and_bad_names(void **st)
+{
+    long long id0 = stat_path("/maplestory/v1/id");
+    char *head, *body;
+    size_t blen;
+    int s = raw("GET", "/api/v4/characters/nobody-here/expectation", NULL, &head, &body, &blen);
+    assert_int_equal(s, 404);
+    assert_non_null(strstr(body, "\"code\":\"C002\""));
+    free(head);
+    free(body);
+    s = raw("GET", "/api/v1/characters/nobody-here", NULL, &head, &body, &blen);
+    assert_int_equal(s, 404);
+    free(head);
+    free(body);
+    /* negative cache: the second and third asked upstream once in all */
+    assert_int_equal(stat_path("/maplestory/v1/id"), id0 + 1);
+    /* invalid UTF-8, an empty IGN, '//' */
+    s = raw("GET", "/api/v4/characters/%FF%FE/expectation", NULL, &head, &body, &blen);
+    assert_int_equal(s, 400);
+    free(head);
+    free(body);
+    s = raw("GET", "/api/v4/characters//expectation", NULL, &head, &body, &blen);
+    assert_int_equal(s, 400);
+    free(head);
+    free(body);
+}
+
+static void test_character_record(void **st)
+{
+    char *head, *body;
+    size_t blen;
+    int s = raw("GET", "/api/v1/characters/" EVAN_URL, NULL, &head, &body, &blen);
+    assert_int_equal(s, 200);
+    assert_non_null(strstr(body, "\"userIgn\":\"" EVAN "\""));
+    assert_non_null(strstr(body, "\"ocid\":\""));
+    assert_non_null(strstr(body, "\"likeCount\":0"));
+    assert_non_null(strstr(body, "\"worldName\":"));
+    assert_non_null(strstr(body, "\"characterClass\":"));
+    assert_non_null(strstr(body, "\"characterImage\":"));
+    free(head);
+    free(body);
+}
+
+static void test_recalculate(void **st)
+{
+    char *head, *body;
+    size_t blen;
+    assert_int_equal(raw("GET", "/api/v4/characters/" EVAN_URL "/expectation", NULL, &head, &body,
+                         &blen), 200);
+    free(head);
+    free(body);
+    long long eq0 = stat_path("/maplestory/v1/character/item-equipment");
+    int s = raw("POST", "/api/v4/characters/" EVAN_URL "/expectation/recalculate", NULL, &head,
+                &body, &blen);
+    assert_int_equal(s, 200);
+    assert_non_null(strstr(body, "\"fromCache\":false"));
+    free(head);
+    free(body);
+    assert_int_equal(stat_path("/maplestory/v1/character/item-equipment"), eq0 + 1);
+    s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation?force=true", NULL, &head, &body,
+            &blen);
+    assert_int_equal(s, 200);
+    assert_non_null(strstr(body, "\"fromCache\":false"));
+    free(head);
+    free(body);
+    assert_int_equal(stat_path("/maplestory/v1/character/item-equipment"), eq0 + 2);
+}
+
+struct cold_arg {
+    int status;
+    char *body;
+};
+
+static void *cold_one(void *p)
+{
+    struct cold_arg *a = p;
+    char *head;
+    size_t blen;
+    a->status = raw("GET", "/api/v4/characters/cold-one/expectation", NULL, &head, &a->body, &blen);
+    free(head);
+    return NULL;
+}
+
+/* 50 concurrent requests for one uncached (synthetic) character: one
+ * upstream id call and one equipment call, the same totals for all. */
+static void test_single_flight(void **st)
+{
+    /* the synthetic character needs --unknown synthetic */
+    struct resp r;
+    char url[256];
+    snprintf(url, sizeof url, "%s/__stub/config?unknown=synthetic", g_stub.base);
+    assert_int_equal(http_post(url, &r), 0);
+    resp_free(&r);
+    long long id0 = stat_path("/maplestory/v1/id");
+    long long eq0 = stat_path("/maplestory/v1/character/item-equipment");
+    enum { N = 50 };
+    pthread_t t[N];
+    struct cold_arg a[N];
+    memset(a, 0, sizeof a);
+    for (int i = 0; i < N; i++)
+        pthread_create(&t[i], NULL, cold_one, &a[i]);
+    for (int i = 0; i < N; i++)
+        pthread_join(t[i], NULL);
+    const char *k = "\"totalExpectedCost\":";
+    long long first = -1;
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(a[i].status, 200);
+        long long c;
+        assert_int_equal(sscanf(strstr(a[i].body, k) + strlen(k), "%lld", &c), 1);
+        if (first < 0)
+            first = c;
+        assert_int_equal(c, first);
+        free(a[i].body);
+    }
+    assert_int_equal(stat_path("/maplestory/v1/id"), id0 + 1);
+    assert_int_equal(stat_path("/maplestory/v1/character/item-equipment"), eq0 + 1);
+    snprintf(url, sizeof url, "%s/__stub/config?unknown=404", g_stub.base);
+    assert_int_equal(http_post(url, &r), 0);
+    resp_free(&r);
+}
+
+static void test_upstream_failure(void **st)
+{
+    struct resp r;
+    char url[256];
+    snprintf(url, sizeof url, "%s/__stub/config?fail_rate=1&fail_status=503&unknown=synthetic",
+             g_stub.base);
+    assert_int_equal(http_post(url, &r), 0);
+    resp_free(&r);
+    char *head, *body;
+    size_t blen;
+    int s = raw("GET", "/api/v4/characters/failing-one/expectation", NULL, &head, &body, &blen);
+    assert_int_equal(s, 503);
+    assert_non_null(strstr(body, "\"code\":\"S005\""));
+    char ra[32];
+    header_value(head, "Retry-After", ra, sizeof ra);
+    assert_true(atoi(ra) > 0);
+    free(head);
+    free(body);
+    /* a cached document keeps being served while upstream fails */
+    s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation", NULL, &head, &body, &blen);
+    assert_int_equal(s, 200);
+    free(head);
+    free(body);
+    snprintf(url, sizeof url, "%s/__stub/config?fail_rate=0&unknown=404", g_stub.base);
+    assert_int_equal(http_post(url, &r), 0);
+    resp_free(&r);
+}
+
+static void test_health_metrics_and_others(void **st)
+{
+    char *head, *body;
+    size_t blen;
+    assert_int_equal(raw("GET", "/actuator/health", NULL, &head, &body, &blen), 200);
+    assert_non_null(strstr(body, "\"UP\""));
+    free(head);
+    free(body);
+    assert_int_equal(raw("GET", "/actuator/health/liveness", NULL, &head, &body, &blen), 200);
+    free(head);
+    free(body);
+    assert_int_equal(raw("GET", "/actuator/health/readiness", NULL, &head, &body, &blen), 200);
+    free(head);
+    free(body);
+    assert_int_equal(raw("GET", "/actuator/prometheus", NULL, &head, &body, &blen), 200);
+    assert_non_null(strstr(body, "mx_http_requests_total{"));
+    assert_non_null(strstr(body, "mx_cache_total{"));
+    assert_non_null(strstr(body, "event=\"l1_hit\"} "));
+    assert_non_null(strstr(body, "mx_fetch_total{"));
+    assert_non_null(strstr(body, "mx_deadletters_total{"));
+    free(head);
+    free(body);
+    /* not built yet: a clear 503, never a fake success */
+    assert_int_equal(raw("POST", "/api/v2/characters/" EVAN_URL "/like", NULL, &head, &body, &blen),
+                     503);
+    assert_non_null(strstr(body, "not available"));
+    free(head);
+    free(body);
+    assert_int_equal(raw("GET", "/nope", NULL, &head, &body, &blen), 404);
+    free(head);
+    free(body);
+    assert_int_equal(raw("DELETE", "/api/v4/characters/" EVAN_URL "/expectation", NULL, &head,
+                         &body, &blen), 405);
+    char allow[64];
+    header_value(head, "Allow", allow, sizeof allow);
+    assert_non_null(strstr(allow, "GET"));
+    free(head);
+    free(body);
+}
+
+static void test_sigterm(void **st)
+{
+    assert_int_equal(kill(g_node, SIGTERM), 0);
+    int status = 0;
+    int64_t dl = tu_now_ms() + 15000;
+    pid_t w = 0;
+    while (tu_now_ms() < dl && (w = waitpid(g_node, &status, WNOHANG)) == 0)
+        usleep(10000);
+    assert_int_equal(w, g_node);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    g_node = 0;
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_expectation_cache_gzip_etag),
+        cmocka_unit_test(test_presets_and_options),
+        cmocka_unit_test(test_unknown_and_bad_names),
+        cmocka_unit_test(test_character_record),
+        cmocka_unit_test(test_recalculate),
+        cmocka_unit_test(test_single_flight),
+        cmocka_unit_test(test_upstream_failure),
+        cmocka_unit_test(test_health_metrics_and_others),
+        cmocka_unit_test(test_sigterm),
+    };
+    int rc = cmocka_run_group_tests(tests, setup, teardown);
+    curl_global_cleanup();
+    return rc;
+}

@@ -1,0 +1,52 @@
+/* node_harness.h - start real mxnode processes for system tests and talk
+ * HTTP/1.1 to them over raw sockets.
+ *
+ * node_start() runs $MX_BIN_DIR/mxnode with loopback ports chosen at run
+ * time (HTTP, nng and admin on port 0), the cube table from shared/, a test
+ * JWT secret, and the caller's extra MX_* settings, then reads the ports
+ * from its ready line. Children die with the test (PR_SET_PDEATHSIG) and an
+ * atexit hook kills any still running.
+ */
+#ifndef NODE_HARNESS_H
+#define NODE_HARNESS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct node {
+    pid_t pid; /* 0 when not running */
+    int http_port, nng_port, admin_port;
+    unsigned long long node_id;
+    int err_fd; /* the node's stderr (non-blocking), for log checks */
+};
+
+#define NODE_TEST_SECRET "node-test-secret-node-test-secret-0123456789"
+
+/* node_start - env: NULL-terminated "MX_X=value" strings applied after the
+ * defaults. Returns 0 or -1 (the node did not report ready in 15 s). */
+int node_start(struct node *n, const char *const *env);
+/* node_signal_wait - send sig and wait up to timeout_ms for the exit;
+ * returns the exit status (0-255), 128+signal, or -1 on timeout. */
+int node_signal_wait(struct node *n, int sig, int timeout_ms);
+/* node_kill - SIGKILL and reap. */
+void node_kill(struct node *n);
+
+struct http_res {
+    int status;   /* 0 when no response came */
+    char *head;   /* status line + headers, NUL-terminated */
+    char *body;   /* NUL-terminated */
+    size_t body_len;
+};
+
+/* node_http - one request on a new connection (Connection: close). extra:
+ * header lines each ending in \r\n, may be NULL; body may be NULL. */
+int node_http(int port, const char *method, const char *path, const char *extra,
+              const char *body, struct http_res *res);
+void http_res_free(struct http_res *r);
+/* http_header - a response header's value into out ("" when absent). */
+void http_header(const struct http_res *r, const char *name, char *out, size_t cap);
+/* json_str - the string value of "key" in a JSON text (first match) into
+ * out; returns 0 or -1. Good enough for flat test assertions. */
+int json_str(const char *json, const char *key, char *out, size_t cap);
+
+#endif
