@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# bench/http_vs_nginx.sh [SECONDS] - the L1-hit path of the HTTP API against
+# nginx serving the same bytes as a static file, both on loopback, measured
+# with wrk in this one script. Prints JSON lines {"bench","value","unit"}:
+#   http.l1_hit.mx / .nginx (requests/s, one mxnode scheduler, one nginx
+#   worker, wrk -t1 -c100 keep-alive), their p99 latencies, the ratio,
+#   http.l1_hit.mx.2sched (two schedulers) and http.l1_hit.mx.c10k.p99
+#   (10,000 open keep-alive connections); the same with Accept-Encoding:
+#   gzip (http.l1_hit.gzip.*), where both serve the stored gzip bytes.
+# Rate limits are off for the run (MX_RATE_LIMIT=0): one client address
+# would otherwise be held to 100 requests. Needs build/bin (scripts/test or
+# cmake), nginx-light and wrk (apt-get install nginx-light wrk).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+shared=${MX_SHARED_DIR:-$(cd "$root/.." && pwd)/shared}
+bin=${MX_BIN_DIR:-$root/build/bin}
+secs=${1:-10}
+for c in wrk nginx; do
+    command -v $c >/dev/null || [ -x /usr/sbin/$c ] || { echo "$c not found: apt-get install nginx-light wrk" >&2; exit 2; }
+done
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    [ -f "$tmp/nginx.pid" ] && kill "$(cat "$tmp/nginx.pid")" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+"$bin/mxstub" --listen 127.0.0.1:0 --character "에반=$shared/fixtures/nexon/evan_equip.json" >"$tmp/stub.out" 2>/dev/null &
+pids+=($!)
+for _ in $(seq 50); do grep -q listening "$tmp/stub.out" 2>/dev/null && break; sleep 0.1; done
+stub=$(awk '/listening/ {print $2; exit}' "$tmp/stub.out")
+
+path='/api/v4/characters/%EC%97%90%EB%B0%98/expectation'
+
+start_node() { # start_node SCHEDULERS -> sets node_pid, node_port
+    MX_SCHEDULERS=$1 MX_HTTP_ADDR=127.0.0.1:0 MX_NNG_ADDR=tcp://127.0.0.1:0 MX_ADMIN_ADDR=tcp://127.0.0.1:0 \
+    MX_RATE_LIMIT=0 MX_REDIS_URL=redis://127.0.0.1:1/0 MX_LOG_LEVEL=error MX_HTTP_MAX_CONNS=20000 \
+    MX_JWT_SECRET=bench-secret-bench-secret-bench-secret-01 MX_NEXON_API_KEY=k \
+    MX_NEXON_BASE_URL="http://$stub" MX_CUBE_TABLE="$shared/data/cube_probability_black.csv" \
+        "$bin/mxnode" >"$tmp/node.out" 2>"$tmp/node.err" &
+    node_pid=$!
+    pids+=($node_pid)
+    for _ in $(seq 100); do grep -q ready "$tmp/node.out" 2>/dev/null && break; sleep 0.1; done
+    node_port=$(sed -n 's/.* http [0-9.]*:\([0-9]*\),.*/\1/p' "$tmp/node.out")
+    # warm the L1 entry (the first answer computes it)
+    curl -s -o /dev/null "http://127.0.0.1:$node_port$path"
+    curl -s -o "$tmp/doc.json" "http://127.0.0.1:$node_port$path"
+    curl -s -H 'Accept-Encoding: gzip' -o "$tmp/doc.json.gz" "http://127.0.0.1:$node_port$path"
+}
+stop_node() { kill "$node_pid"; wait "$node_pid" 2>/dev/null || true; }
+
+# run_wrk URL THREADS CONNS [HEADER] -> "rps p99_ms"
+run_wrk() {
+    local h=()
+    [ -n "${4:-}" ] && h=(-H "$4")
+    wrk -t"$2" -c"$3" -d"${secs}s" --latency "${h[@]}" "$1" >"$tmp/wrk.out" 2>&1 || true
+    local rps p99
+    rps=$(awk '/^Requests\/sec:/ {print $2}' "$tmp/wrk.out")
+    p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' "$tmp/wrk.out")
+    echo "${rps:-0} ${p99:-0}"
+}
+line() { printf '{"bench": "%s", "value": %s, "unit": "%s"}\n' "$1" "$2" "$3"; }
+
+start_node 1
+read -r mx_rps mx_p99 < <(run_wrk "http://127.0.0.1:$node_port$path" 1 100)
+read -r mxg_rps mxg_p99 < <(run_wrk "http://127.0.0.1:$node_port$path" 1 100 'Accept-Encoding: gzip')
+stop_node
+
+# nginx: one worker, no access log, the same bytes as a static file
+nport=$(free_port)
+mkdir -p "$tmp/www"
+cp "$tmp/doc.json" "$tmp/www/doc.json"
+cp "$tmp/doc.json.gz" "$tmp/www/doc.json.gz"
+gport=$(free_port)
+cat >"$tmp/nginx.conf" <<CONF
+worker_processes 1;
+pid $tmp/nginx.pid;
+error_log $tmp/nginx.err;
+events { worker_connections 20000; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$nport;
+        root $tmp/www;
+        location / { default_type application/json; rewrite ^ /doc.json break; }
+    }
+    server {
+        listen 127.0.0.1:$gport;
+        root $tmp/www;
+        location / { default_type application/json; add_header Content-Encoding gzip;
+                     add_header Vary Accept-Encoding; rewrite ^ /doc.json.gz break; }
+    }
+}
+CONF
+"$nginx_bin" -c "$tmp/nginx.conf" -p "$tmp" -g 'daemon off;' 2>>"$tmp/nginx.err" &
+pids+=($!)
+sleep 0.5
+read -r ng_rps ng_p99 < <(run_wrk "http://127.0.0.1:$nport$path" 1 100)
+read -r ngg_rps ngg_p99 < <(run_wrk "http://127.0.0.1:$gport$path" 1 100 'Accept-Encoding: gzip')
+
+start_node 2
+read -r mx2_rps mx2_p99 < <(run_wrk "http://127.0.0.1:$node_port$path" 1 100)
+read -r c10k_rps c10k_p99 < <(run_wrk "http://127.0.0.1:$node_port$path" 2 10000)
+stop_node
+
+line http.l1_hit.mx "$mx_rps" requests/s
+line http.l1_hit.nginx "$ng_rps" requests/s
+line http.l1_hit.mx.p99 "$mx_p99" ms
+line http.l1_hit.nginx.p99 "$ng_p99" ms
+line http.l1_hit.ratio_mx_over_nginx "$(awk -v a="$mx_rps" -v b="$ng_rps" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}')" ratio
+line http.l1_hit.gzip.mx "$mxg_rps" requests/s
+line http.l1_hit.gzip.nginx "$ngg_rps" requests/s
+line http.l1_hit.gzip.mx.p99 "$mxg_p99" ms
+line http.l1_hit.gzip.nginx.p99 "$ngg_p99" ms
+line http.l1_hit.gzip.ratio_mx_over_nginx "$(awk -v a="$mxg_rps" -v b="$ngg_rps" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}')" ratio
+line http.l1_hit.bytes.plain "$(stat -c %s "$tmp/doc.json")" bytes
+line http.l1_hit.bytes.gzip "$(stat -c %s "$tmp/doc.json.gz")" bytes
+line http.l1_hit.mx.2sched "$mx2_rps" requests/s
+line http.l1_hit.mx.c10k.rps "$c10k_rps" requests/s
+line http.l1_hit.mx.c10k.p99 "$c10k_p99" ms
