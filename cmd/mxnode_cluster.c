@@ -1,21 +1,236 @@
-/* mxnode_cluster.c - mxnode's cluster membership and singletons. Until the
- * Redis registry lands, a node runs alone: peers are not discovered. */
-#include <stddef.h>
+/* mxnode_cluster.c - mxnode's cluster membership and singletons.
+ *
+ * Joins the Redis registry (runtime/mx_registry.h) with the addresses the
+ * node really bound, declares the singletons (mysql-health when MySQL is
+ * configured) on the lease manager (runtime/mx_lease.h), and gives the
+ * admin endpoint its members/leases providers and a "cluster" stats
+ * section. On SIGTERM the node hands its singletons over first (release +
+ * publish, so another node takes over at once) and advertises "draining".
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "mx_err.h"
+#include "mx_health.h"
+#include "mx_lease.h"
+#include "mx_log.h"
+#include "mx_registry.h"
 #include "mxnode_parts.h"
+
+#define MX_VERSION_CLUSTER "0.1.0"
+
+struct mxnode_cluster {
+    mx_registry_t *reg;
+    mx_leases_t *lm;
+};
+
+/* "tcp://host:port" with the real port and the advertised host. */
+static int advertise(const char *listen, int port, const char *adv, char *out, size_t cap)
+{
+    if (strncmp(listen, "tcp://", 6) != 0) {
+        snprintf(out, cap, "%s", listen); /* ipc:// or inproc:// as they are */
+        return 0;
+    }
+    const char *h = listen + 6, *colon = strrchr(h, ':');
+    if (!colon)
+        return MX_EINVAL;
+    int n = adv && adv[0] ? snprintf(out, cap, "tcp://%s:%d", adv, port)
+                          : snprintf(out, cap, "tcp://%.*s:%d", (int)(colon - h), h, port);
+    return n < 0 || (size_t)n >= cap ? MX_ETOOBIG : 0;
+}
+
+static void section_cluster(struct mx_jsonw *w, void *ctx)
+{
+    struct mxnode_cluster *c = ctx;
+    struct mx_leases_stats ls;
+    struct mx_health_view hv;
+    mx_leases_stats(c->lm, &ls);
+    mx_health_view(&hv);
+    mx_jsonw_obj_open(w);
+    mx_jsonw_kuint(w, "leases_acquired", ls.acquired);
+    mx_jsonw_kuint(w, "leases_renewed", ls.renewed);
+    mx_jsonw_kuint(w, "leases_lost", ls.lost);
+    mx_jsonw_kuint(w, "self_fenced", ls.self_fenced);
+    mx_jsonw_kuint(w, "leases_released", ls.released);
+    mx_jsonw_kuint(w, "fenced_drops", ls.fenced_drops);
+    mx_jsonw_kuint(w, "singleton_buffered", ls.buffered);
+    mx_jsonw_kuint(w, "singleton_buffer_full", ls.buffer_full);
+    mx_jsonw_kuint(w, "singleton_buffer_expired", ls.buffer_expired);
+    mx_jsonw_kuint(w, "singleton_forwarded", ls.forwarded);
+    mx_jsonw_key(w, "mysql_health");
+    mx_jsonw_obj_open(w);
+    mx_jsonw_kstr(w, "state", hv.state == 1 ? "up" : hv.state == 0 ? "down" : "unknown");
+    mx_jsonw_kuint(w, "epoch", hv.seq);
+    mx_jsonw_kstr(w, "node", hv.node);
+    mx_jsonw_kint(w, "age_ms", hv.age_ms);
+    mx_jsonw_kuint(w, "probes", hv.probes);
+    mx_jsonw_kuint(w, "stale", hv.stale);
+    mx_jsonw_obj_close(w);
+    mx_jsonw_obj_close(w);
+}
+
+/* ---- lease-probe: a test-only singleton (MX_LEASE_TEST=1) ----
+ * Every 100 ms, while its lease is valid, it appends "<epoch> <node>" to
+ * the Redis list mx:{C}:lease-probe:log (trimmed to 10,000), so a test can
+ * check that no two nodes acted in the same epoch and that a deposed
+ * holder stopped acting. */
+
+struct probe_log {
+    mx_registry_t *reg;
+    char line[96];
+};
+
+static void probe_log_on_thread(void *arg)
+{
+    struct probe_log *p = arg;
+    char key[200];
+    mx_registry_key(p->reg, "lease-probe:log", key, sizeof key);
+    mx_redis_t *r = mx_registry_redis(p->reg);
+    mx_redis_command(r, NULL, NULL, "RPUSH %s %s", key, p->line);
+    mx_redis_command(r, NULL, NULL, "LTRIM %s -10000 -1", key);
+    free(p);
+}
+
+static int probe_init(mx_actor_t *self, void *arg, void **state)
+{
+    *state = arg;
+    uint64_t id;
+    return mx_timer_start(self, 0, 100, mx_msg_new(MX_T_sys_tick, 0), &id);
+}
+
+static int probe_receive(mx_actor_t *self, void *state, struct mx_msg *m)
+{
+    if (m->env.type != MX_T_sys_tick || !mx_singleton_valid())
+        return 0;
+    struct probe_log *p = malloc(sizeof *p);
+    if (!p)
+        return MX_ENOMEM;
+    p->reg = state;
+    snprintf(p->line, sizeof p->line, "%llu %s",
+             (unsigned long long)(mx_singleton_epoch() & MX_EPOCH_SEQ_MASK),
+             mx_system_node_name(mx_system_of(self)));
+    if (mx_registry_call(p->reg, probe_log_on_thread, p) != 0)
+        free(p);
+    return 0;
+}
+
+static const struct mx_behaviour probe_beh = {"lease-probe", probe_init, probe_receive, NULL};
 
 int mxnode_cluster_start(mx_system_t *sys, const struct mx_config *cfg, mx_remote_t *remote,
                          mx_admin_t *admin, mx_mysql_t *mysql, const char *http_addr,
                          uint16_t http_port, struct mxnode_cluster **out)
 {
     *out = NULL;
+    if (mx_config_int(cfg, "MX_REGISTRY") == 0) {
+        MX_INFO("cluster: registry off (MX_REGISTRY=0): running alone");
+        return 0;
+    }
+    const char *adv = mx_config_str(cfg, "MX_ADVERTISE_HOST");
+    char nng[128], adm[128], http[64];
+    if (advertise(mx_config_str(cfg, "MX_NNG_ADDR"), mx_remote_port(remote), adv, nng,
+                  sizeof nng) != 0 ||
+        advertise(mx_config_str(cfg, "MX_ADMIN_ADDR"), mx_admin_port(admin), adv, adm,
+                  sizeof adm) != 0) {
+        fprintf(stderr, "mxnode: MX_ADVERTISE_HOST: advertised address too long\n");
+        return MX_ECONFIG;
+    }
+    {
+        char host[256];
+        snprintf(host, sizeof host, "%s", http_addr);
+        char *colon = strrchr(host, ':');
+        if (colon)
+            *colon = '\0';
+        int hn = snprintf(http, sizeof http, "%.48s:%u", adv[0] ? adv : host, (unsigned)http_port);
+        if (hn < 0 || (size_t)hn >= sizeof http || strlen(adv[0] ? adv : host) > 48) {
+            fprintf(stderr, "mxnode: MX_ADVERTISE_HOST: host too long (48 bytes max)\n");
+            return MX_ECONFIG;
+        }
+    }
+    uint32_t refresh = (uint32_t)mx_config_int(cfg, "MX_MEMBER_REFRESH_MS");
+    uint32_t ttl = (uint32_t)mx_config_int(cfg, "MX_MEMBER_TTL_MS");
+    if (ttl <= refresh) {
+        fprintf(stderr, "mxnode: MX_MEMBER_TTL_MS (--member-ttl-ms): must exceed "
+                        "MX_MEMBER_REFRESH_MS\n");
+        return MX_ECONFIG;
+    }
+    struct mx_registry_opts ro = {
+        .redis_url = mx_config_str(cfg, "MX_REDIS_URL"),
+        .cluster = mx_config_str(cfg, "MX_CLUSTER"),
+        .nng_url = nng,
+        .http_addr = http,
+        .admin_url = adm,
+        .version = MX_VERSION_CLUSTER,
+        .refresh_ms = refresh,
+        .ttl_ms = ttl,
+        .remote = remote,
+    };
+    struct mxnode_cluster *c = calloc(1, sizeof *c);
+    if (!c)
+        abort();
+    int rc = mx_registry_new(sys, &ro, &c->reg);
+    if (rc != 0) {
+        fprintf(stderr, "mxnode: MX_REDIS_URL/MX_CLUSTER/MX_ADVERTISE_HOST: registry: %s\n",
+                mx_strerror(rc));
+        free(c);
+        return MX_ECONFIG;
+    }
+    struct mx_leases_opts lo = {
+        .ttl_ms = (uint32_t)mx_config_int(cfg, "MX_LEASE_TTL_MS"),
+        .margin_ms = (uint32_t)mx_config_int(cfg, "MX_LEASE_MARGIN_MS"),
+        .buffer_msgs = (uint32_t)mx_config_int(cfg, "MX_SINGLETON_BUFFER"),
+    };
+    if ((rc = mx_leases_new(c->reg, &lo, &c->lm)) != 0) {
+        fprintf(stderr, "mxnode: MX_LEASE_MARGIN_MS (--lease-margin-ms): must be under half "
+                        "of MX_LEASE_TTL_MS\n");
+        goto fail;
+    }
+    struct mx_health_opts ho = {.mysql = mysql,
+                                .probe_ms = (uint32_t)mx_config_int(cfg, "MX_HEALTH_PROBE_MS")};
+    if ((rc = mx_health_start(c->reg, c->lm, &ho)) != 0) {
+        MX_ERROR("cluster: cannot declare mysql-health: %s", mx_strerror(rc));
+        goto fail;
+    }
+    if (mx_config_int(cfg, "MX_LEASE_TEST") &&
+        (rc = mx_singleton(c->lm, "lease-probe", &probe_beh, c->reg, NULL)) != 0) {
+        MX_ERROR("cluster: cannot declare lease-probe: %s", mx_strerror(rc));
+        goto fail;
+    }
+    if ((rc = mx_registry_start(c->reg)) != 0) {
+        MX_ERROR("cluster: cannot start the registry thread: %s", mx_strerror(rc));
+        goto fail;
+    }
+    if ((rc = mx_leases_start(c->lm)) != 0) {
+        MX_ERROR("cluster: cannot start the leases: %s", mx_strerror(rc));
+        goto fail;
+    }
+    mx_admin_set_members(admin, mx_registry_members, c->reg);
+    mx_admin_set_leases(admin, mx_leases_list, c->lm);
+    mx_admin_add_section(admin, "cluster", section_cluster, c);
+    MX_INFO("cluster: joined as %s (nng %s, admin %s, http %s)", mx_system_node_name(sys), nng,
+            adm, http);
+    *out = c;
     return 0;
+fail:
+    mx_leases_free(c->lm);
+    mx_registry_stop(c->reg);
+    free(c);
+    return rc == MX_EINVAL ? MX_ECONFIG : rc;
 }
 
 void mxnode_cluster_leave(struct mxnode_cluster *c)
 {
+    if (!c)
+        return;
+    mx_leases_leave(c->lm, 1000); /* hand singletons over first */
+    mx_registry_set_state(c->reg, "draining");
 }
 
 void mxnode_cluster_free(struct mxnode_cluster *c)
 {
+    if (!c)
+        return;
+    mx_leases_free(c->lm);
+    mx_registry_stop(c->reg);
+    free(c);
 }

@@ -37,6 +37,15 @@ const struct mx_setting mx_node_settings[] = {
     {"MX_TRUSTED_PROXIES", "--trusted-proxies", "", MX_SET_CIDRS, 0, 0, "peers whose X-Forwarded-For is honoured"},
     /* cache tier settings (mxnode_svc.c): add below */
     /* cluster settings (mxnode_cluster.c): add below */
+    {"MX_REGISTRY", "--registry", "1", MX_SET_INT, 0, 1, "cluster membership and singleton leases in Redis: 1 on, 0 off"},
+    {"MX_MEMBER_REFRESH_MS", "--member-refresh-ms", "1000", MX_SET_INT, 50, 60000, "membership record refresh period"},
+    {"MX_MEMBER_TTL_MS", "--member-ttl-ms", "5000", MX_SET_INT, 100, 600000, "membership record TTL (a node silent this long is down)"},
+    {"MX_LEASE_TTL_MS", "--lease-ttl-ms", "2000", MX_SET_INT, 100, 600000, "singleton lease TTL; renewed every TTL/3"},
+    {"MX_LEASE_MARGIN_MS", "--lease-margin-ms", "0", MX_SET_INT, 0, 60000, "self-fence this long before the lease TTL ends; 0 = max(100, TTL/10)"},
+    {"MX_SINGLETON_BUFFER", "--singleton-buffer", "256", MX_SET_INT, 1, 65536, "messages per singleton waiting for a holder"},
+    {"MX_HEALTH_PROBE_MS", "--health-probe-ms", "1000", MX_SET_INT, 50, 60000, "mysql-health probe period"},
+    {"MX_LEASE_TEST", "--lease-test", "0", MX_SET_INT, 0, 1, "tests only: run the lease-probe singleton (logs its ticks in Redis)"},
+    {"MX_ADVERTISE_HOST", "--advertise-host", "", MX_SET_STR, 0, 255, "host peers use for this node's nng/admin addresses; empty = the listen host"},
 };
 
 const size_t mx_node_settings_count = sizeof(mx_node_settings) / sizeof(mx_node_settings[0]);
