@@ -1,6 +1,12 @@
 /* mxnode_svc.c - mxnode's expectation service: the fetcher (the only
- * caller of the Nexon Open API) and the cache shards, configured from the
- * node's settings. */
+ * caller of the Nexon Open API) and the cache shards with their tiers (L2
+ * Redis, L3 MySQL and the write spool it falls back to), configured from
+ * the node's settings. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
 #include "mx_err.h"
 #include "mx_fetch.h"
 #include "mx_log.h"
@@ -13,6 +19,8 @@ uint32_t mxnode_svc_budget_ms(const struct mx_config *cfg)
     mx_fetch_opts_default(&fo);
     return (uint32_t)mx_config_int(cfg, "MX_FETCH_TIMEOUT_MS") * fo.max_attempts + 3000;
 }
+
+static mx_spool_t *g_spool; /* closed by mxnode_svc_free, after the system stopped */
 
 int mxnode_svc_start(mx_system_t *sys, const struct mx_config *cfg,
                      const struct mx_cube_table *cube, mx_mysql_t *mysql)
@@ -37,7 +45,43 @@ int mxnode_svc_start(mx_system_t *sys, const struct mx_config *cfg,
     svo.l1_max_entries = (uint32_t)mx_config_int(cfg, "MX_L1_MAX_ENTRIES");
     svo.l1_max_bytes = (uint64_t)mx_config_int(cfg, "MX_L1_MAX_MB") << 20;
     svo.fetch_timeout_ms = mxnode_svc_budget_ms(cfg);
-    (void)mysql; /* the MySQL tier comes with the cache tiers */
+#define SEC(env) ((uint32_t)mx_config_int(cfg, env) * 1000u)
+    svo.ttl_doc_ms = SEC("MX_TTL_DOC_L1_S");
+    svo.ttl2_doc_ms = SEC("MX_TTL_DOC_L2_S");
+    svo.ttl_equipment_ms = SEC("MX_TTL_EQUIPMENT_L1_S");
+    svo.ttl2_equipment_ms = SEC("MX_TTL_EQUIPMENT_L2_S");
+    svo.ttl_ocid_ms = SEC("MX_TTL_OCID_L1_S");
+    svo.ttl2_ocid_ms = SEC("MX_TTL_OCID_L2_S");
+    svo.ttl_character_ms = SEC("MX_TTL_CHARACTER_L1_S");
+    svo.ttl2_character_ms = SEC("MX_TTL_CHARACTER_L2_S");
+    svo.ttl_negative_ms = svo.ttl2_negative_ms = SEC("MX_TTL_NEGATIVE_S");
+    svo.l3_fresh_ms = SEC("MX_L3_FRESH_S");
+#undef SEC
+    svo.latch_ttl_ms = (uint32_t)mx_config_int(cfg, "MX_CACHE_LATCH_TTL_MS");
+    svo.redis_timeout_ms = (uint32_t)mx_config_int(cfg, "MX_CACHE_REDIS_TIMEOUT_MS");
+    svo.cluster = mx_config_str(cfg, "MX_CLUSTER");
+    if (mx_config_int(cfg, "MX_CACHE_L2"))
+        svo.redis_url = mx_config_str(cfg, "MX_REDIS_URL");
+    svo.mysql = mysql;
+    if (mysql) {
+        char path[4200];
+        const char *p = mx_config_str(cfg, "MX_SPOOL_PATH");
+        if (!p[0]) {
+            if (mkdir("var", 0755) != 0 && errno != EEXIST) {
+                MX_ERROR("MX_SPOOL_PATH: cannot create ./var: %s", strerror(errno));
+                return MX_ECONFIG;
+            }
+            snprintf(path, sizeof path, "var/spool-%s.log", mx_config_str(cfg, "MX_NODE_NAME"));
+            p = path;
+        }
+        struct mx_spool_opts so = {.path = p,
+                                   .max_bytes = (uint64_t)mx_config_int(cfg, "MX_SPOOL_MAX_MB") << 20};
+        if ((rc = mx_spool_open(&so, &g_spool)) != 0) {
+            MX_ERROR("MX_SPOOL_PATH: cannot open the write spool %s: %s", p, mx_strerror(rc));
+            return MX_ECONFIG;
+        }
+        svo.spool = g_spool;
+    }
     if ((rc = mx_svc_start(sys, &svo)) != 0) {
         MX_ERROR("cannot start the cache shards: %s", mx_strerror(rc));
         return rc;
@@ -47,4 +91,7 @@ int mxnode_svc_start(mx_system_t *sys, const struct mx_config *cfg,
 
 void mxnode_svc_free(void)
 {
+    /* The MySQL pool is stopped after this (mxnode.c), and a write or replay
+     * job may still be using the spool until then: it is not closed here.
+     * Every append was fsync'd, so the process exit loses nothing. */
 }

@@ -22,6 +22,15 @@
 enum mx_store_kind {
     MX_STORE_REC_EQUIPMENT = 1, /* ocid, gzip blob, at_ms */
     MX_STORE_REC_CHARACTER = 2, /* user_ign, ocid, world, class, image, at_ms */
+    MX_STORE_REC_SUMMARY = 3,   /* ocid, user_ign, preset, 4 costs (decimal text), at_ms */
+};
+
+/* One row of equipment_expectation_summary (costs in meso). */
+struct mx_store_summary {
+    const char *ocid;
+    const char *user_ign;
+    int preset_no; /* 1-3 */
+    int64_t total_expected_cost, black_cube_cost, additional_cube_cost, starforce_cost;
 };
 
 struct mx_store_character {
@@ -48,6 +57,22 @@ int mx_store_get_equipment(struct mx_mysql_conn *c, const char *ocid, void **out
 int mx_store_put_character(struct mx_mysql_conn *c, const struct mx_store_character *ch,
                            uint64_t at_ms);
 
+/* mx_store_put_summary - upsert equipment_expectation_summary(ocid,
+ * preset_no) as of at_ms (calculated_at); an older at_ms changes nothing.
+ * Returns 0, MX_EINVAL or the mx_mysql errors. */
+int mx_store_put_summary(struct mx_mysql_conn *c, const struct mx_store_summary *sm,
+                         uint64_t at_ms);
+
+/* mx_store_del_equipment - delete character_equipment(ocid) (a stored value
+ * found unreadable). Returns 0 (also when there was none) or the mx_mysql
+ * errors. */
+int mx_store_del_equipment(struct mx_mysql_conn *c, const char *ocid);
+
+/* mx_store_get_ocid - the ocid stored in game_character for user_ign into
+ * out (cap bytes, NUL-terminated). MX_ENOTFOUND if none, MX_ETOOBIG if it
+ * does not fit. */
+int mx_store_get_ocid(struct mx_mysql_conn *c, const char *user_ign, char *out, size_t cap);
+
 /* ---- spool records ---- */
 
 /* mx_store_rec_equipment / _character - encode a write as a spool record
@@ -56,6 +81,9 @@ int mx_store_rec_equipment(const char *ocid, const void *gz, size_t len, uint64_
                            uint8_t **out, uint32_t *outlen);
 int mx_store_rec_character(const struct mx_store_character *ch, uint64_t at_ms, uint8_t **out,
                            uint32_t *outlen);
+/* mx_store_rec_summary - the same for a summary row. */
+int mx_store_rec_summary(const struct mx_store_summary *sm, uint64_t at_ms, uint8_t **out,
+                         uint32_t *outlen);
 
 /* mx_store_apply - perform one spooled write (kind, payload) on c. Returns
  * 0, MX_EDECODE for a malformed payload or unknown kind (such a record is

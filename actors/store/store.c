@@ -7,6 +7,8 @@
  */
 #include "mx_store.h"
 
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -133,6 +135,81 @@ int mx_store_put_character(struct mx_mysql_conn *c, const struct mx_store_charac
     return put_character(c, f, at_ms);
 }
 
+static int put_summary(struct mx_mysql_conn *c, struct slice ocid, struct slice ign, int64_t preset,
+                       const int64_t cost[4], uint64_t at_ms)
+{
+    if (!ocid.p || !ocid.len || !ign.p || !ign.len || preset < 1 || preset > 3 ||
+        at_ms > (uint64_t)INT64_MAX)
+        return MX_EINVAL;
+    struct mx_sql_val v[] = {sv_text(ocid),     sv_text(ign),      MX_SQL_I(preset),
+                             MX_SQL_I(cost[0]), MX_SQL_I(cost[1]), MX_SQL_I(cost[2]),
+                             MX_SQL_I(cost[3]), MX_SQL_I(at_ms)};
+    /* as put_equipment: a replayed older write never overwrites a newer one */
+    return mx_mysql_exec(
+        c,
+        "INSERT INTO equipment_expectation_summary (ocid, user_ign, preset_no,"
+        " total_expected_cost, black_cube_cost, additional_cube_cost, starforce_cost,"
+        " calculated_at) VALUES (?, ?, ?, ?, ?, ?, ?, FROM_UNIXTIME(? / 1000))"
+        " ON DUPLICATE KEY UPDATE"
+        " user_ign = IF(VALUES(calculated_at) >= calculated_at, VALUES(user_ign), user_ign),"
+        " total_expected_cost = IF(VALUES(calculated_at) >= calculated_at,"
+        "  VALUES(total_expected_cost), total_expected_cost),"
+        " black_cube_cost = IF(VALUES(calculated_at) >= calculated_at, VALUES(black_cube_cost),"
+        "  black_cube_cost),"
+        " additional_cube_cost = IF(VALUES(calculated_at) >= calculated_at,"
+        "  VALUES(additional_cube_cost), additional_cube_cost),"
+        " starforce_cost = IF(VALUES(calculated_at) >= calculated_at, VALUES(starforce_cost),"
+        "  starforce_cost),"
+        " calculated_at = GREATEST(calculated_at, VALUES(calculated_at))",
+        v, 8, NULL);
+}
+
+int mx_store_put_summary(struct mx_mysql_conn *c, const struct mx_store_summary *sm,
+                         uint64_t at_ms)
+{
+    int64_t cost[4] = {sm->total_expected_cost, sm->black_cube_cost, sm->additional_cube_cost,
+                       sm->starforce_cost};
+    return put_summary(c, sl(sm->ocid), sl(sm->user_ign), sm->preset_no, cost, at_ms);
+}
+
+int mx_store_del_equipment(struct mx_mysql_conn *c, const char *ocid)
+{
+    struct mx_sql_val v[] = {MX_SQL_S(ocid)};
+    return mx_mysql_exec(c, "DELETE FROM character_equipment WHERE ocid = ?", v, 1, NULL);
+}
+
+struct ocid_out {
+    char *buf;
+    size_t cap;
+    bool found, too_big;
+};
+
+static int ocid_row(void *ctx, const struct mx_sql_val *cols, size_t n)
+{
+    struct ocid_out *o = ctx;
+    if (n != 1 || cols[0].kind != MX_SQL_BLOB)
+        return 0;
+    if (cols[0].len >= o->cap) {
+        o->too_big = true;
+        return 0;
+    }
+    memcpy(o->buf, cols[0].p, cols[0].len);
+    o->buf[cols[0].len] = '\0';
+    o->found = true;
+    return 0;
+}
+
+int mx_store_get_ocid(struct mx_mysql_conn *c, const char *user_ign, char *out, size_t cap)
+{
+    struct ocid_out o = {out, cap, false, false};
+    struct mx_sql_val v[] = {MX_SQL_S(user_ign)};
+    int rc = mx_mysql_query(c, "SELECT ocid FROM game_character WHERE user_ign = ?", v, 1,
+                            ocid_row, &o, NULL);
+    if (rc != 0)
+        return rc;
+    return o.too_big ? MX_ETOOBIG : o.found ? 0 : MX_ENOTFOUND;
+}
+
 /* ---- record encoding ---- */
 
 static int encode(uint64_t at_ms, const struct slice *f, int n, uint8_t **out, uint32_t *outlen)
@@ -207,6 +284,39 @@ int mx_store_rec_character(const struct mx_store_character *ch, uint64_t at_ms, 
     return encode(at_ms, f, 5, out, outlen);
 }
 
+/* costs travel as decimal text so the record format needs no new field type */
+int mx_store_rec_summary(const struct mx_store_summary *sm, uint64_t at_ms, uint8_t **out,
+                         uint32_t *outlen)
+{
+    if (!sm || !sm->ocid || !*sm->ocid || !sm->user_ign || !*sm->user_ign || sm->preset_no < 1 ||
+        sm->preset_no > 3)
+        return MX_EINVAL;
+    char num[5][24];
+    int64_t v[5] = {sm->preset_no, sm->total_expected_cost, sm->black_cube_cost,
+                    sm->additional_cube_cost, sm->starforce_cost};
+    struct slice f[7] = {sl(sm->ocid), sl(sm->user_ign)};
+    for (int i = 0; i < 5; i++) {
+        snprintf(num[i], sizeof num[i], "%lld", (long long)v[i]);
+        f[2 + i] = sl(num[i]);
+    }
+    return encode(at_ms, f, 7, out, outlen);
+}
+
+static bool slice_int(struct slice s, int64_t *out)
+{
+    char buf[24];
+    if (!s.p || s.len == 0 || s.len >= sizeof buf)
+        return false;
+    memcpy(buf, s.p, s.len);
+    buf[s.len] = '\0';
+    char *end;
+    long long v = strtoll(buf, &end, 10);
+    if (*end)
+        return false;
+    *out = v;
+    return true;
+}
+
 int mx_store_apply(struct mx_mysql_conn *c, uint32_t kind, const void *data, uint32_t len)
 {
     struct slice f[MAX_FIELDS];
@@ -220,6 +330,15 @@ int mx_store_apply(struct mx_mysql_conn *c, uint32_t kind, const void *data, uin
         if (decode(data, len, &at, f, 5) != 0 || !f[0].p || !f[0].len || !f[1].p || !f[1].len)
             return MX_EDECODE;
         return put_character(c, f, at);
+    case MX_STORE_REC_SUMMARY: {
+        int64_t n[5];
+        if (decode(data, len, &at, f, 7) != 0 || !f[0].p || !f[1].p)
+            return MX_EDECODE;
+        for (int i = 0; i < 5; i++)
+            if (!slice_int(f[2 + i], &n[i]))
+                return MX_EDECODE;
+        return put_summary(c, f[0], f[1], n[0], n + 1, at);
+    }
     default:
         return MX_EDECODE;
     }

@@ -1,8 +1,10 @@
 /* mx_svc.h - the expectation service: cache shards that answer
  * "expectation document of IGN" and "character record of IGN" from their
- * L1 or load them through the fetcher (ocid, then item-equipment or basic)
- * and the calculator (offloaded: parse + build + gzip), with one load per
- * key at a time on a node (requests for a key being loaded wait for it).
+ * L1, from L2 Redis, or load them through L3 MySQL, the fetcher (ocid, then
+ * item-equipment or basic) and the calculator (offloaded: parse + build +
+ * gzip), with one load per key at a time in the cluster (a Redis latch and
+ * a pub/sub completion notice; per node while Redis is away).
+ * docs/expectation-service.md describes the tiers, keys and outages.
  *
  * Documents are immutable and refcounted (struct mx_http_doc) with their
  * gzip form and ETags, so the http-acceptor writes the same bytes to every
@@ -21,6 +23,8 @@
 
 #include "mx_actor.h"
 #include "mx_http.h"
+#include "mx_mysql.h"
+#include "mx_spool.h"
 
 struct mx_cube_table;
 
@@ -40,6 +44,20 @@ struct mx_svc_opts {
     uint32_t ttl_ocid_ms;        /* IGN -> ocid; default 30 min */
     uint32_t ttl_character_ms;   /* character record; default 15 min */
     uint32_t ttl_negative_ms;    /* unknown character; default 15 min */
+    /* L2 Redis (none when redis_url is NULL or "") */
+    const char *redis_url;       /* borrowed, outlives the service */
+    const char *cluster;         /* key prefix mx:<cluster>: and channel; default "mx" */
+    uint32_t redis_timeout_ms;   /* per command; default 1000 */
+    uint32_t ttl2_doc_ms;        /* default 60 min */
+    uint32_t ttl2_equipment_ms;  /* default 10 min */
+    uint32_t ttl2_ocid_ms;       /* default 60 min */
+    uint32_t ttl2_character_ms;  /* default 15 min */
+    uint32_t ttl2_negative_ms;   /* default 15 min */
+    uint32_t latch_ttl_ms;       /* single-flight latch; also the longest wait; default 10 s */
+    /* L3 MySQL (none when mysql is NULL) */
+    mx_mysql_t *mysql;           /* borrowed; stopped after the system */
+    mx_spool_t *spool;           /* borrowed; writes land here while MySQL is down; may be NULL */
+    uint32_t l3_fresh_ms;        /* stored equipment younger than this is used; default 15 min */
     uint32_t fetch_timeout_ms;   /* one fetcher request; default 20 s */
     uint32_t max_flights;        /* loads in progress per shard; default 1024 */
     uint32_t max_waiters;        /* requests waiting on one load; default 4096 */
@@ -60,6 +78,12 @@ struct mx_svc_stats {
     uint64_t requests, l1_hits, l1_misses, l1_stale_served, coalesced;
     uint64_t loads, load_errors, not_found, negative_hits, evictions, refused;
     uint64_t entries, bytes, calc_ms_total, calcs;
+    uint64_t l2_hits, l2_misses, l2_corrupt;  /* L2 values served / absent / damaged+evicted */
+    uint64_t redis_errors, redis_fallbacks;   /* failed commands / loads without the latch */
+    uint64_t latch_acquired, latch_waits, latch_notices, latch_timeouts;
+    uint64_t invalidations_sent, invalidations_applied;
+    uint64_t l3_hits, l3_stale, l3_misses, l3_corrupt, l3_errors;
+    uint64_t l3_writes, l3_write_errors, l3_spooled, l3_refused, replays, replays_ok;
 };
 void mx_svc_stats(struct mx_svc_stats *out);
 

@@ -1,5 +1,6 @@
 /* svc_doc.c - the offloaded calculator: parse the equipment JSON and build
- * the expectation document (plain, and gzip for the cached copy) on a worker
+ * the expectation document (plain, and gzip for the cached copy, framed for
+ * L2; the equipment framed for L2/L3 when it was just fetched) on a worker
  * thread with that thread's own parser and memoising calculator
  * context (created on first use, freed at thread exit). */
 #include <pthread.h>
@@ -129,6 +130,16 @@ struct mx_msg *mx__calc_run(void *arg)
     j->status = build(t, j, false, when, &j->fresh, false);
     if (j->status == 0)
         j->status = build(t, j, true, when, &j->cached, true);
+    if (j->status == 0 && j->cached->gzip)
+        j->doc_frame = mx__frame_from_gzip(j->cached->plain->data, j->cached->plain->len,
+                                           j->cached->gzip->data, j->cached->gzip->len);
+    if (j->status == 0) {
+        j->nsums = mx__doc_summaries((const char *)j->fresh->plain->data, j->fresh->plain->len,
+                                     j->sums, 3);
+        /* equipment just fetched: one gzip serves L2 (framed) and L3 */
+        if (j->equip_fresh && mx__frame_encode(j->equip->data, j->equip->len, 6, &j->equip_frame))
+            j->equip_frame = NULL;
+    }
     if (j->status && !j->err[0])
         snprintf(j->err, sizeof j->err, "document: %s", mx_strerror(j->status));
 out:
@@ -152,5 +163,7 @@ void mx__calc_job_free(void *arg)
         mx_http_doc_unref(j->fresh);
     if (j->cached)
         mx_http_doc_unref(j->cached);
+    mx_blob_unref(j->doc_frame);
+    mx_blob_unref(j->equip_frame);
     free(j);
 }

@@ -1,0 +1,63 @@
+/* bench_singleflight.c - cluster single-flight under a cold stampede: two
+ * mxnode processes, real Redis, MariaDB and mxstub (upstream latency
+ * argv[1] ms, default 200); N (argv[2], default 1000) concurrent requests
+ * for one uncached character, split across the nodes. Prints JSON lines:
+ * upstream calls, p50/p99/max latency, errors. Run by bench/singleflight.sh. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache_harness.h"
+
+static int cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+    int latency = argc > 1 ? atoi(argv[1]) : 200;
+    int n = argc > 2 ? atoi(argv[2]) : 1000;
+    if (latency < 0 || n < 1 || n > 10000)
+        return 2;
+    static struct stack s;
+    if (stack_start(&s, 0, 0) != 0) {
+        fprintf(stderr, "bench_singleflight: cannot start the stack\n");
+        return 1;
+    }
+    char cfg[64];
+    snprintf(cfg, sizeof cfg, "/__stub/config?latency_ms=%d", latency);
+    stub_post(&s.stub, "/__stub/reset");
+    stub_post(&s.stub, cfg);
+    struct mreq *r = calloc((size_t)n, sizeof *r);
+    double *ms = calloc((size_t)n, sizeof *ms);
+    for (int i = 0; i < n; i++) {
+        r[i].port = s.node[i % 2].http_port;
+        snprintf(r[i].path, sizeof r[i].path, "/api/v4/characters/stampede/expectation");
+    }
+    mreq_run(r, n, 60000);
+    int errors = 0;
+    for (int i = 0; i < n; i++) {
+        errors += r[i].status != 200;
+        ms[i] = r[i].ms;
+    }
+    qsort(ms, (size_t)n, sizeof *ms, cmp);
+    long long calls = stub_stat(&s.stub, "total");
+    long long eq = stub_stat(&s.stub, "/maplestory/v1/character/item-equipment");
+    printf("{\"bench\": \"singleflight_upstream_calls\", \"value\": %lld, \"unit\": \"calls\"}\n", calls);
+    printf("{\"bench\": \"singleflight_equipment_calls\", \"value\": %lld, \"unit\": \"calls\"}\n", eq);
+    printf("{\"bench\": \"singleflight_upstream_latency\", \"value\": %d, \"unit\": \"ms\"}\n", latency);
+    printf("{\"bench\": \"singleflight_p50\", \"value\": %.1f, \"unit\": \"ms\"}\n", ms[n / 2]);
+    printf("{\"bench\": \"singleflight_p99\", \"value\": %.1f, \"unit\": \"ms\"}\n",
+           ms[(size_t)(n * 0.99) < (size_t)n ? (size_t)(n * 0.99) : (size_t)n - 1]);
+    printf("{\"bench\": \"singleflight_max\", \"value\": %.1f, \"unit\": \"ms\"}\n", ms[n - 1]);
+    printf("{\"bench\": \"singleflight_errors\", \"value\": %d, \"unit\": \"requests\"}\n", errors);
+    fflush(stdout);
+    mreq_free(r, n);
+    free(r);
+    free(ms);
+    stack_stop(&s);
+    return 0;
+}

@@ -1,0 +1,176 @@
+/* cache_outage_test.c - Redis and MariaDB going away under load (issue 5,
+ * tests 3 and 4): two real mxnode processes keep answering from the other
+ * tiers, reconnect to Redis within 2 s of its return, and the MySQL writes
+ * made during the outage are all in MySQL afterwards (spooled, replayed). */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cache_harness.h"
+
+static struct stack S;
+
+static double ms_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
+}
+
+/* background load: cached requests on both nodes */
+struct load {
+    const char *ign;
+    atomic_bool stop;
+    atomic_int ok, failed;
+};
+
+static void *load_run(void *arg)
+{
+    struct load *l = arg;
+    while (!atomic_load(&l->stop)) {
+        struct mreq r[8];
+        for (int i = 0; i < 8; i++) {
+            r[i] = (struct mreq){.port = S.node[i % 2].http_port};
+            snprintf(r[i].path, sizeof r[i].path, "/api/v4/characters/%s/expectation", l->ign);
+        }
+        mreq_run(r, 8, 10000);
+        for (int i = 0; i < 8; i++) {
+            if (r[i].status == 200)
+                atomic_fetch_add(&l->ok, 1);
+            else
+                atomic_fetch_add(&l->failed, 1);
+        }
+        mreq_free(r, 8);
+        usleep(20000);
+    }
+    return NULL;
+}
+
+static void cold(int node, const char *fmt, int k)
+{
+    char path[160];
+    snprintf(path, sizeof path, fmt, k);
+    char *b = NULL;
+    int st = get(S.node[node].http_port, NULL, path, &b);
+    if (st != 200)
+        fail_msg("%s on node %d: %d %.200s", path, node, st, b ? b : "");
+    free(b);
+}
+
+/* 3. Redis stopped under load, then restarted. */
+static void redis_outage(void **st)
+{
+    (void)st;
+    static struct load l = {.ign = "warm3"};
+    cold(0, "/api/v4/characters/warm%d/expectation", 3);
+    cold(1, "/api/v4/characters/warm%d/expectation", 3);
+    pthread_t t;
+    pthread_create(&t, NULL, load_run, &l);
+    usleep(300000);
+    redisd_kill(&S.redis);
+    /* new characters load from upstream (per node), cached ones from L1 */
+    for (int k = 0; k < 6; k++)
+        cold(k % 2, "/api/v4/characters/redisdown%d/expectation", k);
+    usleep(1000000);
+    assert_int_equal(redisd_restart(&S.redis), 0);
+    double t0 = ms_now(), up = -1;
+    for (int k = 0; k < 60 && up < 0; k++) {
+        cold(0, "/api/v4/characters/back%d/expectation", k);
+        char key[96];
+        snprintf(key, sizeof key, "mx:mx:{exp:back%d}:d:0:111", k);
+        if (redis_strlen(&S.redis, key) > 100)
+            up = ms_now() - t0;
+        else
+            usleep(100000);
+    }
+    atomic_store(&l.stop, true);
+    pthread_join(t, NULL);
+    print_message("redis back: L2 written %.0f ms after restart; load ok %d failed %d\n", up,
+                  atomic_load(&l.ok), atomic_load(&l.failed));
+    assert_true(up >= 0 && up < 2000);
+    assert_int_equal(atomic_load(&l.failed), 0);
+    assert_true(atomic_load(&l.ok) > 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(kill(S.node[i].pid, 0), 0); /* no crash */
+}
+
+static long long count(const char *sql)
+{
+    return mysqld_root_int(&S.mysql, sql);
+}
+
+/* 4. MariaDB stopped under load, then restarted: the writes made while it
+ * was down are in MySQL afterwards. */
+static void mysql_outage(void **st)
+{
+    (void)st;
+    static struct load l = {.ign = "warm4"};
+    cold(0, "/api/v4/characters/warm%d/expectation", 4);
+    cold(1, "/api/v4/characters/warm%d/expectation", 4);
+    pthread_t t;
+    pthread_create(&t, NULL, load_run, &l);
+    usleep(300000);
+    assert_int_equal(mysqld_kill(&S.mysql), 0);
+    enum { K = 6 };
+    for (int k = 0; k < K; k++)
+        cold(k % 2, "/api/v4/characters/spool4x%d/expectation", k);
+    usleep(1500000);
+    assert_int_equal(mysqld_restart(&S.mysql), 0);
+    /* every write made meanwhile lands: K characters, K equipment rows, and
+     * one summary per preset (the synthetic characters have 3) */
+    double t0 = ms_now();
+    long long ch = -1, eq = -1, sm = -1;
+    while (ms_now() - t0 < 15000) {
+        ch = count("SELECT COUNT(*) FROM mx.game_character WHERE user_ign LIKE 'spool4x%'");
+        eq = count("SELECT COUNT(*) FROM mx.character_equipment e JOIN mx.game_character g"
+                   " ON g.ocid = e.ocid WHERE g.user_ign LIKE 'spool4x%'");
+        sm = count("SELECT COUNT(*) FROM mx.equipment_expectation_summary"
+                   " WHERE user_ign LIKE 'spool4x%'");
+        if (ch == K && eq == K && sm == 3 * K)
+            break;
+        usleep(200000);
+    }
+    atomic_store(&l.stop, true);
+    pthread_join(t, NULL);
+    print_message("mysql back after %.0f ms: characters %lld equipment %lld summaries %lld;"
+                  " load ok %d failed %d\n",
+                  ms_now() - t0, ch, eq, sm, atomic_load(&l.ok), atomic_load(&l.failed));
+    assert_int_equal(ch, K);
+    assert_int_equal(eq, K);
+    assert_int_equal(sm, 3 * K);
+    assert_int_equal(atomic_load(&l.failed), 0);
+}
+
+static int setup(void **st)
+{
+    (void)st;
+    return stack_start(&S, 0, 0);
+}
+
+static int teardown(void **st)
+{
+    (void)st;
+    stack_stop(&S);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(redis_outage),
+        cmocka_unit_test(mysql_outage),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
