@@ -323,6 +323,28 @@ static int h_metrics(mx_http_req_t *r, void *st)
     SV("negative_hit", ss.negative_hits);
     SV("eviction", ss.evictions);
     SV("refused", ss.refused);
+    SV("l2_hit", ss.l2_hits);
+    SV("l2_miss", ss.l2_misses);
+    SV("l2_corrupt", ss.l2_corrupt);
+    SV("redis_error", ss.redis_errors);
+    SV("redis_fallback", ss.redis_fallbacks);
+    SV("latch_acquired", ss.latch_acquired);
+    SV("latch_wait", ss.latch_waits);
+    SV("latch_notice", ss.latch_notices);
+    SV("latch_timeout", ss.latch_timeouts);
+    SV("invalidation_sent", ss.invalidations_sent);
+    SV("invalidation_applied", ss.invalidations_applied);
+    SV("l3_hit", ss.l3_hits);
+    SV("l3_stale", ss.l3_stale);
+    SV("l3_miss", ss.l3_misses);
+    SV("l3_corrupt", ss.l3_corrupt);
+    SV("l3_error", ss.l3_errors);
+    SV("l3_write", ss.l3_writes);
+    SV("l3_write_error", ss.l3_write_errors);
+    SV("l3_spooled", ss.l3_spooled);
+    SV("l3_refused", ss.l3_refused);
+    SV("spool_replay", ss.replays);
+    SV("spool_replay_ok", ss.replays_ok);
 #undef SV
     pf(&p, "# TYPE mx_cache_l1_entries gauge\nmx_cache_l1_entries{node=\"%s\"} %llu\n", node,
        (unsigned long long)ss.entries);
