@@ -1125,6 +1125,28 @@ int mx_send_named_on(mx_actor_t *self, uint64_t node, const char *name, struct m
     return rc;
 }
 
+int mx_forward_named_on(mx_actor_t *self, uint64_t node, const char *name, struct mx_msg *m)
+{
+    if (m->env.from.actor == 0)
+        return mx_send_named_on(self, node, name, m);
+    mx_system_t *sys = t_sched->sys;
+    if (!valid_name(name))
+        return MX_EINVAL;
+    if (node == 0 || node == sys->node_id) {
+        struct mx_addr to;
+        if (mx_whereis(sys, name, &to) != 0) {
+            count_dl(sys, MX_DL_NO_ACTOR);
+            return MX_ENOACTOR;
+        }
+        return send_to(sys, to, m); /* the envelope is kept as it is */
+    }
+    m->env.flags |= MX_ENVF_NAMED;
+    int rc = send_remote(sys, (struct mx_addr){node, 0}, name, m);
+    if (rc != 0)
+        m->env.flags &= ~(uint32_t)MX_ENVF_NAMED;
+    return rc;
+}
+
 void mx_system_set_remote(mx_system_t *sys, const struct mx_remote_ops *ops, void *ctx)
 {
     atomic_store_explicit(&sys->remote_ctx, ctx, memory_order_relaxed);

@@ -240,6 +240,14 @@ int mx_system_deliver(mx_system_t *sys, struct mx_msg *m, const char *name, size
  * the local id: this node). Same ownership and errors as mx_send. Handlers. */
 int mx_send_named_on(mx_actor_t *self, uint64_t node, const char *name, struct mx_msg *m);
 
+/* mx_forward_named_on - pass m on to the actor registered as name on node
+ * (0 or this node: locally) keeping its envelope: sender, correlation id,
+ * request flag, trace and epoch stay those of whoever sent m first, so a
+ * reply goes to them, not to the forwarder (routers, buffers). A message
+ * with no sender (from.actor 0) is sent as mx_send_named_on would. Same
+ * ownership and errors as mx_send_named_on. Owner thread of self. */
+int mx_forward_named_on(mx_actor_t *self, uint64_t node, const char *name, struct mx_msg *m);
+
 /* mx_request_named_on - mx_request to the actor registered as name on node.
  * Owner thread. */
 int mx_request_named_on(mx_actor_t *self, uint64_t node, const char *name, struct mx_msg *m,

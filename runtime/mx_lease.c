@@ -314,7 +314,8 @@ static int router_receive(mx_actor_t *self, void *state, struct mx_msg *m)
     if (m->env.type != MX_T_cl_forward || !m->ptr || m->ptr_free != fwd_free)
         return 0; /* a peer's frame of this type: no payload, ignored */
     struct fwd *f = m->ptr;
-    if (mx_send_named_on(self, f->node, f->name, f->inner) == 0) {
+    /* keep the original sender: replies go to it, not to the router */
+    if (mx_forward_named_on(self, f->node, f->name, f->inner) == 0) {
         f->inner = NULL;
         bump(&lm->st.forwarded);
     }

@@ -146,6 +146,55 @@ static void test_send_and_request(void **unused)
     node_stop(&b);
 }
 
+/* fwd: passes every message it gets on to "echo" on the node in its
+ * state, keeping the envelope (mx_forward_named_on). */
+static int fwd_recv(mx_actor_t *self, void *state, struct mx_msg *m)
+{
+    uint64_t node = *(uint64_t *)state;
+    struct mx_msg *copy = mx_msg_share(m); /* the handler only borrows m */
+    if (mx_forward_named_on(self, node, "echo", copy) != 0)
+        mx_msg_free(copy);
+    return 0;
+}
+
+static int fwd_init(mx_actor_t *self, void *arg, void **state)
+{
+    *state = arg;
+    return 0;
+}
+
+static const struct mx_behaviour fwd_beh = {"fwd", fwd_init, fwd_recv, NULL};
+
+/* A request forwarded by a middle actor (a router) is answered to the
+ * original requester, across nodes and locally. */
+static void test_forward_keeps_sender(void **unused)
+{
+    struct node a, b;
+    node_start(&a, "a");
+    node_start(&b, "b");
+    connect_pair(&a, &b);
+    static uint64_t to_b, to_a;
+    to_b = mx_system_node_id(b.sys);
+    to_a = 0; /* this node */
+    struct mx_spawn_opts so = MX_SPAWN_OPTS_DEFAULT;
+    so.name = "fwd-remote";
+    assert_int_equal(mx_spawn(a.sys, &fwd_beh, &to_b, &so, NULL), 0);
+    so.name = "fwd-local";
+    assert_int_equal(mx_spawn(a.sys, &fwd_beh, &to_a, &so, NULL), 0);
+
+    struct cl_cmd c = {.op = CL_REQ_NAMED, .node = 0, .n = 7, .timeout_ms = 3000};
+    strcpy(c.name, "fwd-remote");
+    assert_int_equal(request_echo(&a, &c), 0);
+    assert_int_equal(atomic_load(&a.drv_st.last_n), 8); /* b's echo answered the driver */
+    c = (struct cl_cmd){.op = CL_REQ_NAMED, .node = 0, .n = 20, .timeout_ms = 3000};
+    strcpy(c.name, "fwd-local");
+    assert_int_equal(request_echo(&a, &c), 0);
+    assert_int_equal(atomic_load(&a.drv_st.last_n), 21);
+    assert_int_equal(atomic_load(&a.drv_st.timeouts), 0);
+    node_stop(&a);
+    node_stop(&b);
+}
+
 static void test_epoch_fence(void **unused)
 {
     struct node a, b;
@@ -421,7 +470,8 @@ static void test_peek(void **unused)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_send_and_request), cmocka_unit_test(test_epoch_fence),
+        cmocka_unit_test(test_send_and_request), cmocka_unit_test(test_forward_keeps_sender),
+        cmocka_unit_test(test_epoch_fence),
         cmocka_unit_test(test_hostile_frames),   cmocka_unit_test(test_dead_peer),
         cmocka_unit_test(test_request_timeout),  cmocka_unit_test(test_peek),
     };
