@@ -20,6 +20,8 @@ int main(int argc, char **argv)
 {
     int latency = argc > 1 ? atoi(argv[1]) : 200;
     int n = argc > 2 ? atoi(argv[2]) : 1000;
+    /* argv[3] "gzip": clients accept gzip, as browsers and most API clients do */
+    bool gzip = argc > 3 && strcmp(argv[3], "gzip") == 0;
     if (latency < 0 || n < 1 || n > 10000)
         return 2;
     static struct stack s;
@@ -35,6 +37,7 @@ int main(int argc, char **argv)
     double *ms = calloc((size_t)n, sizeof *ms);
     for (int i = 0; i < n; i++) {
         r[i].port = s.node[i % 2].http_port;
+        r[i].gzip = gzip;
         snprintf(r[i].path, sizeof r[i].path, "/api/v4/characters/stampede/expectation");
     }
     mreq_run(r, n, 60000);

@@ -111,8 +111,9 @@ int mreq_run(struct mreq *r, int n, int timeout_ms)
         c[i].out = NULL;
         c[i].t0 = t0;
         if (asprintf(&c[i].out, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                                "Content-Length: 0\r\n\r\n",
-                     r[i].method ? r[i].method : "GET", r[i].path) < 0)
+                                "%sContent-Length: 0\r\n\r\n",
+                     r[i].method ? r[i].method : "GET", r[i].path,
+                     r[i].gzip ? "Accept-Encoding: gzip\r\n" : "") < 0)
             abort();
         c[i].outlen = strlen(c[i].out);
         if (c[i].fd < 0)

@@ -38,6 +38,7 @@ struct mreq {
     int status;   /* 0 = no complete response */
     char *body;   /* malloc'd */
     double ms;    /* time to the complete response */
+    bool gzip;    /* send Accept-Encoding: gzip (the body is then the gzip bytes) */
 };
 
 /* mreq_run - all n requests at once (Connection: close each), until all
