@@ -334,6 +334,7 @@ static int h_metrics(mx_http_req_t *r, void *st)
     SV("latch_timeout", ss.latch_timeouts);
     SV("invalidation_sent", ss.invalidations_sent);
     SV("invalidation_applied", ss.invalidations_applied);
+    SV("invalidation_ack_timeout", ss.invalidation_ack_timeouts);
     SV("l3_hit", ss.l3_hits);
     SV("l3_stale", ss.l3_stale);
     SV("l3_miss", ss.l3_misses);

@@ -82,6 +82,7 @@ struct mx_svc_stats {
     uint64_t redis_errors, redis_fallbacks;   /* failed commands / loads without the latch */
     uint64_t latch_acquired, latch_waits, latch_notices, latch_timeouts;
     uint64_t invalidations_sent, invalidations_applied;
+    uint64_t invalidation_ack_timeouts; /* recalculations answered before every node acked */
     uint64_t l3_hits, l3_stale, l3_misses, l3_corrupt, l3_errors;
     uint64_t l3_writes, l3_write_errors, l3_spooled, l3_refused, replays, replays_ok;
 };

@@ -37,6 +37,7 @@
 #define RKEY_MAX 320
 #define IGN_MAX 90
 #define TICK_MS 100
+#define INVAL_ACK_MS 300 /* longest a recalculation waits for the nodes' acks */
 #define MAX_L3_INFLIGHT 256 /* MySQL jobs per shard: well under the mailbox */
 
 enum kind { K_DOC, K_CHAR, K_OCID, K_NEG, K_EQUIP };
@@ -52,6 +53,7 @@ enum stage {
     ST_BASIC,   /* fetch basic */
     ST_CALC,    /* offloaded calculation */
     ST_PUBLISH, /* recalculated: answering once the invalidation is published */
+    ST_ACK,     /* recalculated: answering once every subscriber applied it (bounded) */
 };
 enum eq_src { SRC_NONE, SRC_CACHE, SRC_L3, SRC_UPSTREAM };
 
@@ -60,7 +62,7 @@ static struct {
     _Atomic uint64_t requests, l1_hits, l1_misses, stale, coalesced, loads, load_errors,
         not_found, neg_hits, evictions, refused, entries, bytes, calc_ms, calcs;
     _Atomic uint64_t l2_hits, l2_misses, l2_corrupt, redis_errors, redis_fallbacks, latch_acquired,
-        latch_waits, latch_notices, latch_timeouts, inval_sent, inval_applied, l3_hits, l3_stale,
+        latch_waits, latch_notices, latch_timeouts, inval_sent, inval_applied, inval_ack_timeouts, l3_hits, l3_stale,
         l3_misses, l3_corrupt, l3_errors, l3_writes, l3_write_errors, l3_spooled, l3_refused,
         replays, replayed_ok;
 } g;
@@ -108,7 +110,10 @@ struct flight {
     bool upstream_failed;        /* serving from stored data only */
     bool serve_stale;            /* the document is built from stale equipment */
     struct mx_blob *stale_eq;    /* L3 equipment older than fresh: upstream fallback */
-    struct mx_http_doc *result;  /* ST_PUBLISH: the answer, one reference */
+    struct mx_http_doc *result;  /* ST_PUBLISH/ST_ACK: the answer, one reference */
+    char ack_nonce[48];          /* recalculation: the id acks of the invalidation carry */
+    long long acks, acks_needed; /* acks seen; subscribers PUBLISH reached (-1: unknown) */
+    int64_t ack_until;           /* ST_ACK deadline (mx_now_ms) */
     struct waiter *w;
     uint32_t nw, capw;
 };
@@ -416,8 +421,8 @@ static const char done_lua[] =
     "if ARGV[4] ~= '' and redis.call('GET', KEYS[2]) == ARGV[4] then\n"
     "  redis.call('DEL', KEYS[2]) end\n"
     "redis.call('PUBLISH', ARGV[5], ARGV[6])\n"
-    "if ARGV[8] ~= '' then redis.call('PUBLISH', ARGV[5], ARGV[8]) end\n"
-    "return 1\n";
+    "if ARGV[8] ~= '' then return redis.call('PUBLISH', ARGV[5], ARGV[8]) end\n"
+    "return 0\n";
 
 static void redis_cb_count(mx_redis_t *r, int status, const redisReply *rep, void *arg)
 {
@@ -1245,7 +1250,15 @@ static bool store_results(struct shard *s, struct flight *f, struct mx__calc_job
     char inval[RKEY_MAX];
     if (f->q.force) {
         /* every node drops its L1 copies; this one keeps what it just made */
-        snprintf(inval, sizeof inval, "I %016" PRIx64 " %s %s", s->node_id, f->ign, f->ocid);
+        /* every subscriber acks it ("A <nonce>") once applied: the answer
+         * waits for them (bounded), so the next read anywhere sees the new
+         * document */
+        snprintf(f->ack_nonce, sizeof f->ack_nonce, "%016" PRIx64 ":%d:%" PRIu64, s->node_id,
+                 s->index, f->id);
+        f->acks = 0;
+        f->acks_needed = -1;
+        snprintf(inval, sizeof inval, "I %016" PRIx64 " %s %s %s", s->node_id, f->ign,
+                 f->ocid[0] ? f->ocid : "-", f->ack_nonce);
         l1_drop_character(s, f->ign, NULL, f->key, f->klen);
         INC(inval_sent);
     }
@@ -1288,13 +1301,19 @@ static bool store_results(struct shard *s, struct flight *f, struct mx__calc_job
 static void published_cb(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
 {
     (void)rd;
-    (void)rep;
     struct shard *s = ((struct rop *)arg)->s;
     struct flight *f = rop_flight(arg, status);
     if (status != 0 && status != MX_ESTOPPED)
         INC(redis_errors);
-    if (f && f->result)
-        finish_doc(s->self, s, f, f->result, false);
+    if (!f || !f->result)
+        return;
+    if (status == 0 && rep && rep->type == REDIS_REPLY_INTEGER && rep->integer > f->acks) {
+        f->acks_needed = rep->integer;
+        f->stage = ST_ACK;
+        f->ack_until = mx_now_ms() + INVAL_ACK_MS;
+        return; /* on_notice (the last ack) or on_tick (the deadline) answers */
+    }
+    finish_doc(s->self, s, f, f->result, false);
 }
 
 static void on_calc_done(mx_actor_t *self, struct shard *s, struct flight *f, struct mx_msg *m)
@@ -1445,16 +1464,37 @@ static void on_notice(mx_redis_t *rd, const char *channel, const char *data, siz
         return;
     }
     if (buf[0] == 'I' && buf[1] == ' ') {
-        char node[24], ign[IGN_MAX + 2], ocid[70];
-        ocid[0] = '\0';
-        if (sscanf(buf + 2, "%20s %91s %65s", node, ign, ocid) < 2 || strlen(ign) > IGN_MAX)
+        char node[24], ign[IGN_MAX + 2], ocid[70], nonce[48];
+        ocid[0] = nonce[0] = '\0';
+        if (sscanf(buf + 2, "%20s %91s %65s %47s", node, ign, ocid, nonce) < 2 ||
+            strlen(ign) > IGN_MAX)
             return;
-        if (strtoull(node, NULL, 16) == s->node_id)
-            return; /* this node dropped its copies when it stored the new ones */
-        if (mx_svc_shard(ign, strlen(ign), (uint32_t)s->nshards) != (uint32_t)s->index)
-            return;
-        INC(inval_applied);
-        l1_drop_character(s, ign, ocid, NULL, 0);
+        /* this node dropped its copies when it stored the new ones; on the
+         * others the shard that owns the character drops them */
+        if (strtoull(node, NULL, 16) != s->node_id &&
+            mx_svc_shard(ign, strlen(ign), (uint32_t)s->nshards) == (uint32_t)s->index) {
+            INC(inval_applied);
+            l1_drop_character(s, ign, strcmp(ocid, "-") ? ocid : "", NULL, 0);
+        }
+        /* every subscriber acks, applied or not: the publisher counts them
+         * against the receivers PUBLISH reported */
+        if (nonce[0] && s->rc && mx_redis_connected(s->rc)) {
+            char ack[64];
+            snprintf(ack, sizeof ack, "A %s", nonce);
+            if (mx_redis_command(s->rc, redis_cb_count, NULL, "PUBLISH %s %s", s->channel, ack) != 0)
+                INC(redis_errors);
+        }
+        return;
+    }
+    if (buf[0] == 'A' && buf[1] == ' ') {
+        for (struct flight *f = s->flights, *next; f; f = next) {
+            next = f->next;
+            if (!f->ack_nonce[0] || strcmp(f->ack_nonce, buf + 2) != 0)
+                continue;
+            f->acks++;
+            if (f->stage == ST_ACK && f->acks >= f->acks_needed && f->result)
+                finish_doc(s->self, s, f, f->result, false);
+        }
     }
 }
 
@@ -1465,6 +1505,11 @@ static void on_tick(mx_actor_t *self, struct shard *s)
     int64_t now = mx_now_ms();
     for (struct flight *f = s->flights, *next; f; f = next) {
         next = f->next;
+        if (f->stage == ST_ACK && now >= f->ack_until && f->result) {
+            INC(inval_ack_timeouts); /* a node did not ack in time: answer anyway */
+            finish_doc(self, s, f, f->result, false);
+            continue;
+        }
         if (f->stage == ST_WAIT && now >= f->wait_until) {
             f->waited = true;
             l2_acquire(self, s, f); /* may end f */
@@ -1676,6 +1721,7 @@ void mx_svc_stats(struct mx_svc_stats *o)
         .latch_acquired = LD(latch_acquired), .latch_waits = LD(latch_waits),
         .latch_notices = LD(latch_notices), .latch_timeouts = LD(latch_timeouts),
         .invalidations_sent = LD(inval_sent), .invalidations_applied = LD(inval_applied),
+        .invalidation_ack_timeouts = LD(inval_ack_timeouts),
         .l3_hits = LD(l3_hits), .l3_stale = LD(l3_stale), .l3_misses = LD(l3_misses),
         .l3_corrupt = LD(l3_corrupt), .l3_errors = LD(l3_errors), .l3_writes = LD(l3_writes),
         .l3_write_errors = LD(l3_write_errors), .l3_spooled = LD(l3_spooled),
