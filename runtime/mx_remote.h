@@ -3,11 +3,13 @@
  * Each node listens on one nng pull socket (MX_NNG_ADDR) and dials every
  * peer with its own push socket. A frame is exactly the in-process message:
  * the 96-byte envelope header, the optional receiver name and the msgpack
- * body (docs/wire-format.md). Sends never block: each peer has a bounded
- * send queue (NNG_OPT_SENDBUF) and a full queue or a disconnected peer turns
- * the send into an error the runtime counts as a dead letter. Every inbound
- * frame is validated (header, type, body against its schema, receiver)
- * before use; bad frames are dropped and counted by reason. See
+ * body (docs/wire-format.md); frames to one peer travel packed in batch
+ * messages whose size follows the backlog (one frame when the link is idle).
+ * Sends never block: each peer has a bounded send queue (frames and bytes)
+ * and a full queue or a disconnected peer turns the send into an error the
+ * runtime counts as a dead letter. Every inbound batch and frame is
+ * validated (batch structure, header, type, body against its schema,
+ * receiver) before use; bad ones are dropped and counted by reason. See
  * docs/cluster.md.
  */
 #ifndef MX_REMOTE_H
@@ -22,7 +24,9 @@ typedef struct mx_remote mx_remote_t;
 
 struct mx_remote_opts {
     const char *listen_url;     /* tcp://host:port (port 0: any), ipc://, inproc:// */
-    uint32_t sendbuf;           /* per-peer send queue in messages; 0 = 1024 (max 8192) */
+    uint32_t sendbuf;           /* per-peer send queue in frames; 0 = 1024 (max 8192) */
+    uint32_t sendbuf_bytes;     /* per-peer send queue in frame bytes; 0 = 8 MiB (a
+                                 * single larger frame is taken when the queue is empty) */
     uint32_t reconn_min_ms;     /* redial backoff start; 0 = 50 */
     uint32_t reconn_max_ms;     /* redial backoff cap; 0 = 2000 */
     uint32_t connect_grace_ms;  /* a new peer may queue before its first connect; 0 = 1000 */
@@ -36,7 +40,8 @@ struct mx_remote_opts {
     X(BAD_BODY, "bad-body")                                                    \
     X(TOO_BIG, "too-big")                                                      \
     X(UNKNOWN_RECEIVER, "unknown-receiver")                                    \
-    X(REFUSED, "refused")
+    X(REFUSED, "refused")                                                      \
+    X(BAD_BATCH, "bad-batch")
 
 enum mx_rdrop {
 #define MX_RDROP_ENUM(n, s) MX_RDROP_##n,
@@ -46,10 +51,13 @@ enum mx_rdrop {
 };
 
 struct mx_remote_stats {
-    uint64_t frames_in;    /* frames received (valid or not) */
+    uint64_t frames_in;    /* frames received (valid or not; a bad batch counts as one) */
     uint64_t delivered;    /* frames handed to a local mailbox */
     uint64_t frames_out;   /* frames queued to a peer */
-    uint64_t bytes_in, bytes_out;
+    uint64_t batches_in;   /* well-formed batch messages received */
+    uint64_t batches_out;  /* batch messages handed to nng */
+    uint64_t frames_lost;  /* queued frames discarded when their peer was removed or closed */
+    uint64_t bytes_in, bytes_out; /* nng message bytes (batch framing included) */
     uint64_t send_full;    /* sends refused: peer queue full */
     uint64_t send_down;    /* sends refused: unknown or disconnected peer */
     uint64_t drops[MX_RDROP_COUNT]; /* inbound frames dropped, by reason */
@@ -82,7 +90,8 @@ int mx_remote_port(const mx_remote_t *r);
 int mx_remote_add_peer(mx_remote_t *r, uint64_t node_id, const char *url);
 
 /* mx_remote_remove_peer - forget node_id; messages queued to it are lost
- * (at-most-once). Returns 0 or MX_ENOTFOUND. Any non-scheduler thread. */
+ * (at-most-once; counted in frames_lost). Returns 0 or MX_ENOTFOUND. Any
+ * non-scheduler thread (it waits for the peer's send callback). */
 int mx_remote_remove_peer(mx_remote_t *r, uint64_t node_id);
 
 /* mx_remote_peer_up - whether node_id has a live connection. Any thread. */
