@@ -7,7 +7,8 @@
 #   http.l1_hit.mx.2sched (two schedulers) and http.l1_hit.mx.c10k.p99
 #   (10,000 open keep-alive connections); the same with Accept-Encoding:
 #   gzip (http.l1_hit.gzip.*), where both serve the stored gzip bytes.
-# Rate limits are off for the run (MX_RATE_LIMIT=0): one client address
+# mx and nginx run alternately MX_BENCH_ROUNDS times (default 3); the
+# figures are medians. Rate limits are off for the run (MX_RATE_LIMIT=0): one client address
 # would otherwise be held to 100 requests. Needs build/bin (scripts/test or
 # cmake), nginx-light and wrk (apt-get install nginx-light wrk).
 set -euo pipefail
@@ -68,17 +69,15 @@ run_wrk() {
 }
 line() { printf '{"bench": "%s", "value": %s, "unit": "%s"}\n' "$1" "$2" "$3"; }
 
-start_node 1
-read -r mx_rps mx_p99 < <(run_wrk "http://127.0.0.1:$node_port$path" 1 100)
-read -r mxg_rps mxg_p99 < <(run_wrk "http://127.0.0.1:$node_port$path" 1 100 'Accept-Encoding: gzip')
-stop_node
+median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 # nginx: one worker, no access log, the same bytes as a static file
 nport=$(free_port)
+gport=$(free_port)
 mkdir -p "$tmp/www"
+start_node 1
 cp "$tmp/doc.json" "$tmp/www/doc.json"
 cp "$tmp/doc.json.gz" "$tmp/www/doc.json.gz"
-gport=$(free_port)
 cat >"$tmp/nginx.conf" <<CONF
 worker_processes 1;
 pid $tmp/nginx.pid;
@@ -103,8 +102,20 @@ CONF
 "$nginx_bin" -c "$tmp/nginx.conf" -p "$tmp" -g 'daemon off;' 2>>"$tmp/nginx.err" &
 pids+=($!)
 sleep 0.5
-read -r ng_rps ng_p99 < <(run_wrk "http://127.0.0.1:$nport$path" 1 100)
-read -r ngg_rps ngg_p99 < <(run_wrk "http://127.0.0.1:$gport$path" 1 100 'Accept-Encoding: gzip')
+
+# alternate the two servers ROUNDS times so load changes hit both alike
+rounds=${MX_BENCH_ROUNDS:-3}
+: >"$tmp/r.mx"; : >"$tmp/r.ng"; : >"$tmp/r.mxg"; : >"$tmp/r.ngg"
+for _ in $(seq "$rounds"); do
+    run_wrk "http://127.0.0.1:$node_port$path" 1 100 >>"$tmp/r.mx"
+    run_wrk "http://127.0.0.1:$nport$path" 1 100 >>"$tmp/r.ng"
+    run_wrk "http://127.0.0.1:$node_port$path" 1 100 'Accept-Encoding: gzip' >>"$tmp/r.mxg"
+    run_wrk "http://127.0.0.1:$gport$path" 1 100 'Accept-Encoding: gzip' >>"$tmp/r.ngg"
+done
+stop_node
+col() { awk -v c="$2" '{print $c}' "$tmp/r.$1" | median; }
+mx_rps=$(col mx 1); mx_p99=$(col mx 2); ng_rps=$(col ng 1); ng_p99=$(col ng 2)
+mxg_rps=$(col mxg 1); mxg_p99=$(col mxg 2); ngg_rps=$(col ngg 1); ngg_p99=$(col ngg 2)
 
 start_node 2
 read -r mx2_rps mx2_p99 < <(run_wrk "http://127.0.0.1:$node_port$path" 1 100)
