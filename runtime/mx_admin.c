@@ -234,8 +234,11 @@ static void cmd_stats(struct mx_admin *a, msgpack_packer *pk)
     if (a->remote) {
         struct mx_remote_stats rs;
         mx_remote_stats(a->remote, &rs);
-        msgpack_pack_map(pk, 10);
+        msgpack_pack_map(pk, 13);
         pk_ku64(pk, "frames_in", rs.frames_in);
+        pk_ku64(pk, "batches_in", rs.batches_in);
+        pk_ku64(pk, "batches_out", rs.batches_out);
+        pk_ku64(pk, "frames_lost", rs.frames_lost);
         pk_ku64(pk, "delivered", rs.delivered);
         pk_ku64(pk, "frames_out", rs.frames_out);
         pk_ku64(pk, "bytes_in", rs.bytes_in);

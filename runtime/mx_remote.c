@@ -625,7 +625,7 @@ int mx_remote_start(mx_system_t *sys, const struct mx_remote_opts *opts, mx_remo
     r->o = *opts;
     r->o.listen_url = NULL;
     if (!r->o.sendbuf)
-        r->o.sendbuf = 1024;
+        r->o.sendbuf = 4096; /* frames; sendbuf_bytes bounds the memory */
     if (!r->o.sendbuf_bytes)
         r->o.sendbuf_bytes = SENDBUF_BYTES_DEFAULT;
     if (!r->o.reconn_min_ms)
