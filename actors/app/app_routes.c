@@ -297,6 +297,9 @@ static int h_metrics(mx_http_req_t *r, void *st)
        node, (unsigned long long)hs.conns_refused);
     pf(&p, "# TYPE mx_http_requests_total counter\nmx_http_requests_total{node=\"%s\"} %llu\n", node,
        (unsigned long long)hs.requests);
+    pf(&p, "# TYPE mx_http_bytes_out_total counter\nmx_http_bytes_out_total{node=\"%s\"} %llu\n",
+       node, (unsigned long long)hs.bytes_out);
+
     pf(&p, "# TYPE mx_http_responses_total counter\n");
     for (int c = 1; c <= 5; c++)
         pf(&p, "mx_http_responses_total{node=\"%s\",class=\"%dxx\"} %llu\n", node, c,

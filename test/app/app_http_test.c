@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* memmem */
 /* app_http_test.c - the MapleExpectation routes of a real mxnode against a
  * real mxstub: documents and their fromCache flag, gzip and ETag/304,
  * presets, unknown characters (404 C002, negative cache), the character
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -248,6 +250,65 @@ static void test_expectation_cache_gzip_etag(void **st)
     free(body);
 }
 
+/* A client reading slowly makes the kernel take only part of a stored
+ * document at a time; the rest stays queued. Three pipelined requests read
+ * in small sips must still give three identical, complete bodies in order. */
+static void test_slow_reader_pipelined(void **st)
+{
+    char *head, *ref;
+    size_t rlen;
+    assert_int_equal(raw("GET", "/api/v4/characters/" EVAN_URL "/expectation", NULL, &head, &ref,
+                         &rlen), 200);
+    free(head);
+    int port = atoi(strrchr(g_base, ':') + 1);
+    int fd = raw_connect(port);
+    assert_true(fd >= 0);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    const char req[] = "GET /api/v4/characters/" EVAN_URL "/expectation HTTP/1.1\r\n"
+                       "Host: t\r\n\r\n";
+    int n = (int)strlen(req);
+    char three[768];
+    snprintf(three, sizeof three, "%s%s%s", req, req, req);
+    assert_int_equal(send(fd, three, (size_t)n * 3, 0), n * 3);
+    size_t cap = rlen * 4 + 65536, len = 0;
+    char *in = malloc(cap);
+    int64_t dl = tu_now_ms() + 20000;
+    while (len < cap && tu_now_ms() < dl) {
+        usleep(200); /* a slow reader */
+        ssize_t r = recv(fd, in + len, 2048 < cap - len ? 2048 : cap - len, MSG_DONTWAIT);
+        if (r > 0)
+            len += (size_t)r;
+        else if (r == 0)
+            break;
+        /* done when three bodies are in */
+        int bodies = 0;
+        for (char *p = in; (p = memmem(p, len - (size_t)(p - in), "\r\n\r\n", 4)); p += 4) {
+            size_t at = (size_t)(p + 4 - in);
+            if (at + rlen <= len)
+                bodies++;
+        }
+        if (bodies >= 3 && len >= 3 * rlen)
+            break;
+    }
+    close(fd);
+    char *p = in;
+    for (int i = 0; i < 3; i++) {
+        char *sep = memmem(p, len - (size_t)(p - in), "\r\n\r\n", 4);
+        assert_non_null(sep);
+        assert_true(strncmp(p, "HTTP/1.1 200", 12) == 0);
+        char *body = sep + 4;
+        assert_true((size_t)(body - in) + rlen <= len);
+        /* the same bytes apart from fromCache (the reference may be the
+         * first, freshly computed answer) */
+        assert_memory_equal(body + rlen - 100, ref + rlen - 100, 100);
+        assert_true(body[0] == '{' && body[rlen - 1] == '}');
+        p = body + rlen;
+    }
+    free(in);
+    free(ref);
+}
+
 static void test_presets_and_options(void **st)
 {
     char *head, *body;
@@ -455,6 +516,9 @@ static void test_health_metrics_and_others(void **st)
     free(body);
     assert_int_equal(raw("GET", "/actuator/prometheus", NULL, &head, &body, &blen), 200);
     assert_non_null(strstr(body, "mx_http_requests_total{"));
+    const char *bo = strstr(body, "mx_http_bytes_out_total{");
+    assert_non_null(bo);
+    assert_true(atoll(strchr(bo, '}') + 1) > 100000);
     assert_non_null(strstr(body, "mx_cache_total{"));
     assert_non_null(strstr(body, "event=\"l1_hit\"} "));
     assert_non_null(strstr(body, "mx_fetch_total{"));
@@ -498,6 +562,7 @@ int main(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_expectation_cache_gzip_etag),
+        cmocka_unit_test(test_slow_reader_pipelined),
         cmocka_unit_test(test_presets_and_options),
         cmocka_unit_test(test_unknown_and_bad_names),
         cmocka_unit_test(test_character_record),
