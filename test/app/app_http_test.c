@@ -24,79 +24,14 @@
 
 #include "../stub/stub_harness.h"
 #include "mx_testutil.h"
+#include "node_harness.h"
 
 static struct stub g_stub;
-static pid_t g_node;
-static int g_node_err = -1;
+static struct node g_node;
 static char g_base[96];
 
 #define EVAN "\xec\x97\x90\xeb\xb0\x98" /* 에반 */
 #define EVAN_URL "%EC%97%90%EB%B0%98"
-
-static void kill_node(void)
-{
-    if (g_node > 0)
-        kill(g_node, SIGKILL);
-}
-
-/* Start mxnode (HTTP on 127.0.0.1:0) against the stub; read "http HOST:PORT". */
-static int start_node(void)
-{
-    int po[2], pe[2];
-    if (pipe(po) || pipe(pe))
-        return -1;
-    g_node = fork();
-    if (g_node < 0)
-        return -1;
-    if (g_node == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(po[1], 1);
-        dup2(pe[1], 2);
-        char cube[4096], base[128], path[4096];
-        snprintf(cube, sizeof cube, "MX_CUBE_TABLE=%s/data/cube_probability_black.csv",
-                 stub_shared_dir());
-        snprintf(base, sizeof base, "MX_NEXON_BASE_URL=%s", g_stub.base);
-        putenv(cube);
-        putenv(base);
-        putenv("MX_HTTP_ADDR=127.0.0.1:0");
-        putenv("MX_NEXON_API_KEY=test-key");
-        putenv("MX_SCHEDULERS=2");
-        putenv("MX_FETCH_TIMEOUT_MS=1500");
-        putenv("MX_LOG_LEVEL=warn");
-        putenv("MX_JWT_SECRET=app-test-secret-app-test-secret-0123456789");
-        putenv("MX_REDIS_URL=redis://127.0.0.1:1/0");
-        putenv("MX_NNG_ADDR=tcp://127.0.0.1:0");
-        putenv("MX_ADMIN_ADDR=tcp://127.0.0.1:0");
-        snprintf(path, sizeof path, "%s/mxnode", getenv("MX_BIN_DIR"));
-        execl(path, "mxnode", (char *)NULL);
-        _exit(127);
-    }
-    atexit(kill_node);
-    close(po[1]);
-    close(pe[1]);
-    g_node_err = pe[0];
-    fcntl(g_node_err, F_SETFL, O_NONBLOCK);
-    char buf[1024];
-    size_t len = 0;
-    int64_t dl = tu_now_ms() + 15000;
-    while (tu_now_ms() < dl && len + 1 < sizeof buf) {
-        ssize_t r = read(po[0], buf + len, sizeof buf - 1 - len);
-        if (r <= 0)
-            break;
-        len += (size_t)r;
-        buf[len] = '\0';
-        const char *h = strstr(buf, " http ");
-        if (h && strchr(h, '\n')) {
-            char hostport[64];
-            if (sscanf(h, " http %63s", hostport) == 1) {
-                snprintf(g_base, sizeof g_base, "http://%s", hostport);
-                return 0;
-            }
-        }
-    }
-    fprintf(stderr, "mxnode did not report ready: %s\n", buf);
-    return -1;
-}
 
 static int setup(void **st)
 {
@@ -108,68 +43,48 @@ static int setup(void **st)
     const char *args[] = {"--character", a1, "--character", a2, "--unknown", "404", NULL};
     if (stub_start(&g_stub, args) != 0)
         return -1;
-    return start_node();
+    static char base[160];
+    snprintf(base, sizeof base, "MX_NEXON_BASE_URL=%s", g_stub.base);
+    const char *env[] = {base, "MX_FETCH_TIMEOUT_MS=1500", NULL};
+    if (node_start(&g_node, env) != 0)
+        return -1;
+    snprintf(g_base, sizeof g_base, "http://127.0.0.1:%d", g_node.http_port);
+    return 0;
 }
 
 static int teardown(void **st)
 {
-    if (g_node > 0) {
-        kill(g_node, SIGKILL);
-        waitpid(g_node, NULL, 0);
-        g_node = 0;
-    }
+    node_kill(&g_node);
     stub_stop(&g_stub);
     return 0;
 }
 
-/* A raw HTTP/1.1 request; returns the status, fills head/body. */
+/* One HTTP/1.1 request on its own connection; returns the status and hands
+ * over head and body (the caller frees them). */
 static int raw(const char *method, const char *path, const char *extra, char **head, char **body,
                size_t *body_len)
 {
-    int port = atoi(strrchr(g_base, ':') + 1);
-    int fd = raw_connect(port);
-    assert_true(fd >= 0);
-    char req[2048];
-    int n = snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: t\r\n%sConnection: close\r\n\r\n",
-                     method, path, extra ? extra : "");
-    char *in = NULL;
-    size_t in_len = 0;
-    raw_exchange(fd, req, (size_t)n, 1, 20000, &in, &in_len);
-    close(fd);
-    assert_non_null(in);
-    int status = 0;
-    sscanf(in, "HTTP/1.1 %d", &status);
-    char *sep = strstr(in, "\r\n\r\n");
-    assert_non_null(sep);
-    *sep = '\0';
+    struct http_res r;
+    int s = node_http(g_node.http_port, method, path, extra, NULL, &r);
+    assert_true(s > 0);
     if (head)
-        *head = strdup(in);
+        *head = r.head;
+    else
+        free(r.head);
     if (body) {
-        *body_len = in_len - (size_t)(sep + 4 - in);
-        *body = malloc(*body_len + 1);
-        memcpy(*body, sep + 4, *body_len);
-        (*body)[*body_len] = '\0';
+        *body = r.body;
+        *body_len = r.body_len;
+    } else {
+        free(r.body);
     }
-    free(in);
-    return status;
+    return s;
 }
 
+/* a response header's value from a head returned by raw() */
 static void header_value(const char *head, const char *name, char *out, size_t cap)
 {
-    out[0] = '\0';
-    for (const char *p = head; p && *p;) {
-        const char *eol = strstr(p, "\r\n");
-        size_t ln = eol ? (size_t)(eol - p) : strlen(p);
-        size_t nl = strlen(name);
-        if (ln > nl + 1 && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
-            const char *v = p + nl + 1;
-            while (*v == ' ')
-                v++;
-            snprintf(out, cap, "%.*s", (int)(ln - (size_t)(v - p)), v);
-            return;
-        }
-        p = eol ? eol + 2 : NULL;
-    }
+    struct http_res r = {.head = (char *)head};
+    http_header(&r, name, out, cap);
 }
 
 static long long stat_path(const char *path)
@@ -545,17 +460,9 @@ static void test_health_metrics_and_others(void **st)
 
 static void test_sigterm(void **st)
 {
-    assert_int_equal(kill(g_node, SIGTERM), 0);
-    int status = 0;
-    int64_t dl = tu_now_ms() + 15000;
-    pid_t w = 0;
-    while (tu_now_ms() < dl && (w = waitpid(g_node, &status, WNOHANG)) == 0)
-        usleep(10000);
-    assert_int_equal(w, g_node);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
-    g_node = 0;
+    assert_int_equal(node_signal_wait(&g_node, SIGTERM, 15000), 0);
 }
+
 
 int main(void)
 {
