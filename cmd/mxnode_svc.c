@@ -9,9 +9,26 @@
 
 #include "mx_err.h"
 #include "mx_fetch.h"
+#include "mx_health.h"
 #include "mx_log.h"
 #include "mx_svc.h"
 #include "mxnode_parts.h"
+
+static mx_mysql_t *g_pool; /* for svc_mysql_up */
+
+/* MySQL is up: as the mysql-health singleton last reported it, when a
+ * fresh report exists (a cluster with Redis); else as this node's pool saw
+ * it (down only after a failure). Any thread. */
+static bool svc_mysql_up(void)
+{
+    struct mx_health_view v;
+    mx_health_view(&v);
+    if (v.state >= 0)
+        return v.state == 1;
+    struct mx_mysql_health h;
+    mx_mysql_health(g_pool, &h);
+    return h.down_since_ms == 0;
+}
 
 uint32_t mxnode_svc_budget_ms(const struct mx_config *cfg)
 {
@@ -63,6 +80,7 @@ int mxnode_svc_start(mx_system_t *sys, const struct mx_config *cfg,
     if (mx_config_int(cfg, "MX_CACHE_L2"))
         svo.redis_url = mx_config_str(cfg, "MX_REDIS_URL");
     svo.mysql = mysql;
+    g_pool = mysql;
     if (mysql) {
         char path[4200];
         const char *p = mx_config_str(cfg, "MX_SPOOL_PATH");
@@ -81,6 +99,8 @@ int mxnode_svc_start(mx_system_t *sys, const struct mx_config *cfg,
             return MX_ECONFIG;
         }
         svo.spool = g_spool;
+        /* the cluster's view of MySQL (mysql-health), else the pool's own */
+        svo.mysql_up = svc_mysql_up;
     }
     if ((rc = mx_svc_start(sys, &svo)) != 0) {
         MX_ERROR("cannot start the cache shards: %s", mx_strerror(rc));

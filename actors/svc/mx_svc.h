@@ -57,6 +57,12 @@ struct mx_svc_opts {
     /* L3 MySQL (none when mysql is NULL) */
     mx_mysql_t *mysql;           /* borrowed; stopped after the system */
     mx_spool_t *spool;           /* borrowed; writes land here while MySQL is down; may be NULL */
+    /* MySQL's state as the cluster's mysql-health singleton reports it
+     * (mx_health_mysql_up); NULL = assume up. While it says down, L3 reads
+     * are skipped, spool replays wait, and entries stored in L1 and L2 live
+     * mysql_down_ttl_factor times longer (they cannot be reloaded from L3). */
+    bool (*mysql_up)(void);
+    uint32_t mysql_down_ttl_factor; /* default 3 */
     uint32_t l3_fresh_ms;        /* stored equipment younger than this is used; default 15 min */
     uint32_t fetch_timeout_ms;   /* one fetcher request; default 20 s */
     uint32_t max_flights;        /* loads in progress per shard; default 1024 */
@@ -83,6 +89,7 @@ struct mx_svc_stats {
     uint64_t latch_acquired, latch_waits, latch_notices, latch_timeouts;
     uint64_t invalidations_sent, invalidations_applied;
     uint64_t invalidation_ack_timeouts; /* recalculations answered before every node acked */
+    uint64_t l3_skipped_down;           /* L3 reads skipped: mysql-health says down */
     uint64_t l3_hits, l3_stale, l3_misses, l3_corrupt, l3_errors;
     uint64_t l3_writes, l3_write_errors, l3_spooled, l3_refused, replays, replays_ok;
 };

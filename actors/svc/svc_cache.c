@@ -62,7 +62,8 @@ static struct {
     _Atomic uint64_t requests, l1_hits, l1_misses, stale, coalesced, loads, load_errors,
         not_found, neg_hits, evictions, refused, entries, bytes, calc_ms, calcs;
     _Atomic uint64_t l2_hits, l2_misses, l2_corrupt, redis_errors, redis_fallbacks, latch_acquired,
-        latch_waits, latch_notices, latch_timeouts, inval_sent, inval_applied, inval_ack_timeouts, l3_hits, l3_stale,
+        latch_waits, latch_notices, latch_timeouts, inval_sent, inval_applied, inval_ack_timeouts,
+        l3_skipped_down, l3_hits, l3_stale,
         l3_misses, l3_corrupt, l3_errors, l3_writes, l3_write_errors, l3_spooled, l3_refused,
         replays, replayed_ok;
 } g;
@@ -235,6 +236,22 @@ static struct centry *l1_get(struct shard *s, const char *key, size_t klen, bool
 }
 
 /* Store (replacing any entry under key); takes one reference of doc or blob. */
+/* MySQL is down as far as the cluster knows (mysql-health). */
+static bool mysql_down(const struct shard *s)
+{
+    return s->o.mysql && s->o.mysql_up && !s->o.mysql_up();
+}
+
+/* A TTL stretched while MySQL is down: what expires now could not be
+ * reloaded from L3. */
+static uint32_t ttl_now(const struct shard *s, uint32_t ttl_ms)
+{
+    uint32_t f = s->o.mysql_down_ttl_factor ? s->o.mysql_down_ttl_factor : 3;
+    if (!mysql_down(s) || ttl_ms > UINT32_MAX / f)
+        return ttl_ms;
+    return ttl_ms * f;
+}
+
 static struct centry *l1_put(struct shard *s, const char *key, size_t klen, enum kind kind,
                              struct mx_http_doc *doc, struct mx_blob *blob, const char *ocid,
                              uint32_t ttl_ms)
@@ -251,7 +268,7 @@ static struct centry *l1_put(struct shard *s, const char *key, size_t klen, enum
     e->blob = blob;
     if (ocid)
         snprintf(e->ocid, sizeof e->ocid, "%s", ocid);
-    e->expires_ms = mx_now_ms() + ttl_ms;
+    e->expires_ms = mx_now_ms() + ttl_now(s, ttl_ms);
     e->bytes = sizeof *e + klen;
     if (doc)
         e->bytes += sizeof *doc + doc->plain->len + (doc->gzip ? doc->gzip->len : 0);
@@ -450,7 +467,7 @@ static int l2_done_cb(struct shard *s, struct flight *f, char mode, const struct
     snprintf(latch, sizeof latch, "%s:L", f->rkey);
     rk_ign(s, docs, sizeof docs, f->ign, "docs");
     rk_ign(s, neg, sizeof neg, f->ign, "n");
-    snprintf(ttl, sizeof ttl, "%" PRIu32, ttl_ms ? ttl_ms : 1);
+    snprintf(ttl, sizeof ttl, "%" PRIu32, ttl_ms ? ttl_now(s, ttl_ms) : 1);
     snprintf(notice, sizeof notice, "D %s", f->rkey);
     char m[2] = {mode, 0};
     const char *argv[] = {f->rkey, latch,  docs,   neg,          m,
@@ -480,7 +497,7 @@ static void l2_set(struct shard *s, const char *key, const struct mx_blob *frame
     if (!redis_up(s) || !frame)
         return;
     char ttl[24];
-    snprintf(ttl, sizeof ttl, "%" PRIu32, ttl_ms ? ttl_ms : 1);
+    snprintf(ttl, sizeof ttl, "%" PRIu32, ttl_ms ? ttl_now(s, ttl_ms) : 1);
     const char *argv[] = {"SET", key, (const char *)frame->data, "PX", ttl};
     size_t lens[] = {3, strlen(key), frame->len, 2, strlen(ttl)};
     if (mx_redis_argv(s->rc, redis_cb_count, NULL, 5, argv, lens) != 0)
@@ -678,6 +695,10 @@ static bool l3_read(struct shard *s, struct flight *f, mx_mysql_fn fn, enum stag
 {
     if (!s->o.mysql || s->l3_inflight >= MAX_L3_INFLIGHT)
         return false;
+    if (mysql_down(s)) {
+        INC(l3_skipped_down); /* the cluster knows it is down: do not wait for it */
+        return false;
+    }
     struct mx__l3_read *r = xcalloc(1, sizeof *r);
     snprintf(r->ocid, sizeof r->ocid, "%s", f->ocid);
     snprintf(r->ign, sizeof r->ign, "%s", f->ign);
@@ -1517,7 +1538,7 @@ static void on_tick(mx_actor_t *self, struct shard *s)
     }
     /* the spool: replay once a second while it holds writes (shard 0) */
     if (s->index != 0 || !s->o.mysql || !s->o.spool || ++s->ticks % (1000 / TICK_MS) != 0 ||
-        s->replaying || mx_spool_idle(s->o.spool))
+        s->replaying || mx_spool_idle(s->o.spool) || mysql_down(s))
         return;
     if (mx_mysql_submit(s->o.mysql, mx_store_replay_job, s->o.spool, NULL, mx_self(self),
                         &s->replay_job) == 0) {
@@ -1721,7 +1742,7 @@ void mx_svc_stats(struct mx_svc_stats *o)
         .latch_acquired = LD(latch_acquired), .latch_waits = LD(latch_waits),
         .latch_notices = LD(latch_notices), .latch_timeouts = LD(latch_timeouts),
         .invalidations_sent = LD(inval_sent), .invalidations_applied = LD(inval_applied),
-        .invalidation_ack_timeouts = LD(inval_ack_timeouts),
+        .invalidation_ack_timeouts = LD(inval_ack_timeouts), .l3_skipped_down = LD(l3_skipped_down),
         .l3_hits = LD(l3_hits), .l3_stale = LD(l3_stale), .l3_misses = LD(l3_misses),
         .l3_corrupt = LD(l3_corrupt), .l3_errors = LD(l3_errors), .l3_writes = LD(l3_writes),
         .l3_write_errors = LD(l3_write_errors), .l3_spooled = LD(l3_spooled),

@@ -127,6 +127,15 @@ static void mysql_outage(void **st)
     for (int k = 0; k < K; k++)
         cold(k % 2, "/api/v4/characters/spool4x%d/expectation", k);
     usleep(1500000);
+    /* by now the node knows MySQL is down (mysql-health, or its own pool):
+     * a new load does not wait for L3 at all */
+    cold(0, "/api/v4/characters/spool4down%d/expectation", 0);
+    char *metrics = NULL;
+    assert_int_equal(get(S.node[0].http_port, NULL, "/actuator/prometheus", &metrics), 200);
+    const char *sk = strstr(metrics, "event=\"l3_skipped_down\"}");
+    assert_non_null(sk);
+    assert_true(atoll(strchr(sk, '}') + 1) > 0);
+    free(metrics);
     assert_int_equal(mysqld_restart(&S.mysql), 0);
     /* every write made meanwhile lands: K characters, K equipment rows, and
      * one summary per preset (the synthetic characters have 3) */
