@@ -129,7 +129,13 @@ static void corrupt_l2(void **st)
         snprintf(key, sizeof key, "mx:mx:{exp:corrupt6}:d:%d:111", preset);
         char *b0 = NULL, *b1 = NULL;
         assert_int_equal(get(S.node[0].http_port, NULL, path, &b0), 200);
-        long long len = redis_strlen(&S.redis, key);
+        /* the value is stored right after the answer went out: poll */
+        long long len = 0;
+        for (int k = 0; k < 100 && len <= 100; k++) {
+            len = redis_strlen(&S.redis, key);
+            if (len <= 100)
+                usleep(10000);
+        }
         assert_true(len > 100);
         if (preset == 1) {
             /* right magic, garbage after it */
