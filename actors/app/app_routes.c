@@ -335,6 +335,7 @@ static int h_metrics(mx_http_req_t *r, void *st)
     SV("latch_wait", ss.latch_waits);
     SV("latch_notice", ss.latch_notices);
     SV("latch_timeout", ss.latch_timeouts);
+    SV("latch_renewal", ss.latch_renewals);
     SV("invalidation_sent", ss.invalidations_sent);
     SV("invalidation_applied", ss.invalidations_applied);
     SV("invalidation_ack_timeout", ss.invalidation_ack_timeouts);

@@ -90,6 +90,7 @@ struct mx_svc_stats {
     uint64_t invalidations_sent, invalidations_applied;
     uint64_t invalidation_ack_timeouts; /* recalculations answered before every node acked */
     uint64_t l3_skipped_down;           /* L3 reads skipped: mysql-health says down */
+    uint64_t latch_renewals;            /* latches extended by a load still running */
     uint64_t l3_hits, l3_stale, l3_misses, l3_corrupt, l3_errors;
     uint64_t l3_writes, l3_write_errors, l3_spooled, l3_refused, replays, replays_ok;
 };

@@ -63,7 +63,7 @@ static struct {
         not_found, neg_hits, evictions, refused, entries, bytes, calc_ms, calcs;
     _Atomic uint64_t l2_hits, l2_misses, l2_corrupt, redis_errors, redis_fallbacks, latch_acquired,
         latch_waits, latch_notices, latch_timeouts, inval_sent, inval_applied, inval_ack_timeouts,
-        l3_skipped_down, l3_hits, l3_stale,
+        l3_skipped_down, latch_renewals, l3_hits, l3_stale,
         l3_misses, l3_corrupt, l3_errors, l3_writes, l3_write_errors, l3_spooled, l3_refused,
         replays, replayed_ok;
 } g;
@@ -104,6 +104,8 @@ struct flight {
     uint64_t corr;               /* outstanding fetch request or offload job */
     uint64_t job;                /* outstanding MySQL job */
     int64_t wait_until;          /* ST_WAIT deadline (mx_now_ms) */
+    int64_t latch_renew_at;      /* while latched: when to extend the latch (mx_now_ms) */
+    int64_t wait_started;        /* first ST_WAIT (mx_now_ms); 0 = never waited */
     bool latched;                /* we hold the latch (release it at the end) */
     bool notified;               /* a completion notice came while acquiring */
     bool waited;                 /* waited once already: next time load ourselves */
@@ -136,7 +138,7 @@ struct shard {
     uint64_t next_fid;
     /* L2 */
     mx_redis_t *rc, *sub;
-    mx_redis_script_t *s_acquire, *s_done;
+    mx_redis_script_t *s_acquire, *s_done, *s_renew;
     char channel[160];
     char prefix[80]; /* "mx:<cluster>:" */
     bool stopping;
@@ -439,6 +441,13 @@ static const char done_lua[] =
     "  redis.call('DEL', KEYS[2]) end\n"
     "redis.call('PUBLISH', ARGV[5], ARGV[6])\n"
     "if ARGV[8] ~= '' then return redis.call('PUBLISH', ARGV[5], ARGV[8]) end\n"
+    "return 0\n";
+
+/* KEYS: latch. ARGV: token, ttl ms. Extends the latch only if we still hold
+ * it, so a load slower than the latch TTL is not joined by a second one. */
+static const char renew_lua[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+    "  return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end\n"
     "return 0\n";
 
 static void redis_cb_count(mx_redis_t *r, int status, const redisReply *rep, void *arg)
@@ -978,6 +987,7 @@ static void acquire_cb(mx_redis_t *rd, int status, const redisReply *rep, void *
     if (what == 2) {
         INC(latch_acquired);
         f->latched = true;
+        f->latch_renew_at = mx_now_ms() + s->o.latch_ttl_ms / 3;
         start_load(self, s, f);
         return;
     }
@@ -987,12 +997,20 @@ static void acquire_cb(mx_redis_t *rd, int status, const redisReply *rep, void *
         l2_acquire(self, s, f);
         return;
     }
-    if (f->waited) {
+    /* The holder renews the latch while its load runs, so a latch still
+     * there after its TTL means a slow load, not a dead holder: keep
+     * waiting, but never longer than one load may take (the fetch budget). */
+    int64_t now = mx_now_ms();
+    if (!f->wait_started)
+        f->wait_started = now;
+    if (f->waited && now - f->wait_started >= (int64_t)s->o.fetch_timeout_ms) {
         INC(latch_timeouts);
-        MX_WARN("L2: latch of %s still held after waiting; loading here too", f->rkey);
+        MX_WARN("L2: latch of %s still held after waiting %lld ms; loading here too", f->rkey,
+                (long long)(now - f->wait_started));
         start_load(self, s, f);
         return;
     }
+    f->waited = false;
     long long pttl = rep->elements == 2 && rep->element[1]->type == REDIS_REPLY_INTEGER
                          ? rep->element[1]->integer
                          : (long long)s->o.latch_ttl_ms;
@@ -1531,6 +1549,18 @@ static void on_tick(mx_actor_t *self, struct shard *s)
             finish_doc(self, s, f, f->result, false);
             continue;
         }
+        if (f->latched && now >= f->latch_renew_at && redis_up(s) && s->s_renew) {
+            /* still loading: keep the latch (compare token, PEXPIRE) */
+            char latch[RKEY_MAX + 4], ttl[24];
+            snprintf(latch, sizeof latch, "%s:L", f->rkey);
+            snprintf(ttl, sizeof ttl, "%" PRIu32, s->o.latch_ttl_ms);
+            const char *argv[] = {latch, f->token, ttl};
+            if (mx_redis_eval(s->rc, s->s_renew, redis_cb_count, NULL, 1, 3, argv, NULL) != 0)
+                INC(redis_errors);
+            else
+                INC(latch_renewals);
+            f->latch_renew_at = now + s->o.latch_ttl_ms / 3;
+        }
         if (f->stage == ST_WAIT && now >= f->wait_until) {
             f->waited = true;
             l2_acquire(self, s, f); /* may end f */
@@ -1577,6 +1607,8 @@ static int cache_init(mx_actor_t *self, void *arg, void **state)
             rc = mx_redis_script(s->rc, acquire_lua, &s->s_acquire);
         if (rc == 0)
             rc = mx_redis_script(s->rc, done_lua, &s->s_done);
+        if (rc == 0)
+            rc = mx_redis_script(s->rc, renew_lua, &s->s_renew);
         if (rc != 0)
             MX_ERROR("cache: MX_REDIS_URL unusable (%s): running without L2", mx_strerror(rc));
         if (rc != 0 && s->sub) {
@@ -1743,6 +1775,7 @@ void mx_svc_stats(struct mx_svc_stats *o)
         .latch_notices = LD(latch_notices), .latch_timeouts = LD(latch_timeouts),
         .invalidations_sent = LD(inval_sent), .invalidations_applied = LD(inval_applied),
         .invalidation_ack_timeouts = LD(inval_ack_timeouts), .l3_skipped_down = LD(l3_skipped_down),
+        .latch_renewals = LD(latch_renewals),
         .l3_hits = LD(l3_hits), .l3_stale = LD(l3_stale), .l3_misses = LD(l3_misses),
         .l3_corrupt = LD(l3_corrupt), .l3_errors = LD(l3_errors), .l3_writes = LD(l3_writes),
         .l3_write_errors = LD(l3_write_errors), .l3_spooled = LD(l3_spooled),

@@ -236,6 +236,39 @@ static void *run_batch(void *arg)
     return NULL;
 }
 
+/* A load slower than the latch TTL keeps its latch (renewed while it
+ * runs): the other node waits for it instead of loading a second time. */
+static void slow_load_keeps_latch(void **st)
+{
+    (void)st;
+    /* id + item-equipment at 2.5 s each: 5 s, beyond the 3 s latch TTL */
+    assert_int_equal(stub_post(&S.stub, "/__stub/config?latency_ms=2500"), 200);
+    long long id0 = stub_stat(&S.stub, "/maplestory/v1/id");
+    long long eq0 = stub_stat(&S.stub, "/maplestory/v1/character/item-equipment");
+    static struct batch a, b;
+    for (int i = 0; i < 20; i++) {
+        a.r[i] = (struct mreq){.port = S.node[0].http_port};
+        b.r[i] = (struct mreq){.port = S.node[1].http_port};
+        snprintf(a.r[i].path, sizeof a.r[i].path, "/api/v4/characters/slow7/expectation");
+        snprintf(b.r[i].path, sizeof b.r[i].path, "/api/v4/characters/slow7/expectation");
+    }
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, run_batch, &a);
+    usleep(300000); /* node 0 takes the latch */
+    pthread_create(&tb, NULL, run_batch, &b);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(a.r[i].status, 200);
+        assert_int_equal(b.r[i].status, 200);
+    }
+    assert_int_equal(stub_stat(&S.stub, "/maplestory/v1/id"), id0 + 1);
+    assert_int_equal(stub_stat(&S.stub, "/maplestory/v1/character/item-equipment"), eq0 + 1);
+    mreq_free(a.r, 20);
+    mreq_free(b.r, 20);
+    assert_int_equal(stub_post(&S.stub, "/__stub/config?latency_ms=0"), 200);
+}
+
 /* 2. The latch holder dies mid-load (upstream 5 s): the other node's
  * waiting requests complete within latch TTL + the upstream time. */
 static void holder_killed(void **st)
@@ -291,6 +324,7 @@ int main(void)
         cmocka_unit_test(invalidation),
         cmocka_unit_test(corrupt_l2),
         cmocka_unit_test(corrupt_l3),
+        cmocka_unit_test(slow_load_keeps_latch),
         cmocka_unit_test(holder_killed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
