@@ -217,6 +217,10 @@ struct mx_http_opts {
     uint32_t
         max_output_bytes; /* unwritten response bytes per connection; reading stops. 0 = 4 MiB */
     uint32_t backlog;     /* listen backlog. 0 = 511 */
+    uint32_t max_in_app;  /* requests an acceptor has handed to the app (handler returned
+                             MX_HTTP_PENDING) and not yet answered; at the bound every
+                             connection of that acceptor stops parsing (and reading) until
+                             answers come back, oldest paused connection first. 0 = 1024 */
 };
 
 #define MX_HTTP_MAX_HEADER_BYTES 16384u
@@ -226,6 +230,7 @@ struct mx_http_opts {
 #define MX_HTTP_MAX_PIPELINE 32u
 #define MX_HTTP_MAX_OUTPUT_BYTES (4u << 20)
 #define MX_HTTP_MAX_CONNS 10000u
+#define MX_HTTP_MAX_IN_APP 1024u
 
 /* The application on top: hooks run on each acceptor's thread. */
 struct mx_http_app {
@@ -258,6 +263,7 @@ enum mx_http_limit {
     MX_HTTP_LIM_PIPELINE,    /* reading paused: pipeline full */
     MX_HTTP_LIM_OUTPUT,      /* reading paused: output buffer full */
     MX_HTTP_LIM_CONNS,       /* connection refused: max_conns */
+    MX_HTTP_LIM_IN_APP,      /* parsing paused: max_in_app requests wait for the app */
     MX_HTTP_LIM__COUNT
 };
 

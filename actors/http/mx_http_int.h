@@ -97,6 +97,7 @@ struct mx__http_srv {
     int sched;         /* for the log context; -1 none */
     struct mx__http_ctr *ctr;
     struct mx_http_req *live; /* every request not yet freed (list) */
+    uint32_t in_app;          /* requests the app holds (PENDING, not answered) */
     bool draining;
     int64_t date_sec; /* second of date[] */
     char date[40];    /* IMF-fixdate, cached per second */
@@ -121,6 +122,8 @@ struct mx__http_io {
     /* write - take o (the transport frees it with mx__http_out_free after the
      * bytes are written) and call mx__http_conn_written(c, o->total) then. */
     void (*write)(void *io_ctx, struct mx__http_out *o);
+    /* (write may call mx__http_conn_written before it returns, when the
+     * bytes went out at once: it only lowers the output count) */
     /* wake - state changed outside feed (a deferred answer was queued):
      * feed buffered input, resume reading or close as the state says. */
     void (*wake)(void *io_ctx);
@@ -165,6 +168,10 @@ void mx__http_conn_init(struct mx__http_conn *c, struct mx__http_srv *srv,
 size_t mx__http_conn_feed(struct mx__http_conn *c, const char *data, size_t len);
 /* mx__http_conn_can_parse - whether feed would use more input now. */
 bool mx__http_conn_can_parse(const struct mx__http_conn *c);
+/* mx__http_srv_app_full - the acceptor's app holds max_in_app requests:
+ * no connection parses until mx__http_srv_app_full turns false again (an
+ * answer came); the transport resumes the paused connections then. */
+bool mx__http_srv_app_full(const struct mx__http_srv *s);
 /* mx__http_conn_written - n bytes handed to io->write were written. */
 void mx__http_conn_written(struct mx__http_conn *c, size_t n);
 /* mx__http_conn_head_timeout - the head did not complete in time: 408 and

@@ -8,7 +8,11 @@
  * buffer shared by the acceptor (input the core cannot take yet is copied
  * aside and reading stops: backpressure), uv_write of head + blob without
  * copying, and deadlines (head, idle, linger) checked by one sweep timer per
- * acceptor instead of a timer per connection. A closing connection sends
+ * acceptor instead of a timer per connection. When the app holds
+ * max_in_app requests of an acceptor, its connections stop reading and
+ * queue up (paused list); each answer resumes the oldest paused one, so
+ * a burst of connections waits in the kernel instead of being refused.
+ * A closing connection sends
  * FIN and keeps reading (discarding) for a short linger so the client gets
  * the last answer instead of a reset.
  */
@@ -67,6 +71,8 @@ struct hconn {
     struct mx__http_conn core;
     struct acceptor *a;
     struct hconn *prev, *next;
+    struct hconn *pprev, *pnext; /* the acceptor's paused list */
+    bool paused;
     char *left; /* input the core could not take yet */
     size_t left_off, left_len;
     int64_t deadline; /* mx_now_ms; 0 = none */
@@ -93,11 +99,62 @@ struct acceptor {
     bool listening, stopped, app_inited;
     int handles; /* open uv handles; the state is freed at 0 after stop */
     struct hconn *conns;
+    struct hconn *paused_head, *paused_tail; /* waiting for the app to answer */
+    bool resuming;
     char *rbuf;
 };
 
 static void update(struct hconn *hc);
 static void conn_close(struct hconn *hc);
+
+/* ---- pausing while the app is full ---- */
+
+static void unpause(struct hconn *hc)
+{
+    struct acceptor *a = hc->a;
+    if (!hc->paused)
+        return;
+    if (hc->pprev)
+        hc->pprev->pnext = hc->pnext;
+    else
+        a->paused_head = hc->pnext;
+    if (hc->pnext)
+        hc->pnext->pprev = hc->pprev;
+    else
+        a->paused_tail = hc->pprev;
+    hc->pprev = hc->pnext = NULL;
+    hc->paused = false;
+}
+
+static void pause_conn(struct hconn *hc)
+{
+    struct acceptor *a = hc->a;
+    if (hc->paused)
+        return;
+    hc->paused = true;
+    hc->pnext = NULL;
+    hc->pprev = a->paused_tail;
+    if (a->paused_tail)
+        a->paused_tail->pnext = hc;
+    else
+        a->paused_head = hc;
+    a->paused_tail = hc;
+}
+
+/* Resume paused connections, oldest first, while the app has room. Not
+ * reentrant: a resumed connection's update may answer and call back here. */
+static void resume_paused(struct acceptor *a)
+{
+    if (a->resuming)
+        return;
+    a->resuming = true;
+    while (a->paused_head && !mx__http_srv_app_full(&a->srv)) {
+        struct hconn *hc = a->paused_head;
+        unpause(hc);
+        update(hc); /* may pause it again, at the tail */
+    }
+    a->resuming = false;
+}
 
 /* ---- lifetime ---- */
 
@@ -145,6 +202,7 @@ static void conn_close(struct hconn *hc)
     if (hc->closing)
         return;
     hc->closing = true;
+    unpause(hc);
     mx__http_conn_fini(&hc->core); /* requests the app holds are detached now */
     free(hc->left);
     hc->left = NULL;
@@ -172,8 +230,14 @@ static void on_write(uv_write_t *req, int status)
     }
     hc->last_io = mx_now_ms();
     update(hc);
+    resume_paused(hc->a);
 }
 
+/* Write o: first straight to the socket (uv_try_write, when nothing is
+ * queued), and only what the kernel did not take goes through uv_write.
+ * An answer written whole this way needs no write request, no callback
+ * and no libuv POLLOUT stop afterwards (which costs an epoll_ctl per
+ * answer); the caller's update() follows as for any answer. */
 static void io_write(void *ctx, struct mx__http_out *o)
 {
     struct hconn *hc = ctx;
@@ -181,17 +245,42 @@ static void io_write(void *ctx, struct mx__http_out *o)
         mx__http_out_free(o);
         return;
     }
-    struct wreq *w = malloc(sizeof(*w));
-    if (!w)
-        abort();
-    w->hc = hc;
-    w->out = o;
     uv_buf_t bufs[2];
     unsigned nb = 1;
     bufs[0] = uv_buf_init(o->head, (unsigned)o->head_len);
     if (o->blob && o->blob->len)
         bufs[nb++] = uv_buf_init((char *)o->blob->data, o->blob->len);
-    int rc = uv_write(&w->req, (uv_stream_t *)&hc->tcp, bufs, nb, on_write);
+    int rc = hc->writes == 0 ? uv_try_write((uv_stream_t *)&hc->tcp, bufs, nb) : UV_EAGAIN;
+    if (rc >= 0 && (size_t)rc == o->total) {
+        mx__http_count(&hc->a->slot->ctr.bytes_out, o->total);
+        mx__http_conn_written(&hc->core, o->total);
+        mx__http_out_free(o);
+        hc->last_io = mx_now_ms();
+        return;
+    }
+    if (rc < 0 && rc != UV_EAGAIN) {
+        mx__http_conn_written(&hc->core, o->total);
+        mx__http_out_free(o);
+        mx__http_count(&hc->a->slot->ctr.conns_reset, 1);
+        conn_close(hc);
+        return;
+    }
+    if (rc > 0) { /* skip what the kernel took */
+        size_t done = (size_t)rc;
+        unsigned i = 0;
+        while (i < nb && done >= bufs[i].len)
+            done -= bufs[i++].len;
+        memmove(bufs, bufs + i, sizeof(bufs[0]) * (nb - i));
+        nb -= i;
+        bufs[0].base += done;
+        bufs[0].len -= done;
+    }
+    struct wreq *w = malloc(sizeof(*w));
+    if (!w)
+        abort();
+    w->hc = hc;
+    w->out = o;
+    rc = uv_write(&w->req, (uv_stream_t *)&hc->tcp, bufs, nb, on_write);
     if (rc != 0) {
         mx__http_conn_written(&hc->core, o->total);
         mx__http_out_free(o);
@@ -205,7 +294,10 @@ static void io_write(void *ctx, struct mx__http_out *o)
 
 static void io_wake(void *ctx)
 {
-    update(ctx);
+    struct hconn *hc = ctx;
+    struct acceptor *a = hc->a;
+    update(hc); /* may close and free hc's state later, not a */
+    resume_paused(a);
 }
 
 static const struct mx__http_io uv_io = {.write = io_write, .wake = io_wake};
@@ -279,7 +371,10 @@ static void update(struct hconn *hc)
             finish(hc);
         return;
     }
-    set_reading(hc, !hc->eof && !hc->left && mx__http_conn_can_parse(c));
+    bool can = mx__http_conn_can_parse(c);
+    set_reading(hc, !hc->eof && !hc->left && can);
+    if (!can && !hc->eof && mx__http_srv_app_full(&hc->a->srv))
+        pause_conn(hc);
     if (c->in_head)
         hc->deadline = c->head_start_ms + o->header_timeout_ms;
     else if (mx__http_conn_waiting_app(c) && hc->writes == 0)
@@ -313,6 +408,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             memcpy(hc->left, buf->base + used, hc->left_len);
         }
         update(hc);
+        resume_paused(hc->a);
         return;
     }
     if (nread == 0)
@@ -435,6 +531,7 @@ static void on_sweep(uv_timer_t *t)
             conn_close(hc);
         }
     }
+    resume_paused(a); /* answers to connections that left resume nobody */
 }
 
 /* ---- the actor ---- */
@@ -590,9 +687,11 @@ static int acc_receive(mx_actor_t *self, void *state, struct mx_msg *m)
         acc_drain(a);
         return 0;
     }
+    int rc = 0;
     if (a->h->app.on_message)
-        return a->h->app.on_message(self, a->srv.app_state, m);
-    return 0;
+        rc = a->h->app.on_message(self, a->srv.app_state, m);
+    resume_paused(a);
+    return rc;
 }
 
 static void acc_stop(mx_actor_t *self, void *state)

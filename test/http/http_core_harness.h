@@ -174,6 +174,7 @@ static inline struct hh *hh_new(const struct mx_http_opts *opts)
     h->srv.o.idle_timeout_ms = 60000;
     h->srv.o.max_pipeline = opts && opts->max_pipeline ? opts->max_pipeline : 32;
     h->srv.o.max_output_bytes = opts && opts->max_output_bytes ? opts->max_output_bytes : 4u << 20;
+    h->srv.o.max_in_app = opts ? opts->max_in_app : 0; /* 0: the core's default */
     h->srv.rt = &h->rt;
     h->srv.app = &h->app;
     h->srv.app_state = h;

@@ -461,6 +461,67 @@ static void test_answer_after_client_left(void **st)
     hh_free(h);
 }
 
+/* max_in_app: parsing pauses while the app holds that many requests, and
+ * resumes as answers come; synchronous answers never count. */
+static void test_in_app_bound(void **st)
+{
+    struct mx_http_opts o = {.max_in_app = 3};
+    struct hh *h = hh_new(&o);
+    char buf[1024];
+    size_t len = 0;
+    len += (size_t)sprintf(buf + len, "GET /fast HTTP/1.1\r\n\r\n");
+    for (int i = 0; i < 7; i++)
+        len += (size_t)sprintf(buf + len, "GET /slow/%d HTTP/1.1\r\n\r\n", i);
+    size_t used = mx__http_conn_feed(&h->conn, buf, len);
+    assert_true(used < len);
+    assert_int_equal(h->ndeferred, 3);
+    assert_int_equal(h->srv.in_app, 3);
+    assert_true(mx__http_srv_app_full(&h->srv));
+    assert_false(mx__http_conn_can_parse(&h->conn));
+    assert_int_equal(h->ctr.limits[MX_HTTP_LIM_IN_APP], 1);
+    assert_int_equal(h->ctr.limits[MX_HTTP_LIM_PIPELINE], 0);
+    /* one answer makes room for exactly one more request */
+    mx_http_req_t *r = h->deferred[--h->ndeferred];
+    assert_int_equal(mx_http_respond(r, 200, "text/plain", "x", 1), 0);
+    assert_int_equal(h->srv.in_app, 2);
+    assert_true(mx__http_conn_can_parse(&h->conn));
+    used += mx__http_conn_feed(&h->conn, buf + used, len - used);
+    assert_true(used < len);
+    assert_int_equal(h->ndeferred, 3);
+    assert_int_equal(h->srv.in_app, 3);
+    while (used < len) {
+        hh_answer_deferred(h);
+        assert_int_equal(h->srv.in_app, 0);
+        used += mx__http_conn_feed(&h->conn, buf + used, len - used);
+        assert_true(h->srv.in_app <= 3);
+    }
+    hh_answer_deferred(h);
+    assert_int_equal(h->srv.in_app, 0);
+    struct presp p[9];
+    assert_int_equal(parse_all(h, p, 9), 8); /* all answered, in order */
+    assert_memory_equal(p[0].body, "fast", 4);
+    hh_free(h);
+}
+
+/* requests held by the app leave the count when answered after the client
+ * left, or when freed unanswered */
+static void test_in_app_client_left(void **st)
+{
+    struct mx_http_opts o = {.max_in_app = 2};
+    struct hh *h = hh_new(&o);
+    feed_str(h, "GET /slow/1 HTTP/1.1\r\n\r\nGET /slow/2 HTTP/1.1\r\n\r\n");
+    assert_int_equal(h->srv.in_app, 2);
+    assert_false(mx__http_conn_can_parse(&h->conn));
+    mx__http_conn_fini(&h->conn);
+    mx_http_req_t *r = h->deferred[--h->ndeferred];
+    assert_int_equal(mx_http_respond(r, 200, "text/plain", "x", 1), MX_ESTOPPED);
+    assert_int_equal(h->srv.in_app, 1);
+    h->ndeferred = 0; /* the other one is never answered */
+    mx__http_srv_free_live(&h->srv);
+    assert_int_equal(h->srv.in_app, 0);
+    hh_free(h);
+}
+
 static void test_add_header_rules(void **st)
 {
     struct hh *h = hh_new(NULL);
@@ -505,6 +566,8 @@ int main(void)
         cmocka_unit_test(test_eof_then_answer),
         cmocka_unit_test(test_answer_after_client_left),
         cmocka_unit_test(test_add_header_rules),
+        cmocka_unit_test(test_in_app_bound),
+        cmocka_unit_test(test_in_app_client_left),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

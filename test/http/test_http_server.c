@@ -5,7 +5,8 @@
  * actor), HTTP/1.0, Connection: close, chunked bodies, 431, 413, 408 (slow
  * client), idle close, 400, clients leaving mid-response, the connection
  * limit, gzip + ETag/304, Date + traceparent, trace propagation into
- * messages, and drain. */
+ * messages, drain, and a second server whose acceptors pause parsing at
+ * max_in_app (every request still answered, none refused). */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -230,10 +231,10 @@ static int teardown(void **st)
 
 /* ---- raw sockets ---- */
 
-static int dial(void)
+static int dial_port(uint16_t port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(g_port)};
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
         if (fd >= 0)
@@ -241,6 +242,11 @@ static int dial(void)
         return -1;
     }
     return fd;
+}
+
+static int dial(void)
+{
+    return dial_port(g_port);
 }
 
 static void send_all(int fd, const char *buf, size_t len)
@@ -542,6 +548,33 @@ static void test_client_leaves(void **st)
     close(fd);
 }
 
+/* Answers the kernel does not take at once (an 8 MB blob to a client with
+ * a small receive buffer) continue through uv_write from where the direct
+ * write stopped; later answers queue behind them: every byte arrives, in
+ * order. */
+static void test_big_partial_writes(void **st)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(g_port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    SEND(fd, "GET /big HTTP/1.1\r\n\r\nGET /big HTTP/1.1\r\n\r\nGET /fast HTTP/1.1\r\n\r\n");
+    struct rx rx;
+    recv_resp(fd, &rx, 3, 15000);
+    assert_int_equal(rx.n, 3);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(rx.p[i].status, 200);
+        assert_int_equal(rx.p[i].body_len, g_big->len);
+        assert_memory_equal(rx.p[i].body, g_big->data, g_big->len);
+    }
+    assert_int_equal(rx.p[2].status, 200);
+    assert_memory_equal(rx.p[2].body, "fast", 4);
+    rx_free(&rx);
+    close(fd);
+}
+
 static void test_max_conns(void **st)
 {
     assert_true(TU_WAIT_UNTIL(stats().conns_open == 0, 5000));
@@ -625,6 +658,54 @@ static void test_trace_propagation(void **st)
     close(fd);
 }
 
+/* max_in_app = 1 on a second server (2 acceptors): 8 connections each ask
+ * a request the app answers after 150 ms. At most 2 are in the app at once,
+ * so the rest wait, paused, and are answered later - none is refused - and
+ * the whole takes several rounds; a /fast request behind them is answered
+ * too, after the pause. */
+static void test_in_app_pause(void **st)
+{
+    struct mx_http_opts o = {.addr = "127.0.0.1:0", .max_conns = MAX_CONNS, .max_in_app = 1};
+    struct mx_http_app app = {.routes = routes,
+                              .nroutes = sizeof(routes) / sizeof(routes[0]),
+                              .init = app_init,
+                              .fini = app_fini,
+                              .on_message = app_on_message};
+    mx_http_t *h2;
+    uint16_t port;
+    assert_int_equal(mx_http_start(g_sys, &o, &app, &h2, &port), 0);
+    enum { N = 8 };
+    int fds[N];
+    int64_t t0 = tu_now_ms();
+    for (int i = 0; i < N; i++) {
+        fds[i] = dial_port(port);
+        assert_true(fds[i] >= 0);
+        SEND(fds[i], "GET /slow/150 HTTP/1.1\r\nHost: x\r\n\r\n"
+                     "GET /fast HTTP/1.1\r\nHost: x\r\n\r\n");
+    }
+    for (int i = 0; i < N; i++) {
+        struct rx rx;
+        recv_resp(fds[i], &rx, 2, 10000);
+        assert_int_equal(rx.n, 2);
+        assert_int_equal(rx.p[0].status, 200);
+        assert_memory_equal(rx.p[0].body, "slow 150", 8);
+        assert_int_equal(rx.p[1].status, 200);
+        assert_memory_equal(rx.p[1].body, "fast", 4);
+        rx_free(&rx);
+        close(fds[i]);
+    }
+    int64_t took = tu_now_ms() - t0;
+    /* 8 requests, at most 2 at a time (one per acceptor): >= 4 rounds */
+    assert_true(took >= 4 * 150 - 20);
+    struct mx_http_stats s;
+    mx_http_stats(h2, &s);
+    assert_true(s.limits[MX_HTTP_LIM_IN_APP] > 0);
+    assert_int_equal(s.responses[5], 0);
+    assert_int_equal(s.responses[2], 2 * N);
+    assert_int_equal(mx_http_stop(h2, 5000), 0);
+    mx_http_free(h2);
+}
+
 static void test_start_errors(void **st)
 {
     /* a port held by a socket without SO_REUSEPORT: MX_EIO */
@@ -693,9 +774,11 @@ int main(void)
         cmocka_unit_test(test_slow_client_408),
         cmocka_unit_test(test_idle_close),
         cmocka_unit_test(test_client_leaves),
+        cmocka_unit_test(test_big_partial_writes),
         cmocka_unit_test(test_max_conns),
         cmocka_unit_test(test_gzip_etag),
         cmocka_unit_test(test_trace_propagation),
+        cmocka_unit_test(test_in_app_pause),
         cmocka_unit_test(test_start_errors),
         cmocka_unit_test(test_drain),
     };
