@@ -304,10 +304,11 @@ static int h_metrics(mx_http_req_t *r, void *st)
     for (int c = 1; c <= 5; c++)
         pf(&p, "mx_http_responses_total{node=\"%s\",class=\"%dxx\"} %llu\n", node, c,
            (unsigned long long)hs.responses[c]);
-    static const char *lim[] = {"bad_request", "header_size", "body_size", "header_time",
-                                "idle",        "pipeline",    "output",    "conns"};
+    static const char *lim[] = {"bad_request", "header_size", "body_size", "header_time", "idle",
+                                "pipeline",    "output",      "conns",     "in_app"};
+    _Static_assert(sizeof lim / sizeof *lim == MX_HTTP_LIM__COUNT, "a name per HTTP limit");
     pf(&p, "# TYPE mx_http_limit_hits_total counter\n");
-    for (int i = 0; i < MX_HTTP_LIM__COUNT && i < 8; i++)
+    for (int i = 0; i < MX_HTTP_LIM__COUNT; i++)
         pf(&p, "mx_http_limit_hits_total{node=\"%s\",limit=\"%s\"} %llu\n", node, lim[i],
            (unsigned long long)hs.limits[i]);
 
@@ -586,7 +587,9 @@ static void app_fini(mx_actor_t *self, void *ctx, void *state)
 
 void mx_app_opts_default(struct mx_app_opts *o)
 {
-    *o = (struct mx_app_opts){.cache_timeout_ms = 25000, .max_pending = 16384, .rate_limit = true,
+    /* max_pending stays under the runtime's 4,096 outstanding requests per
+     * actor, so this bound (with its clear 503) is the one that acts */
+    *o = (struct mx_app_opts){.cache_timeout_ms = 25000, .max_pending = 4000, .rate_limit = true,
                               .access_ttl_s = 900, .refresh_ttl_s = 7 * 24 * 3600};
 }
 
@@ -595,8 +598,8 @@ int mx_app_start(struct mx_app *app, mx_system_t *sys, const struct mx_http_opts
 {
     memset(app, 0, sizeof *app);
     app->o = *o;
-    if (!app->o.max_pending)
-        app->o.max_pending = 16384;
+    if (!app->o.max_pending || app->o.max_pending > 4000)
+        app->o.max_pending = 4000;
     if (!app->o.cache_timeout_ms)
         app->o.cache_timeout_ms = 25000;
     app->sys = sys;

@@ -18,7 +18,7 @@
 
 struct mx_app_opts {
     uint32_t cache_timeout_ms;  /* one cache request; default 25 s */
-    uint32_t max_pending;       /* requests waiting on the cache per acceptor; default 16384 */
+    uint32_t max_pending;       /* requests waiting on the cache per acceptor; default and max 4000 */
     const char *trusted_proxies;/* CIDR list (MX_TRUSTED_PROXIES); may be NULL */
     const char *node_name;
     const char *redis_url;      /* sessions, refresh tokens, rate limits; NULL/"" = none */
