@@ -345,6 +345,8 @@ static int h_metrics(mx_http_req_t *r, void *st)
     SV("l3_miss", ss.l3_misses);
     SV("l3_corrupt", ss.l3_corrupt);
     SV("l3_error", ss.l3_errors);
+    SV("calc", ss.calcs);
+    SV("calc_ms", ss.calc_ms_total);
     SV("l3_skipped_down", ss.l3_skipped_down);
     SV("l3_write", ss.l3_writes);
     SV("l3_write_error", ss.l3_write_errors);

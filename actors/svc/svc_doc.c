@@ -127,7 +127,9 @@ struct mx_msg *mx__calc_run(void *arg)
     gmtime_r(&s, &tm);
     snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
-    j->status = build(t, j, false, when, &j->fresh, false);
+    /* the fresh copy answers every request that waited for this load, on
+     * this node: with gzip too, or 1,000 gzip clients get 111 KB each */
+    j->status = build(t, j, false, when, &j->fresh, true);
     if (j->status == 0)
         j->status = build(t, j, true, when, &j->cached, true);
     if (j->status == 0 && j->cached->gzip)

@@ -52,7 +52,7 @@ struct mx__calc_job {
     /* out */
     int status;
     char err[200];
-    struct mx_http_doc *fresh;   /* fromCache false: for the requests that waited */
+    struct mx_http_doc *fresh;   /* fromCache false, with gzip: for the requests that waited */
     struct mx_http_doc *cached;  /* fromCache true, with gzip: stored in L1 */
     struct mx_blob *doc_frame;   /* L2 frame of cached's plain bytes */
     struct mx_blob *equip_frame; /* equip_fresh: L2 frame of the equipment */

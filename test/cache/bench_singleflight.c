@@ -57,6 +57,14 @@ int main(int argc, char **argv)
         errors += r[i].status != 200;
         ms[i] = r[i].ms;
     }
+    for (int node = 0; node < 2; node++) {
+        double lo = 1e12, hi = 0;
+        for (int i = node; i < n; i += 2) {
+            lo = r[i].ms < lo ? r[i].ms : lo;
+            hi = r[i].ms > hi ? r[i].ms : hi;
+        }
+        fprintf(stderr, "node %d answers: first %.1f ms, last %.1f ms\n", node, lo, hi);
+    }
     qsort(ms, (size_t)n, sizeof *ms, cmp);
     long long calls = stub_stat(&s.stub, "total");
     long long eq = stub_stat(&s.stub, "/maplestory/v1/character/item-equipment");
@@ -69,6 +77,24 @@ int main(int argc, char **argv)
     printf("{\"bench\": \"singleflight_max\", \"value\": %.1f, \"unit\": \"ms\"}\n", ms[n - 1]);
     printf("{\"bench\": \"singleflight_errors\", \"value\": %d, \"unit\": \"requests\"}\n", errors);
     fflush(stdout);
+    /* where the time went: each node's calculation count and milliseconds */
+    for (int i = 0; i < 2; i++) {
+        char *m = NULL;
+        if (get(s.node[i].http_port, NULL, "/actuator/prometheus", &m) == 200) {
+            static const char *ev[] = {"load", "calc_ms", "coalesced", "latch_wait", "latch_notice",
+                                       "l2_hit", "l2_miss", "refused", "redis_error", "l3_hit",
+                                       "l3_miss", "l1_hit", "l1_miss"};
+            fprintf(stderr, "node %d:", i);
+            for (size_t k = 0; k < sizeof ev / sizeof *ev; k++) {
+                char pat[64];
+                snprintf(pat, sizeof pat, "event=\"%s\"}", ev[k]);
+                const char *c = strstr(m, pat);
+                fprintf(stderr, " %s %lld", ev[k], c ? atoll(strchr(c, '}') + 1) : -1);
+            }
+            fprintf(stderr, "\n");
+        }
+        free(m);
+    }
     /* the same stampede again, now warm (L1 on both nodes): what the
      * connections alone cost, for comparison */
     mreq_free(r, n);
