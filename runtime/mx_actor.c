@@ -1555,6 +1555,12 @@ void mx_actors_foreach(mx_system_t *sys, bool (*cb)(const struct mx_actor_stats 
     }
 }
 
+void mx_deadletter_note(mx_system_t *sys, enum mx_dl_reason r)
+{
+    if ((unsigned)r < MX_DL_COUNT)
+        count_dl(sys, r);
+}
+
 void mx_deadletters(mx_system_t *sys, uint64_t out[MX_DL_COUNT])
 {
     for (int i = 0; i < MX_DL_COUNT; i++)

@@ -318,6 +318,12 @@ int mx_actor_stats(mx_system_t *sys, struct mx_addr addr, struct mx_actor_stats 
 void mx_actors_foreach(mx_system_t *sys, bool (*cb)(const struct mx_actor_stats *, void *),
                        void *ctx);
 
+/* mx_deadletter_note - count one message refused by a layer above the
+ * runtime (a singleton's handover buffer, a router) under reason r, so that
+ * every undelivered message shows in mx_deadletters, mxctl and metrics.
+ * The caller still owns (and frees) the message. Any thread. */
+void mx_deadletter_note(mx_system_t *sys, enum mx_dl_reason r);
+
 /* mx_deadletters - dead letter counts by reason. Any thread. */
 void mx_deadletters(mx_system_t *sys, uint64_t out[MX_DL_COUNT]);
 

@@ -434,6 +434,7 @@ int mx_singleton_send(mx_leases_t *lm, mx_actor_t *self, const char *name, struc
     if (s->count >= lm->buffer_msgs) {
         pthread_mutex_unlock(&lm->mu);
         bump(&lm->st.buffer_full);
+        mx_deadletter_note(lm->sys, MX_DL_MAILBOX_FULL); /* the handover buffer is full */
         return MX_EFULL;
     }
     if (self)

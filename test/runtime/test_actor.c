@@ -505,10 +505,29 @@ static void test_spawn_churn(void **st)
     finish(sys);
 }
 
+/* Messages refused above the runtime (singleton buffers) are counted with
+ * the runtime's dead letters, and only under a valid reason. */
+static void test_deadletter_note(void **st)
+{
+    mx_system_t *sys = start(1);
+    uint64_t before[MX_DL_COUNT], after[MX_DL_COUNT];
+    mx_deadletters(sys, before);
+    mx_deadletter_note(sys, MX_DL_MAILBOX_FULL);
+    mx_deadletter_note(sys, MX_DL_MAILBOX_FULL);
+    mx_deadletter_note(sys, (enum mx_dl_reason)MX_DL_COUNT); /* ignored */
+    mx_deadletters(sys, after);
+    assert_int_equal(after[MX_DL_MAILBOX_FULL], before[MX_DL_MAILBOX_FULL] + 2);
+    for (int r = 0; r < MX_DL_COUNT; r++)
+        if (r != MX_DL_MAILBOX_FULL)
+            assert_int_equal(after[r], before[r]);
+    finish(sys);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_reply),
+        cmocka_unit_test(test_deadletter_note),
         cmocka_unit_test(test_request_timeout_and_late_reply),
         cmocka_unit_test(test_stop_with_pending),
         cmocka_unit_test(test_system_stop_counts_pending),
