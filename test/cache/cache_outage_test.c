@@ -162,6 +162,45 @@ static void mysql_outage(void **st)
     assert_int_equal(atomic_load(&l.failed), 0);
 }
 
+/* Upstream down, nothing in L1 or L2, equipment in MySQL past its
+ * freshness: the document is computed from it and served marked stale. */
+static void stale_from_l3(void **st)
+{
+    (void)st;
+    char *b = NULL;
+    /* load it through node 0: MySQL gets the character and its equipment */
+    assert_int_equal(get(S.node[0].http_port, NULL, "/api/v4/characters/stale8/expectation", &b),
+                     200);
+    free(b);
+    double t0 = ms_now();
+    while (count("SELECT COUNT(*) FROM mx.character_equipment e JOIN mx.game_character g"
+                 " ON g.ocid = e.ocid WHERE g.user_ign = 'stale8'") != 1 &&
+           ms_now() - t0 < 10000)
+        usleep(100000);
+    /* age the stored equipment past its 15 minutes; forget L2 */
+    assert_int_equal(mysqld_root_exec(&S.mysql,
+                                      "UPDATE mx.character_equipment e JOIN mx.game_character g"
+                                      " ON g.ocid = e.ocid SET e.updated_at = NOW() - INTERVAL 2 HOUR"
+                                      " WHERE g.user_ign = 'stale8'"),
+                     0);
+    redisReply *keys = redisd_cmd(&S.redis, "KEYS *");
+    assert_non_null(keys);
+    for (size_t k = 0; k < keys->elements; k++)
+        if (strstr(keys->element[k]->str, "stale8") || strstr(keys->element[k]->str, "{eq:"))
+            freeReplyObject(redisd_cmd(&S.redis, "DEL %s", keys->element[k]->str));
+    freeReplyObject(keys);
+    /* upstream fails every call; node 1 never had this character in L1 */
+    assert_int_equal(stub_post(&S.stub, "/__stub/config?fail_rate=1&fail_status=503"), 200);
+    b = NULL;
+    int status = get(S.node[1].http_port, NULL, "/api/v4/characters/stale8/expectation", &b);
+    assert_int_equal(stub_post(&S.stub, "/__stub/config?fail_rate=0"), 200);
+    assert_int_equal(status, 200);
+    assert_non_null(b);
+    assert_true(strncmp(b, "{\"stale\":true,", 14) == 0);
+    assert_non_null(strstr(b, "\"userIgn\":\"stale8\""));
+    free(b);
+}
+
 static int setup(void **st)
 {
     (void)st;
@@ -180,6 +219,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(redis_outage),
         cmocka_unit_test(mysql_outage),
+        cmocka_unit_test(stale_from_l3),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
