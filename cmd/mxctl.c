@@ -442,9 +442,13 @@ static void print_table(const struct opts *o, const msgpack_object *a)
         if ((v = get(a, "leases")) && v->type == MSGPACK_OBJECT_ARRAY)
             for (uint32_t i = 0; i < v->via.array.size; i++) {
                 const msgpack_object *x = &v->via.array.ptr[i];
-                printf("%-24s %-20s %20lld %10lld %8lld\n", sget(x, "name", b1, sizeof b1),
-                       sget(x, "holder", b2, sizeof b2), iget(x, "epoch"), iget(x, "seq"),
-                       iget(x, "ttl_ms"));
+                /* an epoch is <24-bit singleton id><40-bit lease counter>:
+                 * shown as id:counter, unsigned */
+                unsigned long long ep = (unsigned long long)iget(x, "epoch");
+                char eps[32];
+                snprintf(eps, sizeof eps, "%06llx:%llu", ep >> 40, ep & ((1ull << 40) - 1));
+                printf("%-24s %-20s %20s %10lld %8lld\n", sget(x, "name", b1, sizeof b1),
+                       sget(x, "holder", b2, sizeof b2), eps, iget(x, "seq"), iget(x, "ttl_ms"));
             }
         printf("(registry: %s)\n", sget(a, "registry", b1, sizeof b1));
     }
