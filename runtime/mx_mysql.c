@@ -347,7 +347,7 @@ static int get_stmt(struct mx_mysql_conn *c, const char *sql, struct stmt_ent **
 static int run_stmt(struct mx_mysql_conn *c, const char *sql, const struct mx_sql_val *params,
                     size_t n, MYSQL_STMT **out)
 {
-    struct stmt_ent *e;
+    struct stmt_ent *e = NULL;
     MYSQL_BIND b[MAX_PARAMS];
     int64_t ints[MAX_PARAMS];
     int rc;
