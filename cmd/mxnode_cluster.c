@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mx_err.h"
 #include "mx_health.h"
@@ -117,6 +118,12 @@ static int probe_receive(mx_actor_t *self, void *state, struct mx_msg *m)
 
 static const struct mx_behaviour probe_beh = {"lease-probe", probe_init, probe_receive, NULL};
 
+/* Whether an nng URL listens on every interface. */
+static bool wildcard(const char *url)
+{
+    return strstr(url, "://0.0.0.0:") || strstr(url, "://[::]:") || strstr(url, "://*:");
+}
+
 int mxnode_cluster_start(mx_system_t *sys, const struct mx_config *cfg, mx_remote_t *remote,
                          mx_admin_t *admin, mx_mysql_t *mysql, const char *http_addr,
                          uint16_t http_port, struct mxnode_cluster **out)
@@ -127,11 +134,22 @@ int mxnode_cluster_start(mx_system_t *sys, const struct mx_config *cfg, mx_remot
         return 0;
     }
     const char *adv = mx_config_str(cfg, "MX_ADVERTISE_HOST");
+    /* An address listening on every interface cannot be dialled as such:
+     * unless MX_ADVERTISE_HOST says otherwise, advertise this host's name
+     * for it (and only for it). */
+    static char hostname[256];
+    if (!adv[0] && gethostname(hostname, sizeof hostname - 1) != 0)
+        hostname[0] = '\0';
+    const char *nurl = mx_config_str(cfg, "MX_NNG_ADDR");
+    const char *aurl = mx_config_str(cfg, "MX_ADMIN_ADDR");
+    const char *adv_nng = adv[0] || !wildcard(nurl) ? adv : hostname;
+    const char *adv_adm = adv[0] || !wildcard(aurl) ? adv : hostname;
+    if (adv_nng == hostname || adv_adm == hostname)
+        MX_INFO("cluster: listening on every interface; advertising host %s for it "
+                "(set MX_ADVERTISE_HOST to choose)", hostname);
     char nng[128], adm[128], http[64];
-    if (advertise(mx_config_str(cfg, "MX_NNG_ADDR"), mx_remote_port(remote), adv, nng,
-                  sizeof nng) != 0 ||
-        advertise(mx_config_str(cfg, "MX_ADMIN_ADDR"), mx_admin_port(admin), adv, adm,
-                  sizeof adm) != 0) {
+    if (advertise(nurl, mx_remote_port(remote), adv_nng, nng, sizeof nng) != 0 ||
+        advertise(aurl, mx_admin_port(admin), adv_adm, adm, sizeof adm) != 0) {
         fprintf(stderr, "mxnode: MX_ADVERTISE_HOST: advertised address too long\n");
         return MX_ECONFIG;
     }
