@@ -28,6 +28,7 @@
 #include <zlib.h>
 
 #include "mx_err.h"
+#include "mx_httpreason.h"
 #include "mx_jsonw.h"
 #include "mxstub_int.h"
 
@@ -226,44 +227,6 @@ out_end:
 }
 
 /* ---- answers ------------------------------------------------------------- */
-
-static const char *reason(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 413:
-        return "Payload Too Large";
-    case 414:
-        return "URI Too Long";
-    case 429:
-        return "Too Many Requests";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    default:
-        return status < 500 ? "Client Error" : "Server Error";
-    }
-}
 
 static char *take_json(struct mx_jsonw *w, size_t *len)
 {
@@ -536,7 +499,7 @@ static void write_answer(struct conn *c, struct pending *p)
                   "%s"
                   "Server: mxstub\r\n"
                   "Connection: %s\r\n\r\n",
-                  p->status, reason(p->status), body_len,
+                  p->status, mx_http_reason(p->status), body_len,
                   gz ? "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n" : "",
                   p->close ? "close" : "keep-alive");
     wr->c = c;

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "mx_err.h"
+#include "mx_httpreason.h"
 #include "mx_http_int.h"
 #include "mx_jsonw.h"
 #include "mx_log.h"
@@ -122,62 +123,6 @@ struct mx_blob *mx__http_error_body(int status, const char *code, const char *me
     }
     mx_jsonw_fini(&w);
     return b;
-}
-
-static const char *reason(int status)
-{
-    switch (status) {
-    case 100:
-        return "Continue";
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 202:
-        return "Accepted";
-    case 204:
-        return "No Content";
-    case 301:
-        return "Moved Permanently";
-    case 302:
-        return "Found";
-    case 304:
-        return "Not Modified";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 409:
-        return "Conflict";
-    case 413:
-        return "Payload Too Large";
-    case 415:
-        return "Unsupported Media Type";
-    case 422:
-        return "Unprocessable Entity";
-    case 429:
-        return "Too Many Requests";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    default:
-        return "Unknown";
-    }
 }
 
 /* ---- requests ---- */
@@ -516,7 +461,7 @@ static struct mx__http_out *compose(struct mx__http_conn *c, struct mx_http_req 
     char *p = PUT_LIT(o->head, "HTTP/1.1 ");
     p = put_u(p, (uint64_t)r->status);
     p = PUT_LIT(p, " ");
-    p = put_s(p, reason(r->status));
+    p = put_s(p, mx_http_reason(r->status));
     p = PUT_LIT(p, "\r\nDate: ");
     p = put_s(p, mx__http_srv_date(c->srv));
     p = PUT_LIT(p, "\r\n");
