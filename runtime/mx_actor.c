@@ -1121,10 +1121,9 @@ static int send_remote(mx_system_t *sys, struct mx_addr to, const char *name, st
     return rc;
 }
 
-static int send_to(mx_system_t *sys, struct mx_addr to, struct mx_msg *m)
+/* The local end of every send: epoch fence, receiver lookup, user lane. */
+static int deliver_local(mx_system_t *sys, struct mx_addr to, struct mx_msg *m)
 {
-    if (to.node != sys->node_id)
-        return send_remote(sys, to, NULL, m);
     if (m->env.epoch && !mx_epoch_admit(sys, m->env.epoch)) {
         count_dl(sys, MX_DL_STALE_EPOCH);
         return MX_ESTALE;
@@ -1136,6 +1135,13 @@ static int send_to(mx_system_t *sys, struct mx_addr to, struct mx_msg *m)
     }
     m->env.to = to;
     return enqueue(sys, a, m, false);
+}
+
+static int send_to(mx_system_t *sys, struct mx_addr to, struct mx_msg *m)
+{
+    if (to.node != sys->node_id)
+        return send_remote(sys, to, NULL, m);
+    return deliver_local(sys, to, m);
 }
 
 /* sender, trace (of the message being handled) and epoch of an actor's send */
@@ -1224,18 +1230,8 @@ int mx_system_deliver(mx_system_t *sys, struct mx_msg *m, const char *name, size
             return MX_ENOACTOR;
         }
     }
-    if (m->env.epoch && !mx_epoch_admit(sys, m->env.epoch)) {
-        count_dl(sys, MX_DL_STALE_EPOCH);
-        return MX_ESTALE;
-    }
-    struct mx_actor *a = lookup(sys, to);
-    if (!a) {
-        count_dl(sys, MX_DL_NO_ACTOR);
-        return MX_ENOACTOR;
-    }
-    m->env.to = to;
-    m->env.flags &= ~(uint32_t)MX_ENVF_CONTROL;
-    return enqueue(sys, a, m, false);
+    m->env.flags &= ~(uint32_t)MX_ENVF_CONTROL; /* peers never reach the control lane */
+    return deliver_local(sys, to, m);
 }
 
 /* ---- epoch fence ---- */
