@@ -59,18 +59,35 @@ int node_start(struct node *n, const char *const *env)
 {
     memset(n, 0, sizeof *n);
     n->err_fd = -1;
-    int po[2], pe[2];
-    if (pipe(po) || pipe(pe))
+    /* stderr goes to an unlinked temporary file, not a pipe: nobody has to
+     * drain it, so a chatty node can never block on its own logging */
+    int po[2];
+    char logp[] = "/tmp/mx-node-log.XXXXXX";
+    int logw = mkstemp(logp);
+    if (logw < 0)
         return -1;
+    int logr = open(logp, O_RDONLY);
+    unlink(logp);
+    if (logr < 0 || pipe(po)) {
+        close(logw);
+        if (logr >= 0)
+            close(logr);
+        return -1;
+    }
     pid_t pid = fork();
-    if (pid < 0)
+    if (pid < 0) {
+        close(logw);
+        close(logr);
+        close(po[0]);
+        close(po[1]);
         return -1;
+    }
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         dup2(po[1], 1);
-        dup2(pe[1], 2);
+        dup2(logw, 2);
         close(po[0]);
-        close(pe[0]);
+        close(logr);
         char cube[4096], path[4096];
         snprintf(cube, sizeof cube, "MX_CUBE_TABLE=%s/data/cube_probability_black.csv",
                  getenv("MX_SHARED_DIR") ? getenv("MX_SHARED_DIR") : "../shared");
@@ -90,11 +107,10 @@ int node_start(struct node *n, const char *const *env)
         _exit(127);
     }
     close(po[1]);
-    close(pe[1]);
+    close(logw);
     n->pid = pid;
     track(pid, true);
-    n->err_fd = pe[0];
-    fcntl(n->err_fd, F_SETFL, O_NONBLOCK);
+    n->err_fd = logr;
     char buf[2048];
     size_t len = 0;
     long long dl = now_ms_() + 15000;

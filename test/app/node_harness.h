@@ -17,7 +17,7 @@ struct node {
     pid_t pid; /* 0 when not running */
     int http_port, nng_port, admin_port;
     unsigned long long node_id;
-    int err_fd; /* the node's stderr (non-blocking), for log checks */
+    int err_fd; /* reads the node's stderr (a file: never blocks the node), for log checks */
 };
 
 #define NODE_TEST_SECRET "node-test-secret-node-test-secret-0123456789"
