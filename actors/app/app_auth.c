@@ -338,13 +338,6 @@ static const char login_lua[] =
     "redis.call('SET', KEYS[2], ARGV[5] .. '|live', 'EX', ARGV[4])\n"
     "return role\n";
 
-static mx_redis_script_t *s_login(struct acc *a)
-{
-    mx_redis_script_t *s = NULL;
-    mx_redis_script(a->redis, login_lua, &s);
-    return s;
-}
-
 static void login_stored(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
 {
     struct login_ctx *lc = arg;
@@ -422,8 +415,7 @@ void mx__app_login_reply(struct acc *a, mx_http_req_t *r, void *ctx, struct mx_m
     const char *argv[] = {lc->sess_key, lc->rt_key, "{auth}:admins", lc->ign, lc->fgp,
                           lc->ocids,    ttl,        lc->sid};
     lc->r = r;
-    mx_redis_script_t *s = s_login(a);
-    if (!s || mx_redis_eval(a->redis, s, login_stored, lc, 3, 8, argv, NULL) != 0) {
+    if (!a->s_login || mx_redis_eval(a->redis, a->s_login, login_stored, lc, 3, 8, argv, NULL) != 0) {
         redis_down(r);
         goto out;
     }
@@ -828,7 +820,7 @@ int mx__app_auth_init(struct acc *a)
         return rc;
     }
     mx_redis_script(a->redis, refresh_lua, &a->s_refresh);
-    s_login(a);
+    mx_redis_script(a->redis, login_lua, &a->s_login);
     return 0;
 }
 

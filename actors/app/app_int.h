@@ -24,7 +24,7 @@ struct acc {
     struct pend *tab; /* open addressing, linear probing; cap a power of two */
     uint32_t cap, n, max;
     mx_redis_t *redis; /* sessions, refresh tokens, rate limits; NULL without MX_REDIS_URL */
-    mx_redis_script_t *s_refresh;
+    mx_redis_script_t *s_refresh, *s_login; /* registered once, at init */
 };
 
 bool mx__app_pend_put(struct acc *a, uint64_t corr, mx_http_req_t *r, uint8_t kind, void *ctx);
