@@ -34,7 +34,7 @@
 #include "mx_log.h"
 
 #define FENCE_NAME MX_OUTBOX_SINGLETON
-#define IN_CHUNK 64         /* ids per "id IN (...)" statement */
+#define IN_CHUNK 60 /* ids per "id IN (...)" statement (mx_mysql binds at most 64 values) */
 #define LAG_BUCKETS 1001    /* 10 ms each up to 10 s, then one overflow bucket */
 #define STATS_PERIOD_MS 1000
 #define RECLAIM_PERIOD_MS 10000
@@ -261,10 +261,25 @@ static int claim_write(struct mx_mysql_conn *c, void *arg)
     return rc;
 }
 
+/* A relay transaction holds the fence row lock until it commits. If its
+ * process is paused (SIGSTOP, a stall) in the middle, that lock would stop
+ * the next holder until the process resumes: the server ends a relay
+ * connection that sits idle inside a transaction for IDLE_TXN_S instead
+ * (MariaDB's idle_transaction_timeout), which rolls it back. */
+#define IDLE_TXN_S 2
+
+static int session_setup(struct mx_mysql_conn *c)
+{
+    struct mx_sql_val v[] = {MX_SQL_I(IDLE_TXN_S)};
+    return mx_mysql_exec(c, "SET SESSION idle_transaction_timeout = ?", v, 1, NULL);
+}
+
 static int claim_run(struct mx_mysql_conn *c, void *arg)
 {
     struct claim_job *j = arg;
-    int rc = mx_mysql_fenced(c, FENCE_NAME, j->seq, claim_write, j);
+    int rc = session_setup(c);
+    if (rc == 0)
+        rc = mx_mysql_fenced(c, FENCE_NAME, j->seq, claim_write, j);
     if (rc) { /* rolled back: nothing was claimed */
         struct row *r;
         while ((r = rl_pop(&j->rows)))
@@ -343,7 +358,8 @@ static int done_write(struct mx_mysql_conn *c, void *arg)
 static int done_run(struct mx_mysql_conn *c, void *arg)
 {
     struct done_job *j = arg;
-    return mx_mysql_fenced(c, FENCE_NAME, j->seq, done_write, j);
+    int rc = session_setup(c);
+    return rc ? rc : mx_mysql_fenced(c, FENCE_NAME, j->seq, done_write, j);
 }
 
 static int stats_run(struct mx_mysql_conn *c, void *arg)
