@@ -99,6 +99,21 @@ static void section_outbox(struct mx_jsonw *w, void *ctx)
     mx_jsonw_kuint(w, "lag_p50_ms", s.lag_p50_ms);
     mx_jsonw_kuint(w, "lag_p99_ms", s.lag_p99_ms);
     mx_jsonw_kuint(w, "lag_max_ms", s.lag_max_ms);
+    struct mx_alert_stats a;
+    mx_alert_stats(&a);
+    mx_jsonw_key(w, "alerts");
+    mx_jsonw_obj_open(w);
+    mx_jsonw_kuint(w, "raised", a.raised);
+    mx_jsonw_kuint(w, "refused", a.refused);
+    mx_jsonw_kuint(w, "throttled", a.throttled);
+    mx_jsonw_kuint(w, "passed", a.passed);
+    mx_jsonw_kuint(w, "bypassed", a.bypassed);
+    mx_jsonw_kuint(w, "ai_granted", a.ai_granted);
+    mx_jsonw_kuint(w, "ai_refused", a.ai_refused);
+    mx_jsonw_kuint(w, "written", a.written);
+    mx_jsonw_kuint(w, "retried", a.retried);
+    mx_jsonw_kuint(w, "dropped", a.dropped);
+    mx_jsonw_obj_close(w);
     mx_jsonw_obj_close(w);
 }
 
@@ -274,6 +289,20 @@ int mxnode_cluster_start(mx_system_t *sys, const struct mx_config *cfg, mx_remot
         };
         if ((rc = mx_outbox_start(c->lm, &oo)) != 0) {
             MX_ERROR("cluster: cannot declare outbox-relay: %s", mx_strerror(rc));
+            goto fail;
+        }
+    }
+    if (mysql) { /* outbox: alerts are written as outbox rows */
+        struct mx_alert_opts al = {
+            .sys = sys,
+            .mysql = mysql,
+            .redis_url = mx_config_str(cfg, "MX_REDIS_URL"),
+            .cluster = mx_config_str(cfg, "MX_CLUSTER"),
+            .window_s = (uint32_t)mx_config_int(cfg, "MX_ALERT_WINDOW_S"),
+            .ai_daily_quota = (uint32_t)mx_config_int(cfg, "MX_ALERT_AI_DAILY_QUOTA"),
+        };
+        if ((rc = mx_alert_start(&al)) != 0) {
+            MX_ERROR("cluster: cannot start the alerter: %s", mx_strerror(rc));
             goto fail;
         }
     }

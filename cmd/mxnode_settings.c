@@ -72,6 +72,8 @@ const struct mx_setting mx_node_settings[] = {
     {"MX_OUTBOX_MAX_ATTEMPTS", "--outbox-max-attempts", "5", MX_SET_INT, 1, 100, "delivery attempts before an event moves to the DLQ"},
     {"MX_OUTBOX_BACKOFF_BASE_MS", "--outbox-backoff-base-ms", "1000", MX_SET_INT, 1, 3600000, "retry delay base: min(2^attempt x base, cap), jittered"},
     {"MX_OUTBOX_BACKOFF_CAP_MS", "--outbox-backoff-cap-ms", "300000", MX_SET_INT, 1, 86400000, "retry delay cap"},
+    {"MX_ALERT_WINDOW_S", "--alert-window-s", "60", MX_SET_INT, 1, 86400, "one alert per pattern per this window, cluster-wide"},
+    {"MX_ALERT_AI_DAILY_QUOTA", "--alert-ai-daily-quota", "100", MX_SET_INT, 0, 1000000, "alerts granted AI analysis per UTC day, cluster-wide (the analysis itself is not built)"},
     {"MX_OUTBOX_STUCK_S", "--outbox-stuck-s", "120", MX_SET_INT, 5, 86400, "INFLIGHT outbox rows older than this are reclaimed"},
 };
 

@@ -217,12 +217,47 @@ static int points_grant(struct acc *a, mx_http_req_t *r)
     return submit(a, r, j);
 }
 
+/* POST /api/admin/alerts/test {pattern, level?, message?}: raise an alert
+ * through the normal path (throttle, outbox, relay), like the seed's
+ * AlertTestController. */
+static void alert_test(mx_http_req_t *r)
+{
+    size_t blen;
+    const uint8_t *body = mx_http_req_body(r, &blen);
+    char pattern[64], msg[512] = "";
+    struct mx_jr_field f[] = {
+        {.key = "pattern", .kind = MX_JR_STR, .required = true, .buf = pattern,
+         .cap = sizeof pattern},
+        {.key = "level", .kind = MX_JR_INT},
+        {.key = "message", .kind = MX_JR_STR, .buf = msg, .cap = sizeof msg},
+    };
+    if (!body || mx_jsonr_object((const char *)body, blen, f, 3, NULL, 0) != 0 || !pattern[0] ||
+        (f[1].present && (f[1].i < 0 || f[1].i > 2))) {
+        bad(r, "Body must be {\"pattern\": \"1-63 bytes\", \"level\": 0..2, \"message\": \"...\"}");
+        return;
+    }
+    int rc = mx_alert_raise(pattern, f[1].present ? (int)f[1].i : 1, "Test alert",
+                            msg[0] ? msg : "Raised through /api/admin/alerts/test");
+    if (rc != 0) {
+        mx_http_add_header(r, "Retry-After", "5");
+        mx_http_error(r, 503, "S005", rc == MX_ESTOPPED ? "No alerter on this node (no MySQL)"
+                                                         : "Alerter busy");
+        return;
+    }
+    const char *ok = "{\"success\":true,\"data\":\"alert raised\"}";
+    mx_http_respond(r, 202, "application/json", ok, strlen(ok));
+}
+
 bool mx__app_admin_outbox(struct acc *a, mx_http_req_t *r, const char *rest, const char *method)
 {
     bool get = !strcmp(method, "GET"), post = !strcmp(method, "POST"),
          del = !strcmp(method, "DELETE");
     if (!strcmp(rest, "points") && post) {
         points_grant(a, r);
+        return true;
+    }
+    if (!strcmp(rest, "alerts/test") && post) {
+        alert_test(r);
         return true;
     }
     if (strcmp(rest, "dlq") != 0 && strncmp(rest, "dlq/", 4) != 0)
@@ -477,5 +512,26 @@ size_t mx__app_outbox_prom(char *buf, size_t cap, const char *node)
         READ(grants));
     if (n < 0)
         return 0;
-    return (size_t)n < cap ? (size_t)n : cap - 1;
+    size_t len = (size_t)n < cap ? (size_t)n : cap - 1;
+    struct mx_alert_stats al;
+    mx_alert_stats(&al);
+    n = snprintf(buf + len, cap - len,
+                 "# TYPE mx_alert_total counter\n"
+                 "mx_alert_total{node=\"%s\",event=\"raised\"} %llu\n"
+                 "mx_alert_total{node=\"%s\",event=\"refused\"} %llu\n"
+                 "mx_alert_total{node=\"%s\",event=\"throttled\"} %llu\n"
+                 "mx_alert_total{node=\"%s\",event=\"passed\"} %llu\n"
+                 "mx_alert_total{node=\"%s\",event=\"bypassed\"} %llu\n"
+                 "mx_alert_total{node=\"%s\",event=\"ai_granted\"} %llu\n"
+                 "mx_alert_total{node=\"%s\",event=\"ai_refused\"} %llu\n"
+                 "mx_alert_total{node=\"%s\",event=\"written\"} %llu\n"
+                 "mx_alert_total{node=\"%s\",event=\"dropped\"} %llu\n",
+                 node, (unsigned long long)al.raised, node, (unsigned long long)al.refused, node,
+                 (unsigned long long)al.throttled, node, (unsigned long long)al.passed, node,
+                 (unsigned long long)al.bypassed, node, (unsigned long long)al.ai_granted, node,
+                 (unsigned long long)al.ai_refused, node, (unsigned long long)al.written, node,
+                 (unsigned long long)al.dropped);
+    if (n > 0)
+        len += (size_t)n < cap - len ? (size_t)n : cap - len - 1;
+    return len;
 }

@@ -88,6 +88,41 @@ void mx_outbox_stats(struct mx_outbox_stats *out);
 int mx_outbox_insert(struct mx_mysql_conn *c, const char *type, const char *payload,
                      size_t len, const char *key);
 
+/* ---- alerts (alert.c) ---- */
+
+struct mx_alert_opts {
+    mx_system_t *sys;
+    mx_mysql_t *mysql;       /* where ALERT outbox rows are written; required */
+    const char *redis_url;   /* throttle and AI quota; NULL/"" = no throttle */
+    const char *cluster;     /* key prefix mx:{cluster}:alert: */
+    uint32_t window_s;       /* one alert per pattern per window, cluster-wide; 0 = 60 */
+    uint32_t ai_daily_quota; /* AI analyses per UTC day, cluster-wide; 0 = none */
+};
+
+/* mx_alert_start - spawn this node's "alerter" actor. Strings are copied.
+ * Returns 0, MX_EINVAL or mx_spawn's errors. Main thread, once. */
+int mx_alert_start(const struct mx_alert_opts *opts);
+
+/* mx_alert_raise - raise an alert (pattern: 1-63 bytes naming what
+ * happened, the throttle key; level 0 info, 1 warning, 2 critical). It is
+ * throttled per pattern, then written as an ALERT outbox row (a Discord
+ * embed) that the relay delivers; never sent inline. Strings are copied.
+ * Returns 0, MX_ESTOPPED (no alerter on this node), MX_EINVAL, or
+ * MX_EFULL (the alerter's mailbox is full; counted). Any thread; never
+ * blocks. */
+int mx_alert_raise(const char *pattern, int level, const char *title, const char *desc);
+
+struct mx_alert_stats {
+    uint64_t raised, refused;      /* accepted by / refused at the mailbox */
+    uint64_t throttled, passed;    /* by the per-pattern window */
+    uint64_t bypassed;             /* Redis could not decide: passed without AI */
+    uint64_t ai_granted, ai_refused; /* daily AI quota decisions (analysis itself not built) */
+    uint64_t written, retried, dropped; /* outbox rows; retries while MySQL was down */
+};
+
+/* mx_alert_stats - this node's alert counters. Any thread. */
+void mx_alert_stats(struct mx_alert_stats *out);
+
 /* ---- pool jobs for the HTTP routes (DLQ admin, donations, points) ---- */
 
 enum mx_outbox_op {

@@ -11,6 +11,9 @@
  *   completions change 0 rows;
  * - the sink failing: retries, the DLQ, every DLQ admin route's shape,
  *   401/403/404, reprocess delivers once, discard removes;
+ * - alerts: one per pattern per window across the nodes, the daily AI
+ *   quota shared by all three, written as outbox rows and delivered;
+ *   "mysql-down" written once MySQL is back;
  * - donations: one Idempotency-Key sent concurrently to two nodes moves
  *   points once, C003 writes nothing, A007, MySQL down gives a clear 503.
  * Every wait polls a condition with a deadline. */
@@ -37,7 +40,8 @@ static const char *const extra_env[] = {
     "MX_LEASE_TTL_MS=1500",        "MX_MEMBER_REFRESH_MS=300",     "MX_MEMBER_TTL_MS=1500",
     "MX_OUTBOX_MAX_ATTEMPTS=3",    "MX_OUTBOX_BACKOFF_BASE_MS=50", "MX_OUTBOX_BACKOFF_CAP_MS=200",
     "MX_OUTBOX_POLL_MS=50",        "MX_OUTBOX_TIMEOUT_MS=3000",    "MX_RATE_LIMIT=0",
-    "MX_HEALTH_PROBE_MS=200",      "MX_LOG_LEVEL=info",            NULL};
+    "MX_HEALTH_PROBE_MS=200",      "MX_LOG_LEVEL=info",            "MX_ALERT_AI_DAILY_QUOTA=5",
+    "MX_ALERT_WINDOW_S=60",        NULL};
 
 static struct ob_world W;
 
@@ -193,7 +197,8 @@ static void check_keys(const char *json, unsigned char *bulk_seen, unsigned char
                  k < DON_PER_NODE)
             don_seen[n * DON_PER_NODE + k] = 1;
         else if (strncmp(key, "kill:", 5) && strncmp(key, "stop:", 5) &&
-                 strncmp(key, "dlq:", 4) && strncmp(key, "donation:", 9))
+                 strncmp(key, "dlq:", 4) && strncmp(key, "donation:", 9) &&
+                 strncmp(key, "alert:", 6))
             (*unknown)++;
         p = strchr(e, ',');
         if (!p)
@@ -464,7 +469,69 @@ static void test_dlq_admin(void **st)
     assert_int_equal(ob_sink_count(&W, "dlq:2"), 0);
 }
 
-/* ---- 5: donations ---- */
+/* ---- 5: alerts: per-pattern window and the cluster-wide AI quota ---- */
+
+static long long sum_outbox(const char *key)
+{
+    long long t = 0;
+    for (int i = 0; i < OB_NODES; i++) {
+        long long v = ob_outbox_int(&W, i, key);
+        if (v > 0)
+            t += v;
+    }
+    return t;
+}
+
+static long long sink_alerts(void)
+{
+    char url[256];
+    struct resp r;
+    snprintf(url, sizeof url, "%s/__stub/sink/keys", W.stub.base);
+    if (http_get(url, NULL, false, &r) != 0)
+        return -1;
+    long long n = 0;
+    for (const char *p = r.body; (p = strstr(p, "\"alert:test-")); p++)
+        n++;
+    resp_free(&r);
+    return n;
+}
+
+static void test_alerts(void **st)
+{
+    long long w0 = sum_outbox("written"), t0 = sum_outbox("throttled");
+    for (int i = 0; i < 3; i++)
+        for (int k = 0; k < 4; k++) {
+            char body[128];
+            snprintf(body, sizeof body, "{\"pattern\":\"test-%d-%d\",\"level\":2}", i, k);
+            assert_int_equal(http(i, "POST", "/api/admin/alerts/test", g_admin.access, NULL,
+                                  body, NULL),
+                             202);
+        }
+    assert_true(TU_WAIT_UNTIL(sum_outbox("written") - w0 == 12, 10000));
+    /* the same pattern again, from another node, inside the window */
+    assert_int_equal(http(2, "POST", "/api/admin/alerts/test", g_admin.access, NULL,
+                          "{\"pattern\":\"test-0-0\",\"level\":2}", NULL),
+                     202);
+    assert_true(TU_WAIT_UNTIL(sum_outbox("throttled") - t0 == 1, 10000));
+    /* three nodes together stay within the daily AI quota of 5 */
+    assert_int_equal(sum_outbox("ai_granted"), 5);
+    assert_int_equal(sum_outbox("ai_refused"), 7);
+    /* every alert went through the outbox as a Discord embed, and the relay
+     * delivered it; the throttled one was never written */
+    assert_int_equal(ob_sql_int(&W, "SELECT COUNT(*) FROM mx.outbox WHERE event_type = 'ALERT'"
+                                    " AND idempotency_key LIKE 'alert:test-%%' AND payload LIKE"
+                                    " '{\"embeds\":[{\"title\":\"[CRITICAL] Test alert\"%%'"),
+                     12);
+    assert_true(TU_WAIT_UNTIL(sink_alerts() == 12, 10000));
+    assert_int_equal(http(0, "POST", "/api/admin/alerts/test", g_user.access, NULL,
+                          "{\"pattern\":\"x\"}", NULL),
+                     403);
+    assert_int_equal(http(0, "POST", "/api/admin/alerts/test", g_admin.access, NULL,
+                          "{\"level\":1}", NULL),
+                     400);
+}
+
+/* ---- 6: donations ---- */
 
 struct race {
     int node, status;
@@ -559,6 +626,11 @@ static void test_donations(void **st)
     assert_true(ra[0] != '\0');
     http_res_free(&r);
     assert_int_equal(mysqld_restart(&W.my), 0);
+    /* the mysql-health holder raised "mysql-down": written once MySQL is back */
+    assert_true(TU_WAIT_UNTIL(ob_sql_int(&W, "SELECT COUNT(*) FROM mx.outbox WHERE event_type ="
+                                             " 'ALERT' AND idempotency_key LIKE"
+                                             " 'alert:mysql-down:%%'") >= 1,
+                              20000));
     assert_int_equal(ob_sql_int(&W, "SELECT COUNT(*) FROM mx.donation_history WHERE request_id ="
                                     " 'down-key-1'"),
                      0);
@@ -575,6 +647,7 @@ int main(void)
         cmocka_unit_test_setup(test_holder_killed, recover),
         cmocka_unit_test_setup(test_holder_paused, recover),
         cmocka_unit_test_setup(test_dlq_admin, recover),
+        cmocka_unit_test_setup(test_alerts, recover),
         cmocka_unit_test_setup(test_donations, recover),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

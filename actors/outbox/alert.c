@@ -1,0 +1,387 @@
+/* alert.c - alerts through the outbox (mx_outbox.h, docs/outbox.md).
+ *
+ * mx_alert_raise (any thread) hands an alert to this node's "alerter"
+ * actor through its bounded mailbox. The actor asks Redis, in one Lua
+ * script, whether the alert's pattern is outside its throttle window (SET
+ * NX PX: one alert per pattern per window, cluster-wide) and whether the
+ * cluster-wide daily AI-analysis quota has room (INCR of a per-day key):
+ * three nodes together never exceed either. An alert that passes becomes a
+ * Discord-compatible embed written as an ALERT outbox row through the
+ * MySQL pool; the relay delivers it to MX_ALERT_WEBHOOK_URL. Nothing is
+ * ever POSTed inline. While MySQL is down (a "MySQL down" alert is the
+ * obvious case) the row waits in a bounded retry list and is written when
+ * MySQL is back. When Redis cannot answer, the alert passes (better a
+ * repeat than a lost alert) and no AI quota is granted.
+ *
+ * AI analysis itself is not built: a granted quota unit is counted and
+ * the embed carries the rule-based summary.
+ */
+#include "mx_outbox.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mx_err.h"
+#include "mx_jsonw.h"
+#include "mx_log.h"
+#include "mx_proto.h"
+#include "mx_redis.h"
+
+#define ALERTER_NAME "alerter"
+#define RETRY_MAX 64
+#define RETRY_MS 1000
+#define RELAXED memory_order_relaxed
+
+static struct {
+    mx_system_t *sys;
+    mx_mysql_t *mysql;
+    char *redis_url;
+    char prefix[96]; /* "mx:{cluster}:alert:" */
+    uint32_t window_s, quota;
+    _Atomic bool started;
+    struct mx_addr addr;
+    _Atomic uint64_t raised, refused, throttled, passed, bypassed, ai_granted, ai_refused, written,
+        retried, dropped;
+} g;
+
+#define ADD(f) atomic_fetch_add_explicit(&g.f, 1, RELAXED)
+
+struct alert {
+    char pattern[64];
+    int level;
+    char title[128];
+    char desc[768];
+    char node[64];
+    int64_t at_ms; /* unix ms raised */
+    bool ai;       /* the daily AI quota granted one analysis */
+};
+
+/* KEYS window, ai-day; ARGV window_ms, quota, day_ttl_s.
+ * 0 throttled; 1 passes; 2 passes with an AI-analysis unit. */
+static const char LUA_THROTTLE[] =
+    "if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return 0 end\n"
+    "local q = tonumber(ARGV[2])\n"
+    "if q <= 0 then return 1 end\n"
+    "local n = redis.call('INCR', KEYS[2])\n"
+    "if n == 1 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end\n"
+    "if n <= q then return 2 end\n"
+    "return 1\n";
+
+int mx_alert_raise(const char *pattern, int level, const char *title, const char *desc)
+{
+    /* acquire: pairs with the release store when the actor is up */
+    if (!atomic_load_explicit(&g.started, memory_order_acquire))
+        return MX_ESTOPPED;
+    if (!pattern || !*pattern || strlen(pattern) > 63)
+        return MX_EINVAL;
+    struct alert *a = calloc(1, sizeof *a);
+    if (!a)
+        abort();
+    snprintf(a->pattern, sizeof a->pattern, "%s", pattern);
+    a->level = level < 0 ? 0 : level > 2 ? 2 : level;
+    snprintf(a->title, sizeof a->title, "%s", title ? title : pattern);
+    snprintf(a->desc, sizeof a->desc, "%s", desc ? desc : "");
+    snprintf(a->node, sizeof a->node, "%s", mx_system_node_name(g.sys));
+    a->at_ms = (int64_t)mx_unix_ms();
+    struct mx_msg *m = mx_msg_with_ptr(MX_T_outbox_alert, a, free);
+    if (!m) {
+        free(a);
+        return MX_ENOMEM;
+    }
+    int rc = mx_sys_send(g.sys, g.addr, m);
+    if (rc != 0) {
+        mx_msg_free(m);
+        ADD(refused);
+        return rc;
+    }
+    ADD(raised);
+    return 0;
+}
+
+void mx_alert_stats(struct mx_alert_stats *s)
+{
+    s->raised = atomic_load_explicit(&g.raised, RELAXED);
+    s->refused = atomic_load_explicit(&g.refused, RELAXED);
+    s->throttled = atomic_load_explicit(&g.throttled, RELAXED);
+    s->passed = atomic_load_explicit(&g.passed, RELAXED);
+    s->bypassed = atomic_load_explicit(&g.bypassed, RELAXED);
+    s->ai_granted = atomic_load_explicit(&g.ai_granted, RELAXED);
+    s->ai_refused = atomic_load_explicit(&g.ai_refused, RELAXED);
+    s->written = atomic_load_explicit(&g.written, RELAXED);
+    s->retried = atomic_load_explicit(&g.retried, RELAXED);
+    s->dropped = atomic_load_explicit(&g.dropped, RELAXED);
+}
+
+/* ---- the embed ---- */
+
+static const char *level_name(int l)
+{
+    return l >= 2 ? "CRITICAL" : l == 1 ? "WARNING" : "INFO";
+}
+
+/* The seed's Discord embed: title, description, colour by level, fields,
+ * footer and an ISO-8601 timestamp. */
+static char *embed(const struct alert *a, size_t *len)
+{
+    static const int colour[] = {3066993, 15105570, 15158332}; /* green, orange, red */
+    time_t secs = (time_t)(a->at_ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char ts[64];
+    snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(a->at_ms % 1000));
+    char title[160], summary[300];
+    snprintf(title, sizeof title, "[%s] %s", level_name(a->level), a->title);
+    snprintf(summary, sizeof summary, "rule-based: %s on %s; see the runbook for pattern '%s'%s",
+             level_name(a->level), a->node, a->pattern,
+             a->ai ? " (AI quota unit granted; AI analysis is not built)" : "");
+    struct mx_jsonw w;
+    mx_jsonw_init(&w, 16384);
+    mx_jsonw_obj_open(&w);
+    mx_jsonw_key(&w, "embeds");
+    mx_jsonw_arr_open(&w);
+    mx_jsonw_obj_open(&w);
+    mx_jsonw_kstr(&w, "title", title);
+    mx_jsonw_kstr(&w, "description", a->desc);
+    mx_jsonw_kint(&w, "color", colour[a->level]);
+    mx_jsonw_key(&w, "fields");
+    mx_jsonw_arr_open(&w);
+    const char *f[][2] = {{"Node", a->node}, {"Pattern", a->pattern}, {"Analysis", summary}};
+    for (size_t i = 0; i < 3; i++) {
+        mx_jsonw_obj_open(&w);
+        mx_jsonw_kstr(&w, "name", f[i][0]);
+        mx_jsonw_kstr(&w, "value", f[i][1]);
+        mx_jsonw_kbool(&w, "inline", i < 2);
+        mx_jsonw_obj_close(&w);
+    }
+    mx_jsonw_arr_close(&w);
+    mx_jsonw_key(&w, "footer");
+    mx_jsonw_obj_open(&w);
+    mx_jsonw_kstr(&w, "text", "mx alert");
+    mx_jsonw_obj_close(&w);
+    mx_jsonw_kstr(&w, "timestamp", ts);
+    mx_jsonw_obj_close(&w);
+    mx_jsonw_arr_close(&w);
+    mx_jsonw_obj_close(&w);
+    char *b = mx_jsonw_take(&w, len);
+    mx_jsonw_fini(&w);
+    return b;
+}
+
+/* ---- writing the outbox row (pool thread) ---- */
+
+struct write_job {
+    struct alert a;
+    char key[160];
+    char *json;
+    size_t len;
+};
+
+static void write_job_free(void *arg)
+{
+    struct write_job *j = arg;
+    free(j->json);
+    free(j);
+}
+
+static int write_run(struct mx_mysql_conn *c, void *arg)
+{
+    struct write_job *j = arg;
+    int rc = mx_outbox_insert(c, MX_OUTBOX_EV_ALERT, j->json, j->len, j->key);
+    return rc == MX_EEXISTS ? 0 : rc; /* written before: a retry after a lost reply */
+}
+
+/* ---- the actor ---- */
+
+struct alerter {
+    mx_actor_t *self;
+    mx_redis_t *redis;
+    mx_redis_script_t *s_throttle;
+    struct alert *retry[RETRY_MAX]; /* waiting for MySQL */
+    uint32_t nretry;
+};
+
+struct pass_ctx {
+    struct alerter *st;
+    struct alert *a;
+};
+
+static void submit_write(struct alerter *st, struct alert *a)
+{
+    struct write_job *j = calloc(1, sizeof *j);
+    if (!j)
+        abort();
+    j->a = *a;
+    snprintf(j->key, sizeof j->key, "alert:%s:%lld:%s", a->pattern, (long long)a->at_ms, a->node);
+    j->json = embed(a, &j->len);
+    if (!j->json || mx_mysql_submit(g.mysql, write_run, j, write_job_free, mx_self(st->self),
+                                    NULL) != 0) {
+        write_job_free(j);
+        if (st->nretry < RETRY_MAX) {
+            st->retry[st->nretry++] = a;
+            return;
+        }
+        ADD(dropped);
+        MX_ERROR("alert %s dropped: MySQL queue full and the retry list is full", a->pattern);
+    }
+    free(a);
+}
+
+static void throttled_cb(mx_redis_t *r, int status, const redisReply *rep, void *arg)
+{
+    struct pass_ctx *pc = arg;
+    struct alert *a = pc->a;
+    if (status == MX_ESTOPPED) {
+        free(a);
+        free(pc);
+        return;
+    }
+    if (status != 0 || !rep || rep->type != REDIS_REPLY_INTEGER) {
+        ADD(bypassed); /* Redis cannot decide: the alert passes, without AI */
+    } else if (rep->integer == 0) {
+        ADD(throttled);
+        free(a);
+        free(pc);
+        return;
+    } else if (rep->integer == 2) {
+        a->ai = true;
+        ADD(ai_granted);
+    } else if (g.quota > 0) {
+        ADD(ai_refused);
+    }
+    ADD(passed);
+    submit_write(pc->st, a);
+    free(pc);
+}
+
+static void take(struct alerter *st, struct alert *a)
+{
+    if (!st->redis || !mx_redis_connected(st->redis)) {
+        ADD(bypassed);
+        ADD(passed);
+        submit_write(st, a);
+        return;
+    }
+    char kw[200], kd[200], win[24], quota[24];
+    time_t now = (time_t)(a->at_ms / 1000);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    snprintf(kw, sizeof kw, "%swin:%s", g.prefix, a->pattern);
+    snprintf(kd, sizeof kd, "%sai:%04d%02d%02d", g.prefix, tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday);
+    snprintf(win, sizeof win, "%llu", (unsigned long long)g.window_s * 1000);
+    snprintf(quota, sizeof quota, "%u", g.quota);
+    const char *argv[] = {kw, kd, win, quota, "172800"};
+    struct pass_ctx *pc = malloc(sizeof *pc);
+    if (!pc)
+        abort();
+    *pc = (struct pass_ctx){st, a};
+    if (mx_redis_eval(st->redis, st->s_throttle, throttled_cb, pc, 2, 5, argv, NULL) != 0) {
+        free(pc);
+        ADD(bypassed);
+        ADD(passed);
+        submit_write(st, a);
+    }
+}
+
+static int al_init(mx_actor_t *self, void *arg, void **state)
+{
+    struct alerter *st = calloc(1, sizeof *st);
+    if (!st)
+        return MX_ENOMEM;
+    st->self = self;
+    if (g.redis_url && g.redis_url[0]) {
+        struct mx_redis_opts ro = {.name = "redis-alert", .timeout_ms = 500};
+        if (mx_redis_open(mx_actor_loop(self), g.redis_url, &ro, &st->redis) == 0)
+            mx_redis_script(st->redis, LUA_THROTTLE, &st->s_throttle);
+        else
+            st->redis = NULL;
+    }
+    uint64_t id;
+    struct mx_msg *tick = mx_msg_new(MX_T_sys_tick, 0);
+    int rc = mx_timer_start(self, RETRY_MS, RETRY_MS, tick, &id);
+    if (rc != 0) {
+        mx_msg_free(tick);
+        if (st->redis)
+            mx_redis_close(st->redis, NULL, NULL);
+        free(st);
+        return rc;
+    }
+    *state = st;
+    return 0;
+}
+
+static int al_receive(mx_actor_t *self, void *state, struct mx_msg *m)
+{
+    struct alerter *st = state;
+    if (m->env.type == MX_T_outbox_alert && m->ptr) {
+        struct alert *a = malloc(sizeof *a);
+        if (!a)
+            abort();
+        memcpy(a, m->ptr, sizeof *a);
+        take(st, a);
+    } else if (m->env.type == MX_T_sys_tick) {
+        uint32_t n = st->nretry;
+        struct alert *list[RETRY_MAX];
+        memcpy(list, st->retry, n * sizeof *list);
+        st->nretry = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            ADD(retried);
+            submit_write(st, list[i]);
+        }
+    } else if (m->env.type == MX_T_store_job_done && m->ptr) {
+        struct mx_m_store_job_done d;
+        struct write_job *j = m->ptr;
+        if (mx_msg_decode(m, &d) != 0)
+            return 0;
+        if (d.status == 0) {
+            ADD(written);
+        } else if (st->nretry < RETRY_MAX) {
+            struct alert *a = malloc(sizeof *a);
+            if (!a)
+                abort();
+            *a = j->a;
+            st->retry[st->nretry++] = a; /* MySQL down: written when it is back */
+        } else {
+            ADD(dropped);
+            MX_ERROR("alert %s dropped: %s and the retry list is full", j->a.pattern,
+                     mx_strerror((int)d.status));
+        }
+    }
+    return 0;
+}
+
+static void al_stop(mx_actor_t *self, void *state)
+{
+    struct alerter *st = state;
+    for (uint32_t i = 0; i < st->nretry; i++)
+        free(st->retry[i]);
+    if (st->nretry)
+        MX_WARN("alerter: %u alerts not written (MySQL down at stop)", st->nretry);
+    if (st->redis)
+        mx_redis_close(st->redis, NULL, NULL);
+    free(st);
+}
+
+static const struct mx_behaviour alerter_beh = {ALERTER_NAME, al_init, al_receive, al_stop};
+
+int mx_alert_start(const struct mx_alert_opts *o)
+{
+    if (!o || !o->sys || !o->mysql)
+        return MX_EINVAL;
+    g.sys = o->sys;
+    g.mysql = o->mysql;
+    g.redis_url = o->redis_url ? strdup(o->redis_url) : NULL;
+    g.window_s = o->window_s ? o->window_s : 60;
+    g.quota = o->ai_daily_quota;
+    snprintf(g.prefix, sizeof g.prefix, "mx:{%s}:alert:", o->cluster ? o->cluster : "mx");
+    struct mx_spawn_opts so = MX_SPAWN_OPTS_DEFAULT;
+    so.name = ALERTER_NAME;
+    int rc = mx_spawn(o->sys, &alerter_beh, NULL, &so, &g.addr);
+    if (rc == 0)
+        atomic_store_explicit(&g.started, true, memory_order_release);
+    return rc;
+}
