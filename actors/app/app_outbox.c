@@ -33,8 +33,8 @@
 /* Counters (any acceptor thread writes, metrics read: relaxed, each an
  * independent statistic). */
 static struct {
-    _Atomic uint64_t bad_input, db_unavailable, db_failed, dlq_ops, donations,
-        not_enough_points, not_admin, grants;
+    _Atomic uint64_t bad_input, db_unavailable, db_failed, dlq_ops, donations, not_enough_points,
+        not_admin, grants;
 } cnt;
 #define COUNT(f) atomic_fetch_add_explicit(&cnt.f, 1, memory_order_relaxed)
 #define READ(f) (unsigned long long)atomic_load_explicit(&cnt.f, memory_order_relaxed)
@@ -96,8 +96,8 @@ static int submit(struct acc *a, mx_http_req_t *r, struct mx_outbox_job *job)
         return MX_HTTP_DONE;
     }
     uint64_t id = 0;
-    int rc = mx_mysql_submit(pool, mx_outbox_job_run, job, mx_outbox_job_free, mx_self(a->self),
-                             &id);
+    int rc =
+        mx_mysql_submit(pool, mx_outbox_job_run, job, mx_outbox_job_free, mx_self(a->self), &id);
     if (rc != 0) {
         mx_outbox_job_free(job);
         mx_http_add_header(r, "Retry-After", "1");
@@ -201,7 +201,10 @@ static int points_grant(struct acc *a, mx_http_req_t *r)
     const uint8_t *body = mx_http_req_body(r, &blen);
     char account[97];
     struct mx_jr_field f[] = {
-        {.key = "accountId", .kind = MX_JR_STR, .required = true, .buf = account,
+        {.key = "accountId",
+         .kind = MX_JR_STR,
+         .required = true,
+         .buf = account,
          .cap = sizeof account},
         {.key = "amount", .kind = MX_JR_INT, .required = true},
     };
@@ -226,7 +229,10 @@ static void alert_test(mx_http_req_t *r)
     const uint8_t *body = mx_http_req_body(r, &blen);
     char pattern[64], msg[512] = "";
     struct mx_jr_field f[] = {
-        {.key = "pattern", .kind = MX_JR_STR, .required = true, .buf = pattern,
+        {.key = "pattern",
+         .kind = MX_JR_STR,
+         .required = true,
+         .buf = pattern,
          .cap = sizeof pattern},
         {.key = "level", .kind = MX_JR_INT},
         {.key = "message", .kind = MX_JR_STR, .buf = msg, .cap = sizeof msg},
@@ -238,10 +244,14 @@ static void alert_test(mx_http_req_t *r)
     }
     int rc = mx_alert_raise(pattern, f[1].present ? (int)f[1].i : 1, "Test alert",
                             msg[0] ? msg : "Raised through /api/admin/alerts/test");
+    if (rc == MX_EINVAL) {
+        bad(r, "pattern: 1-63 characters of [A-Za-z0-9._:-]");
+        return;
+    }
     if (rc != 0) {
         mx_http_add_header(r, "Retry-After", "5");
-        mx_http_error(r, 503, "S005", rc == MX_ESTOPPED ? "No alerter on this node (no MySQL)"
-                                                         : "Alerter busy");
+        mx_http_error(r, 503, "S005",
+                      rc == MX_ESTOPPED ? "No alerter on this node (no MySQL)" : "Alerter busy");
         return;
     }
     const char *ok = "{\"success\":true,\"data\":\"alert raised\"}";
@@ -349,7 +359,8 @@ static void admin_checked(mx_redis_t *rd, int status, const redisReply *rep, voi
         mx_outbox_job_free(dc->job);
         mx_http_add_header(r, "Retry-After", "5");
         mx_http_error(r, 503, "S005",
-                      status == MX_ESTOPPED ? "Node is stopping" : "Admin list (Redis) unavailable");
+                      status == MX_ESTOPPED ? "Node is stopping"
+                                            : "Admin list (Redis) unavailable");
     } else if (rep->integer != 1) {
         COUNT(not_admin);
         mx_outbox_job_free(dc->job);
@@ -380,7 +391,10 @@ static void donate_user(struct acc *a, mx_http_req_t *r, const char *ocids, cons
     const uint8_t *body = mx_http_req_body(r, &blen);
     char fp[65];
     struct mx_jr_field f[] = {
-        {.key = "adminFingerprint", .kind = MX_JR_STR, .required = true, .buf = fp,
+        {.key = "adminFingerprint",
+         .kind = MX_JR_STR,
+         .required = true,
+         .buf = fp,
          .cap = sizeof fp},
         {.key = "amount", .kind = MX_JR_INT, .required = true},
     };
@@ -408,9 +422,9 @@ static void donate_user(struct acc *a, mx_http_req_t *r, const char *ocids, cons
         b[6] = (b[6] & 0x0f) | 0x40;
         b[8] = (b[8] & 0x3f) | 0x80;
         snprintf(j->key, sizeof j->key,
-                 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-                 b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-                 b[14], b[15]);
+                 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+                 b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+                 b[15]);
     }
     if (!account_of(ocids, j->account)) {
         mx_outbox_job_free(j);
@@ -506,10 +520,9 @@ size_t mx__app_outbox_prom(char *buf, size_t cap, const char *node)
         (unsigned long long)s.attempts, node, (unsigned long long)s.failures, node,
         (unsigned long long)s.retries, node, (unsigned long long)s.dead, node,
         (unsigned long long)s.stale_completions, node, (unsigned long long)s.fenced, node,
-        (unsigned long long)s.reclaimed, node, (unsigned long long)s.refused, node,
-        READ(bad_input), node, READ(db_unavailable), node, READ(db_failed), node, READ(dlq_ops),
-        node, READ(donations), node, READ(not_enough_points), node, READ(not_admin), node,
-        READ(grants));
+        (unsigned long long)s.reclaimed, node, (unsigned long long)s.refused, node, READ(bad_input),
+        node, READ(db_unavailable), node, READ(db_failed), node, READ(dlq_ops), node,
+        READ(donations), node, READ(not_enough_points), node, READ(not_admin), node, READ(grants));
     if (n < 0)
         return 0;
     size_t len = (size_t)n < cap ? (size_t)n : cap - 1;

@@ -77,6 +77,10 @@ int mx_alert_raise(const char *pattern, int level, const char *title, const char
         return MX_ESTOPPED;
     if (!pattern || !*pattern || strlen(pattern) > 63)
         return MX_EINVAL;
+    for (const char *p = pattern; *p; p++) /* it becomes part of an HTTP header value */
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '-' || *p == '_' || *p == '.' || *p == ':'))
+            return MX_EINVAL;
     struct alert *a = calloc(1, sizeof *a);
     if (!a)
         abort();
@@ -131,8 +135,8 @@ static char *embed(const struct alert *a, size_t *len)
     struct tm tm;
     gmtime_r(&secs, &tm);
     char ts[64];
-    snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(a->at_ms % 1000));
+    snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(a->at_ms % 1000));
     char title[160], summary[300];
     snprintf(title, sizeof title, "[%s] %s", level_name(a->level), a->title);
     snprintf(summary, sizeof summary, "rule-based: %s on %s; see the runbook for pattern '%s'%s",
@@ -217,8 +221,8 @@ static void submit_write(struct alerter *st, struct alert *a)
     j->a = *a;
     snprintf(j->key, sizeof j->key, "alert:%s:%lld:%s", a->pattern, (long long)a->at_ms, a->node);
     j->json = embed(a, &j->len);
-    if (!j->json || mx_mysql_submit(g.mysql, write_run, j, write_job_free, mx_self(st->self),
-                                    NULL) != 0) {
+    if (!j->json ||
+        mx_mysql_submit(g.mysql, write_run, j, write_job_free, mx_self(st->self), NULL) != 0) {
         write_job_free(j);
         if (st->nretry < RETRY_MAX) {
             st->retry[st->nretry++] = a;
@@ -337,9 +341,11 @@ static int al_receive(mx_actor_t *self, void *state, struct mx_msg *m)
         struct write_job *j = m->ptr;
         if (mx_msg_decode(m, &d) != 0)
             return 0;
+        bool transient = d.status == MX_EUNAVAIL || d.status == MX_EFULL ||
+                         d.status == MX_ESTOPPED || d.status == MX_ETIMEDOUT;
         if (d.status == 0) {
             ADD(written);
-        } else if (st->nretry < RETRY_MAX) {
+        } else if (transient && st->nretry < RETRY_MAX) {
             struct alert *a = malloc(sizeof *a);
             if (!a)
                 abort();
@@ -347,8 +353,8 @@ static int al_receive(mx_actor_t *self, void *state, struct mx_msg *m)
             st->retry[st->nretry++] = a; /* MySQL down: written when it is back */
         } else {
             ADD(dropped);
-            MX_ERROR("alert %s dropped: %s and the retry list is full", j->a.pattern,
-                     mx_strerror((int)d.status));
+            MX_ERROR("alert %s dropped: %s%s", j->a.pattern, mx_strerror((int)d.status),
+                     transient ? " and the retry list is full" : "");
         }
     }
     return 0;

@@ -25,8 +25,8 @@
 #include "mx_mysql.h"
 
 #define MX_OUTBOX_SINGLETON "outbox-relay"
-#define MX_OUTBOX_KEY_MAX 191   /* bytes of an idempotency key (the column) */
-#define MX_OUTBOX_TYPE_MAX 64   /* bytes of an event type */
+#define MX_OUTBOX_KEY_MAX 191 /* bytes of an idempotency key (the column) */
+#define MX_OUTBOX_TYPE_MAX 64 /* bytes of an event type */
 #define MX_OUTBOX_BATCH_MAX 2000
 
 /* Event types with their own destination; every other type goes to the
@@ -35,21 +35,23 @@
 #define MX_OUTBOX_EV_DONATION "DONATION_COMPLETED"
 
 struct mx_outbox_opts {
-    mx_mysql_t *mysql;      /* required */
-    const char *sink_url;   /* MX_OUTBOX_SINK_URL: every type but ALERT; "" = none */
-    const char *alert_url;  /* MX_ALERT_WEBHOOK_URL: ALERT rows; "" = sink_url */
-    uint32_t batch;         /* rows claimed (and held) at most; 0 = 500 */
-    uint32_t concurrency;   /* HTTP requests in flight; 0 = 64 */
-    uint32_t timeout_ms;    /* one delivery attempt; 0 = 5000 */
-    uint32_t poll_ms;       /* claim period while idle; 0 = 100 */
-    uint32_t max_attempts;  /* attempts before the DLQ; 0 = 5 */
+    mx_mysql_t *mysql;        /* required */
+    const char *sink_url;     /* MX_OUTBOX_SINK_URL: every type but ALERT; "" = none */
+    const char *alert_url;    /* MX_ALERT_WEBHOOK_URL: ALERT rows; "" = sink_url */
+    uint32_t batch;           /* rows claimed (and held) at most; 0 = 500 */
+    uint32_t concurrency;     /* HTTP requests in flight; 0 = 64 */
+    uint32_t timeout_ms;      /* one delivery attempt; 0 = 5000 */
+    uint32_t poll_ms;         /* claim period while idle; 0 = 100 */
+    uint32_t max_attempts;    /* attempts before the DLQ; 0 = 5 */
     uint32_t backoff_base_ms; /* 0 = 1000 */
     uint32_t backoff_cap_ms;  /* 0 = 300000 */
-    uint32_t stuck_s;       /* INFLIGHT rows older than this are reclaimed; 0 = 120 */
+    uint32_t stuck_s;         /* INFLIGHT rows older than this are reclaimed; 0 = 120 */
 };
 
 /* mx_outbox_start - declare the outbox-relay singleton on lm (before
- * mx_leases_start). Strings are copied. One per process. Returns 0,
+ * mx_leases_start); without any URL nothing is declared (rows wait), and
+ * without a sink URL only ALERT rows are claimed. Strings are copied. One
+ * per process. Returns 0,
  * MX_EINVAL (no pool, or a URL that is not http(s)://), or mx_singleton's
  * errors. Main thread. */
 int mx_outbox_start(mx_leases_t *lm, const struct mx_outbox_opts *opts);
@@ -57,25 +59,25 @@ int mx_outbox_start(mx_leases_t *lm, const struct mx_outbox_opts *opts);
 /* Counters of this node's relay (zero on nodes that never held the lease)
  * and the last table figures its holder read (once a second). */
 struct mx_outbox_stats {
-    bool holding;             /* the relay runs here now */
-    uint64_t epoch;           /* lease counter of the current or last term here */
-    uint64_t claimed;         /* rows claimed */
-    uint64_t delivered;       /* rows completed DONE (guarded UPDATE matched) */
-    uint64_t attempts;        /* HTTP attempts started */
-    uint64_t failures;        /* attempts that failed (non-2xx, timeout, no destination) */
-    uint64_t retries;         /* rows rescheduled with backoff */
-    uint64_t dead;            /* rows moved to outbox_dlq */
+    bool holding;               /* the relay runs here now */
+    uint64_t epoch;             /* lease counter of the current or last term here */
+    uint64_t claimed;           /* rows claimed */
+    uint64_t delivered;         /* rows completed DONE (guarded UPDATE matched) */
+    uint64_t attempts;          /* HTTP attempts started */
+    uint64_t failures;          /* attempts that failed (non-2xx, timeout, no destination) */
+    uint64_t retries;           /* rows rescheduled with backoff */
+    uint64_t dead;              /* rows moved to outbox_dlq */
     uint64_t stale_completions; /* completions that matched 0 rows (row no longer ours) */
-    uint64_t fenced;          /* relay jobs refused by the MySQL fence (deposed) */
-    uint64_t reclaimed;       /* INFLIGHT rows of older epochs or stuck, put back */
-    uint64_t refused;         /* pool submits refused (queue full) */
+    uint64_t fenced;            /* relay jobs refused by the MySQL fence (deposed) */
+    uint64_t reclaimed;         /* INFLIGHT rows of older epochs or stuck, put back */
+    uint64_t refused;           /* pool submits refused (queue full) */
     uint64_t lag_p50_ms, lag_p99_ms, lag_max_ms; /* commit -> 2xx, this term */
-    uint64_t lag_count;       /* deliveries in the lag histogram */
-    int64_t backlog;          /* PENDING + INFLIGHT rows; -1 unknown */
-    int64_t oldest_due_age_ms;/* age of the oldest due PENDING row; -1 unknown */
-    int64_t dlq_size;         /* rows in outbox_dlq; -1 unknown */
-    uint32_t inflight;        /* HTTP requests running */
-    uint32_t held;            /* claimed rows held in memory */
+    uint64_t lag_count;                          /* deliveries in the lag histogram */
+    int64_t backlog;                             /* PENDING + INFLIGHT rows; -1 unknown */
+    int64_t oldest_due_age_ms;                   /* age of the oldest due PENDING row; -1 unknown */
+    int64_t dlq_size;                            /* rows in outbox_dlq; -1 unknown */
+    uint32_t inflight;                           /* HTTP requests running */
+    uint32_t held;                               /* claimed rows held in memory */
 };
 
 /* mx_outbox_stats - a snapshot. Any thread; no lock. */
@@ -85,8 +87,8 @@ void mx_outbox_stats(struct mx_outbox_stats *out);
  * inside the caller's transaction. Returns 0, MX_EEXISTS (the key is
  * already in the outbox), MX_EINVAL (empty or too long type/key), or the
  * exec errors. The thread that owns c. */
-int mx_outbox_insert(struct mx_mysql_conn *c, const char *type, const char *payload,
-                     size_t len, const char *key);
+int mx_outbox_insert(struct mx_mysql_conn *c, const char *type, const char *payload, size_t len,
+                     const char *key);
 
 /* ---- alerts (alert.c) ---- */
 
@@ -103,8 +105,8 @@ struct mx_alert_opts {
  * Returns 0, MX_EINVAL or mx_spawn's errors. Main thread, once. */
 int mx_alert_start(const struct mx_alert_opts *opts);
 
-/* mx_alert_raise - raise an alert (pattern: 1-63 bytes naming what
- * happened, the throttle key; level 0 info, 1 warning, 2 critical). It is
+/* mx_alert_raise - raise an alert (pattern: 1-63 bytes of [A-Za-z0-9._:-]
+ * naming what happened, the throttle key; level 0 info, 1 warning, 2 critical). It is
  * throttled per pattern, then written as an ALERT outbox row (a Discord
  * embed) that the relay delivers; never sent inline. Strings are copied.
  * Returns 0, MX_ESTOPPED (no alerter on this node), MX_EINVAL, or
@@ -113,10 +115,10 @@ int mx_alert_start(const struct mx_alert_opts *opts);
 int mx_alert_raise(const char *pattern, int level, const char *title, const char *desc);
 
 struct mx_alert_stats {
-    uint64_t raised, refused;      /* accepted by / refused at the mailbox */
-    uint64_t throttled, passed;    /* by the per-pattern window */
-    uint64_t bypassed;             /* Redis could not decide: passed without AI */
-    uint64_t ai_granted, ai_refused; /* daily AI quota decisions (analysis itself not built) */
+    uint64_t raised, refused;           /* accepted by / refused at the mailbox */
+    uint64_t throttled, passed;         /* by the per-pattern window */
+    uint64_t bypassed;                  /* Redis could not decide: passed without AI */
+    uint64_t ai_granted, ai_refused;    /* daily AI quota decisions (analysis itself not built) */
     uint64_t written, retried, dropped; /* outbox rows; retries while MySQL was down */
 };
 
@@ -126,10 +128,10 @@ void mx_alert_stats(struct mx_alert_stats *out);
 /* ---- pool jobs for the HTTP routes (DLQ admin, donations, points) ---- */
 
 enum mx_outbox_op {
-    MX_OBOP_DLQ_PAGE = 1, /* page, size */
-    MX_OBOP_DLQ_GET,      /* id */
-    MX_OBOP_DLQ_REPROCESS,/* id */
-    MX_OBOP_DLQ_DELETE,   /* id */
+    MX_OBOP_DLQ_PAGE = 1,  /* page, size */
+    MX_OBOP_DLQ_GET,       /* id */
+    MX_OBOP_DLQ_REPROCESS, /* id */
+    MX_OBOP_DLQ_DELETE,    /* id */
     MX_OBOP_DLQ_COUNT,
     MX_OBOP_DLQ_CURSOR,   /* cursor (has_cursor), size */
     MX_OBOP_DONATE,       /* key, account, receiver, amount */
@@ -142,9 +144,9 @@ struct mx_outbox_job {
     enum mx_outbox_op op;
     int64_t id, page, size, cursor, amount;
     bool has_cursor;
-    char key[65];       /* donation request id */
-    char account[97];   /* points account */
-    char receiver[65];  /* donation receiver (an admin fingerprint) */
+    char key[65];      /* donation request id */
+    char account[97];  /* points account */
+    char receiver[65]; /* donation receiver (an admin fingerprint) */
     /* results: an HTTP status with either a JSON body or an error code */
     int http_status;
     char code[8];

@@ -220,8 +220,9 @@ static int dlq_cursor(struct mx_mysql_conn *c, struct mx_outbox_job *j)
     mx_jsonw_arr_open(&w);
     struct entries e = {.w = &w, .preview = true};
     struct mx_sql_val v[] = {MX_SQL_I(j->has_cursor ? j->cursor : -1), MX_SQL_I(j->size)};
-    int rc = mx_mysql_query(c, "SELECT " DLQ_COLS " FROM outbox_dlq WHERE id > ? ORDER BY id LIMIT ?",
-                            v, 2, entry_row, &e, NULL);
+    int rc =
+        mx_mysql_query(c, "SELECT " DLQ_COLS " FROM outbox_dlq WHERE id > ? ORDER BY id LIMIT ?", v,
+                       2, entry_row, &e, NULL);
     if (rc) {
         mx_jsonw_fini(&w);
         return rc;
@@ -231,8 +232,9 @@ static int dlq_cursor(struct mx_mysql_conn *c, struct mx_outbox_job *j)
     bool found;
     struct mx_sql_val m[] = {MX_SQL_I(e.last_id)};
     if (e.n == (uint64_t)j->size &&
-        (rc = mx_mysql_query_int(c, "SELECT COUNT(*) FROM (SELECT id FROM outbox_dlq WHERE id > ?"
-                                    " LIMIT 1) t",
+        (rc = mx_mysql_query_int(c,
+                                 "SELECT COUNT(*) FROM (SELECT id FROM outbox_dlq WHERE id > ?"
+                                 " LIMIT 1) t",
                                  m, 1, &more, &found)) != 0) {
         mx_jsonw_fini(&w);
         return rc;

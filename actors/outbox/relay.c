@@ -34,8 +34,8 @@
 #include "mx_log.h"
 
 #define FENCE_NAME MX_OUTBOX_SINGLETON
-#define IN_CHUNK 60 /* ids per "id IN (...)" statement (mx_mysql binds at most 64 values) */
-#define LAG_BUCKETS 1001    /* 10 ms each up to 10 s, then one overflow bucket */
+#define IN_CHUNK 60      /* ids per "id IN (...)" statement (mx_mysql binds at most 64 values) */
+#define LAG_BUCKETS 1001 /* 10 ms each up to 10 s, then one overflow bucket */
 #define STATS_PERIOD_MS 1000
 #define RECLAIM_PERIOD_MS 10000
 
@@ -131,7 +131,8 @@ struct claim_job {
     uint64_t seq;
     uint32_t limit, stuck_s;
     bool reclaim;
-    struct rlist rows; /* out */
+    bool only_alerts;   /* no sink URL: claim only ALERT rows (the others wait) */
+    struct rlist rows;  /* out */
     uint64_t reclaimed; /* out */
 };
 
@@ -239,12 +240,15 @@ static int claim_write(struct mx_mysql_conn *c, void *arg)
         j->reclaimed = n;
     }
     struct mx_sql_val lim[] = {MX_SQL_I(j->limit)};
-    rc = mx_mysql_query(c,
-                        "SELECT id, event_type, idempotency_key, attempts, payload,"
-                        " CAST(UNIX_TIMESTAMP(created_at) * 1000 AS SIGNED) FROM outbox"
-                        " WHERE status = 'PENDING' AND next_attempt_at <= NOW(3)"
-                        " ORDER BY next_attempt_at, id LIMIT ? FOR UPDATE SKIP LOCKED",
-                        lim, 1, claim_row, j, NULL);
+#define CLAIM_SQL(extra)                                                                           \
+    "SELECT id, event_type, idempotency_key, attempts, payload,"                                   \
+    " CAST(UNIX_TIMESTAMP(created_at) * 1000 AS SIGNED) FROM outbox"                               \
+    " WHERE status = 'PENDING' AND next_attempt_at <= NOW(3)" extra                                \
+    " ORDER BY next_attempt_at, id LIMIT ? FOR UPDATE SKIP LOCKED"
+    rc = mx_mysql_query(
+        c, j->only_alerts ? CLAIM_SQL(" AND event_type = '" MX_OUTBOX_EV_ALERT "'") : CLAIM_SQL(""),
+        lim, 1, claim_row, j, NULL);
+#undef CLAIM_SQL
     if (rc || j->rows.n == 0)
         return rc;
     int64_t *ids = malloc(j->rows.n * sizeof *ids);
@@ -255,8 +259,10 @@ static int claim_write(struct mx_mysql_conn *c, void *arg)
         ids[i++] = r->id;
     uint64_t n;
     struct mx_sql_val pre[] = {MX_SQL_I(j->seq)};
-    rc = exec_in(c, "UPDATE outbox SET status = 'INFLIGHT', claim_epoch = ?, claimed_at = NOW(3)"
-                    " WHERE id IN", "", pre, 1, ids, j->rows.n, &n);
+    rc = exec_in(c,
+                 "UPDATE outbox SET status = 'INFLIGHT', claim_epoch = ?, claimed_at = NOW(3)"
+                 " WHERE id IN",
+                 "", pre, 1, ids, j->rows.n, &n);
     free(ids);
     return rc;
 }
@@ -296,9 +302,10 @@ static int done_write(struct mx_mysql_conn *c, void *arg)
     if (j->nok) {
         uint64_t n = 0;
         struct mx_sql_val pre[] = {MX_SQL_I(j->seq)};
-        rc = exec_in(c, "UPDATE outbox SET status = 'DONE', delivered_at = NOW(3)"
-                        " WHERE claim_epoch = ? AND status = 'INFLIGHT' AND id IN", "",
-                     pre, 1, j->ok, j->nok, &n);
+        rc = exec_in(c,
+                     "UPDATE outbox SET status = 'DONE', delivered_at = NOW(3)"
+                     " WHERE claim_epoch = ? AND status = 'INFLIGHT' AND id IN",
+                     "", pre, 1, j->ok, j->nok, &n);
         if (rc)
             return rc;
         /* repeated padding ids match once: n counts distinct rows */
@@ -366,9 +373,9 @@ static int stats_run(struct mx_mysql_conn *c, void *arg)
 {
     struct stats_job *j = arg;
     bool found;
-    int rc = mx_mysql_query_int(c,
-                                "SELECT COUNT(*) FROM outbox WHERE status IN ('PENDING', 'INFLIGHT')",
-                                NULL, 0, &j->backlog, &found);
+    int rc =
+        mx_mysql_query_int(c, "SELECT COUNT(*) FROM outbox WHERE status IN ('PENDING', 'INFLIGHT')",
+                           NULL, 0, &j->backlog, &found);
     if (rc == 0)
         rc = mx_mysql_query_int(c,
                                 "SELECT CAST(TIMESTAMPDIFF(MICROSECOND, MIN(next_attempt_at),"
@@ -400,9 +407,9 @@ struct relay {
     struct sock *socks;
     CURL **pool;
     uint32_t npool;
-    struct rlist queue;   /* claimed, waiting for a slot */
-    uint32_t active;      /* POSTs running */
-    struct row **slots;   /* concurrency entries: the running rows (NULL = free) */
+    struct rlist queue; /* claimed, waiting for a slot */
+    uint32_t active;    /* POSTs running */
+    struct row **slots; /* concurrency entries: the running rows (NULL = free) */
     uint32_t *free_slots, nfree;
     struct rlist results; /* finished, waiting for a completion job */
     bool claiming, completing, stats_running, reclaim_due, stopping;
@@ -689,6 +696,7 @@ static void submit_claim(struct relay *r)
     j->seq = r->seq;
     j->limit = g.o.batch - h;
     j->stuck_s = g.o.stuck_s;
+    j->only_alerts = !g.sink_url[0];
     int64_t now = mx_now_ms();
     j->reclaim = r->reclaim_due || now - r->last_reclaim_ms >= RECLAIM_PERIOD_MS;
     if (mx_mysql_submit(g.o.mysql, claim_run, j, claim_job_free, r->addr, NULL) != 0) {
@@ -809,7 +817,8 @@ static void on_job_done(mx_actor_t *self, struct relay *r, struct mx_msg *m)
             ADD(dead, j->dead);
             if (j->stale)
                 MX_WARN("outbox-relay: %llu completions matched no row (claimed again by "
-                        "another epoch)", (unsigned long long)j->stale);
+                        "another epoch)",
+                        (unsigned long long)j->stale);
         }
         submit_done(r);
         submit_claim(r);
@@ -926,6 +935,9 @@ static void r_stop(mx_actor_t *self, void *state)
         sock_close(r, r->socks);
     SET(inflight, 0);
     SET(held, 0);
+    SET(backlog, -1); /* table figures come from the holder only */
+    SET(oldest_ms, -1);
+    SET(dlq_size, -1);
     MX_INFO("outbox-relay: stopped (epoch %llu, %u deliveries abandoned)",
             (unsigned long long)r->seq, ne);
     uv_timer_stop(&r->timer);
@@ -947,12 +959,19 @@ int mx_outbox_start(mx_leases_t *lm, const struct mx_outbox_opts *o)
     const char *sink = o->sink_url ? o->sink_url : "", *alert = o->alert_url ? o->alert_url : "";
     if (!url_ok(sink) || !url_ok(alert))
         return MX_EINVAL;
+    if (!sink[0] && !alert[0]) {
+        MX_INFO("outbox-relay: off (neither MX_OUTBOX_SINK_URL nor MX_ALERT_WEBHOOK_URL is set);"
+                " outbox rows wait");
+        return 0;
+    }
     g.o = *o;
     g.sink_url = xdup(sink, strlen(sink));
     g.alert_url = xdup(alert, strlen(alert));
     g.o.sink_url = g.sink_url;
     g.o.alert_url = g.alert_url;
-#define DEF(f, v) if (!g.o.f) g.o.f = (v)
+#define DEF(f, v)                                                                                  \
+    if (!g.o.f)                                                                                    \
+    g.o.f = (v)
     DEF(batch, 500);
     DEF(concurrency, 64);
     DEF(timeout_ms, 5000);

@@ -23,8 +23,10 @@ static struct ob_world W;
 
 static long long not_done(const char *prefix)
 {
-    return ob_sql_int(&W, "SELECT COUNT(*) FROM mx.outbox WHERE status <> 'DONE' AND"
-                          " idempotency_key LIKE '%s%%'", prefix);
+    return ob_sql_int(&W,
+                      "SELECT COUNT(*) FROM mx.outbox WHERE status <> 'DONE' AND"
+                      " idempotency_key LIKE '%s%%'",
+                      prefix);
 }
 
 static double drain(const char *prefix, long n)
@@ -65,8 +67,12 @@ int main(int argc, char **argv)
     const char *conc = argc > 4 ? argv[4] : "256";
     static char cenv[64];
     snprintf(cenv, sizeof cenv, "MX_OUTBOX_CONCURRENCY=%s", conc);
-    const char *extra[] = {cenv, "MX_OUTBOX_BATCH=1000", "MX_OUTBOX_POLL_MS=20",
-                           "MX_MYSQL_POOL=4", "MX_LOG_LEVEL=warn", NULL};
+    const char *extra[] = {cenv,
+                           "MX_OUTBOX_BATCH=1000",
+                           "MX_OUTBOX_POLL_MS=20",
+                           "MX_MYSQL_POOL=4",
+                           "MX_LOG_LEVEL=warn",
+                           NULL};
     if (ob_start(&W, 1, extra) != 0) {
         fprintf(stderr, "cannot start the servers\n");
         return 1;
@@ -74,7 +80,8 @@ int main(int argc, char **argv)
     while (ob_holder(&W, -1) < 0)
         usleep(50000);
     printf("outbox relay benchmark: 1 mxnode (batch 1000, concurrency %s), mariadbd,"
-           " mxstub sink\n", conc);
+           " mxstub sink\n",
+           conc);
 
     printf("A. sink answers at once, %ld events\n", n);
     double a = drain("a:", n);
@@ -83,8 +90,7 @@ int main(int argc, char **argv)
     ob_sink_ctl(&W, "latency_ms=50");
     printf("B. sink answers after 50 ms, %ld events\n", n / 2);
     double b = drain("b:", n / 2);
-    printf("  => %.0f events/s (bound by concurrency / 50 ms = %.0f/s)\n", b,
-           atof(conc) / 0.050);
+    printf("  => %.0f events/s (bound by concurrency / 50 ms = %.0f/s)\n", b, atof(conc) / 0.050);
     ob_sink_ctl(&W, "latency_ms=0");
 
     printf("C. steady %ld events/s for %ld s, sink answers at once\n", rate, secs);

@@ -36,12 +36,20 @@
 
 #define LEASE_TTL 1500
 
-static const char *const extra_env[] = {
-    "MX_LEASE_TTL_MS=1500",        "MX_MEMBER_REFRESH_MS=300",     "MX_MEMBER_TTL_MS=1500",
-    "MX_OUTBOX_MAX_ATTEMPTS=3",    "MX_OUTBOX_BACKOFF_BASE_MS=50", "MX_OUTBOX_BACKOFF_CAP_MS=200",
-    "MX_OUTBOX_POLL_MS=50",        "MX_OUTBOX_TIMEOUT_MS=3000",    "MX_RATE_LIMIT=0",
-    "MX_HEALTH_PROBE_MS=200",      "MX_LOG_LEVEL=info",            "MX_ALERT_AI_DAILY_QUOTA=5",
-    "MX_ALERT_WINDOW_S=60",        NULL};
+static const char *const extra_env[] = {"MX_LEASE_TTL_MS=1500",
+                                        "MX_MEMBER_REFRESH_MS=300",
+                                        "MX_MEMBER_TTL_MS=1500",
+                                        "MX_OUTBOX_MAX_ATTEMPTS=3",
+                                        "MX_OUTBOX_BACKOFF_BASE_MS=50",
+                                        "MX_OUTBOX_BACKOFF_CAP_MS=200",
+                                        "MX_OUTBOX_POLL_MS=50",
+                                        "MX_OUTBOX_TIMEOUT_MS=3000",
+                                        "MX_RATE_LIMIT=0",
+                                        "MX_HEALTH_PROBE_MS=200",
+                                        "MX_LOG_LEVEL=info",
+                                        "MX_ALERT_AI_DAILY_QUOTA=5",
+                                        "MX_ALERT_WINDOW_S=60",
+                                        NULL};
 
 static struct ob_world W;
 
@@ -196,9 +204,8 @@ static void check_keys(const char *json, unsigned char *bulk_seen, unsigned char
         else if (sscanf(key, "donation:ev-%d-%d", &n, &k) == 2 && n >= 0 && n < 3 && k >= 0 &&
                  k < DON_PER_NODE)
             don_seen[n * DON_PER_NODE + k] = 1;
-        else if (strncmp(key, "kill:", 5) && strncmp(key, "stop:", 5) &&
-                 strncmp(key, "dlq:", 4) && strncmp(key, "donation:", 9) &&
-                 strncmp(key, "alert:", 6))
+        else if (strncmp(key, "kill:", 5) && strncmp(key, "stop:", 5) && strncmp(key, "dlq:", 4) &&
+                 strncmp(key, "donation:", 9) && strncmp(key, "alert:", 6))
             (*unknown)++;
         p = strchr(e, ',');
         if (!p)
@@ -244,8 +251,9 @@ static void test_every_key_once(void **st)
         if (!don_seen[i])
             fail_msg("donation %d never reached the sink", i);
     /* donation events are DONATION_COMPLETED rows written with the transfer */
-    assert_int_equal(ob_sql_int(&W, "SELECT COUNT(*) FROM mx.outbox WHERE event_type ="
-                                    " 'DONATION_COMPLETED' AND idempotency_key LIKE 'donation:ev-%%'"),
+    assert_int_equal(ob_sql_int(&W,
+                                "SELECT COUNT(*) FROM mx.outbox WHERE event_type ="
+                                " 'DONATION_COMPLETED' AND idempotency_key LIKE 'donation:ev-%%'"),
                      3 * DON_PER_NODE);
     assert_true(ob_sql_int(&W, "SELECT COUNT(*) FROM mx.outbox WHERE delivered_at IS NULL") == 0);
 }
@@ -291,8 +299,9 @@ static void test_holder_paused(void **st)
     assert_int_equal(ob_sink_ctl(&W, "latency_ms=200"), 0);
     assert_int_equal(ob_bulk(&W, "TEST_EVENT", "stop:", 1, 1500), 0);
     assert_true(TU_WAIT_UNTIL(ob_sink(&W, "unique") >= base + 100 &&
-                                  ob_sql_int(&W, "SELECT COUNT(*) FROM mx.outbox WHERE status ="
-                                                 " 'INFLIGHT' AND claim_epoch = %lld",
+                                  ob_sql_int(&W,
+                                             "SELECT COUNT(*) FROM mx.outbox WHERE status ="
+                                             " 'INFLIGHT' AND claim_epoch = %lld",
                                              old_epoch) > 0,
                               20000));
     printf("SIGSTOP holder n%d (epoch %lld)\n", h + 1, old_epoch);
@@ -303,8 +312,9 @@ static void test_holder_paused(void **st)
     long long new_epoch = ob_outbox_int(&W, nh, "epoch");
     assert_true(new_epoch > old_epoch);
     /* the new holder put the paused one's claims back and took them */
-    assert_true(TU_WAIT_UNTIL(ob_sql_int(&W, "SELECT COUNT(*) FROM mx.outbox WHERE status ="
-                                             " 'INFLIGHT' AND claim_epoch = %lld",
+    assert_true(TU_WAIT_UNTIL(ob_sql_int(&W,
+                                         "SELECT COUNT(*) FROM mx.outbox WHERE status ="
+                                         " 'INFLIGHT' AND claim_epoch = %lld",
                                          old_epoch) == 0,
                               10000));
     while (ob_now_ms() - t0 < LEASE_TTL + 500)
@@ -379,19 +389,31 @@ static void test_dlq_admin(void **st)
     /* page (PageImpl shape) */
     assert_int_equal(http(2, "GET", "/api/admin/dlq?page=0&size=2", g_admin.access, NULL, NULL, &r),
                      200);
-    const char *keys[] = {"\"success\":true", "\"content\":[", "\"payloadPreview\":",
+    const char *keys[] = {"\"success\":true",
+                          "\"content\":[",
+                          "\"payloadPreview\":",
                           "\"pageable\":{\"pageNumber\":0,\"pageSize\":2,\"sort\":{",
-                          "\"offset\":0", "\"paged\":true", "\"last\":false",
-                          "\"totalElements\":3", "\"totalPages\":2", "\"first\":true",
-                          "\"size\":2", "\"number\":0", "\"numberOfElements\":2",
-                          "\"empty\":false", "\"originalOutboxId\":", "\"requestId\":\"dlq:",
-                          "\"eventType\":\"TEST_EVENT\"", "\"failureReason\":\"HTTP 503\"",
+                          "\"offset\":0",
+                          "\"paged\":true",
+                          "\"last\":false",
+                          "\"totalElements\":3",
+                          "\"totalPages\":2",
+                          "\"first\":true",
+                          "\"size\":2",
+                          "\"number\":0",
+                          "\"numberOfElements\":2",
+                          "\"empty\":false",
+                          "\"originalOutboxId\":",
+                          "\"requestId\":\"dlq:",
+                          "\"eventType\":\"TEST_EVENT\"",
+                          "\"failureReason\":\"HTTP 503\"",
                           "\"movedAt\":\""};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
         if (!strstr(r.body, keys[i]))
             fail_msg("page lacks %s: %s", keys[i], r.body);
     http_res_free(&r);
-    assert_int_equal(http(2, "GET", "/api/admin/dlq?page=x", g_admin.access, NULL, NULL, NULL), 400);
+    assert_int_equal(http(2, "GET", "/api/admin/dlq?page=x", g_admin.access, NULL, NULL, NULL),
+                     400);
 
     /* count */
     assert_int_equal(http(0, "GET", "/api/admin/dlq/count", g_admin.access, NULL, NULL, &r), 200);
@@ -428,12 +450,12 @@ static void test_dlq_admin(void **st)
     http_res_free(&r);
 
     /* unknown and malformed ids */
-    assert_int_equal(http(0, "GET", "/api/admin/dlq/99999999", g_admin.access, NULL, NULL, &r), 404);
+    assert_int_equal(http(0, "GET", "/api/admin/dlq/99999999", g_admin.access, NULL, NULL, &r),
+                     404);
     assert_non_null(strstr(r.body, "\"code\":\"D001\""));
     http_res_free(&r);
-    assert_int_equal(http(0, "POST", "/api/admin/dlq/99999999/reprocess", g_admin.access, NULL,
-                          NULL, &r),
-                     404);
+    assert_int_equal(
+        http(0, "POST", "/api/admin/dlq/99999999/reprocess", g_admin.access, NULL, NULL, &r), 404);
     assert_non_null(strstr(r.body, "\"code\":\"D001\""));
     http_res_free(&r);
     assert_int_equal(http(0, "DELETE", "/api/admin/dlq/99999999", g_admin.access, NULL, NULL, &r),
@@ -503,9 +525,8 @@ static void test_alerts(void **st)
         for (int k = 0; k < 4; k++) {
             char body[128];
             snprintf(body, sizeof body, "{\"pattern\":\"test-%d-%d\",\"level\":2}", i, k);
-            assert_int_equal(http(i, "POST", "/api/admin/alerts/test", g_admin.access, NULL,
-                                  body, NULL),
-                             202);
+            assert_int_equal(
+                http(i, "POST", "/api/admin/alerts/test", g_admin.access, NULL, body, NULL), 202);
         }
     assert_true(TU_WAIT_UNTIL(sum_outbox("written") - w0 == 12, 10000));
     /* the same pattern again, from another node, inside the window */
@@ -523,11 +544,14 @@ static void test_alerts(void **st)
                                     " '{\"embeds\":[{\"title\":\"[CRITICAL] Test alert\"%%'"),
                      12);
     assert_true(TU_WAIT_UNTIL(sink_alerts() == 12, 10000));
-    assert_int_equal(http(0, "POST", "/api/admin/alerts/test", g_user.access, NULL,
-                          "{\"pattern\":\"x\"}", NULL),
-                     403);
+    assert_int_equal(
+        http(0, "POST", "/api/admin/alerts/test", g_user.access, NULL, "{\"pattern\":\"x\"}", NULL),
+        403);
+    assert_int_equal(
+        http(0, "POST", "/api/admin/alerts/test", g_admin.access, NULL, "{\"level\":1}", NULL),
+        400);
     assert_int_equal(http(0, "POST", "/api/admin/alerts/test", g_admin.access, NULL,
-                          "{\"level\":1}", NULL),
+                          "{\"pattern\":\"bad pattern\"}", NULL),
                      400);
 }
 
@@ -553,8 +577,10 @@ static void test_donations(void **st)
 {
     struct http_res r;
     long long b0 = balance();
-    long long adm0 = ob_sql_int(&W, "SELECT COALESCE(SUM(points), 0) FROM mx.point_account"
-                                    " WHERE account_id = 'admin:%s'", g_admin.fgp);
+    long long adm0 = ob_sql_int(&W,
+                                "SELECT COALESCE(SUM(points), 0) FROM mx.point_account"
+                                " WHERE account_id = 'admin:%s'",
+                                g_admin.fgp);
     /* one key, two nodes at once: points move once */
     pthread_t t[2];
     struct race a[2] = {{.node = 0}, {.node = 2}};
@@ -565,8 +591,10 @@ static void test_donations(void **st)
     assert_int_equal(a[0].status, 200);
     assert_int_equal(a[1].status, 200);
     assert_int_equal(balance(), b0 - 300);
-    long long adm1 = ob_sql_int(&W, "SELECT COALESCE(SUM(points), 0) FROM mx.point_account"
-                                    " WHERE account_id = 'admin:%s'", g_admin.fgp);
+    long long adm1 = ob_sql_int(&W,
+                                "SELECT COALESCE(SUM(points), 0) FROM mx.point_account"
+                                " WHERE account_id = 'admin:%s'",
+                                g_admin.fgp);
     assert_int_equal(adm1, adm0 + 300);
     assert_int_equal(ob_sql_int(&W, "SELECT COUNT(*) FROM mx.donation_history WHERE request_id ="
                                     " 'race-key-1'"),
@@ -600,8 +628,10 @@ static void test_donations(void **st)
     assert_non_null(strstr(r.body, "\"code\":\"A007\""));
     http_res_free(&r);
     /* hostile input: 400 C001; no token: 401 */
-    assert_int_equal(http(0, "POST", "/api/v2/donation/coffee", g_user.access, NULL, "{\"amount\":-5,"
-                          "\"adminFingerprint\":\"x\"}", NULL),
+    assert_int_equal(http(0, "POST", "/api/v2/donation/coffee", g_user.access, NULL,
+                          "{\"amount\":-5,"
+                          "\"adminFingerprint\":\"x\"}",
+                          NULL),
                      400);
     assert_int_equal(http(0, "POST", "/api/v2/donation/coffee", g_user.access,
                           "Idempotency-Key: bad key with spaces\r\n",
