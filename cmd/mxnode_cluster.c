@@ -110,6 +110,10 @@ static void section_outbox(struct mx_jsonw *w, void *ctx)
     mx_jsonw_kuint(w, "bypassed", a.bypassed);
     mx_jsonw_kuint(w, "ai_granted", a.ai_granted);
     mx_jsonw_kuint(w, "ai_refused", a.ai_refused);
+    mx_jsonw_kuint(w, "ai_calls", a.ai_calls);
+    mx_jsonw_kuint(w, "ai_ok", a.ai_ok);
+    mx_jsonw_kuint(w, "ai_failed", a.ai_failed);
+    mx_jsonw_kuint(w, "ai_busy", a.ai_busy);
     mx_jsonw_kuint(w, "written", a.written);
     mx_jsonw_kuint(w, "retried", a.retried);
     mx_jsonw_kuint(w, "dropped", a.dropped);
@@ -185,6 +189,10 @@ int mxnode_cluster_start(mx_system_t *sys, const struct mx_config *cfg, mx_remot
     if (!http_url_or_empty(mx_config_str(cfg, "MX_OUTBOX_SINK_URL"))) {
         fprintf(stderr, "mxnode: MX_OUTBOX_SINK_URL (--outbox-sink-url): expected an http:// or "
                         "https:// URL\n");
+        return MX_ECONFIG;
+    }
+    if (!http_url_or_empty(mx_config_str(cfg, "MX_AI_URL"))) {
+        fprintf(stderr, "mxnode: MX_AI_URL (--ai-url): expected an http:// or https:// URL\n");
         return MX_ECONFIG;
     }
     if (!http_url_or_empty(mx_config_str(cfg, "MX_ALERT_WEBHOOK_URL"))) {
@@ -300,6 +308,11 @@ int mxnode_cluster_start(mx_system_t *sys, const struct mx_config *cfg, mx_remot
             .cluster = mx_config_str(cfg, "MX_CLUSTER"),
             .window_s = (uint32_t)mx_config_int(cfg, "MX_ALERT_WINDOW_S"),
             .ai_daily_quota = (uint32_t)mx_config_int(cfg, "MX_ALERT_AI_DAILY_QUOTA"),
+            .ai_url = mx_config_str(cfg, "MX_AI_URL"),
+            .ai_key = mx_config_str(cfg, "MX_AI_KEY"),
+            .ai_model = mx_config_str(cfg, "MX_AI_MODEL"),
+            .ai_concurrency = (uint32_t)mx_config_int(cfg, "MX_AI_CONCURRENCY"),
+            .ai_timeout_ms = (uint32_t)mx_config_int(cfg, "MX_AI_TIMEOUT_MS"),
         };
         if ((rc = mx_alert_start(&al)) != 0) {
             MX_ERROR("cluster: cannot start the alerter: %s", mx_strerror(rc));

@@ -73,7 +73,12 @@ const struct mx_setting mx_node_settings[] = {
     {"MX_OUTBOX_BACKOFF_BASE_MS", "--outbox-backoff-base-ms", "1000", MX_SET_INT, 1, 3600000, "retry delay base: min(2^attempt x base, cap), jittered"},
     {"MX_OUTBOX_BACKOFF_CAP_MS", "--outbox-backoff-cap-ms", "300000", MX_SET_INT, 1, 86400000, "retry delay cap"},
     {"MX_ALERT_WINDOW_S", "--alert-window-s", "60", MX_SET_INT, 1, 86400, "one alert per pattern per this window, cluster-wide"},
-    {"MX_ALERT_AI_DAILY_QUOTA", "--alert-ai-daily-quota", "100", MX_SET_INT, 0, 1000000, "alerts granted AI analysis per UTC day, cluster-wide (the analysis itself is not built)"},
+    {"MX_ALERT_AI_DAILY_QUOTA", "--alert-ai-daily-quota", "100", MX_SET_INT, 0, 1000000, "alerts granted AI analysis per UTC day, cluster-wide"},
+    {"MX_AI_URL", "--ai-url", "", MX_SET_STR, 0, 2048, "OpenAI-compatible chat-completions URL for alert analysis; empty = rule-based summaries only"},
+    {"MX_AI_KEY", "--ai-key", "", MX_SET_SECRET, 1, 0, "Bearer key of MX_AI_URL"},
+    {"MX_AI_MODEL", "--ai-model", "gpt-4o-mini", MX_SET_STR, 1, 128, "model name sent to MX_AI_URL"},
+    {"MX_AI_CONCURRENCY", "--ai-concurrency", "2", MX_SET_INT, 1, 64, "alert analyses in flight per node"},
+    {"MX_AI_TIMEOUT_MS", "--ai-timeout-ms", "10000", MX_SET_INT, 100, 120000, "one alert analysis call's timeout"},
     {"MX_OUTBOX_STUCK_S", "--outbox-stuck-s", "120", MX_SET_INT, 5, 86400, "INFLIGHT outbox rows older than this are reclaimed"},
 };
 

@@ -980,6 +980,12 @@ static void handle_request(struct conn *c)
         p->body = sa.body;
         p->body_len = sa.len;
         p->close = close;
+    } else if (strcmp(c->url, "/v1/chat/completions") == 0 && method == HTTP_POST) {
+        mx__stub_chat_post(&sa); /* fake AI endpoint for alert analysis */
+        struct pending *p = enqueue(c, sa.status, 0);
+        p->body = sa.body;
+        p->body_len = sa.len;
+        p->close = close;
     } else if (strncmp(c->url, "/__stub/", 8) == 0) {
         handle_control(c, c->url, q, method, close);
     } else if (strncmp(c->url, "/maplestory/", 12) == 0) {

@@ -90,6 +90,11 @@ struct mx__stub_answer {
  * no Idempotency-Key header. Fills a. */
 void mx__stub_sink_post(const char *key, size_t key_len, struct mx__stub_answer *a);
 
+/* mx__stub_chat_post - the fake OpenAI-compatible chat-completions
+ * endpoint (POST /v1/chat/completions): counts calls and answers "stub
+ * analysis <n>" as choices[0].message.content, or 500 while ai_fail=1. */
+void mx__stub_chat_post(struct mx__stub_answer *a);
+
 /* mx__stub_sink_control - a /__stub/sink control request (path without
  * the query, q the query or NULL). Returns false when path is not one of
  * the sink's (a is untouched then). */

@@ -30,6 +30,9 @@ static struct {
     uint64_t latency_ms;
     /* counters */
     uint64_t received, accepted, unique, duplicates, failed, missing_key, refused;
+    /* the fake chat-completions endpoint */
+    bool ai_fail;
+    uint64_t ai_calls, ai_failed;
 } sk = {.status = 500};
 
 #define SLOTS (MX__STUB_SINK_KEYS * 2)
@@ -119,6 +122,38 @@ void mx__stub_sink_post(const char *key, size_t key_len, struct mx__stub_answer 
     answer_msg(a, 200, "result", "accepted");
 }
 
+void mx__stub_chat_post(struct mx__stub_answer *a)
+{
+    sk.ai_calls++;
+    a->delay_ms = 0;
+    if (sk.ai_fail) {
+        sk.ai_failed++;
+        answer_msg(a, 500, "error", "failure injected");
+        return;
+    }
+    char content[64];
+    snprintf(content, sizeof content, "stub analysis %llu", (unsigned long long)sk.ai_calls);
+    struct mx_jsonw w;
+    mx_jsonw_init(&w, 4096);
+    mx_jsonw_obj_open(&w);
+    mx_jsonw_kstr(&w, "id", "chatcmpl-stub");
+    mx_jsonw_kstr(&w, "object", "chat.completion");
+    mx_jsonw_key(&w, "choices");
+    mx_jsonw_arr_open(&w);
+    mx_jsonw_obj_open(&w);
+    mx_jsonw_kint(&w, "index", 0);
+    mx_jsonw_key(&w, "message");
+    mx_jsonw_obj_open(&w);
+    mx_jsonw_kstr(&w, "role", "assistant");
+    mx_jsonw_kstr(&w, "content", content);
+    mx_jsonw_obj_close(&w);
+    mx_jsonw_kstr(&w, "finish_reason", "stop");
+    mx_jsonw_obj_close(&w);
+    mx_jsonw_arr_close(&w);
+    mx_jsonw_obj_close(&w);
+    answer_json(a, 200, &w);
+}
+
 /* name=<unsigned> in the query: 0 found, 1 absent, -1 malformed. */
 static int q_u64(const char *q, const char *name, uint64_t max, uint64_t *out)
 {
@@ -173,12 +208,15 @@ static void stats(struct mx__stub_answer *a)
     mx_jsonw_kuint(&w, "failed", sk.failed);
     mx_jsonw_kuint(&w, "missing_key", sk.missing_key);
     mx_jsonw_kuint(&w, "refused", sk.refused);
+    mx_jsonw_kuint(&w, "ai_calls", sk.ai_calls);
+    mx_jsonw_kuint(&w, "ai_failed", sk.ai_failed);
     mx_jsonw_key(&w, "config");
     mx_jsonw_obj_open(&w);
     mx_jsonw_kuint(&w, "fail_next", sk.fail_next);
     mx_jsonw_kbool(&w, "fail_all", sk.fail_all);
     mx_jsonw_kint(&w, "status", sk.status);
     mx_jsonw_kuint(&w, "latency_ms", sk.latency_ms);
+    mx_jsonw_kbool(&w, "ai_fail", sk.ai_fail);
     mx_jsonw_obj_close(&w);
     mx_jsonw_obj_close(&w);
     answer_json(a, 200, &w);
@@ -188,14 +226,17 @@ bool mx__stub_sink_control(const char *path, const char *q, bool post, struct mx
 {
     memset(a, 0, sizeof *a);
     if (strcmp(path, "/__stub/sink") == 0 && post) {
-        uint64_t fail = 0, all = 0, status = 0, lat = 0;
+        uint64_t fail = 0, all = 0, status = 0, lat = 0, aif = 0;
         int rf = q_u64(q, "fail", 1000000000, &fail), ra = q_u64(q, "fail_all", 1, &all),
-            rs = q_u64(q, "status", 599, &status), rl = q_u64(q, "latency_ms", 600000, &lat);
-        if (rf < 0 || ra < 0 || rs < 0 || rl < 0 || (rs == 0 && status < 400)) {
+            rs = q_u64(q, "status", 599, &status), rl = q_u64(q, "latency_ms", 600000, &lat),
+            rai = q_u64(q, "ai_fail", 1, &aif);
+        if (rf < 0 || ra < 0 || rs < 0 || rl < 0 || rai < 0 || (rs == 0 && status < 400)) {
             answer_msg(a, 400, "error",
-                       "fail=N, fail_all=0|1, status=400..599, latency_ms=0..600000");
+                       "fail=N, fail_all=0|1, status=400..599, latency_ms=0..600000, ai_fail=0|1");
             return true;
         }
+        if (rai == 0)
+            sk.ai_fail = aif;
         if (rf == 0)
             sk.fail_next = fail;
         if (ra == 0)
@@ -210,7 +251,8 @@ bool mx__stub_sink_control(const char *path, const char *q, bool post, struct mx
     } else if (strcmp(path, "/__stub/sink/reset") == 0 && post) {
         mx__stub_sink_free();
         sk.received = sk.accepted = sk.unique = sk.duplicates = sk.failed = sk.missing_key =
-            sk.refused = 0;
+            sk.refused = sk.ai_calls = sk.ai_failed = 0;
+        sk.ai_fail = false;
         sk.fail_next = 0;
         sk.fail_all = false;
         sk.status = 500;

@@ -537,12 +537,18 @@ size_t mx__app_outbox_prom(char *buf, size_t cap, const char *node)
                  "mx_alert_total{node=\"%s\",event=\"bypassed\"} %llu\n"
                  "mx_alert_total{node=\"%s\",event=\"ai_granted\"} %llu\n"
                  "mx_alert_total{node=\"%s\",event=\"ai_refused\"} %llu\n"
+                 "mx_alert_total{node=\"%s\",event=\"ai_call\"} %llu\n"
+                 "mx_alert_total{node=\"%s\",event=\"ai_ok\"} %llu\n"
+                 "mx_alert_total{node=\"%s\",event=\"ai_failed\"} %llu\n"
+                 "mx_alert_total{node=\"%s\",event=\"ai_busy\"} %llu\n"
                  "mx_alert_total{node=\"%s\",event=\"written\"} %llu\n"
                  "mx_alert_total{node=\"%s\",event=\"dropped\"} %llu\n",
                  node, (unsigned long long)al.raised, node, (unsigned long long)al.refused, node,
                  (unsigned long long)al.throttled, node, (unsigned long long)al.passed, node,
                  (unsigned long long)al.bypassed, node, (unsigned long long)al.ai_granted, node,
-                 (unsigned long long)al.ai_refused, node, (unsigned long long)al.written, node,
+                 (unsigned long long)al.ai_refused, node, (unsigned long long)al.ai_calls, node,
+                 (unsigned long long)al.ai_ok, node, (unsigned long long)al.ai_failed, node,
+                 (unsigned long long)al.ai_busy, node, (unsigned long long)al.written, node,
                  (unsigned long long)al.dropped);
     if (n > 0)
         len += (size_t)n < cap - len ? (size_t)n : cap - len - 1;

@@ -29,7 +29,6 @@
 #include "mx_breaker.h"
 #include "mx_err.h"
 #include "mx_log.h"
-#include "mx_outbox.h"
 
 /* ---- counters and the per-fetcher block ---- */
 
@@ -204,10 +203,6 @@ static uint64_t rng_next(struct fetcher *f)
 
 static void publish_breaker(struct fetcher *f)
 {
-    if (f->br.opens > CNT_GET(f->sh->c.breaker_opens)) /* outbox: breaker-open alert */
-        mx_alert_raise("breaker-open", 1, "Upstream circuit breaker opened",
-                       "The Nexon Open API failed often enough to open the fetcher's breaker;"
-                       " requests without stale data answer 503 until it closes.");
     CNT_SET(f->sh->c.breaker_state, (uint32_t)f->br.state);
     CNT_SET(f->sh->c.breaker_opens, f->br.opens);
 }

@@ -13,18 +13,27 @@
  * MySQL is back. When Redis cannot answer, the alert passes (better a
  * repeat than a lost alert) and no AI quota is granted.
  *
- * AI analysis itself is not built: a granted quota unit is counted and
- * the embed carries the rule-based summary.
+ * A granted AI unit (and MX_AI_URL set) sends the alert to an
+ * OpenAI-compatible chat-completions endpoint on an offload thread (a
+ * blocking libcurl call with a timeout), at most ai_concurrency at once
+ * and behind a circuit breaker; its answer goes into the embed. Refused
+ * (busy, breaker open, no quota) or failed, the embed carries the
+ * rule-based summary. The fetcher's breaker opening is noticed here too:
+ * the tick compares its open counter (mx_fetch_stats) and raises
+ * "breaker-open".
  */
 #include "mx_outbox.h"
 
+#include <curl/curl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "mx_breaker.h"
 #include "mx_err.h"
+#include "mx_fetch.h"
 #include "mx_jsonw.h"
 #include "mx_log.h"
 #include "mx_proto.h"
@@ -41,11 +50,15 @@ static struct {
     char *redis_url;
     char prefix[96]; /* "mx:{cluster}:alert:" */
     uint32_t window_s, quota;
+    char *ai_url, *ai_auth, *ai_model; /* ai_auth: "Authorization: Bearer KEY" or NULL */
+    uint32_t ai_concurrency, ai_timeout_ms;
     _Atomic bool started;
     struct mx_addr addr;
     _Atomic uint64_t raised, refused, throttled, passed, bypassed, ai_granted, ai_refused, written,
-        retried, dropped;
+        retried, dropped, ai_calls, ai_ok, ai_failed, ai_busy;
 } g;
+
+int mx__outbox_ai_content(const char *json, size_t len, char *out, size_t cap); /* ai_json.cpp */
 
 #define ADD(f) atomic_fetch_add_explicit(&g.f, 1, RELAXED)
 
@@ -55,8 +68,9 @@ struct alert {
     char title[128];
     char desc[768];
     char node[64];
-    int64_t at_ms; /* unix ms raised */
-    bool ai;       /* the daily AI quota granted one analysis */
+    int64_t at_ms;      /* unix ms raised */
+    bool ai;            /* the daily AI quota granted one analysis */
+    char analysis[700]; /* the AI's answer; "" = rule-based summary */
 };
 
 /* KEYS window, ai-day; ARGV window_ms, quota, day_ttl_s.
@@ -117,6 +131,10 @@ void mx_alert_stats(struct mx_alert_stats *s)
     s->written = atomic_load_explicit(&g.written, RELAXED);
     s->retried = atomic_load_explicit(&g.retried, RELAXED);
     s->dropped = atomic_load_explicit(&g.dropped, RELAXED);
+    s->ai_calls = atomic_load_explicit(&g.ai_calls, RELAXED);
+    s->ai_ok = atomic_load_explicit(&g.ai_ok, RELAXED);
+    s->ai_failed = atomic_load_explicit(&g.ai_failed, RELAXED);
+    s->ai_busy = atomic_load_explicit(&g.ai_busy, RELAXED);
 }
 
 /* ---- the embed ---- */
@@ -139,9 +157,8 @@ static char *embed(const struct alert *a, size_t *len)
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(a->at_ms % 1000));
     char title[160], summary[300];
     snprintf(title, sizeof title, "[%s] %s", level_name(a->level), a->title);
-    snprintf(summary, sizeof summary, "rule-based: %s on %s; see the runbook for pattern '%s'%s",
-             level_name(a->level), a->node, a->pattern,
-             a->ai ? " (AI quota unit granted; AI analysis is not built)" : "");
+    snprintf(summary, sizeof summary, "rule-based: %s on %s; see the runbook for pattern '%s'",
+             level_name(a->level), a->node, a->pattern);
     struct mx_jsonw w;
     mx_jsonw_init(&w, 16384);
     mx_jsonw_obj_open(&w);
@@ -153,7 +170,9 @@ static char *embed(const struct alert *a, size_t *len)
     mx_jsonw_kint(&w, "color", colour[a->level]);
     mx_jsonw_key(&w, "fields");
     mx_jsonw_arr_open(&w);
-    const char *f[][2] = {{"Node", a->node}, {"Pattern", a->pattern}, {"Analysis", summary}};
+    const char *f[][2] = {{"Node", a->node},
+                          {"Pattern", a->pattern},
+                          {"Analysis", a->analysis[0] ? a->analysis : summary}};
     for (size_t i = 0; i < 3; i++) {
         mx_jsonw_obj_open(&w);
         mx_jsonw_kstr(&w, "name", f[i][0]);
@@ -204,6 +223,9 @@ struct alerter {
     mx_actor_t *self;
     mx_redis_t *redis;
     mx_redis_script_t *s_throttle;
+    struct mx_breaker br;           /* the AI endpoint's */
+    uint32_t ai_inflight;           /* offloaded AI calls */
+    uint64_t fetch_opens;           /* the fetcher's breaker opens last seen */
     struct alert *retry[RETRY_MAX]; /* waiting for MySQL */
     uint32_t nretry;
 };
@@ -234,6 +256,135 @@ static void submit_write(struct alerter *st, struct alert *a)
     free(a);
 }
 
+/* ---- AI analysis (offload thread) ---- */
+
+struct ai_job {
+    struct alert a;
+    int status; /* 0 ok */
+    bool probe; /* the breaker's half-open probe */
+    char *resp; /* response body */
+    size_t len, cap;
+};
+
+static size_t ai_body(char *p, size_t size, size_t nmemb, void *ud)
+{
+    struct ai_job *j = ud;
+    size_t n = size * nmemb;
+    if (j->len + n > (1u << 20))
+        return 0; /* bounded: an answer over 1 MiB fails the call */
+    if (j->len + n + 1 > j->cap) {
+        size_t cap = (j->len + n + 1) * 2;
+        char *b = realloc(j->resp, cap);
+        if (!b)
+            return 0;
+        j->resp = b;
+        j->cap = cap;
+    }
+    memcpy(j->resp + j->len, p, n);
+    j->len += n;
+    j->resp[j->len] = '\0';
+    return n;
+}
+
+static void ai_job_free(void *arg)
+{
+    struct ai_job *j = arg;
+    free(j->resp);
+    free(j);
+}
+
+static struct mx_msg *ai_run(void *arg)
+{
+    struct ai_job *j = arg;
+    struct mx_jsonw w;
+    char user[1200];
+    snprintf(user, sizeof user, "[%s] %s: %s (pattern %s, node %s)", level_name(j->a.level),
+             j->a.title, j->a.desc, j->a.pattern, j->a.node);
+    mx_jsonw_init(&w, 16384);
+    mx_jsonw_obj_open(&w);
+    mx_jsonw_kstr(&w, "model", g.ai_model);
+    mx_jsonw_key(&w, "messages");
+    mx_jsonw_arr_open(&w);
+    mx_jsonw_obj_open(&w);
+    mx_jsonw_kstr(&w, "role", "system");
+    mx_jsonw_kstr(&w, "content",
+                  "You are an SRE assistant. In at most three sentences, give the"
+                  " likely cause of this alert and the first thing to check.");
+    mx_jsonw_obj_close(&w);
+    mx_jsonw_obj_open(&w);
+    mx_jsonw_kstr(&w, "role", "user");
+    mx_jsonw_kstr(&w, "content", user);
+    mx_jsonw_obj_close(&w);
+    mx_jsonw_arr_close(&w);
+    mx_jsonw_kint(&w, "max_tokens", 200);
+    mx_jsonw_obj_close(&w);
+    j->status = MX_EUPSTREAM;
+    CURL *e = curl_easy_init();
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    if (g.ai_auth)
+        h = curl_slist_append(h, g.ai_auth);
+    if (e && h && !w.err) {
+        curl_easy_setopt(e, CURLOPT_URL, g.ai_url);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, w.buf);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)w.len);
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)g.ai_timeout_ms);
+        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, ai_body);
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, j);
+        long code = 0;
+        if (curl_easy_perform(e) == CURLE_OK &&
+            curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code) == CURLE_OK && code == 200 &&
+            j->resp &&
+            mx__outbox_ai_content(j->resp, j->len, j->a.analysis, sizeof j->a.analysis) == 0 &&
+            j->a.analysis[0])
+            j->status = 0;
+    }
+    curl_slist_free_all(h);
+    if (e)
+        curl_easy_cleanup(e);
+    mx_jsonw_fini(&w);
+    if (j->status != 0)
+        j->a.analysis[0] = '\0';
+    struct mx_msg *m = mx_msg_with_ptr(MX_T_outbox_ai_done, j, ai_job_free);
+    if (!m)
+        ai_job_free(j);
+    return m;
+}
+
+/* A granted AI unit: analyse, then write; refused or unconfigured: write
+ * with the rule-based summary. Takes a. */
+static void analyse_or_write(struct alerter *st, struct alert *a)
+{
+    bool probe = false;
+    if (!a->ai || !g.ai_url) {
+        submit_write(st, a);
+        return;
+    }
+    if (st->ai_inflight >= g.ai_concurrency ||
+        mx_breaker_acquire(&st->br, mx_now_ms(), &probe) != 0) {
+        ADD(ai_busy);
+        submit_write(st, a);
+        return;
+    }
+    struct ai_job *j = calloc(1, sizeof *j);
+    if (!j)
+        abort();
+    j->a = *a;
+    j->probe = probe;
+    if (mx_offload(st->self, ai_run, j, NULL) != 0) {
+        mx_breaker_cancel(&st->br, probe);
+        free(j);
+        ADD(ai_busy);
+        submit_write(st, a);
+        return;
+    }
+    ADD(ai_calls);
+    st->ai_inflight++;
+    free(a);
+}
+
 static void throttled_cb(mx_redis_t *r, int status, const redisReply *rep, void *arg)
 {
     struct pass_ctx *pc = arg;
@@ -257,7 +408,7 @@ static void throttled_cb(mx_redis_t *r, int status, const redisReply *rep, void 
         ADD(ai_refused);
     }
     ADD(passed);
-    submit_write(pc->st, a);
+    analyse_or_write(pc->st, a);
     free(pc);
 }
 
@@ -291,12 +442,34 @@ static void take(struct alerter *st, struct alert *a)
     }
 }
 
+/* The tick: the fetcher's breaker opened since the last one? */
+static void watch_breaker(struct alerter *st)
+{
+    struct mx_addr fa;
+    struct mx_fetch_stats fs;
+    if (mx_whereis(g.sys, MX_FETCH_NAME, &fa) != 0 || mx_fetch_stats(g.sys, fa, &fs) != 0)
+        return;
+    if (fs.breaker_opens > st->fetch_opens)
+        mx_alert_raise("breaker-open", 1, "Upstream circuit breaker opened",
+                       "The Nexon Open API failed often enough to open the fetcher's breaker;"
+                       " requests without stale data answer 503 until it closes.");
+    st->fetch_opens = fs.breaker_opens;
+}
+
 static int al_init(mx_actor_t *self, void *arg, void **state)
 {
     struct alerter *st = calloc(1, sizeof *st);
     if (!st)
         return MX_ENOMEM;
     st->self = self;
+    /* 5 calls, 60 % failed: open for 30 s, one probe */
+    mx_breaker_init(&st->br, 5, 60, 30000, 1);
+    {
+        struct mx_addr fa;
+        struct mx_fetch_stats fs;
+        if (mx_whereis(g.sys, MX_FETCH_NAME, &fa) == 0 && mx_fetch_stats(g.sys, fa, &fs) == 0)
+            st->fetch_opens = fs.breaker_opens;
+    }
     if (g.redis_url && g.redis_url[0]) {
         struct mx_redis_opts ro = {.name = "redis-alert", .timeout_ms = 500};
         if (mx_redis_open(mx_actor_loop(self), g.redis_url, &ro, &st->redis) == 0)
@@ -327,7 +500,21 @@ static int al_receive(mx_actor_t *self, void *state, struct mx_msg *m)
             abort();
         memcpy(a, m->ptr, sizeof *a);
         take(st, a);
+    } else if (m->env.type == MX_T_outbox_ai_done && m->ptr) {
+        struct ai_job *j = m->ptr;
+        st->ai_inflight--;
+        mx_breaker_record(&st->br, mx_now_ms(), j->probe, j->status == 0);
+        if (j->status == 0)
+            ADD(ai_ok);
+        else
+            ADD(ai_failed);
+        struct alert *a = malloc(sizeof *a);
+        if (!a)
+            abort();
+        *a = j->a;
+        submit_write(st, a);
     } else if (m->env.type == MX_T_sys_tick) {
+        watch_breaker(st);
         uint32_t n = st->nretry;
         struct alert *list[RETRY_MAX];
         memcpy(list, st->retry, n * sizeof *list);
@@ -384,6 +571,20 @@ int mx_alert_start(const struct mx_alert_opts *o)
     g.window_s = o->window_s ? o->window_s : 60;
     g.quota = o->ai_daily_quota;
     snprintf(g.prefix, sizeof g.prefix, "mx:{%s}:alert:", o->cluster ? o->cluster : "mx");
+    if (o->ai_url && o->ai_url[0]) {
+        g.ai_url = strdup(o->ai_url);
+        g.ai_model = strdup(o->ai_model && o->ai_model[0] ? o->ai_model : "gpt-4o-mini");
+        if (o->ai_key && o->ai_key[0]) {
+            size_t n = strlen(o->ai_key) + 32;
+            g.ai_auth = malloc(n);
+            if (g.ai_auth)
+                snprintf(g.ai_auth, n, "Authorization: Bearer %s", o->ai_key);
+        }
+        if (!g.ai_url || !g.ai_model)
+            abort();
+    }
+    g.ai_concurrency = o->ai_concurrency ? o->ai_concurrency : 2;
+    g.ai_timeout_ms = o->ai_timeout_ms ? o->ai_timeout_ms : 10000;
     struct mx_spawn_opts so = MX_SPAWN_OPTS_DEFAULT;
     so.name = ALERTER_NAME;
     int rc = mx_spawn(o->sys, &alerter_beh, NULL, &so, &g.addr);

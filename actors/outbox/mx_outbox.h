@@ -99,6 +99,11 @@ struct mx_alert_opts {
     const char *cluster;     /* key prefix mx:{cluster}:alert: */
     uint32_t window_s;       /* one alert per pattern per window, cluster-wide; 0 = 60 */
     uint32_t ai_daily_quota; /* AI analyses per UTC day, cluster-wide; 0 = none */
+    const char *ai_url;      /* OpenAI-compatible chat-completions URL; NULL/"" = no AI */
+    const char *ai_key;      /* its Bearer key; may be empty */
+    const char *ai_model;    /* NULL = "gpt-4o-mini" */
+    uint32_t ai_concurrency; /* AI calls at once; 0 = 2 */
+    uint32_t ai_timeout_ms;  /* one AI call; 0 = 10000 */
 };
 
 /* mx_alert_start - spawn this node's "alerter" actor. Strings are copied.
@@ -115,10 +120,12 @@ int mx_alert_start(const struct mx_alert_opts *opts);
 int mx_alert_raise(const char *pattern, int level, const char *title, const char *desc);
 
 struct mx_alert_stats {
-    uint64_t raised, refused;           /* accepted by / refused at the mailbox */
-    uint64_t throttled, passed;         /* by the per-pattern window */
-    uint64_t bypassed;                  /* Redis could not decide: passed without AI */
-    uint64_t ai_granted, ai_refused;    /* daily AI quota decisions (analysis itself not built) */
+    uint64_t raised, refused;            /* accepted by / refused at the mailbox */
+    uint64_t throttled, passed;          /* by the per-pattern window */
+    uint64_t bypassed;                   /* Redis could not decide: passed without AI */
+    uint64_t ai_granted, ai_refused;     /* daily AI quota decisions */
+    uint64_t ai_calls, ai_ok, ai_failed; /* AI endpoint calls made, answered, failed */
+    uint64_t ai_busy; /* granted but not called: concurrency, breaker open, offload queue */
     uint64_t written, retried, dropped; /* outbox rows; retries while MySQL was down */
 };
 

@@ -29,7 +29,8 @@ int ob_node_start(struct ob_world *w, int i)
     snprintf(env[i][3], sizeof env[i][3], "MX_NEXON_BASE_URL=%s", w->stub.base);
     snprintf(env[i][4], sizeof env[i][4], "MX_OUTBOX_SINK_URL=%s/sink/outbox", w->stub.base);
     snprintf(env[i][5], sizeof env[i][5], "MX_ALERT_WEBHOOK_URL=%s/sink/alert", w->stub.base);
-    for (int j = 0; j < 6; j++)
+    snprintf(env[i][6], sizeof env[i][6], "MX_AI_URL=%s/v1/chat/completions", w->stub.base);
+    for (int j = 0; j < 7; j++)
         e[k++] = env[i][j];
     for (int j = 0; w->extra && w->extra[j] && k < 46; j++)
         e[k++] = w->extra[j];

@@ -1,6 +1,7 @@
 /* ob_harness.h - the outbox system tests' and benchmark's world: a real
  * mariadbd, a real redis-server, mxstub (Nexon stand-in and webhook sink)
- * and up to OB_NODES mxnode processes relaying to the sink, on loopback
+ * and up to OB_NODES mxnode processes relaying to the sink (alerts to
+ * /sink/alert, AI analysis from mxstub's fake chat endpoint), on loopback
  * ports chosen at run time. Everything dies with the process (the
  * harnesses' PR_SET_PDEATHSIG and atexit hooks). */
 #ifndef OB_HARNESS_H

@@ -534,9 +534,21 @@ static void test_alerts(void **st)
                           "{\"pattern\":\"test-0-0\",\"level\":2}", NULL),
                      202);
     assert_true(TU_WAIT_UNTIL(sum_outbox("throttled") - t0 == 1, 10000));
-    /* three nodes together stay within the daily AI quota of 5 */
+    /* three nodes together stay within the daily AI quota of 5: the fake
+     * chat endpoint was called exactly 5 times, and those 5 embeds carry
+     * its answer while the 7 others carry the rule-based summary */
     assert_int_equal(sum_outbox("ai_granted"), 5);
     assert_int_equal(sum_outbox("ai_refused"), 7);
+    assert_int_equal(ob_sink(&W, "ai_calls"), 5);
+    assert_int_equal(sum_outbox("ai_ok"), 5);
+    assert_int_equal(ob_sql_int(&W, "SELECT COUNT(*) FROM mx.outbox WHERE event_type = 'ALERT'"
+                                    " AND idempotency_key LIKE 'alert:test-%%' AND payload LIKE"
+                                    " '%%\"value\":\"stub analysis %%'"),
+                     5);
+    assert_int_equal(ob_sql_int(&W, "SELECT COUNT(*) FROM mx.outbox WHERE event_type = 'ALERT'"
+                                    " AND idempotency_key LIKE 'alert:test-%%' AND payload LIKE"
+                                    " '%%\"value\":\"rule-based: %%'"),
+                     7);
     /* every alert went through the outbox as a Discord embed, and the relay
      * delivered it; the throttled one was never written */
     assert_int_equal(ob_sql_int(&W, "SELECT COUNT(*) FROM mx.outbox WHERE event_type = 'ALERT'"
