@@ -808,8 +808,22 @@ static void on_job_done(mx_actor_t *self, struct relay *r, struct mx_msg *m)
         if (st != 0) {
             /* rolled back: the rows stay INFLIGHT under our epoch and
              * come back through the stuck-row reclaim */
-            MX_WARN("outbox-relay: completion of %u rows failed: %s", j->nok + j->nbad,
-                    mx_strerror(st));
+            uint32_t dying = 0;
+            for (uint32_t i = 0; i < j->nbad; i++)
+                dying += j->bad[i].dead;
+            if (dying) {
+                /* the DLQ move itself failed: the rows stay in the outbox
+                 * (never lost) and a person should look */
+                MX_ERROR("outbox-relay: moving %u dead events to the DLQ failed: %s; they stay"
+                         " INFLIGHT and are retried after %u s",
+                         dying, mx_strerror(st), g.o.stuck_s);
+                mx_alert_raise("outbox-dlq-failed", 2, "Outbox DLQ move failed",
+                               "Dead outbox events could not be moved to outbox_dlq; they stay"
+                               " in the outbox and are retried. Check MySQL.");
+            } else {
+                MX_WARN("outbox-relay: completion of %u rows failed: %s", j->nok + j->nbad,
+                        mx_strerror(st));
+            }
         } else {
             ADD(delivered, j->delivered);
             ADD(stale, j->stale);
