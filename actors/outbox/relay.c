@@ -436,11 +436,13 @@ static uint64_t rng_next(struct relay *r)
     return r->rng;
 }
 
-/* min(2^n x base, cap), then equal jitter: uniform in [d/2, d]. */
+/* n failed attempts so far: d = min(2^n x base, cap) (the seed's
+ * formula: the first retry waits 2 x base), then equal jitter: uniform in
+ * [d/2, d]. */
 static int64_t backoff_ms(struct relay *r, int32_t n)
 {
     uint64_t d = g.o.backoff_base_ms;
-    for (int32_t i = 1; i < n && d < g.o.backoff_cap_ms; i++)
+    for (int32_t i = 0; i < n && d < g.o.backoff_cap_ms; i++)
         d *= 2;
     if (d > g.o.backoff_cap_ms)
         d = g.o.backoff_cap_ms;
