@@ -93,6 +93,7 @@ static void section_outbox(struct mx_jsonw *w, void *ctx)
     mx_jsonw_kuint(w, "fenced", s.fenced);
     mx_jsonw_kuint(w, "reclaimed", s.reclaimed);
     mx_jsonw_kuint(w, "refused", s.refused);
+    mx_jsonw_kuint(w, "purged", s.purged);
     mx_jsonw_kuint(w, "inflight", s.inflight);
     mx_jsonw_kuint(w, "held", s.held);
     mx_jsonw_kuint(w, "lag_count", s.lag_count);
@@ -294,6 +295,7 @@ int mxnode_cluster_start(mx_system_t *sys, const struct mx_config *cfg, mx_remot
             .backoff_base_ms = (uint32_t)mx_config_int(cfg, "MX_OUTBOX_BACKOFF_BASE_MS"),
             .backoff_cap_ms = (uint32_t)mx_config_int(cfg, "MX_OUTBOX_BACKOFF_CAP_MS"),
             .stuck_s = (uint32_t)mx_config_int(cfg, "MX_OUTBOX_STUCK_S"),
+            .retain_s = (uint32_t)mx_config_int(cfg, "MX_OUTBOX_RETAIN_S"),
         };
         if ((rc = mx_outbox_start(c->lm, &oo)) != 0) {
             MX_ERROR("cluster: cannot declare outbox-relay: %s", mx_strerror(rc));

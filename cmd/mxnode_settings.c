@@ -79,6 +79,7 @@ const struct mx_setting mx_node_settings[] = {
     {"MX_AI_MODEL", "--ai-model", "gpt-4o-mini", MX_SET_STR, 1, 128, "model name sent to MX_AI_URL"},
     {"MX_AI_CONCURRENCY", "--ai-concurrency", "2", MX_SET_INT, 1, 64, "alert analyses in flight per node"},
     {"MX_AI_TIMEOUT_MS", "--ai-timeout-ms", "10000", MX_SET_INT, 100, 120000, "one alert analysis call's timeout"},
+    {"MX_OUTBOX_RETAIN_S", "--outbox-retain-s", "604800", MX_SET_INT, 60, 31536000, "DONE outbox rows are deleted this long after delivery"},
     {"MX_OUTBOX_STUCK_S", "--outbox-stuck-s", "120", MX_SET_INT, 5, 86400, "INFLIGHT outbox rows older than this are reclaimed"},
 };
 

@@ -505,6 +505,7 @@ size_t mx__app_outbox_prom(char *buf, size_t cap, const char *node)
         "mx_outbox_total{node=\"%s\",event=\"fenced\"} %llu\n"
         "mx_outbox_total{node=\"%s\",event=\"reclaimed\"} %llu\n"
         "mx_outbox_total{node=\"%s\",event=\"refused\"} %llu\n"
+        "mx_outbox_total{node=\"%s\",event=\"purged\"} %llu\n"
         "# TYPE mx_outbox_api_total counter\n"
         "mx_outbox_api_total{node=\"%s\",event=\"bad_input\"} %llu\n"
         "mx_outbox_api_total{node=\"%s\",event=\"db_unavailable\"} %llu\n"
@@ -520,9 +521,10 @@ size_t mx__app_outbox_prom(char *buf, size_t cap, const char *node)
         (unsigned long long)s.attempts, node, (unsigned long long)s.failures, node,
         (unsigned long long)s.retries, node, (unsigned long long)s.dead, node,
         (unsigned long long)s.stale_completions, node, (unsigned long long)s.fenced, node,
-        (unsigned long long)s.reclaimed, node, (unsigned long long)s.refused, node, READ(bad_input),
-        node, READ(db_unavailable), node, READ(db_failed), node, READ(dlq_ops), node,
-        READ(donations), node, READ(not_enough_points), node, READ(not_admin), node, READ(grants));
+        (unsigned long long)s.reclaimed, node, (unsigned long long)s.refused, node,
+        (unsigned long long)s.purged, node, READ(bad_input), node, READ(db_unavailable), node,
+        READ(db_failed), node, READ(dlq_ops), node, READ(donations), node, READ(not_enough_points),
+        node, READ(not_admin), node, READ(grants));
     if (n < 0)
         return 0;
     size_t len = (size_t)n < cap ? (size_t)n : cap - 1;

@@ -46,6 +46,7 @@ struct mx_outbox_opts {
     uint32_t backoff_base_ms; /* 0 = 1000 */
     uint32_t backoff_cap_ms;  /* 0 = 300000 */
     uint32_t stuck_s;         /* INFLIGHT rows older than this are reclaimed; 0 = 120 */
+    uint32_t retain_s;        /* DONE rows are deleted this long after delivery; 0 = 7 days */
 };
 
 /* mx_outbox_start - declare the outbox-relay singleton on lm (before
@@ -71,6 +72,7 @@ struct mx_outbox_stats {
     uint64_t fenced;            /* relay jobs refused by the MySQL fence (deposed) */
     uint64_t reclaimed;         /* INFLIGHT rows of older epochs or stuck, put back */
     uint64_t refused;           /* pool submits refused (queue full) */
+    uint64_t purged;            /* DONE rows deleted after the retention */
     uint64_t lag_p50_ms, lag_p99_ms, lag_max_ms; /* commit -> 2xx, this term */
     uint64_t lag_count;                          /* deliveries in the lag histogram */
     int64_t backlog;                             /* PENDING + INFLIGHT rows; -1 unknown */

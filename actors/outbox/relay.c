@@ -48,7 +48,7 @@ static struct {
     char *sink_url, *alert_url;
     _Atomic bool holding;
     _Atomic uint64_t epoch, claimed, delivered, attempts, failures, retries, dead, stale, fenced,
-        reclaimed, refused;
+        reclaimed, refused, purged;
     _Atomic int64_t backlog, oldest_ms, dlq_size;
     _Atomic uint32_t inflight, held;
     _Atomic uint64_t lag[LAG_BUCKETS];
@@ -156,7 +156,9 @@ struct done_job {
 
 struct stats_job {
     enum job_kind kind;
+    uint32_t retain_s;
     int64_t backlog, oldest_ms, dlq; /* out */
+    uint64_t purged;                 /* out */
 };
 
 static void claim_job_free(void *arg)
@@ -369,13 +371,26 @@ static int done_run(struct mx_mysql_conn *c, void *arg)
     return rc ? rc : mx_mysql_fenced(c, FENCE_NAME, j->seq, done_write, j);
 }
 
+#define PURGE_BATCH 5000
+
 static int stats_run(struct mx_mysql_conn *c, void *arg)
 {
     struct stats_job *j = arg;
     bool found;
-    int rc =
-        mx_mysql_query_int(c, "SELECT COUNT(*) FROM outbox WHERE status IN ('PENDING', 'INFLIGHT')",
-                           NULL, 0, &j->backlog, &found);
+    /* DONE rows older than the retention go, a bounded batch a second; a
+     * row is claimed only when due, so next_attempt_at <= delivered_at and
+     * the (status, next_attempt_at) index finds them */
+    struct mx_sql_val pv[] = {MX_SQL_I(j->retain_s), MX_SQL_I(j->retain_s), MX_SQL_I(PURGE_BATCH)};
+    int rc = mx_mysql_exec(c,
+                           "DELETE FROM outbox WHERE status = 'DONE'"
+                           " AND next_attempt_at < NOW(3) - INTERVAL ? SECOND"
+                           " AND delivered_at < NOW(3) - INTERVAL ? SECOND"
+                           " ORDER BY next_attempt_at LIMIT ?",
+                           pv, 3, &j->purged);
+    if (rc == 0)
+        rc = mx_mysql_query_int(
+            c, "SELECT COUNT(*) FROM outbox WHERE status IN ('PENDING', 'INFLIGHT')", NULL, 0,
+            &j->backlog, &found);
     if (rc == 0)
         rc = mx_mysql_query_int(c,
                                 "SELECT CAST(TIMESTAMPDIFF(MICROSECOND, MIN(next_attempt_at),"
@@ -759,6 +774,7 @@ static void submit_stats(struct relay *r)
     if (!j)
         abort();
     j->kind = JOB_STATS;
+    j->retain_s = g.o.retain_s;
     if (mx_mysql_submit(g.o.mysql, stats_run, j, free, r->addr, NULL) != 0) {
         free(j);
         return;
@@ -842,6 +858,7 @@ static void on_job_done(mx_actor_t *self, struct relay *r, struct mx_msg *m)
         struct stats_job *j = m->ptr;
         r->stats_running = false;
         if (st == 0) {
+            ADD(purged, j->purged);
             SET(backlog, j->backlog);
             SET(oldest_ms, j->oldest_ms);
             SET(dlq_size, j->dlq);
@@ -996,6 +1013,7 @@ int mx_outbox_start(mx_leases_t *lm, const struct mx_outbox_opts *o)
     DEF(backoff_base_ms, 1000);
     DEF(backoff_cap_ms, 300000);
     DEF(stuck_s, 120);
+    DEF(retain_s, 7 * 86400);
 #undef DEF
     if (g.o.batch > MX_OUTBOX_BATCH_MAX)
         g.o.batch = MX_OUTBOX_BATCH_MAX;
@@ -1030,6 +1048,7 @@ void mx_outbox_stats(struct mx_outbox_stats *s)
     s->fenced = GET(fenced);
     s->reclaimed = GET(reclaimed);
     s->refused = GET(refused);
+    s->purged = GET(purged);
     s->backlog = GET(backlog);
     s->oldest_due_age_ms = GET(oldest_ms);
     s->dlq_size = GET(dlq_size);

@@ -72,13 +72,17 @@ int ob_stats(struct ob_world *w, int i, char *out, size_t cap)
     snprintf(cmd, sizeof cmd,
              "%s/mxctl --timeout 1000 --json --node tcp://127.0.0.1:%d stats 2>/dev/null",
              getenv("MX_BIN_DIR"), w->nodes[i].admin_port);
-    FILE *f = popen(cmd, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(out, 1, cap - 1, f);
-    out[n] = '\0';
-    int st = pclose(f);
-    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+    for (int attempt = 0; attempt < 3; attempt++) { /* a loaded machine may miss 1 s */
+        FILE *f = popen(cmd, "r");
+        if (!f)
+            return -1;
+        size_t n = fread(out, 1, cap - 1, f);
+        out[n] = '\0';
+        int st = pclose(f);
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+            return 0;
+    }
+    return -1;
 }
 
 static long long json_int_after(const char *s, const char *section, const char *key)
