@@ -51,7 +51,9 @@ void mx__app_auth_fini(struct acc *a);
 /* ---- outbox, DLQ admin and donations (app_outbox.c) ---- */
 
 /* MySQL pool job ids share the pending table with request correlation
- * ids: they are stored with this bit set so the two never collide. */
+ * ids: they are stored with this bit set so the two never collide. Every
+ * store_job_done the acceptor receives is looked up with the tag and
+ * answered by mx__app_db_reply (kind PEND_DB). */
 #define MX__APP_DB_TAG (UINT64_C(1) << 63)
 
 /* A session-checked route's body: runs after the bearer token and the
@@ -65,7 +67,7 @@ typedef void (*mx__app_user_fn)(struct acc *a, mx_http_req_t *r, const char *oci
 int mx__app_with_user(mx_http_req_t *r, struct acc *a, mx__app_user_fn fn);
 
 /* mx__app_admin_outbox - the admin routes under /api/admin/ that the
- * outbox serves ("dlq...", "points..."); rest is the path after
+ * outbox serves ("dlq...", "points", "alerts/test"); rest is the path after
  * /api/admin/. Returns false (nothing answered) for other paths. */
 bool mx__app_admin_outbox(struct acc *a, mx_http_req_t *r, const char *rest, const char *method);
 
