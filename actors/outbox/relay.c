@@ -278,8 +278,19 @@ static int claim_write(struct mx_mysql_conn *c, void *arg)
 
 static int session_setup(struct mx_mysql_conn *c)
 {
+    static _Atomic bool warned;
     struct mx_sql_val v[] = {MX_SQL_I(IDLE_TXN_S)};
-    return mx_mysql_exec(c, "SET SESSION idle_transaction_timeout = ?", v, 1, NULL);
+    int rc = mx_mysql_exec(c, "SET SESSION idle_transaction_timeout = ?", v, 1, NULL);
+    if (rc == MX_EUNAVAIL || rc == 0)
+        return rc;
+    /* a server without the variable (MySQL proper): relay anyway; a paused
+     * holder then stalls the next one until it resumes or its connection
+     * dies */
+    if (!atomic_exchange_explicit(&warned, true, RELAXED))
+        MX_WARN("outbox-relay: idle_transaction_timeout not available (%s): a paused holder"
+                " can stall its successor",
+                mx_mysql_error(c));
+    return 0;
 }
 
 static int claim_run(struct mx_mysql_conn *c, void *arg)
