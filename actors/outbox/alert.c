@@ -41,6 +41,7 @@
 
 #define ALERTER_NAME "alerter"
 #define RETRY_MAX 64
+#define AI_WAIT_MAX 32 /* granted alerts waiting for an AI slot; more are refused (ai_busy) */
 #define RETRY_MS 1000
 #define RELAXED memory_order_relaxed
 
@@ -223,8 +224,10 @@ struct alerter {
     mx_actor_t *self;
     mx_redis_t *redis;
     mx_redis_script_t *s_throttle;
-    struct mx_breaker br;           /* the AI endpoint's */
-    uint32_t ai_inflight;           /* offloaded AI calls */
+    struct mx_breaker br;               /* the AI endpoint's */
+    uint32_t ai_inflight;               /* offloaded AI calls */
+    struct alert *ai_wait[AI_WAIT_MAX]; /* FIFO of granted alerts waiting for a slot */
+    uint32_t ai_whead, ai_wn;
     uint64_t fetch_opens;           /* the fetcher's breaker opens last seen */
     struct alert *retry[RETRY_MAX]; /* waiting for MySQL */
     uint32_t nretry;
@@ -362,8 +365,16 @@ static void analyse_or_write(struct alerter *st, struct alert *a)
         submit_write(st, a);
         return;
     }
-    if (st->ai_inflight >= g.ai_concurrency ||
-        mx_breaker_acquire(&st->br, mx_now_ms(), &probe) != 0) {
+    if (st->ai_inflight >= g.ai_concurrency) {
+        if (st->ai_wn < AI_WAIT_MAX) { /* a slot frees when a call ends */
+            st->ai_wait[(st->ai_whead + st->ai_wn++) % AI_WAIT_MAX] = a;
+            return;
+        }
+        ADD(ai_busy);
+        submit_write(st, a);
+        return;
+    }
+    if (mx_breaker_acquire(&st->br, mx_now_ms(), &probe) != 0) {
         ADD(ai_busy);
         submit_write(st, a);
         return;
@@ -513,6 +524,12 @@ static int al_receive(mx_actor_t *self, void *state, struct mx_msg *m)
             abort();
         *a = j->a;
         submit_write(st, a);
+        if (st->ai_wn) { /* the freed slot goes to the oldest waiting alert */
+            struct alert *w = st->ai_wait[st->ai_whead];
+            st->ai_whead = (st->ai_whead + 1) % AI_WAIT_MAX;
+            st->ai_wn--;
+            analyse_or_write(st, w);
+        }
     } else if (m->env.type == MX_T_sys_tick) {
         watch_breaker(st);
         uint32_t n = st->nretry;
@@ -552,6 +569,8 @@ static void al_stop(mx_actor_t *self, void *state)
     struct alerter *st = state;
     for (uint32_t i = 0; i < st->nretry; i++)
         free(st->retry[i]);
+    for (uint32_t i = 0; i < st->ai_wn; i++)
+        free(st->ai_wait[(st->ai_whead + i) % AI_WAIT_MAX]);
     if (st->nretry)
         MX_WARN("alerter: %u alerts not written (MySQL down at stop)", st->nretry);
     if (st->redis)

@@ -604,6 +604,16 @@ static long long balance(void)
     return ob_sql_int(&W, "SELECT points FROM mx.point_account WHERE account_id = '%s'", g_account);
 }
 
+static bool health_down(void)
+{
+    static char out[1 << 16];
+    for (int i = 0; i < OB_NODES; i++)
+        if (ob_stats(&W, i, out, sizeof out) == 0 &&
+            strstr(out, "\"mysql_health\":{\"state\":\"down\""))
+            return true;
+    return false;
+}
+
 static void test_donations(void **st)
 {
     struct http_res r;
@@ -681,6 +691,8 @@ static void test_donations(void **st)
         http_res_free(&r);
     }
     assert_int_equal(s, 503);
+    /* the mysql-health holder sees it too (it raises "mysql-down") */
+    assert_true(TU_WAIT_UNTIL(health_down(), 10000));
     assert_non_null(strstr(r.body, "\"code\":\"S005\""));
     char ra[16];
     http_header(&r, "Retry-After", ra, sizeof ra);
