@@ -115,6 +115,7 @@ static void section_outbox(struct mx_jsonw *w, void *ctx)
     mx_jsonw_kuint(w, "ai_ok", a.ai_ok);
     mx_jsonw_kuint(w, "ai_failed", a.ai_failed);
     mx_jsonw_kuint(w, "ai_busy", a.ai_busy);
+    mx_jsonw_kuint(w, "refetches", a.refetches);
     mx_jsonw_kuint(w, "written", a.written);
     mx_jsonw_kuint(w, "retried", a.retried);
     mx_jsonw_kuint(w, "dropped", a.dropped);
@@ -190,6 +191,11 @@ int mxnode_cluster_start(mx_system_t *sys, const struct mx_config *cfg, mx_remot
     if (!http_url_or_empty(mx_config_str(cfg, "MX_OUTBOX_SINK_URL"))) {
         fprintf(stderr, "mxnode: MX_OUTBOX_SINK_URL (--outbox-sink-url): expected an http:// or "
                         "https:// URL\n");
+        return MX_ECONFIG;
+    }
+    if (!http_url_or_empty(mx_config_str(cfg, "MX_OUTBOX_REFETCH_URL"))) {
+        fprintf(stderr, "mxnode: MX_OUTBOX_REFETCH_URL (--outbox-refetch-url): expected an http://"
+                        " or https:// URL\n");
         return MX_ECONFIG;
     }
     if (!http_url_or_empty(mx_config_str(cfg, "MX_AI_URL"))) {
@@ -287,6 +293,7 @@ int mxnode_cluster_start(mx_system_t *sys, const struct mx_config *cfg, mx_remot
             .mysql = mysql,
             .sink_url = mx_config_str(cfg, "MX_OUTBOX_SINK_URL"),
             .alert_url = mx_config_str(cfg, "MX_ALERT_WEBHOOK_URL"),
+            .refetch_url = mx_config_str(cfg, "MX_OUTBOX_REFETCH_URL"),
             .batch = (uint32_t)mx_config_int(cfg, "MX_OUTBOX_BATCH"),
             .concurrency = (uint32_t)mx_config_int(cfg, "MX_OUTBOX_CONCURRENCY"),
             .timeout_ms = (uint32_t)mx_config_int(cfg, "MX_OUTBOX_TIMEOUT_MS"),
@@ -315,6 +322,7 @@ int mxnode_cluster_start(mx_system_t *sys, const struct mx_config *cfg, mx_remot
             .ai_model = mx_config_str(cfg, "MX_AI_MODEL"),
             .ai_concurrency = (uint32_t)mx_config_int(cfg, "MX_AI_CONCURRENCY"),
             .ai_timeout_ms = (uint32_t)mx_config_int(cfg, "MX_AI_TIMEOUT_MS"),
+            .refetch = mx_config_str(cfg, "MX_OUTBOX_REFETCH_URL")[0] != '\0',
         };
         if ((rc = mx_alert_start(&al)) != 0) {
             MX_ERROR("cluster: cannot start the alerter: %s", mx_strerror(rc));

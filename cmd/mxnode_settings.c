@@ -64,6 +64,7 @@ const struct mx_setting mx_node_settings[] = {
     /* outbox relay settings (actors/outbox, docs/outbox.md): add below */
     {"MX_OUTBOX_RELAY", "--outbox-relay", "1", MX_SET_INT, 0, 1, "run the outbox-relay singleton when MySQL is configured: 1 on, 0 off"},
     {"MX_OUTBOX_SINK_URL", "--outbox-sink-url", "", MX_SET_STR, 0, 2048, "http(s) URL outbox events (DONATION_COMPLETED and every type but ALERT) are POSTed to; empty = none"},
+    {"MX_OUTBOX_REFETCH_URL", "--outbox-refetch-url", "", MX_SET_STR, 0, 2048, "base http(s) URL of this service (e.g. its load balancer): an upstream failure with nothing stale to serve becomes an UPSTREAM_REFETCH event GET from it later; empty = off"},
     {"MX_ALERT_WEBHOOK_URL", "--alert-webhook-url", "", MX_SET_STR, 0, 2048, "http(s) URL of the Discord-compatible webhook ALERT events go to; empty = the sink URL"},
     {"MX_OUTBOX_BATCH", "--outbox-batch", "500", MX_SET_INT, 1, 2000, "outbox rows the relay claims and holds at most"},
     {"MX_OUTBOX_CONCURRENCY", "--outbox-concurrency", "64", MX_SET_INT, 1, 1024, "outbox deliveries (HTTP POSTs) in flight"},

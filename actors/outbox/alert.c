@@ -56,7 +56,8 @@ static struct {
     _Atomic bool started;
     struct mx_addr addr;
     _Atomic uint64_t raised, refused, throttled, passed, bypassed, ai_granted, ai_refused, written,
-        retried, dropped, ai_calls, ai_ok, ai_failed, ai_busy;
+        retried, dropped, ai_calls, ai_ok, ai_failed, ai_busy, refetches;
+    bool refetch_on;
 } g;
 
 int mx__outbox_ai_content(const char *json, size_t len, char *out, size_t cap); /* ai_json.cpp */
@@ -72,6 +73,10 @@ struct alert {
     int64_t at_ms;      /* unix ms raised */
     bool ai;            /* the daily AI quota granted one analysis */
     char analysis[700]; /* the AI's answer; "" = rule-based summary */
+    /* not an alert: an UPSTREAM_REFETCH row (mx_outbox_refetch) */
+    bool refetch;
+    char rkey[96];
+    char path[400];
 };
 
 /* KEYS window, ai-day; ARGV window_ms, quota, day_ttl_s.
@@ -136,6 +141,7 @@ void mx_alert_stats(struct mx_alert_stats *s)
     s->ai_ok = atomic_load_explicit(&g.ai_ok, RELAXED);
     s->ai_failed = atomic_load_explicit(&g.ai_failed, RELAXED);
     s->ai_busy = atomic_load_explicit(&g.ai_busy, RELAXED);
+    s->refetches = atomic_load_explicit(&g.refetches, RELAXED);
 }
 
 /* ---- the embed ---- */
@@ -199,6 +205,7 @@ static char *embed(const struct alert *a, size_t *len)
 
 struct write_job {
     struct alert a;
+    const char *type;
     char key[160];
     char *json;
     size_t len;
@@ -214,7 +221,7 @@ static void write_job_free(void *arg)
 static int write_run(struct mx_mysql_conn *c, void *arg)
 {
     struct write_job *j = arg;
-    int rc = mx_outbox_insert(c, MX_OUTBOX_EV_ALERT, j->json, j->len, j->key);
+    int rc = mx_outbox_insert(c, j->type, j->json, j->len, j->key);
     return rc == MX_EEXISTS ? 0 : rc; /* written before: a retry after a lost reply */
 }
 
@@ -244,8 +251,17 @@ static void submit_write(struct alerter *st, struct alert *a)
     if (!j)
         abort();
     j->a = *a;
-    snprintf(j->key, sizeof j->key, "alert:%s:%lld:%s", a->pattern, (long long)a->at_ms, a->node);
-    j->json = embed(a, &j->len);
+    if (a->refetch) {
+        j->type = MX_OUTBOX_EV_REFETCH;
+        snprintf(j->key, sizeof j->key, "%s", a->rkey);
+        j->len = strlen(a->path);
+        j->json = strdup(a->path);
+    } else {
+        j->type = MX_OUTBOX_EV_ALERT;
+        snprintf(j->key, sizeof j->key, "alert:%s:%lld:%s", a->pattern, (long long)a->at_ms,
+                 a->node);
+        j->json = embed(a, &j->len);
+    }
     if (!j->json ||
         mx_mysql_submit(g.mysql, write_run, j, write_job_free, mx_self(st->self), NULL) != 0) {
         write_job_free(j);
@@ -510,7 +526,10 @@ static int al_receive(mx_actor_t *self, void *state, struct mx_msg *m)
         if (!a)
             abort();
         memcpy(a, m->ptr, sizeof *a);
-        take(st, a);
+        if (a->refetch)
+            submit_write(st, a); /* no throttle: the key dedups per minute */
+        else
+            take(st, a);
     } else if (m->env.type == MX_T_outbox_ai_done && m->ptr) {
         struct ai_job *j = m->ptr;
         st->ai_inflight--;
@@ -580,6 +599,47 @@ static void al_stop(mx_actor_t *self, void *state)
 
 static const struct mx_behaviour alerter_beh = {ALERTER_NAME, al_init, al_receive, al_stop};
 
+int mx_outbox_refetch(const char *ign, bool expectation)
+{
+    /* acquire: pairs with the release store when the actor is up */
+    if (!g.refetch_on || !atomic_load_explicit(&g.started, memory_order_acquire))
+        return MX_ESTOPPED;
+    size_t n = ign ? strlen(ign) : 0;
+    if (n == 0 || n > 64)
+        return MX_EINVAL;
+    char *esc = curl_easy_escape(NULL, ign, (int)n);
+    if (!esc)
+        return MX_ENOMEM;
+    struct alert *a = calloc(1, sizeof *a);
+    if (!a)
+        abort();
+    a->refetch = true;
+    snprintf(a->pattern, sizeof a->pattern, "refetch");
+    snprintf(a->path, sizeof a->path,
+             expectation ? "/api/v4/characters/%s/expectation" : "/api/v1/characters/%s", esc);
+    curl_free(esc);
+    /* one event per character and kind per minute: FNV-1a of the name */
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)ign[i]) * 0x100000001b3ull;
+    snprintf(a->rkey, sizeof a->rkey, "refetch:%c:%016llx:%lld", expectation ? 'e' : 'c',
+             (unsigned long long)h, (long long)(mx_unix_ms() / 60000));
+    a->at_ms = (int64_t)mx_unix_ms();
+    struct mx_msg *m = mx_msg_with_ptr(MX_T_outbox_alert, a, free);
+    if (!m) {
+        free(a);
+        return MX_ENOMEM;
+    }
+    int rc = mx_sys_send(g.sys, g.addr, m);
+    if (rc != 0) {
+        mx_msg_free(m);
+        ADD(refused);
+        return rc;
+    }
+    ADD(refetches);
+    return 0;
+}
+
 int mx_alert_start(const struct mx_alert_opts *o)
 {
     if (!o || !o->sys || !o->mysql)
@@ -589,6 +649,7 @@ int mx_alert_start(const struct mx_alert_opts *o)
     g.redis_url = o->redis_url ? strdup(o->redis_url) : NULL;
     g.window_s = o->window_s ? o->window_s : 60;
     g.quota = o->ai_daily_quota;
+    g.refetch_on = o->refetch;
     snprintf(g.prefix, sizeof g.prefix, "mx:{%s}:alert:", o->cluster ? o->cluster : "mx");
     if (o->ai_url && o->ai_url[0]) {
         g.ai_url = strdup(o->ai_url);

@@ -33,11 +33,14 @@
  * sink URL. */
 #define MX_OUTBOX_EV_ALERT "ALERT"
 #define MX_OUTBOX_EV_DONATION "DONATION_COMPLETED"
+#define MX_OUTBOX_EV_REFETCH "UPSTREAM_REFETCH" /* payload: a path GET from refetch_url */
 
 struct mx_outbox_opts {
     mx_mysql_t *mysql;        /* required */
     const char *sink_url;     /* MX_OUTBOX_SINK_URL: every type but ALERT; "" = none */
     const char *alert_url;    /* MX_ALERT_WEBHOOK_URL: ALERT rows; "" = sink_url */
+    const char *refetch_url;  /* MX_OUTBOX_REFETCH_URL: base URL UPSTREAM_REFETCH paths are
+                                 GET from (the service itself, e.g. its load balancer) */
     uint32_t batch;           /* rows claimed (and held) at most; 0 = 500 */
     uint32_t concurrency;     /* HTTP requests in flight; 0 = 64 */
     uint32_t timeout_ms;      /* one delivery attempt; 0 = 5000 */
@@ -106,6 +109,7 @@ struct mx_alert_opts {
     const char *ai_model;    /* NULL = "gpt-4o-mini" */
     uint32_t ai_concurrency; /* AI calls at once; 0 = 2 */
     uint32_t ai_timeout_ms;  /* one AI call; 0 = 10000 */
+    bool refetch;            /* mx_outbox_refetch writes events (a refetch URL is set) */
 };
 
 /* mx_alert_start - spawn this node's "alerter" actor. Strings are copied.
@@ -121,13 +125,23 @@ int mx_alert_start(const struct mx_alert_opts *opts);
  * blocks. */
 int mx_alert_raise(const char *pattern, int level, const char *title, const char *desc);
 
+/* mx_outbox_refetch - an upstream call failed and no stale data could be
+ * served (the seed's scenario B): write an UPSTREAM_REFETCH outbox row
+ * (through the alerter, retried while MySQL is down) whose delivery GETs
+ * the character's expectation (or character) path from the refetch URL
+ * later, warming the cache. One row per character and kind per minute.
+ * Returns 0, MX_ESTOPPED (re-fetch off), MX_EINVAL, MX_EFULL. Any thread;
+ * never blocks. */
+int mx_outbox_refetch(const char *ign, bool expectation);
+
 struct mx_alert_stats {
     uint64_t raised, refused;            /* accepted by / refused at the mailbox */
     uint64_t throttled, passed;          /* by the per-pattern window */
     uint64_t bypassed;                   /* Redis could not decide: passed without AI */
     uint64_t ai_granted, ai_refused;     /* daily AI quota decisions */
     uint64_t ai_calls, ai_ok, ai_failed; /* AI endpoint calls made, answered, failed */
-    uint64_t ai_busy; /* granted but not called: concurrency, breaker open, offload queue */
+    uint64_t ai_busy;   /* granted but not called: concurrency, breaker open, offload queue */
+    uint64_t refetches; /* UPSTREAM_REFETCH events handed to the alerter */
     uint64_t written, retried, dropped; /* outbox rows; retries while MySQL was down */
 };
 

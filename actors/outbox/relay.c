@@ -45,7 +45,7 @@
  * thread, read by any: relaxed atomics, each an independent statistic). */
 static struct {
     struct mx_outbox_opts o;
-    char *sink_url, *alert_url;
+    char *sink_url, *alert_url, *refetch_url;
     _Atomic bool holding;
     _Atomic uint64_t epoch, claimed, delivered, attempts, failures, retries, dead, stale, fenced,
         reclaimed, refused, purged;
@@ -132,6 +132,7 @@ struct claim_job {
     uint32_t limit, stuck_s;
     bool reclaim;
     bool only_alerts;   /* no sink URL: claim only ALERT rows (the others wait) */
+    bool with_refetch;  /* ... and UPSTREAM_REFETCH rows (a refetch URL is set) */
     struct rlist rows;  /* out */
     uint64_t reclaimed; /* out */
 };
@@ -247,9 +248,12 @@ static int claim_write(struct mx_mysql_conn *c, void *arg)
     " CAST(UNIX_TIMESTAMP(created_at) * 1000 AS SIGNED) FROM outbox"                               \
     " WHERE status = 'PENDING' AND next_attempt_at <= NOW(3)" extra                                \
     " ORDER BY next_attempt_at, id LIMIT ? FOR UPDATE SKIP LOCKED"
-    rc = mx_mysql_query(
-        c, j->only_alerts ? CLAIM_SQL(" AND event_type = '" MX_OUTBOX_EV_ALERT "'") : CLAIM_SQL(""),
-        lim, 1, claim_row, j, NULL);
+    rc = mx_mysql_query(c,
+                        !j->only_alerts   ? CLAIM_SQL("")
+                        : j->with_refetch ? CLAIM_SQL(" AND event_type IN ('" MX_OUTBOX_EV_ALERT
+                                                      "', '" MX_OUTBOX_EV_REFETCH "')")
+                                          : CLAIM_SQL(" AND event_type = '" MX_OUTBOX_EV_ALERT "'"),
+                        lim, 1, claim_row, j, NULL);
 #undef CLAIM_SQL
     if (rc || j->rows.n == 0)
         return rc;
@@ -519,19 +523,29 @@ static const char *url_of(const char *type)
 {
     if (strcmp(type, MX_OUTBOX_EV_ALERT) == 0 && g.alert_url[0])
         return g.alert_url;
+    if (strcmp(type, MX_OUTBOX_EV_REFETCH) == 0)
+        return g.refetch_url;
     return g.sink_url;
 }
 
 static void start_post(struct relay *r, struct row *w)
 {
     const char *url = url_of(w->type);
+    bool refetch = strcmp(w->type, MX_OUTBOX_EV_REFETCH) == 0;
+    char full[2048 + 1100];
     ADD(attempts, 1);
-    if (!url[0]) {
-        snprintf(w->err, sizeof w->err, "no destination configured for event type %s", w->type);
+    if (!url[0] || (refetch && (w->len == 0 || w->len > 1024 || w->payload[0] != '/'))) {
+        snprintf(w->err, sizeof w->err,
+                 url[0] ? "bad re-fetch path" : "no destination configured for event type %s",
+                 w->type);
         w->ok = false;
         ADD(failures, 1);
         rl_push(&r->results, w);
         return;
+    }
+    if (refetch) { /* a GET of the service's own path warms its cache */
+        snprintf(full, sizeof full, "%s%s", url, w->payload);
+        url = full;
     }
     CURL *e = r->npool ? r->pool[--r->npool] : curl_easy_init();
     if (!e)
@@ -551,9 +565,13 @@ static void start_post(struct relay *r, struct row *w)
     w->err[0] = '\0';
     w->easy = e;
     curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, w->payload);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)w->len);
+    if (refetch) {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    } else {
+        curl_easy_setopt(e, CURLOPT_POST, 1L);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, w->payload);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)w->len);
+    }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, w->hdrs);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)g.o.timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)g.o.timeout_ms);
@@ -725,6 +743,7 @@ static void submit_claim(struct relay *r)
     j->limit = g.o.batch - h;
     j->stuck_s = g.o.stuck_s;
     j->only_alerts = !g.sink_url[0];
+    j->with_refetch = g.refetch_url[0] != '\0';
     int64_t now = mx_now_ms();
     j->reclaim = r->reclaim_due || now - r->last_reclaim_ms >= RECLAIM_PERIOD_MS;
     if (mx_mysql_submit(g.o.mysql, claim_run, j, claim_job_free, r->addr, NULL) != 0) {
@@ -1000,10 +1019,11 @@ int mx_outbox_start(mx_leases_t *lm, const struct mx_outbox_opts *o)
 {
     if (!o || !o->mysql)
         return MX_EINVAL;
-    const char *sink = o->sink_url ? o->sink_url : "", *alert = o->alert_url ? o->alert_url : "";
-    if (!url_ok(sink) || !url_ok(alert))
+    const char *sink = o->sink_url ? o->sink_url : "", *alert = o->alert_url ? o->alert_url : "",
+               *refetch = o->refetch_url ? o->refetch_url : "";
+    if (!url_ok(sink) || !url_ok(alert) || !url_ok(refetch))
         return MX_EINVAL;
-    if (!sink[0] && !alert[0]) {
+    if (!sink[0] && !alert[0] && !refetch[0]) {
         MX_INFO("outbox-relay: off (neither MX_OUTBOX_SINK_URL nor MX_ALERT_WEBHOOK_URL is set);"
                 " outbox rows wait");
         return 0;
@@ -1011,6 +1031,8 @@ int mx_outbox_start(mx_leases_t *lm, const struct mx_outbox_opts *o)
     g.o = *o;
     g.sink_url = xdup(sink, strlen(sink));
     g.alert_url = xdup(alert, strlen(alert));
+    g.refetch_url = xdup(refetch, strlen(refetch));
+    g.o.refetch_url = g.refetch_url;
     g.o.sink_url = g.sink_url;
     g.o.alert_url = g.alert_url;
 #define DEF(f, v)                                                                                  \

@@ -2,7 +2,9 @@
 #define _GNU_SOURCE
 #include "ob_harness.h"
 
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,9 +20,23 @@ int64_t ob_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int port = -1;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
 int ob_node_start(struct ob_world *w, int i)
 {
-    static char env[OB_NODES][8][700];
+    static char env[OB_NODES][10][700];
     const char *e[48];
     int k = 0;
     snprintf(env[i][0], sizeof env[i][0], "MX_NODE_NAME=%s", w->names[i]);
@@ -30,7 +46,9 @@ int ob_node_start(struct ob_world *w, int i)
     snprintf(env[i][4], sizeof env[i][4], "MX_OUTBOX_SINK_URL=%s/sink/outbox", w->stub.base);
     snprintf(env[i][5], sizeof env[i][5], "MX_ALERT_WEBHOOK_URL=%s/sink/alert", w->stub.base);
     snprintf(env[i][6], sizeof env[i][6], "MX_AI_URL=%s/v1/chat/completions", w->stub.base);
-    for (int j = 0; j < 7; j++)
+    snprintf(env[i][7], sizeof env[i][7], "MX_OUTBOX_REFETCH_URL=http://127.0.0.1:%d", w->http0);
+    snprintf(env[i][8], sizeof env[i][8], "MX_HTTP_ADDR=127.0.0.1:%d", i == 0 ? w->http0 : 0);
+    for (int j = 0; j < 9; j++)
         e[k++] = env[i][j];
     for (int j = 0; w->extra && w->extra[j] && k < 46; j++)
         e[k++] = w->extra[j];
@@ -41,6 +59,8 @@ int ob_node_start(struct ob_world *w, int i)
 int ob_start(struct ob_world *w, int n, const char *const *extra)
 {
     w->extra = extra;
+    if ((w->http0 = free_port()) < 0)
+        return -1;
     if (mysqld_start(&w->my) != 0 || redisd_start(&w->redis, NULL) != 0 ||
         stub_start(&w->stub, NULL) != 0)
         return -1;

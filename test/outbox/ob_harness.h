@@ -24,6 +24,8 @@ struct ob_world {
     struct node nodes[OB_NODES];
     char names[OB_NODES][16];
     const char *const *extra; /* extra node settings ("K=V", NULL-terminated) */
+    int http0;                /* node 1's HTTP port, chosen before it starts: every node's
+                                 MX_OUTBOX_REFETCH_URL points at it */
 };
 
 /* ob_start - servers, then n nodes (n <= OB_NODES). 0 or -1. */

@@ -14,6 +14,8 @@
  * - alerts: one per pattern per window across the nodes, the daily AI
  *   quota shared by all three, written as outbox rows and delivered;
  *   "mysql-down" written once MySQL is back;
+ * - upstream failing with nothing stale: an UPSTREAM_REFETCH event whose
+ *   delivery warms the cache once upstream is back;
  * - donations: one Idempotency-Key sent concurrently to two nodes moves
  *   points once, C003 writes nothing, A007, MySQL down gives a clear 503.
  * Every wait polls a condition with a deadline. */
@@ -128,6 +130,8 @@ static int teardown(void **st)
     return 0;
 }
 
+static int stub_config(const char *query);
+
 /* A failed test must not leave a node paused or the sink slow for the next. */
 static int recover(void **st)
 {
@@ -135,6 +139,7 @@ static int recover(void **st)
         if (W.nodes[i].pid > 0)
             kill(W.nodes[i].pid, SIGCONT);
     ob_sink_ctl(&W, "latency_ms=0&fail_all=0&fail=0");
+    stub_config("fail_rate=0");
     return 0;
 }
 
@@ -586,7 +591,57 @@ static void test_alerts(void **st)
                      400);
 }
 
-/* ---- 6: donations ---- */
+/* ---- 6: upstream re-fetch (the seed's scenario B) ---- */
+
+static int stub_config(const char *query)
+{
+    char url[256];
+    struct resp r;
+    snprintf(url, sizeof url, "%s/__stub/config?%s", W.stub.base, query);
+    int ok = http_post(url, &r) == 0 && r.status == 200;
+    resp_free(&r);
+    return ok ? 0 : -1;
+}
+
+static void test_upstream_refetch(void **st)
+{
+    const char *ign = "RefetchHero";
+    assert_int_equal(stub_config("fail_rate=1&fail_status=500"), 0);
+    /* nothing cached, upstream failing: a 503, and an event to retry later */
+    assert_int_equal(http(1, "GET", "/api/v1/characters/RefetchHero", NULL, NULL, NULL, NULL), 503);
+    assert_true(TU_WAIT_UNTIL(ob_sql_int(&W,
+                                         "SELECT COUNT(*) FROM mx.outbox WHERE event_type ="
+                                         " 'UPSTREAM_REFETCH' AND payload ="
+                                         " '/api/v1/characters/%s'",
+                                         ign) == 1,
+                              10000));
+    assert_int_equal(stub_config("fail_rate=0"), 0);
+    /* its delivery GETs the character through node 1 once upstream is back
+     * (if it ran out of attempts first, an admin reprocesses it) */
+    int64_t dl = ob_now_ms() + 20000;
+    while (ob_now_ms() < dl &&
+           ob_sql_int(&W, "SELECT COUNT(*) FROM mx.outbox WHERE event_type = 'UPSTREAM_REFETCH'"
+                          " AND status = 'DONE'") != 1) {
+        long long dead = ob_sql_int(&W, "SELECT id FROM mx.outbox_dlq WHERE event_type ="
+                                        " 'UPSTREAM_REFETCH'");
+        if (dead > 0) {
+            char path[96];
+            snprintf(path, sizeof path, "/api/admin/dlq/%lld/reprocess", dead);
+            assert_int_equal(http(0, "POST", path, g_admin.access, NULL, NULL, NULL), 200);
+        }
+        usleep(20000);
+    }
+    assert_int_equal(ob_sql_int(&W, "SELECT COUNT(*) FROM mx.outbox WHERE event_type ="
+                                    " 'UPSTREAM_REFETCH' AND status = 'DONE'"),
+                     1);
+    /* the cache is warm: another node answers without calling upstream */
+    long long calls = stub_stat(&W.stub, "total");
+    assert_int_equal(http(2, "GET", "/api/v1/characters/RefetchHero", NULL, NULL, NULL, NULL), 200);
+    assert_int_equal(stub_stat(&W.stub, "total"), calls);
+    assert_true(sum_outbox("refetches") >= 1);
+}
+
+/* ---- 7: donations ---- */
 
 struct race {
     int node, status;
@@ -722,6 +777,7 @@ int main(void)
         cmocka_unit_test_setup(test_dlq_admin, recover),
         cmocka_unit_test_setup(test_purge, recover),
         cmocka_unit_test_setup(test_alerts, recover),
+        cmocka_unit_test_setup(test_upstream_refetch, recover),
         cmocka_unit_test_setup(test_donations, recover),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
