@@ -492,6 +492,19 @@ static void test_dlq_admin(void **st)
     assert_int_equal(http(0, "GET", "/api/admin/dlq/count", g_admin.access, NULL, NULL, &r), 200);
     assert_non_null(strstr(r.body, "\"data\":1}"));
     http_res_free(&r);
+    /* the relay's figures are in Prometheus on every node (the holder's
+     * table figures once a second) */
+    assert_int_equal(http(0, "GET", "/actuator/prometheus", NULL, NULL, NULL, &r), 200);
+    assert_non_null(strstr(r.body, "mx_outbox_backlog{node="));
+    assert_non_null(strstr(r.body, "mx_outbox_dlq_size{node="));
+    assert_non_null(strstr(r.body, "mx_outbox_oldest_due_age_ms{node="));
+    assert_non_null(strstr(r.body, "mx_outbox_total{node=\"n1\",event=\"delivery\"}"));
+    assert_non_null(strstr(r.body, "mx_outbox_api_total{node=\"n1\",event=\"dlq_op\"}"));
+    assert_non_null(strstr(r.body, "mx_alert_total{node=\"n1\",event=\"throttled\"}"));
+    http_res_free(&r);
+    int h = ob_holder(&W, -1);
+    assert_true(h >= 0);
+    assert_true(TU_WAIT_UNTIL(ob_outbox_int(&W, h, "dlq_size") == 1, 3000));
     usleep(300000); /* a discarded event must never be delivered: nothing to wait for */
     assert_int_equal(ob_sink_count(&W, "dlq:2"), 0);
 }
