@@ -678,6 +678,19 @@ static void admin_done(mx_redis_t *rd, int status, const redisReply *rep, void *
     free(sc);
 }
 
+static void logged_out(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
+{
+    mx_http_req_t *r = arg;
+    if (status == MX_ESTOPPED) {
+        mx_http_error(r, 503, "S005", "Node is stopping");
+    } else if (status != 0) {
+        mx__app_redis_down(r);
+    } else {
+        const char *ok = "{\"success\":true,\"data\":null}";
+        mx_http_respond(r, 200, "application/json", ok, strlen(ok));
+    }
+}
+
 static void sess_loaded(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
 {
     struct sess_ctx *sc = arg;
@@ -713,9 +726,10 @@ static void sess_loaded(mx_redis_t *rd, int status, const redisReply *rep, void 
         goto out;
     }
     if (sc->op == OP_LOGOUT) {
-        mx_redis_command(a->redis, NULL, NULL, "DEL %s", sc->key);
-        const char *ok = "{\"success\":true,\"data\":null}";
-        mx_http_respond(r, 200, "application/json", ok, strlen(ok));
+        /* answered once Redis deleted the session: a token must not work
+         * after its logout answered */
+        if (mx_redis_command(a->redis, logged_out, r, "DEL %s", sc->key) != 0)
+            mx__app_redis_down(r);
         goto out;
     }
     struct mx_jsonw w;
