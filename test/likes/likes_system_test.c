@@ -363,7 +363,47 @@ static void load_stop(struct load *l)
     load_join(l);
 }
 
-/* ---- Redis and MySQL probes ---- */
+/* ---- Redis and MySQL probes ----
+ * One connection, kept: a probe polled in a loop must not open a connection
+ * per call (on loopback that used up the ephemeral ports, and then the nodes
+ * could not reconnect to Redis either). */
+
+static redisContext *g_rc;
+
+static redisReply *rcmd(const char *fmt, ...)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!g_rc) {
+            struct timeval tv = {2, 0};
+            g_rc = redisConnectWithTimeout("127.0.0.1", R.port, tv);
+            if (!g_rc || g_rc->err) {
+                if (g_rc)
+                    redisFree(g_rc);
+                g_rc = NULL;
+                return NULL;
+            }
+            redisSetTimeout(g_rc, tv);
+        }
+        va_list ap;
+        va_start(ap, fmt);
+        redisReply *r = redisvCommand(g_rc, fmt, ap);
+        va_end(ap);
+        if (r)
+            return r;
+        redisFree(g_rc); /* broken (Redis restarted): once more on a new one */
+        g_rc = NULL;
+    }
+    return NULL;
+}
+
+/* Poll cond every 20 ms until true or timeout_ms passes; evaluates to cond. */
+#define LK_WAIT_UNTIL(cond, timeout_ms)                                                            \
+    ({                                                                                             \
+        int64_t lk_dl_ = tu_now_ms() + (timeout_ms);                                               \
+        while (!(cond) && tu_now_ms() < lk_dl_)                                                    \
+            usleep(20000);                                                                         \
+        (cond);                                                                                    \
+    })
 
 /* Pending pairs and open journals over every partition (-1: Redis away). */
 static long long pending_work(void)
@@ -372,7 +412,7 @@ static long long pending_work(void)
     for (int k = 0; k < 16; k++) {
         char key[96];
         snprintf(key, sizeof key, "mx:mx:{lk%d}:d", k);
-        redisReply *r = redisd_cmd(&R, "ZCARD %s", key);
+        redisReply *r = rcmd("ZCARD %s", key);
         if (!r || r->type != REDIS_REPLY_INTEGER) {
             if (r)
                 freeReplyObject(r);
@@ -381,7 +421,7 @@ static long long pending_work(void)
         sum += r->integer;
         freeReplyObject(r);
         snprintf(key, sizeof key, "mx:mx:{lk%d}:jid", k);
-        r = redisd_cmd(&R, "EXISTS %s", key);
+        r = rcmd("EXISTS %s", key);
         if (!r || r->type != REDIS_REPLY_INTEGER) {
             if (r)
                 freeReplyObject(r);
@@ -397,7 +437,7 @@ static long long pending_work(void)
 static int open_journal(char *id, size_t cap)
 {
     for (int k = 0; k < 16; k++) {
-        redisReply *r = redisd_cmd(&R, "GET mx:mx:{lk%d}:jid", k);
+        redisReply *r = rcmd("GET mx:mx:{lk%d}:jid", k);
         if (r && r->type == REDIS_REPLY_STRING) {
             snprintf(id, cap, "%s", r->str);
             freeReplyObject(r);
@@ -412,7 +452,7 @@ static int open_journal(char *id, size_t cap)
 /* The node index holding like-sync (-1: none known). */
 static int holder(void)
 {
-    redisReply *r = redisd_cmd(&R, "GET mx:{mx}:lease:like-sync");
+    redisReply *r = rcmd("GET mx:{mx}:lease:like-sync");
     int h = -1;
     if (r && r->type == REDIS_REPLY_STRING && strncmp(r->str, "lk", 2) == 0)
         h = atoi(r->str + 2);
@@ -530,7 +570,7 @@ static int row_cmp(const void *a, const void *b)
 static void check_exact(const char *phase)
 {
     int64_t t0 = tu_now_ms();
-    if (!TU_WAIT_UNTIL(pending_work() == 0, 60000)) {
+    if (!LK_WAIT_UNTIL(pending_work() == 0, 60000)) {
         dump_logs("like-sync");
         dump_logs("singleton");
         fail_msg("%s: pending likes did not reach MySQL in 60 s (%lld left)", phase,
@@ -754,8 +794,8 @@ static void exact_under_load(void **st)
 
 static void lease_diag(const char *what)
 {
-    redisReply *r = redisd_cmd(&R, "GET mx:{mx}:lease:like-sync");
-    redisReply *t = redisd_cmd(&R, "PTTL mx:{mx}:lease:like-sync");
+    redisReply *r = rcmd("GET mx:{mx}:lease:like-sync");
+    redisReply *t = rcmd("PTTL mx:{mx}:lease:like-sync");
     print_message("  %s: lease token %s, pttl %lld\n", what,
                   r && r->type == REDIS_REPLY_STRING ? r->str : "(none)",
                   t && t->type == REDIS_REPLY_INTEGER ? t->integer : -9);
@@ -763,6 +803,15 @@ static void lease_diag(const char *what)
         freeReplyObject(r);
     if (t)
         freeReplyObject(t);
+    {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd,
+                 "redis-cli -p %d GET 'mx:{mx}:epoch:like-sync'; timeout 3 redis-cli -p %d MONITOR"
+                 " | grep -iv 'zcard\\|\"exists\"\\|\"hmget\"\\|evalsha\" \"[0-9a-f]* \"5\"' | head -40",
+                 R.port, R.port);
+        if (system(cmd) != 0)
+            print_message("  (redis-cli failed)\n");
+    }
     for (int i = 0; i < NNODES; i++) {
         if (!N[i].pid || N[i].pid == g_stopped)
             continue;
@@ -796,23 +845,23 @@ static void holder_killed_mid_batch(void **st)
     char id[96] = "";
     int part = -1, h = -1;
     /* the pause keeps every journal open PAUSE_MS: wait for one */
-    assert_true(TU_WAIT_UNTIL((part = open_journal(id, sizeof id)) >= 0 && (h = holder()) >= 0,
+    assert_true(LK_WAIT_UNTIL((part = open_journal(id, sizeof id)) >= 0 && (h = holder()) >= 0,
                               10000));
     keep_logs();
     node_kill(&N[h]);
     N[h].pid = 0;
     print_message("2a: killed holder lk%d with journal %s open in partition %d\n", h, id, part);
-    if (!TU_WAIT_UNTIL(holder() >= 0 && holder() != h, 30000))
+    if (!LK_WAIT_UNTIL(holder() >= 0 && holder() != h, 30000))
         lease_diag("no new holder"), dump_logs("singleton"), dump_logs("lease");
     assert_true(holder() >= 0 && holder() != h);
     assert_int_equal(node_up(h), 0);
     /* the journal left behind is finished by the new holder: committed once */
     char sql[200];
     snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM mx.like_sync_batch WHERE batch_id = '%s'", id);
-    assert_true(TU_WAIT_UNTIL(mysqld_root_int(&M, sql) == 1, 15000));
+    assert_true(LK_WAIT_UNTIL(mysqld_root_int(&M, sql) == 1, 15000));
     /* more load on the whole cluster after the restart */
     long at = atomic_load(&l.done);
-    assert_true(TU_WAIT_UNTIL(atomic_load(&l.done) > at + 2000, 30000));
+    assert_true(LK_WAIT_UNTIL(atomic_load(&l.done) > at + 2000, 30000));
     load_stop(&l);
     print_message("2a: %ld acknowledged, 503 %ld, other %ld, no answer %ld\n",
                   atomic_load(&l.ty.acked), atomic_load(&l.ty.s503), atomic_load(&l.ty.other),
@@ -829,7 +878,7 @@ static void holder_paused_past_lease(void **st)
     load_start(&l, 0);
     char id[96] = "";
     int part = -1, h = -1;
-    assert_true(TU_WAIT_UNTIL((part = open_journal(id, sizeof id)) >= 0 && (h = holder()) >= 0,
+    assert_true(LK_WAIT_UNTIL((part = open_journal(id, sizeof id)) >= 0 && (h = holder()) >= 0,
                               10000));
     long long before = node_stat(h, "sync_batches");
     g_stopped = N[h].pid;
@@ -839,10 +888,10 @@ static void holder_paused_past_lease(void **st)
     /* a new holder takes the lease and commits the paused holder's journal */
     char sql[200];
     snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM mx.like_sync_batch WHERE batch_id = '%s'", id);
-    if (!TU_WAIT_UNTIL(holder() >= 0 && holder() != h, 30000))
+    if (!LK_WAIT_UNTIL(holder() >= 0 && holder() != h, 30000))
         lease_diag("no new holder"), dump_logs("singleton");
     assert_true(holder() >= 0 && holder() != h);
-    assert_true(TU_WAIT_UNTIL(mysqld_root_int(&M, sql) == 1, 15000));
+    assert_true(LK_WAIT_UNTIL(mysqld_root_int(&M, sql) == 1, 15000));
     kill(N[h].pid, SIGCONT);
     g_stopped = 0;
     /* the woken node must not commit anything: its deadline passed while it
@@ -861,7 +910,7 @@ static void holder_paused_past_lease(void **st)
     assert_int_equal(after, before);
     assert_int_equal(kill(N[h].pid, 0), 0); /* alive, not crashed */
     long at = atomic_load(&l.done);
-    assert_true(TU_WAIT_UNTIL(atomic_load(&l.done) > at + 1000, 30000));
+    assert_true(LK_WAIT_UNTIL(atomic_load(&l.done) > at + 1000, 30000));
     load_stop(&l);
     assert_int_equal(atomic_load(&l.ty.negative), 0);
     check_exact("2b pause");
@@ -877,22 +926,22 @@ static void outages(void **st)
     }
     static struct load l;
     load_start(&l, 0);
-    assert_true(TU_WAIT_UNTIL(atomic_load(&l.ty.acked) > 500, 20000));
+    assert_true(LK_WAIT_UNTIL(atomic_load(&l.ty.acked) > 500, 20000));
     /* Redis: toggles answer 503, never a made-up 200 */
     redisd_kill(&R);
     long a0 = atomic_load(&l.ty.acked), s0 = atomic_load(&l.ty.s503);
-    assert_true(TU_WAIT_UNTIL(atomic_load(&l.ty.s503) > s0 + 200, 20000));
+    assert_true(LK_WAIT_UNTIL(atomic_load(&l.ty.s503) > s0 + 200, 20000));
     long a1 = atomic_load(&l.ty.acked);
     print_message("3: Redis down: %ld more 503, %ld acknowledged (in flight when it died)\n",
                   atomic_load(&l.ty.s503) - s0, a1 - a0);
     assert_true(a1 - a0 < 50);
     assert_int_equal(redisd_restart(&R), 0);
-    assert_true(TU_WAIT_UNTIL(atomic_load(&l.ty.acked) > a1 + 3000, 20000));
+    assert_true(LK_WAIT_UNTIL(atomic_load(&l.ty.acked) > a1 + 3000, 20000));
     /* MariaDB: toggles keep answering 200 (every target is warm) */
     long b0 = atomic_load(&l.ty.s503) + atomic_load(&l.ty.other) + atomic_load(&l.ty.noanswer);
     long c0 = atomic_load(&l.ty.acked);
     mysqld_kill(&M);
-    assert_true(TU_WAIT_UNTIL(atomic_load(&l.ty.acked) > c0 + 2000, 30000));
+    assert_true(LK_WAIT_UNTIL(atomic_load(&l.ty.acked) > c0 + 2000, 30000));
     long b1 = atomic_load(&l.ty.s503) + atomic_load(&l.ty.other) + atomic_load(&l.ty.noanswer);
     print_message("3: MariaDB down: %ld acknowledged, %ld failed\n",
                   atomic_load(&l.ty.acked) - c0, b1 - b0);
@@ -1009,7 +1058,7 @@ struct snap {
 
 static void snapshot(struct snap *sn)
 {
-    redisReply *k = redisd_cmd(&R, "KEYS %s", "mx:mx:{lk*");
+    redisReply *k = rcmd("KEYS %s", "mx:mx:{lk*");
     assert_non_null(k);
     sn->n = k->elements;
     sn->key = calloc(sn->n, sizeof *sn->key);
@@ -1018,7 +1067,7 @@ static void snapshot(struct snap *sn)
     sn->ttl = calloc(sn->n, sizeof *sn->ttl);
     for (size_t i = 0; i < sn->n; i++) {
         sn->key[i] = strdup(k->element[i]->str);
-        redisReply *d = redisd_cmd(&R, "DUMP %s", sn->key[i]);
+        redisReply *d = rcmd("DUMP %s", sn->key[i]);
         assert_true(d && d->type == REDIS_REPLY_STRING);
         sn->val[i] = malloc(d->len);
         memcpy(sn->val[i], d->str, d->len);
@@ -1030,13 +1079,19 @@ static void snapshot(struct snap *sn)
 
 static void restore(struct snap *sn)
 {
-    redisReply *k = redisd_cmd(&R, "KEYS %s", "mx:mx:{lk*");
-    for (size_t i = 0; k && i < k->elements; i++)
-        redisd_ok(&R, "DEL %s", k->element[i]->str);
+    redisReply *k = rcmd("KEYS %s", "mx:mx:{lk*");
+    for (size_t i = 0; k && i < k->elements; i++) {
+        redisReply *d = rcmd("DEL %s", k->element[i]->str);
+        if (d)
+            freeReplyObject(d);
+    }
     if (k)
         freeReplyObject(k);
-    for (size_t i = 0; i < sn->n; i++)
-        assert_true(redisd_ok(&R, "RESTORE %s 0 %b REPLACE", sn->key[i], sn->val[i], sn->vlen[i]));
+    for (size_t i = 0; i < sn->n; i++) {
+        redisReply *r = rcmd("RESTORE %s 0 %b REPLACE", sn->key[i], sn->val[i], sn->vlen[i]);
+        assert_true(r && r->type != REDIS_REPLY_ERROR);
+        freeReplyObject(r);
+    }
 }
 
 struct agree {
@@ -1049,7 +1104,7 @@ static int count_row(void *ctx, const struct mx_sql_val *cols, size_t n)
     struct agree *a = ctx;
     a->rows++;
     if (a->set[0]) {
-        redisReply *r = redisd_cmd(&R, "SISMEMBER %s %b", a->set, cols[0].p, cols[0].len);
+        redisReply *r = rcmd("SISMEMBER %s %b", a->set, cols[0].p, cols[0].len);
         if (!r || r->type != REDIS_REPLY_INTEGER || r->integer != 1)
             a->missing++;
         if (r)
@@ -1061,13 +1116,13 @@ static int count_row(void *ctx, const struct mx_sql_val *cols, size_t n)
 static void redis_lost_writes(void **st)
 {
     static struct load l;
-    assert_true(TU_WAIT_UNTIL(pending_work() == 0, 30000));
+    assert_true(LK_WAIT_UNTIL(pending_work() == 0, 30000));
     static struct snap sn;
     snapshot(&sn);
     /* time passes: toggles acknowledged and committed after the snapshot */
     load_start(&l, 3000);
     load_join(&l);
-    assert_true(TU_WAIT_UNTIL(pending_work() == 0, 30000));
+    assert_true(LK_WAIT_UNTIL(pending_work() == 0, 30000));
     long long rb0 = 0;
     for (int i = 0; i < NNODES; i++)
         rb0 += node_stat(i, "sync_rollbacks");
@@ -1076,7 +1131,7 @@ static void redis_lost_writes(void **st)
     redisd_kill(&R);
     assert_int_equal(redisd_restart(&R), 0);
     long long rb = 0;
-    assert_true(TU_WAIT_UNTIL(
+    assert_true(LK_WAIT_UNTIL(
         ({
             rb = 0;
             for (int i = 0; i < NNODES; i++)
@@ -1088,7 +1143,7 @@ static void redis_lost_writes(void **st)
     /* more toggles on top, then Redis and MySQL must agree */
     load_start(&l, 2000);
     load_join(&l);
-    assert_true(TU_WAIT_UNTIL(pending_work() == 0, 30000));
+    assert_true(LK_WAIT_UNTIL(pending_work() == 0, 30000));
     struct mx_mysql_conn *c = NULL;
     char err[256];
     assert_int_equal(mx_mysql_conn_open(M.url, NULL, &c, err, sizeof err), 0);
@@ -1099,7 +1154,7 @@ static void redis_lost_writes(void **st)
             h = (h ^ (uint8_t)*p) * 16777619u;
         part = h % 16;
         struct agree ag = {0};
-        redisReply *n = redisd_cmd(&R, "HGET mx:mx:{lk%u}:n %s", part, T_ocid[t]);
+        redisReply *n = rcmd("HGET mx:mx:{lk%u}:n %s", part, T_ocid[t]);
         bool is_warm = n && n->type == REDIS_REPLY_STRING;
         if (is_warm)
             snprintf(ag.set, sizeof ag.set, "mx:mx:{lk%u}:r:%.39s", part, T_ocid[t]);
@@ -1119,7 +1174,7 @@ static void redis_lost_writes(void **st)
         if (is_warm) {
             /* a warm character: Redis's set and count are MySQL's, pair by pair */
             warm++;
-            redisReply *sc = redisd_cmd(&R, "SCARD %s", ag.set);
+            redisReply *sc = rcmd("SCARD %s", ag.set);
             long long scard = sc && sc->type == REDIS_REPLY_INTEGER ? sc->integer : -1;
             if ((atoll(n->str) != ag.rows || scard != ag.rows || ag.missing) && bad++ < 5)
                 print_message("  5: target %d: Redis count %s, set %lld (%ld not in it); MySQL "
