@@ -635,3 +635,18 @@ void mx_app_drain(struct mx_app *app)
     if (app->http)
         mx_http_drain(app->http);
 }
+
+/* ---- the shutdown coordinator's controls (actors/shutdown) ---- */
+
+void mx_app_set_ready(struct mx_app *app, bool ready)
+{
+    /* release: readiness handlers on other threads see it */
+    atomic_store_explicit(&app->draining, !ready, memory_order_release);
+}
+
+void mx_app_undrain(struct mx_app *app)
+{
+    if (app->http)
+        mx_http_undrain(app->http);
+    mx_app_set_ready(app, true);
+}

@@ -294,6 +294,13 @@ int mx_http_start(mx_system_t *sys, const struct mx_http_opts *o, const struct m
  * Watch conns_open in mx_http_stats to know when it is done. Any thread. */
 int mx_http_drain(mx_http_t *h);
 
+#define MX_HTTP_UNDRAIN 1 /* http_drain reason: listen again */
+
+/* mx_http_undrain - undo mx_http_drain: every acceptor binds the port again
+ * and answers keep-alive requests normally. Returns at once (0, or the
+ * first send error). Any thread. */
+int mx_http_undrain(mx_http_t *h);
+
 /* mx_http_stats - the counters, summed over acceptors. Any thread, no locks. */
 void mx_http_stats(mx_http_t *h, struct mx_http_stats *out);
 

@@ -97,6 +97,8 @@ struct acceptor {
     uv_tcp_t listener;
     uv_timer_t sweep;
     bool listening, stopped, app_inited;
+    bool listener_closing; /* uv_close of the listener not done yet */
+    bool relisten;         /* undrained while the listener was closing: listen once closed */
     int handles; /* open uv handles; the state is freed at 0 after stop */
     struct hconn *conns;
     struct hconn *paused_head, *paused_tail; /* waiting for the app to answer */
@@ -572,6 +574,41 @@ static void start_report(mx_http_t *h, bool ok)
     pthread_mutex_unlock(&h->mu);
 }
 
+/* Bind the server's port again beside the other acceptors (a restart, or
+ * an undrain). Returns the socket or -1 (logged). */
+static int bind_again(struct acceptor *a)
+{
+    mx_http_t *h = a->h;
+    struct sockaddr_storage sa = h->bind_addr;
+    if (sa.ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)&sa)->sin6_port = htons(h->port);
+    else
+        ((struct sockaddr_in *)&sa)->sin_port = htons(h->port);
+    int fd = open_socket(&sa, (int)h->o.backlog, NULL);
+    if (fd < 0) {
+        MX_ERROR("MX_HTTP_ADDR %s: bind failed on restart: %s", h->addr_text, strerror(-fd));
+        return -1;
+    }
+    return fd;
+}
+
+/* Accept on fd (taken: closed with the listener). Returns 0 or -1 (logged). */
+static int listen_fd(struct acceptor *a, int fd)
+{
+    uv_tcp_init(mx_actor_loop(a->self), &a->listener);
+    a->listener.data = a;
+    a->handles++;
+    a->listening = true;
+    int rc = uv_tcp_open(&a->listener, fd);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&a->listener, (int)a->h->o.backlog, on_connection);
+    if (rc != 0) {
+        MX_ERROR("MX_HTTP_ADDR %s: listen failed: %s", a->h->addr_text, uv_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
 static int acc_init(mx_actor_t *self, void *arg, void **state)
 {
     struct slot *sl = arg;
@@ -614,30 +651,10 @@ static int acc_init(mx_actor_t *self, void *arg, void **state)
     }
     int fd = sl->fd;
     sl->fd = -1;
-    if (fd < 0) {
-        /* a restart: bind the port again beside the other acceptors */
-        struct sockaddr_storage sa = h->bind_addr;
-        if (sa.ss_family == AF_INET6)
-            ((struct sockaddr_in6 *)&sa)->sin6_port = htons(h->port);
-        else
-            ((struct sockaddr_in *)&sa)->sin_port = htons(h->port);
-        fd = open_socket(&sa, (int)h->o.backlog, NULL);
-        if (fd < 0) {
-            MX_ERROR("MX_HTTP_ADDR %s: bind failed on restart: %s", h->addr_text, strerror(-fd));
-            goto out_fail;
-        }
-    }
-    uv_tcp_init(loop, &a->listener);
-    a->listener.data = a;
-    a->handles++;
-    a->listening = true;
-    int rc = uv_tcp_open(&a->listener, fd);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&a->listener, (int)h->o.backlog, on_connection);
-    if (rc != 0) {
-        MX_ERROR("MX_HTTP_ADDR %s: listen failed: %s", h->addr_text, uv_strerror(rc));
+    if (fd < 0 && (fd = bind_again(a)) < 0)
         goto out_fail;
-    }
+    if (listen_fd(a, fd) != 0)
+        goto out_fail;
     start_report(h, true);
     return 0;
 
@@ -654,12 +671,42 @@ out_fail:
     return MX_EIO;
 }
 
+static void relisten(struct acceptor *a);
+
+static void on_listener_closed(uv_handle_t *hd)
+{
+    struct acceptor *a = hd->data;
+    a->listener_closing = false;
+    if (a->relisten && !a->stopped) {
+        a->relisten = false;
+        relisten(a);
+    }
+    on_handle_closed(hd);
+}
+
 static void stop_listening(struct acceptor *a)
 {
+    a->relisten = false;
     if (a->listening) {
         a->listening = false;
-        uv_close((uv_handle_t *)&a->listener, on_handle_closed);
+        a->listener_closing = true;
+        uv_close((uv_handle_t *)&a->listener, on_listener_closed);
     }
+}
+
+/* Undrain: take new connections again (keep-alive answers too). */
+static void relisten(struct acceptor *a)
+{
+    a->srv.draining = false;
+    if (a->listening || a->stopped)
+        return;
+    if (a->listener_closing) {
+        a->relisten = true; /* on_listener_closed listens again */
+        return;
+    }
+    int fd = bind_again(a);
+    if (fd >= 0 && listen_fd(a, fd) != 0)
+        stop_listening(a);
 }
 
 static void acc_drain(struct acceptor *a)
@@ -684,7 +731,12 @@ static int acc_receive(mx_actor_t *self, void *state, struct mx_msg *m)
 {
     struct acceptor *a = state;
     if (m->env.type == MX_T_http_drain) {
-        acc_drain(a);
+        struct mx_m_http_drain d = {.reason = 0};
+        mx_msg_decode(m, &d);
+        if (d.reason == MX_HTTP_UNDRAIN)
+            relisten(a);
+        else
+            acc_drain(a);
         return 0;
     }
     int rc = 0;
@@ -888,13 +940,11 @@ out_free:
     return rc;
 }
 
-int mx_http_drain(mx_http_t *h)
+static int send_drain(mx_http_t *h, uint64_t reason)
 {
     int first = 0;
-    /* relaxed: acceptors also learn it from the message */
-    atomic_store_explicit(&h->draining, true, memory_order_relaxed);
     for (int i = 0; i < h->n; i++) {
-        struct mx_m_http_drain d = {.reason = 0};
+        struct mx_m_http_drain d = {.reason = reason};
         struct mx_msg *m;
         int rc = mx_msg_encode(MX_T_http_drain, &d, &m);
         if (rc == 0) {
@@ -906,6 +956,20 @@ int mx_http_drain(mx_http_t *h)
             first = rc;
     }
     return first;
+}
+
+int mx_http_drain(mx_http_t *h)
+{
+    /* relaxed: acceptors also learn it from the message */
+    atomic_store_explicit(&h->draining, true, memory_order_relaxed);
+    return send_drain(h, 0);
+}
+
+int mx_http_undrain(mx_http_t *h)
+{
+    /* relaxed: acceptors also learn it from the message */
+    atomic_store_explicit(&h->draining, false, memory_order_relaxed);
+    return send_drain(h, MX_HTTP_UNDRAIN);
 }
 
 void mx_http_stats(mx_http_t *h, struct mx_http_stats *out)
