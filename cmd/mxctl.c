@@ -36,7 +36,7 @@ struct opts {
     int timeout_ms;
     bool json;
     const char *cmd;
-    const char *arg; /* NAME for mailbox, NODE for drain */
+    const char *arg; /* NAME for mailbox, NODE for drain and undrain */
     int top, peek;
     const char *sort;
 };
@@ -56,11 +56,19 @@ static void usage(FILE *f)
             "  actors [--top N] [--sort depth|age|rate]\n"
             "  mailbox NAME [--peek N]        pending messages of an actor (name or hex id)\n"
             "  deadletters                    dead letters by reason\n"
-            "  drain NODE                     set NODE draining\n"
+            "  drain NODE                     take NODE out of service (phases 1-4 of\n"
+            "                                 docs/shutdown.md); it stays up and idle\n"
+            "  undrain NODE                   serve again after a drain\n"
             "  members | leases               what the cluster registry reports\n"
             "defaults: --node $MX_ADMIN_ADDR or tcp://127.0.0.1:7200, --token $MX_ADMIN_TOKEN,\n"
             "          --cluster-name $MX_CLUSTER or mx, --timeout 2000\n"
             "exit: 0 ok, 1 a node did not answer, 2 usage, 3 a node answered with an error\n");
+}
+
+/* drain and undrain name one node */
+static bool is_drain(const char *cmd)
+{
+    return !strcmp(cmd, "drain") || !strcmp(cmd, "undrain");
 }
 
 static int parse_int(const char *s, int lo, int hi, int *out)
@@ -154,7 +162,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         return -1;
     }
     static const char *const cmds[] = {"stats", "actors", "mailbox", "deadletters",
-                                       "drain", "members", "leases"};
+                                       "drain", "undrain", "members", "leases"};
     bool known = false;
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         known |= strcmp(o->cmd, cmds[i]) == 0;
@@ -162,7 +170,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         fprintf(stderr, "mxctl: unknown command %s\n", o->cmd);
         return -1;
     }
-    bool wants_arg = !strcmp(o->cmd, "mailbox") || !strcmp(o->cmd, "drain");
+    bool wants_arg = !strcmp(o->cmd, "mailbox") || is_drain(o->cmd);
     if (wants_arg != (o->arg != NULL)) {
         fprintf(stderr, wants_arg ? "mxctl: %s needs an argument\n"
                                   : "mxctl: %s takes no argument\n",
@@ -204,7 +212,7 @@ static void build_request(const struct opts *o, msgpack_sbuffer *sb)
     if (o->token && *o->token)
         pk_kstr(&pk, "token", o->token);
     if (o->arg)
-        pk_kstr(&pk, !strcmp(o->cmd, "drain") ? "node" : "name", o->arg);
+        pk_kstr(&pk, is_drain(o->cmd) ? "node" : "name", o->arg);
     if (o->top > 0)
         pk_kint(&pk, "top", o->top);
     if (o->sort)
@@ -422,7 +430,7 @@ static void print_table(const struct opts *o, const msgpack_object *a)
                        v->via.map.ptr[i].key.via.str.ptr,
                        (unsigned long long)v->via.map.ptr[i].val.via.u64);
         printf("%-16s %lld\n", "total", iget(a, "total"));
-    } else if (!strcmp(o->cmd, "drain")) {
+    } else if (is_drain(o->cmd)) {
         printf("%s: %s (%s)\n", sget(a, "node", b1, sizeof b1), sget(a, "state", b2, sizeof b2),
                sget(a, "result", b3, sizeof b3));
     } else if (!strcmp(o->cmd, "members")) {
@@ -554,7 +562,7 @@ int main(int argc, char **argv)
         int rc = cluster_targets(&o, targets, &n);
         if (rc)
             return rc;
-        if (!strcmp(o.cmd, "drain")) {
+        if (is_drain(o.cmd)) {
             int k;
             for (k = 0; k < n && strcmp(targets[k].name, o.arg); k++)
                 ;
