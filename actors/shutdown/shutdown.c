@@ -67,6 +67,7 @@ struct mx_shutdown {
     int64_t t_first; /* first signal (mx_now_ms), 0 = none */
     int64_t phase_t0, phase_until;
     bool cut;
+    bool budget_cut;  /* a phase ended by its budget with work left (exit 3, later phases run) */
     bool final_spool; /* the offloaded step is the spooling after a cut */
     struct mx_http_stats hs0;
     /* phase 4 */
@@ -317,6 +318,15 @@ static void run_phase(mx_actor_t *self, mx_shutdown_t *sd, int phase)
     }
 }
 
+/* the running phase ended by its budget with work left: the exit code says so */
+static void mark_budget_cut(mx_shutdown_t *sd)
+{
+    if (sd->mode != M_SHUTDOWN || sd->budget_cut || sd->cut)
+        return;
+    sd->budget_cut = true;
+    sd->res.cut_phase = sd->phase;
+}
+
 /* the phase that was running ended (done, or its budget passed) */
 static void end_phase(mx_actor_t *self, mx_shutdown_t *sd)
 {
@@ -334,6 +344,8 @@ static void end_phase(mx_actor_t *self, mx_shutdown_t *sd)
         if (sd->o.app && sd->o.app->http)
             mx_http_stats(sd->o.app->http, &hs);
         sd->res.http_left_open = hs.conns_open;
+        if (hs.conns_open)
+            mark_budget_cut(sd);
         log_phase(sd, "stopped accepting; %" PRIu64 " connections open at start, %" PRIu64
                   " left (closed at stop); %" PRIu64 " requests answered",
                   sd->hs0.conns_open, hs.conns_open,
@@ -345,12 +357,16 @@ static void end_phase(mx_actor_t *self, mx_shutdown_t *sd)
     }
     case MX_SD_LEASES: {
         const struct mx_leases_handover *h = &sd->res.leases;
+        if (sd->step_rc)
+            mark_budget_cut(sd);
         log_phase(sd, "%u singletons held, %u stopped (in %lld ms), %u leases released%s%s",
                   h->held, h->stopped, (long long)h->stop_ms, h->released,
                   sd->step_rc ? ": " : "", sd->step_rc ? mx_strerror(sd->step_rc) : "");
         break;
     }
     case MX_SD_LATCHES:
+        if (sd->lat_answered < sd->lat_sent)
+            mark_budget_cut(sd);
         log_phase(sd, "%u latches released and announced by %u of %u cache shards; %" PRIu64
                   " loads still running",
                   sd->res.latches_released, sd->lat_answered, sd->lat_sent, sd->lat_flights);
@@ -358,12 +374,16 @@ static void end_phase(mx_actor_t *self, mx_shutdown_t *sd)
     case MX_SD_MYSQL: {
         const struct mx_mysql_drain_stats *d = &sd->md_step;
         sd->res.mysql = *d;
+        if (sd->step_rc)
+            mark_budget_cut(sd);
         log_phase(sd, "%u jobs queued or running at start: %u ran, %u writes spooled, %u writes "
                   "failed to spool, %u reads cancelled, %u still running",
                   d->queued_at_start, d->ran, d->spooled, d->failed, d->cancelled, d->inflight);
         break;
     }
     case MX_SD_REGISTRY:
+        if (sd->step_rc)
+            mark_budget_cut(sd);
         log_phase(sd, "left the registry%s%s", sd->step_rc ? ": " : "",
                   sd->step_rc ? mx_strerror(sd->step_rc) : "");
         break;
@@ -429,7 +449,7 @@ static void finish(mx_actor_t *self, mx_shutdown_t *sd)
     }
     struct mx_shutdown_result *r = &sd->res;
     r->took_ms = mx_now_ms() - sd->t_first;
-    if (sd->cut) {
+    if (sd->cut || sd->budget_cut) {
         if (sd->final_spool) {
             /* add what the last spooling did to phase 5's counts */
             r->mysql.spooled += sd->md_step.spooled;
@@ -438,12 +458,19 @@ static void finish(mx_actor_t *self, mx_shutdown_t *sd)
             r->mysql.inflight = sd->md_step.inflight;
         }
         r->exit_code = MX_SHUTDOWN_EXIT_CUT;
-        MX_ERROR("shutdown cut in phase %d/7 %s by %s after %lld ms: phases %d-7 skipped; "
+        char skipped[64];
+        if (sd->cut && r->cut_phase < MX_SD_REGISTRY)
+            snprintf(skipped, sizeof skipped, "phases %d-7 skipped", r->cut_phase + 1);
+        else
+            snprintf(skipped, sizeof skipped, "%s", sd->cut ? "no phase left" : "later phases ran");
+        MX_ERROR("shutdown cut in phase %d/7 %s by %s after %lld ms: %s; "
                  "MySQL writes spooled %u (failed %u), reads cancelled %u, jobs still running %u "
                  "(their outcome is unknown); exit %d",
                  r->cut_phase, mx_shutdown_phase_name(r->cut_phase),
-                 r->cut_by_signal ? "a second signal" : "the deadline (MX_SHUTDOWN_TIMEOUT_MS)",
-                 (long long)r->took_ms, r->cut_phase + 1, r->mysql.spooled, r->mysql.failed,
+                 !sd->cut               ? "its budget"
+                 : r->cut_by_signal     ? "a second signal"
+                                        : "the deadline (MX_SHUTDOWN_TIMEOUT_MS)",
+                 (long long)r->took_ms, skipped, r->mysql.spooled, r->mysql.failed,
                  r->mysql.cancelled, r->mysql.inflight, r->exit_code);
     } else {
         r->exit_code = MX_SHUTDOWN_EXIT_OK;
@@ -462,7 +489,7 @@ static void do_cut(mx_actor_t *self, mx_shutdown_t *sd, bool by_signal)
     if (sd->cut || sd->phase == MX_SD_DONE)
         return;
     sd->cut = true;
-    sd->res.cut_phase = sd->phase;
+    sd->res.cut_phase = sd->phase; /* the hard cut names the phase it ended */
     sd->res.cut_by_signal = by_signal;
     mx_mysql_cut(sd->o.mysql); /* a waiting drain returns now */
     if (sd->phase == MX_SD_LATCHES || !sd->busy) {
