@@ -192,9 +192,16 @@ int main(int argc, char **argv)
         mx_config_fini(&cfg);
         return 2;
     }
+    int log_format = mx_log_parse_format(mx_config_str(&cfg, "MX_LOG_FORMAT"));
+    if (log_format < 0) {
+        fprintf(stderr, "mxnode: MX_LOG_FORMAT (--log-format): json, text or auto\n");
+        mx_config_fini(&cfg);
+        return 2;
+    }
     const char *node = mx_config_str(&cfg, "MX_NODE_NAME");
     mx_log_init(node, (enum mx_log_level)mx_log_parse_level(mx_config_str(&cfg, "MX_LOG_LEVEL")),
                 2);
+    mx_log_set_format((enum mx_log_format)log_format);
 
     /* block the signals in every thread; the main thread waits for them */
     sigset_t sigs;

@@ -16,6 +16,7 @@ const struct mx_setting mx_node_settings[] = {
     {"MX_MAX_ACTORS", "--max-actors", "1048576", MX_SET_INT, 1, 1 << 24, "live actors per node"},
     {"MX_SHUTDOWN_TIMEOUT_MS", "--shutdown-timeout-ms", "10000", MX_SET_INT, 100, 600000, "SIGTERM to exit: the shutdown phases' one deadline (docs/shutdown.md)"},
     {"MX_LOG_LEVEL", "--log-level", "info", MX_SET_LEVEL, 0, 0, "debug, info, warn or error"},
+    {"MX_LOG_FORMAT", "--log-format", "auto", MX_SET_NAME, 0, 0, "json, text, or auto (text on a terminal, JSON lines otherwise)"},
     {"MX_HTTP_ADDR", "--http-addr", "127.0.0.1:8080", MX_SET_HOSTPORT, 0, 0, "HTTP API listen address"},
     {"MX_NNG_ADDR", "--nng-addr", "tcp://127.0.0.1:7100", MX_SET_NNG_URL, 0, 0, "actor traffic listen URL (nng)"},
     {"MX_ADMIN_ADDR", "--admin-addr", "tcp://127.0.0.1:7200", MX_SET_NNG_URL, 0, 0, "admin (mxctl) listen URL (nng)"},
