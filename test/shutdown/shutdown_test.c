@@ -161,6 +161,50 @@ static void test_drain_undrain(void **st)
     assert_non_null(strstr(g_log, "shutdown complete"));
 }
 
+/* ---- mxctl --cluster: members once; a cluster name with no members ---- */
+
+static int mxctl_cluster(const char *name, const char *args, char *out, size_t cap)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s/mxctl --cluster %s --cluster-name %s %s 2>&1",
+             getenv("MX_BIN_DIR"), g_redis.url, name, args);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    size_t len = fread(out, 1, cap - 1, p);
+    out[len] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_mxctl_cluster(void **st)
+{
+    struct node a, b;
+    const char *env_a[] = {g_base, g_redis_env, "MX_NODE_NAME=cl-a", "MX_CLUSTER=sd5",
+                           "MX_MEMBER_REFRESH_MS=100", NULL};
+    const char *env_b[] = {g_base, g_redis_env, "MX_NODE_NAME=cl-b", "MX_CLUSTER=sd5",
+                           "MX_MEMBER_REFRESH_MS=100", NULL};
+    assert_int_equal(node_start(&a, env_a), 0);
+    assert_int_equal(node_start(&b, env_b), 0);
+    assert_true(TU_WAIT_UNTIL(member_is(&a, "cl-b", "up") && member_is(&b, "cl-a", "up"), 5000));
+    char out[16384];
+    assert_int_equal(mxctl_cluster("sd5", "members", out, sizeof out), 0);
+    /* one table (not one per node), every member, the views agree */
+    const char *h = strstr(out, "VIEWS_THAT_DIFFER");
+    assert_non_null(h);
+    assert_null(strstr(h + 1, "VIEWS_THAT_DIFFER"));
+    assert_null(strstr(out, "== "));
+    assert_non_null(strstr(out, "cl-a "));
+    assert_non_null(strstr(out, "cl-b "));
+    assert_non_null(strstr(out, "2 of 2 nodes answered"));
+    /* a name without members: exit 1, naming the clusters that exist */
+    assert_int_equal(mxctl_cluster("nosuch", "members", out, sizeof out), 1);
+    assert_non_null(strstr(out, "clusters found:"));
+    assert_non_null(strstr(out, "sd5"));
+    node_kill(&a);
+    node_kill(&b);
+}
+
 /* ---- SIGTERM under load through haproxy ---- */
 
 static int free_port(void)
@@ -536,6 +580,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_drain_undrain),
+        cmocka_unit_test(test_mxctl_cluster),
         cmocka_unit_test(test_sigterm_under_load),
         cmocka_unit_test(test_upstream_hang_latch),
         cmocka_unit_test(test_mysql_down_spooled),
