@@ -294,7 +294,15 @@ int mx_http_start(mx_system_t *sys, const struct mx_http_opts *o, const struct m
  * Watch conns_open in mx_http_stats to know when it is done. Any thread. */
 int mx_http_drain(mx_http_t *h);
 
-#define MX_HTTP_UNDRAIN 1 /* http_drain reason: listen again */
+#define MX_HTTP_UNDRAIN 1          /* http_drain reason: listen again */
+#define MX_HTTP_CLOSE_KEEPALIVE 2  /* http_drain reason: answers close their connection */
+
+/* mx_http_close_keepalive - keep accepting and serving, but every answer
+ * from now on carries Connection: close and ends its connection, so
+ * keep-alive clients reconnect (through the load balancer, elsewhere)
+ * before the listeners close. mx_http_undrain undoes it. Returns at once
+ * (0, or the first send error). Any thread. */
+int mx_http_close_keepalive(mx_http_t *h);
 
 /* mx_http_undrain - undo mx_http_drain: every acceptor binds the port again
  * and answers keep-alive requests normally. Returns at once (0, or the

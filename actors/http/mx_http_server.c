@@ -735,6 +735,8 @@ static int acc_receive(mx_actor_t *self, void *state, struct mx_msg *m)
         mx_msg_decode(m, &d);
         if (d.reason == MX_HTTP_UNDRAIN)
             relisten(a);
+        else if (d.reason == MX_HTTP_CLOSE_KEEPALIVE)
+            a->srv.draining = true; /* answers say Connection: close; still listening */
         else
             acc_drain(a);
         return 0;
@@ -963,6 +965,11 @@ int mx_http_drain(mx_http_t *h)
     /* relaxed: acceptors also learn it from the message */
     atomic_store_explicit(&h->draining, true, memory_order_relaxed);
     return send_drain(h, 0);
+}
+
+int mx_http_close_keepalive(mx_http_t *h)
+{
+    return send_drain(h, MX_HTTP_CLOSE_KEEPALIVE);
 }
 
 int mx_http_undrain(mx_http_t *h)

@@ -270,8 +270,12 @@ static void run_phase(mx_actor_t *self, mx_shutdown_t *sd, int phase)
             sd->o.hooks.set_state(sd->o.hooks.ctx, "draining");
         if (sd->o.app) {
             mx_app_set_ready(sd->o.app, false);
-            if (sd->o.app->http)
+            if (sd->o.app->http) {
                 mx_http_stats(sd->o.app->http, &sd->hs0);
+                /* keep-alive clients reconnect through the balancer now,
+                 * not on a connection closed under them in phase 2 */
+                mx_http_close_keepalive(sd->o.app->http);
+            }
         }
         start_ticks(self, sd); /* ends at phase_until */
         return;
@@ -335,7 +339,8 @@ static void end_phase(mx_actor_t *self, mx_shutdown_t *sd)
         struct mx_http_stats hs = {0};
         if (sd->o.app && sd->o.app->http)
             mx_http_stats(sd->o.app->http, &hs);
-        log_phase(sd, "readiness 503, registry draining; %" PRIu64 " requests served meanwhile",
+        log_phase(sd, "readiness 503, registry draining, keep-alive answers close; %" PRIu64
+                  " requests served meanwhile",
                   hs.requests - sd->hs0.requests);
         break;
     }
