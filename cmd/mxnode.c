@@ -73,6 +73,9 @@ static void section_http(struct mx_jsonw *w, void *ctx)
     mx_jsonw_kuint(w, "rate_limited", atomic_load(&app->rl_refused));
     mx_jsonw_kuint(w, "rate_limit_bypassed", atomic_load(&app->rl_bypassed));
     mx_jsonw_kbool(w, "draining", atomic_load(&app->draining));
+    mx_jsonw_kuint(w, "proxy_ok", hs.proxy_ok);               /* PROXY protocol */
+    mx_jsonw_kuint(w, "proxy_refused", hs.proxy_refused);
+    mx_jsonw_kuint(w, "proxy_malformed", hs.proxy_malformed);
     mx_jsonw_obj_close(w);
 }
 

@@ -625,7 +625,12 @@ int mx_app_start(struct mx_app *app, mx_system_t *sys, const struct mx_http_opts
         .fini = app_fini,
         .on_message = app_on_message,
     };
-    return mx_http_start(sys, http_opts, &ha, &app->http, bound_port);
+    struct mx_http_opts ho = *http_opts;
+    if (app->nproxies > 0) { /* PROXY protocol from MX_TRUSTED_PROXIES (docs/http.md) */
+        ho.proxy_trusted = mx__app_proxy_trusted;
+        ho.proxy_ctx = app;
+    }
+    return mx_http_start(sys, &ho, &ha, &app->http, bound_port);
 }
 
 void mx_app_drain(struct mx_app *app)

@@ -101,6 +101,26 @@ void mx_http_traceparent_new(uint8_t trace_id[16], uint8_t span_id[8]);
 void mx_http_traceparent_format(const uint8_t trace_id[16], const uint8_t span_id[8], uint8_t flags,
                                 char out[56]);
 
+/* ---- the PROXY protocol (v1 and v2, docs/http.md) ---- */
+
+#define MX_PROXY_MAX_HEADER 1040u /* longest header accepted (v2: 16 + 1024), bytes */
+
+/* A parsed PROXY header. */
+struct mx_proxy_hdr {
+    int version;                  /* 1 or 2 */
+    bool local;                   /* LOCAL / UNKNOWN / not TCP: keep the real peer */
+    struct sockaddr_storage src;  /* the client (AF_INET or AF_INET6) unless local */
+    struct sockaddr_storage dst;
+};
+
+/* mx_proxy_parse - parse a PROXY header at the start of buf (len bytes).
+ * Returns 0 and *used > 0 with *out filled when a whole header is there;
+ * 0 and *used == 0 when buf is a header's beginning and more bytes are
+ * needed; MX_ENOTFOUND when buf does not start with a PROXY signature (an
+ * HTTP request); MX_EDECODE when it does but the header is malformed or
+ * over MX_PROXY_MAX_HEADER. Never reads past len. Any thread. */
+int mx_proxy_parse(const uint8_t *buf, size_t len, struct mx_proxy_hdr *out, size_t *used);
+
 /* ---- requests ---- */
 
 /* One request, owned by the server until the app answers it. Handle only
@@ -221,6 +241,14 @@ struct mx_http_opts {
                              MX_HTTP_PENDING) and not yet answered; at the bound every
                              connection of that acceptor stops parsing (and reading) until
                              answers come back, oldest paused connection first. 0 = 1024 */
+    /* PROXY protocol: NULL = off. Otherwise a connection may begin with a
+     * v1 or v2 header: from a peer proxy_trusted accepts, its client
+     * address becomes the connection's peer (mx_http_req_peer_ip/_addr);
+     * from any other peer the connection is closed (counted). A malformed
+     * header closes the connection (counted). Called on the acceptor's
+     * thread; ctx must outlive the server. */
+    bool (*proxy_trusted)(const struct sockaddr_storage *peer, void *ctx);
+    void *proxy_ctx;
 };
 
 #define MX_HTTP_MAX_HEADER_BYTES 16384u
@@ -275,6 +303,9 @@ struct mx_http_stats {
     uint64_t dropped_responses; /* answered after the client left */
     uint64_t limits[MX_HTTP_LIM__COUNT];
     uint64_t bytes_in, bytes_out;
+    uint64_t proxy_ok;        /* PROXY headers accepted (the peer address replaced) */
+    uint64_t proxy_refused;   /* PROXY headers from untrusted peers: closed */
+    uint64_t proxy_malformed; /* malformed PROXY headers: closed */
 };
 
 /* mx_http_start - parse o->addr, bind one SO_REUSEPORT socket per scheduler

@@ -32,6 +32,7 @@ struct mx__http_ctr {
     _Atomic uint64_t dropped_responses;
     _Atomic uint64_t limits[MX_HTTP_LIM__COUNT];
     _Atomic uint64_t bytes_in, bytes_out;
+    _Atomic uint64_t proxy_ok, proxy_refused, proxy_malformed;
 };
 
 static inline void mx__http_count(_Atomic uint64_t *c, uint64_t n)

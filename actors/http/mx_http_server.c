@@ -79,6 +79,9 @@ struct hconn {
     int64_t last_io;
     unsigned writes;
     bool reading, closing, lingering, eof;
+    bool proxy_check; /* PROXY protocol on: the first bytes may be a header */
+    uint8_t *pbuf;    /* a header's beginning, until the rest arrives (malloc'd) */
+    size_t plen;
     size_t linger_bytes;
     uv_shutdown_t shut;
 };
@@ -194,6 +197,7 @@ static void on_conn_closed(uv_handle_t *hd)
     atomic_fetch_sub_explicit(&a->h->open_conns, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&a->slot->ctr.conns_open, 1, memory_order_relaxed);
     free(hc->left);
+    free(hc->pbuf);
     free(hc);
     a->handles--;
     acceptor_maybe_free(a);
@@ -385,6 +389,87 @@ static void update(struct hconn *hc)
         hc->deadline = hc->last_io + o->idle_timeout_ms;
 }
 
+/* Hand n bytes to the connection core; keep what it cannot take yet. */
+static void feed(struct hconn *hc, const char *p, size_t n)
+{
+    size_t used = mx__http_conn_feed(&hc->core, p, n);
+    if (used < n) {
+        /* reading was on, so nothing was left before */
+        hc->left_len = n - used;
+        hc->left_off = 0;
+        hc->left = malloc(hc->left_len);
+        if (!hc->left)
+            abort();
+        memcpy(hc->left, p + used, hc->left_len);
+    }
+}
+
+/* The PROXY protocol: is the start of the connection a header? Returns
+ * true when the bytes (or what follows the header) went to the core, false
+ * when they were kept for later or the connection was closed. */
+static bool proxy_in(struct hconn *hc, const char *p, size_t n)
+{
+    struct mx__http_ctr *ctr = &hc->a->slot->ctr;
+    const uint8_t *data = (const uint8_t *)p;
+    size_t len = n;
+    if (hc->pbuf) {
+        size_t take = n < MX_PROXY_MAX_HEADER - hc->plen ? n : MX_PROXY_MAX_HEADER - hc->plen;
+        memcpy(hc->pbuf + hc->plen, p, take);
+        hc->plen += take;
+        data = hc->pbuf;
+        len = hc->plen;
+        if (take < n) { /* a header never is this long */
+            mx__http_count(&ctr->proxy_malformed, 1);
+            conn_close(hc);
+            return false;
+        }
+    }
+    struct mx_proxy_hdr h;
+    size_t used = 0;
+    int rc = mx_proxy_parse(data, len, &h, &used);
+    if (rc == 0 && used == 0) { /* a header's beginning: wait for the rest */
+        if (!hc->pbuf) {
+            hc->pbuf = malloc(MX_PROXY_MAX_HEADER);
+            if (!hc->pbuf)
+                abort();
+            memcpy(hc->pbuf, p, n);
+            hc->plen = n;
+        }
+        return false;
+    }
+    hc->proxy_check = false;
+    if (rc == MX_EDECODE) {
+        mx__http_count(&ctr->proxy_malformed, 1);
+        conn_close(hc);
+        return false;
+    }
+    if (rc == 0) {
+        const struct mx_http_opts *o = &hc->a->h->o;
+        if (!o->proxy_trusted(&hc->core.peer, o->proxy_ctx)) {
+            mx__http_count(&ctr->proxy_refused, 1);
+            conn_close(hc);
+            return false;
+        }
+        mx__http_count(&ctr->proxy_ok, 1);
+        if (!h.local) {
+            hc->core.peer = h.src;
+            if (h.src.ss_family == AF_INET)
+                uv_ip4_name((struct sockaddr_in *)&h.src, hc->core.peer_ip,
+                            sizeof(hc->core.peer_ip));
+            else
+                uv_ip6_name((struct sockaddr_in6 *)&h.src, hc->core.peer_ip,
+                            sizeof(hc->core.peer_ip));
+        }
+    }
+    /* MX_ENOTFOUND: plain HTTP; else what follows the header */
+    if (len > used)
+        feed(hc, (const char *)data + used, len - used);
+    free(hc->pbuf);
+    hc->pbuf = NULL;
+    hc->plen = 0;
+    return true;
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct hconn *hc = s->data;
@@ -399,15 +484,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
                 conn_close(hc);
             return;
         }
-        size_t used = mx__http_conn_feed(&hc->core, buf->base, (size_t)nread);
-        if (used < (size_t)nread) {
-            /* reading was on, so nothing was left before */
-            hc->left_len = (size_t)nread - used;
-            hc->left_off = 0;
-            hc->left = malloc(hc->left_len);
-            if (!hc->left)
-                abort();
-            memcpy(hc->left, buf->base + used, hc->left_len);
+        if (hc->proxy_check) {
+            if (!proxy_in(hc, buf->base, (size_t)nread))
+                return;
+        } else {
+            feed(hc, buf->base, (size_t)nread);
         }
         update(hc);
         resume_paused(hc->a);
@@ -417,7 +498,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     if (nread == UV_EOF) {
         hc->eof = true;
-        if (hc->lingering) {
+        if (hc->lingering || hc->pbuf) {
+            if (hc->pbuf) /* the connection ended inside a PROXY header */
+                mx__http_count(&hc->a->slot->ctr.proxy_malformed, 1);
             conn_close(hc);
             return;
         }
@@ -503,6 +586,7 @@ static void on_connection(uv_stream_t *listener, int status)
     else if (peer.ss_family == AF_INET6)
         uv_ip6_name((struct sockaddr_in6 *)&peer, hc->core.peer_ip, sizeof(hc->core.peer_ip));
     uv_tcp_nodelay(&hc->tcp, 1);
+    hc->proxy_check = a->h->o.proxy_trusted != NULL;
     hc->next = a->conns;
     if (a->conns)
         a->conns->prev = hc;
@@ -997,6 +1081,9 @@ void mx_http_stats(mx_http_t *h, struct mx_http_stats *out)
             out->limits[k] += LD(c->limits[k]);
         out->bytes_in += LD(c->bytes_in);
         out->bytes_out += LD(c->bytes_out);
+        out->proxy_ok += LD(c->proxy_ok);
+        out->proxy_refused += LD(c->proxy_refused);
+        out->proxy_malformed += LD(c->proxy_malformed);
     }
 #undef LD
 }
