@@ -3,7 +3,8 @@
  * checks with check-send-proxy): a trusted peer's header sets the client
  * address (the metrics allowlist, which answers 403 to public clients,
  * proves it), an untrusted peer's header is refused, a malformed header
- * closes the connection, and both are counted (mxctl stats). */
+ * closes the connection, and both are counted (mxctl stats); the global
+ * rate limit's per-client buckets follow the header's address. */
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "../redis/redisd.h"
 #include "../stub/stub_harness.h"
 #include "mx_testutil.h"
 #include "node_harness.h"
@@ -226,6 +228,40 @@ static void test_haproxy_send_proxy_v2(void **st)
     kill_haproxy();
 }
 
+/* the rate limiter's per-IP buckets (100 burst) follow the PROXY source */
+static void test_rate_limit_buckets(void **st)
+{
+    struct redisd rd;
+    assert_int_equal(redisd_start(&rd, NULL), 0);
+    char renv[700];
+    snprintf(renv, sizeof renv, "MX_REDIS_URL=%s", rd.url);
+    const char *env[] = {"MX_NODE_NAME=pr", "MX_REGISTRY=0", "MX_RATE_LIMIT=1",
+                         "MX_TRUSTED_PROXIES=127.0.0.1/32", "MX_NEXON_BASE_URL=http://127.0.0.1:9",
+                         renv, NULL};
+    struct node n;
+    assert_int_equal(node_start(&n, env), 0);
+    char req[512];
+    int limited_at = 0;
+    for (int i = 1; i <= 130 && !limited_at; i++) {
+        int len = snprintf(req, sizeof req,
+                           "PROXY TCP4 203.0.113.1 127.0.0.1 40000 8080\r\n"
+                           "GET /api/v1/characters/rl%d HTTP/1.1\r\nHost: t\r\n"
+                           "Connection: close\r\n\r\n",
+                           i);
+        if (raw_status(n.http_port, req, (size_t)len) == 429)
+            limited_at = i;
+    }
+    /* client 203.0.113.1 used up its burst; 203.0.113.2 has its own */
+    assert_true(limited_at > 90 && limited_at <= 102);
+    int len = snprintf(req, sizeof req,
+                       "PROXY TCP4 203.0.113.2 127.0.0.1 40000 8080\r\n"
+                       "GET /api/v1/characters/rl HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    int other = raw_status(n.http_port, req, (size_t)len);
+    assert_true(other != 429 && other != 0);
+    node_kill(&n);
+    redisd_stop(&rd);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -233,6 +269,7 @@ int main(void)
         cmocka_unit_test(test_trusted_peer),
         cmocka_unit_test(test_untrusted_peer),
         cmocka_unit_test(test_haproxy_send_proxy_v2),
+        cmocka_unit_test(test_rate_limit_buckets),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
