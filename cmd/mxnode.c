@@ -317,6 +317,11 @@ int main(int argc, char **argv)
         exit_code = rc == MX_ECONFIG ? 2 : 1;
         goto stop;
     }
+    /* likes: before the HTTP acceptors, which look the like-buffers up */
+    if ((rc = mxnode_likes_start(sys, &cfg, mysql)) != 0) {
+        exit_code = 1;
+        goto stop;
+    }
     if ((rc = mx_app_start(&app, sys, &ho, &ao, &port)) != 0) {
         fprintf(stderr, "mxnode: MX_HTTP_ADDR: cannot serve HTTP on %s: %s\n", ho.addr,
                 mx_strerror(rc));
@@ -345,6 +350,7 @@ int main(int argc, char **argv)
     mx_admin_add_section(admin, "http", section_http, &app);
     mx_admin_add_section(admin, "cache", section_cache, NULL);
     mx_admin_add_section(admin, "fetcher", section_fetch, sys);
+    mxnode_likes_admin(admin);
     if ((rc = mxnode_cluster_start(sys, &cfg, remote, admin, mysql, ho.addr, port, &cluster)) != 0) {
         exit_code = rc == MX_ECONFIG ? 2 : 1;
         goto stop;

@@ -210,6 +210,8 @@ int mxnode_cluster_start(mx_system_t *sys, const struct mx_config *cfg, mx_remot
         MX_ERROR("cluster: cannot declare mysql-health: %s", mx_strerror(rc));
         goto fail;
     }
+    if ((rc = mxnode_likes_declare(c->lm)) != 0)
+        goto fail;
     if (mx_config_int(cfg, "MX_LEASE_TEST") &&
         (rc = mx_singleton(c->lm, "lease-probe", &probe_beh, c->reg, NULL)) != 0) {
         MX_ERROR("cluster: cannot declare lease-probe: %s", mx_strerror(rc));

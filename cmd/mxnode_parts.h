@@ -11,6 +11,7 @@
 #include "mx_actor.h"
 #include "mx_admin.h"
 #include "mx_config.h"
+#include "mx_lease.h"
 #include "mx_mysql.h"
 #include "mx_remote.h"
 
@@ -26,6 +27,18 @@ int mxnode_svc_start(mx_system_t *sys, const struct mx_config *cfg,
 uint32_t mxnode_svc_budget_ms(const struct mx_config *cfg);
 /* mxnode_svc_free - free what mxnode_svc_start kept, after mx_system_stop. */
 void mxnode_svc_free(void);
+/* mxnode_mysql_up - MySQL's state as mysql-health reports it, else as this
+ * node's pool saw it. Any thread. */
+bool mxnode_mysql_up(void);
+
+/* mxnode_likes_start - start the like-buffer actors (when MX_REDIS_URL is
+ * set; likes need Redis) and give the admin endpoint a "likes" section.
+ * Before mx_app_start. Returns 0 or an MX_E* code (logged). */
+int mxnode_likes_start(mx_system_t *sys, const struct mx_config *cfg, mx_mysql_t *mysql);
+/* mxnode_likes_declare - declare the like-sync singleton (with MySQL). */
+int mxnode_likes_declare(mx_leases_t *lm);
+/* mxnode_likes_admin - the admin "likes" section. */
+void mxnode_likes_admin(mx_admin_t *admin);
 
 struct mxnode_cluster;
 

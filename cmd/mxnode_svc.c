@@ -14,12 +14,12 @@
 #include "mx_svc.h"
 #include "mxnode_parts.h"
 
-static mx_mysql_t *g_pool; /* for svc_mysql_up */
+static mx_mysql_t *g_pool; /* for mxnode_mysql_up */
 
 /* MySQL is up: as the mysql-health singleton last reported it, when a
  * fresh report exists (a cluster with Redis); else as this node's pool saw
  * it (down only after a failure). Any thread. */
-static bool svc_mysql_up(void)
+bool mxnode_mysql_up(void)
 {
     struct mx_health_view v;
     mx_health_view(&v);
@@ -100,7 +100,7 @@ int mxnode_svc_start(mx_system_t *sys, const struct mx_config *cfg,
         }
         svo.spool = g_spool;
         /* the cluster's view of MySQL (mysql-health), else the pool's own */
-        svo.mysql_up = svc_mysql_up;
+        svo.mysql_up = mxnode_mysql_up;
     }
     if ((rc = mx_svc_start(sys, &svo)) != 0) {
         MX_ERROR("cannot start the cache shards: %s", mx_strerror(rc));

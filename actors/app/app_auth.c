@@ -163,7 +163,7 @@ static const uint8_t *secret(const struct acc *a, size_t *len)
 }
 
 /* Verify the Authorization: Bearer token; true and *c when valid. */
-static bool bearer(struct acc *a, mx_http_req_t *r, struct mx_jwt_claims *c, bool *present)
+bool mx__app_bearer(struct acc *a, mx_http_req_t *r, struct mx_jwt_claims *c, bool *present)
 {
     const char *h = mx_http_req_header(r, "Authorization");
     *present = h != NULL;
@@ -192,7 +192,7 @@ static void answer_json(mx_http_req_t *r, int status, struct mx_jsonw *w)
     mx_jsonw_fini(w);
 }
 
-static void redis_down(mx_http_req_t *r)
+void mx__app_redis_down(mx_http_req_t *r)
 {
     mx_http_add_header(r, "Retry-After", "5");
     mx_http_error(r, 503, "S005", "Session store (Redis) unavailable");
@@ -264,7 +264,7 @@ int mx__app_guard(mx_http_req_t *r, struct acc *a, mx__app_next_fn next)
         return next(r, a);
     struct mx_jwt_claims c;
     bool present;
-    bool user = bearer(a, r, &c, &present);
+    bool user = mx__app_bearer(a, r, &c, &present);
     if (user && strcmp(c.role, "ADMIN") == 0)
         return next(r, a); /* admins are exempt */
     struct rl_op *op = calloc(1, sizeof *op);
@@ -363,7 +363,7 @@ static void login_stored(mx_redis_t *rd, int status, const redisReply *rep, void
         mx_http_error(lc->r, 503, "S005", "Node is stopping");
     } else if (status != 0 || !rep || rep->type != REDIS_REPLY_STRING) {
         CNT(login_failures);
-        redis_down(lc->r);
+        mx__app_redis_down(lc->r);
     } else {
         CNT(logins);
         write_tokens(a, lc->r, lc->sid, rep->str, lc->fgp, lc->refresh);
@@ -420,7 +420,7 @@ void mx__app_login_reply(struct acc *a, mx_http_req_t *r, void *ctx, struct mx_m
         goto out;
     }
     if (!a->redis || !mx_redis_connected(a->redis)) {
-        redis_down(r);
+        mx__app_redis_down(r);
         goto out;
     }
     char hash[65];
@@ -433,7 +433,7 @@ void mx__app_login_reply(struct acc *a, mx_http_req_t *r, void *ctx, struct mx_m
                           lc->ocids,    ttl,        lc->sid};
     lc->r = r;
     if (!a->s_login || mx_redis_eval(a->redis, a->s_login, login_stored, lc, 3, 8, argv, NULL) != 0) {
-        redis_down(r);
+        mx__app_redis_down(r);
         goto out;
     }
     return; /* login_stored answers and frees lc */
@@ -459,7 +459,7 @@ static int login_next(mx_http_req_t *r, struct acc *a)
         return MX_HTTP_DONE;
     }
     if (!a->redis || !mx_redis_connected(a->redis)) {
-        redis_down(r);
+        mx__app_redis_down(r);
         return MX_HTTP_DONE;
     }
     struct mx_addr fetcher;
@@ -542,7 +542,7 @@ static void refreshed(mx_redis_t *rd, int status, const redisReply *rep, void *a
         mx_http_error(rc->r, 503, "S005", "Node is stopping");
     } else if (status != 0 || !rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
                rep->element[0]->type != REDIS_REPLY_STRING) {
-        redis_down(rc->r);
+        mx__app_redis_down(rc->r);
     } else if (strcmp(rep->element[0]->str, "OK") == 0 && rep->elements >= 3) {
         CNT(refreshes);
         write_tokens(a, rc->r, rc->sid, rep->element[1]->str ? rep->element[1]->str : "USER",
@@ -578,7 +578,7 @@ static int refresh_next(mx_http_req_t *r, struct acc *a)
         return MX_HTTP_DONE;
     }
     if (!a->redis || !mx_redis_connected(a->redis)) {
-        redis_down(r);
+        mx__app_redis_down(r);
         return MX_HTTP_DONE;
     }
     struct refresh_ctx *rc = calloc(1, sizeof *rc);
@@ -600,7 +600,7 @@ static int refresh_next(mx_http_req_t *r, struct acc *a)
     const char *argv[] = {k1, k2, k3, rc->sid, ttl};
     if (!a->s_refresh || mx_redis_eval(a->redis, a->s_refresh, refreshed, rc, 3, 5, argv, NULL) != 0) {
         free(rc);
-        redis_down(r);
+        mx__app_redis_down(r);
         return MX_HTTP_DONE;
     }
     return MX_HTTP_PENDING;
@@ -661,7 +661,7 @@ static void admin_route(struct sess_ctx *sc)
         return;
     }
     if (rc != 0) {
-        redis_down(r);
+        mx__app_redis_down(r);
         free(sc);
     }
 }
@@ -673,7 +673,7 @@ static void admin_done(mx_redis_t *rd, int status, const redisReply *rep, void *
         if (status == MX_ESTOPPED)
             mx_http_error(sc->r, 503, "S005", "Node is stopping");
         else
-            redis_down(sc->r);
+            mx__app_redis_down(sc->r);
         free(sc);
         return;
     }
@@ -706,7 +706,7 @@ static void sess_loaded(mx_redis_t *rd, int status, const redisReply *rep, void 
         goto out;
     }
     if (status != 0 || !rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 4) {
-        redis_down(r);
+        mx__app_redis_down(r);
         goto out;
     }
     redisReply **e = rep->element;
@@ -769,14 +769,14 @@ static int session_route(mx_http_req_t *r, struct acc *a, enum sess_op op)
     if (!sc)
         abort();
     bool present;
-    if (!bearer(a, r, &sc->c, &present)) {
+    if (!mx__app_bearer(a, r, &sc->c, &present)) {
         free(sc);
         mx_http_error(r, 401, "A001", present ? "Invalid or expired token" : "Bearer token required");
         return MX_HTTP_DONE;
     }
     if (!a->redis || !mx_redis_connected(a->redis)) {
         free(sc);
-        redis_down(r);
+        mx__app_redis_down(r);
         return MX_HTTP_DONE;
     }
     sc->a = a;
@@ -785,7 +785,7 @@ static int session_route(mx_http_req_t *r, struct acc *a, enum sess_op op)
     snprintf(sc->key, sizeof sc->key, "{auth}:sess:%s", sc->c.sub);
     if (mx_redis_command(a->redis, sess_loaded, sc, "HMGET %s ign fgp role ocids", sc->key) != 0) {
         free(sc);
-        redis_down(r);
+        mx__app_redis_down(r);
         return MX_HTTP_DONE;
     }
     return MX_HTTP_PENDING;

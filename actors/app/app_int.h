@@ -3,10 +3,18 @@
 #define MX_APP_INT_H
 
 #include "mx_app.h"
+#include "mx_jwt.h"
 #include "mx_redis.h"
 
 /* What a pending correlation id is waiting for. */
-enum pend_kind { PEND_CACHE = 0, PEND_LOGIN = 1 };
+enum pend_kind {
+    PEND_CACHE = 0,     /* exp_get of a cache route */
+    PEND_LOGIN = 1,     /* fetcher: character list of a login */
+    PEND_V1 = 2,        /* exp_get of /api/v1/characters (then its live like count) */
+    PEND_LIKE_CHAR = 3, /* exp_get resolving a like route's target (ctx: like_ctx) */
+    PEND_LIKE_REP = 4,  /* like-buffer answer of a like route (ctx: like_ctx) */
+    PEND_V1_LIKE = 5,   /* like-buffer answer for a V1 record (ctx: like_ctx) */
+};
 
 struct pend {
     uint64_t corr; /* 0 = free slot */
@@ -25,6 +33,8 @@ struct acc {
     uint32_t cap, n, max;
     mx_redis_t *redis; /* sessions, refresh tokens, rate limits; NULL without MX_REDIS_URL */
     mx_redis_script_t *s_refresh, *s_login; /* registered once, at init */
+    struct mx_addr *likes; /* like-buffer actors "likes.<i>"; nlikes 0 = likes not running */
+    uint32_t nlikes;
 };
 
 bool mx__app_pend_put(struct acc *a, uint64_t corr, mx_http_req_t *r, uint8_t kind, void *ctx);
@@ -50,6 +60,37 @@ void mx__app_login_abort(void *ctx);
 bool mx__app_proxy_trusted(const struct sockaddr_storage *peer, void *ctx);
 
 int mx__app_auth_init(struct acc *a);
+
+/* mx__app_bearer - verify the Authorization: Bearer token; true and *c when
+ * valid; *present says whether the header was there. */
+bool mx__app_bearer(struct acc *a, mx_http_req_t *r, struct mx_jwt_claims *c, bool *present);
+/* mx__app_redis_down - answer 503: the session store is unavailable. */
+void mx__app_redis_down(mx_http_req_t *r);
+
+/* mx__app_ask_character - send exp_get(character record of ign) to its
+ * cache shard; the reply is dispatched by kind with ctx. Returns
+ * MX_HTTP_PENDING, or MX_HTTP_DONE after answering an error itself (ctx
+ * stays the caller's). */
+int mx__app_ask_character(struct acc *a, mx_http_req_t *r, const char *ign, uint8_t kind,
+                          void *ctx);
+/* mx__app_cache_doc - read an exp_rep: true and *d (borrowed from m) and
+ * *stale on success; otherwise the error is answered and false returned. */
+bool mx__app_cache_doc(struct acc *a, mx_http_req_t *r, struct mx_msg *m,
+                       const struct mx_http_doc **d, bool *stale);
+/* mx__app_respond_doc - answer with a cached document (stale marking too). */
+void mx__app_respond_doc(struct acc *a, mx_http_req_t *r, const struct mx_http_doc *d, bool stale);
+
+/* like routes (app_likes.c) */
+int mx__app_like_toggle(mx_http_req_t *r, void *st);
+int mx__app_like_status(mx_http_req_t *r, void *st);
+/* mx__app_like_reply - a reply for a PEND_LIKE_* or PEND_V1_LIKE entry. */
+void mx__app_like_reply(struct acc *a, mx_http_req_t *r, uint8_t kind, void *ctx,
+                        struct mx_msg *m);
+/* mx__app_v1_live - a V1 record arrived: ask for its live like count and
+ * answer when it comes. Returns true when pending (the reply completes
+ * it), false when the document should be answered as it is. */
+bool mx__app_v1_live(struct acc *a, mx_http_req_t *r, const struct mx_http_doc *d, bool stale);
+void mx__app_like_abort(void *ctx);
 void mx__app_auth_fini(struct acc *a);
 
 #endif

@@ -18,6 +18,7 @@
 #include "mx_app.h"
 #include "mx_err.h"
 #include "mx_fetch.h"
+#include "mx_likes.h"
 #include "mx_log.h"
 #include "mx_proto.h"
 #include "mx_svc.h"
@@ -139,7 +140,47 @@ static int ask_cache_now(mx_http_req_t *r, struct acc *a, uint32_t what, uint32_
         mx_http_error(r, 503, "S005", "Expectation service busy");
         return MX_HTTP_DONE;
     }
-    mx__app_pend_put(a, corr, r, PEND_CACHE, NULL); /* cannot fail: checked a->n above */
+    /* a V1 record carries the live like count: ask for it when it comes */
+    uint8_t kind = what == MX_SVC_CHARACTER && a->nlikes ? PEND_V1 : PEND_CACHE;
+    mx__app_pend_put(a, corr, r, kind, NULL); /* cannot fail: checked a->n above */
+    return MX_HTTP_PENDING;
+}
+
+int mx__app_ask_character(struct acc *a, mx_http_req_t *r, const char *ign, uint8_t kind,
+                          void *ctx)
+{
+    size_t len = ign ? strlen(ign) : 0;
+    if (len == 0 || len > IGN_MAX_BYTES || strchr(ign, '|') || strchr(ign, '/')) {
+        mx_http_error(r, 400, "C001", "Invalid character name");
+        return MX_HTTP_DONE;
+    }
+    if (a->nshards == 0) {
+        mx_http_add_header(r, "Retry-After", "5");
+        mx_http_error(r, 503, "S005", "Expectation service not running on this node");
+        return MX_HTTP_DONE;
+    }
+    if (a->n >= a->max) {
+        atomic_fetch_add_explicit(&a->app->pending_refused, 1, memory_order_relaxed);
+        mx_http_add_header(r, "Retry-After", "1");
+        mx_http_error(r, 503, "S007", "Too many requests in progress on this node");
+        return MX_HTTP_DONE;
+    }
+    struct mx_m_exp_get q = {.what = MX_SVC_CHARACTER, .ign = {ign, (uint32_t)len},
+                             .star_catch = true, .discount = true, .sunday = true};
+    struct mx_msg *m;
+    if (mx_msg_encode(MX_T_exp_get, &q, &m) != 0) {
+        mx_http_error(r, 400, "C001", "Invalid character name");
+        return MX_HTTP_DONE;
+    }
+    struct mx_addr to = a->shards[mx_svc_shard(ign, len, a->nshards)];
+    uint64_t corr;
+    if (mx_http_request(r, to, m, a->app->o.cache_timeout_ms, &corr) != 0) {
+        mx_msg_free(m);
+        mx_http_add_header(r, "Retry-After", "1");
+        mx_http_error(r, 503, "S007", "Expectation service busy");
+        return MX_HTTP_DONE;
+    }
+    mx__app_pend_put(a, corr, r, kind, ctx); /* cannot fail: checked a->n above */
     return MX_HTTP_PENDING;
 }
 
@@ -185,18 +226,6 @@ static int h_readiness(mx_http_req_t *r, void *st)
         json_ok(r, "{\"status\":\"UP\"}");
     }
     return MX_HTTP_DONE;
-}
-
-static int likes_next(mx_http_req_t *r, struct acc *a)
-{
-    mx_http_add_header(r, "Retry-After", "60");
-    mx_http_error(r, 503, "S005", "Likes are not available on this node yet (no like store)");
-    return MX_HTTP_DONE;
-}
-
-static int h_likes(mx_http_req_t *r, void *st)
-{
-    return mx__app_guard(r, st, likes_next);
 }
 
 /* Prometheus text: only for loopback and private networks. */
@@ -426,6 +455,53 @@ static int h_metrics(mx_http_req_t *r, void *st)
     pf(&p, "# TYPE mx_app_stale_served_total counter\nmx_app_stale_served_total{node=\"%s\"} %llu\n",
        node, AV(stale_served));
 #undef AV
+    if (a->nlikes) {
+        struct mx_likes_stats ls;
+        mx_likes_stats(&ls);
+        pf(&p, "# TYPE mx_likes_total counter\n");
+#define LV(name, v) pf(&p, "mx_likes_total{node=\"%s\",event=\"" name "\"} %llu\n", node, (unsigned long long)(v))
+        LV("toggle", ls.toggles);
+        LV("like", ls.likes);
+        LV("unlike", ls.unlikes);
+        LV("status_redis", ls.status_redis);
+        LV("status_mysql", ls.status_mysql);
+        LV("warm", ls.warms);
+        LV("warm_failure", ls.warm_failures);
+        LV("redis_failure", ls.redis_failures);
+        LV("mysql_failure", ls.mysql_failures);
+        LV("refused", ls.refused);
+#undef LV
+        pf(&p, "# TYPE mx_like_sync_total counter\n");
+#define SYV(name, v) pf(&p, "mx_like_sync_total{node=\"%s\",event=\"" name "\"} %llu\n", node, (unsigned long long)(v))
+        SYV("batch", ls.sync_batches);
+        SYV("pair", ls.sync_pairs);
+        SYV("replay", ls.sync_replays);
+        SYV("stale", ls.sync_stale);
+        SYV("failure", ls.sync_failures);
+        SYV("row_inserted", ls.sync_inserted);
+        SYV("row_deleted", ls.sync_deleted);
+#undef SYV
+        pf(&p, "# TYPE mx_like_sync_lag_ms histogram\n");
+        uint64_t cum = 0;
+        for (int i = 0; i < 8; i++) {
+            cum += ls.sync_lag_buckets[i];
+            if (i < 7)
+                pf(&p, "mx_like_sync_lag_ms_bucket{node=\"%s\",le=\"%u\"} %llu\n", node,
+                   mx_likes_lag_bounds_ms[i], (unsigned long long)cum);
+            else
+                pf(&p, "mx_like_sync_lag_ms_bucket{node=\"%s\",le=\"+Inf\"} %llu\n", node,
+                   (unsigned long long)cum);
+        }
+        pf(&p, "mx_like_sync_lag_ms_sum{node=\"%s\"} %llu\nmx_like_sync_lag_ms_count{node=\"%s\"} %llu\n",
+           node, (unsigned long long)ls.sync_lag_sum_ms, node, (unsigned long long)cum);
+        pf(&p, "# TYPE mx_like_sync_holder gauge\nmx_like_sync_holder{node=\"%s\"} %d\n", node,
+           ls.holder ? 1 : 0);
+        pf(&p, "# TYPE mx_like_pending_targets gauge\nmx_like_pending_targets{node=\"%s\"} %llu\n",
+           node, (unsigned long long)ls.pending_targets);
+        pf(&p, "# TYPE mx_app_like_count_unknown_total counter\n"
+               "mx_app_like_count_unknown_total{node=\"%s\"} %llu\n",
+           node, (unsigned long long)atomic_load_explicit(&a->app->like_count_unknown, memory_order_relaxed));
+    }
     if (a->redis) {
         struct mx_redis_stats rs;
         mx_redis_stats(a->redis, &rs);
@@ -454,8 +530,8 @@ static const struct mx_http_route routes[] = {
      MX_SVC_EXPECTATION | 0xff << 8},
     {"POST", "/api/v4/characters/{ign}/expectation/recalculate", ask_cache,
      MX_SVC_EXPECTATION | 1 << 16},
-    {"POST", "/api/v2/characters/{ign}/like", h_likes, 0},
-    {"GET", "/api/v2/characters/{ign}/like/status", h_likes, 0},
+    {"POST", "/api/v2/characters/{ign}/like", mx__app_like_toggle, 0},
+    {"GET", "/api/v2/characters/{ign}/like/status", mx__app_like_status, 0},
     {"POST", "/auth/login", mx__app_login, 0},
     {"POST", "/auth/refresh", mx__app_refresh, 0},
     {"DELETE", "/auth/logout", mx__app_logout, 0},
@@ -471,18 +547,19 @@ static const struct mx_http_route routes[] = {
 
 /* ---- replies ---- */
 
-static void answer(struct acc *a, mx_http_req_t *r, struct mx_msg *m)
+bool mx__app_cache_doc(struct acc *a, mx_http_req_t *r, struct mx_msg *m,
+                       const struct mx_http_doc **d, bool *stale)
 {
     if (m->env.type == MX_T_sys_timeout) {
         atomic_fetch_add_explicit(&a->app->cache_timeouts, 1, memory_order_relaxed);
         mx_http_add_header(r, "Retry-After", "5");
         mx_http_error(r, 503, "S010", "Timed out waiting for the expectation service");
-        return;
+        return false;
     }
     struct mx_m_exp_rep rep;
     if (m->env.type != MX_T_exp_rep || mx_msg_decode(m, &rep) != 0) {
         mx_http_error(r, 500, "S005", "Unreadable reply from the expectation service");
-        return;
+        return false;
     }
     if (rep.status != 0 || !m->ptr) {
         char msg[256], code[16];
@@ -497,10 +574,16 @@ static void answer(struct acc *a, mx_http_req_t *r, struct mx_msg *m)
         }
         int st = rep.http_status >= 400 && rep.http_status <= 599 ? (int)rep.http_status : 500;
         mx_http_error(r, st, code[0] ? code : "S005", msg[0] ? msg : "Error");
-        return;
+        return false;
     }
-    const struct mx_http_doc *d = m->ptr;
-    if (!rep.stale) {
+    *d = m->ptr;
+    *stale = rep.stale;
+    return true;
+}
+
+void mx__app_respond_doc(struct acc *a, mx_http_req_t *r, const struct mx_http_doc *d, bool stale)
+{
+    if (!stale) {
         mx_http_respond_doc(r, d);
         return;
     }
@@ -521,16 +604,35 @@ static void answer(struct acc *a, mx_http_req_t *r, struct mx_msg *m)
     mx_blob_unref(nb);
 }
 
+static void answer(struct acc *a, mx_http_req_t *r, struct mx_msg *m, bool v1)
+{
+    const struct mx_http_doc *d;
+    bool stale;
+    if (!mx__app_cache_doc(a, r, m, &d, &stale))
+        return;
+    if (v1 && mx__app_v1_live(a, r, d, stale))
+        return; /* answered when the live like count arrives */
+    mx__app_respond_doc(a, r, d, stale);
+}
+
 static int app_on_message(mx_actor_t *self, void *state, struct mx_msg *m)
 {
     struct acc *a = state;
     struct pend p;
     if (!m->env.corr || !pend_take(a, m->env.corr, &p))
         return 0;
-    if (p.kind == PEND_LOGIN)
+    switch (p.kind) {
+    case PEND_LOGIN:
         mx__app_login_reply(a, p.r, p.ctx, m);
-    else
-        answer(a, p.r, m);
+        break;
+    case PEND_CACHE:
+    case PEND_V1:
+        answer(a, p.r, m, p.kind == PEND_V1);
+        break;
+    default:
+        mx__app_like_reply(a, p.r, p.kind, p.ctx, m);
+        break;
+    }
     return 0;
 }
 
@@ -560,8 +662,21 @@ static int app_init(mx_actor_t *self, void *ctx, void **state)
         }
         a->nshards = i + 1;
     }
+    /* the like-buffer actors, when this node runs them */
+    uint32_t ns = (uint32_t)mx_system_schedulers(app->sys);
+    a->likes = calloc(ns ? ns : 1, sizeof *a->likes);
+    if (!a->likes)
+        abort();
+    for (uint32_t i = 0; i < ns; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "likes.%u", i);
+        if (mx_whereis(app->sys, name, &a->likes[i]) != 0)
+            break;
+        a->nlikes = i + 1;
+    }
     int rc = mx__app_auth_init(a);
     if (rc) {
+        free(a->likes);
         free(a->tab);
         free(a->shards);
         free(a);
@@ -579,11 +694,14 @@ static void app_fini(mx_actor_t *self, void *ctx, void *state)
         if (a->tab[i].corr) {
             if (a->tab[i].kind == PEND_LOGIN)
                 mx__app_login_abort(a->tab[i].ctx);
+            else if (a->tab[i].ctx)
+                mx__app_like_abort(a->tab[i].ctx);
             mx_http_add_header(a->tab[i].r, "Retry-After", "1");
             mx_http_error(a->tab[i].r, 503, "S005", "Node is stopping");
         }
     free(a->tab);
     free(a->shards);
+    free(a->likes);
     free(a);
 }
 

@@ -47,6 +47,7 @@ struct mx_app {
     _Atomic uint64_t pending_refused, cache_timeouts, stale_served;
     _Atomic uint64_t rl_refused, rl_bypassed, rl_checked;
     _Atomic uint64_t auth_ok, auth_refused, logins, login_failures, refreshes, refresh_reuse;
+    _Atomic uint64_t like_count_unknown; /* V1 records sent with likeCount null */
 };
 
 void mx_app_opts_default(struct mx_app_opts *o);

@@ -98,10 +98,19 @@ static const char *const m3[] = {
     " UNIQUE KEY uk_outbox_dlq_idempotency (idempotency_key))" TBL,
     NULL};
 
+static const char *const m4[] = {
+    "CREATE TABLE IF NOT EXISTS like_sync_batch ("
+    " batch_id VARCHAR(96) NOT NULL PRIMARY KEY,"
+    " epoch BIGINT NOT NULL,"
+    " pairs INT NOT NULL DEFAULT 0,"
+    " created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3))" TBL,
+    NULL};
+
 static const struct migration migrations[] = {
     {1, "characters, equipment, likes, fence", m1},
     {2, "expectation summary", m2},
     {3, "outbox and dead letter queue", m3},
+    {4, "like-sync batches", m4},
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == MX_SCHEMA_VERSION,

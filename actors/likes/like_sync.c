@@ -1,0 +1,429 @@
+/* like_sync.c - the like-sync singleton: pending pairs from Redis into MySQL.
+ *
+ * Every sync_interval_ms the holder makes one pass over the partitions. For
+ * each, the take script either returns the journal left by an earlier pass
+ * or holder (finish that first) or moves up to sync_batch pending pairs,
+ * oldest targets first, into a fresh journal named by a batch id
+ * "<epoch>.<partition>.<n>". The journal is read, committed to MySQL as one
+ * fenced transaction that records the batch id, and only then deleted by a
+ * script that deletes nothing but that batch's journal. So:
+ * - killed before the commit: the journal stays; the next holder commits it;
+ * - killed after the commit, before the delete: the next holder's commit
+ *   finds the batch id recorded, applies nothing and deletes the journal;
+ * - a deposed holder that wakes up: its commit is refused by the fence (or,
+ *   if no newer holder wrote yet, is simply the commit of that journal).
+ * While mysql-health says MySQL is down the pass is skipped: Redis keeps
+ * the pairs, and nothing is lost.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "likes_int.h"
+#include "mx_err.h"
+#include "mx_log.h"
+#include "mx_proto.h"
+
+#define MAX_BATCHES_PER_PART 8 /* per pass, so one busy partition cannot starve the rest */
+/* sys_tick seq values: the pass timer, the test pause, and continuations.
+ * Redis callbacks run outside the singleton's handler, where its lease
+ * cannot be checked (mx_singleton_valid is false there), so each step that
+ * acts goes back through the mailbox and the lease wrapper first. */
+#define TICK_SEQ 0
+#define PAUSE_SEQ 1
+#define CONT_STEP 2   /* take the next batch of the current partition */
+#define CONT_NEXT 3   /* move on to the next partition */
+#define CONT_COMMIT 4 /* commit the batch just read */
+
+struct ls {
+    mx_actor_t *self;
+    mx_redis_t *rd;
+    mx_redis_script_t *s_take, *s_finish;
+    uint64_t seq;      /* lease counter: the fence epoch */
+    uint64_t nbatch;   /* batches started by this holder */
+    bool busy;         /* a pass is running */
+    bool mysql_down_logged;
+    uint32_t part;     /* partition of the pass */
+    uint32_t part_batches;
+    uint64_t pend_sum, jopen;
+    struct mx__lk_batch *cur; /* the batch being read or paused; owned here */
+    char cur_id[96];
+    int64_t cur_oldest;
+};
+
+static void step(struct ls *s);
+static void fail(struct ls *s, const char *what, int status);
+
+static void cont(struct ls *s, uint64_t seq)
+{
+    struct mx_m_sys_tick t = {.seq = seq};
+    struct mx_msg *m;
+    if (mx_msg_encode(MX_T_sys_tick, &t, &m) != 0)
+        abort();
+    if (mx_send(s->self, mx_self(s->self), m) != 0) {
+        mx_msg_free(m);
+        fail(s, "continuing the pass", MX_EFULL);
+    }
+}
+
+static void pass_end(struct ls *s, bool ok)
+{
+    s->busy = false;
+    if (ok) {
+        LK_SET(pending_targets, s->pend_sum);
+        LK_SET(journals_open, s->jopen);
+    }
+}
+
+static void next_part(struct ls *s)
+{
+    s->part++;
+    s->part_batches = 0;
+    step(s);
+}
+
+static void fail(struct ls *s, const char *what, int status)
+{
+    LK_INC(sync_failures);
+    MX_WARN("like-sync: %s failed (%s); partition %u retried next pass", what,
+            mx_strerror(status), s->part);
+    if (s->cur) {
+        mx__lk_batch_free(s->cur);
+        s->cur = NULL;
+    }
+    pass_end(s, false);
+}
+
+static void finished(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
+{
+    struct ls *s = arg;
+    if (status == MX_ESTOPPED)
+        return;
+    if (status != 0) {
+        fail(s, "deleting the journal", status);
+        return;
+    }
+    /* the same partition again while more may be pending */
+    cont(s, s->part_batches < MAX_BATCHES_PER_PART ? CONT_STEP : CONT_NEXT);
+}
+
+static void commit(struct ls *s)
+{
+    struct mx__lk_batch *b = s->cur;
+    s->cur = NULL;
+    if (!mx_singleton_valid()) {
+        mx__lk_batch_free(b);
+        pass_end(s, false);
+        return;
+    }
+    b->prune = s->nbatch % 256 == 1;
+    if (mx_mysql_submit(mx__likes_o.mysql, mx__lk_commit_job, b, mx__lk_batch_free,
+                        mx_self(s->self), NULL) != 0) {
+        mx__lk_batch_free(b);
+        fail(s, "queueing the MySQL commit", MX_EFULL);
+    }
+}
+
+static void igns_read(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
+{
+    struct ls *s = arg;
+    if (status == MX_ESTOPPED)
+        return;
+    struct mx__lk_batch *b = s->cur;
+    if (status != 0 || rep->type != REDIS_REPLY_ARRAY || rep->elements != b->nt) {
+        fail(s, "reading target names", status ? status : MX_EDECODE);
+        return;
+    }
+    for (uint32_t i = 0; i < b->nt; i++) {
+        const redisReply *e = rep->element[i];
+        if (e->type == REDIS_REPLY_STRING && e->len < sizeof b->t[i].ign &&
+            !memchr(e->str, '\0', e->len)) {
+            memcpy(b->t[i].ign, e->str, e->len);
+            b->t[i].ign[e->len] = '\0';
+        }
+    }
+    if (mx__likes_o.sync_pause_ms) {
+        /* tests only: the window between journal and commit, held open */
+        struct mx_m_sys_tick t = {.seq = PAUSE_SEQ};
+        struct mx_msg *m;
+        uint64_t id;
+        if (mx_msg_encode(MX_T_sys_tick, &t, &m) == 0 &&
+            mx_timer_start(s->self, mx__likes_o.sync_pause_ms, 0, m, &id) != 0)
+            mx_msg_free(m);
+        return;
+    }
+    cont(s, CONT_COMMIT);
+}
+
+static void journal_read(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
+{
+    struct ls *s = arg;
+    if (status == MX_ESTOPPED)
+        return;
+    if (status != 0 || rep->type != REDIS_REPLY_ARRAY || rep->elements % 2) {
+        fail(s, "reading the journal", status ? status : MX_EDECODE);
+        return;
+    }
+    struct mx__lk_batch *b = calloc(1, sizeof *b);
+    if (!b)
+        abort();
+    snprintf(b->batch_id, sizeof b->batch_id, "%s", s->cur_id);
+    b->part = s->part;
+    b->seq = s->seq;
+    b->oldest_ms = s->cur_oldest;
+    s->cur = b;
+    uint32_t bad = 0;
+    for (size_t i = 0; i < rep->elements; i += 2) {
+        const redisReply *k = rep->element[i], *v = rep->element[i + 1];
+        const char *bar = k->type == REDIS_REPLY_STRING ? memchr(k->str, '|', k->len) : NULL;
+        if (!bar || v->type != REDIS_REPLY_STRING || v->len != 1 ||
+            (v->str[0] != '0' && v->str[0] != '1')) {
+            bad++;
+            continue;
+        }
+        size_t tl = (size_t)(bar - k->str), al = k->len - tl - 1;
+        if (!mx_likes_valid_ocid(k->str, tl) || !mx_likes_valid_account(bar + 1, al)) {
+            bad++;
+            continue;
+        }
+        struct mx__lk_target *t = mx__lk_batch_target(b, k->str, tl);
+        mx__lk_target_add(t, bar + 1, al, v->str[0] == '1');
+        b->pairs++;
+    }
+    if (bad)
+        MX_ERROR("like-sync: journal %s holds %u entries mx did not write; skipped", b->batch_id,
+                 bad);
+    if (b->nt == 0) {
+        /* nothing usable: commit the empty batch so the journal is closed */
+        cont(s, CONT_COMMIT);
+        return;
+    }
+    char ign[LK_KEY_MAX];
+    mx__likes_key(ign, sizeof ign, s->part, "ign");
+    const char **argv = malloc((b->nt + 2) * sizeof *argv);
+    if (!argv)
+        abort();
+    argv[0] = "HMGET";
+    argv[1] = ign;
+    for (uint32_t i = 0; i < b->nt; i++)
+        argv[2 + i] = b->t[i].ocid;
+    int rc = mx_redis_argv(s->rd, igns_read, s, (int)b->nt + 2, argv, NULL);
+    free(argv);
+    if (rc != 0)
+        fail(s, "reading target names", rc);
+}
+
+static void taken(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
+{
+    struct ls *s = arg;
+    if (status == MX_ESTOPPED)
+        return;
+    if (status != 0 || rep->type != REDIS_REPLY_ARRAY || rep->elements != 4 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER) {
+        fail(s, "taking a batch", status ? status : MX_EDECODE);
+        return;
+    }
+    long long code = rep->element[0]->integer;
+    if (rep->element[3]->type == REDIS_REPLY_INTEGER)
+        s->pend_sum += (uint64_t)rep->element[3]->integer;
+    if (code == 0) {
+        cont(s, CONT_NEXT);
+        return;
+    }
+    const redisReply *id = rep->element[1], *old = rep->element[2];
+    if (id->type != REDIS_REPLY_STRING || id->len == 0 || id->len >= sizeof s->cur_id) {
+        fail(s, "taking a batch", MX_EDECODE);
+        return;
+    }
+    memcpy(s->cur_id, id->str, id->len);
+    s->cur_id[id->len] = '\0';
+    s->cur_oldest = old->type == REDIS_REPLY_STRING ? strtoll(old->str, NULL, 10) : 0;
+    s->jopen++;
+    s->part_batches++;
+    if (code == 2)
+        MX_INFO("like-sync: finishing journal %s left in partition %u", s->cur_id, s->part);
+    char j[LK_KEY_MAX];
+    mx__likes_key(j, sizeof j, s->part, "j");
+    int rc = mx_redis_command(s->rd, journal_read, s, "HGETALL %s", j);
+    if (rc != 0)
+        fail(s, "reading the journal", rc);
+}
+
+static void step(struct ls *s)
+{
+    if (s->part >= MX_LIKES_PARTITIONS) {
+        pass_end(s, true);
+        return;
+    }
+    if (!mx_singleton_valid()) {
+        pass_end(s, false);
+        return;
+    }
+    char d[LK_KEY_MAX], j[LK_KEY_MAX], jid[LK_KEY_MAX], jt[LK_KEY_MAX], pp[LK_KEY_MAX];
+    char max[16], id[96];
+    mx__likes_key(d, sizeof d, s->part, "d");
+    mx__likes_key(j, sizeof j, s->part, "j");
+    mx__likes_key(jid, sizeof jid, s->part, "jid");
+    mx__likes_key(jt, sizeof jt, s->part, "jt");
+    mx__likes_pprefix(pp, sizeof pp, s->part);
+    snprintf(max, sizeof max, "%u", mx__likes_o.sync_batch);
+    snprintf(id, sizeof id, "%llu.%u.%llu", (unsigned long long)s->seq, s->part,
+             (unsigned long long)++s->nbatch);
+    const char *a[] = {d, j, jid, jt, pp, max, id};
+    int rc = mx_redis_eval(s->rd, s->s_take, taken, s, 4, 7, a, NULL);
+    if (rc != 0)
+        fail(s, "taking a batch", rc);
+}
+
+static void on_commit_done(struct ls *s, struct mx_msg *m)
+{
+    struct mx_m_store_job_done d;
+    struct mx__lk_batch *b = m->ptr;
+    if (!b || mx_msg_decode(m, &d) != 0)
+        return;
+    if (d.status == MX_ESTALE) {
+        LK_INC(sync_stale);
+        MX_WARN("like-sync: batch %s refused by the MySQL fence: a newer holder took over "
+                "(epoch %llu); stopping",
+                b->batch_id, (unsigned long long)s->seq);
+        pass_end(s, false);
+        mx_exit(s->self);
+        return;
+    }
+    if (d.status != 0) {
+        fail(s, "the MySQL commit", (int)d.status);
+        return;
+    }
+    if (b->replay) {
+        LK_INC(sync_replays);
+        MX_INFO("like-sync: batch %s was committed before; deleting its journal", b->batch_id);
+    } else {
+        LK_INC(sync_batches);
+        LK_ADD(sync_pairs, b->pairs);
+        LK_ADD(sync_inserted, (uint64_t)b->inserted);
+        LK_ADD(sync_deleted, (uint64_t)b->deleted);
+        int64_t now = (int64_t)mx_unix_ms();
+        int64_t lag = b->oldest_ms > 0 && now > b->oldest_ms ? now - b->oldest_ms : 0;
+        LK_SET(sync_last_lag_ms, lag);
+        LK_SET(sync_last_at_ms, now);
+        LK_ADD(sync_lag_sum_ms, (uint64_t)lag);
+        int bk = 0;
+        while (bk < 7 && lag > (int64_t)mx_likes_lag_bounds_ms[bk])
+            bk++;
+        LK_INC(sync_lag_buckets[bk]);
+        MX_DEBUG("like-sync: batch %s: %u pairs, +%lld -%lld rows, lag %lld ms", b->batch_id,
+                 b->pairs, (long long)b->inserted, (long long)b->deleted, (long long)lag);
+    }
+    if (!mx_singleton_valid()) {
+        pass_end(s, false);
+        return;
+    }
+    char j[LK_KEY_MAX], jid[LK_KEY_MAX], jt[LK_KEY_MAX];
+    mx__likes_key(j, sizeof j, s->part, "j");
+    mx__likes_key(jid, sizeof jid, s->part, "jid");
+    mx__likes_key(jt, sizeof jt, s->part, "jt");
+    const char *a[] = {j, jid, jt, b->batch_id};
+    int rc = mx_redis_eval(s->rd, s->s_finish, finished, s, 3, 4, a, NULL);
+    if (rc != 0)
+        fail(s, "deleting the journal", rc);
+}
+
+static int ls_init(mx_actor_t *self, void *arg, void **state)
+{
+    struct ls *s = calloc(1, sizeof *s);
+    if (!s)
+        abort();
+    s->self = self;
+    s->seq = mx_singleton_epoch() & MX_EPOCH_SEQ_MASK;
+    struct mx_redis_opts ro = {.name = "redis-like-sync", .timeout_ms = 5000};
+    int rc = mx_redis_open(mx_actor_loop(self), mx__likes_o.redis_url, &ro, &s->rd);
+    if (rc != 0) {
+        free(s);
+        return rc;
+    }
+    if ((rc = mx_redis_script(s->rd, mx__lk_take_lua, &s->s_take)) != 0 ||
+        (rc = mx_redis_script(s->rd, mx__lk_finish_lua, &s->s_finish)) != 0) {
+        mx_redis_close(s->rd, NULL, NULL);
+        free(s);
+        return rc;
+    }
+    struct mx_m_sys_tick t = {.seq = TICK_SEQ};
+    struct mx_msg *m;
+    uint64_t id;
+    if ((rc = mx_msg_encode(MX_T_sys_tick, &t, &m)) != 0 ||
+        (rc = mx_timer_start(self, mx__likes_o.sync_interval_ms, mx__likes_o.sync_interval_ms, m,
+                             &id)) != 0) {
+        mx_msg_free(m);
+        mx_redis_close(s->rd, NULL, NULL);
+        free(s);
+        return rc;
+    }
+    LK_SET(holder, true);
+    MX_INFO("like-sync: holder with epoch %llu, every %u ms, batches of %u pairs",
+            (unsigned long long)s->seq, mx__likes_o.sync_interval_ms, mx__likes_o.sync_batch);
+    *state = s;
+    return 0;
+}
+
+static int ls_receive(mx_actor_t *self, void *state, struct mx_msg *m)
+{
+    struct ls *s = state;
+    if (m->env.type == MX_T_store_job_done) {
+        on_commit_done(s, m);
+        return 0;
+    }
+    if (m->env.type != MX_T_sys_tick)
+        return 0;
+    struct mx_m_sys_tick t;
+    if (mx_msg_decode(m, &t) != 0)
+        return 0;
+    if (t.seq == PAUSE_SEQ || t.seq == CONT_COMMIT) {
+        if (s->cur)
+            commit(s);
+        return 0;
+    }
+    if (t.seq == CONT_STEP) {
+        step(s);
+        return 0;
+    }
+    if (t.seq == CONT_NEXT) {
+        next_part(s);
+        return 0;
+    }
+    if (s->busy || !mx_singleton_valid() || !mx_redis_connected(s->rd))
+        return 0;
+    if (mx__likes_o.mysql_up && !mx__likes_o.mysql_up()) {
+        if (!s->mysql_down_logged)
+            MX_WARN("like-sync: MySQL is down (mysql-health): pending likes wait in Redis");
+        s->mysql_down_logged = true;
+        return 0;
+    }
+    if (s->mysql_down_logged)
+        MX_INFO("like-sync: MySQL is back: syncing");
+    s->mysql_down_logged = false;
+    s->busy = true;
+    s->part = 0;
+    s->part_batches = 0;
+    s->pend_sum = s->jopen = 0;
+    step(s);
+    return 0;
+}
+
+static void ls_stop(mx_actor_t *self, void *state)
+{
+    struct ls *s = state;
+    LK_SET(holder, false);
+    if (s->cur)
+        mx__lk_batch_free(s->cur); /* its journal stays in Redis for the next holder */
+    mx_redis_close(s->rd, NULL, NULL);
+    free(s);
+}
+
+static const struct mx_behaviour ls_beh = {MX_LIKES_SINGLETON, ls_init, ls_receive, ls_stop};
+
+int mx_likes_sync_declare(mx_leases_t *lm)
+{
+    if (!mx__likes_o.mysql || !mx__likes_o.redis_url)
+        return MX_EINVAL;
+    return mx_singleton(lm, MX_LIKES_SINGLETON, &ls_beh, NULL, NULL);
+}

@@ -1,0 +1,95 @@
+/* mxnode_likes.c - mxnode's likes: the like-buffer actors on every node,
+ * the like-sync singleton where MySQL is configured, and what mxctl shows
+ * of them (docs/likes.md). */
+#include <stdio.h>
+#include <string.h>
+
+#include "mx_err.h"
+#include "mx_jsonw.h"
+#include "mx_likes.h"
+#include "mx_log.h"
+#include "mxnode_parts.h"
+
+static bool g_started, g_mysql;
+
+int mxnode_likes_start(mx_system_t *sys, const struct mx_config *cfg, mx_mysql_t *mysql)
+{
+    const char *url = mx_config_str(cfg, "MX_REDIS_URL");
+    if (!url[0]) {
+        MX_WARN("likes: MX_REDIS_URL is empty: the like routes answer 503 (Redis is the like "
+                "buffer; there is no in-memory mode)");
+        return 0;
+    }
+    struct mx_likes_opts o;
+    mx_likes_opts_default(&o);
+    o.redis_url = url;
+    o.cluster = mx_config_str(cfg, "MX_CLUSTER");
+    o.mysql = mysql;
+    o.mysql_up = mysql ? mxnode_mysql_up : NULL;
+    o.sync_interval_ms = (uint32_t)mx_config_int(cfg, "MX_LIKE_SYNC_INTERVAL_MS");
+    o.sync_batch = (uint32_t)mx_config_int(cfg, "MX_LIKE_SYNC_BATCH");
+    o.warm_max_rows = (uint32_t)mx_config_int(cfg, "MX_LIKE_WARM_MAX_ROWS");
+    o.sync_pause_ms = (uint32_t)mx_config_int(cfg, "MX_LIKE_SYNC_PAUSE_MS");
+    if (o.sync_pause_ms)
+        MX_WARN("likes: MX_LIKE_SYNC_PAUSE_MS=%u is a test setting: like-sync holds every "
+                "journal open that long",
+                o.sync_pause_ms);
+    int rc = mx_likes_start(sys, &o);
+    if (rc != 0) {
+        MX_ERROR("likes: cannot start the like-buffer actors: %s", mx_strerror(rc));
+        return rc;
+    }
+    g_started = true;
+    g_mysql = mysql != NULL;
+    if (!mysql)
+        MX_WARN("likes: no MX_MYSQL_URL: toggles of characters already in Redis work, nothing "
+                "is synced to MySQL and other characters answer 503");
+    return 0;
+}
+
+int mxnode_likes_declare(mx_leases_t *lm)
+{
+    if (!g_started || !g_mysql)
+        return 0;
+    int rc = mx_likes_sync_declare(lm);
+    if (rc != 0)
+        MX_ERROR("cluster: cannot declare like-sync: %s", mx_strerror(rc));
+    return rc;
+}
+
+static void section_likes(struct mx_jsonw *w, void *ctx)
+{
+    struct mx_likes_stats s;
+    mx_likes_stats(&s);
+    mx_jsonw_obj_open(w);
+    mx_jsonw_kuint(w, "toggles", s.toggles);
+    mx_jsonw_kuint(w, "likes", s.likes);
+    mx_jsonw_kuint(w, "unlikes", s.unlikes);
+    mx_jsonw_kuint(w, "status_redis", s.status_redis);
+    mx_jsonw_kuint(w, "status_mysql", s.status_mysql);
+    mx_jsonw_kuint(w, "warms", s.warms);
+    mx_jsonw_kuint(w, "warm_rows", s.warm_rows);
+    mx_jsonw_kuint(w, "warm_failures", s.warm_failures);
+    mx_jsonw_kuint(w, "redis_failures", s.redis_failures);
+    mx_jsonw_kuint(w, "mysql_failures", s.mysql_failures);
+    mx_jsonw_kuint(w, "refused", s.refused);
+    mx_jsonw_kbool(w, "sync_holder", s.holder);
+    mx_jsonw_kuint(w, "sync_batches", s.sync_batches);
+    mx_jsonw_kuint(w, "sync_pairs", s.sync_pairs);
+    mx_jsonw_kuint(w, "sync_replays", s.sync_replays);
+    mx_jsonw_kuint(w, "sync_stale", s.sync_stale);
+    mx_jsonw_kuint(w, "sync_failures", s.sync_failures);
+    mx_jsonw_kuint(w, "sync_rows_inserted", s.sync_inserted);
+    mx_jsonw_kuint(w, "sync_rows_deleted", s.sync_deleted);
+    mx_jsonw_kint(w, "sync_last_lag_ms", s.sync_last_lag_ms);
+    mx_jsonw_kint(w, "sync_last_at_ms", s.sync_last_at_ms);
+    mx_jsonw_kuint(w, "pending_targets", s.pending_targets);
+    mx_jsonw_kuint(w, "journals_open", s.journals_open);
+    mx_jsonw_obj_close(w);
+}
+
+void mxnode_likes_admin(mx_admin_t *admin)
+{
+    if (g_started)
+        mx_admin_add_section(admin, "likes", section_likes, NULL);
+}
