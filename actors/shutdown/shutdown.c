@@ -325,7 +325,10 @@ static void run_phase(mx_actor_t *self, mx_shutdown_t *sd, int phase)
 /* the running phase ended by its budget with work left: the exit code says so */
 static void mark_budget_cut(mx_shutdown_t *sd)
 {
-    if (sd->mode != M_SHUTDOWN || sd->budget_cut || sd->cut)
+    if (sd->mode != M_SHUTDOWN || sd->cut)
+        return;
+    sd->res.over_budget |= 1u << sd->phase;
+    if (sd->budget_cut)
         return;
     sd->budget_cut = true;
     sd->res.cut_phase = sd->phase;
@@ -463,20 +466,26 @@ static void finish(mx_actor_t *self, mx_shutdown_t *sd)
             r->mysql.inflight = sd->md_step.inflight;
         }
         r->exit_code = MX_SHUTDOWN_EXIT_CUT;
-        char skipped[64];
+        char skipped[64], over[160] = "";
         if (sd->cut && r->cut_phase < MX_SD_REGISTRY)
             snprintf(skipped, sizeof skipped, "phases %d-7 skipped", r->cut_phase + 1);
         else
             snprintf(skipped, sizeof skipped, "%s", sd->cut ? "no phase left" : "later phases ran");
-        MX_ERROR("shutdown cut in phase %d/7 %s by %s after %lld ms: %s; "
+        size_t ol = 0;
+        for (int p = MX_SD_GRACE; p <= MX_SD_REGISTRY; p++)
+            if (r->over_budget & (1u << p))
+                ol += (size_t)snprintf(over + ol, sizeof over - ol, "%s%d %s", ol ? ", " : "", p,
+                                       mx_shutdown_phase_name(p));
+        MX_ERROR("shutdown cut in phase %d/7 %s by %s after %lld ms%s%s%s: %s; "
                  "MySQL writes spooled %u (failed %u), reads cancelled %u, jobs still running %u "
                  "(their outcome is unknown); exit %d",
                  r->cut_phase, mx_shutdown_phase_name(r->cut_phase),
                  !sd->cut               ? "its budget"
                  : r->cut_by_signal     ? "a second signal"
                                         : "the deadline (MX_SHUTDOWN_TIMEOUT_MS)",
-                 (long long)r->took_ms, skipped, r->mysql.spooled, r->mysql.failed,
-                 r->mysql.cancelled, r->mysql.inflight, r->exit_code);
+                 (long long)r->took_ms, ol ? " (phases out of budget: " : "", over, ol ? ")" : "",
+                 skipped, r->mysql.spooled, r->mysql.failed, r->mysql.cancelled,
+                 r->mysql.inflight, r->exit_code);
     } else {
         r->exit_code = MX_SHUTDOWN_EXIT_OK;
         MX_INFO("shutdown complete in %lld ms: every phase done; MySQL writes spooled %u; exit 0",
