@@ -127,6 +127,7 @@ static int send_op(mx_shutdown_t *sd, uint64_t op)
 static void next_phase(mx_actor_t *self, mx_shutdown_t *sd);
 static void run_phase(mx_actor_t *self, mx_shutdown_t *sd, int phase);
 static void finish(mx_actor_t *self, mx_shutdown_t *sd);
+static void mark_budget_cut(mx_shutdown_t *sd);
 
 static int64_t phase_ms(const mx_shutdown_t *sd)
 {
@@ -314,6 +315,15 @@ static void run_phase(mx_actor_t *self, mx_shutdown_t *sd, int phase)
         return;
     }
     case MX_SD_REGISTRY:
+        if (sd->res.leases.still_running) {
+            /* a singleton still runs and may use the registry: the node
+             * leaves it after the actors stopped (mx_system_stop) instead */
+            mark_budget_cut(sd);
+            log_phase(sd, "not yet: %u singletons still running; left after the actors stop",
+                      sd->res.leases.still_running);
+            next_phase(self, sd);
+            return;
+        }
         offload(self, sd, step_leave);
         return;
     default:
