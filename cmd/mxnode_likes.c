@@ -81,6 +81,7 @@ static void section_likes(struct mx_jsonw *w, void *ctx)
     mx_jsonw_kuint(w, "sync_failures", s.sync_failures);
     mx_jsonw_kuint(w, "sync_rows_inserted", s.sync_inserted);
     mx_jsonw_kuint(w, "sync_rows_deleted", s.sync_deleted);
+    mx_jsonw_kuint(w, "sync_rollbacks", s.sync_rollbacks);
     mx_jsonw_kint(w, "sync_last_lag_ms", s.sync_last_lag_ms);
     mx_jsonw_kint(w, "sync_last_at_ms", s.sync_last_at_ms);
     mx_jsonw_kuint(w, "pending_targets", s.pending_targets);

@@ -480,6 +480,7 @@ static int h_metrics(mx_http_req_t *r, void *st)
         SYV("failure", ls.sync_failures);
         SYV("row_inserted", ls.sync_inserted);
         SYV("row_deleted", ls.sync_deleted);
+        SYV("redis_rollback", ls.sync_rollbacks);
 #undef SYV
         pf(&p, "# TYPE mx_like_sync_lag_ms histogram\n");
         uint64_t cum = 0;

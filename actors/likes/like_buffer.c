@@ -216,14 +216,16 @@ static void warm_stage(struct lb *lb, struct warm_op *wo, struct mx__lk_warm *w)
     }
     if (w->nrows)
         mx_redis_command(lb->rd, NULL, NULL, "PEXPIRE %s 60000", wo->stage);
-    char r[LK_KEY_MAX], n[LK_KEY_MAX], cnt[24], exp[24];
+    char r[LK_KEY_MAX], n[LK_KEY_MAX], p[LK_KEY_MAX], j[LK_KEY_MAX], cnt[24], exp[24];
     mx__likes_tkey(r, sizeof r, wo->part, "r", wo->ocid);
     mx__likes_key(n, sizeof n, wo->part, "n");
+    mx__likes_tkey(p, sizeof p, wo->part, "p", wo->ocid);
+    mx__likes_key(j, sizeof j, wo->part, "j");
     snprintf(cnt, sizeof cnt, "%lld", (long long)w->count);
     snprintf(exp, sizeof exp, "%u", w->nrows);
-    const char *a[] = {r, n, wo->stage, wo->ocid, cnt, exp};
+    const char *a[] = {r, n, wo->stage, p, j, wo->ocid, cnt, exp};
     LK_ADD(warm_rows, w->nrows);
-    if (mx_redis_eval(lb->rd, lb->s_warm, warm_done, wo, 3, 6, a, NULL) != 0) {
+    if (mx_redis_eval(lb->rd, lb->s_warm, warm_done, wo, 5, 8, a, NULL) != 0) {
         LK_INC(warm_failures);
         warm_end(lb, wo, MX_EUNAVAIL);
     }

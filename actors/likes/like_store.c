@@ -20,22 +20,29 @@
 #include "mx_err.h"
 #include "mx_log.h"
 
-#define CHUNK 16 /* pairs per multi-row statement; the rest go one by one */
+/* Pairs per multi-row statement: the largest size that fits is used, so a
+ * target's n pairs take about n/32 + 6 statements, and every connection
+ * prepares at most 8 texts (its statement cache holds 64). 32 pairs are 64
+ * parameters, the most mx_mysql_exec binds. */
+static const uint32_t sizes[] = {32, 8, 2, 1};
+#define NSIZES 4
+#define CHUNK 32
 
-static char sql_ins[CHUNK + 1][160 + CHUNK * 8];
-static char sql_del[CHUNK + 1][160 + CHUNK * 4];
+static char sql_ins[NSIZES][160 + CHUNK * 8];
+static char sql_del[NSIZES][160 + CHUNK * 4];
 static pthread_once_t sql_once = PTHREAD_ONCE_INIT;
 
 static void build_sql(void)
 {
-    for (int n = 1; n <= CHUNK; n++) {
-        char *p = sql_ins[n];
+    for (int z = 0; z < NSIZES; z++) {
+        uint32_t n = sizes[z];
+        char *p = sql_ins[z];
         p += sprintf(p, "INSERT IGNORE INTO character_like (target_ocid, liker_account_id) VALUES ");
-        for (int i = 0; i < n; i++)
+        for (uint32_t i = 0; i < n; i++)
             p += sprintf(p, "%s(?, ?)", i ? ", " : "");
-        p = sql_del[n];
+        p = sql_del[z];
         p += sprintf(p, "DELETE FROM character_like WHERE target_ocid = ? AND liker_account_id IN (");
-        for (int i = 0; i < n; i++)
+        for (uint32_t i = 0; i < n; i++)
             p += sprintf(p, "%s?", i ? ", " : "");
         sprintf(p, ")");
     }
@@ -199,7 +206,10 @@ static int apply_pairs(struct mx_mysql_conn *c, const char *ocid, char **acct, u
 {
     struct mx_sql_val v[2 * CHUNK + 1];
     for (uint32_t i = 0; i < n;) {
-        uint32_t k = n - i >= CHUNK ? CHUNK : 1;
+        int z = 0;
+        while (sizes[z] > n - i)
+            z++;
+        uint32_t k = sizes[z];
         size_t nv = 0;
         if (!like)
             v[nv++] = MX_SQL_S(ocid);
@@ -209,7 +219,7 @@ static int apply_pairs(struct mx_mysql_conn *c, const char *ocid, char **acct, u
             v[nv++] = MX_SQL_S(acct[i + j]);
         }
         uint64_t aff = 0;
-        int rc = mx_mysql_exec(c, like ? sql_ins[k] : sql_del[k], v, nv, &aff);
+        int rc = mx_mysql_exec(c, like ? sql_ins[z] : sql_del[z], v, nv, &aff);
         if (rc != 0)
             return rc;
         *changed += (int64_t)aff;
@@ -221,10 +231,12 @@ static int apply_pairs(struct mx_mysql_conn *c, const char *ocid, char **acct, u
 static int apply_batch(struct mx_mysql_conn *c, void *arg)
 {
     struct mx__lk_batch *b = arg;
-    struct mx_sql_val bv[] = {MX_SQL_S(b->batch_id), MX_SQL_I((int64_t)b->seq),
-                              MX_SQL_I((int64_t)b->pairs)};
-    int rc = mx_mysql_exec(c, "INSERT INTO like_sync_batch (batch_id, epoch, pairs) VALUES (?, ?, ?)",
-                           bv, 3, NULL);
+    struct mx_sql_val bv[] = {MX_SQL_S(b->batch_id), MX_SQL_I((int64_t)b->part),
+                              MX_SQL_I((int64_t)b->seq), MX_SQL_I((int64_t)b->pairs)};
+    int rc = mx_mysql_exec(c,
+                           "INSERT INTO like_sync_batch (batch_id, part, epoch, pairs)"
+                           " VALUES (?, ?, ?, ?)",
+                           bv, 4, NULL);
     if (rc == MX_EEXISTS) {
         b->replay = true; /* committed before: apply nothing */
         return MX_EEXISTS;
@@ -284,4 +296,28 @@ int mx__lk_commit_job(struct mx_mysql_conn *c, void *arg)
     if (rc == MX_EEXISTS && b->replay)
         return 0; /* the journal was committed before: nothing to do but delete it */
     return rc;
+}
+
+static int last_row(void *ctx, const struct mx_sql_val *cols, size_t n)
+{
+    struct mx__lk_last *l = ctx;
+    if (n == 2 && cols[0].kind == MX_SQL_INT && cols[0].i >= 0 &&
+        cols[0].i < MX_LIKES_PARTITIONS && cols[1].len < sizeof l->id[0]) {
+        memcpy(l->id[cols[0].i], cols[1].p, cols[1].len);
+        l->id[cols[0].i][cols[1].len] = '\0';
+    }
+    return 0;
+}
+
+int mx__lk_last_job(struct mx_mysql_conn *c, void *arg)
+{
+    struct mx__lk_last *l = arg;
+    if (!c)
+        return MX_EUNAVAIL;
+    memset(l, 0, sizeof *l);
+    return mx_mysql_query(c,
+                          "SELECT b.part, b.batch_id FROM like_sync_batch b"
+                          " JOIN (SELECT part, MAX(id) AS m FROM like_sync_batch GROUP BY part) x"
+                          " ON b.id = x.m",
+                          NULL, 0, last_row, l, NULL);
 }

@@ -15,6 +15,7 @@
  * While mysql-health says MySQL is down the pass is skipped: Redis keeps
  * the pairs, and nothing is lost.
  */
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,8 @@
 #define CONT_STEP 2   /* take the next batch of the current partition */
 #define CONT_NEXT 3   /* move on to the next partition */
 #define CONT_COMMIT 4 /* commit the batch just read */
+#define CONT_PASS 5   /* the last pass moved work: start the next one now */
+#define CHECK_EVERY_MS 30000 /* the Redis-lost-writes check also runs this often */
 
 struct ls {
     mx_actor_t *self;
@@ -49,6 +52,14 @@ struct ls {
     struct mx__lk_batch *cur; /* the batch being read or paused; owned here */
     char cur_id[96];
     int64_t cur_oldest;
+    char nonce[16];         /* random per holder term: batch ids never repeat, even when
+                               Redis (which counts the epochs) lost writes */
+    bool check_due;         /* compare Redis with MySQL's last batches before the next pass */
+    int64_t checked_ms;     /* mx_now_ms of the last check */
+    int check_left;         /* partition checks still answering */
+    uint64_t check_unloaded;
+    bool in_check;          /* the next store_job_done is the check's MySQL read */
+    mx_redis_script_t *s_check;
 };
 
 static void step(struct ls *s);
@@ -72,6 +83,10 @@ static void pass_end(struct ls *s, bool ok)
     if (ok) {
         LK_SET(pending_targets, s->pend_sum);
         LK_SET(journals_open, s->jopen);
+        /* under load the passes run back to back: the lag is then one pass,
+         * not one pass plus the interval */
+        if (s->jopen)
+            cont(s, CONT_PASS);
     }
 }
 
@@ -267,8 +282,8 @@ static void step(struct ls *s)
     mx__likes_key(jt, sizeof jt, s->part, "jt");
     mx__likes_pprefix(pp, sizeof pp, s->part);
     snprintf(max, sizeof max, "%u", mx__likes_o.sync_batch);
-    snprintf(id, sizeof id, "%llu.%u.%llu", (unsigned long long)s->seq, s->part,
-             (unsigned long long)++s->nbatch);
+    snprintf(id, sizeof id, "%llu.%u.%llu.%s", (unsigned long long)s->seq, s->part,
+             (unsigned long long)++s->nbatch, s->nonce);
     const char *a[] = {d, j, jid, jt, pp, max, id};
     int rc = mx_redis_eval(s->rd, s->s_take, taken, s, 4, 7, a, NULL);
     if (rc != 0)
@@ -318,14 +333,102 @@ static void on_commit_done(struct ls *s, struct mx_msg *m)
         pass_end(s, false);
         return;
     }
-    char j[LK_KEY_MAX], jid[LK_KEY_MAX], jt[LK_KEY_MAX];
+    char j[LK_KEY_MAX], jid[LK_KEY_MAX], jt[LK_KEY_MAX], hw[LK_KEY_MAX];
     mx__likes_key(j, sizeof j, s->part, "j");
     mx__likes_key(jid, sizeof jid, s->part, "jid");
     mx__likes_key(jt, sizeof jt, s->part, "jt");
-    const char *a[] = {j, jid, jt, b->batch_id};
-    int rc = mx_redis_eval(s->rd, s->s_finish, finished, s, 3, 4, a, NULL);
+    mx__likes_key(hw, sizeof hw, s->part, "hw");
+    const char *a[] = {j, jid, jt, hw, b->batch_id};
+    int rc = mx_redis_eval(s->rd, s->s_finish, finished, s, 4, 5, a, NULL);
     if (rc != 0)
         fail(s, "deleting the journal", rc);
+}
+
+/* ---- has Redis lost writes? (mx__lk_check_lua) ---- */
+
+static void pass_start(struct ls *s);
+
+static void checked(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
+{
+    struct ls *s = arg;
+    if (status == MX_ESTOPPED)
+        return;
+    if (status != 0 || rep->type != REDIS_REPLY_INTEGER) {
+        s->check_due = true; /* again before the next pass */
+    } else if (rep->integer > 0) {
+        s->check_unloaded += (uint64_t)rep->integer - 1;
+        LK_INC(sync_rollbacks);
+    }
+    if (--s->check_left > 0)
+        return;
+    if (s->check_unloaded)
+        MX_WARN("like-sync: Redis did not know MySQL's last like batches (it lost writes): "
+                "%llu characters unloaded, reloaded from MySQL plus their pending changes",
+                (unsigned long long)s->check_unloaded);
+    s->busy = false;
+    if (!s->check_due)
+        cont(s, CONT_PASS);
+}
+
+static void on_last(struct ls *s, struct mx_msg *m, const struct mx_m_store_job_done *d)
+{
+    struct mx__lk_last *l = m->ptr;
+    if (d->status != 0 || !mx_singleton_valid()) {
+        s->check_due = true;
+        s->busy = false;
+        return;
+    }
+    s->check_left = MX_LIKES_PARTITIONS;
+    s->check_unloaded = 0;
+    for (uint32_t k = 0; k < MX_LIKES_PARTITIONS; k++) {
+        char hw[LK_KEY_MAX], jid[LK_KEY_MAX], n[LK_KEY_MAX], pp[LK_KEY_MAX];
+        mx__likes_key(hw, sizeof hw, k, "hw");
+        mx__likes_key(jid, sizeof jid, k, "jid");
+        mx__likes_key(n, sizeof n, k, "n");
+        mx__likes_pprefix(pp, sizeof pp, k);
+        const char *a[] = {hw, jid, n, l->id[k], pp};
+        if (mx_redis_eval(s->rd, s->s_check, checked, s, 3, 5, a, NULL) != 0) {
+            s->check_due = true;
+            if (--s->check_left == 0)
+                s->busy = false;
+        }
+    }
+}
+
+static void on_redis_state(mx_redis_t *rd, bool up, void *arg)
+{
+    struct ls *s = arg;
+    if (up)
+        s->check_due = true; /* a restarted or failed-over Redis may have lost writes */
+}
+
+static int last_fn(struct mx_mysql_conn *c, void *arg)
+{
+    return mx__lk_last_job(c, arg);
+}
+
+/* A pass, or first the check when it is due. Inside the handler. */
+static void pass_start(struct ls *s)
+{
+    if (s->check_due || mx_now_ms() - s->checked_ms >= CHECK_EVERY_MS) {
+        struct mx__lk_last *l = calloc(1, sizeof *l);
+        if (!l)
+            abort();
+        if (mx_mysql_submit(mx__likes_o.mysql, last_fn, l, free, mx_self(s->self), NULL) != 0) {
+            free(l);
+            return; /* the pool is full: next tick */
+        }
+        s->check_due = false;
+        s->checked_ms = mx_now_ms();
+        s->busy = true;
+        s->in_check = true;
+        return;
+    }
+    s->busy = true;
+    s->part = 0;
+    s->part_batches = 0;
+    s->pend_sum = s->jopen = 0;
+    step(s);
 }
 
 static int ls_init(mx_actor_t *self, void *arg, void **state)
@@ -335,14 +438,24 @@ static int ls_init(mx_actor_t *self, void *arg, void **state)
         abort();
     s->self = self;
     s->seq = mx_singleton_epoch() & MX_EPOCH_SEQ_MASK;
-    struct mx_redis_opts ro = {.name = "redis-like-sync", .timeout_ms = 5000};
+    struct mx_redis_opts ro = {.name = "redis-like-sync", .timeout_ms = 5000,
+                               .on_state = on_redis_state, .state_arg = s};
+    unsigned char rnd[6];
+    if (RAND_bytes(rnd, sizeof rnd) != 1) {
+        free(s);
+        return MX_EINTERNAL;
+    }
+    for (int i = 0; i < 6; i++)
+        snprintf(s->nonce + 2 * i, 3, "%02x", rnd[i]);
+    s->check_due = true; /* a new term: compare Redis with MySQL first */
     int rc = mx_redis_open(mx_actor_loop(self), mx__likes_o.redis_url, &ro, &s->rd);
     if (rc != 0) {
         free(s);
         return rc;
     }
     if ((rc = mx_redis_script(s->rd, mx__lk_take_lua, &s->s_take)) != 0 ||
-        (rc = mx_redis_script(s->rd, mx__lk_finish_lua, &s->s_finish)) != 0) {
+        (rc = mx_redis_script(s->rd, mx__lk_finish_lua, &s->s_finish)) != 0 ||
+        (rc = mx_redis_script(s->rd, mx__lk_check_lua, &s->s_check)) != 0) {
         mx_redis_close(s->rd, NULL, NULL);
         free(s);
         return rc;
@@ -369,6 +482,15 @@ static int ls_receive(mx_actor_t *self, void *state, struct mx_msg *m)
 {
     struct ls *s = state;
     if (m->env.type == MX_T_store_job_done) {
+        if (s->in_check) {
+            struct mx_m_store_job_done d;
+            s->in_check = false;
+            if (mx_msg_decode(m, &d) == 0)
+                on_last(s, m, &d);
+            else
+                s->busy = false;
+            return 0;
+        }
         on_commit_done(s, m);
         return 0;
     }
@@ -390,6 +512,7 @@ static int ls_receive(mx_actor_t *self, void *state, struct mx_msg *m)
         next_part(s);
         return 0;
     }
+    /* TICK_SEQ or CONT_PASS: a new pass */
     if (s->busy || !mx_singleton_valid() || !mx_redis_connected(s->rd))
         return 0;
     if (mx__likes_o.mysql_up && !mx__likes_o.mysql_up()) {
@@ -401,11 +524,7 @@ static int ls_receive(mx_actor_t *self, void *state, struct mx_msg *m)
     if (s->mysql_down_logged)
         MX_INFO("like-sync: MySQL is back: syncing");
     s->mysql_down_logged = false;
-    s->busy = true;
-    s->part = 0;
-    s->part_batches = 0;
-    s->pend_sum = s->jopen = 0;
-    step(s);
+    pass_start(s);
     return 0;
 }
 

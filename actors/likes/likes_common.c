@@ -10,6 +10,7 @@
  *   P{lk<k>}:j        hash  "T|account" -> 1|0: the journal of the batch in flight
  *   P{lk<k>}:jid      string the journal's batch id
  *   P{lk<k>}:jt       string unix ms of the journal's oldest change
+ *   P{lk<k>}:hw       string the last batch whose journal was deleted (high-water mark)
  *   P{lk<k>}:w:T:<nonce> set staging a warm load (60 s TTL)
  */
 #include <openssl/evp.h>
@@ -170,7 +171,7 @@ void mx_likes_stats(struct mx_likes_stats *o)
         .sync_batches = L(sync_batches), .sync_pairs = L(sync_pairs),
         .sync_replays = L(sync_replays), .sync_stale = L(sync_stale),
         .sync_failures = L(sync_failures), .sync_inserted = L(sync_inserted),
-        .sync_deleted = L(sync_deleted), .sync_last_lag_ms = L(sync_last_lag_ms),
+        .sync_deleted = L(sync_deleted), .sync_rollbacks = L(sync_rollbacks), .sync_last_lag_ms = L(sync_last_lag_ms),
         .sync_last_at_ms = L(sync_last_at_ms), .sync_lag_sum_ms = L(sync_lag_sum_ms),
         .journals_open = L(journals_open), .pending_targets = L(pending_targets),
         .holder = L(holder)};
@@ -207,9 +208,14 @@ const char mx__lk_status_lua[] =
     "if ARGV[2] ~= '' and redis.call('SISMEMBER', KEYS[1], ARGV[2]) == 1 then liked = 1 end\n"
     "return {liked, tonumber(n)}\n";
 
-/* KEYS r, n, w (staging set). ARGV T, count, expected members.
+/* KEYS r, n, w (staging set), p, j. ARGV T, count, expected members.
  * 1 loaded; 0 already warm (staging dropped); -2 the staging set is not
- * what was sent (expired or partial): nothing changed, load again. */
+ * what was sent (expired or partial): nothing changed, load again.
+ * MySQL's likers become the relation set; then the changes MySQL does not
+ * have yet - the open journal's pairs of T, then T's pending pairs, newer -
+ * are applied on top, and the count moves with every member that really
+ * changed. So a character can be loaded (and unloaded) at any time, even
+ * with changes in flight, and the set and count equal MySQL plus them. */
 const char mx__lk_warm_lua[] =
     "if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then\n"
     "  redis.call('DEL', KEYS[3]) return 0 end\n"
@@ -218,7 +224,22 @@ const char mx__lk_warm_lua[] =
     "redis.call('DEL', KEYS[1])\n"
     "if tonumber(ARGV[3]) > 0 then\n"
     "  redis.call('RENAME', KEYS[3], KEYS[1]) redis.call('PERSIST', KEYS[1]) end\n"
-    "redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])\n"
+    "local n = tonumber(ARGV[2])\n"
+    "local function apply(acct, state)\n"
+    "  if state == '1' then n = n + redis.call('SADD', KEYS[1], acct)\n"
+    "  else n = n - redis.call('SREM', KEYS[1], acct) end\n"
+    "end\n"
+    "local pre = ARGV[1] .. '|'\n"
+    "local cur = '0'\n"
+    "repeat\n"
+    "  local r = redis.call('HSCAN', KEYS[5], cur, 'MATCH', pre .. '*', 'COUNT', 1000)\n"
+    "  cur = r[1]\n"
+    "  for i = 1, #r[2], 2 do apply(string.sub(r[2][i], #pre + 1), r[2][i + 1]) end\n"
+    "until cur == '0'\n"
+    "local kv = redis.call('HGETALL', KEYS[4])\n"
+    "for i = 1, #kv, 2 do apply(kv[i], kv[i + 1]) end\n"
+    "if n < 0 then n = 0 end\n"
+    "redis.call('HSET', KEYS[2], ARGV[1], n)\n"
     "return 1\n";
 
 /* KEYS d, j, jid, jt. ARGV partition prefix, max pairs, new batch id.
@@ -253,9 +274,29 @@ const char mx__lk_take_lua[] =
     "redis.call('SET', KEYS[4], oldest)\n"
     "return {1, ARGV[3], oldest, redis.call('ZCARD', KEYS[1])}\n";
 
-/* KEYS j, jid, jt. ARGV batch id. 1 deleted; 0 the journal is another
- * batch's (a stale holder must not delete a newer journal). */
+/* KEYS j, jid, jt, hw. ARGV batch id. 1 deleted (and the batch becomes
+ * the partition's high-water mark); 0 the journal is another batch's (a
+ * stale holder must not delete a newer journal). */
 const char mx__lk_finish_lua[] =
     "if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end\n"
     "redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])\n"
+    "redis.call('SET', KEYS[4], ARGV[1])\n"
     "return 1\n";
+
+/* KEYS hw, jid, n. ARGV MySQL's last committed batch of the partition ("" =
+ * none), partition prefix. Redis that knows that batch (as its high-water
+ * mark or its open journal) is whole: 0. Otherwise it lost writes (a crash
+ * inside the AOF fsync window, a failover to a lagging replica): its
+ * relation sets may be older than MySQL, so every character of the
+ * partition is unloaded (pending pairs and the journal stay; the next load
+ * applies them on top of MySQL) and the mark is set: the number unloaded
+ * + 1. */
+const char mx__lk_check_lua[] =
+    "local hw = redis.call('GET', KEYS[1]) or ''\n"
+    "local jid = redis.call('GET', KEYS[2]) or ''\n"
+    "if ARGV[1] == '' or ARGV[1] == hw or ARGV[1] == jid then return 0 end\n"
+    "local ts = redis.call('HKEYS', KEYS[3])\n"
+    "for _, t in ipairs(ts) do redis.call('DEL', ARGV[2] .. 'r:' .. t) end\n"
+    "redis.call('DEL', KEYS[3])\n"
+    "redis.call('SET', KEYS[1], ARGV[1])\n"
+    "return #ts + 1\n";

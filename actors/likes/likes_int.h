@@ -20,7 +20,7 @@ struct mx__likes_ctr {
     _Atomic uint64_t toggles, likes, unlikes, status_redis, status_mysql;
     _Atomic uint64_t warms, warm_rows, warm_failures, redis_failures, mysql_failures, refused;
     _Atomic uint64_t sync_batches, sync_pairs, sync_replays, sync_stale, sync_failures;
-    _Atomic uint64_t sync_inserted, sync_deleted;
+    _Atomic uint64_t sync_inserted, sync_deleted, sync_rollbacks;
     _Atomic int64_t sync_last_lag_ms, sync_last_at_ms;
     _Atomic uint64_t sync_lag_buckets[8], sync_lag_sum_ms;
     _Atomic uint64_t journals_open, pending_targets;
@@ -44,6 +44,7 @@ extern const char mx__lk_status_lua[];
 extern const char mx__lk_warm_lua[];
 extern const char mx__lk_take_lua[];
 extern const char mx__lk_finish_lua[];
+extern const char mx__lk_check_lua[];
 
 /* ---- MySQL jobs (like_store.c); pool threads ---- */
 
@@ -91,6 +92,12 @@ struct mx__lk_batch {
     int64_t inserted, deleted;
 };
 int mx__lk_commit_job(struct mx_mysql_conn *c, void *arg);
+
+/* The last committed batch id of every partition ("" = none). */
+struct mx__lk_last {
+    char id[MX_LIKES_PARTITIONS][96];
+};
+int mx__lk_last_job(struct mx_mysql_conn *c, void *arg);
 void mx__lk_batch_free(void *b);
 struct mx__lk_target *mx__lk_batch_target(struct mx__lk_batch *b, const char *ocid, size_t len);
 void mx__lk_target_add(struct mx__lk_target *t, const char *acct, size_t len, bool like);

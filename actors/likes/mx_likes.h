@@ -93,6 +93,7 @@ struct mx_likes_stats {
     /* like-sync (on the holder) */
     uint64_t sync_batches, sync_pairs, sync_replays, sync_stale, sync_failures;
     uint64_t sync_inserted, sync_deleted;
+    uint64_t sync_rollbacks;                /* partitions found older than MySQL (Redis lost writes) */
     int64_t sync_last_lag_ms;               /* oldest toggle's age at commit, last batch */
     int64_t sync_last_at_ms;                /* unix ms of the last committed batch; 0 none */
     uint64_t sync_lag_buckets[8];           /* <=100,250,500,1000,2000,5000,10000,+Inf ms */

@@ -100,10 +100,15 @@ static const char *const m3[] = {
 
 static const char *const m4[] = {
     "CREATE TABLE IF NOT EXISTS like_sync_batch ("
-    " batch_id VARCHAR(96) NOT NULL PRIMARY KEY,"
+    " id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+    " batch_id VARCHAR(96) NOT NULL,"
+    " part INT NOT NULL,"
     " epoch BIGINT NOT NULL,"
     " pairs INT NOT NULL DEFAULT 0,"
-    " created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3))" TBL,
+    " created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),"
+    " UNIQUE KEY uk_like_sync_batch_id (batch_id),"
+    " KEY ix_like_sync_batch_part (part, id),"
+    " KEY ix_like_sync_batch_created (created_at))" TBL,
     NULL};
 
 static const struct migration migrations[] = {
