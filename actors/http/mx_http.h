@@ -297,6 +297,8 @@ enum mx_http_limit {
 
 struct mx_http_stats {
     uint64_t conns_open, conns_accepted, conns_refused;
+    uint64_t conns_lingering;   /* of conns_open: everything answered, FIN sent, the
+                                   client's EOF awaited (at most 1 s) */
     uint64_t conns_reset;       /* closed by a read/write error (client went away) */
     uint64_t requests;          /* requests parsed (including refused ones) */
     uint64_t responses[6];      /* by status class: [1]=1xx ... [5]=5xx */

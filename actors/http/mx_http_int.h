@@ -26,6 +26,7 @@ struct mx__http_ctr {
     /* every field: relaxed atomics, written by the acceptor thread, read by
      * mx_http_stats from any thread (statistics only) */
     alignas(64) _Atomic uint64_t conns_open;
+    _Atomic uint64_t conns_lingering; /* of conns_open: answered, FIN sent, reading until EOF */
     _Atomic uint64_t conns_accepted, conns_refused, conns_reset;
     _Atomic uint64_t requests;
     _Atomic uint64_t responses[6];

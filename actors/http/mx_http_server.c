@@ -196,6 +196,8 @@ static void on_conn_closed(uv_handle_t *hd)
     /* relaxed: a bound on connections, not a synchronisation */
     atomic_fetch_sub_explicit(&a->h->open_conns, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&a->slot->ctr.conns_open, 1, memory_order_relaxed);
+    if (hc->lingering) /* relaxed: statistics */
+        atomic_fetch_sub_explicit(&a->slot->ctr.conns_lingering, 1, memory_order_relaxed);
     free(hc->left);
     free(hc->pbuf);
     free(hc);
@@ -347,6 +349,7 @@ static void finish(struct hconn *hc)
         return;
     }
     hc->lingering = true;
+    mx__http_count(&hc->a->slot->ctr.conns_lingering, 1);
     hc->shut.data = hc;
     if (uv_shutdown(&hc->shut, (uv_stream_t *)&hc->tcp, on_shutdown) != 0) {
         conn_close(hc);
@@ -1070,6 +1073,7 @@ void mx_http_stats(mx_http_t *h, struct mx_http_stats *out)
     for (int i = 0; i < h->n; i++) {
         struct mx__http_ctr *c = &h->slots[i].ctr;
         out->conns_open += LD(c->conns_open);
+        out->conns_lingering += LD(c->conns_lingering);
         out->conns_accepted += LD(c->conns_accepted);
         out->conns_refused += LD(c->conns_refused);
         out->conns_reset += LD(c->conns_reset);

@@ -361,12 +361,15 @@ static void end_phase(mx_actor_t *self, mx_shutdown_t *sd)
         struct mx_http_stats hs = {0};
         if (sd->o.app && sd->o.app->http)
             mx_http_stats(sd->o.app->http, &hs);
-        sd->res.http_left_open = hs.conns_open;
-        if (hs.conns_open)
+        uint64_t left = hs.conns_open - (hs.conns_open < hs.conns_lingering ? hs.conns_open
+                                                                          : hs.conns_lingering);
+        sd->res.http_left_open = left;
+        if (left)
             mark_budget_cut(sd);
         log_phase(sd, "stopped accepting; %" PRIu64 " connections open at start, %" PRIu64
-                  " left (closed at stop); %" PRIu64 " requests answered",
-                  sd->hs0.conns_open, hs.conns_open,
+                  " left with requests (closed at stop), %" PRIu64 " answered and closing; %" PRIu64
+                  " requests answered",
+                  sd->hs0.conns_open, left, hs.conns_open - left,
                   (hs.responses[1] + hs.responses[2] + hs.responses[3] + hs.responses[4] +
                    hs.responses[5]) -
                       (sd->hs0.responses[1] + sd->hs0.responses[2] + sd->hs0.responses[3] +
@@ -582,7 +585,8 @@ static void on_cmd(mx_actor_t *self, mx_shutdown_t *sd, uint64_t op, uint64_t co
             struct mx_http_stats hs = {0};
             if (sd->o.app && sd->o.app->http)
                 mx_http_stats(sd->o.app->http, &hs);
-            if (hs.conns_open == 0 || mx_now_ms() >= sd->phase_until) {
+            /* a lingering connection has its answers: only its FIN is due */
+            if (hs.conns_open <= hs.conns_lingering || mx_now_ms() >= sd->phase_until) {
                 end_phase(self, sd);
                 next_phase(self, sd);
             }
