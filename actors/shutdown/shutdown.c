@@ -128,6 +128,7 @@ static void next_phase(mx_actor_t *self, mx_shutdown_t *sd);
 static void run_phase(mx_actor_t *self, mx_shutdown_t *sd, int phase);
 static void finish(mx_actor_t *self, mx_shutdown_t *sd);
 static void mark_budget_cut(mx_shutdown_t *sd);
+static void end_phase(mx_actor_t *self, mx_shutdown_t *sd);
 
 static int64_t phase_ms(const mx_shutdown_t *sd)
 {
@@ -277,6 +278,11 @@ static void run_phase(mx_actor_t *self, mx_shutdown_t *sd, int phase)
                  * not on a connection closed under them in phase 2 */
                 mx_http_close_keepalive(sd->o.app->http);
             }
+        }
+        if (sd->o.drain_grace_ms == 0) { /* no grace: on at once */
+            end_phase(self, sd);
+            next_phase(self, sd);
+            return;
         }
         start_ticks(self, sd); /* ends at phase_until */
         return;
