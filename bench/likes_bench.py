@@ -120,7 +120,7 @@ def main():
         {"bench": "likes.p99_ms", "value": round(mx_p99, 2), "goal": "<= 10"},
         {"bench": "likes.errors", "value": mx_bad, "goal": 0},
         {"bench": "likes.sync_lag_p99_ms_le", "value": lag_p99, "batches": total,
-         "goal": "<= 2000"},
+         "goal": "<= 2000", "buckets": buckets},
         {"bench": "likes.load_average", "value": load0, "after": mxstack.loadavg()},
     ]
     for r in rows:

@@ -313,6 +313,7 @@ int main(int argc, char **argv)
             MX_INFO("MySQL schema at version %d (was %d)", sj.to, sj.from);
         }
     }
+    ao.mysql = mysql; /* outbox: DLQ admin API, donations, points */
     if ((rc = mxnode_svc_start(sys, &cfg, cube, mysql)) != 0) {
         exit_code = rc == MX_ECONFIG ? 2 : 1;
         goto stop;

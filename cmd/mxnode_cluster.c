@@ -16,6 +16,7 @@
 #include "mx_health.h"
 #include "mx_lease.h"
 #include "mx_log.h"
+#include "mx_outbox.h"
 #include "mx_registry.h"
 #include "mx_shutdown.h"
 #include "mxnode_parts.h"
@@ -71,6 +72,63 @@ static void section_cluster(struct mx_jsonw *w, void *ctx)
     mx_jsonw_obj_close(w);
     mx_jsonw_obj_close(w);
 }
+
+/* ---- outbox relay (actors/outbox): its admin stats section ---- */
+static void section_outbox(struct mx_jsonw *w, void *ctx)
+{
+    struct mx_outbox_stats s;
+    mx_outbox_stats(&s);
+    mx_jsonw_obj_open(w);
+    mx_jsonw_kbool(w, "holding", s.holding);
+    mx_jsonw_kuint(w, "epoch", s.epoch);
+    mx_jsonw_kint(w, "backlog", s.backlog);
+    mx_jsonw_kint(w, "oldest_due_age_ms", s.oldest_due_age_ms);
+    mx_jsonw_kint(w, "dlq_size", s.dlq_size);
+    mx_jsonw_kuint(w, "claimed", s.claimed);
+    mx_jsonw_kuint(w, "deliveries", s.delivered);
+    mx_jsonw_kuint(w, "attempts", s.attempts);
+    mx_jsonw_kuint(w, "failures", s.failures);
+    mx_jsonw_kuint(w, "retries", s.retries);
+    mx_jsonw_kuint(w, "dead", s.dead);
+    mx_jsonw_kuint(w, "stale_completions", s.stale_completions);
+    mx_jsonw_kuint(w, "fenced", s.fenced);
+    mx_jsonw_kuint(w, "reclaimed", s.reclaimed);
+    mx_jsonw_kuint(w, "refused", s.refused);
+    mx_jsonw_kuint(w, "purged", s.purged);
+    mx_jsonw_kuint(w, "inflight", s.inflight);
+    mx_jsonw_kuint(w, "held", s.held);
+    mx_jsonw_kuint(w, "lag_count", s.lag_count);
+    mx_jsonw_kuint(w, "lag_p50_ms", s.lag_p50_ms);
+    mx_jsonw_kuint(w, "lag_p99_ms", s.lag_p99_ms);
+    mx_jsonw_kuint(w, "lag_max_ms", s.lag_max_ms);
+    struct mx_alert_stats a;
+    mx_alert_stats(&a);
+    mx_jsonw_key(w, "alerts");
+    mx_jsonw_obj_open(w);
+    mx_jsonw_kuint(w, "raised", a.raised);
+    mx_jsonw_kuint(w, "refused", a.refused);
+    mx_jsonw_kuint(w, "throttled", a.throttled);
+    mx_jsonw_kuint(w, "passed", a.passed);
+    mx_jsonw_kuint(w, "bypassed", a.bypassed);
+    mx_jsonw_kuint(w, "ai_granted", a.ai_granted);
+    mx_jsonw_kuint(w, "ai_refused", a.ai_refused);
+    mx_jsonw_kuint(w, "ai_calls", a.ai_calls);
+    mx_jsonw_kuint(w, "ai_ok", a.ai_ok);
+    mx_jsonw_kuint(w, "ai_failed", a.ai_failed);
+    mx_jsonw_kuint(w, "ai_busy", a.ai_busy);
+    mx_jsonw_kuint(w, "refetches", a.refetches);
+    mx_jsonw_kuint(w, "written", a.written);
+    mx_jsonw_kuint(w, "retried", a.retried);
+    mx_jsonw_kuint(w, "dropped", a.dropped);
+    mx_jsonw_obj_close(w);
+    mx_jsonw_obj_close(w);
+}
+
+static bool http_url_or_empty(const char *u)
+{
+    return !u[0] || (strncmp(u, "http://", 7) == 0 && u[7]) || (strncmp(u, "https://", 8) == 0 && u[8]);
+}
+/* ---- end outbox relay ---- */
 
 /* ---- lease-probe: a test-only singleton (MX_LEASE_TEST=1) ----
  * Every 100 ms, while its lease is valid, it appends "<epoch> <node>" to
@@ -130,6 +188,26 @@ int mxnode_cluster_start(mx_system_t *sys, const struct mx_config *cfg, mx_remot
                          uint16_t http_port, struct mxnode_cluster **out)
 {
     *out = NULL;
+    /* outbox relay: URL settings checked whether or not the relay runs */
+    if (!http_url_or_empty(mx_config_str(cfg, "MX_OUTBOX_SINK_URL"))) {
+        fprintf(stderr, "mxnode: MX_OUTBOX_SINK_URL (--outbox-sink-url): expected an http:// or "
+                        "https:// URL\n");
+        return MX_ECONFIG;
+    }
+    if (!http_url_or_empty(mx_config_str(cfg, "MX_OUTBOX_REFETCH_URL"))) {
+        fprintf(stderr, "mxnode: MX_OUTBOX_REFETCH_URL (--outbox-refetch-url): expected an http://"
+                        " or https:// URL\n");
+        return MX_ECONFIG;
+    }
+    if (!http_url_or_empty(mx_config_str(cfg, "MX_AI_URL"))) {
+        fprintf(stderr, "mxnode: MX_AI_URL (--ai-url): expected an http:// or https:// URL\n");
+        return MX_ECONFIG;
+    }
+    if (!http_url_or_empty(mx_config_str(cfg, "MX_ALERT_WEBHOOK_URL"))) {
+        fprintf(stderr, "mxnode: MX_ALERT_WEBHOOK_URL (--alert-webhook-url): expected an http:// "
+                        "or https:// URL\n");
+        return MX_ECONFIG;
+    }
     if (mx_config_int(cfg, "MX_REGISTRY") == 0) {
         MX_INFO("cluster: registry off (MX_REGISTRY=0): running alone");
         return 0;
@@ -212,6 +290,48 @@ int mxnode_cluster_start(mx_system_t *sys, const struct mx_config *cfg, mx_remot
     }
     if ((rc = mxnode_likes_declare(c->lm)) != 0)
         goto fail;
+    /* outbox relay: declared next to mysql-health, only with MySQL */
+    if (mysql && mx_config_int(cfg, "MX_OUTBOX_RELAY")) {
+        struct mx_outbox_opts oo = {
+            .mysql = mysql,
+            .sink_url = mx_config_str(cfg, "MX_OUTBOX_SINK_URL"),
+            .alert_url = mx_config_str(cfg, "MX_ALERT_WEBHOOK_URL"),
+            .refetch_url = mx_config_str(cfg, "MX_OUTBOX_REFETCH_URL"),
+            .batch = (uint32_t)mx_config_int(cfg, "MX_OUTBOX_BATCH"),
+            .concurrency = (uint32_t)mx_config_int(cfg, "MX_OUTBOX_CONCURRENCY"),
+            .timeout_ms = (uint32_t)mx_config_int(cfg, "MX_OUTBOX_TIMEOUT_MS"),
+            .poll_ms = (uint32_t)mx_config_int(cfg, "MX_OUTBOX_POLL_MS"),
+            .max_attempts = (uint32_t)mx_config_int(cfg, "MX_OUTBOX_MAX_ATTEMPTS"),
+            .backoff_base_ms = (uint32_t)mx_config_int(cfg, "MX_OUTBOX_BACKOFF_BASE_MS"),
+            .backoff_cap_ms = (uint32_t)mx_config_int(cfg, "MX_OUTBOX_BACKOFF_CAP_MS"),
+            .stuck_s = (uint32_t)mx_config_int(cfg, "MX_OUTBOX_STUCK_S"),
+            .retain_s = (uint32_t)mx_config_int(cfg, "MX_OUTBOX_RETAIN_S"),
+        };
+        if ((rc = mx_outbox_start(c->lm, &oo)) != 0) {
+            MX_ERROR("cluster: cannot declare outbox-relay: %s", mx_strerror(rc));
+            goto fail;
+        }
+    }
+    if (mysql) { /* outbox: alerts are written as outbox rows */
+        struct mx_alert_opts al = {
+            .sys = sys,
+            .mysql = mysql,
+            .redis_url = mx_config_str(cfg, "MX_REDIS_URL"),
+            .cluster = mx_config_str(cfg, "MX_CLUSTER"),
+            .window_s = (uint32_t)mx_config_int(cfg, "MX_ALERT_WINDOW_S"),
+            .ai_daily_quota = (uint32_t)mx_config_int(cfg, "MX_ALERT_AI_DAILY_QUOTA"),
+            .ai_url = mx_config_str(cfg, "MX_AI_URL"),
+            .ai_key = mx_config_str(cfg, "MX_AI_KEY"),
+            .ai_model = mx_config_str(cfg, "MX_AI_MODEL"),
+            .ai_concurrency = (uint32_t)mx_config_int(cfg, "MX_AI_CONCURRENCY"),
+            .ai_timeout_ms = (uint32_t)mx_config_int(cfg, "MX_AI_TIMEOUT_MS"),
+            .refetch = mx_config_str(cfg, "MX_OUTBOX_REFETCH_URL")[0] != '\0',
+        };
+        if ((rc = mx_alert_start(&al)) != 0) {
+            MX_ERROR("cluster: cannot start the alerter: %s", mx_strerror(rc));
+            goto fail;
+        }
+    }
     if (mx_config_int(cfg, "MX_LEASE_TEST") &&
         (rc = mx_singleton(c->lm, "lease-probe", &probe_beh, c->reg, NULL)) != 0) {
         MX_ERROR("cluster: cannot declare lease-probe: %s", mx_strerror(rc));
@@ -228,6 +348,7 @@ int mxnode_cluster_start(mx_system_t *sys, const struct mx_config *cfg, mx_remot
     mx_admin_set_members(admin, mx_registry_members, c->reg);
     mx_admin_set_leases(admin, mx_leases_list, c->lm);
     mx_admin_add_section(admin, "cluster", section_cluster, c);
+    mx_admin_add_section(admin, "outbox", section_outbox, NULL); /* outbox relay */
     MX_INFO("cluster: joined as %s (nng %s, admin %s, http %s)", mx_system_node_name(sys), nng,
             adm, http);
     *out = c;

@@ -69,6 +69,27 @@ const struct mx_setting mx_node_settings[] = {
     {"MX_LIKE_SYNC_PAUSE_MS", "--like-sync-pause-ms", "0", MX_SET_INT, 0, 600000, "tests only: like-sync waits this long between journal and commit"},
     {"MX_LEASE_TEST", "--lease-test", "0", MX_SET_INT, 0, 1, "tests only: run the lease-probe singleton (logs its ticks in Redis)"},
     {"MX_ADVERTISE_HOST", "--advertise-host", "", MX_SET_STR, 0, 255, "host peers use for this node's nng/admin addresses; empty = the listen host"},
+    /* outbox relay settings (actors/outbox, docs/outbox.md): add below */
+    {"MX_OUTBOX_RELAY", "--outbox-relay", "1", MX_SET_INT, 0, 1, "run the outbox-relay singleton when MySQL is configured: 1 on, 0 off"},
+    {"MX_OUTBOX_SINK_URL", "--outbox-sink-url", "", MX_SET_STR, 0, 2048, "http(s) URL outbox events (DONATION_COMPLETED and every type but ALERT) are POSTed to; empty = none"},
+    {"MX_OUTBOX_REFETCH_URL", "--outbox-refetch-url", "", MX_SET_STR, 0, 2048, "base http(s) URL of this service (e.g. its load balancer): an upstream failure with nothing stale to serve becomes an UPSTREAM_REFETCH event GET from it later; empty = off"},
+    {"MX_ALERT_WEBHOOK_URL", "--alert-webhook-url", "", MX_SET_STR, 0, 2048, "http(s) URL of the Discord-compatible webhook ALERT events go to; empty = the sink URL"},
+    {"MX_OUTBOX_BATCH", "--outbox-batch", "500", MX_SET_INT, 1, 2000, "outbox rows the relay claims and holds at most"},
+    {"MX_OUTBOX_CONCURRENCY", "--outbox-concurrency", "64", MX_SET_INT, 1, 1024, "outbox deliveries (HTTP POSTs) in flight"},
+    {"MX_OUTBOX_TIMEOUT_MS", "--outbox-timeout-ms", "5000", MX_SET_INT, 100, 120000, "one outbox delivery attempt's timeout"},
+    {"MX_OUTBOX_POLL_MS", "--outbox-poll-ms", "100", MX_SET_INT, 10, 60000, "outbox claim period while idle"},
+    {"MX_OUTBOX_MAX_ATTEMPTS", "--outbox-max-attempts", "5", MX_SET_INT, 1, 100, "delivery attempts before an event moves to the DLQ"},
+    {"MX_OUTBOX_BACKOFF_BASE_MS", "--outbox-backoff-base-ms", "1000", MX_SET_INT, 1, 3600000, "retry delay base: min(2^attempt x base, cap), jittered"},
+    {"MX_OUTBOX_BACKOFF_CAP_MS", "--outbox-backoff-cap-ms", "300000", MX_SET_INT, 1, 86400000, "retry delay cap"},
+    {"MX_ALERT_WINDOW_S", "--alert-window-s", "60", MX_SET_INT, 1, 86400, "one alert per pattern per this window, cluster-wide"},
+    {"MX_ALERT_AI_DAILY_QUOTA", "--alert-ai-daily-quota", "100", MX_SET_INT, 0, 1000000, "alerts granted AI analysis per UTC day, cluster-wide"},
+    {"MX_AI_URL", "--ai-url", "", MX_SET_STR, 0, 2048, "OpenAI-compatible chat-completions URL for alert analysis; empty = rule-based summaries only"},
+    {"MX_AI_KEY", "--ai-key", "", MX_SET_SECRET, 1, 0, "Bearer key of MX_AI_URL"},
+    {"MX_AI_MODEL", "--ai-model", "gpt-4o-mini", MX_SET_STR, 1, 128, "model name sent to MX_AI_URL"},
+    {"MX_AI_CONCURRENCY", "--ai-concurrency", "2", MX_SET_INT, 1, 64, "alert analyses in flight per node"},
+    {"MX_AI_TIMEOUT_MS", "--ai-timeout-ms", "10000", MX_SET_INT, 100, 120000, "one alert analysis call's timeout"},
+    {"MX_OUTBOX_RETAIN_S", "--outbox-retain-s", "604800", MX_SET_INT, 60, 31536000, "DONE outbox rows are deleted this long after delivery"},
+    {"MX_OUTBOX_STUCK_S", "--outbox-stuck-s", "120", MX_SET_INT, 5, 86400, "INFLIGHT outbox rows older than this are reclaimed"},
 };
 
 const size_t mx_node_settings_count = sizeof(mx_node_settings) / sizeof(mx_node_settings[0]);

@@ -131,6 +131,9 @@ struct conn {
     bool have_key;
     char ae[AE_MAX + 1];
     size_t ae_len;
+    char idem[MX__STUB_SINK_KEY_MAX + 2]; /* Idempotency-Key (webhook sink) */
+    size_t idem_len;                      /* MAX + 1: too long */
+    bool have_idem;
     bool accept_gzip;
     size_t req_bytes, body_bytes;
     int req_error; /* 413, 414, 431: answer this and close */
@@ -958,7 +961,32 @@ static void handle_request(struct conn *c)
 
     if (q)
         *q++ = '\0';
-    if (strncmp(c->url, "/__stub/", 8) == 0) {
+    struct mx__stub_answer sa;
+    if (strncmp(c->url, "/__stub/sink", 12) == 0 &&
+        mx__stub_sink_control(c->url, q, method == HTTP_POST, &sa)) {
+        struct pending *p = enqueue(c, sa.status, 0); /* webhook sink control */
+        p->body = sa.body;
+        p->body_len = sa.len;
+        p->close = close;
+    } else if (strcmp(c->url, "/sink") == 0 || strncmp(c->url, "/sink/", 6) == 0) {
+        if (method == HTTP_POST) { /* webhook sink: outbox and alert deliveries */
+            mx__stub_sink_post(c->have_idem ? c->idem : NULL, c->idem_len, &sa);
+        } else {
+            sa.status = 405;
+            sa.body = stub_error("the sink takes POST", &sa.len);
+            sa.delay_ms = 0;
+        }
+        struct pending *p = enqueue(c, sa.status, sa.delay_ms);
+        p->body = sa.body;
+        p->body_len = sa.len;
+        p->close = close;
+    } else if (strcmp(c->url, "/v1/chat/completions") == 0 && method == HTTP_POST) {
+        mx__stub_chat_post(&sa); /* fake AI endpoint for alert analysis */
+        struct pending *p = enqueue(c, sa.status, 0);
+        p->body = sa.body;
+        p->body_len = sa.len;
+        p->close = close;
+    } else if (strncmp(c->url, "/__stub/", 8) == 0) {
         handle_control(c, c->url, q, method, close);
     } else if (strncmp(c->url, "/maplestory/", 12) == 0) {
         handle_api(c, c->url, q, method, close);
@@ -1002,6 +1030,8 @@ static int on_message_begin(llhttp_t *p)
     c->have_key = false;
     c->ae_len = 0;
     c->accept_gzip = false;
+    c->idem_len = 0;
+    c->have_idem = false;
     c->req_bytes = c->body_bytes = 0;
     c->req_error = 0;
     return 0;
@@ -1046,6 +1076,10 @@ static int on_header_field_complete(llhttp_t *p)
         } else if (strcasecmp(c->field, "accept-encoding") == 0) {
             c->hdr = 2;
             c->ae_len = 0;
+        } else if (strcasecmp(c->field, "idempotency-key") == 0) {
+            c->hdr = 3;
+            c->idem_len = 0;
+            c->have_idem = true;
         }
     }
     c->field_len = 0;
@@ -1072,6 +1106,13 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n)
         memcpy(c->ae + c->ae_len, at, n);
         c->ae_len += n;
         c->ae[c->ae_len] = '\0';
+    } else if (c->hdr == 3) {
+        if (c->idem_len + n > MX__STUB_SINK_KEY_MAX) {
+            c->idem_len = MX__STUB_SINK_KEY_MAX + 1; /* too long: the sink refuses it */
+        } else {
+            memcpy(c->idem + c->idem_len, at, n);
+            c->idem_len += n;
+        }
     }
     return 0;
 }
@@ -1521,6 +1562,7 @@ static void free_server(struct server *srv)
         free(srv->fixtures[i].gz);
     }
     mx__stub_registry_clear();
+    mx__stub_sink_free();
 }
 
 int main(int argc, char **argv)

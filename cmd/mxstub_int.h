@@ -68,4 +68,39 @@ void mx__stub_gen_equipment(struct mx_jsonw *w, const char *ocid);
  * *refused. */
 void mx__stub_gen_list(struct mx_jsonw *w, const char *key, size_t key_len, uint64_t *refused);
 
+/* ---- the webhook sink (mxstub_sink.c): outbox and alert deliveries ----
+ * POST /sink/<anything> records the request's Idempotency-Key (a set with
+ * a count per key: effects are counted once per key, repeats apart) and
+ * answers 200, or fails on demand. Control: POST /__stub/sink?fail=N
+ * (fail the next N), &fail_all=0|1, &status=400..599, &latency_ms=;
+ * GET /__stub/sink/stats; GET /__stub/sink/has?key=K; GET
+ * /__stub/sink/keys; POST /__stub/sink/reset. See docs/mxstub.md. */
+
+#define MX__STUB_SINK_KEYS (1u << 20) /* distinct keys remembered; more are refused, counted */
+#define MX__STUB_SINK_KEY_MAX 191
+
+struct mx__stub_answer {
+    int status;
+    char *body; /* malloc'd */
+    size_t len;
+    uint64_t delay_ms;
+};
+
+/* mx__stub_sink_post - a POST to /sink/...; key NULL when the request had
+ * no Idempotency-Key header. Fills a. */
+void mx__stub_sink_post(const char *key, size_t key_len, struct mx__stub_answer *a);
+
+/* mx__stub_chat_post - the fake OpenAI-compatible chat-completions
+ * endpoint (POST /v1/chat/completions): counts calls and answers "stub
+ * analysis <n>" as choices[0].message.content, or 500 while ai_fail=1. */
+void mx__stub_chat_post(struct mx__stub_answer *a);
+
+/* mx__stub_sink_control - a /__stub/sink control request (path without
+ * the query, q the query or NULL). Returns false when path is not one of
+ * the sink's (a is untouched then). */
+bool mx__stub_sink_control(const char *path, const char *q, bool post, struct mx__stub_answer *a);
+
+/* mx__stub_sink_free - forget the keys (at exit). */
+void mx__stub_sink_free(void);
+
 #endif

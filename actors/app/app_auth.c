@@ -613,12 +613,13 @@ int mx__app_refresh(mx_http_req_t *r, void *st)
 
 /* ---- session-checked routes: me, logout, admin ---- */
 
-enum sess_op { OP_ME, OP_LOGOUT, OP_ADMIN };
+enum sess_op { OP_ME, OP_LOGOUT, OP_ADMIN, OP_USER /* outbox: mx__app_with_user */ };
 
 struct sess_ctx {
     struct acc *a;
     mx_http_req_t *r;
     enum sess_op op;
+    mx__app_user_fn user_fn; /* OP_USER */
     struct mx_jwt_claims c;
     char key[64];
 };
@@ -650,10 +651,8 @@ static void admin_route(struct sess_ctx *sc)
     } else if (rest && strncmp(rest, "admins/", 7) == 0 && rest[7] &&
                strcmp(method, "DELETE") == 0) {
         rc = mx_redis_command(a->redis, admin_done, sc, "SREM %s %s", "{auth}:admins", rest + 7);
-    } else if (rest && strncmp(rest, "outbox", 6) == 0) {
-        mx_http_add_header(r, "Retry-After", "60");
-        mx_http_error(r, 503, "S005", "The outbox is not available on this node yet");
-        free(sc);
+    } else if (rest && mx__app_admin_outbox(a, r, rest, method)) {
+        free(sc); /* outbox: DLQ admin API and points (app_outbox.c) answered or took r */
         return;
     } else {
         mx_http_error(r, 404, "C001", "No such admin resource");
@@ -696,6 +695,19 @@ static void admin_done(mx_redis_t *rd, int status, const redisReply *rep, void *
     free(sc);
 }
 
+static void logged_out(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
+{
+    mx_http_req_t *r = arg;
+    if (status == MX_ESTOPPED) {
+        mx_http_error(r, 503, "S005", "Node is stopping");
+    } else if (status != 0) {
+        mx__app_redis_down(r);
+    } else {
+        const char *ok = "{\"success\":true,\"data\":null}";
+        mx_http_respond(r, 200, "application/json", ok, strlen(ok));
+    }
+}
+
 static void sess_loaded(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
 {
     struct sess_ctx *sc = arg;
@@ -726,10 +738,15 @@ static void sess_loaded(mx_redis_t *rd, int status, const redisReply *rep, void 
         admin_route(sc);
         return;
     }
+    if (sc->op == OP_USER) { /* outbox: a signed-in user's route */
+        sc->user_fn(a, r, e[3]->type == REDIS_REPLY_STRING ? e[3]->str : "", sc->c.fgp);
+        goto out;
+    }
     if (sc->op == OP_LOGOUT) {
-        mx_redis_command(a->redis, NULL, NULL, "DEL %s", sc->key);
-        const char *ok = "{\"success\":true,\"data\":null}";
-        mx_http_respond(r, 200, "application/json", ok, strlen(ok));
+        /* answered once Redis deleted the session: a token must not work
+         * after its logout answered */
+        if (mx_redis_command(a->redis, logged_out, r, "DEL %s", sc->key) != 0)
+            mx__app_redis_down(r);
         goto out;
     }
     struct mx_jsonw w;
@@ -763,7 +780,8 @@ out:
     free(sc);
 }
 
-static int session_route(mx_http_req_t *r, struct acc *a, enum sess_op op)
+static int session_route_fn(mx_http_req_t *r, struct acc *a, enum sess_op op,
+                            mx__app_user_fn fn)
 {
     struct sess_ctx *sc = calloc(1, sizeof *sc);
     if (!sc)
@@ -782,6 +800,7 @@ static int session_route(mx_http_req_t *r, struct acc *a, enum sess_op op)
     sc->a = a;
     sc->r = r;
     sc->op = op;
+    sc->user_fn = fn;
     snprintf(sc->key, sizeof sc->key, "{auth}:sess:%s", sc->c.sub);
     if (mx_redis_command(a->redis, sess_loaded, sc, "HMGET %s ign fgp role ocids", sc->key) != 0) {
         free(sc);
@@ -789,6 +808,11 @@ static int session_route(mx_http_req_t *r, struct acc *a, enum sess_op op)
         return MX_HTTP_DONE;
     }
     return MX_HTTP_PENDING;
+}
+
+static int session_route(mx_http_req_t *r, struct acc *a, enum sess_op op)
+{
+    return session_route_fn(r, a, op, NULL);
 }
 
 static int me_next(mx_http_req_t *r, struct acc *a)
@@ -804,6 +828,12 @@ static int logout_next(mx_http_req_t *r, struct acc *a)
 static int admin_next(mx_http_req_t *r, struct acc *a)
 {
     return session_route(r, a, OP_ADMIN);
+}
+
+/* outbox: session-checked routes of app_outbox.c */
+int mx__app_with_user(mx_http_req_t *r, struct acc *a, mx__app_user_fn fn)
+{
+    return session_route_fn(r, a, OP_USER, fn);
 }
 
 int mx__app_me(mx_http_req_t *r, void *st)

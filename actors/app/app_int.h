@@ -14,6 +14,7 @@ enum pend_kind {
     PEND_LIKE_CHAR = 3, /* exp_get resolving a like route's target (ctx: like_ctx) */
     PEND_LIKE_REP = 4,  /* like-buffer answer of a like route (ctx: like_ctx) */
     PEND_V1_LIKE = 5,   /* like-buffer answer for a V1 record (ctx: like_ctx) */
+    PEND_DB = 6,        /* outbox: a MySQL pool job */
 };
 
 struct pend {
@@ -92,5 +93,40 @@ void mx__app_like_reply(struct acc *a, mx_http_req_t *r, uint8_t kind, void *ctx
 bool mx__app_v1_live(struct acc *a, mx_http_req_t *r, const struct mx_http_doc *d, bool stale);
 void mx__app_like_abort(void *ctx);
 void mx__app_auth_fini(struct acc *a);
+
+/* ---- outbox, DLQ admin and donations (app_outbox.c) ---- */
+
+/* MySQL pool job ids share the pending table with request correlation
+ * ids: they are stored with this bit set so the two never collide. Every
+ * store_job_done the acceptor receives is looked up with the tag and
+ * answered by mx__app_db_reply (kind PEND_DB). */
+#define MX__APP_DB_TAG (UINT64_C(1) << 63)
+
+/* A session-checked route's body: runs after the bearer token and the
+ * session matched; ocids is the session's comma-separated list ("" if
+ * none), fgp the user's fingerprint. Must answer r (now or later). */
+typedef void (*mx__app_user_fn)(struct acc *a, mx_http_req_t *r, const char *ocids,
+                                const char *fgp);
+
+/* mx__app_with_user - check the bearer token and the session (401 / 503
+ * answered here), then run fn. Returns MX_HTTP_DONE or MX_HTTP_PENDING. */
+int mx__app_with_user(mx_http_req_t *r, struct acc *a, mx__app_user_fn fn);
+
+/* mx__app_admin_outbox - the admin routes under /api/admin/ that the
+ * outbox serves ("dlq...", "points", "alerts/test"); rest is the path after
+ * /api/admin/. Returns false (nothing answered) for other paths. */
+bool mx__app_admin_outbox(struct acc *a, mx_http_req_t *r, const char *rest, const char *method);
+
+/* mx__app_db_reply - a PEND_DB request's pool job finished (m is the
+ * store_job_done carrying the struct mx_outbox_job). */
+void mx__app_db_reply(struct acc *a, mx_http_req_t *r, struct mx_msg *m);
+
+/* routes (app_outbox.c) */
+int mx__app_donate(mx_http_req_t *r, void *st);
+int mx__app_points(mx_http_req_t *r, void *st);
+
+/* mx__app_outbox_prom - the outbox's Prometheus lines (relay and routes)
+ * into buf; returns the bytes written (< cap). */
+size_t mx__app_outbox_prom(char *buf, size_t cap, const char *node);
 
 #endif

@@ -518,6 +518,11 @@ static int h_metrics(mx_http_req_t *r, void *st)
         pf(&p, "mx_redis_total{node=\"%s\",client=\"http\",event=\"reconnect\"} %llu\n", node,
            (unsigned long long)rs.connects);
     }
+    { /* outbox: relay, DLQ and donation counters (app_outbox.c) */
+        char ob[8192];
+        size_t on = mx__app_outbox_prom(ob, sizeof ob, node);
+        pf(&p, "%.*s", (int)on, ob);
+    }
     mx_http_respond(r, 200, "text/plain; version=0.0.4", p.buf, p.len);
     free(p.buf);
     return MX_HTTP_DONE;
@@ -537,6 +542,9 @@ static const struct mx_http_route routes[] = {
     {"POST", "/auth/refresh", mx__app_refresh, 0},
     {"DELETE", "/auth/logout", mx__app_logout, 0},
     {"GET", "/auth/me", mx__app_me, 0},
+    /* outbox: coffee donations and the user's points (app_outbox.c) */
+    {"POST", "/api/v2/donation/coffee", mx__app_donate, 0},
+    {"GET", "/api/v2/donation/points", mx__app_points, 0},
     {"GET", "/api/admin/**", mx__app_admin, 0},
     {"POST", "/api/admin/**", mx__app_admin, 0},
     {"DELETE", "/api/admin/**", mx__app_admin, 0},
@@ -620,6 +628,11 @@ static int app_on_message(mx_actor_t *self, void *state, struct mx_msg *m)
 {
     struct acc *a = state;
     struct pend p;
+    if (m->env.type == MX_T_store_job_done) { /* outbox: a MySQL pool job (app_outbox.c) */
+        if (pend_take(a, m->env.corr | MX__APP_DB_TAG, &p))
+            mx__app_db_reply(a, p.r, m);
+        return 0;
+    }
     if (!m->env.corr || !pend_take(a, m->env.corr, &p))
         return 0;
     switch (p.kind) {

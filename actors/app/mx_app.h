@@ -26,6 +26,7 @@ struct mx_app_opts {
     bool rate_limit;            /* global rate limits on (MX_RATE_LIMIT) */
     uint32_t access_ttl_s;      /* access token lifetime; default 900 */
     uint32_t refresh_ttl_s;     /* refresh token / session lifetime; default 7 days */
+    struct mx_mysql *mysql;     /* outbox: DLQ admin, donations, points; NULL = those answer 503 */
 };
 
 /* A parsed CIDR (IPv4 addresses are stored as IPv4-mapped IPv6). */

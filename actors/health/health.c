@@ -20,6 +20,7 @@
 
 #include "mx_err.h"
 #include "mx_log.h"
+#include "mx_outbox.h"
 
 #define FENCE_NAME "mysql-health"
 
@@ -138,6 +139,7 @@ static void publish_on_thread(void *arg)
 struct hstate {
     bool inflight;
     uint64_t timer;
+    int last_up; /* outbox alerts: -1 unknown, else the last probe's result */
 };
 
 struct probe {
@@ -165,6 +167,7 @@ static int h_init(mx_actor_t *self, void *arg, void **state)
     struct hstate *h = calloc(1, sizeof *h);
     if (!h)
         return MX_ENOMEM;
+    h->last_up = -1;
     struct mx_msg *tick = mx_msg_new(MX_T_sys_tick, 0);
     int rc = mx_timer_start(self, 0, g.probe_ms, tick, &h->timer);
     if (rc != 0) {
@@ -216,6 +219,13 @@ static int h_receive(mx_actor_t *self, void *state, struct mx_msg *m)
     if (!rp)
         return MX_ENOMEM;
     rp->up = d.status == 0;
+    if (h->last_up != -1 && h->last_up != rp->up) /* outbox: MySQL down/up alert */
+        mx_alert_raise(rp->up ? "mysql-up" : "mysql-down", rp->up ? 0 : 2,
+                       rp->up ? "MySQL is up again" : "MySQL is down",
+                       rp->up ? "The mysql-health probe reaches MySQL again."
+                              : "The mysql-health probe cannot reach MySQL: writes are spooled"
+                                " and donations answer 503.");
+    h->last_up = rp->up;
     rp->seq = seq;
     rp->epoch = mx_singleton_epoch();
     snprintf(rp->node, sizeof rp->node, "%s", mx_system_node_name(mx_system_of(self)));

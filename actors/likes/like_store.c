@@ -12,6 +12,7 @@
  *   from the relations it summarises nor go below zero.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -285,12 +286,34 @@ static int apply_batch(struct mx_mysql_conn *c, void *arg)
     return rc;
 }
 
+/* A batch's transaction holds the like-sync fence row until it commits. If
+ * its process is paused (SIGSTOP, a stall) in the middle, the next holder's
+ * commits would wait on that lock until the process resumes: the server
+ * ends a connection idle inside a transaction for IDLE_TXN_S instead
+ * (MariaDB's idle_transaction_timeout), which rolls it back. Set on every
+ * commit (the pool's connections are shared and reconnect). */
+#define IDLE_TXN_S 2
+
+static void session_setup(struct mx_mysql_conn *c)
+{
+    static _Atomic bool warned;
+    struct mx_sql_val v[] = {MX_SQL_I(IDLE_TXN_S)};
+    int rc = mx_mysql_exec(c, "SET SESSION idle_transaction_timeout = ?", v, 1, NULL);
+    /* relaxed: a one-time warning */
+    if (rc != 0 && rc != MX_EUNAVAIL &&
+        !atomic_exchange_explicit(&warned, true, memory_order_relaxed))
+        MX_WARN("like-sync: idle_transaction_timeout not available (%s): a paused holder can "
+                "stall its successor until it resumes",
+                mx_mysql_error(c));
+}
+
 int mx__lk_commit_job(struct mx_mysql_conn *c, void *arg)
 {
     struct mx__lk_batch *b = arg;
     if (!c)
         return MX_EUNAVAIL;
     pthread_once(&sql_once, build_sql);
+    session_setup(c);
     b->replay = false;
     int rc = mx_mysql_fenced(c, MX_LIKES_SINGLETON, b->seq, apply_batch, b);
     if (rc == MX_EEXISTS && b->replay)

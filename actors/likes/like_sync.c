@@ -1,19 +1,27 @@
 /* like_sync.c - the like-sync singleton: pending pairs from Redis into MySQL.
  *
- * Every sync_interval_ms the holder makes one pass over the partitions. For
- * each, the take script either returns the journal left by an earlier pass
- * or holder (finish that first) or moves up to sync_batch pending pairs,
- * oldest targets first, into a fresh journal named by a batch id
- * "<epoch>.<partition>.<n>". The journal is read, committed to MySQL as one
- * fenced transaction that records the batch id, and only then deleted by a
- * script that deletes nothing but that batch's journal. So:
+ * Every sync_interval_ms (at once again while the last pass moved work) the
+ * holder makes a pass: the 16 partitions run side by side, each a chain of
+ * up to MAX_BATCHES_PER_PART batches. For a batch, the take script either
+ * returns the journal left by an earlier pass or holder (finish that first)
+ * or moves up to sync_batch pending pairs, oldest targets first, into a
+ * fresh journal named by a batch id "<epoch>.<partition>.<n>.<nonce>". The
+ * journal is read, committed to MySQL as one fenced transaction that
+ * records the batch id, and only then deleted by a script that deletes
+ * nothing but that batch's journal. So:
  * - killed before the commit: the journal stays; the next holder commits it;
  * - killed after the commit, before the delete: the next holder's commit
  *   finds the batch id recorded, applies nothing and deletes the journal;
  * - a deposed holder that wakes up: its commit is refused by the fence (or,
  *   if no newer holder wrote yet, is simply the commit of that journal).
- * While mysql-health says MySQL is down the pass is skipped: Redis keeps
- * the pairs, and nothing is lost.
+ * The commits of one pass serialise on the fence row; their Redis steps
+ * overlap. While mysql-health says MySQL is down the pass is skipped: Redis
+ * keeps the pairs, and nothing is lost.
+ *
+ * Redis callbacks run outside the singleton's handler, where its lease
+ * cannot be checked (mx_singleton_valid is false there), so each step that
+ * acts goes back through the mailbox - and the lease wrapper - first: a
+ * sys_tick whose seq carries the step and the partition.
  */
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -25,128 +33,148 @@
 #include "mx_log.h"
 #include "mx_proto.h"
 
-#define MAX_BATCHES_PER_PART 8 /* per pass, so one busy partition cannot starve the rest */
-/* sys_tick seq values: the pass timer, the test pause, and continuations.
- * Redis callbacks run outside the singleton's handler, where its lease
- * cannot be checked (mx_singleton_valid is false there), so each step that
- * acts goes back through the mailbox and the lease wrapper first. */
-#define TICK_SEQ 0
-#define PAUSE_SEQ 1
-#define CONT_STEP 2   /* take the next batch of the current partition */
-#define CONT_NEXT 3   /* move on to the next partition */
-#define CONT_COMMIT 4 /* commit the batch just read */
-#define CONT_PASS 5   /* the last pass moved work: start the next one now */
-#define CHECK_EVERY_MS 30000 /* the Redis-lost-writes check also runs this often */
+#define MAX_BATCHES_PER_PART 8 /* per pass, so one busy partition cannot hold a pass */
+#define CHECK_EVERY_MS 30000   /* the Redis-lost-writes check also runs this often */
+
+/* sys_tick seq: step | partition << 8 */
+enum {
+    TICK = 0,        /* the pass timer */
+    PAUSE = 1,       /* tests only: the journal-to-commit window ended */
+    CONT_STEP = 2,   /* take the partition's next batch */
+    CONT_COMMIT = 4, /* commit the batch just read */
+    CONT_PASS = 5,   /* the last pass moved work: start the next one now */
+};
+
+struct ls;
+
+struct part {
+    struct ls *s;
+    uint32_t k;
+    bool running;
+    uint32_t batches; /* taken in this pass */
+    struct mx__lk_batch *cur; /* read, not yet handed to MySQL; owned here */
+    char id[96];
+    int64_t oldest;
+};
 
 struct ls {
     mx_actor_t *self;
     mx_redis_t *rd;
-    mx_redis_script_t *s_take, *s_finish;
-    uint64_t seq;      /* lease counter: the fence epoch */
-    uint64_t nbatch;   /* batches started by this holder */
-    bool busy;         /* a pass is running */
+    mx_redis_script_t *s_take, *s_finish, *s_check;
+    uint64_t seq;    /* lease counter: the fence epoch */
+    uint64_t nbatch; /* batches started by this holder */
+    bool busy;       /* a pass (or the check) is running */
     bool mysql_down_logged;
-    uint32_t part;     /* partition of the pass */
-    uint32_t part_batches;
+    uint32_t running; /* partitions still working in this pass */
+    bool pass_failed;
     uint64_t pend_sum, jopen;
-    struct mx__lk_batch *cur; /* the batch being read or paused; owned here */
-    char cur_id[96];
-    int64_t cur_oldest;
-    char nonce[16];         /* random per holder term: batch ids never repeat, even when
-                               Redis (which counts the epochs) lost writes */
-    bool check_due;         /* compare Redis with MySQL's last batches before the next pass */
-    int64_t checked_ms;     /* mx_now_ms of the last check */
-    int check_left;         /* partition checks still answering */
+    char nonce[16]; /* random per holder term: batch ids never repeat, even when
+                       Redis (which counts the epochs) lost writes */
+    bool check_due;  /* compare Redis with MySQL's last batches before the next pass */
+    bool in_check;   /* the next store_job_done is the check's MySQL read */
+    int64_t checked_ms;
+    int check_left;
     uint64_t check_unloaded;
-    bool in_check;          /* the next store_job_done is the check's MySQL read */
-    mx_redis_script_t *s_check;
+    struct part parts[MX_LIKES_PARTITIONS];
 };
 
-static void step(struct ls *s);
-static void fail(struct ls *s, const char *what, int status);
+static void step(struct part *p);
 
-static void cont(struct ls *s, uint64_t seq)
+static void send_tick(struct ls *s, uint32_t what, uint32_t k)
 {
-    struct mx_m_sys_tick t = {.seq = seq};
+    struct mx_m_sys_tick t = {.seq = what | (uint64_t)k << 8};
     struct mx_msg *m;
     if (mx_msg_encode(MX_T_sys_tick, &t, &m) != 0)
         abort();
     if (mx_send(s->self, mx_self(s->self), m) != 0) {
+        /* a full mailbox: the chain ends here and the next pass retries */
         mx_msg_free(m);
-        fail(s, "continuing the pass", MX_EFULL);
+        LK_INC(sync_failures);
     }
 }
 
-static void pass_end(struct ls *s, bool ok)
+static void pass_end(struct ls *s)
 {
     s->busy = false;
-    if (ok) {
-        LK_SET(pending_targets, s->pend_sum);
-        LK_SET(journals_open, s->jopen);
-        /* under load the passes run back to back: the lag is then one pass,
-         * not one pass plus the interval */
-        if (s->jopen)
-            cont(s, CONT_PASS);
-    }
+    if (s->pass_failed)
+        return;
+    LK_SET(pending_targets, s->pend_sum);
+    LK_SET(journals_open, s->jopen);
+    /* under load the passes run back to back: the lag is then one pass,
+     * not one pass plus the interval */
+    if (s->jopen)
+        send_tick(s, CONT_PASS, 0);
 }
 
-static void next_part(struct ls *s)
+/* Partition p's chain is over for this pass. */
+static void part_end(struct part *p)
 {
-    s->part++;
-    s->part_batches = 0;
-    step(s);
+    struct ls *s = p->s;
+    if (!p->running)
+        return;
+    p->running = false;
+    if (p->cur) {
+        mx__lk_batch_free(p->cur); /* its journal stays in Redis */
+        p->cur = NULL;
+    }
+    if (--s->running == 0)
+        pass_end(s);
 }
 
-static void fail(struct ls *s, const char *what, int status)
+static void fail(struct part *p, const char *what, int status)
 {
     LK_INC(sync_failures);
     MX_WARN("like-sync: %s failed (%s); partition %u retried next pass", what,
-            mx_strerror(status), s->part);
-    if (s->cur) {
-        mx__lk_batch_free(s->cur);
-        s->cur = NULL;
-    }
-    pass_end(s, false);
+            mx_strerror(status), p->k);
+    p->s->pass_failed = true;
+    part_end(p);
 }
 
 static void finished(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
 {
-    struct ls *s = arg;
+    struct part *p = arg;
     if (status == MX_ESTOPPED)
         return;
     if (status != 0) {
-        fail(s, "deleting the journal", status);
+        fail(p, "deleting the journal", status);
         return;
     }
     /* the same partition again while more may be pending */
-    cont(s, s->part_batches < MAX_BATCHES_PER_PART ? CONT_STEP : CONT_NEXT);
+    if (p->batches < MAX_BATCHES_PER_PART)
+        send_tick(p->s, CONT_STEP, p->k);
+    else
+        part_end(p);
 }
 
-static void commit(struct ls *s)
+/* Inside the handler. */
+static void commit(struct part *p)
 {
-    struct mx__lk_batch *b = s->cur;
-    s->cur = NULL;
+    struct ls *s = p->s;
+    struct mx__lk_batch *b = p->cur;
+    p->cur = NULL;
+    if (!b)
+        return;
     if (!mx_singleton_valid()) {
         mx__lk_batch_free(b);
-        pass_end(s, false);
+        part_end(p);
         return;
     }
     b->prune = s->nbatch % 256 == 1;
     if (mx_mysql_submit(mx__likes_o.mysql, mx__lk_commit_job, b, mx__lk_batch_free,
                         mx_self(s->self), NULL) != 0) {
         mx__lk_batch_free(b);
-        fail(s, "queueing the MySQL commit", MX_EFULL);
+        fail(p, "queueing the MySQL commit", MX_EFULL);
     }
 }
 
 static void igns_read(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
 {
-    struct ls *s = arg;
+    struct part *p = arg;
     if (status == MX_ESTOPPED)
         return;
-    struct mx__lk_batch *b = s->cur;
+    struct mx__lk_batch *b = p->cur;
     if (status != 0 || rep->type != REDIS_REPLY_ARRAY || rep->elements != b->nt) {
-        fail(s, "reading target names", status ? status : MX_EDECODE);
+        fail(p, "reading target names", status ? status : MX_EDECODE);
         return;
     }
     for (uint32_t i = 0; i < b->nt; i++) {
@@ -159,34 +187,37 @@ static void igns_read(mx_redis_t *rd, int status, const redisReply *rep, void *a
     }
     if (mx__likes_o.sync_pause_ms) {
         /* tests only: the window between journal and commit, held open */
-        struct mx_m_sys_tick t = {.seq = PAUSE_SEQ};
+        struct mx_m_sys_tick t = {.seq = PAUSE | (uint64_t)p->k << 8};
         struct mx_msg *m;
         uint64_t id;
         if (mx_msg_encode(MX_T_sys_tick, &t, &m) == 0 &&
-            mx_timer_start(s->self, mx__likes_o.sync_pause_ms, 0, m, &id) != 0)
+            mx_timer_start(p->s->self, mx__likes_o.sync_pause_ms, 0, m, &id) != 0) {
             mx_msg_free(m);
+            fail(p, "arming the test pause", MX_ELIMIT);
+        }
         return;
     }
-    cont(s, CONT_COMMIT);
+    send_tick(p->s, CONT_COMMIT, p->k);
 }
 
 static void journal_read(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
 {
-    struct ls *s = arg;
+    struct part *p = arg;
+    struct ls *s = p->s;
     if (status == MX_ESTOPPED)
         return;
     if (status != 0 || rep->type != REDIS_REPLY_ARRAY || rep->elements % 2) {
-        fail(s, "reading the journal", status ? status : MX_EDECODE);
+        fail(p, "reading the journal", status ? status : MX_EDECODE);
         return;
     }
     struct mx__lk_batch *b = calloc(1, sizeof *b);
     if (!b)
         abort();
-    snprintf(b->batch_id, sizeof b->batch_id, "%s", s->cur_id);
-    b->part = s->part;
+    snprintf(b->batch_id, sizeof b->batch_id, "%s", p->id);
+    b->part = p->k;
     b->seq = s->seq;
-    b->oldest_ms = s->cur_oldest;
-    s->cur = b;
+    b->oldest_ms = p->oldest;
+    p->cur = b;
     uint32_t bad = 0;
     for (size_t i = 0; i < rep->elements; i += 2) {
         const redisReply *k = rep->element[i], *v = rep->element[i + 1];
@@ -210,11 +241,11 @@ static void journal_read(mx_redis_t *rd, int status, const redisReply *rep, void
                  bad);
     if (b->nt == 0) {
         /* nothing usable: commit the empty batch so the journal is closed */
-        cont(s, CONT_COMMIT);
+        send_tick(s, CONT_COMMIT, p->k);
         return;
     }
     char ign[LK_KEY_MAX];
-    mx__likes_key(ign, sizeof ign, s->part, "ign");
+    mx__likes_key(ign, sizeof ign, p->k, "ign");
     const char **argv = malloc((b->nt + 2) * sizeof *argv);
     if (!argv)
         abort();
@@ -222,91 +253,90 @@ static void journal_read(mx_redis_t *rd, int status, const redisReply *rep, void
     argv[1] = ign;
     for (uint32_t i = 0; i < b->nt; i++)
         argv[2 + i] = b->t[i].ocid;
-    int rc = mx_redis_argv(s->rd, igns_read, s, (int)b->nt + 2, argv, NULL);
+    int rc = mx_redis_argv(s->rd, igns_read, p, (int)b->nt + 2, argv, NULL);
     free(argv);
     if (rc != 0)
-        fail(s, "reading target names", rc);
+        fail(p, "reading target names", rc);
 }
 
 static void taken(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
 {
-    struct ls *s = arg;
+    struct part *p = arg;
+    struct ls *s = p->s;
     if (status == MX_ESTOPPED)
         return;
     if (status != 0 || rep->type != REDIS_REPLY_ARRAY || rep->elements != 4 ||
         rep->element[0]->type != REDIS_REPLY_INTEGER) {
-        fail(s, "taking a batch", status ? status : MX_EDECODE);
+        fail(p, "taking a batch", status ? status : MX_EDECODE);
         return;
     }
     long long code = rep->element[0]->integer;
-    if (rep->element[3]->type == REDIS_REPLY_INTEGER)
-        s->pend_sum += (uint64_t)rep->element[3]->integer;
     if (code == 0) {
-        cont(s, CONT_NEXT);
+        part_end(p);
         return;
     }
+    if (rep->element[3]->type == REDIS_REPLY_INTEGER && p->batches == 1)
+        s->pend_sum += (uint64_t)rep->element[3]->integer;
     const redisReply *id = rep->element[1], *old = rep->element[2];
-    if (id->type != REDIS_REPLY_STRING || id->len == 0 || id->len >= sizeof s->cur_id) {
-        fail(s, "taking a batch", MX_EDECODE);
+    if (id->type != REDIS_REPLY_STRING || id->len == 0 || id->len >= sizeof p->id) {
+        fail(p, "taking a batch", MX_EDECODE);
         return;
     }
-    memcpy(s->cur_id, id->str, id->len);
-    s->cur_id[id->len] = '\0';
-    s->cur_oldest = old->type == REDIS_REPLY_STRING ? strtoll(old->str, NULL, 10) : 0;
+    memcpy(p->id, id->str, id->len);
+    p->id[id->len] = '\0';
+    p->oldest = old->type == REDIS_REPLY_STRING ? strtoll(old->str, NULL, 10) : 0;
     s->jopen++;
-    s->part_batches++;
     if (code == 2)
-        MX_INFO("like-sync: finishing journal %s left in partition %u", s->cur_id, s->part);
+        MX_INFO("like-sync: finishing journal %s left in partition %u", p->id, p->k);
     char j[LK_KEY_MAX];
-    mx__likes_key(j, sizeof j, s->part, "j");
-    int rc = mx_redis_command(s->rd, journal_read, s, "HGETALL %s", j);
+    mx__likes_key(j, sizeof j, p->k, "j");
+    int rc = mx_redis_command(s->rd, journal_read, p, "HGETALL %s", j);
     if (rc != 0)
-        fail(s, "reading the journal", rc);
+        fail(p, "reading the journal", rc);
 }
 
-static void step(struct ls *s)
+/* Take partition p's next batch. Inside the handler. */
+static void step(struct part *p)
 {
-    if (s->part >= MX_LIKES_PARTITIONS) {
-        pass_end(s, true);
-        return;
-    }
+    struct ls *s = p->s;
     if (!mx_singleton_valid()) {
-        pass_end(s, false);
+        part_end(p);
         return;
     }
     char d[LK_KEY_MAX], j[LK_KEY_MAX], jid[LK_KEY_MAX], jt[LK_KEY_MAX], pp[LK_KEY_MAX];
     char max[16], id[96];
-    mx__likes_key(d, sizeof d, s->part, "d");
-    mx__likes_key(j, sizeof j, s->part, "j");
-    mx__likes_key(jid, sizeof jid, s->part, "jid");
-    mx__likes_key(jt, sizeof jt, s->part, "jt");
-    mx__likes_pprefix(pp, sizeof pp, s->part);
+    mx__likes_key(d, sizeof d, p->k, "d");
+    mx__likes_key(j, sizeof j, p->k, "j");
+    mx__likes_key(jid, sizeof jid, p->k, "jid");
+    mx__likes_key(jt, sizeof jt, p->k, "jt");
+    mx__likes_pprefix(pp, sizeof pp, p->k);
     snprintf(max, sizeof max, "%u", mx__likes_o.sync_batch);
-    snprintf(id, sizeof id, "%llu.%u.%llu.%s", (unsigned long long)s->seq, s->part,
+    snprintf(id, sizeof id, "%llu.%u.%llu.%s", (unsigned long long)s->seq, p->k,
              (unsigned long long)++s->nbatch, s->nonce);
+    p->batches++;
     const char *a[] = {d, j, jid, jt, pp, max, id};
-    int rc = mx_redis_eval(s->rd, s->s_take, taken, s, 4, 7, a, NULL);
+    int rc = mx_redis_eval(s->rd, s->s_take, taken, p, 4, 7, a, NULL);
     if (rc != 0)
-        fail(s, "taking a batch", rc);
+        fail(p, "taking a batch", rc);
 }
 
 static void on_commit_done(struct ls *s, struct mx_msg *m)
 {
     struct mx_m_store_job_done d;
     struct mx__lk_batch *b = m->ptr;
-    if (!b || mx_msg_decode(m, &d) != 0)
+    if (!b || mx_msg_decode(m, &d) != 0 || b->part >= MX_LIKES_PARTITIONS)
         return;
+    struct part *p = &s->parts[b->part];
     if (d.status == MX_ESTALE) {
         LK_INC(sync_stale);
         MX_WARN("like-sync: batch %s refused by the MySQL fence: a newer holder took over "
                 "(epoch %llu); stopping",
                 b->batch_id, (unsigned long long)s->seq);
-        pass_end(s, false);
         mx_exit(s->self);
         return;
     }
     if (d.status != 0) {
-        fail(s, "the MySQL commit", (int)d.status);
+        fail(p, "the MySQL commit", (int)d.status);
         return;
     }
     if (b->replay) {
@@ -330,23 +360,21 @@ static void on_commit_done(struct ls *s, struct mx_msg *m)
                  b->pairs, (long long)b->inserted, (long long)b->deleted, (long long)lag);
     }
     if (!mx_singleton_valid()) {
-        pass_end(s, false);
+        part_end(p);
         return;
     }
     char j[LK_KEY_MAX], jid[LK_KEY_MAX], jt[LK_KEY_MAX], hw[LK_KEY_MAX];
-    mx__likes_key(j, sizeof j, s->part, "j");
-    mx__likes_key(jid, sizeof jid, s->part, "jid");
-    mx__likes_key(jt, sizeof jt, s->part, "jt");
-    mx__likes_key(hw, sizeof hw, s->part, "hw");
+    mx__likes_key(j, sizeof j, p->k, "j");
+    mx__likes_key(jid, sizeof jid, p->k, "jid");
+    mx__likes_key(jt, sizeof jt, p->k, "jt");
+    mx__likes_key(hw, sizeof hw, p->k, "hw");
     const char *a[] = {j, jid, jt, hw, b->batch_id};
-    int rc = mx_redis_eval(s->rd, s->s_finish, finished, s, 4, 5, a, NULL);
+    int rc = mx_redis_eval(s->rd, s->s_finish, finished, p, 4, 5, a, NULL);
     if (rc != 0)
-        fail(s, "deleting the journal", rc);
+        fail(p, "deleting the journal", rc);
 }
 
 /* ---- has Redis lost writes? (mx__lk_check_lua) ---- */
-
-static void pass_start(struct ls *s);
 
 static void checked(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
 {
@@ -367,13 +395,13 @@ static void checked(mx_redis_t *rd, int status, const redisReply *rep, void *arg
                 (unsigned long long)s->check_unloaded);
     s->busy = false;
     if (!s->check_due)
-        cont(s, CONT_PASS);
+        send_tick(s, CONT_PASS, 0);
 }
 
 static void on_last(struct ls *s, struct mx_msg *m, const struct mx_m_store_job_done *d)
 {
     struct mx__lk_last *l = m->ptr;
-    if (d->status != 0 || !mx_singleton_valid()) {
+    if (!l || d->status != 0 || !mx_singleton_valid()) {
         s->check_due = true;
         s->busy = false;
         return;
@@ -425,10 +453,16 @@ static void pass_start(struct ls *s)
         return;
     }
     s->busy = true;
-    s->part = 0;
-    s->part_batches = 0;
+    s->pass_failed = false;
     s->pend_sum = s->jopen = 0;
-    step(s);
+    s->running = MX_LIKES_PARTITIONS;
+    for (uint32_t k = 0; k < MX_LIKES_PARTITIONS; k++) {
+        struct part *p = &s->parts[k];
+        p->running = true;
+        p->batches = 0;
+    }
+    for (uint32_t k = 0; k < MX_LIKES_PARTITIONS && s->busy; k++)
+        step(&s->parts[k]);
 }
 
 static int ls_init(mx_actor_t *self, void *arg, void **state)
@@ -438,8 +472,10 @@ static int ls_init(mx_actor_t *self, void *arg, void **state)
         abort();
     s->self = self;
     s->seq = mx_singleton_epoch() & MX_EPOCH_SEQ_MASK;
-    struct mx_redis_opts ro = {.name = "redis-like-sync", .timeout_ms = 5000,
-                               .on_state = on_redis_state, .state_arg = s};
+    for (uint32_t k = 0; k < MX_LIKES_PARTITIONS; k++) {
+        s->parts[k].s = s;
+        s->parts[k].k = k;
+    }
     unsigned char rnd[6];
     if (RAND_bytes(rnd, sizeof rnd) != 1) {
         free(s);
@@ -448,6 +484,8 @@ static int ls_init(mx_actor_t *self, void *arg, void **state)
     for (int i = 0; i < 6; i++)
         snprintf(s->nonce + 2 * i, 3, "%02x", rnd[i]);
     s->check_due = true; /* a new term: compare Redis with MySQL first */
+    struct mx_redis_opts ro = {.name = "redis-like-sync", .timeout_ms = 5000,
+                               .on_state = on_redis_state, .state_arg = s};
     int rc = mx_redis_open(mx_actor_loop(self), mx__likes_o.redis_url, &ro, &s->rd);
     if (rc != 0) {
         free(s);
@@ -460,7 +498,7 @@ static int ls_init(mx_actor_t *self, void *arg, void **state)
         free(s);
         return rc;
     }
-    struct mx_m_sys_tick t = {.seq = TICK_SEQ};
+    struct mx_m_sys_tick t = {.seq = TICK};
     struct mx_msg *m;
     uint64_t id;
     if ((rc = mx_msg_encode(MX_T_sys_tick, &t, &m)) != 0 ||
@@ -483,6 +521,8 @@ static int ls_receive(mx_actor_t *self, void *state, struct mx_msg *m)
     struct ls *s = state;
     if (m->env.type == MX_T_store_job_done) {
         if (s->in_check) {
+            /* the check's read and the commits never overlap: a pass starts
+             * only after the check ended */
             struct mx_m_store_job_done d;
             s->in_check = false;
             if (mx_msg_decode(m, &d) == 0)
@@ -499,20 +539,17 @@ static int ls_receive(mx_actor_t *self, void *state, struct mx_msg *m)
     struct mx_m_sys_tick t;
     if (mx_msg_decode(m, &t) != 0)
         return 0;
-    if (t.seq == PAUSE_SEQ || t.seq == CONT_COMMIT) {
-        if (s->cur)
-            commit(s);
+    uint32_t what = (uint32_t)(t.seq & 0xff), k = (uint32_t)(t.seq >> 8);
+    if (what == PAUSE || what == CONT_COMMIT || what == CONT_STEP) {
+        if (k >= MX_LIKES_PARTITIONS || !s->parts[k].running)
+            return 0;
+        if (what == CONT_STEP)
+            step(&s->parts[k]);
+        else
+            commit(&s->parts[k]);
         return 0;
     }
-    if (t.seq == CONT_STEP) {
-        step(s);
-        return 0;
-    }
-    if (t.seq == CONT_NEXT) {
-        next_part(s);
-        return 0;
-    }
-    /* TICK_SEQ or CONT_PASS: a new pass */
+    /* TICK or CONT_PASS: a new pass */
     if (s->busy || !mx_singleton_valid() || !mx_redis_connected(s->rd))
         return 0;
     if (mx__likes_o.mysql_up && !mx__likes_o.mysql_up()) {
@@ -532,8 +569,9 @@ static void ls_stop(mx_actor_t *self, void *state)
 {
     struct ls *s = state;
     LK_SET(holder, false);
-    if (s->cur)
-        mx__lk_batch_free(s->cur); /* its journal stays in Redis for the next holder */
+    for (uint32_t k = 0; k < MX_LIKES_PARTITIONS; k++)
+        if (s->parts[k].cur)
+            mx__lk_batch_free(s->parts[k].cur); /* its journal stays for the next holder */
     mx_redis_close(s->rd, NULL, NULL);
     free(s);
 }

@@ -16,7 +16,7 @@
 #include "mx_mysql.h"
 
 /* The schema version this binary creates and understands. */
-#define MX_SCHEMA_VERSION 4
+#define MX_SCHEMA_VERSION 5
 
 /* mx_schema_version - the database's schema version (0 when the
  * schema_version table is missing or empty). Returns 0 or the mx_mysql

@@ -111,11 +111,37 @@ static const char *const m4[] = {
     " KEY ix_like_sync_batch_created (created_at))" TBL,
     NULL};
 
+/* ---- migration 5: the outbox relay's claim columns, points ledger and
+ * donation history (docs/outbox.md) ---- */
+static const char *const m5[] = {
+    "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS claim_epoch BIGINT NOT NULL DEFAULT 0"
+    " COMMENT 'lease counter of the relay that claimed the row'",
+    "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS claimed_at TIMESTAMP(3) NULL",
+    "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS delivered_at TIMESTAMP(3) NULL",
+    "ALTER TABLE outbox ADD INDEX IF NOT EXISTS ix_outbox_status_epoch (status, claim_epoch)",
+    "CREATE TABLE IF NOT EXISTS point_account ("
+    " account_id VARCHAR(96) NOT NULL PRIMARY KEY,"
+    " points BIGINT NOT NULL DEFAULT 0,"
+    " updated_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)"
+    "  ON UPDATE CURRENT_TIMESTAMP(3),"
+    " CONSTRAINT ck_point_account_points CHECK (points >= 0))" TBL,
+    "CREATE TABLE IF NOT EXISTS donation_history ("
+    " id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+    " request_id VARCHAR(64) NOT NULL,"
+    " sender_account VARCHAR(96) NOT NULL,"
+    " receiver_fingerprint VARCHAR(64) NOT NULL,"
+    " amount BIGINT NOT NULL,"
+    " created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),"
+    " UNIQUE KEY uk_donation_history_request (request_id),"
+    " KEY ix_donation_history_sender (sender_account))" TBL,
+    NULL};
+
 static const struct migration migrations[] = {
     {1, "characters, equipment, likes, fence", m1},
     {2, "expectation summary", m2},
     {3, "outbox and dead letter queue", m3},
     {4, "like-sync batches", m4},
+    {5, "outbox relay claims, points ledger, donations", m5},
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == MX_SCHEMA_VERSION,

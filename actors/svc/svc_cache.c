@@ -28,6 +28,7 @@
 #include "mx_jsonr.h"
 #include "mx_jsonw.h"
 #include "mx_log.h"
+#include "mx_outbox.h"
 #include "mx_redis.h"
 #include "mx_store.h"
 #include "mx_svc.h"
@@ -635,6 +636,9 @@ static void finish_upstream_fail(mx_actor_t *self, struct shard *s, struct fligh
         return;
     }
     uint32_t retry_s = retry_ms ? (retry_ms + 999) / 1000 : 10;
+    /* outbox: nothing to serve; an UPSTREAM_REFETCH event warms it later
+     * (a no-op unless MX_OUTBOX_REFETCH_URL is set) */
+    mx_outbox_refetch(f->ign, f->q.what == MX_SVC_EXPECTATION);
     if (status == MX_ETIMEDOUT)
         finish_err(self, s, f, status, 503, "S010", "Upstream (Nexon Open API) timed out", retry_s);
     else

@@ -242,12 +242,16 @@ int mysqld_start(struct mysqld *m)
     track(m, true);
     snprintf(m->sock, sizeof(m->sock), "%s/sock", m->dir);
 
-    char a_data[128], logp[128];
+    char a_data[128], a_tmp[128], logp[128];
     snprintf(a_data, sizeof(a_data), "--datadir=%s/data", m->dir);
+    /* its own tmpdir: bootstraps running at once in a shared /tmp remove
+     * each other's temporary tables and fail */
+    snprintf(a_tmp, sizeof(a_tmp), "--tmpdir=%s", m->dir);
     snprintf(logp, sizeof(logp), "%s/install.log", m->dir);
     char *iargv[] = {"mariadb-install-db",
                      "--no-defaults",
                      a_data,
+                     a_tmp,
                      "--skip-test-db",
                      "--auth-root-authentication-method=normal",
                      geteuid() == 0 ? "--user=root" : "--skip-name-resolve",
