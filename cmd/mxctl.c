@@ -36,7 +36,7 @@ struct opts {
     int timeout_ms;
     bool json;
     const char *cmd;
-    const char *arg; /* NAME for mailbox, NODE for drain */
+    const char *arg; /* NAME for mailbox, NODE for drain and undrain */
     int top, peek;
     const char *sort;
 };
@@ -56,11 +56,19 @@ static void usage(FILE *f)
             "  actors [--top N] [--sort depth|age|rate]\n"
             "  mailbox NAME [--peek N]        pending messages of an actor (name or hex id)\n"
             "  deadletters                    dead letters by reason\n"
-            "  drain NODE                     set NODE draining\n"
+            "  drain NODE                     take NODE out of service (phases 1-4 of\n"
+            "                                 docs/shutdown.md); it stays up and idle\n"
+            "  undrain NODE                   serve again after a drain\n"
             "  members | leases               what the cluster registry reports\n"
             "defaults: --node $MX_ADMIN_ADDR or tcp://127.0.0.1:7200, --token $MX_ADMIN_TOKEN,\n"
             "          --cluster-name $MX_CLUSTER or mx, --timeout 2000\n"
             "exit: 0 ok, 1 a node did not answer, 2 usage, 3 a node answered with an error\n");
+}
+
+/* drain and undrain name one node */
+static bool is_drain(const char *cmd)
+{
+    return !strcmp(cmd, "drain") || !strcmp(cmd, "undrain");
 }
 
 static int parse_int(const char *s, int lo, int hi, int *out)
@@ -154,7 +162,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         return -1;
     }
     static const char *const cmds[] = {"stats", "actors", "mailbox", "deadletters",
-                                       "drain", "members", "leases"};
+                                       "drain", "undrain", "members", "leases"};
     bool known = false;
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         known |= strcmp(o->cmd, cmds[i]) == 0;
@@ -162,7 +170,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         fprintf(stderr, "mxctl: unknown command %s\n", o->cmd);
         return -1;
     }
-    bool wants_arg = !strcmp(o->cmd, "mailbox") || !strcmp(o->cmd, "drain");
+    bool wants_arg = !strcmp(o->cmd, "mailbox") || is_drain(o->cmd);
     if (wants_arg != (o->arg != NULL)) {
         fprintf(stderr, wants_arg ? "mxctl: %s needs an argument\n"
                                   : "mxctl: %s takes no argument\n",
@@ -204,7 +212,7 @@ static void build_request(const struct opts *o, msgpack_sbuffer *sb)
     if (o->token && *o->token)
         pk_kstr(&pk, "token", o->token);
     if (o->arg)
-        pk_kstr(&pk, !strcmp(o->cmd, "drain") ? "node" : "name", o->arg);
+        pk_kstr(&pk, is_drain(o->cmd) ? "node" : "name", o->arg);
     if (o->top > 0)
         pk_kint(&pk, "top", o->top);
     if (o->sort)
@@ -422,7 +430,7 @@ static void print_table(const struct opts *o, const msgpack_object *a)
                        v->via.map.ptr[i].key.via.str.ptr,
                        (unsigned long long)v->via.map.ptr[i].val.via.u64);
         printf("%-16s %lld\n", "total", iget(a, "total"));
-    } else if (!strcmp(o->cmd, "drain")) {
+    } else if (is_drain(o->cmd)) {
         printf("%s: %s (%s)\n", sget(a, "node", b1, sizeof b1), sget(a, "state", b2, sizeof b2),
                sget(a, "result", b3, sizeof b3));
     } else if (!strcmp(o->cmd, "members")) {
@@ -452,6 +460,80 @@ static void print_table(const struct opts *o, const msgpack_object *a)
             }
         printf("(registry: %s)\n", sget(a, "registry", b1, sizeof b1));
     }
+}
+
+/* mxctl --cluster members: the first answering node's view of the registry
+ * once, with a column naming every other node whose own view of that
+ * member differs (another state, or not listed), then the members only
+ * other nodes list. */
+static const msgpack_object *find_member(const msgpack_object *ans, const char *name)
+{
+    const msgpack_object *v = get(ans, "members");
+    char b[128];
+    if (!v || v->type != MSGPACK_OBJECT_ARRAY)
+        return NULL;
+    for (uint32_t i = 0; i < v->via.array.size; i++)
+        if (!strcmp(sget(&v->via.array.ptr[i], "name", b, sizeof b), name))
+            return &v->via.array.ptr[i];
+    return NULL;
+}
+
+static void print_members_once(const msgpack_object **ans, const struct target *t, int n)
+{
+    int ref = -1, answered = 0;
+    for (int i = 0; i < n; i++)
+        if (ans[i]) {
+            answered++;
+            if (ref < 0)
+                ref = i;
+        }
+    if (ref < 0)
+        return;
+    char b1[128], b2[128], b3[64], b4[160], b5[160], diff[512];
+    printf("%-20s %-18s %-9s %-28s %-28s %8s  %s\n", "NAME", "NODE_ID", "STATE", "NNG", "ADMIN",
+           "AGE_MS", "VIEWS_THAT_DIFFER");
+    const msgpack_object *v = get(ans[ref], "members");
+    uint32_t nm = v && v->type == MSGPACK_OBJECT_ARRAY ? v->via.array.size : 0;
+    for (uint32_t i = 0; i < nm; i++) {
+        const msgpack_object *x = &v->via.array.ptr[i];
+        sget(x, "name", b1, sizeof b1);
+        sget(x, "state", b3, sizeof b3);
+        size_t dl = 0;
+        diff[0] = '\0';
+        for (int k = 0; k < n; k++) {
+            if (!ans[k] || k == ref)
+                continue;
+            const msgpack_object *y = find_member(ans[k], b1);
+            char st[64];
+            if (!y)
+                snprintf(st, sizeof st, "absent");
+            else if (strcmp(sget(y, "state", st, sizeof st), b3) == 0)
+                continue;
+            if (dl + strlen(t[k].name) + strlen(st) + 4 < sizeof diff)
+                dl += (size_t)snprintf(diff + dl, sizeof diff - dl, "%s%s:%s", dl ? "," : "",
+                                       t[k].name, st);
+        }
+        printf("%-20s %-18s %-9s %-28s %-28s %8lld  %s\n", b1, sget(x, "node_id", b2, sizeof b2), b3,
+               sget(x, "nng", b4, sizeof b4), sget(x, "admin", b5, sizeof b5), iget(x, "age_ms"),
+               dl ? diff : "-");
+    }
+    /* members the reference node does not list */
+    for (int k = 0; k < n; k++) {
+        if (!ans[k] || k == ref)
+            continue;
+        const msgpack_object *w = get(ans[k], "members");
+        uint32_t nw = w && w->type == MSGPACK_OBJECT_ARRAY ? w->via.array.size : 0;
+        for (uint32_t i = 0; i < nw; i++) {
+            const msgpack_object *y = &w->via.array.ptr[i];
+            if (find_member(ans[ref], sget(y, "name", b1, sizeof b1)))
+                continue;
+            printf("%-20s %-18s %-9s %-28s %-28s %8lld  %s:absent (listed by %s)\n", b1,
+                   sget(y, "node_id", b2, sizeof b2), sget(y, "state", b3, sizeof b3),
+                   sget(y, "nng", b4, sizeof b4), sget(y, "admin", b5, sizeof b5),
+                   iget(y, "age_ms"), t[ref].name, t[k].name);
+        }
+    }
+    printf("(the registry as %s sees it; %d of %d nodes answered)\n", t[ref].name, answered, n);
 }
 
 /* ---- cluster members from Redis ---- */
@@ -527,6 +609,39 @@ static int cluster_targets(const struct opts *o, struct target *t, int *n)
         redisFree(c);
         return EXIT_NOANSWER;
     }
+    if (r->elements == 0) {
+        /* a name with no members is usually a typo: say which clusters exist */
+        freeReplyObject(r);
+        char found[1024] = "";
+        size_t fl = 0;
+        char cursor[32] = "0";
+        int rounds = 0;
+        do {
+            redisReply *sc = redisCommand(c, "SCAN %s MATCH mx:{*}:members COUNT 1000", cursor);
+            if (!sc || sc->type != REDIS_REPLY_ARRAY || sc->elements != 2) {
+                freeReplyObject(sc);
+                break;
+            }
+            snprintf(cursor, sizeof cursor, "%s", sc->element[0]->str ? sc->element[0]->str : "0");
+            for (size_t i = 0; i < sc->element[1]->elements; i++) {
+                const char *k = sc->element[1]->element[i]->str;
+                const char *b = k ? strchr(k, '{') : NULL, *e = b ? strstr(b, "}:members") : NULL;
+                if (b && e && fl + (size_t)(e - b) + 3 < sizeof found)
+                    fl += (size_t)snprintf(found + fl, sizeof found - fl, "%s%.*s", fl ? ", " : "",
+                                           (int)(e - b - 1), b + 1);
+            }
+            freeReplyObject(sc);
+        } while (strcmp(cursor, "0") != 0 && ++rounds < 1000);
+        redisFree(c);
+        if (fl)
+            fprintf(stderr, "mxctl: cluster %s has no members; clusters found: %s "
+                            "(choose one with --cluster-name or MX_CLUSTER)\n",
+                    o->cluster_name, found);
+        else
+            fprintf(stderr, "mxctl: cluster %s has no members, and no cluster has any in %s\n",
+                    o->cluster_name, o->cluster);
+        return EXIT_NOANSWER;
+    }
     *n = 0;
     for (size_t i = 0; i + 1 < r->elements && *n < MAX_NODES; i += 2) {
         struct target *x = &t[*n];
@@ -554,7 +669,7 @@ int main(int argc, char **argv)
         int rc = cluster_targets(&o, targets, &n);
         if (rc)
             return rc;
-        if (!strcmp(o.cmd, "drain")) {
+        if (is_drain(o.cmd)) {
             int k;
             for (k = 0; k < n && strcmp(targets[k].name, o.arg); k++)
                 ;
@@ -580,6 +695,11 @@ int main(int argc, char **argv)
         mx_jsonw_key(&all, "nodes");
         mx_jsonw_arr_open(&all);
     }
+    /* --cluster members as a table: kept, printed once after every answer */
+    bool members_once = o.cluster && !o.json && !strcmp(o.cmd, "members");
+    static msgpack_unpacked kept[MAX_NODES];
+    static const msgpack_object *kept_ans[MAX_NODES];
+    static char *kept_buf[MAX_NODES];
     for (int i = 0; i < n; i++) {
         char *ans = NULL, err[512] = "";
         size_t len = 0;
@@ -621,6 +741,11 @@ int main(int argc, char **argv)
                     mx_jsonw_kstr(&all, "error", err);
                 mx_jsonw_obj_close(&all);
             }
+        } else if (rc == 0 && members_once) {
+            kept[i] = up; /* owns the unpacked zone; freed below */
+            kept_ans[i] = &kept[i].data;
+            kept_buf[i] = ans;
+            continue;
         } else if (rc == 0) {
             if (o.cluster)
                 printf("== %s (%s)\n", targets[i].name, targets[i].admin);
@@ -628,6 +753,14 @@ int main(int argc, char **argv)
         }
         msgpack_unpacked_destroy(&up);
         free(ans);
+    }
+    if (members_once) {
+        print_members_once(kept_ans, targets, n);
+        for (int i = 0; i < n; i++)
+            if (kept_ans[i]) {
+                msgpack_unpacked_destroy(&kept[i]);
+                free(kept_buf[i]);
+            }
     }
     if (o.cluster) {
         mx_jsonw_arr_close(&all);

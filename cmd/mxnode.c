@@ -2,16 +2,19 @@
  *
  * Reads its settings (flags over MX_* environment over defaults), starts
  * the schedulers, the fetcher, the cache shards and the HTTP API, and runs
- * until SIGINT or SIGTERM, when the HTTP listeners close (readiness turns
- * 503), in-flight requests get a moment to finish, and every actor is
- * stopped (stop callbacks run; pending messages are counted as dead
- * letters) and the process exits 0. Signals are taken synchronously with
- * sigwait on the main thread, so no handler runs inside a scheduler.
+ * until SIGINT or SIGTERM, when the shutdown-coordinator (actors/shutdown,
+ * docs/shutdown.md) takes the node out of service in phases under one
+ * deadline; then every actor is stopped (stop callbacks run; pending
+ * messages are counted as dead letters) and the process exits 0, or 3 when
+ * the deadline or a second signal cut the phases. Signals are taken
+ * synchronously on the main thread (sigwait, then a signalfd), so no
+ * handler runs inside a scheduler.
  */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "mx_actor.h"
@@ -26,6 +29,7 @@
 #include "mx_remote.h"
 #include "mx_mysql.h"
 #include "mx_schema.h"
+#include "mx_shutdown.h"
 #include "mx_svc.h"
 #include "mxnode_parts.h"
 #include "mxnode_settings.h"
@@ -69,6 +73,9 @@ static void section_http(struct mx_jsonw *w, void *ctx)
     mx_jsonw_kuint(w, "rate_limited", atomic_load(&app->rl_refused));
     mx_jsonw_kuint(w, "rate_limit_bypassed", atomic_load(&app->rl_bypassed));
     mx_jsonw_kbool(w, "draining", atomic_load(&app->draining));
+    mx_jsonw_kuint(w, "proxy_ok", hs.proxy_ok);               /* PROXY protocol */
+    mx_jsonw_kuint(w, "proxy_refused", hs.proxy_refused);
+    mx_jsonw_kuint(w, "proxy_malformed", hs.proxy_malformed);
     mx_jsonw_obj_close(w);
 }
 
@@ -130,12 +137,37 @@ static void section_fetch(struct mx_jsonw *w, void *ctx)
     mx_jsonw_obj_close(w);
 }
 
+/* ---- shutdown coordinator wiring (actors/shutdown, docs/shutdown.md) ---- */
+
 static int admin_drain(void *ctx)
 {
     MX_INFO("drain requested through the admin endpoint");
-    mx_app_drain(ctx);
+    return mx_shutdown_drain(ctx);
+}
+
+static int admin_undrain(void *ctx)
+{
+    MX_INFO("undrain requested through the admin endpoint");
+    return mx_shutdown_undrain(ctx);
+}
+
+/* Phase 7: leave the registry. The admin endpoint reads the registry and
+ * the leases, so it stops first; main finds both pointers NULL after. */
+struct node_leave {
+    mx_admin_t **admin;
+    struct mxnode_cluster **cluster;
+};
+
+static int leave_registry(void *ctx, uint32_t timeout_ms)
+{
+    struct node_leave *l = ctx;
+    mx_admin_stop(*l->admin);
+    *l->admin = NULL;
+    mxnode_cluster_free(*l->cluster); /* deletes this node's record, publishes it */
+    *l->cluster = NULL;
     return 0;
 }
+/* ---- end of shutdown coordinator wiring ---- */
 
 static const struct mx_behaviour sched_beh = {"scheduler-info", sched_init, sched_recv,
                                               sched_stop};
@@ -157,9 +189,22 @@ int main(int argc, char **argv)
         mx_config_fini(&cfg);
         return 2;
     }
+    if (mx_config_int(&cfg, "MX_DRAIN_GRACE_MS") > mx_config_int(&cfg, "MX_SHUTDOWN_TIMEOUT_MS") / 2) {
+        fprintf(stderr, "mxnode: MX_DRAIN_GRACE_MS (--drain-grace-ms): at most half of "
+                        "MX_SHUTDOWN_TIMEOUT_MS\n");
+        mx_config_fini(&cfg);
+        return 2;
+    }
+    int log_format = mx_log_parse_format(mx_config_str(&cfg, "MX_LOG_FORMAT"));
+    if (log_format < 0) {
+        fprintf(stderr, "mxnode: MX_LOG_FORMAT (--log-format): json, text or auto\n");
+        mx_config_fini(&cfg);
+        return 2;
+    }
     const char *node = mx_config_str(&cfg, "MX_NODE_NAME");
     mx_log_init(node, (enum mx_log_level)mx_log_parse_level(mx_config_str(&cfg, "MX_LOG_LEVEL")),
                 2);
+    mx_log_set_format((enum mx_log_format)log_format);
 
     /* block the signals in every thread; the main thread waits for them */
     sigset_t sigs;
@@ -168,6 +213,7 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    int sigfd = signalfd(-1, &sigs, SFD_CLOEXEC); /* signals after the first */
 
     if (strlen(mx_config_str(&cfg, "MX_JWT_SECRET")) < 32) {
         fprintf(stderr, "mxnode: MX_JWT_SECRET (--jwt-secret): required, at least 32 bytes\n");
@@ -235,6 +281,9 @@ int main(int argc, char **argv)
     mx_remote_t *remote = NULL;
     mx_admin_t *admin = NULL;
     struct mxnode_cluster *cluster = NULL;
+    mx_shutdown_t *sd = NULL;
+    struct mx_shutdown_result sres = {0};
+    struct node_leave leave = {&admin, &cluster};
     uint16_t port = 0;
     int exit_code = 0;
     const char *mysql_url = mx_config_str(&cfg, "MX_MYSQL_URL");
@@ -302,11 +351,28 @@ int main(int argc, char **argv)
     mx_admin_add_section(admin, "http", section_http, &app);
     mx_admin_add_section(admin, "cache", section_cache, NULL);
     mx_admin_add_section(admin, "fetcher", section_fetch, sys);
-    mx_admin_set_drain(admin, admin_drain, &app);
     mxnode_likes_admin(admin);
     if ((rc = mxnode_cluster_start(sys, &cfg, remote, admin, mysql, ho.addr, port, &cluster)) != 0) {
         exit_code = rc == MX_ECONFIG ? 2 : 1;
         goto stop;
+    }
+    {
+        /* the shutdown coordinator: SIGTERM, mxctl drain / undrain */
+        struct mx_shutdown_opts so = {
+            .timeout_ms = (uint32_t)mx_config_int(&cfg, "MX_SHUTDOWN_TIMEOUT_MS"),
+            .drain_grace_ms = (uint32_t)mx_config_int(&cfg, "MX_DRAIN_GRACE_MS"),
+            .app = &app,
+            .mysql = mysql,
+            .hooks = {.leave = leave_registry, .leave_ctx = &leave},
+        };
+        mxnode_cluster_hooks(cluster, &so.hooks);
+        if ((rc = mx_shutdown_start(sys, &so, &sd)) != 0) {
+            MX_ERROR("cannot start the shutdown coordinator: %s", mx_strerror(rc));
+            exit_code = 1;
+            goto stop;
+        }
+        mx_admin_set_drain(admin, admin_drain, sd);
+        mx_admin_set_undrain(admin, admin_undrain, sd);
     }
     {
         char host[256];
@@ -323,24 +389,27 @@ int main(int argc, char **argv)
 
     int sig = 0;
     sigwait(&sigs, &sig);
-    MX_INFO("received %s: draining HTTP, then stopping every actor",
-            sig == SIGINT ? "SIGINT" : "SIGTERM");
-    mxnode_cluster_leave(cluster); /* hand singletons over first, then stop serving */
-    mx_app_drain(&app);
-    {
-        /* in-flight requests get up to a quarter of the shutdown budget */
-        int64_t until = mx_now_ms() + mx_config_int(&cfg, "MX_SHUTDOWN_TIMEOUT_MS") / 4;
-        struct mx_http_stats hs;
-        do {
-            mx_http_stats(app.http, &hs);
-            if (hs.conns_open == 0)
-                break;
-            usleep(10000);
-        } while (mx_now_ms() < until);
+    MX_INFO("received %s: shutting down (deadline %lld ms; a second signal cuts it short)",
+            sig == SIGINT ? "SIGINT" : "SIGTERM",
+            (long long)mx_config_int(&cfg, "MX_SHUTDOWN_TIMEOUT_MS"));
+    mx_shutdown_begin(sd);
+    exit_code = mx_shutdown_wait(sd, sigfd, &sres);
+    if (exit_code != 0 && sres.took_ms == 0) {
+        /* the coordinator is stuck (it did not even report): a step may
+         * still use what main would free; leave now (spooled writes are on
+         * disk already) */
+        fflush(NULL);
+        _exit(exit_code);
     }
 stop:
     mx_admin_stop(admin); /* before the system and transport it reads */
-    rc = mx_system_stop(sys, (uint32_t)mx_config_int(&cfg, "MX_SHUTDOWN_TIMEOUT_MS"));
+    {
+        /* the actors stop within what is left of the shutdown deadline
+         * (at least 1 s) */
+        int64_t left = sd ? mx_shutdown_deadline_left_ms(sd)
+                          : mx_config_int(&cfg, "MX_SHUTDOWN_TIMEOUT_MS");
+        rc = mx_system_stop(sys, (uint32_t)(left < 1000 ? 1000 : left));
+    }
     uint64_t dl[MX_DL_COUNT], total = 0;
     mx_deadletters(sys, dl);
     for (int i = 0; i < MX_DL_COUNT; i++)
@@ -352,15 +421,24 @@ stop:
     MX_INFO("stopped: %llu dead letters (pending at stop: %llu)", (unsigned long long)total,
             (unsigned long long)dl[MX_DL_STOPPED]);
     mxnode_cluster_free(cluster);
-    mx_mysql_stop(mysql); /* pool jobs may append to the spool until here */
+    if (sres.mysql.inflight) {
+        /* cut while a MySQL job hangs on the server: joining its thread
+         * could outlast the deadline; queued writes are spooled already */
+        MX_WARN("leaving with %u MySQL jobs still running", sres.mysql.inflight);
+        fflush(NULL);
+        _exit(exit_code);
+    }
+    mx_mysql_stop(mysql); /* queued writes spool; pool jobs may append to the spool until here */
     mysql = NULL;
     mxnode_svc_free();
     mx_remote_stop(remote);
     if (app.http)
         mx_http_free(app.http);
-    mx_mysql_stop(mysql);
     mx_system_free(sys);
+    mx_shutdown_free(sd);
     mx_cube_table_free(cube);
     mx_config_fini(&cfg);
+    if (sigfd >= 0)
+        close(sigfd);
     return exit_code;
 }

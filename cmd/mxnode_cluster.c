@@ -18,6 +18,7 @@
 #include "mx_log.h"
 #include "mx_outbox.h"
 #include "mx_registry.h"
+#include "mx_shutdown.h"
 #include "mxnode_parts.h"
 
 #define MX_VERSION_CLUSTER "0.1.0"
@@ -374,4 +375,34 @@ void mxnode_cluster_free(struct mxnode_cluster *c)
     mx_leases_free(c->lm);
     mx_registry_stop(c->reg);
     free(c);
+}
+
+/* ---- the shutdown coordinator's hooks (actors/shutdown) ---- */
+
+static int hook_set_state(void *ctx, const char *state)
+{
+    struct mxnode_cluster *c = ctx;
+    return mx_registry_set_state(c->reg, state);
+}
+
+static int hook_handover(void *ctx, uint32_t timeout_ms, struct mx_leases_handover *out)
+{
+    struct mxnode_cluster *c = ctx;
+    return mx_leases_handover(c->lm, timeout_ms, out);
+}
+
+static int hook_rejoin(void *ctx)
+{
+    struct mxnode_cluster *c = ctx;
+    return mx_leases_rejoin(c->lm);
+}
+
+void mxnode_cluster_hooks(struct mxnode_cluster *c, struct mx_shutdown_hooks *h)
+{
+    if (!c)
+        return;
+    h->ctx = c;
+    h->set_state = hook_set_state;
+    h->handover = hook_handover;
+    h->rejoin = hook_rejoin;
 }

@@ -55,4 +55,9 @@ void mxnode_cluster_leave(struct mxnode_cluster *c);
 /* mxnode_cluster_free - after mx_system_stop. NULL is a no-op. */
 void mxnode_cluster_free(struct mxnode_cluster *c);
 
+struct mx_shutdown_hooks;
+/* mxnode_cluster_hooks - fill the shutdown coordinator's registry state,
+ * lease hand-over and rejoin hooks (ctx = c). NULL c leaves h as it is. */
+void mxnode_cluster_hooks(struct mxnode_cluster *c, struct mx_shutdown_hooks *h);
+
 #endif

@@ -14,8 +14,9 @@ const struct mx_setting mx_node_settings[] = {
     {"MX_OFFLOAD_THREADS", "--offload-threads", "4", MX_SET_INT, 1, 256, "worker threads for blocking work"},
     {"MX_OFFLOAD_QUEUE", "--offload-queue", "1024", MX_SET_INT, 1, 1 << 20, "pending offload jobs before refusing"},
     {"MX_MAX_ACTORS", "--max-actors", "1048576", MX_SET_INT, 1, 1 << 24, "live actors per node"},
-    {"MX_SHUTDOWN_TIMEOUT_MS", "--shutdown-timeout-ms", "10000", MX_SET_INT, 100, 600000, "time actors get to stop on SIGTERM"},
+    {"MX_SHUTDOWN_TIMEOUT_MS", "--shutdown-timeout-ms", "10000", MX_SET_INT, 100, 600000, "SIGTERM to exit: the shutdown phases' one deadline (docs/shutdown.md)"},
     {"MX_LOG_LEVEL", "--log-level", "info", MX_SET_LEVEL, 0, 0, "debug, info, warn or error"},
+    {"MX_LOG_FORMAT", "--log-format", "auto", MX_SET_NAME, 0, 0, "json, text, or auto (text on a terminal, JSON lines otherwise)"},
     {"MX_HTTP_ADDR", "--http-addr", "127.0.0.1:8080", MX_SET_HOSTPORT, 0, 0, "HTTP API listen address"},
     {"MX_NNG_ADDR", "--nng-addr", "tcp://127.0.0.1:7100", MX_SET_NNG_URL, 0, 0, "actor traffic listen URL (nng)"},
     {"MX_ADMIN_ADDR", "--admin-addr", "tcp://127.0.0.1:7200", MX_SET_NNG_URL, 0, 0, "admin (mxctl) listen URL (nng)"},
@@ -34,7 +35,7 @@ const struct mx_setting mx_node_settings[] = {
     {"MX_FETCH_MAX_INFLIGHT", "--fetch-max-inflight", "32", MX_SET_INT, 1, 4096, "concurrent upstream (Nexon) calls"},
     {"MX_FETCH_TIMEOUT_MS", "--fetch-timeout-ms", "5000", MX_SET_INT, 100, 120000, "one upstream attempt's total timeout"},
     {"MX_RATE_LIMIT", "--rate-limit", "1", MX_SET_INT, 0, 1, "global rate limits in Redis: 1 on, 0 off (benchmarks)"},
-    {"MX_TRUSTED_PROXIES", "--trusted-proxies", "", MX_SET_CIDRS, 0, 0, "peers whose X-Forwarded-For is honoured"},
+    {"MX_TRUSTED_PROXIES", "--trusted-proxies", "", MX_SET_CIDRS, 0, 0, "peers whose X-Forwarded-For and PROXY protocol header are honoured"},
     /* cache tier settings (mxnode_svc.c): add below */
     {"MX_CACHE_L2", "--cache-l2", "1", MX_SET_INT, 0, 1, "L2 Redis cache and cluster single-flight: 1 on, 0 off"},
     {"MX_CACHE_LATCH_TTL_MS", "--cache-latch-ttl-ms", "10000", MX_SET_INT, 200, 600000, "single-flight latch TTL (and longest wait for another node's load)"},
@@ -51,6 +52,8 @@ const struct mx_setting mx_node_settings[] = {
     {"MX_L3_FRESH_S", "--l3-fresh-s", "900", MX_SET_INT, 0, 604800, "stored equipment (MySQL) younger than this is used without upstream (seconds)"},
     {"MX_SPOOL_PATH", "--spool-path", "", MX_SET_STR, 0, 4096, "write spool file for MySQL outages; \"\" = ./var/spool-<MX_NODE_NAME>.log"},
     {"MX_SPOOL_MAX_MB", "--spool-max-mb", "64", MX_SET_INT, 1, 65536, "write spool size bound (MiB); writes past it are refused and counted"},
+    /* shutdown settings (actors/shutdown, docs/shutdown.md): add below */
+    {"MX_DRAIN_GRACE_MS", "--drain-grace-ms", "3000", MX_SET_INT, 0, 300000, "readiness 503 while still serving, before listeners close; at most MX_SHUTDOWN_TIMEOUT_MS/2"},
     /* cluster settings (mxnode_cluster.c): add below */
     {"MX_REGISTRY", "--registry", "1", MX_SET_INT, 0, 1, "cluster membership and singleton leases in Redis: 1 on, 0 off"},
     {"MX_MEMBER_REFRESH_MS", "--member-refresh-ms", "1000", MX_SET_INT, 50, 60000, "membership record refresh period"},

@@ -58,6 +58,8 @@ struct mx_admin {
     void *leases_ctx;
     mx_admin_drain_fn drain_fn;
     void *drain_ctx;
+    mx_admin_drain_fn undrain_fn;
+    void *undrain_ctx;
     _Atomic bool draining;
     _Atomic uint64_t requests, refused, bad;
     /* admin thread only */
@@ -470,26 +472,29 @@ static void cmd_deadletters(struct mx_admin *a, msgpack_packer *pk)
     msgpack_pack_true(pk);
 }
 
-static void cmd_drain(struct mx_admin *a, const msgpack_object *req, msgpack_packer *pk)
+/* drain (undrain false) or undrain the node named in the request */
+static void cmd_drain(struct mx_admin *a, const msgpack_object *req, msgpack_packer *pk,
+                      bool undrain)
 {
     uint32_t nl = 0;
     const char *nm = req_str(req, "node", &nl);
     const char *me = mx_system_node_name(a->sys);
     if (nm && !(nl == strlen(me) && memcmp(nm, me, nl) == 0)) {
-        pack_error(pk, "drain names another node");
+        pack_error(pk, undrain ? "undrain names another node" : "drain names another node");
         return;
     }
-    /* relaxed: a flag read by stats and the app */
-    atomic_store_explicit(&a->draining, true, memory_order_relaxed);
     pthread_mutex_lock(&a->mu);
-    mx_admin_drain_fn fn = a->drain_fn;
-    void *ctx = a->drain_ctx;
+    mx_admin_drain_fn fn = undrain ? a->undrain_fn : a->drain_fn;
+    void *ctx = undrain ? a->undrain_ctx : a->drain_ctx;
     pthread_mutex_unlock(&a->mu);
     bool has = fn != NULL;
     int rc = fn ? fn(ctx) : 0; /* outside the lock: it may call mx_admin_* */
+    if (rc == 0) /* relaxed: a flag read by stats */
+        atomic_store_explicit(&a->draining, !undrain, memory_order_relaxed);
     msgpack_pack_map(pk, 5);
     pk_kstr(pk, "node", me);
-    pk_kstr(pk, "state", "draining");
+    pk_kstr(pk, "state",
+            atomic_load_explicit(&a->draining, memory_order_relaxed) ? "draining" : "up");
     pk_str(pk, "callback");
     if (has)
         msgpack_pack_true(pk);
@@ -615,7 +620,9 @@ static void handle(struct mx_admin *a, const uint8_t *buf, size_t len, msgpack_p
     else if (strcmp(c, "deadletters") == 0)
         cmd_deadletters(a, pk);
     else if (strcmp(c, "drain") == 0)
-        cmd_drain(a, req, pk);
+        cmd_drain(a, req, pk, false);
+    else if (strcmp(c, "undrain") == 0)
+        cmd_drain(a, req, pk, true);
     else if (strcmp(c, "members") == 0)
         cmd_members(a, pk);
     else if (strcmp(c, "leases") == 0)
@@ -780,6 +787,14 @@ void mx_admin_set_drain(mx_admin_t *a, mx_admin_drain_fn fn, void *ctx)
     pthread_mutex_lock(&a->mu);
     a->drain_fn = fn;
     a->drain_ctx = ctx;
+    pthread_mutex_unlock(&a->mu);
+}
+
+void mx_admin_set_undrain(mx_admin_t *a, mx_admin_drain_fn fn, void *ctx)
+{
+    pthread_mutex_lock(&a->mu);
+    a->undrain_fn = fn;
+    a->undrain_ctx = ctx;
     pthread_mutex_unlock(&a->mu);
 }
 

@@ -84,6 +84,9 @@ int mx_admin_add_section(mx_admin_t *a, const char *name, mx_admin_section_fn fn
 void mx_admin_set_members(mx_admin_t *a, mx_admin_members_fn fn, void *ctx);
 void mx_admin_set_leases(mx_admin_t *a, mx_admin_leases_fn fn, void *ctx);
 void mx_admin_set_drain(mx_admin_t *a, mx_admin_drain_fn fn, void *ctx);
+/* mx_admin_set_undrain - the "undrain" command's provider (same type as
+ * drain: start serving again; 0 or an MX_E* code). NULL clears. */
+void mx_admin_set_undrain(mx_admin_t *a, mx_admin_drain_fn fn, void *ctx);
 
 /* mx_admin_draining - whether a drain command was received. Any thread. */
 bool mx_admin_draining(const mx_admin_t *a);

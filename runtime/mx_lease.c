@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "mx_err.h"
@@ -76,6 +78,11 @@ struct mx_leases {
     pthread_cond_t cv;
     bool leaving;       /* guarded by mu: no more campaigning */
     int release_pending;/* guarded by mu */
+    /* hand-over (mx_leases_handover), guarded by mu: the terms stopped on
+     * the registry thread, and the actors to wait for before releasing */
+    bool stop_done;
+    bool leave_was[MX_LEASES_MAX];
+    struct mx_addr leave_addr[MX_LEASES_MAX];
     bool closed;        /* guarded by mu: handles closed (free) */
     int closes_pending; /* registry thread */
     int ops;            /* registry thread: Redis commands outstanding */
@@ -868,24 +875,38 @@ void mx_leases_stats(mx_leases_t *lm, struct mx_leases_stats *o)
 #undef LD
 }
 
-static void leave_on_thread(void *arg)
+/* Hand-over, step 1 (registry thread): stop campaigning and stop the
+ * singletons we run, remembering their actors so the caller can wait for
+ * their stop callbacks before the leases are released. */
+static void leave_stop_on_thread(void *arg)
 {
     mx_leases_t *lm = arg;
     if (lm->handles_open)
         uv_timer_stop(&lm->campaign);
-    bool was[MX_LEASES_MAX];
-    int n = 0;
     for (int i = 0; i < lm->n; i++) {
         struct single *s = &lm->s[i];
         pthread_mutex_lock(&lm->mu);
-        was[i] = s->held;
+        lm->leave_was[i] = s->held;
+        lm->leave_addr[i] = s->addr;
         pthread_mutex_unlock(&lm->mu);
-        if (was[i]) {
+        if (lm->leave_was[i])
             stop_term(s, "node leaving");
-            n++;
-        }
     }
     pthread_mutex_lock(&lm->mu);
+    lm->stop_done = true;
+    pthread_cond_broadcast(&lm->cv);
+    pthread_mutex_unlock(&lm->mu);
+}
+
+/* Hand-over, step 2 (registry thread): release what step 1 stopped. */
+static void leave_release_on_thread(void *arg)
+{
+    mx_leases_t *lm = arg;
+    int n = 0;
+    bool was[MX_LEASES_MAX];
+    pthread_mutex_lock(&lm->mu);
+    for (int i = 0; i < lm->n; i++)
+        n += (was[i] = lm->leave_was[i]);
     lm->release_pending += n;
     pthread_mutex_unlock(&lm->mu);
     for (int i = 0; i < lm->n; i++)
@@ -894,30 +915,115 @@ static void leave_on_thread(void *arg)
     release_done(lm);
 }
 
-void mx_leases_leave(mx_leases_t *lm, uint32_t timeout_ms)
+static void deadline_ts(struct timespec *ts, int64_t until_ms)
 {
+    int64_t left = until_ms - mx_now_ms();
+    if (left < 0)
+        left = 0;
+    clock_gettime(CLOCK_REALTIME, ts);
+    uint64_t ns = (uint64_t)ts->tv_nsec + (uint64_t)left * 1000000u;
+    ts->tv_sec += (time_t)(ns / 1000000000u);
+    ts->tv_nsec = (long)(ns % 1000000000u);
+}
+
+int mx_leases_handover(mx_leases_t *lm, uint32_t timeout_ms, struct mx_leases_handover *out)
+{
+    struct mx_leases_handover h = {0};
+    int64_t t0 = mx_now_ms(), until = t0 + timeout_ms;
+    int rc = 0;
+    if (out)
+        *out = h;
     if (!lm || !lm->started)
-        return;
+        return 0;
     pthread_mutex_lock(&lm->mu);
     if (lm->leaving) {
         pthread_mutex_unlock(&lm->mu);
-        return;
+        return 0;
     }
     lm->leaving = true;
-    lm->release_pending = 1; /* leave_on_thread's own share */
+    lm->stop_done = false;
     pthread_mutex_unlock(&lm->mu);
-    if (mx_registry_call(lm->reg, leave_on_thread, lm) != 0)
-        return;
+    if (mx_registry_call(lm->reg, leave_stop_on_thread, lm) != 0)
+        return MX_ESTOPPED;
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)timeout_ms * 1000000u;
-    ts.tv_sec += (time_t)(ns / 1000000000u);
-    ts.tv_nsec = (long)(ns % 1000000000u);
+    deadline_ts(&ts, until);
     pthread_mutex_lock(&lm->mu);
-    while (lm->release_pending > 0)
+    while (!lm->stop_done)
         if (pthread_cond_timedwait(&lm->cv, &lm->mu, &ts) != 0)
             break;
+    bool stopped = lm->stop_done;
+    struct mx_addr addr[MX_LEASES_MAX];
+    bool was[MX_LEASES_MAX];
+    int n = lm->n;
+    for (int i = 0; i < n; i++) {
+        was[i] = stopped && lm->leave_was[i];
+        addr[i] = lm->leave_addr[i];
+    }
     pthread_mutex_unlock(&lm->mu);
+    if (!stopped)
+        return MX_ETIMEDOUT; /* the registry thread is stuck: the leases expire by themselves */
+    /* the singletons' stop callbacks (their work journaled) run before
+     * another node may take over: wait until their actors are gone */
+    for (int i = 0; i < n; i++) {
+        if (!was[i])
+            continue;
+        h.held++;
+        struct mx_actor_stats st;
+        while (addr[i].actor && mx_actor_stats(lm->sys, addr[i], &st) == 0 && mx_now_ms() < until)
+            usleep(2000);
+        if (addr[i].actor && mx_actor_stats(lm->sys, addr[i], &st) == 0)
+            h.still_running++;
+        else
+            h.stopped++;
+    }
+    h.stop_ms = mx_now_ms() - t0;
+    uint64_t rel0 = atomic_load_explicit(&lm->st.released, memory_order_relaxed); /* counter */
+    pthread_mutex_lock(&lm->mu);
+    lm->release_pending = 1; /* leave_release_on_thread's own share */
+    pthread_mutex_unlock(&lm->mu);
+    if (mx_registry_call(lm->reg, leave_release_on_thread, lm) != 0)
+        return MX_ESTOPPED;
+    deadline_ts(&ts, until > mx_now_ms() + 200 ? until : mx_now_ms() + 200);
+    pthread_mutex_lock(&lm->mu);
+    while (lm->release_pending > 0)
+        if (pthread_cond_timedwait(&lm->cv, &lm->mu, &ts) != 0) {
+            rc = MX_ETIMEDOUT;
+            break;
+        }
+    pthread_mutex_unlock(&lm->mu);
+    h.released = (uint32_t)(atomic_load_explicit(&lm->st.released, memory_order_relaxed) - rel0);
+    h.took_ms = mx_now_ms() - t0;
+    if (out)
+        *out = h;
+    return rc ? rc : h.still_running ? MX_ETIMEDOUT : 0;
+}
+
+void mx_leases_leave(mx_leases_t *lm, uint32_t timeout_ms)
+{
+    mx_leases_handover(lm, timeout_ms, NULL);
+}
+
+static void rejoin_on_thread(void *arg)
+{
+    mx_leases_t *lm = arg;
+    if (lm->handles_open && !lm->closing)
+        uv_timer_start(&lm->campaign, on_campaign, 0, lm->ttl_ms / 3);
+}
+
+int mx_leases_rejoin(mx_leases_t *lm)
+{
+    if (!lm || !lm->started)
+        return 0;
+    pthread_mutex_lock(&lm->mu);
+    bool was = lm->leaving;
+    lm->leaving = false;
+    pthread_mutex_unlock(&lm->mu);
+    if (!was)
+        return 0;
+    int rc = mx_registry_call(lm->reg, rejoin_on_thread, lm);
+    if (rc == 0)
+        MX_INFO("leases: campaigning again (undrain)");
+    return rc;
 }
 
 static void h_closed_none(mx_leases_t *lm)

@@ -112,11 +112,34 @@ uint32_t mx_leases_list(struct mx_lease *out, uint32_t max, void *ctx);
 /* mx_leases_stats - counters. Any thread. */
 void mx_leases_stats(mx_leases_t *lm, struct mx_leases_stats *out);
 
-/* mx_leases_leave - stop campaigning, stop the local singletons and
- * release their leases (published, so other nodes take over at once).
- * Blocks until Redis answered or timeout_ms passed. Idempotent. Not from
- * the registry thread or a scheduler. */
+/* What one hand-over did (mx_leases_handover). */
+struct mx_leases_handover {
+    uint32_t held;          /* singletons this node ran when it began */
+    uint32_t stopped;       /* of those: actors gone (stop callbacks ran) */
+    uint32_t still_running; /* of those: actors still alive at the timeout */
+    uint32_t released;      /* leases deleted in Redis (published) */
+    int64_t stop_ms;        /* until the singletons had stopped */
+    int64_t took_ms;
+};
+
+/* mx_leases_handover - stop campaigning, stop the local singletons, wait
+ * until their actors are gone (their stop callbacks ran, so work in flight
+ * is finished or journaled before anyone else may act), then release their
+ * leases (published, so other nodes take over at once). Everything within
+ * timeout_ms (the release gets at least 200 ms). Counts in *out (may be
+ * NULL). Returns 0, MX_ETIMEDOUT (an actor still ran or Redis did not
+ * answer in time; the lease then expires by itself), MX_ESTOPPED. A second
+ * call before mx_leases_rejoin does nothing. Blocks. Not from the registry
+ * thread or a scheduler. */
+int mx_leases_handover(mx_leases_t *lm, uint32_t timeout_ms, struct mx_leases_handover *out);
+
+/* mx_leases_leave - mx_leases_handover without the counts. Idempotent. */
 void mx_leases_leave(mx_leases_t *lm, uint32_t timeout_ms);
+
+/* mx_leases_rejoin - undo a hand-over (an undrained node): campaign again
+ * for every singleton. Returns 0 or MX_ESTOPPED. Any thread but the
+ * registry thread's callbacks; does not block. */
+int mx_leases_rejoin(mx_leases_t *lm);
 
 /* mx_leases_free - leave (if not done), close the manager's handles on the
  * registry thread and free it; buffered messages are freed. Call before

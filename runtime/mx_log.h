@@ -1,4 +1,5 @@
-/* mx_log.h - structured logs: one JSON object per line on stderr.
+/* mx_log.h - structured logs: one JSON object per line on stderr, or
+ * human-readable text lines (mx_log_set_format: MX_LOG_FORMAT).
  *
  * Each line carries time, level, node, scheduler, actor, trace id and the
  * message, plus optional key/value fields. The scheduler, actor and trace
@@ -17,6 +18,17 @@ enum mx_log_level { MX_LOG_DEBUG, MX_LOG_INFO, MX_LOG_WARN, MX_LOG_ERROR };
 /* mx_log_init - set the node name, minimum level and output fd (2 = stderr).
  * Call once before other threads log. */
 void mx_log_init(const char *node, enum mx_log_level min, int fd);
+
+enum mx_log_format { MX_LOG_JSON, MX_LOG_TEXT, MX_LOG_AUTO };
+
+/* mx_log_parse_format - "json", "text", "auto" -> format; -1 if bad. */
+int mx_log_parse_format(const char *s);
+
+/* mx_log_set_format - JSON lines, text lines ("time LEVEL node [sched
+ * actor trace] msg key=value"), or auto: text when the output fd is a
+ * terminal, JSON otherwise. Call after mx_log_init, before other threads
+ * log. The default is JSON. */
+void mx_log_set_format(enum mx_log_format f);
 
 /* mx_log_parse_level - "debug", "info", "warn", "error" -> level; -1 if bad. */
 int mx_log_parse_level(const char *s);

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mx_err.h"
 #include "mx_log.h"
@@ -703,6 +704,13 @@ struct mx_mysql {
     struct job *ring; /* queue_cap slots */
     uint32_t cap, head, count;
     bool stopping;
+    /* ---- shutdown drain (mx_mysql_drain) ---- */
+    pthread_cond_t idle_cv; /* signalled when busy and count reach 0, or on a cut */
+    uint32_t busy;          /* guarded by mu: jobs a worker is running */
+    bool spool_only;        /* guarded by mu: after a drain ran out of time, MX_MYSQL_CALL_DOWN
+                               jobs take their fallback (spool) without trying the server */
+    atomic_bool cut;        /* mx_mysql_cut: a waiting drain stops waiting (relaxed: the
+                               waiter re-reads it under mu after the broadcast) */
     int64_t next_try_ms; /* no connect attempt before this while down */
     uint32_t backoff_ms; /* next delay after a failed connect */
 
@@ -831,7 +839,10 @@ static void complete(struct mx_mysql *p, struct job *j, int rc)
 static void run_job(struct worker *w, struct job *j)
 {
     struct mx_mysql *p = w->pool;
-    int rc = ensure_conn(w);
+    pthread_mutex_lock(&p->mu);
+    bool spool_only = p->spool_only;
+    pthread_mutex_unlock(&p->mu);
+    int rc = spool_only && (j->flags & MX_MYSQL_CALL_DOWN) ? MX_EUNAVAIL : ensure_conn(w);
     if (rc == MX_EUNAVAIL && (j->flags & MX_MYSQL_CALL_DOWN))
         rc = j->fn(NULL, j->arg);
     else if (rc == 0) {
@@ -878,9 +889,14 @@ static void *worker_main(void *arg)
         j = p->ring[p->head];
         p->head = (p->head + 1) % p->cap;
         p->count--;
+        p->busy++;
         atomic_store_explicit(&p->queued, p->count, RELAXED);
         pthread_mutex_unlock(&p->mu);
         run_job(w, &j);
+        pthread_mutex_lock(&p->mu);
+        if (--p->busy == 0 && p->count == 0)
+            pthread_cond_broadcast(&p->idle_cv); /* a drain waits for this */
+        pthread_mutex_unlock(&p->mu);
     }
     mx_mysql_conn_close(w->conn);
     w->conn = NULL;
@@ -933,6 +949,8 @@ int mx_mysql_start(const struct mx_mysql_opts *o, mx_mysql_t **out, char *err, s
     }
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
+    pthread_cond_init(&p->idle_cv, NULL);
+    atomic_init(&p->cut, false);
     atomic_init(&p->up, false);
     atomic_init(&p->down_since_ms, 0);
     int started = 0;
@@ -953,6 +971,99 @@ int mx_mysql_start(const struct mx_mysql_opts *o, mx_mysql_t **out, char *err, s
     return 0;
 }
 
+/* Finish one queued job that will not reach a pool thread: a job that has a
+ * fallback for a server that is down (MX_MYSQL_CALL_DOWN: the store's
+ * writes spool) runs it here with c == NULL, so nothing queued is dropped;
+ * any other job (a read) completes with MX_ESTOPPED without running.
+ * Returns 1 when the fallback ran and succeeded, 0 otherwise. */
+static int finish_unrun(struct mx_mysql *p, struct job *j)
+{
+    if (j->flags & MX_MYSQL_CALL_DOWN) {
+        int rc = j->fn(NULL, j->arg);
+        atomic_fetch_add_explicit(rc == 0 ? &p->jobs_ok : &p->jobs_failed, 1, RELAXED);
+        complete(p, j, rc);
+        return rc == 0;
+    }
+    atomic_fetch_add_explicit(&p->jobs_failed, 1, RELAXED);
+    complete(p, j, MX_ESTOPPED);
+    return 0;
+}
+
+/* Take every queued job out of the ring (caller holds mu); *n gets the count. */
+static struct job *take_queue(struct mx_mysql *p, uint32_t *n)
+{
+    *n = p->count;
+    struct job *v = p->count ? malloc(p->count * sizeof *v) : NULL;
+    if (p->count && !v)
+        abort();
+    for (uint32_t i = 0; i < *n; i++) {
+        v[i] = p->ring[p->head];
+        p->head = (p->head + 1) % p->cap;
+    }
+    p->count = 0;
+    atomic_store_explicit(&p->queued, 0, RELAXED);
+    return v;
+}
+
+int mx_mysql_drain(mx_mysql_t *p, uint32_t timeout_ms, struct mx_mysql_drain_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!p)
+        return 0;
+    int64_t t0 = mx_now_ms();
+    uint64_t done0 = atomic_load_explicit(&p->jobs_ok, RELAXED) +
+                     atomic_load_explicit(&p->jobs_failed, RELAXED);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)timeout_ms * 1000000u;
+    ts.tv_sec += (time_t)(ns / 1000000000u);
+    ts.tv_nsec = (long)(ns % 1000000000u);
+    pthread_mutex_lock(&p->mu);
+    out->queued_at_start = p->count + p->busy;
+    /* relaxed: mx_mysql_cut sets it before broadcasting under mu */
+    while ((p->count || p->busy) && !atomic_load_explicit(&p->cut, RELAXED))
+        if (pthread_cond_timedwait(&p->idle_cv, &p->mu, &ts) != 0)
+            break;
+    uint32_t n = 0;
+    struct job *left = NULL;
+    int rc = 0;
+    if (p->count || p->busy) {
+        /* out of time: what is queued takes its fallback now, and so does
+         * every later write, without waiting for a server that is slow */
+        rc = MX_ETIMEDOUT;
+        p->spool_only = true;
+        left = take_queue(p, &n);
+    }
+    out->inflight = p->busy;
+    pthread_mutex_unlock(&p->mu);
+    for (uint32_t i = 0; i < n; i++) {
+        bool write = left[i].flags & MX_MYSQL_CALL_DOWN;
+        int ok = finish_unrun(p, &left[i]);
+        if (!write)
+            out->cancelled++;
+        else if (ok)
+            out->spooled++;
+        else
+            out->failed++;
+    }
+    free(left);
+    uint64_t done1 = atomic_load_explicit(&p->jobs_ok, RELAXED) +
+                     atomic_load_explicit(&p->jobs_failed, RELAXED);
+    out->ran = (uint32_t)(done1 - done0) - n;
+    out->took_ms = mx_now_ms() - t0;
+    return rc;
+}
+
+void mx_mysql_cut(mx_mysql_t *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    atomic_store_explicit(&p->cut, true, RELAXED); /* read under mu by the waiter */
+    pthread_cond_broadcast(&p->idle_cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
 void mx_mysql_stop(mx_mysql_t *p)
 {
     if (!p)
@@ -963,16 +1074,19 @@ void mx_mysql_stop(mx_mysql_t *p)
     pthread_mutex_unlock(&p->mu);
     for (int i = 0; i < p->nthreads; i++)
         pthread_join(p->workers[i].thr, NULL);
-    /* the threads are gone: finish what is still queued without running it */
-    while (p->count) {
-        struct job j = p->ring[p->head];
-        p->head = (p->head + 1) % p->cap;
-        p->count--;
-        atomic_fetch_add_explicit(&p->jobs_failed, 1, RELAXED);
-        complete(p, &j, MX_ESTOPPED);
-    }
+    /* the threads are gone: what is still queued is not dropped; writes
+     * take their fallback (the spool), reads complete with MX_ESTOPPED */
+    uint32_t n = 0, spooled = 0;
+    struct job *left = take_queue(p, &n);
+    for (uint32_t i = 0; i < n; i++)
+        spooled += (uint32_t)finish_unrun(p, &left[i]);
+    free(left);
+    if (n)
+        mx_log(MX_LOG_INFO, "mysql stop: %u queued jobs finished unrun (%u writes spooled)", n,
+               spooled);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
+    pthread_cond_destroy(&p->idle_cv);
     free(p->ring);
     free(p->workers);
     free(p);

@@ -177,11 +177,39 @@ struct mx_mysql_opts {
  * scheduler thread (it may block briefly). */
 int mx_mysql_start(const struct mx_mysql_opts *opts, mx_mysql_t **out, char *err, size_t errlen);
 
-/* mx_mysql_stop - stop taking jobs, let running jobs finish, complete every
- * queued job with MX_ESTOPPED (without running it), join the threads, close
- * the connections and free the pool. Blocks for at most the running jobs.
- * Not from a pool thread. NULL is a no-op. */
+/* mx_mysql_stop - stop taking jobs, let running jobs finish, join the
+ * threads, close the connections and free the pool. Jobs still queued are
+ * not dropped: a job submitted with MX_MYSQL_CALL_DOWN (a write with a
+ * fallback, such as the store's spool) runs its fallback with c == NULL on
+ * the calling thread; any other job completes with MX_ESTOPPED without
+ * running. Blocks for at most the running jobs. Not from a pool thread.
+ * NULL is a no-op. */
 void mx_mysql_stop(mx_mysql_t *p);
+
+/* What one mx_mysql_drain did. */
+struct mx_mysql_drain_stats {
+    uint32_t queued_at_start; /* jobs queued or running when it began */
+    uint32_t ran;             /* jobs the threads finished while it waited */
+    uint32_t spooled;         /* queued writes (MX_MYSQL_CALL_DOWN) whose fallback ran, ok */
+    uint32_t failed;          /* queued writes whose fallback failed (e.g. spool full) */
+    uint32_t cancelled;       /* queued jobs without a fallback (reads): MX_ESTOPPED */
+    uint32_t inflight;        /* jobs still running on a thread when it returned */
+    int64_t took_ms;
+};
+
+/* mx_mysql_drain - the shutdown's MySQL phase: wait up to timeout_ms (or
+ * until mx_mysql_cut) for the queue to empty and the running jobs to end.
+ * If time runs out, every queued job is finished unrun as mx_mysql_stop
+ * does (writes spooled, on the calling thread, fsync'd), and from then on
+ * the threads run MX_MYSQL_CALL_DOWN jobs' fallback without trying the
+ * server. The pool keeps taking jobs. Returns 0 (all ran) or MX_ETIMEDOUT,
+ * with the counts in *out. Blocks (timeout_ms plus the fallbacks); any
+ * thread but a pool thread. NULL p: 0 and zero counts. */
+int mx_mysql_drain(mx_mysql_t *p, uint32_t timeout_ms, struct mx_mysql_drain_stats *out);
+
+/* mx_mysql_cut - make a running or later mx_mysql_drain stop waiting at
+ * once (the deadline of the shutdown passed). Any thread; NULL is a no-op. */
+void mx_mysql_cut(mx_mysql_t *p);
 
 /* mx_mysql_submit - queue fn(c, arg) for a pool thread. When it has run (or
  * failed without running: MX_EUNAVAIL while the server is down, MX_ESTOPPED

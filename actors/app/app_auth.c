@@ -108,6 +108,23 @@ static bool trusted(const struct mx_app *app, const uint8_t addr[16])
     return false;
 }
 
+/* ---- the PROXY protocol's trust check (mx_http_opts.proxy_trusted) ---- */
+
+bool mx__app_proxy_trusted(const struct sockaddr_storage *peer, void *ctx)
+{
+    const struct mx_app *app = ctx;
+    uint8_t a[16] = {0};
+    if (peer->ss_family == AF_INET) {
+        a[10] = a[11] = 0xff; /* IPv4-mapped, as mx_app_parse_cidrs stores them */
+        memcpy(a + 12, &((const struct sockaddr_in *)peer)->sin_addr, 4);
+    } else if (peer->ss_family == AF_INET6) {
+        memcpy(a, &((const struct sockaddr_in6 *)peer)->sin6_addr, 16);
+    } else {
+        return false;
+    }
+    return trusted(app, a);
+}
+
 /* The client's address: the peer, or - when the peer is a trusted proxy -
  * the right-most X-Forwarded-For entry that is not itself trusted. */
 static void client_ip(struct acc *a, mx_http_req_t *r, char *out, size_t cap)

@@ -56,6 +56,10 @@ int mx__app_admin(mx_http_req_t *r, void *st);
 void mx__app_login_reply(struct acc *a, mx_http_req_t *r, void *ctx, struct mx_msg *m);
 void mx__app_login_abort(void *ctx);
 
+/* mx__app_proxy_trusted - mx_http_opts.proxy_trusted: the peer is in
+ * MX_TRUSTED_PROXIES (ctx = struct mx_app). Any thread. */
+bool mx__app_proxy_trusted(const struct sockaddr_storage *peer, void *ctx);
+
 int mx__app_auth_init(struct acc *a);
 
 /* mx__app_bearer - verify the Authorization: Bearer token; true and *c when

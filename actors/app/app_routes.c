@@ -757,7 +757,12 @@ int mx_app_start(struct mx_app *app, mx_system_t *sys, const struct mx_http_opts
         .fini = app_fini,
         .on_message = app_on_message,
     };
-    return mx_http_start(sys, http_opts, &ha, &app->http, bound_port);
+    struct mx_http_opts ho = *http_opts;
+    if (app->nproxies > 0) { /* PROXY protocol from MX_TRUSTED_PROXIES (docs/http.md) */
+        ho.proxy_trusted = mx__app_proxy_trusted;
+        ho.proxy_ctx = app;
+    }
+    return mx_http_start(sys, &ho, &ha, &app->http, bound_port);
 }
 
 void mx_app_drain(struct mx_app *app)
@@ -766,4 +771,19 @@ void mx_app_drain(struct mx_app *app)
     atomic_store_explicit(&app->draining, true, memory_order_release);
     if (app->http)
         mx_http_drain(app->http);
+}
+
+/* ---- the shutdown coordinator's controls (actors/shutdown) ---- */
+
+void mx_app_set_ready(struct mx_app *app, bool ready)
+{
+    /* release: readiness handlers on other threads see it */
+    atomic_store_explicit(&app->draining, !ready, memory_order_release);
+}
+
+void mx_app_undrain(struct mx_app *app)
+{
+    if (app->http)
+        mx_http_undrain(app->http);
+    mx_app_set_ready(app, true);
 }

@@ -70,4 +70,14 @@ bool mx_app_cidr_match(const struct mx_cidr *c, const uint8_t addr[16]);
 /* mx_app_drain - readiness turns 503 and the server stops accepting. */
 void mx_app_drain(struct mx_app *app);
 
+/* mx_app_set_ready - readiness answers 200 (true) or 503 (false) while
+ * the server keeps accepting and serving: the first phase of a drain, so
+ * the load balancer's health checks take the node out before it stops
+ * listening. Any thread. */
+void mx_app_set_ready(struct mx_app *app, bool ready);
+
+/* mx_app_undrain - undo mx_app_drain: listen again, readiness 200. Any
+ * thread. */
+void mx_app_undrain(struct mx_app *app);
+
 #endif

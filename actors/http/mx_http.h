@@ -101,6 +101,26 @@ void mx_http_traceparent_new(uint8_t trace_id[16], uint8_t span_id[8]);
 void mx_http_traceparent_format(const uint8_t trace_id[16], const uint8_t span_id[8], uint8_t flags,
                                 char out[56]);
 
+/* ---- the PROXY protocol (v1 and v2, docs/http.md) ---- */
+
+#define MX_PROXY_MAX_HEADER 1040u /* longest header accepted (v2: 16 + 1024), bytes */
+
+/* A parsed PROXY header. */
+struct mx_proxy_hdr {
+    int version;                  /* 1 or 2 */
+    bool local;                   /* LOCAL / UNKNOWN / not TCP: keep the real peer */
+    struct sockaddr_storage src;  /* the client (AF_INET or AF_INET6) unless local */
+    struct sockaddr_storage dst;
+};
+
+/* mx_proxy_parse - parse a PROXY header at the start of buf (len bytes).
+ * Returns 0 and *used > 0 with *out filled when a whole header is there;
+ * 0 and *used == 0 when buf is a header's beginning and more bytes are
+ * needed; MX_ENOTFOUND when buf does not start with a PROXY signature (an
+ * HTTP request); MX_EDECODE when it does but the header is malformed or
+ * over MX_PROXY_MAX_HEADER. Never reads past len. Any thread. */
+int mx_proxy_parse(const uint8_t *buf, size_t len, struct mx_proxy_hdr *out, size_t *used);
+
 /* ---- requests ---- */
 
 /* One request, owned by the server until the app answers it. Handle only
@@ -221,6 +241,14 @@ struct mx_http_opts {
                              MX_HTTP_PENDING) and not yet answered; at the bound every
                              connection of that acceptor stops parsing (and reading) until
                              answers come back, oldest paused connection first. 0 = 1024 */
+    /* PROXY protocol: NULL = off. Otherwise a connection may begin with a
+     * v1 or v2 header: from a peer proxy_trusted accepts, its client
+     * address becomes the connection's peer (mx_http_req_peer_ip/_addr);
+     * from any other peer the connection is closed (counted). A malformed
+     * header closes the connection (counted). Called on the acceptor's
+     * thread; ctx must outlive the server. */
+    bool (*proxy_trusted)(const struct sockaddr_storage *peer, void *ctx);
+    void *proxy_ctx;
 };
 
 #define MX_HTTP_MAX_HEADER_BYTES 16384u
@@ -269,12 +297,17 @@ enum mx_http_limit {
 
 struct mx_http_stats {
     uint64_t conns_open, conns_accepted, conns_refused;
+    uint64_t conns_lingering;   /* of conns_open: everything answered, FIN sent, the
+                                   client's EOF awaited (at most 1 s) */
     uint64_t conns_reset;       /* closed by a read/write error (client went away) */
     uint64_t requests;          /* requests parsed (including refused ones) */
     uint64_t responses[6];      /* by status class: [1]=1xx ... [5]=5xx */
     uint64_t dropped_responses; /* answered after the client left */
     uint64_t limits[MX_HTTP_LIM__COUNT];
     uint64_t bytes_in, bytes_out;
+    uint64_t proxy_ok;        /* PROXY headers accepted (the peer address replaced) */
+    uint64_t proxy_refused;   /* PROXY headers from untrusted peers: closed */
+    uint64_t proxy_malformed; /* malformed PROXY headers: closed */
 };
 
 /* mx_http_start - parse o->addr, bind one SO_REUSEPORT socket per scheduler
@@ -293,6 +326,21 @@ int mx_http_start(mx_system_t *sys, const struct mx_http_opts *o, const struct m
  * carry Connection: close. Returns at once (0, or the first send error).
  * Watch conns_open in mx_http_stats to know when it is done. Any thread. */
 int mx_http_drain(mx_http_t *h);
+
+#define MX_HTTP_UNDRAIN 1          /* http_drain reason: listen again */
+#define MX_HTTP_CLOSE_KEEPALIVE 2  /* http_drain reason: answers close their connection */
+
+/* mx_http_close_keepalive - keep accepting and serving, but every answer
+ * from now on carries Connection: close and ends its connection, so
+ * keep-alive clients reconnect (through the load balancer, elsewhere)
+ * before the listeners close. mx_http_undrain undoes it. Returns at once
+ * (0, or the first send error). Any thread. */
+int mx_http_close_keepalive(mx_http_t *h);
+
+/* mx_http_undrain - undo mx_http_drain: every acceptor binds the port again
+ * and answers keep-alive requests normally. Returns at once (0, or the
+ * first send error). Any thread. */
+int mx_http_undrain(mx_http_t *h);
 
 /* mx_http_stats - the counters, summed over acceptors. Any thread, no locks. */
 void mx_http_stats(mx_http_t *h, struct mx_http_stats *out);

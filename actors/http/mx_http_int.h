@@ -26,12 +26,14 @@ struct mx__http_ctr {
     /* every field: relaxed atomics, written by the acceptor thread, read by
      * mx_http_stats from any thread (statistics only) */
     alignas(64) _Atomic uint64_t conns_open;
+    _Atomic uint64_t conns_lingering; /* of conns_open: answered, FIN sent, reading until EOF */
     _Atomic uint64_t conns_accepted, conns_refused, conns_reset;
     _Atomic uint64_t requests;
     _Atomic uint64_t responses[6];
     _Atomic uint64_t dropped_responses;
     _Atomic uint64_t limits[MX_HTTP_LIM__COUNT];
     _Atomic uint64_t bytes_in, bytes_out;
+    _Atomic uint64_t proxy_ok, proxy_refused, proxy_malformed;
 };
 
 static inline void mx__http_count(_Atomic uint64_t *c, uint64_t n)

@@ -79,6 +79,9 @@ struct hconn {
     int64_t last_io;
     unsigned writes;
     bool reading, closing, lingering, eof;
+    bool proxy_check; /* PROXY protocol on: the first bytes may be a header */
+    uint8_t *pbuf;    /* a header's beginning, until the rest arrives (malloc'd) */
+    size_t plen;
     size_t linger_bytes;
     uv_shutdown_t shut;
 };
@@ -97,6 +100,8 @@ struct acceptor {
     uv_tcp_t listener;
     uv_timer_t sweep;
     bool listening, stopped, app_inited;
+    bool listener_closing; /* uv_close of the listener not done yet */
+    bool relisten;         /* undrained while the listener was closing: listen once closed */
     int handles; /* open uv handles; the state is freed at 0 after stop */
     struct hconn *conns;
     struct hconn *paused_head, *paused_tail; /* waiting for the app to answer */
@@ -191,7 +196,10 @@ static void on_conn_closed(uv_handle_t *hd)
     /* relaxed: a bound on connections, not a synchronisation */
     atomic_fetch_sub_explicit(&a->h->open_conns, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&a->slot->ctr.conns_open, 1, memory_order_relaxed);
+    if (hc->lingering) /* relaxed: statistics */
+        atomic_fetch_sub_explicit(&a->slot->ctr.conns_lingering, 1, memory_order_relaxed);
     free(hc->left);
+    free(hc->pbuf);
     free(hc);
     a->handles--;
     acceptor_maybe_free(a);
@@ -341,6 +349,7 @@ static void finish(struct hconn *hc)
         return;
     }
     hc->lingering = true;
+    mx__http_count(&hc->a->slot->ctr.conns_lingering, 1);
     hc->shut.data = hc;
     if (uv_shutdown(&hc->shut, (uv_stream_t *)&hc->tcp, on_shutdown) != 0) {
         conn_close(hc);
@@ -383,6 +392,87 @@ static void update(struct hconn *hc)
         hc->deadline = hc->last_io + o->idle_timeout_ms;
 }
 
+/* Hand n bytes to the connection core; keep what it cannot take yet. */
+static void feed(struct hconn *hc, const char *p, size_t n)
+{
+    size_t used = mx__http_conn_feed(&hc->core, p, n);
+    if (used < n) {
+        /* reading was on, so nothing was left before */
+        hc->left_len = n - used;
+        hc->left_off = 0;
+        hc->left = malloc(hc->left_len);
+        if (!hc->left)
+            abort();
+        memcpy(hc->left, p + used, hc->left_len);
+    }
+}
+
+/* The PROXY protocol: is the start of the connection a header? Returns
+ * true when the bytes (or what follows the header) went to the core, false
+ * when they were kept for later or the connection was closed. */
+static bool proxy_in(struct hconn *hc, const char *p, size_t n)
+{
+    struct mx__http_ctr *ctr = &hc->a->slot->ctr;
+    const uint8_t *data = (const uint8_t *)p;
+    size_t len = n;
+    if (hc->pbuf) {
+        size_t take = n < MX_PROXY_MAX_HEADER - hc->plen ? n : MX_PROXY_MAX_HEADER - hc->plen;
+        memcpy(hc->pbuf + hc->plen, p, take);
+        hc->plen += take;
+        data = hc->pbuf;
+        len = hc->plen;
+        if (take < n) { /* a header never is this long */
+            mx__http_count(&ctr->proxy_malformed, 1);
+            conn_close(hc);
+            return false;
+        }
+    }
+    struct mx_proxy_hdr h;
+    size_t used = 0;
+    int rc = mx_proxy_parse(data, len, &h, &used);
+    if (rc == 0 && used == 0) { /* a header's beginning: wait for the rest */
+        if (!hc->pbuf) {
+            hc->pbuf = malloc(MX_PROXY_MAX_HEADER);
+            if (!hc->pbuf)
+                abort();
+            memcpy(hc->pbuf, p, n);
+            hc->plen = n;
+        }
+        return false;
+    }
+    hc->proxy_check = false;
+    if (rc == MX_EDECODE) {
+        mx__http_count(&ctr->proxy_malformed, 1);
+        conn_close(hc);
+        return false;
+    }
+    if (rc == 0) {
+        const struct mx_http_opts *o = &hc->a->h->o;
+        if (!o->proxy_trusted(&hc->core.peer, o->proxy_ctx)) {
+            mx__http_count(&ctr->proxy_refused, 1);
+            conn_close(hc);
+            return false;
+        }
+        mx__http_count(&ctr->proxy_ok, 1);
+        if (!h.local) {
+            hc->core.peer = h.src;
+            if (h.src.ss_family == AF_INET)
+                uv_ip4_name((struct sockaddr_in *)&h.src, hc->core.peer_ip,
+                            sizeof(hc->core.peer_ip));
+            else
+                uv_ip6_name((struct sockaddr_in6 *)&h.src, hc->core.peer_ip,
+                            sizeof(hc->core.peer_ip));
+        }
+    }
+    /* MX_ENOTFOUND: plain HTTP; else what follows the header */
+    if (len > used)
+        feed(hc, (const char *)data + used, len - used);
+    free(hc->pbuf);
+    hc->pbuf = NULL;
+    hc->plen = 0;
+    return true;
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct hconn *hc = s->data;
@@ -397,15 +487,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
                 conn_close(hc);
             return;
         }
-        size_t used = mx__http_conn_feed(&hc->core, buf->base, (size_t)nread);
-        if (used < (size_t)nread) {
-            /* reading was on, so nothing was left before */
-            hc->left_len = (size_t)nread - used;
-            hc->left_off = 0;
-            hc->left = malloc(hc->left_len);
-            if (!hc->left)
-                abort();
-            memcpy(hc->left, buf->base + used, hc->left_len);
+        if (hc->proxy_check) {
+            if (!proxy_in(hc, buf->base, (size_t)nread))
+                return;
+        } else {
+            feed(hc, buf->base, (size_t)nread);
         }
         update(hc);
         resume_paused(hc->a);
@@ -415,7 +501,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     if (nread == UV_EOF) {
         hc->eof = true;
-        if (hc->lingering) {
+        if (hc->lingering || hc->pbuf) {
+            if (hc->pbuf) /* the connection ended inside a PROXY header */
+                mx__http_count(&hc->a->slot->ctr.proxy_malformed, 1);
             conn_close(hc);
             return;
         }
@@ -501,6 +589,7 @@ static void on_connection(uv_stream_t *listener, int status)
     else if (peer.ss_family == AF_INET6)
         uv_ip6_name((struct sockaddr_in6 *)&peer, hc->core.peer_ip, sizeof(hc->core.peer_ip));
     uv_tcp_nodelay(&hc->tcp, 1);
+    hc->proxy_check = a->h->o.proxy_trusted != NULL;
     hc->next = a->conns;
     if (a->conns)
         a->conns->prev = hc;
@@ -572,6 +661,41 @@ static void start_report(mx_http_t *h, bool ok)
     pthread_mutex_unlock(&h->mu);
 }
 
+/* Bind the server's port again beside the other acceptors (a restart, or
+ * an undrain). Returns the socket or -1 (logged). */
+static int bind_again(struct acceptor *a)
+{
+    mx_http_t *h = a->h;
+    struct sockaddr_storage sa = h->bind_addr;
+    if (sa.ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)&sa)->sin6_port = htons(h->port);
+    else
+        ((struct sockaddr_in *)&sa)->sin_port = htons(h->port);
+    int fd = open_socket(&sa, (int)h->o.backlog, NULL);
+    if (fd < 0) {
+        MX_ERROR("MX_HTTP_ADDR %s: bind failed on restart: %s", h->addr_text, strerror(-fd));
+        return -1;
+    }
+    return fd;
+}
+
+/* Accept on fd (taken: closed with the listener). Returns 0 or -1 (logged). */
+static int listen_fd(struct acceptor *a, int fd)
+{
+    uv_tcp_init(mx_actor_loop(a->self), &a->listener);
+    a->listener.data = a;
+    a->handles++;
+    a->listening = true;
+    int rc = uv_tcp_open(&a->listener, fd);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&a->listener, (int)a->h->o.backlog, on_connection);
+    if (rc != 0) {
+        MX_ERROR("MX_HTTP_ADDR %s: listen failed: %s", a->h->addr_text, uv_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
 static int acc_init(mx_actor_t *self, void *arg, void **state)
 {
     struct slot *sl = arg;
@@ -614,30 +738,10 @@ static int acc_init(mx_actor_t *self, void *arg, void **state)
     }
     int fd = sl->fd;
     sl->fd = -1;
-    if (fd < 0) {
-        /* a restart: bind the port again beside the other acceptors */
-        struct sockaddr_storage sa = h->bind_addr;
-        if (sa.ss_family == AF_INET6)
-            ((struct sockaddr_in6 *)&sa)->sin6_port = htons(h->port);
-        else
-            ((struct sockaddr_in *)&sa)->sin_port = htons(h->port);
-        fd = open_socket(&sa, (int)h->o.backlog, NULL);
-        if (fd < 0) {
-            MX_ERROR("MX_HTTP_ADDR %s: bind failed on restart: %s", h->addr_text, strerror(-fd));
-            goto out_fail;
-        }
-    }
-    uv_tcp_init(loop, &a->listener);
-    a->listener.data = a;
-    a->handles++;
-    a->listening = true;
-    int rc = uv_tcp_open(&a->listener, fd);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&a->listener, (int)h->o.backlog, on_connection);
-    if (rc != 0) {
-        MX_ERROR("MX_HTTP_ADDR %s: listen failed: %s", h->addr_text, uv_strerror(rc));
+    if (fd < 0 && (fd = bind_again(a)) < 0)
         goto out_fail;
-    }
+    if (listen_fd(a, fd) != 0)
+        goto out_fail;
     start_report(h, true);
     return 0;
 
@@ -654,12 +758,42 @@ out_fail:
     return MX_EIO;
 }
 
+static void relisten(struct acceptor *a);
+
+static void on_listener_closed(uv_handle_t *hd)
+{
+    struct acceptor *a = hd->data;
+    a->listener_closing = false;
+    if (a->relisten && !a->stopped) {
+        a->relisten = false;
+        relisten(a);
+    }
+    on_handle_closed(hd);
+}
+
 static void stop_listening(struct acceptor *a)
 {
+    a->relisten = false;
     if (a->listening) {
         a->listening = false;
-        uv_close((uv_handle_t *)&a->listener, on_handle_closed);
+        a->listener_closing = true;
+        uv_close((uv_handle_t *)&a->listener, on_listener_closed);
     }
+}
+
+/* Undrain: take new connections again (keep-alive answers too). */
+static void relisten(struct acceptor *a)
+{
+    a->srv.draining = false;
+    if (a->listening || a->stopped)
+        return;
+    if (a->listener_closing) {
+        a->relisten = true; /* on_listener_closed listens again */
+        return;
+    }
+    int fd = bind_again(a);
+    if (fd >= 0 && listen_fd(a, fd) != 0)
+        stop_listening(a);
 }
 
 static void acc_drain(struct acceptor *a)
@@ -684,7 +818,14 @@ static int acc_receive(mx_actor_t *self, void *state, struct mx_msg *m)
 {
     struct acceptor *a = state;
     if (m->env.type == MX_T_http_drain) {
-        acc_drain(a);
+        struct mx_m_http_drain d = {.reason = 0};
+        mx_msg_decode(m, &d);
+        if (d.reason == MX_HTTP_UNDRAIN)
+            relisten(a);
+        else if (d.reason == MX_HTTP_CLOSE_KEEPALIVE)
+            a->srv.draining = true; /* answers say Connection: close; still listening */
+        else
+            acc_drain(a);
         return 0;
     }
     int rc = 0;
@@ -888,13 +1029,11 @@ out_free:
     return rc;
 }
 
-int mx_http_drain(mx_http_t *h)
+static int send_drain(mx_http_t *h, uint64_t reason)
 {
     int first = 0;
-    /* relaxed: acceptors also learn it from the message */
-    atomic_store_explicit(&h->draining, true, memory_order_relaxed);
     for (int i = 0; i < h->n; i++) {
-        struct mx_m_http_drain d = {.reason = 0};
+        struct mx_m_http_drain d = {.reason = reason};
         struct mx_msg *m;
         int rc = mx_msg_encode(MX_T_http_drain, &d, &m);
         if (rc == 0) {
@@ -908,6 +1047,25 @@ int mx_http_drain(mx_http_t *h)
     return first;
 }
 
+int mx_http_drain(mx_http_t *h)
+{
+    /* relaxed: acceptors also learn it from the message */
+    atomic_store_explicit(&h->draining, true, memory_order_relaxed);
+    return send_drain(h, 0);
+}
+
+int mx_http_close_keepalive(mx_http_t *h)
+{
+    return send_drain(h, MX_HTTP_CLOSE_KEEPALIVE);
+}
+
+int mx_http_undrain(mx_http_t *h)
+{
+    /* relaxed: acceptors also learn it from the message */
+    atomic_store_explicit(&h->draining, false, memory_order_relaxed);
+    return send_drain(h, MX_HTTP_UNDRAIN);
+}
+
 void mx_http_stats(mx_http_t *h, struct mx_http_stats *out)
 {
     memset(out, 0, sizeof(*out));
@@ -915,6 +1073,7 @@ void mx_http_stats(mx_http_t *h, struct mx_http_stats *out)
     for (int i = 0; i < h->n; i++) {
         struct mx__http_ctr *c = &h->slots[i].ctr;
         out->conns_open += LD(c->conns_open);
+        out->conns_lingering += LD(c->conns_lingering);
         out->conns_accepted += LD(c->conns_accepted);
         out->conns_refused += LD(c->conns_refused);
         out->conns_reset += LD(c->conns_reset);
@@ -926,6 +1085,9 @@ void mx_http_stats(mx_http_t *h, struct mx_http_stats *out)
             out->limits[k] += LD(c->limits[k]);
         out->bytes_in += LD(c->bytes_in);
         out->bytes_out += LD(c->bytes_out);
+        out->proxy_ok += LD(c->proxy_ok);
+        out->proxy_refused += LD(c->proxy_refused);
+        out->proxy_malformed += LD(c->proxy_malformed);
     }
 #undef LD
 }

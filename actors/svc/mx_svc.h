@@ -12,6 +12,10 @@
  *
  * Shards: one cache actor per scheduler, named "cache.<i>"; a key lives in
  * the shard mx_svc_shard(ign, n). Each shard's state belongs to its thread.
+ * A shard also answers svc_latches (proto/msg_store.def) for the
+ * shutdown-coordinator: op 1 releases every latch it holds (and publishes
+ * the notice, so waiters elsewhere load at once) and any it takes later,
+ * replying svc_latches_rep once Redis answered; op 0 undoes it.
  */
 #ifndef MX_SVC_H
 #define MX_SVC_H

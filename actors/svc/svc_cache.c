@@ -148,6 +148,11 @@ struct shard {
     bool replaying;
     uint64_t replay_job;
     uint32_t ticks;
+    /* shutdown (svc_latches): latches are released as soon as taken */
+    bool no_latch;
+    uint32_t rel_pending, rel_done; /* release scripts outstanding / answered */
+    struct mx_env rel_req;          /* the request to answer once none is outstanding */
+    bool rel_waiting;
 };
 
 static void *xcalloc(size_t n, size_t sz)
@@ -992,6 +997,8 @@ static void acquire_cb(mx_redis_t *rd, int status, const redisReply *rep, void *
         INC(latch_acquired);
         f->latched = true;
         f->latch_renew_at = mx_now_ms() + s->o.latch_ttl_ms / 3;
+        if (s->no_latch) /* draining: never make another node wait on us */
+            l2_done(s, f, 'x', NULL, 0, false, NULL);
         start_load(self, s, f);
         return;
     }
@@ -1541,6 +1548,58 @@ static void on_notice(mx_redis_t *rd, const char *channel, const char *data, siz
     }
 }
 
+/* ---- shutdown: release the latches this shard holds (svc_latches) ---- */
+
+static void latches_reply(struct shard *s)
+{
+    struct mx_m_svc_latches_rep r = {.released = s->rel_done, .flights = s->nflights};
+    struct mx_msg *m;
+    s->rel_waiting = false;
+    if (mx_msg_encode(MX_T_svc_latches_rep, &r, &m) == 0)
+        send_reply(s->self, &s->rel_req, m);
+}
+
+static void latch_released_cb(mx_redis_t *r, int status, const redisReply *rep, void *arg)
+{
+    (void)r;
+    (void)rep;
+    struct shard *s = arg;
+    if (status == MX_ESTOPPED || s->stopping)
+        return; /* the shard is going away: touch nothing else */
+    if (status != 0)
+        INC(redis_errors);
+    else
+        s->rel_done++;
+    if (s->rel_pending && --s->rel_pending == 0 && s->rel_waiting)
+        latches_reply(s);
+}
+
+static void on_latches(mx_actor_t *self, struct shard *s, struct mx_msg *m)
+{
+    struct mx_m_svc_latches q;
+    if (mx_msg_decode(m, &q) != 0)
+        return;
+    s->no_latch = q.op == 1;
+    s->rel_req = m->env;
+    s->rel_waiting = true;
+    s->rel_done = 0;
+    if (q.op == 1) {
+        uint32_t held = 0;
+        for (struct flight *f = s->flights; f; f = f->next) {
+            if (!f->latched)
+                continue;
+            held++;
+            /* compare token, delete, publish "D <key>": waiters ask again */
+            if (l2_done_cb(s, f, 'x', NULL, 0, false, NULL, latch_released_cb, s) == 0)
+                s->rel_pending++;
+        }
+        if (held)
+            MX_INFO("cache shard %d: releasing %u latches (node draining)", s->index, held);
+    }
+    if (s->rel_pending == 0)
+        latches_reply(s);
+}
+
 /* ---- lifecycle ---- */
 
 static void on_tick(mx_actor_t *self, struct shard *s)
@@ -1657,6 +1716,9 @@ static int cache_receive(mx_actor_t *self, void *state, struct mx_msg *m)
         return 0;
     case MX_T_store_job_done:
         on_store_done(self, s, m);
+        return 0;
+    case MX_T_svc_latches:
+        on_latches(self, s, m);
         return 0;
     default:
         break;

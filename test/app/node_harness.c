@@ -282,3 +282,34 @@ int json_str(const char *json, const char *key, char *out, size_t cap)
     snprintf(out, cap, "%.*s", (int)(e - p), p);
     return 0;
 }
+
+int node_wait_exit(struct node *n, int timeout_ms, char *log, size_t cap)
+{
+    if (n->pid <= 0)
+        return -1;
+    long long dl = now_ms_() + timeout_ms;
+    int st = 0;
+    pid_t w;
+    while ((w = waitpid(n->pid, &st, WNOHANG)) == 0 && now_ms_() < dl)
+        usleep(2000);
+    if (w != n->pid)
+        return -1;
+    track(n->pid, false);
+    n->pid = 0;
+    if (log && cap) {
+        ssize_t r = n->err_fd >= 0 ? pread(n->err_fd, log, cap - 1, 0) : -1;
+        log[r > 0 ? r : 0] = '\0';
+    }
+    if (n->err_fd >= 0)
+        close(n->err_fd);
+    n->err_fd = -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+size_t node_log(const struct node *n, char *log, size_t cap)
+{
+    ssize_t r = n->err_fd >= 0 && cap ? pread(n->err_fd, log, cap - 1, 0) : -1;
+    if (cap)
+        log[r > 0 ? r : 0] = '\0';
+    return r > 0 ? (size_t)r : 0;
+}

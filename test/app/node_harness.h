@@ -28,6 +28,12 @@ int node_start(struct node *n, const char *const *env);
 /* node_signal_wait - send sig and wait up to timeout_ms for the exit;
  * returns the exit status (0-255), 128+signal, or -1 on timeout. */
 int node_signal_wait(struct node *n, int sig, int timeout_ms);
+/* node_wait_exit - wait up to timeout_ms for the node to exit (send the
+ * signal yourself); copies its stderr so far into log (cap bytes, may be
+ * NULL). Returns the exit status (0-255), 128+signal, or -1 on timeout. */
+int node_wait_exit(struct node *n, int timeout_ms, char *log, size_t cap);
+/* node_log - the node's stderr so far into log; returns its length. */
+size_t node_log(const struct node *n, char *log, size_t cap);
 /* node_kill - SIGKILL and reap. */
 void node_kill(struct node *n);
 

@@ -283,7 +283,7 @@ static void test_hostile_frames(void **unused)
     size_t blen;
     struct mx_m_test_echo ok = {7, MX_STR("x")};
     assert_int_equal(mx_m_test_echo_encode(&ok, body, sizeof(body), &blen), 0);
-    struct { const char *what; enum mx_rdrop why; size_t len; } cases[16];
+    struct { const char *what; enum mx_rdrop why; size_t len; } cases[24];
     int nc = 0;
     size_t len;
 #define SEND(w, r)                                                                                 \
@@ -326,6 +326,11 @@ static void test_hostile_frames(void **unused)
     SEND("unknown-type", MX_RDROP_UNKNOWN_TYPE);
     len = frame(f, MX_T_sys_stop, b.echo, NULL, (const uint8_t *)"\x91\x00", 2);
     SEND("sys_stop", MX_RDROP_UNKNOWN_TYPE);
+    /* node-local controls: a peer cannot drain or stop this node */
+    len = frame(f, MX_T_http_drain, b.echo, NULL, (const uint8_t *)"\x91\x00", 2);
+    SEND("http_drain", MX_RDROP_UNKNOWN_TYPE);
+    len = frame(f, MX_T_shutdown_cmd, b.echo, NULL, (const uint8_t *)"\x91\x01", 2);
+    SEND("shutdown_cmd", MX_RDROP_UNKNOWN_TYPE);
     /* a name longer than allowed, and a name with a space */
     len = frame(f, MX_T_test_echo, (struct mx_addr){bid, 0}, "echo", body, (uint32_t)blen);
     f[92] = 0x88;

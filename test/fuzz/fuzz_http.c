@@ -2,7 +2,7 @@
  * parsing, limits, routing, percent/UTF-8 decoding, query parsing, answers
  * in order with deferred ones completed out of order, backpressure, 408 and
  * EOF paths; plus the header-value parsers (traceparent, Accept-Encoding,
- * If-None-Match) on the raw input.
+ * If-None-Match) and the PROXY protocol parser on the raw input.
  *
  * Input: byte 0 is control (bits 0-5: feed chunk size - 1, bit 6: EOF at
  * the end, bit 7: head timeout at the end), the rest is what a client sends.
@@ -31,6 +31,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     (void)mx_http_accepts_gzip(s);
     (void)mx_http_etag_match(s, "\"abc\"");
     free(s);
+    /* the PROXY protocol header parser on the raw bytes */
+    struct mx_proxy_hdr ph;
+    size_t pused;
+    if (mx_proxy_parse((const uint8_t *)in, len, &ph, &pused) == 0 && pused > len)
+        abort();
 
     struct mx_http_opts o = {.max_header_bytes = 2048,
                              .max_body_bytes = 4096,

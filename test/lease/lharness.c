@@ -147,8 +147,9 @@ int lh_signal(struct lnode *n, int sig)
 {
     if (n->pid <= 0)
         return -1;
-    kill(n->pid, sig);
-    if (sig != SIGKILL && sig != SIGTERM)
+    if (sig) /* 0: reap a node already signalled (a second SIGTERM would cut its shutdown) */
+        kill(n->pid, sig);
+    if (sig != SIGKILL && sig != SIGTERM && sig != 0)
         return 0;
     int st = 0;
     int64_t dl = tu_now_ms() + 10000;

@@ -27,7 +27,9 @@ void lh_set_env(const char *const *env);
 int lh_start(struct lnode *n, const char *name, const char *redis_url, const char *mysql_url);
 
 /* lh_signal - send sig; for SIGKILL/SIGTERM also reap (SIGTERM: <= 10 s)
- * and mark it stopped. Returns the exit status for SIGTERM, else 0. */
+ * and mark it stopped. sig 0 sends nothing and reaps (<= 10 s) a node
+ * already signalled: a second SIGTERM cuts a node's shutdown (exit 3,
+ * docs/shutdown.md). Returns the exit status for SIGTERM and 0, else 0. */
 int lh_signal(struct lnode *n, int sig);
 
 /* lh_ctl - run mxctl with args (a format) and --json, capture stdout in

@@ -31,7 +31,9 @@
 #define LEASE_TTL 1500
 #define HEALTH "mysql-health"
 
-static const char *const node_env[] = {"MX_LEASE_TTL_MS=1500", "MX_MEMBER_REFRESH_MS=300",
+/* no drain grace: these tests time the lease hand-over from SIGTERM, which
+ * the shutdown runs after the grace and the HTTP phase (docs/shutdown.md) */
+static const char *const node_env[] = {"MX_DRAIN_GRACE_MS=0", "MX_LEASE_TTL_MS=1500", "MX_MEMBER_REFRESH_MS=300",
                                        "MX_MEMBER_TTL_MS=1500", "MX_HEALTH_PROBE_MS=200", NULL};
 static struct redisd g_redis;
 static struct mysqld g_my;

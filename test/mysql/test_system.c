@@ -353,6 +353,24 @@ static int select1_job(struct mx_mysql_conn *c, void *arg)
     return rc;
 }
 
+static atomic_int fallback_calls, fallback_null;
+
+/* a write with a fallback: counts its calls and those made with c == NULL */
+static int fallback_job(struct mx_mysql_conn *c, void *arg)
+{
+    atomic_fetch_add(&fallback_calls, 1);
+    if (!c)
+        atomic_fetch_add(&fallback_null, 1);
+    return 0;
+}
+
+static void *open_gate_later(void *arg)
+{
+    usleep(200000);
+    atomic_store(&gate_open, 1);
+    return NULL;
+}
+
 static void test_pool_bound(void **st)
 {
     mx_mysql_t *p = pool_start(1, 2);
@@ -384,19 +402,85 @@ static void test_pool_bound(void **st)
     assert_int_equal(h.jobs_ok, 3);
     assert_int_equal(mx_mysql_submit(p, NULL, NULL, NULL, collector, NULL), MX_EINVAL);
 
-    /* stop with queued jobs: they complete with MX_ESTOPPED, unrun */
+    /* stop with queued jobs: nothing queued is dropped. A read completes
+     * with MX_ESTOPPED, unrun; a write with a fallback (MX_MYSQL_CALL_DOWN,
+     * the store's spool) runs it with c == NULL. (Before the shutdown
+     * coordinator, queued writes were completed with MX_ESTOPPED too.) */
     reset_done();
+    atomic_store(&gate_open, 0);
+    atomic_store(&gate_entered, 0);
+    atomic_store(&fallback_calls, 0);
+    atomic_store(&fallback_null, 0);
+    assert_int_equal(mx_mysql_submit(p, gate_job, NULL, NULL, collector, NULL), 0);
+    assert_true(TU_WAIT_UNTIL(atomic_load(&gate_entered) == 1, 5000));
+    assert_int_equal(mx_mysql_submit(p, select1_job, malloc(4), free, collector, NULL), 0);
+    assert_int_equal(mx_mysql_submit_ex(p, fallback_job, NULL, NULL, collector,
+                                        MX_MYSQL_CALL_DOWN, NULL),
+                     0);
+    /* the gate opens only after stop began: both queued jobs are left */
+    pthread_t opener;
+    pthread_create(&opener, NULL, open_gate_later, NULL);
+    mx_mysql_stop(p);
+    pthread_join(opener, NULL);
+    assert_true(TU_WAIT_UNTIL(atomic_load(&ndone) == 3, 5000));
+    assert_int_equal(done_status[0], 0);             /* the gate ran */
+    assert_int_equal(done_status[1], MX_ESTOPPED);   /* the read: unrun */
+    assert_int_equal(done_status[2], 0);             /* the write: its fallback ran */
+    assert_int_equal(atomic_load(&fallback_calls), 1);
+    assert_int_equal(atomic_load(&fallback_null), 1); /* with c == NULL */
+}
+
+/* mx_mysql_drain: what fits in the budget runs; the rest of the queue is
+ * finished unrun at once (writes through their fallback, reads stopped),
+ * and later writes take the fallback without waiting for the server. */
+static void test_drain(void **st)
+{
+    mx_mysql_t *p = pool_start(1, 16);
+    struct mx_mysql_drain_stats ds;
+    /* an idle pool drains at once */
+    assert_int_equal(mx_mysql_drain(p, 1000, &ds), 0);
+    assert_int_equal(ds.queued_at_start, 0);
+    assert_true(ds.took_ms < 100);
+    reset_done();
+    atomic_store(&gate_open, 0);
+    atomic_store(&gate_entered, 0);
+    atomic_store(&fallback_calls, 0);
+    atomic_store(&fallback_null, 0);
+    assert_int_equal(mx_mysql_submit(p, gate_job, NULL, NULL, collector, NULL), 0);
+    assert_true(TU_WAIT_UNTIL(atomic_load(&gate_entered) == 1, 5000));
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(mx_mysql_submit_ex(p, fallback_job, NULL, NULL, collector,
+                                            MX_MYSQL_CALL_DOWN, NULL),
+                         0);
+    assert_int_equal(mx_mysql_submit(p, select1_job, NULL, NULL, collector, NULL), 0);
+    int64_t t0 = tu_now_ms();
+    assert_int_equal(mx_mysql_drain(p, 200, &ds), MX_ETIMEDOUT);
+    int64_t took = tu_now_ms() - t0;
+    assert_true(took >= 190 && took < 1000);
+    assert_int_equal(ds.queued_at_start, 5);
+    assert_int_equal(ds.spooled, 3);
+    assert_int_equal(ds.cancelled, 1);
+    assert_int_equal(ds.failed, 0);
+    assert_int_equal(ds.inflight, 1); /* the gate */
+    assert_int_equal(atomic_load(&fallback_null), 3);
+    /* later writes go to their fallback without trying the server */
+    assert_int_equal(mx_mysql_submit_ex(p, fallback_job, NULL, NULL, collector,
+                                        MX_MYSQL_CALL_DOWN, NULL),
+                     0);
+    atomic_store(&gate_open, 1);
+    assert_true(TU_WAIT_UNTIL(atomic_load(&ndone) == 6, 5000));
+    assert_int_equal(atomic_load(&fallback_null), 4);
+    /* a cut ends a waiting drain at once */
     atomic_store(&gate_open, 0);
     atomic_store(&gate_entered, 0);
     assert_int_equal(mx_mysql_submit(p, gate_job, NULL, NULL, collector, NULL), 0);
     assert_true(TU_WAIT_UNTIL(atomic_load(&gate_entered) == 1, 5000));
-    assert_int_equal(mx_mysql_submit(p, select1_job, malloc(4), free, collector, NULL), 0);
+    mx_mysql_cut(p);
+    t0 = tu_now_ms();
+    assert_int_equal(mx_mysql_drain(p, 5000, &ds), MX_ETIMEDOUT);
+    assert_true(tu_now_ms() - t0 < 500);
     atomic_store(&gate_open, 1);
     mx_mysql_stop(p);
-    assert_true(TU_WAIT_UNTIL(atomic_load(&ndone) == 2, 5000));
-    /* one ran (the gate), the other either ran or was stopped */
-    assert_int_equal(done_status[0], 0);
-    assert_true(done_status[1] == 0 || done_status[1] == MX_ESTOPPED);
 }
 
 static void test_outage_and_reconnect(void **st)
@@ -559,7 +643,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_migrate_twice),        cmocka_unit_test(test_newer_schema_refused),
         cmocka_unit_test(test_access_denied),        cmocka_unit_test(test_prepared_round_trip),
-        cmocka_unit_test(test_fenced_write),         cmocka_unit_test(test_pool_bound),
+        cmocka_unit_test(test_fenced_write),         cmocka_unit_test(test_pool_bound), cmocka_unit_test(test_drain),
         cmocka_unit_test(test_outage_and_reconnect), cmocka_unit_test(test_spool_during_outage),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

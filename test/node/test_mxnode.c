@@ -133,6 +133,24 @@ static void test_sigterm(void **st)
     stops_on(SIGTERM);
 }
 
+/* MX_LOG_FORMAT=text: human-readable lines instead of JSON */
+static void test_log_text(void **st)
+{
+    struct child c;
+    char *argv[] = {"mxnode", "--schedulers", "2", "--node-name", "t2", NULL};
+    char *env[] = {"MX_LOG_FORMAT=text", "MX_DRAIN_GRACE_MS=0", NULL};
+    spawn_node(&c, argv, env);
+    static char out[4096], err[65536];
+    read_until(c.out, "ready", 10000, out, sizeof(out));
+    read_until(c.err, "scheduler 1 up", 5000, err, sizeof(err));
+    assert_int_equal(kill(c.pid, SIGTERM), 0);
+    assert_int_equal(wait_exit(c.pid, 10000), 0);
+    assert_non_null(strstr(err, " INFO  t2 [s1 scheduler-info] scheduler 1 up"));
+    assert_null(strstr(err, "{\"time\""));
+    close(c.out);
+    close(c.err);
+}
+
 static void test_sigint(void **st)
 {
     stops_on(SIGINT);
@@ -160,6 +178,8 @@ static void test_bad_config(void **st)
     bad("--jwt-secret", "too-short", "MX_JWT_SECRET");
     bad("--http-addr", "8080", "MX_HTTP_ADDR");
     bad("--no-such-flag", "1", "--no-such-flag");
+    bad("--log-format", "xml", "MX_LOG_FORMAT");
+    bad("--drain-grace-ms", "6000", "MX_DRAIN_GRACE_MS"); /* over half the shutdown timeout */
     /* from the environment too */
     struct child c;
     char *argv[] = {"mxnode", NULL};
@@ -235,7 +255,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sigterm),
-        cmocka_unit_test(test_sigint),
+        cmocka_unit_test(test_sigint), cmocka_unit_test(test_log_text),
         cmocka_unit_test(test_bad_config),
         cmocka_unit_test(test_http_addr_in_use),
         cmocka_unit_test(test_help),

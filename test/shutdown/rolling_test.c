@@ -1,0 +1,529 @@
+/* rolling_test.c - a rolling restart under load (issue 16, test 1): three
+ * mxnode behind a real haproxy (TCP mode, PROXY protocol v2, readiness
+ * checks every 100 ms), a real redis-server (AOF), mariadbd and mxstub.
+ * Four keep-alive clients send like toggles of signed-in users and
+ * character reads through haproxy while each node in turn gets SIGTERM
+ * (exit 0 expected) and is started again; the next node goes once haproxy
+ * sends traffic to the restarted one. Then: 0 failed requests and 0
+ * connection errors, and once like-sync settled every acknowledged like is
+ * in MySQL (character_like rows and like_count equal the model of
+ * acknowledged toggles). */
+#define _GNU_SOURCE
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "../app/node_harness.h"
+#include "../mysql/mysqld.h"
+#include "../redis/redisd.h"
+#include "../stub/stub_harness.h"
+#include "mx_mysql.h"
+#include "mx_testutil.h"
+
+#define NNODES 3
+#define NUSERS 24
+#define NTARGETS 12
+#define NTHREADS 4
+#define GRACE_MS 1000
+
+static struct redisd R;
+static struct mysqld M;
+static struct stub S;
+static struct node N[NNODES];
+static int g_port[NNODES], g_lb;
+static pid_t g_haproxy;
+static char g_dir[] = "/tmp/mx-rolling-XXXXXX";
+static char g_env[NNODES][9][700];
+
+struct user {
+    char key[32], ign[72], ocids[64 * 40], acct[48], token[1024];
+};
+static struct user U[NUSERS];
+static char T_name[NTARGETS][72], T_ocid[NTARGETS][40];
+
+/* ---- helpers shared in spirit with test/likes (the liker identity) ---- */
+
+static void account_id(const char *csv, char out[48])
+{
+    /* base64url_nopad(SHA-256(join(",", sort(ocids)))) */
+    char *items[256], buf[64 * 40];
+    snprintf(buf, sizeof buf, "%s", csv);
+    int n = 0;
+    for (char *p = buf, *sv = NULL, *t; (t = strtok_r(p, ",", &sv)) && n < 256; p = NULL)
+        items[n++] = t;
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && strcmp(items[j - 1], items[j]) > 0; j--) {
+            char *x = items[j];
+            items[j] = items[j - 1];
+            items[j - 1] = x;
+        }
+    char joined[64 * 40] = "";
+    for (int i = 0; i < n; i++) {
+        if (i)
+            strcat(joined, ",");
+        strcat(joined, items[i]);
+    }
+    unsigned char d[32], b[48];
+    SHA256((unsigned char *)joined, strlen(joined), d);
+    EVP_EncodeBlock(b, d, 32);
+    for (int i = 0; i < 43; i++)
+        out[i] = b[i] == '+' ? '-' : b[i] == '/' ? '_' : (char)b[i];
+    out[43] = '\0';
+}
+
+static int stub_list(const char *key, char names[][72], int max, char *ocids, size_t cap)
+{
+    char url[200];
+    snprintf(url, sizeof url, "%s/maplestory/v1/character/list", S.base);
+    struct resp r;
+    if (http_get(url, key, false, &r) != 0 || r.status != 200)
+        return -1;
+    int n = 0;
+    size_t o = 0;
+    ocids[0] = '\0';
+    for (const char *p = r.body; (p = strstr(p, "\"ocid\":\""));) {
+        p += 8;
+        const char *e = strchr(p, '"');
+        o += (size_t)snprintf(ocids + o, cap - o, "%s%.*s", o ? "," : "", (int)(e - p), p);
+        const char *nm = strstr(e, "\"character_name\":\"");
+        if (nm && n < max) {
+            nm += 18;
+            const char *ne = strchr(nm, '"');
+            snprintf(names[n], 72, "%.*s", (int)(ne - nm), nm);
+            n++;
+        }
+        p = e;
+    }
+    resp_free(&r);
+    return n;
+}
+
+struct buf {
+    char *p;
+    size_t len;
+};
+
+static size_t sink(char *d, size_t sz, size_t n, void *arg)
+{
+    struct buf *b = arg;
+    size_t add = sz * n;
+    char *np = realloc(b->p, b->len + add + 1);
+    if (!np)
+        abort();
+    b->p = np;
+    memcpy(b->p + b->len, d, add);
+    b->len += add;
+    b->p[b->len] = '\0';
+    return add;
+}
+
+/* One request on the keep-alive handle h; the status (0: no answer). */
+static long req(CURL *h, int port, const char *method, const char *path, const char *token,
+                const char *json, char **body)
+{
+    char url[512], auth[1100];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    struct buf b = {0};
+    struct curl_slist *hd = NULL;
+    if (token) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+        hd = curl_slist_append(hd, auth);
+    }
+    if (json)
+        hd = curl_slist_append(hd, "Content-Type: application/json");
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    if (!strcmp(method, "POST"))
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, json ? json : "");
+    else
+        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 15000L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    long st = 0;
+    if (curl_easy_perform(h) == CURLE_OK)
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &st);
+    curl_slist_free_all(hd);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+    if (body)
+        *body = b.p;
+    else
+        free(b.p);
+    return st;
+}
+
+static char *escape(const char *s)
+{
+    char *e = curl_easy_escape(NULL, s, 0);
+    char *out = strdup(e);
+    curl_free(e);
+    return out;
+}
+
+/* ---- the stack ---- */
+
+static int node_up(int i)
+{
+    const char *env[10];
+    for (int k = 0; k < 9; k++)
+        env[k] = g_env[i][k];
+    env[9] = NULL;
+    return node_start(&N[i], env);
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    socklen_t l = sizeof sa;
+    getsockname(fd, (struct sockaddr *)&sa, &l);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+static void kill_haproxy(void)
+{
+    if (g_haproxy > 0) {
+        kill(g_haproxy, SIGKILL);
+        waitpid(g_haproxy, NULL, 0);
+        g_haproxy = 0;
+    }
+}
+
+static long long node_requests(int i)
+{
+    char cmd[512], out[65536];
+    snprintf(cmd, sizeof cmd, "%s/mxctl --node tcp://127.0.0.1:%d --json stats 2>/dev/null",
+             getenv("MX_BIN_DIR"), N[i].admin_port);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    size_t len = fread(out, 1, sizeof out - 1, p);
+    out[len] = '\0';
+    pclose(p);
+    const char *v = strstr(out, "\"proxy_ok\":"); /* connections haproxy made to it */
+    return v ? atoll(v + 11) : -1;
+}
+
+static int setup(void **st)
+{
+    curl_global_init(CURL_GLOBAL_ALL);
+    if (!mkdtemp(g_dir))
+        return -1;
+    char conf[300];
+    snprintf(conf, sizeof conf, "appendonly yes\nappendfsync everysec\n");
+    if (redisd_start(&R, conf) != 0 || mysqld_start(&M) != 0)
+        return -1;
+    const char *args[] = {"--unknown", "404", NULL};
+    if (stub_start(&S, args) != 0)
+        return -1;
+    for (int i = 0; i < NNODES; i++) {
+        g_port[i] = free_port();
+        snprintf(g_env[i][0], 700, "MX_NODE_NAME=rl%d", i);
+        snprintf(g_env[i][1], 700, "MX_HTTP_ADDR=127.0.0.1:%d", g_port[i]);
+        snprintf(g_env[i][2], 700, "MX_REDIS_URL=%s", R.url);
+        snprintf(g_env[i][3], 700, "MX_MYSQL_URL=%s", M.url);
+        snprintf(g_env[i][4], 700, "MX_NEXON_BASE_URL=%s", S.base);
+        snprintf(g_env[i][5], 700, "MX_DRAIN_GRACE_MS=%d", GRACE_MS);
+        snprintf(g_env[i][6], 700, "MX_TRUSTED_PROXIES=127.0.0.1/32");
+        snprintf(g_env[i][7], 700, "MX_RATE_LIMIT=0");
+        snprintf(g_env[i][8], 700, "MX_LOG_LEVEL=info");
+        if (node_up(i) != 0)
+            return -1;
+    }
+    for (int u = 0; u < NUSERS; u++) {
+        char names[12][72];
+        snprintf(U[u].key, sizeof U[u].key, "rolling-user-%d", u);
+        if (stub_list(U[u].key, names, 12, U[u].ocids, sizeof U[u].ocids) < 1)
+            return -1;
+        snprintf(U[u].ign, sizeof U[u].ign, "%s", names[0]);
+        account_id(U[u].ocids, U[u].acct);
+    }
+    int nt = 0;
+    for (int k = 0; nt < NTARGETS && k < 100; k++) {
+        char key[32], names[12][72], ocids[64 * 40];
+        snprintf(key, sizeof key, "rolling-target-%d", k);
+        int n = stub_list(key, names, 12, ocids, sizeof ocids);
+        for (int i = 0; i < n && nt < NTARGETS; i++) {
+            bool dup = false;
+            for (int x = 0; x < nt; x++)
+                dup |= strcmp(T_name[x], names[i]) == 0;
+            if (dup)
+                continue;
+            snprintf(T_name[nt], sizeof T_name[nt], "%.71s", names[i]);
+            if (stub_ocid(&S, names[i], T_ocid[nt]) != 200)
+                return -1;
+            bool owned = false; /* a user may not like a character of his own */
+            for (int u = 0; u < NUSERS && !owned; u++)
+                owned = strstr(U[u].ocids, T_ocid[nt]) != NULL;
+            if (!owned)
+                nt++;
+        }
+    }
+    if (nt < NTARGETS)
+        return -1;
+    CURL *h = curl_easy_init();
+    for (int u = 0; u < NUSERS; u++) {
+        char body[256], *ans = NULL;
+        snprintf(body, sizeof body, "{\"apiKey\":\"%.31s\",\"userIgn\":\"%.71s\"}", U[u].key,
+                 U[u].ign);
+        long s = req(h, N[u % NNODES].http_port, "POST", "/auth/login", NULL, body, &ans);
+        int ok = s == 200 && ans && json_str(ans, "accessToken", U[u].token, sizeof U[u].token) == 0;
+        free(ans);
+        if (!ok) {
+            fprintf(stderr, "login of user %d failed: %ld\n", u, s);
+            curl_easy_cleanup(h);
+            return -1;
+        }
+    }
+    curl_easy_cleanup(h);
+
+    g_lb = free_port();
+    char cfg[4096], path[512];
+    int len = snprintf(cfg, sizeof cfg,
+                       "global\n  maxconn 2000\ndefaults\n  mode tcp\n  timeout connect 1s\n"
+                       "  timeout client 30s\n  timeout server 30s\n  retries 3\n"
+                       "  option redispatch\nfrontend api\n  bind 127.0.0.1:%d\n"
+                       "  default_backend mx\nbackend mx\n  balance roundrobin\n"
+                       "  option httpchk GET /actuator/health/readiness\n"
+                       "  http-check expect status 200\n"
+                       "  default-server inter 100ms fall 2 rise 2 send-proxy-v2 check-send-proxy\n",
+                       g_lb);
+    for (int i = 0; i < NNODES; i++)
+        len += snprintf(cfg + len, sizeof cfg - (size_t)len, "  server rl%d 127.0.0.1:%d check\n",
+                        i, g_port[i]);
+    snprintf(path, sizeof path, "%s/haproxy.cfg", g_dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fputs(cfg, f);
+    fclose(f);
+    g_haproxy = fork();
+    if (g_haproxy == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+        execl("/usr/sbin/haproxy", "haproxy", "-db", "-f", path, (char *)NULL);
+        _exit(127);
+    }
+    atexit(kill_haproxy);
+    for (int i = 0; i < NNODES; i++) {
+        long long c0 = node_requests(i);
+        if (!TU_WAIT_UNTIL(node_requests(i) > c0 + 2, 5000))
+            return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **st)
+{
+    kill_haproxy();
+    for (int i = 0; i < NNODES; i++)
+        node_kill(&N[i]);
+    stub_stop(&S);
+    mysqld_destroy(&M);
+    redisd_stop(&R);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", g_dir);
+    curl_global_cleanup();
+    return 0;
+}
+
+/* ---- the load ---- */
+
+enum { ST_OFF = 0, ST_ON = 1, ST_UNKNOWN = 2 };
+static _Atomic uint8_t model[NUSERS][NTARGETS];
+
+struct load {
+    atomic_bool stop;
+    atomic_long ok, failed, toggles, reads;
+    int id;
+};
+
+static void *load_main(void *arg)
+{
+    struct load *l = arg;
+    CURL *h = curl_easy_init();
+    unsigned seed = (unsigned)(l->id * 7919 + 1);
+    for (long i = 0; !atomic_load(&l->stop); i++) {
+        int t = (int)(rand_r(&seed) % NTARGETS);
+        char *e = escape(T_name[t]), path[256], *body = NULL;
+        long s;
+        if (i % 3 == 2) {
+            snprintf(path, sizeof path, "/api/v1/characters/%s", e);
+            s = req(h, g_lb, "GET", path, NULL, NULL, &body);
+            atomic_fetch_add(&l->reads, 1);
+            if (s == 200)
+                atomic_fetch_add(&l->ok, 1);
+        } else {
+            /* each thread owns the users u with u % NTHREADS == id, so the
+             * model's order per pair is the order of acknowledgements */
+            int u = l->id + NTHREADS * (int)(rand_r(&seed) % (NUSERS / NTHREADS));
+            snprintf(path, sizeof path, "/api/v2/characters/%s/like", e);
+            s = req(h, g_lb, "POST", path, U[u].token, NULL, &body);
+            atomic_fetch_add(&l->toggles, 1);
+            if (s == 200 && body && strstr(body, "\"success\":true")) {
+                atomic_store(&model[u][t], strstr(body, "\"liked\":true") ? ST_ON : ST_OFF);
+                atomic_fetch_add(&l->ok, 1);
+                s = 200;
+            } else {
+                atomic_store(&model[u][t], ST_UNKNOWN);
+                s = s == 200 ? -2 : s;
+            }
+        }
+        if (s != 200) {
+            if (atomic_fetch_add(&l->failed, 1) < 5)
+                fprintf(stderr, "rolling: %s -> %ld %.200s\n", path, s, body ? body : "");
+        }
+        free(body);
+        free(e);
+    }
+    curl_easy_cleanup(h);
+    return NULL;
+}
+
+static long long pending_work(void)
+{
+    long long sum = 0;
+    for (int k = 0; k < 16; k++) {
+        redisReply *r = redisd_cmd(&R, "ZCARD mx:mx:{lk%d}:d", k);
+        if (!r || r->type != REDIS_REPLY_INTEGER) {
+            if (r)
+                freeReplyObject(r);
+            return -1;
+        }
+        sum += r->integer;
+        freeReplyObject(r);
+        r = redisd_cmd(&R, "EXISTS mx:mx:{lk%d}:jid", k);
+        if (!r || r->type != REDIS_REPLY_INTEGER) {
+            if (r)
+                freeReplyObject(r);
+            return -1;
+        }
+        sum += r->integer;
+        freeReplyObject(r);
+    }
+    return sum;
+}
+
+static int row_count(void *ctx, const struct mx_sql_val *cols, size_t n)
+{
+    return 0;
+}
+
+static void test_rolling_restart(void **st)
+{
+    struct load l[NTHREADS];
+    pthread_t th[NTHREADS];
+    for (int i = 0; i < NTHREADS; i++) {
+        memset(&l[i], 0, sizeof l[i]);
+        l[i].id = i;
+        pthread_create(&th[i], NULL, load_main, &l[i]);
+    }
+    /* a baseline, then each node in turn */
+    assert_true(TU_WAIT_UNTIL(atomic_load(&l[0].ok) > 50, 10000));
+    int64_t drain_ms[NNODES];
+    for (int i = 0; i < NNODES; i++) {
+        int64_t t0 = tu_now_ms();
+        kill(N[i].pid, SIGTERM);
+        char *log = malloc(1 << 20);
+        int rc = node_wait_exit(&N[i], 20000, log, 1 << 20);
+        drain_ms[i] = tu_now_ms() - t0;
+        if (rc != 0)
+            fprintf(stderr, "rl%d exit %d:\n%s\n", i, rc, log);
+        /* the phase lines, for the record */
+        for (char *p = log; (p = strstr(p, "shutdown phase ")); p++)
+            printf("  rl%d: %.*s\n", i, (int)strcspn(p, "\""), p);
+        free(log);
+        assert_int_equal(rc, 0);
+        assert_int_equal(node_up(i), 0);
+        /* haproxy sends it traffic again (rise 2 x 100 ms) */
+        long long c0 = node_requests(i);
+        assert_true(TU_WAIT_UNTIL(node_requests(i) > c0 + 20, 10000));
+    }
+    long before = atomic_load(&l[0].ok);
+    assert_true(TU_WAIT_UNTIL(atomic_load(&l[0].ok) > before + 30, 10000));
+    long ok = 0, failed = 0, toggles = 0, reads = 0;
+    for (int i = 0; i < NTHREADS; i++) {
+        atomic_store(&l[i].stop, true);
+        pthread_join(th[i], NULL);
+        ok += atomic_load(&l[i].ok);
+        failed += atomic_load(&l[i].failed);
+        toggles += atomic_load(&l[i].toggles);
+        reads += atomic_load(&l[i].reads);
+    }
+    printf("{\"bench\": \"rolling_restart\", \"ok\": %ld, \"failed\": %ld, \"toggles\": %ld, "
+           "\"reads\": %ld, \"drain_ms\": [%lld, %lld, %lld]}\n",
+           ok, failed, toggles, reads, (long long)drain_ms[0], (long long)drain_ms[1],
+           (long long)drain_ms[2]);
+    assert_int_equal(failed, 0);
+    for (int i = 0; i < NNODES; i++)
+        assert_true(drain_ms[i] <= GRACE_MS + 1000 + 1000); /* grace + phases + start of exit */
+
+    /* every acknowledged like is in MySQL once like-sync settled */
+    assert_true(TU_WAIT_UNTIL(pending_work() == 0, 30000));
+    struct mx_mysql_conn *c = NULL;
+    char err[256];
+    assert_int_equal(mx_mysql_conn_open(M.url, NULL, &c, err, sizeof err), 0);
+    long liked = 0, mismatch = 0;
+    for (int t = 0; t < NTARGETS; t++) {
+        long want = 0;
+        for (int u = 0; u < NUSERS; u++) {
+            uint8_t m = atomic_load(&model[u][t]);
+            assert_true(m != ST_UNKNOWN); /* every toggle was acknowledged */
+            struct mx_sql_val p[] = {MX_SQL_S(T_ocid[t]), MX_SQL_S(U[u].acct)};
+            uint64_t rows = 0;
+            assert_int_equal(mx_mysql_query(c,
+                                            "SELECT 1 FROM character_like WHERE target_ocid = ? "
+                                            "AND liker_account_id = ?",
+                                            p, 2, row_count, NULL, &rows),
+                             0);
+            if ((m == ST_ON) != (rows == 1) && mismatch++ < 5)
+                print_message("  pair %d/%d: model %s, MySQL %s\n", u, t, m == ST_ON ? "on" : "off",
+                              rows ? "on" : "off");
+            want += m == ST_ON;
+        }
+        liked += want;
+        char sql[200];
+        snprintf(sql, sizeof sql, "SELECT like_count FROM mx.game_character WHERE ocid = '%.39s'",
+                 T_ocid[t]);
+        long long got = mysqld_root_int(&M, sql);
+        if (!(got == want || (got < 0 && want == 0)) && mismatch++ < 5)
+            print_message("  target %d like_count %lld, model %ld\n", t, got, want);
+    }
+    mx_mysql_conn_close(c);
+    printf("{\"bench\": \"rolling_restart_likes\", \"liked_pairs\": %ld, \"mismatches\": %ld}\n",
+           liked, mismatch);
+    assert_int_equal(mismatch, 0);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rolling_restart),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
