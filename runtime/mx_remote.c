@@ -328,14 +328,18 @@ static uint32_t get32le(const uint8_t *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-/* types that only this node may create: the runtime's, and the node-local
+/* types that only this node may create: the runtime's, the node-local
  * controls of the HTTP listeners and the shutdown-coordinator (a forged
- * frame must not drain, undrain or stop a node: REVIEW-SECURITY H2) */
+ * frame must not drain, undrain or stop a node: REVIEW-SECURITY H2), and
+ * the like-buffer's requests and answers (a forged like_req would toggle a
+ * like for any account; a forged like_rep would answer a pending toggle),
+ * and MySQL pool completions (they carry a local pointer) */
 static bool local_only(uint32_t type)
 {
     return type == MX_T_sys_timeout || type == MX_T_sys_tick || type == MX_T_sys_offload_done ||
            type == MX_T_sys_stop || type == MX_T_cl_peek || type == MX_T_http_drain ||
-           type == MX_T_shutdown_cmd || type == MX_T_svc_latches || type == MX_T_svc_latches_rep;
+           type == MX_T_shutdown_cmd || type == MX_T_svc_latches || type == MX_T_svc_latches_rep ||
+           type == MX_T_like_req || type == MX_T_like_rep || type == MX_T_store_job_done;
 }
 
 /* Validate one frame and hand it to its mailbox. Returns the drop reason

@@ -301,7 +301,9 @@ static void test_character_record(void **st)
     assert_int_equal(s, 200);
     assert_non_null(strstr(body, "\"userIgn\":\"" EVAN "\""));
     assert_non_null(strstr(body, "\"ocid\":\""));
-    assert_non_null(strstr(body, "\"likeCount\":0"));
+    /* no like store reachable here (no MySQL, Redis on a closed port): the
+     * live count is unknown, and said so rather than a made-up 0 */
+    assert_non_null(strstr(body, "\"likeCount\":null"));
     assert_non_null(strstr(body, "\"worldName\":"));
     assert_non_null(strstr(body, "\"characterClass\":"));
     assert_non_null(strstr(body, "\"characterImage\":"));
@@ -440,10 +442,10 @@ static void test_health_metrics_and_others(void **st)
     assert_non_null(strstr(body, "mx_deadletters_total{"));
     free(head);
     free(body);
-    /* not built yet: a clear 503, never a fake success */
+    /* a toggle needs a signed-in user (docs/likes.md) */
     assert_int_equal(raw("POST", "/api/v2/characters/" EVAN_URL "/like", NULL, &head, &body, &blen),
-                     503);
-    assert_non_null(strstr(body, "not available"));
+                     401);
+    assert_non_null(strstr(body, "\"UNAUTHORIZED\""));
     free(head);
     free(body);
     assert_int_equal(raw("GET", "/nope", NULL, &head, &body, &blen), 404);

@@ -331,6 +331,20 @@ static void test_hostile_frames(void **unused)
     SEND("http_drain", MX_RDROP_UNKNOWN_TYPE);
     len = frame(f, MX_T_shutdown_cmd, b.echo, NULL, (const uint8_t *)"\x91\x01", 2);
     SEND("shutdown_cmd", MX_RDROP_UNKNOWN_TYPE);
+    /* a peer cannot toggle a like for someone, nor answer a pending one */
+    {
+        uint8_t lb[256];
+        size_t ll;
+        struct mx_m_like_req lq = {.op = 1, .ocid = MX_STR("0123abcd"), .account = MX_STR("acct"),
+                                   .ign = MX_STR("x")};
+        assert_int_equal(mx_m_like_req_encode(&lq, lb, sizeof lb, &ll), 0);
+        len = frame(f, MX_T_like_req, b.echo, NULL, lb, (uint32_t)ll);
+        SEND("like_req", MX_RDROP_UNKNOWN_TYPE);
+        struct mx_m_like_rep lr = {.status = 0, .liked = true, .count = 1};
+        assert_int_equal(mx_m_like_rep_encode(&lr, lb, sizeof lb, &ll), 0);
+        len = frame(f, MX_T_like_rep, b.echo, NULL, lb, (uint32_t)ll);
+        SEND("like_rep", MX_RDROP_UNKNOWN_TYPE);
+    }
     /* a name longer than allowed, and a name with a space */
     len = frame(f, MX_T_test_echo, (struct mx_addr){bid, 0}, "echo", body, (uint32_t)blen);
     f[92] = 0x88;
