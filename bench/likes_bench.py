@@ -101,27 +101,40 @@ def main():
         res = [wrk_parse(o) for o in outs]
         return sum(r[0] for r in res), max(r[1] for r in res), sum(r[2] for r in res)
 
+    def lag_buckets():
+        b = {}
+        for n in st.nodes:
+            for line in st.prom(n["http"]).splitlines():
+                mm = re.match(r'mx_like_sync_lag_ms_bucket\{node="[^"]+",le="([^"]+)"\} (\d+)', line)
+                if mm:
+                    b[mm.group(1)] = b.get(mm.group(1), 0) + int(mm.group(2))
+        return b
+
+    def caught_up():
+        mxstack.wait(lambda: all(st.rcli("ZCARD", f"mx:mx:{{lk{p}}}:d") == "0" for p in range(16)),
+                     60, "like-sync catching up")
+
     # as fast as 3 x CONNS connections go
     mx_rps, mx_p99, mx_bad = run_wrk(0)
+    caught_up()
+    before_paced = lag_buckets()
     # paced at 0.6 x the ceiling: the latency at the goal's rate
     target = 0.6 * ceiling
     delay = max(1, round(3 * CONNS * 1000 / target)) if target else 0
     pc_rps, pc_p99, pc_bad = run_wrk(delay) if delay else (0, 0, 0)
-    # sync lag: wait for the sync to catch up, then read the holder's histogram
-    mxstack.wait(lambda: all(st.rcli("ZCARD", f"mx:mx:{{lk{p}}}:d") == "0" for p in range(16)),
-                 60, "like-sync catching up")
-    buckets = {}
-    for n in st.nodes:
-        for line in st.prom(n["http"]).splitlines():
-            mm = re.match(r'mx_like_sync_lag_ms_bucket\{node="[^"]+",le="([^"]+)"\} (\d+)', line)
-            if mm:
-                buckets[mm.group(1)] = buckets.get(mm.group(1), 0) + int(mm.group(2))
-    total = buckets.get("+Inf", 0)
-    lag_p99 = None
-    for le in ["100", "250", "500", "1000", "2000", "5000", "10000", "+Inf"]:
-        if total and buckets.get(le, 0) >= 0.99 * total:
-            lag_p99 = le
-            break
+    caught_up()
+    after = lag_buckets()
+
+    def p99(b):
+        total = b.get("+Inf", 0)
+        for le in ["100", "250", "500", "1000", "2000", "5000", "10000", "+Inf"]:
+            if total and b.get(le, 0) >= 0.99 * total:
+                return le, total
+        return None, total
+
+    paced = {k: after.get(k, 0) - before_paced.get(k, 0) for k in after}
+    lag_all, total = p99(after)
+    lag_paced, total_paced = p99(paced)
     ratio = mx_rps / ceiling if ceiling else 0
     rows = [
         {"bench": "likes.toggles_per_s", "value": round(mx_rps), "unit": "toggles/s",
@@ -133,8 +146,11 @@ def main():
          "achieved": round(pc_rps), "note": "0.6 x the ceiling"},
         {"bench": "likes.paced_p99_ms", "value": round(pc_p99, 2), "goal": "<= 10"},
         {"bench": "likes.errors", "value": mx_bad + pc_bad, "goal": 0},
-        {"bench": "likes.sync_lag_p99_ms_le", "value": lag_p99, "batches": total,
-         "goal": "<= 2000", "buckets": buckets},
+        {"bench": "likes.sync_lag_p99_ms_le", "value": lag_paced, "batches": total_paced,
+         "goal": "<= 2000", "note": "batches committed during the paced run",
+         "buckets": paced},
+        {"bench": "likes.sync_lag_p99_ms_le.all", "value": lag_all, "batches": total,
+         "note": "both runs; the unpaced one saturates the 2 cores", "buckets": after},
         {"bench": "likes.load_average", "value": load0, "after": mxstack.loadavg()},
     ]
     for r in rows:

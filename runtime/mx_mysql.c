@@ -26,7 +26,7 @@
 #include "mx_log.h"
 #include "mx_msg.h"
 
-#define MAX_PARAMS 64
+#define MAX_PARAMS MX_MYSQL_MAX_PARAMS
 #define MAX_THREADS 64
 
 /* ---- URL ---- */

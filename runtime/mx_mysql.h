@@ -33,6 +33,7 @@ struct mx_mysql_conn; /* one connection; used only by the thread running the job
 #define MX_MYSQL_DB_MAX 64
 #define MX_MYSQL_STMT_CACHE 64         /* prepared statements kept per connection */
 #define MX_MYSQL_MAX_FIELD (64u << 20) /* largest column value a query returns */
+#define MX_MYSQL_MAX_PARAMS 1024       /* placeholders one statement binds (multi-row writes) */
 
 /* A parsed mysql://user[:password]@host:port/database URL. */
 struct mx_mysql_url {
@@ -100,7 +101,8 @@ struct mx_sql_val {
  * (matched rows for UPDATE). Statements that return rows are read and
  * discarded. Returns 0; MX_EUNAVAIL when the connection is lost (it is
  * marked broken; a pool reconnects later); MX_EEXISTS on a duplicate key;
- * MX_EINVAL when n does not match the placeholders; MX_EIO for other server
+ * MX_EINVAL when n does not match the placeholders (or exceeds
+ * MX_MYSQL_MAX_PARAMS); MX_EIO for other server
  * errors (mx_mysql_errno/mx_mysql_error tell which). Blocks. The thread
  * that owns c. */
 int mx_mysql_exec(struct mx_mysql_conn *c, const char *sql, const struct mx_sql_val *params,

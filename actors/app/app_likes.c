@@ -77,7 +77,11 @@ static bool send_like(struct like_ctx *lc, uint32_t op, const char *acct, uint8_
 {
     struct acc *a = lc->a;
     size_t ol = strlen(lc->ocid);
-    uint32_t idx = mx_likes_partition(lc->ocid, ol) % a->nlikes;
+    /* the like-buffer on this acceptor's own scheduler: no thread hop */
+    int sched = mx_actor_sched(a->self);
+    uint32_t idx = sched >= 0 && (uint32_t)sched < a->nlikes
+                       ? (uint32_t)sched
+                       : mx_likes_partition(lc->ocid, ol) % a->nlikes;
     struct mx_m_like_req q = {.op = op,
                               .ocid = {lc->ocid, (uint32_t)ol},
                               .account = {acct, (uint32_t)strlen(acct)},

@@ -22,12 +22,13 @@
 #include "mx_log.h"
 
 /* Pairs per multi-row statement: the largest size that fits is used, so a
- * target's n pairs take about n/32 + 6 statements, and every connection
- * prepares at most 8 texts (its statement cache holds 64). 32 pairs are 64
- * parameters, the most mx_mysql_exec binds. */
-static const uint32_t sizes[] = {32, 8, 2, 1};
+ * target's n pairs take about n/256 + 9 statements, and every connection
+ * prepares at most 8 texts (its statement cache holds 64). 256 pairs are
+ * 512 parameters (mx_mysql_exec binds up to MX_MYSQL_MAX_PARAMS). */
+static const uint32_t sizes[] = {256, 32, 4, 1};
 #define NSIZES 4
-#define CHUNK 32
+#define CHUNK 256
+_Static_assert(2 * CHUNK <= MX_MYSQL_MAX_PARAMS, "a chunk's parameters fit one statement");
 
 static char sql_ins[NSIZES][160 + CHUNK * 8];
 static char sql_del[NSIZES][160 + CHUNK * 4];
@@ -205,7 +206,7 @@ void mx__lk_batch_free(void *arg)
 static int apply_pairs(struct mx_mysql_conn *c, const char *ocid, char **acct, uint32_t n,
                        bool like, int64_t *changed)
 {
-    struct mx_sql_val v[2 * CHUNK + 1];
+    static _Thread_local struct mx_sql_val v[2 * CHUNK + 1]; /* 12 KiB: off the stack */
     for (uint32_t i = 0; i < n;) {
         int z = 0;
         while (sizes[z] > n - i)
@@ -229,22 +230,23 @@ static int apply_pairs(struct mx_mysql_conn *c, const char *ocid, char **acct, u
     return 0;
 }
 
-static int apply_batch(struct mx_mysql_conn *c, void *arg)
+/* One journal inside the pass's transaction. Its id is recorded first: a
+ * batch committed before (its id already there) applies nothing. */
+static int apply_batch(struct mx_mysql_conn *c, struct mx__lk_batch *b)
 {
-    struct mx__lk_batch *b = arg;
     struct mx_sql_val bv[] = {MX_SQL_S(b->batch_id), MX_SQL_I((int64_t)b->part),
                               MX_SQL_I((int64_t)b->seq), MX_SQL_I((int64_t)b->pairs)};
+    uint64_t added = 0;
     int rc = mx_mysql_exec(c,
-                           "INSERT INTO like_sync_batch (batch_id, part, epoch, pairs)"
+                           "INSERT IGNORE INTO like_sync_batch (batch_id, part, epoch, pairs)"
                            " VALUES (?, ?, ?, ?)",
-                           bv, 4, NULL);
-    if (rc == MX_EEXISTS) {
-        b->replay = true; /* committed before: apply nothing */
-        return MX_EEXISTS;
-    }
+                           bv, 4, &added);
     if (rc != 0)
         return rc;
+    b->replay = added == 0;
     b->inserted = b->deleted = 0;
+    if (b->replay)
+        return 0; /* committed before: apply nothing */
     for (uint32_t i = 0; i < b->nt; i++) {
         struct mx__lk_target *t = &b->t[i];
         t->inserted = t->deleted = 0;
@@ -278,12 +280,31 @@ static int apply_batch(struct mx_mysql_conn *c, void *arg)
                 return rc;
         }
     }
-    if (b->prune)
+    return 0;
+}
+
+static int apply_pass(struct mx_mysql_conn *c, void *arg)
+{
+    struct mx__lk_pass *p = arg;
+    int rc = 0;
+    for (uint32_t i = 0; i < p->n && rc == 0; i++)
+        rc = apply_batch(c, p->b[i]);
+    if (rc == 0 && p->prune)
         rc = mx_mysql_exec(c,
                            "DELETE FROM like_sync_batch"
                            " WHERE created_at < NOW(3) - INTERVAL 7 DAY LIMIT 1000",
                            NULL, 0, NULL);
     return rc;
+}
+
+void mx__lk_pass_free(void *arg)
+{
+    struct mx__lk_pass *p = arg;
+    if (!p)
+        return;
+    for (uint32_t i = 0; i < p->n; i++)
+        mx__lk_batch_free(p->b[i]);
+    free(p);
 }
 
 /* A batch's transaction holds the like-sync fence row until it commits. If
@@ -309,16 +330,12 @@ static void session_setup(struct mx_mysql_conn *c)
 
 int mx__lk_commit_job(struct mx_mysql_conn *c, void *arg)
 {
-    struct mx__lk_batch *b = arg;
+    struct mx__lk_pass *p = arg;
     if (!c)
         return MX_EUNAVAIL;
     pthread_once(&sql_once, build_sql);
     session_setup(c);
-    b->replay = false;
-    int rc = mx_mysql_fenced(c, MX_LIKES_SINGLETON, b->seq, apply_batch, b);
-    if (rc == MX_EEXISTS && b->replay)
-        return 0; /* the journal was committed before: nothing to do but delete it */
-    return rc;
+    return mx_mysql_fenced(c, MX_LIKES_SINGLETON, p->seq, apply_pass, p);
 }
 
 static int last_row(void *ctx, const struct mx_sql_val *cols, size_t n)

@@ -1,21 +1,20 @@
 /* like_sync.c - the like-sync singleton: pending pairs from Redis into MySQL.
  *
- * Every sync_interval_ms (at once again while the last pass moved work) the
- * holder makes a pass: the 16 partitions run side by side, each a chain of
- * up to MAX_BATCHES_PER_PART batches. For a batch, the take script either
- * returns the journal left by an earlier pass or holder (finish that first)
- * or moves up to sync_batch pending pairs, oldest targets first, into a
- * fresh journal named by a batch id "<epoch>.<partition>.<n>.<nonce>". The
- * journal is read, committed to MySQL as one fenced transaction that
- * records the batch id, and only then deleted by a script that deletes
- * nothing but that batch's journal. So:
+ * Every sync_interval_ms (BUSY_GAP_MS after the last pass while passes move
+ * work) the holder makes a pass. In each of the 16 partitions, side by
+ * side, the take script either returns the journal left by an earlier pass
+ * or holder or moves up to sync_batch pending pairs, oldest targets first,
+ * into a fresh journal named by a batch id "<epoch>.<partition>.<n>.<nonce>",
+ * which is read. Then every journal of the pass is committed to MySQL in
+ * ONE fenced transaction that records their batch ids, and only then each
+ * is deleted by a script that deletes nothing but that batch's journal. So:
  * - killed before the commit: the journal stays; the next holder commits it;
  * - killed after the commit, before the delete: the next holder's commit
  *   finds the batch id recorded, applies nothing and deletes the journal;
  * - a deposed holder that wakes up: its commit is refused by the fence (or,
  *   if no newer holder wrote yet, is simply the commit of that journal).
- * The commits of one pass serialise on the fence row; their Redis steps
- * overlap. While mysql-health says MySQL is down the pass is skipped: Redis
+ * One transaction a pass keeps the lag about one pass even though every
+ * fenced commit serialises on the fence row. While mysql-health says MySQL is down the pass is skipped: Redis
  * keeps the pairs, and nothing is lost.
  *
  * Redis callbacks run outside the singleton's handler, where its lease
@@ -33,15 +32,14 @@
 #include "mx_log.h"
 #include "mx_proto.h"
 
-#define MAX_BATCHES_PER_PART 8 /* per pass, so one busy partition cannot hold a pass */
 #define CHECK_EVERY_MS 30000   /* the Redis-lost-writes check also runs this often */
+#define BUSY_GAP_MS 100        /* between passes while they move work */
 
 /* sys_tick seq: step | partition << 8 */
 enum {
     TICK = 0,        /* the pass timer */
     PAUSE = 1,       /* tests only: the journal-to-commit window ended */
-    CONT_STEP = 2,   /* take the partition's next batch */
-    CONT_COMMIT = 4, /* commit the batch just read */
+    CONT_COMMIT = 4, /* every partition is read: commit the pass */
     CONT_PASS = 5,   /* the last pass moved work: start the next one now */
 };
 
@@ -50,8 +48,8 @@ struct ls;
 struct part {
     struct ls *s;
     uint32_t k;
-    bool running;
-    uint32_t batches; /* taken in this pass */
+    bool running;             /* still taking or reading in this pass */
+    bool committed;           /* its journal was in the pass's commit: delete it */
     struct mx__lk_batch *cur; /* read, not yet handed to MySQL; owned here */
     char id[96];
     int64_t oldest;
@@ -65,7 +63,8 @@ struct ls {
     uint64_t nbatch; /* batches started by this holder */
     bool busy;       /* a pass (or the check) is running */
     bool mysql_down_logged;
-    uint32_t running; /* partitions still working in this pass */
+    uint32_t running;   /* partitions still taking or reading in this pass */
+    uint32_t finishing; /* journals still being deleted */
     bool pass_failed;
     uint64_t pend_sum, jopen;
     char nonce[16]; /* random per holder term: batch ids never repeat, even when
@@ -78,8 +77,6 @@ struct ls {
     struct part parts[MX_LIKES_PARTITIONS];
 };
 
-static void step(struct part *p);
-
 static void send_tick(struct ls *s, uint32_t what, uint32_t k)
 {
     struct mx_m_sys_tick t = {.seq = what | (uint64_t)k << 8};
@@ -87,38 +84,69 @@ static void send_tick(struct ls *s, uint32_t what, uint32_t k)
     if (mx_msg_encode(MX_T_sys_tick, &t, &m) != 0)
         abort();
     if (mx_send(s->self, mx_self(s->self), m) != 0) {
-        /* a full mailbox: the chain ends here and the next pass retries */
+        /* a full mailbox: this pass ends here and the next one retries */
         mx_msg_free(m);
         LK_INC(sync_failures);
+        s->busy = false;
     }
 }
 
 static void pass_end(struct ls *s)
 {
     s->busy = false;
+    for (uint32_t k = 0; k < MX_LIKES_PARTITIONS; k++)
+        if (s->parts[k].cur) {
+            mx__lk_batch_free(s->parts[k].cur); /* its journal stays in Redis */
+            s->parts[k].cur = NULL;
+        }
     if (s->pass_failed)
         return;
     LK_SET(pending_targets, s->pend_sum);
     LK_SET(journals_open, s->jopen);
-    /* under load the passes run back to back: the lag is then one pass,
-     * not one pass plus the interval */
-    if (s->jopen)
-        send_tick(s, CONT_PASS, 0);
+    /* under load the next pass starts after BUSY_GAP_MS instead of the
+     * interval: the lag is one pass plus that, and the gap lets pairs
+     * gather into larger batches */
+    if (s->jopen) {
+        struct mx_m_sys_tick t = {.seq = CONT_PASS};
+        struct mx_msg *m;
+        uint64_t id;
+        uint32_t gap = mx__likes_o.sync_interval_ms < BUSY_GAP_MS ? mx__likes_o.sync_interval_ms
+                                                                   : BUSY_GAP_MS;
+        if (mx_msg_encode(MX_T_sys_tick, &t, &m) == 0 &&
+            mx_timer_start(s->self, gap, 0, m, &id) != 0)
+            mx_msg_free(m);
+    }
 }
 
-/* Partition p's chain is over for this pass. */
-static void part_end(struct part *p)
+/* Partition p is read (p->cur holds its journal) or has nothing this pass. */
+static void part_ready(struct part *p)
 {
     struct ls *s = p->s;
     if (!p->running)
         return;
     p->running = false;
-    if (p->cur) {
-        mx__lk_batch_free(p->cur); /* its journal stays in Redis */
-        p->cur = NULL;
-    }
-    if (--s->running == 0)
+    if (--s->running > 0)
+        return;
+    bool any = false;
+    for (uint32_t k = 0; k < MX_LIKES_PARTITIONS; k++)
+        any |= s->parts[k].cur != NULL;
+    if (!any) {
         pass_end(s);
+        return;
+    }
+    if (mx__likes_o.sync_pause_ms) {
+        /* tests only: the window between journal and commit, held open */
+        struct mx_m_sys_tick t = {.seq = PAUSE};
+        struct mx_msg *m;
+        uint64_t id;
+        if (mx_msg_encode(MX_T_sys_tick, &t, &m) == 0 &&
+            mx_timer_start(s->self, mx__likes_o.sync_pause_ms, 0, m, &id) != 0) {
+            mx_msg_free(m);
+            pass_end(s);
+        }
+        return;
+    }
+    send_tick(s, CONT_COMMIT, 0);
 }
 
 static void fail(struct part *p, const char *what, int status)
@@ -127,43 +155,61 @@ static void fail(struct part *p, const char *what, int status)
     MX_WARN("like-sync: %s failed (%s); partition %u retried next pass", what,
             mx_strerror(status), p->k);
     p->s->pass_failed = true;
-    part_end(p);
+    if (p->cur) {
+        mx__lk_batch_free(p->cur);
+        p->cur = NULL;
+    }
+    part_ready(p);
 }
 
 static void finished(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
 {
     struct part *p = arg;
+    struct ls *s = p->s;
     if (status == MX_ESTOPPED)
         return;
     if (status != 0) {
-        fail(p, "deleting the journal", status);
-        return;
+        LK_INC(sync_failures);
+        MX_WARN("like-sync: deleting journal %s failed (%s); the next pass finds it committed",
+                p->id, mx_strerror(status));
+        s->pass_failed = true;
     }
-    /* the same partition again while more may be pending */
-    if (p->batches < MAX_BATCHES_PER_PART)
-        send_tick(p->s, CONT_STEP, p->k);
-    else
-        part_end(p);
+    if (--s->finishing == 0)
+        pass_end(s);
 }
 
-/* Inside the handler. */
-static void commit(struct part *p)
+/* Every partition is read: commit the pass. Inside the handler. */
+static void commit(struct ls *s)
 {
-    struct ls *s = p->s;
-    struct mx__lk_batch *b = p->cur;
-    p->cur = NULL;
-    if (!b)
-        return;
     if (!mx_singleton_valid()) {
-        mx__lk_batch_free(b);
-        part_end(p);
+        pass_end(s);
         return;
     }
-    b->prune = s->nbatch % 256 == 1;
-    if (mx_mysql_submit(mx__likes_o.mysql, mx__lk_commit_job, b, mx__lk_batch_free,
+    struct mx__lk_pass *ps = calloc(1, sizeof *ps);
+    if (!ps)
+        abort();
+    ps->seq = s->seq;
+    ps->prune = s->nbatch % 256 < MX_LIKES_PARTITIONS && s->nbatch > MX_LIKES_PARTITIONS;
+    for (uint32_t k = 0; k < MX_LIKES_PARTITIONS; k++) {
+        struct part *p = &s->parts[k];
+        p->committed = false;
+        if (p->cur) {
+            ps->b[ps->n++] = p->cur; /* owned by the job from here */
+            p->cur = NULL;
+            p->committed = true;
+        }
+    }
+    if (ps->n == 0) { /* already handed over (a repeated tick) */
+        free(ps);
+        return;
+    }
+    if (mx_mysql_submit(mx__likes_o.mysql, mx__lk_commit_job, ps, mx__lk_pass_free,
                         mx_self(s->self), NULL) != 0) {
-        mx__lk_batch_free(b);
-        fail(p, "queueing the MySQL commit", MX_EFULL);
+        mx__lk_pass_free(ps);
+        LK_INC(sync_failures);
+        MX_WARN("like-sync: the MySQL queue is full; the pass's journals wait for the next one");
+        s->pass_failed = true;
+        pass_end(s);
     }
 }
 
@@ -185,19 +231,7 @@ static void igns_read(mx_redis_t *rd, int status, const redisReply *rep, void *a
             b->t[i].ign[e->len] = '\0';
         }
     }
-    if (mx__likes_o.sync_pause_ms) {
-        /* tests only: the window between journal and commit, held open */
-        struct mx_m_sys_tick t = {.seq = PAUSE | (uint64_t)p->k << 8};
-        struct mx_msg *m;
-        uint64_t id;
-        if (mx_msg_encode(MX_T_sys_tick, &t, &m) == 0 &&
-            mx_timer_start(p->s->self, mx__likes_o.sync_pause_ms, 0, m, &id) != 0) {
-            mx_msg_free(m);
-            fail(p, "arming the test pause", MX_ELIMIT);
-        }
-        return;
-    }
-    send_tick(p->s, CONT_COMMIT, p->k);
+    part_ready(p);
 }
 
 static void journal_read(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
@@ -240,8 +274,7 @@ static void journal_read(mx_redis_t *rd, int status, const redisReply *rep, void
         MX_ERROR("like-sync: journal %s holds %u entries mx did not write; skipped", b->batch_id,
                  bad);
     if (b->nt == 0) {
-        /* nothing usable: commit the empty batch so the journal is closed */
-        send_tick(s, CONT_COMMIT, p->k);
+        part_ready(p); /* nothing usable: the empty batch is committed to close the journal */
         return;
     }
     char ign[LK_KEY_MAX];
@@ -272,10 +305,10 @@ static void taken(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
     }
     long long code = rep->element[0]->integer;
     if (code == 0) {
-        part_end(p);
+        part_ready(p);
         return;
     }
-    if (rep->element[3]->type == REDIS_REPLY_INTEGER && p->batches == 1)
+    if (rep->element[3]->type == REDIS_REPLY_INTEGER)
         s->pend_sum += (uint64_t)rep->element[3]->integer;
     const redisReply *id = rep->element[1], *old = rep->element[2];
     if (id->type != REDIS_REPLY_STRING || id->len == 0 || id->len >= sizeof p->id) {
@@ -295,14 +328,10 @@ static void taken(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
         fail(p, "reading the journal", rc);
 }
 
-/* Take partition p's next batch. Inside the handler. */
+/* Take partition p's batch. Inside the handler. */
 static void step(struct part *p)
 {
     struct ls *s = p->s;
-    if (!mx_singleton_valid()) {
-        part_end(p);
-        return;
-    }
     char d[LK_KEY_MAX], j[LK_KEY_MAX], jid[LK_KEY_MAX], jt[LK_KEY_MAX], pp[LK_KEY_MAX];
     char max[16], id[96];
     mx__likes_key(d, sizeof d, p->k, "d");
@@ -313,7 +342,6 @@ static void step(struct part *p)
     snprintf(max, sizeof max, "%u", mx__likes_o.sync_batch);
     snprintf(id, sizeof id, "%llu.%u.%llu.%s", (unsigned long long)s->seq, p->k,
              (unsigned long long)++s->nbatch, s->nonce);
-    p->batches++;
     const char *a[] = {d, j, jid, jt, pp, max, id};
     int rc = mx_redis_eval(s->rd, s->s_take, taken, p, 4, 7, a, NULL);
     if (rc != 0)
@@ -323,55 +351,70 @@ static void step(struct part *p)
 static void on_commit_done(struct ls *s, struct mx_msg *m)
 {
     struct mx_m_store_job_done d;
-    struct mx__lk_batch *b = m->ptr;
-    if (!b || mx_msg_decode(m, &d) != 0 || b->part >= MX_LIKES_PARTITIONS)
+    struct mx__lk_pass *ps = m->ptr;
+    if (!ps || mx_msg_decode(m, &d) != 0)
         return;
-    struct part *p = &s->parts[b->part];
     if (d.status == MX_ESTALE) {
         LK_INC(sync_stale);
-        MX_WARN("like-sync: batch %s refused by the MySQL fence: a newer holder took over "
-                "(epoch %llu); stopping",
-                b->batch_id, (unsigned long long)s->seq);
+        MX_WARN("like-sync: a pass of %u batches refused by the MySQL fence: a newer holder "
+                "took over (epoch %llu); stopping",
+                ps->n, (unsigned long long)s->seq);
         mx_exit(s->self);
         return;
     }
     if (d.status != 0) {
-        fail(p, "the MySQL commit", (int)d.status);
+        LK_INC(sync_failures);
+        MX_WARN("like-sync: the MySQL commit of %u batches failed (%s); retried next pass", ps->n,
+                mx_strerror((int)d.status));
+        s->pass_failed = true;
+        pass_end(s);
         return;
     }
-    if (b->replay) {
-        LK_INC(sync_replays);
-        MX_INFO("like-sync: batch %s was committed before; deleting its journal", b->batch_id);
-    } else {
+    int64_t now = (int64_t)mx_unix_ms();
+    for (uint32_t i = 0; i < ps->n; i++) {
+        struct mx__lk_batch *b = ps->b[i];
+        if (b->replay) {
+            LK_INC(sync_replays);
+            MX_INFO("like-sync: batch %s was committed before; deleting its journal",
+                    b->batch_id);
+            continue;
+        }
         LK_INC(sync_batches);
         LK_ADD(sync_pairs, b->pairs);
         LK_ADD(sync_inserted, (uint64_t)b->inserted);
         LK_ADD(sync_deleted, (uint64_t)b->deleted);
-        int64_t now = (int64_t)mx_unix_ms();
         int64_t lag = b->oldest_ms > 0 && now > b->oldest_ms ? now - b->oldest_ms : 0;
         LK_SET(sync_last_lag_ms, lag);
-        LK_SET(sync_last_at_ms, now);
         LK_ADD(sync_lag_sum_ms, (uint64_t)lag);
         int bk = 0;
         while (bk < 7 && lag > (int64_t)mx_likes_lag_bounds_ms[bk])
             bk++;
         LK_INC(sync_lag_buckets[bk]);
-        MX_DEBUG("like-sync: batch %s: %u pairs, +%lld -%lld rows, lag %lld ms", b->batch_id,
-                 b->pairs, (long long)b->inserted, (long long)b->deleted, (long long)lag);
     }
+    LK_SET(sync_last_at_ms, now);
     if (!mx_singleton_valid()) {
-        part_end(p);
+        pass_end(s);
         return;
     }
-    char j[LK_KEY_MAX], jid[LK_KEY_MAX], jt[LK_KEY_MAX], hw[LK_KEY_MAX];
-    mx__likes_key(j, sizeof j, p->k, "j");
-    mx__likes_key(jid, sizeof jid, p->k, "jid");
-    mx__likes_key(jt, sizeof jt, p->k, "jt");
-    mx__likes_key(hw, sizeof hw, p->k, "hw");
-    const char *a[] = {j, jid, jt, hw, b->batch_id};
-    int rc = mx_redis_eval(s->rd, s->s_finish, finished, p, 4, 5, a, NULL);
-    if (rc != 0)
-        fail(p, "deleting the journal", rc);
+    s->finishing = 1; /* held while the deletes are sent */
+    for (uint32_t k = 0; k < MX_LIKES_PARTITIONS; k++) {
+        struct part *p = &s->parts[k];
+        if (!p->committed)
+            continue;
+        p->committed = false;
+        char j[LK_KEY_MAX], jid[LK_KEY_MAX], jt[LK_KEY_MAX], hw[LK_KEY_MAX];
+        mx__likes_key(j, sizeof j, k, "j");
+        mx__likes_key(jid, sizeof jid, k, "jid");
+        mx__likes_key(jt, sizeof jt, k, "jt");
+        mx__likes_key(hw, sizeof hw, k, "hw");
+        const char *a[] = {j, jid, jt, hw, p->id};
+        if (mx_redis_eval(s->rd, s->s_finish, finished, p, 4, 5, a, NULL) == 0)
+            s->finishing++;
+        else
+            s->pass_failed = true;
+    }
+    if (--s->finishing == 0)
+        pass_end(s);
 }
 
 /* ---- has Redis lost writes? (mx__lk_check_lua) ---- */
@@ -459,7 +502,7 @@ static void pass_start(struct ls *s)
     for (uint32_t k = 0; k < MX_LIKES_PARTITIONS; k++) {
         struct part *p = &s->parts[k];
         p->running = true;
-        p->batches = 0;
+        p->committed = false;
     }
     for (uint32_t k = 0; k < MX_LIKES_PARTITIONS && s->busy; k++)
         step(&s->parts[k]);
@@ -539,14 +582,10 @@ static int ls_receive(mx_actor_t *self, void *state, struct mx_msg *m)
     struct mx_m_sys_tick t;
     if (mx_msg_decode(m, &t) != 0)
         return 0;
-    uint32_t what = (uint32_t)(t.seq & 0xff), k = (uint32_t)(t.seq >> 8);
-    if (what == PAUSE || what == CONT_COMMIT || what == CONT_STEP) {
-        if (k >= MX_LIKES_PARTITIONS || !s->parts[k].running)
-            return 0;
-        if (what == CONT_STEP)
-            step(&s->parts[k]);
-        else
-            commit(&s->parts[k]);
+    uint32_t what = (uint32_t)(t.seq & 0xff);
+    if (what == PAUSE || what == CONT_COMMIT) {
+        if (s->busy && s->running == 0)
+            commit(s);
         return 0;
     }
     /* TICK or CONT_PASS: a new pass */

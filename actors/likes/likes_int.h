@@ -88,10 +88,19 @@ struct mx__lk_batch {
     uint32_t nt, capt;
     uint32_t pairs;
     bool replay; /* out: the batch id was already recorded (nothing applied) */
-    bool prune;  /* also delete batch ids older than 7 days (a bounded DELETE) */
     int64_t inserted, deleted;
 };
-int mx__lk_commit_job(struct mx_mysql_conn *c, void *arg);
+/* A pass: the journals of every partition that had one, committed as ONE
+ * fenced transaction (the batch ids recorded with INSERT IGNORE: one
+ * committed before applies nothing and says replay). */
+struct mx__lk_pass {
+    uint64_t seq;
+    bool prune; /* also delete batch ids older than 7 days (a bounded DELETE) */
+    uint32_t n;
+    struct mx__lk_batch *b[MX_LIKES_PARTITIONS];
+};
+int mx__lk_commit_job(struct mx_mysql_conn *c, void *arg); /* arg: struct mx__lk_pass */
+void mx__lk_pass_free(void *p);
 
 /* The last committed batch id of every partition ("" = none). */
 struct mx__lk_last {
