@@ -46,6 +46,7 @@
 #include "../mysql/mysqld.h"
 #include "../redis/redisd.h"
 #include "../stub/stub_harness.h"
+#include "like_client.h"
 #include "mx_mysql.h"
 #include "mx_testutil.h"
 
@@ -98,154 +99,16 @@ struct user {
 static struct user U[NUSERS];
 static char T_name[NTARGETS][72], T_ocid[NTARGETS][40];
 
-static void account_id(const char *csv, char out[48])
-{
-    /* the seed's rule: base64url_nopad(SHA-256(join(",", sort(ocids)))) */
-    char *items[256], buf[64 * 40];
-    snprintf(buf, sizeof buf, "%s", csv);
-    int n = 0;
-    for (char *p = buf, *sv = NULL, *t; (t = strtok_r(p, ",", &sv)) && n < 256; p = NULL)
-        items[n++] = t;
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && strcmp(items[j - 1], items[j]) > 0; j--) {
-            char *x = items[j];
-            items[j] = items[j - 1];
-            items[j - 1] = x;
-        }
-    char joined[64 * 40] = "";
-    for (int i = 0; i < n; i++) {
-        if (i)
-            strcat(joined, ",");
-        strcat(joined, items[i]);
-    }
-    unsigned char d[32], b[48];
-    SHA256((unsigned char *)joined, strlen(joined), d);
-    EVP_EncodeBlock(b, d, 32);
-    for (int i = 0; i < 43; i++)
-        out[i] = b[i] == '+' ? '-' : b[i] == '/' ? '_' : (char)b[i];
-    out[43] = '\0';
-}
-
-/* The characters of an API key's account(s), straight from mxstub. */
-static int stub_list(const char *key, char names[][72], int max, char *ocids, size_t cap)
-{
-    char url[200];
-    snprintf(url, sizeof url, "%s/maplestory/v1/character/list", S.base);
-    struct resp r;
-    if (http_get(url, key, false, &r) != 0 || r.status != 200)
-        return -1;
-    int n = 0;
-    size_t o = 0;
-    ocids[0] = '\0';
-    for (const char *p = r.body; (p = strstr(p, "\"ocid\":\""));) {
-        p += 8;
-        const char *e = strchr(p, '"');
-        o += (size_t)snprintf(ocids + o, cap - o, "%s%.*s", o ? "," : "", (int)(e - p), p);
-        const char *nm = strstr(e, "\"character_name\":\"");
-        if (nm && n < max) {
-            nm += 18;
-            const char *ne = strchr(nm, '"');
-            snprintf(names[n], 72, "%.*s", (int)(ne - nm), nm);
-            n++;
-        }
-        p = e;
-    }
-    resp_free(&r);
-    return n;
-}
-
 /* ---- HTTP through libcurl ---- */
-
-struct buf {
-    char *p;
-    size_t len;
-};
-
-static size_t sink(char *d, size_t sz, size_t n, void *arg)
-{
-    struct buf *b = arg;
-    size_t add = sz * n;
-    char *np = realloc(b->p, b->len + add + 1);
-    if (!np)
-        abort();
-    b->p = np;
-    memcpy(b->p + b->len, d, add);
-    b->len += add;
-    b->p[b->len] = '\0';
-    return add;
-}
-
-static char *escape(const char *s)
-{
-    char *e = curl_easy_escape(NULL, s, 0);
-    char *out = strdup(e);
-    curl_free(e);
-    return out;
-}
-
-/* One request on handle h (keep-alive; NULL = a fresh handle). Returns
- * the status (0: no answer) and the body in *body (malloc'd, may be NULL). */
-static long req(CURL *h, int port, const char *method, const char *path, const char *token,
-                char **body)
-{
-    bool own = h == NULL;
-    if (own)
-        h = curl_easy_init();
-    char url[512], auth[1100];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
-    struct buf b = {0};
-    struct curl_slist *hd = NULL;
-    if (token) {
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-        hd = curl_slist_append(hd, auth);
-    }
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, strcmp(method, "POST") == 0 ? "" : NULL);
-    if (strcmp(method, "POST") != 0)
-        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 15000L);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    long st = 0;
-    if (curl_easy_perform(h) == CURLE_OK)
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &st);
-    curl_slist_free_all(hd);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-    if (own)
-        curl_easy_cleanup(h);
-    if (body)
-        *body = b.p;
-    else
-        free(b.p);
-    return st;
-}
 
 static long login(int node, struct user *u)
 {
-    CURL *h = curl_easy_init();
-    char url[200], body[256];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/auth/login", N[node].http_port);
-    snprintf(body, sizeof body, "{\"apiKey\":\"%s\",\"userIgn\":\"%s\"}", u->key, u->ign);
-    struct buf b = {0};
-    struct curl_slist *hd = curl_slist_append(NULL, "Content-Type: application/json");
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 20000L);
-    long st = 0;
-    if (curl_easy_perform(h) == CURLE_OK)
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &st);
-    if (st == 200 && json_str(b.p, "accessToken", u->token, sizeof u->token) != 0)
+    char body[256], *ans = NULL;
+    snprintf(body, sizeof body, "{\"apiKey\":\"%.31s\",\"userIgn\":\"%.71s\"}", u->key, u->ign);
+    long st = lc_req(NULL, N[node].http_port, "POST", "/auth/login", NULL, body, &ans);
+    if (st == 200 && (!ans || json_str(ans, "accessToken", u->token, sizeof u->token) != 0))
         st = -1;
-    curl_slist_free_all(hd);
-    curl_easy_cleanup(h);
-    free(b.p);
+    free(ans);
     return st;
 }
 
@@ -262,11 +125,11 @@ struct tally {
 static long toggle(CURL *h, int n, int u, int t, struct tally *ty)
 {
     char path[256];
-    char *e = escape(T_name[t]);
+    char *e = lc_escape(T_name[t]);
     snprintf(path, sizeof path, "/api/v2/characters/%s/like", e);
     free(e);
     char *body = NULL;
-    long st = req(h, N[n].http_port, "POST", path, U[u].token, &body);
+    long st = lc_req(h, N[n].http_port, "POST", path, U[u].token, NULL, &body);
     if (st == 200 && body && strstr(body, "\"success\":true")) {
         bool on = strstr(body, "\"liked\":true") != NULL;
         atomic_store(&model[u][t], on ? ST_ON : ST_OFF);
@@ -530,10 +393,10 @@ static void resolve_unknown(void)
             if (atomic_load(&model[u][t]) != ST_UNKNOWN)
                 continue;
             char path[256], *body = NULL;
-            char *e = escape(T_name[t]);
+            char *e = lc_escape(T_name[t]);
             snprintf(path, sizeof path, "/api/v2/characters/%s/like/status", e);
             free(e);
-            long st = req(h, N[n % NNODES].http_port, "GET", path, U[u].token, &body);
+            long st = lc_req(h, N[n % NNODES].http_port, "GET", path, U[u].token, NULL, &body);
             if (st != 200 || !body)
                 fail_msg("status of unknown pair %d/%d: %ld %s", u, t, st, body ? body : "");
             atomic_store(&model[u][t], strstr(body, "\"liked\":true") ? ST_ON : ST_OFF);
@@ -688,17 +551,17 @@ static int setup(void **st)
     for (int u = 0; u < NUSERS; u++) {
         char names[12][72];
         snprintf(U[u].key, sizeof U[u].key, "likes-user-%d", u);
-        if (stub_list(U[u].key, names, 12, U[u].ocids, sizeof U[u].ocids) < 1)
+        if (lc_stub_list(&S, U[u].key, names, 12, U[u].ocids, sizeof U[u].ocids) < 1)
             return -1;
         snprintf(U[u].ign, sizeof U[u].ign, "%s", names[0]);
-        account_id(U[u].ocids, U[u].acct);
+        lc_account_id(U[u].ocids, U[u].acct);
     }
     /* targets: characters mxstub knows (it answers 404 for any other name) */
     int nt = 0;
     for (int k = 0; nt < NTARGETS && k < 100; k++) {
         char key[32], names[12][72], ocids[64 * 40];
         snprintf(key, sizeof key, "likes-target-%d", k);
-        int n = stub_list(key, names, 12, ocids, sizeof ocids);
+        int n = lc_stub_list(&S, key, names, 12, ocids, sizeof ocids);
         for (int i = 0; i < n && nt < NTARGETS; i++) {
             bool dup = false;
             for (int x = 0; x < nt; x++)
@@ -959,10 +822,10 @@ static long like_req(int n, const char *method, const char *name, const char *su
                      const char *token, char **body)
 {
     char path[256];
-    char *e = escape(name);
+    char *e = lc_escape(name);
     snprintf(path, sizeof path, "/api/v2/characters/%s%s", e, suffix);
     free(e);
-    return req(NULL, N[n].http_port, method, path, token, body);
+    return lc_req(NULL, N[n].http_port, method, path, token, NULL, body);
 }
 
 struct race {
@@ -1016,17 +879,18 @@ static void api_refusals_and_races(void **st)
     assert_string_equal(b, exp);
     free(b);
     /* the V1 record carries the same live count */
-    char *e = escape(T_name[3]), path[600];
+    char *e = lc_escape(T_name[3]), path[600];
     snprintf(path, sizeof path, "/api/v1/characters/%s", e);
     free(e);
-    assert_int_equal(req(NULL, N[2].http_port, "GET", path, NULL, &b), 200);
+    assert_int_equal(lc_req(NULL, N[2].http_port, "GET", path, NULL, NULL, &b), 200);
     snprintf(exp, sizeof exp, "\"likeCount\":%ld,", want);
     assert_non_null(strstr(b, exp));
     free(b);
     /* a token whose session was logged out */
     struct user gone = U[5];
     assert_int_equal(login(0, &gone), 200);
-    assert_int_equal(req(NULL, N[0].http_port, "DELETE", "/auth/logout", gone.token, NULL), 200);
+    assert_int_equal(
+        lc_req(NULL, N[0].http_port, "DELETE", "/auth/logout", gone.token, NULL, NULL), 200);
     assert_int_equal(like_req(1, "POST", T_name[0], "/like", gone.token, &b), 401);
     free(b);
 

@@ -12,8 +12,6 @@
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <openssl/evp.h>
-#include <openssl/sha.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -34,6 +32,7 @@
 #include "../mysql/mysqld.h"
 #include "../redis/redisd.h"
 #include "../stub/stub_harness.h"
+#include "../likes/like_client.h"
 #include "mx_mysql.h"
 #include "mx_testutil.h"
 
@@ -57,126 +56,6 @@ struct user {
 };
 static struct user U[NUSERS];
 static char T_name[NTARGETS][72], T_ocid[NTARGETS][40];
-
-/* ---- helpers shared in spirit with test/likes (the liker identity) ---- */
-
-static void account_id(const char *csv, char out[48])
-{
-    /* base64url_nopad(SHA-256(join(",", sort(ocids)))) */
-    char *items[256], buf[64 * 40];
-    snprintf(buf, sizeof buf, "%s", csv);
-    int n = 0;
-    for (char *p = buf, *sv = NULL, *t; (t = strtok_r(p, ",", &sv)) && n < 256; p = NULL)
-        items[n++] = t;
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && strcmp(items[j - 1], items[j]) > 0; j--) {
-            char *x = items[j];
-            items[j] = items[j - 1];
-            items[j - 1] = x;
-        }
-    char joined[64 * 40] = "";
-    for (int i = 0; i < n; i++) {
-        if (i)
-            strcat(joined, ",");
-        strcat(joined, items[i]);
-    }
-    unsigned char d[32], b[48];
-    SHA256((unsigned char *)joined, strlen(joined), d);
-    EVP_EncodeBlock(b, d, 32);
-    for (int i = 0; i < 43; i++)
-        out[i] = b[i] == '+' ? '-' : b[i] == '/' ? '_' : (char)b[i];
-    out[43] = '\0';
-}
-
-static int stub_list(const char *key, char names[][72], int max, char *ocids, size_t cap)
-{
-    char url[200];
-    snprintf(url, sizeof url, "%s/maplestory/v1/character/list", S.base);
-    struct resp r;
-    if (http_get(url, key, false, &r) != 0 || r.status != 200)
-        return -1;
-    int n = 0;
-    size_t o = 0;
-    ocids[0] = '\0';
-    for (const char *p = r.body; (p = strstr(p, "\"ocid\":\""));) {
-        p += 8;
-        const char *e = strchr(p, '"');
-        o += (size_t)snprintf(ocids + o, cap - o, "%s%.*s", o ? "," : "", (int)(e - p), p);
-        const char *nm = strstr(e, "\"character_name\":\"");
-        if (nm && n < max) {
-            nm += 18;
-            const char *ne = strchr(nm, '"');
-            snprintf(names[n], 72, "%.*s", (int)(ne - nm), nm);
-            n++;
-        }
-        p = e;
-    }
-    resp_free(&r);
-    return n;
-}
-
-struct buf {
-    char *p;
-    size_t len;
-};
-
-static size_t sink(char *d, size_t sz, size_t n, void *arg)
-{
-    struct buf *b = arg;
-    size_t add = sz * n;
-    char *np = realloc(b->p, b->len + add + 1);
-    if (!np)
-        abort();
-    b->p = np;
-    memcpy(b->p + b->len, d, add);
-    b->len += add;
-    b->p[b->len] = '\0';
-    return add;
-}
-
-/* One request on the keep-alive handle h; the status (0: no answer). */
-static long req(CURL *h, int port, const char *method, const char *path, const char *token,
-                const char *json, char **body)
-{
-    char url[512], auth[1100];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
-    struct buf b = {0};
-    struct curl_slist *hd = NULL;
-    if (token) {
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-        hd = curl_slist_append(hd, auth);
-    }
-    if (json)
-        hd = curl_slist_append(hd, "Content-Type: application/json");
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    if (!strcmp(method, "POST"))
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, json ? json : "");
-    else
-        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 15000L);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    long st = 0;
-    if (curl_easy_perform(h) == CURLE_OK)
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &st);
-    curl_slist_free_all(hd);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-    if (body)
-        *body = b.p;
-    else
-        free(b.p);
-    return st;
-}
-
-static char *escape(const char *s)
-{
-    char *e = curl_easy_escape(NULL, s, 0);
-    char *out = strdup(e);
-    curl_free(e);
-    return out;
-}
 
 /* ---- the stack ---- */
 
@@ -253,16 +132,16 @@ static int setup(void **st)
     for (int u = 0; u < NUSERS; u++) {
         char names[12][72];
         snprintf(U[u].key, sizeof U[u].key, "rolling-user-%d", u);
-        if (stub_list(U[u].key, names, 12, U[u].ocids, sizeof U[u].ocids) < 1)
+        if (lc_stub_list(&S, U[u].key, names, 12, U[u].ocids, sizeof U[u].ocids) < 1)
             return -1;
         snprintf(U[u].ign, sizeof U[u].ign, "%s", names[0]);
-        account_id(U[u].ocids, U[u].acct);
+        lc_account_id(U[u].ocids, U[u].acct);
     }
     int nt = 0;
     for (int k = 0; nt < NTARGETS && k < 100; k++) {
         char key[32], names[12][72], ocids[64 * 40];
         snprintf(key, sizeof key, "rolling-target-%d", k);
-        int n = stub_list(key, names, 12, ocids, sizeof ocids);
+        int n = lc_stub_list(&S, key, names, 12, ocids, sizeof ocids);
         for (int i = 0; i < n && nt < NTARGETS; i++) {
             bool dup = false;
             for (int x = 0; x < nt; x++)
@@ -286,7 +165,7 @@ static int setup(void **st)
         char body[256], *ans = NULL;
         snprintf(body, sizeof body, "{\"apiKey\":\"%.31s\",\"userIgn\":\"%.71s\"}", U[u].key,
                  U[u].ign);
-        long s = req(h, N[u % NNODES].http_port, "POST", "/auth/login", NULL, body, &ans);
+        long s = lc_req(h, N[u % NNODES].http_port, "POST", "/auth/login", NULL, body, &ans);
         int ok = s == 200 && ans && json_str(ans, "accessToken", U[u].token, sizeof U[u].token) == 0;
         free(ans);
         if (!ok) {
@@ -369,11 +248,11 @@ static void *load_main(void *arg)
     unsigned seed = (unsigned)(l->id * 7919 + 1);
     for (long i = 0; !atomic_load(&l->stop); i++) {
         int t = (int)(rand_r(&seed) % NTARGETS);
-        char *e = escape(T_name[t]), path[256], *body = NULL;
+        char *e = lc_escape(T_name[t]), path[256], *body = NULL;
         long s;
         if (i % 3 == 2) {
             snprintf(path, sizeof path, "/api/v1/characters/%s", e);
-            s = req(h, g_lb, "GET", path, NULL, NULL, &body);
+            s = lc_req(h, g_lb, "GET", path, NULL, NULL, &body);
             atomic_fetch_add(&l->reads, 1);
             if (s == 200)
                 atomic_fetch_add(&l->ok, 1);
@@ -382,7 +261,7 @@ static void *load_main(void *arg)
              * model's order per pair is the order of acknowledgements */
             int u = l->id + NTHREADS * (int)(rand_r(&seed) % (NUSERS / NTHREADS));
             snprintf(path, sizeof path, "/api/v2/characters/%s/like", e);
-            s = req(h, g_lb, "POST", path, U[u].token, NULL, &body);
+            s = lc_req(h, g_lb, "POST", path, U[u].token, NULL, &body);
             atomic_fetch_add(&l->toggles, 1);
             if (s == 200 && body && strstr(body, "\"success\":true")) {
                 atomic_store(&model[u][t], strstr(body, "\"liked\":true") ? ST_ON : ST_OFF);
