@@ -30,6 +30,7 @@ int mxnode_likes_start(mx_system_t *sys, const struct mx_config *cfg, mx_mysql_t
     o.sync_batch = (uint32_t)mx_config_int(cfg, "MX_LIKE_SYNC_BATCH");
     o.warm_max_rows = (uint32_t)mx_config_int(cfg, "MX_LIKE_WARM_MAX_ROWS");
     o.sync_pause_ms = (uint32_t)mx_config_int(cfg, "MX_LIKE_SYNC_PAUSE_MS");
+    o.idle_s = (uint32_t)mx_config_int(cfg, "MX_LIKE_IDLE_S");
     if (o.sync_pause_ms)
         MX_WARN("likes: MX_LIKE_SYNC_PAUSE_MS=%u is a test setting: like-sync holds every "
                 "journal open that long",
@@ -82,6 +83,7 @@ static void section_likes(struct mx_jsonw *w, void *ctx)
     mx_jsonw_kuint(w, "sync_rows_inserted", s.sync_inserted);
     mx_jsonw_kuint(w, "sync_rows_deleted", s.sync_deleted);
     mx_jsonw_kuint(w, "sync_rollbacks", s.sync_rollbacks);
+    mx_jsonw_kuint(w, "unloads", s.unloads);
     mx_jsonw_kint(w, "sync_last_lag_ms", s.sync_last_lag_ms);
     mx_jsonw_kint(w, "sync_last_at_ms", s.sync_last_at_ms);
     mx_jsonw_kuint(w, "pending_targets", s.pending_targets);

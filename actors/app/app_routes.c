@@ -470,6 +470,7 @@ static int h_metrics(mx_http_req_t *r, void *st)
         LV("redis_failure", ls.redis_failures);
         LV("mysql_failure", ls.mysql_failures);
         LV("refused", ls.refused);
+        LV("unload", ls.unloads);
 #undef LV
         pf(&p, "# TYPE mx_like_sync_total counter\n");
 #define SYV(name, v) pf(&p, "mx_like_sync_total{node=\"%s\",event=\"" name "\"} %llu\n", node, (unsigned long long)(v))

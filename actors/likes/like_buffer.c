@@ -334,7 +334,8 @@ static void start_op(struct job *j)
             job_answer(j, MX_EUNAVAIL, false, 0, 0);
         return;
     }
-    char r[LK_KEY_MAX], n[LK_KEY_MAX], p[LK_KEY_MAX], d[LK_KEY_MAX], ign[LK_KEY_MAX], now[24];
+    char r[LK_KEY_MAX], n[LK_KEY_MAX], p[LK_KEY_MAX], d[LK_KEY_MAX], ign[LK_KEY_MAX], t[LK_KEY_MAX];
+    char now[24];
     mx__likes_tkey(r, sizeof r, j->part, "r", j->ocid);
     mx__likes_key(n, sizeof n, j->part, "n");
     int rc;
@@ -342,9 +343,10 @@ static void start_op(struct job *j)
         mx__likes_tkey(p, sizeof p, j->part, "p", j->ocid);
         mx__likes_key(d, sizeof d, j->part, "d");
         mx__likes_key(ign, sizeof ign, j->part, "ign");
+        mx__likes_key(t, sizeof t, j->part, "t");
         snprintf(now, sizeof now, "%llu", (unsigned long long)mx_unix_ms());
-        const char *a[] = {r, n, p, d, ign, j->ocid, j->acct, j->ign, now};
-        rc = mx_redis_eval(lb->rd, lb->s_toggle, op_done, j, 5, 9, a, NULL);
+        const char *a[] = {r, n, p, d, ign, t, j->ocid, j->acct, j->ign, now};
+        rc = mx_redis_eval(lb->rd, lb->s_toggle, op_done, j, 6, 10, a, NULL);
     } else {
         const char *a[] = {r, n, j->ocid, j->acct};
         rc = mx_redis_eval(lb->rd, lb->s_status, op_done, j, 2, 4, a, NULL);

@@ -34,6 +34,8 @@
 
 #define CHECK_EVERY_MS 30000   /* the Redis-lost-writes check also runs this often */
 #define BUSY_GAP_MS 100        /* between passes while they move work */
+#define IDLE_EVERY_MS 10000    /* how often idle characters are looked for */
+#define IDLE_MAX 200           /* characters unloaded per partition per look */
 
 /* sys_tick seq: step | partition << 8 */
 enum {
@@ -58,7 +60,8 @@ struct part {
 struct ls {
     mx_actor_t *self;
     mx_redis_t *rd;
-    mx_redis_script_t *s_take, *s_finish, *s_check;
+    mx_redis_script_t *s_take, *s_finish, *s_check, *s_idle;
+    int64_t idle_ms;        /* mx_now_ms of the last look for idle characters */
     uint64_t seq;    /* lease counter: the fence epoch */
     uint64_t nbatch; /* batches started by this holder */
     bool busy;       /* a pass (or the check) is running */
@@ -417,6 +420,40 @@ static void on_commit_done(struct ls *s, struct mx_msg *m)
         pass_end(s);
 }
 
+/* ---- idle characters leave Redis (mx__lk_idle_lua) ----
+ * Unloading is safe at any time (a load applies the journal and pending
+ * pairs on top of MySQL), so this needs no lease; it bounds Redis's memory
+ * by the characters toggled within MX_LIKE_IDLE_S. */
+
+static void unloaded(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
+{
+    if (status == 0 && rep->type == REDIS_REPLY_INTEGER && rep->integer > 0)
+        LK_ADD(unloads, (uint64_t)rep->integer);
+}
+
+static void unload_idle(struct ls *s)
+{
+    if (!mx__likes_o.idle_s || mx_now_ms() - s->idle_ms < IDLE_EVERY_MS)
+        return;
+    s->idle_ms = mx_now_ms();
+    char cutoff[24], now[24], max[16];
+    uint64_t nowms = mx_unix_ms();
+    snprintf(cutoff, sizeof cutoff, "%llu",
+             (unsigned long long)(nowms - (uint64_t)mx__likes_o.idle_s * 1000));
+    snprintf(now, sizeof now, "%llu", (unsigned long long)nowms);
+    snprintf(max, sizeof max, "%u", IDLE_MAX);
+    for (uint32_t k = 0; k < MX_LIKES_PARTITIONS; k++) {
+        char d[LK_KEY_MAX], t[LK_KEY_MAX], n[LK_KEY_MAX], ign[LK_KEY_MAX], pp[LK_KEY_MAX];
+        mx__likes_key(d, sizeof d, k, "d");
+        mx__likes_key(t, sizeof t, k, "t");
+        mx__likes_key(n, sizeof n, k, "n");
+        mx__likes_key(ign, sizeof ign, k, "ign");
+        mx__likes_pprefix(pp, sizeof pp, k);
+        const char *a[] = {d, t, n, ign, pp, cutoff, max, now};
+        mx_redis_eval(s->rd, s->s_idle, unloaded, NULL, 4, 8, a, NULL);
+    }
+}
+
 /* ---- has Redis lost writes? (mx__lk_check_lua) ---- */
 
 static void checked(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
@@ -536,7 +573,8 @@ static int ls_init(mx_actor_t *self, void *arg, void **state)
     }
     if ((rc = mx_redis_script(s->rd, mx__lk_take_lua, &s->s_take)) != 0 ||
         (rc = mx_redis_script(s->rd, mx__lk_finish_lua, &s->s_finish)) != 0 ||
-        (rc = mx_redis_script(s->rd, mx__lk_check_lua, &s->s_check)) != 0) {
+        (rc = mx_redis_script(s->rd, mx__lk_check_lua, &s->s_check)) != 0 ||
+        (rc = mx_redis_script(s->rd, mx__lk_idle_lua, &s->s_idle)) != 0) {
         mx_redis_close(s->rd, NULL, NULL);
         free(s);
         return rc;
@@ -597,6 +635,7 @@ static int ls_receive(mx_actor_t *self, void *state, struct mx_msg *m)
         s->mysql_down_logged = true;
         return 0;
     }
+    unload_idle(s);
     if (s->mysql_down_logged)
         MX_INFO("like-sync: MySQL is back: syncing");
     s->mysql_down_logged = false;

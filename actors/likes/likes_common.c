@@ -7,6 +7,7 @@
  *   P{lk<k>}:p:T      hash  account -> 1|0: pairs changed since the last batch
  *   P{lk<k>}:d        zset  T -> unix ms of its oldest pending change
  *   P{lk<k>}:ign      hash  T -> the character name last seen with a toggle
+ *   P{lk<k>}:t        zset  T -> unix ms of its last toggle (idle characters are unloaded)
  *   P{lk<k>}:j        hash  "T|account" -> 1|0: the journal of the batch in flight
  *   P{lk<k>}:jid      string the journal's batch id
  *   P{lk<k>}:jt       string unix ms of the journal's oldest change
@@ -33,7 +34,8 @@ void mx_likes_opts_default(struct mx_likes_opts *o)
                                 .redis_timeout_ms = 1000,
                                 .sync_interval_ms = 1000,
                                 .sync_batch = 2000,
-                                .warm_max_rows = 500000};
+                                .warm_max_rows = 500000,
+                                .idle_s = 3600};
 }
 
 static uint32_t fnv1a(const char *s, size_t len)
@@ -171,7 +173,8 @@ void mx_likes_stats(struct mx_likes_stats *o)
         .sync_batches = L(sync_batches), .sync_pairs = L(sync_pairs),
         .sync_replays = L(sync_replays), .sync_stale = L(sync_stale),
         .sync_failures = L(sync_failures), .sync_inserted = L(sync_inserted),
-        .sync_deleted = L(sync_deleted), .sync_rollbacks = L(sync_rollbacks), .sync_last_lag_ms = L(sync_last_lag_ms),
+        .sync_deleted = L(sync_deleted), .sync_rollbacks = L(sync_rollbacks),
+        .unloads = L(unloads), .sync_last_lag_ms = L(sync_last_lag_ms),
         .sync_last_at_ms = L(sync_last_at_ms), .sync_lag_sum_ms = L(sync_lag_sum_ms),
         .journals_open = L(journals_open), .pending_targets = L(pending_targets),
         .holder = L(holder)};
@@ -185,7 +188,7 @@ void mx_likes_stats(struct mx_likes_stats *o)
  * take script builds the per-target key names from the partition prefix it
  * is given (same slot), because the targets are only known inside it. */
 
-/* KEYS r, n, p, d, ign. ARGV T, account, ign, now_ms.
+/* KEYS r, n, p, d, ign, t. ARGV T, account, ign, now_ms.
  * {-1, 0} T is cold (load it first); else {liked 1|0, live count}. */
 const char mx__lk_toggle_lua[] =
     "if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return {-1, 0} end\n"
@@ -197,7 +200,29 @@ const char mx__lk_toggle_lua[] =
     "redis.call('HSET', KEYS[3], ARGV[2], liked)\n"
     "redis.call('ZADD', KEYS[4], 'NX', ARGV[4], ARGV[1])\n"
     "if ARGV[3] ~= '' then redis.call('HSET', KEYS[5], ARGV[1], ARGV[3]) end\n"
+    "redis.call('ZADD', KEYS[6], ARGV[4], ARGV[1])\n"
     "return {liked, n}\n";
+
+/* KEYS d, t, n, ign. ARGV partition prefix, cutoff unix ms, max, now ms.
+ * Unloads up to max characters not toggled since cutoff and with nothing
+ * pending (their relations are all in MySQL): their set, count and name go;
+ * the next toggle loads them again. One still pending is looked at again
+ * later. Returns how many were unloaded. */
+const char mx__lk_idle_lua[] =
+    "local ts = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))\n"
+    "local n = 0\n"
+    "for _, t in ipairs(ts) do\n"
+    "  if redis.call('ZSCORE', KEYS[1], t) or redis.call('EXISTS', ARGV[1] .. 'p:' .. t) == 1 then\n"
+    "    redis.call('ZADD', KEYS[2], ARGV[4], t)\n"
+    "  else\n"
+    "    redis.call('ZREM', KEYS[2], t)\n"
+    "    redis.call('DEL', ARGV[1] .. 'r:' .. t)\n"
+    "    redis.call('HDEL', KEYS[3], t)\n"
+    "    redis.call('HDEL', KEYS[4], t)\n"
+    "    n = n + 1\n"
+    "  end\n"
+    "end\n"
+    "return n\n";
 
 /* KEYS r, n. ARGV T, account ("" = anonymous).
  * {-1, 0} cold; else {liked 1|0, live count}. */

@@ -20,7 +20,7 @@ struct mx__likes_ctr {
     _Atomic uint64_t toggles, likes, unlikes, status_redis, status_mysql;
     _Atomic uint64_t warms, warm_rows, warm_failures, redis_failures, mysql_failures, refused;
     _Atomic uint64_t sync_batches, sync_pairs, sync_replays, sync_stale, sync_failures;
-    _Atomic uint64_t sync_inserted, sync_deleted, sync_rollbacks;
+    _Atomic uint64_t sync_inserted, sync_deleted, sync_rollbacks, unloads;
     _Atomic int64_t sync_last_lag_ms, sync_last_at_ms;
     _Atomic uint64_t sync_lag_buckets[8], sync_lag_sum_ms;
     _Atomic uint64_t journals_open, pending_targets;
@@ -45,6 +45,7 @@ extern const char mx__lk_warm_lua[];
 extern const char mx__lk_take_lua[];
 extern const char mx__lk_finish_lua[];
 extern const char mx__lk_check_lua[];
+extern const char mx__lk_idle_lua[];
 
 /* ---- MySQL jobs (like_store.c); pool threads ---- */
 

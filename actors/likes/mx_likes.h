@@ -49,6 +49,8 @@ struct mx_likes_opts {
                                     default 2000 */
     uint32_t sync_pause_ms;      /* TESTS ONLY: wait this long between journal and commit */
     uint32_t warm_max_rows;      /* largest relation set loaded into Redis; default 500000 */
+    uint32_t idle_s;             /* unload characters not toggled for this long; 0 = never;
+                                    default 3600 */
     bool (*mysql_up)(void);      /* the cluster's view of MySQL; NULL = assume up */
 };
 
@@ -94,6 +96,7 @@ struct mx_likes_stats {
     uint64_t sync_batches, sync_pairs, sync_replays, sync_stale, sync_failures;
     uint64_t sync_inserted, sync_deleted;
     uint64_t sync_rollbacks;                /* partitions found older than MySQL (Redis lost writes) */
+    uint64_t unloads;                       /* idle characters unloaded from Redis */
     int64_t sync_last_lag_ms;               /* oldest toggle's age at commit, last batch */
     int64_t sync_last_at_ms;                /* unix ms of the last committed batch; 0 none */
     uint64_t sync_lag_buckets[8];           /* <=100,250,500,1000,2000,5000,10000,+Inf ms */

@@ -82,6 +82,9 @@ static int node_up(int i)
                          "MX_HEALTH_PROBE_MS=200",
                          "MX_LIKE_SYNC_INTERVAL_MS=200",
                          "MX_LIKE_SYNC_PAUSE_MS=300",
+                         /* characters leave Redis after 2 s without a toggle:
+                          * every phase also reloads them, with changes in flight */
+                         "MX_LIKE_IDLE_S=2",
                          "MX_LOG_LEVEL=info",
                          NULL};
     return node_start(&N[i], env);
@@ -1050,10 +1053,62 @@ static void redis_lost_writes(void **st)
         if (n)
             freeReplyObject(n);
     }
-    mx_mysql_conn_close(c);
     print_message("5: %d characters warm again; %d disagree\n", warm, bad);
     assert_int_equal(bad, 0);
     assert_true(warm > 0);
+
+    /* 6. idle characters leave Redis (MX_LIKE_IDLE_S=2 here); a read then
+     * answers from MySQL, and the next toggle loads the character again */
+    int t = -1;
+    uint32_t part = 0;
+    assert_true(LK_WAIT_UNTIL(({
+                                  for (int x = 0; x < NTARGETS && t < 0; x++) {
+                                      uint32_t h = 2166136261u;
+                                      for (const char *p = T_ocid[x]; *p; p++)
+                                          h = (h ^ (uint8_t)*p) * 16777619u;
+                                      redisReply *n =
+                                          rcmd("HEXISTS mx:mx:{lk%u}:n %s", h % 16, T_ocid[x]);
+                                      if (n && n->type == REDIS_REPLY_INTEGER && n->integer == 0)
+                                          t = x, part = h % 16;
+                                      if (n)
+                                          freeReplyObject(n);
+                                  }
+                                  t >= 0;
+                              }),
+                              30000));
+    long long un = 0;
+    for (int i = 0; i < NNODES; i++)
+        un += node_stat(i, "unloads");
+    print_message("5: %lld characters unloaded; character %d is cold (partition %u)\n", un, t,
+                  part);
+    assert_true(t >= 0);
+    struct mx_sql_val v[] = {MX_SQL_S(T_ocid[t])};
+    int64_t cnt = -1;
+    bool found = false;
+    assert_int_equal(mx_mysql_query_int(c, "SELECT like_count FROM game_character WHERE ocid = ?",
+                                        v, 1, &cnt, &found),
+                     0);
+    char *b = NULL, exp[160];
+    assert_int_equal(like_req(0, "GET", T_name[t], "/like/status", NULL, &b), 200);
+    snprintf(exp, sizeof exp, "{\"success\":true,\"data\":{\"liked\":false,\"likeCount\":%lld}}",
+             (long long)(found ? cnt : 0));
+    assert_string_equal(b, exp);
+    free(b);
+    int u = 11;
+    struct mx_sql_val pv[] = {MX_SQL_S(T_ocid[t]), MX_SQL_S(U[u].acct)};
+    int64_t one = 0;
+    bool had = false;
+    assert_int_equal(mx_mysql_query_int(c,
+                                        "SELECT 1 FROM character_like WHERE target_ocid = ?"
+                                        " AND liker_account_id = ?",
+                                        pv, 2, &one, &had),
+                     0);
+    assert_int_equal(like_req(1, "POST", T_name[t], "/like", U[u].token, &b), 200);
+    snprintf(exp, sizeof exp, "{\"success\":true,\"data\":{\"liked\":%s,\"likeCount\":%lld}}",
+             had ? "false" : "true", (long long)((found ? cnt : 0) + (had ? -1 : 1)));
+    assert_string_equal(b, exp);
+    free(b);
+    mx_mysql_conn_close(c);
 }
 
 int main(void)
