@@ -81,13 +81,15 @@ def main():
     sha = st.rcli("SCRIPT", "LOAD", lua_source("mx__lk_toggle_lua"))
     st.rcli("HSET", "mx:mx:{lk0}:n", "ceiling", "0")
     k = ["mx:mx:{lk0}:r:ceiling", "mx:mx:{lk0}:n", "mx:mx:{lk0}:p:ceiling", "mx:mx:{lk0}:d",
-         "mx:mx:{lk0}:ign"]
+         "mx:mx:{lk0}:ign", "mx:mx:{lk0}:t"]
     rb = subprocess.run(["redis-benchmark", "-p", str(st.redis_port), "-c", "50", "-n", "200000",
-                         "-r", "100000", "-q", "EVALSHA", sha, "5", *k, "ceiling",
+                         "-r", "100000", "-q", "EVALSHA", sha, str(len(k)), *k, "ceiling",
                          "acct__rand_int__", "ceiling", str(int(time.time() * 1000))],
                         capture_output=True, text=True)
     m = re.findall(r"([\d.]+) requests per second", rb.stdout)
     ceiling = float(m[-1]) if m else 0.0
+    if not ceiling:
+        raise SystemExit("likes bench: the ceiling run failed: " + (rb.stdout + rb.stderr)[-400:])
     st.rcli("DEL", *k)
 
     def run_wrk(delay_ms):
