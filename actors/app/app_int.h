@@ -36,6 +36,7 @@ struct acc {
     mx_redis_script_t *s_refresh, *s_login; /* registered once, at init */
     struct mx_addr *likes; /* like-buffer actors "likes.<i>"; nlikes 0 = likes not running */
     uint32_t nlikes;
+    struct mx__ocid_slot *ocid_cache; /* like routes: name -> ocid (app_likes.c); NULL until used */
 };
 
 bool mx__app_pend_put(struct acc *a, uint64_t corr, mx_http_req_t *r, uint8_t kind, void *ctx);
@@ -92,6 +93,8 @@ void mx__app_like_reply(struct acc *a, mx_http_req_t *r, uint8_t kind, void *ctx
  * it), false when the document should be answered as it is. */
 bool mx__app_v1_live(struct acc *a, mx_http_req_t *r, const struct mx_http_doc *d, bool stale);
 void mx__app_like_abort(void *ctx);
+/* mx__app_likes_fini - free what the like routes kept on the acceptor. */
+void mx__app_likes_fini(struct acc *a);
 void mx__app_auth_fini(struct acc *a);
 
 /* ---- outbox, DLQ admin and donations (app_outbox.c) ---- */

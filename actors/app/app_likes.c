@@ -122,6 +122,86 @@ static bool ocid_in(const char *csv, const char *ocid)
     return false;
 }
 
+/* ---- name -> ocid, kept on the acceptor ----
+ * A toggle needs the target's ocid, which the cache shard of its name
+ * knows: one actor hop per toggle. The acceptor keeps the answers in a
+ * small direct-mapped table (OCID_SLOTS entries, OCID_TTL_MS each), well
+ * inside the cache's own ocid lifetime, so the hop is made once a minute
+ * per name instead of on every toggle. */
+
+#define OCID_SLOTS 4096 /* a power of two */
+#define OCID_TTL_MS 60000
+
+struct mx__ocid_slot {
+    char ign[72];
+    char ocid[MX_LIKES_OCID_MAX + 1];
+    int64_t until_ms; /* mx_now_ms; 0 = empty */
+};
+
+static uint32_t ocid_slot(const char *ign)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = ign; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    return h & (OCID_SLOTS - 1);
+}
+
+static bool ocid_get(struct acc *a, const char *ign, char *out, size_t cap)
+{
+    if (!a->ocid_cache)
+        return false;
+    struct mx__ocid_slot *s = &a->ocid_cache[ocid_slot(ign)];
+    if (!s->until_ms || s->until_ms < mx_now_ms() || strcmp(s->ign, ign) != 0)
+        return false;
+    snprintf(out, cap, "%s", s->ocid);
+    return true;
+}
+
+static void ocid_put(struct acc *a, const char *ign, const char *ocid)
+{
+    if (!a->ocid_cache && !(a->ocid_cache = calloc(OCID_SLOTS, sizeof *a->ocid_cache)))
+        abort();
+    if (strlen(ign) >= sizeof a->ocid_cache->ign)
+        return;
+    struct mx__ocid_slot *s = &a->ocid_cache[ocid_slot(ign)];
+    snprintf(s->ign, sizeof s->ign, "%s", ign);
+    snprintf(s->ocid, sizeof s->ocid, "%s", ocid);
+    s->until_ms = mx_now_ms() + OCID_TTL_MS;
+}
+
+void mx__app_likes_fini(struct acc *a)
+{
+    free(a->ocid_cache);
+    a->ocid_cache = NULL;
+}
+
+/* The target's ocid is in lc->ocid: the self-like check, then the
+ * like-buffer. Returns MX_HTTP_PENDING (lc now waits for the like-buffer)
+ * or MX_HTTP_DONE (answered; lc is still the caller's to free). */
+static int target_ready(struct like_ctx *lc)
+{
+    mx_http_req_t *r = lc->r;
+    if (lc->op == MX_LIKE_TOGGLE && ocid_in(lc->ocids, lc->ocid)) {
+        mx_http_error(r, 403, "A003", "You cannot like your own character");
+        return MX_HTTP_DONE;
+    }
+    if (!send_like(lc, lc->op, lc->signed_in ? lc->acct : "", PEND_LIKE_REP)) {
+        like_unavailable(r, "Like service busy");
+        return MX_HTTP_DONE;
+    }
+    return MX_HTTP_PENDING;
+}
+
+/* Resolve lc's target: from the acceptor's table, else through its cache
+ * shard (answered in target_known). Returns MX_HTTP_PENDING or MX_HTTP_DONE
+ * (the error answered; lc is the caller's to free). */
+static int resolve_target(struct like_ctx *lc)
+{
+    if (ocid_get(lc->a, lc->ign, lc->ocid, sizeof lc->ocid))
+        return target_ready(lc);
+    return mx__app_ask_character(lc->a, lc->r, lc->ign, PEND_LIKE_CHAR, lc);
+}
+
 /* ---- the target's record arrived (PEND_LIKE_CHAR) ---- */
 
 static void target_known(struct like_ctx *lc, struct mx_msg *m)
@@ -147,15 +227,9 @@ static void target_known(struct like_ctx *lc, struct mx_msg *m)
         mx__app_like_abort(lc);
         return;
     }
-    if (lc->op == MX_LIKE_TOGGLE && ocid_in(lc->ocids, lc->ocid)) {
-        mx_http_error(r, 403, "A003", "You cannot like your own character");
+    ocid_put(a, lc->ign, lc->ocid);
+    if (target_ready(lc) == MX_HTTP_DONE)
         mx__app_like_abort(lc);
-        return;
-    }
-    if (!send_like(lc, lc->op, lc->signed_in ? lc->acct : "", PEND_LIKE_REP)) {
-        like_unavailable(r, "Like service busy");
-        mx__app_like_abort(lc);
-    }
 }
 
 /* ---- the like-buffer answered (PEND_LIKE_REP, PEND_V1_LIKE) ---- */
@@ -311,7 +385,7 @@ static void sess_loaded(mx_redis_t *rd, int status, const redisReply *rep, void 
             lc->signed_in = false;
         }
     }
-    if (mx__app_ask_character(lc->a, r, lc->ign, PEND_LIKE_CHAR, lc) == MX_HTTP_PENDING)
+    if (resolve_target(lc) == MX_HTTP_PENDING)
         return;
 out:
     mx__app_like_abort(lc);
@@ -352,7 +426,7 @@ static int like_next(mx_http_req_t *r, struct acc *a, uint32_t op)
         return MX_HTTP_DONE;
     }
     if (!lc->signed_in) {
-        int rc = mx__app_ask_character(a, r, lc->ign, PEND_LIKE_CHAR, lc);
+        int rc = resolve_target(lc);
         if (rc != MX_HTTP_PENDING)
             free(lc);
         return rc;
@@ -372,7 +446,7 @@ static int like_next(mx_http_req_t *r, struct acc *a, uint32_t op)
         an->r = r;
         an->op = op;
         memcpy(an->ign, ign, il);
-        int rc = mx__app_ask_character(a, r, an->ign, PEND_LIKE_CHAR, an);
+        int rc = resolve_target(an);
         if (rc != MX_HTTP_PENDING)
             free(an);
         return rc;

@@ -714,6 +714,7 @@ static void app_fini(mx_actor_t *self, void *ctx, void *state)
             mx_http_add_header(a->tab[i].r, "Retry-After", "1");
             mx_http_error(a->tab[i].r, 503, "S005", "Node is stopping");
         }
+    mx__app_likes_fini(a);
     free(a->tab);
     free(a->shards);
     free(a->likes);

@@ -22,7 +22,10 @@
  * 4. the API's refusals and a like/unlike race of one pair on two nodes;
  * 5. Redis losing writes (its like keys put back to an earlier snapshot,
  *    then restarted): like-sync notices, the characters reload, and Redis
- *    and MySQL agree pair by pair and count by count.
+ *    and MySQL agree pair by pair and count by count;
+ * 6. the nodes restarted to unload characters idle for 2 s: loads in rounds
+ *    with pauses, a cold character read from MySQL and loaded again by a
+ *    toggle, and MySQL exactly the model.
  */
 #define _GNU_SOURCE
 #include <curl/curl.h>
@@ -63,6 +66,7 @@ static struct mysqld M;
 static struct stub S;
 static struct node N[NNODES];
 static char tmpdir[64], shmdir[64];
+static const char *g_idle = "MX_LIKE_IDLE_S=0"; /* characters stay warm, except in test 6 */
 
 static int node_up(int i)
 {
@@ -82,9 +86,7 @@ static int node_up(int i)
                          "MX_HEALTH_PROBE_MS=200",
                          "MX_LIKE_SYNC_INTERVAL_MS=200",
                          "MX_LIKE_SYNC_PAUSE_MS=300",
-                         /* characters leave Redis after 2 s without a toggle:
-                          * every phase also reloads them, with changes in flight */
-                         "MX_LIKE_IDLE_S=2",
+                         g_idle, /* test 6 restarts the nodes with 2 s */
                          "MX_LOG_LEVEL=info",
                          NULL};
     return node_start(&N[i], env);
@@ -1057,8 +1059,54 @@ static void redis_lost_writes(void **st)
     assert_int_equal(bad, 0);
     assert_true(warm > 0);
 
-    /* 6. idle characters leave Redis (MX_LIKE_IDLE_S=2 here); a read then
-     * answers from MySQL, and the next toggle loads the character again */
+    mx_mysql_conn_close(c);
+}
+
+/* ---- 6. idle characters leave Redis ---- */
+
+static int model_row(void *ctx, const struct mx_sql_val *cols, size_t n)
+{
+    for (int t = 0; t < NTARGETS; t++)
+        if (cols[0].len == strlen(T_ocid[t]) && !memcmp(cols[0].p, T_ocid[t], cols[0].len))
+            for (int u = 0; u < NUSERS; u++)
+                if (cols[1].len == strlen(U[u].acct) && !memcmp(cols[1].p, U[u].acct, cols[1].len))
+                    atomic_store(&model[u][t], ST_ON);
+    return 0;
+}
+
+static void idle_unload(void **st)
+{
+    /* the nodes again, now unloading characters idle for 2 s; test 5 left
+     * MySQL as the truth (Redis lost writes there), so the model starts
+     * from MySQL's rows */
+    g_idle = "MX_LIKE_IDLE_S=2";
+    for (int i = 0; i < NNODES; i++) {
+        node_kill(&N[i]);
+        assert_int_equal(node_up(i), 0);
+    }
+    assert_true(LK_WAIT_UNTIL(pending_work() == 0, 30000));
+    for (int u = 0; u < NUSERS; u++)
+        for (int t = 0; t < NTARGETS; t++)
+            atomic_store(&model[u][t], ST_OFF);
+    struct mx_mysql_conn *c = NULL;
+    char err[256];
+    assert_int_equal(mx_mysql_conn_open(M.url, NULL, &c, err, sizeof err), 0);
+    assert_int_equal(mx_mysql_query(c, "SELECT target_ocid, liker_account_id FROM character_like",
+                                    NULL, 0, model_row, NULL, NULL),
+                     0);
+    /* load in rounds with pauses longer than the idle time: characters
+     * leave and come back with changes in flight */
+    static struct load l;
+    for (int round = 0; round < 3; round++) {
+        load_start(&l, 3000);
+        load_join(&l);
+        assert_int_equal(atomic_load(&l.ty.negative), 0);
+        int64_t until = tu_now_ms() + 2500;
+        while (tu_now_ms() < until) /* pacing between rounds, not synchronisation */
+            usleep(50000);
+    }
+    /* idle characters leave Redis; a read then answers from MySQL, and the
+     * next toggle loads the character again */
     int t = -1;
     uint32_t part = 0;
     assert_true(LK_WAIT_UNTIL(({
@@ -1079,7 +1127,7 @@ static void redis_lost_writes(void **st)
     long long un = 0;
     for (int i = 0; i < NNODES; i++)
         un += node_stat(i, "unloads");
-    print_message("5: %lld characters unloaded; character %d is cold (partition %u)\n", un, t,
+    print_message("6: %lld characters unloaded; character %d is cold (partition %u)\n", un, t,
                   part);
     assert_true(t >= 0);
     struct mx_sql_val v[] = {MX_SQL_S(T_ocid[t])};
@@ -1108,7 +1156,13 @@ static void redis_lost_writes(void **st)
              had ? "false" : "true", (long long)((found ? cnt : 0) + (had ? -1 : 1)));
     assert_string_equal(b, exp);
     free(b);
+    atomic_store(&model[u][t], had ? ST_OFF : ST_ON);
+    long long unl = 0;
+    for (int i = 0; i < NNODES; i++)
+        unl += node_stat(i, "unloads");
+    print_message("6: %lld characters unloaded in all\n", unl);
     mx_mysql_conn_close(c);
+    check_exact("6 idle");
 }
 
 int main(void)
@@ -1120,6 +1174,7 @@ int main(void)
         cmocka_unit_test(outages),
         cmocka_unit_test(api_refusals_and_races),
         cmocka_unit_test(redis_lost_writes),
+        cmocka_unit_test(idle_unload),
     };
     if (getenv("LIKES_FILTER")) /* e.g. "holder_*" while working on one test */
         cmocka_set_test_filter(getenv("LIKES_FILTER"));
