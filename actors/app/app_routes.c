@@ -98,23 +98,20 @@ static int query_bool(mx_http_req_t *r, const char *name, bool def, bool *out)
     return MX_EINVAL;
 }
 
-static int ask_cache_now(mx_http_req_t *r, struct acc *a, uint32_t what, uint32_t preset,
-                         bool force)
+static bool valid_ign(mx_http_req_t *r, const char *ign, size_t len)
 {
-    const char *ign = mx_http_req_param(r, "ign");
-    size_t len = ign ? strlen(ign) : 0;
     if (len == 0 || len > IGN_MAX_BYTES || strchr(ign, '|') || strchr(ign, '/')) {
         mx_http_error(r, 400, "C001", "Invalid character name");
-        return MX_HTTP_DONE;
+        return false;
     }
-    struct mx_m_exp_get q = {.what = what, .ign = {ign, (uint32_t)len}, .preset = preset,
-                             .force = force};
-    if (query_bool(r, "starCatch", true, &q.star_catch) ||
-        query_bool(r, "discount", true, &q.discount) || query_bool(r, "sunday", true, &q.sunday) ||
-        (what == MX_SVC_EXPECTATION && !force && query_bool(r, "force", false, &q.force))) {
-        mx_http_error(r, 400, "C001", "Boolean query parameters take true or false");
-        return MX_HTTP_DONE;
-    }
+    return true;
+}
+
+/* Send q to the cache shard of its name; the reply is dispatched by kind
+ * with ctx. Returns MX_HTTP_PENDING, or MX_HTTP_DONE after answering. */
+static int send_exp_get(mx_http_req_t *r, struct acc *a, const struct mx_m_exp_get *q,
+                        uint8_t kind, void *ctx)
+{
     if (a->nshards == 0) {
         mx_http_add_header(r, "Retry-After", "5");
         mx_http_error(r, 503, "S005", "Expectation service not running on this node");
@@ -127,61 +124,51 @@ static int ask_cache_now(mx_http_req_t *r, struct acc *a, uint32_t what, uint32_
         return MX_HTTP_DONE;
     }
     struct mx_msg *m;
-    if (mx_msg_encode(MX_T_exp_get, &q, &m) != 0) {
+    if (mx_msg_encode(MX_T_exp_get, q, &m) != 0) {
         mx_http_error(r, 400, "C001", "Invalid character name");
         return MX_HTTP_DONE;
     }
-    struct mx_addr to = a->shards[mx_svc_shard(ign, len, a->nshards)];
+    struct mx_addr to = a->shards[mx_svc_shard(q->ign.ptr, q->ign.len, a->nshards)];
     uint64_t corr;
-    int rc = mx_http_request(r, to, m, a->app->o.cache_timeout_ms, &corr);
-    if (rc) {
+    if (mx_http_request(r, to, m, a->app->o.cache_timeout_ms, &corr) != 0) {
         mx_msg_free(m);
         mx_http_add_header(r, "Retry-After", "1");
         mx_http_error(r, 503, "S005", "Expectation service busy");
         return MX_HTTP_DONE;
     }
+    mx__app_pend_put(a, corr, r, kind, ctx); /* cannot fail: checked a->n above */
+    return MX_HTTP_PENDING;
+}
+
+static int ask_cache_now(mx_http_req_t *r, struct acc *a, uint32_t what, uint32_t preset,
+                         bool force)
+{
+    const char *ign = mx_http_req_param(r, "ign");
+    size_t len = ign ? strlen(ign) : 0;
+    if (!valid_ign(r, ign, len))
+        return MX_HTTP_DONE;
+    struct mx_m_exp_get q = {.what = what, .ign = {ign, (uint32_t)len}, .preset = preset,
+                             .force = force};
+    if (query_bool(r, "starCatch", true, &q.star_catch) ||
+        query_bool(r, "discount", true, &q.discount) || query_bool(r, "sunday", true, &q.sunday) ||
+        (what == MX_SVC_EXPECTATION && !force && query_bool(r, "force", false, &q.force))) {
+        mx_http_error(r, 400, "C001", "Boolean query parameters take true or false");
+        return MX_HTTP_DONE;
+    }
     /* a V1 record carries the live like count: ask for it when it comes */
     uint8_t kind = what == MX_SVC_CHARACTER && a->nlikes ? PEND_V1 : PEND_CACHE;
-    mx__app_pend_put(a, corr, r, kind, NULL); /* cannot fail: checked a->n above */
-    return MX_HTTP_PENDING;
+    return send_exp_get(r, a, &q, kind, NULL);
 }
 
 int mx__app_ask_character(struct acc *a, mx_http_req_t *r, const char *ign, uint8_t kind,
                           void *ctx)
 {
     size_t len = ign ? strlen(ign) : 0;
-    if (len == 0 || len > IGN_MAX_BYTES || strchr(ign, '|') || strchr(ign, '/')) {
-        mx_http_error(r, 400, "C001", "Invalid character name");
+    if (!valid_ign(r, ign, len))
         return MX_HTTP_DONE;
-    }
-    if (a->nshards == 0) {
-        mx_http_add_header(r, "Retry-After", "5");
-        mx_http_error(r, 503, "S005", "Expectation service not running on this node");
-        return MX_HTTP_DONE;
-    }
-    if (a->n >= a->max) {
-        atomic_fetch_add_explicit(&a->app->pending_refused, 1, memory_order_relaxed);
-        mx_http_add_header(r, "Retry-After", "1");
-        mx_http_error(r, 503, "S007", "Too many requests in progress on this node");
-        return MX_HTTP_DONE;
-    }
     struct mx_m_exp_get q = {.what = MX_SVC_CHARACTER, .ign = {ign, (uint32_t)len},
                              .star_catch = true, .discount = true, .sunday = true};
-    struct mx_msg *m;
-    if (mx_msg_encode(MX_T_exp_get, &q, &m) != 0) {
-        mx_http_error(r, 400, "C001", "Invalid character name");
-        return MX_HTTP_DONE;
-    }
-    struct mx_addr to = a->shards[mx_svc_shard(ign, len, a->nshards)];
-    uint64_t corr;
-    if (mx_http_request(r, to, m, a->app->o.cache_timeout_ms, &corr) != 0) {
-        mx_msg_free(m);
-        mx_http_add_header(r, "Retry-After", "1");
-        mx_http_error(r, 503, "S007", "Expectation service busy");
-        return MX_HTTP_DONE;
-    }
-    mx__app_pend_put(a, corr, r, kind, ctx); /* cannot fail: checked a->n above */
-    return MX_HTTP_PENDING;
+    return send_exp_get(r, a, &q, kind, ctx);
 }
 
 /* The route's cache request, after the rate limit: the route's flags carry
