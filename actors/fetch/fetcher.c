@@ -1,13 +1,12 @@
 /* fetcher.c - the fetcher actor (mx_fetch.h, docs/fetcher.md).
  *
- * libcurl's multi interface runs on the actor's scheduler loop: curl tells
- * us which sockets to watch (CURLMOPT_SOCKETFUNCTION -> one uv_poll_t per
- * socket) and when to call it back (CURLMOPT_TIMERFUNCTION -> one
- * uv_timer_t); both callbacks run on the owner thread, outside the handler,
- * and finish requests by mx_reply. The multi handle keeps the connection
- * cache (keep-alive); finished easy handles are kept in a small pool and
- * reused. Retries wait on runtime timers (a fetch_retry message), so the
- * only uv handles we own are the polls and the curl timer.
+ * libcurl's multi interface runs on the actor's scheduler loop
+ * (mx_curluv.h: the sockets curl names are uv polls, its timeout a uv
+ * timer); finished transfers come back on the owner thread, outside the
+ * handler, and finish requests by mx_reply. The multi handle keeps the
+ * connection cache (keep-alive); finished easy handles are kept in a small
+ * pool and reused. Retries wait on runtime timers (a fetch_retry message),
+ * so the only uv handles are mx_curluv's.
  *
  * A request takes one of max_inflight slots from its first attempt to its
  * reply (including backoff), so upstream transfers never exceed the bound;
@@ -17,6 +16,7 @@
  */
 #define _GNU_SOURCE
 #include "mx_fetch.h"
+#include "mx_curluv.h"
 
 #include <curl/curl.h>
 #include <pthread.h>
@@ -112,14 +112,6 @@ static char *xstrdup(const char *s)
 
 struct fetcher;
 
-/* One watched socket; freed in its close callback (never touches the
- * fetcher after uv_close). */
-struct sock {
-    uv_poll_t poll;
-    curl_socket_t fd;
-    struct fetcher *f;
-    struct sock *prev, *next; /* f->socks */
-};
 
 struct freq {
     struct freq *prev, *next; /* in f->active or f->waiting */
@@ -152,9 +144,7 @@ struct list {
 struct fetcher {
     mx_actor_t *self;
     struct shared *sh;
-    CURLM *multi;
-    uv_timer_t timer; /* curl's timeout; its close callback frees the state */
-    struct sock *socks;
+    struct mx_curluv cu; /* its timer's close callback frees the fetcher */
     struct list active;  /* requests holding a slot */
     struct list waiting; /* FIFO of requests waiting for a slot */
     CURL **pool;         /* idle easy handles, up to max_inflight */
@@ -329,7 +319,7 @@ static void release_easy(struct fetcher *f, struct freq *r)
 {
     if (!r->easy)
         return;
-    curl_multi_remove_handle(f->multi, r->easy);
+    curl_multi_remove_handle(f->cu.multi, r->easy);
     f->inflight--;
     if (f->npool < f->sh->o.max_inflight)
         f->pool[f->npool++] = r->easy;
@@ -477,7 +467,7 @@ static int start_attempt(struct fetcher *f, struct freq *r)
     curl_easy_setopt(e, CURLOPT_NOPROXY, "localhost,127.0.0.1,::1");
     curl_easy_setopt(e, CURLOPT_USERAGENT, "mx-fetch/0.1");
     r->easy = e;
-    CURLMcode mc = curl_multi_add_handle(f->multi, e);
+    CURLMcode mc = curl_multi_add_handle(f->cu.multi, e);
     if (mc != CURLM_OK) {
         r->easy = NULL;
         curl_easy_cleanup(e);
@@ -611,106 +601,14 @@ static void attempt_done(struct fetcher *f, struct freq *r, CURLcode rc)
         finish(f, r, status, false, status == 0 ? NULL : r->err);
 }
 
-static void read_done(struct fetcher *f)
+/* A transfer finished (mx_curluv). */
+static void transfer_done(void *ctx, CURL *easy, CURLcode rc)
 {
-    CURLMsg *msg;
-    int left;
-    while ((msg = curl_multi_info_read(f->multi, &left))) {
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        struct freq *r = NULL;
-        CURLcode rc = msg->data.result;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
-        if (r && r->easy == msg->easy_handle)
-            attempt_done(f, r, rc);
-    }
-}
-
-/* ---- curl <-> libuv ---- */
-
-static void on_sock_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
-static void sock_close(struct fetcher *f, struct sock *s)
-{
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        f->socks = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
-    uv_poll_stop(&s->poll);
-    uv_close((uv_handle_t *)&s->poll, on_sock_closed);
-}
-
-static void on_poll(uv_poll_t *h, int status, int events)
-{
-    struct sock *s = h->data;
-    struct fetcher *f = s->f;
-    int flags = 0, running;
-    if (status < 0)
-        flags = CURL_CSELECT_ERR;
-    if (events & UV_READABLE)
-        flags |= CURL_CSELECT_IN;
-    if (events & UV_WRITABLE)
-        flags |= CURL_CSELECT_OUT;
-    curl_multi_socket_action(f->multi, s->fd, flags, &running);
-    read_done(f);
-}
-
-static int on_curl_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-    struct fetcher *f = userp;
-    struct sock *s = socketp;
-    if (what == CURL_POLL_REMOVE) {
-        if (s) {
-            curl_multi_assign(f->multi, fd, NULL);
-            sock_close(f, s);
-        }
-        return 0;
-    }
-    if (!s) {
-        s = xcalloc(1, sizeof(*s));
-        s->fd = fd;
-        s->f = f;
-        if (uv_poll_init_socket(mx_actor_loop(f->self), &s->poll, fd) != 0) {
-            free(s);
-            return -1;
-        }
-        s->poll.data = s;
-        s->next = f->socks;
-        if (f->socks)
-            f->socks->prev = s;
-        f->socks = s;
-        curl_multi_assign(f->multi, fd, s);
-    }
-    int ev = 0;
-    if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
-        ev |= UV_READABLE;
-    if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
-        ev |= UV_WRITABLE;
-    uv_poll_start(&s->poll, ev, on_poll);
-    return 0;
-}
-
-static void on_curl_timeout(uv_timer_t *t)
-{
-    struct fetcher *f = t->data;
-    int running;
-    curl_multi_socket_action(f->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    read_done(f);
-}
-
-static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
-{
-    struct fetcher *f = userp;
-    if (timeout_ms < 0)
-        uv_timer_stop(&f->timer);
-    else /* 0 too: curl may not be called back from inside this callback */
-        uv_timer_start(&f->timer, on_curl_timeout, (uint64_t)timeout_ms, 0);
-    return 0;
+    struct fetcher *f = ctx;
+    struct freq *r = NULL;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&r);
+    if (r && r->easy == easy)
+        attempt_done(f, r, rc);
 }
 
 /* ---- requests ---- */
@@ -876,23 +774,15 @@ static int fetch_init(mx_actor_t *self, void *arg, void **state)
         f->rng = 1;
     mx_breaker_init(&f->br, sh->o.breaker_window, sh->o.breaker_threshold_pct,
                     sh->o.breaker_open_ms, sh->o.breaker_probes);
-    f->multi = curl_multi_init();
-    if (!f->multi || uv_timer_init(mx_actor_loop(self), &f->timer) != 0) {
+    if (mx_curluv_init(&f->cu, mx_actor_loop(self), transfer_done, f) != 0) {
         MX_ERROR("fetcher: curl_multi_init failed");
-        if (f->multi)
-            curl_multi_cleanup(f->multi);
         free(f->pool);
         free(f);
         shared_free(sh); /* init at spawn failing stops the actor for good */
         return MX_EINTERNAL;
     }
-    f->timer.data = f;
-    curl_multi_setopt(f->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-    curl_multi_setopt(f->multi, CURLMOPT_SOCKETDATA, f);
-    curl_multi_setopt(f->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-    curl_multi_setopt(f->multi, CURLMOPT_TIMERDATA, f);
     /* keep one idle connection per slot for keep-alive */
-    curl_multi_setopt(f->multi, CURLMOPT_MAXCONNECTS, (long)sh->o.max_inflight);
+    curl_multi_setopt(f->cu.multi, CURLMOPT_MAXCONNECTS, (long)sh->o.max_inflight);
     sh->sys = mx_system_of(self);
     sh->addr = mx_self(self);
     reg_add(sh);
@@ -900,9 +790,9 @@ static int fetch_init(mx_actor_t *self, void *arg, void **state)
     return 0;
 }
 
-static void on_state_closed(uv_handle_t *h)
+static void on_state_closed(void *ctx)
 {
-    free(h->data);
+    free(ctx);
 }
 
 static void fetch_stop(mx_actor_t *self, void *state)
@@ -929,13 +819,9 @@ static void fetch_stop(mx_actor_t *self, void *state)
     for (uint32_t i = 0; i < f->npool; i++)
         curl_easy_cleanup(f->pool[i]);
     free(f->pool);
-    curl_multi_cleanup(f->multi); /* may still report sockets to remove */
-    while (f->socks)
-        sock_close(f, f->socks);
     reg_del(f->sh);
     shared_free(f->sh);
-    uv_timer_stop(&f->timer);
-    uv_close((uv_handle_t *)&f->timer, on_state_closed); /* frees f */
+    mx_curluv_close(&f->cu, on_state_closed); /* frees f once closed */
 }
 
 static const struct mx_behaviour fetch_beh = {"fetcher", fetch_init, fetch_receive, fetch_stop};

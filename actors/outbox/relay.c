@@ -22,6 +22,7 @@
  */
 #define _GNU_SOURCE
 #include "mx_outbox.h"
+#include "mx_curluv.h"
 
 #include <curl/curl.h>
 #include <stdatomic.h>
@@ -421,20 +422,12 @@ static int stats_run(struct mx_mysql_conn *c, void *arg)
 
 /* ---- the actor ---- */
 
-struct sock {
-    uv_poll_t poll;
-    curl_socket_t fd;
-    struct relay *rl;
-    struct sock *prev, *next;
-};
 
 struct relay {
     mx_actor_t *self;
     struct mx_addr addr;
     uint64_t seq; /* lease counter of this term (the fence wants the plain counter) */
-    CURLM *multi;
-    uv_timer_t timer; /* curl's timeout; its close callback frees the state */
-    struct sock *socks;
+    struct mx_curluv cu; /* HTTP on this loop; its close callback frees the state */
     CURL **pool;
     uint32_t npool;
     struct rlist queue; /* claimed, waiting for a slot */
@@ -494,7 +487,7 @@ static void pump(struct relay *r);
 
 static void finished(struct relay *r, struct row *w)
 {
-    curl_multi_remove_handle(r->multi, w->easy);
+    curl_multi_remove_handle(r->cu.multi, w->easy);
     if (r->npool < g.o.concurrency)
         r->pool[r->npool++] = w->easy;
     else
@@ -581,7 +574,7 @@ static void start_post(struct relay *r, struct row *w)
     curl_easy_setopt(e, CURLOPT_PRIVATE, w);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_USERAGENT, "mx-outbox-relay/0.1");
-    CURLMcode mc = curl_multi_add_handle(r->multi, e);
+    CURLMcode mc = curl_multi_add_handle(r->cu.multi, e);
     if (mc != CURLM_OK) {
         snprintf(w->err, sizeof w->err, "curl: %s", curl_multi_strerror(mc));
         w->easy = NULL;
@@ -624,108 +617,19 @@ static void attempt_done(struct relay *r, struct row *w, CURLcode rc)
     finished(r, w);
 }
 
-static void read_done(struct relay *r)
+static void state_closed(void *ctx)
 {
-    CURLMsg *msg;
-    int left;
-    while ((msg = curl_multi_info_read(r->multi, &left))) {
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        struct row *w = NULL;
-        CURLcode rc = msg->data.result;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&w);
-        if (w && w->easy == msg->easy_handle)
-            attempt_done(r, w, rc);
-    }
+    free(ctx);
 }
 
-/* ---- curl <-> libuv (as in actors/fetch/fetcher.c) ---- */
-
-static void on_sock_closed(uv_handle_t *h)
+/* A delivery finished (mx_curluv). */
+static void transfer_done(void *ctx, CURL *easy, CURLcode rc)
 {
-    free(h->data);
-}
-
-static void sock_close(struct relay *r, struct sock *s)
-{
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        r->socks = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
-    uv_poll_stop(&s->poll);
-    uv_close((uv_handle_t *)&s->poll, on_sock_closed);
-}
-
-static void on_poll(uv_poll_t *h, int status, int events)
-{
-    struct sock *s = h->data;
-    struct relay *r = s->rl;
-    int flags = 0, running;
-    if (status < 0)
-        flags = CURL_CSELECT_ERR;
-    if (events & UV_READABLE)
-        flags |= CURL_CSELECT_IN;
-    if (events & UV_WRITABLE)
-        flags |= CURL_CSELECT_OUT;
-    curl_multi_socket_action(r->multi, s->fd, flags, &running);
-    read_done(r);
-}
-
-static int on_curl_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-    struct relay *r = userp;
-    struct sock *s = socketp;
-    if (what == CURL_POLL_REMOVE) {
-        if (s) {
-            curl_multi_assign(r->multi, fd, NULL);
-            sock_close(r, s);
-        }
-        return 0;
-    }
-    if (!s) {
-        s = calloc(1, sizeof *s);
-        if (!s)
-            abort();
-        s->fd = fd;
-        s->rl = r;
-        if (uv_poll_init_socket(mx_actor_loop(r->self), &s->poll, fd) != 0) {
-            free(s);
-            return -1;
-        }
-        s->poll.data = s;
-        s->next = r->socks;
-        if (r->socks)
-            r->socks->prev = s;
-        r->socks = s;
-        curl_multi_assign(r->multi, fd, s);
-    }
-    int ev = 0;
-    if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
-        ev |= UV_READABLE;
-    if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
-        ev |= UV_WRITABLE;
-    uv_poll_start(&s->poll, ev, on_poll);
-    return 0;
-}
-
-static void on_curl_timeout(uv_timer_t *t)
-{
-    struct relay *r = t->data;
-    int running;
-    curl_multi_socket_action(r->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    read_done(r);
-}
-
-static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
-{
-    struct relay *r = userp;
-    if (timeout_ms < 0)
-        uv_timer_stop(&r->timer);
-    else
-        uv_timer_start(&r->timer, on_curl_timeout, (uint64_t)timeout_ms, 0);
-    return 0;
+    struct relay *r = ctx;
+    struct row *w = NULL;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&w);
+    if (w && w->easy == easy)
+        attempt_done(r, w, rc);
 }
 
 /* ---- jobs from the actor ---- */
@@ -909,35 +813,26 @@ static int r_init(mx_actor_t *self, void *arg, void **state)
     r->pool = calloc(g.o.concurrency, sizeof *r->pool);
     r->slots = calloc(g.o.concurrency, sizeof *r->slots);
     r->free_slots = calloc(g.o.concurrency, sizeof *r->free_slots);
-    r->multi = curl_multi_init();
-    if (!r->pool || !r->slots || !r->free_slots || !r->multi ||
-        uv_timer_init(mx_actor_loop(self), &r->timer) != 0) {
-        if (r->multi)
-            curl_multi_cleanup(r->multi);
+    if (!r->pool || !r->slots || !r->free_slots ||
+        mx_curluv_init(&r->cu, mx_actor_loop(self), transfer_done, r) != 0) {
         free(r->pool);
         free(r->slots);
         free(r->free_slots);
         free(r);
         return MX_EINTERNAL;
     }
-    r->timer.data = r;
     for (uint32_t i = 0; i < g.o.concurrency; i++)
         r->free_slots[r->nfree++] = g.o.concurrency - 1 - i;
-    curl_multi_setopt(r->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-    curl_multi_setopt(r->multi, CURLMOPT_SOCKETDATA, r);
-    curl_multi_setopt(r->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-    curl_multi_setopt(r->multi, CURLMOPT_TIMERDATA, r);
-    curl_multi_setopt(r->multi, CURLMOPT_MAXCONNECTS, (long)g.o.concurrency);
+    curl_multi_setopt(r->cu.multi, CURLMOPT_MAXCONNECTS, (long)g.o.concurrency);
     uint64_t id;
     struct mx_msg *tick = mx_msg_new(MX_T_sys_tick, 0);
     int rc = mx_timer_start(self, 0, g.o.poll_ms, tick, &id);
     if (rc != 0) {
         mx_msg_free(tick);
-        curl_multi_cleanup(r->multi);
         free(r->pool);
         free(r->slots);
         free(r->free_slots);
-        uv_close((uv_handle_t *)&r->timer, on_sock_closed); /* frees r */
+        mx_curluv_close(&r->cu, state_closed); /* frees r */
         return rc;
     }
     for (size_t i = 0; i < LAG_BUCKETS; i++)
@@ -983,7 +878,7 @@ static void r_stop(mx_actor_t *self, void *state)
         struct row *x = r->slots[i];
         if (!x)
             continue;
-        curl_multi_remove_handle(r->multi, x->easy);
+        curl_multi_remove_handle(r->cu.multi, x->easy);
         curl_easy_cleanup(x->easy);
         row_free(x);
         ne++;
@@ -993,9 +888,6 @@ static void r_stop(mx_actor_t *self, void *state)
     for (uint32_t i = 0; i < r->npool; i++)
         curl_easy_cleanup(r->pool[i]);
     free(r->pool);
-    curl_multi_cleanup(r->multi);
-    while (r->socks)
-        sock_close(r, r->socks);
     SET(inflight, 0);
     SET(held, 0);
     SET(backlog, -1); /* table figures come from the holder only */
@@ -1003,9 +895,7 @@ static void r_stop(mx_actor_t *self, void *state)
     SET(dlq_size, -1);
     MX_INFO("outbox-relay: stopped (epoch %llu, %u deliveries abandoned)",
             (unsigned long long)r->seq, ne);
-    uv_timer_stop(&r->timer);
-    r->timer.data = r;
-    uv_close((uv_handle_t *)&r->timer, on_sock_closed); /* frees r */
+    mx_curluv_close(&r->cu, state_closed); /* frees r once closed */
 }
 
 static const struct mx_behaviour relay_beh = {MX_OUTBOX_SINGLETON, r_init, r_receive, r_stop};
