@@ -4,6 +4,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,46 @@ int lc_stub_list(const struct stub *s, const char *key, char names[][72], int ma
     }
     resp_free(&r);
     return n;
+}
+
+int lc_users(const struct stub *s, const char *prefix, struct lc_user *u, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char names[12][72];
+        snprintf(u[i].key, sizeof u[i].key, "%.12s-user-%d", prefix, i);
+        if (lc_stub_list(s, u[i].key, names, 12, u[i].ocids, sizeof u[i].ocids) < 1)
+            return -1;
+        snprintf(u[i].ign, sizeof u[i].ign, "%s", names[0]);
+        lc_account_id(u[i].ocids, u[i].acct);
+    }
+    return 0;
+}
+
+int lc_targets(const struct stub *s, const char *prefix, const struct lc_user *u, int nusers,
+               char names[][72], char ocids[][40], int n)
+{
+    int nt = 0;
+    for (int k = 0; nt < n && k < 100; k++) {
+        char key[32], got[12][72], all[64 * 40];
+        snprintf(key, sizeof key, "%.12s-target-%d", prefix, k);
+        int m = lc_stub_list(s, key, got, 12, all, sizeof all);
+        for (int i = 0; i < m && nt < n; i++) {
+            bool dup = false;
+            for (int x = 0; x < nt; x++)
+                dup |= strcmp(names[x], got[i]) == 0;
+            if (dup)
+                continue;
+            snprintf(names[nt], 72, "%.71s", got[i]);
+            if (stub_ocid((struct stub *)s, got[i], ocids[nt]) != 200)
+                return -1;
+            bool owned = false;
+            for (int x = 0; x < nusers && !owned; x++)
+                owned = strstr(u[x].ocids, ocids[nt]) != NULL;
+            if (!owned)
+                nt++;
+        }
+    }
+    return nt == n ? 0 : -1;
 }
 
 struct buf {

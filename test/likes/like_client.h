@@ -19,6 +19,28 @@ void lc_account_id(const char *csv, char out[48]);
 int lc_stub_list(const struct stub *s, const char *key, char names[][72], int max, char *ocids,
                  size_t cap);
 
+/* A user of the tests: an API key mxstub knows, a character of its
+ * account to sign in with, every ocid of the account, the seed's account id
+ * and, once signed in, a token. */
+struct lc_user {
+    char key[32];
+    char ign[72];
+    char ocids[64 * 40];
+    char acct[48];
+    char token[1024];
+};
+
+/* lc_users - n users with keys "<prefix>-user-<i>" from mxstub s (not
+ * signed in). Returns 0 or -1. */
+int lc_users(const struct stub *s, const char *prefix, struct lc_user *u, int n);
+
+/* lc_targets - n character names mxstub knows (from keys
+ * "<prefix>-target-<k>"), no two alike and none owned by any of the
+ * nusers users (mxstub derives an ocid from the name, so a user may own a
+ * character of the same name), with their ocids. Returns 0 or -1. */
+int lc_targets(const struct stub *s, const char *prefix, const struct lc_user *u, int nusers,
+               char names[][72], char ocids[][40], int n);
+
 /* lc_req - one request on handle h (NULL: a fresh one) to 127.0.0.1:port:
  * method GET, POST or DELETE, an optional Bearer token and JSON body. Returns
  * the status (0: no answer) and the body in *body (malloc'd; may be NULL). */

@@ -94,19 +94,12 @@ static int node_up(int i)
 
 /* ---- users and targets ---- */
 
-struct user {
-    char key[32];
-    char ign[72];
-    char ocids[64 * 40];
-    char acct[48];
-    char token[1024];
-};
-static struct user U[NUSERS];
+static struct lc_user U[NUSERS];
 static char T_name[NTARGETS][72], T_ocid[NTARGETS][40];
 
 /* ---- HTTP through libcurl ---- */
 
-static long login(int node, struct user *u)
+static long login(int node, struct lc_user *u)
 {
     char body[256], *ans = NULL;
     snprintf(body, sizeof body, "{\"apiKey\":\"%.31s\",\"userIgn\":\"%.71s\"}", u->key, u->ign);
@@ -553,39 +546,9 @@ static int setup(void **st)
             fprintf(stderr, "node %d did not start\n", i);
             return -1;
         }
-    for (int u = 0; u < NUSERS; u++) {
-        char names[12][72];
-        snprintf(U[u].key, sizeof U[u].key, "likes-user-%d", u);
-        if (lc_stub_list(&S, U[u].key, names, 12, U[u].ocids, sizeof U[u].ocids) < 1)
-            return -1;
-        snprintf(U[u].ign, sizeof U[u].ign, "%s", names[0]);
-        lc_account_id(U[u].ocids, U[u].acct);
-    }
-    /* targets: characters mxstub knows (it answers 404 for any other name) */
-    int nt = 0;
-    for (int k = 0; nt < NTARGETS && k < 100; k++) {
-        char key[32], names[12][72], ocids[64 * 40];
-        snprintf(key, sizeof key, "likes-target-%d", k);
-        int n = lc_stub_list(&S, key, names, 12, ocids, sizeof ocids);
-        for (int i = 0; i < n && nt < NTARGETS; i++) {
-            bool dup = false;
-            for (int x = 0; x < nt; x++)
-                dup |= strcmp(T_name[x], names[i]) == 0;
-            if (dup)
-                continue;
-            snprintf(T_name[nt], sizeof T_name[nt], "%.71s", names[i]);
-            if (stub_ocid(&S, names[i], T_ocid[nt]) != 200)
-                return -1;
-            /* mxstub derives an ocid from the name: a user may own a
-             * character of the same name, and may not like it */
-            bool owned = false;
-            for (int u = 0; u < NUSERS && !owned; u++)
-                owned = strstr(U[u].ocids, T_ocid[nt]) != NULL;
-            if (!owned)
-                nt++;
-        }
-    }
-    if (nt < NTARGETS)
+    /* users, and targets mxstub knows (it answers 404 for any other name) */
+    if (lc_users(&S, "likes", U, NUSERS) != 0 ||
+        lc_targets(&S, "likes", U, NUSERS, T_name, T_ocid, NTARGETS) != 0)
         return -1;
     for (int u = 0; u < NUSERS; u++) {
         long st = login(u % NNODES, &U[u]);
@@ -892,7 +855,7 @@ static void api_refusals_and_races(void **st)
     assert_non_null(strstr(b, exp));
     free(b);
     /* a token whose session was logged out */
-    struct user gone = U[5];
+    struct lc_user gone = U[5];
     assert_int_equal(login(0, &gone), 200);
     assert_int_equal(
         lc_req(NULL, N[0].http_port, "DELETE", "/auth/logout", gone.token, NULL, NULL), 200);

@@ -51,10 +51,7 @@ static pid_t g_haproxy;
 static char g_dir[] = "/tmp/mx-rolling-XXXXXX";
 static char g_env[NNODES][9][700];
 
-struct user {
-    char key[32], ign[72], ocids[64 * 40], acct[48], token[1024];
-};
-static struct user U[NUSERS];
+static struct lc_user U[NUSERS];
 static char T_name[NTARGETS][72], T_ocid[NTARGETS][40];
 
 /* ---- the stack ---- */
@@ -129,36 +126,9 @@ static int setup(void **st)
         if (node_up(i) != 0)
             return -1;
     }
-    for (int u = 0; u < NUSERS; u++) {
-        char names[12][72];
-        snprintf(U[u].key, sizeof U[u].key, "rolling-user-%d", u);
-        if (lc_stub_list(&S, U[u].key, names, 12, U[u].ocids, sizeof U[u].ocids) < 1)
-            return -1;
-        snprintf(U[u].ign, sizeof U[u].ign, "%s", names[0]);
-        lc_account_id(U[u].ocids, U[u].acct);
-    }
-    int nt = 0;
-    for (int k = 0; nt < NTARGETS && k < 100; k++) {
-        char key[32], names[12][72], ocids[64 * 40];
-        snprintf(key, sizeof key, "rolling-target-%d", k);
-        int n = lc_stub_list(&S, key, names, 12, ocids, sizeof ocids);
-        for (int i = 0; i < n && nt < NTARGETS; i++) {
-            bool dup = false;
-            for (int x = 0; x < nt; x++)
-                dup |= strcmp(T_name[x], names[i]) == 0;
-            if (dup)
-                continue;
-            snprintf(T_name[nt], sizeof T_name[nt], "%.71s", names[i]);
-            if (stub_ocid(&S, names[i], T_ocid[nt]) != 200)
-                return -1;
-            bool owned = false; /* a user may not like a character of his own */
-            for (int u = 0; u < NUSERS && !owned; u++)
-                owned = strstr(U[u].ocids, T_ocid[nt]) != NULL;
-            if (!owned)
-                nt++;
-        }
-    }
-    if (nt < NTARGETS)
+    /* users, and targets mxstub knows (it answers 404 for any other name) */
+    if (lc_users(&S, "rolling", U, NUSERS) != 0 ||
+        lc_targets(&S, "rolling", U, NUSERS, T_name, T_ocid, NTARGETS) != 0)
         return -1;
     CURL *h = curl_easy_init();
     for (int u = 0; u < NUSERS; u++) {
