@@ -21,6 +21,7 @@
 
 #include "../stub/stub_harness.h"
 #include "mx_testutil.h"
+#include "haproxyd.h"
 #include "node_harness.h"
 
 static struct stub g_stub;
@@ -28,23 +29,6 @@ static struct node g_a, g_b;
 static pid_t g_haproxy;
 static int g_lb_port;
 static char g_dir[] = "/tmp/mx-haproxy-XXXXXX";
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    socklen_t l = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &l);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static void kill_haproxy(void)
-{
-    if (g_haproxy > 0)
-        kill(g_haproxy, SIGKILL);
-}
 
 static int setup(void **st)
 {
@@ -62,8 +46,8 @@ static int setup(void **st)
         return -1;
     if (!mkdtemp(g_dir))
         return -1;
-    g_lb_port = free_port();
-    char cfg[4096], path[512];
+    g_lb_port = haproxyd_free_port();
+    char cfg[4096];
     snprintf(cfg, sizeof cfg,
              "global\n  maxconn 1000\ndefaults\n  mode tcp\n  timeout connect 1s\n"
              "  timeout client 10s\n  timeout server 10s\n  retries 3\n  option redispatch\n"
@@ -72,22 +56,9 @@ static int setup(void **st)
              "  http-check expect status 200\n  default-server inter 100ms fall 2 rise 2\n"
              "  server a 127.0.0.1:%d check\n  server b 127.0.0.1:%d check\n",
              g_lb_port, g_a.http_port, g_b.http_port);
-    snprintf(path, sizeof path, "%s/haproxy.cfg", g_dir);
-    FILE *f = fopen(path, "w");
-    if (!f)
+    g_haproxy = haproxyd_start(g_dir, cfg);
+    if (g_haproxy < 0)
         return -1;
-    fputs(cfg, f);
-    fclose(f);
-    g_haproxy = fork();
-    if (g_haproxy == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int devnull = open("/dev/null", 1);
-        dup2(devnull, 1);
-        dup2(devnull, 2);
-        execl("/usr/sbin/haproxy", "haproxy", "-db", "-f", path, (char *)NULL);
-        _exit(127);
-    }
-    atexit(kill_haproxy);
     /* both servers up in haproxy: requests through it succeed */
     struct http_res r;
     for (int i = 0; i < 100; i++) {
@@ -104,7 +75,7 @@ static int setup(void **st)
 
 static int teardown(void **st)
 {
-    kill_haproxy();
+    haproxyd_stop(&g_haproxy);
     if (g_haproxy > 0)
         waitpid(g_haproxy, NULL, 0);
     node_kill(&g_a);

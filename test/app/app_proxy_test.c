@@ -24,20 +24,12 @@
 #include "../redis/redisd.h"
 #include "../stub/stub_harness.h"
 #include "mx_testutil.h"
+#include "haproxyd.h"
 #include "node_harness.h"
 
 static struct node g_t, g_u;
 static char g_dir[] = "/tmp/mx-proxy-XXXXXX";
 static pid_t g_haproxy;
-
-static void kill_haproxy(void)
-{
-    if (g_haproxy > 0) {
-        kill(g_haproxy, SIGKILL);
-        waitpid(g_haproxy, NULL, 0);
-        g_haproxy = 0;
-    }
-}
 
 static int setup(void **st)
 {
@@ -52,7 +44,7 @@ static int setup(void **st)
 
 static int teardown(void **st)
 {
-    kill_haproxy();
+    haproxyd_stop(&g_haproxy);
     node_kill(&g_t);
     node_kill(&g_u);
     char cmd[300];
@@ -176,25 +168,14 @@ static void test_untrusted_peer(void **st)
     assert_int_equal(raw_status(port, METRICS, sizeof METRICS - 1), 200);
 }
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bind(fd, (struct sockaddr *)&sa, sizeof sa);
-    socklen_t l = sizeof sa;
-    getsockname(fd, (struct sockaddr *)&sa, &l);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
 static void test_haproxy_send_proxy_v2(void **st)
 {
     if (access("/usr/sbin/haproxy", X_OK) != 0) {
         fprintf(stderr, "haproxy not installed (apt-get install haproxy)\n");
         fail();
     }
-    int lb = free_port();
-    char cfg[2048], path[512];
+    int lb = haproxyd_free_port();
+    char cfg[2048];
     snprintf(cfg, sizeof cfg,
              "global\n  maxconn 100\ndefaults\n  mode tcp\n  timeout connect 1s\n"
              "  timeout client 10s\n  timeout server 10s\nfrontend api\n  bind 127.0.0.1:%d\n"
@@ -202,20 +183,8 @@ static void test_haproxy_send_proxy_v2(void **st)
              "  http-check expect status 200\n"
              "  server t 127.0.0.1:%d send-proxy-v2 check check-send-proxy inter 100ms\n",
              lb, g_t.http_port);
-    snprintf(path, sizeof path, "%s/haproxy.cfg", g_dir);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(cfg, f);
-    fclose(f);
-    g_haproxy = fork();
-    if (g_haproxy == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 1);
-        dup2(devnull, 2);
-        execl("/usr/sbin/haproxy", "haproxy", "-db", "-f", path, (char *)NULL);
-        _exit(127);
-    }
+    g_haproxy = haproxyd_start(g_dir, cfg);
+    assert_true(g_haproxy > 0);
     long long ok0 = http_stat(&g_t, "proxy_ok");
     /* the health checks arrive with a header too (LOCAL or PROXY) */
     assert_true(TU_WAIT_UNTIL(http_stat(&g_t, "proxy_ok") > ok0 + 2, 5000));
@@ -225,7 +194,7 @@ static void test_haproxy_send_proxy_v2(void **st)
         assert_int_equal(raw_status(lb, METRICS, sizeof METRICS - 1), 200);
     assert_true(http_stat(&g_t, "proxy_ok") >= ok1 + 10);
     assert_int_equal(http_stat(&g_t, "proxy_malformed"), 1); /* the one of the first test */
-    kill_haproxy();
+    haproxyd_stop(&g_haproxy);
 }
 
 /* the rate limiter's per-IP buckets (100 burst) follow the PROXY source */

@@ -28,6 +28,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "../app/haproxyd.h"
 #include "../app/node_harness.h"
 #include "../mysql/mysqld.h"
 #include "../redis/redisd.h"
@@ -65,26 +66,6 @@ static int node_up(int i)
     return node_start(&N[i], env);
 }
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bind(fd, (struct sockaddr *)&sa, sizeof sa);
-    socklen_t l = sizeof sa;
-    getsockname(fd, (struct sockaddr *)&sa, &l);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
-static void kill_haproxy(void)
-{
-    if (g_haproxy > 0) {
-        kill(g_haproxy, SIGKILL);
-        waitpid(g_haproxy, NULL, 0);
-        g_haproxy = 0;
-    }
-}
-
 static long long node_requests(int i)
 {
     char cmd[512], out[65536];
@@ -113,7 +94,7 @@ static int setup(void **st)
     if (stub_start(&S, args) != 0)
         return -1;
     for (int i = 0; i < NNODES; i++) {
-        g_port[i] = free_port();
+        g_port[i] = haproxyd_free_port();
         snprintf(g_env[i][0], 700, "MX_NODE_NAME=rl%d", i);
         snprintf(g_env[i][1], 700, "MX_HTTP_ADDR=127.0.0.1:%d", g_port[i]);
         snprintf(g_env[i][2], 700, "MX_REDIS_URL=%s", R.url);
@@ -146,8 +127,8 @@ static int setup(void **st)
     }
     curl_easy_cleanup(h);
 
-    g_lb = free_port();
-    char cfg[4096], path[512];
+    g_lb = haproxyd_free_port();
+    char cfg[4096];
     int len = snprintf(cfg, sizeof cfg,
                        "global\n  maxconn 2000\ndefaults\n  mode tcp\n  timeout connect 1s\n"
                        "  timeout client 30s\n  timeout server 30s\n  retries 3\n"
@@ -160,22 +141,9 @@ static int setup(void **st)
     for (int i = 0; i < NNODES; i++)
         len += snprintf(cfg + len, sizeof cfg - (size_t)len, "  server rl%d 127.0.0.1:%d check\n",
                         i, g_port[i]);
-    snprintf(path, sizeof path, "%s/haproxy.cfg", g_dir);
-    FILE *f = fopen(path, "w");
-    if (!f)
+    g_haproxy = haproxyd_start(g_dir, cfg);
+    if (g_haproxy < 0)
         return -1;
-    fputs(cfg, f);
-    fclose(f);
-    g_haproxy = fork();
-    if (g_haproxy == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 1);
-        dup2(devnull, 2);
-        execl("/usr/sbin/haproxy", "haproxy", "-db", "-f", path, (char *)NULL);
-        _exit(127);
-    }
-    atexit(kill_haproxy);
     for (int i = 0; i < NNODES; i++) {
         long long c0 = node_requests(i);
         if (!TU_WAIT_UNTIL(node_requests(i) > c0 + 2, 5000))
@@ -186,7 +154,7 @@ static int setup(void **st)
 
 static int teardown(void **st)
 {
-    kill_haproxy();
+    haproxyd_stop(&g_haproxy);
     for (int i = 0; i < NNODES; i++)
         node_kill(&N[i]);
     stub_stop(&S);

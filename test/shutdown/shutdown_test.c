@@ -38,6 +38,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "../app/haproxyd.h"
 #include "../app/node_harness.h"
 #include "../mysql/mysqld.h"
 #include "../redis/redisd.h"
@@ -211,31 +212,11 @@ static void test_mxctl_cluster(void **st)
 
 /* ---- SIGTERM under load through haproxy ---- */
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bind(fd, (struct sockaddr *)&sa, sizeof sa);
-    socklen_t l = sizeof sa;
-    getsockname(fd, (struct sockaddr *)&sa, &l);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
 static pid_t g_haproxy;
-
-static void kill_haproxy(void)
-{
-    if (g_haproxy > 0) {
-        kill(g_haproxy, SIGKILL);
-        waitpid(g_haproxy, NULL, 0);
-        g_haproxy = 0;
-    }
-}
 
 static int start_haproxy(int lb_port, const int *ports, int n)
 {
-    char cfg[4096], path[512];
+    char cfg[4096];
     int len = snprintf(cfg, sizeof cfg,
                        "global\n  maxconn 2000\ndefaults\n  mode tcp\n  timeout connect 1s\n"
                        "  timeout client 10s\n  timeout server 10s\n  retries 3\n"
@@ -248,22 +229,9 @@ static int start_haproxy(int lb_port, const int *ports, int n)
     for (int i = 0; i < n; i++)
         len += snprintf(cfg + len, sizeof cfg - (size_t)len, "  server n%d 127.0.0.1:%d check\n",
                         i, ports[i]);
-    snprintf(path, sizeof path, "%s/haproxy.cfg", g_dir);
-    FILE *f = fopen(path, "w");
-    if (!f)
+    g_haproxy = haproxyd_start(g_dir, cfg);
+    if (g_haproxy < 0)
         return -1;
-    fputs(cfg, f);
-    fclose(f);
-    g_haproxy = fork();
-    if (g_haproxy == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 1);
-        dup2(devnull, 2);
-        execl("/usr/sbin/haproxy", "haproxy", "-db", "-f", path, (char *)NULL);
-        _exit(127);
-    }
-    atexit(kill_haproxy);
     return 0;
 }
 
@@ -389,7 +357,7 @@ static void test_sigterm_under_load(void **st)
     const char *env_b[] = {g_base, g_redis_env, "MX_NODE_NAME=ld-b", "MX_RATE_LIMIT=0", "MX_CLUSTER=sd2", NULL};
     assert_int_equal(node_start(&a, env_a), 0);
     assert_int_equal(node_start(&b, env_b), 0);
-    int lb = free_port();
+    int lb = haproxyd_free_port();
     int ports[2] = {a.http_port, b.http_port};
     assert_int_equal(start_haproxy(lb, ports, 2), 0);
     assert_true(TU_WAIT_UNTIL(status_of(lb, "/actuator/health") == 200, 5000));
@@ -434,7 +402,7 @@ static void test_sigterm_under_load(void **st)
     printf("{\"bench\": \"sigterm_under_load\", \"ok\": %ld, \"failed\": %ld, \"exit_ms\": %lld, "
            "\"keepalive_ok\": %ld}\n",
            ok, failed, (long long)took, atomic_load(&l[4].ok) + atomic_load(&l[5].ok));
-    kill_haproxy();
+    haproxyd_stop(&g_haproxy);
     node_kill(&b);
     assert_int_equal(rc, 0);
     assert_int_equal(failed, 0);
