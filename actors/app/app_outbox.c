@@ -10,9 +10,7 @@
  * the job back and mx__app_db_reply writes it. Everything here runs on
  * the acceptor's thread.
  */
-#include <openssl/evp.h>
 #include <openssl/rand.h>
-#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +18,7 @@
 #include "app_int.h"
 #include "mx_err.h"
 #include "mx_jsonr.h"
+#include "mx_likes.h"
 #include "mx_log.h"
 #include "mx_mysql.h"
 #include "mx_outbox.h"
@@ -28,7 +27,6 @@
 #define AMOUNT_MAX 1000000000000LL /* one donation or grant, points */
 #define PAGE_SIZE_DEFAULT 20
 #define PAGE_SIZE_MAX 100
-#define MAX_OCIDS 64
 
 /* Counters (any acceptor thread writes, metrics read: relaxed, each an
  * independent statistic). */
@@ -142,43 +140,11 @@ void mx__app_db_reply(struct acc *a, mx_http_req_t *r, struct mx_msg *m)
 
 /* ---- the DLQ admin API and the points grant ---- */
 
-static int cmp_str(const void *x, const void *y)
-{
-    return strcmp(*(char *const *)x, *(char *const *)y);
-}
-
-/* The account of a signed-in user: base64url (no padding) of
- * SHA-256(join(",", sort(ocids))). false when there are no ocids. */
+/* The account of a signed-in user: the seed's liker identity
+ * (mx_likes_account_id). false when there are no ocids. */
 static bool account_of(const char *ocids, char out[97])
 {
-    char buf[MAX_OCIDS * 72], *v[MAX_OCIDS];
-    size_t n = 0;
-    snprintf(buf, sizeof buf, "%s", ocids);
-    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t && n < MAX_OCIDS;
-         t = strtok_r(NULL, ",", &save))
-        if (*t)
-            v[n++] = t;
-    if (n == 0)
-        return false;
-    qsort(v, n, sizeof *v, cmp_str);
-    char joined[MAX_OCIDS * 72];
-    size_t jl = 0;
-    for (size_t i = 0; i < n; i++) {
-        int k = snprintf(joined + jl, sizeof joined - jl, "%s%s", i ? "," : "", v[i]);
-        if (k < 0 || (size_t)k >= sizeof joined - jl)
-            return false;
-        jl += (size_t)k;
-    }
-    unsigned char md[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)joined, jl, md);
-    unsigned char b64[64];
-    int len = EVP_EncodeBlock(b64, md, sizeof md);
-    while (len > 0 && b64[len - 1] == '=')
-        len--;
-    for (int i = 0; i < len; i++)
-        out[i] = b64[i] == '+' ? '-' : b64[i] == '/' ? '_' : (char)b64[i];
-    out[len] = '\0';
-    return true;
+    return mx_likes_account_id(ocids, out, 97) == 0;
 }
 
 static bool account_ok(const char *s)
