@@ -147,10 +147,12 @@ static bool account_of(const char *ocids, char out[97])
     return mx_likes_account_id(ocids, out, 97) == 0;
 }
 
-static bool account_ok(const char *s)
+/* 1..max characters of [A-Za-z0-9-_:.]: what account ids and
+ * Idempotency-Keys may hold. */
+static bool token_ok(const char *s, size_t max)
 {
     size_t n = strlen(s);
-    if (n == 0 || n > 96)
+    if (n == 0 || n > max)
         return false;
     for (size_t i = 0; i < n; i++) {
         char ch = s[i];
@@ -159,6 +161,11 @@ static bool account_ok(const char *s)
             return false;
     }
     return true;
+}
+
+static bool account_ok(const char *s)
+{
+    return token_ok(s, 96);
 }
 
 static int points_grant(struct acc *a, mx_http_req_t *r)
@@ -339,16 +346,7 @@ static void admin_checked(mx_redis_t *rd, int status, const redisReply *rep, voi
 
 static bool idem_ok(const char *s)
 {
-    size_t n = strlen(s);
-    if (n == 0 || n > 64)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-              ch == '-' || ch == '_' || ch == ':' || ch == '.'))
-            return false;
-    }
-    return true;
+    return token_ok(s, 64);
 }
 
 static void donate_user(struct acc *a, mx_http_req_t *r, const char *ocids, const char *fgp)
