@@ -90,6 +90,24 @@ static const char LUA_THROTTLE[] =
     "if n <= q then return 2 end\n"
     "return 1\n";
 
+/* Stamp a and send it to the alerter actor (which then owns it). Returns 0,
+ * or the send error (counted as refused; a is freed). */
+static int hand_over(struct alert *a)
+{
+    a->at_ms = (int64_t)mx_unix_ms();
+    struct mx_msg *m = mx_msg_with_ptr(MX_T_outbox_alert, a, free);
+    if (!m) {
+        free(a);
+        return MX_ENOMEM;
+    }
+    int rc = mx_sys_send(g.sys, g.addr, m);
+    if (rc != 0) {
+        mx_msg_free(m);
+        ADD(refused);
+    }
+    return rc;
+}
+
 int mx_alert_raise(const char *pattern, int level, const char *title, const char *desc)
 {
     /* acquire: pairs with the release store when the actor is up */
@@ -109,20 +127,10 @@ int mx_alert_raise(const char *pattern, int level, const char *title, const char
     snprintf(a->title, sizeof a->title, "%s", title ? title : pattern);
     snprintf(a->desc, sizeof a->desc, "%s", desc ? desc : "");
     snprintf(a->node, sizeof a->node, "%s", mx_system_node_name(g.sys));
-    a->at_ms = (int64_t)mx_unix_ms();
-    struct mx_msg *m = mx_msg_with_ptr(MX_T_outbox_alert, a, free);
-    if (!m) {
-        free(a);
-        return MX_ENOMEM;
-    }
-    int rc = mx_sys_send(g.sys, g.addr, m);
-    if (rc != 0) {
-        mx_msg_free(m);
-        ADD(refused);
-        return rc;
-    }
-    ADD(raised);
-    return 0;
+    int rc = hand_over(a);
+    if (rc == 0)
+        ADD(raised);
+    return rc;
 }
 
 void mx_alert_stats(struct mx_alert_stats *s)
@@ -624,20 +632,10 @@ int mx_outbox_refetch(const char *ign, bool expectation)
         h = (h ^ (unsigned char)ign[i]) * 0x100000001b3ull;
     snprintf(a->rkey, sizeof a->rkey, "refetch:%c:%016llx:%lld", expectation ? 'e' : 'c',
              (unsigned long long)h, (long long)(mx_unix_ms() / 60000));
-    a->at_ms = (int64_t)mx_unix_ms();
-    struct mx_msg *m = mx_msg_with_ptr(MX_T_outbox_alert, a, free);
-    if (!m) {
-        free(a);
-        return MX_ENOMEM;
-    }
-    int rc = mx_sys_send(g.sys, g.addr, m);
-    if (rc != 0) {
-        mx_msg_free(m);
-        ADD(refused);
-        return rc;
-    }
-    ADD(refetches);
-    return 0;
+    int rc = hand_over(a);
+    if (rc == 0)
+        ADD(refetches);
+    return rc;
 }
 
 int mx_alert_start(const struct mx_alert_opts *o)
