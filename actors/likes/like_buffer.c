@@ -5,7 +5,7 @@
  * leaves only after Redis acknowledged it. A cold target is loaded first
  * (every liker and the count from MySQL in one snapshot, staged into a
  * temporary set, then swapped in by a script that refuses if another node
- * loaded it meanwhile); one load per target per node at a time, the other
+ * loaded it meanwhile); one load per target per actor at a time, the other
  * requests for it wait on that load. Reads of a cold target, and reads
  * while Redis is down, answer from MySQL: a cold target has nothing
  * pending. Toggles while Redis cannot decide answer MX_EUNAVAIL: there is

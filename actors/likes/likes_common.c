@@ -53,13 +53,6 @@ uint32_t mx_likes_partition(const char *ocid, size_t len)
     return fnv1a(ocid, len) % MX_LIKES_PARTITIONS;
 }
 
-void mx_likes_actor(const char *ocid, size_t len, uint32_t n, char *out, size_t cap)
-{
-    /* every partition has one actor per node, so one node's requests for a
-     * target meet in one place (its warm load is done once) */
-    snprintf(out, cap, "likes.%u", n ? mx_likes_partition(ocid, len) % n : 0);
-}
-
 size_t mx__likes_pprefix(char *out, size_t cap, uint32_t part)
 {
     int n = snprintf(out, cap, "%s{lk%u}:", mx__likes_prefix, part);

@@ -66,10 +66,6 @@ int mx_likes_start(mx_system_t *sys, const struct mx_likes_opts *opts);
  * first). Returns 0 or the mx_singleton errors; MX_EINVAL without MySQL. */
 int mx_likes_sync_declare(mx_leases_t *lm);
 
-/* mx_likes_actor - the name of the like-buffer actor serving ocid among n
- * actors ("likes.<i>") into out. */
-void mx_likes_actor(const char *ocid, size_t len, uint32_t n, char *out, size_t cap);
-
 /* mx_likes_partition - the key partition of a target ocid. Pure. */
 uint32_t mx_likes_partition(const char *ocid, size_t len);
 
