@@ -11,7 +11,7 @@
  *   P{lk<k>}:j        hash  "T|account" -> 1|0: the journal of the batch in flight
  *   P{lk<k>}:jid      string the journal's batch id
  *   P{lk<k>}:jt       string unix ms of the journal's oldest change
- *   P{lk<k>}:hw       string the last batch whose journal was deleted (high-water mark)
+ *   P{lk<k>}:hw       list  the last 16 batches whose journals were deleted (newest first)
  *   P{lk<k>}:w:T:<nonce> set staging a warm load (60 s TTL)
  */
 #include <openssl/evp.h>
@@ -292,29 +292,34 @@ const char mx__lk_take_lua[] =
     "redis.call('SET', KEYS[4], oldest)\n"
     "return {1, ARGV[3], oldest, redis.call('ZCARD', KEYS[1])}\n";
 
-/* KEYS j, jid, jt, hw. ARGV batch id. 1 deleted (and the batch becomes
- * the partition's high-water mark); 0 the journal is another batch's (a
- * stale holder must not delete a newer journal). */
+/* KEYS j, jid, jt, hw. ARGV batch id. 1 deleted (and the batch joins the
+ * partition's high-water list, the last 16 batches finished); 0 the
+ * journal is another batch's (a stale holder must not delete a newer
+ * journal). */
 const char mx__lk_finish_lua[] =
     "if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end\n"
     "redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])\n"
-    "redis.call('SET', KEYS[4], ARGV[1])\n"
+    "redis.call('LPUSH', KEYS[4], ARGV[1])\n"
+    "redis.call('LTRIM', KEYS[4], 0, 15)\n"
     "return 1\n";
 
 /* KEYS hw, jid, n. ARGV MySQL's last committed batch of the partition ("" =
- * none), partition prefix. Redis that knows that batch (as its high-water
- * mark or its open journal) is whole: 0. Otherwise it lost writes (a crash
+ * none), partition prefix. Redis that knows that batch (in its high-water
+ * list, or as its open journal) is whole: 0. The list holds the last 16
+ * batches, so a check that read MySQL just before a late holder finished
+ * one more batch is still satisfied. Otherwise Redis lost writes (a crash
  * inside the AOF fsync window, a failover to a lagging replica): its
  * relation sets may be older than MySQL, so every character of the
  * partition is unloaded (pending pairs and the journal stay; the next load
- * applies them on top of MySQL) and the mark is set: the number unloaded
- * + 1. */
+ * applies them on top of MySQL) and the list restarts at MySQL's batch: the
+ * number unloaded + 1. */
 const char mx__lk_check_lua[] =
-    "local hw = redis.call('GET', KEYS[1]) or ''\n"
-    "local jid = redis.call('GET', KEYS[2]) or ''\n"
-    "if ARGV[1] == '' or ARGV[1] == hw or ARGV[1] == jid then return 0 end\n"
+    "if ARGV[1] == '' or ARGV[1] == (redis.call('GET', KEYS[2]) or '') then return 0 end\n"
+    "for _, v in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do\n"
+    "  if v == ARGV[1] then return 0 end\n"
+    "end\n"
     "local ts = redis.call('HKEYS', KEYS[3])\n"
     "for _, t in ipairs(ts) do redis.call('DEL', ARGV[2] .. 'r:' .. t) end\n"
-    "redis.call('DEL', KEYS[3])\n"
-    "redis.call('SET', KEYS[1], ARGV[1])\n"
+    "redis.call('DEL', KEYS[3], KEYS[1])\n"
+    "redis.call('RPUSH', KEYS[1], ARGV[1])\n"
     "return #ts + 1\n";
