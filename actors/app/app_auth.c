@@ -205,7 +205,7 @@ int mx__app_admins_parse(struct mx_app *app)
     return 0;
 }
 
-static bool bootstrap_admin(const struct mx_app *app, const char *fgp)
+bool mx__app_bootstrap_admin(const struct mx_app *app, const char *fgp)
 {
     for (int i = 0; i < app->nadmins; i++)
         if (strcmp(app->admins[i], fgp) == 0)
@@ -487,7 +487,7 @@ void mx__app_login_reply(struct acc *a, mx_http_req_t *r, void *ctx, struct mx_m
     snprintf(sttl, sizeof sttl, "%u", a->app->o.session_ttl_s);
     const char *argv[] = {lc->sess_key, lc->rt_key, "{auth}:admins", lc->ign, lc->fgp,
                           lc->ocids,    ttl,        lc->sid,         sttl,
-                          bootstrap_admin(a->app, lc->fgp) ? "1" : "0"};
+                          mx__app_bootstrap_admin(a->app, lc->fgp) ? "1" : "0"};
     lc->r = r;
     if (!a->s_login || mx_redis_eval(a->redis, a->s_login, login_stored, lc, 3, 10, argv, NULL) != 0) {
         mx__app_redis_down(r);
@@ -748,7 +748,7 @@ static void admin_route(struct sess_ctx *sc)
             free(sc);
             return;
         }
-        if (bootstrap_admin(a->app, fp)) {
+        if (mx__app_bootstrap_admin(a->app, fp)) {
             api_fail(r, 400, "BOOTSTRAP_ADMIN",
                      "A bootstrap admin (MX_ADMIN_FINGERPRINTS) cannot be removed");
             free(sc);
@@ -803,7 +803,7 @@ static void admin_done(mx_redis_t *rd, int status, const redisReply *rep, void *
             mx_jsonw_str(&w, sc->a->app->admins[i]);
         for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++)
             if (rep->element[i]->type == REDIS_REPLY_STRING &&
-                !bootstrap_admin(sc->a->app, rep->element[i]->str))
+                !mx__app_bootstrap_admin(sc->a->app, rep->element[i]->str))
                 mx_jsonw_strn(&w, rep->element[i]->str, rep->element[i]->len);
         mx_jsonw_arr_close(&w);
     } else {

@@ -130,6 +130,8 @@ bool mx__app_bearer(struct acc *a, mx_http_req_t *r, struct mx_jwt_claims *c, bo
 /* mx__app_session_touch - renew session sid's idle lifetime (sliding). */
 void mx__app_session_touch(struct acc *a, const char *sid);
 /* mx__app_admins_parse - MX_ADMIN_FINGERPRINTS into app->admins. 0 or MX_ECONFIG. */
+/* mx__app_bootstrap_admin - whether fgp is in MX_ADMIN_FINGERPRINTS. Any thread. */
+bool mx__app_bootstrap_admin(const struct mx_app *app, const char *fgp);
 int mx__app_admins_parse(struct mx_app *app);
 /* mx__app_redis_down - answer 503: the session store is unavailable. */
 void mx__app_redis_down(mx_http_req_t *r);

@@ -611,7 +611,7 @@ bool mx__app_cache_doc(struct acc *a, mx_http_req_t *r, struct mx_msg *m,
             mx_http_add_header(r, "Retry-After", "5");
         }
         int st = rep.http_status >= 400 && rep.http_status <= 599 ? (int)rep.http_status : 500;
-        mx_http_error(r, st, code[0] ? code : "S005", msg[0] ? msg : "Error");
+        mx_http_error(r, st, code[0] ? code : "S001", msg[0] ? msg : "Error");
         return false;
     }
     *d = m->ptr;

@@ -297,7 +297,7 @@ static void test_admin_routes(void **st)
     assert_int_equal(with_bearer(&g_a, "GET", "/api/admin/outbox/dlq", adm.access, NULL, &r), 404);
     http_res_free(&r);
     assert_int_equal(with_bearer(&g_a, "GET", "/api/admin/dlq", adm.access, NULL, &r), 503);
-    assert_non_null(strstr(r.body, "\"code\":\"S005\""));
+    assert_non_null(strstr(r.body, "\"code\":\"S007\""));
     http_res_free(&r);
     assert_int_equal(with_bearer(&g_a, "POST", "/api/admin/admins", adm.access,
                                  "{\"fingerprint\":\"someone-else\"}", &r), 200);
