@@ -34,15 +34,6 @@ extern const size_t mx__app_openapi_json_len;
 extern const char mx__app_openapi_yaml[];
 extern const size_t mx__app_openapi_yaml_len;
 
-static void send_json(mx_http_req_t *r, int status, struct mx_jsonw *w)
-{
-    if (w->err)
-        mx_http_error(r, 500, "S001", "Could not build the answer");
-    else
-        mx_http_respond(r, status, "application/json", w->buf, w->len);
-    mx_jsonw_fini(w);
-}
-
 static void component(struct mx_jsonw *w, const char *name, const char *status)
 {
     mx_jsonw_key(w, name);
@@ -119,7 +110,7 @@ int mx__app_health(mx_http_req_t *r, void *st)
     mx_jsonw_obj_close(&w); /* components */
     mx_jsonw_kstr(&w, "status", down ? "DOWN" : "UP");
     mx_jsonw_obj_close(&w);
-    send_json(r, down ? 503 : 200, &w);
+    mx__app_send_json(r, down ? 503 : 200, &w);
     return MX_HTTP_DONE;
 }
 
@@ -165,7 +156,7 @@ int mx__app_info(mx_http_req_t *r, void *st)
     mx_jsonw_kuint(&w, "uptimeSeconds", (mx_unix_ms() - a->app->started_ms) / 1000);
     mx_jsonw_obj_close(&w);
     mx_jsonw_obj_close(&w);
-    send_json(r, 200, &w);
+    mx__app_send_json(r, 200, &w);
     return MX_HTTP_DONE;
 }
 
@@ -203,7 +194,7 @@ int mx__app_links(mx_http_req_t *r, void *st)
     }
     mx_jsonw_obj_close(&w);
     mx_jsonw_obj_close(&w);
-    send_json(r, 200, &w);
+    mx__app_send_json(r, 200, &w);
     return MX_HTTP_DONE;
 }
 

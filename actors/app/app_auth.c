@@ -178,19 +178,30 @@ static const uint8_t *fgp_secret(const struct acc *a, size_t *len)
 
 /* ---- bootstrap admins (MX_ADMIN_FINGERPRINTS) ---- */
 
+const char *mx__app_list_item(const char **list, size_t *n)
+{
+    const char *s = *list;
+    if (!s || !*s)
+        return NULL;
+    const char *e = strchr(s, ',');
+    size_t len = e ? (size_t)(e - s) : strlen(s);
+    *list = e ? e + 1 : s + len;
+    while (len && *s == ' ') {
+        s++;
+        len--;
+    }
+    while (len && s[len - 1] == ' ')
+        len--;
+    *n = len;
+    return s;
+}
+
 int mx__app_admins_parse(struct mx_app *app)
 {
-    const char *s = app->o.admin_fingerprints;
+    const char *list = app->o.admin_fingerprints, *s;
+    size_t n;
     app->nadmins = 0;
-    while (s && *s) {
-        const char *e = strchr(s, ',');
-        size_t n = e ? (size_t)(e - s) : strlen(s);
-        while (n && *s == ' ') {
-            s++;
-            n--;
-        }
-        while (n && s[n - 1] == ' ')
-            n--;
+    while ((s = mx__app_list_item(&list, &n))) {
         if (n) {
             if (app->nadmins == MX_APP_MAX_ADMINS || n >= sizeof app->admins[0]) {
                 MX_ERROR("MX_ADMIN_FINGERPRINTS: at most %d fingerprints of < %zu bytes each",
@@ -200,7 +211,6 @@ int mx__app_admins_parse(struct mx_app *app)
             memcpy(app->admins[app->nadmins], s, n);
             app->admins[app->nadmins++][n] = '\0';
         }
-        s = e ? e + 1 : NULL;
     }
     return 0;
 }
@@ -234,13 +244,23 @@ bool mx__app_bearer(struct acc *a, mx_http_req_t *r, struct mx_jwt_claims *c, bo
     return true;
 }
 
-static void answer_json(mx_http_req_t *r, int status, struct mx_jsonw *w)
+void mx__app_send_json(mx_http_req_t *r, int status, struct mx_jsonw *w)
 {
     if (w->err)
         mx_http_error(r, 500, "S001", "Could not build the answer");
     else
         mx_http_respond(r, status, "application/json", w->buf, w->len);
     mx_jsonw_fini(w);
+}
+
+void mx__app_upstream_error(mx_http_req_t *r, const struct mx_fetch_result *fr)
+{
+    char ra[16];
+    snprintf(ra, sizeof ra, "%u", fr->retry_after_ms ? (fr->retry_after_ms + 999) / 1000 : 5);
+    mx_http_add_header(r, "Retry-After", ra);
+    mx_http_error(r, 503, fr->status == MX_ETIMEDOUT ? "S010" : "S005",
+                  fr->status == MX_ETIMEDOUT ? "Upstream (Nexon Open API) timed out"
+                                             : "Upstream (Nexon Open API) error");
 }
 
 void mx__app_redis_down(mx_http_req_t *r)
@@ -398,7 +418,7 @@ static void write_tokens(struct acc *a, mx_http_req_t *r, const char *sid, const
     mx_jsonw_kint(&w, "refreshExpiresIn", a->app->o.refresh_ttl_s);
     mx_jsonw_obj_close(&w);
     mx_jsonw_obj_close(&w);
-    answer_json(r, 200, &w);
+    mx__app_send_json(r, 200, &w);
 }
 
 /* ARGV: ign, fgp, ocids, refresh TTL, sid, session TTL, "1" = bootstrap admin */
@@ -445,12 +465,7 @@ void mx__app_login_reply(struct acc *a, mx_http_req_t *r, void *ctx, struct mx_m
         goto out;
     }
     if (fr.status != 0 || !fr.body) {
-        char ra[16];
-        snprintf(ra, sizeof ra, "%u", fr.retry_after_ms ? (fr.retry_after_ms + 999) / 1000 : 5);
-        mx_http_add_header(r, "Retry-After", ra);
-        mx_http_error(r, 503, fr.status == MX_ETIMEDOUT ? "S010" : "S005",
-                      fr.status == MX_ETIMEDOUT ? "Upstream (Nexon Open API) timed out"
-                                                : "Upstream (Nexon Open API) error");
+        mx__app_upstream_error(r, &fr);
         goto out;
     }
     struct mx_jr_character *chars = calloc(MAX_OCIDS, sizeof *chars);
@@ -700,7 +715,7 @@ static void api_fail(mx_http_req_t *r, int status, const char *code, const char 
     mx_jsonw_kstr(&w, "message", message);
     mx_jsonw_obj_close(&w);
     mx_jsonw_obj_close(&w);
-    answer_json(r, status, &w);
+    mx__app_send_json(r, status, &w);
 }
 
 /* "abcd****wxyz", as the seed masks fingerprints in its messages. */
@@ -812,7 +827,7 @@ static void admin_done(mx_redis_t *rd, int status, const redisReply *rep, void *
         mx_jsonw_str(&w, msg);
     }
     mx_jsonw_obj_close(&w);
-    answer_json(sc->r, 200, &w);
+    mx__app_send_json(sc->r, 200, &w);
     free(sc);
 }
 
@@ -901,7 +916,7 @@ static void sess_loaded(mx_redis_t *rd, int status, const redisReply *rep, void 
     mx_jsonw_kint(&w, "expiresAt", sc->c.exp);
     mx_jsonw_obj_close(&w);
     mx_jsonw_obj_close(&w);
-    answer_json(r, 200, &w);
+    mx__app_send_json(r, 200, &w);
 out:
     free(sc);
 }

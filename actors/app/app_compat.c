@@ -99,12 +99,7 @@ static void equipment_answer(struct acc *a, mx_http_req_t *r, struct mx_msg *m, 
         return;
     }
     if (fr.status != 0 || !fr.body) {
-        char ra[16];
-        snprintf(ra, sizeof ra, "%u", fr.retry_after_ms ? (fr.retry_after_ms + 999) / 1000 : 5);
-        mx_http_add_header(r, "Retry-After", ra);
-        mx_http_error(r, 503, fr.status == MX_ETIMEDOUT ? "S010" : "S005",
-                      fr.status == MX_ETIMEDOUT ? "Upstream (Nexon Open API) timed out"
-                                                : "Upstream (Nexon Open API) error");
+        mx__app_upstream_error(r, &fr);
         return;
     }
     if (!gz) {
@@ -146,13 +141,13 @@ static void total_answer(struct acc *a, mx_http_req_t *r, struct mx_msg *m)
     int rc = mx__app_total_expectation((const char *)d->plain->data, d->plain->len, &w);
     if (rc != 0) {
         MX_WARN("TotalExpectationResponse from the V4 document: %s", mx_strerror(rc));
+        mx_jsonw_fini(&w);
         mx_http_error(r, 500, "S001", "Could not render the expectation");
-    } else {
-        if (stale)
-            mx_http_add_header(r, "Warning", "110 - \"Response is Stale\"");
-        mx_http_respond(r, 200, "application/json", w.buf, w.len);
+        return;
     }
-    mx_jsonw_fini(&w);
+    if (stale)
+        mx_http_add_header(r, "Warning", "110 - \"Response is Stale\"");
+    mx__app_send_json(r, 200, &w);
 }
 
 /* ---- V4 preset ---- */
@@ -181,8 +176,7 @@ static void empty_preset_doc(mx_http_req_t *r)
     mx_jsonw_arr_open(&w);
     mx_jsonw_arr_close(&w);
     mx_jsonw_obj_close(&w);
-    mx_http_respond(r, 200, "application/json", w.buf, w.len);
-    mx_jsonw_fini(&w);
+    mx__app_send_json(r, 200, &w);
 }
 
 static int preset_next(mx_http_req_t *r, struct acc *a)

@@ -133,6 +133,17 @@ void mx__app_session_touch(struct acc *a, const char *sid);
 /* mx__app_bootstrap_admin - whether fgp is in MX_ADMIN_FINGERPRINTS. Any thread. */
 bool mx__app_bootstrap_admin(const struct mx_app *app, const char *fgp);
 int mx__app_admins_parse(struct mx_app *app);
+/* mx__app_send_json - answer status with w's JSON (500 S001 if w failed);
+ * frees w's buffer. */
+void mx__app_send_json(mx_http_req_t *r, int status, struct mx_jsonw *w);
+/* mx__app_upstream_error - answer a failed fetch_rep: 503 S010 (timeout) or
+ * S005 with Retry-After. */
+struct mx_fetch_result;
+void mx__app_upstream_error(mx_http_req_t *r, const struct mx_fetch_result *fr);
+/* mx__app_list_item - the next item of a comma-separated list, blanks
+ * trimmed (*n = its length, 0 for an empty item); *list moves past it.
+ * NULL at the end. */
+const char *mx__app_list_item(const char **list, size_t *n);
 /* mx__app_redis_down - answer 503: the session store is unavailable. */
 void mx__app_redis_down(mx_http_req_t *r);
 

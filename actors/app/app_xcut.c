@@ -29,32 +29,26 @@
 
 int mx__app_cors_parse(struct mx_app *app, const char *list)
 {
+    const char *o;
+    size_t n;
     app->ncors = 0;
-    while (list && *list) {
-        const char *e = strchr(list, ',');
-        size_t n = e ? (size_t)(e - list) : strlen(list);
-        while (n && *list == ' ') {
-            list++;
-            n--;
-        }
-        while (n && (list[n - 1] == ' ' || list[n - 1] == '/'))
+    while ((o = mx__app_list_item(&list, &n))) {
+        while (n && o[n - 1] == '/')
             n--; /* "https://a.example/" is the origin "https://a.example" */
-        if (n) {
-            if (app->ncors == MX_APP_MAX_ORIGINS || n >= sizeof app->cors[0]) {
-                MX_ERROR("MX_CORS_ORIGINS: at most %d origins of < %zu bytes each",
-                         MX_APP_MAX_ORIGINS, sizeof app->cors[0]);
-                return MX_ECONFIG;
-            }
-            bool star = n == 1 && list[0] == '*';
-            if (!star && strncmp(list, "http://", 7) != 0 && strncmp(list, "https://", 8) != 0) {
-                MX_ERROR("MX_CORS_ORIGINS: \"%.*s\" is not * or an http(s):// origin", (int)n, list);
-                return MX_ECONFIG;
-            }
-            memcpy(app->cors[app->ncors], list, n);
-            app->cors[app->ncors][n] = '\0';
-            app->ncors++;
+        if (!n)
+            continue;
+        if (app->ncors == MX_APP_MAX_ORIGINS || n >= sizeof app->cors[0]) {
+            MX_ERROR("MX_CORS_ORIGINS: at most %d origins of < %zu bytes each", MX_APP_MAX_ORIGINS,
+                     sizeof app->cors[0]);
+            return MX_ECONFIG;
         }
-        list = e ? e + 1 : NULL;
+        bool star = n == 1 && o[0] == '*';
+        if (!star && strncmp(o, "http://", 7) != 0 && strncmp(o, "https://", 8) != 0) {
+            MX_ERROR("MX_CORS_ORIGINS: \"%.*s\" is not * or an http(s):// origin", (int)n, o);
+            return MX_ECONFIG;
+        }
+        memcpy(app->cors[app->ncors], o, n);
+        app->cors[app->ncors++][n] = '\0';
     }
     return 0;
 }

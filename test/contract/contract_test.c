@@ -127,23 +127,6 @@ static void url_encode(const char *s, char *out, size_t cap)
     out[o] = '\0';
 }
 
-static int first_character(const char *key, char *out, size_t cap)
-{
-    char url[256];
-    struct resp r;
-    snprintf(url, sizeof url, "%s/maplestory/v1/character/list", g_stub.base);
-    if (http_get(url, key, false, &r) != 0 || r.status != 200)
-        return -1;
-    const char *p = strstr(r.body, "\"character_name\":\"");
-    if (!p)
-        return -1;
-    p += strlen("\"character_name\":\"");
-    size_t n = strcspn(p, "\"");
-    snprintf(out, cap, "%.*s", (int)n, p);
-    resp_free(&r);
-    return 0;
-}
-
 static int setup(void **st)
 {
     char evan[4096], mech[4096], a1[4200], a2[4200];
@@ -168,8 +151,8 @@ static int setup(void **st)
                          NULL};
     if (node_start(&g_node, env) != 0)
         return -1;
-    if (first_character(USER_KEY, g_user_ign, sizeof g_user_ign) != 0 ||
-        first_character(ADMIN_KEY, g_admin_ign, sizeof g_admin_ign) != 0)
+    if (stub_first_character(&g_stub, USER_KEY, g_user_ign, sizeof g_user_ign) != 0 ||
+        stub_first_character(&g_stub, ADMIN_KEY, g_admin_ign, sizeof g_admin_ign) != 0)
         return -1;
     url_encode(g_user_ign, g_user_ign_url, sizeof g_user_ign_url);
     snprintf(g_out_path, sizeof g_out_path, "/tmp/mx-contract-%d.jsonl", (int)getpid());
