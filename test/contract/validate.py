@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""validate.py OPENAPI.yaml EXCHANGES.jsonl - check recorded answers against the document.
+"""validate.py OPENAPI.yaml EXCHANGES.jsonl [ROUTES.c] - check recorded answers against the document.
 
 Each line of EXCHANGES is {"method","path","status","headers":{lower-case
 name: value},"body": text}. For each answer:
@@ -11,7 +11,9 @@ name: value},"body": text}. For each answer:
     they do not list, so an undocumented field fails here);
   - the response's documented headers marked required must be present, and
     so must the document's top-level x-mx-common-headers.
-Finally every operation of the document must have been exercised once.
+Finally every operation of the document must have been exercised once, and
+(with ROUTES.c, actors/app/app_routes.c) every route in the node's route
+table must be in the document, exercised or not.
 Exit status 0 when all holds, 1 with a list of the failures otherwise.
 """
 import json
@@ -49,6 +51,25 @@ def template_regex(template):
     for seg in template.strip("/").split("/"):
         parts.append("[^/]+" if seg.startswith("{") and seg.endswith("}") else re.escape(seg))
     return re.compile("^/" + "/".join(parts) + "$")
+
+
+def routes_missing(routes_c, spec):
+    """Routes of the node's table ({"GET", "/path", fn, flags}) the document lacks."""
+    with open(routes_c, encoding="utf-8") as f:
+        src = f.read()
+    table = src[src.index("routes[] = {"):]
+    table = table[:table.index("};")]
+    norm = lambda t: re.sub(r"\{[^}]*\}", "{}", t)
+    documented = {(m, norm(t)) for t, item in spec["paths"].items() for m in item}
+    out = []
+    for method, path in re.findall(r'\{"([A-Z]+)", "(/[^"]*)"', table):
+        if path.endswith("/**"):
+            # a prefix served by one handler: some documented path must use it
+            if not any(m == method.lower() and t.startswith(path[:-2]) for m, t in documented):
+                out.append(f"{method} {path}: route prefix with no documented path")
+        elif (method.lower(), norm(path)) not in documented:
+            out.append(f"{method} {path}: route not in the document")
+    return out
 
 
 def main():
@@ -131,6 +152,8 @@ def main():
         for method in item:
             if method in ("get", "post", "put", "patch", "delete", "options") and (tpl, method) not in used:
                 failures.append(f"{method.upper()} {tpl}: documented but never exercised")
+    if len(sys.argv) > 3:
+        failures += routes_missing(sys.argv[3], spec)
     for msg in failures:
         print("contract:", msg)
     print(f"contract: {n} answers, {len(used)} operations exercised, {len(failures)} failures")
