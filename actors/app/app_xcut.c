@@ -219,7 +219,7 @@ int mx__app_options(mx_http_req_t *r, void *st)
         mx_http_add_header(r, "Access-Control-Max-Age", age);
         mx_http_add_header(r, "Vary", "Origin, Access-Control-Request-Method, "
                                       "Access-Control-Request-Headers");
-        mx_http_respond(r, 204, NULL, NULL, 0);
+        mx_http_respond(r, 200, NULL, NULL, 0);
         return MX_HTTP_DONE;
     }
     if (n == 0) {
@@ -227,6 +227,6 @@ int mx__app_options(mx_http_req_t *r, void *st)
         return MX_HTTP_DONE;
     }
     mx_http_add_header(r, "Allow", allow);
-    mx_http_respond(r, 204, NULL, NULL, 0);
+    mx_http_respond(r, 200, NULL, NULL, 0);
     return MX_HTTP_DONE;
 }
