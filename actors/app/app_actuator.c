@@ -20,7 +20,8 @@
 #include "mx_health.h"
 #include "mx_jsonw.h"
 
-#define DISK_THRESHOLD (10u << 20) /* bytes free below which diskSpace is DOWN (Spring's default) */
+/* bytes free below which diskSpace is DOWN (Spring's default) */
+#define DISK_THRESHOLD (10u << 20)
 
 #ifndef MX_VERSION
 #define MX_VERSION "0.0.0"
@@ -176,7 +177,8 @@ int mx__app_links(mx_http_req_t *r, void *st)
     const char *host = mx_http_req_header(r, "Host");
     const char *proto = mx_http_req_header(r, "X-Forwarded-Proto");
     char base[300];
-    snprintf(base, sizeof base, "%s://%s", proto && strcasecmp(proto, "https") == 0 ? "https" : "http",
+    snprintf(base, sizeof base, "%s://%s",
+             proto && strcasecmp(proto, "https") == 0 ? "https" : "http",
              host && host[0] && !strpbrk(host, "\"\\/ ") ? host : "localhost");
     struct mx_jsonw w;
     mx_jsonw_init(&w, 4096);

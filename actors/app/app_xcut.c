@@ -23,9 +23,10 @@
 
 #define CORS_METHODS "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 #define CORS_HEADERS                                                                               \
-    "Authorization, Content-Type, X-Requested-With, Accept, Origin, X-Correlation-ID, "           \
+    "Authorization, Content-Type, X-Requested-With, Accept, Origin, X-Correlation-ID, "            \
     "Idempotency-Key, traceparent, If-None-Match"
-#define CORS_EXPOSE "X-Correlation-ID, Retry-After, X-RateLimit-Remaining, ETag, Warning, traceparent"
+#define CORS_EXPOSE                                                                                \
+    "X-Correlation-ID, Retry-After, X-RateLimit-Remaining, ETag, Warning, traceparent"
 
 int mx__app_cors_parse(struct mx_app *app, const char *list)
 {
@@ -221,8 +222,9 @@ int mx__app_options(mx_http_req_t *r, void *st)
         mx_http_add_header(r, "Access-Control-Allow-Methods", CORS_METHODS);
         mx_http_add_header(r, "Access-Control-Allow-Headers", CORS_HEADERS);
         mx_http_add_header(r, "Access-Control-Max-Age", age);
-        mx_http_add_header(r, "Vary", "Origin, Access-Control-Request-Method, "
-                                      "Access-Control-Request-Headers");
+        mx_http_add_header(r, "Vary",
+                           "Origin, Access-Control-Request-Method, "
+                           "Access-Control-Request-Headers");
         mx_http_respond(r, 200, NULL, NULL, 0);
         return MX_HTTP_DONE;
     }

@@ -63,7 +63,8 @@ static void header_pairs(struct mx_jsonw *w, const char *head)
             end = line + strlen(line);
         if (colon && colon < end) {
             char name[128];
-            size_t n = (size_t)(colon - line) < sizeof name - 1 ? (size_t)(colon - line) : sizeof name - 1;
+            size_t n =
+                (size_t)(colon - line) < sizeof name - 1 ? (size_t)(colon - line) : sizeof name - 1;
             for (size_t i = 0; i < n; i++)
                 name[i] = (char)(line[i] >= 'A' && line[i] <= 'Z' ? line[i] + 32 : line[i]);
             name[n] = '\0';
@@ -80,13 +81,14 @@ static void header_pairs(struct mx_jsonw *w, const char *head)
 
 /* One request: assert its status, record the exchange; *out (may be NULL)
  * gets the response (the caller frees it). */
-static void ex(const char *method, const char *path, const char *extra, const char *body,
-               int want, struct http_res *out)
+static void ex(const char *method, const char *path, const char *extra, const char *body, int want,
+               struct http_res *out)
 {
     struct http_res r;
     int s = node_http(g_node.http_port, method, path, extra, body, &r);
     if (s != want)
-        fprintf(stderr, "%s %s: got %d, want %d: %s\n", method, path, s, want, r.body ? r.body : "");
+        fprintf(stderr, "%s %s: got %d, want %d: %s\n", method, path, s, want,
+                r.body ? r.body : "");
     assert_int_equal(s, want);
     struct mx_jsonw w;
     mx_jsonw_init(&w, 64u << 20);
@@ -135,7 +137,7 @@ static int setup(void **st)
     stub_fixture_path("mechanic_equip.json", mech, sizeof mech);
     snprintf(a1, sizeof a1, EVAN "=%s", evan);
     snprintf(a2, sizeof a2, "\xeb\xa9\x94\xec\xb9\xb4\xeb\x8b\x89=%s", mech);
-    const char *args[] = {"--character", a1, "--character", a2, "--unknown", "404",
+    const char *args[] = {"--character",  a1,        "--character", a2, "--unknown", "404",
                           "--reject-key", "bad-key", NULL};
     if (stub_start(&g_stub, args) != 0 || redisd_start(&g_redis, NULL) != 0 ||
         mysqld_start(&g_my) != 0)
@@ -147,8 +149,14 @@ static int setup(void **st)
     snprintf(redis, sizeof redis, "MX_REDIS_URL=%s", g_redis.url);
     snprintf(mysql, sizeof mysql, "MX_MYSQL_URL=%s", g_my.url);
     snprintf(admins, sizeof admins, "MX_ADMIN_FINGERPRINTS=%s", g_admin_fgp);
-    const char *env[] = {base, redis, mysql, admins, "MX_FINGERPRINT_SECRET=" FGP_SECRET,
-                         "MX_CORS_ORIGINS=" FRONT, "MX_V5_WAIT_MS=1", "MX_FETCH_TIMEOUT_MS=1500",
+    const char *env[] = {base,
+                         redis,
+                         mysql,
+                         admins,
+                         "MX_FINGERPRINT_SECRET=" FGP_SECRET,
+                         "MX_CORS_ORIGINS=" FRONT,
+                         "MX_V5_WAIT_MS=1",
+                         "MX_FETCH_TIMEOUT_MS=1500",
                          NULL};
     if (node_start(&g_node, env) != 0)
         return -1;
@@ -180,8 +188,9 @@ static int teardown(void **st)
 
 static void characters_and_documents(void)
 {
-    static const char long_name[] = "/api/v1/characters/"
-                                    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    static const char long_name[] =
+        "/api/v1/characters/"
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     ex("GET", "/api/v1/characters/" EVAN_URL, NULL, NULL, 200, NULL);
     ex("GET", "/api/v1/characters/nobody-here", NULL, NULL, 404, NULL);
     ex("GET", long_name, NULL, NULL, 400, NULL);
@@ -293,14 +302,18 @@ static void auth_likes_and_admin(void)
     ex("POST", "/api/admin/alerts/test", ahdr, "{\"pattern\":\"contract.test\"}", 202, NULL);
 
     /* the DLQ: one dead event put there by hand */
-    assert_int_equal(mysqld_root_exec(&g_my, "INSERT INTO mx.outbox_dlq (outbox_id, event_type, "
-                                             "payload, idempotency_key, last_error) VALUES (NULL, "
-                                             "'DONATION_COMPLETED', '{\"amount\":1}', 'contract-dlq-1', "
-                                             "'sink answered 500')"), 0);
-    assert_int_equal(mysqld_root_exec(&g_my, "INSERT INTO mx.outbox_dlq (outbox_id, event_type, "
-                                             "payload, idempotency_key, last_error) VALUES (NULL, "
-                                             "'DONATION_COMPLETED', '{\"amount\":2}', 'contract-dlq-2', "
-                                             "'sink answered 500')"), 0);
+    assert_int_equal(mysqld_root_exec(&g_my,
+                                      "INSERT INTO mx.outbox_dlq (outbox_id, event_type, "
+                                      "payload, idempotency_key, last_error) VALUES (NULL, "
+                                      "'DONATION_COMPLETED', '{\"amount\":1}', 'contract-dlq-1', "
+                                      "'sink answered 500')"),
+                     0);
+    assert_int_equal(mysqld_root_exec(&g_my,
+                                      "INSERT INTO mx.outbox_dlq (outbox_id, event_type, "
+                                      "payload, idempotency_key, last_error) VALUES (NULL, "
+                                      "'DONATION_COMPLETED', '{\"amount\":2}', 'contract-dlq-2', "
+                                      "'sink answered 500')"),
+                     0);
     long long id = mysqld_root_int(&g_my, "SELECT MIN(id) FROM mx.outbox_dlq");
     assert_true(id > 0);
     ex("GET", "/api/admin/dlq?page=0&size=20", ahdr, NULL, 200, NULL);
@@ -356,7 +369,8 @@ static void test_contract(void **st)
     const char *src = getenv("MX_SOURCE_DIR");
     assert_non_null(src);
     char cmd[1200];
-    snprintf(cmd, sizeof cmd, "%s %s/test/contract/validate.py %s/docs/openapi.yaml %s %s/actors/app/app_routes.c",
+    snprintf(cmd, sizeof cmd,
+             "%s %s/test/contract/validate.py %s/docs/openapi.yaml %s %s/actors/app/app_routes.c",
              py, src, src, g_out_path, src);
     int rc = system(cmd);
     assert_true(WIFEXITED(rc));
