@@ -12,6 +12,9 @@
  * (actors/app/app_routes.c) the document lacks, so the document and the
  * routes cannot drift apart in either direction.
  *
+ * Upstream failure and the rate limit are provoked too (mxstub's failure
+ * switch, a burst), so the 503 and 429 answers are checked as well.
+ *
  * Each request here also states the status it must get, so a route that
  * starts failing is caught even when its error answer is well-formed.
  */
@@ -358,11 +361,41 @@ static void operations(void)
     ex("OPTIONS", "/auth/login", NULL, NULL, 200, NULL);
 }
 
+static void stub_config(const char *query)
+{
+    char url[256];
+    struct resp r;
+    snprintf(url, sizeof url, "%s/__stub/config?%s", g_stub.base, query);
+    assert_int_equal(http_post(url, &r), 0);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+}
+
+/* The error answers of outages and limits: upstream failing (503 S005 with
+ * Retry-After), then the per-IP rate limit (429 R001), last since it
+ * leaves this client limited. */
+static void outages_and_limits(void)
+{
+    stub_config("fail_rate=1&fail_status=503");
+    ex("GET", "/api/v1/characters/upstream-down-1", NULL, NULL, 503, NULL);
+    ex("GET", "/api/v2/characters/" EVAN_URL "/equipment", NULL, NULL, 503, NULL);
+    stub_config("fail_rate=0");
+    int s = 0;
+    for (int i = 0; i < 400 && s != 429; i++) {
+        struct http_res r;
+        s = node_http(g_node.http_port, "GET", "/api/v1/characters/" EVAN_URL, NULL, NULL, &r);
+        http_res_free(&r);
+    }
+    assert_int_equal(s, 429);
+    ex("GET", "/api/v1/characters/" EVAN_URL, NULL, NULL, 429, NULL);
+}
+
 static void test_contract(void **st)
 {
     characters_and_documents();
     auth_likes_and_admin();
     operations();
+    outages_and_limits();
     fflush(g_out);
     /* the Debian python (python3-jsonschema), not whatever python3 is first on PATH */
     const char *py = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
