@@ -34,14 +34,49 @@ static char g_base[96];
 #define EVAN_URL "%EC%97%90%EB%B0%98"
 #define FRONT "https://front.example"
 
+/* A copy of the Evan fixture without preset 3 (its key renamed, so the
+ * parser skips it), in a temp file: a character with two presets. */
+static char g_two_presets[64];
+#define TWO "two-presets"
+
+static int write_two_presets(const char *evan)
+{
+    FILE *in = fopen(evan, "rb");
+    if (!in)
+        return -1;
+    fseek(in, 0, SEEK_END);
+    long n = ftell(in);
+    fseek(in, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    if (!buf)
+        abort();
+    size_t got = fread(buf, 1, (size_t)n, in);
+    fclose(in);
+    buf[got] = '\0';
+    char *k = strstr(buf, "\"item_equipment_preset_3\"");
+    snprintf(g_two_presets, sizeof g_two_presets, "/tmp/mx-two-presets-%d.json", (int)getpid());
+    FILE *out = k ? fopen(g_two_presets, "wb") : NULL;
+    if (out) {
+        k[strlen("\"item_equipment_preset_")] = '9';
+        fwrite(buf, 1, got, out);
+        fclose(out);
+    }
+    free(buf);
+    return out ? 0 : -1;
+}
+
 static int setup(void **st)
 {
-    char evan[4096], mech[4096], a1[4200], a2[4200];
+    char evan[4096], mech[4096], a1[4200], a2[4200], a3[200];
     stub_fixture_path("evan_equip.json", evan, sizeof evan);
     stub_fixture_path("mechanic_equip.json", mech, sizeof mech);
+    if (write_two_presets(evan) != 0)
+        return -1;
     snprintf(a1, sizeof a1, EVAN "=%s", evan);
     snprintf(a2, sizeof a2, "\xeb\xa9\x94\xec\xb9\xb4\xeb\x8b\x89=%s", mech); /* 메카닉 */
-    const char *args[] = {"--character", a1, "--character", a2, "--unknown", "404", NULL};
+    snprintf(a3, sizeof a3, TWO "=%s", g_two_presets);
+    const char *args[] = {"--character", a1, "--character", a2, "--character", a3,
+                          "--unknown", "404", NULL};
     if (stub_start(&g_stub, args) != 0)
         return -1;
     static char base[160];
@@ -57,6 +92,7 @@ static int teardown(void **st)
 {
     node_kill(&g_node);
     stub_stop(&g_stub);
+    unlink(g_two_presets);
     return 0;
 }
 
@@ -241,6 +277,18 @@ static void test_presets_and_options(void **st)
     assert_int_equal(s, 200);
     assert_non_null(strstr(body, "\"presets\":[]"));
     assert_non_null(strstr(body, "\"totalExpectedCost\":0"));
+    free(head);
+    free(body);
+    /* preset 3 of a character that has only presets 1 and 2: the same */
+    s = raw("GET", "/api/v4/characters/" TWO "/expectation/preset/3", NULL, &head, &body, &blen);
+    assert_int_equal(s, 200);
+    assert_non_null(strstr(body, "\"presets\":[]"));
+    assert_non_null(strstr(body, "\"userIgn\":\"" TWO "\""));
+    free(head);
+    free(body);
+    s = raw("GET", "/api/v4/characters/" TWO "/expectation/preset/2", NULL, &head, &body, &blen);
+    assert_int_equal(s, 200);
+    assert_non_null(strstr(body, "\"presetNo\":2"));
     free(head);
     free(body);
     s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation/preset/x", NULL, &head, &body, &blen);
