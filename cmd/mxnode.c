@@ -276,6 +276,13 @@ int main(int argc, char **argv)
     ao.jwt_secret = mx_config_str(&cfg, "MX_JWT_SECRET");
     ao.rate_limit = mx_config_int(&cfg, "MX_RATE_LIMIT") != 0;
     ao.cache_timeout_ms = mxnode_svc_budget_ms(&cfg) * 2 + 2000;
+    ao.fingerprint_secret = mx_config_str(&cfg, "MX_FINGERPRINT_SECRET");
+    ao.session_ttl_s = (uint32_t)mx_config_int(&cfg, "MX_SESSION_TTL_S");
+    ao.admin_fingerprints = mx_config_str(&cfg, "MX_ADMIN_FINGERPRINTS");
+    ao.cors_origins = mx_config_str(&cfg, "MX_CORS_ORIGINS");
+    ao.cors_max_age_s = (uint32_t)mx_config_int(&cfg, "MX_CORS_MAX_AGE_S");
+    ao.v5_wait_ms = (uint32_t)mx_config_int(&cfg, "MX_V5_WAIT_MS");
+    ao.api_docs = mx_config_int(&cfg, "MX_API_DOCS") != 0;
     static struct mx_app app;
     mx_mysql_t *mysql = NULL;
     mx_remote_t *remote = NULL;

@@ -91,6 +91,14 @@ const struct mx_setting mx_node_settings[] = {
     {"MX_AI_TIMEOUT_MS", "--ai-timeout-ms", "10000", MX_SET_INT, 100, 120000, "one alert analysis call's timeout"},
     {"MX_OUTBOX_RETAIN_S", "--outbox-retain-s", "604800", MX_SET_INT, 60, 31536000, "DONE outbox rows are deleted this long after delivery"},
     {"MX_OUTBOX_STUCK_S", "--outbox-stuck-s", "120", MX_SET_INT, 5, 86400, "INFLIGHT outbox rows older than this are reclaimed"},
+    /* HTTP API compatibility settings (actors/app, docs/http-api.md) */
+    {"MX_FINGERPRINT_SECRET", "--fingerprint-secret", "", MX_SET_SECRET, 32, 0, "HMAC key of API-key fingerprints (the seed's FINGERPRINT_SECRET); empty = MX_JWT_SECRET"},
+    {"MX_SESSION_TTL_S", "--session-ttl-s", "1800", MX_SET_INT, 60, 2592000, "a session's idle lifetime, renewed by every authenticated request (seconds)"},
+    {"MX_ADMIN_FINGERPRINTS", "--admin-fingerprints", "", MX_SET_STR, 0, 4096, "bootstrap admins: comma-separated fingerprints that sign in as ADMIN and cannot be removed"},
+    {"MX_CORS_ORIGINS", "--cors-origins", "", MX_SET_STR, 0, 4096, "comma-separated origins allowed to call the API from a browser (or *); empty = CORS off"},
+    {"MX_CORS_MAX_AGE_S", "--cors-max-age-s", "3600", MX_SET_INT, 0, 86400, "how long browsers may cache a CORS preflight answer (seconds)"},
+    {"MX_V5_WAIT_MS", "--v5-wait-ms", "300", MX_SET_INT, 1, 60000, "/api/v5: wait this long for the document before answering 202 Accepted"},
+    {"MX_API_DOCS", "--api-docs", "1", MX_SET_INT, 0, 1, "serve the OpenAPI document at /v3/api-docs: 1 on, 0 off"},
 };
 
 const size_t mx_node_settings_count = sizeof(mx_node_settings) / sizeof(mx_node_settings[0]);

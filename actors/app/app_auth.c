@@ -3,9 +3,12 @@
  *
  * Sessions and refresh tokens live in Redis, so every node verifies and
  * revokes the same tokens:
- *   {auth}:sess:<sid>   hash ign, fgp, role, ocids; TTL = refresh lifetime
+ *   {auth}:sess:<sid>   hash ign, fgp, role, ocids; TTL = the session's idle
+ *                       lifetime (MX_SESSION_TTL_S, 30 min as in the seed),
+ *                       renewed by every authenticated request and refresh
  *   {auth}:rt:<sha256>  "<sid>|live" or "<sid>|used"; TTL = refresh lifetime
- *   {auth}:admins       set of fingerprints that sign in as ADMIN
+ *   {auth}:admins       set of fingerprints that sign in as ADMIN, besides
+ *                       the bootstrap list MX_ADMIN_FINGERPRINTS
  * A refresh token is "<sid>.<random>"; rotating it marks the old one used
  * and issues a new one in the same family (the session). Presenting a used
  * token again is reuse: the session (the whole family) is deleted.
@@ -162,6 +165,64 @@ static const uint8_t *secret(const struct acc *a, size_t *len)
     return (const uint8_t *)a->app->o.jwt_secret;
 }
 
+/* The key of fingerprints: MX_FINGERPRINT_SECRET, as the seed keeps it
+ * apart from the JWT secret; the JWT secret when it is not set. */
+static const uint8_t *fgp_secret(const struct acc *a, size_t *len)
+{
+    const char *k = a->app->o.fingerprint_secret;
+    if (!k || !k[0])
+        return secret(a, len);
+    *len = strlen(k);
+    return (const uint8_t *)k;
+}
+
+/* ---- bootstrap admins (MX_ADMIN_FINGERPRINTS) ---- */
+
+const char *mx__app_list_item(const char **list, size_t *n)
+{
+    const char *s = *list;
+    if (!s || !*s)
+        return NULL;
+    const char *e = strchr(s, ',');
+    size_t len = e ? (size_t)(e - s) : strlen(s);
+    *list = e ? e + 1 : s + len;
+    while (len && *s == ' ') {
+        s++;
+        len--;
+    }
+    while (len && s[len - 1] == ' ')
+        len--;
+    *n = len;
+    return s;
+}
+
+int mx__app_admins_parse(struct mx_app *app)
+{
+    const char *list = app->o.admin_fingerprints, *s;
+    size_t n;
+    app->nadmins = 0;
+    while ((s = mx__app_list_item(&list, &n))) {
+        if (n) {
+            if (app->nadmins == MX_APP_MAX_ADMINS || n >= sizeof app->admins[0]) {
+                MX_ERROR("MX_ADMIN_FINGERPRINTS: at most %d fingerprints of < %zu bytes each",
+                         MX_APP_MAX_ADMINS, sizeof app->admins[0]);
+                return MX_ECONFIG;
+            }
+            memcpy(app->admins[app->nadmins], s, n);
+            app->admins[app->nadmins++][n] = '\0';
+        }
+    }
+    return 0;
+}
+
+bool mx__app_bootstrap_admin(const struct mx_app *app, const char *fgp)
+{
+    for (int i = 0; i < app->nadmins; i++)
+        if (strcmp(app->admins[i], fgp) == 0)
+            return true;
+    return false;
+}
+
 /* Verify the Authorization: Bearer token; true and *c when valid. */
 bool mx__app_bearer(struct acc *a, mx_http_req_t *r, struct mx_jwt_claims *c, bool *present)
 {
@@ -183,19 +244,29 @@ bool mx__app_bearer(struct acc *a, mx_http_req_t *r, struct mx_jwt_claims *c, bo
     return true;
 }
 
-static void answer_json(mx_http_req_t *r, int status, struct mx_jsonw *w)
+void mx__app_send_json(mx_http_req_t *r, int status, struct mx_jsonw *w)
 {
     if (w->err)
-        mx_http_error(r, 500, "S005", "Could not build the answer");
+        mx_http_error(r, 500, "S001", "Could not build the answer");
     else
         mx_http_respond(r, status, "application/json", w->buf, w->len);
     mx_jsonw_fini(w);
 }
 
+void mx__app_upstream_error(mx_http_req_t *r, const struct mx_fetch_result *fr)
+{
+    char ra[16];
+    snprintf(ra, sizeof ra, "%u", fr->retry_after_ms ? (fr->retry_after_ms + 999) / 1000 : 5);
+    mx_http_add_header(r, "Retry-After", ra);
+    mx_http_error(r, 503, fr->status == MX_ETIMEDOUT ? "S010" : "S005",
+                  fr->status == MX_ETIMEDOUT ? "Upstream (Nexon Open API) timed out"
+                                             : "Upstream (Nexon Open API) error");
+}
+
 void mx__app_redis_down(mx_http_req_t *r)
 {
     mx_http_add_header(r, "Retry-After", "5");
-    mx_http_error(r, 503, "S005", "Session store (Redis) unavailable");
+    mx_http_error(r, 503, "S007", "Session store (Redis) unavailable");
 }
 
 /* ---- rate limits ---- */
@@ -236,7 +307,7 @@ static void rl_cb(int status, const struct mx_rl_result *res, void *arg)
     CNT(rl_checked);
     if (status == MX_ESTOPPED) {
         mx_http_add_header(op->r, "Retry-After", "1");
-        mx_http_error(op->r, 503, "S005", "Node is stopping");
+        mx_http_error(op->r, 503, "S007", "Node is stopping");
         free(op);
         return;
     }
@@ -327,7 +398,7 @@ static void write_tokens(struct acc *a, mx_http_req_t *r, const char *sid, const
     size_t sl;
     const uint8_t *sec = secret(a, &sl);
     if (mx_jwt_sign(&c, sec, sl, tok, sizeof tok) != 0) {
-        mx_http_error(r, 500, "S005", "Could not sign the token");
+        mx_http_error(r, 500, "S001", "Could not sign the token");
         return;
     }
     struct mx_jsonw w;
@@ -337,6 +408,9 @@ static void write_tokens(struct acc *a, mx_http_req_t *r, const char *sid, const
     mx_jsonw_key(&w, "data");
     mx_jsonw_obj_open(&w);
     mx_jsonw_kstr(&w, "accessToken", tok);
+    /* the seed names it expiresIn at login and accessExpiresIn at refresh:
+     * both, on both */
+    mx_jsonw_kint(&w, "accessExpiresIn", a->app->o.access_ttl_s);
     mx_jsonw_kint(&w, "expiresIn", a->app->o.access_ttl_s);
     mx_jsonw_kstr(&w, "role", role);
     mx_jsonw_kstr(&w, "fingerprint", fgp);
@@ -344,14 +418,15 @@ static void write_tokens(struct acc *a, mx_http_req_t *r, const char *sid, const
     mx_jsonw_kint(&w, "refreshExpiresIn", a->app->o.refresh_ttl_s);
     mx_jsonw_obj_close(&w);
     mx_jsonw_obj_close(&w);
-    answer_json(r, 200, &w);
+    mx__app_send_json(r, 200, &w);
 }
 
+/* ARGV: ign, fgp, ocids, refresh TTL, sid, session TTL, "1" = bootstrap admin */
 static const char login_lua[] =
     "local role = 'USER'\n"
-    "if redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 1 then role = 'ADMIN' end\n"
+    "if ARGV[7] == '1' or redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 1 then role = 'ADMIN' end\n"
     "redis.call('HSET', KEYS[1], 'ign', ARGV[1], 'fgp', ARGV[2], 'ocids', ARGV[3], 'role', role)\n"
-    "redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
+    "redis.call('EXPIRE', KEYS[1], ARGV[6])\n"
     "redis.call('SET', KEYS[2], ARGV[5] .. '|live', 'EX', ARGV[4])\n"
     "return role\n";
 
@@ -360,7 +435,7 @@ static void login_stored(mx_redis_t *rd, int status, const redisReply *rep, void
     struct login_ctx *lc = arg;
     struct acc *a = lc->a;
     if (status == MX_ESTOPPED) {
-        mx_http_error(lc->r, 503, "S005", "Node is stopping");
+        mx_http_error(lc->r, 503, "S007", "Node is stopping");
     } else if (status != 0 || !rep || rep->type != REDIS_REPLY_STRING) {
         CNT(login_failures);
         mx__app_redis_down(lc->r);
@@ -381,7 +456,7 @@ void mx__app_login_reply(struct acc *a, mx_http_req_t *r, void *ctx, struct mx_m
         goto out;
     }
     if (mx_fetch_reply_read(m, &fr) != 0) {
-        mx_http_error(r, 500, "S005", "Unreadable reply from the fetcher");
+        mx_http_error(r, 500, "S001", "Unreadable reply from the fetcher");
         goto out;
     }
     if (fr.status == MX_EINVAL || fr.status == MX_ENOTFOUND) {
@@ -390,12 +465,7 @@ void mx__app_login_reply(struct acc *a, mx_http_req_t *r, void *ctx, struct mx_m
         goto out;
     }
     if (fr.status != 0 || !fr.body) {
-        char ra[16];
-        snprintf(ra, sizeof ra, "%u", fr.retry_after_ms ? (fr.retry_after_ms + 999) / 1000 : 5);
-        mx_http_add_header(r, "Retry-After", ra);
-        mx_http_error(r, 503, fr.status == MX_ETIMEDOUT ? "S010" : "S005",
-                      fr.status == MX_ETIMEDOUT ? "Upstream (Nexon Open API) timed out"
-                                                : "Upstream (Nexon Open API) error");
+        mx__app_upstream_error(r, &fr);
         goto out;
     }
     struct mx_jr_character *chars = calloc(MAX_OCIDS, sizeof *chars);
@@ -406,7 +476,7 @@ void mx__app_login_reply(struct acc *a, mx_http_req_t *r, void *ctx, struct mx_m
     if (mx_jsonr_character_list(fr.body, fr.body_len, chars, MAX_OCIDS, &n, &total, NULL, 0) == 0) {
         size_t o = 0;
         for (size_t i = 0; i < n; i++) {
-            if (strcmp(chars[i].name, lc->ign) == 0)
+            if (strcasecmp(chars[i].name, lc->ign) == 0) /* as the seed compares */
                 mine = true;
             int k = snprintf(lc->ocids + o, sizeof lc->ocids - o, "%s%s", o ? "," : "", chars[i].ocid);
             if (k > 0 && (size_t)k < sizeof lc->ocids - o)
@@ -416,7 +486,7 @@ void mx__app_login_reply(struct acc *a, mx_http_req_t *r, void *ctx, struct mx_m
     free(chars);
     if (!mine) {
         CNT(login_failures);
-        mx_http_error(r, 401, "A001", "userIgn is not a character of this API key's account");
+        mx_http_error(r, 403, "A002", "userIgn is not a character of this API key's account");
         goto out;
     }
     if (!a->redis || !mx_redis_connected(a->redis)) {
@@ -427,12 +497,14 @@ void mx__app_login_reply(struct acc *a, mx_http_req_t *r, void *ctx, struct mx_m
     sha256_hex(lc->refresh, hash);
     snprintf(lc->rt_key, sizeof lc->rt_key, "{auth}:rt:%s", hash);
     snprintf(lc->sess_key, sizeof lc->sess_key, "{auth}:sess:%s", lc->sid);
-    char ttl[16];
+    char ttl[16], sttl[16];
     snprintf(ttl, sizeof ttl, "%u", a->app->o.refresh_ttl_s);
+    snprintf(sttl, sizeof sttl, "%u", a->app->o.session_ttl_s);
     const char *argv[] = {lc->sess_key, lc->rt_key, "{auth}:admins", lc->ign, lc->fgp,
-                          lc->ocids,    ttl,        lc->sid};
+                          lc->ocids,    ttl,        lc->sid,         sttl,
+                          mx__app_bootstrap_admin(a->app, lc->fgp) ? "1" : "0"};
     lc->r = r;
-    if (!a->s_login || mx_redis_eval(a->redis, a->s_login, login_stored, lc, 3, 8, argv, NULL) != 0) {
+    if (!a->s_login || mx_redis_eval(a->redis, a->s_login, login_stored, lc, 3, 10, argv, NULL) != 0) {
         mx__app_redis_down(r);
         goto out;
     }
@@ -464,7 +536,7 @@ static int login_next(mx_http_req_t *r, struct acc *a)
     }
     struct mx_addr fetcher;
     if (mx_whereis(a->app->sys, MX_FETCH_NAME, &fetcher) != 0) {
-        mx_http_error(r, 503, "S005", "No fetcher running on this node");
+        mx_http_error(r, 503, "S007", "No fetcher running on this node");
         return MX_HTTP_DONE;
     }
     struct login_ctx *lc = calloc(1, sizeof *lc);
@@ -473,13 +545,13 @@ static int login_next(mx_http_req_t *r, struct acc *a)
     lc->a = a;
     snprintf(lc->ign, sizeof lc->ign, "%s", ign);
     size_t sl;
-    const uint8_t *sec = secret(a, &sl);
+    const uint8_t *sec = fgp_secret(a, &sl);
     mx_jwt_fingerprint(sec, sl, key, f[0].len, lc->fgp);
     char rnd[64];
     if (mx_random_token(SID_BYTES, lc->sid, sizeof lc->sid) != 0 ||
         mx_random_token(32, rnd, sizeof rnd) != 0) {
         free(lc);
-        mx_http_error(r, 500, "S005", "No randomness");
+        mx_http_error(r, 500, "S001", "No randomness");
         return MX_HTTP_DONE;
     }
     snprintf(lc->refresh, sizeof lc->refresh, "%s.%s", lc->sid, rnd);
@@ -494,14 +566,14 @@ static int login_next(mx_http_req_t *r, struct acc *a)
         mx_msg_free(m);
         free(lc);
         mx_http_add_header(r, "Retry-After", "1");
-        mx_http_error(r, 503, "S005", "Fetcher busy");
+        mx_http_error(r, 503, "S007", "Fetcher busy");
         return MX_HTTP_DONE;
     }
     if (!mx__app_pend_put(a, corr, r, PEND_LOGIN, lc)) {
         /* the reply will find no entry and be ignored */
         free(lc);
         mx_http_add_header(r, "Retry-After", "1");
-        mx_http_error(r, 503, "S005", "Too many requests in progress on this node");
+        mx_http_error(r, 503, "S007", "Too many requests in progress on this node");
         return MX_HTTP_DONE;
     }
     return MX_HTTP_PENDING;
@@ -523,7 +595,7 @@ static const char refresh_lua[] =
     "if redis.call('EXISTS', KEYS[3]) == 0 then return {'A013'} end\n"
     "redis.call('SET', KEYS[1], sid .. '|used', 'KEEPTTL')\n"
     "redis.call('SET', KEYS[2], sid .. '|live', 'EX', ARGV[2])\n"
-    "redis.call('EXPIRE', KEYS[3], ARGV[2])\n"
+    "redis.call('EXPIRE', KEYS[3], ARGV[3])\n"
     "local h = redis.call('HMGET', KEYS[3], 'role', 'fgp')\n"
     "return {'OK', h[1] or 'USER', h[2] or ''}\n";
 
@@ -539,7 +611,7 @@ static void refreshed(mx_redis_t *rd, int status, const redisReply *rep, void *a
     struct refresh_ctx *rc = arg;
     struct acc *a = rc->a;
     if (status == MX_ESTOPPED) {
-        mx_http_error(rc->r, 503, "S005", "Node is stopping");
+        mx_http_error(rc->r, 503, "S007", "Node is stopping");
     } else if (status != 0 || !rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
                rep->element[0]->type != REDIS_REPLY_STRING) {
         mx__app_redis_down(rc->r);
@@ -596,9 +668,11 @@ static int refresh_next(mx_http_req_t *r, struct acc *a)
     snprintf(k1, sizeof k1, "{auth}:rt:%s", oldh);
     snprintf(k2, sizeof k2, "{auth}:rt:%s", newh);
     snprintf(k3, sizeof k3, "{auth}:sess:%s", rc->sid);
+    char sttl[16];
     snprintf(ttl, sizeof ttl, "%u", a->app->o.refresh_ttl_s);
-    const char *argv[] = {k1, k2, k3, rc->sid, ttl};
-    if (!a->s_refresh || mx_redis_eval(a->redis, a->s_refresh, refreshed, rc, 3, 5, argv, NULL) != 0) {
+    snprintf(sttl, sizeof sttl, "%u", a->app->o.session_ttl_s);
+    const char *argv[] = {k1, k2, k3, rc->sid, ttl, sttl};
+    if (!a->s_refresh || mx_redis_eval(a->redis, a->s_refresh, refreshed, rc, 3, 6, argv, NULL) != 0) {
         free(rc);
         mx__app_redis_down(r);
         return MX_HTTP_DONE;
@@ -622,7 +696,37 @@ struct sess_ctx {
     mx__app_user_fn user_fn; /* OP_USER */
     struct mx_jwt_claims c;
     char key[64];
+    int admin_op;  /* ADM_*: what admin_done answers */
+    char fp[64];   /* ADM_ADD / ADM_REMOVE: the fingerprint */
 };
+
+enum { ADM_LIST, ADM_ADD, ADM_REMOVE };
+
+/* The seed's ApiResponse failure: {"success":false,"error":{code,message}}. */
+static void api_fail(mx_http_req_t *r, int status, const char *code, const char *message)
+{
+    struct mx_jsonw w;
+    mx_jsonw_init(&w, 1024);
+    mx_jsonw_obj_open(&w);
+    mx_jsonw_kbool(&w, "success", false);
+    mx_jsonw_key(&w, "error");
+    mx_jsonw_obj_open(&w);
+    mx_jsonw_kstr(&w, "code", code);
+    mx_jsonw_kstr(&w, "message", message);
+    mx_jsonw_obj_close(&w);
+    mx_jsonw_obj_close(&w);
+    mx__app_send_json(r, status, &w);
+}
+
+/* "abcd****wxyz", as the seed masks fingerprints in its messages. */
+static void mask_fp(const char *fp, char out[16])
+{
+    size_t n = strlen(fp);
+    if (n <= 8)
+        snprintf(out, 16, "****");
+    else
+        snprintf(out, 16, "%.4s****%s", fp, fp + n - 4);
+}
 
 static void admin_done(mx_redis_t *rd, int status, const redisReply *rep, void *arg);
 
@@ -634,6 +738,7 @@ static void admin_route(struct sess_ctx *sc)
     const char *method = mx_http_req_method(r);
     int rc = -1;
     if (rest && strcmp(rest, "admins") == 0 && strcmp(method, "GET") == 0) {
+        sc->admin_op = ADM_LIST;
         rc = mx_redis_command(a->redis, admin_done, sc, "SMEMBERS %s", "{auth}:admins");
     } else if (rest && strcmp(rest, "admins") == 0 && strcmp(method, "POST") == 0) {
         size_t blen;
@@ -647,15 +752,31 @@ static void admin_route(struct sess_ctx *sc)
             free(sc);
             return;
         }
+        sc->admin_op = ADM_ADD;
+        snprintf(sc->fp, sizeof sc->fp, "%s", fp);
         rc = mx_redis_command(a->redis, admin_done, sc, "SADD %s %s", "{auth}:admins", fp);
     } else if (rest && strncmp(rest, "admins/", 7) == 0 && rest[7] &&
                strcmp(method, "DELETE") == 0) {
-        rc = mx_redis_command(a->redis, admin_done, sc, "SREM %s %s", "{auth}:admins", rest + 7);
+        const char *fp = rest + 7;
+        if (strcmp(fp, sc->c.fgp) == 0) {
+            api_fail(r, 400, "SELF_REMOVAL_NOT_ALLOWED", "You cannot remove your own admin role");
+            free(sc);
+            return;
+        }
+        if (mx__app_bootstrap_admin(a->app, fp)) {
+            api_fail(r, 400, "BOOTSTRAP_ADMIN",
+                     "A bootstrap admin (MX_ADMIN_FINGERPRINTS) cannot be removed");
+            free(sc);
+            return;
+        }
+        sc->admin_op = ADM_REMOVE;
+        snprintf(sc->fp, sizeof sc->fp, "%s", fp);
+        rc = mx_redis_command(a->redis, admin_done, sc, "SREM %s %s", "{auth}:admins", fp);
     } else if (rest && mx__app_admin_outbox(a, r, rest, method)) {
         free(sc); /* outbox: DLQ admin API and points (app_outbox.c) answered or took r */
         return;
     } else {
-        mx_http_error(r, 404, "C001", "No such admin resource");
+        mx_http_error(r, 404, "NOT_FOUND", "No such admin resource");
         free(sc);
         return;
     }
@@ -670,9 +791,18 @@ static void admin_done(mx_redis_t *rd, int status, const redisReply *rep, void *
     struct sess_ctx *sc = arg;
     if (status != 0 || !rep) {
         if (status == MX_ESTOPPED)
-            mx_http_error(sc->r, 503, "S005", "Node is stopping");
+            mx_http_error(sc->r, 503, "S007", "Node is stopping");
         else
             mx__app_redis_down(sc->r);
+        free(sc);
+        return;
+    }
+    char masked[16], msg[96];
+    mask_fp(sc->fp, masked);
+    if (sc->admin_op == ADM_REMOVE && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0) {
+        /* the seed answers a fingerprint that was no admin as it answers a
+         * bootstrap admin: 400 BOOTSTRAP_ADMIN */
+        api_fail(sc->r, 400, "BOOTSTRAP_ADMIN", "Not a removable admin (not in the admin list)");
         free(sc);
         return;
     }
@@ -681,17 +811,23 @@ static void admin_done(mx_redis_t *rd, int status, const redisReply *rep, void *
     mx_jsonw_obj_open(&w);
     mx_jsonw_kbool(&w, "success", true);
     mx_jsonw_key(&w, "data");
-    if (rep->type == REDIS_REPLY_ARRAY) {
+    if (sc->admin_op == ADM_LIST) {
+        /* the bootstrap list, then the Redis set without repeating it */
         mx_jsonw_arr_open(&w);
-        for (size_t i = 0; i < rep->elements; i++)
-            if (rep->element[i]->type == REDIS_REPLY_STRING)
+        for (int i = 0; i < sc->a->app->nadmins; i++)
+            mx_jsonw_str(&w, sc->a->app->admins[i]);
+        for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++)
+            if (rep->element[i]->type == REDIS_REPLY_STRING &&
+                !mx__app_bootstrap_admin(sc->a->app, rep->element[i]->str))
                 mx_jsonw_strn(&w, rep->element[i]->str, rep->element[i]->len);
         mx_jsonw_arr_close(&w);
     } else {
-        mx_jsonw_null(&w);
+        snprintf(msg, sizeof msg, "Admin %s successfully: %s",
+                 sc->admin_op == ADM_ADD ? "added" : "removed", masked);
+        mx_jsonw_str(&w, msg);
     }
     mx_jsonw_obj_close(&w);
-    answer_json(sc->r, 200, &w);
+    mx__app_send_json(sc->r, 200, &w);
     free(sc);
 }
 
@@ -699,11 +835,11 @@ static void logged_out(mx_redis_t *rd, int status, const redisReply *rep, void *
 {
     mx_http_req_t *r = arg;
     if (status == MX_ESTOPPED) {
-        mx_http_error(r, 503, "S005", "Node is stopping");
+        mx_http_error(r, 503, "S007", "Node is stopping");
     } else if (status != 0) {
         mx__app_redis_down(r);
     } else {
-        const char *ok = "{\"success\":true,\"data\":null}";
+        const char *ok = "{\"success\":true}"; /* the seed's wrapper omits a null data */
         mx_http_respond(r, 200, "application/json", ok, strlen(ok));
     }
 }
@@ -714,7 +850,7 @@ static void sess_loaded(mx_redis_t *rd, int status, const redisReply *rep, void 
     struct acc *a = sc->a;
     mx_http_req_t *r = sc->r;
     if (status == MX_ESTOPPED) {
-        mx_http_error(r, 503, "S005", "Node is stopping");
+        mx_http_error(r, 503, "S007", "Node is stopping");
         goto out;
     }
     if (status != 0 || !rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 4) {
@@ -725,14 +861,14 @@ static void sess_loaded(mx_redis_t *rd, int status, const redisReply *rep, void 
     if (e[0]->type != REDIS_REPLY_STRING || e[1]->type != REDIS_REPLY_STRING ||
         strcmp(e[1]->str, sc->c.fgp) != 0) {
         CNT(auth_refused);
-        mx_http_error(r, 401, "A001", "Session revoked or expired");
+        mx_http_error(r, 401, "UNAUTHORIZED", "Session revoked or expired");
         goto out;
     }
     const char *role = e[2]->type == REDIS_REPLY_STRING ? e[2]->str : "USER";
     CNT(auth_ok);
     if (sc->op == OP_ADMIN) {
         if (strcmp(role, "ADMIN") != 0) {
-            mx_http_error(r, 403, "A002", "Admin role required");
+            mx_http_error(r, 403, "FORBIDDEN", "Admin role required");
             goto out;
         }
         admin_route(sc);
@@ -755,10 +891,12 @@ static void sess_loaded(mx_redis_t *rd, int status, const redisReply *rep, void 
     mx_jsonw_kbool(&w, "success", true);
     mx_jsonw_key(&w, "data");
     mx_jsonw_obj_open(&w);
+    mx_jsonw_kstr(&w, "sessionId", sc->c.sub);
+    mx_jsonw_kstr(&w, "fingerprint", sc->c.fgp);
+    mx_jsonw_kstr(&w, "role", role);
     mx_jsonw_key(&w, "userIgn");
     mx_jsonw_strn(&w, e[0]->str, e[0]->len);
-    mx_jsonw_kstr(&w, "role", role);
-    mx_jsonw_kstr(&w, "fingerprint", sc->c.fgp);
+    int nchars = 0;
     mx_jsonw_key(&w, "ocids");
     mx_jsonw_arr_open(&w);
     if (e[3]->type == REDIS_REPLY_STRING) {
@@ -766,16 +904,19 @@ static void sess_loaded(mx_redis_t *rd, int status, const redisReply *rep, void 
         while (*p) {
             const char *c = strchr(p, ',');
             size_t n = c ? (size_t)(c - p) : strlen(p);
-            if (n)
+            if (n) {
                 mx_jsonw_strn(&w, p, n);
+                nchars++;
+            }
             p += n + (c ? 1 : 0);
         }
     }
     mx_jsonw_arr_close(&w);
+    mx_jsonw_kint(&w, "characterCount", nchars);
     mx_jsonw_kint(&w, "expiresAt", sc->c.exp);
     mx_jsonw_obj_close(&w);
     mx_jsonw_obj_close(&w);
-    answer_json(r, 200, &w);
+    mx__app_send_json(r, 200, &w);
 out:
     free(sc);
 }
@@ -789,7 +930,8 @@ static int session_route_fn(mx_http_req_t *r, struct acc *a, enum sess_op op,
     bool present;
     if (!mx__app_bearer(a, r, &sc->c, &present)) {
         free(sc);
-        mx_http_error(r, 401, "A001", present ? "Invalid or expired token" : "Bearer token required");
+        mx_http_error(r, 401, "UNAUTHORIZED",
+                      present ? "Invalid or expired token" : "Bearer token required");
         return MX_HTTP_DONE;
     }
     if (!a->redis || !mx_redis_connected(a->redis)) {
@@ -802,6 +944,10 @@ static int session_route_fn(mx_http_req_t *r, struct acc *a, enum sess_op op,
     sc->op = op;
     sc->user_fn = fn;
     snprintf(sc->key, sizeof sc->key, "{auth}:sess:%s", sc->c.sub);
+    /* the session's idle lifetime starts again; sent before the read on the
+     * same connection, so it is done before the answer leaves */
+    if (op != OP_LOGOUT)
+        mx__app_session_touch(a, sc->c.sub);
     if (mx_redis_command(a->redis, sess_loaded, sc, "HMGET %s ign fgp role ocids", sc->key) != 0) {
         free(sc);
         mx__app_redis_down(r);
@@ -851,6 +997,17 @@ int mx__app_admin(mx_http_req_t *r, void *st)
     /* admins are exempt from the limits, and everyone else is refused
      * before any work: no rate limit here */
     return admin_next(r, st);
+}
+
+/* The session's idle lifetime starts again (the seed's sliding 30 min):
+ * fire and forget - a lost EXPIRE only shortens the session. The token's
+ * signature is checked before, so only a real session id gets here. */
+void mx__app_session_touch(struct acc *a, const char *sid)
+{
+    char key[112];
+    snprintf(key, sizeof key, "{auth}:sess:%s", sid);
+    if (a->redis)
+        mx_redis_command(a->redis, NULL, NULL, "EXPIRE %s %u", key, a->app->o.session_ttl_s);
 }
 
 /* ---- lifecycle ---- */

@@ -3,8 +3,11 @@
 #define MX_APP_INT_H
 
 #include "mx_app.h"
+#include "mx_jsonw.h"
 #include "mx_jwt.h"
 #include "mx_redis.h"
+
+struct acc;
 
 /* What a pending correlation id is waiting for. */
 enum pend_kind {
@@ -15,7 +18,65 @@ enum pend_kind {
     PEND_LIKE_REP = 4,  /* like-buffer answer of a like route (ctx: like_ctx) */
     PEND_V1_LIKE = 5,   /* like-buffer answer for a V1 record (ctx: like_ctx) */
     PEND_DB = 6,        /* outbox: a MySQL pool job */
+    /* compat routes (app_compat.c); ctx is always NULL */
+    PEND_EQUIP_CHAR = 7,    /* v2 equipment: the character record (its ocid) */
+    PEND_EQUIP_CHAR_GZ = 8, /* v3 equipment: the same */
+    PEND_EQUIP = 9,         /* v2 equipment: the fetcher's answer */
+    PEND_EQUIP_GZ = 10,     /* v3 equipment: the same */
+    PEND_TOTAL = 11,        /* v2/v3 expectation: the V4 document to render */
+    PEND_PRESET = 12,       /* v4 preset 1-3 */
+    PEND_PRESET_EMPTY = 13, /* v4 preset outside 1-3: the whole document, to check the character */
+    PEND_V5 = 14,           /* v5 expectation (a timeout is 202) */
+    PEND_V5_RECALC = 15,    /* v5 recalculate */
 };
+#define PEND_COMPAT_FIRST PEND_EQUIP_CHAR
+#define PEND_COMPAT_LAST PEND_V5_RECALC
+
+/* Route flags (struct mx_http_route.flags of the app's table): the low 24
+ * bits are the route's own; these say how mx__app_xcut_begin treats it. */
+#define MX__APP_F_DOC (1u << 24)     /* a document with an ETag: Cache-Control no-cache */
+#define MX__APP_F_NO_CORS (1u << 25) /* CORS headers are the handler's (OPTIONS) */
+
+/* mx__app_route - the app's table entry of the route r matched (its flags
+ * and handler; the http layer sees the entry trampoline instead). */
+const struct mx_http_route *mx__app_route(const mx_http_req_t *r);
+/* mx__app_routes - the app's route table (without the catch-alls). */
+size_t mx__app_routes(const struct mx_http_route **out);
+
+/* cross-cutting headers (app_xcut.c) */
+/* mx__app_cors_parse - MX_CORS_ORIGINS into app->cors. 0 or MX_ECONFIG (logged). */
+int mx__app_cors_parse(struct mx_app *app, const char *list);
+/* mx__app_xcut_begin - X-Correlation-ID, security headers and CORS headers
+ * on r (flags: MX__APP_F_*). False when it answered r itself (403
+ * CORS_FORBIDDEN for an origin not allowed). */
+bool mx__app_xcut_begin(mx_http_req_t *r, struct acc *a, uint32_t flags);
+int mx__app_not_found(mx_http_req_t *r, void *st); /* 404, or 405 with Allow */
+int mx__app_options(mx_http_req_t *r, void *st);   /* CORS preflight / Allow */
+
+/* actuator and API documents (app_actuator.c) */
+int mx__app_health(mx_http_req_t *r, void *st);
+int mx__app_liveness(mx_http_req_t *r, void *st);
+int mx__app_info(mx_http_req_t *r, void *st);
+int mx__app_links(mx_http_req_t *r, void *st);
+int mx__app_api_docs(mx_http_req_t *r, void *st); /* flags & 1: the YAML form */
+
+/* compat routes (app_compat.c) */
+int mx__app_equipment(mx_http_req_t *r, void *st); /* flags & 1: v3 (gzip) */
+int mx__app_total(mx_http_req_t *r, void *st);
+int mx__app_preset(mx_http_req_t *r, void *st);
+int mx__app_v5(mx_http_req_t *r, void *st); /* flags & 1: recalculate */
+/* mx__app_compat_reply - the reply of a PEND_COMPAT_FIRST..LAST entry. */
+void mx__app_compat_reply(struct acc *a, mx_http_req_t *r, uint8_t kind, struct mx_msg *m);
+/* mx__app_total_expectation - TotalExpectationResponse from a V4 document
+ * (app_compat_json.cpp). Returns 0, MX_EDECODE, MX_ETOOBIG or MX_ENOMEM. */
+int mx__app_total_expectation(const char *doc, size_t len, struct mx_jsonw *w);
+
+/* mx__app_ask_doc - exp_get(what, the route's {ign}, preset, force, the
+ * boolean query options) to its shard, waiting timeout_ms (0 = the cache
+ * timeout); the reply comes back with kind. Returns MX_HTTP_PENDING or
+ * MX_HTTP_DONE after answering an error. */
+int mx__app_ask_doc(mx_http_req_t *r, struct acc *a, uint32_t what, uint32_t preset, bool force,
+                    uint8_t kind, uint32_t timeout_ms);
 
 struct pend {
     uint64_t corr; /* 0 = free slot */
@@ -66,6 +127,23 @@ int mx__app_auth_init(struct acc *a);
 /* mx__app_bearer - verify the Authorization: Bearer token; true and *c when
  * valid; *present says whether the header was there. */
 bool mx__app_bearer(struct acc *a, mx_http_req_t *r, struct mx_jwt_claims *c, bool *present);
+/* mx__app_session_touch - renew session sid's idle lifetime (sliding). */
+void mx__app_session_touch(struct acc *a, const char *sid);
+/* mx__app_admins_parse - MX_ADMIN_FINGERPRINTS into app->admins. 0 or MX_ECONFIG. */
+/* mx__app_bootstrap_admin - whether fgp is in MX_ADMIN_FINGERPRINTS. Any thread. */
+bool mx__app_bootstrap_admin(const struct mx_app *app, const char *fgp);
+int mx__app_admins_parse(struct mx_app *app);
+/* mx__app_send_json - answer status with w's JSON (500 S001 if w failed);
+ * frees w's buffer. */
+void mx__app_send_json(mx_http_req_t *r, int status, struct mx_jsonw *w);
+/* mx__app_upstream_error - answer a failed fetch_rep: 503 S010 (timeout) or
+ * S005 with Retry-After. */
+struct mx_fetch_result;
+void mx__app_upstream_error(mx_http_req_t *r, const struct mx_fetch_result *fr);
+/* mx__app_list_item - the next item of a comma-separated list, blanks
+ * trimmed (*n = its length, 0 for an empty item); *list moves past it.
+ * NULL at the end. */
+const char *mx__app_list_item(const char **list, size_t *n);
 /* mx__app_redis_down - answer 503: the session store is unavailable. */
 void mx__app_redis_down(mx_http_req_t *r);
 

@@ -452,6 +452,7 @@ static int like_next(mx_http_req_t *r, struct acc *a, uint32_t op)
         return rc;
     }
     snprintf(lc->sess_key, sizeof lc->sess_key, "{auth}:sess:%s", lc->c.sub);
+    mx__app_session_touch(a, lc->c.sub); /* sliding session lifetime (app_auth.c) */
     if (mx_redis_command(a->redis, sess_loaded, lc, "HMGET %s fgp ocids", lc->sess_key) != 0) {
         free(lc);
         mx__app_redis_down(r);

@@ -107,20 +107,21 @@ static bool valid_ign(mx_http_req_t *r, const char *ign, size_t len)
     return true;
 }
 
-/* Send q to the cache shard of its name; the reply is dispatched by kind
- * with ctx. Returns MX_HTTP_PENDING, or MX_HTTP_DONE after answering. */
+/* Send q to the cache shard of its name, waiting at most timeout_ms; the
+ * reply is dispatched by kind with ctx. Returns MX_HTTP_PENDING, or
+ * MX_HTTP_DONE after answering. */
 static int send_exp_get(mx_http_req_t *r, struct acc *a, const struct mx_m_exp_get *q,
-                        uint8_t kind, void *ctx)
+                        uint8_t kind, void *ctx, uint32_t timeout_ms)
 {
     if (a->nshards == 0) {
         mx_http_add_header(r, "Retry-After", "5");
-        mx_http_error(r, 503, "S005", "Expectation service not running on this node");
+        mx_http_error(r, 503, "S007", "Expectation service not running on this node");
         return MX_HTTP_DONE;
     }
     if (a->n >= a->max) {
         atomic_fetch_add_explicit(&a->app->pending_refused, 1, memory_order_relaxed);
         mx_http_add_header(r, "Retry-After", "1");
-        mx_http_error(r, 503, "S005", "Too many requests in progress on this node");
+        mx_http_error(r, 503, "S007", "Too many requests in progress on this node");
         return MX_HTTP_DONE;
     }
     struct mx_msg *m;
@@ -130,18 +131,18 @@ static int send_exp_get(mx_http_req_t *r, struct acc *a, const struct mx_m_exp_g
     }
     struct mx_addr to = a->shards[mx_svc_shard(q->ign.ptr, q->ign.len, a->nshards)];
     uint64_t corr;
-    if (mx_http_request(r, to, m, a->app->o.cache_timeout_ms, &corr) != 0) {
+    if (mx_http_request(r, to, m, timeout_ms, &corr) != 0) {
         mx_msg_free(m);
         mx_http_add_header(r, "Retry-After", "1");
-        mx_http_error(r, 503, "S005", "Expectation service busy");
+        mx_http_error(r, 503, "S007", "Expectation service busy");
         return MX_HTTP_DONE;
     }
     mx__app_pend_put(a, corr, r, kind, ctx); /* cannot fail: checked a->n above */
     return MX_HTTP_PENDING;
 }
 
-static int ask_cache_now(mx_http_req_t *r, struct acc *a, uint32_t what, uint32_t preset,
-                         bool force)
+int mx__app_ask_doc(mx_http_req_t *r, struct acc *a, uint32_t what, uint32_t preset, bool force,
+                    uint8_t kind, uint32_t timeout_ms)
 {
     const char *ign = mx_http_req_param(r, "ign");
     size_t len = ign ? strlen(ign) : 0;
@@ -155,9 +156,15 @@ static int ask_cache_now(mx_http_req_t *r, struct acc *a, uint32_t what, uint32_
         mx_http_error(r, 400, "C001", "Boolean query parameters take true or false");
         return MX_HTTP_DONE;
     }
+    return send_exp_get(r, a, &q, kind, NULL, timeout_ms ? timeout_ms : a->app->o.cache_timeout_ms);
+}
+
+static int ask_cache_now(mx_http_req_t *r, struct acc *a, uint32_t what, uint32_t preset,
+                         bool force)
+{
     /* a V1 record carries the live like count: ask for it when it comes */
     uint8_t kind = what == MX_SVC_CHARACTER && a->nlikes ? PEND_V1 : PEND_CACHE;
-    return send_exp_get(r, a, &q, kind, NULL);
+    return mx__app_ask_doc(r, a, what, preset, force, kind, 0);
 }
 
 int mx__app_ask_character(struct acc *a, mx_http_req_t *r, const char *ign, uint8_t kind,
@@ -168,25 +175,17 @@ int mx__app_ask_character(struct acc *a, mx_http_req_t *r, const char *ign, uint
         return MX_HTTP_DONE;
     struct mx_m_exp_get q = {.what = MX_SVC_CHARACTER, .ign = {ign, (uint32_t)len},
                              .star_catch = true, .discount = true, .sunday = true};
-    return send_exp_get(r, a, &q, kind, ctx);
+    return send_exp_get(r, a, &q, kind, ctx, a->app->o.cache_timeout_ms);
 }
 
 /* The route's cache request, after the rate limit: the route's flags carry
  * what to ask (see routes[]). */
 static int cache_next(mx_http_req_t *r, struct acc *a)
 {
-    const struct mx_http_route *rt = mx_http_req_route(r);
-    uint32_t what = rt->flags & 0xff, preset = (rt->flags >> 8) & 0xff;
+    const struct mx_http_route *rt = mx__app_route(r);
+    uint32_t what = rt->flags & 0xff;
     bool force = (rt->flags >> 16) & 1;
-    if (preset == 0xff) {
-        const char *p = mx_http_req_param(r, "preset");
-        if (!p || p[0] < '1' || p[0] > '3' || p[1]) {
-            mx_http_error(r, 400, "C001", "Preset must be 1, 2 or 3");
-            return MX_HTTP_DONE;
-        }
-        preset = (uint32_t)(p[0] - '0');
-    }
-    return ask_cache_now(r, a, what, preset, force);
+    return ask_cache_now(r, a, what, 0, force);
 }
 
 static int ask_cache(mx_http_req_t *r, void *st)
@@ -195,12 +194,6 @@ static int ask_cache(mx_http_req_t *r, void *st)
 }
 
 /* ---- routes ---- */
-
-static int h_health(mx_http_req_t *r, void *st)
-{
-    json_ok(r, "{\"status\":\"UP\"}");
-    return MX_HTTP_DONE;
-}
 
 static int h_readiness(mx_http_req_t *r, void *st)
 {
@@ -294,7 +287,7 @@ static int h_metrics(mx_http_req_t *r, void *st)
 {
     struct acc *a = st;
     if (!private_peer(mx_http_req_peer_addr(r))) {
-        mx_http_error(r, 403, "C003", "Metrics are served to loopback and private networks only");
+        mx_http_error(r, 403, "FORBIDDEN", "Metrics are served to loopback and private networks only");
         return MX_HTTP_DONE;
     }
     struct prom p = {.cap = 16384};
@@ -516,14 +509,24 @@ static int h_metrics(mx_http_req_t *r, void *st)
     return MX_HTTP_DONE;
 }
 
-/* cache routes' flags: what | preset << 8 (0xff: from the path) | force << 16 */
+/* The app's routes. The http layer gets a copy whose handler is entry()
+ * and whose flags are the index here, followed by the catch-alls; entry()
+ * adds the cross-cutting headers and calls the handler below.
+ * cache routes' flags: what | force << 16; MX__APP_F_* on top. */
+#define DOC MX__APP_F_DOC
 static const struct mx_http_route routes[] = {
-    {"GET", "/api/v1/characters/{ign}", ask_cache, MX_SVC_CHARACTER},
-    {"GET", "/api/v4/characters/{ign}/expectation", ask_cache, MX_SVC_EXPECTATION},
-    {"GET", "/api/v4/characters/{ign}/expectation/preset/{preset}", ask_cache,
-     MX_SVC_EXPECTATION | 0xff << 8},
+    {"GET", "/api/v1/characters/{ign}", ask_cache, MX_SVC_CHARACTER | DOC},
+    {"GET", "/api/v4/characters/{ign}/expectation", ask_cache, MX_SVC_EXPECTATION | DOC},
+    {"GET", "/api/v4/characters/{ign}/expectation/preset/{preset}", mx__app_preset, DOC},
     {"POST", "/api/v4/characters/{ign}/expectation/recalculate", ask_cache,
-     MX_SVC_EXPECTATION | 1 << 16},
+     MX_SVC_EXPECTATION | 1 << 16 | DOC},
+    /* the seed's other versions (app_compat.c) */
+    {"GET", "/api/v2/characters/{ign}/equipment", mx__app_equipment, 0},
+    {"GET", "/api/v3/characters/{ign}/equipment", mx__app_equipment, 1 | DOC},
+    {"GET", "/api/v2/characters/{ign}/expectation", mx__app_total, 0},
+    {"GET", "/api/v3/characters/{ign}/expectation", mx__app_total, 0},
+    {"GET", "/api/v5/characters/{ign}/expectation", mx__app_v5, DOC},
+    {"POST", "/api/v5/characters/{ign}/expectation/recalculate", mx__app_v5, 1},
     {"POST", "/api/v2/characters/{ign}/like", mx__app_like_toggle, 0},
     {"GET", "/api/v2/characters/{ign}/like/status", mx__app_like_status, 0},
     {"POST", "/auth/login", mx__app_login, 0},
@@ -536,11 +539,49 @@ static const struct mx_http_route routes[] = {
     {"GET", "/api/admin/**", mx__app_admin, 0},
     {"POST", "/api/admin/**", mx__app_admin, 0},
     {"DELETE", "/api/admin/**", mx__app_admin, 0},
-    {"GET", "/actuator/health", h_health, 0},
-    {"GET", "/actuator/health/liveness", h_health, 0},
+    {"GET", "/actuator", mx__app_links, 0},
+    {"GET", "/actuator/health", mx__app_health, 0},
+    {"GET", "/actuator/health/liveness", mx__app_liveness, 0},
     {"GET", "/actuator/health/readiness", h_readiness, 0},
+    {"GET", "/actuator/info", mx__app_info, 0},
     {"GET", "/actuator/prometheus", h_metrics, 0},
+    {"GET", "/v3/api-docs", mx__app_api_docs, 0},
+    {"GET", "/v3/api-docs.yaml", mx__app_api_docs, 1},
 };
+#define NROUTES (sizeof routes / sizeof *routes)
+#undef DOC
+
+/* Every other path, for every method: 404 or 405 (and OPTIONS) with the
+ * same headers as any answer. */
+static const struct mx_http_route catchall[] = {
+    {"OPTIONS", "/**", mx__app_options, MX__APP_F_NO_CORS},
+    {"GET", "/**", mx__app_not_found, 0},
+    {"POST", "/**", mx__app_not_found, 0},
+    {"PUT", "/**", mx__app_not_found, 0},
+    {"PATCH", "/**", mx__app_not_found, 0},
+    {"DELETE", "/**", mx__app_not_found, 0},
+};
+#define NCATCHALL (sizeof catchall / sizeof *catchall)
+
+const struct mx_http_route *mx__app_route(const mx_http_req_t *r)
+{
+    uint32_t i = mx_http_req_route(r)->flags;
+    return i < NROUTES ? &routes[i] : &catchall[i - NROUTES];
+}
+
+size_t mx__app_routes(const struct mx_http_route **out)
+{
+    *out = routes;
+    return NROUTES;
+}
+
+static int entry(mx_http_req_t *r, void *st)
+{
+    const struct mx_http_route *rt = mx__app_route(r);
+    if (!mx__app_xcut_begin(r, st, rt->flags))
+        return MX_HTTP_DONE;
+    return rt->fn(r, st);
+}
 
 /* ---- replies ---- */
 
@@ -550,12 +591,12 @@ bool mx__app_cache_doc(struct acc *a, mx_http_req_t *r, struct mx_msg *m,
     if (m->env.type == MX_T_sys_timeout) {
         atomic_fetch_add_explicit(&a->app->cache_timeouts, 1, memory_order_relaxed);
         mx_http_add_header(r, "Retry-After", "5");
-        mx_http_error(r, 503, "S010", "Timed out waiting for the expectation service");
+        mx_http_error(r, 503, "S007", "Timed out waiting for the expectation service");
         return false;
     }
     struct mx_m_exp_rep rep;
     if (m->env.type != MX_T_exp_rep || mx_msg_decode(m, &rep) != 0) {
-        mx_http_error(r, 500, "S005", "Unreadable reply from the expectation service");
+        mx_http_error(r, 500, "S001", "Unreadable reply from the expectation service");
         return false;
     }
     if (rep.status != 0 || !m->ptr) {
@@ -570,7 +611,7 @@ bool mx__app_cache_doc(struct acc *a, mx_http_req_t *r, struct mx_msg *m,
             mx_http_add_header(r, "Retry-After", "5");
         }
         int st = rep.http_status >= 400 && rep.http_status <= 599 ? (int)rep.http_status : 500;
-        mx_http_error(r, st, code[0] ? code : "S005", msg[0] ? msg : "Error");
+        mx_http_error(r, st, code[0] ? code : "S001", msg[0] ? msg : "Error");
         return false;
     }
     *d = m->ptr;
@@ -630,6 +671,9 @@ static int app_on_message(mx_actor_t *self, void *state, struct mx_msg *m)
     case PEND_CACHE:
     case PEND_V1:
         answer(a, p.r, m, p.kind == PEND_V1);
+        break;
+    case PEND_EQUIP_CHAR ... PEND_COMPAT_LAST:
+        mx__app_compat_reply(a, p.r, p.kind, m);
         break;
     default:
         mx__app_like_reply(a, p.r, p.kind, p.ctx, m);
@@ -696,10 +740,10 @@ static void app_fini(mx_actor_t *self, void *ctx, void *state)
         if (a->tab[i].corr) {
             if (a->tab[i].kind == PEND_LOGIN)
                 mx__app_login_abort(a->tab[i].ctx);
-            else if (a->tab[i].ctx)
+            else if (a->tab[i].ctx && a->tab[i].kind != PEND_DB)
                 mx__app_like_abort(a->tab[i].ctx);
             mx_http_add_header(a->tab[i].r, "Retry-After", "1");
-            mx_http_error(a->tab[i].r, 503, "S005", "Node is stopping");
+            mx_http_error(a->tab[i].r, 503, "S007", "Node is stopping");
         }
     mx__app_likes_fini(a);
     free(a->tab);
@@ -713,7 +757,9 @@ void mx_app_opts_default(struct mx_app_opts *o)
     /* max_pending stays under the runtime's 4,096 outstanding requests per
      * actor, so this bound (with its clear 503) is the one that acts */
     *o = (struct mx_app_opts){.cache_timeout_ms = 25000, .max_pending = 4000, .rate_limit = true,
-                              .access_ttl_s = 900, .refresh_ttl_s = 7 * 24 * 3600};
+                              .access_ttl_s = 900, .refresh_ttl_s = 7 * 24 * 3600,
+                              .session_ttl_s = 1800, .cors_max_age_s = 3600, .v5_wait_ms = 300,
+                              .api_docs = true};
 }
 
 int mx_app_start(struct mx_app *app, mx_system_t *sys, const struct mx_http_opts *http_opts,
@@ -731,6 +777,13 @@ int mx_app_start(struct mx_app *app, mx_system_t *sys, const struct mx_http_opts
         app->o.access_ttl_s = 900;
     if (!app->o.refresh_ttl_s)
         app->o.refresh_ttl_s = 7 * 24 * 3600;
+    if (!app->o.session_ttl_s)
+        app->o.session_ttl_s = 1800;
+    if (!app->o.v5_wait_ms)
+        app->o.v5_wait_ms = 300;
+    app->started_ms = mx_unix_ms();
+    if (mx__app_cors_parse(app, app->o.cors_origins) != 0 || mx__app_admins_parse(app) != 0)
+        return MX_ECONFIG;
     if (app->o.trusted_proxies && app->o.trusted_proxies[0]) {
         app->nproxies = mx_app_parse_cidrs(app->o.trusted_proxies, app->proxies, MX_APP_MAX_PROXIES);
         if (app->nproxies < 0) {
@@ -738,9 +791,15 @@ int mx_app_start(struct mx_app *app, mx_system_t *sys, const struct mx_http_opts
             return MX_ECONFIG;
         }
     }
+    struct mx_http_route served[NROUTES + NCATCHALL];
+    for (size_t i = 0; i < NROUTES + NCATCHALL; i++) {
+        served[i] = i < NROUTES ? routes[i] : catchall[i - NROUTES];
+        served[i].fn = entry;
+        served[i].flags = (uint32_t)i;
+    }
     struct mx_http_app ha = {
-        .routes = routes,
-        .nroutes = sizeof routes / sizeof *routes,
+        .routes = served, /* copied by mx_http_start */
+        .nroutes = NROUTES + NCATCHALL,
         .ctx = app,
         .init = app_init,
         .fini = app_fini,

@@ -675,7 +675,7 @@ static void start_calc(mx_actor_t *self, struct shard *s, struct flight *f,
     f->stage = ST_CALC;
     if (mx_offload(self, mx__calc_run, j, &f->corr) != 0) {
         mx__calc_job_free(j);
-        finish_err(self, s, f, MX_EFULL, 503, "S005", "Calculator busy, retry shortly", 1);
+        finish_err(self, s, f, MX_EFULL, 503, "S007", "Calculator busy, retry shortly", 1);
     }
 }
 
@@ -1104,7 +1104,7 @@ static void on_get(mx_actor_t *self, struct shard *s, struct mx_msg *m)
     if (f) {
         if (!flight_wait(s, f, &m->env)) {
             INC(refused);
-            reply_err(self, &m->env, MX_EFULL, 503, "S005", "Too many requests waiting", 1);
+            reply_err(self, &m->env, MX_EFULL, 503, "S007", "Too many requests waiting", 1);
         } else {
             INC(coalesced);
         }
@@ -1112,7 +1112,7 @@ static void on_get(mx_actor_t *self, struct shard *s, struct mx_msg *m)
     }
     if (s->nflights >= s->o.max_flights || !s->have_fetcher) {
         INC(refused);
-        reply_err(self, &m->env, MX_EFULL, 503, "S005",
+        reply_err(self, &m->env, MX_EFULL, 503, "S007",
                   s->have_fetcher ? "Too many loads in progress" : "No fetcher running", 1);
         return;
     }
@@ -1165,7 +1165,7 @@ static void on_basic(mx_actor_t *self, struct shard *s, struct flight *f, const 
     mx_jsonw_obj_close(&w);
     if (w.err) {
         mx_jsonw_fini(&w);
-        finish_err(self, s, f, MX_EINTERNAL, 500, "S005", "Could not build the character record", 0);
+        finish_err(self, s, f, MX_EINTERNAL, 500, "S001", "Could not build the character record", 0);
         return;
     }
     struct mx_blob *b = mx_blob_new(w.buf, w.len);
@@ -1174,7 +1174,7 @@ static void on_basic(mx_actor_t *self, struct shard *s, struct flight *f, const 
     int rc = mx_http_doc_new("application/json", b, false, &doc);
     if (rc) {
         mx_blob_unref(b);
-        finish_err(self, s, f, rc, 500, "S005", "Could not build the character record", 0);
+        finish_err(self, s, f, rc, 500, "S001", "Could not build the character record", 0);
         return;
     }
     struct mx_blob *frame = NULL;
@@ -1370,7 +1370,7 @@ static void on_calc_done(mx_actor_t *self, struct shard *s, struct flight *f, st
 {
     struct mx__calc_job *j = m->ptr;
     if (!j) {
-        finish_err(self, s, f, MX_EINTERNAL, 500, "S005", "Calculation failed", 0);
+        finish_err(self, s, f, MX_EINTERNAL, 500, "S001", "Calculation failed", 0);
         return;
     }
     ADD(calcs, 1);
@@ -1737,7 +1737,7 @@ static int cache_receive(mx_actor_t *self, void *state, struct mx_msg *m)
         break;
     case MX_T_sys_offload_done:
         if (f->stage == ST_CALC)
-            finish_err(self, s, f, MX_EINTERNAL, 500, "S005", "Calculation failed", 0);
+            finish_err(self, s, f, MX_EINTERNAL, 500, "S001", "Calculation failed", 0);
         break;
     case MX_T_sys_timeout:
         if (f->stage == ST_OCID || f->stage == ST_EQUIP || f->stage == ST_BASIC)
@@ -1762,7 +1762,7 @@ static void cache_stop(mx_actor_t *self, void *state)
     while (s->flights) {
         struct flight *f = s->flights;
         for (uint32_t i = 0; i < f->nw; i++)
-            reply_err(self, &f->w[i].env, MX_ESTOPPED, 503, "S005", "Node is stopping", 1);
+            reply_err(self, &f->w[i].env, MX_ESTOPPED, 503, "S007", "Node is stopping", 1);
         f->latched = false; /* the latch expires by itself */
         flight_end(s, f);
     }

@@ -5,7 +5,12 @@
  * - /auth/me with a valid, tampered, alg-none, foreign-secret and missing
  *   token, on either node (sessions live in Redis);
  * - refresh rotation, reuse detection revoking the family, logout;
- * - admin routes: 401 without a token, 403 for USER, 200 for ADMIN;
+ * - the seed's shapes: accessExpiresIn, /auth/me's sessionId and
+ *   characterCount, logout's {"success":true}, 401 UNAUTHORIZED, 403 A002
+ *   for a character not on the account; fingerprints keyed with
+ *   MX_FINGERPRINT_SECRET; the session's idle lifetime renewed by a request;
+ * - admin routes: 401 without a token, 403 FORBIDDEN for USER, 200 for
+ *   ADMIN, the seed's data strings, the self-removal and bootstrap guards;
  * - the per-IP bucket holding across two nodes (admitted within 5% of the
  *   limit), 429 with Retry-After and X-RateLimit-Remaining;
  * - X-Forwarded-For honoured only from a trusted proxy;
@@ -33,6 +38,8 @@ static struct redisd g_redis;
 static struct node g_a, g_b; /* b trusts 127.0.0.1 as a proxy */
 static char g_key[] = "user-key-1";
 static char g_ign[128];
+#define FGP_SECRET "fingerprint-secret-not-the-jwt-one-0123"
+#define BOOT_ADMIN "bootstrap-admin-fingerprint-0001"
 
 static int setup(void **st)
 {
@@ -42,23 +49,15 @@ static int setup(void **st)
     static char base[160], redis[700];
     snprintf(base, sizeof base, "MX_NEXON_BASE_URL=%s", g_stub.base);
     snprintf(redis, sizeof redis, "MX_REDIS_URL=%s", g_redis.url);
-    const char *env_a[] = {base, redis, NULL};
-    const char *env_b[] = {base, redis, "MX_TRUSTED_PROXIES=127.0.0.1/32", NULL};
+    const char *env_a[] = {base, redis, "MX_FINGERPRINT_SECRET=" FGP_SECRET, "MX_SESSION_TTL_S=60",
+                           "MX_ADMIN_FINGERPRINTS=" BOOT_ADMIN, NULL};
+    const char *env_b[] = {base, redis, "MX_TRUSTED_PROXIES=127.0.0.1/32",
+                           "MX_FINGERPRINT_SECRET=" FGP_SECRET, "MX_SESSION_TTL_S=60",
+                           "MX_ADMIN_FINGERPRINTS=" BOOT_ADMIN, NULL};
     if (node_start(&g_a, env_a) != 0 || node_start(&g_b, env_b) != 0)
         return -1;
     /* the account's first character, as the stub's list gives it */
-    char url[256];
-    struct resp r;
-    snprintf(url, sizeof url, "%s/maplestory/v1/character/list", g_stub.base);
-    if (http_get(url, g_key, false, &r) != 0 || r.status != 200)
-        return -1;
-    const char *p = strstr(r.body, "\"character_name\":\"");
-    if (!p)
-        return -1;
-    p += strlen("\"character_name\":\"");
-    snprintf(g_ign, sizeof g_ign, "%.*s", (int)(strchr(p, '"') - p), p);
-    resp_free(&r);
-    return 0;
+    return stub_first_character(&g_stub, g_key, g_ign, sizeof g_ign);
 }
 
 static int teardown(void **st)
@@ -88,6 +87,7 @@ static int login(struct node *n, const char *key, const char *ign, struct tokens
         assert_int_equal(json_str(r.body, "fingerprint", t->fgp, sizeof t->fgp), 0);
         assert_non_null(strstr(r.body, "\"success\":true"));
         assert_non_null(strstr(r.body, "\"expiresIn\":900"));
+        assert_non_null(strstr(r.body, "\"accessExpiresIn\":900"));
         assert_non_null(strstr(r.body, "\"refreshExpiresIn\":"));
     }
     if (out)
@@ -119,8 +119,7 @@ static void test_login_and_me(void **st)
     assert_string_equal(t.role, "USER");
     /* the fingerprint is HMAC-SHA256(secret, apiKey), base64url */
     char fp[44];
-    mx_jwt_fingerprint((const uint8_t *)NODE_TEST_SECRET, strlen(NODE_TEST_SECRET), g_key,
-                       strlen(g_key), fp);
+    mx_jwt_fingerprint((const uint8_t *)FGP_SECRET, strlen(FGP_SECRET), g_key, strlen(g_key), fp);
     assert_string_equal(t.fgp, fp);
     /* the token works on both nodes: the session is in Redis */
     struct http_res r;
@@ -129,7 +128,23 @@ static void test_login_and_me(void **st)
     assert_int_equal(json_str(r.body, "userIgn", ign, sizeof ign), 0);
     assert_string_equal(ign, g_ign);
     assert_non_null(strstr(r.body, "\"ocids\":[\""));
+    assert_non_null(strstr(r.body, "\"characterCount\":"));
+    char sid[64], key[96];
+    assert_int_equal(json_str(r.body, "sessionId", sid, sizeof sid), 0);
     http_res_free(&r);
+    /* the session's idle lifetime (MX_SESSION_TTL_S=60) starts again with
+     * every authenticated request */
+    snprintf(key, sizeof key, "{auth}:sess:%s", sid);
+    redisReply *ttl = redisd_cmd(&g_redis, "TTL %s", key);
+    assert_non_null(ttl);
+    assert_true(ttl->integer > 0 && ttl->integer <= 60);
+    freeReplyObject(ttl);
+    assert_true(redisd_ok(&g_redis, "EXPIRE %s 5", key));
+    assert_int_equal(with_bearer(&g_b, "GET", "/auth/me", t.access, NULL, NULL), 200);
+    ttl = redisd_cmd(&g_redis, "TTL %s", key);
+    assert_non_null(ttl);
+    assert_true(ttl->integer > 5 && ttl->integer <= 60);
+    freeReplyObject(ttl);
     assert_int_equal(with_bearer(&g_b, "GET", "/auth/me", t.access, NULL, NULL), 200);
 
     /* bad logins */
@@ -137,7 +152,11 @@ static void test_login_and_me(void **st)
     assert_int_equal(login(&g_a, "bad-key", g_ign, NULL, &e), 401);
     assert_non_null(strstr(e.body, "\"code\":\"A001\""));
     http_res_free(&e);
-    assert_int_equal(login(&g_a, g_key, "not-my-character", NULL, &e), 401);
+    assert_int_equal(login(&g_a, g_key, "not-my-character", NULL, &e), 403);
+    assert_non_null(strstr(e.body, "\"code\":\"A002\""));
+    http_res_free(&e);
+    assert_int_equal(with_bearer(&g_a, "GET", "/auth/me", NULL, NULL, &e), 401);
+    assert_non_null(strstr(e.body, "\"code\":\"UNAUTHORIZED\""));
     http_res_free(&e);
     assert_int_equal(node_http(g_a.http_port, "POST", "/auth/login", NULL, "{\"apiKey\":1}", &e), 400);
     assert_non_null(strstr(e.body, "\"code\":\"C001\""));
@@ -232,7 +251,10 @@ static void test_logout(void **st)
 {
     struct tokens t;
     assert_int_equal(login(&g_a, g_key, g_ign, &t, NULL), 200);
-    assert_int_equal(with_bearer(&g_b, "DELETE", "/auth/logout", t.access, NULL, NULL), 200);
+    struct http_res lo;
+    assert_int_equal(with_bearer(&g_b, "DELETE", "/auth/logout", t.access, NULL, &lo), 200);
+    assert_string_equal(lo.body, "{\"success\":true}");
+    http_res_free(&lo);
     assert_int_equal(with_bearer(&g_a, "GET", "/auth/me", t.access, NULL, NULL), 401);
     char body[256];
     snprintf(body, sizeof body, "{\"refreshToken\":\"%s\"}", t.refresh);
@@ -249,6 +271,7 @@ static void test_admin_routes(void **st)
     struct tokens t;
     assert_int_equal(login(&g_a, g_key, g_ign, &t, NULL), 200);
     assert_int_equal(with_bearer(&g_a, "GET", "/api/admin/admins", t.access, NULL, &r), 403);
+    assert_non_null(strstr(r.body, "\"code\":\"FORBIDDEN\""));
     http_res_free(&r);
     /* make this key's fingerprint an admin, sign in again */
     assert_true(redisd_ok(&g_redis, "SADD {auth}:admins %s", t.fgp));
@@ -257,20 +280,40 @@ static void test_admin_routes(void **st)
     assert_string_equal(adm.role, "ADMIN");
     assert_int_equal(with_bearer(&g_a, "GET", "/api/admin/admins", adm.access, NULL, &r), 200);
     assert_non_null(strstr(r.body, t.fgp));
+    assert_non_null(strstr(r.body, "\"" BOOT_ADMIN "\"")); /* the bootstrap list too */
     http_res_free(&r);
     /* the outbox placeholder is gone; without MySQL the DLQ API says so */
     assert_int_equal(with_bearer(&g_a, "GET", "/api/admin/outbox/dlq", adm.access, NULL, &r), 404);
     http_res_free(&r);
     assert_int_equal(with_bearer(&g_a, "GET", "/api/admin/dlq", adm.access, NULL, &r), 503);
-    assert_non_null(strstr(r.body, "\"code\":\"S005\""));
+    assert_non_null(strstr(r.body, "\"code\":\"S007\""));
     http_res_free(&r);
     assert_int_equal(with_bearer(&g_a, "POST", "/api/admin/admins", adm.access,
                                  "{\"fingerprint\":\"someone-else\"}", &r), 200);
+    assert_string_equal(r.body, "{\"success\":true,\"data\":\"Admin added successfully: some****else\"}");
     http_res_free(&r);
     redisReply *rep = redisd_cmd(&g_redis, "SISMEMBER {auth}:admins someone-else");
     assert_non_null(rep);
     assert_int_equal(rep->integer, 1);
     freeReplyObject(rep);
+    /* the seed's guards: not oneself, not a bootstrap admin, not a non-admin */
+    char path[160];
+    snprintf(path, sizeof path, "/api/admin/admins/%s", adm.fgp);
+    assert_int_equal(with_bearer(&g_a, "DELETE", path, adm.access, NULL, &r), 400);
+    assert_non_null(strstr(r.body, "\"code\":\"SELF_REMOVAL_NOT_ALLOWED\""));
+    assert_non_null(strstr(r.body, "\"success\":false"));
+    http_res_free(&r);
+    assert_int_equal(with_bearer(&g_a, "DELETE", "/api/admin/admins/" BOOT_ADMIN, adm.access, NULL,
+                                 &r), 400);
+    assert_non_null(strstr(r.body, "\"code\":\"BOOTSTRAP_ADMIN\""));
+    http_res_free(&r);
+    assert_int_equal(with_bearer(&g_a, "DELETE", "/api/admin/admins/someone-else", adm.access,
+                                 NULL, &r), 200);
+    assert_non_null(strstr(r.body, "Admin removed successfully: some****else"));
+    http_res_free(&r);
+    assert_int_equal(with_bearer(&g_a, "DELETE", "/api/admin/admins/someone-else", adm.access,
+                                 NULL, &r), 400);
+    http_res_free(&r);
     assert_true(redisd_ok(&g_redis, "SREM {auth}:admins %s", t.fgp));
 }
 

@@ -62,7 +62,7 @@ static int setup(void **st)
     /* both servers up in haproxy: requests through it succeed */
     struct http_res r;
     for (int i = 0; i < 100; i++) {
-        if (node_http(g_lb_port, "GET", "/actuator/health", NULL, NULL, &r) == 200) {
+        if (node_http(g_lb_port, "GET", "/actuator/health/liveness", NULL, NULL, &r) == 200) {
             http_res_free(&r);
             usleep(300000); /* rise 2 x 100 ms */
             return 0;
@@ -133,7 +133,7 @@ static void test_balanced_then_drained(void **st)
     int64_t until = tu_now_ms() + 1500;
     int ok = 0, total = 0;
     while (tu_now_ms() < until) {
-        ok += burst(1, "/actuator/health");
+        ok += burst(1, "/actuator/health/liveness");
         total++;
     }
     assert_int_equal(ok, total);

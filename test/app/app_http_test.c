@@ -32,20 +32,56 @@ static char g_base[96];
 
 #define EVAN "\xec\x97\x90\xeb\xb0\x98" /* 에반 */
 #define EVAN_URL "%EC%97%90%EB%B0%98"
+#define FRONT "https://front.example"
+
+/* A copy of the Evan fixture without preset 3 (its key renamed, so the
+ * parser skips it), in a temp file: a character with two presets. */
+static char g_two_presets[64];
+#define TWO "two-presets"
+
+static int write_two_presets(const char *evan)
+{
+    FILE *in = fopen(evan, "rb");
+    if (!in)
+        return -1;
+    fseek(in, 0, SEEK_END);
+    long n = ftell(in);
+    fseek(in, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    if (!buf)
+        abort();
+    size_t got = fread(buf, 1, (size_t)n, in);
+    fclose(in);
+    buf[got] = '\0';
+    char *k = strstr(buf, "\"item_equipment_preset_3\"");
+    snprintf(g_two_presets, sizeof g_two_presets, "/tmp/mx-two-presets-%d.json", (int)getpid());
+    FILE *out = k ? fopen(g_two_presets, "wb") : NULL;
+    if (out) {
+        k[strlen("\"item_equipment_preset_")] = '9';
+        fwrite(buf, 1, got, out);
+        fclose(out);
+    }
+    free(buf);
+    return out ? 0 : -1;
+}
 
 static int setup(void **st)
 {
-    char evan[4096], mech[4096], a1[4200], a2[4200];
+    char evan[4096], mech[4096], a1[4200], a2[4200], a3[200];
     stub_fixture_path("evan_equip.json", evan, sizeof evan);
     stub_fixture_path("mechanic_equip.json", mech, sizeof mech);
+    if (write_two_presets(evan) != 0)
+        return -1;
     snprintf(a1, sizeof a1, EVAN "=%s", evan);
     snprintf(a2, sizeof a2, "\xeb\xa9\x94\xec\xb9\xb4\xeb\x8b\x89=%s", mech); /* 메카닉 */
-    const char *args[] = {"--character", a1, "--character", a2, "--unknown", "404", NULL};
+    snprintf(a3, sizeof a3, TWO "=%s", g_two_presets);
+    const char *args[] = {"--character", a1, "--character", a2, "--character", a3,
+                          "--unknown", "404", NULL};
     if (stub_start(&g_stub, args) != 0)
         return -1;
     static char base[160];
     snprintf(base, sizeof base, "MX_NEXON_BASE_URL=%s", g_stub.base);
-    const char *env[] = {base, "MX_FETCH_TIMEOUT_MS=1500", NULL};
+    const char *env[] = {base, "MX_FETCH_TIMEOUT_MS=1500", "MX_CORS_ORIGINS=" FRONT, NULL};
     if (node_start(&g_node, env) != 0)
         return -1;
     snprintf(g_base, sizeof g_base, "http://127.0.0.1:%d", g_node.http_port);
@@ -56,6 +92,7 @@ static int teardown(void **st)
 {
     node_kill(&g_node);
     stub_stop(&g_stub);
+    unlink(g_two_presets);
     return 0;
 }
 
@@ -235,7 +272,26 @@ static void test_presets_and_options(void **st)
     assert_null(strstr(body, "\"presetNo\":1"));
     free(head);
     free(body);
+    /* a preset the character does not have: the seed's 200 with no presets */
     s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation/preset/4", NULL, &head, &body, &blen);
+    assert_int_equal(s, 200);
+    assert_non_null(strstr(body, "\"presets\":[]"));
+    assert_non_null(strstr(body, "\"totalExpectedCost\":0"));
+    free(head);
+    free(body);
+    /* preset 3 of a character that has only presets 1 and 2: the same */
+    s = raw("GET", "/api/v4/characters/" TWO "/expectation/preset/3", NULL, &head, &body, &blen);
+    assert_int_equal(s, 200);
+    assert_non_null(strstr(body, "\"presets\":[]"));
+    assert_non_null(strstr(body, "\"userIgn\":\"" TWO "\""));
+    free(head);
+    free(body);
+    s = raw("GET", "/api/v4/characters/" TWO "/expectation/preset/2", NULL, &head, &body, &blen);
+    assert_int_equal(s, 200);
+    assert_non_null(strstr(body, "\"presetNo\":2"));
+    free(head);
+    free(body);
+    s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation/preset/x", NULL, &head, &body, &blen);
     assert_int_equal(s, 400);
     assert_non_null(strstr(body, "\"code\":\"C001\""));
     assert_non_null(strstr(body, "\"status\":400"));
@@ -421,8 +477,19 @@ static void test_health_metrics_and_others(void **st)
 {
     char *head, *body;
     size_t blen;
-    assert_int_equal(raw("GET", "/actuator/health", NULL, &head, &body, &blen), 200);
-    assert_non_null(strstr(body, "\"UP\""));
+    /* this node's Redis (port 1) is down: health says which component, 503 */
+    assert_int_equal(raw("GET", "/actuator/health", NULL, &head, &body, &blen), 503);
+    assert_non_null(strstr(body, "\"redis\":{\"status\":\"DOWN\"}"));
+    assert_non_null(strstr(body, "\"diskSpace\":{\"status\":\"UP\""));
+    assert_non_null(strstr(body, "\"status\":\"DOWN\"}"));
+    free(head);
+    free(body);
+    assert_int_equal(raw("GET", "/actuator/info", NULL, &head, &body, &blen), 200);
+    assert_non_null(strstr(body, "\"version\":\""));
+    free(head);
+    free(body);
+    assert_int_equal(raw("GET", "/actuator", NULL, &head, &body, &blen), 200);
+    assert_non_null(strstr(body, "/actuator/health\",\"templated\":false"));
     free(head);
     free(body);
     assert_int_equal(raw("GET", "/actuator/health/liveness", NULL, &head, &body, &blen), 200);
@@ -460,6 +527,81 @@ static void test_health_metrics_and_others(void **st)
     free(body);
 }
 
+/* What every answer carries: the seed's security headers, X-Correlation-ID
+ * (the client's, or the trace id), and CORS for MX_CORS_ORIGINS only. */
+static void test_cross_cutting(void **st)
+{
+    char *head, *body, v[160];
+    size_t blen;
+    static const char *const paths[] = {"/actuator/health/liveness", "/nope",
+                                        "/api/v4/characters/" EVAN_URL "/expectation"};
+    for (int i = 0; i < 3; i++) {
+        raw("GET", paths[i], NULL, &head, &body, &blen);
+        header_value(head, "X-Content-Type-Options", v, sizeof v);
+        assert_string_equal(v, "nosniff");
+        header_value(head, "X-Frame-Options", v, sizeof v);
+        assert_string_equal(v, "DENY");
+        header_value(head, "Cache-Control", v, sizeof v);
+        /* a document keeps its ETag useful: no-cache, not no-store */
+        assert_string_equal(v, i == 2 ? "no-cache" : "no-cache, no-store, max-age=0, must-revalidate");
+        header_value(head, "Content-Security-Policy", v, sizeof v);
+        assert_non_null(strstr(v, "frame-ancestors 'none'"));
+        /* generated: the trace id in UUID form */
+        char tp[80], cid[64];
+        header_value(head, "traceparent", tp, sizeof tp);
+        header_value(head, "X-Correlation-ID", cid, sizeof cid);
+        assert_int_equal(strlen(cid), 36);
+        char hex[40];
+        snprintf(hex, sizeof hex, "%.8s%.4s%.4s%.4s%.12s", cid, cid + 9, cid + 14, cid + 19,
+                 cid + 24);
+        assert_memory_equal(hex, tp + 3, 32);
+        free(head);
+        free(body);
+    }
+    raw("GET", "/actuator/health/liveness", "X-Correlation-ID: my-id-42\r\n", &head, &body, &blen);
+    header_value(head, "X-Correlation-ID", v, sizeof v);
+    assert_string_equal(v, "my-id-42");
+    free(head);
+    free(body);
+    /* a preflight from the allowed origin is answered by the node itself */
+    assert_int_equal(raw("OPTIONS", "/api/v4/characters/" EVAN_URL "/expectation",
+                         "Origin: " FRONT "\r\nAccess-Control-Request-Method: GET\r\n", &head,
+                         &body, &blen), 200);
+    header_value(head, "Access-Control-Allow-Origin", v, sizeof v);
+    assert_string_equal(v, FRONT);
+    header_value(head, "Access-Control-Allow-Methods", v, sizeof v);
+    assert_non_null(strstr(v, "GET"));
+    header_value(head, "Access-Control-Allow-Credentials", v, sizeof v);
+    assert_string_equal(v, "true");
+    free(head);
+    free(body);
+    assert_int_equal(raw("OPTIONS", "/api/v4/characters/" EVAN_URL "/expectation",
+                         "Origin: https://evil.example\r\nAccess-Control-Request-Method: GET\r\n",
+                         &head, &body, &blen), 403);
+    assert_non_null(strstr(body, "\"code\":\"CORS_FORBIDDEN\""));
+    header_value(head, "Access-Control-Allow-Origin", v, sizeof v);
+    assert_string_equal(v, "");
+    free(head);
+    free(body);
+    /* actual requests: allowed origin gets the headers, another one 403 */
+    assert_int_equal(raw("GET", "/actuator/health/liveness", "Origin: " FRONT "\r\n", &head, &body,
+                         &blen), 200);
+    header_value(head, "Access-Control-Allow-Origin", v, sizeof v);
+    assert_string_equal(v, FRONT);
+    free(head);
+    free(body);
+    assert_int_equal(raw("GET", "/actuator/health/liveness", "Origin: https://evil.example\r\n",
+                         &head, &body, &blen), 403);
+    free(head);
+    free(body);
+    /* OPTIONS without CORS: the methods of the path */
+    assert_int_equal(raw("OPTIONS", "/auth/login", NULL, &head, &body, &blen), 200);
+    header_value(head, "Allow", v, sizeof v);
+    assert_string_equal(v, "POST, OPTIONS");
+    free(head);
+    free(body);
+}
+
 static void test_sigterm(void **st)
 {
     assert_int_equal(node_signal_wait(&g_node, SIGTERM, 15000), 0);
@@ -479,6 +621,7 @@ int main(void)
         cmocka_unit_test(test_single_flight),
         cmocka_unit_test(test_upstream_failure),
         cmocka_unit_test(test_health_metrics_and_others),
+        cmocka_unit_test(test_cross_cutting),
         cmocka_unit_test(test_sigterm),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);

@@ -761,7 +761,7 @@ static void test_donations(void **st)
     assert_int_equal(s, 503);
     /* the mysql-health holder sees it too (it raises "mysql-down") */
     assert_true(TU_WAIT_UNTIL(health_down(), 10000));
-    assert_non_null(strstr(r.body, "\"code\":\"S005\""));
+    assert_non_null(strstr(r.body, "\"code\":\"S007\""));
     char ra[16];
     http_header(&r, "Retry-After", ra, sizeof ra);
     assert_true(ra[0] != '\0');

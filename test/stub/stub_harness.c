@@ -424,3 +424,21 @@ ssize_t raw_read_to_eof(int fd, char *buf, size_t cap, int timeout_ms)
         }
     }
 }
+
+int stub_first_character(struct stub *s, const char *key, char *out, size_t cap)
+{
+    char url[256];
+    struct resp r;
+    snprintf(url, sizeof url, "%s/maplestory/v1/character/list", s->base);
+    if (http_get(url, key, false, &r) != 0 || r.status != 200)
+        return -1;
+    const char *p = strstr(r.body, "\"character_name\":\"");
+    int rc = -1;
+    if (p) {
+        p += strlen("\"character_name\":\"");
+        snprintf(out, cap, "%.*s", (int)strcspn(p, "\""), p);
+        rc = 0;
+    }
+    resp_free(&r);
+    return rc;
+}

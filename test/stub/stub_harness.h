@@ -47,6 +47,9 @@ void resp_free(struct resp *r);
 
 /* GET /maplestory/v1/id for name; fills ocid (33 bytes). Returns status. */
 long stub_ocid(struct stub *s, const char *name, char *ocid);
+/* stub_first_character - the first character name of key's account (GET
+ * /maplestory/v1/character/list) into out. Returns 0 or -1. */
+int stub_first_character(struct stub *s, const char *key, char *out, size_t cap);
 /* one counter from GET /__stub/stats, by its JSON key (first match) */
 long long stub_stat(struct stub *s, const char *key);
 
