@@ -129,6 +129,7 @@ struct mx_sched {
     uv_prepare_t prep;      /* spins briefly before the loop would block */
     uv_check_t check;       /* clears sleeping after every poll */
     int64_t last_wake_ns;   /* owner: the last wake-up from another thread */
+    int64_t now_ms;         /* owner: mx_now_ms() read once per run_some */
     pthread_t thread;
     int idx;
     mx_system_t *sys;
@@ -314,6 +315,14 @@ static void schedule(mx_system_t *sys, struct mx_actor *a)
     }
 }
 
+/* The mailbox-age clock: on a scheduler thread the time read at the start
+ * of its current run_some (the coarse clock's own resolution is ~4 ms, and
+ * a run_some is far shorter), elsewhere a fresh read. */
+static inline int64_t age_clock_ms(void)
+{
+    return t_sched ? t_sched->now_ms : mx_now_ms();
+}
+
 /* Enqueue m on a's lane; schedule a when this makes it runnable. Returns 0
  * (m taken, possibly dropped-newest and counted) or MX_EFULL (m not taken). */
 static int enqueue(mx_system_t *sys, struct mx_actor *a, struct mx_msg *m, bool ctl)
@@ -353,12 +362,12 @@ static int enqueue(mx_system_t *sys, struct mx_actor *a, struct mx_msg *m, bool 
         }
         if (d >= (int64_t)cap) /* relaxed: consumed by the owner at its next turn */
             atomic_fetch_add_explicit(&a->evict, 1, memory_order_relaxed);
-        m->enq_ms = mx_now_ms();
+        m->enq_ms = age_clock_ms();
         mx_mpsc_push(&a->mb_head, &m->node);
     }
     if (d == 0) {
         /* relaxed: statistic; ordered after the consumer's own store by depth */
-        atomic_store_explicit(&a->oldest_ms, mx_now_ms(), memory_order_relaxed);
+        atomic_store_explicit(&a->oldest_ms, age_clock_ms(), memory_order_relaxed);
         schedule(sys, a);
     }
     return 0;
@@ -791,6 +800,7 @@ static void run_some(struct mx_sched *s)
     mx_system_t *sys = s->sys;
     int budget = TURN_BUDGET;
     struct mx_mnode *n = NULL;
+    s->now_ms = mx_now_ms();
     while (budget-- > 0 && (n = mx_mpsc_pop(&s->rq_head, &s->rq_tail, &s->rq_stub)))
         run_actor(sys, s, actor_of_rq(n));
     if (n && budget < 0)
