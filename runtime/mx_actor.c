@@ -130,6 +130,7 @@ struct mx_sched {
     uv_check_t check;       /* clears sleeping after every poll */
     int64_t last_wake_ns;   /* owner: the last wake-up from another thread */
     int64_t now_ms;         /* owner: mx_now_ms() read once per run_some */
+    uint8_t spin_misses;    /* owner: spins in a row that found no work (<= 5) */
     pthread_t thread;
     int idx;
     mx_system_t *sys;
@@ -846,9 +847,13 @@ static void on_prepare(uv_prepare_t *h)
         return; /* the loop will not block anyway */
     int64_t now = mono_ns();
     if (now - s->last_wake_ns <= SPIN_HINT_NS) {
-        int64_t until = now + SPIN_NS;
+        /* each spin that found nothing halves the next one (down to 1/32):
+         * on an oversubscribed machine the peer we wait for may not be
+         * running, and spinning would only take its CPU */
+        int64_t until = now + (SPIN_NS >> s->spin_misses);
         do {
             if (mx_mpsc_peek(s->rq_tail, &s->rq_stub)) {
+                s->spin_misses = 0;
                 run_some(s);
                 s->last_wake_ns = mono_ns();
                 /* poll I/O without blocking, then come back here and spin
@@ -859,6 +864,8 @@ static void on_prepare(uv_prepare_t *h)
             }
             cpu_relax();
         } while (mono_ns() < until);
+        if (s->spin_misses < 5)
+            s->spin_misses++;
     }
     /* The loop may block now. Announce it, then look once more: a producer
      * that pushed before seeing sleeping == 1 has moved rq_head off the stub
