@@ -1,15 +1,17 @@
 /* mx_proto.c - the table-driven msgpack codec behind mx_proto.h.
  *
  * Encoding uses msgpack-c's packer writing into a caller buffer. Decoding
- * first walks the bytes with mx_proto_validate (no allocation: every declared
- * length and container count must fit in what is left, which stops a 5-byte
- * body from claiming a 4-billion-element array before msgpack-c allocates
- * for it), then unpacks with msgpack-c into a per-thread zone and checks each
- * field's type against the schema.
+ * walks the bytes once with msgpuck's bounds-checked cursor straight into the
+ * message struct, checking each field's type against the schema: no zone, no
+ * object tree, nothing allocated, so a body cannot make the decoder allocate
+ * whatever count it claims. mx_proto_validate (any msgpack value, used for
+ * admin requests) stays a separate walk.
  */
 #include "mx_proto.h"
 
 #include <msgpack.h>
+#include <msgpuck.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stddef.h>
@@ -38,6 +40,12 @@ union any_msg {
 
 #define NDESCS (sizeof(descs) / sizeof(descs[0]))
 
+/* type id -> index + 1 into descs, for ids below BY_ID_MAX (all of today's);
+ * an id past it falls back to a scan */
+#define BY_ID_MAX 4096u
+static uint8_t by_id[BY_ID_MAX];
+_Static_assert(NDESCS < 255, "by_id holds indexes in a byte");
+
 static void set_offsets(void)
 {
 #define F(kind, fname) fields_[i_++].offset = (uint16_t)offsetof(struct_t_, fname);
@@ -57,6 +65,8 @@ static void set_offsets(void)
         while (descs[i].fields[n].name)
             n++;
         descs[i].nfields = n;
+        if (descs[i].id < BY_ID_MAX)
+            by_id[descs[i].id] = (uint8_t)(i + 1);
     }
 }
 
@@ -69,8 +79,8 @@ static void init_once(void)
 const struct mx_msg_desc *mx_proto_desc(uint32_t type)
 {
     init_once();
-    /* ids are sparse but few: a linear scan over a small table is cheaper
-     * than hashing; hot paths cache the pointer */
+    if (type < BY_ID_MAX)
+        return by_id[type] ? &descs[by_id[type] - 1] : NULL;
     for (size_t i = 0; i < NDESCS; i++)
         if (descs[i].id == type)
             return &descs[i];
@@ -211,111 +221,108 @@ int mx_proto_validate(const uint8_t *body, size_t len)
     return p == end ? 0 : MX_EDECODE;
 }
 
-static __thread msgpack_zone *tzone;
-static pthread_key_t zone_key;
-static pthread_once_t zone_once = PTHREAD_ONCE_INIT;
-
-static void zone_free(void *z)
+/* One field at *pp, checked against its declared kind; every read is
+ * bounds-checked with msgpuck's mp_check_* before its mp_decode_*. Integer
+ * kinds accept either msgpack integer family when the value fits (msgpack-c
+ * and other encoders pick a signed encoding for non-negative values). */
+static int field_from(const struct mx_field_desc *f, const char **pp, const char *end, char *base)
 {
-    msgpack_zone_free(z);
-}
-
-static void zone_key_init(void)
-{
-    pthread_key_create(&zone_key, zone_free);
-}
-
-/* Per-thread scratch zone, created on first use and reused for the
- * thread's life; freed when the thread exits. */
-static msgpack_zone *scratch_zone(void)
-{
-    if (!tzone) {
-        tzone = msgpack_zone_new(2048);
-        pthread_once(&zone_once, zone_key_init);
-        pthread_setspecific(zone_key, tzone);
-    }
-    return tzone;
-}
-
-static int unpack(const uint8_t *body, size_t len, msgpack_zone **zone, msgpack_object *obj)
-{
-    if (mx_proto_validate(body, len) != 0)
+    const char *p = *pp;
+    void *out = base + f->offset;
+    if (p >= end)
         return MX_EDECODE;
-    *zone = scratch_zone();
-    if (!*zone)
-        return MX_ENOMEM;
-    size_t off = 0;
-    msgpack_unpack_return r = msgpack_unpack((const char *)body, len, &off, *zone, obj);
-    if (r != MSGPACK_UNPACK_SUCCESS || off != len) {
-        msgpack_zone_clear(*zone);
+    enum mp_type t = mp_typeof(*p);
+    switch (f->kind) {
+    case MX_F_U64:
+    case MX_F_I64: {
+        uint64_t u = 0;
+        int64_t i = 0;
+        bool neg = false;
+        if (t == MP_UINT) {
+            if (mp_check_uint(p, end) > 0)
+                return MX_EDECODE;
+            u = mp_decode_uint(&p);
+        } else if (t == MP_INT) {
+            if (mp_check_int(p, end) > 0)
+                return MX_EDECODE;
+            i = mp_decode_int(&p);
+            neg = i < 0;
+            u = neg ? 0 : (uint64_t)i;
+        } else {
+            return MX_EDECODE;
+        }
+        if (f->kind == MX_F_U64) {
+            if (neg)
+                return MX_EDECODE;
+            *(uint64_t *)out = u;
+        } else {
+            if (!neg && u > INT64_MAX)
+                return MX_EDECODE;
+            *(int64_t *)out = neg ? i : (int64_t)u;
+        }
+        break;
+    }
+    case MX_F_F64:
+        if (t == MP_DOUBLE) {
+            if (mp_check_double(p, end) > 0)
+                return MX_EDECODE;
+            *(double *)out = mp_decode_double(&p);
+        } else if (t == MP_FLOAT) {
+            if (mp_check_float(p, end) > 0)
+                return MX_EDECODE;
+            *(double *)out = mp_decode_float(&p);
+        } else {
+            return MX_EDECODE;
+        }
+        break;
+    case MX_F_BOOL:
+        if (t != MP_BOOL || mp_check_bool(p, end) > 0)
+            return MX_EDECODE;
+        *(bool *)out = mp_decode_bool(&p);
+        break;
+    case MX_F_STR:
+    case MX_F_BIN: {
+        uint32_t n;
+        if (f->kind == MX_F_STR) {
+            if (t != MP_STR || mp_check_strl(p, end) > 0)
+                return MX_EDECODE;
+            n = mp_decode_strl(&p);
+        } else {
+            if (t != MP_BIN || mp_check_binl(p, end) > 0)
+                return MX_EDECODE;
+            n = mp_decode_binl(&p);
+        }
+        if (n > (size_t)(end - p))
+            return MX_EDECODE;
+        ((struct mx_str *)out)->ptr = p;
+        ((struct mx_str *)out)->len = n;
+        p += n;
+        break;
+    }
+    default:
         return MX_EDECODE;
     }
+    *pp = p;
     return 0;
 }
 
-static int field_from(const struct mx_field_desc *f, const msgpack_object *o, char *base)
-{
-    void *p = base + f->offset;
-    switch (f->kind) {
-    case MX_F_U64:
-        if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-            return MX_EDECODE;
-        *(uint64_t *)p = o->via.u64;
-        return 0;
-    case MX_F_I64:
-        if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-            *(int64_t *)p = o->via.i64;
-        else if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX)
-            *(int64_t *)p = (int64_t)o->via.u64;
-        else
-            return MX_EDECODE;
-        return 0;
-    case MX_F_F64:
-        if (o->type == MSGPACK_OBJECT_FLOAT64 || o->type == MSGPACK_OBJECT_FLOAT32)
-            *(double *)p = o->via.f64;
-        else
-            return MX_EDECODE;
-        return 0;
-    case MX_F_BOOL:
-        if (o->type != MSGPACK_OBJECT_BOOLEAN)
-            return MX_EDECODE;
-        *(bool *)p = o->via.boolean;
-        return 0;
-    case MX_F_STR:
-        if (o->type != MSGPACK_OBJECT_STR)
-            return MX_EDECODE;
-        ((struct mx_str *)p)->ptr = o->via.str.ptr;
-        ((struct mx_str *)p)->len = o->via.str.size;
-        return 0;
-    case MX_F_BIN:
-        if (o->type != MSGPACK_OBJECT_BIN)
-            return MX_EDECODE;
-        ((struct mx_str *)p)->ptr = o->via.bin.ptr;
-        ((struct mx_str *)p)->len = o->via.bin.size;
-        return 0;
-    }
-    return MX_EDECODE;
-}
-
+/* Bodies are flat arrays of scalars, so decoding walks the bytes once with
+ * msgpuck's cursor: no allocation, no tree, and no separate validation pass
+ * (every length is checked against what is left before it is used, and the
+ * body must end exactly after the last field). */
 int mx_proto_decode(const struct mx_msg_desc *d, const uint8_t *body, size_t len, void *out)
 {
-    msgpack_zone *zone;
-    msgpack_object obj;
-    int rc;
-    if (!d)
+    if (!d || !body || len == 0)
         return MX_EDECODE;
-    if ((rc = unpack(body, len, &zone, &obj)) != 0)
-        return rc;
-    rc = MX_EDECODE;
-    if (obj.type != MSGPACK_OBJECT_ARRAY || obj.via.array.size != d->nfields)
-        goto out_clear;
+    const char *p = (const char *)body, *end = p + len;
+    if (mp_typeof(*p) != MP_ARRAY || mp_check_array(p, end) > 0)
+        return MX_EDECODE;
+    if (mp_decode_array(&p) != d->nfields)
+        return MX_EDECODE;
     for (uint16_t i = 0; i < d->nfields; i++)
-        if (field_from(&d->fields[i], &obj.via.array.ptr[i], out) != 0)
-            goto out_clear;
-    rc = 0;
-out_clear:
-    msgpack_zone_clear(zone);
-    return rc;
+        if (field_from(&d->fields[i], &p, end, out) != 0)
+            return MX_EDECODE;
+    return p == end ? 0 : MX_EDECODE;
 }
 
 int mx_proto_to_json(uint32_t type, const uint8_t *body, size_t len, struct mx_jsonw *w)

@@ -117,14 +117,20 @@ struct mx_actor {
 
 struct mx_sched {
     _Atomic(struct mx_mnode *) rq_head; /* producers' end of the run queue */
-    char pad_[64 - sizeof(void *)];
+    /* 1 from just before the loop may block in epoll until it wakes again:
+     * only then must a producer on another thread pay for uv_async_send */
+    _Atomic int sleeping;
+    char pad_[64 - sizeof(void *) - sizeof(int)];
     struct mx_mnode *rq_tail; /* owner */
     struct mx_mnode rq_stub;
     uv_loop_t loop;
     uv_async_t wake;
     uv_idle_t idle;
     uv_prepare_t prep;      /* spins briefly before the loop would block */
+    uv_check_t check;       /* clears sleeping after every poll */
     int64_t last_wake_ns;   /* owner: the last wake-up from another thread */
+    int64_t now_ms;         /* owner: mx_now_ms() read once per run_some */
+    uint8_t spin_misses;    /* owner: spins in a row that found no work (<= 5) */
     pthread_t thread;
     int idx;
     mx_system_t *sys;
@@ -297,10 +303,25 @@ static void schedule(mx_system_t *sys, struct mx_actor *a)
          * queue is empty (a no-op when the idle handle is already active) */
         uv_idle_start(&s->idle, on_idle);
     } else {
-        /* relaxed: a statistic */
-        atomic_fetch_add_explicit(&s->wakeups, 1, memory_order_relaxed);
-        uv_async_send(&s->wake);
+        /* Dekker with on_prepare: our push (the exchange on rq_head) and its
+         * store of sleeping are each followed by a seq_cst fence before the
+         * other's load, so either we see sleeping == 1 and wake it, or it
+         * sees rq_head moved and does not block */
+        atomic_thread_fence(memory_order_seq_cst);
+        if (atomic_load_explicit(&s->sleeping, memory_order_relaxed)) {
+            /* relaxed: a statistic */
+            atomic_fetch_add_explicit(&s->wakeups, 1, memory_order_relaxed);
+            uv_async_send(&s->wake);
+        }
     }
+}
+
+/* The mailbox-age clock: on a scheduler thread the time read at the start
+ * of its current run_some (the coarse clock's own resolution is ~4 ms, and
+ * a run_some is far shorter), elsewhere a fresh read. */
+static inline int64_t age_clock_ms(void)
+{
+    return t_sched ? t_sched->now_ms : mx_now_ms();
 }
 
 /* Enqueue m on a's lane; schedule a when this makes it runnable. Returns 0
@@ -342,12 +363,12 @@ static int enqueue(mx_system_t *sys, struct mx_actor *a, struct mx_msg *m, bool 
         }
         if (d >= (int64_t)cap) /* relaxed: consumed by the owner at its next turn */
             atomic_fetch_add_explicit(&a->evict, 1, memory_order_relaxed);
-        m->enq_ms = mx_now_ms();
+        m->enq_ms = age_clock_ms();
         mx_mpsc_push(&a->mb_head, &m->node);
     }
     if (d == 0) {
         /* relaxed: statistic; ordered after the consumer's own store by depth */
-        atomic_store_explicit(&a->oldest_ms, mx_now_ms(), memory_order_relaxed);
+        atomic_store_explicit(&a->oldest_ms, age_clock_ms(), memory_order_relaxed);
         schedule(sys, a);
     }
     return 0;
@@ -780,6 +801,7 @@ static void run_some(struct mx_sched *s)
     mx_system_t *sys = s->sys;
     int budget = TURN_BUDGET;
     struct mx_mnode *n = NULL;
+    s->now_ms = mx_now_ms();
     while (budget-- > 0 && (n = mx_mpsc_pop(&s->rq_head, &s->rq_tail, &s->rq_stub)))
         run_actor(sys, s, actor_of_rq(n));
     if (n && budget < 0)
@@ -824,17 +846,47 @@ static void on_prepare(uv_prepare_t *h)
     if (uv_is_active((uv_handle_t *)&s->idle))
         return; /* the loop will not block anyway */
     int64_t now = mono_ns();
-    if (now - s->last_wake_ns > SPIN_HINT_NS)
-        return;
-    int64_t until = now + SPIN_NS;
-    do {
-        if (mx_mpsc_peek(s->rq_tail, &s->rq_stub)) {
-            run_some(s);
-            s->last_wake_ns = mono_ns();
-            return;
-        }
-        cpu_relax();
-    } while (mono_ns() < until);
+    if (now - s->last_wake_ns <= SPIN_HINT_NS) {
+        /* each spin that found nothing halves the next one (down to 1/32):
+         * on an oversubscribed machine the peer we wait for may not be
+         * running, and spinning would only take its CPU */
+        int64_t until = now + (SPIN_NS >> s->spin_misses);
+        do {
+            if (mx_mpsc_peek(s->rq_tail, &s->rq_stub)) {
+                s->spin_misses = 0;
+                run_some(s);
+                s->last_wake_ns = mono_ns();
+                /* poll I/O without blocking, then come back here and spin
+                 * again: the exchange is hot, and sleeping now would make the
+                 * next sender pay for a wake-up */
+                uv_idle_start(&s->idle, on_idle);
+                return;
+            }
+            cpu_relax();
+        } while (mono_ns() < until);
+        if (s->spin_misses < 5)
+            s->spin_misses++;
+    }
+    /* The loop may block now. Announce it, then look once more: a producer
+     * that pushed before seeing sleeping == 1 has moved rq_head off the stub
+     * (the queue is empty exactly when rq_head is the stub, see mx_mpsc.h).
+     * relaxed store + seq_cst fence: pairs with the fence in schedule(). */
+    atomic_store_explicit(&s->sleeping, 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&s->rq_head, memory_order_relaxed) != &s->rq_stub) {
+        /* work arrived (or a push is half done): poll instead of blocking;
+         * on_idle runs it on this same iteration's poll of timeout 0 */
+        atomic_store_explicit(&s->sleeping, 0, memory_order_relaxed);
+        uv_idle_start(&s->idle, on_idle);
+    }
+}
+
+static void on_check(uv_check_t *h)
+{
+    struct mx_sched *s = h->data;
+    /* relaxed: awake again; a producer that still sees 1 only sends a
+     * wake-up that is not needed */
+    atomic_store_explicit(&s->sleeping, 0, memory_order_relaxed);
 }
 
 static void close_any(uv_handle_t *h, void *arg)
@@ -1694,6 +1746,9 @@ int mx_system_start(const struct mx_system_opts *opts, mx_system_t **out)
         uv_prepare_init(&s->loop, &s->prep);
         s->prep.data = s;
         uv_prepare_start(&s->prep, on_prepare);
+        uv_check_init(&s->loop, &s->check);
+        s->check.data = s;
+        uv_check_start(&s->check, on_check);
     }
     for (int i = 0; i < n; i++)
         pthread_create(&sys->scheds[i].thread, NULL, sched_main, &sys->scheds[i]);

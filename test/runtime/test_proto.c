@@ -289,6 +289,39 @@ static void test_to_json(void **st)
     mx_jsonw_fini(&w);
 }
 
+/* Other encoders' choices decode the same: a non-negative value in a signed
+ * encoding for a U64 field, a positive one for an I64 field, a float32 for
+ * an F64 field; a value that does not fit its field is refused. */
+static void test_other_encodings(void **st)
+{
+    struct mx_m_test_kv out;
+    /* [int64 7, uint8 200, uint64 5, float32 0.5, true, "", bin ""] */
+    const uint8_t ok[] = {0x97, 0xd3, 0, 0, 0, 0, 0, 0, 0, 7, 0xcc, 200,
+                          0xcf, 0, 0, 0, 0, 0, 0, 0, 5, 0xca, 0x3f, 0, 0, 0,
+                          0xc3, 0xa0, 0xc4, 0};
+    assert_int_equal(mx_m_test_kv_decode(ok, sizeof(ok), &out), 0);
+    assert_int_equal(out.sender, 7);
+    assert_int_equal(out.seq, 200);
+    assert_int_equal(out.delta, 5);
+    assert_true(out.ratio == 0.5);
+    assert_true(out.flag);
+    assert_int_equal(out.text.len, 0);
+    assert_int_equal(out.blob.len, 0);
+    /* delta (I64) = 2^63 does not fit */
+    uint8_t big[sizeof(ok)];
+    memcpy(big, ok, sizeof(ok));
+    const uint8_t two63[] = {0xcf, 0x80, 0, 0, 0, 0, 0, 0, 0};
+    memcpy(big + 12, two63, sizeof(two63));
+    assert_int_equal(mx_m_test_kv_decode(big, sizeof(big), &out), MX_EDECODE);
+    /* sender (U64) = int8 -1 */
+    const uint8_t neg[] = {0x97, 0xd0, 0xff, 0xcc, 200, 0x05, 0xca, 0x3f, 0, 0, 0,
+                           0xc3, 0xa0, 0xc4, 0};
+    assert_int_equal(mx_m_test_kv_decode(neg, sizeof(neg), &out), MX_EDECODE);
+    /* a string for a bin field, and a bin for a string field */
+    const uint8_t swapped[] = {0x97, 1, 2, 3, 0xca, 0x3f, 0, 0, 0, 0xc3, 0xc4, 0, 0xa0};
+    assert_int_equal(mx_m_test_kv_decode(swapped, sizeof(swapped), &out), MX_EDECODE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -296,6 +329,7 @@ int main(void)
         cmocka_unit_test(test_truncated),      cmocka_unit_test(test_wrong_types),
         cmocka_unit_test(test_lengths_past_end), cmocka_unit_test(test_random_bodies),
         cmocka_unit_test(test_envelope),       cmocka_unit_test(test_to_json),
+        cmocka_unit_test(test_other_encodings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
