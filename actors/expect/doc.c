@@ -1,7 +1,12 @@
 /* doc.c - the expectation document builder (see mx_doc.h, DESIGN.md section 8
  * and docs/expectation.md). Calls the starforce, cube and flame calculators
- * per item, memoising cube and flame results in the context, and writes the
- * exact field names of the MapleExpectation service with mx_jsonw.
+ * per item, memoising cube and starforce results and keeping one flame
+ * score distribution per item structure in the context, and writes the
+ * field names of the MapleExpectation service (plus mx's own) with mx_jsonw.
+ *
+ * Upstream numbers are untrusted: item levels, stars, flame stats and
+ * weapon attack outside what the calculators model give a per-item reason,
+ * and every meso sum saturates at INT64_MAX.
  */
 #include "mx_doc.h"
 
@@ -15,26 +20,37 @@
 #include "mx_starforce.h"
 
 #define MEMO_KEY_MAX MX_MEMO_KEY_MAX
+#define ITEM_LEVEL_MAX 300 /* levels above (and below 0) are not priced */
+#define FT_SETS 32         /* flame distribution cache: FT_SETS x FT_WAYS structures */
+#define FT_WAYS 4
+
+/* What a flame distribution depends on (see mx_flame_dist_new): the level
+ * only through level / 20 (and level / 40 = tier / 2). */
+struct ft_key {
+    int tier;
+    int base_attack; /* weapons only, else 0 */
+    unsigned char weapon, boss, main, secondary, magic, pad[3];
+};
+
+struct ft_entry {
+    struct ft_key key;
+    uint64_t used; /* tick of last use, 0 = empty */
+    int rc;        /* of building the distributions */
+    struct mx_flame_dist *d[MX_FLAME_NTYPES];
+};
 
 struct mx_calc {
     const struct mx_cube_table *table; /* borrowed, read-only */
     struct mx_memo *cube_memo;         /* NULL: no memo */
-    struct mx_memo *flame_memo;
     struct mx_memo *sf_memo;
-};
-
-struct flame_val {
-    int rc;
-    double p[MX_FLAME_NTYPES];
+    struct ft_entry ft[FT_SETS * FT_WAYS]; /* always on: bounded, a few MB at most */
+    uint64_t ft_tick;
+    struct mx_memo_stats ft_stats;
 };
 
 struct sf_calc {
     int rc;
     struct mx_sf_result plain, shield;
-};
-
-struct cost4 {
-    int64_t black, red, additional, starforce;
 };
 
 void mx_doc_opts_default(struct mx_doc_opts *o)
@@ -54,9 +70,9 @@ int mx_calc_new(const struct mx_cube_table *table, size_t memo_entries, struct m
     if (!c)
         return MX_ENOMEM;
     c->table = table;
+    c->ft_stats.capacity = FT_SETS * FT_WAYS;
     if (memo_entries) {
         if ((rc = mx_memo_new(memo_entries, sizeof(struct mx_cube_result), &c->cube_memo)) ||
-            (rc = mx_memo_new(memo_entries, sizeof(struct flame_val), &c->flame_memo)) ||
             (rc = mx_memo_new(memo_entries, sizeof(struct sf_calc), &c->sf_memo)))
             goto out_free_calc;
     }
@@ -67,13 +83,23 @@ out_free_calc:
     return rc;
 }
 
+static void ft_clear(struct mx_calc *c)
+{
+    for (size_t i = 0; i < FT_SETS * FT_WAYS; i++) {
+        for (int t = 0; t < MX_FLAME_NTYPES; t++)
+            mx_flame_dist_free(c->ft[i].d[t]);
+        memset(&c->ft[i], 0, sizeof c->ft[i]);
+    }
+    c->ft_stats.entries = 0;
+}
+
 void mx_calc_free(struct mx_calc *c)
 {
     if (!c)
         return;
     mx_memo_free(c->cube_memo);
-    mx_memo_free(c->flame_memo);
     mx_memo_free(c->sf_memo);
+    ft_clear(c);
     free(c);
 }
 
@@ -81,10 +107,10 @@ void mx_calc_clear_memo(struct mx_calc *c)
 {
     if (c && c->cube_memo)
         mx_memo_clear(c->cube_memo);
-    if (c && c->flame_memo)
-        mx_memo_clear(c->flame_memo);
     if (c && c->sf_memo)
         mx_memo_clear(c->sf_memo);
+    if (c)
+        ft_clear(c);
 }
 
 void mx_calc_get_stats(const struct mx_calc *c, struct mx_calc_stats *out)
@@ -92,8 +118,8 @@ void mx_calc_get_stats(const struct mx_calc *c, struct mx_calc_stats *out)
     memset(out, 0, sizeof *out);
     if (c && c->cube_memo)
         mx_memo_get_stats(c->cube_memo, &out->cube);
-    if (c && c->flame_memo)
-        mx_memo_get_stats(c->flame_memo, &out->flame);
+    if (c)
+        out->flame = c->ft_stats;
     if (c && c->sf_memo)
         mx_memo_get_stats(c->sf_memo, &out->starforce);
 }
@@ -146,55 +172,113 @@ static int64_t meso_round(double v)
     return (int64_t)llround(v);
 }
 
+/* Meso sums saturate: a hostile document cannot overflow a total. */
+static int64_t sat_add(int64_t a, int64_t b)
+{
+    return b > 0 && a > INT64_MAX - b ? INT64_MAX : a + b;
+}
+
+/* ---- writing ----------------------------------------------------------------
+ * Keys are literals known to need no escaping, so they are written as raw
+ * bytes (the writer's own comma logic still applies), and integers with a
+ * small itoa: with the calculations memoised or precomputed, formatting is
+ * most of a document's cost. */
+
+static void wkey(struct mx_jsonw *w, const char *quoted, size_t n)
+{
+    mx_jsonw_raw(w, quoted, n); /* comma (if due), then "key": */
+    w->after_key = true;        /* the value that follows takes no comma */
+}
+#define K(w, name) wkey((w), "\"" name "\":", sizeof("\"" name "\":") - 1)
+
+static void wint(struct mx_jsonw *w, int64_t v)
+{
+    char b[24], *p = b + sizeof b;
+    uint64_t u = v < 0 ? 0u - (uint64_t)v : (uint64_t)v;
+    do
+        *--p = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0)
+        *--p = '-';
+    mx_jsonw_raw(w, p, (size_t)(b + sizeof b - p));
+}
+
+static void kint(struct mx_jsonw *w, const char *quoted, size_t n, int64_t v)
+{
+    wkey(w, quoted, n);
+    wint(w, v);
+}
+#define KINT(w, name, v) kint((w), "\"" name "\":", sizeof("\"" name "\":") - 1, (v))
+
 /* Expectations are estimates: 15 significant digits are plenty, and one
  * snprintf is several times cheaper than the writer's shortest round-trip
- * search (it dominates a warm document otherwise). */
-static void kdouble(struct mx_jsonw *w, const char *key, double v)
+ * search. */
+static void wdouble(struct mx_jsonw *w, double v)
 {
     char b[40];
     if (!isfinite(v)) {
-        mx_jsonw_knull(w, key);
+        mx_jsonw_null(w);
         return;
     }
     int n = snprintf(b, sizeof b, "%.15g", v);
-    mx_jsonw_key(w, key);
     mx_jsonw_raw(w, b, (size_t)n);
 }
 
-static void kcost(struct mx_jsonw *w, const char *key, int64_t v)
+static void wnull(struct mx_jsonw *w)
 {
-    mx_jsonw_kint(w, key, v);
+    mx_jsonw_raw(w, "null", 4);
 }
 
-static void write_breakdown(struct mx_jsonw *w, const char *key, const struct cost4 *c)
+static void wbool(struct mx_jsonw *w, bool v)
 {
-    mx_jsonw_key(w, key);
-    mx_jsonw_obj_open(w);
-    kcost(w, "blackCubeCost", c->black);
-    kcost(w, "redCubeCost", c->red);
-    kcost(w, "additionalCubeCost", c->additional);
-    kcost(w, "starforceCost", c->starforce);
-    mx_jsonw_obj_close(w);
+    mx_jsonw_raw(w, v ? "true" : "false", v ? 4 : 5);
 }
 
-static int64_t sum4(const struct cost4 *c)
-{
-    return c->black + c->red + c->additional + c->starforce;
-}
-
-static void cost_text(struct mx_jsonw *w, const char *key, int64_t v)
+static void cost_text(struct mx_jsonw *w, int64_t v)
 {
     char buf[64];
     mx_doc_cost_text(v, buf, sizeof buf);
-    mx_jsonw_kstr(w, key, buf);
+    mx_jsonw_str(w, buf);
 }
 
-static void kgrade(struct mx_jsonw *w, const char *key, const char *text)
+struct cost4 {
+    int64_t black, red, additional, starforce;
+};
+
+static int64_t sum4(const struct cost4 *c)
+{
+    return sat_add(sat_add(sat_add(c->black, c->red), c->additional), c->starforce);
+}
+
+static void add4(struct cost4 *a, const struct cost4 *b)
+{
+    a->black = sat_add(a->black, b->black);
+    a->red = sat_add(a->red, b->red);
+    a->additional = sat_add(a->additional, b->additional);
+    a->starforce = sat_add(a->starforce, b->starforce);
+}
+
+static void write_breakdown(struct mx_jsonw *w, const struct cost4 *c)
+{
+    mx_jsonw_obj_open(w);
+    KINT(w, "blackCubeCost", c->black);
+    KINT(w, "redCubeCost", c->red);
+    KINT(w, "additionalCubeCost", c->additional);
+    KINT(w, "starforceCost", c->starforce);
+    mx_jsonw_obj_close(w);
+}
+
+static void wgrade(struct mx_jsonw *w, const char *text)
 {
     if (text[0])
-        mx_jsonw_kstr(w, key, text);
+        mx_jsonw_str(w, text);
     else
-        mx_jsonw_knull(w, key);
+        wnull(w);
+}
+
+static bool level_ok(int level)
+{
+    return level >= 0 && level <= ITEM_LEVEL_MAX;
 }
 
 /* ---- cube ------------------------------------------------------------------- */
@@ -243,6 +327,18 @@ static const char *engine_name(enum mx_cube_engine e)
     }
 }
 
+/* The seed's grade names (CubeExpectationDto.currentGrade/targetGrade). */
+static const char *grade_enum(enum mx_grade g)
+{
+    switch (g) {
+    case MX_GRADE_RARE: return "RARE";
+    case MX_GRADE_EPIC: return "EPIC";
+    case MX_GRADE_UNIQUE: return "UNIQUE";
+    case MX_GRADE_LEGENDARY: return "LEGENDARY";
+    default: return NULL;
+    }
+}
+
 /* Computes one cube expectation (or the reason it is null). */
 static void cube_compute(struct mx_calc *c, const char *cube_type, const struct mx_equip_item *it,
                          enum mx_grade grade, const char *grade_text,
@@ -256,6 +352,9 @@ static void cube_compute(struct mx_calc *c, const char *cube_type, const struct 
         snprintf(r->reason, sizeof r->reason, "no potential");
     else if (grade == MX_GRADE_UNKNOWN)
         snprintf(r->reason, sizeof r->reason, "unknown grade \"%.60s\"", grade_text);
+    else if (!level_ok(it->level))
+        snprintf(r->reason, sizeof r->reason, "item level %d outside 0..%d", it->level,
+                 ITEM_LEVEL_MAX);
     else if (!c->table)
         snprintf(r->reason, sizeof r->reason, "no cube table loaded");
     else if (!mx_cube_table_has_type(c->table, cube_type))
@@ -269,15 +368,46 @@ static int64_t cube_cost(const struct mx_cube_result *r)
     return r->ok ? meso_round(r->expected_cost) : 0;
 }
 
-static void write_cube(struct mx_jsonw *w, const char *key, const char *cube_type,
+/* An item has a potential that could not be priced (its cost counts as 0
+ * in the totals, which are then a lower bound). */
+static bool cube_unpriced(enum mx_grade grade, const struct mx_cube_result *r)
+{
+    return grade != MX_GRADE_NONE && !r->ok;
+}
+
+static void write_cube(struct mx_jsonw *w, const char *cube_type, enum mx_grade grade,
                        const char *grade_text, const char (*lines)[MX_EQUIP_LINE_MAX],
                        const struct mx_cube_result *r)
 {
-    mx_jsonw_key(w, key);
+    const char *ge = grade_enum(grade);
+    int64_t cost = cube_cost(r);
     mx_jsonw_obj_open(w);
-    mx_jsonw_kstr(w, "cubeType", cube_type);
-    kgrade(w, "grade", grade_text);
-    mx_jsonw_key(w, "options");
+    K(w, "cubeType");
+    mx_jsonw_str(w, cube_type);
+    K(w, "grade");
+    wgrade(w, grade_text);
+    K(w, "currentGrade"); /* the cube rerolls the lines at the item's grade */
+    mx_jsonw_str(w, ge);
+    K(w, "targetGrade");
+    mx_jsonw_str(w, ge);
+    K(w, "potential");
+    {
+        char buf[3 * MX_EQUIP_LINE_MAX + 8];
+        size_t len = 0;
+        for (int i = 0; i < 3; i++) {
+            size_t n = strlen(lines[i]);
+            if (!n)
+                continue;
+            if (len) {
+                memcpy(buf + len, ", ", 2);
+                len += 2;
+            }
+            memcpy(buf + len, lines[i], n);
+            len += n;
+        }
+        mx_jsonw_strn(w, buf, len);
+    }
+    K(w, "options");
     mx_jsonw_arr_open(w);
     for (int i = 0; i < 3; i++)
         if (lines[i][0])
@@ -285,30 +415,45 @@ static void write_cube(struct mx_jsonw *w, const char *key, const char *cube_typ
         else
             mx_jsonw_null(w);
     mx_jsonw_arr_close(w);
+    K(w, "levelBand");
     if (r->level_band >= 0)
-        mx_jsonw_kint(w, "levelBand", r->level_band);
+        wint(w, r->level_band);
     else
-        mx_jsonw_knull(w, "levelBand");
-    mx_jsonw_kstr(w, "engine", engine_name(r->engine));
+        wnull(w);
+    K(w, "engine");
+    mx_jsonw_str(w, engine_name(r->engine));
     if (r->engine == MX_CUBE_ENGINE_STAT_SUM) {
-        mx_jsonw_kstr(w, "stat", r->stat);
-        mx_jsonw_kint(w, "statTarget", r->target);
+        K(w, "stat");
+        mx_jsonw_str(w, r->stat);
+        KINT(w, "statTarget", r->target);
     }
-    if (r->ok) {
-        kdouble(w, "probability", r->probability);
-        kdouble(w, "expectedTrials", r->expected_trials);
-    } else {
-        mx_jsonw_knull(w, "probability");
-        mx_jsonw_knull(w, "expectedTrials");
+    K(w, "probability");
+    if (r->ok)
+        wdouble(w, r->probability);
+    else
+        wnull(w);
+    K(w, "expectedTrials");
+    if (r->ok)
+        wdouble(w, r->expected_trials);
+    else
+        wnull(w);
+    KINT(w, "cubePrice", meso_round(r->cube_price));
+    KINT(w, "expectedCost", cost);
+    K(w, "expectedCostText");
+    cost_text(w, cost);
+    K(w, "unpriced");
+    wbool(w, cube_unpriced(grade, r));
+    if (r->unknown_line)
+        KINT(w, "unpricedLine", r->unknown_line);
+    if (!r->ok) {
+        K(w, "reason");
+        mx_jsonw_str(w, r->reason);
     }
-    kcost(w, "cubePrice", meso_round(r->cube_price));
-    kcost(w, "expectedCost", cube_cost(r));
-    if (!r->ok)
-        mx_jsonw_kstr(w, "reason", r->reason);
     mx_jsonw_obj_close(w);
 }
 
 /* ---- starforce -------------------------------------------------------------- */
+
 
 static void sf_compute(struct mx_calc *c, const struct mx_equip_item *it,
                        const struct mx_doc_opts *o, struct sf_calc *s)
@@ -320,6 +465,7 @@ static void sf_compute(struct mx_calc *c, const struct mx_equip_item *it,
     struct mx_sf_opts shield = plain;
     shield.shield = true;
     memset(s, 0, sizeof *s);
+    /* mx_sf_expect range-checks level and stars itself (MX_EINVAL) */
     s->rc = mx_sf_expect(it->level, 0, it->starforce, it->scroll, &plain, &s->plain);
     if (!s->rc)
         s->rc = mx_sf_expect(it->level, 0, it->starforce, it->scroll, &shield, &s->shield);
@@ -335,97 +481,198 @@ static int64_t sf_cost(const struct sf_calc *s)
 static void write_starforce(struct mx_jsonw *w, const struct mx_equip_item *it,
                             const struct mx_doc_opts *o, const struct sf_calc *s)
 {
-    mx_jsonw_key(w, "starforceExpectation");
+    char reason[96];
     mx_jsonw_obj_open(w);
-    mx_jsonw_kint(w, "fromStar", 0);
-    mx_jsonw_kint(w, "toStar", it->starforce);
-    mx_jsonw_kint(w, "maxStar", mx_sf_max_star(it->level, it->scroll));
-    mx_jsonw_kbool(w, "scrollItem", it->scroll);
+    /* the priced climb is 0 -> the item's star: the seed's names, then mx's */
+    KINT(w, "currentStar", 0);
+    KINT(w, "targetStar", it->starforce);
+    K(w, "isNoljang");
+    wbool(w, it->scroll);
+    K(w, "noljang");
+    wbool(w, it->scroll);
+    KINT(w, "fromStar", 0);
+    KINT(w, "toStar", it->starforce);
+    KINT(w, "maxStar", mx_sf_max_star(it->level, it->scroll));
+    K(w, "scrollItem");
+    wbool(w, it->scroll);
     if (s->rc) {
-        mx_jsonw_knull(w, "costWithoutDestroyPrevention");
-        mx_jsonw_knull(w, "costWithDestroyPrevention");
-        mx_jsonw_knull(w, "expectedDestroyCount");
-        mx_jsonw_knull(w, "expectedDestroyCountWithDestroyPrevention");
-        mx_jsonw_knull(w, "expectedAttempts");
-        mx_jsonw_kstr(w, "reason", it->scroll ? "scroll item above 15 stars"
-                                              : "star out of range");
+        static const char *const nulls[] = {
+            "\"costWithoutDestroyPrevention\":", "\"costWithoutDestroyPreventionText\":",
+            "\"expectedDestroyCountWithout\":", "\"costWithDestroyPrevention\":",
+            "\"costWithDestroyPreventionText\":", "\"expectedDestroyCountWith\":",
+            "\"expectedDestroyCount\":", "\"expectedDestroyCountWithDestroyPrevention\":",
+            "\"expectedAttempts\":"};
+        for (size_t i = 0; i < sizeof nulls / sizeof nulls[0]; i++) {
+            wkey(w, nulls[i], strlen(nulls[i]));
+            wnull(w);
+        }
+        if (!level_ok(it->level))
+            snprintf(reason, sizeof reason, "item level %d outside 0..%d", it->level,
+                     ITEM_LEVEL_MAX);
+        else
+            snprintf(reason, sizeof reason, "star %d outside 0..%d%s", it->starforce,
+                     it->scroll ? MX_SF_SCROLL_MAX_STAR : MX_SF_MAX_STAR,
+                     it->scroll ? " (scroll item)" : "");
+        K(w, "reason");
+        mx_jsonw_str(w, reason);
     } else {
-        kcost(w, "costWithoutDestroyPrevention", meso_round(s->plain.cost));
-        kcost(w, "costWithDestroyPrevention", meso_round(s->shield.cost));
-        kdouble(w, "expectedDestroyCount", s->plain.destroys);
-        kdouble(w, "expectedDestroyCountWithDestroyPrevention", s->shield.destroys);
-        kdouble(w, "expectedAttempts", s->plain.attempts);
-        if (it->scroll)
-            mx_jsonw_kstr(w, "reason", "scroll item: attempts are scrolls, no meso");
+        int64_t plain = meso_round(s->plain.cost), shield = meso_round(s->shield.cost);
+        char dp[40], ds[40];
+        snprintf(dp, sizeof dp, "%.15g", s->plain.destroys);
+        snprintf(ds, sizeof ds, "%.15g", s->shield.destroys);
+        KINT(w, "costWithoutDestroyPrevention", plain);
+        K(w, "costWithoutDestroyPreventionText");
+        cost_text(w, plain);
+        K(w, "expectedDestroyCountWithout");
+        mx_jsonw_raw(w, dp, strlen(dp));
+        KINT(w, "costWithDestroyPrevention", shield);
+        K(w, "costWithDestroyPreventionText");
+        cost_text(w, shield);
+        K(w, "expectedDestroyCountWith");
+        mx_jsonw_raw(w, ds, strlen(ds));
+        K(w, "expectedDestroyCount");
+        mx_jsonw_raw(w, dp, strlen(dp));
+        K(w, "expectedDestroyCountWithDestroyPrevention");
+        mx_jsonw_raw(w, ds, strlen(ds));
+        K(w, "expectedAttempts");
+        wdouble(w, s->plain.attempts);
+        if (it->scroll) {
+            K(w, "reason");
+            mx_jsonw_str(w, "scroll item: attempts are scrolls, no meso");
+        }
     }
-    mx_jsonw_key(w, "options");
+    K(w, "options");
     mx_jsonw_obj_open(w);
-    mx_jsonw_kbool(w, "starCatch", o->star_catch);
-    mx_jsonw_kbool(w, "discount", o->discount);
-    mx_jsonw_kbool(w, "sunday", o->sunday);
+    K(w, "starCatch");
+    wbool(w, o->star_catch);
+    K(w, "discount");
+    wbool(w, o->discount);
+    K(w, "sunday");
+    wbool(w, o->sunday);
     mx_jsonw_obj_close(w);
     mx_jsonw_obj_close(w);
 }
 
 /* ---- flame ------------------------------------------------------------------ */
 
-static void write_flame(struct mx_calc *c, struct mx_jsonw *w, const struct mx_equip_item *it,
-                        const struct mx_flame_weights *fw)
+static uint64_t ft_hash(const struct ft_key *k)
 {
-    static const char *const keys[MX_FLAME_NTYPES] = {
-        "powerfulFlameTrials", "eternalFlameTrials", "abyssFlameTrials"};
+    const unsigned char *p = (const unsigned char *)k;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < sizeof *k; i++) {
+        h ^= p[i];
+        h *= 1099511628211ull;
+    }
+    return h ^ (h >> 31);
+}
+
+/* The three flame distributions of a structure, built on first use and
+ * kept (LRU within a 4-way set). NULL entry->rc != 0 when they cannot be. */
+static const struct ft_entry *ft_get(struct mx_calc *c, const struct mx_flame_item *fi,
+                                     const struct mx_flame_weights *fw)
+{
+    struct ft_key k;
+    memset(&k, 0, sizeof k); /* padding is part of the key */
+    k.tier = fi->level / 20;
+    k.base_attack = fi->weapon ? fi->base_attack : 0;
+    k.weapon = fi->weapon;
+    k.boss = fi->boss;
+    k.main = (unsigned char)fw->main;
+    k.secondary = (unsigned char)fw->secondary;
+    k.magic = fw->magic;
+    struct ft_entry *set = &c->ft[(ft_hash(&k) % FT_SETS) * FT_WAYS], *victim = &set[0];
+    for (int i = 0; i < FT_WAYS; i++) {
+        if (set[i].used && !memcmp(&set[i].key, &k, sizeof k)) {
+            set[i].used = ++c->ft_tick;
+            c->ft_stats.hits++;
+            return &set[i];
+        }
+        if (set[i].used < victim->used)
+            victim = &set[i];
+    }
+    c->ft_stats.misses++;
+    if (victim->used) {
+        c->ft_stats.evictions++;
+        for (int t = 0; t < MX_FLAME_NTYPES; t++)
+            mx_flame_dist_free(victim->d[t]);
+    } else {
+        c->ft_stats.entries++;
+    }
+    memset(victim, 0, sizeof *victim);
+    victim->key = k;
+    victim->used = ++c->ft_tick;
+    for (int t = 0; t < MX_FLAME_NTYPES && !victim->rc; t++)
+        victim->rc = mx_flame_dist_new(fi, fw, (enum mx_flame_type)t, &victim->d[t]);
+    c->ft_stats.inserts++;
+    return victim;
+}
+
+struct flame_calc {
+    int64_t score;
+    bool boss;
+    const char *reason;       /* NULL: computed */
+    double p[MX_FLAME_NTYPES];
+};
+
+static void flame_compute(struct mx_calc *c, const struct mx_equip_item *it,
+                          const struct mx_flame_weights *fw, struct flame_calc *f)
+{
     struct mx_flame_item fi = {it->level, !strcmp(it->slot, "무기"),
                                mx_flame_is_boss_item(it->name), 0};
-    int score = it->has_flame ? mx_flame_score(&it->flame, fw) : 0;
-    const char *reason = NULL;
-    struct flame_val v;
-
-    memset(&v, 0, sizeof v);
+    memset(f, 0, sizeof *f);
+    f->boss = fi.boss;
+    f->score = it->has_flame ? mx_flame_score(&it->flame, fw) : 0;
     fi.base_attack = fi.weapon ? (fw->magic ? it->base_magic : it->base_attack) : 0;
     if (!it->has_flame) {
-        reason = "no item_add_option";
-    } else if (score <= 0) {
-        reason = mx_flame_can_have(it->slot) ? "no flame score for this class"
-                                             : "item cannot carry flames";
+        f->reason = "no item_add_option";
+    } else if (f->score <= 0) {
+        f->reason = mx_flame_can_have(it->slot) ? "no flame score for this class"
+                                                : "item cannot carry flames";
+    } else if (f->score > MX_FLAME_MAX_SCORE) {
+        f->reason = "flame score above the supported maximum";
+    } else if (!level_ok(it->level)) {
+        f->reason = "item level outside 0..300";
+    } else if (fi.weapon && (fi.base_attack < 0 || fi.base_attack > MX_FLAME_MAX_BASE_ATTACK)) {
+        f->reason = "weapon base attack outside 0..1000";
     } else {
-        struct {
-            struct mx_flame_item fi;
-            struct mx_flame_weights fw;
-            int score;
-        } key;
-        memset(&key, 0, sizeof key); /* padding bytes are part of the key */
-        key.fi = fi;
-        key.fw = *fw;
-        key.score = score;
-        if (!c->flame_memo || !mx_memo_get(c->flame_memo, &key, sizeof key, &v)) {
-            for (int t = 0; t < MX_FLAME_NTYPES && !v.rc; t++)
-                v.rc = mx_flame_prob(&fi, fw, (enum mx_flame_type)t, score, &v.p[t]);
-            if (c->flame_memo)
-                mx_memo_put(c->flame_memo, &key, sizeof key, &v);
+        const struct ft_entry *e = ft_get(c, &fi, fw);
+        if (e->rc) {
+            f->reason = "flame calculation failed";
+            return;
         }
-        if (v.rc)
-            reason = v.rc == MX_ETOOBIG ? "flame score above the supported maximum"
-                                        : "flame calculation failed";
+        for (int t = 0; t < MX_FLAME_NTYPES; t++)
+            f->p[t] = mx_flame_dist_tail(e->d[t], f->score);
     }
+}
 
-    mx_jsonw_key(w, "flameExpectation");
+static void write_flame(struct mx_jsonw *w, const struct mx_flame_weights *fw,
+                        const struct flame_calc *f)
+{
+    static const char *const keys[MX_FLAME_NTYPES] = {
+        "\"powerfulFlameTrials\":", "\"eternalFlameTrials\":", "\"abyssFlameTrials\":"};
     mx_jsonw_obj_open(w);
-    mx_jsonw_kint(w, "score", score);
-    mx_jsonw_kstr(w, "mainStat", mx_flame_stat_name(fw->main));
-    mx_jsonw_kbool(w, "bossEquipment", fi.boss);
+    KINT(w, "score", f->score);
+    K(w, "mainStat");
+    mx_jsonw_str(w, mx_flame_stat_name(fw->main));
+    K(w, "bossEquipment");
+    wbool(w, f->boss);
     bool all = true;
     for (int t = 0; t < MX_FLAME_NTYPES; t++) {
-        if (!reason && v.p[t] > 0.0) {
-            kdouble(w, keys[t], 1.0 / v.p[t]);
+        wkey(w, keys[t], strlen(keys[t]));
+        if (!f->reason && f->p[t] > 0.0) {
+            wdouble(w, 1.0 / f->p[t]);
         } else {
-            mx_jsonw_knull(w, keys[t]);
+            wnull(w);
             all = false;
         }
     }
-    if (reason)
-        mx_jsonw_kstr(w, "reason", reason);
-    else if (!all)
-        mx_jsonw_kstr(w, "reason", "score unreachable with some flame types");
+    if (f->reason) {
+        K(w, "reason");
+        mx_jsonw_str(w, f->reason);
+    } else if (!all) {
+        K(w, "reason");
+        mx_jsonw_str(w, "score unreachable with some flame types");
+    }
     mx_jsonw_obj_close(w);
 }
 
@@ -460,47 +707,87 @@ static void doc_weights(const struct mx_equip *eq, struct mx_flame_weights *fw)
 struct item_calc {
     struct mx_cube_result black, additional;
     struct sf_calc sf;
+    struct flame_calc flame;
     struct cost4 cost;
+    bool unpriced; /* a potential could not be priced: its cost counts as 0 */
 };
 
 static void item_compute(struct mx_calc *c, const struct mx_equip_item *it,
-                         const struct mx_doc_opts *o, struct item_calc *ic)
+                         const struct mx_doc_opts *o, const struct mx_flame_weights *fw,
+                         struct item_calc *ic)
 {
     cube_compute(c, "BLACK", it, it->pot_grade, it->pot_grade_text, it->pot, &ic->black);
     cube_compute(c, "ADDITIONAL", it, it->add_grade, it->add_grade_text, it->add,
                  &ic->additional);
     sf_compute(c, it, o, &ic->sf);
+    flame_compute(c, it, fw, &ic->flame);
     ic->cost.black = cube_cost(&ic->black);
     ic->cost.red = 0; /* the design prices black cubes only */
     ic->cost.additional = cube_cost(&ic->additional);
     ic->cost.starforce = sf_cost(&ic->sf);
+    ic->unpriced = cube_unpriced(it->pot_grade, &ic->black) ||
+                   cube_unpriced(it->add_grade, &ic->additional);
 }
 
-static void write_item(struct mx_calc *c, struct mx_jsonw *w, const struct mx_equip_item *it,
+/* "블랙큐브(윗잠) > 에디셔널큐브(아랫잠) > 스타포스(0→22성)": the steps priced
+ * for the item, in the seed's words; "" when there are none. */
+static void write_enhance_path(struct mx_jsonw *w, const struct mx_equip_item *it)
+{
+    char buf[128];
+    int n = 0;
+    if (it->pot_grade != MX_GRADE_NONE)
+        n += snprintf(buf + n, sizeof buf - (size_t)n, "블랙큐브(윗잠)");
+    if (it->add_grade != MX_GRADE_NONE)
+        n += snprintf(buf + n, sizeof buf - (size_t)n, "%s에디셔널큐브(아랫잠)", n ? " > " : "");
+    if (it->starforce > 0)
+        n += snprintf(buf + n, sizeof buf - (size_t)n, "%s스타포스(0→%d성)", n ? " > " : "",
+                      it->starforce);
+    mx_jsonw_strn(w, buf, (size_t)n);
+}
+
+static void write_item(struct mx_jsonw *w, const struct mx_equip_item *it,
                        const struct mx_doc_opts *o, const struct mx_flame_weights *fw,
                        const struct item_calc *ic)
 {
     int64_t total = sum4(&ic->cost);
     mx_jsonw_obj_open(w);
-    mx_jsonw_kstr(w, "itemName", it->name);
-    mx_jsonw_kstr(w, "itemIcon", it->icon);
-    mx_jsonw_kstr(w, "itemPart", it->part);
-    mx_jsonw_kstr(w, "itemSlot", it->slot);
-    mx_jsonw_kint(w, "itemLevel", it->level);
-    kcost(w, "expectedCost", total);
-    cost_text(w, "expectedCostText", total);
-    write_breakdown(w, "costBreakdown", &ic->cost);
-    kgrade(w, "potentialGrade", it->pot_grade_text);
-    kgrade(w, "additionalPotentialGrade", it->add_grade_text);
-    mx_jsonw_kint(w, "currentStar", it->starforce);
-    mx_jsonw_kint(w, "targetStar", it->starforce);
-    mx_jsonw_kbool(w, "isNoljang", it->scroll);
-    mx_jsonw_kint(w, "specialRingLevel", it->special_ring_level);
-    write_cube(w, "blackCubeExpectation", "BLACK", it->pot_grade_text, it->pot, &ic->black);
-    write_cube(w, "additionalCubeExpectation", "ADDITIONAL", it->add_grade_text, it->add,
-               &ic->additional);
+    K(w, "itemName");
+    mx_jsonw_str(w, it->name);
+    K(w, "itemIcon");
+    mx_jsonw_str(w, it->icon);
+    K(w, "itemPart");
+    mx_jsonw_str(w, it->part);
+    K(w, "itemSlot");
+    mx_jsonw_str(w, it->slot);
+    KINT(w, "itemLevel", it->level);
+    KINT(w, "expectedCost", total);
+    K(w, "expectedCostText");
+    cost_text(w, total);
+    K(w, "costBreakdown");
+    write_breakdown(w, &ic->cost);
+    K(w, "enhancePath");
+    write_enhance_path(w, it);
+    K(w, "potentialGrade");
+    wgrade(w, it->pot_grade_text);
+    K(w, "additionalPotentialGrade");
+    wgrade(w, it->add_grade_text);
+    KINT(w, "currentStar", it->starforce);
+    KINT(w, "targetStar", it->starforce);
+    K(w, "isNoljang");
+    wbool(w, it->scroll);
+    K(w, "noljang"); /* what Jackson makes of the seed's boolean isNoljang getter */
+    wbool(w, it->scroll);
+    KINT(w, "specialRingLevel", it->special_ring_level);
+    K(w, "unpriced");
+    wbool(w, ic->unpriced);
+    K(w, "blackCubeExpectation");
+    write_cube(w, "BLACK", it->pot_grade, it->pot_grade_text, it->pot, &ic->black);
+    K(w, "additionalCubeExpectation");
+    write_cube(w, "ADDITIONAL", it->add_grade, it->add_grade_text, it->add, &ic->additional);
+    K(w, "starforceExpectation");
     write_starforce(w, it, o, &ic->sf);
-    write_flame(c, w, it, fw);
+    K(w, "flameExpectation");
+    write_flame(w, fw, &ic->flame);
     mx_jsonw_obj_close(w);
 }
 
@@ -508,18 +795,18 @@ struct preset_calc {
     int no;
     const struct mx_equip_list *list;
     struct cost4 cost;
+    int unpriced; /* items with an unpriced potential */
 };
 
 static void preset_compute(struct mx_calc *c, struct preset_calc *p, const struct mx_doc_opts *o,
-                           struct item_calc *items)
+                           const struct mx_flame_weights *fw, struct item_calc *items)
 {
     memset(&p->cost, 0, sizeof p->cost);
+    p->unpriced = 0;
     for (int i = 0; i < p->list->n; i++) {
-        item_compute(c, &p->list->items[i], o, &items[i]);
-        p->cost.black += items[i].cost.black;
-        p->cost.red += items[i].cost.red;
-        p->cost.additional += items[i].cost.additional;
-        p->cost.starforce += items[i].cost.starforce;
+        item_compute(c, &p->list->items[i], o, fw, &items[i]);
+        add4(&p->cost, &items[i].cost);
+        p->unpriced += items[i].unpriced;
     }
 }
 
@@ -555,7 +842,7 @@ int mx_doc_build(struct mx_calc *c, const struct mx_equip *eq, const struct mx_d
         return MX_ENOMEM;
     doc_weights(eq, &fw);
     for (int p = 0; p < np; p++) {
-        preset_compute(c, &pre[p], o, items + (size_t)p * MX_EQUIP_MAX_ITEMS);
+        preset_compute(c, &pre[p], o, &fw, items + (size_t)p * MX_EQUIP_MAX_ITEMS);
         if (best < 0 || sum4(&pre[p].cost) > sum4(&pre[best].cost))
             best = p; /* ties keep the lower preset number */
     }
@@ -563,32 +850,42 @@ int mx_doc_build(struct mx_calc *c, const struct mx_equip *eq, const struct mx_d
     struct cost4 zero = {0};
     const struct cost4 *top = best >= 0 ? &pre[best].cost : &zero;
     mx_jsonw_obj_open(w);
-    mx_jsonw_kstr(w, "userIgn", o->user_ign ? o->user_ign : "");
+    K(w, "userIgn");
+    mx_jsonw_str(w, o->user_ign ? o->user_ign : "");
+    K(w, "calculatedAt");
     if (o->calculated_at)
-        mx_jsonw_kstr(w, "calculatedAt", o->calculated_at);
+        mx_jsonw_str(w, o->calculated_at);
     else
-        mx_jsonw_knull(w, "calculatedAt");
-    mx_jsonw_kbool(w, "fromCache", o->from_cache);
-    kcost(w, "totalExpectedCost", sum4(top));
-    cost_text(w, "totalCostText", sum4(top));
-    write_breakdown(w, "totalCostBreakdown", top);
+        wnull(w);
+    K(w, "fromCache");
+    wbool(w, o->from_cache);
+    KINT(w, "totalExpectedCost", sum4(top));
+    K(w, "totalCostText");
+    cost_text(w, sum4(top));
+    K(w, "totalCostBreakdown");
+    write_breakdown(w, top);
+    KINT(w, "unpricedItems", best >= 0 ? pre[best].unpriced : 0);
+    K(w, "maxPresetNo");
     if (best >= 0)
-        mx_jsonw_kint(w, "maxPresetNo", pre[best].no);
+        wint(w, pre[best].no);
     else
-        mx_jsonw_knull(w, "maxPresetNo");
-    mx_jsonw_key(w, "presets");
+        wnull(w);
+    K(w, "presets");
     mx_jsonw_arr_open(w);
     for (int p = 0; p < np; p++) {
         const struct item_calc *ic = items + (size_t)p * MX_EQUIP_MAX_ITEMS;
         mx_jsonw_obj_open(w);
-        mx_jsonw_kint(w, "presetNo", pre[p].no);
-        kcost(w, "totalExpectedCost", sum4(&pre[p].cost));
-        cost_text(w, "totalCostText", sum4(&pre[p].cost));
-        write_breakdown(w, "costBreakdown", &pre[p].cost);
-        mx_jsonw_key(w, "items");
+        KINT(w, "presetNo", pre[p].no);
+        KINT(w, "totalExpectedCost", sum4(&pre[p].cost));
+        K(w, "totalCostText");
+        cost_text(w, sum4(&pre[p].cost));
+        K(w, "costBreakdown");
+        write_breakdown(w, &pre[p].cost);
+        KINT(w, "unpricedItems", pre[p].unpriced);
+        K(w, "items");
         mx_jsonw_arr_open(w);
         for (int i = 0; i < pre[p].list->n; i++)
-            write_item(c, w, &pre[p].list->items[i], o, &fw, &ic[i]);
+            write_item(w, &pre[p].list->items[i], o, &fw, &ic[i]);
         mx_jsonw_arr_close(w);
         mx_jsonw_obj_close(w);
     }
