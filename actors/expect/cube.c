@@ -798,10 +798,11 @@ int mx_cube_expect(const struct mx_cube_table *t, const struct mx_cube_query *q,
         r->engine = MX_CUBE_ENGINE_STAT_SUM;
         snprintf(r->stat, sizeof r->stat, "%s", kind_names[best]);
         r->target = best_total;
-        memset(dist, 0, sizeof dist);
+        size_t used = (size_t)best_total + 1; /* entries of dist that matter */
+        memset(dist, 0, used * sizeof *dist);
         dist[0] = 1.0;
         for (int j = 0; j < 3; j++) {
-            memset(next, 0, sizeof next);
+            memset(next, 0, used * sizeof *next);
             double rest = 1.0; /* mass of rows contributing 0, and missing mass */
             for (int i = 0; i < g[j]->n; i++) {
                 int v = contrib(&t->info[g[j]->opt[i]], best);
@@ -821,7 +822,7 @@ int mx_cube_expect(const struct mx_cube_table *t, const struct mx_cube_query *q,
                 rest = 0.0;
             for (int s = 0; s <= best_total; s++)
                 next[s] += dist[s] * rest;
-            memcpy(dist, next, sizeof dist);
+            memcpy(dist, next, used * sizeof *dist);
         }
         p = dist[best_total];
     } else {

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mx_err.h"
 #include "mx_flame.h"
@@ -46,7 +47,22 @@ struct mx_calc {
     struct ft_entry ft[FT_SETS * FT_WAYS]; /* always on: bounded, a few MB at most */
     uint64_t ft_tick;
     struct mx_memo_stats ft_stats;
+    bool timing;
+    uint64_t documents, ns_total, ns_cube, ns_starforce, ns_flame;
 };
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void mx_calc_set_timing(struct mx_calc *c, bool on)
+{
+    if (c)
+        c->timing = on;
+}
 
 struct sf_calc {
     int rc;
@@ -109,8 +125,6 @@ void mx_calc_clear_memo(struct mx_calc *c)
         mx_memo_clear(c->cube_memo);
     if (c && c->sf_memo)
         mx_memo_clear(c->sf_memo);
-    if (c)
-        ft_clear(c);
 }
 
 void mx_calc_get_stats(const struct mx_calc *c, struct mx_calc_stats *out)
@@ -122,6 +136,13 @@ void mx_calc_get_stats(const struct mx_calc *c, struct mx_calc_stats *out)
         out->flame = c->ft_stats;
     if (c && c->sf_memo)
         mx_memo_get_stats(c->sf_memo, &out->starforce);
+    if (c) {
+        out->documents = c->documents;
+        out->ns_total = c->ns_total;
+        out->ns_cube = c->ns_cube;
+        out->ns_starforce = c->ns_starforce;
+        out->ns_flame = c->ns_flame;
+    }
 }
 
 int mx_doc_cost_text(int64_t meso, char *buf, size_t cap)
@@ -716,11 +737,22 @@ static void item_compute(struct mx_calc *c, const struct mx_equip_item *it,
                          const struct mx_doc_opts *o, const struct mx_flame_weights *fw,
                          struct item_calc *ic)
 {
+    uint64_t t0 = c->timing ? now_ns() : 0, t1 = 0, t2 = 0;
     cube_compute(c, "BLACK", it, it->pot_grade, it->pot_grade_text, it->pot, &ic->black);
     cube_compute(c, "ADDITIONAL", it, it->add_grade, it->add_grade_text, it->add,
                  &ic->additional);
+    if (c->timing)
+        t1 = now_ns();
     sf_compute(c, it, o, &ic->sf);
+    if (c->timing)
+        t2 = now_ns();
     flame_compute(c, it, fw, &ic->flame);
+    if (c->timing) {
+        uint64_t t3 = now_ns();
+        c->ns_cube += t1 - t0;
+        c->ns_starforce += t2 - t1;
+        c->ns_flame += t3 - t2;
+    }
     ic->cost.black = cube_cost(&ic->black);
     ic->cost.red = 0; /* the design prices black cubes only */
     ic->cost.additional = cube_cost(&ic->additional);
@@ -798,16 +830,91 @@ struct preset_calc {
     int unpriced; /* items with an unpriced potential */
 };
 
+/* A document's presets share most items (34 distinct of 70 in the
+ * fixtures): each distinct item is computed and written once per document,
+ * its JSON bytes copied for the other presets. Items are compared as whole
+ * structs (the parser fills them field by field from zeroed memory). */
+struct seen_item {
+    uint64_t hash;
+    const struct mx_equip_item *it;
+    const struct item_calc *ic;
+    size_t off, len; /* its JSON in the writer, once written (len 0 before) */
+};
+
+static uint64_t item_hash(const struct mx_equip_item *it)
+{
+    const unsigned char *p = (const unsigned char *)it;
+    uint64_t h = 0x9e3779b97f4a7c15ull;
+    size_t i = 0;
+    for (; i + 8 <= sizeof *it; i += 8) {
+        uint64_t v;
+        memcpy(&v, p + i, 8);
+        h = (h ^ v) * 0x100000001b3ull;
+        h ^= h >> 29;
+    }
+    for (; i < sizeof *it; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static struct seen_item *seen_find(struct seen_item *seen, int n, uint64_t h,
+                                   const struct mx_equip_item *it)
+{
+    for (int i = 0; i < n; i++)
+        if (seen[i].hash == h && !memcmp(seen[i].it, it, sizeof *it))
+            return &seen[i];
+    return NULL;
+}
+
 static void preset_compute(struct mx_calc *c, struct preset_calc *p, const struct mx_doc_opts *o,
-                           const struct mx_flame_weights *fw, struct item_calc *items)
+                           const struct mx_flame_weights *fw, struct item_calc *items,
+                           struct seen_item *seen, int *nseen, int *first_seen)
 {
     memset(&p->cost, 0, sizeof p->cost);
     p->unpriced = 0;
     for (int i = 0; i < p->list->n; i++) {
-        item_compute(c, &p->list->items[i], o, fw, &items[i]);
+        const struct mx_equip_item *it = &p->list->items[i];
+        uint64_t h = item_hash(it);
+        struct seen_item *s = seen_find(seen, *nseen, h, it);
+        if (s) {
+            items[i] = *s->ic;
+        } else {
+            item_compute(c, it, o, fw, &items[i]);
+            s = &seen[(*nseen)++];
+            *s = (struct seen_item){h, it, &items[i], 0, 0};
+        }
+        first_seen[i] = (int)(s - seen);
         add4(&p->cost, &items[i].cost);
         p->unpriced += items[i].unpriced;
     }
+}
+
+/* Writes one preset item, or copies the bytes of its first copy. */
+static void write_item_once(struct mx_jsonw *w, struct seen_item *s, const struct mx_doc_opts *o,
+                            const struct mx_flame_weights *fw)
+{
+    if (s->len) {
+        char stack[4096];
+        char *tmp = s->len <= sizeof stack ? stack : malloc(s->len);
+        if (!tmp) {
+            w->err = MX_ENOMEM;
+            return;
+        }
+        /* copied out first: the raw write may move the writer's buffer */
+        memcpy(tmp, w->buf + s->off, s->len);
+        mx_jsonw_raw(w, tmp, s->len);
+        if (tmp != stack)
+            free(tmp);
+        return;
+    }
+    size_t start = w->len;
+    write_item(w, s->it, o, fw, s->ic);
+    if (w->err)
+        return;
+    if (w->buf[start] == ',')
+        start++; /* the separator belongs to the position, not the item */
+    s->off = start;
+    s->len = w->len - start;
 }
 
 int mx_doc_build(struct mx_calc *c, const struct mx_equip *eq, const struct mx_doc_opts *o,
@@ -815,11 +922,14 @@ int mx_doc_build(struct mx_calc *c, const struct mx_equip *eq, const struct mx_d
 {
     struct preset_calc pre[3];
     struct item_calc *items = NULL;
+    struct seen_item *seen = NULL;
+    int nseen = 0, *first_seen = NULL;
     struct mx_flame_weights fw;
     int np = 0, best = -1, rc = 0;
 
     if (!c || !eq || !o || !w || o->preset < 0 || o->preset > 3)
         return MX_EINVAL;
+    uint64_t t_start = c->timing ? now_ns() : 0;
     for (int n = 1; n <= 3; n++) {
         if (o->preset && o->preset != n)
             continue;
@@ -837,12 +947,18 @@ int mx_doc_build(struct mx_calc *c, const struct mx_equip *eq, const struct mx_d
         pre[0].list = &eq->lists[MX_EQUIP_CURRENT];
         np = 1;
     }
-    items = calloc((size_t)(np ? np : 1) * MX_EQUIP_MAX_ITEMS, sizeof *items);
-    if (!items)
-        return MX_ENOMEM;
+    size_t nslots = (size_t)(np ? np : 1) * MX_EQUIP_MAX_ITEMS;
+    items = malloc(nslots * sizeof *items);
+    seen = malloc(nslots * sizeof *seen);
+    first_seen = malloc(nslots * sizeof *first_seen);
+    if (!items || !seen || !first_seen) {
+        rc = MX_ENOMEM;
+        goto out_free;
+    }
     doc_weights(eq, &fw);
     for (int p = 0; p < np; p++) {
-        preset_compute(c, &pre[p], o, &fw, items + (size_t)p * MX_EQUIP_MAX_ITEMS);
+        preset_compute(c, &pre[p], o, &fw, items + (size_t)p * MX_EQUIP_MAX_ITEMS, seen, &nseen,
+                       first_seen + (size_t)p * MX_EQUIP_MAX_ITEMS);
         if (best < 0 || sum4(&pre[p].cost) > sum4(&pre[best].cost))
             best = p; /* ties keep the lower preset number */
     }
@@ -873,7 +989,7 @@ int mx_doc_build(struct mx_calc *c, const struct mx_equip *eq, const struct mx_d
     K(w, "presets");
     mx_jsonw_arr_open(w);
     for (int p = 0; p < np; p++) {
-        const struct item_calc *ic = items + (size_t)p * MX_EQUIP_MAX_ITEMS;
+        const int *fs = first_seen + (size_t)p * MX_EQUIP_MAX_ITEMS;
         mx_jsonw_obj_open(w);
         KINT(w, "presetNo", pre[p].no);
         KINT(w, "totalExpectedCost", sum4(&pre[p].cost));
@@ -885,13 +1001,20 @@ int mx_doc_build(struct mx_calc *c, const struct mx_equip *eq, const struct mx_d
         K(w, "items");
         mx_jsonw_arr_open(w);
         for (int i = 0; i < pre[p].list->n; i++)
-            write_item(w, &pre[p].list->items[i], o, &fw, &ic[i]);
+            write_item_once(w, &seen[fs[i]], o, &fw);
         mx_jsonw_arr_close(w);
         mx_jsonw_obj_close(w);
     }
     mx_jsonw_arr_close(w);
     mx_jsonw_obj_close(w);
     rc = w->err;
+out_free:
     free(items);
+    free(seen);
+    free(first_seen);
+    if (c->timing) {
+        c->documents++;
+        c->ns_total += now_ns() - t_start;
+    }
     return rc;
 }
