@@ -3,7 +3,9 @@
  *   bench_calc [--runs N] [--seconds S] [--cold-only] FILE...
  *
  * Prints JSON lines {"bench": NAME, "value": X, "unit": U, ...}, each the
- * median of N runs (default 5) of about S seconds (default 0.3):
+ * median of N runs (default 5) of about S seconds (default 0.3) of this
+ * thread's CPU time (per core; the load average before and after is
+ * printed too):
  *   calc.parse                 MB/s of item-equipment JSON parsed (one reused parser)
  *   calc.document.cold.<FILE>  documents/s of characters never seen before: the
  *                              result memos are emptied before every document, so
@@ -15,9 +17,10 @@
  *                              the share of time per calculator, the ratio to the
  *                              replaced service's 235 requests/s (DESIGN.md section
  *                              10) and to the 2,000/s goal of issue 13.
- *   calc.document.first.<FILE> documents/s with a new calculator context per
- *                              document: nothing kept at all (a node's very first
- *                              documents after start, per structure).
+ *   calc.document.first.<FILE> documents/s with a new calculator context (no
+ *                              memo) per document: nothing kept at all, the flame
+ *                              distributions built for every document (a node's
+ *                              first documents after start, per structure).
  *   calc.document.warm         documents/s with the memos filled beforehand
  *   calc.document.warm_with_parse  the same including parsing the JSON
  * Cold and first cycle over nothing: each figure is one fixture. The cube
@@ -49,11 +52,35 @@ struct input {
     struct mx_equip *eq;
 };
 
+/* Rates are per second of this thread's CPU time, i.e. per core: the
+ * machine is shared (other jobs steal wall time from a single thread, which
+ * would make a wall-clock rate a measure of the load, not of the code).
+ * Each result also says how much wall time the CPU time was a share of. */
 static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double wall(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void loadavg(const char *when)
+{
+    char b[128] = "?";
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (!fgets(b, sizeof b, f))
+            snprintf(b, sizeof b, "?");
+        fclose(f);
+    }
+    b[strcspn(b, "\n")] = '\0';
+    printf("{\"loadavg_%s\": \"%s\"}\n", when, b);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -144,10 +171,10 @@ static int run_cold(const struct mx_cube_table *t, struct input *x, const struct
             t0 = now();
         }
         do {
-            if (first) {
+            if (first) { /* no memo to allocate: presets still share items */
                 mx_calc_free(c);
                 c = NULL;
-                if (mx_calc_new(t, 4096, &c))
+                if (mx_calc_new(t, 0, &c))
                     return -1;
             } else {
                 mx_calc_clear_memo(c);
@@ -205,6 +232,8 @@ int main(int argc, char **argv)
     }
     if (!nin || runs < 1 || runs > 64 || !(secs > 0))
         goto usage;
+    loadavg("before");
+    double wall0 = wall(), cpu0 = now();
     if (load_tables(&t))
         goto out;
     if (mx_equip_parser_new(&p) || mx_calc_new(t, 8192, &warm))
@@ -260,6 +289,7 @@ int main(int argc, char **argv)
             emit(name, first, "documents/s");
     }
     if (cold_only) {
+        loadavg("after");
         rc = 0;
         goto out;
     }
@@ -293,6 +323,8 @@ int main(int argc, char **argv)
         samples[r] = (double)n / (t1 - t0);
     }
     emit("calc.document.warm_with_parse", median(samples, runs), "documents/s");
+    printf("{\"cpu_share_of_wall\": %.2f}\n", (now() - cpu0) / (wall() - wall0));
+    loadavg("after");
     rc = 0;
     goto out;
 usage:

@@ -18,6 +18,7 @@
 
 #include "mx_err.h"
 #include "mx_flame.h"
+#include "mx_numfmt.h"
 #include "mx_starforce.h"
 
 #define MEMO_KEY_MAX MX_MEMO_KEY_MAX
@@ -231,18 +232,16 @@ static void kint(struct mx_jsonw *w, const char *quoted, size_t n, int64_t v)
 }
 #define KINT(w, name, v) kint((w), "\"" name "\":", sizeof("\"" name "\":") - 1, (v))
 
-/* Expectations are estimates: 15 significant digits are plenty, and one
- * snprintf is several times cheaper than the writer's shortest round-trip
- * search. */
+/* Expectations are estimates: 15 significant digits are plenty (and much
+ * cheaper than the writer's shortest round-trip search). */
 static void wdouble(struct mx_jsonw *w, double v)
 {
-    char b[40];
+    char b[MX_NUMFMT_MAX];
     if (!isfinite(v)) {
         mx_jsonw_null(w);
         return;
     }
-    int n = snprintf(b, sizeof b, "%.15g", v);
-    mx_jsonw_raw(w, b, (size_t)n);
+    mx_jsonw_raw(w, b, mx_fmt_g15(v, b));
 }
 
 static void wnull(struct mx_jsonw *w)
@@ -538,9 +537,9 @@ static void write_starforce(struct mx_jsonw *w, const struct mx_equip_item *it,
         mx_jsonw_str(w, reason);
     } else {
         int64_t plain = meso_round(s->plain.cost), shield = meso_round(s->shield.cost);
-        char dp[40], ds[40];
-        snprintf(dp, sizeof dp, "%.15g", s->plain.destroys);
-        snprintf(ds, sizeof ds, "%.15g", s->shield.destroys);
+        char dp[MX_NUMFMT_MAX], ds[MX_NUMFMT_MAX];
+        mx_fmt_g15(s->plain.destroys, dp); /* finite: sums of finite quotients */
+        mx_fmt_g15(s->shield.destroys, ds);
         KINT(w, "costWithoutDestroyPrevention", plain);
         K(w, "costWithoutDestroyPreventionText");
         cost_text(w, plain);
