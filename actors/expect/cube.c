@@ -552,14 +552,8 @@ int mx_cube_table_load_mem(const char *csv, size_t len, struct mx_cube_table **o
     if (!out || (!csv && len))
         return MX_EINVAL;
     *out = NULL;
-    if (len > MX_CUBE_MAX_FILE) {
-        if (stats)
-            memset(stats, 0, sizeof *stats);
-        return MX_ETOOBIG;
-    }
     t = xcalloc(1, sizeof *t);
-    rc = load_rows(t, csv, len, stats);
-    if (rc) {
+    if ((rc = mx_cube_table_add_mem(t, csv, len, stats))) {
         mx_cube_table_free(t);
         return rc;
     }
@@ -633,20 +627,19 @@ int mx_cube_table_add(struct mx_cube_table *t, const char *path, struct mx_cube_
 int mx_cube_table_load(const char *path, struct mx_cube_table **out,
                        struct mx_cube_load_stats *stats)
 {
-    char *buf;
-    size_t len;
+    struct mx_cube_table *t;
     int rc;
 
     if (!path || !out)
         return MX_EINVAL;
     *out = NULL;
-    if (stats)
-        memset(stats, 0, sizeof *stats);
-    if ((rc = read_csv(path, &buf, &len)))
+    t = xcalloc(1, sizeof *t);
+    if ((rc = mx_cube_table_add(t, path, stats))) {
+        mx_cube_table_free(t);
         return rc;
-    rc = mx_cube_table_load_mem(buf, len, out, stats);
-    free(buf);
-    return rc;
+    }
+    *out = t;
+    return 0;
 }
 
 bool mx_cube_table_has_type(const struct mx_cube_table *t, const char *cube_type)

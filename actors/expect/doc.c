@@ -249,6 +249,15 @@ static void wnull(struct mx_jsonw *w)
     mx_jsonw_raw(w, "null", 4);
 }
 
+/* v when known, else null */
+static void wdouble_if(struct mx_jsonw *w, bool known, double v)
+{
+    if (known)
+        wdouble(w, v);
+    else
+        wnull(w);
+}
+
 static void wbool(struct mx_jsonw *w, bool v)
 {
     mx_jsonw_raw(w, v ? "true" : "false", v ? 4 : 5);
@@ -448,15 +457,9 @@ static void write_cube(struct mx_jsonw *w, const char *cube_type, enum mx_grade 
         KINT(w, "statTarget", r->target);
     }
     K(w, "probability");
-    if (r->ok)
-        wdouble(w, r->probability);
-    else
-        wnull(w);
+    wdouble_if(w, r->ok, r->probability);
     K(w, "expectedTrials");
-    if (r->ok)
-        wdouble(w, r->expected_trials);
-    else
-        wnull(w);
+    wdouble_if(w, r->ok, r->expected_trials);
     KINT(w, "cubePrice", meso_round(r->cube_price));
     KINT(w, "expectedCost", cost);
     K(w, "expectedCostText");
@@ -678,13 +681,10 @@ static void write_flame(struct mx_jsonw *w, const struct mx_flame_weights *fw,
     wbool(w, f->boss);
     bool all = true;
     for (int t = 0; t < MX_FLAME_NTYPES; t++) {
+        bool known = !f->reason && f->p[t] > 0.0;
         wkey(w, keys[t], strlen(keys[t]));
-        if (!f->reason && f->p[t] > 0.0) {
-            wdouble(w, 1.0 / f->p[t]);
-        } else {
-            wnull(w);
-            all = false;
-        }
+        wdouble_if(w, known, known ? 1.0 / f->p[t] : 0.0);
+        all = all && known;
     }
     if (f->reason) {
         K(w, "reason");

@@ -52,9 +52,8 @@
 
 #include "mx_doc.h"
 #include "mx_err.h"
+#include "expect_tables.h"
 
-static struct mx_cube_table *table;
-static struct mx_equip_parser *parser;
 
 static char *slurp(const char *path, size_t *len)
 {
@@ -74,30 +73,6 @@ static char *slurp(const char *path, size_t *len)
     fclose(f);
     *len = (size_t)n;
     return b;
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    char path[1024];
-    const char *dir = getenv("MX_SHARED_DIR");
-    if (!dir)
-        return -1;
-    snprintf(path, sizeof path, "%s/data/cube_probability_black.csv", dir);
-    if (mx_cube_table_load(path, &table, NULL))
-        return -1;
-    snprintf(path, sizeof path, "%s/data/cube_probability_additional.csv", dir);
-    if (mx_cube_table_add(table, path, NULL))
-        return -1;
-    return mx_equip_parser_new(&parser);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    mx_cube_table_free(table);
-    mx_equip_parser_free(parser);
-    return 0;
 }
 
 static char *build(const char *fixture, const char *ign, int preset, struct mx_calc *calc,
@@ -258,5 +233,5 @@ int main(void)
         cmocka_unit_test(golden_mechanic),
         cmocka_unit_test(preset_filter),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tables_setup, tables_teardown);
 }

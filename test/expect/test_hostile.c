@@ -17,35 +17,10 @@
 
 #include "mx_doc.h"
 #include "mx_err.h"
+#include "expect_tables.h"
 #include "mx_flame.h"
 #include "mx_jsonr.h"
 
-static struct mx_cube_table *table;
-static struct mx_equip_parser *parser;
-
-static int setup(void **state)
-{
-    (void)state;
-    char path[1024];
-    const char *dir = getenv("MX_SHARED_DIR");
-    if (!dir)
-        return -1;
-    snprintf(path, sizeof path, "%s/data/cube_probability_black.csv", dir);
-    if (mx_cube_table_load(path, &table, NULL))
-        return -1;
-    snprintf(path, sizeof path, "%s/data/cube_probability_additional.csv", dir);
-    if (mx_cube_table_add(table, path, NULL))
-        return -1;
-    return mx_equip_parser_new(&parser);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    mx_cube_table_free(table);
-    mx_equip_parser_free(parser);
-    return 0;
-}
 
 struct hitem {
     const char *slot, *name;
@@ -246,5 +221,5 @@ int main(void)
         cmocka_unit_test(unknown_line_unpriced),
         cmocka_unit_test(calculators_refuse_out_of_range),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tables_setup, tables_teardown);
 }
