@@ -221,7 +221,8 @@ struct group {
 
 struct bands {
     int n;
-    int level[MAX_BANDS]; /* sorted ascending */
+    int level[MAX_BANDS];  /* sorted ascending */
+    int gid[MAX_BANDS][3]; /* group of (level[i], line j+1), -1 if none: no key lookups per query */
 };
 
 struct mx_cube_table {
@@ -439,10 +440,15 @@ static bool add_row(struct mx_cube_table *t, char *line)
             int j = b->n++;
             while (j > 0 && b->level[j - 1] > level) {
                 b->level[j] = b->level[j - 1];
+                memcpy(b->gid[j], b->gid[j - 1], sizeof b->gid[j]);
                 j--;
             }
             b->level[j] = level;
+            b->gid[j][0] = b->gid[j][1] = b->gid[j][2] = -1;
+            i = j;
         }
+        if (i < b->n)
+            b->gid[i][slot - 1] = gid;
         smap_put(&t->types, f[6], 1);
     }
     struct group *g = &t->g[gid];
@@ -725,13 +731,13 @@ int mx_cube_expect(const struct mx_cube_table *t, const struct mx_cube_query *q,
         return 0;
     }
     const struct bands *b = &t->b[bid];
-    r->level_band = b->level[0]; /* below every band: use the lowest */
+    int band = 0; /* below every band: use the lowest */
     for (int i = 0; i < b->n; i++)
         if (b->level[i] <= q->level)
-            r->level_band = b->level[i];
+            band = i;
+    r->level_band = b->level[band];
     for (int j = 0; j < 3; j++) {
-        group_key(key, sizeof key, q->cube_type, q->item_slot, q->grade, r->level_band, j + 1);
-        int gid = smap_get(&t->groups, key);
+        int gid = b->gid[band][j];
         if (gid < 0) {
             snprintf(r->reason, sizeof r->reason, "no %s rows for line %d of %s %s level %d",
                      q->cube_type, j + 1, q->item_slot, mx_equip_grade_name(q->grade),

@@ -146,42 +146,54 @@ void mx_calc_get_stats(const struct mx_calc *c, struct mx_calc_stats *out)
     }
 }
 
+/* Appends the decimal digits of v (>= 0) at p; returns the new end. */
+static char *put_uint(char *p, uint64_t v)
+{
+    char d[24];
+    int n = 0;
+    do
+        d[n++] = (char)('0' + v % 10);
+    while (v /= 10);
+    while (n)
+        *p++ = d[--n];
+    return p;
+}
+
 int mx_doc_cost_text(int64_t meso, char *buf, size_t cap)
 {
-    int64_t man, jo, eok, rest;
-    size_t len = 0;
-    int n;
+    /* "X조 Y억 Z만": at most 19 digits + 3 x 3-byte units + 2 spaces + NUL */
+    char tmp[64], *p = tmp;
+    int64_t man, parts[3];
+    static const char *const unit[3] = {"조", "억", "만"};
 
-    if (meso < 0)
-        meso = 0;
-    man = (meso + 5000) / 10000; /* half-up to 만 */
-    jo = man / 100000000;
-    eok = (man / 10000) % 10000;
-    rest = man % 10000;
     if (!cap)
         return MX_ETOOBIG;
-    buf[0] = '\0';
+    if (meso < 0)
+        meso = 0;
+    man = meso / 10000 + (meso % 10000 >= 5000); /* half-up to 만, no overflow */
+    parts[0] = man / 100000000;
+    parts[1] = (man / 10000) % 10000;
+    parts[2] = man % 10000;
     if (!man) {
-        n = snprintf(buf, cap, "0");
-        return n < 0 || (size_t)n >= cap ? MX_ETOOBIG : 0;
+        *p++ = '0';
+    } else {
+        for (int i = 0; i < 3; i++) {
+            if (!parts[i])
+                continue;
+            if (p != tmp)
+                *p++ = ' ';
+            p = put_uint(p, (uint64_t)parts[i]);
+            memcpy(p, unit[i], 3); /* each unit is 3 bytes of UTF-8 */
+            p += 3;
+        }
     }
-    if (jo) {
-        n = snprintf(buf + len, cap - len, "%lld조", (long long)jo);
-        if (n < 0 || (size_t)n >= cap - len)
-            return MX_ETOOBIG;
-        len += (size_t)n;
+    size_t n = (size_t)(p - tmp);
+    if (n >= cap) {
+        buf[0] = '\0';
+        return MX_ETOOBIG;
     }
-    if (eok) {
-        n = snprintf(buf + len, cap - len, "%s%lld억", len ? " " : "", (long long)eok);
-        if (n < 0 || (size_t)n >= cap - len)
-            return MX_ETOOBIG;
-        len += (size_t)n;
-    }
-    if (rest) {
-        n = snprintf(buf + len, cap - len, "%s%lld만", len ? " " : "", (long long)rest);
-        if (n < 0 || (size_t)n >= cap - len)
-            return MX_ETOOBIG;
-    }
+    memcpy(buf, tmp, n);
+    buf[n] = '\0';
     return 0;
 }
 
@@ -317,8 +329,11 @@ static size_t cube_key(char *k, const struct mx_cube_query *q)
 {
     size_t len = 0;
     const char *parts[5] = {q->cube_type, q->item_slot, q->lines[0], q->lines[1], q->lines[2]};
-    char gl[32];
-    snprintf(gl, sizeof gl, "%d/%d", (int)q->grade, q->level);
+    char gl[32], *g = gl; /* "grade/level"; level is 0..300 here (level_ok) */
+    g = put_uint(g, (uint64_t)q->grade);
+    *g++ = '/';
+    g = put_uint(g, (uint64_t)(q->level < 0 ? 0 : q->level));
+    *g = '\0';
     for (int i = 0; i < 6; i++) {
         const char *s = i < 2 ? parts[i] : i == 2 ? gl : parts[i - 1];
         size_t n = s ? strlen(s) + 1 : 1;

@@ -27,14 +27,21 @@ struct mx_memo {
     unsigned char *slots; /* nsets * WAYS * stride bytes */
 };
 
+/* 8 bytes a step (keys are a few hundred bytes: a byte-wise FNV showed in
+ * profiles), then the tail byte by byte. */
 static uint64_t hash64(const void *p, size_t n)
 {
     const unsigned char *s = p;
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= s[i];
-        h *= 1099511628211ull;
+    uint64_t h = 1469598103934665603ull ^ n;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t v;
+        memcpy(&v, s + i, 8);
+        h = (h ^ v) * 1099511628211ull;
+        h ^= h >> 32;
     }
+    for (; i < n; i++)
+        h = (h ^ s[i]) * 1099511628211ull;
     return h ^ (h >> 29);
 }
 
