@@ -241,8 +241,8 @@ int main(int argc, char **argv)
         if (rc == MX_EIO && dflt) {
             /* the default is optional: without it additional potential is
              * reported unpriced (unpricedItems), never as 0 silently */
-            fprintf(stderr, "mxnode: MX_CUBE_TABLE_ADDITIONAL: %s absent; additional "
-                            "potential will be unpriced\n", add_path);
+            MX_WARN("MX_CUBE_TABLE_ADDITIONAL: %s absent; additional potential will be "
+                    "reported unpriced", add_path);
         } else if (rc != 0) {
             fprintf(stderr, "mxnode: MX_CUBE_TABLE_ADDITIONAL: cannot load %s: %s\n", add_path,
                     mx_strerror(rc));
