@@ -31,6 +31,21 @@
  *    the table -> expectedCost 0, "unpriced":true, "unpricedLine":2, and the
  *    preset's unpricedItems counts it (with 아케인셰이드 메이지글러브 and
  *    그리드 펜던트 above, whose black cube cannot be priced either).
+ *  - the other unpriced potentials, each checked against the CSVs: items
+ *    below level 100 use the 100 band, whose values differ from the item's
+ *    own (하프 이어링 75 "INT +8", 마이스터 올마이티링 75 "올스탯 +3%" and no
+ *    legendary 반지1 line-2 rows at 100); 블루 엘리멘탈 글로브 (110) "공격 시
+ *    7% 확률로 오토스틸" is in no group; 마이스터 이어링 additional "방어력 +7%"
+ *    is not an additional option of 귀고리 140. evan: 2 unpriced items in the
+ *    max preset, mechanic: 0.
+ *  - invariants checked over every item of both files by a script at
+ *    authoring time: item cost = sum of its breakdown; each cube's cost =
+ *    round(trials x price) with the price of its type, grade and level tier;
+ *    trials x probability = 1; texts = the cost-text rule; currentGrade =
+ *    targetGrade = the grade's enum name; potential = the lines joined;
+ *    unpriced = a grade but no price; isNoljang = noljang = scrollItem;
+ *    enhancePath = the priced steps; preset totals, unpricedItems and the
+ *    document's max preset.
  *  - every value present before additional potential was added (black cube,
  *    starforce, flame) was compared with the previous golden files by a
  *    script: identical to 1e-9 relative (the flame distribution is now
