@@ -25,6 +25,7 @@
 #define ITEM_LEVEL_MAX 300 /* levels above (and below 0) are not priced */
 #define FT_SETS 32         /* flame distribution cache: FT_SETS x FT_WAYS structures */
 #define FT_WAYS 4
+#define FT_BUDGET (16u << 20) /* default bytes of distributions per context */
 
 /* What a flame distribution depends on (see mx_flame_dist_new): the level
  * only through level / 20 (and level / 40 = tier / 2). */
@@ -47,6 +48,8 @@ struct mx_calc {
     struct mx_memo *sf_memo;
     struct ft_entry ft[FT_SETS * FT_WAYS]; /* always on: bounded, a few MB at most */
     uint64_t ft_tick;
+    size_t ft_bytes;  /* held by the distributions, <= ft_budget after each insert */
+    size_t ft_budget; /* FT_BUDGET unless set */
     struct mx_memo_stats ft_stats;
     bool timing;
     uint64_t documents, ns_total, ns_cube, ns_starforce, ns_flame;
@@ -57,6 +60,12 @@ static uint64_t now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void mx_calc_set_flame_budget(struct mx_calc *c, size_t bytes)
+{
+    if (c)
+        c->ft_budget = bytes;
 }
 
 void mx_calc_set_timing(struct mx_calc *c, bool on)
@@ -88,6 +97,7 @@ int mx_calc_new(const struct mx_cube_table *table, size_t memo_entries, struct m
         return MX_ENOMEM;
     c->table = table;
     c->ft_stats.capacity = FT_SETS * FT_WAYS;
+    c->ft_budget = FT_BUDGET;
     if (memo_entries) {
         if ((rc = mx_memo_new(memo_entries, sizeof(struct mx_cube_result), &c->cube_memo)) ||
             (rc = mx_memo_new(memo_entries, sizeof(struct sf_calc), &c->sf_memo)))
@@ -100,14 +110,22 @@ out_free_calc:
     return rc;
 }
 
+/* Frees one structure's distributions and marks its slot empty. */
+static void ft_drop(struct mx_calc *c, struct ft_entry *e)
+{
+    for (int t = 0; t < MX_FLAME_NTYPES; t++) {
+        c->ft_bytes -= mx_flame_dist_bytes(e->d[t]);
+        mx_flame_dist_free(e->d[t]);
+    }
+    if (e->used)
+        c->ft_stats.entries--;
+    memset(e, 0, sizeof *e);
+}
+
 static void ft_clear(struct mx_calc *c)
 {
-    for (size_t i = 0; i < FT_SETS * FT_WAYS; i++) {
-        for (int t = 0; t < MX_FLAME_NTYPES; t++)
-            mx_flame_dist_free(c->ft[i].d[t]);
-        memset(&c->ft[i], 0, sizeof c->ft[i]);
-    }
-    c->ft_stats.entries = 0;
+    for (size_t i = 0; i < FT_SETS * FT_WAYS; i++)
+        ft_drop(c, &c->ft[i]);
 }
 
 void mx_calc_free(struct mx_calc *c)
@@ -133,8 +151,10 @@ void mx_calc_get_stats(const struct mx_calc *c, struct mx_calc_stats *out)
     memset(out, 0, sizeof *out);
     if (c && c->cube_memo)
         mx_memo_get_stats(c->cube_memo, &out->cube);
-    if (c)
+    if (c) {
         out->flame = c->ft_stats;
+        out->flame_bytes = c->ft_bytes;
+    }
     if (c && c->sf_memo)
         mx_memo_get_stats(c->sf_memo, &out->starforce);
     if (c) {
@@ -629,18 +649,27 @@ static const struct ft_entry *ft_get(struct mx_calc *c, const struct mx_flame_it
             victim = &set[i];
     }
     c->ft_stats.misses++;
-    if (victim->used) {
+    if (victim->used)
         c->ft_stats.evictions++;
-        for (int t = 0; t < MX_FLAME_NTYPES; t++)
-            mx_flame_dist_free(victim->d[t]);
-    } else {
-        c->ft_stats.entries++;
-    }
-    memset(victim, 0, sizeof *victim);
+    ft_drop(c, victim);
     victim->key = k;
-    victim->used = ++c->ft_tick;
-    for (int t = 0; t < MX_FLAME_NTYPES && !victim->rc; t++)
+    for (int t = 0; t < MX_FLAME_NTYPES && !victim->rc; t++) {
         victim->rc = mx_flame_dist_new(fi, fw, (enum mx_flame_type)t, &victim->d[t]);
+        c->ft_bytes += mx_flame_dist_bytes(victim->d[t]);
+    }
+    /* over the byte budget: drop the least recently used other structures */
+    while (c->ft_bytes > c->ft_budget) {
+        struct ft_entry *lru = NULL;
+        for (size_t i = 0; i < FT_SETS * FT_WAYS; i++)
+            if (c->ft[i].used && (!lru || c->ft[i].used < lru->used))
+                lru = &c->ft[i];
+        if (!lru)
+            break; /* only the new one is left: one structure is at most ~2 MB */
+        c->ft_stats.evictions++;
+        ft_drop(c, lru);
+    }
+    victim->used = ++c->ft_tick;
+    c->ft_stats.entries++;
     c->ft_stats.inserts++;
     return victim;
 }

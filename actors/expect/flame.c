@@ -123,6 +123,11 @@ struct mx_flame_dist {
     double *tail; /* tail[i] = P(score >= score[i]) */
 };
 
+size_t mx_flame_dist_bytes(const struct mx_flame_dist *d)
+{
+    return d ? sizeof *d + (size_t)d->n * (sizeof *d->score + sizeof *d->tail) : 0;
+}
+
 void mx_flame_dist_free(struct mx_flame_dist *d)
 {
     if (!d)

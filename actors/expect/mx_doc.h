@@ -32,6 +32,7 @@ struct mx_doc_opts {
 struct mx_calc_stats {
     struct mx_memo_stats cube, starforce; /* result memos */
     struct mx_memo_stats flame;           /* flame distributions, one per item structure */
+    size_t flame_bytes;                   /* they hold (see mx_calc_set_flame_budget) */
     /* with mx_calc_set_timing on: nanoseconds spent (CLOCK_MONOTONIC) */
     uint64_t documents;                   /* mx_doc_build calls timed */
     uint64_t ns_total;                    /* whole mx_doc_build calls */
@@ -59,6 +60,12 @@ void mx_calc_free(struct mx_calc *c);
 /* mx_calc_clear_memo - forget memoised results (counters stay); the flame
  * distributions, which hold nothing about a character, are kept. */
 void mx_calc_clear_memo(struct mx_calc *c);
+
+/* mx_calc_set_flame_budget - bound the bytes the flame distributions may
+ * hold (default 16 MiB; least recently used structures are dropped past it,
+ * the one just built always stays). Fixtures' structures take ~20-120 KB,
+ * but hostile weapon attacks can reach ~2 MB. */
+void mx_calc_set_flame_budget(struct mx_calc *c, size_t bytes);
 
 /* mx_calc_set_timing - measure time per calculator (mx_calc_stats.ns_*);
  * costs two clock reads per calculator call. Off by default. */

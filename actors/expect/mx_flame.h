@@ -7,6 +7,7 @@
 #define MX_FLAME_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "mx_equip.h"
@@ -68,6 +69,9 @@ int mx_flame_dist_new(const struct mx_flame_item *it, const struct mx_flame_weig
 
 /* mx_flame_dist_tail - P(score >= target); 1 for target <= 0. */
 double mx_flame_dist_tail(const struct mx_flame_dist *d, int64_t target);
+
+/* mx_flame_dist_bytes - memory a distribution holds (for budgets). */
+size_t mx_flame_dist_bytes(const struct mx_flame_dist *d);
 
 /* mx_flame_dist_free - free a distribution (NULL is ignored). */
 void mx_flame_dist_free(struct mx_flame_dist *d);

@@ -195,6 +195,48 @@ static void unknown_line_unpriced(void **state)
     free(doc);
 }
 
+/* Weapons with an attack of 1,000 at level 300 have the widest flame
+ * distributions (~120 KB each here): many of them must not grow a calculator
+ * context past its flame budget (set small, so that it is what evicts). */
+static void flame_budget(void **state)
+{
+    (void)state;
+    char err[MX_EQUIP_ERR_MAX];
+    struct mx_calc *calc;
+    struct mx_doc_opts o;
+    struct mx_jsonw w;
+    struct mx_calc_stats st;
+    struct mx_equip *eq = malloc(sizeof *eq);
+    assert_non_null(eq);
+    assert_int_equal(mx_calc_new(table, 64, &calc), 0);
+    mx_calc_set_flame_budget(calc, 512u << 10);
+    mx_doc_opts_default(&o);
+    mx_jsonw_init(&w, MX_DOC_MAX_BYTES);
+    for (int i = 0; i < 12; i++) {
+        char atk[16];
+        snprintf(atk, sizeof atk, "%d", 1000 - i);
+        struct hitem h = base;
+        h.slot = "무기";
+        h.name = "제네시스 스태프";
+        h.level = "300";
+        h.base_magic = atk;
+        char *json = doc_of(&h);
+        assert_int_equal(mx_equip_parse(parser, json, strlen(json), eq, err, sizeof err), 0);
+        mx_jsonw_reset(&w);
+        assert_int_equal(mx_doc_build(calc, eq, &o, &w), 0);
+        mx_calc_get_stats(calc, &st);
+        assert_true(st.flame_bytes <= (512u << 10));
+        free(json);
+    }
+    assert_int_equal(st.flame.misses, 12);
+    assert_true(st.flame.evictions > 0); /* the budget, not the 128 slots, evicted */
+    assert_true(st.flame.entries < 12 && st.flame.entries > 0);
+    assert_int_equal(st.flame.entries + st.flame.evictions, 12);
+    mx_jsonw_fini(&w);
+    mx_calc_free(calc);
+    free(eq);
+}
+
 static void calculators_refuse_out_of_range(void **state)
 {
     (void)state;
@@ -219,6 +261,7 @@ int main(void)
         cmocka_unit_test(weapon_attack_int_max),
         cmocka_unit_test(flame_stats_at_int_limits),
         cmocka_unit_test(unknown_line_unpriced),
+        cmocka_unit_test(flame_budget),
         cmocka_unit_test(calculators_refuse_out_of_range),
     };
     return cmocka_run_group_tests(tests, tables_setup, tables_teardown);
