@@ -282,8 +282,8 @@ int main(int argc, char **argv)
                "\"documents/s\", \"us_per_document\": %.1f, \"share\": {\"cube\": %.3f, "
                "\"starforce\": %.3f, \"flame\": %.3f, \"writing_and_rest\": %.3f}, "
                "\"vs_anchor_235rps\": %.2f, \"vs_goal_2000\": %.2f, \"flame_structures\": %zu}\n",
-               in[i].name, rate, 1e6 / rate, cube, sf, fl, 1.0 - cube - sf - fl,
-               rate / ANCHOR_RPS, rate / GOAL_COLD, st.flame.entries);
+               in[i].name, rate, 1e6 / rate, cube, sf, fl, 1.0 - cube - sf - fl, rate / ANCHOR_RPS,
+               rate / GOAL_COLD, st.flame.entries);
         snprintf(name, sizeof name, "calc.document.first.%s", in[i].name);
         if (!cold_only)
             emit(name, first, "documents/s");

@@ -87,8 +87,8 @@ static void table_note(const char *path, const struct mx_cube_load_stats *st)
         fprintf(stderr,
                 "mxcalc: cube table %s: %ld rows, %ld rejected (first at line %ld; 0: none), "
                 "%ld merged, %ld of %ld groups with rates not summing to 1\n",
-                path, st->rows_total, st->rows_rejected, st->first_rejected_line,
-                st->rows_merged, st->groups_bad_sum, st->groups);
+                path, st->rows_total, st->rows_rejected, st->first_rejected_line, st->rows_merged,
+                st->groups_bad_sum, st->groups);
 }
 
 static int load_table(const char *path, struct mx_cube_table **t)

@@ -240,14 +240,15 @@ int main(int argc, char **argv)
     if (add_path[0]) {
         rc = mx_cube_table_add(cube, add_path, &cst);
         if (rc == 0)
-            MX_INFO("MX_CUBE_TABLE_ADDITIONAL %s: %ld rows, %ld rejected", add_path,
-                    cst.rows_total, cst.rows_rejected);
+            MX_INFO("MX_CUBE_TABLE_ADDITIONAL %s: %ld rows, %ld rejected", add_path, cst.rows_total,
+                    cst.rows_rejected);
         bool dflt = !strcmp(add_path, "../shared/data/cube_probability_additional.csv");
         if (rc == MX_EIO && dflt) {
             /* the default is optional: without it additional potential is
              * reported unpriced (unpricedItems), never as 0 silently */
             MX_WARN("MX_CUBE_TABLE_ADDITIONAL: %s absent; additional potential will be "
-                    "reported unpriced", add_path);
+                    "reported unpriced",
+                    add_path);
         } else if (rc != 0) {
             fprintf(stderr, "mxnode: MX_CUBE_TABLE_ADDITIONAL: cannot load %s: %s\n", add_path,
                     mx_strerror(rc));

@@ -395,11 +395,16 @@ static const char *engine_name(enum mx_cube_engine e)
 static const char *grade_enum(enum mx_grade g)
 {
     switch (g) {
-    case MX_GRADE_RARE: return "RARE";
-    case MX_GRADE_EPIC: return "EPIC";
-    case MX_GRADE_UNIQUE: return "UNIQUE";
-    case MX_GRADE_LEGENDARY: return "LEGENDARY";
-    default: return NULL;
+    case MX_GRADE_RARE:
+        return "RARE";
+    case MX_GRADE_EPIC:
+        return "EPIC";
+    case MX_GRADE_UNIQUE:
+        return "UNIQUE";
+    case MX_GRADE_LEGENDARY:
+        return "LEGENDARY";
+    default:
+        return NULL;
     }
 }
 
@@ -512,7 +517,6 @@ static void write_cube(struct mx_jsonw *w, const char *cube_type, enum mx_grade 
 
 /* ---- starforce -------------------------------------------------------------- */
 
-
 static void sf_compute(struct mx_calc *c, const struct mx_equip_item *it,
                        const struct mx_doc_opts *o, struct sf_calc *s)
 {
@@ -554,12 +558,15 @@ static void write_starforce(struct mx_jsonw *w, const struct mx_equip_item *it,
     K(w, "scrollItem");
     wbool(w, it->scroll);
     if (s->rc) {
-        static const char *const nulls[] = {
-            "\"costWithoutDestroyPrevention\":", "\"costWithoutDestroyPreventionText\":",
-            "\"expectedDestroyCountWithout\":", "\"costWithDestroyPrevention\":",
-            "\"costWithDestroyPreventionText\":", "\"expectedDestroyCountWith\":",
-            "\"expectedDestroyCount\":", "\"expectedDestroyCountWithDestroyPrevention\":",
-            "\"expectedAttempts\":"};
+        static const char *const nulls[] = {"\"costWithoutDestroyPrevention\":",
+                                            "\"costWithoutDestroyPreventionText\":",
+                                            "\"expectedDestroyCountWithout\":",
+                                            "\"costWithDestroyPrevention\":",
+                                            "\"costWithDestroyPreventionText\":",
+                                            "\"expectedDestroyCountWith\":",
+                                            "\"expectedDestroyCount\":",
+                                            "\"expectedDestroyCountWithDestroyPrevention\":",
+                                            "\"expectedAttempts\":"};
         for (size_t i = 0; i < sizeof nulls / sizeof nulls[0]; i++) {
             wkey(w, nulls[i], strlen(nulls[i]));
             wnull(w);
@@ -677,7 +684,7 @@ static const struct ft_entry *ft_get(struct mx_calc *c, const struct mx_flame_it
 struct flame_calc {
     int64_t score;
     bool boss;
-    const char *reason;       /* NULL: computed */
+    const char *reason; /* NULL: computed */
     double p[MX_FLAME_NTYPES];
 };
 
@@ -800,8 +807,8 @@ static void item_compute(struct mx_calc *c, const struct mx_equip_item *it,
     ic->cost.red = 0; /* the design prices black cubes only */
     ic->cost.additional = cube_cost(&ic->additional);
     ic->cost.starforce = sf_cost(&ic->sf);
-    ic->unpriced = cube_unpriced(it->pot_grade, &ic->black) ||
-                   cube_unpriced(it->add_grade, &ic->additional);
+    ic->unpriced =
+        cube_unpriced(it->pot_grade, &ic->black) || cube_unpriced(it->add_grade, &ic->additional);
 }
 
 /* "블랙큐브(윗잠) > 에디셔널큐브(아랫잠) > 스타포스(0→22성)": the steps priced

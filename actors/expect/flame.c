@@ -209,7 +209,7 @@ int mx_flame_dist_new(const struct mx_flame_item *it, const struct mx_flame_weig
         rc = MX_ENOMEM;
         goto out_free;
     }
-    dp[0] = 1.0; /* dp[j * width + s] */
+    dp[0] = 1.0;                    /* dp[j * width + s] */
     size_t hi[5] = {0, 0, 0, 0, 0}; /* highest s with mass in row j */
     for (int i = 0; i < nz; i++) {
         memcpy(nx, dp, 5 * width * sizeof *dp);

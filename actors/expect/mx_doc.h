@@ -34,8 +34,8 @@ struct mx_calc_stats {
     struct mx_memo_stats flame;           /* flame distributions, one per item structure */
     size_t flame_bytes;                   /* they hold (see mx_calc_set_flame_budget) */
     /* with mx_calc_set_timing on: nanoseconds spent (CLOCK_MONOTONIC) */
-    uint64_t documents;                   /* mx_doc_build calls timed */
-    uint64_t ns_total;                    /* whole mx_doc_build calls */
+    uint64_t documents;                       /* mx_doc_build calls timed */
+    uint64_t ns_total;                        /* whole mx_doc_build calls */
     uint64_t ns_cube, ns_starforce, ns_flame; /* inside them, per calculator */
 };
 

@@ -12,10 +12,10 @@
 
 #include "mx_equip.h"
 
-#define MX_FLAME_MAX_SCORE 20000         /* scores above are refused (MX_ETOOBIG) */
-#define MX_FLAME_MAX_LEVEL 300           /* item levels above are refused (MX_EINVAL) */
-#define MX_FLAME_MAX_BASE_ATTACK 1000    /* weapon base attack above: MX_EINVAL */
-#define MX_FLAME_MAX_WIDTH (1 << 18)     /* bound on a distribution's score range */
+#define MX_FLAME_MAX_SCORE 20000      /* scores above are refused (MX_ETOOBIG) */
+#define MX_FLAME_MAX_LEVEL 300        /* item levels above are refused (MX_EINVAL) */
+#define MX_FLAME_MAX_BASE_ATTACK 1000 /* weapon base attack above: MX_EINVAL */
+#define MX_FLAME_MAX_WIDTH (1 << 18)  /* bound on a distribution's score range */
 
 enum mx_flame_type { MX_FLAME_POWERFUL = 0, MX_FLAME_ETERNAL, MX_FLAME_ABYSS, MX_FLAME_NTYPES };
 

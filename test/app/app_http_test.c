@@ -205,9 +205,8 @@ static void test_documents_match_golden(void **st)
 {
     char *body;
     size_t blen;
-    assert_int_equal(raw("GET", "/api/v4/characters/" EVAN_URL "/expectation", NULL, NULL, &body,
-                         &blen),
-                     200);
+    assert_int_equal(
+        raw("GET", "/api/v4/characters/" EVAN_URL "/expectation", NULL, NULL, &body, &blen), 200);
     assert_golden(body, "evan.json", EVAN);
     free(body);
     assert_int_equal(raw("GET", "/api/v4/characters/%EB%A9%94%EC%B9%B4%EB%8B%89/expectation", NULL,

@@ -382,12 +382,9 @@ static int teardown(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(single_flight_500),
-        cmocka_unit_test(invalidation),
-        cmocka_unit_test(corrupt_l2),
-        cmocka_unit_test(corrupt_l2_ocid),
-        cmocka_unit_test(corrupt_l3),
-        cmocka_unit_test(slow_load_keeps_latch),
+        cmocka_unit_test(single_flight_500), cmocka_unit_test(invalidation),
+        cmocka_unit_test(corrupt_l2),        cmocka_unit_test(corrupt_l2_ocid),
+        cmocka_unit_test(corrupt_l3),        cmocka_unit_test(slow_load_keeps_latch),
         cmocka_unit_test(holder_killed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -320,9 +320,19 @@ static void numfmt_matches_printf(void **state)
 {
     (void)state;
     char a[MX_NUMFMT_MAX], b[64];
-    static const double fixed[] = {0.0, 1.0, 0.1, 1e-7, 1.5e-300, 123456789012345678.0, 1e21,
-                                   1602.1234567891011, 2.5, 0.000123456789012345, 9.999999999999999e14,
-                                   -3.25, 4.0828920709e-4};
+    static const double fixed[] = {0.0,
+                                   1.0,
+                                   0.1,
+                                   1e-7,
+                                   1.5e-300,
+                                   123456789012345678.0,
+                                   1e21,
+                                   1602.1234567891011,
+                                   2.5,
+                                   0.000123456789012345,
+                                   9.999999999999999e14,
+                                   -3.25,
+                                   4.0828920709e-4};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
         size_t n = mx_fmt_g15(fixed[i], a);
         snprintf(b, sizeof b, "%.15g", fixed[i]);
@@ -491,12 +501,12 @@ static void cost_text(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(sf_zero_to_one),   cmocka_unit_test(sf_two_state_chain),
-        cmocka_unit_test(sf_scroll_items),  cmocka_unit_test(sf_options),
-        cmocka_unit_test(sf_invariants),    cmocka_unit_test(cube_toy),
-        cmocka_unit_test(cube_prices),      cmocka_unit_test(cube_hostile_table),
-        cmocka_unit_test(cube_shared_table), cmocka_unit_test(flame_basics),
-        cmocka_unit_test(memo_bounded),     cmocka_unit_test(cost_text),
+        cmocka_unit_test(sf_zero_to_one),        cmocka_unit_test(sf_two_state_chain),
+        cmocka_unit_test(sf_scroll_items),       cmocka_unit_test(sf_options),
+        cmocka_unit_test(sf_invariants),         cmocka_unit_test(cube_toy),
+        cmocka_unit_test(cube_prices),           cmocka_unit_test(cube_hostile_table),
+        cmocka_unit_test(cube_shared_table),     cmocka_unit_test(flame_basics),
+        cmocka_unit_test(memo_bounded),          cmocka_unit_test(cost_text),
         cmocka_unit_test(cube_additional_table), cmocka_unit_test(numfmt_matches_printf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -69,7 +69,6 @@
 #include "mx_err.h"
 #include "expect_tables.h"
 
-
 static char *slurp(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");

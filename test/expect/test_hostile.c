@@ -21,12 +21,11 @@
 #include "mx_flame.h"
 #include "mx_jsonr.h"
 
-
 struct hitem {
     const char *slot, *name;
-    const char *level;          /* base_equipment_level, a JSON number */
-    const char *star;           /* starforce, a string as Nexon sends */
-    const char *base_magic;     /* item_base_option.magic_power */
+    const char *level;                      /* base_equipment_level, a JSON number */
+    const char *star;                       /* starforce, a string as Nexon sends */
+    const char *base_magic;                 /* item_base_option.magic_power */
     const char *fl_int, *fl_magic, *fl_str; /* item_add_option */
     const char *pot1;
 };
@@ -96,8 +95,8 @@ static void has(const char *doc, const char *needle)
         fail_msg("document lacks %s: %s", needle, doc);
 }
 
-static const struct hitem base = {"모자", "에테르넬 메이지햇", "250", "22", "0",
-                                  "50", "3", "0", "INT +13%"};
+static const struct hitem base = {"모자", "에테르넬 메이지햇", "250", "22", "0", "50", "3",
+                                  "0",    "INT +13%"};
 
 static void flame_stat_300m(void **state)
 {
@@ -173,8 +172,11 @@ static void flame_stats_at_int_limits(void **state)
     has(doc, "no flame score for this class");
     free(doc);
     /* and the score function itself, in 64 bits */
-    struct mx_flame_stats f = {.int_ = INT_MAX, .magic = INT_MAX, .all_stat = INT_MAX,
-                               .damage = INT_MAX, .boss_damage = INT_MAX};
+    struct mx_flame_stats f = {.int_ = INT_MAX,
+                               .magic = INT_MAX,
+                               .all_stat = INT_MAX,
+                               .damage = INT_MAX,
+                               .boss_damage = INT_MAX};
     struct mx_flame_weights w;
     mx_flame_weights_for_class("에반", &w);
     assert_true(mx_flame_score(&f, &w) ==
