@@ -46,7 +46,7 @@ struct mx_calc {
     const struct mx_cube_table *table; /* borrowed, read-only */
     struct mx_memo *cube_memo;         /* NULL: no memo */
     struct mx_memo *sf_memo;
-    struct ft_entry ft[FT_SETS * FT_WAYS]; /* always on: bounded, a few MB at most */
+    struct ft_entry ft[FT_SETS * FT_WAYS]; /* always on; bounded by slots and ft_budget */
     uint64_t ft_tick;
     size_t ft_bytes;  /* held by the distributions, <= ft_budget after each insert */
     size_t ft_budget; /* FT_BUDGET unless set */
