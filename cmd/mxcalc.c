@@ -11,7 +11,10 @@
  * Cube table: --table, else $MX_CUBE_TABLE, else <repo>/../shared/data/
  * cube_probability_black.csv where <repo> is two directories above the
  * executable (build/bin/mxcalc), else the MX_SHARED_DIR given at configure
- * time. Exit status: 0 ok, 1 bad input file or table, 2 bad arguments.
+ * time. The additional-potential table is added from $MX_CUBE_TABLE_ADDITIONAL
+ * ("" for none), else from cube_probability_additional.csv beside the cube
+ * table when that file exists. Exit status: 0 ok, 1 bad input file or
+ * table, 2 bad arguments.
  */
 #include <getopt.h>
 #include <libgen.h>
@@ -78,20 +81,41 @@ static const char *table_path(const char *opt, char *buf, size_t cap)
     return buf;
 }
 
+static void table_note(const char *path, const struct mx_cube_load_stats *st)
+{
+    if (st->rows_rejected || st->groups_bad_sum)
+        fprintf(stderr,
+                "mxcalc: cube table %s: %ld rows, %ld rejected (first at line %ld; 0: none), "
+                "%ld merged, %ld of %ld groups with rates not summing to 1\n",
+                path, st->rows_total, st->rows_rejected, st->first_rejected_line, st->rows_merged,
+                st->groups_bad_sum, st->groups);
+}
+
 static int load_table(const char *path, struct mx_cube_table **t)
 {
     struct mx_cube_load_stats st;
+    char abuf[PATH_MAX + 64], dbuf[PATH_MAX];
+    const char *add = getenv("MX_CUBE_TABLE_ADDITIONAL");
     int rc = mx_cube_table_load(path, t, &st);
     if (rc) {
         fprintf(stderr, "mxcalc: cube table %s: %s\n", path, mx_strerror(rc));
         return rc;
     }
-    if (st.rows_rejected || st.groups_bad_sum)
-        fprintf(stderr,
-                "mxcalc: cube table %s: %ld rows, %ld rejected (first at line %ld; 0: none), "
-                "%ld merged, %ld of %ld groups with rates not summing to 1\n",
-                path, st.rows_total, st.rows_rejected, st.first_rejected_line, st.rows_merged,
-                st.groups_bad_sum, st.groups);
+    table_note(path, &st);
+    if (!add) { /* beside the main table, when there */
+        snprintf(dbuf, sizeof dbuf, "%s", path);
+        snprintf(abuf, sizeof abuf, "%s/cube_probability_additional.csv", dirname(dbuf));
+        add = access(abuf, R_OK) == 0 ? abuf : "";
+    }
+    if (!add[0])
+        return 0;
+    if ((rc = mx_cube_table_add(*t, add, &st))) {
+        fprintf(stderr, "mxcalc: additional cube table %s: %s\n", add, mx_strerror(rc));
+        mx_cube_table_free(*t);
+        *t = NULL;
+        return rc;
+    }
+    table_note(add, &st);
     return 0;
 }
 

@@ -234,6 +234,29 @@ int main(int argc, char **argv)
         mx_config_fini(&cfg);
         return 2;
     }
+    MX_INFO("MX_CUBE_TABLE %s: %ld rows, %ld rejected, %ld of %ld groups off 1", cube_path,
+            cst.rows_total, cst.rows_rejected, cst.groups_bad_sum, cst.groups);
+    const char *add_path = mx_config_str(&cfg, "MX_CUBE_TABLE_ADDITIONAL");
+    if (add_path[0]) {
+        rc = mx_cube_table_add(cube, add_path, &cst);
+        if (rc == 0)
+            MX_INFO("MX_CUBE_TABLE_ADDITIONAL %s: %ld rows, %ld rejected", add_path, cst.rows_total,
+                    cst.rows_rejected);
+        bool dflt = !strcmp(add_path, "../shared/data/cube_probability_additional.csv");
+        if (rc == MX_EIO && dflt) {
+            /* the default is optional: without it additional potential is
+             * reported unpriced (unpricedItems), never as 0 silently */
+            MX_WARN("MX_CUBE_TABLE_ADDITIONAL: %s absent; additional potential will be "
+                    "reported unpriced",
+                    add_path);
+        } else if (rc != 0) {
+            fprintf(stderr, "mxnode: MX_CUBE_TABLE_ADDITIONAL: cannot load %s: %s\n", add_path,
+                    mx_strerror(rc));
+            mx_cube_table_free(cube);
+            mx_config_fini(&cfg);
+            return 2;
+        }
+    }
 
     struct mx_system_opts so = {
         .node_name = node,

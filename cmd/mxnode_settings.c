@@ -28,6 +28,7 @@ const struct mx_setting mx_node_settings[] = {
     {"MX_NEXON_BASE_URL", "--nexon-base-url", "https://open.api.nexon.com", MX_SET_HTTP_URL, 0, 0, "Nexon Open API base URL"},
     {"MX_NEXON_API_KEY", "--nexon-api-key", "", MX_SET_SECRET, 1, 0, "Nexon Open API key (x-nxopen-api-key)"},
     {"MX_CUBE_TABLE", "--cube-table", "../shared/data/cube_probability_black.csv", MX_SET_STR, 0, 4096, "cube probability table (CSV)"},
+    {"MX_CUBE_TABLE_ADDITIONAL", "--cube-table-additional", "../shared/data/cube_probability_additional.csv", MX_SET_STR, 0, 4096, "additional-potential cube table (CSV); \"\" = none; the default is skipped with a warning when absent"},
     {"MX_JWT_SECRET", "--jwt-secret", "", MX_SET_SECRET, 32, 0, "HS256 secret for access tokens (required, >= 32 bytes)"},
     {"MX_HTTP_MAX_CONNS", "--http-max-conns", "10000", MX_SET_INT, 1, 1000000, "open HTTP connections per node; more are refused"},
     {"MX_L1_MAX_ENTRIES", "--l1-max-entries", "10000", MX_SET_INT, 16, 10000000, "L1 cache entries per scheduler"},

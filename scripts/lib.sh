@@ -5,7 +5,7 @@ MX_SHARED=${MX_SHARED_DIR:-$(cd "$MX_ROOT/.." && pwd)/shared}
 
 # Debian 12 packages the build needs, then those tests and benchmarks need.
 MX_BUILD_PKGS="cmake make gcc g++ pkg-config libuv1-dev libnng-dev libhiredis-dev libmsgpack-dev
-  libmsgpuck-dev libsimdjson-dev node-llhttp libcurl4-openssl-dev zlib1g-dev libssl-dev
+  libmsgpuck-dev libsimdjson-dev libfmt-dev node-llhttp libcurl4-openssl-dev zlib1g-dev libssl-dev
   default-libmysqlclient-dev libcmocka-dev python3-yaml"
 MX_RUN_PKGS="redis-server mariadb-server mariadb-client"
 MX_TEST_PKGS="procps python3 python3-yaml python3-jsonschema redis-server mariadb-server mariadb-client haproxy clang libclang-rt-14-dev"

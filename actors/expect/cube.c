@@ -221,7 +221,8 @@ struct group {
 
 struct bands {
     int n;
-    int level[MAX_BANDS]; /* sorted ascending */
+    int level[MAX_BANDS];  /* sorted ascending */
+    int gid[MAX_BANDS][3]; /* group of (level[i], line j+1), -1 if none: no key lookups per query */
 };
 
 struct mx_cube_table {
@@ -273,15 +274,52 @@ static int intern_opt(struct mx_cube_table *t, const char *norm)
     return id;
 }
 
-static void group_key(char *buf, size_t cap, const char *type, const char *slot, int grade,
-                      int level, int line)
+/* Appends s and a unit separator; keys are built often (each cube query),
+ * so no snprintf. cap is always >= 512 and the parts are bounded (slot <
+ * MX_EQUIP_SLOT_MAX, type < 32), so nothing is cut. */
+static char *kput(char *p, const char *end, const char *s)
 {
-    snprintf(buf, cap, "%s\x1f%s\x1f%d\x1f%d\x1f%d", type, slot, grade, level, line);
+    while (*s && p < end - 1)
+        *p++ = *s++;
+    *p++ = '\x1f';
+    return p;
+}
+
+static char *kint(char *p, const char *end, int v)
+{
+    char d[12];
+    int n = 0;
+    unsigned u = v < 0 ? 0u - (unsigned)v : (unsigned)v;
+    do
+        d[n++] = (char)('0' + u % 10);
+    while ((u /= 10) && n < 11);
+    if (v < 0 && p < end - 1)
+        *p++ = '-';
+    while (n && p < end - 1)
+        *p++ = d[--n];
+    *p++ = '\x1f';
+    return p;
 }
 
 static void bands_key(char *buf, size_t cap, const char *type, const char *slot, int grade)
 {
-    snprintf(buf, cap, "%s\x1f%s\x1f%d", type, slot, grade);
+    const char *end = buf + cap - 1;
+    char *p = kput(buf, end, type);
+    p = kput(p, end, slot);
+    p = kint(p, end, grade);
+    p[-1] = '\0';
+}
+
+static void group_key(char *buf, size_t cap, const char *type, const char *slot, int grade,
+                      int level, int line)
+{
+    const char *end = buf + cap - 1;
+    char *p = kput(buf, end, type);
+    p = kput(p, end, slot);
+    p = kint(p, end, grade);
+    p = kint(p, end, level);
+    p = kint(p, end, line);
+    p[-1] = '\0';
 }
 
 /* Splits one CSV line in place (double quotes with "" escapes); returns the
@@ -402,10 +440,15 @@ static bool add_row(struct mx_cube_table *t, char *line)
             int j = b->n++;
             while (j > 0 && b->level[j - 1] > level) {
                 b->level[j] = b->level[j - 1];
+                memcpy(b->gid[j], b->gid[j - 1], sizeof b->gid[j]);
                 j--;
             }
             b->level[j] = level;
+            b->gid[j][0] = b->gid[j][1] = b->gid[j][2] = -1;
+            i = j;
         }
+        if (i < b->n)
+            b->gid[i][slot - 1] = gid;
         smap_put(&t->types, f[6], 1);
     }
     struct group *g = &t->g[gid];
@@ -450,29 +493,23 @@ void mx_cube_table_free(struct mx_cube_table *t)
     free(t);
 }
 
-int mx_cube_table_load_mem(const char *csv, size_t len, struct mx_cube_table **out,
-                           struct mx_cube_load_stats *stats)
+/* Reads the rows of one CSV into t (which may already hold rows). */
+static int load_rows(struct mx_cube_table *t, const char *csv, size_t len,
+                     struct mx_cube_load_stats *stp)
 {
     struct mx_cube_load_stats st = {0};
-    struct mx_cube_table *t = NULL;
     char line[MX_CUBE_MAX_LINE + 1];
     size_t pos = 0;
-    long lineno = 0;
+    long lineno = 0, merged0 = t->merged;
     int rc = 0;
 
-    if (!out || (!csv && len))
-        return MX_EINVAL;
-    *out = NULL;
-    if (len > MX_CUBE_MAX_FILE)
-        return MX_ETOOBIG;
-    t = xcalloc(1, sizeof *t);
     while (pos < len) {
         const char *nl = memchr(csv + pos, '\n', len - pos);
         size_t n = nl ? (size_t)(nl - (csv + pos)) : len - pos;
         lineno++;
         if (n > MX_CUBE_MAX_LINE) {
             rc = MX_ETOOBIG;
-            goto out_free_table;
+            goto out;
         }
         memcpy(line, csv + pos, n);
         line[n] = '\0';
@@ -487,7 +524,7 @@ int mx_cube_table_load_mem(const char *csv, size_t len, struct mx_cube_table **o
             continue; /* header */
         if (++st.rows_total > MX_CUBE_MAX_ROWS) {
             rc = MX_ETOOBIG;
-            goto out_free_table;
+            goto out;
         }
         if (add_row(t, line)) {
             st.rows_accepted++;
@@ -499,35 +536,59 @@ int mx_cube_table_load_mem(const char *csv, size_t len, struct mx_cube_table **o
     }
     if (!st.rows_accepted) {
         rc = MX_EDECODE;
-        goto out_free_table;
+        goto out;
     }
     st.groups = t->ng;
-    st.rows_merged = t->merged;
+    st.rows_merged = t->merged - merged0;
     for (int i = 0; i < t->ng; i++)
         if (fabs(t->g[i].sum - 1.0) > MX_CUBE_RATE_TOLERANCE)
             st.groups_bad_sum++;
-    *out = t;
-    t = NULL;
-out_free_table:
-    mx_cube_table_free(t);
-    if (stats)
-        *stats = st;
+out:
+    if (stp)
+        *stp = st;
     return rc;
 }
 
-int mx_cube_table_load(const char *path, struct mx_cube_table **out,
-                       struct mx_cube_load_stats *stats)
+int mx_cube_table_load_mem(const char *csv, size_t len, struct mx_cube_table **out,
+                           struct mx_cube_load_stats *stats)
+{
+    struct mx_cube_table *t;
+    int rc;
+
+    if (!out || (!csv && len))
+        return MX_EINVAL;
+    *out = NULL;
+    t = xcalloc(1, sizeof *t);
+    if ((rc = mx_cube_table_add_mem(t, csv, len, stats))) {
+        mx_cube_table_free(t);
+        return rc;
+    }
+    *out = t;
+    return 0;
+}
+
+int mx_cube_table_add_mem(struct mx_cube_table *t, const char *csv, size_t len,
+                          struct mx_cube_load_stats *stats)
+{
+    if (!t || (!csv && len))
+        return MX_EINVAL;
+    if (len > MX_CUBE_MAX_FILE) {
+        if (stats)
+            memset(stats, 0, sizeof *stats);
+        return MX_ETOOBIG;
+    }
+    return load_rows(t, csv, len, stats);
+}
+
+/* Reads a whole file (at most MX_CUBE_MAX_FILE bytes) into a new buffer. */
+static int read_csv(const char *path, char **out, size_t *len)
 {
     FILE *f;
     char *buf = NULL;
     long sz;
-    int rc;
+    int rc = 0;
 
-    if (!path || !out)
-        return MX_EINVAL;
     *out = NULL;
-    if (stats)
-        memset(stats, 0, sizeof *stats);
     f = fopen(path, "rb");
     if (!f)
         return MX_EIO;
@@ -541,15 +602,50 @@ int mx_cube_table_load(const char *path, struct mx_cube_table **out,
     }
     buf = xcalloc((size_t)sz + 1, 1);
     if (fread(buf, 1, (size_t)sz, f) != (size_t)sz) {
+        free(buf);
         rc = MX_EIO;
-        goto out_free_buf;
+        goto out_close;
     }
-    rc = mx_cube_table_load_mem(buf, (size_t)sz, out, stats);
-out_free_buf:
-    free(buf);
+    *out = buf;
+    *len = (size_t)sz;
 out_close:
     fclose(f);
     return rc;
+}
+
+int mx_cube_table_add(struct mx_cube_table *t, const char *path, struct mx_cube_load_stats *stats)
+{
+    char *buf;
+    size_t len;
+    int rc;
+
+    if (!t || !path)
+        return MX_EINVAL;
+    if (stats)
+        memset(stats, 0, sizeof *stats);
+    if ((rc = read_csv(path, &buf, &len)))
+        return rc;
+    rc = mx_cube_table_add_mem(t, buf, len, stats);
+    free(buf);
+    return rc;
+}
+
+int mx_cube_table_load(const char *path, struct mx_cube_table **out,
+                       struct mx_cube_load_stats *stats)
+{
+    struct mx_cube_table *t;
+    int rc;
+
+    if (!path || !out)
+        return MX_EINVAL;
+    *out = NULL;
+    t = xcalloc(1, sizeof *t);
+    if ((rc = mx_cube_table_add(t, path, stats))) {
+        mx_cube_table_free(t);
+        return rc;
+    }
+    *out = t;
+    return 0;
 }
 
 bool mx_cube_table_has_type(const struct mx_cube_table *t, const char *cube_type)
@@ -559,25 +655,43 @@ bool mx_cube_table_has_type(const struct mx_cube_table *t, const char *cube_type
 
 /* ---- engines ---------------------------------------------------------------- */
 
+/* Meso per use by level tier (<160, 160-199, 200-249, >=250) and grade
+ * (rare, epic, unique, legendary). Black cube: MapleExpectation's table;
+ * additional reset: Nexon's update notes as carried by three independent
+ * sources (data/cube_probability_additional.PROVENANCE.md, section 4). */
+static const double black_price[4][4] = {
+    {4e6, 16e6, 34e6, 40e6},
+    {4.25e6, 17e6, 36.125e6, 42.5e6},
+    {4.5e6, 18e6, 38.25e6, 45e6},
+    {5e6, 20e6, 42.5e6, 50e6},
+};
+static const double additional_price[4][4] = {
+    {9.75e6, 27.3e6, 66.3e6, 78e6},
+    {10.375e6, 29.05e6, 70.55e6, 83e6},
+    {11e6, 30.8e6, 74.8e6, 88e6},
+    {12.25e6, 34.3e6, 83.3e6, 98e6},
+};
+
+static double price_of(const double (*tab)[4], enum mx_grade grade, int level)
+{
+    int tier = level >= 250 ? 3 : level >= 200 ? 2 : level >= 160 ? 1 : 0;
+    if (grade < MX_GRADE_RARE || grade > MX_GRADE_LEGENDARY)
+        return 0.0;
+    return tab[tier][grade - MX_GRADE_RARE];
+}
+
 double mx_cube_price(enum mx_grade grade, int level)
 {
-    double base, factor;
-    switch (grade) {
-    case MX_GRADE_LEGENDARY: base = 40e6; break;
-    case MX_GRADE_UNIQUE: base = 34e6; break;
-    case MX_GRADE_EPIC: base = 16e6; break;
-    case MX_GRADE_RARE: base = 4e6; break;
-    default: return 0.0;
-    }
-    if (level >= 250)
-        factor = 50.0 / 40.0;
-    else if (level >= 200)
-        factor = 45.0 / 40.0;
-    else if (level >= 160)
-        factor = 42.5 / 40.0;
-    else
-        factor = 1.0;
-    return base * factor;
+    return price_of(black_price, grade, level);
+}
+
+double mx_cube_type_price(const char *cube_type, enum mx_grade grade, int level)
+{
+    if (cube_type && !strcmp(cube_type, "BLACK"))
+        return price_of(black_price, grade, level);
+    if (cube_type && !strcmp(cube_type, "ADDITIONAL"))
+        return price_of(additional_price, grade, level);
+    return 0.0;
 }
 
 static double group_rate(const struct group *g, int oid)
@@ -604,7 +718,7 @@ int mx_cube_expect(const struct mx_cube_table *t, const struct mx_cube_query *q,
         return MX_EINVAL;
     memset(r, 0, sizeof *r);
     r->level_band = -1;
-    r->cube_price = mx_cube_price(q->grade, q->level);
+    r->cube_price = mx_cube_type_price(q->cube_type, q->grade, q->level);
     if (q->grade == MX_GRADE_NONE || q->grade == MX_GRADE_UNKNOWN) {
         snprintf(r->reason, sizeof r->reason, "no potential grade");
         return 0;
@@ -617,13 +731,13 @@ int mx_cube_expect(const struct mx_cube_table *t, const struct mx_cube_query *q,
         return 0;
     }
     const struct bands *b = &t->b[bid];
-    r->level_band = b->level[0]; /* below every band: use the lowest */
+    int band = 0; /* below every band: use the lowest */
     for (int i = 0; i < b->n; i++)
         if (b->level[i] <= q->level)
-            r->level_band = b->level[i];
+            band = i;
+    r->level_band = b->level[band];
     for (int j = 0; j < 3; j++) {
-        group_key(key, sizeof key, q->cube_type, q->item_slot, q->grade, r->level_band, j + 1);
-        int gid = smap_get(&t->groups, key);
+        int gid = b->gid[band][j];
         if (gid < 0) {
             snprintf(r->reason, sizeof r->reason, "no %s rows for line %d of %s %s level %d",
                      q->cube_type, j + 1, q->item_slot, mx_equip_grade_name(q->grade),
@@ -646,6 +760,7 @@ int mx_cube_expect(const struct mx_cube_table *t, const struct mx_cube_query *q,
         for (int j = 0; oid[i] >= 0 && j < 3 && !known; j++)
             known = group_rate(g[j], oid[i]) > 0.0;
         if (!known) {
+            r->unknown_line = i + 1;
             snprintf(r->reason, sizeof r->reason, "line %d \"%.80s\" not in the table", i + 1,
                      q->lines[i]);
             return 0;
@@ -682,10 +797,11 @@ int mx_cube_expect(const struct mx_cube_table *t, const struct mx_cube_query *q,
         r->engine = MX_CUBE_ENGINE_STAT_SUM;
         snprintf(r->stat, sizeof r->stat, "%s", kind_names[best]);
         r->target = best_total;
-        memset(dist, 0, sizeof dist);
+        size_t used = (size_t)best_total + 1; /* entries of dist that matter */
+        memset(dist, 0, used * sizeof *dist);
         dist[0] = 1.0;
         for (int j = 0; j < 3; j++) {
-            memset(next, 0, sizeof next);
+            memset(next, 0, used * sizeof *next);
             double rest = 1.0; /* mass of rows contributing 0, and missing mass */
             for (int i = 0; i < g[j]->n; i++) {
                 int v = contrib(&t->info[g[j]->opt[i]], best);
@@ -705,7 +821,7 @@ int mx_cube_expect(const struct mx_cube_table *t, const struct mx_cube_query *q,
                 rest = 0.0;
             for (int s = 0; s <= best_total; s++)
                 next[s] += dist[s] * rest;
-            memcpy(dist, next, sizeof dist);
+            memcpy(dist, next, used * sizeof *dist);
         }
         p = dist[best_total];
     } else {

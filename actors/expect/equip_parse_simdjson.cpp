@@ -179,8 +179,8 @@ int parse_item(ctx &c, const object &o, mx_equip_item *it)
     it->pot_grade = mx_equip_grade_from_text(it->pot_grade_text);
     it->add_grade = mx_equip_grade_from_text(it->add_grade_text);
     it->scroll = strcmp(flag, "사용") == 0;
-    if (it->starforce < 0 || it->starforce > 30)
-        return fail(c, MX_EDECODE, "starforce", "expected 0..30");
+    /* any int is kept: an out-of-range star or level is one item's problem
+     * (the calculators give that item a reason), not the whole document's */
 
     object sub;
     bool present;
@@ -193,9 +193,6 @@ int parse_item(ctx &c, const object &o, mx_equip_item *it)
             (rc = get_int(c, sub, "magic_power", &it->base_magic)))
             return rc;
         c.sub = nullptr;
-        if (it->level < 0 || it->level > 300)
-            return fail(c, MX_EDECODE, "item_base_option.base_equipment_level",
-                        "expected 0..300");
     }
     if ((rc = get_obj(c, o, "item_add_option", sub, &present)))
         return rc;

@@ -11,6 +11,7 @@
 #include "mx_flame.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,15 +56,16 @@ static int stat_weight(const struct mx_flame_weights *w, enum mx_stat s)
     return 0;
 }
 
-int mx_flame_score(const struct mx_flame_stats *f, const struct mx_flame_weights *w)
+int64_t mx_flame_score(const struct mx_flame_stats *f, const struct mx_flame_weights *w)
 {
+    /* upstream integers are any int: in 64 bits no sum of these can overflow */
     const int st[4] = {f->str, f->dex, f->int_, f->luk};
-    int s = 0;
+    int64_t s = 0;
     for (int i = 0; i < 4; i++)
-        s += st[i] * stat_weight(w, (enum mx_stat)i);
-    s += f->all_stat * MX_FLAME_W_ALLSTAT;
-    s += (w->magic ? f->magic : f->attack) * MX_FLAME_W_ATTACK;
-    s += (f->damage + f->boss_damage) * MX_FLAME_W_DAMAGE;
+        s += (int64_t)st[i] * stat_weight(w, (enum mx_stat)i);
+    s += (int64_t)f->all_stat * MX_FLAME_W_ALLSTAT;
+    s += (int64_t)(w->magic ? f->magic : f->attack) * MX_FLAME_W_ATTACK;
+    s += ((int64_t)f->damage + f->boss_damage) * MX_FLAME_W_DAMAGE;
     return s;
 }
 
@@ -115,12 +117,191 @@ static double choose(int n, int k)
     return c;
 }
 
-int mx_flame_prob(const struct mx_flame_item *it, const struct mx_flame_weights *w,
-                  enum mx_flame_type type, int target, double *p)
+struct mx_flame_dist {
+    int n;        /* distinct scores of nonzero probability */
+    int *score;   /* ascending */
+    double *tail; /* tail[i] = P(score >= score[i]) */
+};
+
+size_t mx_flame_dist_bytes(const struct mx_flame_dist *d)
+{
+    return d ? sizeof *d + (size_t)d->n * (sizeof *d->score + sizeof *d->tail) : 0;
+}
+
+void mx_flame_dist_free(struct mx_flame_dist *d)
+{
+    if (!d)
+        return;
+    free(d->score);
+    free(d->tail);
+    free(d);
+}
+
+static bool item_in_range(const struct mx_flame_item *it)
+{
+    return it->level >= 0 && it->level <= MX_FLAME_MAX_LEVEL &&
+           (!it->weapon || (it->base_attack >= 0 && it->base_attack <= MX_FLAME_MAX_BASE_ATTACK));
+}
+
+/*
+ * The full score distribution of one flame. Kinds whose lines score 0 at
+ * every stage (z of them) only matter through how many lines they take, so
+ * the DP runs over the scoring kinds only: dp[j][s] = sum over j-subsets of
+ * them of P(their lines sum to s); then P(s | k lines) = sum_j C(z, k-j)
+ * dp[j][s] / C(n, k). Scores are not capped at a target: the tail table then
+ * answers every target of this structure.
+ */
+int mx_flame_dist_new(const struct mx_flame_item *it, const struct mx_flame_weights *w,
+                      enum mx_flame_type type, struct mx_flame_dist **out)
 {
     const enum fkind *pool;
-    int n, rc = 0;
-    double *dp = NULL, *nx = NULL;
+    int n, rc = 0, nz = 0, z = 0;
+    int sc[F_NKINDS][NSTAGE], ns = 0, maxk[F_NKINDS];
+    double pr[NSTAGE], *dp = NULL, *nx = NULL, *pmf = NULL;
+    struct mx_flame_dist *d = NULL;
+
+    if (!out)
+        return MX_EINVAL;
+    *out = NULL;
+    if (!it || !w || (int)type < 0 || type >= MX_FLAME_NTYPES || !item_in_range(it))
+        return MX_EINVAL;
+    pool = it->weapon ? weapon_pool : armor_pool;
+    n = it->weapon ? (int)(sizeof weapon_pool / sizeof *pool) : (int)(sizeof armor_pool / sizeof *pool);
+    int shift = it->boss ? 2 : 0;
+    for (int st = 1; st < NSTAGE; st++)
+        if (stage_prob[type][st] != 0.0)
+            pr[ns++] = stage_prob[type][st];
+    /* per scoring kind: its score at each stage, and its largest */
+    for (int i = 0; i < n; i++) {
+        int m = 0, k = 0;
+        for (int st = 1; st < NSTAGE; st++) {
+            if (stage_prob[type][st] == 0.0)
+                continue;
+            int v = line_score(pool[i], st + shift, it, w); /* bounded by item_in_range */
+            sc[nz][k++] = v;
+            if (v > m)
+                m = v;
+        }
+        if (m > 0)
+            maxk[nz++] = m;
+        else
+            z++;
+    }
+    /* the widest sum: the 4 largest maxima */
+    int top[4] = {0, 0, 0, 0};
+    for (int i = 0; i < nz; i++) {
+        int v = maxk[i];
+        for (int j = 0; j < 4; j++)
+            if (v > top[j]) {
+                int t = top[j];
+                top[j] = v;
+                v = t;
+            }
+    }
+    long maxsum = (long)top[0] + top[1] + top[2] + top[3];
+    if (maxsum > MX_FLAME_MAX_WIDTH)
+        return MX_ETOOBIG;
+    size_t width = (size_t)maxsum + 1;
+    dp = calloc(5 * width, sizeof *dp);
+    nx = calloc(5 * width, sizeof *nx);
+    pmf = calloc(width, sizeof *pmf);
+    if (!dp || !nx || !pmf) {
+        rc = MX_ENOMEM;
+        goto out_free;
+    }
+    dp[0] = 1.0;                    /* dp[j * width + s] */
+    size_t hi[5] = {0, 0, 0, 0, 0}; /* highest s with mass in row j */
+    for (int i = 0; i < nz; i++) {
+        memcpy(nx, dp, 5 * width * sizeof *dp);
+        size_t nhi[5];
+        memcpy(nhi, hi, sizeof hi);
+        for (int r = 1; r <= 4 && r <= i + 1; r++) {
+            const double *src = dp + (size_t)(r - 1) * width;
+            double *dst = nx + (size_t)r * width;
+            for (size_t t = 0; t <= hi[r - 1]; t++) {
+                double base = src[t];
+                if (base == 0.0)
+                    continue;
+                for (int s = 0; s < ns; s++) {
+                    size_t nt = t + (size_t)sc[i][s];
+                    dst[nt] += base * pr[s];
+                    if (nt > nhi[r])
+                        nhi[r] = nt;
+                }
+            }
+        }
+        memcpy(hi, nhi, sizeof hi);
+        double *tmp = dp;
+        dp = nx;
+        nx = tmp;
+    }
+    for (int k = 1; k <= 4; k++) {
+        double pk = it->boss ? (k == 4) : lines_prob[k];
+        if (pk == 0.0)
+            continue;
+        double denom = choose(n, k);
+        for (int j = 0; j <= k && j <= nz; j++) {
+            double c = choose(z, k - j);
+            if (c == 0.0)
+                continue;
+            double f = pk * c / denom;
+            const double *row = dp + (size_t)j * width;
+            for (size_t t = 0; t <= hi[j]; t++)
+                pmf[t] += f * row[t];
+        }
+    }
+    d = calloc(1, sizeof *d);
+    if (!d) {
+        rc = MX_ENOMEM;
+        goto out_free;
+    }
+    for (size_t t = 0; t < width; t++)
+        d->n += pmf[t] > 0.0;
+    d->score = malloc((size_t)(d->n ? d->n : 1) * sizeof *d->score);
+    d->tail = malloc((size_t)(d->n ? d->n : 1) * sizeof *d->tail);
+    if (!d->score || !d->tail) {
+        rc = MX_ENOMEM;
+        goto out_free;
+    }
+    double acc = 0.0;
+    int i = d->n;
+    for (size_t t = width; t-- > 0;)
+        if (pmf[t] > 0.0) {
+            acc += pmf[t];
+            i--;
+            d->score[i] = (int)t;
+            d->tail[i] = acc;
+        }
+    *out = d;
+    d = NULL;
+out_free:
+    mx_flame_dist_free(d);
+    free(dp);
+    free(nx);
+    free(pmf);
+    return rc;
+}
+
+double mx_flame_dist_tail(const struct mx_flame_dist *d, int64_t target)
+{
+    int lo = 0, hi = d->n;
+    if (target <= 0)
+        return 1.0;
+    while (lo < hi) { /* first score >= target */
+        int mid = lo + (hi - lo) / 2;
+        if (d->score[mid] < target)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < d->n ? d->tail[lo] : 0.0;
+}
+
+int mx_flame_prob(const struct mx_flame_item *it, const struct mx_flame_weights *w,
+                  enum mx_flame_type type, int64_t target, double *p)
+{
+    struct mx_flame_dist *d;
+    int rc;
 
     if (!it || !w || !p || (int)type < 0 || type >= MX_FLAME_NTYPES || it->level < 0)
         return MX_EINVAL;
@@ -131,57 +312,11 @@ int mx_flame_prob(const struct mx_flame_item *it, const struct mx_flame_weights 
         *p = 1.0;
         return 0;
     }
-    pool = it->weapon ? weapon_pool : armor_pool;
-    n = it->weapon ? (int)(sizeof weapon_pool / sizeof *pool) : (int)(sizeof armor_pool / sizeof *pool);
-    int shift = it->boss ? 2 : 0;
-    size_t width = (size_t)target + 1;
-    dp = calloc(5 * width, sizeof *dp);
-    nx = calloc(5 * width, sizeof *nx);
-    if (!dp || !nx) {
-        rc = MX_ENOMEM;
-        goto out_free;
-    }
-    dp[0] = 1.0; /* dp[r * width + t] */
-    for (int i = 0; i < n; i++) {
-        /* this kind's score distribution over stages */
-        int sc[NSTAGE];
-        double pr[NSTAGE];
-        int ns = 0;
-        for (int st = 1; st < NSTAGE; st++) {
-            if (stage_prob[type][st] == 0.0)
-                continue;
-            int stage = st + shift;
-            int v = line_score(pool[i], stage, it, w);
-            sc[ns] = v > target ? target : v;
-            pr[ns++] = stage_prob[type][st];
-        }
-        memcpy(nx, dp, 5 * width * sizeof *dp);
-        for (int r = 1; r <= 4 && r <= i + 1; r++)
-            for (size_t t = 0; t < width; t++) {
-                double base = dp[(size_t)(r - 1) * width + t];
-                if (base == 0.0)
-                    continue;
-                for (int s = 0; s < ns; s++) {
-                    size_t nt = t + (size_t)sc[s];
-                    if (nt > (size_t)target)
-                        nt = (size_t)target;
-                    nx[(size_t)r * width + nt] += base * pr[s];
-                }
-            }
-        double *tmp = dp;
-        dp = nx;
-        nx = tmp;
-    }
-    if (it->boss) {
-        *p = dp[4 * width + (size_t)target] / choose(n, 4);
-    } else {
-        for (int k = 1; k <= 4; k++)
-            *p += lines_prob[k] * dp[(size_t)k * width + (size_t)target] / choose(n, k);
-    }
-out_free:
-    free(dp);
-    free(nx);
-    return rc;
+    if ((rc = mx_flame_dist_new(it, w, type, &d)))
+        return rc;
+    *p = mx_flame_dist_tail(d, target);
+    mx_flame_dist_free(d);
+    return 0;
 }
 
 const char *mx_flame_stat_name(enum mx_stat s)

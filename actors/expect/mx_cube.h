@@ -47,6 +47,19 @@ int mx_cube_table_load(const char *path, struct mx_cube_table **out,
 int mx_cube_table_load_mem(const char *csv, size_t len, struct mx_cube_table **out,
                            struct mx_cube_load_stats *stats);
 
+/* mx_cube_table_add - read the CSV at path into an existing table t, next to
+ * the rows it holds (e.g. the ADDITIONAL rows beside the BLACK ones): same
+ * validation and bounds as mx_cube_table_load (MX_CUBE_MAX_ROWS per file);
+ * stats count this file's rows, and groups/groups_bad_sum the whole table.
+ * On MX_EDECODE/MX_ETOOBIG the rows read before the error stay in t: callers
+ * treat a failure as fatal and free t. Blocks on file I/O; call it before
+ * the table is shared. */
+int mx_cube_table_add(struct mx_cube_table *t, const char *path, struct mx_cube_load_stats *stats);
+
+/* mx_cube_table_add_mem - the same from a buffer. */
+int mx_cube_table_add_mem(struct mx_cube_table *t, const char *csv, size_t len,
+                          struct mx_cube_load_stats *stats);
+
 /* mx_cube_table_free - free a table (NULL is ignored). */
 void mx_cube_table_free(struct mx_cube_table *t);
 
@@ -78,6 +91,7 @@ struct mx_cube_result {
     enum mx_cube_engine engine;
     char stat[24];             /* engine (a): the stat kind, e.g. "INT%" */
     int target;                /* engine (a): the item's total of that stat */
+    int unknown_line;          /* 1..3: that line's text is not in the table; 0 otherwise */
     char reason[MX_CUBE_REASON_MAX]; /* why !ok, "" when ok */
 };
 
@@ -94,6 +108,13 @@ int mx_cube_expect(const struct mx_cube_table *t, const struct mx_cube_query *q,
  * 40M/42.5M/45M/50M at level 0/160/200/250, unique 34M, epic 16M, rare 4M
  * scaled by the same factors; 0 for NONE/UNKNOWN. */
 double mx_cube_price(enum mx_grade grade, int level);
+
+/* mx_cube_type_price - meso per use of cube_type: "BLACK" as mx_cube_price,
+ * "ADDITIONAL" the additional-potential reset (legendary 78M/83M/88M/98M,
+ * unique 66.3M/70.55M/74.8M/83.3M, epic 27.3M/29.05M/30.8M/34.3M, rare
+ * 9.75M/10.375M/11M/12.25M at level 0/160/200/250); 0 for other types and
+ * grades. Pure. */
+double mx_cube_type_price(const char *cube_type, enum mx_grade grade, int level);
 
 /* mx_cube_normalize - write the normalised form of an option text (spaces,
  * tabs and ':' removed) into buf (cap bytes). Returns 0 or MX_ETOOBIG. */

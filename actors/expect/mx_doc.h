@@ -30,7 +30,13 @@ struct mx_doc_opts {
 };
 
 struct mx_calc_stats {
-    struct mx_memo_stats cube, flame, starforce;
+    struct mx_memo_stats cube, starforce; /* result memos */
+    struct mx_memo_stats flame;           /* flame distributions, one per item structure */
+    size_t flame_bytes;                   /* they hold (see mx_calc_set_flame_budget) */
+    /* with mx_calc_set_timing on: nanoseconds spent (CLOCK_MONOTONIC) */
+    uint64_t documents;                       /* mx_doc_build calls timed */
+    uint64_t ns_total;                        /* whole mx_doc_build calls */
+    uint64_t ns_cube, ns_starforce, ns_flame; /* inside them, per calculator */
 };
 
 struct mx_calc;
@@ -41,15 +47,29 @@ void mx_doc_opts_default(struct mx_doc_opts *o);
 
 /* mx_calc_new - a calculator context over table (borrowed: it must outlive
  * the context; NULL means no cube table: cube expectations are null with a
- * reason). memo_entries bounds each memo (cube and flame); 0 disables
- * memoisation. Returns 0, MX_EINVAL or MX_ENOMEM. */
+ * reason). memo_entries bounds each result memo (cube and starforce); 0
+ * disables them. The flame distributions (they depend on an item's level
+ * tier, class weights, boss flag and weapon attack, never on a character's
+ * rolls) are always kept, at most 128 structures. Returns 0, MX_EINVAL or
+ * MX_ENOMEM. */
 int mx_calc_new(const struct mx_cube_table *table, size_t memo_entries, struct mx_calc **out);
 
 /* mx_calc_free - free a context (NULL is ignored). */
 void mx_calc_free(struct mx_calc *c);
 
-/* mx_calc_clear_memo - forget memoised results (counters stay). */
+/* mx_calc_clear_memo - forget memoised results (counters stay); the flame
+ * distributions, which hold nothing about a character, are kept. */
 void mx_calc_clear_memo(struct mx_calc *c);
+
+/* mx_calc_set_flame_budget - bound the bytes the flame distributions may
+ * hold (default 16 MiB; least recently used structures are dropped past it,
+ * the one just built always stays). Fixtures' structures take ~20-120 KB,
+ * but hostile weapon attacks can reach ~2 MB. */
+void mx_calc_set_flame_budget(struct mx_calc *c, size_t bytes);
+
+/* mx_calc_set_timing - measure time per calculator (mx_calc_stats.ns_*);
+ * costs two clock reads per calculator call. Off by default. */
+void mx_calc_set_timing(struct mx_calc *c, bool on);
 
 /* mx_calc_get_stats - memo counters of the context. */
 void mx_calc_get_stats(const struct mx_calc *c, struct mx_calc_stats *out);

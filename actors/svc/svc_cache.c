@@ -875,7 +875,7 @@ static void ocid_l2_cb(mx_redis_t *rd, int status, const redisReply *rep, void *
     if (status != 0) {
         INC(redis_errors);
     } else if (rep->type == REDIS_REPLY_STRING) {
-        struct mx_blob *b;
+        struct mx_blob *b = NULL; /* mx__frame_decode leaves it unset when it fails */
         if (mx__frame_decode(rep->str, rep->len, &b) == 0 && b->len < sizeof f->ocid) {
             memcpy(f->ocid, b->data, b->len);
             f->ocid[b->len] = '\0';

@@ -202,6 +202,57 @@ static void test_expectation_cache_gzip_etag(void **st)
     free(body);
 }
 
+/* The node's document equals the golden document of test/expect/golden
+ * (written by the engine's unit test and reviewed by hand) from
+ * "totalExpectedCost" on: only userIgn, calculatedAt and fromCache, which
+ * precede it, depend on the request. */
+static void assert_golden(const char *body, const char *gname, const char *ign)
+{
+    char gpath[4096], want_ign[256];
+    const char *src = getenv("MX_SOURCE_DIR");
+    assert_non_null(src);
+    snprintf(gpath, sizeof gpath, "%s/test/expect/golden/%s", src, gname);
+    FILE *f = fopen(gpath, "rb");
+    assert_non_null(f);
+    static char golden[1 << 20];
+    size_t glen = fread(golden, 1, sizeof golden - 1, f);
+    fclose(f);
+    assert_true(glen > 0 && glen < sizeof golden - 1);
+    golden[glen] = '\0';
+    if (golden[glen - 1] == '\n')
+        golden[--glen] = '\0';
+    snprintf(want_ign, sizeof want_ign, "{\"userIgn\":\"%s\",\"calculatedAt\":\"", ign);
+    assert_memory_equal(body, want_ign, strlen(want_ign));
+    const char *key = "\"totalExpectedCost\":";
+    const char *a = strstr(body, key), *b = strstr(golden, key);
+    assert_non_null(a);
+    assert_non_null(b);
+    if (strcmp(a, b) != 0) {
+        size_t i = 0;
+        while (a[i] && a[i] == b[i])
+            i++;
+        size_t from = i > 80 ? i - 80 : 0;
+        fail_msg("document differs from %s at byte %zu after totalExpectedCost:\n got: %.200s\n"
+                 "want: %.200s",
+                 gname, i, a + from, b + from);
+    }
+}
+
+static void test_documents_match_golden(void **st)
+{
+    char *body;
+    size_t blen;
+    assert_int_equal(
+        raw("GET", "/api/v4/characters/" EVAN_URL "/expectation", NULL, NULL, &body, &blen), 200);
+    assert_golden(body, "evan.json", EVAN);
+    free(body);
+    assert_int_equal(raw("GET", "/api/v4/characters/%EB%A9%94%EC%B9%B4%EB%8B%89/expectation", NULL,
+                         NULL, &body, &blen),
+                     200);
+    assert_golden(body, "mechanic.json", "\xeb\xa9\x94\xec\xb9\xb4\xeb\x8b\x89");
+    free(body);
+}
+
 /* A client reading slowly makes the kernel take only part of a stored
  * document at a time; the rest stays queued. Three pipelined requests read
  * in small sips must still give three identical, complete bodies in order. */
@@ -613,6 +664,7 @@ int main(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_expectation_cache_gzip_etag),
+        cmocka_unit_test(test_documents_match_golden),
         cmocka_unit_test(test_slow_reader_pipelined),
         cmocka_unit_test(test_presets_and_options),
         cmocka_unit_test(test_unknown_and_bad_names),

@@ -92,6 +92,11 @@ int node_start(struct node *n, const char *const *env)
         snprintf(cube, sizeof cube, "MX_CUBE_TABLE=%s/data/cube_probability_black.csv",
                  getenv("MX_SHARED_DIR") ? getenv("MX_SHARED_DIR") : "../shared");
         putenv(cube);
+        char addcube[4096];
+        snprintf(addcube, sizeof addcube,
+                 "MX_CUBE_TABLE_ADDITIONAL=%s/data/cube_probability_additional.csv",
+                 getenv("MX_SHARED_DIR") ? getenv("MX_SHARED_DIR") : "../shared");
+        putenv(addcube);
         putenv("MX_HTTP_ADDR=127.0.0.1:0");
         putenv("MX_NNG_ADDR=tcp://127.0.0.1:0");
         putenv("MX_ADMIN_ADDR=tcp://127.0.0.1:0");

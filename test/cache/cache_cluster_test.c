@@ -172,6 +172,68 @@ static void corrupt_l2(void **st)
     }
 }
 
+/* 6c. A damaged L2 ocid value (not a frame at all, then the right magic
+ * with garbage after it) is evicted and the ocid fetched again;
+ * the node serves on (it used to free an uninitialised pointer here). */
+static void corrupt_l2_ocid(void **st)
+{
+    (void)st;
+    static const struct {
+        const char *ign, *val;
+        size_t len;
+    } cases[] = {
+        {"ocidbad6a", "garbage, not a frame", 20},
+        {"ocidbad6b", "MXC1\x10\x00\x00\x00garbagegarbagegarbagegarbage", 33},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char path[128], okey[128], dkey[128], t0[64], t1[64];
+        const char *ign = cases[c].ign;
+        snprintf(path, sizeof path, "/api/v4/characters/%s/expectation", ign);
+        snprintf(okey, sizeof okey, "mx:mx:{exp:%s}:o", ign);
+        snprintf(dkey, sizeof dkey, "mx:mx:{exp:%s}:d:0:111", ign);
+        char *b0 = NULL, *b1 = NULL;
+        assert_int_equal(get(S.node[0].http_port, NULL, path, &b0), 200);
+        long long olen = 0; /* stored after the answer: poll */
+        for (int k = 0; k < 100 && olen <= 0; k++) {
+            olen = redis_strlen(&S.redis, okey);
+            if (olen <= 0)
+                usleep(10000);
+        }
+        assert_true(olen > 0);
+        for (int k = 0; k < 100 && redis_strlen(&S.redis, dkey) <= 0; k++)
+            usleep(10000);
+        /* node 1 has nothing in L1: it must read the damaged ocid */
+        set_raw(okey, cases[c].val, cases[c].len);
+        redisReply *rep = redisd_cmd(&S.redis, "DEL %s", dkey);
+        assert_non_null(rep);
+        assert_int_equal(rep->type, REDIS_REPLY_INTEGER);
+        assert_int_equal(rep->integer, 1);
+        freeReplyObject(rep);
+        long long ids = id_calls();
+        assert_int_equal(get(S.node[1].http_port, NULL, path, &b1), 200);
+        assert_int_equal(json_num(b0, "totalExpectedCost", t0, sizeof t0), 0);
+        assert_int_equal(json_num(b1, "totalExpectedCost", t1, sizeof t1), 0);
+        assert_string_equal(t0, t1);
+        assert_int_equal(id_calls(), ids + 1); /* the ocid came from upstream again */
+        /* and a good frame replaced the damaged value (after the answer: poll) */
+        rep = NULL;
+        for (int k = 0; k < 100; k++) {
+            rep = redisd_cmd(&S.redis, "GET %s", okey);
+            assert_non_null(rep);
+            if (rep->type == REDIS_REPLY_STRING && rep->len > 4 && !memcmp(rep->str, "MXC1", 4) &&
+                !(rep->len == (size_t)cases[c].len && !memcmp(rep->str, cases[c].val, rep->len)))
+                break;
+            freeReplyObject(rep);
+            rep = NULL;
+            usleep(10000);
+        }
+        assert_non_null(rep);
+        freeReplyObject(rep);
+        free(b0);
+        free(b1);
+    }
+}
+
 static long long sqlint(const char *fmt, const char *arg)
 {
     char sql[512];
@@ -320,11 +382,9 @@ static int teardown(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(single_flight_500),
-        cmocka_unit_test(invalidation),
-        cmocka_unit_test(corrupt_l2),
-        cmocka_unit_test(corrupt_l3),
-        cmocka_unit_test(slow_load_keeps_latch),
+        cmocka_unit_test(single_flight_500), cmocka_unit_test(invalidation),
+        cmocka_unit_test(corrupt_l2),        cmocka_unit_test(corrupt_l2_ocid),
+        cmocka_unit_test(corrupt_l3),        cmocka_unit_test(slow_load_keeps_latch),
         cmocka_unit_test(holder_killed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -18,6 +18,7 @@
 #include "mx_err.h"
 #include "mx_flame.h"
 #include "mx_memo.h"
+#include "mx_numfmt.h"
 #include "mx_starforce.h"
 
 #define assert_close(a, b, rel)                                                          \
@@ -266,6 +267,87 @@ static void cube_prices(void **state)
     assert_close(mx_cube_price(MX_GRADE_NONE, 160), 0, 0);
 }
 
+static void cube_additional_table(void **state)
+{
+    (void)state;
+    const char *dir = getenv("MX_SHARED_DIR");
+    char path[1024];
+    struct mx_cube_table *t = NULL;
+    struct mx_cube_load_stats st;
+    struct mx_cube_result r;
+    assert_non_null(dir);
+    /* reset prices (PROVENANCE section 4) */
+    assert_close(mx_cube_type_price("ADDITIONAL", MX_GRADE_LEGENDARY, 150), 78e6, 0);
+    assert_close(mx_cube_type_price("ADDITIONAL", MX_GRADE_LEGENDARY, 160), 83e6, 0);
+    assert_close(mx_cube_type_price("ADDITIONAL", MX_GRADE_UNIQUE, 200), 74.8e6, 0);
+    assert_close(mx_cube_type_price("ADDITIONAL", MX_GRADE_RARE, 160), 10.375e6, 0);
+    assert_close(mx_cube_type_price("ADDITIONAL", MX_GRADE_EPIC, 250), 34.3e6, 0);
+    assert_close(mx_cube_type_price("BLACK", MX_GRADE_UNIQUE, 160), 36.125e6, 0);
+    assert_close(mx_cube_type_price("RED", MX_GRADE_UNIQUE, 160), 0, 0);
+    snprintf(path, sizeof path, "%s/data/cube_probability_black.csv", dir);
+    assert_int_equal(mx_cube_table_load(path, &t, &st), 0);
+    assert_false(mx_cube_table_has_type(t, "ADDITIONAL"));
+    /* a damaged second file adds nothing and says so */
+    const char junk[] = "option,rate\nx,2,9,레어,100,무기,ADDITIONAL\n";
+    assert_int_equal(mx_cube_table_add_mem(t, junk, sizeof junk - 1, &st), MX_EDECODE);
+    assert_int_equal(st.rows_rejected, 1);
+    assert_false(mx_cube_table_has_type(t, "ADDITIONAL"));
+    assert_int_equal(mx_cube_table_add(t, "/nonexistent/a.csv", &st), MX_EIO);
+    snprintf(path, sizeof path, "%s/data/cube_probability_additional.csv", dir);
+    assert_int_equal(mx_cube_table_add(t, path, &st), 0);
+    assert_int_equal(st.rows_total, 71665); /* PROVENANCE: 71,665 rows */
+    assert_int_equal(st.rows_rejected, 0);
+    assert_true(mx_cube_table_has_type(t, "ADDITIONAL") && mx_cube_table_has_type(t, "BLACK"));
+    /* PROVENANCE section 5: a 250 legendary hat never rolls INT +7% on line 1
+     * and rolls it at 4.06133 % on lines 2 and 3, so one INT +7% line and two
+     * blanks: 0 + 0.0406133 + 0.0406133 */
+    struct mx_cube_query q = {"ADDITIONAL", "모자", MX_GRADE_LEGENDARY, 250, {"INT +7%", "", ""}};
+    assert_int_equal(mx_cube_expect(t, &q, &r), 0);
+    assert_true(r.ok);
+    assert_int_equal(r.engine, MX_CUBE_ENGINE_ORDERINGS);
+    assert_close(r.probability, 2 * 0.0406133, 1e-9);
+    assert_close(r.cube_price, 98e6, 0);
+    assert_close(r.expected_cost, 98e6 / (2 * 0.0406133), 1e-9);
+    /* a line the table does not know: unpriced, and which line */
+    q.lines[1] = "INT +77%";
+    assert_int_equal(mx_cube_expect(t, &q, &r), 0);
+    assert_false(r.ok);
+    assert_int_equal(r.unknown_line, 2);
+    mx_cube_table_free(t);
+}
+
+static void numfmt_matches_printf(void **state)
+{
+    (void)state;
+    char a[MX_NUMFMT_MAX], b[64];
+    static const double fixed[] = {0.0,
+                                   1.0,
+                                   0.1,
+                                   1e-7,
+                                   1.5e-300,
+                                   123456789012345678.0,
+                                   1e21,
+                                   1602.1234567891011,
+                                   2.5,
+                                   0.000123456789012345,
+                                   9.999999999999999e14,
+                                   -3.25,
+                                   4.0828920709e-4};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
+        size_t n = mx_fmt_g15(fixed[i], a);
+        snprintf(b, sizeof b, "%.15g", fixed[i]);
+        assert_string_equal(a, b);
+        assert_int_equal(n, strlen(b));
+    }
+    double v = 1e-12;
+    for (int i = 0; i < 200000; i++, v *= 1.000271) { /* 1e-12 .. 1e11, odd steps */
+        mx_fmt_g15(v, a);
+        snprintf(b, sizeof b, "%.15g", v);
+        if (strcmp(a, b))
+            fail_msg("%s != %s", a, b);
+    }
+}
+
 static void cube_hostile_table(void **state)
 {
     (void)state;
@@ -384,6 +466,14 @@ static void memo_bounded(void **state)
     mx_memo_put(m, big, sizeof big, &v);
     mx_memo_get_stats(m, &st);
     assert_int_equal(st.refused, 1);
+    /* clearing forgets everything at once; the memo works on afterwards */
+    mx_memo_clear(m);
+    assert_false(mx_memo_get(m, &k, sizeof k, &v));
+    mx_memo_get_stats(m, &st);
+    assert_int_equal(st.entries, 0);
+    mx_memo_put(m, &k, sizeof k, &k);
+    assert_true(mx_memo_get(m, &k, sizeof k, &v));
+    assert_int_equal(v, 99);
     mx_memo_free(m);
 }
 
@@ -411,12 +501,13 @@ static void cost_text(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(sf_zero_to_one),   cmocka_unit_test(sf_two_state_chain),
-        cmocka_unit_test(sf_scroll_items),  cmocka_unit_test(sf_options),
-        cmocka_unit_test(sf_invariants),    cmocka_unit_test(cube_toy),
-        cmocka_unit_test(cube_prices),      cmocka_unit_test(cube_hostile_table),
-        cmocka_unit_test(cube_shared_table), cmocka_unit_test(flame_basics),
-        cmocka_unit_test(memo_bounded),     cmocka_unit_test(cost_text),
+        cmocka_unit_test(sf_zero_to_one),        cmocka_unit_test(sf_two_state_chain),
+        cmocka_unit_test(sf_scroll_items),       cmocka_unit_test(sf_options),
+        cmocka_unit_test(sf_invariants),         cmocka_unit_test(cube_toy),
+        cmocka_unit_test(cube_prices),           cmocka_unit_test(cube_hostile_table),
+        cmocka_unit_test(cube_shared_table),     cmocka_unit_test(flame_basics),
+        cmocka_unit_test(memo_bounded),          cmocka_unit_test(cost_text),
+        cmocka_unit_test(cube_additional_table), cmocka_unit_test(numfmt_matches_printf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,11 +21,39 @@
  *  - 그리드 펜던트 (level 75 -> lowest band 100): p = 0 -> null + reason.
  *  - 아케인셰이드 메이지글러브: the table has no 장갑/레전드리/200 rows for
  *    line 2 -> null + reason, cost 0.
- *  - additional potential: null with "cube table has no ADDITIONAL rows"
- *    everywhere (the shared table holds BLACK only), cost 0.
+ *  - additional potential (table cube_probability_additional.csv, reset
+ *    prices of its PROVENANCE file): 에테르넬 메이지햇 (모자 250 레전드리)
+ *    "스킬 재사용 대기시간 -1초, INT +7%, INT +7%" -> STAT_SUM on INT%,
+ *    target 14: p = 0.00952145758715503 (python, same convolution over the
+ *    CSV rows, "INT +n%" and "올스탯 +n%" contributing), 98M per reset ->
+ *    10,292,541,778 meso, identical.
+ *  - unpriced: 슈페리얼 리튬 하트 additional line 2 "최대 MP +5%" is not in
+ *    the table -> expectedCost 0, "unpriced":true, "unpricedLine":2, and the
+ *    preset's unpricedItems counts it (with 아케인셰이드 메이지글러브 and
+ *    그리드 펜던트 above, whose black cube cannot be priced either).
+ *  - the other unpriced potentials, each checked against the CSVs: items
+ *    below level 100 use the 100 band, whose values differ from the item's
+ *    own (하프 이어링 75 "INT +8", 마이스터 올마이티링 75 "올스탯 +3%" and no
+ *    legendary 반지1 line-2 rows at 100); 블루 엘리멘탈 글로브 (110) "공격 시
+ *    7% 확률로 오토스틸" is in no group; 마이스터 이어링 additional "방어력 +7%"
+ *    is not an additional option of 귀고리 140. evan: 2 unpriced items in the
+ *    max preset, mechanic: 0.
+ *  - invariants checked over every item of both files by a script at
+ *    authoring time: item cost = sum of its breakdown; each cube's cost =
+ *    round(trials x price) with the price of its type, grade and level tier;
+ *    trials x probability = 1; texts = the cost-text rule; currentGrade =
+ *    targetGrade = the grade's enum name; potential = the lines joined;
+ *    unpriced = a grade but no price; isNoljang = noljang = scrollItem;
+ *    enhancePath = the priced steps; preset totals, unpricedItems and the
+ *    document's max preset.
+ *  - every value present before additional potential was added (black cube,
+ *    starforce, flame) was compared with the previous golden files by a
+ *    script: identical to 1e-9 relative (the flame distribution is now
+ *    built uncapped once per structure, the same sums in another order).
  *  - 훈장/뱃지/포켓 (no grade): black cube null "no potential", cost 0.
  *  - preset totals = sum of item costs; document total = preset 2 (largest)
- *    for evan: 2,434,183,909,677 -> "2조 4341억 8391만".
+ *    for evan: 8,376,639,895,747 -> "8조 3766억 3990만" (2,434,183,909,677
+ *    before additional potential was priced).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -39,9 +67,7 @@
 
 #include "mx_doc.h"
 #include "mx_err.h"
-
-static struct mx_cube_table *table;
-static struct mx_equip_parser *parser;
+#include "expect_tables.h"
 
 static char *slurp(const char *path, size_t *len)
 {
@@ -61,27 +87,6 @@ static char *slurp(const char *path, size_t *len)
     fclose(f);
     *len = (size_t)n;
     return b;
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    char path[1024];
-    const char *dir = getenv("MX_SHARED_DIR");
-    if (!dir)
-        return -1;
-    snprintf(path, sizeof path, "%s/data/cube_probability_black.csv", dir);
-    if (mx_cube_table_load(path, &table, NULL))
-        return -1;
-    return mx_equip_parser_new(&parser);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    mx_cube_table_free(table);
-    mx_equip_parser_free(parser);
-    return 0;
 }
 
 static char *build(const char *fixture, const char *ign, int preset, struct mx_calc *calc,
@@ -224,7 +229,7 @@ static void preset_filter(void **state)
                                "\"totalExpectedCost\":0,\"totalCostText\":\"0\","
                                "\"totalCostBreakdown\":{\"blackCubeCost\":0,\"redCubeCost\":0,"
                                "\"additionalCubeCost\":0,\"starforceCost\":0},"
-                               "\"maxPresetNo\":null,\"presets\":[]}");
+                               "\"unpricedItems\":0,\"maxPresetNo\":null,\"presets\":[]}");
     /* a writer too small: the writer's error comes back */
     struct mx_jsonw tiny;
     mx_jsonw_init(&tiny, 16);
@@ -242,5 +247,5 @@ int main(void)
         cmocka_unit_test(golden_mechanic),
         cmocka_unit_test(preset_filter),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tables_setup, tables_teardown);
 }

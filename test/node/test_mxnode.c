@@ -207,6 +207,14 @@ static void test_bad_config(void **st)
     assert_non_null(strstr(err, "MX_CUBE_TABLE"));
     close(c.out);
     close(c.err);
+    /* an additional table set explicitly must load (only the default may be absent) */
+    char *no_add[] = {"MX_CUBE_TABLE_ADDITIONAL=/nonexistent/additional.csv", NULL};
+    spawn_node(&c, argv, no_add);
+    read_until(c.err, "\n", 5000, err, sizeof(err));
+    assert_int_equal(wait_exit(c.pid, 5000), 2);
+    assert_non_null(strstr(err, "MX_CUBE_TABLE_ADDITIONAL"));
+    close(c.out);
+    close(c.err);
 }
 
 /* A port already taken: exit 1 with a message naming MX_HTTP_ADDR. */
