@@ -27,12 +27,13 @@
  * CACHE_MAX blocks (beyond that a free goes to the allocator); the returned
  * stack holds at most the pool's blocks in flight. A thread claims one of
  * MAX_POOLS pools on its first small allocation and gives it back (drained)
- * when it exits; threads past MAX_POOLS, and sanitizer builds (so
- * AddressSanitizer sees every free), use the allocator directly. */
+ * when it exits; threads past MAX_POOLS, and AddressSanitizer builds (so it
+ * sees every free), use the allocator directly. ThreadSanitizer builds keep
+ * the pools, so the return path's races are checked. */
 #define SMALL_BODY 64u
 #define MAX_POOLS 64u
 #define NO_POOL 0xffffffffu
-#ifdef MX_SANITIZED
+#ifdef MX_SANITIZE_ADDRESS
 #define CACHE_MAX 0u
 #else
 #define CACHE_MAX 4096u
