@@ -1,6 +1,7 @@
 /* mx_proto.c - the table-driven msgpack codec behind mx_proto.h.
  *
- * Encoding uses msgpack-c's packer writing into a caller buffer. Decoding
+ * Encoding writes with msgpuck into a caller buffer, checking each value's
+ * size first. Decoding
  * walks the bytes once with msgpuck's bounds-checked cursor straight into the
  * message struct, checking each field's type against the schema: no zone, no
  * object tree, nothing allocated, so a body cannot make the decoder allocate
@@ -9,7 +10,6 @@
  */
 #include "mx_proto.h"
 
-#include <msgpack.h>
 #include <msgpuck.h>
 #include <stdbool.h>
 #include <pthread.h>
@@ -87,61 +87,68 @@ const struct mx_msg_desc *mx_proto_desc(uint32_t type)
     return NULL;
 }
 
-struct wbuf {
-    uint8_t *buf;
-    size_t len, cap;
-};
-
-static int wbuf_write(void *data, const char *p, size_t n)
-{
-    struct wbuf *w = data;
-    if (w->cap - w->len < n)
-        return -1;
-    memcpy(w->buf + w->len, p, n);
-    w->len += n;
-    return 0;
-}
-
+/* Encoding writes with msgpuck straight into the caller's buffer: each
+ * value's size (mp_sizeof_*) is checked against what is left before it is
+ * written. The bytes are the canonical smallest encodings, the same that
+ * msgpack-c's packer writes (docs/wire-format.md). */
 int mx_proto_encode(const struct mx_msg_desc *d, const void *m, uint8_t *buf, size_t cap,
                     size_t *len)
 {
     if (!d)
         return MX_EINVAL;
-    struct wbuf w = {buf, 0, cap};
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &w, wbuf_write);
+    char *p = (char *)buf, *end = (char *)buf + cap;
+#define ROOM(n) do { if ((size_t)(end - p) < (size_t)(n)) return MX_ETOOBIG; } while (0)
+    ROOM(mp_sizeof_array(d->nfields));
+    p = mp_encode_array(p, d->nfields);
     const char *base = m;
-    int rc = msgpack_pack_array(&pk, d->nfields);
-    for (uint16_t i = 0; i < d->nfields && rc == 0; i++) {
+    for (uint16_t i = 0; i < d->nfields; i++) {
         const struct mx_field_desc *f = &d->fields[i];
-        const void *p = base + f->offset;
+        const void *v = base + f->offset;
         switch (f->kind) {
-        case MX_F_U64: rc = msgpack_pack_uint64(&pk, *(const uint64_t *)p); break;
-        case MX_F_I64: rc = msgpack_pack_int64(&pk, *(const int64_t *)p); break;
-        case MX_F_F64: rc = msgpack_pack_double(&pk, *(const double *)p); break;
+        case MX_F_U64: {
+            uint64_t u = *(const uint64_t *)v;
+            ROOM(mp_sizeof_uint(u));
+            p = mp_encode_uint(p, u);
+            break;
+        }
+        case MX_F_I64: {
+            int64_t x = *(const int64_t *)v;
+            if (x >= 0) {
+                ROOM(mp_sizeof_uint((uint64_t)x));
+                p = mp_encode_uint(p, (uint64_t)x);
+            } else {
+                ROOM(mp_sizeof_int(x));
+                p = mp_encode_int(p, x);
+            }
+            break;
+        }
+        case MX_F_F64:
+            ROOM(mp_sizeof_double(*(const double *)v));
+            p = mp_encode_double(p, *(const double *)v);
+            break;
         case MX_F_BOOL:
-            rc = *(const bool *)p ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+            ROOM(1);
+            p = mp_encode_bool(p, *(const bool *)v);
             break;
-        case MX_F_STR: {
-            const struct mx_str *s = p;
-            rc = msgpack_pack_str(&pk, s->len);
-            if (rc == 0 && s->len)
-                rc = msgpack_pack_str_body(&pk, s->ptr, s->len);
-            break;
-        }
+        case MX_F_STR:
         case MX_F_BIN: {
-            const struct mx_str *s = p;
-            rc = msgpack_pack_bin(&pk, s->len);
-            if (rc == 0 && s->len)
-                rc = msgpack_pack_bin_body(&pk, s->ptr, s->len);
+            const struct mx_str *sv = v;
+            uint32_t n = sv->len;
+            if (f->kind == MX_F_STR) {
+                ROOM(mp_sizeof_str(n));
+                p = mp_encode_str(p, sv->ptr, n);
+            } else {
+                ROOM(mp_sizeof_bin(n));
+                p = mp_encode_bin(p, sv->ptr, n);
+            }
             break;
         }
-        default: return MX_EINVAL;
+        default:
+            return MX_EINVAL;
         }
     }
-    if (rc != 0)
-        return MX_ETOOBIG;
-    *len = w.len;
+#undef ROOM
+    *len = (size_t)(p - (char *)buf);
     return 0;
 }
 

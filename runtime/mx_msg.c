@@ -227,6 +227,15 @@ int mx_msg_encode(uint32_t type, const void *fields, struct mx_msg **out)
     int rc;
     if (!d)
         return MX_EINVAL;
+    /* most bodies fit a small message: encode straight into one */
+    struct mx_msg *sm = mx_msg_new(type, SMALL_BODY);
+    if (mx_proto_encode(d, fields, sm->inline_body, SMALL_BODY, &len) == 0) {
+        sm->body_len = (uint32_t)len;
+        sm->body = len ? sm->inline_body : NULL;
+        *out = sm;
+        return 0;
+    }
+    mx_msg_free(sm);
     rc = mx_proto_encode(d, fields, stackbuf, sizeof(stackbuf), &len);
     if (rc == 0) {
         struct mx_msg *m = mx_msg_new(type, (uint32_t)len);
