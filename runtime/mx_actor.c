@@ -19,6 +19,7 @@
 #include "mx_actor.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -823,6 +824,8 @@ static void on_idle(uv_idle_t *h)
  * never spins. */
 #define SPIN_NS 30000
 #define SPIN_HINT_NS 1000000
+#define HOT_NS 50000 /* longest a hot spin keeps I/O and timers waiting */
+#define YIELD_AFTER_NS 2000 /* spin this long before yielding between looks */
 
 static int64_t mono_ns(void)
 {
@@ -851,19 +854,33 @@ static void on_prepare(uv_prepare_t *h)
          * on an oversubscribed machine the peer we wait for may not be
          * running, and spinning would only take its CPU */
         int64_t until = now + (SPIN_NS >> s->spin_misses);
-        do {
+        for (;;) {
             if (mx_mpsc_peek(s->rq_tail, &s->rq_stub)) {
                 s->spin_misses = 0;
                 run_some(s);
-                s->last_wake_ns = mono_ns();
-                /* poll I/O without blocking, then come back here and spin
-                 * again: the exchange is hot, and sleeping now would make the
-                 * next sender pay for a wake-up */
-                uv_idle_start(&s->idle, on_idle);
-                return;
+                int64_t t = mono_ns();
+                s->last_wake_ns = t;
+                if (uv_is_active((uv_handle_t *)&s->idle) || t - now > HOT_NS) {
+                    /* more queued, or I/O and timers have waited HOT_NS:
+                     * poll them without blocking, then come back here */
+                    uv_idle_start(&s->idle, on_idle);
+                    return;
+                }
+                /* the exchange is hot: keep spinning rather than pay a
+                 * poll (an epoll_wait per hop) or a sleep */
+                until = t + SPIN_NS;
+                continue;
             }
             cpu_relax();
-        } while (mono_ns() < until);
+            int64_t t = mono_ns();
+            if (t >= until)
+                break;
+            /* past the first microseconds, give the CPU away between looks:
+             * on a machine with more runnable threads than cores the peer we
+             * wait for may be queued behind us (a no-op on a quiet one) */
+            if (t - until + SPIN_NS > YIELD_AFTER_NS)
+                sched_yield();
+        }
         if (s->spin_misses < 5)
             s->spin_misses++;
     }
