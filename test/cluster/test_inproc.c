@@ -176,8 +176,12 @@ static int fwd_init(mx_actor_t *self, void *arg, void **state)
 
 static const struct mx_behaviour fwd_beh = {"fwd", fwd_init, fwd_recv, NULL};
 
-/* A request forwarded by a middle actor (a router) is answered to the
- * original requester, across nodes and locally. */
+/* A request forwarded by a middle actor keeps its sender, so the actor at
+ * the end answers the original requester. A reply is accepted only from
+ * the node (and, for a request by address, the actor) the request went to:
+ * on one node a request made by name takes the answer of any actor there;
+ * an answer from another node is refused (wrong-responder) and the
+ * request times out. */
 static void test_forward_keeps_sender(void **unused)
 {
     struct node a, b;
@@ -193,17 +197,38 @@ static void test_forward_keeps_sender(void **unused)
     so.name = "fwd-local";
     assert_int_equal(mx_spawn(a.sys, &fwd_beh, &to_a, &so, NULL), 0);
 
-    struct cl_cmd c = {.op = CL_REQ_NAMED, .node = 0, .n = 7, .timeout_ms = 3000};
+    uint64_t wrong = dl(&a, MX_DL_WRONG_RESPONDER);
+    struct cl_cmd c = {.op = CL_REQ_NAMED, .node = 0, .n = 7, .timeout_ms = 500};
     strcpy(c.name, "fwd-remote");
-    assert_int_equal(request_echo(&a, &c), 0);
-    assert_int_equal(atomic_load(&a.drv_st.last_n), 8); /* b's echo answered the driver */
+    assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
+    assert_int_equal(c.rc, 0);
+    assert_true(TU_WAIT_UNTIL(dl(&a, MX_DL_WRONG_RESPONDER) == wrong + 1, 5000));
+    assert_true(TU_WAIT_UNTIL(atomic_load(&a.drv_st.timeouts) == 1, 5000));
+    assert_int_equal(atomic_load(&a.drv_st.replies), 0);
     c = (struct cl_cmd){.op = CL_REQ_NAMED, .node = 0, .n = 20, .timeout_ms = 3000};
     strcpy(c.name, "fwd-local");
     assert_int_equal(request_echo(&a, &c), 0);
     assert_int_equal(atomic_load(&a.drv_st.last_n), 21);
-    assert_int_equal(atomic_load(&a.drv_st.timeouts), 0);
+    assert_int_equal(atomic_load(&a.drv_st.timeouts), 1);
     node_stop(&a);
     node_stop(&b);
+}
+
+/* What a lease manager would know from Redis: per singleton the newest
+ * epoch and its holder (test_fence covers the real one). */
+struct fake_leases {
+    uint32_t sid[2];
+    uint64_t seq[2], holder[2];
+};
+
+static bool fake_epoch_ok(void *ctx, uint64_t from, uint64_t epoch)
+{
+    struct fake_leases *f = ctx;
+    for (int i = 0; i < 2; i++)
+        if (f->sid[i] == (uint32_t)(epoch >> MX_EPOCH_SEQ_BITS))
+            return (epoch & MX_EPOCH_SEQ_MASK) < f->seq[i] ||
+                   ((epoch & MX_EPOCH_SEQ_MASK) == f->seq[i] && from == f->holder[i]);
+    return false;
 }
 
 static void test_epoch_fence(void **unused)
@@ -215,6 +240,9 @@ static void test_epoch_fence(void **unused)
     uint64_t bid = mx_system_node_id(b.sys);
     uint32_t sid = mx_epoch_sid("like-sync"), other = mx_epoch_sid("outbox");
     assert_int_not_equal(sid, other);
+    static struct fake_leases fl;
+    fl = (struct fake_leases){{sid, other}, {5, 1}, {mx_system_node_id(a.sys), mx_system_node_id(a.sys)}};
+    mx_remote_set_epoch_check(b.rem, fake_epoch_ok, &fl);
 
     struct cl_cmd c = {.op = CL_SEND_NAMED, .node = bid, .count = 1,
                        .epoch = mx_epoch_make(sid, 5)};
@@ -236,6 +264,22 @@ static void test_epoch_fence(void **unused)
     assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
     assert_true(TU_WAIT_UNTIL(atomic_load(&b.sink_st.received) == 3, 5000));
     assert_int_equal(dl(&b, MX_DL_STALE_EPOCH), stale + 1);
+    /* an epoch the registry has not named (newer), or of an unknown
+     * singleton, is refused before it can touch the fence */
+    uint64_t unv = drops(&b, MX_RDROP_BAD_EPOCH);
+    c.epoch = mx_epoch_make(sid, 6);
+    assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
+    c.epoch = mx_epoch_make(mx_epoch_sid("nobody"), 1);
+    assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
+    assert_true(TU_WAIT_UNTIL(drops(&b, MX_RDROP_BAD_EPOCH) == unv + 2, 5000));
+    assert_int_equal(atomic_load(&b.sink_st.received), 3);
+    assert_true(mx_epoch_admit(b.sys, mx_epoch_make(sid, 5))); /* the fence is still at 5 */
+    /* the current epoch from a node that is not its holder: refused too */
+    fl.holder[0] = bid;
+    c.epoch = mx_epoch_make(sid, 5);
+    assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
+    assert_true(TU_WAIT_UNTIL(drops(&b, MX_RDROP_BAD_EPOCH) == unv + 3, 5000));
+    mx_remote_set_epoch_check(b.rem, NULL, NULL);
     /* local sends are fenced too */
     assert_false(mx_epoch_admit(b.sys, mx_epoch_make(sid, 3)));
     assert_true(mx_epoch_admit(b.sys, mx_epoch_make(sid, 6)));
@@ -270,6 +314,12 @@ static void put32(uint8_t *p, uint32_t v)
         p[i] = (uint8_t)(v >> (8 * i));
 }
 
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
 static void test_hostile_frames(void **unused)
 {
     struct node b;
@@ -283,7 +333,11 @@ static void test_hostile_frames(void **unused)
     size_t blen;
     struct mx_m_test_echo ok = {7, MX_STR("x")};
     assert_int_equal(mx_m_test_echo_encode(&ok, body, sizeof(body), &blen), 0);
-    struct { const char *what; enum mx_rdrop why; size_t len; } cases[24];
+    struct { const char *what; enum mx_rdrop why; size_t len; } cases[32];
+    uint8_t gk0[64];
+    size_t gl0;
+    struct mx_m_test_kv kv0 = {.sender = 1, .seq = 1};
+    assert_int_equal(mx_m_test_kv_encode(&kv0, gk0, sizeof(gk0), &gl0), 0);
     int nc = 0;
     size_t len;
 #define SEND(w, r)                                                                                 \
@@ -325,12 +379,12 @@ static void test_hostile_frames(void **unused)
     len = frame(f, 999, b.echo, NULL, body, (uint32_t)blen);
     SEND("unknown-type", MX_RDROP_UNKNOWN_TYPE);
     len = frame(f, MX_T_sys_stop, b.echo, NULL, (const uint8_t *)"\x91\x00", 2);
-    SEND("sys_stop", MX_RDROP_UNKNOWN_TYPE);
+    SEND("sys_stop", MX_RDROP_LOCAL_ONLY);
     /* node-local controls: a peer cannot drain or stop this node */
     len = frame(f, MX_T_http_drain, b.echo, NULL, (const uint8_t *)"\x91\x00", 2);
-    SEND("http_drain", MX_RDROP_UNKNOWN_TYPE);
+    SEND("http_drain", MX_RDROP_LOCAL_ONLY);
     len = frame(f, MX_T_shutdown_cmd, b.echo, NULL, (const uint8_t *)"\x91\x01", 2);
-    SEND("shutdown_cmd", MX_RDROP_UNKNOWN_TYPE);
+    SEND("shutdown_cmd", MX_RDROP_LOCAL_ONLY);
     /* a peer cannot toggle a like for someone, nor answer a pending one */
     {
         uint8_t lb[256];
@@ -339,11 +393,11 @@ static void test_hostile_frames(void **unused)
                                    .ign = MX_STR("x")};
         assert_int_equal(mx_m_like_req_encode(&lq, lb, sizeof lb, &ll), 0);
         len = frame(f, MX_T_like_req, b.echo, NULL, lb, (uint32_t)ll);
-        SEND("like_req", MX_RDROP_UNKNOWN_TYPE);
+        SEND("like_req", MX_RDROP_LOCAL_ONLY);
         struct mx_m_like_rep lr = {.status = 0, .liked = true, .count = 1};
         assert_int_equal(mx_m_like_rep_encode(&lr, lb, sizeof lb, &ll), 0);
         len = frame(f, MX_T_like_rep, b.echo, NULL, lb, (uint32_t)ll);
-        SEND("like_rep", MX_RDROP_UNKNOWN_TYPE);
+        SEND("like_rep", MX_RDROP_LOCAL_ONLY);
     }
     /* a name longer than allowed, and a name with a space */
     len = frame(f, MX_T_test_echo, (struct mx_addr){bid, 0}, "echo", body, (uint32_t)blen);
@@ -352,6 +406,14 @@ static void test_hostile_frames(void **unused)
     SEND("huge-name", MX_RDROP_BAD_HEADER);
     len = frame(f, MX_T_test_echo, (struct mx_addr){bid, 0}, "ec o", body, (uint32_t)blen);
     SEND("bad-name", MX_RDROP_BAD_HEADER);
+    /* a singleton's epoch no registry named: it would raise the fence of
+     * mysql-health so high that its real holder is refused until restart */
+    len = frame(f, MX_T_test_echo, b.echo, NULL, body, (uint32_t)blen);
+    put64(f + 80, mx_epoch_make(mx_epoch_sid("mysql-health"), MX_EPOCH_SEQ_MASK));
+    SEND("huge-epoch", MX_RDROP_BAD_EPOCH);
+    /* a store completion: would make mysql-health exit on MX_ESTALE */
+    len = frame(f, MX_T_store_job_done, b.echo, NULL, (const uint8_t *)"\x92\xd0\x8e\x01", 4);
+    SEND("store_job_done", MX_RDROP_LOCAL_ONLY);
     /* wrong node, unknown name */
     len = frame(f, MX_T_test_echo, (struct mx_addr){bid + 1, b.echo.actor}, NULL, body,
                 (uint32_t)blen);
@@ -371,6 +433,63 @@ static void test_hostile_frames(void **unused)
     for (int r = 0; r < MX_RDROP_COUNT; r++)
         assert_int_equal(st.drops[r], want[r]);
     assert_int_equal(st.delivered, 0);
+
+    /* forged replies: guessed (sequential) correlation ids, and the right
+     * id from the wrong sender. None is taken; the request times out. */
+    struct cl_cmd rq = {.op = CL_REQ_ADDR, .to = b.sink, .n = 1, .timeout_ms = 1500};
+    assert_int_equal(cl_run(b.sys, b.drv, &rq), 0);
+    assert_int_equal(rq.rc, 0);
+    uint64_t late = dl(&b, MX_DL_LATE_REPLY), wr = dl(&b, MX_DL_WRONG_RESPONDER);
+    static uint8_t batch[1100 * 128 + 8];
+    size_t bl = 8;
+    uint8_t rb[64];
+    size_t rbl;
+    struct mx_m_test_echo rep = {1000, MX_STR("forged")};
+    assert_int_equal(mx_m_test_echo_encode(&rep, rb, sizeof rb, &rbl), 0);
+    for (uint64_t corr = 1; corr <= 1001; corr++) {
+        struct mx_env e = {.type = MX_T_test_echo, .to = b.drv, .flags = MX_ENVF_REPLY,
+                           .corr = corr <= 1000 ? corr : rq.corr,
+                           .from = {bid ^ 0x5a5a, (1ull << 32) | 3}};
+        assert_int_equal(mx_env_encode(&e, (uint32_t)rbl, 0, batch + bl + 4), 0);
+        memcpy(batch + bl + 4 + MX_ENV_WIRE_SIZE, rb, rbl);
+        put32(batch + bl, (uint32_t)(MX_ENV_WIRE_SIZE + rbl));
+        bl += 4 + MX_ENV_WIRE_SIZE + rbl;
+    }
+    memcpy(batch, "MB\1\0", 4);
+    put32(batch + 4, 1001);
+    assert_int_equal(nng_send(s, batch, bl, 0), 0);
+    assert_true(TU_WAIT_UNTIL(dl(&b, MX_DL_LATE_REPLY) - late + dl(&b, MX_DL_WRONG_RESPONDER) -
+                                      wr == 1001,
+                              5000));
+    assert_int_equal(dl(&b, MX_DL_WRONG_RESPONDER), wr + 1);
+    assert_true(TU_WAIT_UNTIL(atomic_load(&b.drv_st.timeouts) == 1, 5000));
+    assert_int_equal(atomic_load(&b.drv_st.replies), 0);
+
+    /* 1,100 forged singleton ids, each with an epoch: none may claim a
+     * fence slot (1,024 of them once made the fence fail open) */
+    static struct fake_leases fl;
+    fl = (struct fake_leases){{mx_epoch_sid("like-sync"), 0}, {3, 0}, {bid ^ 1, 0}};
+    mx_remote_set_epoch_check(b.rem, fake_epoch_ok, &fl);
+    uint64_t unv = drops(&b, MX_RDROP_BAD_EPOCH);
+    bl = 8;
+    for (uint32_t i = 0; i < 1100; i++) {
+        struct mx_env e = {.type = MX_T_test_kv, .to = b.sink,
+                           .epoch = mx_epoch_make(0x100000u + i, 1u << 30)};
+        assert_int_equal(mx_env_encode(&e, (uint32_t)gl0, 0, batch + bl + 4), 0);
+        memcpy(batch + bl + 4 + MX_ENV_WIRE_SIZE, gk0, gl0);
+        put32(batch + bl, (uint32_t)(MX_ENV_WIRE_SIZE + gl0));
+        bl += 4 + MX_ENV_WIRE_SIZE + gl0;
+    }
+    memcpy(batch, "MB\1\0", 4);
+    put32(batch + 4, 1100);
+    assert_int_equal(nng_send(s, batch, bl, 0), 0);
+    assert_true(TU_WAIT_UNTIL(drops(&b, MX_RDROP_BAD_EPOCH) == unv + 1100, 5000));
+    assert_int_equal(atomic_load(&b.sink_st.received), 0);
+    /* the fence still works for a new singleton: it did not fail open */
+    uint32_t fresh = mx_epoch_sid("fresh-singleton");
+    assert_true(mx_epoch_admit(b.sys, mx_epoch_make(fresh, 5)));
+    assert_false(mx_epoch_admit(b.sys, mx_epoch_make(fresh, 4)));
+    mx_remote_set_epoch_check(b.rem, NULL, NULL);
 
     /* a message over nng's size limit: the connection is dropped by nng */
     size_t big = (17u << 20);
