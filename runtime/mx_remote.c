@@ -51,7 +51,8 @@
 #define BATCH_BYTES (64u << 10)    /* a sender seals a batch at this size ... */
 #define BATCH_FRAMES 1024u         /* ... or this many frames */
 #define BATCH_MAX_COUNT 65536u     /* a receiver refuses larger counts */
-#define RECV_MAX_HARD (FRAME_MAX + BATCH_HDR + BATCH_LENSZ)
+#define RECV_MAX_HARD MX_REMOTE_MSG_MAX
+_Static_assert(MX_REMOTE_MSG_MAX == FRAME_MAX + BATCH_HDR + BATCH_LENSZ, "one frame and its batch header");
 #define RECV_MAX_DEFAULT (4u << 20)
 #define RECV_QUEUE 16              /* received messages nng may hold before our callback */
 #define MAX_PIPES_DEFAULT 64u

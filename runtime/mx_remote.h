@@ -23,6 +23,9 @@
 
 typedef struct mx_remote mx_remote_t;
 
+/* The largest recv_max: one whole frame with its batch header. */
+#define MX_REMOTE_MSG_MAX (MX_ENV_WIRE_SIZE + MX_ENV_MAX_NAME + MX_ENV_MAX_BODY + 12u)
+
 struct mx_remote_opts {
     const char *listen_url;     /* tcp://host:port (port 0: any), ipc://, inproc:// */
     uint32_t sendbuf;           /* per-peer send queue in frames; 0 = 1024 (max 8192) */
@@ -35,7 +38,7 @@ struct mx_remote_opts {
     const mx_tls_t *tls;        /* mutual TLS on the listener and every peer link; NULL =
                                  * plaintext. Must outlive the transport. */
     uint32_t recv_max;          /* largest nng message taken from a peer (and sent to one);
-                                 * 0 = 4 MiB; at most one whole frame (~16 MiB) */
+                                 * 0 = 4 MiB; at most MX_REMOTE_MSG_MAX */
     uint32_t max_pipes;         /* inbound connections at once; 0 = 64; more are closed */
 };
 

@@ -5,6 +5,7 @@
  * peer going away (sends fail fast, requests time out), and mailbox peek. */
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/push.h>
+#include <nng/supplemental/tls/tls.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -24,29 +25,45 @@
 struct node {
     mx_system_t *sys;
     mx_remote_t *rem;
+    mx_tls_t *tls;
     struct mx_addr echo, sink, drv;
     struct cl_sink_stats sink_st;
     struct cl_driver_stats drv_st;
     char url[64];
 };
 
-static void node_start(struct node *n, const char *name)
+/* cert: NULL for plaintext, else a name scripts/gen-certs made in certs */
+static void node_start_tls(struct node *n, const char *name, const char *certs, const char *cert)
 {
     memset(n, 0, sizeof(*n));
     struct mx_system_opts o = {.node_name = name, .schedulers = 1, .offload_threads = 1};
     assert_int_equal(mx_system_start(&o, &n->sys), 0);
+    if (cert) {
+        char ca[256], crt[256], key[256], err[512];
+        snprintf(ca, sizeof ca, "%s/ca.pem", certs);
+        snprintf(crt, sizeof crt, "%s/%s.pem", certs, cert);
+        snprintf(key, sizeof key, "%s/%s.key", certs, cert);
+        assert_int_equal(mx_tls_load(ca, crt, key, &n->tls, err, sizeof err), 0);
+    }
     struct mx_remote_opts ro = {.listen_url = "tcp://127.0.0.1:0", .sendbuf = 256,
-                                .reconn_min_ms = 20, .reconn_max_ms = 200};
+                                .reconn_min_ms = 20, .reconn_max_ms = 200, .tls = n->tls};
     assert_int_equal(mx_remote_start(n->sys, &ro, &n->rem), 0);
     assert_true(mx_remote_port(n->rem) > 0);
     snprintf(n->url, sizeof(n->url), "tcp://127.0.0.1:%d", mx_remote_port(n->rem));
     struct mx_spawn_opts so = MX_SPAWN_OPTS_DEFAULT;
     so.name = "echo";
     assert_int_equal(mx_spawn(n->sys, &cl_echo_beh, NULL, &so, &n->echo), 0);
+    if (n->tls) /* what the peers dial */
+        snprintf(n->url, sizeof(n->url), "tls+tcp://127.0.0.1:%d", mx_remote_port(n->rem));
     so.name = "sink";
     so.cap_msgs = 100000;
     assert_int_equal(mx_spawn(n->sys, &cl_sink_beh, &n->sink_st, &so, &n->sink), 0);
     assert_int_equal(mx_spawn(n->sys, &cl_driver_beh, &n->drv_st, NULL, &n->drv), 0);
+}
+
+static void node_start(struct node *n, const char *name)
+{
+    node_start_tls(n, name, NULL, NULL);
 }
 
 static void node_stop(struct node *n)
@@ -54,6 +71,7 @@ static void node_stop(struct node *n)
     assert_int_equal(mx_system_stop(n->sys, 5000), 0);
     mx_remote_stop(n->rem);
     mx_system_free(n->sys);
+    mx_tls_free(n->tls);
 }
 
 static uint64_t dl(struct node *n, enum mx_dl_reason r)
@@ -523,6 +541,110 @@ static void test_hostile_frames(void **unused)
     node_stop(&b);
 }
 
+/* A raw push client on url with tls (NULL: plaintext) sends one good
+ * frame to b's sink. */
+static void raw_send(nng_socket *s, const char *url, nng_tls_config *tls, uint64_t bid)
+{
+    assert_int_equal(nng_push0_open(s), 0);
+    nng_dialer d;
+    assert_int_equal(nng_dialer_create(&d, *s, url), 0);
+    if (tls)
+        assert_int_equal(nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, tls), 0);
+    nng_socket_set_ms(*s, NNG_OPT_RECONNMINT, 20);
+    nng_socket_set_ms(*s, NNG_OPT_RECONNMAXT, 50);
+    assert_int_equal(nng_dialer_start(d, NNG_FLAG_NONBLOCK), 0);
+    static uint8_t f[512];
+    uint8_t gk[64];
+    size_t gl;
+    struct mx_m_test_kv kv = {.sender = 9, .seq = 1};
+    assert_int_equal(mx_m_test_kv_encode(&kv, gk, sizeof(gk), &gl), 0);
+    size_t len = frame(f, MX_T_test_kv, (struct mx_addr){bid, 0}, "sink", gk, (uint32_t)gl);
+    nng_socket_set_ms(*s, NNG_OPT_SENDTIMEO, 100);
+    nng_send(*s, f, len, 0); /* times out: no pipe ever takes it */
+}
+
+static const char *gen_certs(char *dir, size_t cap, const char *names)
+{
+    snprintf(dir, cap, "/tmp/mx-certs-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s %s %s >/dev/null", MX_GEN_CERTS, dir, names);
+    assert_int_equal(system(cmd), 0);
+    return dir;
+}
+
+/* Mutual TLS: two nodes with certificates from one CA talk; a client with
+ * no certificate, or one from another CA, is refused and counted, and a
+ * plaintext client gets nothing through. */
+static void test_tls(void **unused)
+{
+    char certs[64], other[64], p[256];
+    gen_certs(certs, sizeof certs, "a b");
+    gen_certs(other, sizeof other, "evil");
+    struct node a, b;
+    node_start_tls(&a, "a", certs, "a");
+    node_start_tls(&b, "b", certs, "b");
+    assert_true(strncmp(b.url, "tls+tcp://", 10) == 0);
+    connect_pair(&a, &b);
+    uint64_t bid = mx_system_node_id(b.sys);
+    struct cl_cmd c = {.op = CL_REQ_ADDR, .to = b.echo, .n = 5, .timeout_ms = 3000};
+    assert_int_equal(request_echo(&a, &c), 0);
+    assert_int_equal(atomic_load(&a.drv_st.last_n), 6);
+    struct mx_remote_stats st;
+    mx_remote_stats(b.rem, &st);
+    uint64_t in0 = st.frames_in;
+    assert_int_equal(st.pipes_refused_tls, 0);
+
+    /* no client certificate (the client checks the server's: it is good) */
+    nng_tls_config *nocert;
+    assert_int_equal(nng_tls_config_alloc(&nocert, NNG_TLS_MODE_CLIENT), 0);
+    snprintf(p, sizeof p, "%s/ca.pem", certs);
+    assert_int_equal(nng_tls_config_ca_file(nocert, p), 0);
+    nng_socket s1;
+    raw_send(&s1, b.url, nocert, bid);
+    assert_true(TU_WAIT_UNTIL((mx_remote_stats(b.rem, &st), st.pipes_refused_tls >= 1), 5000));
+    /* a certificate from another CA (it trusts ours, we do not trust it) */
+    nng_tls_config *evil;
+    assert_int_equal(nng_tls_config_alloc(&evil, NNG_TLS_MODE_CLIENT), 0);
+    assert_int_equal(nng_tls_config_ca_file(evil, p), 0);
+    char both[256], cmd[600];
+    snprintf(both, sizeof both, "%s/evil.both", other);
+    snprintf(cmd, sizeof cmd, "cat %s/evil.pem %s/evil.key > %s", other, other, both);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(nng_tls_config_cert_key_file(evil, both, NULL), 0);
+    uint64_t refused = st.pipes_refused_tls;
+    nng_socket s2;
+    raw_send(&s2, b.url, evil, bid);
+    assert_true(TU_WAIT_UNTIL((mx_remote_stats(b.rem, &st), st.pipes_refused_tls > refused), 5000));
+    /* plaintext to the TLS port: the handshake fails inside the library */
+    char plain[64];
+    snprintf(plain, sizeof plain, "tcp://127.0.0.1:%d", mx_remote_port(b.rem));
+    nng_socket s3;
+    raw_send(&s3, plain, NULL, bid);
+    /* nothing of theirs got in; the members still talk */
+    mx_remote_stats(b.rem, &st);
+    assert_int_equal(st.frames_in, in0);
+    assert_int_equal(atomic_load(&b.sink_st.received), 0);
+    c = (struct cl_cmd){.op = CL_REQ_ADDR, .to = b.echo, .n = 8, .timeout_ms = 3000};
+    assert_int_equal(request_echo(&a, &c), 0);
+    assert_int_equal(atomic_load(&a.drv_st.last_n), 9);
+    /* a node with TLS refuses to dial a peer without it only by failing to
+     * connect; a node without TLS cannot even name a tls+tcp:// peer */
+    struct node pl;
+    node_start(&pl, "plain");
+    assert_int_equal(mx_remote_add_peer(pl.rem, bid, b.url), MX_EINVAL);
+    node_stop(&pl);
+    nng_close(s2);
+    nng_close(s3);
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s", certs, other);
+    assert_int_equal(system(cmd), 0);
+    nng_close(s1);
+    nng_tls_config_free(nocert);
+    nng_tls_config_free(evil);
+    node_stop(&a);
+    node_stop(&b);
+}
+
 /* A peer that goes away: sends fail fast, requests in flight time out. */
 static void test_dead_peer(void **unused)
 {
@@ -623,6 +745,7 @@ int main(void)
         cmocka_unit_test(test_epoch_fence),
         cmocka_unit_test(test_hostile_frames),   cmocka_unit_test(test_dead_peer),
         cmocka_unit_test(test_request_timeout),  cmocka_unit_test(test_peek),
+        cmocka_unit_test(test_tls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

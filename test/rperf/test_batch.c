@@ -79,6 +79,8 @@ static void node_start(struct node *n, const char *name, const struct mx_remote_
                                 .reconn_max_ms = 200};
     if (ropts)
         ro = *ropts;
+    if (!ro.recv_max)
+        ro.recv_max = MX_REMOTE_MSG_MAX; /* frames up to MX_ENV_MAX_BODY */
     assert_int_equal(mx_remote_start(n->sys, &ro, &n->rem), 0);
     snprintf(n->url, sizeof(n->url), "tcp://127.0.0.1:%d", mx_remote_port(n->rem));
     struct mx_spawn_opts so = MX_SPAWN_OPTS_DEFAULT;
