@@ -332,6 +332,24 @@ static void put32(uint8_t *p, uint32_t v)
         p[i] = (uint8_t)(v >> (8 * i));
 }
 
+/* append one unnamed frame to a batch being built at b (*len bytes so far,
+ * starting at 8) */
+static void batch_add(uint8_t *b, size_t *len, const struct mx_env *e, const uint8_t *body,
+                      size_t blen)
+{
+    assert_int_equal(mx_env_encode(e, (uint32_t)blen, 0, b + *len + 4), 0);
+    memcpy(b + *len + 4 + MX_ENV_WIRE_SIZE, body, blen);
+    put32(b + *len, (uint32_t)(MX_ENV_WIRE_SIZE + blen));
+    *len += 4 + MX_ENV_WIRE_SIZE + blen;
+}
+
+static void batch_send(nng_socket s, uint8_t *b, size_t len, uint32_t count)
+{
+    memcpy(b, "MB\1\0", 4);
+    put32(b + 4, count);
+    assert_int_equal(nng_send(s, b, len, 0), 0);
+}
+
 static void put64(uint8_t *p, uint64_t v)
 {
     for (int i = 0; i < 8; i++)
@@ -468,14 +486,9 @@ static void test_hostile_frames(void **unused)
         struct mx_env e = {.type = MX_T_test_echo, .to = b.drv, .flags = MX_ENVF_REPLY,
                            .corr = corr <= 1000 ? corr : rq.corr,
                            .from = {bid ^ 0x5a5a, (1ull << 32) | 3}};
-        assert_int_equal(mx_env_encode(&e, (uint32_t)rbl, 0, batch + bl + 4), 0);
-        memcpy(batch + bl + 4 + MX_ENV_WIRE_SIZE, rb, rbl);
-        put32(batch + bl, (uint32_t)(MX_ENV_WIRE_SIZE + rbl));
-        bl += 4 + MX_ENV_WIRE_SIZE + rbl;
+        batch_add(batch, &bl, &e, rb, rbl);
     }
-    memcpy(batch, "MB\1\0", 4);
-    put32(batch + 4, 1001);
-    assert_int_equal(nng_send(s, batch, bl, 0), 0);
+    batch_send(s, batch, bl, 1001);
     assert_true(TU_WAIT_UNTIL(dl(&b, MX_DL_LATE_REPLY) - late + dl(&b, MX_DL_WRONG_RESPONDER) -
                                       wr == 1001,
                               5000));
@@ -493,14 +506,9 @@ static void test_hostile_frames(void **unused)
     for (uint32_t i = 0; i < 1100; i++) {
         struct mx_env e = {.type = MX_T_test_kv, .to = b.sink,
                            .epoch = mx_epoch_make(0x100000u + i, 1u << 30)};
-        assert_int_equal(mx_env_encode(&e, (uint32_t)gl0, 0, batch + bl + 4), 0);
-        memcpy(batch + bl + 4 + MX_ENV_WIRE_SIZE, gk0, gl0);
-        put32(batch + bl, (uint32_t)(MX_ENV_WIRE_SIZE + gl0));
-        bl += 4 + MX_ENV_WIRE_SIZE + gl0;
+        batch_add(batch, &bl, &e, gk0, gl0);
     }
-    memcpy(batch, "MB\1\0", 4);
-    put32(batch + 4, 1100);
-    assert_int_equal(nng_send(s, batch, bl, 0), 0);
+    batch_send(s, batch, bl, 1100);
     assert_true(TU_WAIT_UNTIL(drops(&b, MX_RDROP_BAD_EPOCH) == unv + 1100, 5000));
     assert_int_equal(atomic_load(&b.sink_st.received), 0);
     /* the fence still works for a new singleton: it did not fail open */
