@@ -32,6 +32,8 @@ struct node {
     char url[64];
 };
 
+static uint32_t g_max_pipes; /* inbound connections for the next node_start; 0 = default */
+
 /* cert: NULL for plaintext, else a name scripts/gen-certs made in certs */
 static void node_start_tls(struct node *n, const char *name, const char *certs, const char *cert)
 {
@@ -46,7 +48,8 @@ static void node_start_tls(struct node *n, const char *name, const char *certs, 
         assert_int_equal(mx_tls_load(ca, crt, key, &n->tls, err, sizeof err), 0);
     }
     struct mx_remote_opts ro = {.listen_url = "tcp://127.0.0.1:0", .sendbuf = 256,
-                                .reconn_min_ms = 20, .reconn_max_ms = 200, .tls = n->tls};
+                                .reconn_min_ms = 20, .reconn_max_ms = 200, .tls = n->tls,
+                                .max_pipes = g_max_pipes};
     assert_int_equal(mx_remote_start(n->sys, &ro, &n->rem), 0);
     assert_true(mx_remote_port(n->rem) > 0);
     snprintf(n->url, sizeof(n->url), "tcp://127.0.0.1:%d", mx_remote_port(n->rem));
@@ -549,6 +552,9 @@ static void test_hostile_frames(void **unused)
     node_stop(&b);
 }
 
+static uint8_t g_raw[512]; /* raw_send's frame */
+static size_t g_raw_len;
+
 /* A raw push client on url with tls (NULL: plaintext) sends one good
  * frame to b's sink. */
 static void raw_send(nng_socket *s, const char *url, nng_tls_config *tls, uint64_t bid)
@@ -561,14 +567,13 @@ static void raw_send(nng_socket *s, const char *url, nng_tls_config *tls, uint64
     nng_socket_set_ms(*s, NNG_OPT_RECONNMINT, 20);
     nng_socket_set_ms(*s, NNG_OPT_RECONNMAXT, 50);
     assert_int_equal(nng_dialer_start(d, NNG_FLAG_NONBLOCK), 0);
-    static uint8_t f[512];
     uint8_t gk[64];
     size_t gl;
     struct mx_m_test_kv kv = {.sender = 9, .seq = 1};
     assert_int_equal(mx_m_test_kv_encode(&kv, gk, sizeof(gk), &gl), 0);
-    size_t len = frame(f, MX_T_test_kv, (struct mx_addr){bid, 0}, "sink", gk, (uint32_t)gl);
+    g_raw_len = frame(g_raw, MX_T_test_kv, (struct mx_addr){bid, 0}, "sink", gk, (uint32_t)gl);
     nng_socket_set_ms(*s, NNG_OPT_SENDTIMEO, 100);
-    nng_send(*s, f, len, 0); /* times out: no pipe ever takes it */
+    nng_send(*s, g_raw, g_raw_len, 0); /* a refused client: times out, no pipe takes it */
 }
 
 static const char *gen_certs(char *dir, size_t cap, const char *names)
@@ -650,6 +655,36 @@ static void test_tls(void **unused)
     nng_tls_config_free(nocert);
     nng_tls_config_free(evil);
     node_stop(&a);
+    node_stop(&b);
+}
+
+/* Inbound connections are capped: more are closed at once and counted,
+ * and those let in still deliver. */
+static void test_pipe_limit(void **unused)
+{
+    struct node b;
+    g_max_pipes = 2;
+    node_start(&b, "b");
+    g_max_pipes = 0;
+    uint64_t bid = mx_system_node_id(b.sys);
+    nng_socket s[5];
+    for (int i = 0; i < 5; i++)
+        raw_send(&s[i], b.url, NULL, bid);
+    struct mx_remote_stats st;
+    assert_true(TU_WAIT_UNTIL((mx_remote_stats(b.rem, &st), st.pipes_refused_limit >= 3), 5000));
+    assert_int_equal(st.pipes_in, 2);
+    /* the two admitted ones deliver; the others have no connection */
+    int64_t dl = tu_now_ms() + 5000;
+    while (atomic_load(&b.sink_st.received) < 2 && tu_now_ms() < dl)
+        for (int i = 0; i < 5; i++)
+            if (nng_send(s[i], g_raw, g_raw_len, NNG_FLAG_NONBLOCK) != 0)
+                usleep(1000);
+    assert_true(atomic_load(&b.sink_st.received) >= 2);
+    mx_remote_stats(b.rem, &st);
+    assert_int_equal(st.pipes_in, 2);
+    for (int i = 0; i < 5; i++)
+        nng_close(s[i]);
+    assert_true(TU_WAIT_UNTIL((mx_remote_stats(b.rem, &st), st.pipes_in == 0), 5000));
     node_stop(&b);
 }
 
@@ -754,6 +789,7 @@ int main(void)
         cmocka_unit_test(test_hostile_frames),   cmocka_unit_test(test_dead_peer),
         cmocka_unit_test(test_request_timeout),  cmocka_unit_test(test_peek),
         cmocka_unit_test(test_tls),
+        cmocka_unit_test(test_pipe_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
