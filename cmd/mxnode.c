@@ -357,6 +357,7 @@ int main(int argc, char **argv)
         .tls = tls,
         .recv_max = (uint32_t)mx_config_int(&cfg, "MX_NNG_MAX_MSG_KB") << 10,
         .max_pipes = (uint32_t)mx_config_int(&cfg, "MX_NNG_MAX_CONNS"),
+        .idle_ms = (uint32_t)mx_config_int(&cfg, "MX_NNG_IDLE_MS"),
     };
     if ((rc = mx_remote_start(sys, &ro, &remote)) != 0) {
         fprintf(stderr, "mxnode: MX_NNG_ADDR: cannot listen on %s: %s\n", ro.listen_url,

@@ -228,11 +228,12 @@ static void cmd_stats(struct mx_admin *a, msgpack_packer *pk)
     if (a->remote) {
         struct mx_remote_stats rs;
         mx_remote_stats(a->remote, &rs);
-        msgpack_pack_map(pk, 16);
+        msgpack_pack_map(pk, 17);
         pk_ku64(pk, "frames_in", rs.frames_in);
         pk_ku64(pk, "pipes_in", rs.pipes_in);
         pk_ku64(pk, "pipes_refused_tls", rs.pipes_refused_tls);
         pk_ku64(pk, "pipes_refused_limit", rs.pipes_refused_limit);
+        pk_ku64(pk, "pipes_timed_out", rs.pipes_timed_out);
         pk_ku64(pk, "batches_in", rs.batches_in);
         pk_ku64(pk, "batches_out", rs.batches_out);
         pk_ku64(pk, "frames_lost", rs.frames_lost);

@@ -56,6 +56,7 @@ _Static_assert(MX_REMOTE_MSG_MAX == FRAME_MAX + BATCH_HDR + BATCH_LENSZ, "one fr
 #define RECV_MAX_DEFAULT (4u << 20)
 #define RECV_QUEUE 16              /* received messages nng may hold before our callback */
 #define MAX_PIPES_DEFAULT 64u
+#define IDLE_MS_DEFAULT 30000u
 #define SENDBUF_BYTES_DEFAULT (8u << 20)
 
 /* A sealed batch waiting for the peer's aio. */
@@ -74,6 +75,7 @@ struct peer {
     nng_dialer dialer;
     nng_aio *aio;          /* the one send in flight */
     int64_t added_ms;      /* monotonic */
+    _Atomic int64_t sent_ms; /* when a batch last went to the pipe (heartbeats); relaxed */
     _Atomic int pipes;     /* live connections (nng pipe callbacks) */
     _Atomic bool ever_up;  /* connected at least once */
     struct peer *next;     /* bucket chain; under the table lock */
@@ -96,6 +98,8 @@ struct mx_remote {
     nng_socket pull;
     nng_listener listener;
     nng_aio *rx;           /* the one receive outstanding */
+    nng_aio *tick;         /* idle_ms / 3: reap silent pipes, send heartbeats */
+    _Atomic bool stopping; /* the tick does not re-arm */
     int port;
     struct mx_remote_opts o;
     pthread_rwlock_t lock; /* the peer table */
@@ -194,6 +198,7 @@ static void kick(struct mx_remote *r, struct peer *p, bool try_direct)
         p->ready_tail = &p->ready;
     bump(&r->batches_out, 1);
     bump(&r->bytes_out, nng_msg_len(bt->msg));
+    atomic_store_explicit(&p->sent_ms, mx_now_ms(), memory_order_relaxed);
     if (try_direct && nng_sendmsg(p->sock, bt->msg, NNG_FLAG_NONBLOCK) == 0) {
         p->q_frames -= bt->frames;
         p->q_bytes -= bt->bytes;
@@ -441,6 +446,9 @@ static bool batch_ok(const uint8_t *b, size_t len, uint32_t *count)
 static void handle_msg(struct mx_remote *r, const uint8_t *b, size_t len)
 {
     bump(&r->bytes_in, len);
+    if (len == BATCH_HDR && b[0] == BATCH_MAGIC0 && b[1] == BATCH_MAGIC1 &&
+        b[2] == BATCH_VERSION && b[3] == 0 && get32le(b + 4) == 0)
+        return; /* a heartbeat: an idle link is alive */
     if (len < 2 || b[0] != BATCH_MAGIC0 || b[1] != BATCH_MAGIC1) {
         count_frame(r, handle_frame(r, b, len));
         return;
@@ -477,10 +485,48 @@ static void rx_done(void *arg)
     if (rv == 0) {
         nng_msg *nm = nng_aio_get_msg(r->rx);
         nng_aio_set_msg(r->rx, NULL);
+        mx_pipe_gate_touch(&r->gate, (uint32_t)nng_pipe_id(nng_msg_get_pipe(nm)));
         handle_msg(r, nng_msg_body(nm), nng_msg_len(nm));
         nng_msg_free(nm);
     }
     nng_recv_aio(r->pull, r->rx);
+}
+
+/* Every idle_ms / 3 (an nng thread): close inbound connections that
+ * completed no message for idle_ms, and send a heartbeat (an empty batch)
+ * on every link that sent nothing for idle_ms / 3, so a quiet peer is not
+ * taken for a stalled one. The heartbeat skips the queue: it carries no
+ * frame, so order does not matter, and a busy pipe needs none. */
+static void tick_done(void *arg)
+{
+    struct mx_remote *r = arg;
+    /* acquire: pairs with the release in mx_remote_stop */
+    if (nng_aio_result(r->tick) == NNG_ECANCELED ||
+        atomic_load_explicit(&r->stopping, memory_order_acquire))
+        return;
+    mx_pipe_gate_reap(&r->gate, r->o.idle_ms);
+    int64_t now = mx_now_ms();
+    pthread_rwlock_rdlock(&r->lock);
+    for (uint32_t b = 0; b < BUCKETS; b++) {
+        for (struct peer *p = r->tab[b]; p; p = p->next) {
+            /* relaxed: hints */
+            if (atomic_load_explicit(&p->pipes, memory_order_relaxed) == 0 ||
+                now - atomic_load_explicit(&p->sent_ms, memory_order_relaxed) < r->o.idle_ms / 3)
+                continue;
+            nng_msg *hb;
+            if (nng_msg_alloc(&hb, BATCH_HDR) != 0)
+                continue;
+            uint8_t *h = nng_msg_body(hb);
+            memcpy(h, (uint8_t[]){BATCH_MAGIC0, BATCH_MAGIC1, BATCH_VERSION, 0, 0, 0, 0, 0},
+                   BATCH_HDR);
+            if (nng_sendmsg(p->sock, hb, NNG_FLAG_NONBLOCK) == 0)
+                atomic_store_explicit(&p->sent_ms, now, memory_order_relaxed);
+            else
+                nng_msg_free(hb);
+        }
+    }
+    pthread_rwlock_unlock(&r->lock);
+    nng_sleep_aio((nng_duration)(r->o.idle_ms / 3), r->tick);
 }
 
 /* ---- peers ---- */
@@ -533,6 +579,7 @@ int mx_remote_add_peer(mx_remote_t *r, uint64_t node_id, const char *url)
     p->node = node_id;
     memcpy(p->url, turl, sizeof turl);
     p->added_ms = mx_now_ms();
+    atomic_init(&p->sent_ms, p->added_ms);
     p->ready_tail = &p->ready;
     pthread_mutex_init(&p->mu, NULL);
     if (nng_aio_alloc(&p->aio, send_done, p) != 0) {
@@ -647,6 +694,7 @@ void mx_remote_stats(mx_remote_t *r, struct mx_remote_stats *o)
     o->pipes_in = mx_pipe_gate_live(&r->gate);
     o->pipes_refused_tls = atomic_load_explicit(&r->gate.refused_tls, memory_order_relaxed);
     o->pipes_refused_limit = atomic_load_explicit(&r->gate.refused_limit, memory_order_relaxed);
+    o->pipes_timed_out = atomic_load_explicit(&r->gate.timed_out, memory_order_relaxed);
 }
 
 /* ---- start and stop ---- */
@@ -681,6 +729,10 @@ int mx_remote_start(mx_system_t *sys, const struct mx_remote_opts *opts, mx_remo
         r->o.recv_max = RECV_MAX_DEFAULT;
     if (!r->o.max_pipes)
         r->o.max_pipes = MAX_PIPES_DEFAULT;
+    if (!r->o.idle_ms)
+        r->o.idle_ms = IDLE_MS_DEFAULT;
+    if (r->o.idle_ms < 30)
+        r->o.idle_ms = 30;
     pthread_rwlock_init(&r->lock, NULL);
     pthread_mutex_init(&r->ck_mu, NULL);
     int rc = MX_EIO;
@@ -709,8 +761,13 @@ int mx_remote_start(mx_system_t *sys, const struct mx_remote_opts *opts, mx_remo
         nng_listener_get_int(r->listener, NNG_OPT_TCP_BOUND_PORT, &r->port);
     if (nng_aio_alloc(&r->rx, rx_done, r) != 0)
         goto out_close;
+    if (nng_aio_alloc(&r->tick, tick_done, r) != 0) {
+        nng_aio_free(r->rx);
+        goto out_close;
+    }
     mx_system_set_remote(sys, &remote_ops, r);
     nng_recv_aio(r->pull, r->rx);
+    nng_sleep_aio((nng_duration)(r->o.idle_ms / 3), r->tick);
     *out = r;
     return 0;
 
@@ -729,6 +786,10 @@ void mx_remote_stop(mx_remote_t *r)
     if (!r)
         return;
     mx_system_set_remote(r->sys, NULL, NULL);
+    /* release: the tick sees it and does not re-arm */
+    atomic_store_explicit(&r->stopping, true, memory_order_release);
+    nng_aio_stop(r->tick); /* cancels the sleep, waits for a running tick */
+    nng_aio_free(r->tick);
     nng_close(r->pull);   /* fails the receive with NNG_ECLOSED */
     nng_aio_free(r->rx);  /* waits for rx_done */
     for (uint32_t b = 0; b < BUCKETS; b++) {

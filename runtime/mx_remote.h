@@ -40,6 +40,10 @@ struct mx_remote_opts {
     uint32_t recv_max;          /* largest nng message taken from a peer (and sent to one);
                                  * 0 = 4 MiB; at most MX_REMOTE_MSG_MAX */
     uint32_t max_pipes;         /* inbound connections at once; 0 = 64; more are closed */
+    uint32_t idle_ms;           /* an inbound connection that completes no message for this
+                                 * long is closed (a frame stalled half-way holds its buffer
+                                 * no longer); links to peers send a heartbeat when idle for
+                                 * a third of it. 0 = 30000 */
 };
 
 /* Why an inbound frame was dropped. */
@@ -77,6 +81,7 @@ struct mx_remote_stats {
     uint32_t pipes_in;     /* inbound connections open now */
     uint64_t pipes_refused_tls;   /* inbound connections closed: no certificate from the CA */
     uint64_t pipes_refused_limit; /* inbound connections closed: max_pipes reached */
+    uint64_t pipes_timed_out;     /* inbound connections closed: no message for idle_ms */
 };
 
 /* mx_remote_epoch_fn - decide whether a frame from node `from` stamped

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "mx_actor.h"
 #include "mx_err.h"
 
 #define PEM_MAX (1u << 20)
@@ -168,8 +169,10 @@ static void gate_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
             refused = &g->refused_tls;
         else if (g->n >= g->max)
             refused = &g->refused_limit;
-        else
+        else {
+            g->last_ms[g->n] = mx_now_ms();
             g->ids[g->n++] = id;
+        }
         pthread_mutex_unlock(&g->mu);
         /* relaxed: statistics */
         atomic_fetch_add_explicit(refused ? refused : &g->accepted, 1, memory_order_relaxed);
@@ -179,7 +182,9 @@ static void gate_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
     }
     for (uint32_t i = 0; i < g->n; i++) { /* REM_POST: a refused pipe is not listed */
         if (g->ids[i] == id) {
-            g->ids[i] = g->ids[--g->n];
+            g->n--;
+            g->ids[i] = g->ids[g->n];
+            g->last_ms[i] = g->last_ms[g->n];
             break;
         }
     }
@@ -193,7 +198,8 @@ int mx_pipe_gate_install(struct mx_pipe_gate *g, nng_socket sock, uint32_t max, 
     g->max = max ? max : 1;
     g->tls = tls;
     g->ids = calloc(g->max, sizeof(*g->ids));
-    if (!g->ids) {
+    g->last_ms = calloc(g->max, sizeof(*g->last_ms));
+    if (!g->ids || !g->last_ms) {
         fprintf(stderr, "mx: out of memory (pipe gate)\n");
         abort();
     }
@@ -206,7 +212,9 @@ int mx_pipe_gate_install(struct mx_pipe_gate *g, nng_socket sock, uint32_t max, 
 void mx_pipe_gate_fini(struct mx_pipe_gate *g)
 {
     free(g->ids);
+    free(g->last_ms);
     g->ids = NULL;
+    g->last_ms = NULL;
     pthread_mutex_destroy(&g->mu);
 }
 
@@ -216,6 +224,36 @@ uint32_t mx_pipe_gate_live(struct mx_pipe_gate *g)
     uint32_t n = g->n;
     pthread_mutex_unlock(&g->mu);
     return n;
+}
+
+void mx_pipe_gate_touch(struct mx_pipe_gate *g, uint32_t id)
+{
+    int64_t now = mx_now_ms();
+    pthread_mutex_lock(&g->mu);
+    for (uint32_t i = 0; i < g->n; i++) {
+        if (g->ids[i] == id) {
+            g->last_ms[i] = now;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&g->mu);
+}
+
+uint32_t mx_pipe_gate_reap(struct mx_pipe_gate *g, int64_t idle_ms)
+{
+    uint32_t stale[64], k = 0;
+    int64_t now = mx_now_ms();
+    pthread_mutex_lock(&g->mu);
+    for (uint32_t i = 0; i < g->n && k < 64; i++)
+        if (now - g->last_ms[i] > idle_ms)
+            stale[k++] = g->ids[i];
+    pthread_mutex_unlock(&g->mu);
+    /* outside the lock: closing runs the REM_POST callback, which takes it */
+    for (uint32_t i = 0; i < k; i++)
+        nng_pipe_close((nng_pipe){.id = stale[i]});
+    /* relaxed: a statistic */
+    atomic_fetch_add_explicit(&g->timed_out, k, memory_order_relaxed);
+    return k;
 }
 
 bool mx_url_is_loopback(const char *url)

@@ -66,8 +66,9 @@ struct mx_pipe_gate {
     uint32_t max;            /* pipes at once */
     uint32_t n;              /* live pipes; under mu */
     uint32_t *ids;           /* their ids (max entries); under mu */
+    int64_t *last_ms;        /* when each last completed a message (monotonic); under mu */
     bool tls;                /* check NNG_OPT_TLS_VERIFIED */
-    _Atomic uint64_t refused_tls, refused_limit, accepted; /* relaxed: statistics */
+    _Atomic uint64_t refused_tls, refused_limit, accepted, timed_out; /* relaxed: statistics */
 };
 
 /* mx_pipe_gate_install - initialise g (max >= 1) and register it on sock's
@@ -80,6 +81,15 @@ void mx_pipe_gate_fini(struct mx_pipe_gate *g);
 
 /* mx_pipe_gate_live - pipes open now. Any thread. */
 uint32_t mx_pipe_gate_live(struct mx_pipe_gate *g);
+
+/* mx_pipe_gate_touch - pipe id completed a message now. Any thread. */
+void mx_pipe_gate_touch(struct mx_pipe_gate *g, uint32_t id);
+
+/* mx_pipe_gate_reap - close the pipes that completed no message for
+ * idle_ms (a peer that stalls mid-frame, or connects and says nothing, holds
+ * a receive buffer only this long); they are counted in timed_out. Returns
+ * how many were closed. Any thread but a pipe callback. */
+uint32_t mx_pipe_gate_reap(struct mx_pipe_gate *g, int64_t idle_ms);
 
 /* mx_url_is_loopback - whether an nng URL is reachable only from this host:
  * ipc://, inproc://, or a tcp/tls+tcp URL on 127.0.0.0/8, ::1 or

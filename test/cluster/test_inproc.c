@@ -33,6 +33,7 @@ struct node {
 };
 
 static uint32_t g_max_pipes; /* inbound connections for the next node_start; 0 = default */
+static uint32_t g_idle_ms;   /* idle_ms for the next node_start; 0 = default */
 
 /* cert: NULL for plaintext, else a name scripts/gen-certs made in certs */
 static void node_start_tls(struct node *n, const char *name, const char *certs, const char *cert)
@@ -49,7 +50,7 @@ static void node_start_tls(struct node *n, const char *name, const char *certs, 
     }
     struct mx_remote_opts ro = {.listen_url = "tcp://127.0.0.1:0", .sendbuf = 256,
                                 .reconn_min_ms = 20, .reconn_max_ms = 200, .tls = n->tls,
-                                .max_pipes = g_max_pipes};
+                                .max_pipes = g_max_pipes, .idle_ms = g_idle_ms};
     assert_int_equal(mx_remote_start(n->sys, &ro, &n->rem), 0);
     assert_true(mx_remote_port(n->rem) > 0);
     snprintf(n->url, sizeof(n->url), "tcp://127.0.0.1:%d", mx_remote_port(n->rem));
@@ -688,6 +689,49 @@ static void test_pipe_limit(void **unused)
     node_stop(&b);
 }
 
+/* A connection that completes no message for idle_ms is closed and
+ * counted (a frame stalled half-way, with nng holding its buffer), while
+ * quiet peers stay connected through heartbeats. */
+static void test_idle_timeout(void **unused)
+{
+    struct node a, b;
+    g_idle_ms = 300;
+    node_start(&a, "a");
+    node_start(&b, "b");
+    g_idle_ms = 0;
+    connect_pair(&a, &b);
+    /* a raw peer: SP handshake as push, then 8 KiB of a frame claiming 1 MiB */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)mx_remote_port(b.rem))};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    const uint8_t sp[8] = {0, 'S', 'P', 0, 0, 0x50, 0, 0}; /* push0 */
+    assert_int_equal(write(fd, sp, 8), 8);
+    uint8_t hdr[8];
+    assert_int_equal(read(fd, hdr, 8), 8); /* the node's own SP header: a pipe now */
+    uint8_t part[8 + 8192] = {0, 0, 0, 0, 0, 0x10, 0, 0}; /* length 1 MiB, big-endian */
+    assert_int_equal(write(fd, part, sizeof part), (ssize_t)sizeof part);
+    struct mx_remote_stats st;
+    assert_true(TU_WAIT_UNTIL((mx_remote_stats(b.rem, &st), st.pipes_timed_out >= 1), 5000));
+    char c;
+    assert_int_equal(read(fd, &c, 1), 0); /* closed by the node */
+    close(fd);
+    /* the members were quiet all along (over 3 x idle_ms): still connected */
+    int64_t t0 = tu_now_ms();
+    while (tu_now_ms() - t0 < 1000)
+        usleep(50 * 1000); /* quiet on purpose: the heartbeats must carry the links */
+    assert_true(mx_remote_peer_up(a.rem, mx_system_node_id(b.sys)));
+    mx_remote_stats(a.rem, &st);
+    assert_int_equal(st.pipes_timed_out, 0);
+    mx_remote_stats(b.rem, &st);
+    assert_int_equal(st.pipes_timed_out, 1);
+    assert_int_equal(st.drops[MX_RDROP_BAD_BATCH], 0); /* heartbeats are not frames */
+    struct cl_cmd c2 = {.op = CL_REQ_ADDR, .to = b.echo, .n = 1, .timeout_ms = 3000};
+    assert_int_equal(request_echo(&a, &c2), 0);
+    node_stop(&a);
+    node_stop(&b);
+}
+
 /* A peer that goes away: sends fail fast, requests in flight time out. */
 static void test_dead_peer(void **unused)
 {
@@ -790,6 +834,7 @@ int main(void)
         cmocka_unit_test(test_request_timeout),  cmocka_unit_test(test_peek),
         cmocka_unit_test(test_tls),
         cmocka_unit_test(test_pipe_limit),
+        cmocka_unit_test(test_idle_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
