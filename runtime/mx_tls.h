@@ -63,11 +63,11 @@ bool mx_tls_pipe_ok(nng_pipe p);
  * counted. */
 struct mx_pipe_gate {
     pthread_mutex_t mu;
-    uint32_t max;            /* pipes at once */
-    uint32_t n;              /* live pipes; under mu */
-    uint32_t *ids;           /* their ids (max entries); under mu */
-    int64_t *last_ms;        /* when each last completed a message (monotonic); under mu */
-    bool tls;                /* check NNG_OPT_TLS_VERIFIED */
+    uint32_t max;     /* pipes at once */
+    uint32_t n;       /* live pipes; under mu */
+    uint32_t *ids;    /* their ids (max entries); under mu */
+    int64_t *last_ms; /* when each last completed a message (monotonic); under mu */
+    bool tls;         /* check NNG_OPT_TLS_VERIFIED */
     _Atomic uint64_t refused_tls, refused_limit, accepted, timed_out; /* relaxed: statistics */
 };
 

@@ -49,8 +49,8 @@ static const struct mx_behaviour sink_beh = {"fuzz-sink", sink_init, sink_recv, 
 /* singleton id 77 up to seq 3 from node 0x42: the rest is unverified */
 static bool epoch_check(void *ctx, uint64_t from, uint64_t epoch)
 {
-    return (epoch >> MX_EPOCH_SEQ_BITS) == 77 && ((epoch & MX_EPOCH_SEQ_MASK) < 3 ||
-                                                  ((epoch & MX_EPOCH_SEQ_MASK) == 3 && from == 0x42));
+    return (epoch >> MX_EPOCH_SEQ_BITS) == 77 &&
+           ((epoch & MX_EPOCH_SEQ_MASK) < 3 || ((epoch & MX_EPOCH_SEQ_MASK) == 3 && from == 0x42));
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
