@@ -11,6 +11,10 @@
  *   remote.batch.frames (mean frames per nng message during remote.oneway),
  *   remote.oneway.ratio_vs_raw (against the faster raw oneway),
  *   remote.rtt.ratio_vs_raw (against the faster raw p50).
+ * With BENCH_TLS_DIR (certificates a and b from scripts/gen-certs) the
+ * same oneway and round trips also run over mutual TLS in the same process
+ * (remote.tls.*), with their ratios against plaintext. bench/remote_tls.sh
+ * runs that and keeps the output.
  * Usage: bench_remote [messages [sendbuf]] (defaults 1000000 and 8192;
  * raw oneway sends messages/10, raw aio messages/3). Not a test. */
 #include <nng/nng.h>
@@ -418,52 +422,85 @@ static int rtt_recv(mx_actor_t *self, void *state, struct mx_msg *m)
     return 0;
 }
 
-int main(int argc, char **argv)
-{
-    long n = argc > 1 ? atol(argv[1]) : 1000000;
-    if (n < 1000)
-        n = 1000;
-    /* raw nng is far slower per message: fewer messages keep the run short */
-    double raw = raw_oneway(n / 10);
-    emit("nng.raw.oneway", raw, "msg/s");
-    double raw_aio = raw_oneway_aio(n / 3);
-    emit("nng.raw.oneway.aio", raw_aio, "msg/s");
-    if (raw_aio > raw)
-        raw = raw_aio;
-
+/* Two systems joined by the transport, plaintext or with mutual TLS. */
+struct pair {
     mx_system_t *a, *b;
-    struct mx_system_opts o = {.node_name = "a", .schedulers = 1, .offload_threads = 1};
-    mx_system_start(&o, &a);
-    o.node_name = "b";
-    mx_system_start(&o, &b);
     mx_remote_t *ra, *rb;
-    struct mx_remote_opts ro = {.listen_url = "tcp://127.0.0.1:0",
-                                .sendbuf = argc > 2 ? (uint32_t)atol(argv[2]) : 8192};
-    if (mx_remote_start(a, &ro, &ra) != 0 || mx_remote_start(b, &ro, &rb) != 0)
-        return 1;
-    char url[64];
-    snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", mx_remote_port(rb));
-    mx_remote_add_peer(ra, mx_system_node_id(b), url);
-    snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", mx_remote_port(ra));
-    mx_remote_add_peer(rb, mx_system_node_id(a), url);
-    while (!mx_remote_peer_up(ra, mx_system_node_id(b)) || !mx_remote_peer_up(rb, mx_system_node_id(a)))
-        usleep(1000);
+    mx_tls_t *ta, *tb;
+    struct mx_addr sink, echo;
+};
 
+static mx_tls_t *load_tls(const char *dir, const char *name)
+{
+    char ca[512], crt[512], key[512], err[512];
+    snprintf(ca, sizeof ca, "%s/ca.pem", dir);
+    snprintf(crt, sizeof crt, "%s/%s.pem", dir, name);
+    snprintf(key, sizeof key, "%s/%s.key", dir, name);
+    mx_tls_t *t;
+    if (mx_tls_load(ca, crt, key, &t, err, sizeof err) != 0) {
+        fprintf(stderr, "bench_remote: %s\n", err);
+        exit(1);
+    }
+    return t;
+}
+
+static void pair_open(struct pair *p, const char *tls_dir, uint32_t sendbuf)
+{
+    memset(p, 0, sizeof(*p));
+    struct mx_system_opts o = {.node_name = "a", .schedulers = 1, .offload_threads = 1};
+    mx_system_start(&o, &p->a);
+    o.node_name = "b";
+    mx_system_start(&o, &p->b);
+    if (tls_dir) {
+        p->ta = load_tls(tls_dir, "a");
+        p->tb = load_tls(tls_dir, "b");
+    }
+    struct mx_remote_opts ro = {.listen_url = "tcp://127.0.0.1:0", .sendbuf = sendbuf,
+                                .tls = p->ta};
+    if (mx_remote_start(p->a, &ro, &p->ra) != 0)
+        exit(1);
+    ro.tls = p->tb;
+    if (mx_remote_start(p->b, &ro, &p->rb) != 0)
+        exit(1);
+    char url[64];
+    snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", mx_remote_port(p->rb));
+    mx_remote_add_peer(p->ra, mx_system_node_id(p->b), url);
+    snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", mx_remote_port(p->ra));
+    mx_remote_add_peer(p->rb, mx_system_node_id(p->a), url);
+    while (!mx_remote_peer_up(p->ra, mx_system_node_id(p->b)) ||
+           !mx_remote_peer_up(p->rb, mx_system_node_id(p->a)))
+        usleep(1000);
     static const struct mx_behaviour sink_b = {.name = "sink", .receive = sink_recv};
     static const struct mx_behaviour echo_b = {.name = "echo", .receive = echo_recv};
-    static const struct mx_behaviour oneway_b = {.name = "oneway", .init = init_arg,
-                                                 .receive = oneway_recv};
-    static const struct mx_behaviour rtt_b = {.name = "rtt", .init = init_arg, .receive = rtt_recv};
     struct mx_spawn_opts so = MX_SPAWN_OPTS_DEFAULT;
     so.cap_msgs = 1u << 20;
-    struct mx_addr sink, echo, snd;
-    mx_spawn(b, &sink_b, NULL, &so, &sink);
-    mx_spawn(b, &echo_b, NULL, &so, &echo);
+    mx_spawn(p->b, &sink_b, NULL, &so, &p->sink);
+    mx_spawn(p->b, &echo_b, NULL, &so, &p->echo);
+}
 
-    struct sender s = {.to = sink, .n = n, .tmpl = body100()};
-    mx_spawn(a, &oneway_b, &s, NULL, &snd);
+static void pair_close(struct pair *p)
+{
+    mx_system_stop(p->a, 5000);
+    mx_system_stop(p->b, 5000);
+    mx_remote_stop(p->ra);
+    mx_remote_stop(p->rb);
+    mx_system_free(p->a);
+    mx_system_free(p->b);
+    mx_tls_free(p->ta);
+    mx_tls_free(p->tb);
+}
+
+/* n messages from a to b's sink; msg/s (and frames per batch in *fpb) */
+static double run_oneway(struct pair *p, long n, double *fpb)
+{
+    static const struct mx_behaviour oneway_b = {.name = "oneway", .init = init_arg,
+                                                 .receive = oneway_recv};
+    atomic_store(&sink_n, 0);
+    struct sender s = {.to = p->sink, .n = n, .tmpl = body100()};
+    struct mx_addr snd;
+    mx_spawn(p->a, &oneway_b, &s, NULL, &snd);
     double t0 = now_s();
-    mx_sys_send(a, snd, mx_msg_new(MX_T_sys_tick, 0));
+    mx_sys_send(p->a, snd, mx_msg_new(MX_T_sys_tick, 0));
     /* at-most-once: stop when everything sent has arrived */
     long last = -1;
     double idle_since = now_s();
@@ -480,18 +517,74 @@ int main(int argc, char **argv)
         }
         usleep(200);
     }
-    double dt = now_s() - t0;
-    double rem = (double)atomic_load(&sink_n) / dt;
-    emit("remote.oneway", rem, "msg/s");
+    double rate = (double)atomic_load(&sink_n) / (now_s() - t0);
+    mx_actor_stop(p->a, snd);
     struct mx_remote_stats st;
-    mx_remote_stats(ra, &st);
-    emit("remote.batch.frames", st.batches_out ? (double)st.frames_out / (double)st.batches_out : 0,
-         "frames");
+    mx_remote_stats(p->ra, &st);
+    *fpb = st.batches_out ? (double)st.frames_out / (double)st.batches_out : 0;
+    usleep(100000); /* the stop is asynchronous: let it land before s goes */
+    mx_msg_free(s.tmpl);
+    return rate;
+}
 
-    static double rtt[RTT_N], rr_us[RTT_N], pp_us[RTT_N];
-    struct sender r = {.to = echo, .tmpl = body100(), .rtt = rtt};
-    struct mx_addr pinger;
-    mx_spawn(a, &rtt_b, &r, NULL, &pinger);
+struct pinger {
+    struct sender r;
+    struct mx_addr addr;
+};
+
+static void pinger_open(struct pinger *pg, struct pair *p, double *rtt)
+{
+    static const struct mx_behaviour rtt_b = {.name = "rtt", .init = init_arg, .receive = rtt_recv};
+    memset(pg, 0, sizeof(*pg));
+    pg->r = (struct sender){.to = p->echo, .tmpl = body100(), .rtt = rtt};
+    mx_spawn(p->a, &rtt_b, &pg->r, NULL, &pg->addr);
+}
+
+/* one request at a time until `target` have been answered */
+static void pinger_run(struct pinger *pg, struct pair *p, int target)
+{
+    atomic_store(&pg->r.done, 0);
+    atomic_store(&pg->r.rtt_target, target);
+    mx_sys_send(p->a, pg->addr, mx_msg_new(MX_T_sys_tick, 0));
+    while (!atomic_load(&pg->r.done))
+        usleep(1000);
+}
+
+int main(int argc, char **argv)
+{
+    long n = argc > 1 ? atol(argv[1]) : 1000000;
+    if (n < 1000)
+        n = 1000;
+    uint32_t sendbuf = argc > 2 ? (uint32_t)atol(argv[2]) : 8192;
+    const char *tls_dir = getenv("BENCH_TLS_DIR"); /* scripts/gen-certs DIR a b */
+    /* raw nng is far slower per message: fewer messages keep the run short */
+    double raw = raw_oneway(n / 10);
+    emit("nng.raw.oneway", raw, "msg/s");
+    double raw_aio = raw_oneway_aio(n / 3);
+    emit("nng.raw.oneway.aio", raw_aio, "msg/s");
+    if (raw_aio > raw)
+        raw = raw_aio;
+
+    struct pair pl, pt;
+    pair_open(&pl, NULL, sendbuf);
+    if (tls_dir)
+        pair_open(&pt, tls_dir, sendbuf);
+    double fpb, rem = run_oneway(&pl, n, &fpb);
+    emit("remote.oneway", rem, "msg/s");
+    emit("remote.batch.frames", fpb, "frames");
+    double rem_tls = 0;
+    if (tls_dir) {
+        rem_tls = run_oneway(&pt, n, &fpb);
+        emit("remote.tls.oneway", rem_tls, "msg/s");
+        emit("remote.tls.batch.frames", fpb, "frames");
+    }
+
+    /* round trips: raw req/rep, raw push/pull, plaintext and TLS in turns */
+    static double rtt[RTT_N], rtt_tls[RTT_N], rr_us[RTT_N], pp_us[RTT_N];
+    struct pinger pgl, pgt;
+    pinger_open(&pgl, &pl, rtt);
+    if (tls_dir)
+        pinger_open(&pgt, &pt, rtt_tls);
     struct rr rrx;
     struct ppair ppx;
     rr_open(&rrx);
@@ -500,11 +593,9 @@ int main(int argc, char **argv)
     for (int round = 0; round < RTT_ROUNDS; round++) {
         rr_run(&rrx, rr_us + round * k, k);
         pp_run(&ppx, pp_us + round * k, k);
-        atomic_store(&r.done, 0);
-        atomic_store(&r.rtt_target, (round + 1) * k);
-        mx_sys_send(a, pinger, mx_msg_new(MX_T_sys_tick, 0));
-        while (!atomic_load(&r.done))
-            usleep(1000);
+        pinger_run(&pgl, &pl, (round + 1) * k);
+        if (tls_dir)
+            pinger_run(&pgt, &pt, (round + 1) * k);
     }
     rr_close(&rrx);
     pp_close(&ppx);
@@ -512,19 +603,24 @@ int main(int argc, char **argv)
     emit("nng.raw.rtt.p50", raw_rr, "us");
     emit("nng.raw.rtt.pushpull.p50", raw_pp, "us");
     double raw_rtt = raw_pp < raw_rr ? raw_pp : raw_rr;
-    double p50 = pct(rtt, r.rtt_i, 50), p99 = pct(rtt, r.rtt_i, 99);
+    double p50 = pct(rtt, pgl.r.rtt_i, 50), p99 = pct(rtt, pgl.r.rtt_i, 99);
     emit("remote.rtt.p50", p50, "us");
     emit("remote.rtt.p99", p99, "us");
     emit("remote.oneway.ratio_vs_raw", rem / raw, "x");
     emit("remote.rtt.ratio_vs_raw", p50 / raw_rtt, "x");
-
-    mx_system_stop(a, 5000);
-    mx_system_stop(b, 5000);
-    mx_remote_stop(ra);
-    mx_remote_stop(rb);
-    mx_msg_free(s.tmpl);
-    mx_msg_free(r.tmpl);
-    mx_system_free(a);
-    mx_system_free(b);
+    if (tls_dir) {
+        double t50 = pct(rtt_tls, pgt.r.rtt_i, 50), t99 = pct(rtt_tls, pgt.r.rtt_i, 99);
+        emit("remote.tls.rtt.p50", t50, "us");
+        emit("remote.tls.rtt.p99", t99, "us");
+        /* issue 12's anchors: TLS oneway >= 0.5x plaintext, p50 <= 1.5x */
+        emit("remote.tls.oneway.ratio_vs_plain", rem_tls / rem, "x");
+        emit("remote.tls.rtt.p50.ratio_vs_plain", t50 / p50, "x");
+    }
+    pair_close(&pl);
+    mx_msg_free(pgl.r.tmpl);
+    if (tls_dir) {
+        pair_close(&pt);
+        mx_msg_free(pgt.r.tmpl);
+    }
     return 0;
 }

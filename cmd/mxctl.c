@@ -21,6 +21,7 @@
 #include "mx_err.h"
 #include "mx_jsonw.h"
 #include "mx_proto.h"
+#include "mx_tls.h"
 
 #define EXIT_NOANSWER 1
 #define EXIT_USAGE 2
@@ -39,6 +40,8 @@ struct opts {
     const char *arg; /* NAME for mailbox, NODE for drain and undrain */
     int top, peek;
     const char *sort;
+    const char *tls_ca, *tls_cert, *tls_key; /* all three, or none */
+    mx_tls_t *tls;                           /* loaded from them */
 };
 
 struct target {
@@ -50,7 +53,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: mxctl [--node ADDR | --cluster REDIS_URL [--cluster-name C]] [--token T]\n"
-            "             [--timeout MS] [--json] COMMAND\n"
+            "             [--timeout MS] [--json] [--tls-ca F --tls-cert F --tls-key F] COMMAND\n"
             "commands:\n"
             "  stats                          node, uptime, schedulers, actors, dead letters, transport\n"
             "  actors [--top N] [--sort depth|age|rate]\n"
@@ -61,7 +64,9 @@ static void usage(FILE *f)
             "  undrain NODE                   serve again after a drain\n"
             "  members | leases               what the cluster registry reports\n"
             "defaults: --node $MX_ADMIN_ADDR or tcp://127.0.0.1:7200, --token $MX_ADMIN_TOKEN,\n"
-            "          --cluster-name $MX_CLUSTER or mx, --timeout 2000\n"
+            "          --cluster-name $MX_CLUSTER or mx, --timeout 2000,\n"
+            "          --tls-ca/--tls-cert/--tls-key $MX_TLS_CA/$MX_TLS_CERT/$MX_TLS_KEY\n"
+            "          (mutual TLS: tcp:// addresses are dialled as tls+tcp://)\n"
             "exit: 0 ok, 1 a node did not answer, 2 usage, 3 a node answered with an error\n");
 }
 
@@ -87,6 +92,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
     o->node = (env = getenv("MX_ADMIN_ADDR")) && *env ? env : "tcp://127.0.0.1:7200";
     o->token = getenv("MX_ADMIN_TOKEN");
     o->cluster_name = (env = getenv("MX_CLUSTER")) && *env ? env : "mx";
+    o->tls_ca = getenv("MX_TLS_CA");
+    o->tls_cert = getenv("MX_TLS_CERT");
+    o->tls_key = getenv("MX_TLS_KEY");
     o->timeout_ms = 2000;
     o->peek = 10;
     bool have_node = false;
@@ -114,6 +122,15 @@ static int parse_args(int argc, char **argv, struct opts *o)
         } else if (strcmp(a, "--token") == 0) {
             NEEDV();
             o->token = v;
+        } else if (strcmp(a, "--tls-ca") == 0) {
+            NEEDV();
+            o->tls_ca = v;
+        } else if (strcmp(a, "--tls-cert") == 0) {
+            NEEDV();
+            o->tls_cert = v;
+        } else if (strcmp(a, "--tls-key") == 0) {
+            NEEDV();
+            o->tls_key = v;
         } else if (strcmp(a, "--timeout") == 0) {
             NEEDV();
             if (parse_int(v, 1, 600000, &o->timeout_ms) != 0) {
@@ -181,6 +198,14 @@ static int parse_args(int argc, char **argv, struct opts *o)
         fprintf(stderr, "mxctl: --node and --cluster exclude each other\n");
         return -1;
     }
+    if ((o->tls_ca && *o->tls_ca) || (o->tls_cert && *o->tls_cert) ||
+        (o->tls_key && *o->tls_key)) {
+        char err[512];
+        if (mx_tls_load(o->tls_ca, o->tls_cert, o->tls_key, &o->tls, err, sizeof err) != 0) {
+            fprintf(stderr, "mxctl: %s\n", err);
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -236,8 +261,15 @@ static int ask(const char *url, const struct opts *o, const msgpack_sbuffer *req
     nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
     nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, ANSWER_MAX);
     nng_dialer d;
-    if ((nrc = nng_dialer_create(&d, s, url)) != 0) {
-        snprintf(err, errlen, "bad address %s: %s", url, nng_strerror(nrc));
+    char turl[300];
+    if (mx_tls_url(o->tls, url, turl, sizeof turl) != 0) {
+        snprintf(err, errlen, "%s needs TLS: give --tls-ca, --tls-cert and --tls-key", url);
+        nng_close(s);
+        return EXIT_USAGE;
+    }
+    if ((nrc = nng_dialer_create(&d, s, turl)) != 0 ||
+        (o->tls && strncmp(turl, "tls+", 4) == 0 && (nrc = mx_tls_dialer(o->tls, d)) != 0)) {
+        snprintf(err, errlen, "bad address %s: %s", turl, nrc > 0 ? nng_strerror(nrc) : "TLS");
         rc = EXIT_USAGE;
         goto out;
     }

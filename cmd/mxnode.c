@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -172,6 +173,22 @@ static int leave_registry(void *ctx, uint32_t timeout_ms)
 static const struct mx_behaviour sched_beh = {"scheduler-info", sched_init, sched_recv,
                                               sched_stop};
 
+/* Open files up to the hard limit: every HTTP, nng and admin connection is
+ * one, and with the usual soft limit of 1024 a flood of idle connections to
+ * one port used them all (REVIEW-SECURITY H2 item 7) so HTTP and mxctl got
+ * no answer. Each listener has its own bound below that. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            MX_INFO("open files: soft limit raised from %llu to %llu", (unsigned long long)was,
+                    (unsigned long long)rl.rlim_max);
+    }
+}
+
 int main(int argc, char **argv)
 {
     struct mx_config cfg;
@@ -205,6 +222,7 @@ int main(int argc, char **argv)
     mx_log_init(node, (enum mx_log_level)mx_log_parse_level(mx_config_str(&cfg, "MX_LOG_LEVEL")),
                 2);
     mx_log_set_format((enum mx_log_format)log_format);
+    raise_nofile();
 
     /* block the signals in every thread; the main thread waits for them */
     sigset_t sigs;
@@ -309,6 +327,7 @@ int main(int argc, char **argv)
     static struct mx_app app;
     mx_mysql_t *mysql = NULL;
     mx_remote_t *remote = NULL;
+    mx_tls_t *tls = NULL;
     mx_admin_t *admin = NULL;
     struct mxnode_cluster *cluster = NULL;
     mx_shutdown_t *sd = NULL;
@@ -359,7 +378,17 @@ int main(int argc, char **argv)
         exit_code = 1;
         goto stop;
     }
-    struct mx_remote_opts ro = {.listen_url = mx_config_str(&cfg, "MX_NNG_ADDR")};
+    if ((rc = mxnode_transport_setup(&cfg, &tls)) != 0) {
+        exit_code = 2;
+        goto stop;
+    }
+    struct mx_remote_opts ro = {
+        .listen_url = mx_config_str(&cfg, "MX_NNG_ADDR"),
+        .tls = tls,
+        .recv_max = (uint32_t)mx_config_int(&cfg, "MX_NNG_MAX_MSG_KB") << 10,
+        .max_pipes = (uint32_t)mx_config_int(&cfg, "MX_NNG_MAX_CONNS"),
+        .idle_ms = (uint32_t)mx_config_int(&cfg, "MX_NNG_IDLE_MS"),
+    };
     if ((rc = mx_remote_start(sys, &ro, &remote)) != 0) {
         fprintf(stderr, "mxnode: MX_NNG_ADDR: cannot listen on %s: %s\n", ro.listen_url,
                 mx_strerror(rc));
@@ -371,6 +400,7 @@ int main(int argc, char **argv)
         .token = mx_config_str(&cfg, "MX_ADMIN_TOKEN"),
         .remote = remote,
         .version = MX_VERSION,
+        .tls = tls,
     };
     if ((rc = mx_admin_start(sys, &ado, &admin)) != 0) {
         fprintf(stderr, "mxnode: MX_ADMIN_ADDR: cannot serve admin on %s: %s%s\n", ado.url,
@@ -462,6 +492,7 @@ stop:
     mysql = NULL;
     mxnode_svc_free();
     mx_remote_stop(remote);
+    mx_tls_free(tls);
     if (app.http)
         mx_http_free(app.http);
     mx_system_free(sys);

@@ -28,9 +28,12 @@ struct mxnode_cluster {
     mx_leases_t *lm;
 };
 
-/* "tcp://host:port" with the real port and the advertised host. */
-static int advertise(const char *listen, int port, const char *adv, char *out, size_t cap)
+/* "tcp://host:port" (tls+tcp:// with TLS) with the real port and the
+ * advertised host. */
+static int advertise(const char *listen, int port, const char *adv, bool tls, char *out,
+                     size_t cap)
 {
+    const char *scheme = tls ? "tls+tcp" : "tcp";
     if (strncmp(listen, "tcp://", 6) != 0) {
         snprintf(out, cap, "%s", listen); /* ipc:// or inproc:// as they are */
         return 0;
@@ -38,8 +41,8 @@ static int advertise(const char *listen, int port, const char *adv, char *out, s
     const char *h = listen + 6, *colon = strrchr(h, ':');
     if (!colon)
         return MX_EINVAL;
-    int n = adv && adv[0] ? snprintf(out, cap, "tcp://%s:%d", adv, port)
-                          : snprintf(out, cap, "tcp://%.*s:%d", (int)(colon - h), h, port);
+    int n = adv && adv[0] ? snprintf(out, cap, "%s://%s:%d", scheme, adv, port)
+                          : snprintf(out, cap, "%s://%.*s:%d", scheme, (int)(colon - h), h, port);
     return n < 0 || (size_t)n >= cap ? MX_ETOOBIG : 0;
 }
 
@@ -177,6 +180,40 @@ static int probe_receive(mx_actor_t *self, void *state, struct mx_msg *m)
 
 static const struct mx_behaviour probe_beh = {"lease-probe", probe_init, probe_receive, NULL};
 
+int mxnode_transport_setup(const struct mx_config *cfg, mx_tls_t **out)
+{
+    const char *ca = mx_config_str(cfg, "MX_TLS_CA"), *cert = mx_config_str(cfg, "MX_TLS_CERT"),
+               *key = mx_config_str(cfg, "MX_TLS_KEY");
+    const char *nurl = mx_config_str(cfg, "MX_NNG_ADDR"), *aurl = mx_config_str(cfg, "MX_ADMIN_ADDR");
+    *out = NULL;
+    if (ca[0] || cert[0] || key[0]) {
+        char err[512];
+        if (mx_tls_load(ca, cert, key, out, err, sizeof err) != 0) {
+            fprintf(stderr, "mxnode: %s\n", err);
+            return MX_ECONFIG;
+        }
+        MX_INFO("transport: mutual TLS for peers and admin (CA %s)", ca);
+        return 0;
+    }
+    const char *open = !mx_url_is_loopback(nurl) ? "MX_NNG_ADDR"
+                       : !mx_url_is_loopback(aurl) ? "MX_ADMIN_ADDR" : NULL;
+    if (!open)
+        return 0;
+    if (mx_config_int(cfg, "MX_INSECURE_TRANSPORT") != 1) {
+        fprintf(stderr,
+                "mxnode: %s (%s) is not a loopback address and MX_TLS_CA/MX_TLS_CERT/MX_TLS_KEY "
+                "are not set: anyone who reaches the port could act as a peer or an operator. "
+                "Set the three (scripts/gen-certs makes a throwaway CA), or MX_INSECURE_TRANSPORT=1 "
+                "on a private, firewalled network\n",
+                open, open[3] == 'N' ? nurl : aurl);
+        return MX_ECONFIG;
+    }
+    MX_WARN("transport: MX_INSECURE_TRANSPORT=1: %s %s accepts unauthenticated peers in "
+            "plaintext; keep it on a private, firewalled network",
+            open, open[3] == 'N' ? nurl : aurl);
+    return 0;
+}
+
 /* Whether an nng URL listens on every interface. */
 static bool wildcard(const char *url)
 {
@@ -227,8 +264,9 @@ int mxnode_cluster_start(mx_system_t *sys, const struct mx_config *cfg, mx_remot
         MX_INFO("cluster: listening on every interface; advertising host %s for it "
                 "(set MX_ADVERTISE_HOST to choose)", hostname);
     char nng[128], adm[128], http[64];
-    if (advertise(nurl, mx_remote_port(remote), adv_nng, nng, sizeof nng) != 0 ||
-        advertise(aurl, mx_admin_port(admin), adv_adm, adm, sizeof adm) != 0) {
+    bool tls = mx_config_str(cfg, "MX_TLS_CA")[0] != '\0';
+    if (advertise(nurl, mx_remote_port(remote), adv_nng, tls, nng, sizeof nng) != 0 ||
+        advertise(aurl, mx_admin_port(admin), adv_adm, tls, adm, sizeof adm) != 0) {
         fprintf(stderr, "mxnode: MX_ADVERTISE_HOST: advertised address too long\n");
         return MX_ECONFIG;
     }

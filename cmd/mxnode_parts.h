@@ -40,6 +40,13 @@ int mxnode_likes_declare(mx_leases_t *lm);
 /* mxnode_likes_admin - the admin "likes" section. */
 void mxnode_likes_admin(mx_admin_t *admin);
 
+/* mxnode_transport_setup - the TLS settings: *out gets the loaded
+ * configuration (MX_TLS_CA/CERT/KEY all set) or NULL (none set). Without
+ * TLS, a non-loopback MX_NNG_ADDR or MX_ADMIN_ADDR is refused unless
+ * MX_INSECURE_TRANSPORT=1 (then a warning is logged). Returns 0 or
+ * MX_ECONFIG (printed, naming the setting). */
+int mxnode_transport_setup(const struct mx_config *cfg, mx_tls_t **out);
+
 struct mxnode_cluster;
 
 /* mxnode_cluster_start - join the cluster (membership, peers, singletons)

@@ -70,6 +70,13 @@ const struct mx_setting mx_node_settings[] = {
     {"MX_LIKE_IDLE_S", "--like-idle-s", "3600", MX_SET_INT, 0, 604800, "characters not toggled this long leave Redis (reloaded from MySQL on their next toggle); 0 = never"},
     {"MX_LIKE_SYNC_PAUSE_MS", "--like-sync-pause-ms", "0", MX_SET_INT, 0, 600000, "tests only: like-sync waits this long between journal and commit"},
     {"MX_LEASE_TEST", "--lease-test", "0", MX_SET_INT, 0, 1, "tests only: run the lease-probe singleton (logs its ticks in Redis)"},
+    {"MX_TLS_CA", "--tls-ca", "", MX_SET_STR, 0, 4096, "cluster CA certificate (PEM): peers and mxctl must present a certificate it signed; with MX_TLS_CERT and MX_TLS_KEY turns on mutual TLS (tls+tcp://)"},
+    {"MX_TLS_CERT", "--tls-cert", "", MX_SET_STR, 0, 4096, "this node's certificate (PEM), signed by MX_TLS_CA"},
+    {"MX_TLS_KEY", "--tls-key", "", MX_SET_STR, 0, 4096, "this node's private key (PEM)"},
+    {"MX_INSECURE_TRANSPORT", "--insecure-transport", "0", MX_SET_INT, 0, 1, "1: allow a non-loopback MX_NNG_ADDR/MX_ADMIN_ADDR without TLS (warned at every start)"},
+    {"MX_NNG_MAX_MSG_KB", "--nng-max-msg-kb", "4096", MX_SET_INT, 64, 16384, "largest nng message taken from (and sent to) a peer, KiB"},
+    {"MX_NNG_MAX_CONNS", "--nng-max-conns", "64", MX_SET_INT, 1, 4096, "inbound nng connections at once; more are closed and counted"},
+    {"MX_NNG_IDLE_MS", "--nng-idle-ms", "30000", MX_SET_INT, 1000, 600000, "an inbound nng connection that completes no message this long is closed (peers send heartbeats)"},
     {"MX_ADVERTISE_HOST", "--advertise-host", "", MX_SET_STR, 0, 255, "host peers use for this node's nng/admin addresses; empty = the listen host"},
     /* outbox relay settings (actors/outbox, docs/outbox.md): add below */
     {"MX_OUTBOX_RELAY", "--outbox-relay", "1", MX_SET_INT, 0, 1, "run the outbox-relay singleton when MySQL is configured: 1 on, 0 off"},

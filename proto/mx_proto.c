@@ -364,7 +364,7 @@ int mx_proto_to_json(uint32_t type, const uint8_t *body, size_t len, struct mx_j
         case MX_F_BIN: {
             /* binary as lowercase hex, capped so a huge blob cannot flood a peek */
             const struct mx_str *s = p;
-            char hex[2 * 64 + 4];
+            char hex[2 * 64 + 4] = ""; /* an empty blob renders as "" */
             uint32_t n = s->len < 64 ? s->len : 64;
             for (uint32_t j = 0; j < n; j++)
                 snprintf(hex + 2 * j, 3, "%02x", (unsigned char)s->ptr[j]);

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -56,7 +57,9 @@ struct mx_timer {
 struct mx_pending {
     uv_timer_t h;
     struct mx_actor *a;
-    uint64_t corr;
+    uint64_t corr;           /* random: a forger cannot guess it */
+    struct mx_addr expect;   /* who may answer: node and actor (actor 0: any actor of the
+                              * node, for requests sent by name) */
     struct mx_pending *next; /* hash chain */
 };
 
@@ -695,6 +698,12 @@ static bool dispatch(mx_system_t *sys, struct mx_actor *a, struct mx_msg *m, boo
         struct mx_pending *p = pending_take(a->ext, m->env.corr);
         if (!p) {
             dead(sys, a, m, MX_DL_LATE_REPLY);
+            return false;
+        }
+        if (m->env.from.node != p->expect.node ||
+            (p->expect.actor && m->env.from.actor != p->expect.actor)) {
+            pending_put(a->ext, p); /* the real answer may still come */
+            dead(sys, a, m, MX_DL_WRONG_RESPONDER);
             return false;
         }
         uv_timer_stop(&p->h);
@@ -1424,6 +1433,28 @@ int mx_request_named_on(mx_actor_t *self, uint64_t node, const char *name, struc
     return request_common(self, (struct mx_addr){node, 0}, name, m, timeout_ms, corr);
 }
 
+/* A correlation id nobody can predict (REVIEW-SECURITY H2: sequential ids
+ * let a forged reply hit a pending request): 64 random bits from the
+ * kernel, taken from a per-thread buffer refilled with one getrandom call
+ * per 512 ids. Never 0 (0 means "not a request"). */
+static uint64_t random_corr(void)
+{
+    static __thread uint64_t buf[512];
+    static __thread uint32_t left;
+    for (;;) {
+        if (left == 0) {
+            if (getrandom(buf, sizeof buf, 0) != (ssize_t)sizeof buf) {
+                fprintf(stderr, "mx: getrandom failed\n");
+                abort();
+            }
+            left = 512;
+        }
+        uint64_t v = buf[--left];
+        if (v)
+            return v;
+    }
+}
+
 static int request_common(mx_actor_t *self, struct mx_addr to, const char *name,
                           struct mx_msg *m, uint32_t timeout_ms, uint64_t *corr)
 {
@@ -1431,7 +1462,7 @@ static int request_common(mx_actor_t *self, struct mx_addr to, const char *name,
     struct mx_actor_ext *x = ext_of(self);
     if (x->npending >= MAX_PENDING)
         return MX_ELIMIT;
-    uint64_t id = ++x->next_corr;
+    uint64_t id = random_corr();
     m->env.corr = id;
     m->env.flags = (m->env.flags & ~MX_ENVF_REPLY) | MX_ENVF_REQUEST;
     if (!m->env.deadline_ms)
@@ -1442,6 +1473,8 @@ static int request_common(mx_actor_t *self, struct mx_addr to, const char *name,
     struct mx_pending *p = xcalloc(1, sizeof(*p));
     p->a = self;
     p->corr = id;
+    p->expect.node = to.node ? to.node : s->sys->node_id;
+    p->expect.actor = name ? 0 : to.actor;
     uv_timer_init(&s->loop, &p->h);
     p->h.data = p;
     uv_timer_start(&p->h, on_request_timeout, timeout_ms, 0);

@@ -82,7 +82,8 @@ struct mx_system_opts {
     X(DECODE_ERROR, "decode-error")                                            \
     X(DEADLINE, "deadline-passed")                                             \
     X(STOPPED, "actor-stopped")                                                \
-    X(LATE_REPLY, "late-reply")
+    X(LATE_REPLY, "late-reply")                                                \
+    X(WRONG_RESPONDER, "wrong-responder")
 
 enum mx_dl_reason {
 #define MX_DL_ENUM(n, s) MX_DL_##n,

@@ -26,6 +26,7 @@
 #define PEEK_DEFAULT 10u
 #define PEEK_TIMEOUT_MS 1000u
 #define JSON_MAX (1u << 20)    /* one section or decoded message */
+#define ADMIN_PIPES 32u        /* mxctl connections at once */
 
 struct section {
     char name[64];
@@ -43,6 +44,8 @@ struct mx_admin {
     mx_system_t *sys;
     mx_remote_t *remote;
     nng_socket sock;
+    const mx_tls_t *tls;     /* NULL: plaintext */
+    struct mx_pipe_gate gate; /* connections at once; client certificates */
     int port;
     pthread_t thread;
     char token[256];
@@ -146,17 +149,6 @@ bool mx_admin_token_equal(const char *want, const char *got, size_t got_len)
     return diff == 0 && wl > 0;
 }
 
-static bool url_is_local(const char *url)
-{
-    if (strncmp(url, "ipc://", 6) == 0 || strncmp(url, "inproc://", 9) == 0)
-        return true;
-    static const char *const local[] = {"tcp://127.", "tcp://localhost:", "tcp://[::1]:",
-                                        "tcp4://127.", "tcp6://[::1]:"};
-    for (size_t i = 0; i < sizeof(local) / sizeof(local[0]); i++)
-        if (strncasecmp(url, local[i], strlen(local[i])) == 0)
-            return true;
-    return false;
-}
 
 /* ---- rates ---- */
 
@@ -236,8 +228,12 @@ static void cmd_stats(struct mx_admin *a, msgpack_packer *pk)
     if (a->remote) {
         struct mx_remote_stats rs;
         mx_remote_stats(a->remote, &rs);
-        msgpack_pack_map(pk, 13);
+        msgpack_pack_map(pk, 17);
         pk_ku64(pk, "frames_in", rs.frames_in);
+        pk_ku64(pk, "pipes_in", rs.pipes_in);
+        pk_ku64(pk, "pipes_refused_tls", rs.pipes_refused_tls);
+        pk_ku64(pk, "pipes_refused_limit", rs.pipes_refused_limit);
+        pk_ku64(pk, "pipes_timed_out", rs.pipes_timed_out);
         pk_ku64(pk, "batches_in", rs.batches_in);
         pk_ku64(pk, "batches_out", rs.batches_out);
         pk_ku64(pk, "frames_lost", rs.frames_lost);
@@ -257,7 +253,11 @@ static void cmd_stats(struct mx_admin *a, msgpack_packer *pk)
         msgpack_pack_nil(pk);
     }
     pk_str(pk, "admin");
-    msgpack_pack_map(pk, 3);
+    msgpack_pack_map(pk, 6);
+    pk_ku64(pk, "tls", a->tls != NULL);
+    pk_ku64(pk, "pipes_refused_tls", atomic_load_explicit(&a->gate.refused_tls, memory_order_relaxed));
+    pk_ku64(pk, "pipes_refused_limit",
+            atomic_load_explicit(&a->gate.refused_limit, memory_order_relaxed));
     pk_ku64(pk, "requests", atomic_load_explicit(&a->requests, memory_order_relaxed));
     pk_ku64(pk, "refused", atomic_load_explicit(&a->refused, memory_order_relaxed));
     pk_ku64(pk, "bad", atomic_load_explicit(&a->bad, memory_order_relaxed));
@@ -674,7 +674,10 @@ int mx_admin_start(mx_system_t *sys, const struct mx_admin_opts *opts, mx_admin_
     size_t tl = opts->token ? strlen(opts->token) : 0;
     if (tl >= sizeof(((struct mx_admin *)0)->token))
         return MX_EINVAL;
-    if (tl == 0 && !url_is_local(opts->url)) {
+    char url[256];
+    if (mx_tls_url(opts->tls, opts->url, url, sizeof url) != 0)
+        return MX_EINVAL;
+    if (tl == 0 && !mx_url_is_loopback(url)) {
         MX_ERROR("admin: %s is not a loopback address and MX_ADMIN_TOKEN is empty", opts->url);
         return MX_ECONFIG;
     }
@@ -683,6 +686,7 @@ int mx_admin_start(mx_system_t *sys, const struct mx_admin_opts *opts, mx_admin_
         return MX_ENOMEM;
     a->sys = sys;
     a->remote = opts->remote;
+    a->tls = opts->tls;
     memcpy(a->token, opts->token ? opts->token : "", tl + 1);
     a->token_len = tl;
     snprintf(a->version, sizeof(a->version), "%s", opts->version ? opts->version : "");
@@ -695,20 +699,25 @@ int mx_admin_start(mx_system_t *sys, const struct mx_admin_opts *opts, mx_admin_
     int rc = MX_EIO;
     if (nng_rep0_open(&a->sock) != 0)
         goto out_free;
+    bool tls = strncmp(url, "tls+", 4) == 0;
+    if (mx_pipe_gate_install(&a->gate, a->sock, ADMIN_PIPES, tls) != 0)
+        goto out_close;
     nng_socket_set_ms(a->sock, NNG_OPT_RECVTIMEO, 1000);
     nng_socket_set_size(a->sock, NNG_OPT_RECVMAXSZ, REQ_MAX);
     nng_listener l;
-    int nrc = nng_listener_create(&l, a->sock, opts->url);
+    int nrc = nng_listener_create(&l, a->sock, url);
     if (nrc == 0)
         nng_listener_set_size(l, NNG_OPT_RECVMAXSZ, REQ_MAX);
+    if (nrc == 0 && tls && mx_tls_listener(a->tls, l) != 0)
+        nrc = NNG_EINVAL;
     if (nrc == 0)
         nrc = nng_listener_start(l, 0);
     if (nrc != 0) {
-        MX_ERROR("admin: cannot listen on %s: %s", opts->url, nng_strerror(nrc));
+        MX_ERROR("admin: cannot listen on %s: %s", url, nng_strerror(nrc));
         rc = nrc == NNG_EADDRINVAL ? MX_EINVAL : MX_EIO;
         goto out_close;
     }
-    if (strncmp(opts->url, "tcp", 3) == 0)
+    if (strncmp(url, "tcp", 3) == 0 || tls)
         nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &a->port);
     if (pthread_create(&a->thread, NULL, admin_main, a) != 0)
         goto out_close;
@@ -717,6 +726,7 @@ int mx_admin_start(mx_system_t *sys, const struct mx_admin_opts *opts, mx_admin_
 
 out_close:
     nng_close(a->sock);
+    mx_pipe_gate_fini(&a->gate);
 out_free:
     free(a->rates);
     free(a->rates_next);
@@ -731,6 +741,7 @@ void mx_admin_stop(mx_admin_t *a)
         return;
     nng_close(a->sock);
     pthread_join(a->thread, NULL);
+    mx_pipe_gate_fini(&a->gate);
     free(a->rates);
     free(a->rates_next);
     pthread_mutex_destroy(&a->mu);

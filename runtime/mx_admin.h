@@ -33,6 +33,8 @@ struct mx_admin_opts {
     const char *token;   /* required off loopback; NULL or "" = none */
     mx_remote_t *remote; /* transport counters for stats; may be NULL */
     const char *version; /* reported by stats; may be NULL */
+    const mx_tls_t *tls; /* mutual TLS (tcp:// becomes tls+tcp://); NULL = plaintext.
+                          * Must outlive the endpoint. */
 };
 
 /* One cluster member as the registry knows it (members command). */

@@ -24,6 +24,7 @@
 
 #include "mx_err.h"
 #include "mx_log.h"
+#include "mx_remote.h"
 
 #define ROUTER_NAME "mx-singleton-router"
 
@@ -53,6 +54,7 @@ struct single {
     char holder[64];        /* holder's node name as last seen ("" none) */
     uint64_t holder_node;   /* holder's node id (0 none) */
     uint64_t seq_max;       /* highest lease counter seen for this name */
+    uint64_t seq_node;      /* the node Redis named as holder of seq_max (0 unknown) */
     int64_t view_ttl_ms;    /* remaining TTL when last read */
     int64_t view_at_ms;     /* when it was read (monotonic) */
     struct mx_msg **buf;    /* ring of messages waiting for a holder */
@@ -132,6 +134,30 @@ static void bump(_Atomic uint64_t *c)
     atomic_fetch_add_explicit(c, 1, memory_order_relaxed); /* counter only */
 }
 
+/* The transport's epoch check (receive thread; see mx_remote_epoch_fn): a
+ * peer's frame may carry a singleton's epoch only for a singleton declared
+ * here, and only the epoch Redis last named with that peer as holder (an
+ * older one passes: the fence refuses it as stale without moving). An epoch
+ * newer than any Redis told us of is refused, so a forged frame can neither
+ * raise the fence nor fill the fence table. */
+static bool epoch_ok(void *ctx, uint64_t from, uint64_t epoch)
+{
+    mx_leases_t *lm = ctx;
+    uint32_t sid = (uint32_t)(epoch >> MX_EPOCH_SEQ_BITS);
+    uint64_t seq = epoch & MX_EPOCH_SEQ_MASK;
+    bool ok = false;
+    pthread_mutex_lock(&lm->mu);
+    for (int i = 0; i < lm->n; i++) {
+        struct single *s = &lm->s[i];
+        if (s->sid == sid) {
+            ok = seq < s->seq_max || (seq == s->seq_max && from && from == s->seq_node);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&lm->mu);
+    return ok;
+}
+
 int mx_leases_new(mx_registry_t *reg, const struct mx_leases_opts *o, mx_leases_t **out)
 {
     struct mx_leases_opts d = {0};
@@ -156,7 +182,12 @@ int mx_leases_new(mx_registry_t *reg, const struct mx_leases_opts *o, mx_leases_
              (unsigned long long)mx_system_node_id(lm->sys));
     pthread_mutex_init(&lm->mu, NULL);
     pthread_cond_init(&lm->cv, NULL);
+    mx_remote_t *rem = mx_registry_remote(reg);
+    if (rem) /* peers' epochs are checked against what Redis told us */
+        mx_remote_set_epoch_check(rem, epoch_ok, lm);
     if (mx_registry_listen(reg, on_event, lm) != 0) {
+        if (rem)
+            mx_remote_set_epoch_check(rem, NULL, NULL);
         pthread_cond_destroy(&lm->cv);
         pthread_mutex_destroy(&lm->mu);
         free(lm);
@@ -503,8 +534,10 @@ static void start_term(struct single *s, uint64_t seq, int64_t sent_ms)
     mx_epoch_admit(lm->sys, epoch);
     pthread_mutex_lock(&lm->mu);
     s->epoch = epoch;
-    if (seq > s->seq_max)
+    if (seq >= s->seq_max) {
         s->seq_max = seq;
+        s->seq_node = mx_system_node_id(lm->sys);
+    }
     pthread_mutex_unlock(&lm->mu);
     set_deadline(s, sent_ms);
     if (mx_now_ms() >= atomic_load_explicit(&s->valid_until, memory_order_relaxed))
@@ -551,8 +584,10 @@ static void learn(struct single *s, const char *token, size_t tlen, uint64_t seq
         }
     }
     pthread_mutex_lock(&lm->mu);
-    if (seq > s->seq_max)
+    if (seq > s->seq_max || (seq == s->seq_max && node)) {
         s->seq_max = seq;
+        s->seq_node = node;
+    }
     bool deposed = s->held && seq > (s->epoch & MX_EPOCH_SEQ_MASK);
     pthread_mutex_unlock(&lm->mu);
     if (deposed) {
@@ -1089,6 +1124,9 @@ void mx_leases_free(mx_leases_t *lm)
             mx_msg_free(s->buf[(s->head + k) % lm->buffer_msgs]);
         free(s->buf);
     }
+    mx_remote_t *rem = mx_registry_remote(lm->reg);
+    if (rem)
+        mx_remote_set_epoch_check(rem, NULL, NULL); /* waits for a check in progress */
     pthread_cond_destroy(&lm->cv);
     pthread_mutex_destroy(&lm->mu);
     free(lm);

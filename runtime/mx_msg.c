@@ -308,3 +308,15 @@ void mx_msg_free(struct mx_msg *m)
     else
         free(m);
 }
+
+bool mx_msg_local_only(uint32_t type)
+{
+    switch (type) {
+#define MX_LOCAL_CASE(name, why) case MX_T_##name:
+        MX_LOCAL_ONLY_MAP(MX_LOCAL_CASE)
+#undef MX_LOCAL_CASE
+        return true;
+    default:
+        return false;
+    }
+}

@@ -11,6 +11,7 @@
 #define MX_MSG_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "mx_env.h"
@@ -70,6 +71,37 @@ struct mx_msg *mx_msg_with_ptr(uint32_t type, void *ptr, void (*free_fn)(void *)
 /* mx_msg_free - free a message the caller owns (never one borrowed by a
  * handler). NULL is a no-op. Any thread. */
 void mx_msg_free(struct mx_msg *m);
+
+/* The message types only this node may create: a frame of one of them from
+ * the network is dropped and counted (drop reason "local-only") before any
+ * field is read. Each entry says why; add a type here when it controls the
+ * node (drain, stop, latches), answers a node-local request, or carries a
+ * local pointer payload. Types not listed here may cross nodes.
+ * X(type name, why) */
+#define MX_LOCAL_ONLY_MAP(X)                                                                       \
+    X(sys_timeout, "the runtime's own request deadline")                                          \
+    X(sys_tick, "timers are armed by the actor itself")                                            \
+    X(sys_offload_done, "an offloaded job's result (local pointer)")                              \
+    X(sys_stop, "stops an actor")                                                                  \
+    X(cl_peek, "admin peek (local pointer, control lane)")                                        \
+    X(cl_forward, "the lease router's payload (local pointer)")                                   \
+    X(fetch_retry, "the fetcher's own backoff timer")                                             \
+    X(http_drain, "turns a node's HTTP listener off")                                             \
+    X(exp_get, "cache shards are asked by their own node's acceptors")                            \
+    X(exp_rep, "answers an acceptor's local request (document by pointer)")                       \
+    X(exp_calc_done, "an offloaded calculation (local pointer)")                                  \
+    X(exp_invalidate, "invalidation arrives through Redis pub/sub, not peers")                    \
+    X(store_job_done, "a MySQL pool completion (local pointer; kills mysql-health on ESTALE)")    \
+    X(like_req, "would toggle a like for any account")                                            \
+    X(like_rep, "would answer a pending toggle")                                                  \
+    X(outbox_alert, "an alert for this node's alerter (local pointer)")                           \
+    X(outbox_ai_done, "an offloaded AI call (local pointer)")                                     \
+    X(shutdown_cmd, "drains, undrains or stops the node")                                         \
+    X(svc_latches, "releases every cluster latch of a shard")                                     \
+    X(svc_latches_rep, "answers the shutdown coordinator")
+
+/* mx_msg_local_only - whether type is listed in MX_LOCAL_ONLY_MAP. */
+bool mx_msg_local_only(uint32_t type);
 
 /* mx_msg_size - bytes a message charges against a mailbox byte budget. */
 static inline uint32_t mx_msg_size(const struct mx_msg *m)

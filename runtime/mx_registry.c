@@ -616,6 +616,11 @@ mx_system_t *mx_registry_system(const mx_registry_t *r)
     return r->sys;
 }
 
+struct mx_remote *mx_registry_remote(const mx_registry_t *r)
+{
+    return r->remote;
+}
+
 uint32_t mx_registry_cmd_timeout(const mx_registry_t *r)
 {
     return r->cmd_timeout_ms;

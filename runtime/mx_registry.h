@@ -114,6 +114,9 @@ int mx_registry_key(const mx_registry_t *reg, const char *suffix, char *out, siz
 const char *mx_registry_channel(const mx_registry_t *reg);
 /* mx_registry_system - the system the registry serves. */
 mx_system_t *mx_registry_system(const mx_registry_t *reg);
+/* mx_registry_remote - the transport the registry adds peers to (may be
+ * NULL). Any thread. */
+struct mx_remote *mx_registry_remote(const mx_registry_t *reg);
 /* mx_registry_cmd_timeout - the per-command timeout in ms. */
 uint32_t mx_registry_cmd_timeout(const mx_registry_t *reg);
 /* mx_registry_stopping - true once the registry began leaving. Registry

@@ -38,6 +38,7 @@
 
 #include "mx_err.h"
 #include "mx_log.h"
+#include "mx_msg.h"
 
 #define BUCKETS 64u
 #define FRAME_MAX (MX_ENV_WIRE_SIZE + MX_ENV_MAX_NAME + MX_ENV_MAX_BODY)
@@ -50,7 +51,12 @@
 #define BATCH_BYTES (64u << 10)    /* a sender seals a batch at this size ... */
 #define BATCH_FRAMES 1024u         /* ... or this many frames */
 #define BATCH_MAX_COUNT 65536u     /* a receiver refuses larger counts */
-#define RECV_MAX (FRAME_MAX + BATCH_HDR + BATCH_LENSZ)
+#define RECV_MAX_HARD MX_REMOTE_MSG_MAX
+_Static_assert(MX_REMOTE_MSG_MAX == FRAME_MAX + BATCH_HDR + BATCH_LENSZ, "one frame and its batch header");
+#define RECV_MAX_DEFAULT (4u << 20)
+#define RECV_QUEUE 16              /* received messages nng may hold before our callback */
+#define MAX_PIPES_DEFAULT 64u
+#define IDLE_MS_DEFAULT 30000u
 #define SENDBUF_BYTES_DEFAULT (8u << 20)
 
 /* A sealed batch waiting for the peer's aio. */
@@ -69,6 +75,7 @@ struct peer {
     nng_dialer dialer;
     nng_aio *aio;          /* the one send in flight */
     int64_t added_ms;      /* monotonic */
+    _Atomic int64_t sent_ms; /* when a batch last went to the pipe (heartbeats); relaxed */
     _Atomic int pipes;     /* live connections (nng pipe callbacks) */
     _Atomic bool ever_up;  /* connected at least once */
     struct peer *next;     /* bucket chain; under the table lock */
@@ -91,11 +98,17 @@ struct mx_remote {
     nng_socket pull;
     nng_listener listener;
     nng_aio *rx;           /* the one receive outstanding */
+    nng_aio *tick;         /* idle_ms / 3: reap silent pipes, send heartbeats */
+    _Atomic bool stopping; /* the tick does not re-arm */
     int port;
     struct mx_remote_opts o;
     pthread_rwlock_t lock; /* the peer table */
     struct peer *tab[BUCKETS];
     uint32_t npeers;
+    struct mx_pipe_gate gate; /* inbound connections: count and certificate */
+    pthread_mutex_t ck_mu;    /* the epoch check; held while it runs */
+    mx_remote_epoch_fn ck_fn;
+    void *ck_ctx;
     /* counters: relaxed atomics, statistics only */
     _Atomic uint64_t frames_in, delivered, frames_out, bytes_in, bytes_out, send_full, send_down;
     _Atomic uint64_t batches_in, batches_out, frames_lost;
@@ -185,6 +198,7 @@ static void kick(struct mx_remote *r, struct peer *p, bool try_direct)
         p->ready_tail = &p->ready;
     bump(&r->batches_out, 1);
     bump(&r->bytes_out, nng_msg_len(bt->msg));
+    atomic_store_explicit(&p->sent_ms, mx_now_ms(), memory_order_relaxed);
     if (try_direct && nng_sendmsg(p->sock, bt->msg, NNG_FLAG_NONBLOCK) == 0) {
         p->q_frames -= bt->frames;
         p->q_bytes -= bt->bytes;
@@ -266,8 +280,9 @@ static int remote_send(void *ctx, struct mx_addr to, const char *name, struct mx
 {
     struct mx_remote *r = ctx;
     size_t nlen = name ? strlen(name) : 0;
-    if (nlen > MX_ENV_MAX_NAME || m->body_len > MX_ENV_MAX_BODY)
-        return MX_EINVAL;
+    if (nlen > MX_ENV_MAX_NAME || m->body_len > MX_ENV_MAX_BODY ||
+        BATCH_HDR + BATCH_LENSZ + MX_ENV_WIRE_SIZE + nlen + m->body_len > r->o.recv_max)
+        return MX_EINVAL; /* the peer would drop the connection for it */
     int rc = 0;
     pthread_rwlock_rdlock(&r->lock);
     struct peer *p = find(r, to.node);
@@ -328,18 +343,23 @@ static uint32_t get32le(const uint8_t *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-/* types that only this node may create: the runtime's, the node-local
- * controls of the HTTP listeners and the shutdown-coordinator (a forged
- * frame must not drain, undrain or stop a node: REVIEW-SECURITY H2), and
- * the like-buffer's requests and answers (a forged like_req would toggle a
- * like for any account; a forged like_rep would answer a pending toggle),
- * and MySQL pool completions (they carry a local pointer) */
-static bool local_only(uint32_t type)
+/* A frame stamped with a singleton's epoch raises this node's fence when
+ * delivered, so the epoch must be one the registry vouches for from this
+ * sender (REVIEW-SECURITY H2 item 5). */
+static bool epoch_ok(struct mx_remote *r, const struct mx_env *env)
 {
-    return type == MX_T_sys_timeout || type == MX_T_sys_tick || type == MX_T_sys_offload_done ||
-           type == MX_T_sys_stop || type == MX_T_cl_peek || type == MX_T_http_drain ||
-           type == MX_T_shutdown_cmd || type == MX_T_svc_latches || type == MX_T_svc_latches_rep ||
-           type == MX_T_like_req || type == MX_T_like_rep || type == MX_T_store_job_done;
+    pthread_mutex_lock(&r->ck_mu);
+    bool ok = r->ck_fn && r->ck_fn(r->ck_ctx, env->from.node, env->epoch);
+    pthread_mutex_unlock(&r->ck_mu);
+    return ok;
+}
+
+void mx_remote_set_epoch_check(mx_remote_t *r, mx_remote_epoch_fn fn, void *ctx)
+{
+    pthread_mutex_lock(&r->ck_mu);
+    r->ck_fn = fn;
+    r->ck_ctx = fn ? ctx : NULL;
+    pthread_mutex_unlock(&r->ck_mu);
 }
 
 /* Validate one frame and hand it to its mailbox. Returns the drop reason
@@ -358,8 +378,10 @@ static int handle_frame(struct mx_remote *r, const uint8_t *f, size_t len)
     if (mx_env_decode(f, len, &env, &name, &nlen, &body, &blen) != 0)
         return MX_RDROP_BAD_HEADER;
     const struct mx_msg_desc *d = mx_proto_desc(env.type);
-    if (!d || local_only(env.type))
+    if (!d)
         return MX_RDROP_UNKNOWN_TYPE;
+    if (mx_msg_local_only(env.type))
+        return MX_RDROP_LOCAL_ONLY;
     /* the schema check: every field present with its kind */
     _Alignas(16) uint8_t scratch[2048];
     if (d->nfields && d->fields[d->nfields - 1].offset + 16u > sizeof(scratch))
@@ -368,6 +390,8 @@ static int handle_frame(struct mx_remote *r, const uint8_t *f, size_t len)
         return MX_RDROP_BAD_BODY;
     if (env.to.node != r->node)
         return MX_RDROP_UNKNOWN_RECEIVER;
+    if (env.epoch && !epoch_ok(r, &env))
+        return MX_RDROP_BAD_EPOCH;
     struct mx_msg *m = mx_msg_new(env.type, blen);
     if (blen)
         memcpy(mx_msg_body_mut(m), body, blen);
@@ -422,6 +446,9 @@ static bool batch_ok(const uint8_t *b, size_t len, uint32_t *count)
 static void handle_msg(struct mx_remote *r, const uint8_t *b, size_t len)
 {
     bump(&r->bytes_in, len);
+    if (len == BATCH_HDR && b[0] == BATCH_MAGIC0 && b[1] == BATCH_MAGIC1 &&
+        b[2] == BATCH_VERSION && b[3] == 0 && get32le(b + 4) == 0)
+        return; /* a heartbeat: an idle link is alive */
     if (len < 2 || b[0] != BATCH_MAGIC0 || b[1] != BATCH_MAGIC1) {
         count_frame(r, handle_frame(r, b, len));
         return;
@@ -441,6 +468,11 @@ static void handle_msg(struct mx_remote *r, const uint8_t *b, size_t len)
     }
 }
 
+void mx__remote_fuzz(mx_remote_t *r, const uint8_t *msg, size_t len)
+{
+    handle_msg(r, msg, len);
+}
+
 /* Receive callback (nng thread). One receive is outstanding at a time and
  * it is re-armed only after the message is handled, so frames are
  * delivered in arrival order. */
@@ -453,10 +485,48 @@ static void rx_done(void *arg)
     if (rv == 0) {
         nng_msg *nm = nng_aio_get_msg(r->rx);
         nng_aio_set_msg(r->rx, NULL);
+        mx_pipe_gate_touch(&r->gate, (uint32_t)nng_pipe_id(nng_msg_get_pipe(nm)));
         handle_msg(r, nng_msg_body(nm), nng_msg_len(nm));
         nng_msg_free(nm);
     }
     nng_recv_aio(r->pull, r->rx);
+}
+
+/* Every idle_ms / 3 (an nng thread): close inbound connections that
+ * completed no message for idle_ms, and send a heartbeat (an empty batch)
+ * on every link that sent nothing for idle_ms / 3, so a quiet peer is not
+ * taken for a stalled one. The heartbeat skips the queue: it carries no
+ * frame, so order does not matter, and a busy pipe needs none. */
+static void tick_done(void *arg)
+{
+    struct mx_remote *r = arg;
+    /* acquire: pairs with the release in mx_remote_stop */
+    if (nng_aio_result(r->tick) == NNG_ECANCELED ||
+        atomic_load_explicit(&r->stopping, memory_order_acquire))
+        return;
+    mx_pipe_gate_reap(&r->gate, r->o.idle_ms);
+    int64_t now = mx_now_ms();
+    pthread_rwlock_rdlock(&r->lock);
+    for (uint32_t b = 0; b < BUCKETS; b++) {
+        for (struct peer *p = r->tab[b]; p; p = p->next) {
+            /* relaxed: hints */
+            if (atomic_load_explicit(&p->pipes, memory_order_relaxed) == 0 ||
+                now - atomic_load_explicit(&p->sent_ms, memory_order_relaxed) < r->o.idle_ms / 3)
+                continue;
+            nng_msg *hb;
+            if (nng_msg_alloc(&hb, BATCH_HDR) != 0)
+                continue;
+            uint8_t *h = nng_msg_body(hb);
+            memcpy(h, (uint8_t[]){BATCH_MAGIC0, BATCH_MAGIC1, BATCH_VERSION, 0, 0, 0, 0, 0},
+                   BATCH_HDR);
+            if (nng_sendmsg(p->sock, hb, NNG_FLAG_NONBLOCK) == 0)
+                atomic_store_explicit(&p->sent_ms, now, memory_order_relaxed);
+            else
+                nng_msg_free(hb);
+        }
+    }
+    pthread_rwlock_unlock(&r->lock);
+    nng_sleep_aio((nng_duration)(r->o.idle_ms / 3), r->tick);
 }
 
 /* ---- peers ---- */
@@ -498,15 +568,18 @@ static void peer_free(struct peer *p)
 
 int mx_remote_add_peer(mx_remote_t *r, uint64_t node_id, const char *url)
 {
-    if (!url || node_id == 0 || node_id == r->node || strlen(url) >= sizeof(((struct peer *)0)->url))
+    char turl[sizeof(((struct peer *)0)->url)];
+    if (!url || node_id == 0 || node_id == r->node ||
+        mx_tls_url(r->o.tls, url, turl, sizeof turl) != 0)
         return MX_EINVAL;
     struct peer *p = calloc(1, sizeof(*p));
     if (!p)
         return MX_ENOMEM;
     p->rem = r;
     p->node = node_id;
-    snprintf(p->url, sizeof(p->url), "%s", url);
+    memcpy(p->url, turl, sizeof turl);
     p->added_ms = mx_now_ms();
+    atomic_init(&p->sent_ms, p->added_ms);
     p->ready_tail = &p->ready;
     pthread_mutex_init(&p->mu, NULL);
     if (nng_aio_alloc(&p->aio, send_done, p) != 0) {
@@ -528,11 +601,13 @@ int mx_remote_add_peer(mx_remote_t *r, uint64_t node_id, const char *url)
     nng_socket_set_ms(p->sock, NNG_OPT_RECONNMAXT, (nng_duration)r->o.reconn_max_ms);
     nng_pipe_notify(p->sock, NNG_PIPE_EV_ADD_POST, on_pipe, p);
     nng_pipe_notify(p->sock, NNG_PIPE_EV_REM_POST, on_pipe, p);
-    int nrc = nng_dialer_create(&p->dialer, p->sock, url);
+    int nrc = nng_dialer_create(&p->dialer, p->sock, p->url);
     if (nrc != 0) {
         rc = (nrc == NNG_EADDRINVAL || nrc == NNG_ENOTSUP) ? MX_EINVAL : MX_EIO;
         goto out_close;
     }
+    if (r->o.tls && strncmp(p->url, "tls+", 4) == 0 && mx_tls_dialer(r->o.tls, p->dialer) != 0)
+        goto out_close;
     nng_dialer_set_size(p->dialer, NNG_OPT_RECVMAXSZ, 0);
     if (nng_dialer_start(p->dialer, NNG_FLAG_NONBLOCK) != 0)
         goto out_close;
@@ -616,13 +691,20 @@ void mx_remote_stats(mx_remote_t *r, struct mx_remote_stats *o)
         for (struct peer *p = r->tab[b]; p; p = p->next)
             o->peers_up += atomic_load_explicit(&p->pipes, memory_order_relaxed) > 0;
     pthread_rwlock_unlock(&r->lock);
+    o->pipes_in = mx_pipe_gate_live(&r->gate);
+    o->pipes_refused_tls = atomic_load_explicit(&r->gate.refused_tls, memory_order_relaxed);
+    o->pipes_refused_limit = atomic_load_explicit(&r->gate.refused_limit, memory_order_relaxed);
+    o->pipes_timed_out = atomic_load_explicit(&r->gate.timed_out, memory_order_relaxed);
 }
 
 /* ---- start and stop ---- */
 
 int mx_remote_start(mx_system_t *sys, const struct mx_remote_opts *opts, mx_remote_t **out)
 {
-    if (!opts || !opts->listen_url || opts->sendbuf > 8192)
+    char url[256];
+    if (!opts || !opts->listen_url || opts->sendbuf > 8192 || opts->recv_max > RECV_MAX_HARD ||
+        (opts->recv_max && opts->recv_max < (64u << 10)) ||
+        mx_tls_url(opts->tls, opts->listen_url, url, sizeof url) != 0)
         return MX_EINVAL;
     struct mx_remote *r = calloc(1, sizeof(*r));
     if (!r)
@@ -643,35 +725,57 @@ int mx_remote_start(mx_system_t *sys, const struct mx_remote_opts *opts, mx_remo
         r->o.connect_grace_ms = 1000;
     if (!r->o.max_peers)
         r->o.max_peers = 256;
+    if (!r->o.recv_max)
+        r->o.recv_max = RECV_MAX_DEFAULT;
+    if (!r->o.max_pipes)
+        r->o.max_pipes = MAX_PIPES_DEFAULT;
+    if (!r->o.idle_ms)
+        r->o.idle_ms = IDLE_MS_DEFAULT;
+    if (r->o.idle_ms < 30)
+        r->o.idle_ms = 30;
     pthread_rwlock_init(&r->lock, NULL);
+    pthread_mutex_init(&r->ck_mu, NULL);
     int rc = MX_EIO;
     if (nng_pull0_open(&r->pull) != 0)
         goto out_free;
-    nng_socket_set_size(r->pull, NNG_OPT_RECVMAXSZ, RECV_MAX);
-    nng_socket_set_int(r->pull, NNG_OPT_RECVBUF, 256);
-    int nrc = nng_listener_create(&r->listener, r->pull, opts->listen_url);
+    bool tls = strncmp(url, "tls+", 4) == 0;
+    if (mx_pipe_gate_install(&r->gate, r->pull, r->o.max_pipes, tls) != 0)
+        goto out_close;
+    /* memory nng may hold for peers: (pipes + queue) x recv_max */
+    nng_socket_set_size(r->pull, NNG_OPT_RECVMAXSZ, r->o.recv_max);
+    nng_socket_set_int(r->pull, NNG_OPT_RECVBUF, RECV_QUEUE);
+    int nrc = nng_listener_create(&r->listener, r->pull, url);
     if (nrc != 0) {
         rc = (nrc == NNG_EADDRINVAL || nrc == NNG_ENOTSUP) ? MX_EINVAL : MX_EIO;
         goto out_close;
     }
-    nng_listener_set_size(r->listener, NNG_OPT_RECVMAXSZ, RECV_MAX);
+    nng_listener_set_size(r->listener, NNG_OPT_RECVMAXSZ, r->o.recv_max);
+    if (tls && mx_tls_listener(r->o.tls, r->listener) != 0)
+        goto out_close;
     nrc = nng_listener_start(r->listener, 0);
     if (nrc != 0) {
-        MX_ERROR("remote: cannot listen on %s: %s", opts->listen_url, nng_strerror(nrc));
+        MX_ERROR("remote: cannot listen on %s: %s", url, nng_strerror(nrc));
         goto out_close;
     }
-    if (strncmp(opts->listen_url, "tcp", 3) == 0)
+    if (strncmp(url, "tcp", 3) == 0 || tls)
         nng_listener_get_int(r->listener, NNG_OPT_TCP_BOUND_PORT, &r->port);
     if (nng_aio_alloc(&r->rx, rx_done, r) != 0)
         goto out_close;
+    if (nng_aio_alloc(&r->tick, tick_done, r) != 0) {
+        nng_aio_free(r->rx);
+        goto out_close;
+    }
     mx_system_set_remote(sys, &remote_ops, r);
     nng_recv_aio(r->pull, r->rx);
+    nng_sleep_aio((nng_duration)(r->o.idle_ms / 3), r->tick);
     *out = r;
     return 0;
 
 out_close:
     nng_close(r->pull);
+    mx_pipe_gate_fini(&r->gate);
 out_free:
+    pthread_mutex_destroy(&r->ck_mu);
     pthread_rwlock_destroy(&r->lock);
     free(r);
     return rc;
@@ -682,6 +786,10 @@ void mx_remote_stop(mx_remote_t *r)
     if (!r)
         return;
     mx_system_set_remote(r->sys, NULL, NULL);
+    /* release: the tick sees it and does not re-arm */
+    atomic_store_explicit(&r->stopping, true, memory_order_release);
+    nng_aio_stop(r->tick); /* cancels the sleep, waits for a running tick */
+    nng_aio_free(r->tick);
     nng_close(r->pull);   /* fails the receive with NNG_ECLOSED */
     nng_aio_free(r->rx);  /* waits for rx_done */
     for (uint32_t b = 0; b < BUCKETS; b++) {
@@ -690,6 +798,8 @@ void mx_remote_stop(mx_remote_t *r)
             peer_free(p);
         }
     }
+    mx_pipe_gate_fini(&r->gate);
+    pthread_mutex_destroy(&r->ck_mu);
     pthread_rwlock_destroy(&r->lock);
     free(r);
 }

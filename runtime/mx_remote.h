@@ -19,8 +19,12 @@
 #include <stdint.h>
 
 #include "mx_actor.h"
+#include "mx_tls.h"
 
 typedef struct mx_remote mx_remote_t;
+
+/* The largest recv_max: one whole frame with its batch header. */
+#define MX_REMOTE_MSG_MAX (MX_ENV_WIRE_SIZE + MX_ENV_MAX_NAME + MX_ENV_MAX_BODY + 12u)
 
 struct mx_remote_opts {
     const char *listen_url;     /* tcp://host:port (port 0: any), ipc://, inproc:// */
@@ -31,6 +35,15 @@ struct mx_remote_opts {
     uint32_t reconn_max_ms;     /* redial backoff cap; 0 = 2000 */
     uint32_t connect_grace_ms;  /* a new peer may queue before its first connect; 0 = 1000 */
     uint32_t max_peers;         /* 0 = 256 */
+    const mx_tls_t *tls;        /* mutual TLS on the listener and every peer link; NULL =
+                                 * plaintext. Must outlive the transport. */
+    uint32_t recv_max;          /* largest nng message taken from a peer (and sent to one);
+                                 * 0 = 4 MiB; at most MX_REMOTE_MSG_MAX */
+    uint32_t max_pipes;         /* inbound connections at once; 0 = 64; more are closed */
+    uint32_t idle_ms;           /* an inbound connection that completes no message for this
+                                 * long is closed (a frame stalled half-way holds its buffer
+                                 * no longer); links to peers send a heartbeat when idle for
+                                 * a third of it. 0 = 30000 */
 };
 
 /* Why an inbound frame was dropped. */
@@ -41,7 +54,9 @@ struct mx_remote_opts {
     X(TOO_BIG, "too-big")                                                      \
     X(UNKNOWN_RECEIVER, "unknown-receiver")                                    \
     X(REFUSED, "refused")                                                      \
-    X(BAD_BATCH, "bad-batch")
+    X(BAD_BATCH, "bad-batch")                                                  \
+    X(LOCAL_ONLY, "local-only")                                                \
+    X(BAD_EPOCH, "unverified-epoch")
 
 enum mx_rdrop {
 #define MX_RDROP_ENUM(n, s) MX_RDROP_##n,
@@ -63,7 +78,30 @@ struct mx_remote_stats {
     uint64_t drops[MX_RDROP_COUNT]; /* inbound frames dropped, by reason */
     uint32_t peers;        /* peers in the table */
     uint32_t peers_up;     /* peers with a live connection */
+    uint32_t pipes_in;     /* inbound connections open now */
+    uint64_t pipes_refused_tls;   /* inbound connections closed: no certificate from the CA */
+    uint64_t pipes_refused_limit; /* inbound connections closed: max_pipes reached */
+    uint64_t pipes_timed_out;     /* inbound connections closed: no message for idle_ms */
 };
+
+/* mx_remote_epoch_fn - decide whether a frame from node `from` stamped
+ * `epoch` (a singleton's fencing epoch, never 0) may be delivered and so
+ * raise this node's fence: true only when the epoch names a singleton this
+ * node knows and the registry lists `from` as that singleton's holder for
+ * it, or the epoch is older than the one the registry lists (the fence then
+ * refuses it as stale). Called on the receive thread for every frame with
+ * an epoch; must not block long. */
+typedef bool (*mx_remote_epoch_fn)(void *ctx, uint64_t from, uint64_t epoch);
+
+/* mx_remote_set_epoch_check - install fn (NULL clears). Until one is
+ * installed every frame with an epoch is refused (unverified-epoch): a
+ * node that runs no lease manager knows no singleton. Returns after any
+ * call of the previous fn has finished. Any non-receive thread. */
+void mx_remote_set_epoch_check(mx_remote_t *r, mx_remote_epoch_fn fn, void *ctx);
+
+/* mx__remote_fuzz - feed one nng message to the receive path as if a peer
+ * had sent it (the libFuzzer harness, test/fuzz/fuzz_remote.c). */
+void mx__remote_fuzz(mx_remote_t *r, const uint8_t *msg, size_t len);
 
 /* mx_rdrop_name - a drop reason's name ("bad-header"). */
 const char *mx_rdrop_name(int reason);

@@ -100,8 +100,8 @@ static void run_cmd(mx_actor_t *self, struct cl_cmd *c)
     case CL_REQ_NAMED:
         mx_msg_encode(MX_T_test_echo, &(struct mx_m_test_echo){c->n, MX_STR("ping")}, &m);
         rc = c->op == CL_REQ_ADDR
-                 ? mx_request(self, c->to, m, c->timeout_ms, NULL)
-                 : mx_request_named_on(self, c->node, c->name, m, c->timeout_ms, NULL);
+                 ? mx_request(self, c->to, m, c->timeout_ms, &c->corr)
+                 : mx_request_named_on(self, c->node, c->name, m, c->timeout_ms, &c->corr);
         if (rc != 0)
             mx_msg_free(m);
         c->sent = rc == 0;

@@ -45,6 +45,7 @@ struct cl_cmd {
     int rc;          /* first send error, or 0 */
     uint32_t sent;   /* sends that returned 0 */
     uint32_t failed; /* sends that failed */
+    uint64_t corr;   /* a request's correlation id */
 };
 
 /* driver results of requests */

@@ -76,6 +76,13 @@ static uint32_t leases(struct mx_lease *out, uint32_t max, void *ctx)
     return 1;
 }
 
+/* cl_node runs no lease manager: it vouches for singleton id 77 from any
+ * peer, so that the fence itself can be tested across processes. */
+static bool epoch_sid77(void *ctx, uint64_t from, uint64_t epoch)
+{
+    return (epoch >> MX_EPOCH_SEQ_BITS) == 77;
+}
+
 static int drain(void *ctx)
 {
     atomic_store(&drained, 1);
@@ -85,6 +92,7 @@ static int drain(void *ctx)
 int main(int argc, char **argv)
 {
     const char *name = "cl", *nng = "tcp://127.0.0.1:0", *admin = "tcp://127.0.0.1:0", *token = "";
+    const char *tca = "", *tcert = "", *tkey = "";
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--name"))
             name = argv[i + 1];
@@ -94,6 +102,12 @@ int main(int argc, char **argv)
             admin = argv[i + 1];
         else if (!strcmp(argv[i], "--token"))
             token = argv[i + 1];
+        else if (!strcmp(argv[i], "--tls-ca"))
+            tca = argv[i + 1];
+        else if (!strcmp(argv[i], "--tls-cert"))
+            tcert = argv[i + 1];
+        else if (!strcmp(argv[i], "--tls-key"))
+            tkey = argv[i + 1];
     }
     signal(SIGPIPE, SIG_IGN);
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -102,16 +116,24 @@ int main(int argc, char **argv)
     struct mx_system_opts so = {.node_name = name, .schedulers = 2, .offload_threads = 1};
     if (mx_system_start(&so, &sys) != 0)
         return 1;
+    mx_tls_t *tls = NULL;
+    char terr[512];
+    if (tca[0] && mx_tls_load(tca, tcert, tkey, &tls, terr, sizeof terr) != 0) {
+        printf("error tls %s\n", terr);
+        return 1;
+    }
     mx_remote_t *rem;
     struct mx_remote_opts ro = {.listen_url = nng, .sendbuf = 1024, .reconn_min_ms = 20,
-                                .reconn_max_ms = 500};
+                                .reconn_max_ms = 500, .tls = tls};
     int rc = mx_remote_start(sys, &ro, &rem);
     if (rc != 0) {
         printf("error remote %s\n", mx_errname(rc));
         return 1;
     }
     mx_admin_t *adm;
-    struct mx_admin_opts ao = {.url = admin, .token = token, .remote = rem, .version = "test"};
+    mx_remote_set_epoch_check(rem, epoch_sid77, NULL);
+    struct mx_admin_opts ao = {.url = admin, .token = token, .remote = rem, .version = "test",
+                               .tls = tls};
     rc = mx_admin_start(sys, &ao, &adm);
     if (rc != 0) {
         printf("error admin %s\n", mx_errname(rc));

@@ -5,6 +5,7 @@
  * peer going away (sends fail fast, requests time out), and mailbox peek. */
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/push.h>
+#include <nng/supplemental/tls/tls.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -24,29 +25,49 @@
 struct node {
     mx_system_t *sys;
     mx_remote_t *rem;
+    mx_tls_t *tls;
     struct mx_addr echo, sink, drv;
     struct cl_sink_stats sink_st;
     struct cl_driver_stats drv_st;
     char url[64];
 };
 
-static void node_start(struct node *n, const char *name)
+static uint32_t g_max_pipes; /* inbound connections for the next node_start; 0 = default */
+static uint32_t g_idle_ms;   /* idle_ms for the next node_start; 0 = default */
+
+/* cert: NULL for plaintext, else a name scripts/gen-certs made in certs */
+static void node_start_tls(struct node *n, const char *name, const char *certs, const char *cert)
 {
     memset(n, 0, sizeof(*n));
     struct mx_system_opts o = {.node_name = name, .schedulers = 1, .offload_threads = 1};
     assert_int_equal(mx_system_start(&o, &n->sys), 0);
+    if (cert) {
+        char ca[256], crt[256], key[256], err[512];
+        snprintf(ca, sizeof ca, "%s/ca.pem", certs);
+        snprintf(crt, sizeof crt, "%s/%s.pem", certs, cert);
+        snprintf(key, sizeof key, "%s/%s.key", certs, cert);
+        assert_int_equal(mx_tls_load(ca, crt, key, &n->tls, err, sizeof err), 0);
+    }
     struct mx_remote_opts ro = {.listen_url = "tcp://127.0.0.1:0", .sendbuf = 256,
-                                .reconn_min_ms = 20, .reconn_max_ms = 200};
+                                .reconn_min_ms = 20, .reconn_max_ms = 200, .tls = n->tls,
+                                .max_pipes = g_max_pipes, .idle_ms = g_idle_ms};
     assert_int_equal(mx_remote_start(n->sys, &ro, &n->rem), 0);
     assert_true(mx_remote_port(n->rem) > 0);
     snprintf(n->url, sizeof(n->url), "tcp://127.0.0.1:%d", mx_remote_port(n->rem));
     struct mx_spawn_opts so = MX_SPAWN_OPTS_DEFAULT;
     so.name = "echo";
     assert_int_equal(mx_spawn(n->sys, &cl_echo_beh, NULL, &so, &n->echo), 0);
+    if (n->tls) /* what the peers dial */
+        snprintf(n->url, sizeof(n->url), "tls+tcp://127.0.0.1:%d", mx_remote_port(n->rem));
     so.name = "sink";
     so.cap_msgs = 100000;
     assert_int_equal(mx_spawn(n->sys, &cl_sink_beh, &n->sink_st, &so, &n->sink), 0);
     assert_int_equal(mx_spawn(n->sys, &cl_driver_beh, &n->drv_st, NULL, &n->drv), 0);
+}
+
+static void node_start(struct node *n, const char *name)
+{
+    node_start_tls(n, name, NULL, NULL);
 }
 
 static void node_stop(struct node *n)
@@ -54,6 +75,7 @@ static void node_stop(struct node *n)
     assert_int_equal(mx_system_stop(n->sys, 5000), 0);
     mx_remote_stop(n->rem);
     mx_system_free(n->sys);
+    mx_tls_free(n->tls);
 }
 
 static uint64_t dl(struct node *n, enum mx_dl_reason r)
@@ -176,8 +198,12 @@ static int fwd_init(mx_actor_t *self, void *arg, void **state)
 
 static const struct mx_behaviour fwd_beh = {"fwd", fwd_init, fwd_recv, NULL};
 
-/* A request forwarded by a middle actor (a router) is answered to the
- * original requester, across nodes and locally. */
+/* A request forwarded by a middle actor keeps its sender, so the actor at
+ * the end answers the original requester. A reply is accepted only from
+ * the node (and, for a request by address, the actor) the request went to:
+ * on one node a request made by name takes the answer of any actor there;
+ * an answer from another node is refused (wrong-responder) and the
+ * request times out. */
 static void test_forward_keeps_sender(void **unused)
 {
     struct node a, b;
@@ -193,17 +219,38 @@ static void test_forward_keeps_sender(void **unused)
     so.name = "fwd-local";
     assert_int_equal(mx_spawn(a.sys, &fwd_beh, &to_a, &so, NULL), 0);
 
-    struct cl_cmd c = {.op = CL_REQ_NAMED, .node = 0, .n = 7, .timeout_ms = 3000};
+    uint64_t wrong = dl(&a, MX_DL_WRONG_RESPONDER);
+    struct cl_cmd c = {.op = CL_REQ_NAMED, .node = 0, .n = 7, .timeout_ms = 500};
     strcpy(c.name, "fwd-remote");
-    assert_int_equal(request_echo(&a, &c), 0);
-    assert_int_equal(atomic_load(&a.drv_st.last_n), 8); /* b's echo answered the driver */
+    assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
+    assert_int_equal(c.rc, 0);
+    assert_true(TU_WAIT_UNTIL(dl(&a, MX_DL_WRONG_RESPONDER) == wrong + 1, 5000));
+    assert_true(TU_WAIT_UNTIL(atomic_load(&a.drv_st.timeouts) == 1, 5000));
+    assert_int_equal(atomic_load(&a.drv_st.replies), 0);
     c = (struct cl_cmd){.op = CL_REQ_NAMED, .node = 0, .n = 20, .timeout_ms = 3000};
     strcpy(c.name, "fwd-local");
     assert_int_equal(request_echo(&a, &c), 0);
     assert_int_equal(atomic_load(&a.drv_st.last_n), 21);
-    assert_int_equal(atomic_load(&a.drv_st.timeouts), 0);
+    assert_int_equal(atomic_load(&a.drv_st.timeouts), 1);
     node_stop(&a);
     node_stop(&b);
+}
+
+/* What a lease manager would know from Redis: per singleton the newest
+ * epoch and its holder (test_fence covers the real one). */
+struct fake_leases {
+    uint32_t sid[2];
+    uint64_t seq[2], holder[2];
+};
+
+static bool fake_epoch_ok(void *ctx, uint64_t from, uint64_t epoch)
+{
+    struct fake_leases *f = ctx;
+    for (int i = 0; i < 2; i++)
+        if (f->sid[i] == (uint32_t)(epoch >> MX_EPOCH_SEQ_BITS))
+            return (epoch & MX_EPOCH_SEQ_MASK) < f->seq[i] ||
+                   ((epoch & MX_EPOCH_SEQ_MASK) == f->seq[i] && from == f->holder[i]);
+    return false;
 }
 
 static void test_epoch_fence(void **unused)
@@ -215,6 +262,9 @@ static void test_epoch_fence(void **unused)
     uint64_t bid = mx_system_node_id(b.sys);
     uint32_t sid = mx_epoch_sid("like-sync"), other = mx_epoch_sid("outbox");
     assert_int_not_equal(sid, other);
+    static struct fake_leases fl;
+    fl = (struct fake_leases){{sid, other}, {5, 1}, {mx_system_node_id(a.sys), mx_system_node_id(a.sys)}};
+    mx_remote_set_epoch_check(b.rem, fake_epoch_ok, &fl);
 
     struct cl_cmd c = {.op = CL_SEND_NAMED, .node = bid, .count = 1,
                        .epoch = mx_epoch_make(sid, 5)};
@@ -236,6 +286,22 @@ static void test_epoch_fence(void **unused)
     assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
     assert_true(TU_WAIT_UNTIL(atomic_load(&b.sink_st.received) == 3, 5000));
     assert_int_equal(dl(&b, MX_DL_STALE_EPOCH), stale + 1);
+    /* an epoch the registry has not named (newer), or of an unknown
+     * singleton, is refused before it can touch the fence */
+    uint64_t unv = drops(&b, MX_RDROP_BAD_EPOCH);
+    c.epoch = mx_epoch_make(sid, 6);
+    assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
+    c.epoch = mx_epoch_make(mx_epoch_sid("nobody"), 1);
+    assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
+    assert_true(TU_WAIT_UNTIL(drops(&b, MX_RDROP_BAD_EPOCH) == unv + 2, 5000));
+    assert_int_equal(atomic_load(&b.sink_st.received), 3);
+    assert_true(mx_epoch_admit(b.sys, mx_epoch_make(sid, 5))); /* the fence is still at 5 */
+    /* the current epoch from a node that is not its holder: refused too */
+    fl.holder[0] = bid;
+    c.epoch = mx_epoch_make(sid, 5);
+    assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
+    assert_true(TU_WAIT_UNTIL(drops(&b, MX_RDROP_BAD_EPOCH) == unv + 3, 5000));
+    mx_remote_set_epoch_check(b.rem, NULL, NULL);
     /* local sends are fenced too */
     assert_false(mx_epoch_admit(b.sys, mx_epoch_make(sid, 3)));
     assert_true(mx_epoch_admit(b.sys, mx_epoch_make(sid, 6)));
@@ -270,6 +336,30 @@ static void put32(uint8_t *p, uint32_t v)
         p[i] = (uint8_t)(v >> (8 * i));
 }
 
+/* append one unnamed frame to a batch being built at b (*len bytes so far,
+ * starting at 8) */
+static void batch_add(uint8_t *b, size_t *len, const struct mx_env *e, const uint8_t *body,
+                      size_t blen)
+{
+    assert_int_equal(mx_env_encode(e, (uint32_t)blen, 0, b + *len + 4), 0);
+    memcpy(b + *len + 4 + MX_ENV_WIRE_SIZE, body, blen);
+    put32(b + *len, (uint32_t)(MX_ENV_WIRE_SIZE + blen));
+    *len += 4 + MX_ENV_WIRE_SIZE + blen;
+}
+
+static void batch_send(nng_socket s, uint8_t *b, size_t len, uint32_t count)
+{
+    memcpy(b, "MB\1\0", 4);
+    put32(b + 4, count);
+    assert_int_equal(nng_send(s, b, len, 0), 0);
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
 static void test_hostile_frames(void **unused)
 {
     struct node b;
@@ -283,7 +373,11 @@ static void test_hostile_frames(void **unused)
     size_t blen;
     struct mx_m_test_echo ok = {7, MX_STR("x")};
     assert_int_equal(mx_m_test_echo_encode(&ok, body, sizeof(body), &blen), 0);
-    struct { const char *what; enum mx_rdrop why; size_t len; } cases[24];
+    struct { const char *what; enum mx_rdrop why; size_t len; } cases[32];
+    uint8_t gk0[64];
+    size_t gl0;
+    struct mx_m_test_kv kv0 = {.sender = 1, .seq = 1};
+    assert_int_equal(mx_m_test_kv_encode(&kv0, gk0, sizeof(gk0), &gl0), 0);
     int nc = 0;
     size_t len;
 #define SEND(w, r)                                                                                 \
@@ -325,12 +419,12 @@ static void test_hostile_frames(void **unused)
     len = frame(f, 999, b.echo, NULL, body, (uint32_t)blen);
     SEND("unknown-type", MX_RDROP_UNKNOWN_TYPE);
     len = frame(f, MX_T_sys_stop, b.echo, NULL, (const uint8_t *)"\x91\x00", 2);
-    SEND("sys_stop", MX_RDROP_UNKNOWN_TYPE);
+    SEND("sys_stop", MX_RDROP_LOCAL_ONLY);
     /* node-local controls: a peer cannot drain or stop this node */
     len = frame(f, MX_T_http_drain, b.echo, NULL, (const uint8_t *)"\x91\x00", 2);
-    SEND("http_drain", MX_RDROP_UNKNOWN_TYPE);
+    SEND("http_drain", MX_RDROP_LOCAL_ONLY);
     len = frame(f, MX_T_shutdown_cmd, b.echo, NULL, (const uint8_t *)"\x91\x01", 2);
-    SEND("shutdown_cmd", MX_RDROP_UNKNOWN_TYPE);
+    SEND("shutdown_cmd", MX_RDROP_LOCAL_ONLY);
     /* a peer cannot toggle a like for someone, nor answer a pending one */
     {
         uint8_t lb[256];
@@ -339,11 +433,11 @@ static void test_hostile_frames(void **unused)
                                    .ign = MX_STR("x")};
         assert_int_equal(mx_m_like_req_encode(&lq, lb, sizeof lb, &ll), 0);
         len = frame(f, MX_T_like_req, b.echo, NULL, lb, (uint32_t)ll);
-        SEND("like_req", MX_RDROP_UNKNOWN_TYPE);
+        SEND("like_req", MX_RDROP_LOCAL_ONLY);
         struct mx_m_like_rep lr = {.status = 0, .liked = true, .count = 1};
         assert_int_equal(mx_m_like_rep_encode(&lr, lb, sizeof lb, &ll), 0);
         len = frame(f, MX_T_like_rep, b.echo, NULL, lb, (uint32_t)ll);
-        SEND("like_rep", MX_RDROP_UNKNOWN_TYPE);
+        SEND("like_rep", MX_RDROP_LOCAL_ONLY);
     }
     /* a name longer than allowed, and a name with a space */
     len = frame(f, MX_T_test_echo, (struct mx_addr){bid, 0}, "echo", body, (uint32_t)blen);
@@ -352,6 +446,14 @@ static void test_hostile_frames(void **unused)
     SEND("huge-name", MX_RDROP_BAD_HEADER);
     len = frame(f, MX_T_test_echo, (struct mx_addr){bid, 0}, "ec o", body, (uint32_t)blen);
     SEND("bad-name", MX_RDROP_BAD_HEADER);
+    /* a singleton's epoch no registry named: it would raise the fence of
+     * mysql-health so high that its real holder is refused until restart */
+    len = frame(f, MX_T_test_echo, b.echo, NULL, body, (uint32_t)blen);
+    put64(f + 80, mx_epoch_make(mx_epoch_sid("mysql-health"), MX_EPOCH_SEQ_MASK));
+    SEND("huge-epoch", MX_RDROP_BAD_EPOCH);
+    /* a store completion: would make mysql-health exit on MX_ESTALE */
+    len = frame(f, MX_T_store_job_done, b.echo, NULL, (const uint8_t *)"\x92\xd0\x8e\x01", 4);
+    SEND("store_job_done", MX_RDROP_LOCAL_ONLY);
     /* wrong node, unknown name */
     len = frame(f, MX_T_test_echo, (struct mx_addr){bid + 1, b.echo.actor}, NULL, body,
                 (uint32_t)blen);
@@ -371,6 +473,53 @@ static void test_hostile_frames(void **unused)
     for (int r = 0; r < MX_RDROP_COUNT; r++)
         assert_int_equal(st.drops[r], want[r]);
     assert_int_equal(st.delivered, 0);
+
+    /* forged replies: guessed (sequential) correlation ids, and the right
+     * id from the wrong sender. None is taken; the request times out. */
+    struct cl_cmd rq = {.op = CL_REQ_ADDR, .to = b.sink, .n = 1, .timeout_ms = 1500};
+    assert_int_equal(cl_run(b.sys, b.drv, &rq), 0);
+    assert_int_equal(rq.rc, 0);
+    uint64_t late = dl(&b, MX_DL_LATE_REPLY), wr = dl(&b, MX_DL_WRONG_RESPONDER);
+    static uint8_t batch[1100 * 128 + 8];
+    size_t bl = 8;
+    uint8_t rb[64];
+    size_t rbl;
+    struct mx_m_test_echo rep = {1000, MX_STR("forged")};
+    assert_int_equal(mx_m_test_echo_encode(&rep, rb, sizeof rb, &rbl), 0);
+    for (uint64_t corr = 1; corr <= 1001; corr++) {
+        struct mx_env e = {.type = MX_T_test_echo, .to = b.drv, .flags = MX_ENVF_REPLY,
+                           .corr = corr <= 1000 ? corr : rq.corr,
+                           .from = {bid ^ 0x5a5a, (1ull << 32) | 3}};
+        batch_add(batch, &bl, &e, rb, rbl);
+    }
+    batch_send(s, batch, bl, 1001);
+    assert_true(TU_WAIT_UNTIL(dl(&b, MX_DL_LATE_REPLY) - late + dl(&b, MX_DL_WRONG_RESPONDER) -
+                                      wr == 1001,
+                              5000));
+    assert_int_equal(dl(&b, MX_DL_WRONG_RESPONDER), wr + 1);
+    assert_true(TU_WAIT_UNTIL(atomic_load(&b.drv_st.timeouts) == 1, 5000));
+    assert_int_equal(atomic_load(&b.drv_st.replies), 0);
+
+    /* 1,100 forged singleton ids, each with an epoch: none may claim a
+     * fence slot (1,024 of them once made the fence fail open) */
+    static struct fake_leases fl;
+    fl = (struct fake_leases){{mx_epoch_sid("like-sync"), 0}, {3, 0}, {bid ^ 1, 0}};
+    mx_remote_set_epoch_check(b.rem, fake_epoch_ok, &fl);
+    uint64_t unv = drops(&b, MX_RDROP_BAD_EPOCH);
+    bl = 8;
+    for (uint32_t i = 0; i < 1100; i++) {
+        struct mx_env e = {.type = MX_T_test_kv, .to = b.sink,
+                           .epoch = mx_epoch_make(0x100000u + i, 1u << 30)};
+        batch_add(batch, &bl, &e, gk0, gl0);
+    }
+    batch_send(s, batch, bl, 1100);
+    assert_true(TU_WAIT_UNTIL(drops(&b, MX_RDROP_BAD_EPOCH) == unv + 1100, 5000));
+    assert_int_equal(atomic_load(&b.sink_st.received), 0);
+    /* the fence still works for a new singleton: it did not fail open */
+    uint32_t fresh = mx_epoch_sid("fresh-singleton");
+    assert_true(mx_epoch_admit(b.sys, mx_epoch_make(fresh, 5)));
+    assert_false(mx_epoch_admit(b.sys, mx_epoch_make(fresh, 4)));
+    mx_remote_set_epoch_check(b.rem, NULL, NULL);
 
     /* a message over nng's size limit: the connection is dropped by nng */
     size_t big = (17u << 20);
@@ -401,6 +550,185 @@ static void test_hostile_frames(void **unused)
     }
     assert_true(got);
     nng_close(s);
+    node_stop(&b);
+}
+
+static uint8_t g_raw[512]; /* raw_send's frame */
+static size_t g_raw_len;
+
+/* A raw push client on url with tls (NULL: plaintext) sends one good
+ * frame to b's sink. */
+static void raw_send(nng_socket *s, const char *url, nng_tls_config *tls, uint64_t bid)
+{
+    assert_int_equal(nng_push0_open(s), 0);
+    nng_dialer d;
+    assert_int_equal(nng_dialer_create(&d, *s, url), 0);
+    if (tls)
+        assert_int_equal(nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, tls), 0);
+    nng_socket_set_ms(*s, NNG_OPT_RECONNMINT, 20);
+    nng_socket_set_ms(*s, NNG_OPT_RECONNMAXT, 50);
+    assert_int_equal(nng_dialer_start(d, NNG_FLAG_NONBLOCK), 0);
+    uint8_t gk[64];
+    size_t gl;
+    struct mx_m_test_kv kv = {.sender = 9, .seq = 1};
+    assert_int_equal(mx_m_test_kv_encode(&kv, gk, sizeof(gk), &gl), 0);
+    g_raw_len = frame(g_raw, MX_T_test_kv, (struct mx_addr){bid, 0}, "sink", gk, (uint32_t)gl);
+    nng_socket_set_ms(*s, NNG_OPT_SENDTIMEO, 100);
+    nng_send(*s, g_raw, g_raw_len, 0); /* a refused client: times out, no pipe takes it */
+}
+
+static const char *gen_certs(char *dir, size_t cap, const char *names)
+{
+    snprintf(dir, cap, "/tmp/mx-certs-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s %s %s >/dev/null", MX_GEN_CERTS, dir, names);
+    assert_int_equal(system(cmd), 0);
+    return dir;
+}
+
+/* Mutual TLS: two nodes with certificates from one CA talk; a client with
+ * no certificate, or one from another CA, is refused and counted, and a
+ * plaintext client gets nothing through. */
+static void test_tls(void **unused)
+{
+    char certs[64], other[64], p[256];
+    gen_certs(certs, sizeof certs, "a b");
+    gen_certs(other, sizeof other, "evil");
+    struct node a, b;
+    node_start_tls(&a, "a", certs, "a");
+    node_start_tls(&b, "b", certs, "b");
+    assert_true(strncmp(b.url, "tls+tcp://", 10) == 0);
+    connect_pair(&a, &b);
+    uint64_t bid = mx_system_node_id(b.sys);
+    struct cl_cmd c = {.op = CL_REQ_ADDR, .to = b.echo, .n = 5, .timeout_ms = 3000};
+    assert_int_equal(request_echo(&a, &c), 0);
+    assert_int_equal(atomic_load(&a.drv_st.last_n), 6);
+    struct mx_remote_stats st;
+    mx_remote_stats(b.rem, &st);
+    uint64_t in0 = st.frames_in;
+    assert_int_equal(st.pipes_refused_tls, 0);
+
+    /* no client certificate (the client checks the server's: it is good) */
+    nng_tls_config *nocert;
+    assert_int_equal(nng_tls_config_alloc(&nocert, NNG_TLS_MODE_CLIENT), 0);
+    snprintf(p, sizeof p, "%s/ca.pem", certs);
+    assert_int_equal(nng_tls_config_ca_file(nocert, p), 0);
+    nng_socket s1;
+    raw_send(&s1, b.url, nocert, bid);
+    assert_true(TU_WAIT_UNTIL((mx_remote_stats(b.rem, &st), st.pipes_refused_tls >= 1), 5000));
+    /* a certificate from another CA (it trusts ours, we do not trust it) */
+    nng_tls_config *evil;
+    assert_int_equal(nng_tls_config_alloc(&evil, NNG_TLS_MODE_CLIENT), 0);
+    assert_int_equal(nng_tls_config_ca_file(evil, p), 0);
+    char both[256], cmd[600];
+    snprintf(both, sizeof both, "%s/evil.both", other);
+    snprintf(cmd, sizeof cmd, "cat %s/evil.pem %s/evil.key > %s", other, other, both);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(nng_tls_config_cert_key_file(evil, both, NULL), 0);
+    uint64_t refused = st.pipes_refused_tls;
+    nng_socket s2;
+    raw_send(&s2, b.url, evil, bid);
+    assert_true(TU_WAIT_UNTIL((mx_remote_stats(b.rem, &st), st.pipes_refused_tls > refused), 5000));
+    /* plaintext to the TLS port: the handshake fails inside the library */
+    char plain[64];
+    snprintf(plain, sizeof plain, "tcp://127.0.0.1:%d", mx_remote_port(b.rem));
+    nng_socket s3;
+    raw_send(&s3, plain, NULL, bid);
+    /* nothing of theirs got in; the members still talk */
+    mx_remote_stats(b.rem, &st);
+    assert_int_equal(st.frames_in, in0);
+    assert_int_equal(atomic_load(&b.sink_st.received), 0);
+    c = (struct cl_cmd){.op = CL_REQ_ADDR, .to = b.echo, .n = 8, .timeout_ms = 3000};
+    assert_int_equal(request_echo(&a, &c), 0);
+    assert_int_equal(atomic_load(&a.drv_st.last_n), 9);
+    /* a node with TLS refuses to dial a peer without it only by failing to
+     * connect; a node without TLS cannot even name a tls+tcp:// peer */
+    struct node pl;
+    node_start(&pl, "plain");
+    assert_int_equal(mx_remote_add_peer(pl.rem, bid, b.url), MX_EINVAL);
+    node_stop(&pl);
+    nng_close(s2);
+    nng_close(s3);
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s", certs, other);
+    assert_int_equal(system(cmd), 0);
+    nng_close(s1);
+    nng_tls_config_free(nocert);
+    nng_tls_config_free(evil);
+    node_stop(&a);
+    node_stop(&b);
+}
+
+/* Inbound connections are capped: more are closed at once and counted,
+ * and those let in still deliver. */
+static void test_pipe_limit(void **unused)
+{
+    struct node b;
+    g_max_pipes = 2;
+    node_start(&b, "b");
+    g_max_pipes = 0;
+    uint64_t bid = mx_system_node_id(b.sys);
+    nng_socket s[5];
+    for (int i = 0; i < 5; i++)
+        raw_send(&s[i], b.url, NULL, bid);
+    struct mx_remote_stats st;
+    assert_true(TU_WAIT_UNTIL((mx_remote_stats(b.rem, &st), st.pipes_refused_limit >= 3), 5000));
+    assert_int_equal(st.pipes_in, 2);
+    /* the two admitted ones deliver; the others have no connection */
+    int64_t dl = tu_now_ms() + 5000;
+    while (atomic_load(&b.sink_st.received) < 2 && tu_now_ms() < dl)
+        for (int i = 0; i < 5; i++)
+            if (nng_send(s[i], g_raw, g_raw_len, NNG_FLAG_NONBLOCK) != 0)
+                usleep(1000);
+    assert_true(atomic_load(&b.sink_st.received) >= 2);
+    mx_remote_stats(b.rem, &st);
+    assert_int_equal(st.pipes_in, 2);
+    for (int i = 0; i < 5; i++)
+        nng_close(s[i]);
+    assert_true(TU_WAIT_UNTIL((mx_remote_stats(b.rem, &st), st.pipes_in == 0), 5000));
+    node_stop(&b);
+}
+
+/* A connection that completes no message for idle_ms is closed and
+ * counted (a frame stalled half-way, with nng holding its buffer), while
+ * quiet peers stay connected through heartbeats. */
+static void test_idle_timeout(void **unused)
+{
+    struct node a, b;
+    g_idle_ms = 300;
+    node_start(&a, "a");
+    node_start(&b, "b");
+    g_idle_ms = 0;
+    connect_pair(&a, &b);
+    /* a raw peer: SP handshake as push, then 8 KiB of a frame claiming 1 MiB */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)mx_remote_port(b.rem))};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    const uint8_t sp[8] = {0, 'S', 'P', 0, 0, 0x50, 0, 0}; /* push0 */
+    assert_int_equal(write(fd, sp, 8), 8);
+    uint8_t hdr[8];
+    assert_int_equal(read(fd, hdr, 8), 8); /* the node's own SP header: a pipe now */
+    uint8_t part[8 + 8192] = {0, 0, 0, 0, 0, 0x10, 0, 0}; /* length 1 MiB, big-endian */
+    assert_int_equal(write(fd, part, sizeof part), (ssize_t)sizeof part);
+    struct mx_remote_stats st;
+    assert_true(TU_WAIT_UNTIL((mx_remote_stats(b.rem, &st), st.pipes_timed_out >= 1), 5000));
+    char c;
+    assert_int_equal(read(fd, &c, 1), 0); /* closed by the node */
+    close(fd);
+    /* the members were quiet all along (over 3 x idle_ms): still connected */
+    int64_t t0 = tu_now_ms();
+    while (tu_now_ms() - t0 < 1000)
+        usleep(50 * 1000); /* quiet on purpose: the heartbeats must carry the links */
+    assert_true(mx_remote_peer_up(a.rem, mx_system_node_id(b.sys)));
+    mx_remote_stats(a.rem, &st);
+    assert_int_equal(st.pipes_timed_out, 0);
+    mx_remote_stats(b.rem, &st);
+    assert_int_equal(st.pipes_timed_out, 1);
+    assert_int_equal(st.drops[MX_RDROP_BAD_BATCH], 0); /* heartbeats are not frames */
+    struct cl_cmd c2 = {.op = CL_REQ_ADDR, .to = b.echo, .n = 1, .timeout_ms = 3000};
+    assert_int_equal(request_echo(&a, &c2), 0);
+    node_stop(&a);
     node_stop(&b);
 }
 
@@ -504,6 +832,9 @@ int main(void)
         cmocka_unit_test(test_epoch_fence),
         cmocka_unit_test(test_hostile_frames),   cmocka_unit_test(test_dead_peer),
         cmocka_unit_test(test_request_timeout),  cmocka_unit_test(test_peek),
+        cmocka_unit_test(test_tls),
+        cmocka_unit_test(test_pipe_limit),
+        cmocka_unit_test(test_idle_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,6 +30,7 @@ struct proc {
 };
 
 static pid_t kids[16];
+static const char *g_tls_dir; /* set: nodes start with DIR/ca.pem and DIR/<name>.{pem,key} */
 
 static void kill_kids(void)
 {
@@ -83,6 +84,14 @@ static int start_node(struct proc *p, const char *name, const char *admin, const
         dup2(pout[1], 1);
         close(pin[1]);
         close(pout[0]);
+        if (g_tls_dir) {
+            char ca[256], crt[256], key[256];
+            snprintf(ca, sizeof ca, "%s/ca.pem", g_tls_dir);
+            snprintf(crt, sizeof crt, "%s/%s.pem", g_tls_dir, name);
+            snprintf(key, sizeof key, "%s/%s.key", g_tls_dir, name);
+            execl(path, path, "--name", name, "--admin", admin, "--token", token, "--tls-ca", ca,
+                  "--tls-cert", crt, "--tls-key", key, (char *)NULL);
+        }
         execl(path, path, "--name", name, "--admin", admin, "--token", token, (char *)NULL);
         _exit(127);
     }
@@ -366,6 +375,53 @@ static void test_token(void **unused)
     stop_node(&c);
 }
 
+/* Mutual TLS between processes and for mxctl: members talk, mxctl with a
+ * cluster certificate is answered, mxctl without TLS or with another CA's
+ * certificate is not (and the refusal is counted). */
+static void test_tls(void **unused)
+{
+    char dir[] = "/tmp/mx-certs-XXXXXX", other[] = "/tmp/mx-certs-XXXXXX", sh[600], args[1024];
+    static char out[1 << 16], ans[512];
+    assert_non_null(mkdtemp(dir));
+    assert_non_null(mkdtemp(other));
+    snprintf(sh, sizeof sh, "%s %s ta tb mxctl >/dev/null && %s %s mxctl >/dev/null", MX_GEN_CERTS,
+             dir, MX_GEN_CERTS, other);
+    assert_int_equal(system(sh), 0);
+    g_tls_dir = dir;
+    struct proc a, b;
+    assert_int_equal(start_node(&a, "ta", "tcp://127.0.0.1:0", "", NULL, 0), 0);
+    assert_int_equal(start_node(&b, "tb", "tcp://127.0.0.1:0", "", NULL, 0), 0);
+    g_tls_dir = NULL;
+    cmd(&a, ans, sizeof(ans), "peer %s tls+tcp://127.0.0.1:%d", b.id, b.nng);
+    assert_string_equal(ans, "ok");
+    cmd(&b, ans, sizeof(ans), "peer %s tls+tcp://127.0.0.1:%d", a.id, a.nng);
+    assert_string_equal(ans, "ok");
+    int64_t dl = tu_now_ms() + 5000;
+    do
+        cmd(&a, ans, sizeof(ans), "req %s 1000", b.id);
+    while (strcmp(ans, "reply 42") != 0 && tu_now_ms() < dl);
+    assert_string_equal(ans, "reply 42");
+    /* mxctl: without TLS, with a stranger's certificate, with ours */
+    snprintf(args, sizeof args, "--node %s --timeout 500 stats", b.admin_url);
+    assert_int_equal(mxctl(out, sizeof(out), args), 1);
+    snprintf(args, sizeof args,
+             "--node %s --timeout 500 --tls-ca %s/ca.pem --tls-cert %s/mxctl.pem --tls-key "
+             "%s/mxctl.key stats",
+             b.admin_url, dir, other, other);
+    assert_int_equal(mxctl(out, sizeof(out), args), 1);
+    snprintf(args, sizeof args,
+             "--node %s --json --tls-ca %s/ca.pem --tls-cert %s/mxctl.pem --tls-key %s/mxctl.key "
+             "stats",
+             b.admin_url, dir, dir, dir);
+    assert_int_equal(mxctl(out, sizeof(out), args), 0);
+    assert_true(json_ok(out, "d['ok'] and d['admin']['tls']==1 and "
+                             "d['admin']['pipes_refused_tls']>=1 and d['transport']['peers_up']==1"));
+    stop_node(&a);
+    stop_node(&b);
+    snprintf(sh, sizeof sh, "rm -rf %s %s", dir, other);
+    assert_int_equal(system(sh), 0);
+}
+
 int main(void)
 {
     atexit(kill_kids);
@@ -374,6 +430,7 @@ int main(void)
         cmocka_unit_test(test_two_nodes),
         cmocka_unit_test(test_mxctl),
         cmocka_unit_test(test_token),
+        cmocka_unit_test(test_tls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

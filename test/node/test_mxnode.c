@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -50,6 +51,12 @@ static void spawn_node(struct child *c, char *const argv[], char *const envp_ext
         putenv("MX_ADMIN_ADDR=tcp://127.0.0.1:0");
         for (int i = 0; envp_extra && envp_extra[i]; i++)
             putenv(envp_extra[i]);
+        if (getenv("TEST_LOW_NOFILE")) { /* the usual default soft limit */
+            struct rlimit rl;
+            getrlimit(RLIMIT_NOFILE, &rl);
+            rl.rlim_cur = rl.rlim_max < 1024 ? rl.rlim_max : 1024;
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
         char path[4096];
         snprintf(path, sizeof(path), "%s/mxnode", getenv("MX_BIN_DIR"));
         execv(path, argv);
@@ -241,6 +248,85 @@ static void test_http_addr_in_use(void **st)
     close(fd);
 }
 
+/* Transport security at start: a non-loopback nng address without TLS is
+ * refused (exit 2 naming the settings) unless MX_INSECURE_TRANSPORT=1,
+ * which is warned about; a TLS file that cannot be read is named. With the
+ * soft open-files limit at 1024, 1,100 idle connections to the nng port
+ * leave HTTP and the admin endpoint answering (they used up every file
+ * descriptor before). */
+static void test_transport_security(void **st)
+{
+    struct child c;
+    static char err[65536], out[4096];
+    char *argv[] = {"mxnode", NULL};
+    char *open_nng[] = {"MX_NNG_ADDR=tcp://0.0.0.0:0", NULL};
+    spawn_node(&c, argv, open_nng);
+    read_until(c.err, "MX_TLS_CA", 5000, err, sizeof(err));
+    assert_int_equal(wait_exit(c.pid, 5000), 2);
+    assert_non_null(strstr(err, "MX_NNG_ADDR"));
+    assert_non_null(strstr(err, "MX_TLS_CA"));
+    close(c.out);
+    close(c.err);
+    char *bad_ca[] = {"MX_TLS_CA=/nonexistent/ca.pem", "MX_TLS_CERT=/x.pem", "MX_TLS_KEY=/x.key",
+                      NULL};
+    spawn_node(&c, argv, bad_ca);
+    read_until(c.err, "cannot read", 5000, err, sizeof(err));
+    assert_int_equal(wait_exit(c.pid, 5000), 2);
+    assert_non_null(strstr(err, "MX_TLS_CA: cannot read /nonexistent/ca.pem"));
+    close(c.out);
+    close(c.err);
+
+    char *insecure[] = {"MX_NNG_ADDR=tcp://0.0.0.0:0", "MX_INSECURE_TRANSPORT=1",
+                        "TEST_LOW_NOFILE=1", NULL};
+    spawn_node(&c, argv, insecure);
+    read_until(c.out, "ready", 10000, out, sizeof(out));
+    unsigned hp = 0;
+    int np = 0, ap = 0;
+    const char *h = strstr(out, "http ");
+    const char *n = strstr(out, "nng port ");
+    const char *a = strstr(out, "admin port ");
+    if (!h || !n || !a) {
+        kill(c.pid, SIGKILL);
+        fail_msg("no ready line: %s", out);
+    }
+    sscanf(strchr(h, ':') + 1, "%u", &hp);
+    sscanf(n + 9, "%d", &np);
+    sscanf(a + 11, "%d", &ap);
+    read_until(c.err, "MX_INSECURE_TRANSPORT", 5000, err, sizeof(err));
+    assert_non_null(strstr(err, "\"level\":\"warn\""));
+    assert_non_null(strstr(err, "MX_INSECURE_TRANSPORT=1"));
+    static int fds[1100];
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)np),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    for (int i = 0; i < 1100; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        assert_true(fds[i] >= 0);
+        assert_int_equal(connect(fds[i], (struct sockaddr *)&sa, sizeof sa), 0);
+    }
+    usleep(300 * 1000); /* the node accepts them in the background: let it */
+    /* HTTP: health answers */
+    int hfd = socket(AF_INET, SOCK_STREAM, 0);
+    sa.sin_port = htons((uint16_t)hp);
+    assert_int_equal(connect(hfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    const char *req = "GET /actuator/health/liveness HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    assert_int_equal(write(hfd, req, strlen(req)), (ssize_t)strlen(req));
+    static char resp[4096];
+    read_until(hfd, "\r\n\r\n", 5000, resp, sizeof resp);
+    close(hfd);
+    assert_non_null(strstr(resp, "HTTP/1.1 200"));
+    /* admin: mxctl answers */
+    char sh[4200];
+    snprintf(sh, sizeof sh, "%s/mxctl --node tcp://127.0.0.1:%d --timeout 3000 stats >/dev/null 2>&1",
+             getenv("MX_BIN_DIR"), ap);
+    assert_int_equal(system(sh), 0);
+    for (int i = 0; i < 1100; i++)
+        close(fds[i]);
+    kill(c.pid, SIGTERM);
+    assert_int_equal(wait_exit(c.pid, 15000), 0);
+    close(c.out);
+    close(c.err);
+}
+
 static void test_help(void **st)
 {
     struct child c;
@@ -267,6 +353,7 @@ int main(void)
         cmocka_unit_test(test_bad_config),
         cmocka_unit_test(test_http_addr_in_use),
         cmocka_unit_test(test_help),
+        cmocka_unit_test(test_transport_security),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
