@@ -320,8 +320,10 @@ static int h_metrics(mx_http_req_t *r, void *st)
     for (int c = 1; c <= 5; c++)
         pf(&p, "mx_http_responses_total{node=\"%s\",class=\"%dxx\"} %llu\n", node, c,
            (unsigned long long)hs.responses[c]);
-    static const char *lim[] = {"bad_request", "header_size", "body_size", "header_time", "idle",
-                                "pipeline",    "output",      "conns",     "in_app"};
+    static const char *lim[] = {"bad_request", "header_size", "body_size",    "header_time",
+                                "idle",        "pipeline",    "output",       "conns",
+                                "in_app",      "body_time",   "chunk_ext",    "client_conns",
+                                "memory",      "drain_rate"};
     _Static_assert(sizeof lim / sizeof *lim == MX_HTTP_LIM__COUNT, "a name per HTTP limit");
     pf(&p, "# TYPE mx_http_limit_hits_total counter\n");
     for (int i = 0; i < MX_HTTP_LIM__COUNT; i++)
@@ -536,9 +538,9 @@ static const struct mx_http_route routes[] = {
     {"GET", "/api/admin/**", mx__app_admin, 0},
     {"POST", "/api/admin/**", mx__app_admin, 0},
     {"DELETE", "/api/admin/**", mx__app_admin, 0},
-    {"GET", "/actuator/health", h_health, 0},
-    {"GET", "/actuator/health/liveness", h_health, 0},
-    {"GET", "/actuator/health/readiness", h_readiness, 0},
+    {"GET", "/actuator/health", h_health, MX_HTTP_ROUTE_LIGHT},
+    {"GET", "/actuator/health/liveness", h_health, MX_HTTP_ROUTE_LIGHT},
+    {"GET", "/actuator/health/readiness", h_readiness, MX_HTTP_ROUTE_LIGHT},
     {"GET", "/actuator/prometheus", h_metrics, 0},
 };
 

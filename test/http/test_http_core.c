@@ -461,8 +461,9 @@ static void test_answer_after_client_left(void **st)
     hh_free(h);
 }
 
-/* max_in_app: parsing pauses while the app holds that many requests, and
- * resumes as answers come; synchronous answers never count. */
+/* max_in_app: at the bound one more request is parsed and held (parsing
+ * stops), it reaches the app when an answer makes room, and parsing goes
+ * on; synchronous answers never count. */
 static void test_in_app_bound(void **st)
 {
     struct mx_http_opts o = {.max_in_app = 3};
@@ -480,11 +481,12 @@ static void test_in_app_bound(void **st)
     assert_false(mx__http_conn_can_parse(&h->conn));
     assert_int_equal(h->ctr.limits[MX_HTTP_LIM_IN_APP], 1);
     assert_int_equal(h->ctr.limits[MX_HTTP_LIM_PIPELINE], 0);
-    /* one answer makes room for exactly one more request */
+    assert_non_null(h->conn.deferred); /* /slow/3, parsed and held */
+    /* one answer makes room for exactly one more request: the held one */
     mx_http_req_t *r = h->deferred[--h->ndeferred];
     assert_int_equal(mx_http_respond(r, 200, "text/plain", "x", 1), 0);
     assert_int_equal(h->srv.in_app, 2);
-    assert_true(mx__http_conn_can_parse(&h->conn));
+    assert_false(mx__http_conn_can_parse(&h->conn));
     used += mx__http_conn_feed(&h->conn, buf + used, len - used);
     assert_true(used < len);
     assert_int_equal(h->ndeferred, 3);
@@ -495,7 +497,10 @@ static void test_in_app_bound(void **st)
         used += mx__http_conn_feed(&h->conn, buf + used, len - used);
         assert_true(h->srv.in_app <= 3);
     }
-    hh_answer_deferred(h);
+    while (h->ndeferred || h->conn.deferred) {
+        hh_answer_deferred(h);
+        mx__http_conn_resume(&h->conn);
+    }
     assert_int_equal(h->srv.in_app, 0);
     struct presp p[9];
     assert_int_equal(parse_all(h, p, 9), 8); /* all answered, in order */
@@ -509,10 +514,12 @@ static void test_in_app_client_left(void **st)
 {
     struct mx_http_opts o = {.max_in_app = 2};
     struct hh *h = hh_new(&o);
-    feed_str(h, "GET /slow/1 HTTP/1.1\r\n\r\nGET /slow/2 HTTP/1.1\r\n\r\n");
+    feed_str(h, "GET /slow/1 HTTP/1.1\r\n\r\nGET /slow/2 HTTP/1.1\r\n\r\n"
+                "GET /slow/3 HTTP/1.1\r\n\r\n");
     assert_int_equal(h->srv.in_app, 2);
+    assert_non_null(h->conn.deferred); /* held: never reached the app */
     assert_false(mx__http_conn_can_parse(&h->conn));
-    mx__http_conn_fini(&h->conn);
+    mx__http_conn_fini(&h->conn); /* frees the held one */
     mx_http_req_t *r = h->deferred[--h->ndeferred];
     assert_int_equal(mx_http_respond(r, 200, "text/plain", "x", 1), MX_ESTOPPED);
     assert_int_equal(h->srv.in_app, 1);
