@@ -266,9 +266,10 @@ struct mx_http_opts {
                                     grow past it gets 503; a connection held back this way for
                                     2 s with unwritten answers is closed. 0 = 256 MiB */
     uint32_t min_drain_bytes_per_s; /* a connection with unwritten answers must take at least
-                                       this many bytes per 10 s window, on average, or it is
-                                       closed (a client that reads 1 KiB a minute does not pin
-                                       its answers). 0 = 1024 */
+                                       this many bytes per 10 s window (idle_timeout_ms / 2
+                                       if shorter), on average, or it is
+                                       reset (a client that reads 1 KiB a minute does not pin
+                                       its answers, nor the kernel's copy). 0 = 1024 */
     /* PROXY protocol: NULL = off. Otherwise a connection may begin with a
      * v1 or v2 header: from a peer proxy_trusted accepts, its client
      * address becomes the connection's peer (mx_http_req_peer_ip/_addr);

@@ -39,7 +39,7 @@
 #define LINGER_MAX_BYTES (4u << 20)
 #define START_WAIT_MS 5000
 #define MEM_PAUSE_MS 2000      /* held back by the memory budget this long: closed */
-#define DRAIN_WINDOW_MS 10000  /* min_drain_bytes_per_s is judged over this window */
+#define DRAIN_WINDOW_MS 10000  /* min_drain_bytes_per_s is judged over this window (or idle/2) */
 #define TRIM_MIN_BYTES (16 << 20) /* freed since the peak before malloc_trim runs */
 #define CLIENT_SLOTS 16384     /* per-client connection counters (hashed addresses) */
 
@@ -224,7 +224,7 @@ static void on_conn_closed(uv_handle_t *hd)
     acceptor_maybe_free(a);
 }
 
-static void conn_close(struct hconn *hc)
+static void conn_close_how(struct hconn *hc, bool reset)
 {
     if (hc->closing)
         return;
@@ -233,7 +233,14 @@ static void conn_close(struct hconn *hc)
     mx__http_conn_fini(&hc->core); /* requests the app holds are detached now */
     free(hc->left);
     hc->left = NULL;
-    uv_close((uv_handle_t *)&hc->tcp, on_conn_closed);
+    /* a reset also drops what the kernel still buffers for the client */
+    if (!reset || hc->lingering || uv_tcp_close_reset(&hc->tcp, on_conn_closed) != 0)
+        uv_close((uv_handle_t *)&hc->tcp, on_conn_closed);
+}
+
+static void conn_close(struct hconn *hc)
+{
+    conn_close_how(hc, false);
 }
 
 /* ---- writing ---- */
@@ -716,12 +723,14 @@ static bool drain_check(struct hconn *hc, int64_t now)
         hc->drain_mark = c->written;
         return false;
     }
-    if (now - hc->drain_since < DRAIN_WINDOW_MS)
+    const struct mx_http_opts *o = &hc->a->srv.o;
+    int64_t window = o->idle_timeout_ms / 2 < DRAIN_WINDOW_MS ? o->idle_timeout_ms / 2 : DRAIN_WINDOW_MS;
+    if (now - hc->drain_since < window)
         return false;
-    uint64_t want = (uint64_t)hc->a->srv.o.min_drain_bytes_per_s * DRAIN_WINDOW_MS / 1000;
+    uint64_t want = (uint64_t)o->min_drain_bytes_per_s * (uint64_t)window / 1000;
     if (c->written - hc->drain_mark < want) {
         mx__http_count(&hc->a->slot->ctr.limits[MX_HTTP_LIM_DRAIN], 1);
-        conn_close(hc);
+        conn_close_how(hc, true);
         return true;
     }
     hc->drain_since = now;
@@ -743,7 +752,7 @@ static bool mem_check(struct hconn *hc, int64_t now)
     if (now - hc->mem_paused < MEM_PAUSE_MS || hc->core.out_bytes == 0)
         return false;
     mx__http_count(&hc->a->slot->ctr.mem_closed, 1);
-    conn_close(hc);
+    conn_close_how(hc, true);
     return true;
 }
 
@@ -790,9 +799,10 @@ static void on_sweep(uv_timer_t *t)
             mx__http_conn_head_timeout(&hc->core);
             update(hc);
         } else {
-            /* idle keep-alive, or a client that stopped sending or reading */
+            /* idle keep-alive, or a client that stopped sending or reading
+             * (then a reset drops the answers the kernel still holds) */
             mx__http_count(&a->slot->ctr.limits[MX_HTTP_LIM_IDLE], 1);
-            conn_close(hc);
+            conn_close_how(hc, hc->core.out_bytes > 0);
         }
     }
     resume_paused(a); /* answers to connections that left resume nobody */
