@@ -272,6 +272,7 @@ int main(int argc, char **argv)
     mx_app_opts_default(&ao);
     ao.node_name = node;
     ao.trusted_proxies = mx_config_str(&cfg, "MX_TRUSTED_PROXIES");
+    ao.metrics_token = mx_config_str(&cfg, "MX_METRICS_TOKEN");
     ao.redis_url = mx_config_str(&cfg, "MX_REDIS_URL");
     ao.jwt_secret = mx_config_str(&cfg, "MX_JWT_SECRET");
     ao.rate_limit = mx_config_int(&cfg, "MX_RATE_LIMIT") != 0;
@@ -324,9 +325,12 @@ int main(int argc, char **argv)
         goto stop;
     }
     if ((rc = mx_app_start(&app, sys, &ho, &ao, &port)) != 0) {
-        fprintf(stderr, "mxnode: MX_HTTP_ADDR: cannot serve HTTP on %s: %s\n", ho.addr,
-                mx_strerror(rc));
-        exit_code = 1;
+        if (rc == MX_ECONFIG) /* the setting is named in the error logged above */
+            fprintf(stderr, "mxnode: HTTP settings refused: %s\n", mx_strerror(rc));
+        else
+            fprintf(stderr, "mxnode: MX_HTTP_ADDR: cannot serve HTTP on %s: %s\n", ho.addr,
+                    mx_strerror(rc));
+        exit_code = rc == MX_ECONFIG ? 2 : 1;
         goto stop;
     }
     struct mx_remote_opts ro = {.listen_url = mx_config_str(&cfg, "MX_NNG_ADDR")};

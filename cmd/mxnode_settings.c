@@ -36,6 +36,7 @@ const struct mx_setting mx_node_settings[] = {
     {"MX_FETCH_TIMEOUT_MS", "--fetch-timeout-ms", "5000", MX_SET_INT, 100, 120000, "one upstream attempt's total timeout"},
     {"MX_RATE_LIMIT", "--rate-limit", "1", MX_SET_INT, 0, 1, "global rate limits in Redis: 1 on, 0 off (benchmarks)"},
     {"MX_TRUSTED_PROXIES", "--trusted-proxies", "", MX_SET_CIDRS, 0, 0, "peers whose X-Forwarded-For and PROXY protocol header are honoured"},
+    {"MX_METRICS_TOKEN", "--metrics-token", "", MX_SET_SECRET, 16, 0, "bearer token /actuator/prometheus requires; empty = private client addresses only"},
     /* cache tier settings (mxnode_svc.c): add below */
     {"MX_CACHE_L2", "--cache-l2", "1", MX_SET_INT, 0, 1, "L2 Redis cache and cluster single-flight: 1 on, 0 off"},
     {"MX_CACHE_LATCH_TTL_MS", "--cache-latch-ttl-ms", "10000", MX_SET_INT, 200, 600000, "single-flight latch TTL (and longest wait for another node's load)"},

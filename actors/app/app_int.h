@@ -33,7 +33,7 @@ struct acc {
     struct pend *tab; /* open addressing, linear probing; cap a power of two */
     uint32_t cap, n, max;
     mx_redis_t *redis; /* sessions, refresh tokens, rate limits; NULL without MX_REDIS_URL */
-    mx_redis_script_t *s_refresh, *s_login; /* registered once, at init */
+    mx_redis_script_t *s_refresh, *s_login, *s_admin_live; /* registered once, at init */
     struct mx_addr *likes; /* like-buffer actors "likes.<i>"; nlikes 0 = likes not running */
     uint32_t nlikes;
     struct mx__ocid_slot *ocid_cache; /* like routes: name -> ocid (app_likes.c); NULL until used */
@@ -62,6 +62,11 @@ void mx__app_login_abort(void *ctx);
 bool mx__app_proxy_trusted(const struct sockaddr_storage *peer, void *ctx);
 
 int mx__app_auth_init(struct acc *a);
+
+/* mx__app_client_ip - the client's address as text into out: the peer, or,
+ * when the peer is in MX_TRUSTED_PROXIES, the right-most X-Forwarded-For
+ * entry (over every header line) that is not itself a trusted proxy. */
+void mx__app_client_ip(struct acc *a, mx_http_req_t *r, char *out, size_t cap);
 
 /* mx__app_bearer - verify the Authorization: Bearer token; true and *c when
  * valid; *present says whether the header was there. */

@@ -215,27 +215,37 @@ static int h_readiness(mx_http_req_t *r, void *st)
     return MX_HTTP_DONE;
 }
 
-/* Prometheus text: only for loopback and private networks. */
-static bool private_peer(const struct sockaddr_storage *ss)
+/* Prometheus text: only for loopback and private networks, judged on the
+ * client's address (behind a trusted proxy, the forwarded one). */
+static bool private_client(struct acc *a, mx_http_req_t *r)
 {
-    if (ss->ss_family == AF_INET) {
-        uint32_t a = ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr);
-        return (a >> 24) == 127 || (a >> 24) == 10 || (a >> 20) == (172u << 4 | 1) ||
-               (a >> 16) == (192u << 8 | 168);
-    }
-    if (ss->ss_family == AF_INET6) {
-        const uint8_t *b = ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr;
-        static const uint8_t loop[16] = {[15] = 1};
-        if (memcmp(b, loop, 16) == 0 || (b[0] & 0xfe) == 0xfc)
-            return true;
-        static const uint8_t v4map[12] = {[10] = 0xff, [11] = 0xff};
-        if (memcmp(b, v4map, 12) == 0) {
-            struct sockaddr_storage v4 = {.ss_family = AF_INET};
-            memcpy(&((struct sockaddr_in *)&v4)->sin_addr, b + 12, 4);
-            return private_peer(&v4);
-        }
-    }
-    return false;
+    char ip[80];
+    uint8_t b[16] = {0};
+    static const uint8_t loop[16] = {[15] = 1}, v4map[12] = {[10] = 0xff, [11] = 0xff};
+    mx__app_client_ip(a, r, ip, sizeof ip);
+    if (inet_pton(AF_INET, ip, b + 12) == 1)
+        memcpy(b, v4map, 12);
+    else if (inet_pton(AF_INET6, ip, b) != 1)
+        return false;
+    if (memcmp(b, v4map, 12) != 0)
+        return memcmp(b, loop, 16) == 0 || (b[0] & 0xfe) == 0xfc;
+    return b[12] == 127 || b[12] == 10 || (b[12] == 172 && (b[13] & 0xf0) == 16) ||
+           (b[12] == 192 && b[13] == 168);
+}
+
+/* MX_METRICS_TOKEN set: the bearer token must match (constant time). */
+static bool metrics_token_ok(struct acc *a, mx_http_req_t *r)
+{
+    const char *want = a->app->o.metrics_token;
+    const char *h = mx_http_req_header(r, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return false;
+    h += 7;
+    size_t wl = strlen(want), hl = strlen(h);
+    unsigned char diff = wl != hl;
+    for (size_t i = 0; i < wl; i++)
+        diff |= (unsigned char)(want[i] ^ (i < hl ? h[i] : 0));
+    return diff == 0;
 }
 
 struct prom {
@@ -293,7 +303,13 @@ static bool sum_actor(const struct mx_actor_stats *s, void *ctx)
 static int h_metrics(mx_http_req_t *r, void *st)
 {
     struct acc *a = st;
-    if (!private_peer(mx_http_req_peer_addr(r))) {
+    if (a->app->o.metrics_token && a->app->o.metrics_token[0]) {
+        if (!metrics_token_ok(a, r)) {
+            mx_http_add_header(r, "WWW-Authenticate", "Bearer");
+            mx_http_error(r, 401, "A001", "Metrics need the bearer token (MX_METRICS_TOKEN)");
+            return MX_HTTP_DONE;
+        }
+    } else if (!private_client(a, r)) {
         mx_http_error(r, 403, "C003", "Metrics are served to loopback and private networks only");
         return MX_HTTP_DONE;
     }
@@ -735,6 +751,12 @@ int mx_app_start(struct mx_app *app, mx_system_t *sys, const struct mx_http_opts
         app->o.refresh_ttl_s = 7 * 24 * 3600;
     if (app->o.trusted_proxies && app->o.trusted_proxies[0]) {
         app->nproxies = mx_app_parse_cidrs(app->o.trusted_proxies, app->proxies, MX_APP_MAX_PROXIES);
+        if (app->nproxies == -2) {
+            MX_ERROR("MX_TRUSTED_PROXIES: %s covers every address: any client could choose its "
+                     "own address (X-Forwarded-For, PROXY header); list the proxies' addresses",
+                     app->o.trusted_proxies);
+            return MX_ECONFIG;
+        }
         if (app->nproxies < 0) {
             MX_ERROR("MX_TRUSTED_PROXIES: not a list of CIDRs: %s", app->o.trusted_proxies);
             return MX_ECONFIG;
