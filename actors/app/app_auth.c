@@ -250,6 +250,7 @@ struct rl_op {
     mx__app_next_fn next;
     char user_key[96]; /* "" when no user bucket applies */
     bool user_done;
+    uint32_t cost; /* tokens this request takes from each bucket */
 };
 
 static void rl_cb(int status, const struct mx_rl_result *res, void *arg);
@@ -260,7 +261,8 @@ static void rl_continue(struct rl_op *op, uint32_t remaining)
     mx_http_req_t *r = op->r;
     if (op->user_key[0] && !op->user_done) {
         op->user_done = true;
-        static const struct mx_rl_rule user_rule = MX_RL_RULE_USER;
+        struct mx_rl_rule user_rule = MX_RL_RULE_USER;
+        user_rule.cost = op->cost;
         if (mx_ratelimit_check(a->redis, op->user_key, &user_rule, rl_cb, op) == 0)
             return;
         CNT(rl_bypassed);
@@ -311,7 +313,8 @@ static int rl_start(struct rl_op *op)
     char ip[80], key[96];
     mx__app_client_ip(a, r, ip, sizeof ip);
     ip_bucket(ip, key, sizeof key);
-    static const struct mx_rl_rule ip_rule = MX_RL_RULE_IP;
+    struct mx_rl_rule ip_rule = MX_RL_RULE_IP;
+    ip_rule.cost = op->cost;
     if (mx_ratelimit_check(a->redis, key, &ip_rule, rl_cb, op) != 0) {
         CNT(rl_bypassed);
         mx__app_next_fn next = op->next;
@@ -346,6 +349,11 @@ static void admin_live_cb(mx_redis_t *rd, int status, const redisReply *rep, voi
 
 int mx__app_guard(mx_http_req_t *r, struct acc *a, mx__app_next_fn next)
 {
+    return mx__app_guard_cost(r, a, next, 1);
+}
+
+int mx__app_guard_cost(mx_http_req_t *r, struct acc *a, mx__app_next_fn next, uint32_t cost)
+{
     if (!a->app->o.rate_limit || !a->redis)
         return next(r, a);
     struct mx_jwt_claims c;
@@ -357,6 +365,7 @@ int mx__app_guard(mx_http_req_t *r, struct acc *a, mx__app_next_fn next)
     op->a = a;
     op->r = r;
     op->next = next;
+    op->cost = cost;
     if (user)
         snprintf(op->user_key, sizeof op->user_key, "user:%s", c.fgp[0] ? c.fgp : c.sub);
     if (user && strcmp(c.role, "ADMIN") == 0 && a->s_admin_live) {
@@ -432,8 +441,9 @@ static void write_tokens(struct acc *a, mx_http_req_t *r, const char *sid, const
 }
 
 /* KEYS: session, refresh token, admins, the account's session set.
- * ARGV: ign, fgp, ocids, ttl, sid, now (ms), max sessions. The oldest
- * sessions past the cap are deleted (their refresh tokens then find no
+ * ARGV: ign, fgp, ocids, ttl, sid, now (ms), max sessions. Sessions are
+ * ranked by login (strictly increasing, even within one millisecond); the
+ * oldest past the cap are deleted (their refresh tokens then find no
  * session: A013). */
 static const char login_lua[] =
     "local role = 'USER'\n"
@@ -441,7 +451,9 @@ static const char login_lua[] =
     "redis.call('HSET', KEYS[1], 'ign', ARGV[1], 'fgp', ARGV[2], 'ocids', ARGV[3], 'role', role)\n"
     "redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
     "redis.call('SET', KEYS[2], ARGV[5] .. '|live', 'EX', ARGV[4])\n"
-    "redis.call('ZADD', KEYS[4], ARGV[6], ARGV[5])\n"
+    "local top = redis.call('ZREVRANGE', KEYS[4], 0, 0, 'WITHSCORES')\n"
+    "local at = math.max(tonumber(ARGV[6]), (tonumber(top[2]) or 0) + 1)\n"
+    "redis.call('ZADD', KEYS[4], at, ARGV[5])\n"
     "redis.call('EXPIRE', KEYS[4], ARGV[4])\n"
     "local over = redis.call('ZCARD', KEYS[4]) - tonumber(ARGV[7])\n"
     "if over > 0 then\n"

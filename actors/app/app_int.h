@@ -47,6 +47,9 @@ typedef int (*mx__app_next_fn)(mx_http_req_t *r, struct acc *a);
 /* mx__app_guard - rate limit (per IP, and per user when a valid Bearer
  * token is present) then run next; answers 429 itself. */
 int mx__app_guard(mx_http_req_t *r, struct acc *a, mx__app_next_fn next);
+/* mx__app_guard_cost - mx__app_guard for a request that takes cost tokens
+ * (<= the buckets' capacity) from each bucket: a recalculation. */
+int mx__app_guard_cost(mx_http_req_t *r, struct acc *a, mx__app_next_fn next, uint32_t cost);
 
 /* auth routes (app_auth.c) */
 int mx__app_login(mx_http_req_t *r, void *st);

@@ -189,9 +189,17 @@ static int cache_next(mx_http_req_t *r, struct acc *a)
     return ask_cache_now(r, a, what, preset, force);
 }
 
+/* A recalculation (recalculate, ?force=true) costs an upstream fetch and a
+ * calculation: it takes this many tokens of the client's buckets (10 per
+ * burst of 100, then one per 6 s), beside the cluster-wide coalescing. */
+#define FORCE_COST 10
+
 static int ask_cache(mx_http_req_t *r, void *st)
 {
-    return mx__app_guard(r, st, cache_next);
+    const char *fq = mx_http_req_query(r, "force");
+    bool force = (mx_http_req_route(r)->flags >> 16 & 1) ||
+                 (fq && (strcasecmp(fq, "true") == 0 || strcmp(fq, "1") == 0));
+    return mx__app_guard_cost(r, st, cache_next, force ? FORCE_COST : 1);
 }
 
 /* ---- routes ---- */

@@ -10,9 +10,12 @@
  * - a demoted admin loses the admin routes, refresh says USER, and after
  *   logout the old ADMIN token is rate limited;
  * - NUL and control characters in JSON strings: 400;
- * - sessions per account are capped (the oldest is revoked). */
+ * - sessions per account are capped (the oldest is revoked);
+ * - recalculations are coalesced across two nodes (one upstream load for
+ *   ten concurrent asks) and cost a client ten tokens each. */
 #include <curl/curl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdbool.h>
 #include <signal.h>
@@ -32,7 +35,7 @@
 
 static struct stub g_stub;
 static struct redisd g_redis;
-static struct node g_n; /* trusts 127.0.0.1 (this test) as its proxy */
+static struct node g_n, g_m; /* both trust 127.0.0.1 (this test) as their proxy */
 static char g_base[160], g_redis_env[700];
 static char g_key[] = "user-key-1";
 static char g_ign[128];
@@ -44,7 +47,7 @@ static int setup(void **st)
     snprintf(g_base, sizeof g_base, "MX_NEXON_BASE_URL=%s", g_stub.base);
     snprintf(g_redis_env, sizeof g_redis_env, "MX_REDIS_URL=%s", g_redis.url);
     const char *env[] = {g_base, g_redis_env, "MX_TRUSTED_PROXIES=127.0.0.1/32", NULL};
-    if (node_start(&g_n, env) != 0)
+    if (node_start(&g_n, env) != 0 || node_start(&g_m, env) != 0)
         return -1;
     char url[256];
     struct resp r;
@@ -63,6 +66,7 @@ static int setup(void **st)
 static int teardown(void **st)
 {
     node_kill(&g_n);
+    node_kill(&g_m);
     redisd_stop(&g_redis);
     stub_stop(&g_stub);
     return 0;
@@ -308,6 +312,61 @@ static void test_session_cap(void **st)
     assert_int_equal(redis_int("ZCARD %s", key), 10);
 }
 
+#define EVAN_URL "%EC%97%90%EB%B0%98" /* 에반, a character of the stub */
+
+struct recalc_arg {
+    int port, status;
+    char xff[64];
+};
+
+static void *recalc_one(void *p)
+{
+    struct recalc_arg *ra = p;
+    char hdr[96];
+    snprintf(hdr, sizeof hdr, "X-Forwarded-For: %s\r\n", ra->xff);
+    struct http_res r;
+    ra->status = node_http(ra->port, "POST", "/api/v4/characters/" EVAN_URL "/expectation/recalculate",
+                           hdr, NULL, &r);
+    http_res_free(&r);
+    return NULL;
+}
+
+static void test_recalc_coalesced_and_limited(void **st)
+{
+    struct http_res r;
+    assert_int_equal(node_http(g_n.http_port, "GET", "/api/v4/characters/" EVAN_URL "/expectation",
+                               "X-Forwarded-For: 10.90.0.1\r\n", NULL, &r),
+                     200);
+    http_res_free(&r);
+    long long eq0 = stub_stat(&g_stub, "/maplestory/v1/character/item-equipment");
+    assert_true(eq0 >= 1);
+    /* ten clients ask both nodes at once: one recalculation */
+    enum { N = 10 };
+    pthread_t th[N];
+    struct recalc_arg ra[N];
+    for (int i = 0; i < N; i++) {
+        ra[i] = (struct recalc_arg){.port = i % 2 ? g_m.http_port : g_n.http_port};
+        snprintf(ra[i].xff, sizeof ra[i].xff, "10.91.0.%d", i + 1);
+        pthread_create(&th[i], NULL, recalc_one, &ra[i]);
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(ra[i].status, 200);
+    }
+    assert_int_equal(stub_stat(&g_stub, "/maplestory/v1/character/item-equipment"), eq0 + 1);
+    /* one client: ten tokens a recalculation, so the 11th of a burst is 429 */
+    assert_true(redisd_ok(&g_redis, "DEL {rl}:ip:10.92.0.1"));
+    int ok = 0, s = 0;
+    for (int i = 0; i < 12 && s != 429; i++) {
+        s = node_http(g_n.http_port, "GET", "/api/v4/characters/" EVAN_URL "/expectation?force=true",
+                      "X-Forwarded-For: 10.92.0.1\r\n", NULL, &r);
+        http_res_free(&r);
+        ok += s == 200;
+    }
+    assert_int_equal(s, 429);
+    assert_int_equal(ok, 10);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -319,6 +378,7 @@ int main(void)
         cmocka_unit_test(test_admin_demotion),
         cmocka_unit_test(test_control_chars_in_json),
         cmocka_unit_test(test_session_cap),
+        cmocka_unit_test(test_recalc_coalesced_and_limited),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     curl_global_cleanup();
