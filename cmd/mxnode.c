@@ -267,6 +267,8 @@ int main(int argc, char **argv)
     struct mx_http_opts ho = {
         .addr = mx_config_str(&cfg, "MX_HTTP_ADDR"),
         .max_conns = (uint32_t)mx_config_int(&cfg, "MX_HTTP_MAX_CONNS"),
+        .max_conns_per_client = (uint32_t)mx_config_int(&cfg, "MX_HTTP_MAX_CONNS_PER_CLIENT"),
+        .max_buffered_bytes = (uint64_t)mx_config_int(&cfg, "MX_HTTP_MAX_BUFFERED_MB") << 20,
     };
     struct mx_app_opts ao;
     mx_app_opts_default(&ao);

@@ -30,6 +30,8 @@ const struct mx_setting mx_node_settings[] = {
     {"MX_CUBE_TABLE", "--cube-table", "../shared/data/cube_probability_black.csv", MX_SET_STR, 0, 4096, "cube probability table (CSV)"},
     {"MX_JWT_SECRET", "--jwt-secret", "", MX_SET_SECRET, 32, 0, "HS256 secret for access tokens (required, >= 32 bytes)"},
     {"MX_HTTP_MAX_CONNS", "--http-max-conns", "10000", MX_SET_INT, 1, 1000000, "open HTTP connections per node; more are refused"},
+    {"MX_HTTP_MAX_CONNS_PER_CLIENT", "--http-max-conns-per-client", "0", MX_SET_INT, 0, 1000000, "open HTTP connections per client address (IPv6: per /64); 0 = MX_HTTP_MAX_CONNS / 4"},
+    {"MX_HTTP_MAX_BUFFERED_MB", "--http-max-buffered-mb", "256", MX_SET_INT, 1, 65536, "node-wide MiB of unwritten answers and buffered requests; past it reading pauses, then hogs are closed"},
     {"MX_L1_MAX_ENTRIES", "--l1-max-entries", "10000", MX_SET_INT, 16, 10000000, "L1 cache entries per scheduler"},
     {"MX_L1_MAX_MB", "--l1-max-mb", "128", MX_SET_INT, 1, 65536, "L1 cache megabytes per scheduler"},
     {"MX_FETCH_MAX_INFLIGHT", "--fetch-max-inflight", "32", MX_SET_INT, 1, 4096, "concurrent upstream (Nexon) calls"},

@@ -340,6 +340,13 @@ static int h_metrics(mx_http_req_t *r, void *st)
     pf(&p, "# TYPE mx_http_bytes_out_total counter\nmx_http_bytes_out_total{node=\"%s\"} %llu\n",
        node, (unsigned long long)hs.bytes_out);
 
+    pf(&p, "# TYPE mx_http_buffered_bytes gauge\nmx_http_buffered_bytes{node=\"%s\"} %llu\n", node,
+       (unsigned long long)hs.buffered_bytes);
+    pf(&p, "# TYPE mx_http_memory_closed_total counter\n"
+           "mx_http_memory_closed_total{node=\"%s\"} %llu\n",
+       node, (unsigned long long)hs.mem_closed);
+    pf(&p, "# TYPE mx_http_memory_trims_total counter\nmx_http_memory_trims_total{node=\"%s\"} %llu\n",
+       node, (unsigned long long)hs.mem_trims);
     pf(&p, "# TYPE mx_http_responses_total counter\n");
     for (int c = 1; c <= 5; c++)
         pf(&p, "mx_http_responses_total{node=\"%s\",class=\"%dxx\"} %llu\n", node, c,
