@@ -47,18 +47,7 @@ static int setup(void **st)
     if (node_start(&g_a, env_a) != 0 || node_start(&g_b, env_b) != 0)
         return -1;
     /* the account's first character, as the stub's list gives it */
-    char url[256];
-    struct resp r;
-    snprintf(url, sizeof url, "%s/maplestory/v1/character/list", g_stub.base);
-    if (http_get(url, g_key, false, &r) != 0 || r.status != 200)
-        return -1;
-    const char *p = strstr(r.body, "\"character_name\":\"");
-    if (!p)
-        return -1;
-    p += strlen("\"character_name\":\"");
-    snprintf(g_ign, sizeof g_ign, "%.*s", (int)(strchr(p, '"') - p), p);
-    resp_free(&r);
-    return 0;
+    return node_stub_first_character(g_stub.base, g_key, g_ign, sizeof g_ign);
 }
 
 static int teardown(void **st)

@@ -49,18 +49,7 @@ static int setup(void **st)
     const char *env[] = {g_base, g_redis_env, "MX_TRUSTED_PROXIES=127.0.0.1/32", NULL};
     if (node_start(&g_n, env) != 0 || node_start(&g_m, env) != 0)
         return -1;
-    char url[256];
-    struct resp r;
-    snprintf(url, sizeof url, "%s/maplestory/v1/character/list", g_stub.base);
-    if (http_get(url, g_key, false, &r) != 0 || r.status != 200)
-        return -1;
-    const char *p = strstr(r.body, "\"character_name\":\"");
-    if (!p)
-        return -1;
-    p += strlen("\"character_name\":\"");
-    snprintf(g_ign, sizeof g_ign, "%.*s", (int)(strchr(p, '"') - p), p);
-    resp_free(&r);
-    return 0;
+    return node_stub_first_character(g_stub.base, g_key, g_ign, sizeof g_ign);
 }
 
 static int teardown(void **st)

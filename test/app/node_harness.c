@@ -1,6 +1,7 @@
 /* node_harness.c - see node_harness.h. */
 #define _GNU_SOURCE
 #include "node_harness.h"
+#include "../stub/stub_harness.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -312,4 +313,23 @@ size_t node_log(const struct node *n, char *log, size_t cap)
     if (cap)
         log[r > 0 ? r : 0] = '\0';
     return r > 0 ? (size_t)r : 0;
+}
+
+int node_stub_first_character(const char *stub_base, const char *key, char *out, size_t cap)
+{
+    char url[256];
+    struct resp r;
+    snprintf(url, sizeof url, "%s/maplestory/v1/character/list", stub_base);
+    if (http_get(url, key, false, &r) != 0 || r.status != 200)
+        return -1;
+    const char *p = strstr(r.body, "\"character_name\":\"");
+    const char *e = p ? strchr(p + strlen("\"character_name\":\""), '"') : NULL;
+    int rc = -1;
+    if (e) {
+        p += strlen("\"character_name\":\"");
+        snprintf(out, cap, "%.*s", (int)(e - p), p);
+        rc = 0;
+    }
+    resp_free(&r);
+    return rc;
 }

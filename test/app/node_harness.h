@@ -55,4 +55,9 @@ void http_header(const struct http_res *r, const char *name, char *out, size_t c
  * out; returns 0 or -1. Good enough for flat test assertions. */
 int json_str(const char *json, const char *key, char *out, size_t cap);
 
+/* node_stub_first_character - the name of the first character a stub
+ * (base URL) lists for key (/maplestory/v1/character/list) into out.
+ * Returns 0 or -1. Needs stub_harness.c linked in. */
+int node_stub_first_character(const char *stub_base, const char *key, char *out, size_t cap);
+
 #endif

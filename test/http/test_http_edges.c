@@ -29,6 +29,7 @@
 #include "mx_err.h"
 #include "mx_http.h"
 #include "mx_testutil.h"
+#include "http_sock.h"
 
 static mx_system_t *g_sys;
 static char g_m[30000]; /* the body of /m: copied per answer, as metrics are */
@@ -160,20 +161,6 @@ static int dial_from(const char *src, uint16_t port, int rcvbuf)
     return fd;
 }
 
-static void send_all(int fd, const char *buf, size_t len)
-{
-    while (len) {
-        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        assert_true(n > 0);
-        buf += n;
-        len -= (size_t)n;
-    }
-}
-
-#define SEND(fd, lit) send_all(fd, lit, sizeof(lit) - 1)
-
 /* read one response (or EOF) within timeout_ms; its status, 0 if none */
 static int recv_status(int fd, int timeout_ms, char *body_out, size_t cap)
 {
@@ -196,21 +183,6 @@ static int recv_status(int fd, int timeout_ms, char *body_out, size_t cap)
         len += (size_t)n;
     }
     return parse_responses(buf, len, p, 1, NULL, NULL) == 1 ? p[0].status : 0;
-}
-
-/* does the server close the connection within timeout_ms (reading all)? */
-static bool closes_within(int fd, int timeout_ms)
-{
-    char b[4096];
-    int64_t dl = tu_now_ms() + timeout_ms;
-    while (tu_now_ms() < dl) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (poll(&pfd, 1, 20) <= 0)
-            continue;
-        if (recv(fd, b, sizeof(b), 0) <= 0)
-            return true;
-    }
-    return false;
 }
 
 static long rss_kib(void)
