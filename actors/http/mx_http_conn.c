@@ -523,6 +523,11 @@ static struct mx__http_out *compose(struct mx__http_conn *c, struct mx_http_req 
     o->head_len = n;
     o->total = o->head_len + (o->blob ? o->blob->len : 0);
     o->close = close;
+    /* acquire: pairs with the release in mx_blob_unref of other holders */
+    bool own_blob = o->blob && atomic_load_explicit(&o->blob->refs, memory_order_acquire) == 1;
+    o->charged = (int64_t)(o->head_len + (own_blob ? o->blob->len : 0));
+    o->mem = c->srv->mem;
+    mem_charge(c->srv, o->charged);
     return o;
 }
 
@@ -530,6 +535,8 @@ void mx__http_out_free(struct mx__http_out *o)
 {
     if (!o)
         return;
+    if (o->mem && o->charged) /* relaxed: a bound */
+        atomic_fetch_sub_explicit(o->mem, o->charged, memory_order_relaxed);
     free(o->head);
     mx_blob_unref(o->blob);
     free(o);
@@ -549,7 +556,6 @@ static void flush(struct mx__http_conn *c)
         struct mx__http_out *o = compose(c, r, close);
         mx__http_count(&ctr->responses[r->status / 100], 1);
         c->out_bytes += o->total;
-        mem_charge(c->srv, (int64_t)o->total);
         if (close)
             c->finished = true;
         req_free(r);
@@ -1066,7 +1072,6 @@ void mx__http_conn_written(struct mx__http_conn *c, size_t n)
     size_t d = n > c->out_bytes ? c->out_bytes : n;
     c->out_bytes -= d;
     c->written += d;
-    mem_charge(c->srv, -(int64_t)d);
 }
 
 void mx__http_conn_head_timeout(struct mx__http_conn *c)

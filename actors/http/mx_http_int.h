@@ -118,9 +118,12 @@ struct mx__http_out {
     struct mx_blob *blob; /* referenced until the write completes; may be NULL */
     size_t total;         /* head_len + blob bytes sent */
     bool close;           /* the last response on the connection */
+    _Atomic int64_t *mem; /* the budget charged (srv->mem), released by mx__http_out_free */
+    int64_t charged;      /* head + a blob only this answer holds (a shared cached
+                             document is one copy however many connections send it) */
 };
 
-/* mx__http_out_free - release head and blob. */
+/* mx__http_out_free - release head and blob, and their bytes of the budget. */
 void mx__http_out_free(struct mx__http_out *o);
 
 struct mx__http_conn;

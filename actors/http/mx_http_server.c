@@ -276,8 +276,8 @@ static void io_write(void *ctx, struct mx__http_out *o)
 {
     struct hconn *hc = ctx;
     if (hc->closing) {
-        mx__http_conn_written(&hc->core, o->total); /* releases its budget */
-        mx__http_out_free(o);
+        mx__http_conn_written(&hc->core, o->total);
+        mx__http_out_free(o); /* releases its budget */
         return;
     }
     uv_buf_t bufs[2];

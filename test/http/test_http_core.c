@@ -529,6 +529,44 @@ static void test_in_app_client_left(void **st)
     hh_free(h);
 }
 
+/* the node's buffer budget counts what an answer alone holds: its head and
+ * a body copied for it, not a cached document shared by every connection;
+ * written answers give their bytes back, and so do request arenas */
+static void test_buffer_budget_accounting(void **st)
+{
+    struct hh *h = hh_new(NULL);
+    _Atomic int64_t mem = 0;
+    h->srv.mem = &mem;
+    h->srv.o.max_buffered_bytes = 1u << 30;
+    h->hold_writes = true;
+    char big[3000];
+    memset(big, 'd', sizeof big);
+    struct mx_blob *b = mx_blob_new(big, sizeof big);
+    mx_http_doc_unref(h->doc);
+    assert_int_equal(mx_http_doc_new("text/plain", b, false, &h->doc), 0);
+    mx_blob_unref(b);
+    feed_str(h, "GET /doc HTTP/1.1\r\n\r\n");
+    assert_int_equal(h->nheld, 1);
+    assert_non_null(h->held[0]->blob); /* the document's own bytes, shared */
+    assert_int_equal(h->held[0]->charged, (int64_t)h->held[0]->head_len);
+    char req[4200];
+    int n = snprintf(req, sizeof req, "POST /echo HTTP/1.1\r\nContent-Length: 4000\r\n\r\n");
+    memset(req + n, 'e', 4000);
+    assert_int_equal(mx__http_conn_feed(&h->conn, req, (size_t)n + 4000), (size_t)n + 4000);
+    assert_int_equal(h->nheld, 2);
+    assert_non_null(h->held[1]->blob); /* a 4000-byte copy made for this answer */
+    assert_int_equal(h->held[1]->charged, (int64_t)h->held[1]->head_len + 4000);
+    assert_int_equal(atomic_load(&mem), h->held[0]->charged + h->held[1]->charged);
+    /* the budget spent: no new request starts */
+    h->srv.o.max_buffered_bytes = (uint64_t)atomic_load(&mem);
+    assert_true(mx__http_srv_mem_full(&h->srv));
+    assert_false(mx__http_conn_can_parse(&h->conn));
+    hh_release_held(h);
+    assert_int_equal(atomic_load(&mem), 0);
+    assert_true(mx__http_conn_can_parse(&h->conn));
+    hh_free(h);
+}
+
 static void test_add_header_rules(void **st)
 {
     struct hh *h = hh_new(NULL);
@@ -575,6 +613,7 @@ int main(void)
         cmocka_unit_test(test_add_header_rules),
         cmocka_unit_test(test_in_app_bound),
         cmocka_unit_test(test_in_app_client_left),
+        cmocka_unit_test(test_buffer_budget_accounting),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
