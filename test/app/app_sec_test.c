@@ -343,6 +343,15 @@ static void test_recalc_coalesced_and_limited(void **st)
         assert_int_equal(ra[i].status, 200);
     }
     assert_int_equal(stub_stat(&g_stub, "/maplestory/v1/character/item-equipment"), eq0 + 1);
+    /* the invalidation was acked by each node once, weighted by its shards:
+     * the recalculating node counted every receiver, no ack deadline hit */
+    struct node *nodes[] = {&g_n, &g_m};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(node_http(nodes[i]->http_port, "GET", "/actuator/prometheus", NULL, NULL, &r),
+                         200);
+        assert_non_null(strstr(r.body, "event=\"invalidation_ack_timeout\"} 0\n"));
+        http_res_free(&r);
+    }
     /* one client: ten tokens a recalculation, so the 11th of a burst is 429 */
     assert_true(redisd_ok(&g_redis, "DEL {rl}:ip:10.92.0.1"));
     int ok = 0, s = 0;
