@@ -1117,6 +1117,14 @@ bool mx__http_conn_done(const struct mx__http_conn *c)
     return (c->finished || c->fini || (c->stop_parsing && c->q_len == 0)) && c->out_bytes == 0;
 }
 
+int64_t mx__http_conn_held(const struct mx__http_conn *c)
+{
+    int64_t n = c->cur ? c->cur->charged : 0;
+    for (const struct mx_http_req *r = c->q_head; r; r = r->next)
+        n += r->charged;
+    return n;
+}
+
 bool mx__http_conn_waiting_app(const struct mx__http_conn *c)
 {
     for (const struct mx_http_req *r = c->q_head; r; r = r->next)

@@ -205,6 +205,9 @@ void mx__http_conn_drain(struct mx__http_conn *c);
 bool mx__http_conn_idle(const struct mx__http_conn *c);
 /* mx__http_conn_done - the closing response is out and fully written. */
 bool mx__http_conn_done(const struct mx__http_conn *c);
+/* mx__http_conn_held - bytes the connection holds against the budget
+ * beyond its unwritten answers: heads and bodies of its queued requests. */
+int64_t mx__http_conn_held(const struct mx__http_conn *c);
 /* mx__http_conn_waiting_app - a request waits for the app's answer. */
 bool mx__http_conn_waiting_app(const struct mx__http_conn *c);
 /* mx__http_conn_fini - the connection is gone: requests the app holds are

@@ -739,17 +739,24 @@ static bool drain_check(struct hconn *hc, int64_t now)
 }
 
 /* The memory budget: a connection it held back for MEM_PAUSE_MS while
- * holding unwritten answers is closed (that frees them); the others
- * resume once there is room. Returns true when hc was closed. */
+ * holding unwritten answers or queued request bodies is closed (that frees
+ * them: requests the app holds are detached); the others resume once there
+ * is room. Returns true when hc was closed. */
 static bool mem_check(struct hconn *hc, int64_t now)
 {
-    if (!hc->mem_paused)
-        return false;
     if (!mx__http_srv_mem_full(&hc->a->srv)) {
+        if (!hc->mem_paused)
+            return false;
+        hc->mem_paused = 0;
         update(hc);
         return hc->closing;
     }
-    if (now - hc->mem_paused < MEM_PAUSE_MS || hc->core.out_bytes == 0)
+    if (hc->reading || hc->lingering)
+        return false;
+    if (!hc->mem_paused) /* stopped for another reason first (pipeline full, 503) */
+        hc->mem_paused = now;
+    if (now - hc->mem_paused < MEM_PAUSE_MS ||
+        (hc->core.out_bytes == 0 && mx__http_conn_held(&hc->core) < (64 << 10)))
         return false;
     mx__http_count(&hc->a->slot->ctr.mem_closed, 1);
     conn_close_how(hc, true);

@@ -427,6 +427,63 @@ static void test_memory_budget(void **st)
     stop(h);
 }
 
+/* The input side: 20 connections each ask /hold (the app never answers)
+ * and pipeline 31 POSTs of 1 MiB behind it. Unbounded, the bodies queued
+ * behind the held request pinned 20 x 31 MiB; with a 24 MiB budget the RSS
+ * stays under it plus the margin, and the connections holding bodies are
+ * closed (the held requests are detached). */
+static void test_memory_budget_bodies(void **st)
+{
+    enum { CONNS = 20, POSTS = 31, BODY = 1 << 20, BUDGET = 24 << 20, MARGIN_KIB = 64 << 10 };
+    struct mx_http_opts o = {.max_conns = 100, .max_buffered_bytes = BUDGET};
+    uint16_t port;
+    mx_http_t *h = start(&o, &port);
+    static const char head[] = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n";
+    size_t one = sizeof(head) - 1 + BODY;
+    static const char hold[] = "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n";
+    size_t len = sizeof(hold) - 1 + POSTS * one;
+    char *stream = malloc(len);
+    memcpy(stream, hold, sizeof(hold) - 1);
+    for (int i = 0; i < POSTS; i++) {
+        char *p = stream + sizeof(hold) - 1 + (size_t)i * one;
+        memcpy(p, head, sizeof(head) - 1);
+        memset(p + sizeof(head) - 1, 'b', BODY);
+    }
+    long rss0 = rss_kib(); /* with this test's own 31 MiB stream */
+    int fds[CONNS];
+    size_t sent[CONNS] = {0};
+    for (int i = 0; i < CONNS; i++) {
+        fds[i] = dial_from(NULL, port, 0);
+        assert_true(fds[i] >= 0);
+        fcntl(fds[i], F_SETFL, O_NONBLOCK);
+    }
+    long peak = rss0;
+    int64_t t0 = tu_now_ms();
+    while (tu_now_ms() - t0 < 3000) {
+        for (int i = 0; i < CONNS; i++) {
+            ssize_t n = sent[i] < len ? send(fds[i], stream + sent[i], len - sent[i], MSG_NOSIGNAL)
+                                      : 0;
+            sent[i] += n > 0 ? (size_t)n : 0;
+        }
+        long r = rss_kib();
+        peak = r > peak ? r : peak;
+        usleep(20000);
+    }
+    struct mx_http_stats s = stats(h);
+    print_message("bodies: rss0 %ld KiB, peak +%ld KiB, buffered peak %llu, requests %llu\n", rss0,
+                  peak - rss0, (unsigned long long)s.buffered_peak,
+                  (unsigned long long)s.requests);
+    assert_true(s.requests > CONNS + CONNS / 2); /* bodies behind the held requests */
+    assert_true(peak - rss0 < BUDGET / 1024 + MARGIN_KIB);
+    assert_true(TU_WAIT_UNTIL(stats(h).mem_closed > 0, 10000));
+    /* the count itself overshoots by at most a body per acceptor */
+    assert_true(stats(h).buffered_peak < BUDGET + 4 * BODY);
+    for (int i = 0; i < CONNS; i++)
+        close(fds[i]);
+    free(stream);
+    stop(h); /* the app answers the held requests: that only frees them */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -436,6 +493,7 @@ int main(void)
         cmocka_unit_test(test_health_while_app_full),
         cmocka_unit_test(test_min_drain_rate),
         cmocka_unit_test(test_memory_budget),
+        cmocka_unit_test(test_memory_budget_bodies),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
