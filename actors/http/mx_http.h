@@ -328,7 +328,7 @@ enum mx_http_limit {
     MX_HTTP_LIM_BODY_TIME,   /* 408: body not complete within body_timeout_ms */
     MX_HTTP_LIM_CHUNK_EXT,   /* 413: chunk extensions over max_chunk_ext_bytes */
     MX_HTTP_LIM_CLIENT_CONNS,/* connection refused: max_conns_per_client */
-    MX_HTTP_LIM_MEMORY,      /* max_buffered_bytes: reading paused, 503, or closed */
+    MX_HTTP_LIM_MEMORY,      /* max_buffered_bytes: reading paused (closes: mem_closed) */
     MX_HTTP_LIM_DRAIN,       /* closed: answers not read at min_drain_bytes_per_s */
     MX_HTTP_LIM__COUNT
 };
@@ -349,7 +349,7 @@ struct mx_http_stats {
     uint64_t buffered_bytes;  /* gauge: bytes counted against max_buffered_bytes now */
     uint64_t buffered_peak;   /* the highest buffered_bytes seen */
     uint64_t mem_trims;       /* times freed memory was handed back (malloc_trim) */
-    uint64_t mem_closed;      /* connections closed by the memory budget (also in limits) */
+    uint64_t mem_closed;      /* connections the memory budget ended (503 or reset) */
 };
 
 /* mx_http_start - parse o->addr, bind one SO_REUSEPORT socket per scheduler
