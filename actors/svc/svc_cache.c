@@ -540,10 +540,13 @@ static void l2_del(struct shard *s, const char *key)
 
 /* ---- flights ---- */
 
-static struct flight *flight_find_key(struct shard *s, const char *key, size_t klen)
+/* A flight for key a request may join: any for a plain request (a
+ * recalculation's result is only newer), only a recalculation for a
+ * recalculation (a plain load may serve what it had before). */
+static struct flight *flight_find_key(struct shard *s, const char *key, size_t klen, bool force)
 {
     for (struct flight *f = s->flights; f; f = f->next)
-        if (f->klen == klen && memcmp(f->key, key, klen) == 0)
+        if (f->klen == klen && memcmp(f->key, key, klen) == 0 && (!force || f->q.force))
             return f;
     return NULL;
 }
@@ -1159,7 +1162,7 @@ static void on_get(mx_actor_t *self, struct shard *s, struct mx_msg *m)
         return;
     }
     INC(l1_misses);
-    struct flight *f = flight_find_key(s, key, klen);
+    struct flight *f = flight_find_key(s, key, klen, q.force);
     if (f) {
         if (!flight_wait(s, f, &m->env)) {
             INC(refused);

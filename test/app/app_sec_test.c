@@ -365,6 +365,66 @@ static void test_recalc_coalesced_and_limited(void **st)
     assert_int_equal(ok, 10);
 }
 
+struct get_arg {
+    int port, status;
+    const char *method, *path;
+};
+
+static void *get_one(void *p)
+{
+    struct get_arg *ga = p;
+    struct http_res r;
+    ga->status = node_http(ga->port, ga->method, ga->path, "X-Forwarded-For: 10.93.0.1\r\n", NULL,
+                           &r);
+    http_res_free(&r);
+    return NULL;
+}
+
+/* A recalculation does not join a plain load already under way on its
+ * shard (that load may serve what it had before): with upstream slow, a
+ * GET of a new character is loading when the recalculation comes; both
+ * answer, and equipment was fetched twice. */
+static void test_recalc_not_joined_to_plain_load(void **st)
+{
+    char url[256];
+    struct resp cr;
+    snprintf(url, sizeof url, "%s/__stub/config?latency_ms=600", g_stub.base);
+    assert_int_equal(http_post(url, &cr), 0);
+    resp_free(&cr);
+    long long eq0 = stub_stat(&g_stub, "/maplestory/v1/character/item-equipment");
+    struct get_arg plain = {g_n.http_port, 0, "GET", "/api/v4/characters/slowpoke7/expectation"};
+    struct get_arg force = {g_n.http_port, 0, "POST",
+                            "/api/v4/characters/slowpoke7/expectation/recalculate"};
+    pthread_t t1, t2;
+    pthread_create(&t1, NULL, get_one, &plain);
+    /* the plain load holds the document's latch once it starts: wait for it
+     * on one Redis connection */
+    redisContext *rc = redisConnect("127.0.0.1", g_redis.port);
+    assert_non_null(rc);
+    assert_int_equal(rc->err, 0);
+    long long held = 0;
+    int64_t dl = tu_now_ms() + 5000;
+    while (!held && tu_now_ms() < dl) {
+        redisReply *rep = redisCommand(rc, "EXISTS mx:mx:{exp:slowpoke7}:d:0:111:L");
+        held = rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
+        if (rep)
+            freeReplyObject(rep);
+        if (!held)
+            usleep(5000);
+    }
+    redisFree(rc);
+    assert_true(held);
+    pthread_create(&t2, NULL, get_one, &force);
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    snprintf(url, sizeof url, "%s/__stub/config?latency_ms=0", g_stub.base);
+    assert_int_equal(http_post(url, &cr), 0);
+    resp_free(&cr);
+    assert_int_equal(plain.status, 200);
+    assert_int_equal(force.status, 200);
+    assert_int_equal(stub_stat(&g_stub, "/maplestory/v1/character/item-equipment"), eq0 + 2);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -377,6 +437,7 @@ int main(void)
         cmocka_unit_test(test_control_chars_in_json),
         cmocka_unit_test(test_session_cap),
         cmocka_unit_test(test_recalc_coalesced_and_limited),
+        cmocka_unit_test(test_recalc_not_joined_to_plain_load),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     curl_global_cleanup();
