@@ -308,11 +308,14 @@ int main(int argc, char **argv)
     struct mx_http_opts ho = {
         .addr = mx_config_str(&cfg, "MX_HTTP_ADDR"),
         .max_conns = (uint32_t)mx_config_int(&cfg, "MX_HTTP_MAX_CONNS"),
+        .max_conns_per_client = (uint32_t)mx_config_int(&cfg, "MX_HTTP_MAX_CONNS_PER_CLIENT"),
+        .max_buffered_bytes = (uint64_t)mx_config_int(&cfg, "MX_HTTP_MAX_BUFFERED_MB") << 20,
     };
     struct mx_app_opts ao;
     mx_app_opts_default(&ao);
     ao.node_name = node;
     ao.trusted_proxies = mx_config_str(&cfg, "MX_TRUSTED_PROXIES");
+    ao.metrics_token = mx_config_str(&cfg, "MX_METRICS_TOKEN");
     ao.redis_url = mx_config_str(&cfg, "MX_REDIS_URL");
     ao.jwt_secret = mx_config_str(&cfg, "MX_JWT_SECRET");
     ao.rate_limit = mx_config_int(&cfg, "MX_RATE_LIMIT") != 0;
@@ -373,9 +376,12 @@ int main(int argc, char **argv)
         goto stop;
     }
     if ((rc = mx_app_start(&app, sys, &ho, &ao, &port)) != 0) {
-        fprintf(stderr, "mxnode: MX_HTTP_ADDR: cannot serve HTTP on %s: %s\n", ho.addr,
-                mx_strerror(rc));
-        exit_code = 1;
+        if (rc == MX_ECONFIG) /* the setting is named in the error logged above */
+            fprintf(stderr, "mxnode: HTTP settings refused: %s\n", mx_strerror(rc));
+        else
+            fprintf(stderr, "mxnode: MX_HTTP_ADDR: cannot serve HTTP on %s: %s\n", ho.addr,
+                    mx_strerror(rc));
+        exit_code = rc == MX_ECONFIG ? 2 : 1;
         goto stop;
     }
     if ((rc = mxnode_transport_setup(&cfg, &tls)) != 0) {

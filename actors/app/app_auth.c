@@ -9,6 +9,12 @@
  *   {auth}:rt:<sha256>  "<sid>|live" or "<sid>|used"; TTL = refresh lifetime
  *   {auth}:admins       set of fingerprints that sign in as ADMIN, besides
  *                       the bootstrap list MX_ADMIN_FINGERPRINTS
+ *   {auth}:fsess:<fgp>  sorted set of the account's session ids by login
+ *                       time; past max_sessions the oldest are revoked
+ * The ADMIN role is re-read from {auth}:admins (and the bootstrap list) at
+ * every refresh, admin route and rate-limit exemption: removing a
+ * fingerprint takes effect at once, whatever role its tokens or sessions
+ * were issued with.
  * A refresh token is "<sid>.<random>"; rotating it marks the old one used
  * and issues a new one in the same family (the session). Presenting a used
  * token again is reuse: the session (the whole family) is deleted.
@@ -86,6 +92,9 @@ int mx_app_parse_cidrs(const char *s, struct mx_cidr *out, int max)
         if (v4 && bits > 32)
             return -1;
         out[n].bits = (uint8_t)(v4 ? bits + 96 : bits);
+        static const uint8_t any_v4[16] = {[10] = 0xff, [11] = 0xff};
+        if (out[n].bits == 0 || (out[n].bits <= 96 && mx_app_cidr_match(&out[n], any_v4)))
+            return -2; /* every address (or every IPv4 address): no proxy is that */
         n++;
         s = e ? e + 1 : NULL;
     }
@@ -128,32 +137,68 @@ bool mx__app_proxy_trusted(const struct sockaddr_storage *peer, void *ctx)
     return trusted(app, a);
 }
 
-/* The client's address: the peer, or - when the peer is a trusted proxy -
- * the right-most X-Forwarded-For entry that is not itself trusted. */
-static void client_ip(struct acc *a, mx_http_req_t *r, char *out, size_t cap)
+/* One X-Forwarded-For entry [s, e): true and its address (binary and,
+ * when it fits, text into out) when it is an IP address. */
+static bool xff_item(const char *s, const char *e, uint8_t ip[16], char *out, size_t cap)
+{
+    char item[INET6_ADDRSTRLEN];
+    while (s < e && (*s == ' ' || *s == '\t'))
+        s++;
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+        e--;
+    if (e <= s || (size_t)(e - s) >= sizeof item)
+        return false;
+    memcpy(item, s, (size_t)(e - s));
+    item[e - s] = '\0';
+    if (!parse_ip(item, ip))
+        return false;
+    snprintf(out, cap, "%s", item);
+    return true;
+}
+
+void mx__app_client_ip(struct acc *a, mx_http_req_t *r, char *out, size_t cap)
 {
     snprintf(out, cap, "%s", mx_http_req_peer_ip(r));
-    uint8_t peer[16];
-    const char *xff = mx_http_req_header(r, "X-Forwarded-For");
-    if (!xff || a->app->nproxies == 0 || !parse_ip(out, peer) || !trusted(a->app, peer))
+    uint8_t ip[16];
+    if (a->app->nproxies == 0 || !parse_ip(out, ip) || !trusted(a->app, ip))
         return;
-    char list[1024];
-    snprintf(list, sizeof list, "%s", xff);
-    for (;;) {
-        char *comma = strrchr(list, ',');
-        char *item = comma ? comma + 1 : list;
-        while (*item == ' ')
-            item++;
-        char *end = item + strlen(item);
-        while (end > item && end[-1] == ' ')
-            *--end = '\0';
-        uint8_t ip[16];
-        if (!parse_ip(item, ip))
-            return; /* garbage: keep the last address we could trust */
-        snprintf(out, cap, "%s", item);
-        if (!trusted(a->app, ip) || !comma)
-            return;
-        *comma = '\0';
+    /* every header line, last first (a proxy appends a line or an entry),
+     * each read right to left in place: no copy, so no truncation */
+    unsigned n = 0;
+    while (mx_http_req_header_n(r, "X-Forwarded-For", n))
+        n++;
+    while (n-- > 0) {
+        const char *line = mx_http_req_header_n(r, "X-Forwarded-For", n);
+        const char *e = line + strlen(line);
+        for (;;) {
+            const char *s = e;
+            while (s > line && s[-1] != ',')
+                s--;
+            if (!xff_item(s, e, ip, out, cap) || !trusted(a->app, ip))
+                return; /* the client, or garbage: keep the last address we trust */
+            if (s == line)
+                break;
+            e = s - 1;
+        }
+    }
+}
+
+/* The rate-limit bucket of a client address: IPv4 as is (also when
+ * IPv4-mapped), IPv6 per /64 (one subscriber's whole prefix). */
+static void ip_bucket(const char *ip, char *out, size_t cap)
+{
+    uint8_t b[16];
+    static const uint8_t v4map[12] = {[10] = 0xff, [11] = 0xff};
+    char txt[INET6_ADDRSTRLEN];
+    if (!parse_ip(ip, b)) {
+        snprintf(out, cap, "ip:%s", ip[0] ? ip : "unknown");
+    } else if (memcmp(b, v4map, 12) == 0) {
+        inet_ntop(AF_INET, b + 12, txt, sizeof txt);
+        snprintf(out, cap, "ip:%s", txt);
+    } else {
+        memset(b + 8, 0, 8);
+        inet_ntop(AF_INET6, b, txt, sizeof txt);
+        snprintf(out, cap, "ip:%s/64", txt);
     }
 }
 
@@ -277,6 +322,7 @@ struct rl_op {
     mx__app_next_fn next;
     char user_key[96]; /* "" when no user bucket applies */
     bool user_done;
+    uint32_t cost; /* tokens this request takes from each bucket */
 };
 
 static void rl_cb(int status, const struct mx_rl_result *res, void *arg);
@@ -287,7 +333,8 @@ static void rl_continue(struct rl_op *op, uint32_t remaining)
     mx_http_req_t *r = op->r;
     if (op->user_key[0] && !op->user_done) {
         op->user_done = true;
-        static const struct mx_rl_rule user_rule = MX_RL_RULE_USER;
+        struct mx_rl_rule user_rule = MX_RL_RULE_USER;
+        user_rule.cost = op->cost;
         if (mx_ratelimit_check(a->redis, op->user_key, &user_rule, rl_cb, op) == 0)
             return;
         CNT(rl_bypassed);
@@ -329,33 +376,83 @@ static void rl_cb(int status, const struct mx_rl_result *res, void *arg)
     rl_continue(op, res->remaining);
 }
 
+/* The per-IP check, then the user's (rl_continue). Returns what
+ * mx__app_guard returns. */
+static int rl_start(struct rl_op *op)
+{
+    struct acc *a = op->a;
+    mx_http_req_t *r = op->r;
+    char ip[80], key[96];
+    mx__app_client_ip(a, r, ip, sizeof ip);
+    ip_bucket(ip, key, sizeof key);
+    struct mx_rl_rule ip_rule = MX_RL_RULE_IP;
+    ip_rule.cost = op->cost;
+    if (mx_ratelimit_check(a->redis, key, &ip_rule, rl_cb, op) != 0) {
+        CNT(rl_bypassed);
+        mx__app_next_fn next = op->next;
+        free(op);
+        return next(r, a);
+    }
+    return MX_HTTP_PENDING;
+}
+
+/* 1 when the session is live and its fingerprint is an admin now (in
+ * {auth}:admins, or ARGV[2] == "1": a bootstrap admin) */
+static const char admin_live_lua[] =
+    "local f = redis.call('HGET', KEYS[1], 'fgp')\n"
+    "if not f or f ~= ARGV[1] then return 0 end\n"
+    "if ARGV[2] == '1' or redis.call('SISMEMBER', KEYS[2], f) == 1 then return 1 end\n"
+    "return 0\n";
+
+static void admin_live_cb(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
+{
+    struct rl_op *op = arg;
+    if (status == MX_ESTOPPED) {
+        mx_http_error(op->r, 503, "S007", "Node is stopping");
+        free(op);
+    } else if (status == 0 && rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1) {
+        mx__app_next_fn next = op->next; /* a live admin session: exempt */
+        struct acc *a = op->a;
+        mx_http_req_t *r = op->r;
+        free(op);
+        next(r, a);
+    } else {
+        rl_start(op); /* not (or no longer) an admin: limited like anyone */
+    }
+}
+
 int mx__app_guard(mx_http_req_t *r, struct acc *a, mx__app_next_fn next)
+{
+    return mx__app_guard_cost(r, a, next, 1);
+}
+
+int mx__app_guard_cost(mx_http_req_t *r, struct acc *a, mx__app_next_fn next, uint32_t cost)
 {
     if (!a->app->o.rate_limit || !a->redis)
         return next(r, a);
     struct mx_jwt_claims c;
     bool present;
     bool user = mx__app_bearer(a, r, &c, &present);
-    if (user && strcmp(c.role, "ADMIN") == 0)
-        return next(r, a); /* admins are exempt */
     struct rl_op *op = calloc(1, sizeof *op);
     if (!op)
         abort();
     op->a = a;
     op->r = r;
     op->next = next;
+    op->cost = cost;
     if (user)
         snprintf(op->user_key, sizeof op->user_key, "user:%s", c.fgp[0] ? c.fgp : c.sub);
-    char ip[80], key[96];
-    client_ip(a, r, ip, sizeof ip);
-    snprintf(key, sizeof key, "ip:%s", ip[0] ? ip : "unknown");
-    static const struct mx_rl_rule ip_rule = MX_RL_RULE_IP;
-    if (mx_ratelimit_check(a->redis, key, &ip_rule, rl_cb, op) != 0) {
-        CNT(rl_bypassed);
-        free(op);
-        return next(r, a);
+    if (user && strcmp(c.role, "ADMIN") == 0 && a->s_admin_live) {
+        /* the claim is only a hint: the exemption needs the live session of
+         * a fingerprint that is still an admin */
+        char sk[128];
+        snprintf(sk, sizeof sk, "{auth}:sess:%s", c.sub);
+        const char *argv[] = {sk, "{auth}:admins", c.fgp,
+                              mx__app_bootstrap_admin(a->app, c.fgp) ? "1" : "0"};
+        if (mx_redis_eval(a->redis, a->s_admin_live, admin_live_cb, op, 2, 4, argv, NULL) == 0)
+            return MX_HTTP_PENDING;
     }
-    return MX_HTTP_PENDING;
+    return rl_start(op);
 }
 
 /* ---- login ---- */
@@ -421,13 +518,28 @@ static void write_tokens(struct acc *a, mx_http_req_t *r, const char *sid, const
     mx__app_send_json(r, 200, &w);
 }
 
-/* ARGV: ign, fgp, ocids, refresh TTL, sid, session TTL, "1" = bootstrap admin */
+/* KEYS: session, refresh token, admins, the account's session set.
+ * ARGV: ign, fgp, ocids, refresh TTL, sid, session TTL, "1" = bootstrap
+ * admin, now (ms), max sessions. Sessions are ranked by login (strictly
+ * increasing, even within one millisecond); the oldest past the cap are
+ * deleted (their refresh tokens then find no session: A013). */
 static const char login_lua[] =
     "local role = 'USER'\n"
     "if ARGV[7] == '1' or redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 1 then role = 'ADMIN' end\n"
     "redis.call('HSET', KEYS[1], 'ign', ARGV[1], 'fgp', ARGV[2], 'ocids', ARGV[3], 'role', role)\n"
     "redis.call('EXPIRE', KEYS[1], ARGV[6])\n"
     "redis.call('SET', KEYS[2], ARGV[5] .. '|live', 'EX', ARGV[4])\n"
+    "local top = redis.call('ZREVRANGE', KEYS[4], 0, 0, 'WITHSCORES')\n"
+    "local at = math.max(tonumber(ARGV[8]), (tonumber(top[2]) or 0) + 1)\n"
+    "redis.call('ZADD', KEYS[4], at, ARGV[5])\n"
+    "redis.call('EXPIRE', KEYS[4], ARGV[4])\n"
+    "local over = redis.call('ZCARD', KEYS[4]) - tonumber(ARGV[9])\n"
+    "if over > 0 then\n"
+    "  for _, sid in ipairs(redis.call('ZRANGE', KEYS[4], 0, over - 1)) do\n"
+    "    redis.call('DEL', '{auth}:sess:' .. sid)\n"
+    "  end\n"
+    "  redis.call('ZREMRANGEBYRANK', KEYS[4], 0, over - 1)\n"
+    "end\n"
     "return role\n";
 
 static void login_stored(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
@@ -497,14 +609,17 @@ void mx__app_login_reply(struct acc *a, mx_http_req_t *r, void *ctx, struct mx_m
     sha256_hex(lc->refresh, hash);
     snprintf(lc->rt_key, sizeof lc->rt_key, "{auth}:rt:%s", hash);
     snprintf(lc->sess_key, sizeof lc->sess_key, "{auth}:sess:%s", lc->sid);
-    char ttl[16], sttl[16];
+    char ttl[16], sttl[16], now[24], cap[16], fsess[80];
     snprintf(ttl, sizeof ttl, "%u", a->app->o.refresh_ttl_s);
     snprintf(sttl, sizeof sttl, "%u", a->app->o.session_ttl_s);
-    const char *argv[] = {lc->sess_key, lc->rt_key, "{auth}:admins", lc->ign, lc->fgp,
-                          lc->ocids,    ttl,        lc->sid,         sttl,
-                          mx__app_bootstrap_admin(a->app, lc->fgp) ? "1" : "0"};
+    snprintf(now, sizeof now, "%llu", (unsigned long long)mx_unix_ms());
+    snprintf(cap, sizeof cap, "%u", a->app->o.max_sessions ? a->app->o.max_sessions : 10);
+    snprintf(fsess, sizeof fsess, "{auth}:fsess:%s", lc->fgp);
+    const char *argv[] = {lc->sess_key, lc->rt_key, "{auth}:admins", fsess, lc->ign, lc->fgp,
+                          lc->ocids, ttl, lc->sid, sttl,
+                          mx__app_bootstrap_admin(a->app, lc->fgp) ? "1" : "0", now, cap};
     lc->r = r;
-    if (!a->s_login || mx_redis_eval(a->redis, a->s_login, login_stored, lc, 3, 10, argv, NULL) != 0) {
+    if (!a->s_login || mx_redis_eval(a->redis, a->s_login, login_stored, lc, 4, 13, argv, NULL) != 0) {
         mx__app_redis_down(r);
         goto out;
     }
@@ -596,8 +711,15 @@ static const char refresh_lua[] =
     "redis.call('SET', KEYS[1], sid .. '|used', 'KEEPTTL')\n"
     "redis.call('SET', KEYS[2], sid .. '|live', 'EX', ARGV[2])\n"
     "redis.call('EXPIRE', KEYS[3], ARGV[3])\n"
-    "local h = redis.call('HMGET', KEYS[3], 'role', 'fgp')\n"
-    "return {'OK', h[1] or 'USER', h[2] or ''}\n";
+    "local f = redis.call('HGET', KEYS[3], 'fgp') or ''\n"
+    "local role = 'USER'\n"
+    "if f ~= '' then\n"
+    "  if redis.call('SISMEMBER', KEYS[4], f) == 1 then role = 'ADMIN' end\n"
+    "  for i = 4, #ARGV do if ARGV[i] == f then role = 'ADMIN' end end\n"
+    "  redis.call('EXPIRE', '{auth}:fsess:' .. f, ARGV[2])\n"
+    "end\n"
+    "redis.call('HSET', KEYS[3], 'role', role)\n"
+    "return {'OK', role, f}\n";
 
 struct refresh_ctx {
     struct acc *a;
@@ -660,7 +782,11 @@ static int refresh_next(mx_http_req_t *r, struct acc *a)
     rc->r = r;
     memcpy(rc->sid, tok, (size_t)(dot - tok));
     char rnd[64];
-    mx_random_token(32, rnd, sizeof rnd);
+    if (mx_random_token(32, rnd, sizeof rnd) != 0) {
+        free(rc);
+        mx_http_error(r, 500, "S001", "No randomness");
+        return MX_HTTP_DONE;
+    }
     snprintf(rc->next, sizeof rc->next, "%s.%s", rc->sid, rnd);
     char oldh[65], newh[65], k1[96], k2[96], k3[64], ttl[16];
     sha256_hex(tok, oldh);
@@ -671,8 +797,13 @@ static int refresh_next(mx_http_req_t *r, struct acc *a)
     char sttl[16];
     snprintf(ttl, sizeof ttl, "%u", a->app->o.refresh_ttl_s);
     snprintf(sttl, sizeof sttl, "%u", a->app->o.session_ttl_s);
-    const char *argv[] = {k1, k2, k3, rc->sid, ttl, sttl};
-    if (!a->s_refresh || mx_redis_eval(a->redis, a->s_refresh, refreshed, rc, 3, 6, argv, NULL) != 0) {
+    /* ARGV 4..: the bootstrap admins, who are ADMIN without {auth}:admins */
+    const char *argv[7 + MX_APP_MAX_ADMINS] = {k1, k2, k3, "{auth}:admins", rc->sid, ttl, sttl};
+    int argc = 7;
+    for (int i = 0; i < a->app->nadmins && i < MX_APP_MAX_ADMINS; i++)
+        argv[argc++] = a->app->admins[i];
+    if (!a->s_refresh ||
+        mx_redis_eval(a->redis, a->s_refresh, refreshed, rc, 4, argc, argv, NULL) != 0) {
         free(rc);
         mx__app_redis_down(r);
         return MX_HTTP_DONE;
@@ -844,6 +975,22 @@ static void logged_out(mx_redis_t *rd, int status, const redisReply *rep, void *
     }
 }
 
+static void admin_member(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
+{
+    struct sess_ctx *sc = arg;
+    if (status == MX_ESTOPPED) {
+        mx_http_error(sc->r, 503, "S007", "Node is stopping");
+    } else if (status != 0 || !rep || rep->type != REDIS_REPLY_INTEGER) {
+        mx__app_redis_down(sc->r);
+    } else if (rep->integer != 1) {
+        mx_http_error(sc->r, 403, "FORBIDDEN", "Admin role required");
+    } else {
+        admin_route(sc); /* answers and frees sc */
+        return;
+    }
+    free(sc);
+}
+
 static void sess_loaded(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
 {
     struct sess_ctx *sc = arg;
@@ -867,11 +1014,16 @@ static void sess_loaded(mx_redis_t *rd, int status, const redisReply *rep, void 
     const char *role = e[2]->type == REDIS_REPLY_STRING ? e[2]->str : "USER";
     CNT(auth_ok);
     if (sc->op == OP_ADMIN) {
-        if (strcmp(role, "ADMIN") != 0) {
-            mx_http_error(r, 403, "FORBIDDEN", "Admin role required");
+        /* current membership, not the role the session was given */
+        if (mx__app_bootstrap_admin(a->app, sc->c.fgp)) {
+            admin_route(sc); /* answers and frees sc */
+            return;
+        }
+        if (mx_redis_command(a->redis, admin_member, sc, "SISMEMBER %s %s", "{auth}:admins",
+                             sc->c.fgp) != 0) {
+            mx__app_redis_down(r);
             goto out;
         }
-        admin_route(sc);
         return;
     }
     if (sc->op == OP_USER) { /* outbox: a signed-in user's route */
@@ -994,9 +1146,9 @@ int mx__app_logout(mx_http_req_t *r, void *st)
 
 int mx__app_admin(mx_http_req_t *r, void *st)
 {
-    /* admins are exempt from the limits, and everyone else is refused
-     * before any work: no rate limit here */
-    return admin_next(r, st);
+    /* live admin sessions are exempt; anyone else is limited before the
+     * session lookup, so a USER token cannot flood Redis here */
+    return mx__app_guard(r, st, admin_next);
 }
 
 /* The session's idle lifetime starts again (the seed's sliding 30 min):
@@ -1025,6 +1177,7 @@ int mx__app_auth_init(struct acc *a)
     }
     mx_redis_script(a->redis, refresh_lua, &a->s_refresh);
     mx_redis_script(a->redis, login_lua, &a->s_login);
+    mx_redis_script(a->redis, admin_live_lua, &a->s_admin_live);
     return 0;
 }
 

@@ -94,7 +94,7 @@ struct acc {
     struct pend *tab; /* open addressing, linear probing; cap a power of two */
     uint32_t cap, n, max;
     mx_redis_t *redis; /* sessions, refresh tokens, rate limits; NULL without MX_REDIS_URL */
-    mx_redis_script_t *s_refresh, *s_login; /* registered once, at init */
+    mx_redis_script_t *s_refresh, *s_login, *s_admin_live; /* registered once, at init */
     struct mx_addr *likes; /* like-buffer actors "likes.<i>"; nlikes 0 = likes not running */
     uint32_t nlikes;
     struct mx__ocid_slot *ocid_cache; /* like routes: name -> ocid (app_likes.c); NULL until used */
@@ -108,6 +108,9 @@ typedef int (*mx__app_next_fn)(mx_http_req_t *r, struct acc *a);
 /* mx__app_guard - rate limit (per IP, and per user when a valid Bearer
  * token is present) then run next; answers 429 itself. */
 int mx__app_guard(mx_http_req_t *r, struct acc *a, mx__app_next_fn next);
+/* mx__app_guard_cost - mx__app_guard for a request that takes cost tokens
+ * (<= the buckets' capacity) from each bucket: a recalculation. */
+int mx__app_guard_cost(mx_http_req_t *r, struct acc *a, mx__app_next_fn next, uint32_t cost);
 
 /* auth routes (app_auth.c) */
 int mx__app_login(mx_http_req_t *r, void *st);
@@ -123,6 +126,11 @@ void mx__app_login_abort(void *ctx);
 bool mx__app_proxy_trusted(const struct sockaddr_storage *peer, void *ctx);
 
 int mx__app_auth_init(struct acc *a);
+
+/* mx__app_client_ip - the client's address as text into out: the peer, or,
+ * when the peer is in MX_TRUSTED_PROXIES, the right-most X-Forwarded-For
+ * entry (over every header line) that is not itself a trusted proxy. */
+void mx__app_client_ip(struct acc *a, mx_http_req_t *r, char *out, size_t cap);
 
 /* mx__app_bearer - verify the Authorization: Bearer token; true and *c when
  * valid; *present says whether the header was there. */

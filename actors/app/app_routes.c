@@ -188,9 +188,17 @@ static int cache_next(mx_http_req_t *r, struct acc *a)
     return ask_cache_now(r, a, what, 0, force);
 }
 
+/* A recalculation (recalculate, ?force=true) costs an upstream fetch and a
+ * calculation: it takes this many tokens of the client's buckets (10 per
+ * burst of 100, then one per 6 s), beside the cluster-wide coalescing. */
+#define FORCE_COST 10
+
 static int ask_cache(mx_http_req_t *r, void *st)
 {
-    return mx__app_guard(r, st, cache_next);
+    const char *fq = mx_http_req_query(r, "force");
+    bool force = (mx_http_req_route(r)->flags >> 16 & 1) ||
+                 (fq && (strcasecmp(fq, "true") == 0 || strcmp(fq, "1") == 0));
+    return mx__app_guard_cost(r, st, cache_next, force ? FORCE_COST : 1);
 }
 
 /* ---- routes ---- */
@@ -208,27 +216,37 @@ static int h_readiness(mx_http_req_t *r, void *st)
     return MX_HTTP_DONE;
 }
 
-/* Prometheus text: only for loopback and private networks. */
-static bool private_peer(const struct sockaddr_storage *ss)
+/* Prometheus text: only for loopback and private networks, judged on the
+ * client's address (behind a trusted proxy, the forwarded one). */
+static bool private_client(struct acc *a, mx_http_req_t *r)
 {
-    if (ss->ss_family == AF_INET) {
-        uint32_t a = ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr);
-        return (a >> 24) == 127 || (a >> 24) == 10 || (a >> 20) == (172u << 4 | 1) ||
-               (a >> 16) == (192u << 8 | 168);
-    }
-    if (ss->ss_family == AF_INET6) {
-        const uint8_t *b = ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr;
-        static const uint8_t loop[16] = {[15] = 1};
-        if (memcmp(b, loop, 16) == 0 || (b[0] & 0xfe) == 0xfc)
-            return true;
-        static const uint8_t v4map[12] = {[10] = 0xff, [11] = 0xff};
-        if (memcmp(b, v4map, 12) == 0) {
-            struct sockaddr_storage v4 = {.ss_family = AF_INET};
-            memcpy(&((struct sockaddr_in *)&v4)->sin_addr, b + 12, 4);
-            return private_peer(&v4);
-        }
-    }
-    return false;
+    char ip[80];
+    uint8_t b[16] = {0};
+    static const uint8_t loop[16] = {[15] = 1}, v4map[12] = {[10] = 0xff, [11] = 0xff};
+    mx__app_client_ip(a, r, ip, sizeof ip);
+    if (inet_pton(AF_INET, ip, b + 12) == 1)
+        memcpy(b, v4map, 12);
+    else if (inet_pton(AF_INET6, ip, b) != 1)
+        return false;
+    if (memcmp(b, v4map, 12) != 0)
+        return memcmp(b, loop, 16) == 0 || (b[0] & 0xfe) == 0xfc;
+    return b[12] == 127 || b[12] == 10 || (b[12] == 172 && (b[13] & 0xf0) == 16) ||
+           (b[12] == 192 && b[13] == 168);
+}
+
+/* MX_METRICS_TOKEN set: the bearer token must match (constant time). */
+static bool metrics_token_ok(struct acc *a, mx_http_req_t *r)
+{
+    const char *want = a->app->o.metrics_token;
+    const char *h = mx_http_req_header(r, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return false;
+    h += 7;
+    size_t wl = strlen(want), hl = strlen(h);
+    unsigned char diff = wl != hl;
+    for (size_t i = 0; i < wl; i++)
+        diff |= (unsigned char)(want[i] ^ (i < hl ? h[i] : 0));
+    return diff == 0;
 }
 
 struct prom {
@@ -286,7 +304,13 @@ static bool sum_actor(const struct mx_actor_stats *s, void *ctx)
 static int h_metrics(mx_http_req_t *r, void *st)
 {
     struct acc *a = st;
-    if (!private_peer(mx_http_req_peer_addr(r))) {
+    if (a->app->o.metrics_token && a->app->o.metrics_token[0]) {
+        if (!metrics_token_ok(a, r)) {
+            mx_http_add_header(r, "WWW-Authenticate", "Bearer");
+            mx_http_error(r, 401, "A001", "Metrics need the bearer token (MX_METRICS_TOKEN)");
+            return MX_HTTP_DONE;
+        }
+    } else if (!private_client(a, r)) {
         mx_http_error(r, 403, "FORBIDDEN", "Metrics are served to loopback and private networks only");
         return MX_HTTP_DONE;
     }
@@ -309,12 +333,21 @@ static int h_metrics(mx_http_req_t *r, void *st)
     pf(&p, "# TYPE mx_http_bytes_out_total counter\nmx_http_bytes_out_total{node=\"%s\"} %llu\n",
        node, (unsigned long long)hs.bytes_out);
 
+    pf(&p, "# TYPE mx_http_buffered_bytes gauge\nmx_http_buffered_bytes{node=\"%s\"} %llu\n", node,
+       (unsigned long long)hs.buffered_bytes);
+    pf(&p, "# TYPE mx_http_memory_closed_total counter\n"
+           "mx_http_memory_closed_total{node=\"%s\"} %llu\n",
+       node, (unsigned long long)hs.mem_closed);
+    pf(&p, "# TYPE mx_http_memory_trims_total counter\nmx_http_memory_trims_total{node=\"%s\"} %llu\n",
+       node, (unsigned long long)hs.mem_trims);
     pf(&p, "# TYPE mx_http_responses_total counter\n");
     for (int c = 1; c <= 5; c++)
         pf(&p, "mx_http_responses_total{node=\"%s\",class=\"%dxx\"} %llu\n", node, c,
            (unsigned long long)hs.responses[c]);
-    static const char *lim[] = {"bad_request", "header_size", "body_size", "header_time", "idle",
-                                "pipeline",    "output",      "conns",     "in_app"};
+    static const char *lim[] = {"bad_request", "header_size", "body_size",    "header_time",
+                                "idle",        "pipeline",    "output",       "conns",
+                                "in_app",      "body_time",   "chunk_ext",    "client_conns",
+                                "memory",      "drain_rate"};
     _Static_assert(sizeof lim / sizeof *lim == MX_HTTP_LIM__COUNT, "a name per HTTP limit");
     pf(&p, "# TYPE mx_http_limit_hits_total counter\n");
     for (int i = 0; i < MX_HTTP_LIM__COUNT; i++)
@@ -510,7 +543,8 @@ static int h_metrics(mx_http_req_t *r, void *st)
 }
 
 /* The app's routes. The http layer gets a copy whose handler is entry()
- * and whose flags are the index here, followed by the catch-alls; entry()
+ * and whose flags are the index here (plus MX_HTTP_ROUTE_LIGHT, which the
+ * http layer reads), followed by the catch-alls; entry()
  * adds the cross-cutting headers and calls the handler below.
  * cache routes' flags: what | force << 16; MX__APP_F_* on top. */
 #define DOC MX__APP_F_DOC
@@ -540,9 +574,9 @@ static const struct mx_http_route routes[] = {
     {"POST", "/api/admin/**", mx__app_admin, 0},
     {"DELETE", "/api/admin/**", mx__app_admin, 0},
     {"GET", "/actuator", mx__app_links, 0},
-    {"GET", "/actuator/health", mx__app_health, 0},
-    {"GET", "/actuator/health/liveness", mx__app_liveness, 0},
-    {"GET", "/actuator/health/readiness", h_readiness, 0},
+    {"GET", "/actuator/health", mx__app_health, MX_HTTP_ROUTE_LIGHT},
+    {"GET", "/actuator/health/liveness", mx__app_liveness, MX_HTTP_ROUTE_LIGHT},
+    {"GET", "/actuator/health/readiness", h_readiness, MX_HTTP_ROUTE_LIGHT},
     {"GET", "/actuator/info", mx__app_info, 0},
     {"GET", "/actuator/prometheus", h_metrics, 0},
     {"GET", "/v3/api-docs", mx__app_api_docs, 0},
@@ -565,7 +599,7 @@ static const struct mx_http_route catchall[] = {
 
 const struct mx_http_route *mx__app_route(const mx_http_req_t *r)
 {
-    uint32_t i = mx_http_req_route(r)->flags;
+    uint32_t i = mx_http_req_route(r)->flags & ~MX_HTTP_ROUTE_LIGHT;
     return i < NROUTES ? &routes[i] : &catchall[i - NROUTES];
 }
 
@@ -786,6 +820,12 @@ int mx_app_start(struct mx_app *app, mx_system_t *sys, const struct mx_http_opts
         return MX_ECONFIG;
     if (app->o.trusted_proxies && app->o.trusted_proxies[0]) {
         app->nproxies = mx_app_parse_cidrs(app->o.trusted_proxies, app->proxies, MX_APP_MAX_PROXIES);
+        if (app->nproxies == -2) {
+            MX_ERROR("MX_TRUSTED_PROXIES: %s covers every address: any client could choose its "
+                     "own address (X-Forwarded-For, PROXY header); list the proxies' addresses",
+                     app->o.trusted_proxies);
+            return MX_ECONFIG;
+        }
         if (app->nproxies < 0) {
             MX_ERROR("MX_TRUSTED_PROXIES: not a list of CIDRs: %s", app->o.trusted_proxies);
             return MX_ECONFIG;
@@ -795,7 +835,8 @@ int mx_app_start(struct mx_app *app, mx_system_t *sys, const struct mx_http_opts
     for (size_t i = 0; i < NROUTES + NCATCHALL; i++) {
         served[i] = i < NROUTES ? routes[i] : catchall[i - NROUTES];
         served[i].fn = entry;
-        served[i].flags = (uint32_t)i;
+        /* the index, and the one flag the http layer reads */
+        served[i].flags = (uint32_t)i | (served[i].flags & MX_HTTP_ROUTE_LIGHT);
     }
     struct mx_http_app ha = {
         .routes = served, /* copied by mx_http_start */

@@ -26,6 +26,8 @@ struct mx_app_opts {
     bool rate_limit;            /* global rate limits on (MX_RATE_LIMIT) */
     uint32_t access_ttl_s;      /* access token lifetime; default 900 */
     uint32_t refresh_ttl_s;     /* refresh token / session lifetime; default 7 days */
+    uint32_t max_sessions;      /* live sessions per account (fingerprint); past it the oldest
+                                   is revoked. 0 = 10 */
     struct mx_mysql *mysql;     /* outbox: DLQ admin, donations, points; NULL = those answer 503 */
     const char *fingerprint_secret; /* HMAC key of fingerprints (MX_FINGERPRINT_SECRET); NULL/"" = jwt_secret */
     uint32_t session_ttl_s;     /* idle lifetime of a session, sliding; default 1800 */
@@ -34,6 +36,8 @@ struct mx_app_opts {
     uint32_t cors_max_age_s;    /* preflight cache lifetime; default 3600 */
     uint32_t v5_wait_ms;        /* /api/v5: wait this long for a document before 202; default 300 */
     bool api_docs;              /* serve /v3/api-docs (MX_API_DOCS); default true */
+    const char *metrics_token;  /* MX_METRICS_TOKEN: /actuator/prometheus wants "Authorization:
+                                   Bearer <it>"; NULL/"" = private client addresses only */
 };
 
 /* A parsed CIDR (IPv4 addresses are stored as IPv4-mapped IPv6). */
@@ -75,7 +79,9 @@ int mx_app_start(struct mx_app *app, mx_system_t *sys, const struct mx_http_opts
                  const struct mx_app_opts *o, uint16_t *bound_port);
 
 /* mx_app_parse_cidrs - parse "a.b.c.d/n,x::/m,..." into out (max n).
- * Returns the count or -1 on a malformed entry. */
+ * Returns the count, -1 on a malformed entry, or -2 for a range covering
+ * every address or every IPv4 address (0.0.0.0/0, ::/0, ::ffff:0:0/96):
+ * trusting it would let any client choose its own address. */
 int mx_app_parse_cidrs(const char *s, struct mx_cidr *out, int max);
 
 /* mx_app_cidr_match - whether the address (16 bytes, IPv4 mapped) is in c. */

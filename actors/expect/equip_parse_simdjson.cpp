@@ -374,6 +374,12 @@ int jr_object(const char *json, size_t len, struct mx_jr_field *f, size_t n, cha
                 jr_err(err, errlen, "%s: expected a string", fd->key);
                 return MX_EINVAL;
             }
+            for (unsigned char ch : v)
+                if (ch < 0x20 || ch == 0x7f) { /* NUL would cut the C string short */
+                    jr_err(err, errlen, "%s: control characters (NUL included) are not allowed",
+                           fd->key);
+                    return MX_EINVAL;
+                }
             if (jr_copy(v, fd->buf, fd->cap, &fd->len)) {
                 jr_err(err, errlen, "%s: string too long", fd->key);
                 return MX_ETOOBIG;

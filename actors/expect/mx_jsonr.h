@@ -37,8 +37,9 @@ struct mx_jr_field {
 
 /* mx_jsonr_object - parse len bytes as one JSON object and fill the n
  * fields. Unknown keys are ignored. Returns 0; MX_EDECODE when the input is
- * not JSON or not an object; MX_EINVAL when a field has the wrong type or a
- * required one is missing; MX_ETOOBIG when a string does not fit its buffer
+ * not JSON or not an object; MX_EINVAL when a field has the wrong type, a
+ * required one is missing or a string field holds a control character
+ * (U+0000-U+001F, U+007F: NUL would cut the C copy short); MX_ETOOBIG when a string does not fit its buffer
  * or the input is over MX_JSONR_MAX_INPUT. err (errlen bytes, may be NULL)
  * gets a message naming the field. */
 int mx_jsonr_object(const char *json, size_t len, struct mx_jr_field *f, size_t n, char *err,

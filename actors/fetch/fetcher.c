@@ -13,6 +13,12 @@
  * the others wait in a FIFO of at most max_queued, and past that are
  * refused. The options and counters live in a block registered per fetcher
  * so that mx_fetch_stats can read them from any thread.
+ *
+ * Requests that carry the user's own key (logins: MX_FETCH_LIST with
+ * api_key) are a second class: they neither consult nor feed the circuit
+ * breaker (a user's spent quota says nothing about the service key), and
+ * they have their own slots and queue (a quarter of the service's, at
+ * least one), so a login flood cannot take upstream away from the cache.
  */
 #define _GNU_SOURCE
 #include "mx_fetch.h"
@@ -120,6 +126,7 @@ struct freq {
     enum mx_fetch_kind kind;
     bool inline_body;
     bool probe;           /* the running attempt is a half-open probe */
+    bool user;            /* the caller's own key: class USER (no breaker, own slots) */
     bool in_backoff;      /* waiting for its fetch_retry timer */
     uint64_t deadline_ms; /* unix ms, 0 = none (from the request's envelope) */
     uint32_t attempts;
@@ -145,8 +152,10 @@ struct fetcher {
     mx_actor_t *self;
     struct shared *sh;
     struct mx_curluv cu; /* its timer's close callback frees the fetcher */
-    struct list active;  /* requests holding a slot */
-    struct list waiting; /* FIFO of requests waiting for a slot */
+    struct list active;     /* requests holding a slot (both classes) */
+    struct list waiting;    /* FIFO of service requests waiting for a slot */
+    struct list waiting_user; /* FIFO of user-key requests waiting for a slot */
+    uint32_t active_user;   /* of active: user-key requests */
     CURL **pool;         /* idle easy handles, up to max_inflight */
     uint32_t npool;
     uint32_t inflight; /* easy handles in the multi */
@@ -204,9 +213,9 @@ static void publish_counts(struct fetcher *f)
     if (f->inflight > CNT_GET(c->inflight_max))
         CNT_SET(c->inflight_max, f->inflight);
     CNT_SET(c->active, f->active.n);
-    CNT_SET(c->queued, f->waiting.n);
-    if (f->waiting.n > CNT_GET(c->queued_max))
-        CNT_SET(c->queued_max, f->waiting.n);
+    CNT_SET(c->queued, f->waiting.n + f->waiting_user.n);
+    if (f->waiting.n + f->waiting_user.n > CNT_GET(c->queued_max))
+        CNT_SET(c->queued_max, f->waiting.n + f->waiting_user.n);
 }
 
 /* ---- replies ---- */
@@ -347,9 +356,30 @@ static void finish(struct fetcher *f, struct freq *r, int status, bool breaker, 
                breaker ? (uint64_t)mx_breaker_retry_after_ms(&f->br, mx_now_ms()) : 0, err, body,
                len, r->inline_body);
     list_del(&f->active, r);
+    if (r->user)
+        f->active_user--;
     freq_free(r);
     publish_counts(f);
     pump(f);
+}
+
+/* Slot bounds of the two classes. */
+static uint32_t user_inflight(const struct fetcher *f)
+{
+    return f->sh->o.max_inflight / 4 ? f->sh->o.max_inflight / 4 : 1;
+}
+
+static bool has_slot(const struct fetcher *f, bool user)
+{
+    return user ? f->active_user < user_inflight(f)
+                : f->active.n - f->active_user < f->sh->o.max_inflight;
+}
+
+static void take_slot(struct fetcher *f, struct freq *r)
+{
+    list_push(&f->active, r);
+    if (r->user)
+        f->active_user++;
 }
 
 /* ---- attempts ---- */
@@ -395,10 +425,15 @@ static void pump(struct fetcher *f)
     if (f->pumping || f->stopping)
         return;
     f->pumping = true;
-    while (f->waiting.head && f->active.n < f->sh->o.max_inflight) {
-        struct freq *r = f->waiting.head;
-        list_del(&f->waiting, r);
-        list_push(&f->active, r);
+    for (;;) {
+        struct list *q = f->waiting.head && has_slot(f, false) ? &f->waiting
+                         : f->waiting_user.head && has_slot(f, true) ? &f->waiting_user
+                                                                     : NULL;
+        if (!q)
+            break;
+        struct freq *r = q->head;
+        list_del(q, r);
+        take_slot(f, r);
         publish_counts(f);
         if (deadline_passed(r, mx_unix_ms())) {
             finish(f, r, MX_ETIMEDOUT, false, "deadline passed while queued");
@@ -424,7 +459,9 @@ static int start_attempt(struct fetcher *f, struct freq *r)
             finish(f, r, r->last_status, false, r->err);
         return -1;
     }
-    if (mx_breaker_acquire(&f->br, mx_now_ms(), &probe) != 0) {
+    if (r->user) {
+        probe = false; /* the user's key: the service breaker is not asked */
+    } else if (mx_breaker_acquire(&f->br, mx_now_ms(), &probe) != 0) {
         publish_breaker(f);
         if (r->attempts == 0) {
             finish(f, r, MX_EUNAVAIL, true, "circuit breaker open: upstream failing");
@@ -592,7 +629,8 @@ static void attempt_done(struct fetcher *f, struct freq *r, CURLcode rc)
         snprintf(r->err, sizeof(r->err), "upstream error: %.200s", cerr);
     }
     r->last_status = status;
-    mx_breaker_record(&f->br, mx_now_ms(), r->probe, healthy);
+    if (!r->user) /* a user's key (spent quota, bad key) says nothing of the service's */
+        mx_breaker_record(&f->br, mx_now_ms(), r->probe, healthy);
     r->probe = false;
     publish_breaker(f);
     if (retryable && r->attempts < f->sh->o.max_attempts && !f->stopping)
@@ -702,16 +740,19 @@ static void on_request(struct fetcher *f, const struct mx_msg *m)
     }
     /* fail fast while open; a half-open breaker is asked at the attempt */
     int64_t now = mx_now_ms();
-    if (mx_breaker_state_at(&f->br, now) == MX_BREAKER_OPEN) {
+    bool user = q.api_key.len > 0;
+    if (!user && mx_breaker_state_at(&f->br, now) == MX_BREAKER_OPEN) {
         reply_now(f, m, MX_EUNAVAIL, true, (uint64_t)mx_breaker_retry_after_ms(&f->br, now),
                   "circuit breaker open: upstream failing");
         return;
     }
-    bool slot = f->active.n < sh->o.max_inflight;
-    if (!slot && f->waiting.n >= sh->o.max_queued) {
+    bool slot = has_slot(f, user);
+    struct list *wq = user ? &f->waiting_user : &f->waiting;
+    uint32_t qmax = user ? (sh->o.max_queued / 4 ? sh->o.max_queued / 4 : 1) : sh->o.max_queued;
+    if (!slot && wq->n >= qmax) {
         char msg[160];
-        snprintf(msg, sizeof(msg), "fetcher overloaded: %u in flight, %u queued", f->active.n,
-                 f->waiting.n);
+        snprintf(msg, sizeof(msg), "fetcher overloaded: %u in flight, %u queued%s", f->active.n,
+                 wq->n, user ? " (user keys)" : "");
         reply_now(f, m, MX_EUNAVAIL, false, 0, msg);
         return;
     }
@@ -726,12 +767,13 @@ static void on_request(struct fetcher *f, const struct mx_msg *m)
     r->body_max = sh->o.max_body_bytes;
     r->inline_body = q.inline_body || m->env.from.node != mx_system_node_id(sh->sys);
     r->last_status = MX_EUPSTREAM;
+    r->user = user;
     if (slot) {
-        list_push(&f->active, r);
+        take_slot(f, r);
         publish_counts(f);
         start_attempt(f, r);
     } else {
-        list_push(&f->waiting, r);
+        list_push(wq, r);
         publish_counts(f);
     }
 }
@@ -801,8 +843,8 @@ static void fetch_stop(mx_actor_t *self, void *state)
     struct freq *r;
     f->stopping = true;
     /* everyone still waiting gets an answer: the fetcher is going away */
-    while ((r = f->waiting.head)) {
-        list_del(&f->waiting, r);
+    while ((r = f->waiting.head) || (r = f->waiting_user.head)) {
+        list_del(r->user ? &f->waiting_user : &f->waiting, r);
         count_status(&f->sh->c, MX_ESTOPPED, false);
         send_reply(f, r->req, MX_ESTOPPED, 0, 0, 0, "fetcher stopped", NULL, 0, false);
         freq_free(r);

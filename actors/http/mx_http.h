@@ -146,8 +146,14 @@ struct mx_http_route {
      * (param "**", possibly empty). First matching route wins. */
     const char *pattern;
     mx_http_handler_fn fn;
-    uint32_t flags; /* for the app; the server ignores it */
+    uint32_t flags; /* for the app, except MX_HTTP_ROUTE_LIGHT */
 };
+
+/* Route flag: the handler always answers at once (never MX_HTTP_PENDING),
+ * so the route is served even while the acceptor's app holds max_in_app
+ * requests (health and readiness probes). A light handler that returns
+ * PENDING is still counted in max_in_app. */
+#define MX_HTTP_ROUTE_LIGHT (1u << 31)
 
 /* mx_http_req_method - "GET", "POST", ... */
 const char *mx_http_req_method(const mx_http_req_t *r);
@@ -165,6 +171,10 @@ const char *mx_http_req_query(const mx_http_req_t *r, const char *name);
 /* mx_http_req_header - a request header by name (case-insensitive, first
  * occurrence; surrounding blanks removed); NULL when absent. */
 const char *mx_http_req_header(const mx_http_req_t *r, const char *name);
+/* mx_http_req_header_n - the n-th (0-based) occurrence of a request header
+ * (case-insensitive, trimmed), in the order received; NULL past the last.
+ * For list headers a proxy may split over several lines (X-Forwarded-For). */
+const char *mx_http_req_header_n(const mx_http_req_t *r, const char *name, unsigned n);
 /* mx_http_req_body - the body (de-chunked) and its length; NULL/0 if none. */
 const uint8_t *mx_http_req_body(const mx_http_req_t *r, size_t *len);
 /* mx_http_req_peer_ip - the peer's IP address as text ("" in tests). */
@@ -238,9 +248,28 @@ struct mx_http_opts {
         max_output_bytes; /* unwritten response bytes per connection; reading stops. 0 = 4 MiB */
     uint32_t backlog;     /* listen backlog. 0 = 511 */
     uint32_t max_in_app;  /* requests an acceptor has handed to the app (handler returned
-                             MX_HTTP_PENDING) and not yet answered; at the bound every
-                             connection of that acceptor stops parsing (and reading) until
-                             answers come back, oldest paused connection first. 0 = 1024 */
+                             MX_HTTP_PENDING) and not yet answered; at the bound each
+                             connection parses one more request and holds it (reading
+                             stops) until answers come back, oldest held first; routes
+                             flagged MX_HTTP_ROUTE_LIGHT are answered at once. 0 = 1024 */
+    uint32_t body_timeout_ms; /* from the end of a request's head to the end of its body
+                                 (whatever the pace of the bytes): 408 + close. 0 = 30000 */
+    uint32_t max_chunk_ext_bytes; /* chunk extension bytes per request: 413 + close. 0 = 4096 */
+    uint32_t max_conns_per_client; /* open connections per client address (IPv4, or IPv6 /64),
+                                      node-wide: past it 503 + close. Loopback (127.0.0.1, ::1)
+                                      and peers proxy_trusted accepts are not counted; behind
+                                      the PROXY protocol the client it names is.
+                                      0 = max_conns / 4 (at least 1) */
+    uint64_t max_buffered_bytes; /* node-wide budget: unwritten answer bytes + request heads
+                                    and bodies held in memory. At the budget no connection
+                                    starts a new request (reading stops) and a body that would
+                                    grow past it gets 503; a connection held back this way for
+                                    2 s with unwritten answers is closed. 0 = 256 MiB */
+    uint32_t min_drain_bytes_per_s; /* a connection with unwritten answers must take at least
+                                       this many bytes per 10 s window (idle_timeout_ms / 2
+                                       if shorter), on average, or it is
+                                       reset (a client that reads 1 KiB a minute does not pin
+                                       its answers, nor the kernel's copy). 0 = 1024 */
     /* PROXY protocol: NULL = off. Otherwise a connection may begin with a
      * v1 or v2 header: from a peer proxy_trusted accepts, its client
      * address becomes the connection's peer (mx_http_req_peer_ip/_addr);
@@ -259,6 +288,10 @@ struct mx_http_opts {
 #define MX_HTTP_MAX_OUTPUT_BYTES (4u << 20)
 #define MX_HTTP_MAX_CONNS 10000u
 #define MX_HTTP_MAX_IN_APP 1024u
+#define MX_HTTP_BODY_TIMEOUT_MS 30000u
+#define MX_HTTP_MAX_CHUNK_EXT_BYTES 4096u
+#define MX_HTTP_MAX_BUFFERED_BYTES (256ull << 20)
+#define MX_HTTP_MIN_DRAIN_BYTES_PER_S 1024u
 
 /* The application on top: hooks run on each acceptor's thread. */
 struct mx_http_app {
@@ -291,7 +324,12 @@ enum mx_http_limit {
     MX_HTTP_LIM_PIPELINE,    /* reading paused: pipeline full */
     MX_HTTP_LIM_OUTPUT,      /* reading paused: output buffer full */
     MX_HTTP_LIM_CONNS,       /* connection refused: max_conns */
-    MX_HTTP_LIM_IN_APP,      /* parsing paused: max_in_app requests wait for the app */
+    MX_HTTP_LIM_IN_APP,      /* a request held: max_in_app requests wait for the app */
+    MX_HTTP_LIM_BODY_TIME,   /* 408: body not complete within body_timeout_ms */
+    MX_HTTP_LIM_CHUNK_EXT,   /* 413: chunk extensions over max_chunk_ext_bytes */
+    MX_HTTP_LIM_CLIENT_CONNS,/* connection refused: max_conns_per_client */
+    MX_HTTP_LIM_MEMORY,      /* max_buffered_bytes: reading paused (closes: mem_closed) */
+    MX_HTTP_LIM_DRAIN,       /* closed: answers not read at min_drain_bytes_per_s */
     MX_HTTP_LIM__COUNT
 };
 
@@ -308,6 +346,10 @@ struct mx_http_stats {
     uint64_t proxy_ok;        /* PROXY headers accepted (the peer address replaced) */
     uint64_t proxy_refused;   /* PROXY headers from untrusted peers: closed */
     uint64_t proxy_malformed; /* malformed PROXY headers: closed */
+    uint64_t buffered_bytes;  /* gauge: bytes counted against max_buffered_bytes now */
+    uint64_t buffered_peak;   /* the highest buffered_bytes seen */
+    uint64_t mem_trims;       /* times freed memory was handed back (malloc_trim) */
+    uint64_t mem_closed;      /* connections the memory budget ended (503 or reset) */
 };
 
 /* mx_http_start - parse o->addr, bind one SO_REUSEPORT socket per scheduler

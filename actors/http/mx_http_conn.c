@@ -43,6 +43,7 @@ struct mx_http_req {
     char method[16];
     bool keep_alive, http10, head_only, close;
     bool in_app; /* counted in srv->in_app: the handler returned PENDING */
+    int64_t charged; /* arena + body bytes counted in *srv->mem */
     uint8_t trace_id[16], span_id[8], trace_flags;
     char traceparent[56];
     char trace_hex[33];
@@ -145,9 +146,24 @@ static struct mx_http_req *req_new(struct mx__http_conn *c)
     return r;
 }
 
+/* Count n bytes (negative: release) against the node's buffer budget. */
+static void mem_charge(struct mx__http_srv *s, int64_t n)
+{
+    if (s->mem && n)
+        atomic_fetch_add_explicit(s->mem, n, memory_order_relaxed); /* a bound only */
+}
+
+bool mx__http_srv_mem_full(const struct mx__http_srv *s)
+{
+    /* relaxed: a bound; overshoot is at most one request per acceptor */
+    return s->mem &&
+           atomic_load_explicit(s->mem, memory_order_relaxed) >= (int64_t)s->o.max_buffered_bytes;
+}
+
 static void req_free(struct mx_http_req *r)
 {
     struct mx__http_srv *s = r->srv;
+    mem_charge(s, -r->charged);
     if (r->in_app)
         s->in_app--;
     if (r->lprev)
@@ -180,6 +196,8 @@ static int arena_reserve(struct mx_http_req *r, size_t n)
         if (cap > r->amax)
             cap = r->amax;
         r->arena = xrealloc(r->arena, cap);
+        mem_charge(r->srv, (int64_t)cap - r->acap);
+        r->charged += (int64_t)cap - r->acap;
         r->acap = (uint32_t)cap;
     }
     return 0;
@@ -242,6 +260,14 @@ const char *mx_http_req_header(const mx_http_req_t *r, const char *name)
 {
     for (uint16_t i = 0; name && i < r->nhdr; i++)
         if (strcasecmp(r->arena + r->hname[i], name) == 0)
+            return r->arena + r->hval[i];
+    return NULL;
+}
+
+const char *mx_http_req_header_n(const mx_http_req_t *r, const char *name, unsigned n)
+{
+    for (uint16_t i = 0; name && i < r->nhdr; i++)
+        if (strcasecmp(r->arena + r->hname[i], name) == 0 && n-- == 0)
             return r->arena + r->hval[i];
     return NULL;
 }
@@ -497,6 +523,11 @@ static struct mx__http_out *compose(struct mx__http_conn *c, struct mx_http_req 
     o->head_len = n;
     o->total = o->head_len + (o->blob ? o->blob->len : 0);
     o->close = close;
+    /* acquire: pairs with the release in mx_blob_unref of other holders */
+    bool own_blob = o->blob && atomic_load_explicit(&o->blob->refs, memory_order_acquire) == 1;
+    o->charged = (int64_t)(o->head_len + (own_blob ? o->blob->len : 0));
+    o->mem = c->srv->mem;
+    mem_charge(c->srv, o->charged);
     return o;
 }
 
@@ -504,6 +535,8 @@ void mx__http_out_free(struct mx__http_out *o)
 {
     if (!o)
         return;
+    if (o->mem && o->charged) /* relaxed: a bound */
+        atomic_fetch_sub_explicit(o->mem, o->charged, memory_order_relaxed);
     free(o->head);
     mx_blob_unref(o->blob);
     free(o);
@@ -606,6 +639,7 @@ static int on_message_begin(llhttp_t *p)
     c->in_head = true;
     c->in_body = false;
     c->head_bytes = 0;
+    c->ext_bytes = 0;
     c->head_start_ms = mx_now_ms();
     return 0;
 }
@@ -696,6 +730,7 @@ static int on_headers_complete(llhttp_t *p)
     struct mx_http_req *r = c->cur;
     c->in_head = false;
     c->in_body = true;
+    c->body_start_ms = mx_now_ms();
     if (!r->arena || r->url_off >= r->alen)
         return c->req_error = 400, -1;
     snprintf(r->method, sizeof(r->method), "%s", llhttp_method_name(p->method));
@@ -725,11 +760,34 @@ static int on_body(llhttp_t *p, const char *at, size_t n)
             cap *= 2;
         if (cap > max)
             cap = max;
+        if (mx__http_srv_mem_full(c->srv)) { /* the node's buffer budget is spent */
+            c->req_error = 503;
+            return -1;
+        }
         r->body = xrealloc(r->body, cap);
+        mem_charge(c->srv, (int64_t)(cap - r->body_cap));
+        r->charged += (int64_t)(cap - r->body_cap);
         r->body_cap = cap;
     }
     memcpy(r->body + r->body_len, at, n);
     r->body_len += n;
+    return 0;
+}
+
+/* Chunk extensions (";name=value" after a chunk size) are ignored, but
+ * llhttp does not bound them: count them (CVE-2024-22019). */
+static int on_chunk_ext(llhttp_t *p, const char *at, size_t n)
+{
+    struct mx__http_conn *c = conn_of(p);
+    uint32_t max = c->srv->o.max_chunk_ext_bytes ? c->srv->o.max_chunk_ext_bytes
+                                                 : MX_HTTP_MAX_CHUNK_EXT_BYTES;
+    (void)at;
+    if (n > max || c->ext_bytes + n > max) {
+        c->req_error = 413;
+        c->req_why = "chunk extensions too large";
+        return -1;
+    }
+    c->ext_bytes += (uint32_t)n;
     return 0;
 }
 
@@ -751,6 +809,8 @@ static const llhttp_settings_t settings = {
     .on_header_value_complete = on_header_value_complete,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
+    .on_chunk_extension_name = on_chunk_ext,
+    .on_chunk_extension_value = on_chunk_ext,
     .on_message_complete = on_message_complete,
 };
 
@@ -797,6 +857,8 @@ static bool parse_query(struct mx_http_req *r, uint32_t qoff)
     }
     return true;
 }
+
+static void run_handler(struct mx__http_conn *c, struct mx_http_req *r);
 
 static void dispatch(struct mx__http_conn *c, struct mx_http_req *r)
 {
@@ -849,7 +911,18 @@ static void dispatch(struct mx__http_conn *c, struct mx_http_req *r)
         mx_http_error(r, 404, "NOT_FOUND", "no such resource");
         return;
     }
+    if (mx__http_srv_app_full(s) && !(r->route->r.flags & MX_HTTP_ROUTE_LIGHT)) {
+        /* held until an answer makes room; the connection stops parsing */
+        c->deferred = r;
+        mx__http_count(&s->ctr->limits[MX_HTTP_LIM_IN_APP], 1);
+        return;
+    }
+    run_handler(c, r);
+}
 
+static void run_handler(struct mx__http_conn *c, struct mx_http_req *r)
+{
+    struct mx__http_srv *s = c->srv;
     if (s->sched >= 0)
         mx_log_set_context(s->sched, "http", r->trace_hex);
     c->in_dispatch = true;
@@ -906,31 +979,56 @@ bool mx__http_srv_app_full(const struct mx__http_srv *s)
 
 bool mx__http_conn_can_parse(const struct mx__http_conn *c)
 {
-    return !c->stop_parsing && !c->finished && !c->fini && c->q_len < c->srv->o.max_pipeline &&
-           c->out_bytes < c->srv->o.max_output_bytes && !mx__http_srv_app_full(c->srv);
+    return !c->stop_parsing && !c->finished && !c->fini && !c->deferred &&
+           c->q_len < c->srv->o.max_pipeline && c->out_bytes < c->srv->o.max_output_bytes &&
+           (c->in_head || c->in_body || !mx__http_srv_mem_full(c->srv));
+}
+
+void mx__http_conn_resume(struct mx__http_conn *c)
+{
+    struct mx_http_req *r = c->deferred;
+    if (!r || c->fini || mx__http_srv_app_full(c->srv))
+        return;
+    c->deferred = NULL;
+    bool in_feed = c->in_feed;
+    c->in_feed = true; /* the caller re-evaluates the connection */
+    run_handler(c, r);
+    flush(c);
+    c->in_feed = in_feed;
 }
 
 static void parse_error(struct mx__http_conn *c, llhttp_errno_t e)
 {
     switch (c->req_error) {
     case 413:
-        server_error(c, 413, "PAYLOAD_TOO_LARGE", "request body too large", MX_HTTP_LIM_BODY_SIZE);
+        if (c->req_why) /* the chunk extensions, not the body */
+            server_error(c, 413, "PAYLOAD_TOO_LARGE", c->req_why, MX_HTTP_LIM_CHUNK_EXT);
+        else
+            server_error(c, 413, "PAYLOAD_TOO_LARGE", "request body too large",
+                         MX_HTTP_LIM_BODY_SIZE);
         break;
     case 431:
         server_error(c, 431, "HEADERS_TOO_LARGE", "request line and headers too large",
                      MX_HTTP_LIM_HEADER_SIZE);
+        break;
+    case 503:
+        mx__http_count(&c->srv->ctr->mem_closed, 1);
+        server_error(c, 503, "S_BUSY", "server buffer budget exhausted: retry later",
+                     MX_HTTP_LIM_MEMORY);
         break;
     default:
         server_error(c, 400, "C001", "malformed request", MX_HTTP_LIM_BAD_REQUEST);
         break;
     }
     c->req_error = 0;
+    c->req_why = NULL;
 }
 
 size_t mx__http_conn_feed(struct mx__http_conn *c, const char *data, size_t len)
 {
     size_t used = 0;
     struct mx__http_ctr *ctr = c->srv->ctr;
+    mx__http_conn_resume(c);
     c->in_feed = true;
     while (used < len && mx__http_conn_can_parse(c)) {
         const char *at = data + used;
@@ -952,8 +1050,9 @@ size_t mx__http_conn_feed(struct mx__http_conn *c, const char *data, size_t len)
                 mx__http_count(&ctr->limits[MX_HTTP_LIM_PIPELINE], 1);
             else if (!c->stop_parsing && !c->finished && c->out_bytes >= c->srv->o.max_output_bytes)
                 mx__http_count(&ctr->limits[MX_HTTP_LIM_OUTPUT], 1);
-            else if (!c->stop_parsing && !c->finished && mx__http_srv_app_full(c->srv))
-                mx__http_count(&ctr->limits[MX_HTTP_LIM_IN_APP], 1);
+            else if (!c->stop_parsing && !c->finished && !c->deferred &&
+                     mx__http_srv_mem_full(c->srv))
+                mx__http_count(&ctr->limits[MX_HTTP_LIM_MEMORY], 1);
             continue;
         }
         parse_error(c, e);
@@ -970,16 +1069,22 @@ size_t mx__http_conn_feed(struct mx__http_conn *c, const char *data, size_t len)
 
 void mx__http_conn_written(struct mx__http_conn *c, size_t n)
 {
-    c->out_bytes = n > c->out_bytes ? 0 : c->out_bytes - n;
+    size_t d = n > c->out_bytes ? c->out_bytes : n;
+    c->out_bytes -= d;
+    c->written += d;
 }
 
 void mx__http_conn_head_timeout(struct mx__http_conn *c)
 {
-    if (!c->in_head || c->stop_parsing || c->finished || c->fini)
+    if ((!c->in_head && !c->in_body) || c->stop_parsing || c->finished || c->fini)
         return;
     c->in_feed = true;
-    server_error(c, 408, "REQUEST_TIMEOUT", "request headers not received in time",
-                 MX_HTTP_LIM_HEADER_TIME);
+    if (c->in_head)
+        server_error(c, 408, "REQUEST_TIMEOUT", "request headers not received in time",
+                     MX_HTTP_LIM_HEADER_TIME);
+    else
+        server_error(c, 408, "REQUEST_TIMEOUT", "request body not received in time",
+                     MX_HTTP_LIM_BODY_TIME);
     flush(c);
     c->in_feed = false;
 }
@@ -1012,6 +1117,14 @@ bool mx__http_conn_done(const struct mx__http_conn *c)
     return (c->finished || c->fini || (c->stop_parsing && c->q_len == 0)) && c->out_bytes == 0;
 }
 
+int64_t mx__http_conn_held(const struct mx__http_conn *c)
+{
+    int64_t n = c->cur ? c->cur->charged : 0;
+    for (const struct mx_http_req *r = c->q_head; r; r = r->next)
+        n += r->charged;
+    return n;
+}
+
 bool mx__http_conn_waiting_app(const struct mx__http_conn *c)
 {
     for (const struct mx_http_req *r = c->q_head; r; r = r->next)
@@ -1033,7 +1146,10 @@ void mx__http_conn_fini(struct mx__http_conn *c)
     while (r) {
         struct mx_http_req *next = r->next;
         r->next = NULL;
-        if (r->responded) {
+        if (r == c->deferred) { /* never reached the app */
+            c->deferred = NULL;
+            req_free(r);
+        } else if (r->responded) {
             mx__http_count(&c->srv->ctr->dropped_responses, 1);
             req_free(r);
         } else {

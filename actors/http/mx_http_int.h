@@ -34,6 +34,7 @@ struct mx__http_ctr {
     _Atomic uint64_t limits[MX_HTTP_LIM__COUNT];
     _Atomic uint64_t bytes_in, bytes_out;
     _Atomic uint64_t proxy_ok, proxy_refused, proxy_malformed;
+    _Atomic uint64_t mem_trims, mem_closed;
 };
 
 static inline void mx__http_count(_Atomic uint64_t *c, uint64_t n)
@@ -98,6 +99,10 @@ struct mx__http_srv {
     mx_actor_t *actor; /* NULL in socket-free use */
     int sched;         /* for the log context; -1 none */
     struct mx__http_ctr *ctr;
+    /* node-wide bytes held against o.max_buffered_bytes (one counter in
+     * mx_http_t shared by every acceptor; relaxed atomics: a bound, not a
+     * synchronisation). NULL: no budget (socket-free use). */
+    _Atomic int64_t *mem;
     struct mx_http_req *live; /* every request not yet freed (list) */
     uint32_t in_app;          /* requests the app holds (PENDING, not answered) */
     bool draining;
@@ -113,9 +118,12 @@ struct mx__http_out {
     struct mx_blob *blob; /* referenced until the write completes; may be NULL */
     size_t total;         /* head_len + blob bytes sent */
     bool close;           /* the last response on the connection */
+    _Atomic int64_t *mem; /* the budget charged (srv->mem), released by mx__http_out_free */
+    int64_t charged;      /* head + a blob only this answer holds (a shared cached
+                             document is one copy however many connections send it) */
 };
 
-/* mx__http_out_free - release head and blob. */
+/* mx__http_out_free - release head and blob, and their bytes of the budget. */
 void mx__http_out_free(struct mx__http_out *o);
 
 struct mx__http_conn;
@@ -144,6 +152,10 @@ struct mx__http_conn {
     int req_error;       /* status to answer when the parser stops */
     const char *req_why;
     int64_t head_start_ms; /* first byte of the current request head */
+    int64_t body_start_ms; /* end of the current request's head (body deadline) */
+    uint32_t ext_bytes;    /* chunk extension bytes of the current request */
+    uint64_t written;      /* answer bytes written so far (drain rate) */
+    struct mx_http_req *deferred; /* parsed while the app was full; dispatched later */
     bool in_head;          /* a request head is partly received */
     bool in_body;          /* headers done, body not complete */
     bool stop_parsing;     /* no more requests on this connection */
@@ -170,15 +182,21 @@ void mx__http_conn_init(struct mx__http_conn *c, struct mx__http_srv *srv,
 size_t mx__http_conn_feed(struct mx__http_conn *c, const char *data, size_t len);
 /* mx__http_conn_can_parse - whether feed would use more input now. */
 bool mx__http_conn_can_parse(const struct mx__http_conn *c);
-/* mx__http_srv_app_full - the acceptor's app holds max_in_app requests:
- * no connection parses until mx__http_srv_app_full turns false again (an
- * answer came); the transport resumes the paused connections then. */
+/* mx__http_srv_app_full - the acceptor's app holds max_in_app requests: a
+ * request parsed now is held (c->deferred, the connection stops parsing)
+ * unless its route is MX_HTTP_ROUTE_LIGHT; the transport resumes the
+ * paused connections when an answer came (mx__http_conn_resume). */
 bool mx__http_srv_app_full(const struct mx__http_srv *s);
 /* mx__http_conn_written - n bytes handed to io->write were written. */
 void mx__http_conn_written(struct mx__http_conn *c, size_t n);
-/* mx__http_conn_head_timeout - the head did not complete in time: 408 and
- * close after what is queued. */
+/* mx__http_conn_head_timeout - the head (or, once the head is in, the
+ * body) did not complete in time: 408 and close after what is queued. */
 void mx__http_conn_head_timeout(struct mx__http_conn *c);
+/* mx__http_conn_resume - the app has room again: dispatch the request
+ * held while it was full (if any). feed does it first too. */
+void mx__http_conn_resume(struct mx__http_conn *c);
+/* mx__http_srv_mem_full - the node's max_buffered_bytes is reached. */
+bool mx__http_srv_mem_full(const struct mx__http_srv *s);
 /* mx__http_conn_eof - the client sent FIN: answer what was asked, then close. */
 void mx__http_conn_eof(struct mx__http_conn *c);
 /* mx__http_conn_drain - no more requests; close after the queued ones. */
@@ -187,6 +205,9 @@ void mx__http_conn_drain(struct mx__http_conn *c);
 bool mx__http_conn_idle(const struct mx__http_conn *c);
 /* mx__http_conn_done - the closing response is out and fully written. */
 bool mx__http_conn_done(const struct mx__http_conn *c);
+/* mx__http_conn_held - bytes the connection holds against the budget
+ * beyond its unwritten answers: heads and bodies of its queued requests. */
+int64_t mx__http_conn_held(const struct mx__http_conn *c);
 /* mx__http_conn_waiting_app - a request waits for the app's answer. */
 bool mx__http_conn_waiting_app(const struct mx__http_conn *c);
 /* mx__http_conn_fini - the connection is gone: requests the app holds are

@@ -17,11 +17,13 @@
  * the last answer instead of a reset.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,6 +38,10 @@
 #define LINGER_MS 1000       /* read and discard after FIN */
 #define LINGER_MAX_BYTES (4u << 20)
 #define START_WAIT_MS 5000
+#define MEM_PAUSE_MS 2000      /* held back by the memory budget this long: closed */
+#define DRAIN_WINDOW_MS 10000  /* min_drain_bytes_per_s is judged over this window (or idle/2) */
+#define TRIM_MIN_BYTES (16 << 20) /* freed since the peak before malloc_trim runs */
+#define CLIENT_SLOTS 16384     /* per-client connection counters (hashed addresses) */
 
 struct slot {
     struct mx__http_ctr ctr; /* this acceptor's counters (own cache lines) */
@@ -58,6 +64,11 @@ struct mx_http {
     struct slot *slots;
     alignas(64) _Atomic uint64_t open_conns; /* node-wide, relaxed: a bound, not a sync */
     _Atomic bool draining;                   /* relaxed: read by restarted inits */
+    alignas(64) _Atomic int64_t mem;         /* bytes against max_buffered_bytes, relaxed */
+    _Atomic int64_t mem_peak;                /* highest mem since the last trim, relaxed */
+    _Atomic uint64_t mem_peak_ever;          /* statistics, relaxed */
+    uint64_t client_seed;                    /* hashes client addresses; set before start */
+    _Atomic uint32_t *client_conns;          /* CLIENT_SLOTS counters, relaxed: a bound */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int started, failed; /* under mu */
@@ -78,6 +89,10 @@ struct hconn {
     int64_t deadline; /* mx_now_ms; 0 = none */
     int64_t last_io;
     unsigned writes;
+    uint32_t client_slot; /* 1 + index in client_conns; 0 = not counted */
+    int64_t mem_paused;   /* when the memory budget held it back; 0 = not */
+    int64_t drain_since;  /* start of the drain-rate window; 0 = nothing unwritten */
+    uint64_t drain_mark;  /* core.written at drain_since */
     bool reading, closing, lingering, eof;
     bool proxy_check; /* PROXY protocol on: the first bytes may be a header */
     uint8_t *pbuf;    /* a header's beginning, until the rest arrives (malloc'd) */
@@ -111,6 +126,7 @@ struct acceptor {
 
 static void update(struct hconn *hc);
 static void conn_close(struct hconn *hc);
+static bool client_admit(struct hconn *hc, const struct sockaddr_storage *ss, bool proxy_exempt);
 
 /* ---- pausing while the app is full ---- */
 
@@ -195,6 +211,9 @@ static void on_conn_closed(uv_handle_t *hd)
         hc->next->prev = hc->prev;
     /* relaxed: a bound on connections, not a synchronisation */
     atomic_fetch_sub_explicit(&a->h->open_conns, 1, memory_order_relaxed);
+    if (hc->client_slot) /* relaxed: a bound */
+        atomic_fetch_sub_explicit(&a->h->client_conns[hc->client_slot - 1], 1,
+                                  memory_order_relaxed);
     atomic_fetch_sub_explicit(&a->slot->ctr.conns_open, 1, memory_order_relaxed);
     if (hc->lingering) /* relaxed: statistics */
         atomic_fetch_sub_explicit(&a->slot->ctr.conns_lingering, 1, memory_order_relaxed);
@@ -205,7 +224,7 @@ static void on_conn_closed(uv_handle_t *hd)
     acceptor_maybe_free(a);
 }
 
-static void conn_close(struct hconn *hc)
+static void conn_close_how(struct hconn *hc, bool reset)
 {
     if (hc->closing)
         return;
@@ -214,7 +233,14 @@ static void conn_close(struct hconn *hc)
     mx__http_conn_fini(&hc->core); /* requests the app holds are detached now */
     free(hc->left);
     hc->left = NULL;
-    uv_close((uv_handle_t *)&hc->tcp, on_conn_closed);
+    /* a reset also drops what the kernel still buffers for the client */
+    if (!reset || hc->lingering || uv_tcp_close_reset(&hc->tcp, on_conn_closed) != 0)
+        uv_close((uv_handle_t *)&hc->tcp, on_conn_closed);
+}
+
+static void conn_close(struct hconn *hc)
+{
+    conn_close_how(hc, false);
 }
 
 /* ---- writing ---- */
@@ -250,7 +276,8 @@ static void io_write(void *ctx, struct mx__http_out *o)
 {
     struct hconn *hc = ctx;
     if (hc->closing) {
-        mx__http_out_free(o);
+        mx__http_conn_written(&hc->core, o->total);
+        mx__http_out_free(o); /* releases its budget */
         return;
     }
     uv_buf_t bufs[2];
@@ -366,6 +393,7 @@ static void update(struct hconn *hc)
         return;
     struct mx__http_conn *c = &hc->core;
     const struct mx_http_opts *o = &hc->a->srv.o;
+    mx__http_conn_resume(c); /* a request held while the app was full */
     if (hc->left && mx__http_conn_can_parse(c)) {
         size_t n = mx__http_conn_feed(c, hc->left + hc->left_off, hc->left_len - hc->left_off);
         hc->left_off += n;
@@ -382,10 +410,18 @@ static void update(struct hconn *hc)
     }
     bool can = mx__http_conn_can_parse(c);
     set_reading(hc, !hc->eof && !hc->left && can);
-    if (!can && !hc->eof && mx__http_srv_app_full(&hc->a->srv))
+    if (c->deferred)
         pause_conn(hc);
+    if (!can && !c->deferred && mx__http_srv_mem_full(&hc->a->srv)) {
+        if (!hc->mem_paused)
+            hc->mem_paused = mx_now_ms();
+    } else {
+        hc->mem_paused = 0;
+    }
     if (c->in_head)
         hc->deadline = c->head_start_ms + o->header_timeout_ms;
+    else if (c->in_body)
+        hc->deadline = c->body_start_ms + o->body_timeout_ms;
     else if (mx__http_conn_waiting_app(c) && hc->writes == 0)
         hc->deadline = 0; /* the app answers (its own deadlines) */
     else
@@ -454,6 +490,11 @@ static bool proxy_in(struct hconn *hc, const char *p, size_t n)
             return false;
         }
         mx__http_count(&ctr->proxy_ok, 1);
+        if (!h.local && !client_admit(hc, &h.src, false)) {
+            mx__http_count(&ctr->conns_refused, 1);
+            conn_close(hc);
+            return false;
+        }
         if (!h.local) {
             hc->core.peer = h.src;
             if (h.src.ss_family == AF_INET)
@@ -517,6 +558,67 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     conn_close(hc);
 }
 
+/* ---- per-client connection counts ---- */
+
+/* The counter slot of a client address (IPv4, or the /64 of an IPv6
+ * address; IPv4-mapped IPv6 counts as IPv4), or -1 when the address is not
+ * counted: loopback 127.0.0.1 / ::1 (the host itself: local proxies,
+ * probes, benchmarks) and, when the PROXY protocol is on, trusted proxies
+ * (their clients are counted once the header names them). */
+static int client_slot_of(mx_http_t *h, const struct sockaddr_storage *ss, bool proxy_exempt)
+{
+    uint64_t key;
+    if (ss->ss_family == AF_INET) {
+        uint32_t v4 = ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr);
+        if (v4 == 0x7f000001u)
+            return -1;
+        key = v4;
+    } else if (ss->ss_family == AF_INET6) {
+        const uint8_t *b = ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr;
+        static const uint8_t loop[16] = {[15] = 1}, v4map[12] = {[10] = 0xff, [11] = 0xff};
+        if (memcmp(b, loop, 16) == 0)
+            return -1;
+        if (memcmp(b, v4map, 12) == 0) {
+            key = (uint64_t)b[12] << 24 | (uint64_t)b[13] << 16 | (uint64_t)b[14] << 8 | b[15];
+            if (key == 0x7f000001u)
+                return -1;
+        } else {
+            key = 0;
+            for (int i = 0; i < 8; i++)
+                key = key << 8 | b[i];
+            key ^= 1ull << 63; /* apart from IPv4 keys */
+        }
+    } else {
+        return -1;
+    }
+    if (proxy_exempt && h->o.proxy_trusted && h->o.proxy_trusted(ss, h->o.proxy_ctx))
+        return -1;
+    /* splitmix64 of the seeded key: an attacker cannot aim at a victim's slot */
+    uint64_t z = key + h->client_seed + 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return (int)((z ^ (z >> 31)) % CLIENT_SLOTS);
+}
+
+/* Count hc under its client's address; false (nothing counted) when the
+ * client already has max_conns_per_client connections. */
+static bool client_admit(struct hconn *hc, const struct sockaddr_storage *ss, bool proxy_exempt)
+{
+    mx_http_t *h = hc->a->h;
+    int slot = client_slot_of(h, ss, proxy_exempt);
+    if (slot < 0)
+        return true;
+    /* relaxed: a bound (acceptors may overshoot it by one each) */
+    uint32_t n = atomic_fetch_add_explicit(&h->client_conns[slot], 1, memory_order_relaxed) + 1;
+    if (n > h->o.max_conns_per_client) {
+        atomic_fetch_sub_explicit(&h->client_conns[slot], 1, memory_order_relaxed);
+        mx__http_count(&hc->a->slot->ctr.limits[MX_HTTP_LIM_CLIENT_CONNS], 1);
+        return false;
+    }
+    hc->client_slot = (uint32_t)slot + 1;
+    return true;
+}
+
 /* ---- accepting ---- */
 
 static void on_bare_closed(uv_handle_t *hd)
@@ -528,8 +630,8 @@ static void on_bare_closed(uv_handle_t *hd)
     acceptor_maybe_free(a);
 }
 
-/* Over max_conns: a 503 written best effort (the socket is fresh, so its
- * buffer has room), then close. */
+/* Over max_conns (or the client's share): a 503 written best effort (the
+ * socket is fresh, so its buffer has room), then close. */
 static void refuse(struct acceptor *a, struct hconn *hc)
 {
     char head[512];
@@ -577,12 +679,18 @@ static void on_connection(uv_stream_t *listener, int status)
         refuse(a, hc);
         return;
     }
-    mx__http_count(&sl->ctr.conns_accepted, 1);
-    mx__http_count(&sl->ctr.conns_open, 1);
     struct sockaddr_storage peer;
     int plen = sizeof(peer);
     memset(&peer, 0, sizeof(peer));
     uv_tcp_getpeername(&hc->tcp, (struct sockaddr *)&peer, &plen);
+    if (!client_admit(hc, &peer, true)) {
+        atomic_fetch_sub_explicit(&a->h->open_conns, 1, memory_order_relaxed); /* relaxed: bound */
+        mx__http_count(&sl->ctr.conns_refused, 1);
+        refuse(a, hc);
+        return;
+    }
+    mx__http_count(&sl->ctr.conns_accepted, 1);
+    mx__http_count(&sl->ctr.conns_open, 1);
     mx__http_conn_init(&hc->core, &a->srv, &uv_io, hc, &peer);
     if (peer.ss_family == AF_INET)
         uv_ip4_name((struct sockaddr_in *)&peer, hc->core.peer_ip, sizeof(hc->core.peer_ip));
@@ -600,24 +708,108 @@ static void on_connection(uv_stream_t *listener, int status)
 
 /* ---- deadlines ---- */
 
+/* A client that leaves answers unread (or reads them slower than
+ * min_drain_bytes_per_s over a window) is closed: its answers must not
+ * pin memory. Returns true when hc was closed. */
+static bool drain_check(struct hconn *hc, int64_t now)
+{
+    struct mx__http_conn *c = &hc->core;
+    if (c->out_bytes == 0 || hc->lingering) {
+        hc->drain_since = 0;
+        return false;
+    }
+    if (!hc->drain_since) {
+        hc->drain_since = now;
+        hc->drain_mark = c->written;
+        return false;
+    }
+    const struct mx_http_opts *o = &hc->a->srv.o;
+    int64_t window = o->idle_timeout_ms / 2 < DRAIN_WINDOW_MS ? o->idle_timeout_ms / 2 : DRAIN_WINDOW_MS;
+    if (now - hc->drain_since < window)
+        return false;
+    uint64_t want = (uint64_t)o->min_drain_bytes_per_s * (uint64_t)window / 1000;
+    if (c->written - hc->drain_mark < want) {
+        mx__http_count(&hc->a->slot->ctr.limits[MX_HTTP_LIM_DRAIN], 1);
+        conn_close_how(hc, true);
+        return true;
+    }
+    hc->drain_since = now;
+    hc->drain_mark = c->written;
+    return false;
+}
+
+/* The memory budget: a connection it held back for MEM_PAUSE_MS while
+ * holding unwritten answers or queued request bodies is closed (that frees
+ * them: requests the app holds are detached); the others resume once there
+ * is room. Returns true when hc was closed. */
+static bool mem_check(struct hconn *hc, int64_t now)
+{
+    if (!mx__http_srv_mem_full(&hc->a->srv)) {
+        if (!hc->mem_paused)
+            return false;
+        hc->mem_paused = 0;
+        update(hc);
+        return hc->closing;
+    }
+    if (hc->reading || hc->lingering)
+        return false;
+    if (!hc->mem_paused) /* stopped for another reason first (pipeline full, 503) */
+        hc->mem_paused = now;
+    if (now - hc->mem_paused < MEM_PAUSE_MS ||
+        (hc->core.out_bytes == 0 && mx__http_conn_held(&hc->core) < (64 << 10)))
+        return false;
+    mx__http_count(&hc->a->slot->ctr.mem_closed, 1);
+    conn_close_how(hc, true);
+    return true;
+}
+
+/* Hand freed memory back to the system after a burst: glibc keeps the
+ * heap top and arenas otherwise (RSS stayed at the peak after every
+ * connection closed). One acceptor does it per drop, by a CAS on the peak. */
+static void maybe_trim(struct acceptor *a)
+{
+    mx_http_t *h = a->h;
+    /* relaxed: statistics and a heuristic, not a synchronisation */
+    int64_t used = atomic_load_explicit(&h->mem, memory_order_relaxed);
+    int64_t peak = atomic_load_explicit(&h->mem_peak, memory_order_relaxed);
+    if (used > peak) {
+        atomic_compare_exchange_strong_explicit(&h->mem_peak, &peak, used, memory_order_relaxed,
+                                                memory_order_relaxed);
+        if ((uint64_t)used > atomic_load_explicit(&h->mem_peak_ever, memory_order_relaxed))
+            atomic_store_explicit(&h->mem_peak_ever, (uint64_t)used, memory_order_relaxed);
+        return;
+    }
+    if (peak - used < TRIM_MIN_BYTES || used > peak / 2)
+        return;
+    if (atomic_compare_exchange_strong_explicit(&h->mem_peak, &peak, used, memory_order_relaxed,
+                                                memory_order_relaxed)) {
+        malloc_trim(0);
+        mx__http_count(&a->slot->ctr.mem_trims, 1);
+    }
+}
+
 static void on_sweep(uv_timer_t *t)
 {
     struct acceptor *a = t->data;
     int64_t now = mx_now_ms();
     struct hconn *next;
+    maybe_trim(a);
     for (struct hconn *hc = a->conns; hc; hc = next) {
         next = hc->next;
-        if (hc->closing || !hc->deadline || now < hc->deadline)
+        if (hc->closing || drain_check(hc, now) || mem_check(hc, now))
+            continue;
+        if (!hc->deadline || now < hc->deadline)
             continue;
         if (hc->lingering) {
             conn_close(hc);
-        } else if (hc->core.in_head) {
+        } else if (hc->core.in_head || hc->core.in_body) {
             mx__http_conn_head_timeout(&hc->core);
             update(hc);
         } else {
-            /* idle keep-alive, or a client that stopped sending or reading */
+            /* idle keep-alive, or a client that stopped sending or reading
+             * (then a reset drops the answers the kernel still holds) */
             mx__http_count(&a->slot->ctr.limits[MX_HTTP_LIM_IDLE], 1);
-            conn_close(hc);
+            conn_close_how(hc, hc->core.out_bytes > 0);
         }
     }
     resume_paused(a); /* answers to connections that left resume nobody */
@@ -712,6 +904,7 @@ static int acc_init(mx_actor_t *self, void *arg, void **state)
     a->srv.actor = self;
     a->srv.sched = mx_actor_sched(self);
     a->srv.ctr = &sl->ctr;
+    a->srv.mem = &h->mem;
     pthread_mutex_lock(&h->mu);
     h->live++;
     pthread_mutex_unlock(&h->mu);
@@ -942,6 +1135,21 @@ int mx_http_start(mx_system_t *sys, const struct mx_http_opts *o, const struct m
         h->o.max_output_bytes = MX_HTTP_MAX_OUTPUT_BYTES;
     if (!h->o.backlog)
         h->o.backlog = 511;
+    if (!h->o.body_timeout_ms)
+        h->o.body_timeout_ms = MX_HTTP_BODY_TIMEOUT_MS;
+    if (!h->o.max_chunk_ext_bytes)
+        h->o.max_chunk_ext_bytes = MX_HTTP_MAX_CHUNK_EXT_BYTES;
+    if (!h->o.max_conns_per_client)
+        h->o.max_conns_per_client = h->o.max_conns / 4 ? h->o.max_conns / 4 : 1;
+    if (!h->o.max_buffered_bytes)
+        h->o.max_buffered_bytes = MX_HTTP_MAX_BUFFERED_BYTES;
+    if (!h->o.min_drain_bytes_per_s)
+        h->o.min_drain_bytes_per_s = MX_HTTP_MIN_DRAIN_BYTES_PER_S;
+    h->client_conns = calloc(CLIENT_SLOTS, sizeof(*h->client_conns));
+    if (!h->client_conns)
+        abort();
+    if (getrandom(&h->client_seed, sizeof(h->client_seed), 0) != (ssize_t)sizeof(h->client_seed))
+        h->client_seed = (uint64_t)mx_now_ms() * 0x9E3779B97F4A7C15ull; /* still unknown to clients */
     h->app = *app;
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cv, NULL);
@@ -1025,6 +1233,7 @@ out_free:
     pthread_mutex_destroy(&h->mu);
     pthread_cond_destroy(&h->cv);
     free(h->slots);
+    free(h->client_conns);
     free(h);
     return rc;
 }
@@ -1088,7 +1297,12 @@ void mx_http_stats(mx_http_t *h, struct mx_http_stats *out)
         out->proxy_ok += LD(c->proxy_ok);
         out->proxy_refused += LD(c->proxy_refused);
         out->proxy_malformed += LD(c->proxy_malformed);
+        out->mem_trims += LD(c->mem_trims);
+        out->mem_closed += LD(c->mem_closed);
     }
+    int64_t mem = atomic_load_explicit(&h->mem, memory_order_relaxed); /* statistics */
+    out->buffered_bytes = mem > 0 ? (uint64_t)mem : 0;
+    out->buffered_peak = LD(h->mem_peak_ever);
 #undef LD
 }
 
@@ -1115,5 +1329,6 @@ void mx_http_free(mx_http_t *h)
     pthread_mutex_destroy(&h->mu);
     pthread_cond_destroy(&h->cv);
     free(h->slots);
+    free(h->client_conns);
     free(h);
 }

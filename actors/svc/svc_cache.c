@@ -39,6 +39,7 @@
 #define IGN_MAX 90
 #define TICK_MS 100
 #define INVAL_ACK_MS 300 /* longest a recalculation waits for the nodes' acks */
+#define FORCE_WINDOW_MS 10000 /* recalculations of one document within this share one load */
 #define MAX_L3_INFLIGHT 256 /* MySQL jobs per shard: well under the mailbox */
 
 enum kind { K_DOC, K_CHAR, K_OCID, K_NEG, K_EQUIP };
@@ -139,7 +140,7 @@ struct shard {
     uint64_t next_fid;
     /* L2 */
     mx_redis_t *rc, *sub;
-    mx_redis_script_t *s_acquire, *s_done, *s_renew;
+    mx_redis_script_t *s_acquire, *s_done, *s_renew, *s_force;
     char channel[160];
     char prefix[80]; /* "mx:<cluster>:" */
     bool stopping;
@@ -449,6 +450,18 @@ static const char done_lua[] =
     "if ARGV[8] ~= '' then return redis.call('PUBLISH', ARGV[5], ARGV[8]) end\n"
     "return 0\n";
 
+/* A recalculation (force): KEYS value, latch, marker; ARGV token, latch ttl
+ * ms, marker ttl ms. 1: nobody recalculated this document within the
+ * marker's window: the old value is dropped and the latch is ours (a plain
+ * load holding it finishes harmlessly: its done script no longer owns it),
+ * so every request for it on any node waits for the new one. 0: one is
+ * (or just was) under way: coalesced, read it like any request. */
+static const char force_lua[] =
+    "if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[3]) then return 0 end\n"
+    "redis.call('DEL', KEYS[1])\n"
+    "redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])\n"
+    "return 1\n";
+
 /* KEYS: latch. ARGV: token, ttl ms. Extends the latch only if we still hold
  * it, so a load slower than the latch TTL is not joined by a second one. */
 static const char renew_lua[] =
@@ -527,10 +540,13 @@ static void l2_del(struct shard *s, const char *key)
 
 /* ---- flights ---- */
 
-static struct flight *flight_find_key(struct shard *s, const char *key, size_t klen)
+/* A flight for key a request may join: any for a plain request (a
+ * recalculation's result is only newer), only a recalculation for a
+ * recalculation (a plain load may serve what it had before). */
+static struct flight *flight_find_key(struct shard *s, const char *key, size_t klen, bool force)
 {
     for (struct flight *f = s->flights; f; f = f->next)
-        if (f->klen == klen && memcmp(f->key, key, klen) == 0)
+        if (f->klen == klen && memcmp(f->key, key, klen) == 0 && (!force || f->q.force))
             return f;
     return NULL;
 }
@@ -1056,6 +1072,52 @@ static void l2_acquire(mx_actor_t *self, struct shard *s, struct flight *f)
     }
 }
 
+static void force_cb(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
+{
+    (void)rd;
+    struct shard *s = ((struct rop *)arg)->s;
+    struct flight *f = rop_flight(arg, status);
+    if (!f)
+        return;
+    if (status != 0 || rep->type != REDIS_REPLY_INTEGER) {
+        INC(redis_errors);
+        INC(redis_fallbacks);
+        start_load(s->self, s, f); /* recalculated on this node only */
+    } else if (rep->integer == 1) {
+        INC(latch_acquired);
+        f->latched = true;
+        f->latch_renew_at = mx_now_ms() + s->o.latch_ttl_ms / 3;
+        start_load(s->self, s, f);
+    } else {
+        INC(coalesced); /* another request (any node) recalculates it right now */
+        f->q.force = false;
+        l2_acquire(s->self, s, f);
+    }
+}
+
+/* A recalculation: one per document and FORCE_WINDOW_MS across the
+ * cluster (force_lua); without Redis, one per document on this node. */
+static void force_acquire(mx_actor_t *self, struct shard *s, struct flight *f)
+{
+    if (!redis_up(s) || !s->s_force || s->no_latch) {
+        start_load(self, s, f);
+        return;
+    }
+    char latch[RKEY_MAX + 4], mark[RKEY_MAX + 4], ttl[24], wttl[24];
+    snprintf(latch, sizeof latch, "%s:L", f->rkey);
+    snprintf(mark, sizeof mark, "%s:F", f->rkey);
+    snprintf(ttl, sizeof ttl, "%" PRIu32, s->o.latch_ttl_ms);
+    snprintf(wttl, sizeof wttl, "%u", FORCE_WINDOW_MS);
+    const char *argv[] = {f->rkey, latch, mark, f->token, ttl, wttl};
+    f->stage = ST_L2;
+    struct rop *r = rop_new(s, f);
+    if (mx_redis_eval(s->rc, s->s_force, force_cb, r, 3, 6, argv, NULL) != 0) {
+        free(r);
+        INC(redis_errors);
+        start_load(self, s, f);
+    }
+}
+
 static bool ign_ok(const struct mx_str *ign)
 {
     if (ign->len == 0 || ign->len > IGN_MAX)
@@ -1100,7 +1162,7 @@ static void on_get(mx_actor_t *self, struct shard *s, struct mx_msg *m)
         return;
     }
     INC(l1_misses);
-    struct flight *f = flight_find_key(s, key, klen);
+    struct flight *f = flight_find_key(s, key, klen, q.force);
     if (f) {
         if (!flight_wait(s, f, &m->env)) {
             INC(refused);
@@ -1130,7 +1192,7 @@ static void on_get(mx_actor_t *self, struct shard *s, struct mx_msg *m)
     s->nflights++;
     flight_wait(s, f, &m->env);
     if (q.force)
-        start_load(self, s, f); /* recompute now; the result replaces L2 for everyone */
+        force_acquire(self, s, f); /* recompute once; the result replaces L2 for everyone */
     else
         l2_acquire(self, s, f);
 }
@@ -1519,29 +1581,35 @@ static void on_notice(mx_redis_t *rd, const char *channel, const char *data, siz
         if (sscanf(buf + 2, "%20s %91s %65s %47s", node, ign, ocid, nonce) < 2 ||
             strlen(ign) > IGN_MAX)
             return;
-        /* this node dropped its copies when it stored the new ones; on the
-         * others the shard that owns the character drops them */
-        if (strtoull(node, NULL, 16) != s->node_id &&
-            mx_svc_shard(ign, strlen(ign), (uint32_t)s->nshards) == (uint32_t)s->index) {
+        /* only the shard that owns the character acts on it, on each node */
+        if (mx_svc_shard(ign, strlen(ign), (uint32_t)s->nshards) != (uint32_t)s->index)
+            return;
+        /* this node dropped its copies when it stored the new ones */
+        if (strtoull(node, NULL, 16) != s->node_id) {
             INC(inval_applied);
             l1_drop_character(s, ign, strcmp(ocid, "-") ? ocid : "", NULL, 0);
         }
-        /* every subscriber acks, applied or not: the publisher counts them
-         * against the receivers PUBLISH reported */
+        /* one ack per node, weighted by the node's subscribers (its
+         * shards): the publisher sums them against the receivers PUBLISH
+         * reported (before: every shard acked, N^2 deliveries) */
         if (nonce[0] && s->rc && mx_redis_connected(s->rc)) {
-            char ack[64];
-            snprintf(ack, sizeof ack, "A %s", nonce);
+            char ack[80];
+            snprintf(ack, sizeof ack, "A %s %d", nonce, s->nshards);
             if (mx_redis_command(s->rc, redis_cb_count, NULL, "PUBLISH %s %s", s->channel, ack) != 0)
                 INC(redis_errors);
         }
         return;
     }
     if (buf[0] == 'A' && buf[1] == ' ') {
+        char nonce[48];
+        unsigned weight = 1;
+        if (sscanf(buf + 2, "%47s %u", nonce, &weight) < 1 || weight == 0 || weight > 4096)
+            return;
         for (struct flight *f = s->flights, *next; f; f = next) {
             next = f->next;
-            if (!f->ack_nonce[0] || strcmp(f->ack_nonce, buf + 2) != 0)
+            if (!f->ack_nonce[0] || strcmp(f->ack_nonce, nonce) != 0)
                 continue;
-            f->acks++;
+            f->acks += weight;
             if (f->stage == ST_ACK && f->acks >= f->acks_needed && f->result)
                 finish_doc(s->self, s, f, f->result, false);
         }
@@ -1672,6 +1740,8 @@ static int cache_init(mx_actor_t *self, void *arg, void **state)
             rc = mx_redis_script(s->rc, done_lua, &s->s_done);
         if (rc == 0)
             rc = mx_redis_script(s->rc, renew_lua, &s->s_renew);
+        if (rc == 0)
+            rc = mx_redis_script(s->rc, force_lua, &s->s_force);
         if (rc != 0)
             MX_ERROR("cache: MX_REDIS_URL unusable (%s): running without L2", mx_strerror(rc));
         if (rc != 0 && s->sub) {

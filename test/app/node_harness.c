@@ -1,6 +1,7 @@
 /* node_harness.c - see node_harness.h. */
 #define _GNU_SOURCE
 #include "node_harness.h"
+#include "../stub/stub_harness.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -55,4 +55,5 @@ void http_header(const struct http_res *r, const char *name, char *out, size_t c
  * out; returns 0 or -1. Good enough for flat test assertions. */
 int json_str(const char *json, const char *key, char *out, size_t cap);
 
+
 #endif

@@ -461,8 +461,9 @@ static void test_answer_after_client_left(void **st)
     hh_free(h);
 }
 
-/* max_in_app: parsing pauses while the app holds that many requests, and
- * resumes as answers come; synchronous answers never count. */
+/* max_in_app: at the bound one more request is parsed and held (parsing
+ * stops), it reaches the app when an answer makes room, and parsing goes
+ * on; synchronous answers never count. */
 static void test_in_app_bound(void **st)
 {
     struct mx_http_opts o = {.max_in_app = 3};
@@ -480,11 +481,12 @@ static void test_in_app_bound(void **st)
     assert_false(mx__http_conn_can_parse(&h->conn));
     assert_int_equal(h->ctr.limits[MX_HTTP_LIM_IN_APP], 1);
     assert_int_equal(h->ctr.limits[MX_HTTP_LIM_PIPELINE], 0);
-    /* one answer makes room for exactly one more request */
+    assert_non_null(h->conn.deferred); /* /slow/3, parsed and held */
+    /* one answer makes room for exactly one more request: the held one */
     mx_http_req_t *r = h->deferred[--h->ndeferred];
     assert_int_equal(mx_http_respond(r, 200, "text/plain", "x", 1), 0);
     assert_int_equal(h->srv.in_app, 2);
-    assert_true(mx__http_conn_can_parse(&h->conn));
+    assert_false(mx__http_conn_can_parse(&h->conn));
     used += mx__http_conn_feed(&h->conn, buf + used, len - used);
     assert_true(used < len);
     assert_int_equal(h->ndeferred, 3);
@@ -495,7 +497,10 @@ static void test_in_app_bound(void **st)
         used += mx__http_conn_feed(&h->conn, buf + used, len - used);
         assert_true(h->srv.in_app <= 3);
     }
-    hh_answer_deferred(h);
+    while (h->ndeferred || h->conn.deferred) {
+        hh_answer_deferred(h);
+        mx__http_conn_resume(&h->conn);
+    }
     assert_int_equal(h->srv.in_app, 0);
     struct presp p[9];
     assert_int_equal(parse_all(h, p, 9), 8); /* all answered, in order */
@@ -509,16 +514,56 @@ static void test_in_app_client_left(void **st)
 {
     struct mx_http_opts o = {.max_in_app = 2};
     struct hh *h = hh_new(&o);
-    feed_str(h, "GET /slow/1 HTTP/1.1\r\n\r\nGET /slow/2 HTTP/1.1\r\n\r\n");
+    feed_str(h, "GET /slow/1 HTTP/1.1\r\n\r\nGET /slow/2 HTTP/1.1\r\n\r\n"
+                "GET /slow/3 HTTP/1.1\r\n\r\n");
     assert_int_equal(h->srv.in_app, 2);
+    assert_non_null(h->conn.deferred); /* held: never reached the app */
     assert_false(mx__http_conn_can_parse(&h->conn));
-    mx__http_conn_fini(&h->conn);
+    mx__http_conn_fini(&h->conn); /* frees the held one */
     mx_http_req_t *r = h->deferred[--h->ndeferred];
     assert_int_equal(mx_http_respond(r, 200, "text/plain", "x", 1), MX_ESTOPPED);
     assert_int_equal(h->srv.in_app, 1);
     h->ndeferred = 0; /* the other one is never answered */
     mx__http_srv_free_live(&h->srv);
     assert_int_equal(h->srv.in_app, 0);
+    hh_free(h);
+}
+
+/* the node's buffer budget counts what an answer alone holds: its head and
+ * a body copied for it, not a cached document shared by every connection;
+ * written answers give their bytes back, and so do request arenas */
+static void test_buffer_budget_accounting(void **st)
+{
+    struct hh *h = hh_new(NULL);
+    _Atomic int64_t mem = 0;
+    h->srv.mem = &mem;
+    h->srv.o.max_buffered_bytes = 1u << 30;
+    h->hold_writes = true;
+    char big[3000];
+    memset(big, 'd', sizeof big);
+    struct mx_blob *b = mx_blob_new(big, sizeof big);
+    mx_http_doc_unref(h->doc);
+    assert_int_equal(mx_http_doc_new("text/plain", b, false, &h->doc), 0);
+    mx_blob_unref(b);
+    feed_str(h, "GET /doc HTTP/1.1\r\n\r\n");
+    assert_int_equal(h->nheld, 1);
+    assert_non_null(h->held[0]->blob); /* the document's own bytes, shared */
+    assert_int_equal(h->held[0]->charged, (int64_t)h->held[0]->head_len);
+    char req[4200];
+    int n = snprintf(req, sizeof req, "POST /echo HTTP/1.1\r\nContent-Length: 4000\r\n\r\n");
+    memset(req + n, 'e', 4000);
+    assert_int_equal(mx__http_conn_feed(&h->conn, req, (size_t)n + 4000), (size_t)n + 4000);
+    assert_int_equal(h->nheld, 2);
+    assert_non_null(h->held[1]->blob); /* a 4000-byte copy made for this answer */
+    assert_int_equal(h->held[1]->charged, (int64_t)h->held[1]->head_len + 4000);
+    assert_int_equal(atomic_load(&mem), h->held[0]->charged + h->held[1]->charged);
+    /* the budget spent: no new request starts */
+    h->srv.o.max_buffered_bytes = (uint64_t)atomic_load(&mem);
+    assert_true(mx__http_srv_mem_full(&h->srv));
+    assert_false(mx__http_conn_can_parse(&h->conn));
+    hh_release_held(h);
+    assert_int_equal(atomic_load(&mem), 0);
+    assert_true(mx__http_conn_can_parse(&h->conn));
     hh_free(h);
 }
 
@@ -568,6 +613,7 @@ int main(void)
         cmocka_unit_test(test_add_header_rules),
         cmocka_unit_test(test_in_app_bound),
         cmocka_unit_test(test_in_app_client_left),
+        cmocka_unit_test(test_buffer_budget_accounting),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

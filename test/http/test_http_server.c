@@ -29,6 +29,7 @@
 #include "mx_err.h"
 #include "mx_http.h"
 #include "mx_testutil.h"
+#include "http_sock.h"
 
 #define MAX_CONNS 20
 
@@ -249,20 +250,6 @@ static int dial(void)
     return dial_port(g_port);
 }
 
-static void send_all(int fd, const char *buf, size_t len)
-{
-    while (len) {
-        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        assert_true(n > 0);
-        buf += n;
-        len -= (size_t)n;
-    }
-}
-
-#define SEND(fd, lit) send_all(fd, lit, sizeof(lit) - 1)
-
 struct rx {
     char *buf;
     size_t len;
@@ -297,22 +284,6 @@ static void recv_resp(int fd, struct rx *rx, int want, int timeout_ms)
         rx->len += (size_t)n;
     }
     rx->n = parse_responses(rx->buf, rx->len, rx->p, 128, NULL, NULL);
-}
-
-/* after the responses: does the server close (EOF or reset) within timeout_ms? */
-static bool closes_within(int fd, int timeout_ms)
-{
-    int64_t dl = tu_now_ms() + timeout_ms;
-    char b[4096];
-    while (tu_now_ms() < dl) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (poll(&pfd, 1, 50) <= 0)
-            continue;
-        ssize_t n = recv(fd, b, sizeof(b), 0);
-        if (n <= 0)
-            return true;
-    }
-    return false;
 }
 
 static void rx_free(struct rx *rx)
