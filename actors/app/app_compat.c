@@ -24,6 +24,7 @@
 
 #include "app_int.h"
 #include "mx_err.h"
+#include "mx_jsonr.h"
 #include "mx_jsonw.h"
 #include "mx_log.h"
 #include "mx_proto.h"
@@ -94,18 +95,33 @@ static void total_answer(struct acc *a, mx_http_req_t *r, struct mx_msg *m)
 
 /* ---- V4 preset ---- */
 
-/* The seed's answer for a preset the character does not have: 200, no
- * presets, zero totals (its builder leaves maxPresetNo unset). */
-static void empty_preset_doc(mx_http_req_t *r)
+/* The seed's answer for a preset the character does not have: 200, the
+ * whole document's userIgn, calculatedAt and fromCache, zero totals, no
+ * presets; its builder sets neither totalCostText (null) nor maxPresetNo
+ * (an int: 0). d is the whole document. */
+static void empty_preset_doc(mx_http_req_t *r, const struct mx_http_doc *d, bool stale)
 {
+    char ign[256], at[80];
+    struct mx_jr_field f[] = {
+        {.key = "userIgn", .kind = MX_JR_STR, .required = true, .buf = ign, .cap = sizeof ign},
+        {.key = "calculatedAt", .kind = MX_JR_STR, .buf = at, .cap = sizeof at},
+        {.key = "fromCache", .kind = MX_JR_BOOL},
+    };
+    if (mx_jsonr_object((const char *)d->plain->data, d->plain->len, f, 3, NULL, 0) != 0) {
+        mx_http_error(r, 500, "S001", "Could not read the expectation document");
+        return;
+    }
     struct mx_jsonw w;
     mx_jsonw_init(&w, 4096);
     mx_jsonw_obj_open(&w);
-    mx_jsonw_kstr(&w, "userIgn", mx_http_req_param(r, "ign"));
-    mx_jsonw_knull(&w, "calculatedAt");
-    mx_jsonw_kbool(&w, "fromCache", false);
+    mx_jsonw_kstr(&w, "userIgn", ign);
+    if (f[1].present)
+        mx_jsonw_kstr(&w, "calculatedAt", at);
+    else
+        mx_jsonw_knull(&w, "calculatedAt");
+    mx_jsonw_kbool(&w, "fromCache", f[2].present && f[2].b);
     mx_jsonw_kint(&w, "totalExpectedCost", 0);
-    mx_jsonw_kstr(&w, "totalCostText", "0");
+    mx_jsonw_knull(&w, "totalCostText");
     mx_jsonw_key(&w, "totalCostBreakdown");
     mx_jsonw_obj_open(&w);
     mx_jsonw_kint(&w, "blackCubeCost", 0);
@@ -113,11 +129,13 @@ static void empty_preset_doc(mx_http_req_t *r)
     mx_jsonw_kint(&w, "additionalCubeCost", 0);
     mx_jsonw_kint(&w, "starforceCost", 0);
     mx_jsonw_obj_close(&w);
-    mx_jsonw_knull(&w, "maxPresetNo");
+    mx_jsonw_kint(&w, "maxPresetNo", 0);
     mx_jsonw_key(&w, "presets");
     mx_jsonw_arr_open(&w);
     mx_jsonw_arr_close(&w);
     mx_jsonw_obj_close(&w);
+    if (stale)
+        mx_http_add_header(r, "Warning", "110 - \"Response is Stale\"");
     mx__app_send_json(r, 200, &w);
 }
 
@@ -136,7 +154,8 @@ static int preset_next(mx_http_req_t *r, struct acc *a)
     if (no >= 1 && no <= 3)
         return mx__app_ask_doc(r, a, MX_SVC_EXPECTATION, (uint32_t)no, false, PEND_PRESET, 0);
     /* no such preset anywhere: the whole document says whether the
-     * character exists (404 C002 as for the other routes) */
+     * character exists (404 C002 as for the other routes) and gives the
+     * empty answer its calculatedAt and fromCache */
     return mx__app_ask_doc(r, a, MX_SVC_EXPECTATION, 0, false, PEND_PRESET_EMPTY, 0);
 }
 
@@ -188,14 +207,14 @@ void mx__app_compat_reply(struct acc *a, mx_http_req_t *r, uint8_t kind, struct 
         total_answer(a, r, m);
         break;
     case PEND_PRESET:
-        if (preset_missing(m))
-            empty_preset_doc(r);
+        if (preset_missing(m)) /* the equipment lacks it: the whole document for the answer */
+            mx__app_ask_doc(r, a, MX_SVC_EXPECTATION, 0, false, PEND_PRESET_EMPTY, 0);
         else if (mx__app_cache_doc(a, r, m, &d, &stale))
             mx__app_respond_doc(a, r, d, stale);
         break;
     case PEND_PRESET_EMPTY:
         if (mx__app_cache_doc(a, r, m, &d, &stale))
-            empty_preset_doc(r);
+            empty_preset_doc(r, d, stale);
         break;
     case PEND_V5:
     case PEND_V5_RECALC:
