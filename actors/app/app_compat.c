@@ -141,16 +141,22 @@ static void empty_preset_doc(mx_http_req_t *r, const struct mx_http_doc *d, bool
 
 static int preset_next(mx_http_req_t *r, struct acc *a)
 {
+    /* the seed's presetNo is a Java Integer: an optional sign and digits
+     * within its range; anything else is 400 C001 (the seed: 500 S001) */
     const char *p = mx_http_req_param(r, "preset");
+    if (p && (*p == '-' || *p == '+'))
+        p++;
     size_t n = p ? strlen(p) : 0;
-    bool digits = n > 0 && n <= 9;
+    bool digits = n > 0 && n <= 10;
     for (size_t i = 0; digits && i < n; i++)
         digits = p[i] >= '0' && p[i] <= '9';
-    if (!digits) {
+    long long no = digits ? strtoll(p, NULL, 10) : 0;
+    if (!digits || no > 2147483647LL) {
         mx_http_error(r, 400, "C001", "Preset must be a number");
         return MX_HTTP_DONE;
     }
-    long no = strtol(p, NULL, 10);
+    if (p != mx_http_req_param(r, "preset") && p[-1] == '-')
+        no = -no;
     if (no >= 1 && no <= 3)
         return mx__app_ask_doc(r, a, MX_SVC_EXPECTATION, (uint32_t)no, false, PEND_PRESET, 0);
     /* no such preset anywhere: the whole document says whether the

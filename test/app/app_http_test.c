@@ -349,6 +349,24 @@ static void test_presets_and_options(void **st)
     assert_non_null(strstr(body, "\"presetNo\":2"));
     free(head);
     free(body);
+    /* presetNo is a Java Integer in the seed: a sign is fine, beyond its range is not */
+    s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation/preset/-1", NULL, &head, &body,
+            &blen);
+    assert_int_equal(s, 200);
+    assert_non_null(strstr(body, "\"presets\":[]"));
+    free(head);
+    free(body);
+    s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation/preset/+2", NULL, &head, &body,
+            &blen);
+    assert_int_equal(s, 200);
+    assert_non_null(strstr(body, "\"presetNo\":2"));
+    free(head);
+    free(body);
+    s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation/preset/2147483648", NULL, &head,
+            &body, &blen);
+    assert_int_equal(s, 400);
+    free(head);
+    free(body);
     s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation/preset/x", NULL, &head, &body, &blen);
     assert_int_equal(s, 400);
     assert_non_null(strstr(body, "\"code\":\"C001\""));
