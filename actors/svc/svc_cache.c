@@ -621,10 +621,13 @@ static void start_calc(mx_actor_t *self, struct shard *s, struct flight *f,
                        struct mx_blob *equip);
 
 /* Upstream trouble: the last stored value (even expired) if any, else 503. */
+static struct centry *equip_l1_stale(struct shard *s, const struct flight *f);
+
 static void finish_upstream_fail(mx_actor_t *self, struct shard *s, struct flight *f, int status,
                                  uint32_t retry_ms, const char *why)
 {
-    struct centry *old = l1_get(s, f->key, f->klen, true);
+    struct centry *old = f->q.what == MX_SVC_EQUIPMENT ? equip_l1_stale(s, f)
+                                                      : l1_get(s, f->key, f->klen, true);
     if (old && old->doc) {
         INC(stale);
         MX_WARN("upstream failed (%s); serving a stale entry for %s", why, f->key);
@@ -1095,6 +1098,24 @@ static struct centry *equip_l1(struct shard *s, const char *ign)
         return NULL;
     kl = mkkey(k, 'e', o->ocid, NULL);
     struct centry *e = l1_get(s, k, kl, false);
+    return e && e->doc ? e : NULL;
+}
+
+/* Upstream failed: the L1 equipment of f's character with its document,
+ * even expired (the ocid from the flight, or an expired L1 entry), or NULL. */
+static struct centry *equip_l1_stale(struct shard *s, const struct flight *f)
+{
+    char k[KEY_MAX], ocid[64];
+    snprintf(ocid, sizeof ocid, "%s", f->ocid);
+    if (!ocid[0]) {
+        size_t kl = mkkey(k, 'o', f->ign, NULL);
+        struct centry *o = l1_get(s, k, kl, true);
+        if (!o)
+            return NULL;
+        snprintf(ocid, sizeof ocid, "%s", o->ocid);
+    }
+    size_t kl = mkkey(k, 'e', ocid, NULL);
+    struct centry *e = l1_get(s, k, kl, true);
     return e && e->doc ? e : NULL;
 }
 

@@ -5,7 +5,9 @@
  * - concurrent cold requests on both nodes: one upstream equipment call
  *   in all (one node loads under the latch, the other reads L2);
  * - with L2 emptied, the other node answers from L3 (MySQL's gzip copy),
- *   byte for byte the upstream's JSON, without asking upstream. */
+ *   byte for byte the upstream's JSON, without asking upstream;
+ * - a node without L2/L3 whose L1 copy expired answers it, marked stale,
+ *   while upstream fails. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -144,11 +147,71 @@ static void test_l3_after_l2_is_gone(void **st)
     resp_free(&up);
 }
 
+static void stub_config(const char *query)
+{
+    char url[256];
+    struct resp r;
+    snprintf(url, sizeof url, "%s/__stub/config?%s", g_stub.base, query);
+    assert_int_equal(http_post(url, &r), 0);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+}
+
+static double mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void test_stale_while_upstream_fails(void **st)
+{
+    /* node c: L1 only (no Redis, no MySQL), equipment fresh for 1 s */
+    static char base[160];
+    snprintf(base, sizeof base, "MX_NEXON_BASE_URL=%s", g_stub.base);
+    const char *env[] = {base, "MX_RATE_LIMIT=0", "MX_TTL_EQUIPMENT_L1_S=1",
+                         "MX_FETCH_TIMEOUT_MS=2000", NULL};
+    struct node c;
+    assert_int_equal(node_start(&c, env), 0);
+    char ocid[40];
+    struct resp up;
+    upstream_equipment("tier-three", ocid, &up);
+    struct http_res r;
+    double t0 = mono_ms();
+    assert_int_equal(node_http(c.http_port, "GET", "/api/v3/characters/tier-three/equipment", NULL,
+                               NULL, &r), 200);
+    char warn[128] = "";
+    http_header(&r, "Warning", warn, sizeof warn);
+    assert_string_equal(warn, "");
+    http_res_free(&r);
+    stub_config("fail_rate=1&fail_status=503");
+    /* the TTL is a deadline: wait for it to pass, then ask once */
+    double until = t0 + 1300;
+    while (mono_ms() < until)
+        usleep((useconds_t)((until - mono_ms()) * 1000) + 1);
+    assert_int_equal(node_http(c.http_port, "GET", "/api/v2/characters/tier-three/equipment", NULL,
+                               NULL, &r), 200);
+    http_header(&r, "Warning", warn, sizeof warn);
+    assert_non_null(strstr(warn, "110"));
+    assert_int_equal(r.body_len, up.len);
+    assert_memory_equal(r.body, up.body, up.len);
+    http_res_free(&r);
+    /* a character never loaded has nothing to fall back on */
+    assert_int_equal(node_http(c.http_port, "GET", "/api/v2/characters/tier-four/equipment", NULL,
+                               NULL, &r), 503);
+    assert_non_null(strstr(r.body, "\"code\":\"S005\""));
+    http_res_free(&r);
+    stub_config("fail_rate=0");
+    node_kill(&c);
+    resp_free(&up);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_load_across_nodes),
         cmocka_unit_test(test_l3_after_l2_is_gone),
+        cmocka_unit_test(test_stale_while_upstream_fails),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
