@@ -626,8 +626,8 @@ static struct centry *equip_l1_stale(struct shard *s, const struct flight *f);
 static void finish_upstream_fail(mx_actor_t *self, struct shard *s, struct flight *f, int status,
                                  uint32_t retry_ms, const char *why)
 {
-    struct centry *old = f->q.what == MX_SVC_EQUIPMENT ? equip_l1_stale(s, f)
-                                                      : l1_get(s, f->key, f->klen, true);
+    struct centry *old =
+        f->q.what == MX_SVC_EQUIPMENT ? equip_l1_stale(s, f) : l1_get(s, f->key, f->klen, true);
     if (old && old->doc) {
         INC(stale);
         MX_WARN("upstream failed (%s); serving a stale entry for %s", why, f->key);
@@ -1179,8 +1179,7 @@ static void on_equip_done(mx_actor_t *self, struct shard *s, struct flight *f,
     uint32_t rlen;
     if (s->o.mysql && f->eq_src == SRC_UPSTREAM && j->equip_frame &&
         mx_store_rec_equipment(f->ocid, j->equip_frame->data + MX__FRAME_HDR,
-                               j->equip_frame->len - MX__FRAME_HDR, mx_unix_ms(), &rec,
-                               &rlen) == 0)
+                               j->equip_frame->len - MX__FRAME_HDR, mx_unix_ms(), &rec, &rlen) == 0)
         l3_write(s, MX_STORE_REC_EQUIPMENT, rec, rlen);
     finish_doc(self, s, f, j->fresh, false); /* releases the latch: waiters find L2 */
 }

@@ -113,8 +113,8 @@ static int equip_doc(struct mx__calc_job *j)
 {
     int rc = mx_http_doc_new("application/json", j->equip, true, &j->fresh);
     if (rc == 0 && j->equip_fresh && j->fresh->gzip)
-        j->equip_frame = mx__frame_from_gzip(j->equip->data, j->equip->len,
-                                             j->fresh->gzip->data, j->fresh->gzip->len);
+        j->equip_frame = mx__frame_from_gzip(j->equip->data, j->equip->len, j->fresh->gzip->data,
+                                             j->fresh->gzip->len);
     if (rc)
         snprintf(j->err, sizeof j->err, "equipment document: %s", mx_strerror(rc));
     return rc;

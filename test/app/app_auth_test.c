@@ -45,8 +45,8 @@ static char g_ign[128];
 static int setup(void **st)
 {
     /* an ASCII name on g_key's account: case-insensitive userIgn (A002) */
-    const char *args[] = {"--reject-key", "bad-key", "--account-character",
-                          "user-key-1=AsciiHero", NULL};
+    const char *args[] = {"--reject-key", "bad-key", "--account-character", "user-key-1=AsciiHero",
+                          NULL};
     if (stub_start(&g_stub, args) != 0 || redisd_start(&g_redis, NULL) != 0)
         return -1;
     static char base[160], redis[700];

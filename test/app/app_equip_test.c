@@ -122,8 +122,9 @@ static void test_l3_after_l2_is_gone(void **st)
     upstream_equipment("tier-two", ocid, &up);
     long long eq0 = eq_calls();
     struct http_res r;
-    assert_int_equal(node_http(g_a.http_port, "GET", "/api/v2/characters/tier-two/equipment", NULL,
-                               NULL, &r), 200);
+    assert_int_equal(
+        node_http(g_a.http_port, "GET", "/api/v2/characters/tier-two/equipment", NULL, NULL, &r),
+        200);
     http_res_free(&r);
     assert_int_equal(eq_calls(), eq0 + 1);
     /* the L3 write is asynchronous (the MySQL pool): wait for the row */
@@ -138,8 +139,9 @@ static void test_l3_after_l2_is_gone(void **st)
     assert_int_equal(rows, 1);
     /* no L2 any more, and node b never held it in L1: only L3 has it */
     assert_true(redisd_ok(&g_redis, "FLUSHALL"));
-    assert_int_equal(node_http(g_b.http_port, "GET", "/api/v2/characters/tier-two/equipment", NULL,
-                               NULL, &r), 200);
+    assert_int_equal(
+        node_http(g_b.http_port, "GET", "/api/v2/characters/tier-two/equipment", NULL, NULL, &r),
+        200);
     assert_int_equal(r.body_len, up.len);
     assert_memory_equal(r.body, up.body, up.len);
     http_res_free(&r);
@@ -178,8 +180,9 @@ static void test_stale_while_upstream_fails(void **st)
     upstream_equipment("tier-three", ocid, &up);
     struct http_res r;
     double t0 = mono_ms();
-    assert_int_equal(node_http(c.http_port, "GET", "/api/v3/characters/tier-three/equipment", NULL,
-                               NULL, &r), 200);
+    assert_int_equal(
+        node_http(c.http_port, "GET", "/api/v3/characters/tier-three/equipment", NULL, NULL, &r),
+        200);
     char warn[128] = "";
     http_header(&r, "Warning", warn, sizeof warn);
     assert_string_equal(warn, "");
@@ -189,16 +192,18 @@ static void test_stale_while_upstream_fails(void **st)
     double until = t0 + 1300;
     while (mono_ms() < until)
         usleep((useconds_t)((until - mono_ms()) * 1000) + 1);
-    assert_int_equal(node_http(c.http_port, "GET", "/api/v2/characters/tier-three/equipment", NULL,
-                               NULL, &r), 200);
+    assert_int_equal(
+        node_http(c.http_port, "GET", "/api/v2/characters/tier-three/equipment", NULL, NULL, &r),
+        200);
     http_header(&r, "Warning", warn, sizeof warn);
     assert_non_null(strstr(warn, "110"));
     assert_int_equal(r.body_len, up.len);
     assert_memory_equal(r.body, up.body, up.len);
     http_res_free(&r);
     /* a character never loaded has nothing to fall back on */
-    assert_int_equal(node_http(c.http_port, "GET", "/api/v2/characters/tier-four/equipment", NULL,
-                               NULL, &r), 503);
+    assert_int_equal(
+        node_http(c.http_port, "GET", "/api/v2/characters/tier-four/equipment", NULL, NULL, &r),
+        503);
     assert_non_null(strstr(r.body, "\"code\":\"S005\""));
     http_res_free(&r);
     stub_config("fail_rate=0");

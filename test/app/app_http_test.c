@@ -600,15 +600,16 @@ static void test_equipment_cached(void **st)
     char *head, *body;
     size_t blen;
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(raw("GET", "/api/v2/characters/equip-one/equipment", NULL, &head, &body,
-                             &blen), 200);
+        assert_int_equal(
+            raw("GET", "/api/v2/characters/equip-one/equipment", NULL, &head, &body, &blen), 200);
         assert_int_equal(blen, up.len);
         assert_memory_equal(body, up.body, up.len);
         free(head);
         free(body);
     }
     assert_int_equal(raw("GET", "/api/v3/characters/equip-one/equipment",
-                         "Accept-Encoding: gzip\r\n", &head, &body, &blen), 200);
+                         "Accept-Encoding: gzip\r\n", &head, &body, &blen),
+                     200);
     char ce[64], etag[128];
     header_value(head, "Content-Encoding", ce, sizeof ce);
     header_value(head, "ETag", etag, sizeof etag);
@@ -623,18 +624,18 @@ static void test_equipment_cached(void **st)
     free(body);
     assert_int_equal(stat_path("/maplestory/v1/character/item-equipment"), eq0 + 1);
     /* the expectation of the same character is computed from that equipment */
-    assert_int_equal(raw("GET", "/api/v4/characters/equip-one/expectation", NULL, NULL, &body,
-                         &blen), 200);
+    assert_int_equal(
+        raw("GET", "/api/v4/characters/equip-one/expectation", NULL, NULL, &body, &blen), 200);
     free(body);
     assert_int_equal(stat_path("/maplestory/v1/character/item-equipment"), eq0 + 1);
 
     /* the other way round: expectation first, then the equipment, one call */
-    assert_int_equal(raw("GET", "/api/v4/characters/equip-two/expectation", NULL, NULL, &body,
-                         &blen), 200);
+    assert_int_equal(
+        raw("GET", "/api/v4/characters/equip-two/expectation", NULL, NULL, &body, &blen), 200);
     free(body);
     assert_int_equal(stat_path("/maplestory/v1/character/item-equipment"), eq0 + 2);
-    assert_int_equal(raw("GET", "/api/v3/characters/equip-two/equipment", NULL, NULL, &body,
-                         &blen), 200);
+    assert_int_equal(raw("GET", "/api/v3/characters/equip-two/equipment", NULL, NULL, &body, &blen),
+                     200);
     assert_true(blen > 1000 && body[0] == '{');
     free(body);
     assert_int_equal(stat_path("/maplestory/v1/character/item-equipment"), eq0 + 2);
@@ -644,8 +645,8 @@ static void test_equipment_cached(void **st)
     snprintf(url, sizeof url, "%s/__stub/config?unknown=404", g_stub.base);
     assert_int_equal(http_post(url, &r), 0);
     resp_free(&r);
-    assert_int_equal(raw("GET", "/api/v2/characters/nobody-equip/equipment", NULL, NULL, &body,
-                         &blen), 404);
+    assert_int_equal(
+        raw("GET", "/api/v2/characters/nobody-equip/equipment", NULL, NULL, &body, &blen), 404);
     assert_non_null(strstr(body, "\"code\":\"C002\""));
     free(body);
 }

@@ -272,8 +272,9 @@ static void test_synthetic_deterministic(void **state)
 static void test_character_list_and_keys(void **state)
 {
     struct stub *s = *state;
-    const char *args[] = {"--reject-key", "revoked", "--reject-key", "other-bad",
-                          "--account-character", "listed-key=AsciiHero", NULL};
+    const char *args[] = {
+        "--reject-key",         "revoked", "--reject-key", "other-bad", "--account-character",
+        "listed-key=AsciiHero", NULL};
     struct resp r, r2;
     char ocid[40], name[128], q[256];
 
