@@ -620,9 +620,9 @@ static void finish_not_found(mx_actor_t *self, struct shard *s, struct flight *f
 static void start_calc(mx_actor_t *self, struct shard *s, struct flight *f,
                        struct mx_blob *equip);
 
-/* Upstream trouble: the last stored value (even expired) if any, else 503. */
 static struct centry *equip_l1_stale(struct shard *s, const struct flight *f);
 
+/* Upstream trouble: the last stored value (even expired) if any, else 503. */
 static void finish_upstream_fail(mx_actor_t *self, struct shard *s, struct flight *f, int status,
                                  uint32_t retry_ms, const char *why)
 {
