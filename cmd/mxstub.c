@@ -78,6 +78,9 @@ struct server {
     size_t nfixtures;
     const char *reject[REJECT_MAX];
     size_t nreject;
+    /* --account-character KEY=NAME: NAME joins KEY's character list */
+    const char *acct_key[REJECT_MAX], *acct_name[REJECT_MAX];
+    size_t nacct;
     size_t max_conns;
     size_t max_request; /* bytes of request line + headers */
     uint64_t idle_ms;
@@ -933,7 +936,13 @@ static void handle_api(struct conn *c, const char *path, const char *q, int meth
     case R_LIST: {
         struct mx_jsonw w;
         mx_jsonw_init(&w, 65536);
-        mx__stub_gen_list(&w, c->key, c->key_len, &srv->st.registry_refused);
+        const char *extra[REJECT_MAX];
+        size_t nextra = 0;
+        for (size_t i = 0; i < srv->nacct; i++)
+            if (strlen(srv->acct_key[i]) == c->key_len &&
+                memcmp(srv->acct_key[i], c->key, c->key_len) == 0)
+                extra[nextra++] = srv->acct_name[i];
+        mx__stub_gen_list(&w, c->key, c->key_len, extra, nextra, &srv->st.registry_refused);
         p = enqueue(c, 200, delay);
         p->body = take_json(&w, &p->body_len);
         break;
@@ -1358,6 +1367,7 @@ static void usage(FILE *f)
                "  --character NAME=FILE    serve FILE as NAME's item-equipment (repeatable)\n"
                "  --unknown 404|synthetic  unknown names: Nexon error (404) or made-up data\n"
                "  --reject-key KEY         answer KEY with the invalid-key error (repeatable)\n"
+               "  --account-character KEY=NAME  list NAME among KEY's characters (repeatable)\n"
                "  --latency-ms N           delay every API answer by N ms (0..600000)\n"
                "  --fail-rate F            fail this fraction of API calls (0..1)\n"
                "  --fail-status S          status of injected failures (400..599, default 500)\n"
@@ -1527,6 +1537,7 @@ enum {
     OPT_CHARACTER,
     OPT_UNKNOWN,
     OPT_REJECT,
+    OPT_ACCOUNT,
     OPT_LATENCY,
     OPT_FAIL_RATE,
     OPT_FAIL_STATUS,
@@ -1543,6 +1554,7 @@ static const struct option long_opts[] = {
     {"character", required_argument, NULL, OPT_CHARACTER},
     {"unknown", required_argument, NULL, OPT_UNKNOWN},
     {"reject-key", required_argument, NULL, OPT_REJECT},
+    {"account-character", required_argument, NULL, OPT_ACCOUNT},
     {"latency-ms", required_argument, NULL, OPT_LATENCY},
     {"fail-rate", required_argument, NULL, OPT_FAIL_RATE},
     {"fail-status", required_argument, NULL, OPT_FAIL_STATUS},
@@ -1615,6 +1627,16 @@ int main(int argc, char **argv)
                 goto out_usage_msg;
             srv->reject[srv->nreject++] = optarg;
             break;
+        case OPT_ACCOUNT: {
+            char *eq = strchr(optarg, '=');
+            if (srv->nacct >= REJECT_MAX || !eq || eq == optarg ||
+                !mx__stub_name_valid(eq + 1, strlen(eq + 1)))
+                goto out_usage_msg;
+            *eq = '\0'; /* optarg is argv's own storage */
+            srv->acct_key[srv->nacct] = optarg;
+            srv->acct_name[srv->nacct++] = eq + 1;
+            break;
+        }
         case OPT_LATENCY:
             if (parse_u64(optarg, 600000, &srv->cfg.latency_ms))
                 goto out_usage_msg;

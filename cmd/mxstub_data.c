@@ -753,11 +753,27 @@ static const char *const syllables[] = {"가", "나", "다", "라", "마", "바"
                                         "자", "차", "카", "타", "파", "하", "별", "달",
                                         "빛", "꽃", "린", "윤", "솔", "해", "온", "결"};
 
-void mx__stub_gen_list(struct mx_jsonw *w, const char *key, size_t key_len, uint64_t *refused)
+static void list_entry(struct mx_jsonw *w, const char *name, size_t len, uint64_t *refused)
+{
+    char ocid[MX__STUB_OCID_LEN + 1];
+    mx__stub_ocid(name, len, ocid);
+    if (mx__stub_registry_put(ocid, name) != 0)
+        (*refused)++;
+    mx_jsonw_obj_open(w);
+    mx_jsonw_kstr(w, "ocid", ocid);
+    mx_jsonw_kstr(w, "character_name", name);
+    mx_jsonw_kstr(w, "world_name", world_of(ocid));
+    mx_jsonw_kstr(w, "character_class", class_of(ocid)->name);
+    mx_jsonw_kint(w, "character_level", level_of(ocid));
+    mx_jsonw_obj_close(w);
+}
+
+void mx__stub_gen_list(struct mx_jsonw *w, const char *key, size_t key_len,
+                       const char *const *extra, size_t nextra, uint64_t *refused)
 {
     struct rng r = {mx__stub_hash64(key, key_len, 21)};
     int accounts = rng_below(&r, 4) == 0 ? 2 : 1;
-    char buf[64], name[MX__STUB_NAME_MAX + 1], ocid[MX__STUB_OCID_LEN + 1];
+    char buf[64], name[MX__STUB_NAME_MAX + 1];
 
     mx_jsonw_obj_open(w);
     mx_jsonw_key(w, "account_list");
@@ -779,17 +795,10 @@ void mx__stub_gen_list(struct mx_jsonw *w, const char *key, size_t key_len, uint
                 len += strlen(sy);
             }
             name[len] = '\0';
-            mx__stub_ocid(name, len, ocid);
-            if (mx__stub_registry_put(ocid, name) != 0)
-                (*refused)++;
-            mx_jsonw_obj_open(w);
-            mx_jsonw_kstr(w, "ocid", ocid);
-            mx_jsonw_kstr(w, "character_name", name);
-            mx_jsonw_kstr(w, "world_name", world_of(ocid));
-            mx_jsonw_kstr(w, "character_class", class_of(ocid)->name);
-            mx_jsonw_kint(w, "character_level", level_of(ocid));
-            mx_jsonw_obj_close(w);
+            list_entry(w, name, len, refused);
         }
+        for (size_t i = 0; a == 0 && i < nextra; i++)
+            list_entry(w, extra[i], strlen(extra[i]), refused);
         mx_jsonw_arr_close(w);
         mx_jsonw_obj_close(w);
     }

@@ -63,10 +63,12 @@ void mx__stub_gen_basic(struct mx_jsonw *w, const char *ocid, const char *name, 
  * same shape as the real one (three presets and item_equipment). */
 void mx__stub_gen_equipment(struct mx_jsonw *w, const char *ocid);
 
-/* mx__stub_gen_list - the character/list answer for an API key. Every listed
- * character is registered (ocid -> name); registry refusals are added to
- * *refused. */
-void mx__stub_gen_list(struct mx_jsonw *w, const char *key, size_t key_len, uint64_t *refused);
+/* mx__stub_gen_list - the character/list answer for an API key: the
+ * synthetic characters, then the nextra names of extra (--account-character)
+ * in the first account. Every listed character is registered (ocid ->
+ * name); registry refusals are added to *refused. */
+void mx__stub_gen_list(struct mx_jsonw *w, const char *key, size_t key_len,
+                       const char *const *extra, size_t nextra, uint64_t *refused);
 
 /* ---- the webhook sink (mxstub_sink.c): outbox and alert deliveries ----
  * POST /sink/<anything> records the request's Idempotency-Key (a set with

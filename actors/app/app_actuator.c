@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <sys/statvfs.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "app_int.h"
 #include "mx_fetch.h"
@@ -63,10 +64,13 @@ int mx__app_health(mx_http_req_t *r, void *st)
         component(&w, "circuitBreakers", comp[s]);
         mx_jsonw_key(&w, "details");
         mx_jsonw_obj_open(&w);
-        mx_jsonw_key(&w, "nexonApi");
+        /* per breaker a Health object, as resilience4j's indicator writes it */
+        component(&w, "nexonApi", comp[s]);
+        mx_jsonw_key(&w, "details");
         mx_jsonw_obj_open(&w);
-        mx_jsonw_kstr(&w, "status", state[s]);
+        mx_jsonw_kstr(&w, "state", state[s]);
         mx_jsonw_kuint(&w, "breakerOpens", fs.breaker_opens);
+        mx_jsonw_obj_close(&w);
         mx_jsonw_obj_close(&w);
         mx_jsonw_obj_close(&w);
         mx_jsonw_obj_close(&w);
@@ -96,6 +100,9 @@ int mx__app_health(mx_http_req_t *r, void *st)
         mx_jsonw_kuint(&w, "total", (uint64_t)vfs.f_blocks * vfs.f_frsize);
         mx_jsonw_kuint(&w, "free", freeb);
         mx_jsonw_kuint(&w, "threshold", DISK_THRESHOLD);
+        char cwd[512]; /* Spring's default path: the working directory, as "<abs>/." */
+        if (getcwd(cwd, sizeof cwd - 2))
+            mx_jsonw_kstr(&w, "path", strcat(cwd, "/."));
         mx_jsonw_kbool(&w, "exists", true);
         mx_jsonw_obj_close(&w);
         mx_jsonw_obj_close(&w);

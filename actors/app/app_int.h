@@ -19,17 +19,15 @@ enum pend_kind {
     PEND_V1_LIKE = 5,   /* like-buffer answer for a V1 record (ctx: like_ctx) */
     PEND_DB = 6,        /* outbox: a MySQL pool job */
     /* compat routes (app_compat.c); ctx is always NULL */
-    PEND_EQUIP_CHAR = 7,    /* v2 equipment: the character record (its ocid) */
-    PEND_EQUIP_CHAR_GZ = 8, /* v3 equipment: the same */
-    PEND_EQUIP = 9,         /* v2 equipment: the fetcher's answer */
-    PEND_EQUIP_GZ = 10,     /* v3 equipment: the same */
-    PEND_TOTAL = 11,        /* v2/v3 expectation: the V4 document to render */
-    PEND_PRESET = 12,       /* v4 preset 1-3 */
-    PEND_PRESET_EMPTY = 13, /* v4 preset outside 1-3: the whole document, to check the character */
-    PEND_V5 = 14,           /* v5 expectation (a timeout is 202) */
-    PEND_V5_RECALC = 15,    /* v5 recalculate */
+    PEND_EQUIP = 7,         /* v2 equipment: the cached equipment document */
+    PEND_EQUIP_GZ = 8,      /* v3 equipment: the same, gzip when accepted */
+    PEND_TOTAL = 9,         /* v2/v3 expectation: the V4 document to render */
+    PEND_PRESET = 10,       /* v4 preset 1-3 */
+    PEND_PRESET_EMPTY = 11, /* v4 preset outside 1-3: the whole document, to check the character */
+    PEND_V5 = 12,           /* v5 expectation (a timeout is 202) */
+    PEND_V5_RECALC = 13,    /* v5 recalculate */
 };
-#define PEND_COMPAT_FIRST PEND_EQUIP_CHAR
+#define PEND_COMPAT_FIRST PEND_EQUIP
 #define PEND_COMPAT_LAST PEND_V5_RECALC
 
 /* Route flags (struct mx_http_route.flags of the app's table): the low 24

@@ -706,7 +706,7 @@ static int app_on_message(mx_actor_t *self, void *state, struct mx_msg *m)
     case PEND_V1:
         answer(a, p.r, m, p.kind == PEND_V1);
         break;
-    case PEND_EQUIP_CHAR ... PEND_COMPAT_LAST:
+    case PEND_COMPAT_FIRST ... PEND_COMPAT_LAST:
         mx__app_compat_reply(a, p.r, p.kind, m);
         break;
     default:

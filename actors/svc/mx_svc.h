@@ -36,7 +36,12 @@ struct mx_cube_table;
  * gzip variant and ETags, refcounted. An exp_rep with status 0 carries one
  * reference as its ptr payload (freed with the message). */
 
-enum mx_svc_what { MX_SVC_EXPECTATION = 1, MX_SVC_CHARACTER = 2 };
+/* exp_get.what. MX_SVC_EQUIPMENT is the character's item-equipment JSON as
+ * the upstream sent it (a document with its gzip variant): served from the
+ * same tiers the calculation reads it from (L1 "e|OCID", L2, L3), fetched
+ * only when none has it, and kept in L1 with its gzip so repeated requests
+ * cost no upstream call and no recompression. */
+enum mx_svc_what { MX_SVC_EXPECTATION = 1, MX_SVC_CHARACTER = 2, MX_SVC_EQUIPMENT = 3 };
 
 struct mx_svc_opts {
     const char *fetcher_name;    /* registered name of the fetcher ("fetcher") */

@@ -14,7 +14,10 @@
  * Inside a node, later requests for a key being loaded wait for it.
  *
  * L1 keys: "d|IGN|PRESET|OPTS" document, "c|IGN" character record, "o|IGN"
- * ocid, "n|IGN" unknown character, "e|OCID" raw equipment. Expired entries
+ * ocid, "n|IGN" unknown character, "e|OCID" raw equipment (with its
+ * document once MX_SVC_EQUIPMENT asked for it). A MX_SVC_EQUIPMENT load is
+ * a flight under "q|IGN" whose L2 key holds no value: it only carries the
+ * latch, so one node loads and the others find the equipment in L2. Expired entries
  * stay (until LRU evicts them) so that a failing upstream can be answered
  * with the last document, marked stale. Redis keys: docs/expectation-service.md.
  */
@@ -279,8 +282,9 @@ static struct centry *l1_put(struct shard *s, const char *key, size_t klen, enum
         snprintf(e->ocid, sizeof e->ocid, "%s", ocid);
     e->expires_ms = mx_now_ms() + ttl_now(s, ttl_ms);
     e->bytes = sizeof *e + klen;
-    if (doc)
-        e->bytes += sizeof *doc + doc->plain->len + (doc->gzip ? doc->gzip->len : 0);
+    if (doc) /* an equipment document shares its plain bytes with blob */
+        e->bytes += sizeof *doc + (doc->plain == blob ? 0 : doc->plain->len) +
+                    (doc->gzip ? doc->gzip->len : 0);
     if (blob)
         e->bytes += sizeof *blob + blob->len;
     struct centry **b = &s->buckets[e->hash & (s->nbuckets - 1)];
@@ -358,6 +362,8 @@ static void rk_flight(const struct shard *s, struct flight *f)
     char sfx[48];
     if (f->q.what == MX_SVC_CHARACTER)
         snprintf(sfx, sizeof sfx, "c");
+    else if (f->q.what == MX_SVC_EQUIPMENT)
+        snprintf(sfx, sizeof sfx, "q"); /* the latch's name only: never a value */
     else
         snprintf(sfx, sizeof sfx, "d:%u:%d%d%d", (unsigned)f->q.preset, f->q.star_catch,
                  f->q.discount, f->q.sunday);
@@ -630,11 +636,14 @@ static void finish_not_found(mx_actor_t *self, struct shard *s, struct flight *f
 static void start_calc(mx_actor_t *self, struct shard *s, struct flight *f,
                        struct mx_blob *equip);
 
+static struct centry *equip_l1_stale(struct shard *s, const struct flight *f);
+
 /* Upstream trouble: the last stored value (even expired) if any, else 503. */
 static void finish_upstream_fail(mx_actor_t *self, struct shard *s, struct flight *f, int status,
                                  uint32_t retry_ms, const char *why)
 {
-    struct centry *old = l1_get(s, f->key, f->klen, true);
+    struct centry *old =
+        f->q.what == MX_SVC_EQUIPMENT ? equip_l1_stale(s, f) : l1_get(s, f->key, f->klen, true);
     if (old && old->doc) {
         INC(stale);
         MX_WARN("upstream failed (%s); serving a stale entry for %s", why, f->key);
@@ -675,9 +684,16 @@ static int fetch(mx_actor_t *self, struct shard *s, struct flight *f, enum mx_fe
     return rc;
 }
 
+static void start_equip_doc(mx_actor_t *self, struct shard *s, struct flight *f,
+                            struct mx_blob *equip);
+
 static void start_calc(mx_actor_t *self, struct shard *s, struct flight *f,
                        struct mx_blob *equip)
 {
+    if (f->q.what == MX_SVC_EQUIPMENT) {
+        start_equip_doc(self, s, f, equip);
+        return;
+    }
     struct mx__calc_job *j = xcalloc(1, sizeof *j);
     j->equip = mx_blob_ref(equip);
     j->table = s->o.cube_table;
@@ -1132,6 +1148,104 @@ static bool ign_ok(const struct mx_str *ign)
     return true;
 }
 
+/* ---- MX_SVC_EQUIPMENT: the raw equipment as a document ---- */
+
+/* The fresh L1 equipment of ign that already has its document, or NULL. */
+static struct centry *equip_l1(struct shard *s, const char *ign)
+{
+    char k[KEY_MAX];
+    size_t kl = mkkey(k, 'o', ign, NULL);
+    struct centry *o = l1_get(s, k, kl, false);
+    if (!o)
+        return NULL;
+    kl = mkkey(k, 'e', o->ocid, NULL);
+    struct centry *e = l1_get(s, k, kl, false);
+    return e && e->doc ? e : NULL;
+}
+
+/* Upstream failed: the L1 equipment of f's character with its document,
+ * even expired (the ocid from the flight, or an expired L1 entry), or NULL. */
+static struct centry *equip_l1_stale(struct shard *s, const struct flight *f)
+{
+    char k[KEY_MAX], ocid[64];
+    snprintf(ocid, sizeof ocid, "%s", f->ocid);
+    if (!ocid[0]) {
+        size_t kl = mkkey(k, 'o', f->ign, NULL);
+        struct centry *o = l1_get(s, k, kl, true);
+        if (!o)
+            return NULL;
+        snprintf(ocid, sizeof ocid, "%s", o->ocid);
+    }
+    size_t kl = mkkey(k, 'e', ocid, NULL);
+    struct centry *e = l1_get(s, k, kl, true);
+    return e && e->doc ? e : NULL;
+}
+
+/* The equipment is loaded (from L1, L2, L3 or upstream, by the same steps
+ * as for a calculation): answer with its document, made (gzip) on an
+ * offload thread unless L1 already holds it. */
+static void start_equip_doc(mx_actor_t *self, struct shard *s, struct flight *f,
+                            struct mx_blob *equip)
+{
+    char ek[KEY_MAX];
+    size_t ekl = mkkey(ek, 'e', f->ocid, NULL);
+    struct centry *e = l1_find(s, ek, ekl);
+    if (e && e->blob == equip && e->doc) {
+        finish_doc(self, s, f, e->doc, f->serve_stale);
+        return;
+    }
+    struct mx__calc_job *j = xcalloc(1, sizeof *j);
+    j->equip = mx_blob_ref(equip);
+    j->equip_doc = true;
+    j->equip_fresh = !f->serve_stale && (f->eq_src == SRC_UPSTREAM || f->eq_src == SRC_L3);
+    f->stage = ST_CALC;
+    if (mx_offload(self, mx__calc_run, j, &f->corr) != 0) {
+        mx__calc_job_free(j);
+        finish_err(self, s, f, MX_EFULL, 503, "S007", "Calculator busy, retry shortly", 1);
+    }
+}
+
+static void on_equip_done(mx_actor_t *self, struct shard *s, struct flight *f,
+                          struct mx__calc_job *j)
+{
+    if (j->status) {
+        MX_WARN("equipment document for %s failed: %s", f->ign, j->err);
+        finish_err(self, s, f, j->status, 500, "S001", "Could not prepare the equipment", 0);
+        return;
+    }
+    if (f->serve_stale) { /* stored equipment past its freshness: answer, keep nothing */
+        INC(stale);
+        finish_doc(self, s, f, j->fresh, true);
+        return;
+    }
+    /* L1: the document joins the equipment entry (same bytes), or a new entry */
+    char ek[KEY_MAX];
+    size_t ekl = mkkey(ek, 'e', f->ocid, NULL);
+    struct centry *e = l1_find(s, ek, ekl);
+    if (e && e->blob == j->equip && !e->doc) {
+        size_t add = sizeof *j->fresh + (j->fresh->gzip ? j->fresh->gzip->len : 0);
+        e->doc = mx_http_doc_ref(j->fresh);
+        e->bytes += add;
+        s->nbytes += add;
+        ADD(bytes, add);
+    } else if (!e || e->blob != j->equip) {
+        l1_put(s, ek, ekl, K_EQUIP, mx_http_doc_ref(j->fresh), mx_blob_ref(j->equip), NULL,
+               s->o.ttl_equipment_ms);
+    }
+    if (j->equip_frame) { /* loaded from L3 or upstream: L2 for the other nodes */
+        char rk[RKEY_MAX];
+        rk_equip(s, rk, sizeof rk, f->ocid);
+        l2_set(s, rk, j->equip_frame, s->o.ttl2_equipment_ms);
+    }
+    uint8_t *rec;
+    uint32_t rlen;
+    if (s->o.mysql && f->eq_src == SRC_UPSTREAM && j->equip_frame &&
+        mx_store_rec_equipment(f->ocid, j->equip_frame->data + MX__FRAME_HDR,
+                               j->equip_frame->len - MX__FRAME_HDR, mx_unix_ms(), &rec, &rlen) == 0)
+        l3_write(s, MX_STORE_REC_EQUIPMENT, rec, rlen);
+    finish_doc(self, s, f, j->fresh, false); /* releases the latch: waiters find L2 */
+}
+
 static void on_get(mx_actor_t *self, struct shard *s, struct mx_msg *m)
 {
     struct mx_m_exp_get q;
@@ -1139,7 +1253,8 @@ static void on_get(mx_actor_t *self, struct shard *s, struct mx_msg *m)
     if (mx_msg_decode(m, &q) != 0 || !(m->env.flags & MX_ENVF_REQUEST))
         return; /* not a request we can answer: the sender's timeout tells it */
     if (!ign_ok(&q.ign) || q.preset > 3 ||
-        (q.what != MX_SVC_EXPECTATION && q.what != MX_SVC_CHARACTER)) {
+        (q.what != MX_SVC_EXPECTATION && q.what != MX_SVC_CHARACTER &&
+         q.what != MX_SVC_EQUIPMENT)) {
         reply_err(self, &m->env, MX_EINVAL, 400, "C001", "Invalid character name or preset", 0);
         return;
     }
@@ -1154,8 +1269,14 @@ static void on_get(mx_actor_t *self, struct shard *s, struct mx_msg *m)
         reply_err(self, &m->env, MX_ENOTFOUND, 404, "C002", "Character not found", 0);
         return;
     }
-    klen = q.what == MX_SVC_CHARACTER ? mkkey(key, 'c', ign, NULL) : doc_key(key, &q, ign);
-    struct centry *hit = q.force ? NULL : l1_get(s, key, klen, false);
+    if (q.what == MX_SVC_EQUIPMENT)
+        q.force = false; /* the equipment is refreshed by its TTLs only */
+    klen = q.what == MX_SVC_CHARACTER   ? mkkey(key, 'c', ign, NULL)
+           : q.what == MX_SVC_EQUIPMENT ? mkkey(key, 'q', ign, NULL)
+                                        : doc_key(key, &q, ign);
+    struct centry *hit = q.force                      ? NULL
+                         : q.what == MX_SVC_EQUIPMENT ? equip_l1(s, ign)
+                                                      : l1_get(s, key, klen, false);
     if (hit) {
         INC(l1_hits);
         reply_doc(self, &m->env, hit->doc, false);
@@ -1428,6 +1549,26 @@ static void published_cb(mx_redis_t *rd, int status, const redisReply *rep, void
     finish_doc(s->self, s, f, f->result, false);
 }
 
+/* The character's equipment has no such preset: 404 C002 with no_preset
+ * set, so a caller tells it from an unknown character without reading
+ * the message. */
+static void finish_no_preset(mx_actor_t *self, struct shard *s, struct flight *f)
+{
+    static const char code[] = "C002", msg[] = "Preset not found for this character";
+    struct mx_m_exp_rep r = {.status = MX_ENOTFOUND,
+                             .http_status = 404,
+                             .code = {code, sizeof code - 1},
+                             .message = {msg, sizeof msg - 1},
+                             .no_preset = true};
+    INC(load_errors);
+    for (uint32_t i = 0; i < f->nw; i++) {
+        struct mx_msg *m;
+        if (mx_msg_encode(MX_T_exp_rep, &r, &m) == 0)
+            send_reply(self, &f->w[i].env, m);
+    }
+    flight_end(s, f);
+}
+
 static void on_calc_done(mx_actor_t *self, struct shard *s, struct flight *f, struct mx_msg *m)
 {
     struct mx__calc_job *j = m->ptr;
@@ -1435,10 +1576,14 @@ static void on_calc_done(mx_actor_t *self, struct shard *s, struct flight *f, st
         finish_err(self, s, f, MX_EINTERNAL, 500, "S001", "Calculation failed", 0);
         return;
     }
+    if (j->equip_doc) {
+        on_equip_done(self, s, f, j);
+        return;
+    }
     ADD(calcs, 1);
     ADD(calc_ms, (uint64_t)j->calc_ms);
     if (j->status == MX_ENOTFOUND) {
-        finish_err(self, s, f, MX_ENOTFOUND, 404, "C002", "Preset not found for this character", 0);
+        finish_no_preset(self, s, f);
         return;
     }
     if (j->status) {

@@ -107,10 +107,27 @@ static int build(struct calc_tls *t, const struct mx__calc_job *j, bool from_cac
     return rc;
 }
 
+/* MX_SVC_EQUIPMENT: the equipment itself as a document; its one gzip also
+ * makes the L2 frame (and the L3 bytes) when it was just loaded. */
+static int equip_doc(struct mx__calc_job *j)
+{
+    int rc = mx_http_doc_new("application/json", j->equip, true, &j->fresh);
+    if (rc == 0 && j->equip_fresh && j->fresh->gzip)
+        j->equip_frame = mx__frame_from_gzip(j->equip->data, j->equip->len, j->fresh->gzip->data,
+                                             j->fresh->gzip->len);
+    if (rc)
+        snprintf(j->err, sizeof j->err, "equipment document: %s", mx_strerror(rc));
+    return rc;
+}
+
 struct mx_msg *mx__calc_run(void *arg)
 {
     struct mx__calc_job *j = arg;
     int64_t t0 = mx_now_ms();
+    if (j->equip_doc) {
+        j->status = equip_doc(j);
+        goto out;
+    }
     struct calc_tls *t = calc_tls(j->table, j->memo_entries);
     if (!t) {
         j->status = MX_ENOMEM;

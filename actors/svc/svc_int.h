@@ -49,6 +49,7 @@ struct mx__calc_job {
     int preset;
     bool star_catch, discount, sunday;
     bool equip_fresh;            /* just fetched: frame it for L2/L3 too */
+    bool equip_doc;              /* MX_SVC_EQUIPMENT: no calculation, fresh = the equipment */
     /* out */
     int status;
     char err[200];

@@ -7,7 +7,8 @@
  * - refresh rotation, reuse detection revoking the family, logout;
  * - the seed's shapes: accessExpiresIn, /auth/me's sessionId and
  *   characterCount, logout's {"success":true}, 401 UNAUTHORIZED, 403 A002
- *   for a character not on the account; fingerprints keyed with
+ *   for a character not on the account, userIgn compared ignoring case
+ *   (an ASCII name the stub lists with --account-character); fingerprints keyed with
  *   MX_FINGERPRINT_SECRET; the session's idle lifetime renewed by a request;
  * - admin routes: 401 without a token, 403 FORBIDDEN for USER, 200 for
  *   ADMIN, the seed's data strings, the self-removal and bootstrap guards;
@@ -43,7 +44,9 @@ static char g_ign[128];
 
 static int setup(void **st)
 {
-    const char *args[] = {"--reject-key", "bad-key", NULL};
+    /* an ASCII name on g_key's account: case-insensitive userIgn (A002) */
+    const char *args[] = {"--reject-key", "bad-key", "--account-character", "user-key-1=AsciiHero",
+                          NULL};
     if (stub_start(&g_stub, args) != 0 || redisd_start(&g_redis, NULL) != 0)
         return -1;
     static char base[160], redis[700];
@@ -162,6 +165,31 @@ static void test_login_and_me(void **st)
     assert_non_null(strstr(e.body, "\"code\":\"C001\""));
     http_res_free(&e);
     assert_int_equal(node_http(g_a.http_port, "POST", "/auth/login", NULL, "not json", &e), 400);
+    http_res_free(&e);
+}
+
+/* The seed compares userIgn with the account's names ignoring case: an
+ * ASCII-named character signs in whatever case the caller types, and a
+ * name that only differs by a letter, or is on another key's account, is
+ * 403 A002. */
+static void test_login_ign_case(void **st)
+{
+    static const char *const same[] = {"AsciiHero", "asciihero", "ASCIIHERO", "aSCIIhERO"};
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+        struct tokens t;
+        assert_int_equal(login(&g_a, g_key, same[i], &t, NULL), 200);
+        assert_string_equal(t.role, "USER");
+    }
+    static const char *const other[] = {"AsciiHer", "AsciiHeroo", "AsciiHer0"};
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
+        struct http_res e;
+        assert_int_equal(login(&g_a, g_key, other[i], NULL, &e), 403);
+        assert_non_null(strstr(e.body, "\"code\":\"A002\""));
+        http_res_free(&e);
+    }
+    struct http_res e;
+    assert_int_equal(login(&g_a, "user-key-2", "asciihero", NULL, &e), 403);
+    assert_non_null(strstr(e.body, "\"code\":\"A002\""));
     http_res_free(&e);
 }
 
@@ -417,6 +445,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_login_and_me),
+        cmocka_unit_test(test_login_ign_case),
         cmocka_unit_test(test_token_tampering),
         cmocka_unit_test(test_refresh_rotation_and_reuse),
         cmocka_unit_test(test_logout),

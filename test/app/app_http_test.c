@@ -4,7 +4,8 @@
  * presets, unknown characters (404 C002, negative cache), the character
  * record, recalculation, upstream failure (503 with Retry-After), health,
  * metrics, the 503 answers for parts not built yet, 404/405, one upstream
- * load for 50 concurrent cold requests, and a clean SIGTERM exit. */
+ * load for 50 concurrent cold requests, the v2/v3 equipment served from the
+ * cache (upstream calls counted at the stub), and a clean SIGTERM exit. */
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -328,18 +329,42 @@ static void test_presets_and_options(void **st)
     assert_int_equal(s, 200);
     assert_non_null(strstr(body, "\"presets\":[]"));
     assert_non_null(strstr(body, "\"totalExpectedCost\":0"));
+    /* the seed's builder leaves these unset; the rest is the whole document's */
+    assert_non_null(strstr(body, "\"totalCostText\":null"));
+    assert_non_null(strstr(body, "\"maxPresetNo\":0"));
+    assert_non_null(strstr(body, "\"calculatedAt\":\"20"));
     free(head);
     free(body);
     /* preset 3 of a character that has only presets 1 and 2: the same */
     s = raw("GET", "/api/v4/characters/" TWO "/expectation/preset/3", NULL, &head, &body, &blen);
     assert_int_equal(s, 200);
     assert_non_null(strstr(body, "\"presets\":[]"));
+    assert_non_null(strstr(body, "\"maxPresetNo\":0"));
+    assert_non_null(strstr(body, "\"calculatedAt\":\"20"));
     assert_non_null(strstr(body, "\"userIgn\":\"" TWO "\""));
     free(head);
     free(body);
     s = raw("GET", "/api/v4/characters/" TWO "/expectation/preset/2", NULL, &head, &body, &blen);
     assert_int_equal(s, 200);
     assert_non_null(strstr(body, "\"presetNo\":2"));
+    free(head);
+    free(body);
+    /* presetNo is a Java Integer in the seed: a sign is fine, beyond its range is not */
+    s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation/preset/-1", NULL, &head, &body,
+            &blen);
+    assert_int_equal(s, 200);
+    assert_non_null(strstr(body, "\"presets\":[]"));
+    free(head);
+    free(body);
+    s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation/preset/+2", NULL, &head, &body,
+            &blen);
+    assert_int_equal(s, 200);
+    assert_non_null(strstr(body, "\"presetNo\":2"));
+    free(head);
+    free(body);
+    s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation/preset/2147483648", NULL, &head,
+            &body, &blen);
+    assert_int_equal(s, 400);
     free(head);
     free(body);
     s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation/preset/x", NULL, &head, &body, &blen);
@@ -494,6 +519,136 @@ static void test_single_flight(void **st)
     snprintf(url, sizeof url, "%s/__stub/config?unknown=404", g_stub.base);
     assert_int_equal(http_post(url, &r), 0);
     resp_free(&r);
+}
+
+/* inflate a whole gzip body into out (cap bytes); returns its length or -1 */
+static long gunzip_body(const char *gz, size_t len, char *out, size_t cap)
+{
+    z_stream z = {0};
+    if (inflateInit2(&z, 15 + 16) != Z_OK)
+        return -1;
+    z.next_in = (Bytef *)gz;
+    z.avail_in = (uInt)len;
+    z.next_out = (Bytef *)out;
+    z.avail_out = (uInt)cap;
+    int rc = inflate(&z, Z_FINISH);
+    long n = rc == Z_STREAM_END ? (long)z.total_out : -1;
+    inflateEnd(&z);
+    return n;
+}
+
+struct equip_arg {
+    const char *path;
+    int status;
+    char *body;
+    size_t len;
+};
+
+static void *equip_one(void *p)
+{
+    struct equip_arg *a = p;
+    char *head;
+    a->status = raw("GET", a->path, NULL, &head, &a->body, &a->len);
+    free(head);
+    return NULL;
+}
+
+/* v2/v3 equipment come from the cache tiers: the upstream's bytes as they
+ * are, one upstream call for a cold character however many requests (and
+ * concurrent ones) ask, and none for a character whose expectation was
+ * computed already (the calculation stored the same equipment). */
+static void test_equipment_cached(void **st)
+{
+    struct resp r;
+    char url[512], ocid[40];
+    snprintf(url, sizeof url, "%s/__stub/config?unknown=synthetic", g_stub.base);
+    assert_int_equal(http_post(url, &r), 0);
+    resp_free(&r);
+    /* what the upstream sends for equip-one, read straight from the stub */
+    assert_int_equal(stub_ocid(&g_stub, "equip-one", ocid), 200);
+    snprintf(url, sizeof url, "%s/maplestory/v1/character/item-equipment?ocid=%s", g_stub.base,
+             ocid);
+    struct resp up;
+    assert_int_equal(http_get(url, "k", false, &up), 0);
+    assert_int_equal(up.status, 200);
+    assert_true(up.len > 1000);
+
+    long long eq0 = stat_path("/maplestory/v1/character/item-equipment");
+    long long id0 = stat_path("/maplestory/v1/id");
+    /* 8 concurrent cold requests, v2 and v3 mixed: one load */
+    enum { N = 8 };
+    pthread_t t[N];
+    struct equip_arg a[N];
+    memset(a, 0, sizeof a);
+    for (int i = 0; i < N; i++) {
+        a[i].path = i % 2 ? "/api/v3/characters/equip-one/equipment"
+                          : "/api/v2/characters/equip-one/equipment";
+        pthread_create(&t[i], NULL, equip_one, &a[i]);
+    }
+    for (int i = 0; i < N; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(a[i].status, 200);
+        assert_int_equal(a[i].len, up.len);
+        assert_memory_equal(a[i].body, up.body, up.len);
+        free(a[i].body);
+    }
+    assert_int_equal(stat_path("/maplestory/v1/character/item-equipment"), eq0 + 1);
+    assert_int_equal(stat_path("/maplestory/v1/id"), id0 + 1);
+
+    /* repeated: from L1, v3 gzip inflating to the same bytes, with an ETag */
+    char *head, *body;
+    size_t blen;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(
+            raw("GET", "/api/v2/characters/equip-one/equipment", NULL, &head, &body, &blen), 200);
+        assert_int_equal(blen, up.len);
+        assert_memory_equal(body, up.body, up.len);
+        free(head);
+        free(body);
+    }
+    assert_int_equal(raw("GET", "/api/v3/characters/equip-one/equipment",
+                         "Accept-Encoding: gzip\r\n", &head, &body, &blen),
+                     200);
+    char ce[64], etag[128];
+    header_value(head, "Content-Encoding", ce, sizeof ce);
+    header_value(head, "ETag", etag, sizeof etag);
+    assert_string_equal(ce, "gzip");
+    assert_true(strlen(etag) > 4);
+    assert_true(blen < up.len);
+    char *plain = malloc(up.len + 16);
+    assert_int_equal(gunzip_body(body, blen, plain, up.len + 16), (long)up.len);
+    assert_memory_equal(plain, up.body, up.len);
+    free(plain);
+    free(head);
+    free(body);
+    assert_int_equal(stat_path("/maplestory/v1/character/item-equipment"), eq0 + 1);
+    /* the expectation of the same character is computed from that equipment */
+    assert_int_equal(
+        raw("GET", "/api/v4/characters/equip-one/expectation", NULL, NULL, &body, &blen), 200);
+    free(body);
+    assert_int_equal(stat_path("/maplestory/v1/character/item-equipment"), eq0 + 1);
+
+    /* the other way round: expectation first, then the equipment, one call */
+    assert_int_equal(
+        raw("GET", "/api/v4/characters/equip-two/expectation", NULL, NULL, &body, &blen), 200);
+    free(body);
+    assert_int_equal(stat_path("/maplestory/v1/character/item-equipment"), eq0 + 2);
+    assert_int_equal(raw("GET", "/api/v3/characters/equip-two/equipment", NULL, NULL, &body, &blen),
+                     200);
+    assert_true(blen > 1000 && body[0] == '{');
+    free(body);
+    assert_int_equal(stat_path("/maplestory/v1/character/item-equipment"), eq0 + 2);
+    resp_free(&up);
+
+    /* an unknown character: 404 C002, as the other routes */
+    snprintf(url, sizeof url, "%s/__stub/config?unknown=404", g_stub.base);
+    assert_int_equal(http_post(url, &r), 0);
+    resp_free(&r);
+    assert_int_equal(
+        raw("GET", "/api/v2/characters/nobody-equip/equipment", NULL, NULL, &body, &blen), 404);
+    assert_non_null(strstr(body, "\"code\":\"C002\""));
+    free(body);
 }
 
 static void test_upstream_failure(void **st)
@@ -671,6 +826,7 @@ int main(void)
         cmocka_unit_test(test_character_record),
         cmocka_unit_test(test_recalculate),
         cmocka_unit_test(test_single_flight),
+        cmocka_unit_test(test_equipment_cached),
         cmocka_unit_test(test_upstream_failure),
         cmocka_unit_test(test_health_metrics_and_others),
         cmocka_unit_test(test_cross_cutting),

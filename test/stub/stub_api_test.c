@@ -272,11 +272,31 @@ static void test_synthetic_deterministic(void **state)
 static void test_character_list_and_keys(void **state)
 {
     struct stub *s = *state;
-    const char *args[] = {"--reject-key", "revoked", "--reject-key", "other-bad", NULL};
+    const char *args[] = {
+        "--reject-key",         "revoked", "--reject-key", "other-bad", "--account-character",
+        "listed-key=AsciiHero", NULL};
     struct resp r, r2;
     char ocid[40], name[128], q[256];
 
     assert_int_equal(stub_start(s, args), 0);
+    /* --account-character: the name joins that key's list (last), and only
+     * that key's; basic knows it by its ocid */
+    get(s, "/maplestory/v1/character/list", "listed-key", &r);
+    assert_int_equal(r.status, 200);
+    const char *last = strstr(r.body, "\"character_name\":\"AsciiHero\"");
+    assert_non_null(last);
+    assert_null(strstr(last + 1, "\"character_name\":"));
+    get(s, "/maplestory/v1/character/list", "good-key", &r2);
+    assert_null(strstr(r2.body, "AsciiHero"));
+    resp_free(&r2);
+    resp_free(&r);
+    assert_int_equal(stub_ocid(s, "AsciiHero", ocid), 200);
+    snprintf(q, sizeof(q), "/maplestory/v1/character/basic?ocid=%s", ocid);
+    get(s, q, "k", &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"character_name\":\"AsciiHero\""));
+    resp_free(&r);
+
     get(s, "/maplestory/v1/character/list", "good-key", &r);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.body, "{\"account_list\":[{\"account_id\":\""));
@@ -389,6 +409,8 @@ static void test_command_line(void **state)
     const char *extra[] = {"positional", NULL};
     const char *missing[] = {"--character", "x=/nonexistent/file.json", NULL};
     const char *noeq[] = {"--character", "just-a-name", NULL};
+    const char *acct[] = {"--account-character", "key-without-name", NULL};
+    const char *acct2[] = {"--account-character", "key=", NULL};
     const char *help[] = {"--help", NULL};
     (void)state;
     assert_int_equal(stub_run_exit(bogus, 5000), 2);
@@ -398,6 +420,8 @@ static void test_command_line(void **state)
     assert_int_equal(stub_run_exit(unk, 5000), 2);
     assert_int_equal(stub_run_exit(extra, 5000), 2);
     assert_int_equal(stub_run_exit(noeq, 5000), 2);
+    assert_int_equal(stub_run_exit(acct, 5000), 2);
+    assert_int_equal(stub_run_exit(acct2, 5000), 2);
     assert_int_equal(stub_run_exit(missing, 5000), 1);
     assert_int_equal(stub_run_exit(help, 5000), 0);
 }
