@@ -44,6 +44,11 @@ size_t mx__app_routes(const struct mx_http_route **out);
 /* cross-cutting headers (app_xcut.c) */
 /* mx__app_cors_parse - MX_CORS_ORIGINS into app->cors. 0 or MX_ECONFIG (logged). */
 int mx__app_cors_parse(struct mx_app *app, const char *list);
+/* mx__app_xcut_layer - the http layer's decorate hook: the correlation id
+ * and security headers on the answers the layer writes itself (400/404/405
+ * from the router, 408, 413, 431, 500). Acceptor thread. */
+void mx__app_xcut_layer(mx_http_req_t *r, void *ctx);
+
 /* mx__app_xcut_begin - X-Correlation-ID, security headers and CORS headers
  * on r (flags: MX__APP_F_*). False when it answered r itself (403
  * CORS_FORBIDDEN for an origin not allowed). */

@@ -847,6 +847,8 @@ int mx_app_start(struct mx_app *app, mx_system_t *sys, const struct mx_http_opts
         .on_message = app_on_message,
     };
     struct mx_http_opts ho = *http_opts;
+    ho.decorate = mx__app_xcut_layer; /* the layer's own answers carry our headers too */
+    ho.decorate_ctx = app;
     if (app->nproxies > 0) { /* PROXY protocol from MX_TRUSTED_PROXIES (docs/http.md) */
         ho.proxy_trusted = mx__app_proxy_trusted;
         ho.proxy_ctx = app;

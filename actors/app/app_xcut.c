@@ -118,6 +118,13 @@ static void cors_forbidden(mx_http_req_t *r)
     mx_http_error(r, 403, "CORS_FORBIDDEN", "Origin not allowed (MX_CORS_ORIGINS)");
 }
 
+void mx__app_xcut_layer(mx_http_req_t *r, void *ctx)
+{
+    (void)ctx;
+    correlation_id(r);
+    security_headers(r, false);
+}
+
 bool mx__app_xcut_begin(mx_http_req_t *r, struct acc *a, uint32_t flags)
 {
     correlation_id(r);

@@ -278,6 +278,13 @@ struct mx_http_opts {
      * thread; ctx must outlive the server. */
     bool (*proxy_trusted)(const struct sockaddr_storage *peer, void *ctx);
     void *proxy_ctx;
+    /* Answers the layer writes itself (400 and 404/405 from the router, 408,
+     * 413, 431, 500 S000): NULL, or called on r just before, so the app can
+     * add the headers every answer of its carries (security headers, a
+     * correlation id). Called on the acceptor's thread; ctx must outlive
+     * the server. */
+    void (*decorate)(mx_http_req_t *r, void *ctx);
+    void *decorate_ctx;
 };
 
 #define MX_HTTP_MAX_HEADER_BYTES 16384u

@@ -491,7 +491,7 @@ static struct mx__http_out *compose(struct mx__http_conn *c, struct mx_http_req 
     p = PUT_LIT(p, "\r\nDate: ");
     p = put_s(p, mx__http_srv_date(c->srv));
     p = PUT_LIT(p, "\r\n");
-    if (!no_body || r->status == 204) {
+    if (!no_body && blen > 0) { /* an empty body has no type */
         p = PUT_LIT(p, "Content-Type: ");
         p = put_s(p, r->ctype);
         p = PUT_LIT(p, "\r\n");
@@ -593,6 +593,15 @@ static void trace_finish(struct mx_http_req *r)
 
 /* An answer the server makes itself (limits, parse errors): queued last,
  * and the connection closes after it. */
+/* An answer of the layer's own: the app's decorate hook first. */
+static void layer_error(struct mx__http_srv *s, struct mx_http_req *r, int status,
+                        const char *code, const char *why)
+{
+    if (s->o.decorate)
+        s->o.decorate(r, s->o.decorate_ctx);
+    mx_http_error(r, status, code, why);
+}
+
 static void server_error(struct mx__http_conn *c, int status, const char *code, const char *why,
                          enum mx_http_limit lim)
 {
@@ -610,7 +619,7 @@ static void server_error(struct mx__http_conn *c, int status, const char *code, 
     new_trace(r);
     trace_finish(r);
     enqueue(c, r);
-    mx_http_error(r, status, code, why);
+    layer_error(s, r, status, code, why);
 }
 
 /* ---- llhttp callbacks ---- */
@@ -882,11 +891,11 @@ static void dispatch(struct mx__http_conn *c, struct mx_http_req *r)
     char allow[96];
     if (q && !parse_query(r, (uint32_t)(q + 1 - r->arena))) {
         mx__http_count(&s->ctr->limits[MX_HTTP_LIM_BAD_REQUEST], 1);
-        mx_http_error(r, 400, "C001", "invalid percent-encoding or UTF-8 in the query");
+        layer_error(s, r, 400, "C001", "invalid percent-encoding or UTF-8 in the query");
         return;
     }
     if (arena_reserve(r, plen + MX__HTTP_MAX_PARAMS + 1) != 0) {
-        mx_http_error(r, 431, "HEADERS_TOO_LARGE", "request target too long");
+        layer_error(s, r, 431, "HEADERS_TOO_LARGE", "request target too long");
         return;
     }
     size_t olen = 0;
@@ -901,14 +910,14 @@ static void dispatch(struct mx__http_conn *c, struct mx_http_req *r)
         break;
     case MX__HTTP_ROUTE_400:
         mx__http_count(&s->ctr->limits[MX_HTTP_LIM_BAD_REQUEST], 1);
-        mx_http_error(r, 400, "C001", why);
+        layer_error(s, r, 400, "C001", why);
         return;
     case MX__HTTP_ROUTE_405:
         mx_http_add_header(r, "Allow", allow);
-        mx_http_error(r, 405, "METHOD_NOT_ALLOWED", "method not allowed");
+        layer_error(s, r, 405, "METHOD_NOT_ALLOWED", "method not allowed");
         return;
     default:
-        mx_http_error(r, 404, "NOT_FOUND", "no such resource");
+        layer_error(s, r, 404, "NOT_FOUND", "no such resource");
         return;
     }
     if (mx__http_srv_app_full(s) && !(r->route->r.flags & MX_HTTP_ROUTE_LIGHT)) {
@@ -935,7 +944,7 @@ static void run_handler(struct mx__http_conn *c, struct mx_http_req *r)
     if (!r->responded && rc != MX_HTTP_PENDING) {
         MX_WARN("handler %s %s returned without answering (rc %d)", r->route->r.method,
                 r->route->r.pattern, rc);
-        mx_http_error(r, 500, "S000", "internal error");
+        layer_error(s, r, 500, "S000", "internal error");
     }
     if (s->sched >= 0)
         mx_log_set_context(s->sched, NULL, NULL);

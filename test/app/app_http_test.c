@@ -800,12 +800,35 @@ static void test_cross_cutting(void **st)
                          &head, &body, &blen), 403);
     free(head);
     free(body);
-    /* OPTIONS without CORS: the methods of the path */
+    /* OPTIONS without CORS: the methods of the path; an empty body has no
+     * Content-Type */
     assert_int_equal(raw("OPTIONS", "/auth/login", NULL, &head, &body, &blen), 200);
     header_value(head, "Allow", v, sizeof v);
     assert_string_equal(v, "POST, OPTIONS");
+    assert_int_equal(blen, 0);
+    header_value(head, "Content-Type", v, sizeof v);
+    assert_string_equal(v, "");
     free(head);
     free(body);
+    /* answers the http layer writes itself (a query that is not valid
+     * percent-encoding, headers past the limit) carry the same headers */
+    static const char *const extra[] = {NULL, NULL};
+    char big[20000];
+    memset(big, 'a', sizeof big);
+    memcpy(big, "X-Big: ", 7);
+    memcpy(big + sizeof big - 3, "\r\n", 3);
+    const char *paths2[] = {"/actuator/health/liveness?x=%zz", "/actuator/health/liveness"};
+    const int want[] = {400, 431};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(raw("GET", paths2[i], i == 1 ? big : extra[i], &head, &body, &blen),
+                         want[i]);
+        header_value(head, "X-Content-Type-Options", v, sizeof v);
+        assert_string_equal(v, "nosniff");
+        header_value(head, "X-Correlation-ID", v, sizeof v);
+        assert_int_equal(strlen(v), 36);
+        free(head);
+        free(body);
+    }
 }
 
 static void test_sigterm(void **st)
