@@ -21,7 +21,7 @@ const struct mx_setting mx_node_settings[] = {
     {"MX_NNG_ADDR", "--nng-addr", "tcp://127.0.0.1:7100", MX_SET_NNG_URL, 0, 0, "actor traffic listen URL (nng)"},
     {"MX_ADMIN_ADDR", "--admin-addr", "tcp://127.0.0.1:7200", MX_SET_NNG_URL, 0, 0, "admin (mxctl) listen URL (nng)"},
     {"MX_ADMIN_TOKEN", "--admin-token", "", MX_SET_SECRET, 16, 0, "token required by the admin endpoint off loopback"},
-    {"MX_REDIS_URL", "--redis-url", "redis://127.0.0.1:6379/0", MX_SET_REDIS_URL, 0, 0, "Redis: redis://[:password@]host:port[/db]"},
+    {"MX_REDIS_URL", "--redis-url", "redis://127.0.0.1:6379/0", MX_SET_REDIS_URL, 0, 0, "Redis: redis://[[user]:password@]host:port[/db] or redis-sentinel://[[user]:password@]host:port[,host:port...]/MASTER_NAME[/db]"},
     {"MX_MYSQL_URL", "--mysql-url", "", MX_SET_MYSQL_URL, 0, 0, "MySQL: mysql://user[:password]@host:port/database"},
     {"MX_MYSQL_POOL", "--mysql-pool", "4", MX_SET_INT, 1, 64, "MySQL connections (one thread each)"},
     {"MX_MYSQL_QUEUE", "--mysql-queue", "1024", MX_SET_INT, 1, 1 << 20, "MySQL jobs waiting for a connection before refusing"},
