@@ -513,7 +513,6 @@ static void after_down(mx_redis_t *r, bool was_up, const char *why)
         return;
     r->state = ST_DOWN;
     atomic_store_explicit(&r->up, false, memory_order_relaxed);
-    schedule_reconnect(r);
     if (was_up) {
         ST_INC(r, disconnects);
         if (!r->down_since)
@@ -526,10 +525,11 @@ static void after_down(mx_redis_t *r, bool was_up, const char *why)
         if (r->sentinel)
             mx__sentinel_kick(r->sentinel); /* maybe the sentinels know better by now */
         /* every failed attempt would flood the log while Redis is away */
-        if (r->attempt <= 1 || r->attempt % 50 == 0)
+        if (r->attempt <= 1 || (r->attempt + 1) % 50 == 0)
             MX_WARN("redis %s: cannot connect to %s:%d (%s), attempt %u", r->name,
-                    r->host[0] ? r->host : "(no master yet)", r->port, why, r->attempt);
+                    r->host[0] ? r->host : "(no master yet)", r->port, why, r->attempt + 1);
     }
+    schedule_reconnect(r); /* after the log: it counts the attempt */
 }
 
 /* Free the current context (pending callbacks run with NULL replies) and
@@ -785,6 +785,8 @@ static bool role_is_master(mx_redis_t *r, const redisReply *rep, char *why, size
         ST_SET(r, replicas, n);
         return true;
     }
+    if (strcmp(role, "sentinel") == 0 && r->subscriber)
+        return true; /* listening to a sentinel's events is fine; commands are not */
     if (strcmp(role, "slave") == 0 && rep->elements >= 3 &&
         rep->element[1]->type == REDIS_REPLY_STRING && rep->element[2]->type == REDIS_REPLY_INTEGER)
         snprintf(why, cap, "MX_REDIS_URL: %s:%d is a replica (of %s:%lld), not the master", r->host,

@@ -59,7 +59,7 @@ struct mx__sentinel {
     char vote_host[MX_REDIS_MAX_SENTINELS][64];
     int vote_port[MX_REDIS_MAX_SENTINELS], vote_n[MX_REDIS_MAX_SENTINELS];
     char err_reply[128]; /* an error a sentinel answered this round */
-    uint64_t round_at, hold_until, logged_at;
+    uint64_t round_at, hold_until, logged_at, started_at;
     int closing; /* handles not yet closed at stop */
 
     uv_mutex_t mu; /* guards everything below */
@@ -187,6 +187,8 @@ static void start_round(struct mx__sentinel *s)
             s->due++;
     if (s->due == 0) {
         s->round = false;
+        if (s->round_at - s->started_at < 2000)
+            return; /* the links are still connecting */
         char msg[200];
         snprintf(msg, sizeof msg, "none of the %d sentinels is reachable", s->u.n);
         set_error(s, msg);
@@ -355,6 +357,7 @@ static void run(void *arg)
         }
         mx_redis_subscribe(l->sub, "+switch-master", false);
     }
+    s->started_at = uv_now(&s->loop);
     uv_timer_start(&s->poll, on_poll, POLL_MS, POLL_MS);
     uv_run(&s->loop, UV_RUN_DEFAULT);
 }
