@@ -67,6 +67,7 @@ const struct mx_setting mx_node_settings[] = {
     {"MX_LIKE_SYNC_BATCH", "--like-sync-batch", "2000", MX_SET_INT, 1, 100000, "pending like pairs per like-sync batch (one MySQL transaction)"},
     {"MX_LIKE_WARM_MAX_ROWS", "--like-warm-max-rows", "500000", MX_SET_INT, 1, 10000000, "most likers of one character loaded into Redis; a bigger one answers 503"},
     {"MX_LIKE_IDLE_S", "--like-idle-s", "3600", MX_SET_INT, 0, 604800, "characters not toggled this long leave Redis (reloaded from MySQL on their next toggle); 0 = never"},
+    {"MX_REDIS_WAIT_REPLICAS", "--redis-wait-replicas", "0", MX_SET_INT, 0, 1, "1: a like toggle is answered only after one Redis replica has it (WAIT 1; none within half the Redis timeout: 503); 0: after the master has it"},
     {"MX_LIKE_SYNC_PAUSE_MS", "--like-sync-pause-ms", "0", MX_SET_INT, 0, 600000, "tests only: like-sync waits this long between journal and commit"},
     {"MX_LEASE_TEST", "--lease-test", "0", MX_SET_INT, 0, 1, "tests only: run the lease-probe singleton (logs its ticks in Redis)"},
     {"MX_ADVERTISE_HOST", "--advertise-host", "", MX_SET_STR, 0, 255, "host peers use for this node's nng/admin addresses; empty = the listen host"},

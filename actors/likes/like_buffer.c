@@ -32,6 +32,8 @@ struct job {
     uint32_t op;
     uint32_t part;
     bool warmed; /* loaded once already: a second cold answer is an error */
+    bool liked;  /* toggle done, waiting for WAIT: its answer */
+    int64_t count;
     char ocid[MX_LIKES_OCID_MAX + 1];
     char acct[MX_LIKES_ACCOUNT_MAX + 1];
     char ign[MX_LIKES_IGN_MAX * 4 + 1];
@@ -281,6 +283,37 @@ static void warm(struct job *j)
 
 /* ---- Redis operations ---- */
 
+/* MX_REDIS_WAIT_REPLICAS=1: the toggle is answered only once a replica has
+ * it, so a failover to that replica keeps it (docs/likes.md). */
+static void wait_done(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
+{
+    struct job *j = arg;
+    (void)rd;
+    if (status == 0 && rep->type == REDIS_REPLY_INTEGER && rep->integer >= 1) {
+        job_answer(j, 0, j->liked, j->count, 0);
+        return;
+    }
+    /* applied on the master, not known to be anywhere else: it may be lost
+     * in a failover, so it is not acknowledged (the status route tells) */
+    LK_INC(wait_unacked);
+    job_answer(j, MX_EUNAVAIL, false, 0, 0);
+}
+
+static void wait_replica(struct job *j, bool liked, int64_t count)
+{
+    uint32_t ms = mx__likes_o.redis_timeout_ms / 2;
+    char mss[16];
+    snprintf(mss, sizeof mss, "%u", ms ? ms : 1);
+    const char *a[] = {"WAIT", "1", mss};
+    j->liked = liked;
+    j->count = count;
+    int rc = mx_redis_argv_timeout(j->lb->rd, mx__likes_o.redis_timeout_ms, wait_done, j, 3, a, NULL);
+    if (rc != 0) {
+        LK_INC(wait_unacked);
+        job_answer(j, rc == MX_EFULL ? MX_EFULL : MX_EUNAVAIL, false, 0, 0);
+    }
+}
+
 static void op_done(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
 {
     struct job *j = arg;
@@ -318,6 +351,10 @@ static void op_done(mx_redis_t *rd, int status, const redisReply *rep, void *arg
             LK_INC(likes);
         else
             LK_INC(unlikes);
+        if (mx__likes_o.wait_replicas) {
+            wait_replica(j, v == 1, n);
+            return;
+        }
     } else {
         LK_INC(status_redis);
     }

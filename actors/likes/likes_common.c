@@ -162,7 +162,7 @@ void mx_likes_stats(struct mx_likes_stats *o)
         .status_redis = L(status_redis), .status_mysql = L(status_mysql), .warms = L(warms),
         .warm_rows = L(warm_rows), .warm_failures = L(warm_failures),
         .redis_failures = L(redis_failures), .mysql_failures = L(mysql_failures),
-        .refused = L(refused),
+        .refused = L(refused), .wait_unacked = L(wait_unacked),
         .sync_batches = L(sync_batches), .sync_pairs = L(sync_pairs),
         .sync_replays = L(sync_replays), .sync_stale = L(sync_stale),
         .sync_failures = L(sync_failures), .sync_inserted = L(sync_inserted),
