@@ -60,6 +60,8 @@ static void usage(FILE *f)
             "                                 docs/shutdown.md); it stays up and idle\n"
             "  undrain NODE                   serve again after a drain\n"
             "  members | leases               what the cluster registry reports\n"
+            "  redis                          each Redis connection's master, failovers and\n"
+            "                                 reconnect times; the sentinel resolvers\n"
             "defaults: --node $MX_ADMIN_ADDR or tcp://127.0.0.1:7200, --token $MX_ADMIN_TOKEN,\n"
             "          --cluster-name $MX_CLUSTER or mx, --timeout 2000\n"
             "exit: 0 ok, 1 a node did not answer, 2 usage, 3 a node answered with an error\n");
@@ -162,7 +164,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         return -1;
     }
     static const char *const cmds[] = {"stats", "actors", "mailbox", "deadletters",
-                                       "drain", "undrain", "members", "leases"};
+                                       "drain", "undrain", "members", "leases", "redis"};
     bool known = false;
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         known |= strcmp(o->cmd, cmds[i]) == 0;
@@ -208,7 +210,7 @@ static void build_request(const struct opts *o, msgpack_sbuffer *sb)
     size_t n = 1 + (o->token && *o->token) + (o->arg != NULL) + (o->top > 0) + (o->sort != NULL) +
                (!strcmp(o->cmd, "mailbox"));
     msgpack_pack_map(&pk, n);
-    pk_kstr(&pk, "cmd", o->cmd);
+    pk_kstr(&pk, "cmd", strcmp(o->cmd, "redis") ? o->cmd : "stats"); /* redis: a stats section */
     if (o->token && *o->token)
         pk_kstr(&pk, "token", o->token);
     if (o->arg)
@@ -358,8 +360,73 @@ static void to_json(const msgpack_object *o, struct mx_jsonw *w)
     }
 }
 
+/* A JSON field of the flat object starting at obj (the node's own output,
+ * mx_redis_report): the raw value, quotes stripped, into buf. */
+static const char *jfield(const char *obj, const char *end, const char *key, char *buf, size_t n)
+{
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\":", key);
+    const char *p = strstr(obj, k);
+    buf[0] = '\0';
+    if (!p || p >= end)
+        return buf;
+    p += strlen(k);
+    bool quoted = *p == '"';
+    p += quoted;
+    size_t len = quoted ? strcspn(p, "\"") : strcspn(p, ",}");
+    snprintf(buf, n, "%.*s", (int)len, p);
+    return buf;
+}
+
+/* mxctl redis: the "redis" section of stats as two tables */
+static void print_redis(const msgpack_object *a)
+{
+    const msgpack_object *sec = get(get(a, "sections"), "redis");
+    struct mx_jsonw w;
+    mx_jsonw_init(&w, ANSWER_MAX);
+    if (sec)
+        to_json(sec, &w);
+    const char *js = w.err || !sec ? "" : w.buf, *sen = strstr(js, "\"sentinels\":");
+    char f[9][300];
+    printf("%-14s %-24s %-5s %8s %9s %8s %12s %12s %8s\n", "CLIENT", "MASTER", "UP", "CONNECTS",
+           "FAILOVERS", "READONLY", "RECONNECT_MS", "RECONN_MAX", "REPLICAS");
+    for (const char *o = strstr(js, "{\"name\":"); o && (!sen || o < sen);
+         o = strstr(o + 1, "{\"name\":")) {
+        const char *e = strchr(o, '}');
+        printf("%-14s %-24s %-5s %8s %9s %8s %12s %12s %8s\n",
+               jfield(o, e, "name", f[0], sizeof f[0]), jfield(o, e, "master", f[1], sizeof f[1]),
+               strcmp(jfield(o, e, "connected", f[2], sizeof f[2]), "true") ? "no" : "yes",
+               jfield(o, e, "connects", f[3], sizeof f[3]),
+               jfield(o, e, "failovers", f[4], sizeof f[4]),
+               jfield(o, e, "readonly", f[5], sizeof f[5]),
+               jfield(o, e, "reconnect_ms_last", f[6], sizeof f[6]),
+               jfield(o, e, "reconnect_ms_max", f[7], sizeof f[7]),
+               jfield(o, e, "replicas", f[8], sizeof f[8]));
+    }
+    if (!sec)
+        printf("(this node has no redis section)\n");
+    for (const char *o = sen ? strstr(sen, "{\"master_name\":") : NULL; o;
+         o = strstr(o + 1, "{\"master_name\":")) {
+        const char *e = strchr(o, '}');
+        printf("sentinels for %s: master %s, %s sentinels, %s switches seen, %s resolves, "
+               "%s failures%s%s\n",
+               jfield(o, e, "master_name", f[0], sizeof f[0]),
+               jfield(o, e, "master", f[1], sizeof f[1]),
+               jfield(o, e, "sentinels", f[2], sizeof f[2]),
+               jfield(o, e, "switches", f[3], sizeof f[3]),
+               jfield(o, e, "resolves", f[4], sizeof f[4]),
+               jfield(o, e, "failures", f[5], sizeof f[5]),
+               *jfield(o, e, "error", f[6], sizeof f[6]) ? "; last error: " : "", f[6]);
+    }
+    mx_jsonw_fini(&w);
+}
+
 static void print_table(const struct opts *o, const msgpack_object *a)
 {
+    if (!strcmp(o->cmd, "redis")) {
+        print_redis(a);
+        return;
+    }
     char b1[256], b2[256], b3[256], b4[256], b5[256];
     const msgpack_object *v;
     if (!strcmp(o->cmd, "stats")) {

@@ -176,8 +176,8 @@ static void *reader(void *arg)
 static char *ctl(int i, const char *cmd)
 {
     char line[512];
-    snprintf(line, sizeof line, "%s/mxctl --node tcp://127.0.0.1:%d --json %s 2>/dev/null",
-             getenv("MX_BIN_DIR"), N[i].admin_port, cmd);
+    snprintf(line, sizeof line, "%s/mxctl --node tcp://127.0.0.1:%d %s %s 2>/dev/null",
+             getenv("MX_BIN_DIR"), N[i].admin_port, strcmp(cmd, "redis") ? "--json" : "", cmd);
     FILE *f = popen(line, "r");
     if (!f)
         return NULL;
@@ -436,6 +436,15 @@ static void test_master_killed(void **st)
                                   holder[0],
                               10000));
     assert_true(probe1 >= probe0);
+
+    /* mxctl redis names the new master and the switch */
+    char *tab = ctl(2, "redis"), line[96];
+    snprintf(line, sizeof line, "sentinels for mxfo: master 127.0.0.1:%d, 3 sentinels, 1 switches",
+             newp);
+    assert_non_null(tab);
+    if (!strstr(tab, line))
+        fail_msg("mxctl redis: no '%s' in\n%s", line, tab);
+    free(tab);
 
     /* 2. one node per epoch, and never an older epoch after a newer one */
     redisReply *r = rcmd(newp, "LRANGE mx:{mx}:lease-probe:log 0 -1");
