@@ -333,8 +333,7 @@ int redisd_start_sentinel(struct redisd *d, const char *name, int master_port,
     return start(d, conf, 1);
 }
 
-/* one connection for a whole wait, reopened only when it breaks */
-static redisReply *poll_cmd(redisContext **c, struct redisd *d, const char *fmt, ...)
+redisReply *redisd_kept_cmd(redisContext **c, struct redisd *d, const char *fmt, ...)
 {
     if (!*c && !(*c = connect_to(d, 500)))
         return NULL;
@@ -388,11 +387,11 @@ int redisd_ha_start(struct redisd_ha *h, const char *name, const char *extra_con
     long long dl = now_ms() + 20000;
     int ok = -1;
     while (now_ms() < dl) {
-        redisReply *r = poll_cmd(&c, &h->sentinel[0], "SENTINEL MASTER %s", name);
+        redisReply *r = redisd_kept_cmd(&c, &h->sentinel[0], "SENTINEL MASTER %s", name);
         long long slaves = field_int(r, "num-slaves"), others = field_int(r, "num-other-sentinels");
         if (r)
             freeReplyObject(r);
-        redisReply *role = slaves >= 1 && others >= 2 ? poll_cmd(&m, &h->master, "ROLE") : NULL;
+        redisReply *role = slaves >= 1 && others >= 2 ? redisd_kept_cmd(&m, &h->master, "ROLE") : NULL;
         bool online = role && role->type == REDIS_REPLY_ARRAY && role->elements >= 3 &&
                       role->element[2]->type == REDIS_REPLY_ARRAY && role->element[2]->elements >= 1;
         if (role)
@@ -427,7 +426,7 @@ int redisd_ha_wait_master(struct redisd_ha *h, int i, int port, int ms)
     int ok = -1;
     while (ok != 0 && now_ms() < dl) {
         redisReply *r =
-            poll_cmd(&c, &h->sentinel[i], "SENTINEL get-master-addr-by-name %s", h->name);
+            redisd_kept_cmd(&c, &h->sentinel[i], "SENTINEL get-master-addr-by-name %s", h->name);
         if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 && atoi(r->element[1]->str) == port)
             ok = 0;
         if (r)

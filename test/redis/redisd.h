@@ -47,6 +47,12 @@ redisReply *redisd_cmd(struct redisd *d, const char *fmt, ...);
 /* redisd_ok - redisd_cmd and true if the reply is not an error. */
 int redisd_ok(struct redisd *d, const char *fmt, ...);
 
+/* redisd_kept_cmd - one command on the kept connection *c (opened, with
+ * AUTH, when NULL; freed and set to NULL when it breaks, so the next call
+ * reconnects): for polling loops, which must not open a connection per
+ * iteration. The caller redisFree()s *c at the end. NULL: no answer. */
+redisReply *redisd_kept_cmd(redisContext **c, struct redisd *d, const char *fmt, ...);
+
 /* redisd_start_sentinel - start redis-sentinel on a free loopback port
  * monitoring master `name` at 127.0.0.1:master_port with quorum 2,
  * down-after-milliseconds 1000 and failover-timeout 3000 (plus extra_conf

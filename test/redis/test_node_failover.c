@@ -43,7 +43,7 @@
 
 #define NNODES 3
 #define NUSERS 40
-#define NTARGETS 25
+#define NTARGETS 50
 #define NTHREADS 4
 #define HANG_MS 5000
 
@@ -138,7 +138,7 @@ static void *toggler(void *arg)
         if (st == 200 && ans && strstr(ans, "\"liked\":true"))
             atomic_store(&acked[u][t], 1);
         free(ans);
-        usleep(st == 200 ? 15000 : 40000);
+        usleep(st == 200 ? 15000 : 100000); /* 503s use pairs up: slower */
     }
     curl_easy_cleanup(h);
     return NULL;
@@ -243,40 +243,16 @@ static long long lease_seq(int i, const char *name, char *holder, size_t cap)
     return seq;
 }
 
-/* ---- Redis, one kept connection to the (new) master ---- */
+/* ---- Redis: one kept connection to the new master ---- */
 
 static redisContext *g_rc;
 
-static redisReply *rcmd(int port, const char *fmt, ...)
-{
-    if (!g_rc) {
-        struct timeval tv = {2, 0};
-        g_rc = redisConnectWithTimeout("127.0.0.1", port, tv);
-        if (!g_rc || g_rc->err) {
-            if (g_rc)
-                redisFree(g_rc);
-            g_rc = NULL;
-            return NULL;
-        }
-        redisSetTimeout(g_rc, tv);
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(g_rc, fmt, ap);
-    va_end(ap);
-    if (!r) {
-        redisFree(g_rc);
-        g_rc = NULL;
-    }
-    return r;
-}
-
-static long long pending_work(int port)
+static long long pending_work(struct redisd *d)
 {
     long long sum = 0;
     for (int k = 0; k < 16; k++) {
-        redisReply *r = rcmd(port, "ZCARD mx:mx:{lk%d}:d", k);
-        redisReply *j = r ? rcmd(port, "EXISTS mx:mx:{lk%d}:jid", k) : NULL;
+        redisReply *r = redisd_kept_cmd(&g_rc, d, "ZCARD mx:mx:{lk%d}:d", k);
+        redisReply *j = r ? redisd_kept_cmd(&g_rc, d, "EXISTS mx:mx:{lk%d}:jid", k) : NULL;
         bool ok = r && j && r->type == REDIS_REPLY_INTEGER && j->type == REDIS_REPLY_INTEGER;
         if (ok)
             sum += r->integer + j->integer;
@@ -447,7 +423,7 @@ static void test_master_killed(void **st)
     free(tab);
 
     /* 2. one node per epoch, and never an older epoch after a newer one */
-    redisReply *r = rcmd(newp, "LRANGE mx:{mx}:lease-probe:log 0 -1");
+    redisReply *r = redisd_kept_cmd(&g_rc, &H.replica, "LRANGE mx:{mx}:lease-probe:log 0 -1");
     assert_non_null(r);
     assert_true(r->elements > 10);
     long long top = 0;
@@ -472,7 +448,7 @@ static void test_master_killed(void **st)
     assert_true(health1 >= health0);
 
     /* 3. every acknowledged like is in MySQL once the sync is done */
-    assert_true(TU_WAIT_UNTIL(pending_work(newp) == 0, 30000));
+    assert_true(TU_WAIT_UNTIL(pending_work(&H.replica) == 0, 30000));
     struct mx_mysql_conn *c = NULL;
     char err[256];
     assert_int_equal(mx_mysql_conn_open(M.url, NULL, &c, err, sizeof err), 0);

@@ -23,24 +23,6 @@
 #include "mx_jsonw.h"
 #include "rtest.h"
 
-struct msgs {
-    int n;
-    int64_t at_ms; /* when the last one came */
-    char last[128];
-};
-
-static void on_msg(mx_redis_t *r, const char *ch, const char *data, size_t len, const char *pat,
-                   void *arg)
-{
-    struct msgs *m = arg;
-    (void)r;
-    (void)ch;
-    (void)pat;
-    m->n++;
-    m->at_ms = tu_now_ms();
-    snprintf(m->last, sizeof(m->last), "%.*s", (int)len, data);
-}
-
 static bool on_port(mx_redis_t *r, int port)
 {
     struct mx_redis_stats st;
