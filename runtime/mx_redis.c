@@ -524,8 +524,9 @@ static void after_down(mx_redis_t *r, bool was_up, const char *why)
         ST_INC(r, connect_failures);
         if (r->sentinel)
             mx__sentinel_kick(r->sentinel); /* maybe the sentinels know better by now */
-        /* every failed attempt would flood the log while Redis is away */
-        if (r->attempt <= 1 || (r->attempt + 1) % 50 == 0)
+        /* every failed attempt would flood the log while Redis is away; a
+         * resolver that knows no master yet logs why itself */
+        if ((r->attempt <= 1 || (r->attempt + 1) % 50 == 0) && !(r->sentinel && !r->host[0]))
             MX_WARN("redis %s: cannot connect to %s:%d (%s), attempt %u", r->name,
                     r->host[0] ? r->host : "(no master yet)", r->port, why, r->attempt + 1);
     }

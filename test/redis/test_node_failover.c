@@ -83,6 +83,7 @@ struct tally {
 static struct {
     atomic_bool stop;
     _Atomic int64_t switched_at; /* 0 until the sentinels switched */
+    _Atomic int64_t killed_at;
     struct tally toggles, reads, logins;
     atomic_int next_pair[NTHREADS];
 } L;
@@ -112,7 +113,12 @@ static long timed(CURL *h, int n, const char *method, const char *path, const ch
 {
     int64_t t0 = tu_now_ms();
     long st = lc_req(h, N[n].http_port, method, path, token, body, ans);
-    count(t, st, tu_now_ms() - t0);
+    int64_t ms = tu_now_ms() - t0;
+    count(t, st, ms);
+    if (ms > 1500) /* diagnostics: what was slow, and when */
+        print_message("  slow: %s %s on fo%d: %ld after %lld ms, started %lld ms after the kill\n",
+                      method, path, n, st, (long long)ms,
+                      L.killed_at ? (long long)(t0 - L.killed_at) : -1LL);
     return st;
 }
 
@@ -368,6 +374,7 @@ static void test_master_killed(void **st)
 
     redisd_kill(&H.master);
     int64_t killed = tu_now_ms();
+    atomic_store(&L.killed_at, killed);
     assert_int_equal(redisd_ha_wait_master(&H, 0, newp, 30000), 0);
     int64_t switched = tu_now_ms();
     atomic_store(&L.switched_at, switched);
@@ -387,6 +394,14 @@ static void test_master_killed(void **st)
     atomic_store(&L.stop, true);
     for (int k = 0; k <= NTHREADS; k++)
         pthread_join(th[k], NULL);
+    if (getenv("FO_LOGS")) /* diagnostics: the nodes' warnings and errors */
+        for (int i = 0; i < NNODES; i++) {
+            static char log[1 << 20];
+            node_log(&N[i], log, sizeof log);
+            for (char *l = strtok(log, "\n"); l; l = strtok(NULL, "\n"))
+                if (strstr(l, "\"warn\"") || strstr(l, "\"error\""))
+                    print_message("fo%d %s\n", i, l);
+        }
     print_tally("toggles", &L.toggles);
     print_tally("reads", &L.reads);
     print_tally("logins", &L.logins);
@@ -421,6 +436,14 @@ static void test_master_killed(void **st)
     if (!strstr(tab, line))
         fail_msg("mxctl redis: no '%s' in\n%s", line, tab);
     free(tab);
+
+    /* and Prometheus */
+    struct http_res mr;
+    assert_int_equal(node_http(N[0].http_port, "GET", "/actuator/prometheus", NULL, NULL, &mr), 200);
+    snprintf(line, sizeof line, "client=\"http\",addr=\"127.0.0.1:%d\"} 1", newp);
+    assert_non_null(strstr(mr.body, line));
+    assert_non_null(strstr(mr.body, "client=\"http\",event=\"failover\"} 1"));
+    http_res_free(&mr);
 
     /* 2. one node per epoch, and never an older epoch after a newer one */
     redisReply *r = redisd_kept_cmd(&g_rc, &H.replica, "LRANGE mx:{mx}:lease-probe:log 0 -1");
