@@ -57,6 +57,7 @@ static char T_name[NTARGETS][72], T_ocid[NTARGETS][40];
 static _Atomic int acked[NUSERS][NTARGETS];     /* 1: a toggle answered 200 liked:true */
 static _Atomic int attempted[NUSERS][NTARGETS]; /* 1: a toggle was sent */
 static int in_mysql[NUSERS][NTARGETS], extra_rows;
+static redisContext *g_rc; /* kept connection to the new master */
 
 static int node_up(int i)
 {
@@ -249,9 +250,7 @@ static long long lease_seq(int i, const char *name, char *holder, size_t cap)
     return seq;
 }
 
-/* ---- Redis: one kept connection to the new master ---- */
-
-static redisContext *g_rc;
+/* ---- Redis: one kept connection to the new master (g_rc) ---- */
 
 static long long pending_work(struct redisd *d)
 {
@@ -387,10 +386,25 @@ static void test_master_killed(void **st)
                   (long long)(switched - killed), (long long)(on_new - switched));
     assert_true(all);
 
-    /* the old master comes back as the new master's replica: WAIT answers again */
+    /* the old master comes back; the sentinels make it the new master's
+     * replica (they look at it every 10 s), then WAIT answers again */
     assert_int_equal(redisd_restart(&H.master), 0);
+    int64_t back = tu_now_ms();
+    assert_true(TU_WAIT_UNTIL(({
+                                  redisReply *role = redisd_kept_cmd(&g_rc, &H.replica, "ROLE");
+                                  bool one = role && role->type == REDIS_REPLY_ARRAY &&
+                                             role->elements >= 3 &&
+                                             role->element[2]->type == REDIS_REPLY_ARRAY &&
+                                             role->element[2]->elements >= 1;
+                                  if (role)
+                                      freeReplyObject(role);
+                                  one;
+                              }),
+                              60000));
+    print_message("old master restarted -> a replica of the new one: %lld ms\n",
+                  (long long)(tu_now_ms() - back));
     long ok0 = atomic_load(&L.toggles.ok_after_switch);
-    assert_true(TU_WAIT_UNTIL(atomic_load(&L.toggles.ok_after_switch) >= ok0 + 50, 30000));
+    assert_true(TU_WAIT_UNTIL(atomic_load(&L.toggles.ok_after_switch) >= ok0 + 50, 20000));
     atomic_store(&L.stop, true);
     for (int k = 0; k <= NTHREADS; k++)
         pthread_join(th[k], NULL);
