@@ -1129,6 +1129,7 @@ void mx_redis_report(struct mx_jsonw *w, void *ctx)
         mx_jsonw_kstr(w, "master", st.master);
         mx_jsonw_kbool(w, "connected", st.connected);
         mx_jsonw_kuint(w, "connects", st.connects);
+        mx_jsonw_kuint(w, "connect_failures", st.connect_failures);
         mx_jsonw_kuint(w, "failovers", st.failovers);
         mx_jsonw_kuint(w, "readonly", st.readonly);
         mx_jsonw_kuint(w, "reconnect_ms_last", st.reconnect_ms_last);

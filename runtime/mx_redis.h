@@ -219,7 +219,7 @@ int mx_redis_subscribe(mx_redis_t *r, const char *channel, bool pattern);
 int mx_redis_unsubscribe(mx_redis_t *r, const char *channel, bool pattern);
 
 /* mx_redis_report - append one JSON object describing every client of the
- * process: {"clients":[{name, master, connected, connects, failovers,
+ * process: {"clients":[{name, master, connected, connects, connect_failures, failovers,
  * readonly, reconnect_ms_last, reconnect_ms_max, replicas}], "sentinels":
  * [{master_name, master, switches, resolves, failures, error}]}. Usable as
  * an admin section (ctx unused). Any thread; takes a process-wide lock

@@ -180,11 +180,11 @@ static void *reader(void *arg)
 
 /* ---- node views through mxctl ---- */
 
-static char *ctl(int i, const char *cmd)
+static char *ctl_node(const struct node *n, const char *cmd)
 {
     char line[512];
     snprintf(line, sizeof line, "%s/mxctl --node tcp://127.0.0.1:%d %s %s 2>/dev/null",
-             getenv("MX_BIN_DIR"), N[i].admin_port, strcmp(cmd, "redis") ? "--json" : "", cmd);
+             getenv("MX_BIN_DIR"), n->admin_port, strcmp(cmd, "redis") ? "--json" : "", cmd);
     FILE *f = popen(line, "r");
     if (!f)
         return NULL;
@@ -200,6 +200,11 @@ static char *ctl(int i, const char *cmd)
     }
     pclose(f);
     return out;
+}
+
+static char *ctl(int i, const char *cmd)
+{
+    return ctl_node(&N[i], cmd);
 }
 
 static int occurrences(const char *s, const char *needle)
@@ -514,8 +519,67 @@ static void test_master_killed(void **st)
     assert_int_equal(unasked + extra_rows, 0);
 }
 
+/* the sum of a JSON integer field over the redis section of node n's stats */
+static long long redis_sum(struct node *n, const char *key)
+{
+    char *out = ctl_node(n, "stats");
+    long long sum = 0;
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\":", key);
+    const char *sec = out ? strstr(out, "\"redis\":{\"clients\":[") : NULL;
+    for (const char *p = sec; p && (p = strstr(p, k)); p += strlen(k))
+        sum += atoll(p + strlen(k));
+    free(out);
+    return out ? sum : -1;
+}
+
+/* 4. MX_REDIS_URL naming sentinels that know no such master, or a replica
+ * as redis://: the node says so, naming the setting, and keeps trying */
+static void test_bad_settings(void **st)
+{
+    (void)st;
+    struct redisd *replica = NULL;
+    for (int i = 0; i < 2 && !replica; i++) {
+        struct redisd *d = i ? &H.replica : &H.master;
+        redisContext *c = NULL;
+        redisReply *role = redisd_kept_cmd(&c, d, "ROLE");
+        if (role && role->type == REDIS_REPLY_ARRAY && role->elements && !strcmp(role->element[0]->str, "slave"))
+            replica = d;
+        if (role)
+            freeReplyObject(role);
+        if (c)
+            redisFree(c);
+    }
+    assert_non_null(replica);
+    char url[2][300];
+    snprintf(url[0], sizeof url[0], "MX_REDIS_URL=redis-sentinel://127.0.0.1:%d/nosuch",
+             H.sentinel[0].port);
+    snprintf(url[1], sizeof url[1], "MX_REDIS_URL=redis://127.0.0.1:%d/0", replica->port);
+    const char *says[2] = {"MX_REDIS_URL: sentinels know no master named nosuch",
+                           "is a replica (of 127.0.0.1:"};
+    for (int k = 0; k < 2; k++) {
+        struct node bad;
+        char name[32];
+        snprintf(name, sizeof name, "MX_NODE_NAME=bad%d", k);
+        const char *env[] = {name, url[k], "MX_NEXON_BASE_URL=http://127.0.0.1:9", NULL};
+        assert_int_equal(node_start(&bad, env), 0);
+        static char log[1 << 20];
+        assert_true(TU_WAIT_UNTIL((node_log(&bad, log, sizeof log), strstr(log, says[k]) != NULL),
+                                  10000));
+        if (k == 1)
+            assert_non_null(strstr(log, "MX_REDIS_URL: 127.0.0.1:"));
+        long long f0 = redis_sum(&bad, "connect_failures");
+        assert_true(f0 > 0);
+        assert_true(TU_WAIT_UNTIL(redis_sum(&bad, "connect_failures") > f0 + 10, 10000));
+        assert_int_equal(redis_sum(&bad, "connects"), 0);
+        print_message("%s: '%s' logged, %lld+ failed attempts and counting\n", url[k], says[k], f0);
+        node_kill(&bad);
+    }
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_master_killed)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_master_killed),
+                                       cmocka_unit_test(test_bad_settings)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }
