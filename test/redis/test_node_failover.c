@@ -294,6 +294,31 @@ static int row_seen(void *ctx, const struct mx_sql_val *cols, size_t n)
     return 0;
 }
 
+/* The lease-probe log (RPUSH "<epoch> <node>" per tick) on d: one node per
+ * epoch and never an older epoch after a newer one; returns the last epoch. */
+static long long probe_log_top(struct redisd *d)
+{
+    redisReply *r = redisd_kept_cmd(&g_rc, d, "LRANGE mx:{mx}:lease-probe:log 0 -1");
+    assert_non_null(r);
+    assert_true(r->elements > 10);
+    long long top = 0;
+    char top_node[16] = "";
+    for (size_t i = 0; i < r->elements; i++) {
+        long long e;
+        char nd[16];
+        assert_int_equal(sscanf(r->element[i]->str, "%lld %15s", &e, nd), 2);
+        if (e < top)
+            fail_msg("epoch %lld acted on (by %s) after epoch %lld", e, nd, top);
+        if (e == top && strcmp(nd, top_node) != 0)
+            fail_msg("epoch %lld acted on by %s and %s", e, top_node, nd);
+        top = e;
+        snprintf(top_node, sizeof top_node, "%s", nd);
+    }
+    print_message("lease-probe: %zu ticks, last epoch %lld\n", r->elements, top);
+    freeReplyObject(r);
+    return top;
+}
+
 /* ---- setup ---- */
 
 static int setup(void **st)
@@ -465,24 +490,27 @@ static void test_master_killed(void **st)
     http_res_free(&mr);
 
     /* 2. one node per epoch, and never an older epoch after a newer one */
-    redisReply *r = redisd_kept_cmd(&g_rc, &H.replica, "LRANGE mx:{mx}:lease-probe:log 0 -1");
-    assert_non_null(r);
-    assert_true(r->elements > 10);
-    long long top = 0;
-    char top_node[16] = "";
-    for (size_t i = 0; i < r->elements; i++) {
-        long long e;
-        char nd[16];
-        assert_int_equal(sscanf(r->element[i]->str, "%lld %15s", &e, nd), 2);
-        if (e < top)
-            fail_msg("epoch %lld acted on (by %s) after epoch %lld", e, nd, top);
-        if (e == top && strcmp(nd, top_node) != 0)
-            fail_msg("epoch %lld acted on by %s and %s", e, top_node, nd);
-        top = e;
-        snprintf(top_node, sizeof top_node, "%s", nd);
-    }
-    print_message("lease-probe: %zu ticks, epochs %lld..%lld\n", r->elements, probe0, top);
-    freeReplyObject(r);
+    long long top = probe_log_top(&H.replica);
+    /* the rule itself: Redis forgets the counter and the lease (as a
+     * promoted replica that missed them would); the next holder's epoch
+     * still goes past every epoch acted on, and the bump is logged */
+    redisReply *x = redisd_kept_cmd(&g_rc, &H.replica, "SET mx:{mx}:epoch:lease-probe 0");
+    assert_non_null(x);
+    freeReplyObject(x);
+    assert_non_null(x = redisd_kept_cmd(&g_rc, &H.replica, "DEL mx:{mx}:lease:lease-probe"));
+    freeReplyObject(x);
+    long long bumped = -1;
+    assert_true(TU_WAIT_UNTIL((bumped = lease_seq(0, "lease-probe", holder, sizeof holder)) > top &&
+                                  holder[0],
+                              10000));
+    bool logged = false;
+    static char log[1 << 20];
+    for (int i = 0; i < NNODES && !logged; i++)
+        logged = node_log(&N[i], log, sizeof log) > 0 &&
+                 strstr(log, "singleton lease-probe: Redis's epoch counter was 1, not above");
+    assert_true(logged);
+    assert_true(TU_WAIT_UNTIL(probe_log_top(&H.replica) == bumped, 5000));
+    print_message("counter reset: next epoch %lld (highest acted on before: %lld)\n", bumped, top);
     assert_true(TU_WAIT_UNTIL((health1 = lease_seq(1, "mysql-health", holder, sizeof holder)) > 0 &&
                                   mysqld_root_int(&M, "SELECT epoch FROM mx.fence WHERE "
                                                       "name='mysql-health'") == health1,
