@@ -124,14 +124,14 @@ struct mx_redis {
     struct counters st; /* relaxed atomics: written by the loop thread, read by any */
 
     /* failover (loop thread unless noted) */
-    struct mx__sentinel *sentinel; /* NULL for redis:// */
-    uv_async_t moved;              /* sentinel clients: the resolver's wake-up */
-    uint64_t gen;                  /* resolver generation r->host came from */
-    bool link;                     /* a link to a sentinel: PING, not ROLE; AUTH may be unneeded */
-    uint64_t down_since;           /* uv_now() when the up connection was lost; 0 = up or never */
-    char prev_addr[272];           /* the previous up connection's host:port */
-    uv_mutex_t addr_mu;            /* guards addr (mx_redis_stats reads it from any thread) */
-    char addr[272];                /* host:port in use or being tried */
+    struct mx__sentinel *sentinel;  /* NULL for redis:// */
+    uv_async_t moved;               /* sentinel clients: the resolver's wake-up */
+    uint64_t gen;                   /* resolver generation r->host came from */
+    bool link;                      /* a link to a sentinel: PING, not ROLE; AUTH may be unneeded */
+    uint64_t down_since;            /* uv_now() when the up connection was lost; 0 = up or never */
+    char prev_addr[272];            /* the previous up connection's host:port */
+    uv_mutex_t addr_mu;             /* guards addr (mx_redis_stats reads it from any thread) */
+    char addr[272];                 /* host:port in use or being tried */
     struct mx_redis *gprev, *gnext; /* every client of the process; g_mu */
 };
 
@@ -247,8 +247,7 @@ static bool name_char(char c)
 
 int mx_redis_parse_sentinel_url(const char *url, struct mx_redis_sentinel_url *o)
 {
-    if (!url || !o || strncmp(url, "redis-sentinel://", 17) != 0 ||
-        strlen(url) > MX_REDIS_URL_MAX)
+    if (!url || !o || strncmp(url, "redis-sentinel://", 17) != 0 || strlen(url) > MX_REDIS_URL_MAX)
         return MX_EINVAL;
     memset(o, 0, sizeof(*o));
     const char *p = url + 17, *slash = strchr(p, '/');
@@ -271,7 +270,8 @@ int mx_redis_parse_sentinel_url(const char *url, struct mx_redis_sentinel_url *o
             return MX_EINVAL;
         snprintf(one, sizeof(one), "redis://%.*s", (int)(end - p), p);
         if (mx_redis_parse_url(one, o->host[o->n], sizeof(o->host[0]), &o->port[o->n], NULL, 0,
-                               NULL, 0, NULL) != 0 || strchr(one + 8, '/'))
+                               NULL, 0, NULL) != 0 ||
+            strchr(one + 8, '/'))
             return MX_EINVAL;
         o->n++;
         p = comma ? comma + 1 : slash;
@@ -962,9 +962,8 @@ static int open_common(uv_loop_t *loop, const char *url, const struct mx_redis_o
             free(r);
             return rc;
         }
-    } else if (mx_redis_parse_url(url, r->host, sizeof(r->host), &r->port, r->user,
-                                  sizeof(r->user), r->password, sizeof(r->password),
-                                  &r->db) != 0) {
+    } else if (mx_redis_parse_url(url, r->host, sizeof(r->host), &r->port, r->user, sizeof(r->user),
+                                  r->password, sizeof(r->password), &r->db) != 0) {
         free(r);
         return MX_EINVAL;
     }

@@ -87,26 +87,26 @@ struct mx_redis_opts {
  * the loop may be running. */
 struct mx_redis_stats {
     bool connected;
-    uint64_t connects;         /* handshakes completed (up transitions) */
-    uint64_t disconnects;      /* up connections lost */
-    uint64_t connect_failures; /* attempts that failed (refused, timeout, AUTH...) */
-    uint64_t commands;         /* commands accepted */
-    uint64_t replies;          /* replies delivered with status 0 */
-    uint64_t errors;           /* replies delivered as MX_EIO (error replies) */
-    uint64_t lost;             /* commands failed with MX_EUNAVAIL after acceptance */
-    uint64_t timeouts;         /* commands failed with MX_ETIMEDOUT */
-    uint64_t late_replies;     /* replies that came after their timeout (dropped) */
-    uint64_t refused_full;     /* refused with MX_EFULL */
-    uint64_t refused_down;     /* refused with MX_EUNAVAIL (not connected) */
-    uint64_t noscript_retries; /* EVALSHA answered NOSCRIPT and retried by EVAL */
-    uint64_t messages;         /* subscriber: messages delivered */
-    uint64_t pending;          /* gauge: outstanding commands */
-    uint64_t failovers;        /* came up on another address than the previous up connection */
-    uint64_t readonly;         /* READONLY replies and ROLE answers "replica": re-resolved at once */
+    uint64_t connects;          /* handshakes completed (up transitions) */
+    uint64_t disconnects;       /* up connections lost */
+    uint64_t connect_failures;  /* attempts that failed (refused, timeout, AUTH...) */
+    uint64_t commands;          /* commands accepted */
+    uint64_t replies;           /* replies delivered with status 0 */
+    uint64_t errors;            /* replies delivered as MX_EIO (error replies) */
+    uint64_t lost;              /* commands failed with MX_EUNAVAIL after acceptance */
+    uint64_t timeouts;          /* commands failed with MX_ETIMEDOUT */
+    uint64_t late_replies;      /* replies that came after their timeout (dropped) */
+    uint64_t refused_full;      /* refused with MX_EFULL */
+    uint64_t refused_down;      /* refused with MX_EUNAVAIL (not connected) */
+    uint64_t noscript_retries;  /* EVALSHA answered NOSCRIPT and retried by EVAL */
+    uint64_t messages;          /* subscriber: messages delivered */
+    uint64_t pending;           /* gauge: outstanding commands */
+    uint64_t failovers;         /* came up on another address than the previous up connection */
+    uint64_t readonly;          /* READONLY replies, ROLE not master: re-resolved at once */
     uint64_t reconnect_ms_last; /* last outage: up connection lost (or told to move) -> up again */
     uint64_t reconnect_ms_max;
-    uint32_t replicas;          /* replicas the master listed in ROLE at the last connect */
-    char master[272];           /* host:port in use (or being tried); "" before the first */
+    uint32_t replicas; /* listed by the master in ROLE at the last connect */
+    char master[272];  /* host:port in use (or being tried); "" before the first */
 };
 
 /* A parsed redis-sentinel:// URL. */

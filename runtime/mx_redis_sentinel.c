@@ -52,9 +52,9 @@ struct mx__sentinel {
     struct link links[MX_REDIS_MAX_SENTINELS];
 
     /* resolver thread only */
-    bool round;   /* a round is in flight */
-    bool again;   /* kicked during the round */
-    int due;      /* answers still expected */
+    bool round; /* a round is in flight */
+    bool again; /* kicked during the round */
+    int due;    /* answers still expected */
     int nvotes, nil_answers;
     char vote_host[MX_REDIS_MAX_SENTINELS][64];
     int vote_port[MX_REDIS_MAX_SENTINELS], vote_n[MX_REDIS_MAX_SENTINELS];
@@ -337,8 +337,11 @@ static void on_wake(uv_async_t *a)
 static void run(void *arg)
 {
     struct mx__sentinel *s = arg;
-    struct mx_redis_opts o = {.name = "sentinel", .timeout_ms = 500, .connect_timeout_ms = 500,
-                              .backoff_max_ms = 1000, .on_state = on_link_state};
+    struct mx_redis_opts o = {.name = "sentinel",
+                              .timeout_ms = 500,
+                              .connect_timeout_ms = 500,
+                              .backoff_max_ms = 1000,
+                              .on_state = on_link_state};
     for (int i = 0; i < s->u.n; i++) {
         char url[MX_REDIS_URL_MAX + 64];
         struct link *l = &s->links[i];

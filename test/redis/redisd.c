@@ -380,9 +380,10 @@ int redisd_ha_start(struct redisd_ha *h, const char *name, const char *extra_con
     for (int i = 0; i < 3; i++)
         if (redisd_start_sentinel(&h->sentinel[i], name, h->master.port, sconf) != 0)
             return -1;
-    snprintf(h->url, sizeof(h->url), "redis-sentinel://%s%s%s127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d/%s/0",
-             pw[0] ? ":" : "", pw, pw[0] ? "@" : "", h->sentinel[0].port, h->sentinel[1].port,
-             h->sentinel[2].port, name);
+    snprintf(h->url, sizeof(h->url),
+             "redis-sentinel://%s%s%s127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d/%s/0", pw[0] ? ":" : "",
+             pw, pw[0] ? "@" : "", h->sentinel[0].port, h->sentinel[1].port, h->sentinel[2].port,
+             name);
     redisContext *c = NULL, *m = NULL;
     long long dl = now_ms() + 20000;
     int ok = -1;
@@ -391,9 +392,11 @@ int redisd_ha_start(struct redisd_ha *h, const char *name, const char *extra_con
         long long slaves = field_int(r, "num-slaves"), others = field_int(r, "num-other-sentinels");
         if (r)
             freeReplyObject(r);
-        redisReply *role = slaves >= 1 && others >= 2 ? redisd_kept_cmd(&m, &h->master, "ROLE") : NULL;
+        redisReply *role =
+            slaves >= 1 && others >= 2 ? redisd_kept_cmd(&m, &h->master, "ROLE") : NULL;
         bool online = role && role->type == REDIS_REPLY_ARRAY && role->elements >= 3 &&
-                      role->element[2]->type == REDIS_REPLY_ARRAY && role->element[2]->elements >= 1;
+                      role->element[2]->type == REDIS_REPLY_ARRAY &&
+                      role->element[2]->elements >= 1;
         if (role)
             freeReplyObject(role);
         if (online) { /* the replica finished its first sync: WAIT can count it */
@@ -427,7 +430,8 @@ int redisd_ha_wait_master(struct redisd_ha *h, int i, int port, int ms)
     while (ok != 0 && now_ms() < dl) {
         redisReply *r =
             redisd_kept_cmd(&c, &h->sentinel[i], "SENTINEL get-master-addr-by-name %s", h->name);
-        if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 && atoi(r->element[1]->str) == port)
+        if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+            atoi(r->element[1]->str) == port)
             ok = 0;
         if (r)
             freeReplyObject(r);

@@ -72,11 +72,21 @@ static int node_up(int i)
     snprintf(mysql, sizeof mysql, "MX_MYSQL_URL=%s", M.url);
     snprintf(base, sizeof base, "MX_NEXON_BASE_URL=%s", S.base);
     snprintf(spool, sizeof spool, "MX_SPOOL_PATH=%s/spool-%d.log", tmpdir, i);
-    const char *env[] = {name, redis, mysql, base, spool, "MX_RATE_LIMIT=0", "MX_LEASE_TEST=1",
-                         "MX_LEASE_TTL_MS=2000", "MX_HEALTH_PROBE_MS=200",
-                         "MX_LIKE_SYNC_INTERVAL_MS=200", "MX_LIKE_IDLE_S=0",
-                         "MX_REDIS_WAIT_REPLICAS=1", "MX_CACHE_LATCH_TTL_MS=3000",
-                         "MX_LOG_LEVEL=info", NULL};
+    const char *env[] = {name,
+                         redis,
+                         mysql,
+                         base,
+                         spool,
+                         "MX_RATE_LIMIT=0",
+                         "MX_LEASE_TEST=1",
+                         "MX_LEASE_TTL_MS=2000",
+                         "MX_HEALTH_PROBE_MS=200",
+                         "MX_LIKE_SYNC_INTERVAL_MS=200",
+                         "MX_LIKE_IDLE_S=0",
+                         "MX_REDIS_WAIT_REPLICAS=1",
+                         "MX_CACHE_LATCH_TTL_MS=3000",
+                         "MX_LOG_LEVEL=info",
+                         NULL};
     return node_start(&N[i], env);
 }
 
@@ -397,9 +407,10 @@ static void test_master_killed(void **st)
     for (int i = 0; i < NNODES; i++)
         assert_true(TU_WAIT_UNTIL(node_on(i, oldp), 10000));
     long long probe0 = -1, health0 = -1;
-    assert_true(TU_WAIT_UNTIL((probe0 = lease_seq(0, "lease-probe", holder, sizeof holder)) > 0 &&
-                                  (health0 = lease_seq(0, "mysql-health", holder, sizeof holder)) > 0,
-                              10000));
+    assert_true(
+        TU_WAIT_UNTIL((probe0 = lease_seq(0, "lease-probe", holder, sizeof holder)) > 0 &&
+                          (health0 = lease_seq(0, "mysql-health", holder, sizeof holder)) > 0,
+                      10000));
 
     pthread_t th[NTHREADS + 1];
     for (int k = 0; k < NTHREADS; k++)
@@ -467,15 +478,15 @@ static void test_master_killed(void **st)
     for (int i = 0; i < NNODES; i++)
         assert_true(TU_WAIT_UNTIL(({
                                       char *o = ctl(i, "members");
-                                      bool three = o && occurrences(o, "\"state\":\"up\"") == NNODES;
+                                      bool three =
+                                          o && occurrences(o, "\"state\":\"up\"") == NNODES;
                                       free(o);
                                       three;
                                   }),
                                   15000));
     long long probe1 = -1, health1 = -1;
-    assert_true(TU_WAIT_UNTIL((probe1 = lease_seq(1, "lease-probe", holder, sizeof holder)) > 0 &&
-                                  holder[0],
-                              10000));
+    assert_true(TU_WAIT_UNTIL(
+        (probe1 = lease_seq(1, "lease-probe", holder, sizeof holder)) > 0 && holder[0], 10000));
     assert_true(probe1 >= probe0);
 
     /* mxctl redis names the new master and the switch */
@@ -489,7 +500,8 @@ static void test_master_killed(void **st)
 
     /* and Prometheus */
     struct http_res mr;
-    assert_int_equal(node_http(N[0].http_port, "GET", "/actuator/prometheus", NULL, NULL, &mr), 200);
+    assert_int_equal(node_http(N[0].http_port, "GET", "/actuator/prometheus", NULL, NULL, &mr),
+                     200);
     snprintf(line, sizeof line, "client=\"http\",addr=\"127.0.0.1:%d\"} 1", newp);
     assert_non_null(strstr(mr.body, line));
     assert_non_null(strstr(mr.body, "client=\"http\",event=\"failover\"} 1"));
@@ -506,9 +518,8 @@ static void test_master_killed(void **st)
     assert_non_null(x = redisd_kept_cmd(&g_rc, &H.replica, "DEL mx:{mx}:lease:lease-probe"));
     freeReplyObject(x);
     long long bumped = -1;
-    assert_true(TU_WAIT_UNTIL((bumped = lease_seq(0, "lease-probe", holder, sizeof holder)) > top &&
-                                  holder[0],
-                              10000));
+    assert_true(TU_WAIT_UNTIL(
+        (bumped = lease_seq(0, "lease-probe", holder, sizeof holder)) > top && holder[0], 10000));
     bool logged = false;
     static char log[1 << 20];
     for (int i = 0; i < NNODES && !logged; i++)
@@ -577,7 +588,8 @@ static void test_bad_settings(void **st)
         struct redisd *d = i ? &H.replica : &H.master;
         redisContext *c = NULL;
         redisReply *role = redisd_kept_cmd(&c, d, "ROLE");
-        if (role && role->type == REDIS_REPLY_ARRAY && role->elements && !strcmp(role->element[0]->str, "slave"))
+        if (role && role->type == REDIS_REPLY_ARRAY && role->elements &&
+            !strcmp(role->element[0]->str, "slave"))
             replica = d;
         if (role)
             freeReplyObject(role);
@@ -598,8 +610,8 @@ static void test_bad_settings(void **st)
         const char *env[] = {name, url[k], "MX_NEXON_BASE_URL=http://127.0.0.1:9", NULL};
         assert_int_equal(node_start(&bad, env), 0);
         static char log[1 << 20];
-        assert_true(TU_WAIT_UNTIL((node_log(&bad, log, sizeof log), strstr(log, says[k]) != NULL),
-                                  10000));
+        assert_true(
+            TU_WAIT_UNTIL((node_log(&bad, log, sizeof log), strstr(log, says[k]) != NULL), 10000));
         if (k == 1)
             assert_non_null(strstr(log, "MX_REDIS_URL: 127.0.0.1:"));
         long long f0 = redis_sum(&bad, "connect_failures");

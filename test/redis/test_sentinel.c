@@ -64,8 +64,8 @@ static void test_failover(void **state)
     assert_int_equal(mx_redis_open_subscriber(&l.loop, h.url, NULL, on_msg, &m, &s), 0);
     assert_int_equal(mx_redis_subscribe(s, "ev", false), 0);
     /* the test's own view of the switch: straight from sentinel 1 */
-    assert_int_equal(mx_redis_open_subscriber(&l.loop, h.sentinel[1].url, NULL, on_msg, &sw, &watch),
-                     0);
+    assert_int_equal(
+        mx_redis_open_subscriber(&l.loop, h.sentinel[1].url, NULL, on_msg, &sw, &watch), 0);
     assert_int_equal(mx_redis_subscribe(watch, "+switch-master", false), 0);
     assert_true(TL_RUN_UNTIL(&l, on_port(r, h.master.port) && on_port(s, h.master.port), 5000));
     struct mx_redis_stats st;
@@ -150,7 +150,8 @@ static void test_demoted(void **state)
     mx_redis_stats(r, &st);
     uint64_t failures = st.connect_failures;
     /* it keeps trying, and ROLE keeps refusing the replica */
-    assert_true(TL_RUN_UNTIL(&l, (mx_redis_stats(r, &st), st.connect_failures >= failures + 3), 3000));
+    assert_true(
+        TL_RUN_UNTIL(&l, (mx_redis_stats(r, &st), st.connect_failures >= failures + 3), 3000));
     assert_false(mx_redis_connected(r));
     assert_true(st.readonly >= 4);
     assert_true(redisd_ok(&d, "REPLICAOF NO ONE"));
@@ -225,9 +226,9 @@ static void test_urls(void **state)
 {
     (void)state;
     struct mx_redis_sentinel_url u;
-    assert_int_equal(
-        mx_redis_parse_sentinel_url("redis-sentinel://app:p@ss@10.0.0.1:26379,[::1]:26380/main/3", &u),
-        0);
+    assert_int_equal(mx_redis_parse_sentinel_url(
+                         "redis-sentinel://app:p@ss@10.0.0.1:26379,[::1]:26380/main/3", &u),
+                     0);
     assert_int_equal(u.n, 2);
     assert_string_equal(u.user, "app");
     assert_string_equal(u.password, "p@ss");
@@ -239,11 +240,20 @@ static void test_urls(void **state)
     assert_string_equal(u.password, "pw");
     assert_int_equal(u.db, 0);
     const char *bad[] = {
-        "redis-sentinel://h:1",          "redis-sentinel://h:1/",        "redis-sentinel:///m",
-        "redis-sentinel://h/m",          "redis-sentinel://h:1,/m",      "redis-sentinel://h:1/m/16",
-        "redis-sentinel://h:1/m/x",      "redis-sentinel://h:1/m m",     "redis-sentinel://h:0/m",
-        "redis-sentinel://h:1/m/1/2",    "redis-sentinel://pw@h:1/m",    "redis://h:1/m",
-        "redis-sentinel://h:1,h:2,h:3,h:4,h:5,h:6,h:7,h:8,h:9,h:10,h:11,h:12,h:13,h:14,h:15,h:16,h:17/m",
+        "redis-sentinel://h:1",
+        "redis-sentinel://h:1/",
+        "redis-sentinel:///m",
+        "redis-sentinel://h/m",
+        "redis-sentinel://h:1,/m",
+        "redis-sentinel://h:1/m/16",
+        "redis-sentinel://h:1/m/x",
+        "redis-sentinel://h:1/m m",
+        "redis-sentinel://h:0/m",
+        "redis-sentinel://h:1/m/1/2",
+        "redis-sentinel://pw@h:1/m",
+        "redis://h:1/m",
+        "redis-sentinel://"
+        "h:1,h:2,h:3,h:4,h:5,h:6,h:7,h:8,h:9,h:10,h:11,h:12,h:13,h:14,h:15,h:16,h:17/m",
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         if (mx_redis_parse_sentinel_url(bad[i], &u) == 0 || mx_redis_url_valid(bad[i]))
@@ -256,10 +266,8 @@ static void test_urls(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_urls),
-        cmocka_unit_test(test_acl_user),
-        cmocka_unit_test(test_demoted),
-        cmocka_unit_test(test_no_such_master),
+        cmocka_unit_test(test_urls),     cmocka_unit_test(test_acl_user),
+        cmocka_unit_test(test_demoted),  cmocka_unit_test(test_no_such_master),
         cmocka_unit_test(test_failover),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
