@@ -630,15 +630,16 @@ static void on_acquire(mx_redis_t *rc, int status, const redisReply *rep, void *
             s->lm->release_pending++;
             pthread_mutex_unlock(&s->lm->mu);
             release(s);
-        } else if (rep->elements >= 6 && rep->element[4]->type == REDIS_REPLY_INTEGER &&
-                   rep->element[5]->type == REDIS_REPLY_INTEGER) {
-            if (rep->element[4]->integer)
+        } else {
+            bool ext = rep->elements >= 6 && rep->element[4]->type == REDIS_REPLY_INTEGER &&
+                       rep->element[5]->type == REDIS_REPLY_INTEGER;
+            if (ext && rep->element[4]->integer)
                 MX_WARN("singleton %s: Redis's epoch counter was %lld, not above the highest "
                         "epoch seen (%llu): Redis lost writes (failover or restart); bumped to "
                         "%llu",
                         s->name, rep->element[4]->integer, (unsigned long long)(seq - 1),
                         (unsigned long long)seq);
-            if (rep->element[5]->integer > 0)
+            if (ext && rep->element[5]->integer > 0)
                 wait_replica(s, seq, sent); /* keeps s->inflight until it answers */
             else
                 start_term(s, seq, sent);
@@ -660,7 +661,12 @@ static void on_wait(mx_redis_t *rc, int status, const redisReply *rep, void *arg
     struct single *s = op->s;
     (void)rc;
     s->inflight = false;
-    if (!s->lm->closing && !is_leaving(s->lm)) {
+    if (!s->lm->closing && is_leaving(s->lm)) { /* won while leaving: give it back now */
+        pthread_mutex_lock(&s->lm->mu);
+        s->lm->release_pending++;
+        pthread_mutex_unlock(&s->lm->mu);
+        release(s);
+    } else if (!s->lm->closing) {
         if (status == 0 && rep->type == REDIS_REPLY_INTEGER && rep->integer >= 1)
             start_term(s, op->seq, op->sent_ms);
         else {
