@@ -127,6 +127,29 @@ static void test_failover(void **state)
     redisd_ha_stop(&h);
 }
 
+/* a password on the data servers, none on the sentinels: the URL's password
+ * goes to both, and a sentinel saying it needs none is not an error */
+static void test_password(void **state)
+{
+    (void)state;
+    struct redisd_ha h;
+    struct tloop l;
+    struct rec a = {0};
+    mx_redis_t *r;
+    assert_int_equal(redisd_ha_start(&h, "mxpw", "requirepass s3cret"), 0);
+    assert_non_null(strstr(h.url, "redis-sentinel://:s3cret@"));
+    tl_init(&l);
+    assert_int_equal(mx_redis_open(&l.loop, h.url, NULL, &r), 0);
+    assert_true(TL_RUN_UNTIL(&l, on_port(r, h.master.port), 5000));
+    assert_int_equal(mx_redis_command(r, rec_cb, &a, "SET k v"), 0);
+    assert_true(TL_RUN_UNTIL(&l, a.calls == 1, 2000));
+    assert_int_equal(a.status, 0);
+    assert_false(report_has("\"error\":\"none"));
+    mx_redis_close(r, NULL, NULL);
+    assert_int_equal(tl_fini(&l), 0);
+    redisd_ha_stop(&h);
+}
+
 static void test_demoted(void **state)
 {
     (void)state;
@@ -267,7 +290,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_urls),     cmocka_unit_test(test_acl_user),
-        cmocka_unit_test(test_demoted),  cmocka_unit_test(test_no_such_master),
+        cmocka_unit_test(test_demoted),
+        cmocka_unit_test(test_password),  cmocka_unit_test(test_no_such_master),
         cmocka_unit_test(test_failover),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
