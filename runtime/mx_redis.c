@@ -26,7 +26,6 @@
  * through r->moved when the master changes; the client then drops its
  * connection and reconnects at once, without backoff.
  */
-#define _GNU_SOURCE /* memrchr */
 #include "mx_redis.h"
 
 #include <ctype.h>
@@ -250,10 +249,12 @@ int mx_redis_parse_sentinel_url(const char *url, struct mx_redis_sentinel_url *o
     if (!url || !o || strncmp(url, "redis-sentinel://", 17) != 0 || strlen(url) > MX_REDIS_URL_MAX)
         return MX_EINVAL;
     memset(o, 0, sizeof(*o));
-    const char *p = url + 17, *slash = strchr(p, '/');
+    /* the password may hold '/' and '@': it ends at the last '@' (names,
+     * hosts and the db cannot hold one) */
+    const char *p = url + 17, *at = strrchr(p, '@');
+    const char *slash = strchr(at ? at : p, '/');
     if (!slash)
         return MX_EINVAL; /* MASTER_NAME is required */
-    const char *at = memrchr(p, '@', (size_t)(slash - p));
     if (at) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
         if (!colon || copy_part(o->user, sizeof(o->user), p, (size_t)(colon - p)) ||

@@ -261,6 +261,9 @@ static void test_urls(void **state)
     assert_int_equal(u.db, 3);
     assert_int_equal(mx_redis_parse_sentinel_url("redis-sentinel://:pw@h:1/m", &u), 0);
     assert_string_equal(u.password, "pw");
+    assert_int_equal(mx_redis_parse_sentinel_url("redis-sentinel://:a/b@c@h:1,h:2/m", &u), 0);
+    assert_string_equal(u.password, "a/b@c");
+    assert_int_equal(u.n, 2);
     assert_int_equal(u.db, 0);
     const char *bad[] = {
         "redis-sentinel://h:1",
