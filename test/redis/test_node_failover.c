@@ -63,6 +63,7 @@ static _Atomic int acked[NUSERS][NTARGETS];     /* 1: a toggle answered 200 like
 static _Atomic int attempted[NUSERS][NTARGETS]; /* 1: a toggle was sent */
 static int in_mysql[NUSERS][NTARGETS], extra_rows;
 static redisContext *g_rc; /* kept connection to the new master */
+static char nlog[1 << 20]; /* a node's stderr, read by node_log */
 
 static int node_up(int i)
 {
@@ -457,9 +458,8 @@ static void test_master_killed(void **st)
         pthread_join(th[k], NULL);
     if (getenv("FO_LOGS")) /* diagnostics: the nodes' warnings and errors */
         for (int i = 0; i < NNODES; i++) {
-            static char log[1 << 20];
-            node_log(&N[i], log, sizeof log);
-            for (char *l = strtok(log, "\n"); l; l = strtok(NULL, "\n"))
+            node_log(&N[i], nlog, sizeof nlog);
+            for (char *l = strtok(nlog, "\n"); l; l = strtok(NULL, "\n"))
                 if (strstr(l, "\"warn\"") || strstr(l, "\"error\""))
                     print_message("fo%d %s\n", i, l);
         }
@@ -521,10 +521,9 @@ static void test_master_killed(void **st)
     assert_true(TU_WAIT_UNTIL(
         (bumped = lease_seq(0, "lease-probe", holder, sizeof holder)) > top && holder[0], 10000));
     bool logged = false;
-    static char log[1 << 20];
     for (int i = 0; i < NNODES && !logged; i++)
-        logged = node_log(&N[i], log, sizeof log) > 0 &&
-                 strstr(log, "singleton lease-probe: Redis's epoch counter was 1, not above");
+        logged = node_log(&N[i], nlog, sizeof nlog) > 0 &&
+                 strstr(nlog, "singleton lease-probe: Redis's epoch counter was 1, not above");
     assert_true(logged);
     assert_true(TU_WAIT_UNTIL(probe_log_top(&H.replica) == bumped, 5000));
     print_message("counter reset: next epoch %lld (highest acted on before: %lld)\n", bumped, top);
@@ -562,6 +561,14 @@ static void test_master_killed(void **st)
     assert_true(want >= 150);
     assert_int_equal(missing, 0);
     assert_int_equal(unasked + extra_rows, 0);
+
+    /* a node on Sentinel shuts down cleanly (its clients close, the last
+     * one stops the resolver's thread) */
+    int st2 = node_signal_wait(&N[2], SIGTERM, 20000);
+    node_log(&N[2], nlog, sizeof nlog);
+    if (st2 != 0)
+        fail_msg("fo2 exited %d on SIGTERM:\n%.3000s", st2, nlog);
+    assert_null(strstr(nlog, "still alive at close"));
 }
 
 /* the sum of a JSON integer field over the redis section of node n's stats */
@@ -609,11 +616,10 @@ static void test_bad_settings(void **st)
         snprintf(name, sizeof name, "MX_NODE_NAME=bad%d", k);
         const char *env[] = {name, url[k], "MX_NEXON_BASE_URL=http://127.0.0.1:9", NULL};
         assert_int_equal(node_start(&bad, env), 0);
-        static char log[1 << 20];
-        assert_true(
-            TU_WAIT_UNTIL((node_log(&bad, log, sizeof log), strstr(log, says[k]) != NULL), 10000));
+        assert_true(TU_WAIT_UNTIL(
+            (node_log(&bad, nlog, sizeof nlog), strstr(nlog, says[k]) != NULL), 10000));
         if (k == 1)
-            assert_non_null(strstr(log, "MX_REDIS_URL: 127.0.0.1:"));
+            assert_non_null(strstr(nlog, "MX_REDIS_URL: 127.0.0.1:"));
         long long f0 = redis_sum(&bad, "connect_failures");
         assert_true(f0 > 0);
         assert_true(TU_WAIT_UNTIL(redis_sum(&bad, "connect_failures") > f0 + 10, 10000));
