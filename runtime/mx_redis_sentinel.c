@@ -74,9 +74,13 @@ struct mx__sentinel {
     char error[400]; /* "" when the last round named a master */
 };
 
+#define MAX_RESOLVERS 16 /* distinct sentinel URLs per process (a node uses one) */
+
 static uv_mutex_t g_mu;
 static uv_once_t g_once = UV_ONCE_INIT;
-static struct mx__sentinel *g_list;
+static struct mx__sentinel *g_list; /* g_mu */
+static int g_count;                 /* g_mu: resolvers in g_list */
+static uint64_t g_refused;          /* g_mu: opens refused by MAX_RESOLVERS or the followers' cap */
 
 static void g_init(void)
 {
@@ -376,8 +380,11 @@ int mx__sentinel_get(const char *url, struct mx__sentinel **out)
     for (s = g_list; s; s = s->next)
         if (strcmp(s->url, url) == 0)
             break;
-    if (s && s->refs >= MX_REDIS_MAX_FOLLOWERS) {
+    if ((s && s->refs >= MX_REDIS_MAX_FOLLOWERS) || (!s && g_count >= MAX_RESOLVERS)) {
+        g_refused++;
         uv_mutex_unlock(&g_mu);
+        MX_ERROR("redis sentinel: refused a client of %s: %s", s ? s->u.master : "a new URL",
+                 s ? "too many clients for one URL" : "too many sentinel URLs in one process");
         return MX_ELIMIT;
     }
     if (!s) {
@@ -400,6 +407,7 @@ int mx__sentinel_get(const char *url, struct mx__sentinel **out)
         }
         s->next = g_list;
         g_list = s;
+        g_count++;
     }
     s->refs++;
     uv_mutex_unlock(&g_mu);
@@ -415,6 +423,7 @@ void mx__sentinel_put(struct mx__sentinel *s)
         for (struct mx__sentinel **p = &g_list; *p; p = &(*p)->next)
             if (*p == s) {
                 *p = s->next;
+                g_count--;
                 break;
             }
     uv_mutex_unlock(&g_mu);
@@ -435,6 +444,11 @@ void mx__sentinel_report(struct mx_jsonw *w)
     uv_once(&g_once, g_init);
     mx_jsonw_arr_open(w);
     uv_mutex_lock(&g_mu);
+    if (g_refused) { /* only when it happened: normally the array holds resolvers only */
+        mx_jsonw_obj_open(w);
+        mx_jsonw_kuint(w, "refused_clients", g_refused);
+        mx_jsonw_obj_close(w);
+    }
     for (struct mx__sentinel *s = g_list; s; s = s->next) {
         char addr[80] = "";
         uv_mutex_lock(&s->mu);

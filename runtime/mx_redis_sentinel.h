@@ -25,7 +25,8 @@ struct mx_jsonw;
 
 /* mx__sentinel_get - the resolver of url (a valid redis-sentinel:// URL),
  * created with its thread on first use; one reference more. Returns 0,
- * MX_EINVAL, MX_ELIMIT (MX_REDIS_MAX_FOLLOWERS). Any thread. */
+ * MX_EINVAL, MX_ELIMIT (MX_REDIS_MAX_FOLLOWERS clients of the URL, or 16
+ * URLs in the process; counted and logged). Any thread. */
 int mx__sentinel_get(const char *url, struct mx__sentinel **out);
 
 /* mx__sentinel_put - drop a reference; the last one stops the resolver's
