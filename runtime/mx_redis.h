@@ -2,8 +2,8 @@
  *
  * A client (mx_redis_t) is bound to ONE uv loop - an actor's (mx_actor_loop)
  * or any loop in tests - and every function here must be called on that
- * loop's thread, except mx_redis_connected() and mx_redis_stats(), which any
- * thread may call. Every callback runs on the loop thread.
+ * loop's thread, except mx_redis_connected(), mx_redis_stats() and
+ * mx_redis_report(), which any thread may call. Every callback runs on the loop thread.
  *
  * What it guarantees, so users (cache tiers, sessions, membership, leases,
  * rate limits) need not:
