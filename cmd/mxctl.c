@@ -20,6 +20,7 @@
 #include "mx_admin.h"
 #include "mx_err.h"
 #include "mx_jsonw.h"
+#include "mx_redis.h"
 #include "mx_proto.h"
 
 #define EXIT_NOANSWER 1
@@ -626,31 +627,81 @@ static bool json_admin(const char *js, size_t n, char *out, size_t cap)
     return true;
 }
 
+/* --cluster redis-sentinel://...: the master as the first sentinel that
+ * answers names it (docs/redis.md) */
+static int sentinel_master(const struct opts *o, char *host, size_t hcap, int *port, char *user,
+                           size_t ucap, char *pw, size_t pcap, int *db)
+{
+    struct mx_redis_sentinel_url u;
+    if (mx_redis_parse_sentinel_url(o->cluster, &u) != 0) {
+        fprintf(stderr, "mxctl: --cluster wants redis-sentinel://[[user]:password@]host:port"
+                        "[,host:port...]/MASTER_NAME[/db]\n");
+        return EXIT_USAGE;
+    }
+    snprintf(user, ucap, "%s", u.user);
+    snprintf(pw, pcap, "%s", u.password);
+    *db = u.db;
+    struct timeval tv = {o->timeout_ms / 1000, (o->timeout_ms % 1000) * 1000};
+    for (int i = 0; i < u.n; i++) {
+        redisContext *c = redisConnectWithTimeout(u.host[i], u.port[i], tv);
+        if (!c || c->err) {
+            if (c)
+                redisFree(c);
+            continue;
+        }
+        redisSetTimeout(c, tv);
+        if (u.password[0]) /* a sentinel without a password says so: no matter */
+            freeReplyObject(u.user[0] ? redisCommand(c, "AUTH %s %s", u.user, u.password)
+                                      : redisCommand(c, "AUTH %s", u.password));
+        redisReply *r = redisCommand(c, "SENTINEL get-master-addr-by-name %s", u.master);
+        bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                  r->element[0]->type == REDIS_REPLY_STRING &&
+                  r->element[1]->type == REDIS_REPLY_STRING;
+        if (ok) {
+            snprintf(host, hcap, "%s", r->element[0]->str);
+            *port = atoi(r->element[1]->str);
+        }
+        freeReplyObject(r);
+        redisFree(c);
+        if (ok)
+            return 0;
+    }
+    fprintf(stderr, "mxctl: no sentinel of --cluster named a master %s\n", u.master);
+    return EXIT_NOANSWER;
+}
+
 static int cluster_targets(const struct opts *o, struct target *t, int *n)
 {
-    char host[256] = "127.0.0.1", pw[256] = "";
+    char host[256] = "127.0.0.1", pw[256] = "", user[128] = "";
     int port = 6379, db = 0;
     const char *u = o->cluster;
-    if (strncmp(u, "redis://", 8) != 0) {
-        fprintf(stderr, "mxctl: --cluster wants redis://[:password@]host:port[/db]\n");
-        return EXIT_USAGE;
+    if (strncmp(u, "redis-sentinel://", 17) == 0) {
+        int rc = sentinel_master(o, host, sizeof host, &port, user, sizeof user, pw, sizeof pw, &db);
+        if (rc != 0)
+            return rc;
+    } else {
+        if (strncmp(u, "redis://", 8) != 0) {
+            fprintf(stderr, "mxctl: --cluster wants redis://[:password@]host:port[/db] or "
+                            "redis-sentinel://...\n");
+            return EXIT_USAGE;
+        }
+        u += 8;
+        const char *at = strchr(u, '@');
+        if (at) {
+            const char *c = u[0] == ':' ? u + 1 : u;
+            snprintf(pw, sizeof(pw), "%.*s", (int)(at - c), c);
+            u = at + 1;
+        }
+        const char *colon = strrchr(u, ':');
+        if (!colon || sscanf(colon + 1, "%d", &port) != 1) {
+            fprintf(stderr, "mxctl: --cluster wants redis://host:port\n");
+            return EXIT_USAGE;
+        }
+        snprintf(host, sizeof(host), "%.*s", (int)(colon - u), u);
+        const char *slash = strchr(colon, '/');
+        if (slash)
+            db = atoi(slash + 1);
     }
-    u += 8;
-    const char *at = strchr(u, '@');
-    if (at) {
-        const char *c = u[0] == ':' ? u + 1 : u;
-        snprintf(pw, sizeof(pw), "%.*s", (int)(at - c), c);
-        u = at + 1;
-    }
-    const char *colon = strrchr(u, ':');
-    if (!colon || sscanf(colon + 1, "%d", &port) != 1) {
-        fprintf(stderr, "mxctl: --cluster wants redis://host:port\n");
-        return EXIT_USAGE;
-    }
-    snprintf(host, sizeof(host), "%.*s", (int)(colon - u), u);
-    const char *slash = strchr(colon, '/');
-    if (slash)
-        db = atoi(slash + 1);
     struct timeval tv = {o->timeout_ms / 1000, (o->timeout_ms % 1000) * 1000};
     redisContext *c = redisConnectWithTimeout(host, port, tv);
     if (!c || c->err) {
@@ -662,7 +713,7 @@ static int cluster_targets(const struct opts *o, struct target *t, int *n)
     redisSetTimeout(c, tv);
     redisReply *r;
     if (*pw) {
-        r = redisCommand(c, "AUTH %s", pw);
+        r = *user ? redisCommand(c, "AUTH %s %s", user, pw) : redisCommand(c, "AUTH %s", pw);
         freeReplyObject(r);
     }
     if (db) {

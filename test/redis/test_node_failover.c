@@ -498,6 +498,18 @@ static void test_master_killed(void **st)
         fail_msg("mxctl redis: no '%s' in\n%s", line, tab);
     free(tab);
 
+    /* mxctl --cluster on the sentinel URL finds the members through the new master */
+    char cmdl[1400];
+    snprintf(cmdl, sizeof cmdl, "%s/mxctl --cluster '%s' --json members 2>&1", getenv("MX_BIN_DIR"),
+             H.url);
+    FILE *pf = popen(cmdl, "r");
+    assert_non_null(pf);
+    size_t got = fread(nlog, 1, sizeof nlog - 1, pf);
+    nlog[got] = '\0';
+    assert_int_equal(pclose(pf), 0);
+    if (occurrences(nlog, "\"member\":") != NNODES)
+        fail_msg("mxctl --cluster %s members:\n%.2000s", H.url, nlog);
+
     /* and Prometheus */
     struct http_res mr;
     assert_int_equal(node_http(N[0].http_port, "GET", "/actuator/prometheus", NULL, NULL, &mr),
