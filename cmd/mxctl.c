@@ -20,6 +20,7 @@
 #include "mx_admin.h"
 #include "mx_err.h"
 #include "mx_jsonw.h"
+#include "mx_redis.h"
 #include "mx_proto.h"
 #include "mx_tls.h"
 
@@ -63,6 +64,8 @@ static void usage(FILE *f)
             "                                 docs/shutdown.md); it stays up and idle\n"
             "  undrain NODE                   serve again after a drain\n"
             "  members | leases               what the cluster registry reports\n"
+            "  redis                          each Redis connection's master, failovers and\n"
+            "                                 reconnect times; the sentinel resolvers\n"
             "defaults: --node $MX_ADMIN_ADDR or tcp://127.0.0.1:7200, --token $MX_ADMIN_TOKEN,\n"
             "          --cluster-name $MX_CLUSTER or mx, --timeout 2000,\n"
             "          --tls-ca/--tls-cert/--tls-key $MX_TLS_CA/$MX_TLS_CERT/$MX_TLS_KEY\n"
@@ -179,7 +182,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         return -1;
     }
     static const char *const cmds[] = {"stats", "actors", "mailbox", "deadletters",
-                                       "drain", "undrain", "members", "leases"};
+                                       "drain", "undrain", "members", "leases", "redis"};
     bool known = false;
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         known |= strcmp(o->cmd, cmds[i]) == 0;
@@ -233,7 +236,7 @@ static void build_request(const struct opts *o, msgpack_sbuffer *sb)
     size_t n = 1 + (o->token && *o->token) + (o->arg != NULL) + (o->top > 0) + (o->sort != NULL) +
                (!strcmp(o->cmd, "mailbox"));
     msgpack_pack_map(&pk, n);
-    pk_kstr(&pk, "cmd", o->cmd);
+    pk_kstr(&pk, "cmd", strcmp(o->cmd, "redis") ? o->cmd : "stats"); /* redis: a stats section */
     if (o->token && *o->token)
         pk_kstr(&pk, "token", o->token);
     if (o->arg)
@@ -390,8 +393,73 @@ static void to_json(const msgpack_object *o, struct mx_jsonw *w)
     }
 }
 
+/* A JSON field of the flat object starting at obj (the node's own output,
+ * mx_redis_report): the raw value, quotes stripped, into buf. */
+static const char *jfield(const char *obj, const char *end, const char *key, char *buf, size_t n)
+{
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\":", key);
+    const char *p = strstr(obj, k);
+    buf[0] = '\0';
+    if (!p || p >= end)
+        return buf;
+    p += strlen(k);
+    bool quoted = *p == '"';
+    p += quoted;
+    size_t len = quoted ? strcspn(p, "\"") : strcspn(p, ",}");
+    snprintf(buf, n, "%.*s", (int)len, p);
+    return buf;
+}
+
+/* mxctl redis: the "redis" section of stats as two tables */
+static void print_redis(const msgpack_object *a)
+{
+    const msgpack_object *sec = get(get(a, "sections"), "redis");
+    struct mx_jsonw w;
+    mx_jsonw_init(&w, ANSWER_MAX);
+    if (sec)
+        to_json(sec, &w);
+    const char *js = w.err || !sec ? "" : w.buf, *sen = strstr(js, "\"sentinels\":");
+    char f[9][300];
+    printf("%-14s %-24s %-5s %8s %9s %8s %12s %12s %8s\n", "CLIENT", "MASTER", "UP", "CONNECTS",
+           "FAILOVERS", "READONLY", "RECONNECT_MS", "RECONN_MAX", "REPLICAS");
+    for (const char *o = strstr(js, "{\"name\":"); o && (!sen || o < sen);
+         o = strstr(o + 1, "{\"name\":")) {
+        const char *e = strchr(o, '}');
+        printf("%-14s %-24s %-5s %8s %9s %8s %12s %12s %8s\n",
+               jfield(o, e, "name", f[0], sizeof f[0]), jfield(o, e, "master", f[1], sizeof f[1]),
+               strcmp(jfield(o, e, "connected", f[2], sizeof f[2]), "true") ? "no" : "yes",
+               jfield(o, e, "connects", f[3], sizeof f[3]),
+               jfield(o, e, "failovers", f[4], sizeof f[4]),
+               jfield(o, e, "readonly", f[5], sizeof f[5]),
+               jfield(o, e, "reconnect_ms_last", f[6], sizeof f[6]),
+               jfield(o, e, "reconnect_ms_max", f[7], sizeof f[7]),
+               jfield(o, e, "replicas", f[8], sizeof f[8]));
+    }
+    if (!sec)
+        printf("(this node has no redis section)\n");
+    for (const char *o = sen ? strstr(sen, "{\"master_name\":") : NULL; o;
+         o = strstr(o + 1, "{\"master_name\":")) {
+        const char *e = strchr(o, '}');
+        printf("sentinels for %s: master %s, %s sentinels, %s switches seen, %s resolves, "
+               "%s failures%s%s\n",
+               jfield(o, e, "master_name", f[0], sizeof f[0]),
+               jfield(o, e, "master", f[1], sizeof f[1]),
+               jfield(o, e, "sentinels", f[2], sizeof f[2]),
+               jfield(o, e, "switches", f[3], sizeof f[3]),
+               jfield(o, e, "resolves", f[4], sizeof f[4]),
+               jfield(o, e, "failures", f[5], sizeof f[5]),
+               *jfield(o, e, "error", f[6], sizeof f[6]) ? "; last error: " : "", f[6]);
+    }
+    mx_jsonw_fini(&w);
+}
+
 static void print_table(const struct opts *o, const msgpack_object *a)
 {
+    if (!strcmp(o->cmd, "redis")) {
+        print_redis(a);
+        return;
+    }
     char b1[256], b2[256], b3[256], b4[256], b5[256];
     const msgpack_object *v;
     if (!strcmp(o->cmd, "stats")) {
@@ -591,31 +659,81 @@ static bool json_admin(const char *js, size_t n, char *out, size_t cap)
     return true;
 }
 
+/* --cluster redis-sentinel://...: the master as the first sentinel that
+ * answers names it (docs/redis.md) */
+static int sentinel_master(const struct opts *o, char *host, size_t hcap, int *port, char *user,
+                           size_t ucap, char *pw, size_t pcap, int *db)
+{
+    struct mx_redis_sentinel_url u;
+    if (mx_redis_parse_sentinel_url(o->cluster, &u) != 0) {
+        fprintf(stderr, "mxctl: --cluster wants redis-sentinel://[[user]:password@]host:port"
+                        "[,host:port...]/MASTER_NAME[/db]\n");
+        return EXIT_USAGE;
+    }
+    snprintf(user, ucap, "%s", u.user);
+    snprintf(pw, pcap, "%s", u.password);
+    *db = u.db;
+    struct timeval tv = {o->timeout_ms / 1000, (o->timeout_ms % 1000) * 1000};
+    for (int i = 0; i < u.n; i++) {
+        redisContext *c = redisConnectWithTimeout(u.host[i], u.port[i], tv);
+        if (!c || c->err) {
+            if (c)
+                redisFree(c);
+            continue;
+        }
+        redisSetTimeout(c, tv);
+        if (u.password[0]) /* a sentinel without a password says so: no matter */
+            freeReplyObject(u.user[0] ? redisCommand(c, "AUTH %s %s", u.user, u.password)
+                                      : redisCommand(c, "AUTH %s", u.password));
+        redisReply *r = redisCommand(c, "SENTINEL get-master-addr-by-name %s", u.master);
+        bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                  r->element[0]->type == REDIS_REPLY_STRING &&
+                  r->element[1]->type == REDIS_REPLY_STRING;
+        if (ok) {
+            snprintf(host, hcap, "%s", r->element[0]->str);
+            *port = atoi(r->element[1]->str);
+        }
+        freeReplyObject(r);
+        redisFree(c);
+        if (ok)
+            return 0;
+    }
+    fprintf(stderr, "mxctl: no sentinel of --cluster named a master %s\n", u.master);
+    return EXIT_NOANSWER;
+}
+
 static int cluster_targets(const struct opts *o, struct target *t, int *n)
 {
-    char host[256] = "127.0.0.1", pw[256] = "";
+    char host[256] = "127.0.0.1", pw[256] = "", user[128] = "";
     int port = 6379, db = 0;
     const char *u = o->cluster;
-    if (strncmp(u, "redis://", 8) != 0) {
-        fprintf(stderr, "mxctl: --cluster wants redis://[:password@]host:port[/db]\n");
-        return EXIT_USAGE;
+    if (strncmp(u, "redis-sentinel://", 17) == 0) {
+        int rc = sentinel_master(o, host, sizeof host, &port, user, sizeof user, pw, sizeof pw, &db);
+        if (rc != 0)
+            return rc;
+    } else {
+        if (strncmp(u, "redis://", 8) != 0) {
+            fprintf(stderr, "mxctl: --cluster wants redis://[:password@]host:port[/db] or "
+                            "redis-sentinel://...\n");
+            return EXIT_USAGE;
+        }
+        u += 8;
+        const char *at = strchr(u, '@');
+        if (at) {
+            const char *c = u[0] == ':' ? u + 1 : u;
+            snprintf(pw, sizeof(pw), "%.*s", (int)(at - c), c);
+            u = at + 1;
+        }
+        const char *colon = strrchr(u, ':');
+        if (!colon || sscanf(colon + 1, "%d", &port) != 1) {
+            fprintf(stderr, "mxctl: --cluster wants redis://host:port\n");
+            return EXIT_USAGE;
+        }
+        snprintf(host, sizeof(host), "%.*s", (int)(colon - u), u);
+        const char *slash = strchr(colon, '/');
+        if (slash)
+            db = atoi(slash + 1);
     }
-    u += 8;
-    const char *at = strchr(u, '@');
-    if (at) {
-        const char *c = u[0] == ':' ? u + 1 : u;
-        snprintf(pw, sizeof(pw), "%.*s", (int)(at - c), c);
-        u = at + 1;
-    }
-    const char *colon = strrchr(u, ':');
-    if (!colon || sscanf(colon + 1, "%d", &port) != 1) {
-        fprintf(stderr, "mxctl: --cluster wants redis://host:port\n");
-        return EXIT_USAGE;
-    }
-    snprintf(host, sizeof(host), "%.*s", (int)(colon - u), u);
-    const char *slash = strchr(colon, '/');
-    if (slash)
-        db = atoi(slash + 1);
     struct timeval tv = {o->timeout_ms / 1000, (o->timeout_ms % 1000) * 1000};
     redisContext *c = redisConnectWithTimeout(host, port, tv);
     if (!c || c->err) {
@@ -627,7 +745,7 @@ static int cluster_targets(const struct opts *o, struct target *t, int *n)
     redisSetTimeout(c, tv);
     redisReply *r;
     if (*pw) {
-        r = redisCommand(c, "AUTH %s", pw);
+        r = *user ? redisCommand(c, "AUTH %s %s", user, pw) : redisCommand(c, "AUTH %s", pw);
         freeReplyObject(r);
     }
     if (db) {

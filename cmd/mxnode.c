@@ -27,6 +27,7 @@
 #include "mx_admin.h"
 #include "mx_jsonw.h"
 #include "mx_log.h"
+#include "mx_redis.h"
 #include "mx_remote.h"
 #include "mx_mysql.h"
 #include "mx_schema.h"
@@ -417,6 +418,7 @@ int main(int argc, char **argv)
     mx_admin_add_section(admin, "http", section_http, &app);
     mx_admin_add_section(admin, "cache", section_cache, NULL);
     mx_admin_add_section(admin, "fetcher", section_fetch, sys);
+    mx_admin_add_section(admin, "redis", mx_redis_report, NULL); /* every connection's master */
     mxnode_likes_admin(admin);
     if ((rc = mxnode_cluster_start(sys, &cfg, remote, admin, mysql, ho.addr, port, &cluster)) != 0) {
         exit_code = rc == MX_ECONFIG ? 2 : 1;

@@ -64,6 +64,7 @@ static void section_cluster(struct mx_jsonw *w, void *ctx)
     mx_jsonw_kuint(w, "singleton_buffer_full", ls.buffer_full);
     mx_jsonw_kuint(w, "singleton_buffer_expired", ls.buffer_expired);
     mx_jsonw_kuint(w, "singleton_forwarded", ls.forwarded);
+    mx_jsonw_kuint(w, "singleton_unreplicated", ls.unreplicated);
     mx_jsonw_key(w, "mysql_health");
     mx_jsonw_obj_open(w);
     mx_jsonw_kstr(w, "state", hv.state == 1 ? "up" : hv.state == 0 ? "down" : "unknown");

@@ -31,6 +31,7 @@ int mxnode_likes_start(mx_system_t *sys, const struct mx_config *cfg, mx_mysql_t
     o.warm_max_rows = (uint32_t)mx_config_int(cfg, "MX_LIKE_WARM_MAX_ROWS");
     o.sync_pause_ms = (uint32_t)mx_config_int(cfg, "MX_LIKE_SYNC_PAUSE_MS");
     o.idle_s = (uint32_t)mx_config_int(cfg, "MX_LIKE_IDLE_S");
+    o.wait_replicas = (uint32_t)mx_config_int(cfg, "MX_REDIS_WAIT_REPLICAS");
     if (o.sync_pause_ms)
         MX_WARN("likes: MX_LIKE_SYNC_PAUSE_MS=%u is a test setting: like-sync holds every "
                 "journal open that long",
@@ -72,6 +73,7 @@ static void section_likes(struct mx_jsonw *w, void *ctx)
     mx_jsonw_kuint(w, "warm_rows", s.warm_rows);
     mx_jsonw_kuint(w, "warm_failures", s.warm_failures);
     mx_jsonw_kuint(w, "redis_failures", s.redis_failures);
+    mx_jsonw_kuint(w, "wait_unacked", s.wait_unacked);
     mx_jsonw_kuint(w, "mysql_failures", s.mysql_failures);
     mx_jsonw_kuint(w, "refused", s.refused);
     mx_jsonw_kbool(w, "sync_holder", s.holder);

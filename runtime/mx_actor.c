@@ -1352,6 +1352,22 @@ bool mx_epoch_admit(mx_system_t *sys, uint64_t epoch)
     return true; /* more singletons than slots: fail open (documented) */
 }
 
+uint64_t mx_epoch_highest(mx_system_t *sys, uint32_t sid)
+{
+    uint64_t want = sid & 0xffffffu;
+    uint32_t h = (uint32_t)(want * 2654435761u) & (FENCE_SLOTS - 1);
+    for (uint32_t i = 0; i < FENCE_SLOTS; i++) {
+        /* relaxed: a monotonic maximum, as in mx_epoch_admit */
+        uint64_t cur = atomic_load_explicit(&sys->fence[(h + i) & (FENCE_SLOTS - 1)],
+                                            memory_order_relaxed);
+        if (cur == 0)
+            return 0;
+        if ((cur >> MX_EPOCH_SEQ_BITS) == want)
+            return cur & MX_EPOCH_SEQ_MASK;
+    }
+    return 0;
+}
+
 /* ---- peek ---- */
 
 int mx_actor_peek(mx_system_t *sys, struct mx_addr addr, uint32_t max, uint32_t timeout_ms,

@@ -278,6 +278,11 @@ uint32_t mx_epoch_sid(const char *name);
  * the fence when it learns a newer epoch. */
 bool mx_epoch_admit(mx_system_t *sys, uint64_t epoch);
 
+/* mx_epoch_highest - the highest lease counter (low 40 bits) seen on this
+ * node for singleton id sid, from any sender or the lease code; 0 if none.
+ * Lock-free; any thread. */
+uint64_t mx_epoch_highest(mx_system_t *sys, uint32_t sid);
+
 /* ---- inspection ---- */
 
 /* mx_actor_peek - copies of the first max (<= 1000) pending user-lane

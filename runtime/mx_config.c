@@ -1,5 +1,6 @@
 /* mx_config.c - table-driven settings from flags, environment, defaults. */
 #include "mx_config.h"
+#include "mx_redis.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -126,6 +127,13 @@ int mx_config_validate(const struct mx_setting *s, const char *v, int64_t *num, 
     case MX_SET_REDIS_URL: {
         if (n == 0)
             return 0;
+        if (strncmp(v, "redis-sentinel://", 17) == 0) {
+            if (!mx_redis_url_valid(v))
+                FAIL("%s (%s): expected redis-sentinel://[[user]:password@]host:port[,host:port...]"
+                     "/MASTER_NAME[/db] (at most 16 sentinels, db 0-15)",
+                     who, s->flag);
+            return 0;
+        }
         if (strncmp(v, "redis://", 8) != 0)
             FAIL("%s (%s): expected redis://[:password@]host:port[/db], got '%s'", who, s->flag,
                  v);

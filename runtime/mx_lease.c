@@ -91,24 +91,34 @@ struct mx_leases {
     bool closing;       /* registry thread: close once ops reach 0 */
     struct {
         _Atomic uint64_t acquired, renewed, lost, self_fenced, released, fenced_drops, buffered,
-            buffer_full, buffer_expired, forwarded;
+            buffer_full, buffer_expired, forwarded, unreplicated;
     } st; /* relaxed counters */
 };
 
-/* KEYS lease, epoch; ARGV token, ttl, floor, channel, name */
+/* KEYS lease, epoch; ARGV token, ttl, floor, channel, name.
+ * Won: {1, token, epoch, ttl, counter before a bump (0: none), replicas}.
+ * Epochs never go backwards: a counter not above the floor (the highest
+ * epoch this node has seen, from Redis or from any holder's messages) -
+ * Redis lost writes in a failover or restart - is raised past it. */
 static const char LUA_ACQUIRE[] =
+    "local function replicas()\n"
+    "  local i = redis.call('INFO', 'replication')\n"
+    "  return tonumber(string.match(i, 'connected_slaves:(%d+)')) or 0\n"
+    "end\n"
+    "local f = tonumber(ARGV[3])\n"
     "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
-    "  local e = redis.call('INCR', KEYS[2])\n"
-    "  local f = tonumber(ARGV[3])\n"
-    "  if e <= f then e = f + 1; redis.call('SET', KEYS[2], e) end\n"
+    "  local e, was = redis.call('INCR', KEYS[2]), 0\n"
+    "  if e <= f then was = e; e = f + 1; redis.call('SET', KEYS[2], e) end\n"
     "  redis.call('PUBLISH', ARGV[4], 'acquired ' .. ARGV[5] .. ' ' .. ARGV[1] .. ' ' .. e)\n"
-    "  return {1, ARGV[1], e, tonumber(ARGV[2])}\n"
+    "  return {1, ARGV[1], e, tonumber(ARGV[2]), was, replicas()}\n"
     "end\n"
     "local cur = redis.call('GET', KEYS[1])\n"
     "local e = tonumber(redis.call('GET', KEYS[2]) or '0')\n"
     "if cur == ARGV[1] then\n"
+    "  local was = 0\n"
+    "  if e < f then was = e; e = f + 1; redis.call('SET', KEYS[2], e) end\n"
     "  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
-    "  return {1, cur, e, tonumber(ARGV[2])}\n"
+    "  return {1, cur, e, tonumber(ARGV[2]), was, replicas()}\n"
     "end\n"
     "return {0, cur or '', e, redis.call('PTTL', KEYS[1])}\n";
 
@@ -611,6 +621,7 @@ static void learn(struct single *s, const char *token, size_t tlen, uint64_t seq
 struct op {
     struct single *s;
     int64_t sent_ms;
+    uint64_t seq; /* acquire waiting for WAIT: the epoch won */
 };
 
 static bool is_leaving(mx_leases_t *lm)
@@ -623,6 +634,7 @@ static bool is_leaving(mx_leases_t *lm)
 
 static void release(struct single *s);
 static void close_handles(mx_leases_t *lm);
+static void wait_replica(struct single *s, uint64_t seq, int64_t sent_ms);
 
 /* A command's callback ran: the manager may close once none is left. */
 static void op_done(mx_leases_t *lm)
@@ -638,7 +650,7 @@ static void on_acquire(mx_redis_t *rc, int status, const redisReply *rep, void *
     int64_t sent = op->sent_ms;
     free(op);
     s->inflight = false;
-    if (status != 0 || s->lm->closing || rep->type != REDIS_REPLY_ARRAY || rep->elements != 4 ||
+    if (status != 0 || s->lm->closing || rep->type != REDIS_REPLY_ARRAY || rep->elements < 4 ||
         rep->element[0]->type != REDIS_REPLY_INTEGER ||
         rep->element[2]->type != REDIS_REPLY_INTEGER) {
         op_done(s->lm); /* Redis away or odd answer: try at the next tick */
@@ -654,13 +666,72 @@ static void on_acquire(mx_redis_t *rc, int status, const redisReply *rep, void *
             pthread_mutex_unlock(&s->lm->mu);
             release(s);
         } else {
-            start_term(s, seq, sent);
+            bool ext = rep->elements >= 6 && rep->element[4]->type == REDIS_REPLY_INTEGER &&
+                       rep->element[5]->type == REDIS_REPLY_INTEGER;
+            if (ext && rep->element[4]->integer)
+                MX_WARN("singleton %s: Redis's epoch counter was %lld, not above the highest "
+                        "epoch seen (%llu): Redis lost writes (failover or restart); bumped to "
+                        "%llu",
+                        s->name, rep->element[4]->integer, (unsigned long long)(seq - 1),
+                        (unsigned long long)seq);
+            if (ext && rep->element[5]->integer > 0)
+                wait_replica(s, seq, sent); /* keeps s->inflight until it answers */
+            else
+                start_term(s, seq, sent);
         }
     } else {
         learn(s, tok->type == REDIS_REPLY_STRING ? tok->str : "",
               tok->type == REDIS_REPLY_STRING ? tok->len : 0, seq, ttl);
     }
     op_done(s->lm);
+}
+
+/* The acquire is in Redis; with replicas, one must have it before we act,
+ * or a failover to a replica that missed it could hand the same epoch to
+ * another node. WAIT's timeout is a quarter of the TTL (the term's clock
+ * already runs). */
+static void on_wait(mx_redis_t *rc, int status, const redisReply *rep, void *arg)
+{
+    struct op *op = arg;
+    struct single *s = op->s;
+    (void)rc;
+    s->inflight = false;
+    if (!s->lm->closing && is_leaving(s->lm)) { /* won while leaving: give it back now */
+        pthread_mutex_lock(&s->lm->mu);
+        s->lm->release_pending++;
+        pthread_mutex_unlock(&s->lm->mu);
+        release(s);
+    } else if (!s->lm->closing) {
+        if (status == 0 && rep->type == REDIS_REPLY_INTEGER && rep->integer >= 1)
+            start_term(s, op->seq, op->sent_ms);
+        else {
+            bump(&s->lm->st.unreplicated);
+            MX_WARN("singleton %s: no replica acknowledged epoch %llu within %u ms; not acting "
+                    "(the next campaign tick tries again)",
+                    s->name, (unsigned long long)op->seq, s->lm->ttl_ms / 4);
+        }
+    }
+    free(op);
+    op_done(s->lm);
+}
+
+static void wait_replica(struct single *s, uint64_t seq, int64_t sent_ms)
+{
+    mx_leases_t *lm = s->lm;
+    char ms[16];
+    snprintf(ms, sizeof ms, "%u", lm->ttl_ms / 4);
+    const char *argv[] = {"WAIT", "1", ms};
+    struct op *op = malloc(sizeof *op);
+    if (!op)
+        abort();
+    *op = (struct op){.s = s, .sent_ms = sent_ms, .seq = seq};
+    if (mx_redis_argv_timeout(mx_registry_redis(lm->reg), lm->ttl_ms / 4 + 500, on_wait, op, 3, argv,
+                              NULL) == 0) {
+        s->inflight = true;
+        lm->ops++;
+    } else {
+        free(op);
+    }
 }
 
 static void acquire(struct single *s)
@@ -670,8 +741,10 @@ static void acquire(struct single *s)
         return;
     char ttl[16], floor[24];
     snprintf(ttl, sizeof ttl, "%u", lm->ttl_ms);
+    uint64_t seen = mx_epoch_highest(lm->sys, s->sid); /* any holder's messages raise it */
     pthread_mutex_lock(&lm->mu);
-    snprintf(floor, sizeof floor, "%llu", (unsigned long long)s->seq_max);
+    snprintf(floor, sizeof floor, "%llu",
+             (unsigned long long)(seen > s->seq_max ? seen : s->seq_max));
     pthread_mutex_unlock(&lm->mu);
     const char *argv[] = {s->lease_key, s->epoch_key, lm->token, ttl, floor,
                           mx_registry_channel(lm->reg), s->name};
@@ -907,6 +980,7 @@ void mx_leases_stats(mx_leases_t *lm, struct mx_leases_stats *o)
     LD(buffer_full);
     LD(buffer_expired);
     LD(forwarded);
+    LD(unreplicated);
 #undef LD
 }
 

@@ -53,6 +53,7 @@ struct mx_leases_stats {
     uint64_t buffer_full;    /* sends refused: buffer full (MX_EFULL to the caller) */
     uint64_t buffer_expired; /* buffered messages whose deadline passed (dead letters) */
     uint64_t forwarded;      /* messages sent on to a remote holder by the router */
+    uint64_t unreplicated;   /* acquires no replica acknowledged in time (WAIT): not acted on */
 };
 
 /* mx_leases_new - a lease manager on reg (which must outlive it); it adds

@@ -18,6 +18,13 @@
  * being freed. The libuv glue is our own (see "libuv adapter" below) so a
  * socket error always reaches hiredis and close completes only when every
  * handle is closed.
+ *
+ * Only a master will do: the handshake ends with ROLE instead of PING, and
+ * a READONLY reply drops the connection (the server was demoted under us).
+ * With a redis-sentinel:// URL the address comes from the process's
+ * resolver for that URL (mx_redis_sentinel.c), which wakes the client
+ * through r->moved when the master changes; the client then drops its
+ * connection and reconnects at once, without backoff.
  */
 #include "mx_redis.h"
 
@@ -32,13 +39,15 @@
 #include <uv.h>
 
 #include "mx_err.h"
+#include "mx_jsonw.h"
 #include "mx_log.h"
+#include "mx_redis_sentinel.h"
 
 #define NOTE(...) mx_log(MX_LOG_INFO, __VA_ARGS__)
 
 enum conn_state { ST_DOWN, ST_CONNECTING, ST_UP, ST_CLOSED };
 
-enum cmd_kind { K_USER, K_EVAL, K_HANDSHAKE, K_PING, K_SCRIPT_LOAD, K_INTERNAL };
+enum cmd_kind { K_USER, K_EVAL, K_HANDSHAKE, K_PING, K_ROLE, K_SCRIPT_LOAD, K_INTERNAL };
 
 struct cmd {
     struct cmd *prev, *next; /* r->pending, ascending deadline (K_USER/K_EVAL only) */
@@ -69,7 +78,8 @@ struct sub {
 
 struct counters {
     _Atomic uint64_t connects, disconnects, connect_failures, commands, replies, errors, lost,
-        timeouts, late_replies, refused_full, refused_down, noscript_retries, messages, pending;
+        timeouts, late_replies, refused_full, refused_down, noscript_retries, messages, pending,
+        failovers, readonly, reconnect_ms_last, reconnect_ms_max, replicas;
 };
 
 struct mx_redis {
@@ -111,7 +121,28 @@ struct mx_redis {
     int nsubs;
 
     struct counters st; /* relaxed atomics: written by the loop thread, read by any */
+
+    /* failover (loop thread unless noted) */
+    struct mx__sentinel *sentinel;  /* NULL for redis:// */
+    uv_async_t moved;               /* sentinel clients: the resolver's wake-up */
+    uint64_t gen;                   /* resolver generation r->host came from */
+    bool link;                      /* a link to a sentinel: PING, not ROLE; AUTH may be unneeded */
+    uint64_t down_since;            /* uv_now() when the up connection was lost; 0 = up or never */
+    char prev_addr[272];            /* the previous up connection's host:port */
+    uv_mutex_t addr_mu;             /* guards addr (mx_redis_stats reads it from any thread) */
+    char addr[272];                 /* host:port in use or being tried */
+    struct mx_redis *gprev, *gnext; /* every client of the process; g_mu */
 };
+
+/* Every client of the process, for mx_redis_report. */
+static uv_mutex_t g_mu;
+static uv_once_t g_once = UV_ONCE_INIT;
+static struct mx_redis *g_head;
+
+static void g_init(void)
+{
+    uv_mutex_init(&g_mu);
+}
 
 #define ST_INC(r, f) atomic_fetch_add_explicit(&(r)->st.f, 1, memory_order_relaxed)
 #define ST_SET(r, f, v) atomic_store_explicit(&(r)->st.f, (v), memory_order_relaxed)
@@ -208,6 +239,79 @@ int mx_redis_parse_url(const char *url, char *host, size_t host_cap, int *port, 
     return 0;
 }
 
+static bool name_char(char c)
+{
+    return isalnum((unsigned char)c) || c == '.' || c == '-' || c == '_';
+}
+
+int mx_redis_parse_sentinel_url(const char *url, struct mx_redis_sentinel_url *o)
+{
+    if (!url || !o || strncmp(url, "redis-sentinel://", 17) != 0 || strlen(url) > MX_REDIS_URL_MAX)
+        return MX_EINVAL;
+    memset(o, 0, sizeof(*o));
+    /* the password may hold '/' and '@': it ends at the last '@' (names,
+     * hosts and the db cannot hold one) */
+    const char *p = url + 17, *at = strrchr(p, '@');
+    const char *slash = strchr(at ? at : p, '/');
+    if (!slash)
+        return MX_EINVAL; /* MASTER_NAME is required */
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        if (!colon || copy_part(o->user, sizeof(o->user), p, (size_t)(colon - p)) ||
+            copy_part(o->password, sizeof(o->password), colon + 1, (size_t)(at - colon - 1)))
+            return MX_EINVAL;
+        p = at + 1;
+    }
+    /* host:port[,host:port...] up to the slash; each checked as redis:// would */
+    while (p < slash) {
+        const char *comma = memchr(p, ',', (size_t)(slash - p));
+        const char *end = comma ? comma : slash;
+        char one[300];
+        if (o->n == MX_REDIS_MAX_SENTINELS || end - p < 3 || (size_t)(end - p) > 200)
+            return MX_EINVAL;
+        snprintf(one, sizeof(one), "redis://%.*s", (int)(end - p), p);
+        if (mx_redis_parse_url(one, o->host[o->n], sizeof(o->host[0]), &o->port[o->n], NULL, 0,
+                               NULL, 0, NULL) != 0 ||
+            strchr(one + 8, '/'))
+            return MX_EINVAL;
+        o->n++;
+        p = comma ? comma + 1 : slash;
+        if (comma && p == slash)
+            return MX_EINVAL; /* trailing comma */
+    }
+    if (o->n == 0)
+        return MX_EINVAL;
+    const char *name = slash + 1, *ne = strchr(name, '/');
+    size_t nl = ne ? (size_t)(ne - name) : strlen(name);
+    if (nl == 0 || copy_part(o->master, sizeof(o->master), name, nl))
+        return MX_EINVAL;
+    for (size_t i = 0; i < nl; i++)
+        if (!name_char(name[i]))
+            return MX_EINVAL;
+    if (ne) {
+        char *end;
+        if (!isdigit((unsigned char)ne[1]))
+            return MX_EINVAL;
+        long db = strtol(ne + 1, &end, 10);
+        if (*end || db < 0 || db > 15)
+            return MX_EINVAL;
+        o->db = (int)db;
+    }
+    return 0;
+}
+
+bool mx_redis_url_valid(const char *url)
+{
+    if (url && strncmp(url, "redis-sentinel://", 17) == 0) {
+        struct mx_redis_sentinel_url *u = xcalloc(1, sizeof(*u));
+        int rc = mx_redis_parse_sentinel_url(url, u);
+        free(u);
+        return rc == 0;
+    }
+    char host[256];
+    return mx_redis_parse_url(url, host, sizeof(host), NULL, NULL, 0, NULL, 0, NULL) == 0;
+}
+
 /* ---- lifecycle helpers ---- */
 
 static void conn_start(mx_redis_t *r);
@@ -223,6 +327,17 @@ static void maybe_finish(mx_redis_t *r)
         MX_ERROR("redis %s: %u commands still alive at close", r->name, r->alive);
     if (r->done)
         r->done(r, r->done_arg);
+    uv_mutex_lock(&g_mu);
+    if (r->gprev)
+        r->gprev->gnext = r->gnext;
+    else
+        g_head = r->gnext;
+    if (r->gnext)
+        r->gnext->gprev = r->gprev;
+    uv_mutex_unlock(&g_mu);
+    if (r->sentinel)
+        mx__sentinel_put(r->sentinel);
+    uv_mutex_destroy(&r->addr_mu);
     for (int i = 0; i < r->nscripts; i++) {
         free(r->scripts[i]->src);
         free(r->scripts[i]);
@@ -379,6 +494,19 @@ static void schedule_reconnect(mx_redis_t *r)
     uv_timer_start(&r->conn_timer, on_conn_timer, backoff_ms(r), 0);
 }
 
+static void set_addr(mx_redis_t *r, const char *host, int port)
+{
+    if (host != r->host)
+        snprintf(r->host, sizeof r->host, "%s", host);
+    r->port = port;
+    uv_mutex_lock(&r->addr_mu);
+    if (strchr(host, ':'))
+        snprintf(r->addr, sizeof r->addr, "[%s]:%d", host, port);
+    else
+        snprintf(r->addr, sizeof r->addr, "%s:%d", host, port);
+    uv_mutex_unlock(&r->addr_mu);
+}
+
 /* After the context is gone (freed by us or by hiredis). */
 static void after_down(mx_redis_t *r, bool was_up, const char *why)
 {
@@ -386,19 +514,24 @@ static void after_down(mx_redis_t *r, bool was_up, const char *why)
         return;
     r->state = ST_DOWN;
     atomic_store_explicit(&r->up, false, memory_order_relaxed);
-    schedule_reconnect(r);
     if (was_up) {
         ST_INC(r, disconnects);
+        if (!r->down_since)
+            r->down_since = uv_now(r->loop);
         MX_WARN("redis %s: connection to %s:%d lost (%s)", r->name, r->host, r->port, why);
         if (r->on_state)
             r->on_state(r, false, r->state_arg);
     } else {
         ST_INC(r, connect_failures);
-        /* every failed attempt would flood the log while Redis is away */
-        if (r->attempt <= 1 || r->attempt % 50 == 0)
-            MX_WARN("redis %s: cannot connect to %s:%d (%s), attempt %u", r->name, r->host, r->port,
-                    why, r->attempt);
+        if (r->sentinel)
+            mx__sentinel_kick(r->sentinel); /* maybe the sentinels know better by now */
+        /* every failed attempt would flood the log while Redis is away; a
+         * resolver that knows no master yet logs why itself */
+        if ((r->attempt <= 1 || (r->attempt + 1) % 50 == 0) && !(r->sentinel && !r->host[0]))
+            MX_WARN("redis %s: cannot connect to %s:%d (%s), attempt %u", r->name,
+                    r->host[0] ? r->host : "(no master yet)", r->port, why, r->attempt + 1);
     }
+    schedule_reconnect(r); /* after the log: it counts the attempt */
 }
 
 /* Free the current context (pending callbacks run with NULL replies) and
@@ -522,6 +655,9 @@ static void on_cmd_timer(uv_timer_t *t)
 }
 
 static int send_eval(mx_redis_t *r, struct cmd *c, bool use_eval);
+static bool auth_not_needed(const char *err);
+static bool role_is_master(mx_redis_t *r, const redisReply *rep, char *why, size_t cap);
+static void went_up(mx_redis_t *r);
 
 static int status_of_loss(mx_redis_t *r)
 {
@@ -537,24 +673,20 @@ static void on_reply(redisAsyncContext *ac, void *rep, void *privdata)
     if (reply)
         r->last_read = uv_now(r->loop);
 
-    if (c->kind == K_HANDSHAKE || c->kind == K_PING) {
-        bool ok = reply && reply->type != REDIS_REPLY_ERROR;
-        if (reply && !ok && r->ac == ac) {
-            MX_ERROR("redis %s: handshake failed: %s", r->name, reply->str);
+    if (c->kind == K_HANDSHAKE || c->kind == K_PING || c->kind == K_ROLE) {
+        char why[700];
+        if (!reply || r->ac != ac) {
+            /* context going away: already handled */
+        } else if (reply->type == REDIS_REPLY_ERROR && c->kind != K_ROLE &&
+                   !(r->link && auth_not_needed(reply->str))) {
+            MX_ERROR("redis %s: handshake with %s:%d failed: %s", r->name, r->host, r->port,
+                     reply->str);
             drop_conn(r, reply->str);
-        } else if (ok && c->kind == K_PING && r->ac == ac && r->state == ST_CONNECTING) {
-            r->state = ST_UP;
-            r->attempt = 0;
-            atomic_store_explicit(&r->up, true, memory_order_relaxed);
-            uv_timer_stop(&r->conn_timer);
-            ST_INC(r, connects);
-            NOTE("redis %s: connected to %s:%d", r->name, r->host, r->port);
-            for (int i = 0; i < r->nscripts; i++)
-                script_load(r, r->scripts[i]);
-            if (r->subscriber)
-                send_subscriptions(r);
-            if (r->on_state)
-                r->on_state(r, true, r->state_arg);
+        } else if (c->kind == K_ROLE && !role_is_master(r, reply, why, sizeof why)) {
+            ST_INC(r, readonly);
+            drop_conn(r, why);
+        } else if (c->kind != K_HANDSHAKE && r->state == ST_CONNECTING) {
+            went_up(r);
         }
         cmd_free(c);
         return;
@@ -609,12 +741,123 @@ static void on_reply(redisAsyncContext *ac, void *rep, void *privdata)
         r->held--;
         ST_SET(r, pending, r->held);
     }
+    bool readonly = status == MX_EIO && strncmp(reply->str, "READONLY", 8) == 0;
     if (cb)
         cb(r, status, reply, arg);
     cmd_free(c);
+    if (readonly && !r->closing && r->ac == ac) {
+        /* demoted under us (a failover, or an operator's REPLICAOF): find the master now */
+        ST_INC(r, readonly);
+        if (r->sentinel)
+            mx__sentinel_kick(r->sentinel);
+        drop_conn(r, "READONLY: the server is a replica now");
+    }
 }
 
 /* ---- connection ---- */
+
+/* A sentinel link sends the URL's password too; a sentinel without one
+ * says so, which is not a failure. */
+static bool auth_not_needed(const char *err)
+{
+    return strstr(err, "without any password configured") || strstr(err, "no password is set");
+}
+
+/* ROLE's answer: true for a master (and the replica count is kept);
+ * otherwise why says what the server is. An error reply (an ACL without
+ * +role, a proxy) is taken on trust, once noted. */
+static bool role_is_master(mx_redis_t *r, const redisReply *rep, char *why, size_t cap)
+{
+    if (rep->type == REDIS_REPLY_ERROR) {
+        if (!ST_GET(r, connects))
+            NOTE("redis %s: ROLE refused (%s); cannot check that %s:%d is a master", r->name,
+                 rep->str, r->host, r->port);
+        return true;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
+        rep->element[0]->type != REDIS_REPLY_STRING) {
+        snprintf(why, cap, "MX_REDIS_URL: %s:%d answered ROLE oddly", r->host, r->port);
+        return false;
+    }
+    const char *role = rep->element[0]->str;
+    if (strcmp(role, "master") == 0) {
+        uint64_t n = rep->elements >= 3 && rep->element[2]->type == REDIS_REPLY_ARRAY
+                         ? rep->element[2]->elements
+                         : 0;
+        ST_SET(r, replicas, n);
+        return true;
+    }
+    if (strcmp(role, "sentinel") == 0 && r->subscriber)
+        return true; /* listening to a sentinel's events is fine; commands are not */
+    if (strcmp(role, "slave") == 0 && rep->elements >= 3 &&
+        rep->element[1]->type == REDIS_REPLY_STRING && rep->element[2]->type == REDIS_REPLY_INTEGER)
+        snprintf(why, cap, "MX_REDIS_URL: %s:%d is a replica (of %s:%lld), not the master", r->host,
+                 r->port, rep->element[1]->str, rep->element[2]->integer);
+    else if (strcmp(role, "sentinel") == 0)
+        snprintf(why, cap,
+                 "MX_REDIS_URL: %s:%d is a sentinel; use redis-sentinel://host:port/MASTER_NAME",
+                 r->host, r->port);
+    else
+        snprintf(why, cap, "MX_REDIS_URL: %s:%d is a %s, not a master", r->host, r->port, role);
+    return false;
+}
+
+static void went_up(mx_redis_t *r)
+{
+    uint64_t now = uv_now(r->loop);
+    r->state = ST_UP;
+    r->attempt = 0;
+    atomic_store_explicit(&r->up, true, memory_order_relaxed);
+    uv_timer_stop(&r->conn_timer);
+    ST_INC(r, connects);
+    char addr[272];
+    uv_mutex_lock(&r->addr_mu);
+    snprintf(addr, sizeof addr, "%s", r->addr);
+    uv_mutex_unlock(&r->addr_mu);
+    if (r->prev_addr[0] && strcmp(r->prev_addr, addr) != 0) {
+        ST_INC(r, failovers);
+        NOTE("redis %s: connected to %s (the master moved from %s)", r->name, addr, r->prev_addr);
+    } else {
+        NOTE("redis %s: connected to %s", r->name, addr);
+    }
+    snprintf(r->prev_addr, sizeof r->prev_addr, "%s", addr);
+    if (r->down_since) {
+        uint64_t ms = now - r->down_since;
+        ST_SET(r, reconnect_ms_last, ms);
+        if (ms > ST_GET(r, reconnect_ms_max))
+            ST_SET(r, reconnect_ms_max, ms);
+        r->down_since = 0;
+    }
+    for (int i = 0; i < r->nscripts; i++)
+        script_load(r, r->scripts[i]);
+    if (r->subscriber)
+        send_subscriptions(r);
+    if (r->on_state)
+        r->on_state(r, true, r->state_arg);
+}
+
+/* The resolver says the master changed: leave the old one now. */
+static void on_moved(uv_async_t *a)
+{
+    mx_redis_t *r = a->data;
+    char host[256];
+    int port;
+    uint64_t gen;
+    if (r->closing || !mx__sentinel_master(r->sentinel, host, sizeof host, &port, &gen) ||
+        gen == r->gen)
+        return;
+    r->gen = gen;
+    if (r->state != ST_DOWN && port == r->port && strcmp(host, r->host) == 0)
+        return;
+    if (r->state != ST_DOWN) {
+        char why[300];
+        snprintf(why, sizeof why, "the sentinels moved the master to %s:%d", host, port);
+        drop_conn(r, why);
+    }
+    r->attempt = 0;
+    if (!r->closing)
+        uv_timer_start(&r->conn_timer, on_conn_timer, 0, 0);
+}
 
 static void on_connect(const redisAsyncContext *cac, int status)
 {
@@ -641,8 +884,9 @@ static void on_connect(const redisAsyncContext *cac, int status)
         if (redisAsyncCommand(ac, on_reply, c, "SELECT %d", r->db) != REDIS_OK)
             cmd_free(c);
     }
-    struct cmd *c = cmd_new(r, K_PING, NULL, NULL);
-    if (redisAsyncCommand(ac, on_reply, c, "PING") != REDIS_OK)
+    /* a sentinel knows no ROLE for itself worth checking: PING */
+    struct cmd *c = cmd_new(r, r->link ? K_PING : K_ROLE, NULL, NULL);
+    if (redisAsyncCommand(ac, on_reply, c, r->link ? "PING" : "ROLE") != REDIS_OK)
         cmd_free(c);
 }
 
@@ -659,6 +903,15 @@ static void on_disconnect(const redisAsyncContext *cac, int status)
 
 static void conn_start(mx_redis_t *r)
 {
+    if (r->sentinel) {
+        char host[256];
+        int port;
+        if (!mx__sentinel_master(r->sentinel, host, sizeof host, &port, &r->gen)) {
+            after_down(r, false, "the sentinels have named no master yet");
+            return;
+        }
+        set_addr(r, host, port);
+    }
     redisAsyncContext *ac = redisAsyncConnect(r->host, r->port);
     if (!ac) {
         after_down(r, false, "out of memory");
@@ -685,7 +938,7 @@ static void conn_start(mx_redis_t *r)
 }
 
 static int open_common(uv_loop_t *loop, const char *url, const struct mx_redis_opts *opts,
-                       mx_redis_t **out)
+                       bool link, mx_redis_t **out)
 {
     static const struct mx_redis_opts defaults = {0};
     mx_redis_t *r;
@@ -693,12 +946,32 @@ static int open_common(uv_loop_t *loop, const char *url, const struct mx_redis_o
         return MX_EINVAL;
     if (!opts)
         opts = &defaults;
+    if (opts->backoff_min_ms && opts->backoff_max_ms && opts->backoff_max_ms < opts->backoff_min_ms)
+        return MX_EINVAL;
     r = xcalloc(1, sizeof(*r));
-    if (mx_redis_parse_url(url, r->host, sizeof(r->host), &r->port, r->user, sizeof(r->user),
-                           r->password, sizeof(r->password), &r->db) != 0) {
+    if (url && strncmp(url, "redis-sentinel://", 17) == 0 && !link) {
+        struct mx_redis_sentinel_url *su = xcalloc(1, sizeof(*su));
+        int rc = mx_redis_parse_sentinel_url(url, su);
+        if (rc == 0) {
+            snprintf(r->user, sizeof r->user, "%s", su->user);
+            snprintf(r->password, sizeof r->password, "%s", su->password);
+            r->db = su->db;
+            rc = mx__sentinel_get(url, &r->sentinel);
+        }
+        free(su);
+        if (rc != 0) {
+            free(r);
+            return rc;
+        }
+    } else if (mx_redis_parse_url(url, r->host, sizeof(r->host), &r->port, r->user, sizeof(r->user),
+                                  r->password, sizeof(r->password), &r->db) != 0) {
         free(r);
         return MX_EINVAL;
     }
+    r->link = link;
+    uv_mutex_init(&r->addr_mu);
+    if (!r->sentinel)
+        set_addr(r, r->host, r->port);
     r->loop = loop;
     snprintf(r->name, sizeof(r->name), "%s", opts->name ? opts->name : "redis");
     r->timeout_ms = opts->timeout_ms ? opts->timeout_ms : 1000;
@@ -707,10 +980,6 @@ static int open_common(uv_loop_t *loop, const char *url, const struct mx_redis_o
     r->backoff_min = opts->backoff_min_ms ? opts->backoff_min_ms : 50;
     r->backoff_max = opts->backoff_max_ms ? opts->backoff_max_ms : 1000;
     r->stall_ms = opts->stall_ms ? opts->stall_ms : 5000;
-    if (r->backoff_max < r->backoff_min) {
-        free(r);
-        return MX_EINVAL;
-    }
     r->on_state = opts->on_state;
     r->state_arg = opts->state_arg;
     r->rng = (uint64_t)(uintptr_t)r ^ uv_hrtime() ^ 0x9e3779b97f4a7c15ull;
@@ -719,6 +988,19 @@ static int open_common(uv_loop_t *loop, const char *url, const struct mx_redis_o
     uv_timer_init(loop, &r->conn_timer);
     r->cmd_timer.data = r->conn_timer.data = r;
     r->handles_open = 2;
+    if (r->sentinel) {
+        uv_async_init(loop, &r->moved, on_moved);
+        r->moved.data = r;
+        r->handles_open++;
+        mx__sentinel_follow(r->sentinel, &r->moved);
+    }
+    uv_once(&g_once, g_init);
+    uv_mutex_lock(&g_mu);
+    r->gnext = g_head;
+    if (g_head)
+        g_head->gprev = r;
+    g_head = r;
+    uv_mutex_unlock(&g_mu);
     *out = r;
     return 0;
 }
@@ -726,7 +1008,21 @@ static int open_common(uv_loop_t *loop, const char *url, const struct mx_redis_o
 int mx_redis_open(uv_loop_t *loop, const char *url, const struct mx_redis_opts *opts,
                   mx_redis_t **out)
 {
-    int rc = open_common(loop, url, opts, out);
+    int rc = open_common(loop, url, opts, false, out);
+    if (rc == 0)
+        conn_start(*out);
+    return rc;
+}
+
+static int open_subscriber(uv_loop_t *loop, const char *url, const struct mx_redis_opts *opts,
+                           bool link, mx_redis_msg_cb on_msg, void *arg, mx_redis_t **out);
+
+int mx__redis_open_link(uv_loop_t *loop, const char *url, const struct mx_redis_opts *opts,
+                        mx_redis_msg_cb on_msg, void *arg, mx_redis_t **out)
+{
+    if (on_msg)
+        return open_subscriber(loop, url, opts, true, on_msg, arg, out);
+    int rc = open_common(loop, url, opts, true, out);
     if (rc == 0)
         conn_start(*out);
     return rc;
@@ -735,9 +1031,15 @@ int mx_redis_open(uv_loop_t *loop, const char *url, const struct mx_redis_opts *
 int mx_redis_open_subscriber(uv_loop_t *loop, const char *url, const struct mx_redis_opts *opts,
                              mx_redis_msg_cb on_msg, void *arg, mx_redis_t **out)
 {
+    return open_subscriber(loop, url, opts, false, on_msg, arg, out);
+}
+
+static int open_subscriber(uv_loop_t *loop, const char *url, const struct mx_redis_opts *opts,
+                           bool link, mx_redis_msg_cb on_msg, void *arg, mx_redis_t **out)
+{
     if (!on_msg)
         return MX_EINVAL;
-    int rc = open_common(loop, url, opts, out);
+    int rc = open_common(loop, url, opts, link, out);
     if (rc != 0)
         return rc;
     mx_redis_t *r = *out;
@@ -765,6 +1067,10 @@ void mx_redis_close(mx_redis_t *r, mx_redis_close_cb done, void *arg)
     }
     uv_close((uv_handle_t *)&r->cmd_timer, on_handle_closed);
     uv_close((uv_handle_t *)&r->conn_timer, on_handle_closed);
+    if (r->sentinel) {
+        mx__sentinel_unfollow(r->sentinel, &r->moved); /* no uv_async_send after this */
+        uv_close((uv_handle_t *)&r->moved, on_handle_closed);
+    }
 }
 
 bool mx_redis_connected(const mx_redis_t *r)
@@ -795,6 +1101,47 @@ void mx_redis_stats(const mx_redis_t *r, struct mx_redis_stats *o)
     o->noscript_retries = ST_GET(m, noscript_retries);
     o->messages = ST_GET(m, messages);
     o->pending = ST_GET(m, pending);
+    o->failovers = ST_GET(m, failovers);
+    o->readonly = ST_GET(m, readonly);
+    o->reconnect_ms_last = ST_GET(m, reconnect_ms_last);
+    o->reconnect_ms_max = ST_GET(m, reconnect_ms_max);
+    o->replicas = (uint32_t)ST_GET(m, replicas);
+    uv_mutex_lock(&m->addr_mu);
+    snprintf(o->master, sizeof o->master, "%s", m->addr);
+    uv_mutex_unlock(&m->addr_mu);
+}
+
+void mx_redis_report(struct mx_jsonw *w, void *ctx)
+{
+    struct mx_redis_stats st;
+    (void)ctx;
+    uv_once(&g_once, g_init);
+    mx_jsonw_obj_open(w);
+    mx_jsonw_key(w, "clients");
+    mx_jsonw_arr_open(w);
+    uv_mutex_lock(&g_mu); /* a listed client is not freed before it leaves the list */
+    for (mx_redis_t *r = g_head; r; r = r->gnext) {
+        if (r->link)
+            continue;
+        mx_redis_stats(r, &st);
+        mx_jsonw_obj_open(w);
+        mx_jsonw_kstr(w, "name", r->name);
+        mx_jsonw_kstr(w, "master", st.master);
+        mx_jsonw_kbool(w, "connected", st.connected);
+        mx_jsonw_kuint(w, "connects", st.connects);
+        mx_jsonw_kuint(w, "connect_failures", st.connect_failures);
+        mx_jsonw_kuint(w, "failovers", st.failovers);
+        mx_jsonw_kuint(w, "readonly", st.readonly);
+        mx_jsonw_kuint(w, "reconnect_ms_last", st.reconnect_ms_last);
+        mx_jsonw_kuint(w, "reconnect_ms_max", st.reconnect_ms_max);
+        mx_jsonw_kuint(w, "replicas", st.replicas);
+        mx_jsonw_obj_close(w);
+    }
+    uv_mutex_unlock(&g_mu);
+    mx_jsonw_arr_close(w);
+    mx_jsonw_key(w, "sentinels");
+    mx__sentinel_report(w);
+    mx_jsonw_obj_close(w);
 }
 
 /* ---- user commands ---- */

@@ -2,8 +2,8 @@
  *
  * A client (mx_redis_t) is bound to ONE uv loop - an actor's (mx_actor_loop)
  * or any loop in tests - and every function here must be called on that
- * loop's thread, except mx_redis_connected() and mx_redis_stats(), which any
- * thread may call. Every callback runs on the loop thread.
+ * loop's thread, except mx_redis_connected(), mx_redis_stats() and
+ * mx_redis_report(), which any thread may call. Every callback runs on the loop thread.
  *
  * What it guarantees, so users (cache tiers, sessions, membership, leases,
  * rate limits) need not:
@@ -15,6 +15,13 @@
  * - the connection is re-established with exponential backoff and jitter
  *   (50 ms .. 1 s by default), with AUTH and SELECT from the URL; an optional
  *   state callback reports up/down transitions;
+ * - the server must be a master: ROLE is checked on every connect, and a
+ *   READONLY reply drops the connection at once (a replica is a connect
+ *   failure, logged with the setting MX_REDIS_URL);
+ * - with a redis-sentinel:// URL the master is found through Sentinel: one
+ *   resolver per URL and process (its own thread, a command link and a
+ *   +switch-master subscription per sentinel) tells every client of that URL
+ *   where the master is, and moves them at once when it changes;
  * - Lua scripts are registered once and called by EVALSHA; NOSCRIPT (a
  *   restarted or flushed Redis) is answered by EVAL and one transparent retry;
  * - a subscriber client (mx_redis_open_subscriber) resubscribes after every
@@ -58,6 +65,8 @@ typedef void (*mx_redis_msg_cb)(mx_redis_t *r, const char *channel, const char *
 #define MX_REDIS_MAX_SCRIPTS 64 /* registered scripts per client */
 #define MX_REDIS_MAX_SUBS 1024  /* channels + patterns per subscriber */
 #define MX_REDIS_MAX_ARGS 1024  /* arguments per argv command */
+#define MX_REDIS_MAX_SENTINELS 16
+#define MX_REDIS_MAX_FOLLOWERS 4096 /* clients per sentinel URL and process */
 
 struct mx_redis_opts {
     const char *name;            /* for logs; NULL = "redis" */
@@ -78,20 +87,36 @@ struct mx_redis_opts {
  * the loop may be running. */
 struct mx_redis_stats {
     bool connected;
-    uint64_t connects;         /* handshakes completed (up transitions) */
-    uint64_t disconnects;      /* up connections lost */
-    uint64_t connect_failures; /* attempts that failed (refused, timeout, AUTH...) */
-    uint64_t commands;         /* commands accepted */
-    uint64_t replies;          /* replies delivered with status 0 */
-    uint64_t errors;           /* replies delivered as MX_EIO (error replies) */
-    uint64_t lost;             /* commands failed with MX_EUNAVAIL after acceptance */
-    uint64_t timeouts;         /* commands failed with MX_ETIMEDOUT */
-    uint64_t late_replies;     /* replies that came after their timeout (dropped) */
-    uint64_t refused_full;     /* refused with MX_EFULL */
-    uint64_t refused_down;     /* refused with MX_EUNAVAIL (not connected) */
-    uint64_t noscript_retries; /* EVALSHA answered NOSCRIPT and retried by EVAL */
-    uint64_t messages;         /* subscriber: messages delivered */
-    uint64_t pending;          /* gauge: outstanding commands */
+    uint64_t connects;          /* handshakes completed (up transitions) */
+    uint64_t disconnects;       /* up connections lost */
+    uint64_t connect_failures;  /* attempts that failed (refused, timeout, AUTH...) */
+    uint64_t commands;          /* commands accepted */
+    uint64_t replies;           /* replies delivered with status 0 */
+    uint64_t errors;            /* replies delivered as MX_EIO (error replies) */
+    uint64_t lost;              /* commands failed with MX_EUNAVAIL after acceptance */
+    uint64_t timeouts;          /* commands failed with MX_ETIMEDOUT */
+    uint64_t late_replies;      /* replies that came after their timeout (dropped) */
+    uint64_t refused_full;      /* refused with MX_EFULL */
+    uint64_t refused_down;      /* refused with MX_EUNAVAIL (not connected) */
+    uint64_t noscript_retries;  /* EVALSHA answered NOSCRIPT and retried by EVAL */
+    uint64_t messages;          /* subscriber: messages delivered */
+    uint64_t pending;           /* gauge: outstanding commands */
+    uint64_t failovers;         /* came up on another address than the previous up connection */
+    uint64_t readonly;          /* READONLY replies, ROLE not master: re-resolved at once */
+    uint64_t reconnect_ms_last; /* last outage: up connection lost (or told to move) -> up again */
+    uint64_t reconnect_ms_max;
+    uint32_t replicas; /* listed by the master in ROLE at the last connect */
+    char master[272];  /* host:port in use (or being tried); "" before the first */
+};
+
+/* A parsed redis-sentinel:// URL. */
+struct mx_redis_sentinel_url {
+    char user[128], password[256]; /* for the sentinels and the master alike */
+    int n;                         /* sentinels, 1..MX_REDIS_MAX_SENTINELS */
+    char host[MX_REDIS_MAX_SENTINELS][64];
+    int port[MX_REDIS_MAX_SENTINELS];
+    char master[128]; /* MASTER_NAME: letters, digits, . _ - */
+    int db;
 };
 
 /* mx_redis_parse_url - split redis://[[user]:password@]host:port[/db] into
@@ -101,10 +126,20 @@ struct mx_redis_stats {
 int mx_redis_parse_url(const char *url, char *host, size_t host_cap, int *port, char *user,
                        size_t user_cap, char *password, size_t pass_cap, int *db);
 
+/* mx_redis_parse_sentinel_url - split
+ * redis-sentinel://[[user]:password@]host1:port1[,host2:port2...]/MASTER_NAME[/db].
+ * Returns 0 or MX_EINVAL. Pure; any thread. */
+int mx_redis_parse_sentinel_url(const char *url, struct mx_redis_sentinel_url *out);
+
+/* mx_redis_url_valid - whether url is a redis:// or redis-sentinel:// URL
+ * mx_redis_open accepts. Pure; any thread. */
+bool mx_redis_url_valid(const char *url);
+
 /* mx_redis_open - create a client on loop for url and start connecting
  * (the first attempt starts at once; commands fail with MX_EUNAVAIL until
  * the handshake is done). opts may be NULL. Returns 0 and *out, or
- * MX_EINVAL (bad URL or option). Loop thread; does not block (except that a
+ * MX_EINVAL (bad URL or option), MX_ELIMIT (redis-sentinel://: over 4096
+ * clients of one URL, or 16 sentinel URLs, in the process). Loop thread; does not block (except that a
  * host name, not an IP address, is resolved synchronously on connect). */
 int mx_redis_open(struct uv_loop_s *loop, const char *url, const struct mx_redis_opts *opts,
                   mx_redis_t **out);
@@ -183,6 +218,15 @@ int mx_redis_subscribe(mx_redis_t *r, const char *channel, bool pattern);
 /* mx_redis_unsubscribe - forget a subscription (UNSUBSCRIBE now if
  * connected). Returns 0 or MX_ENOTFOUND. */
 int mx_redis_unsubscribe(mx_redis_t *r, const char *channel, bool pattern);
+
+/* mx_redis_report - append one JSON object describing every client of the
+ * process: {"clients":[{name, master, connected, connects, connect_failures, failovers,
+ * readonly, reconnect_ms_last, reconnect_ms_max, replicas}], "sentinels":
+ * [{master_name, master, switches, resolves, failures, error}]}. Usable as
+ * an admin section (ctx unused). Any thread; takes a process-wide lock
+ * briefly, never blocks on Redis. */
+struct mx_jsonw;
+void mx_redis_report(struct mx_jsonw *w, void *ctx);
 
 /* mx_redis_reply_is - true if reply is a status or string reply equal to s. */
 bool mx_redis_reply_is(const redisReply *reply, const char *s);

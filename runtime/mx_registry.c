@@ -131,12 +131,9 @@ static void copy(char *dst, size_t cap, const char *src)
 
 int mx_registry_new(mx_system_t *sys, const struct mx_registry_opts *o, mx_registry_t **out)
 {
-    char host[256];
-    int port, db;
     if (!sys || !o || !o->redis_url || !o->cluster || !out)
         return MX_EINVAL;
-    if (strlen(o->redis_url) > MX_REDIS_URL_MAX ||
-        mx_redis_parse_url(o->redis_url, host, sizeof host, &port, NULL, 0, NULL, 0, &db) != 0)
+    if (!mx_redis_url_valid(o->redis_url))
         return MX_EINVAL;
     uint32_t refresh = o->refresh_ms ? o->refresh_ms : 1000;
     uint32_t ttl = o->ttl_ms ? o->ttl_ms : 5000;

@@ -531,6 +531,18 @@ static int h_metrics(mx_http_req_t *r, void *st)
            (unsigned long long)rs.refused_down);
         pf(&p, "mx_redis_total{node=\"%s\",client=\"http\",event=\"reconnect\"} %llu\n", node,
            (unsigned long long)rs.connects);
+        /* failover (docs/redis.md): every connection's view is in mxctl redis */
+        pf(&p, "mx_redis_total{node=\"%s\",client=\"http\",event=\"failover\"} %llu\n", node,
+           (unsigned long long)rs.failovers);
+        pf(&p, "mx_redis_total{node=\"%s\",client=\"http\",event=\"readonly\"} %llu\n", node,
+           (unsigned long long)rs.readonly);
+        pf(&p, "# TYPE mx_redis_master gauge\nmx_redis_master{node=\"%s\",client=\"http\",addr=\"%s\"} 1\n",
+           node, rs.master);
+        pf(&p, "# TYPE mx_redis_reconnect_ms gauge\n"
+               "mx_redis_reconnect_ms{node=\"%s\",client=\"http\",which=\"last\"} %llu\n"
+               "mx_redis_reconnect_ms{node=\"%s\",client=\"http\",which=\"max\"} %llu\n",
+           node, (unsigned long long)rs.reconnect_ms_last, node,
+           (unsigned long long)rs.reconnect_ms_max);
     }
     { /* outbox: relay, DLQ and donation counters (app_outbox.c) */
         char ob[8192];

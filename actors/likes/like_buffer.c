@@ -32,6 +32,8 @@ struct job {
     uint32_t op;
     uint32_t part;
     bool warmed; /* loaded once already: a second cold answer is an error */
+    bool liked;  /* toggle done, waiting for WAIT: its answer */
+    int64_t count;
     char ocid[MX_LIKES_OCID_MAX + 1];
     char acct[MX_LIKES_ACCOUNT_MAX + 1];
     char ign[MX_LIKES_IGN_MAX * 4 + 1];
@@ -58,6 +60,8 @@ struct lb {
     uint32_t njobs;
     struct warm_op *warms;
     uint64_t nonce;
+    struct job *wait_cur;  /* toggles the WAIT in flight covers (NULL: none in flight) */
+    struct job *wait_next; /* toggles done since it was sent: the next WAIT's */
 };
 
 /* A MySQL pool job's argument. */
@@ -281,6 +285,78 @@ static void warm(struct job *j)
 
 /* ---- Redis operations ---- */
 
+/* MX_REDIS_WAIT_REPLICAS=1: a toggle is answered only once a replica has
+ * it, so a failover to that replica keeps it (docs/likes.md). WAIT blocks
+ * the connection, and one WAIT covers every write sent on it before, so
+ * toggles finishing while a WAIT is out share the next one (at most two on
+ * the wire), and a master without replicas (the toggle script says) is
+ * answered at once instead of holding the connection for the timeout. */
+static void wait_answer(struct job *list, int status)
+{
+    while (list) {
+        struct job *next = list->wnext;
+        list->wnext = NULL;
+        if (status == 0) {
+            job_answer(list, 0, list->liked, list->count, 0);
+        } else {
+            /* applied on the master, not known to be anywhere else: a failover
+             * may lose it, so it is not acknowledged (the status route tells) */
+            LK_INC(wait_unacked);
+            job_answer(list, status, false, 0, 0);
+        }
+        list = next;
+    }
+}
+
+static void wait_send(struct lb *lb);
+
+static void wait_done(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
+{
+    struct lb *lb = arg;
+    (void)rd;
+    struct job *batch = lb->wait_cur;
+    lb->wait_cur = NULL;
+    bool acked = status == 0 && rep->type == REDIS_REPLY_INTEGER && rep->integer >= 1;
+    wait_answer(batch, acked ? 0 : MX_EUNAVAIL);
+    if (status == MX_ESTOPPED) {
+        wait_answer(lb->wait_next, MX_EUNAVAIL);
+        lb->wait_next = NULL;
+    } else if (lb->wait_next) {
+        wait_send(lb);
+    }
+}
+
+static void wait_send(struct lb *lb)
+{
+    uint32_t ms = mx__likes_o.redis_timeout_ms / 2;
+    char mss[16];
+    snprintf(mss, sizeof mss, "%u", ms ? ms : 1);
+    const char *a[] = {"WAIT", "1", mss};
+    lb->wait_cur = lb->wait_next;
+    lb->wait_next = NULL;
+    int rc = mx_redis_argv_timeout(lb->rd, mx__likes_o.redis_timeout_ms, wait_done, lb, 3, a, NULL);
+    if (rc != 0) {
+        struct job *batch = lb->wait_cur;
+        lb->wait_cur = NULL;
+        wait_answer(batch, rc == MX_EFULL ? MX_EFULL : MX_EUNAVAIL);
+    }
+}
+
+static void wait_replica(struct job *j, bool liked, int64_t count, long long replicas)
+{
+    struct lb *lb = j->lb;
+    j->liked = liked;
+    j->count = count;
+    if (replicas < 1) {
+        wait_answer(j, MX_EUNAVAIL);
+        return;
+    }
+    j->wnext = lb->wait_next;
+    lb->wait_next = j;
+    if (!lb->wait_cur)
+        wait_send(lb);
+}
+
 static void op_done(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
 {
     struct job *j = arg;
@@ -288,7 +364,7 @@ static void op_done(mx_redis_t *rd, int status, const redisReply *rep, void *arg
         job_answer(j, MX_EUNAVAIL, false, 0, 0);
         return;
     }
-    if (status != 0 || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+    if (status != 0 || rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 ||
         rep->element[0]->type != REDIS_REPLY_INTEGER ||
         rep->element[1]->type != REDIS_REPLY_INTEGER) {
         if (status == 0 || status == MX_EIO)
@@ -318,6 +394,11 @@ static void op_done(mx_redis_t *rd, int status, const redisReply *rep, void *arg
             LK_INC(likes);
         else
             LK_INC(unlikes);
+        if (mx__likes_o.wait_replicas) {
+            bool has = rep->elements >= 3 && rep->element[2]->type == REDIS_REPLY_INTEGER;
+            wait_replica(j, v == 1, n, has ? rep->element[2]->integer : 0);
+            return;
+        }
     } else {
         LK_INC(status_redis);
     }
@@ -345,8 +426,9 @@ static void start_op(struct job *j)
         mx__likes_key(ign, sizeof ign, j->part, "ign");
         mx__likes_key(t, sizeof t, j->part, "t");
         snprintf(now, sizeof now, "%llu", (unsigned long long)mx_unix_ms());
-        const char *a[] = {r, n, p, d, ign, t, j->ocid, j->acct, j->ign, now};
-        rc = mx_redis_eval(lb->rd, lb->s_toggle, op_done, j, 6, 10, a, NULL);
+        const char *a[] = {r, n, p, d, ign, t, j->ocid, j->acct, j->ign, now,
+                           mx__likes_o.wait_replicas ? "1" : "0"};
+        rc = mx_redis_eval(lb->rd, lb->s_toggle, op_done, j, 6, 11, a, NULL);
     } else {
         const char *a[] = {r, n, j->ocid, j->acct};
         rc = mx_redis_eval(lb->rd, lb->s_status, op_done, j, 2, 4, a, NULL);

@@ -162,7 +162,7 @@ void mx_likes_stats(struct mx_likes_stats *o)
         .status_redis = L(status_redis), .status_mysql = L(status_mysql), .warms = L(warms),
         .warm_rows = L(warm_rows), .warm_failures = L(warm_failures),
         .redis_failures = L(redis_failures), .mysql_failures = L(mysql_failures),
-        .refused = L(refused),
+        .refused = L(refused), .wait_unacked = L(wait_unacked),
         .sync_batches = L(sync_batches), .sync_pairs = L(sync_pairs),
         .sync_replays = L(sync_replays), .sync_stale = L(sync_stale),
         .sync_failures = L(sync_failures), .sync_inserted = L(sync_inserted),
@@ -181,8 +181,9 @@ void mx_likes_stats(struct mx_likes_stats *o)
  * take script builds the per-target key names from the partition prefix it
  * is given (same slot), because the targets are only known inside it. */
 
-/* KEYS r, n, p, d, ign, t. ARGV T, account, ign, now_ms.
- * {-1, 0} T is cold (load it first); else {liked 1|0, live count}. */
+/* KEYS r, n, p, d, ign, t. ARGV T, account, ign, now_ms, wait ("1": also
+ * the master's connected replicas).
+ * {-1, 0} T is cold (load it first); else {liked 1|0, live count[, replicas]}. */
 const char mx__lk_toggle_lua[] =
     "if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return {-1, 0} end\n"
     "local liked = 1\n"
@@ -194,6 +195,10 @@ const char mx__lk_toggle_lua[] =
     "redis.call('ZADD', KEYS[4], 'NX', ARGV[4], ARGV[1])\n"
     "if ARGV[3] ~= '' then redis.call('HSET', KEYS[5], ARGV[1], ARGV[3]) end\n"
     "redis.call('ZADD', KEYS[6], ARGV[4], ARGV[1])\n"
+    "if ARGV[5] == '1' then\n" /* MX_REDIS_WAIT_REPLICAS: is there a replica to wait for? */
+    "  local i = redis.call('INFO', 'replication')\n"
+    "  return {liked, n, tonumber(string.match(i, 'connected_slaves:(%d+)')) or 0}\n"
+    "end\n"
     "return {liked, n}\n";
 
 /* KEYS d, t, n, ign. ARGV partition prefix, cutoff unix ms, max, now ms.

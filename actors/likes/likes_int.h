@@ -19,6 +19,7 @@ extern char mx__likes_prefix[128]; /* "mx:<cluster>:" */
 struct mx__likes_ctr {
     _Atomic uint64_t toggles, likes, unlikes, status_redis, status_mysql;
     _Atomic uint64_t warms, warm_rows, warm_failures, redis_failures, mysql_failures, refused;
+    _Atomic uint64_t wait_unacked;
     _Atomic uint64_t sync_batches, sync_pairs, sync_replays, sync_stale, sync_failures;
     _Atomic uint64_t sync_inserted, sync_deleted, sync_rollbacks, unloads;
     _Atomic int64_t sync_last_lag_ms, sync_last_at_ms;

@@ -52,6 +52,8 @@ struct mx_likes_opts {
     uint32_t idle_s;             /* unload characters not toggled for this long; 0 = never;
                                     default 3600 */
     bool (*mysql_up)(void);      /* the cluster's view of MySQL; NULL = assume up */
+    uint32_t wait_replicas;      /* 1: answer a toggle only after a replica has it
+                                    (WAIT 1 redis_timeout_ms/2; none in time: 503); 0 = no */
 };
 
 void mx_likes_opts_default(struct mx_likes_opts *o);
@@ -88,6 +90,7 @@ struct mx_likes_stats {
     uint64_t redis_failures;                /* requests answered 503: Redis could not decide */
     uint64_t mysql_failures;                /* cold reads/warms refused: MySQL down */
     uint64_t refused;                       /* bad requests, waiter limits */
+    uint64_t wait_unacked;                  /* toggles no replica acknowledged in time (503) */
     /* like-sync (on the holder) */
     uint64_t sync_batches, sync_pairs, sync_replays, sync_stale, sync_failures;
     uint64_t sync_inserted, sync_deleted;

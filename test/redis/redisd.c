@@ -156,7 +156,10 @@ static int spawn(struct redisd *d)
             dup2(devnull, 0);
             dup2(devnull, 1);
         }
-        execlp("redis-server", "redis-server", conf, (char *)NULL);
+        if (d->sentinel)
+            execlp("redis-sentinel", "redis-sentinel", conf, (char *)NULL);
+        else
+            execlp("redis-server", "redis-server", conf, (char *)NULL);
         _exit(127);
     }
     d->pid = pid;
@@ -180,6 +183,12 @@ static int write_conf(struct redisd *d, const char *extra)
     FILE *f = fopen(path, "w");
     if (!f)
         return -1;
+    if (d->sentinel) { /* sentinel rewrites this file: it must be writable */
+        fprintf(f, "port %d\nbind 127.0.0.1\ndaemonize no\ndir %s\nlogfile %s/redis.log\n%s\n",
+                d->port, d->dir, d->dir, extra ? extra : "");
+        fclose(f);
+        return 0;
+    }
     fprintf(f,
             "port %d\nbind 127.0.0.1\nsave \"\"\nappendonly no\ndaemonize no\n"
             "dir %s\nlogfile %s/redis.log\nenable-debug-command local\n"
@@ -189,17 +198,18 @@ static int write_conf(struct redisd *d, const char *extra)
     return 0;
 }
 
-int redisd_start(struct redisd *d, const char *extra_conf)
+static int start(struct redisd *d, const char *extra_conf, int sentinel)
 {
     const char *tmp = getenv("TMPDIR");
     memset(d, 0, sizeof(*d));
+    d->sentinel = sentinel;
     snprintf(d->dir, sizeof(d->dir), "%s/mx-redisd-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(d->dir)) {
         d->dir[0] = '\0';
         return -1;
     }
     track(d, true);
-    const char *pw = extra_conf ? strstr(extra_conf, "requirepass ") : NULL;
+    const char *pw = extra_conf && !sentinel ? strstr(extra_conf, "requirepass ") : NULL;
     if (pw) {
         pw += 12;
         size_t n = strcspn(pw, " \r\n");
@@ -221,7 +231,8 @@ int redisd_start(struct redisd *d, const char *extra_conf)
             return 0;
         }
     }
-    fprintf(stderr, "redisd: redis-server did not start (see %s/redis.log)\n", d->dir);
+    fprintf(stderr, "redisd: %s did not start (see %s/redis.log)\n",
+            sentinel ? "redis-sentinel" : "redis-server", d->dir);
     track(d, false);
     rm_dir(d->dir);
     return -1;
@@ -301,5 +312,133 @@ int redisd_ok(struct redisd *d, const char *fmt, ...)
     int ok = r && r->type != REDIS_REPLY_ERROR;
     if (r)
         freeReplyObject(r);
+    return ok;
+}
+
+int redisd_start(struct redisd *d, const char *extra_conf)
+{
+    return start(d, extra_conf, 0);
+}
+
+int redisd_start_sentinel(struct redisd *d, const char *name, int master_port,
+                          const char *extra_conf)
+{
+    char conf[2048];
+    snprintf(conf, sizeof(conf),
+             "sentinel monitor %s 127.0.0.1 %d 2\n"
+             "sentinel down-after-milliseconds %s 1000\n"
+             "sentinel failover-timeout %s 3000\n"
+             "sentinel parallel-syncs %s 1\n%s",
+             name, master_port, name, name, name, extra_conf ? extra_conf : "");
+    return start(d, conf, 1);
+}
+
+redisReply *redisd_kept_cmd(redisContext **c, struct redisd *d, const char *fmt, ...)
+{
+    if (!*c && !(*c = connect_to(d, 500)))
+        return NULL;
+    if (d->password[0] && !d->sentinel) {
+        redisReply *a = redisCommand(*c, "AUTH %s", d->password);
+        if (a)
+            freeReplyObject(a);
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(*c, fmt, ap);
+    va_end(ap);
+    if (!r) {
+        redisFree(*c);
+        *c = NULL;
+    }
+    return r;
+}
+
+static long long field_int(const redisReply *r, const char *key)
+{
+    if (!r || r->type != REDIS_REPLY_ARRAY)
+        return -1;
+    for (size_t i = 0; i + 1 < r->elements; i += 2)
+        if (r->element[i]->type == REDIS_REPLY_STRING && strcmp(r->element[i]->str, key) == 0)
+            return atoll(r->element[i + 1]->str);
+    return -1;
+}
+
+int redisd_ha_start(struct redisd_ha *h, const char *name, const char *extra_conf)
+{
+    char rconf[1024], sconf[512] = "";
+    memset(h, 0, sizeof(*h));
+    snprintf(h->name, sizeof(h->name), "%s", name);
+    if (redisd_start(&h->master, extra_conf) != 0)
+        return -1;
+    const char *pw = h->master.password;
+    snprintf(rconf, sizeof(rconf), "%s\nreplicaof 127.0.0.1 %d\n%s%s\n",
+             extra_conf ? extra_conf : "", h->master.port, pw[0] ? "masterauth " : "", pw);
+    if (pw[0])
+        snprintf(sconf, sizeof(sconf), "sentinel auth-pass %s %s\n", name, pw);
+    if (redisd_start(&h->replica, rconf) != 0)
+        return -1;
+    for (int i = 0; i < 3; i++)
+        if (redisd_start_sentinel(&h->sentinel[i], name, h->master.port, sconf) != 0)
+            return -1;
+    snprintf(h->url, sizeof(h->url),
+             "redis-sentinel://%s%s%s127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d/%s/0", pw[0] ? ":" : "",
+             pw, pw[0] ? "@" : "", h->sentinel[0].port, h->sentinel[1].port, h->sentinel[2].port,
+             name);
+    redisContext *c = NULL, *m = NULL;
+    long long dl = now_ms() + 20000;
+    int ok = -1;
+    while (now_ms() < dl) {
+        redisReply *r = redisd_kept_cmd(&c, &h->sentinel[0], "SENTINEL MASTER %s", name);
+        long long slaves = field_int(r, "num-slaves"), others = field_int(r, "num-other-sentinels");
+        if (r)
+            freeReplyObject(r);
+        redisReply *role =
+            slaves >= 1 && others >= 2 ? redisd_kept_cmd(&m, &h->master, "ROLE") : NULL;
+        bool online = role && role->type == REDIS_REPLY_ARRAY && role->elements >= 3 &&
+                      role->element[2]->type == REDIS_REPLY_ARRAY &&
+                      role->element[2]->elements >= 1;
+        if (role)
+            freeReplyObject(role);
+        if (online) { /* the replica finished its first sync: WAIT can count it */
+            ok = 0;
+            break;
+        }
+        usleep(50000);
+    }
+    if (c)
+        redisFree(c);
+    if (m)
+        redisFree(m);
+    if (ok != 0)
+        fprintf(stderr, "redisd: sentinels did not see the replica and each other in 20 s\n");
+    return ok;
+}
+
+void redisd_ha_stop(struct redisd_ha *h)
+{
+    for (int i = 0; i < 3; i++)
+        redisd_stop(&h->sentinel[i]);
+    redisd_stop(&h->replica);
+    redisd_stop(&h->master);
+}
+
+int redisd_ha_wait_master(struct redisd_ha *h, int i, int port, int ms)
+{
+    redisContext *c = NULL;
+    long long dl = now_ms() + ms;
+    int ok = -1;
+    while (ok != 0 && now_ms() < dl) {
+        redisReply *r =
+            redisd_kept_cmd(&c, &h->sentinel[i], "SENTINEL get-master-addr-by-name %s", h->name);
+        if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+            atoi(r->element[1]->str) == port)
+            ok = 0;
+        if (r)
+            freeReplyObject(r);
+        if (ok != 0)
+            usleep(20000);
+    }
+    if (c)
+        redisFree(c);
     return ok;
 }

@@ -19,6 +19,7 @@ struct redisd {
     char dir[256];      /* temp dir: redis.conf, redis.log */
     char url[600];      /* redis://[:password@]127.0.0.1:PORT/0 */
     char password[128]; /* from "requirepass X" in extra_conf, else "" */
+    int sentinel;       /* 1: a redis-sentinel process (redisd_start_sentinel) */
 };
 
 /* redisd_start - write a config (port, bind 127.0.0.1, save "", appendonly
@@ -45,5 +46,40 @@ redisReply *redisd_cmd(struct redisd *d, const char *fmt, ...);
 
 /* redisd_ok - redisd_cmd and true if the reply is not an error. */
 int redisd_ok(struct redisd *d, const char *fmt, ...);
+
+/* redisd_kept_cmd - one command on the kept connection *c (opened, with
+ * AUTH, when NULL; freed and set to NULL when it breaks, so the next call
+ * reconnects): for polling loops, which must not open a connection per
+ * iteration. The caller redisFree()s *c at the end. NULL: no answer. */
+redisReply *redisd_kept_cmd(redisContext **c, struct redisd *d, const char *fmt, ...);
+
+/* redisd_start_sentinel - start redis-sentinel on a free loopback port
+ * monitoring master `name` at 127.0.0.1:master_port with quorum 2,
+ * down-after-milliseconds 1000 and failover-timeout 3000 (plus extra_conf
+ * lines, e.g. "sentinel auth-pass NAME pw"). d->url is redis://127.0.0.1:PORT.
+ * Stop, kill and restart work as for redis-server. Returns 0 or -1. */
+int redisd_start_sentinel(struct redisd *d, const char *name, int master_port,
+                          const char *extra_conf);
+
+/* A master, its replica and three sentinels, all on loopback. */
+struct redisd_ha {
+    struct redisd master, replica, sentinel[3];
+    char name[64];  /* the master's name in the sentinels */
+    char url[1024]; /* redis-sentinel://[:pw@]s1,s2,s3/NAME/0 */
+};
+
+/* redisd_ha_start - start them (extra_conf goes to both data servers; a
+ * "requirepass X" there also becomes masterauth and the sentinels'
+ * auth-pass) and wait (<= 20 s, one connection polled) until sentinel 0
+ * sees the replica and the two other sentinels, so a failover can happen.
+ * Returns 0 or -1. */
+int redisd_ha_start(struct redisd_ha *h, const char *name, const char *extra_conf);
+
+/* redisd_ha_stop - stop all five. */
+void redisd_ha_stop(struct redisd_ha *h);
+
+/* redisd_ha_wait_master - poll sentinel i (one connection, <= ms) until it
+ * names port as the master; returns 0 or -1. */
+int redisd_ha_wait_master(struct redisd_ha *h, int i, int port, int ms);
 
 #endif

@@ -59,6 +59,30 @@ static inline int tl_fini(struct tloop *l)
     return uv_loop_close(&l->loop);
 }
 
+/* A subscriber's messages: how many, the last one (binary, NUL added),
+ * its channel and pattern, and when it came. */
+struct msgs {
+    int n;
+    int64_t at_ms;
+    char last_ch[64], last_pat[64];
+    char last[128];
+    size_t last_len;
+};
+
+static inline void on_msg(mx_redis_t *r, const char *ch, const char *data, size_t len,
+                          const char *pat, void *arg)
+{
+    struct msgs *m = arg;
+    (void)r;
+    m->n++;
+    m->at_ms = tu_now_ms();
+    snprintf(m->last_ch, sizeof(m->last_ch), "%s", ch);
+    snprintf(m->last_pat, sizeof(m->last_pat), "%s", pat ? pat : "");
+    m->last_len = len < sizeof(m->last) - 1 ? len : sizeof(m->last) - 1;
+    memcpy(m->last, data, m->last_len);
+    m->last[m->last_len] = '\0';
+}
+
 struct rec {
     int calls;
     int status;

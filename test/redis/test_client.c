@@ -421,26 +421,6 @@ static void test_scripts(void **state)
     assert_int_equal(tl_fini(&l), 0);
 }
 
-struct msgs {
-    int n;
-    char last_ch[64];
-    char last_pat[64];
-    char last[64];
-    size_t last_len;
-};
-
-static void on_msg(mx_redis_t *r, const char *ch, const char *data, size_t len, const char *pat,
-                   void *arg)
-{
-    struct msgs *m = arg;
-    (void)r;
-    m->n++;
-    snprintf(m->last_ch, sizeof(m->last_ch), "%s", ch);
-    snprintf(m->last_pat, sizeof(m->last_pat), "%s", pat ? pat : "");
-    m->last_len = len < sizeof(m->last) ? len : sizeof(m->last);
-    memcpy(m->last, data, m->last_len);
-}
-
 static long long publish(const char *ch, const char *msg, size_t len)
 {
     redisReply *rep = redisd_cmd(&srv, "PUBLISH %s %b", ch, msg, len);

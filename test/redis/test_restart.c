@@ -27,22 +27,6 @@ static void on_state(mx_redis_t *r, bool up, void *arg)
         s->downs++;
 }
 
-struct msgs {
-    int n;
-    char last[64];
-};
-
-static void on_msg(mx_redis_t *r, const char *ch, const char *data, size_t len, const char *pat,
-                   void *arg)
-{
-    struct msgs *m = arg;
-    (void)r;
-    (void)ch;
-    (void)pat;
-    m->n++;
-    snprintf(m->last, sizeof(m->last), "%.*s", (int)len, data);
-}
-
 static bool publish_until(struct tloop *l, struct redisd *d, const char *ch, const char *msg)
 {
     int64_t dl = tu_now_ms() + 2000;
