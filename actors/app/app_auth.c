@@ -703,7 +703,7 @@ int mx__app_login(mx_http_req_t *r, void *st)
 
 static const char refresh_lua[] =
     "local v = redis.call('GET', KEYS[1])\n"
-    "if not v then return {'A011'} end\n"
+    "if not v then return {'A010'} end\n"
     "local sid, state = string.match(v, '^(.*)|(%a+)$')\n"
     "if sid ~= ARGV[1] then return {'A010'} end\n"
     "if state ~= 'live' then redis.call('DEL', KEYS[3]) return {'A012'} end\n"
@@ -746,8 +746,7 @@ static void refreshed(mx_redis_t *rd, int status, const redisReply *rep, void *a
         const char *msg = strcmp(code, "A012") == 0
                               ? "Refresh token reused: every token of this session is revoked"
                           : strcmp(code, "A013") == 0 ? "Session revoked or expired"
-                          : strcmp(code, "A011") == 0 ? "Refresh token unknown or expired"
-                                                      : "Refresh token invalid";
+                                                      : "Refresh token unknown or expired";
         if (strcmp(code, "A012") == 0) {
             CNT(refresh_reuse);
             MX_WARN("refresh token reuse: session %s revoked", rc->sid);
@@ -766,9 +765,15 @@ static int refresh_next(mx_http_req_t *r, struct acc *a)
         {.key = "refreshToken", .kind = MX_JR_STR, .required = true, .buf = tok, .cap = sizeof tok},
     };
     const char *dot;
+    /* as the seed: a missing or blank token fails validation (400 C001); a
+     * token that cannot be ours is as unknown as one Redis lacks (A010) */
     if (!body || mx_jsonr_object((const char *)body, blen, f, 1, NULL, 0) != 0 ||
-        !(dot = strchr(tok, '.')) || dot == tok || (size_t)(dot - tok) >= 32 || !dot[1]) {
-        mx_http_error(r, 401, "A010", "Refresh token missing or malformed");
+        tok[strspn(tok, " \t\r\n")] == '\0') {
+        mx_http_error(r, 400, "C001", "refreshToken is required");
+        return MX_HTTP_DONE;
+    }
+    if (!(dot = strchr(tok, '.')) || dot == tok || (size_t)(dot - tok) >= 32 || !dot[1]) {
+        mx_http_error(r, 401, "A010", "Refresh token invalid");
         return MX_HTTP_DONE;
     }
     if (!a->redis || !mx_redis_connected(a->redis)) {

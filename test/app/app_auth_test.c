@@ -266,12 +266,21 @@ static void test_refresh_rotation_and_reuse(void **st)
     /* nor the access tokens of the session */
     assert_int_equal(with_bearer(&g_a, "GET", "/auth/me", access2, NULL, NULL), 401);
     /* malformed and unknown refresh tokens */
-    assert_int_equal(node_http(g_a.http_port, "POST", "/auth/refresh", NULL, "{}", &r), 401);
+    /* (as the seed: no token is a validation error, an unknown one A010) */
+    assert_int_equal(node_http(g_a.http_port, "POST", "/auth/refresh", NULL, "{}", &r), 400);
+    assert_non_null(strstr(r.body, "\"code\":\"C001\""));
+    http_res_free(&r);
+    assert_int_equal(node_http(g_a.http_port, "POST", "/auth/refresh", NULL,
+                               "{\"refreshToken\":\"  \"}", &r), 400);
+    assert_non_null(strstr(r.body, "\"code\":\"C001\""));
+    http_res_free(&r);
+    assert_int_equal(node_http(g_a.http_port, "POST", "/auth/refresh", NULL,
+                               "{\"refreshToken\":\"nodot\"}", &r), 401);
     assert_non_null(strstr(r.body, "\"code\":\"A010\""));
     http_res_free(&r);
     assert_int_equal(node_http(g_a.http_port, "POST", "/auth/refresh", NULL,
                                "{\"refreshToken\":\"abc.def\"}", &r), 401);
-    assert_non_null(strstr(r.body, "\"code\":\"A011\""));
+    assert_non_null(strstr(r.body, "\"code\":\"A010\""));
     http_res_free(&r);
 }
 
