@@ -141,6 +141,11 @@ bool mx__app_bearer(struct acc *a, mx_http_req_t *r, struct mx_jwt_claims *c, bo
 /* mx__app_session_touch - renew session sid's idle lifetime (sliding). */
 void mx__app_session_touch(struct acc *a, const char *sid);
 /* mx__app_admins_parse - MX_ADMIN_FINGERPRINTS into app->admins. 0 or MX_ECONFIG. */
+/* mx__app_ign_trim - *ign (a path parameter, may be NULL) without leading
+ * and trailing spaces and tabs, as the seed trims names; *len its length
+ * (the result is not NUL-terminated at *len). */
+void mx__app_ign_trim(const char **ign, size_t *len);
+
 /* mx__app_bootstrap_admin - whether fgp is in MX_ADMIN_FINGERPRINTS. Any thread. */
 bool mx__app_bootstrap_admin(const struct mx_app *app, const char *fgp);
 int mx__app_admins_parse(struct mx_app *app);

@@ -399,14 +399,8 @@ static int like_next(mx_http_req_t *r, struct acc *a, uint32_t op)
         return MX_HTTP_DONE;
     }
     const char *ign = mx_http_req_param(r, "ign");
-    size_t il = ign ? strlen(ign) : 0;
-    /* the seed trims the name */
-    while (il && (ign[0] == ' ' || ign[0] == '\t')) {
-        ign++;
-        il--;
-    }
-    while (il && (ign[il - 1] == ' ' || ign[il - 1] == '\t'))
-        il--;
+    size_t il;
+    mx__app_ign_trim(&ign, &il); /* the seed trims the name */
     if (il == 0 || il > 64) {
         mx_http_error(r, 400, "C001", "Invalid character name");
         return MX_HTTP_DONE;

@@ -98,9 +98,23 @@ static int query_bool(mx_http_req_t *r, const char *name, bool def, bool *out)
     return MX_EINVAL;
 }
 
+void mx__app_ign_trim(const char **ign, size_t *len)
+{
+    const char *p = *ign ? *ign : "";
+    size_t n = *ign ? strlen(p) : 0;
+    while (n && (p[0] == ' ' || p[0] == '\t')) {
+        p++;
+        n--;
+    }
+    while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+        n--;
+    *ign = p;
+    *len = n;
+}
+
 static bool valid_ign(mx_http_req_t *r, const char *ign, size_t len)
 {
-    if (len == 0 || len > IGN_MAX_BYTES || strchr(ign, '|') || strchr(ign, '/')) {
+    if (len == 0 || len > IGN_MAX_BYTES || memchr(ign, '|', len) || memchr(ign, '/', len)) {
         mx_http_error(r, 400, "C001", "Invalid character name");
         return false;
     }
@@ -145,7 +159,8 @@ int mx__app_ask_doc(mx_http_req_t *r, struct acc *a, uint32_t what, uint32_t pre
                     uint8_t kind, uint32_t timeout_ms)
 {
     const char *ign = mx_http_req_param(r, "ign");
-    size_t len = ign ? strlen(ign) : 0;
+    size_t len;
+    mx__app_ign_trim(&ign, &len); /* the seed trims the name */
     if (!valid_ign(r, ign, len))
         return MX_HTTP_DONE;
     struct mx_m_exp_get q = {.what = what, .ign = {ign, (uint32_t)len}, .preset = preset,
@@ -170,7 +185,8 @@ static int ask_cache_now(mx_http_req_t *r, struct acc *a, uint32_t what, uint32_
 int mx__app_ask_character(struct acc *a, mx_http_req_t *r, const char *ign, uint8_t kind,
                           void *ctx)
 {
-    size_t len = ign ? strlen(ign) : 0;
+    size_t len;
+    mx__app_ign_trim(&ign, &len);
     if (!valid_ign(r, ign, len))
         return MX_HTTP_DONE;
     struct mx_m_exp_get q = {.what = MX_SVC_CHARACTER, .ign = {ign, (uint32_t)len},

@@ -423,6 +423,16 @@ static void test_unknown_and_bad_names(void **st)
     assert_int_equal(s, 400);
     free(head);
     free(body);
+    /* as the seed, a name is trimmed: spaces around it find the character,
+     * a name of spaces only is empty */
+    s = raw("GET", "/api/v1/characters/%20" EVAN_URL "%20%09", NULL, &head, &body, &blen);
+    assert_int_equal(s, 200);
+    free(head);
+    free(body);
+    s = raw("GET", "/api/v4/characters/%20%20/expectation", NULL, &head, &body, &blen);
+    assert_int_equal(s, 400);
+    free(head);
+    free(body);
 }
 
 static void test_character_record(void **st)
