@@ -79,8 +79,7 @@ static bool wanted(const char *name)
 static mx_system_t *start(int nsched)
 {
     mx_system_t *sys;
-    struct mx_system_opts o = {.node_name = "bench", .schedulers = nsched,
-                               .max_actors = 2000000};
+    struct mx_system_opts o = {.node_name = "bench", .schedulers = nsched, .max_actors = 2000000};
     if (mx_system_start(&o, &sys) != 0)
         abort();
     return sys;

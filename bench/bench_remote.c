@@ -455,8 +455,8 @@ static void pair_open(struct pair *p, const char *tls_dir, uint32_t sendbuf)
         p->ta = load_tls(tls_dir, "a");
         p->tb = load_tls(tls_dir, "b");
     }
-    struct mx_remote_opts ro = {.listen_url = "tcp://127.0.0.1:0", .sendbuf = sendbuf,
-                                .tls = p->ta};
+    struct mx_remote_opts ro = {
+        .listen_url = "tcp://127.0.0.1:0", .sendbuf = sendbuf, .tls = p->ta};
     if (mx_remote_start(p->a, &ro, &p->ra) != 0)
         exit(1);
     ro.tls = p->tb;
@@ -493,8 +493,8 @@ static void pair_close(struct pair *p)
 /* n messages from a to b's sink; msg/s (and frames per batch in *fpb) */
 static double run_oneway(struct pair *p, long n, double *fpb)
 {
-    static const struct mx_behaviour oneway_b = {.name = "oneway", .init = init_arg,
-                                                 .receive = oneway_recv};
+    static const struct mx_behaviour oneway_b = {
+        .name = "oneway", .init = init_arg, .receive = oneway_recv};
     atomic_store(&sink_n, 0);
     struct sender s = {.to = p->sink, .n = n, .tmpl = body100()};
     struct mx_addr snd;

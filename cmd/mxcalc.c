@@ -72,7 +72,7 @@ static const char *table_path(const char *opt, char *buf, size_t cap)
     n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n > 0) {
         exe[n] = '\0';
-        char *bin = dirname(exe);         /* <repo>/build/bin */
+        char *bin = dirname(exe); /* <repo>/build/bin */
         snprintf(buf, cap, "%s/../../../shared/" TABLE_REL, bin);
         if (access(buf, R_OK) == 0)
             return buf;
@@ -168,15 +168,35 @@ static int cmd_starforce(int argc, char **argv)
     optind = 1;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (ch) {
-        case 'l': if (parse_num(optarg, 0, 300, &level)) goto bad; break;
-        case 'f': if (parse_num(optarg, 0, 30, &from)) goto bad; break;
-        case 't': if (parse_num(optarg, 0, 30, &to)) goto bad; break;
-        case 'c': o.star_catch = true; break;
-        case 'd': o.discount = true; break;
-        case 's': o.sunday = true; break;
-        case 'p': o.shield = true; break;
-        case 'r': scroll = true; break;
-        default: goto bad;
+        case 'l':
+            if (parse_num(optarg, 0, 300, &level))
+                goto bad;
+            break;
+        case 'f':
+            if (parse_num(optarg, 0, 30, &from))
+                goto bad;
+            break;
+        case 't':
+            if (parse_num(optarg, 0, 30, &to))
+                goto bad;
+            break;
+        case 'c':
+            o.star_catch = true;
+            break;
+        case 'd':
+            o.discount = true;
+            break;
+        case 's':
+            o.sunday = true;
+            break;
+        case 'p':
+            o.shield = true;
+            break;
+        case 'r':
+            scroll = true;
+            break;
+        default:
+            goto bad;
         }
     }
     if (optind != argc || level < 0 || to < 0)
@@ -228,13 +248,29 @@ static int cmd_cube(int argc, char **argv)
     optind = 1;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (ch) {
-        case 's': q.item_slot = optarg; break;
-        case 'l': if (parse_num(optarg, 0, 300, &q.level)) goto bad; break;
-        case 'g': q.grade = grade_arg(optarg); break;
-        case 'n': if (nlines == 3) goto bad; q.lines[nlines++] = optarg; break;
-        case 't': topt = optarg; break;
-        case 'c': q.cube_type = optarg; break;
-        default: goto bad;
+        case 's':
+            q.item_slot = optarg;
+            break;
+        case 'l':
+            if (parse_num(optarg, 0, 300, &q.level))
+                goto bad;
+            break;
+        case 'g':
+            q.grade = grade_arg(optarg);
+            break;
+        case 'n':
+            if (nlines == 3)
+                goto bad;
+            q.lines[nlines++] = optarg;
+            break;
+        case 't':
+            topt = optarg;
+            break;
+        case 'c':
+            q.cube_type = optarg;
+            break;
+        default:
+            goto bad;
         }
     }
     if (optind != argc || !q.item_slot || q.level < 0 || q.grade == MX_GRADE_NONE ||
@@ -258,9 +294,10 @@ static int cmd_cube(int argc, char **argv)
         mx_jsonw_knull(&w, "probability");
         mx_jsonw_knull(&w, "expectedTrials");
     }
-    mx_jsonw_kstr(&w, "engine", r.engine == MX_CUBE_ENGINE_STAT_SUM   ? "STAT_SUM"
-                                : r.engine == MX_CUBE_ENGINE_ORDERINGS ? "ORDERINGS"
-                                                                       : "NONE");
+    mx_jsonw_kstr(&w, "engine",
+                  r.engine == MX_CUBE_ENGINE_STAT_SUM    ? "STAT_SUM"
+                  : r.engine == MX_CUBE_ENGINE_ORDERINGS ? "ORDERINGS"
+                                                         : "NONE");
     if (r.engine == MX_CUBE_ENGINE_STAT_SUM) {
         mx_jsonw_kstr(&w, "stat", r.stat);
         mx_jsonw_kint(&w, "statTarget", r.target);
@@ -280,12 +317,15 @@ bad:
 
 static int cmd_doc(int argc, char **argv)
 {
-    static const struct option lo[] = {
-        {"preset", required_argument, 0, 'p'},   {"no-star-catch", no_argument, 0, 'c'},
-        {"no-discount", no_argument, 0, 'd'},    {"no-sunday", no_argument, 0, 's'},
-        {"table", required_argument, 0, 't'},    {"ign", required_argument, 0, 'i'},
-        {"calculated-at", required_argument, 0, 'a'}, {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option lo[] = {{"preset", required_argument, 0, 'p'},
+                                       {"no-star-catch", no_argument, 0, 'c'},
+                                       {"no-discount", no_argument, 0, 'd'},
+                                       {"no-sunday", no_argument, 0, 's'},
+                                       {"table", required_argument, 0, 't'},
+                                       {"ign", required_argument, 0, 'i'},
+                                       {"calculated-at", required_argument, 0, 'a'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
     struct mx_doc_opts o;
     const char *topt = NULL;
     char pbuf[PATH_MAX + 64], when[32], err[MX_EQUIP_ERR_MAX];
@@ -301,14 +341,30 @@ static int cmd_doc(int argc, char **argv)
     optind = 1;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (ch) {
-        case 'p': if (parse_num(optarg, 1, 3, &o.preset)) goto bad; break;
-        case 'c': o.star_catch = false; break;
-        case 'd': o.discount = false; break;
-        case 's': o.sunday = false; break;
-        case 't': topt = optarg; break;
-        case 'i': o.user_ign = optarg; break;
-        case 'a': o.calculated_at = optarg; break;
-        default: goto bad;
+        case 'p':
+            if (parse_num(optarg, 1, 3, &o.preset))
+                goto bad;
+            break;
+        case 'c':
+            o.star_catch = false;
+            break;
+        case 'd':
+            o.discount = false;
+            break;
+        case 's':
+            o.sunday = false;
+            break;
+        case 't':
+            topt = optarg;
+            break;
+        case 'i':
+            o.user_ign = optarg;
+            break;
+        case 'a':
+            o.calculated_at = optarg;
+            break;
+        default:
+            goto bad;
         }
     }
     if (optind != argc - 1)

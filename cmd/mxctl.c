@@ -52,25 +52,26 @@ struct target {
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: mxctl [--node ADDR | --cluster REDIS_URL [--cluster-name C]] [--token T]\n"
-            "             [--timeout MS] [--json] [--tls-ca F --tls-cert F --tls-key F] COMMAND\n"
-            "commands:\n"
-            "  stats                          node, uptime, schedulers, actors, dead letters, transport\n"
-            "  actors [--top N] [--sort depth|age|rate]\n"
-            "  mailbox NAME [--peek N]        pending messages of an actor (name or hex id)\n"
-            "  deadletters                    dead letters by reason\n"
-            "  drain NODE                     take NODE out of service (phases 1-4 of\n"
-            "                                 docs/shutdown.md); it stays up and idle\n"
-            "  undrain NODE                   serve again after a drain\n"
-            "  members | leases               what the cluster registry reports\n"
-            "  redis                          each Redis connection's master, failovers and\n"
-            "                                 reconnect times; the sentinel resolvers\n"
-            "defaults: --node $MX_ADMIN_ADDR or tcp://127.0.0.1:7200, --token $MX_ADMIN_TOKEN,\n"
-            "          --cluster-name $MX_CLUSTER or mx, --timeout 2000,\n"
-            "          --tls-ca/--tls-cert/--tls-key $MX_TLS_CA/$MX_TLS_CERT/$MX_TLS_KEY\n"
-            "          (mutual TLS: tcp:// addresses are dialled as tls+tcp://)\n"
-            "exit: 0 ok, 1 a node did not answer, 2 usage, 3 a node answered with an error\n");
+    fprintf(
+        f,
+        "usage: mxctl [--node ADDR | --cluster REDIS_URL [--cluster-name C]] [--token T]\n"
+        "             [--timeout MS] [--json] [--tls-ca F --tls-cert F --tls-key F] COMMAND\n"
+        "commands:\n"
+        "  stats                          node, uptime, schedulers, actors, dead letters, transport\n"
+        "  actors [--top N] [--sort depth|age|rate]\n"
+        "  mailbox NAME [--peek N]        pending messages of an actor (name or hex id)\n"
+        "  deadletters                    dead letters by reason\n"
+        "  drain NODE                     take NODE out of service (phases 1-4 of\n"
+        "                                 docs/shutdown.md); it stays up and idle\n"
+        "  undrain NODE                   serve again after a drain\n"
+        "  members | leases               what the cluster registry reports\n"
+        "  redis                          each Redis connection's master, failovers and\n"
+        "                                 reconnect times; the sentinel resolvers\n"
+        "defaults: --node $MX_ADMIN_ADDR or tcp://127.0.0.1:7200, --token $MX_ADMIN_TOKEN,\n"
+        "          --cluster-name $MX_CLUSTER or mx, --timeout 2000,\n"
+        "          --tls-ca/--tls-cert/--tls-key $MX_TLS_CA/$MX_TLS_CERT/$MX_TLS_KEY\n"
+        "          (mutual TLS: tcp:// addresses are dialled as tls+tcp://)\n"
+        "exit: 0 ok, 1 a node did not answer, 2 usage, 3 a node answered with an error\n");
 }
 
 /* drain and undrain name one node */
@@ -181,8 +182,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
         fprintf(stderr, "mxctl: no command\n");
         return -1;
     }
-    static const char *const cmds[] = {"stats", "actors", "mailbox", "deadletters",
-                                       "drain", "undrain", "members", "leases", "redis"};
+    static const char *const cmds[] = {"stats",   "actors",  "mailbox", "deadletters", "drain",
+                                       "undrain", "members", "leases",  "redis"};
     bool known = false;
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         known |= strcmp(o->cmd, cmds[i]) == 0;
@@ -192,8 +193,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
     }
     bool wants_arg = !strcmp(o->cmd, "mailbox") || is_drain(o->cmd);
     if (wants_arg != (o->arg != NULL)) {
-        fprintf(stderr, wants_arg ? "mxctl: %s needs an argument\n"
-                                  : "mxctl: %s takes no argument\n",
+        fprintf(stderr,
+                wants_arg ? "mxctl: %s needs an argument\n" : "mxctl: %s takes no argument\n",
                 o->cmd);
         return -1;
     }
@@ -201,8 +202,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         fprintf(stderr, "mxctl: --node and --cluster exclude each other\n");
         return -1;
     }
-    if ((o->tls_ca && *o->tls_ca) || (o->tls_cert && *o->tls_cert) ||
-        (o->tls_key && *o->tls_key)) {
+    if ((o->tls_ca && *o->tls_ca) || (o->tls_cert && *o->tls_cert) || (o->tls_key && *o->tls_key)) {
         char err[512];
         if (mx_tls_load(o->tls_ca, o->tls_cert, o->tls_key, &o->tls, err, sizeof err) != 0) {
             fprintf(stderr, "mxctl: %s\n", err);
@@ -475,9 +475,10 @@ static void print_table(const struct opts *o, const msgpack_object *a)
                            v->via.map.ptr[i].key.via.str.ptr,
                            (unsigned long long)v->via.map.ptr[i].val.via.u64);
         if ((v = get(a, "transport")) && v->type == MSGPACK_OBJECT_MAP) {
-            printf("transport   peers %lld up %lld, frames in %lld out %lld, send full %lld down %lld\n",
-                   iget(v, "peers"), iget(v, "peers_up"), iget(v, "frames_in"),
-                   iget(v, "frames_out"), iget(v, "send_full"), iget(v, "send_down"));
+            printf(
+                "transport   peers %lld up %lld, frames in %lld out %lld, send full %lld down %lld\n",
+                iget(v, "peers"), iget(v, "peers_up"), iget(v, "frames_in"), iget(v, "frames_out"),
+                iget(v, "send_full"), iget(v, "send_down"));
             const msgpack_object *d = get(v, "drops");
             if (d && d->type == MSGPACK_OBJECT_MAP)
                 for (uint32_t i = 0; i < d->via.map.size; i++)
@@ -613,9 +614,9 @@ static void print_members_once(const msgpack_object **ans, const struct target *
                 dl += (size_t)snprintf(diff + dl, sizeof diff - dl, "%s%s:%s", dl ? "," : "",
                                        t[k].name, st);
         }
-        printf("%-20s %-18s %-9s %-28s %-28s %8lld  %s\n", b1, sget(x, "node_id", b2, sizeof b2), b3,
-               sget(x, "nng", b4, sizeof b4), sget(x, "admin", b5, sizeof b5), iget(x, "age_ms"),
-               dl ? diff : "-");
+        printf("%-20s %-18s %-9s %-28s %-28s %8lld  %s\n", b1, sget(x, "node_id", b2, sizeof b2),
+               b3, sget(x, "nng", b4, sizeof b4), sget(x, "admin", b5, sizeof b5),
+               iget(x, "age_ms"), dl ? diff : "-");
     }
     /* members the reference node does not list */
     for (int k = 0; k < n; k++) {
@@ -708,7 +709,8 @@ static int cluster_targets(const struct opts *o, struct target *t, int *n)
     int port = 6379, db = 0;
     const char *u = o->cluster;
     if (strncmp(u, "redis-sentinel://", 17) == 0) {
-        int rc = sentinel_master(o, host, sizeof host, &port, user, sizeof user, pw, sizeof pw, &db);
+        int rc =
+            sentinel_master(o, host, sizeof host, &port, user, sizeof user, pw, sizeof pw, &db);
         if (rc != 0)
             return rc;
     } else {
@@ -754,7 +756,8 @@ static int cluster_targets(const struct opts *o, struct target *t, int *n)
     }
     r = redisCommand(c, "HGETALL mx:{%s}:members", o->cluster_name);
     if (!r || r->type != REDIS_REPLY_ARRAY) {
-        fprintf(stderr, "mxctl: redis: %s\n", r && r->type == REDIS_REPLY_ERROR ? r->str : c->errstr);
+        fprintf(stderr, "mxctl: redis: %s\n",
+                r && r->type == REDIS_REPLY_ERROR ? r->str : c->errstr);
         freeReplyObject(r);
         redisFree(c);
         return EXIT_NOANSWER;
@@ -784,8 +787,9 @@ static int cluster_targets(const struct opts *o, struct target *t, int *n)
         } while (strcmp(cursor, "0") != 0 && ++rounds < 1000);
         redisFree(c);
         if (fl)
-            fprintf(stderr, "mxctl: cluster %s has no members; clusters found: %s "
-                            "(choose one with --cluster-name or MX_CLUSTER)\n",
+            fprintf(stderr,
+                    "mxctl: cluster %s has no members; clusters found: %s "
+                    "(choose one with --cluster-name or MX_CLUSTER)\n",
                     o->cluster_name, found);
         else
             fprintf(stderr, "mxctl: cluster %s has no members, and no cluster has any in %s\n",

@@ -75,7 +75,7 @@ static void section_http(struct mx_jsonw *w, void *ctx)
     mx_jsonw_kuint(w, "rate_limited", atomic_load(&app->rl_refused));
     mx_jsonw_kuint(w, "rate_limit_bypassed", atomic_load(&app->rl_bypassed));
     mx_jsonw_kbool(w, "draining", atomic_load(&app->draining));
-    mx_jsonw_kuint(w, "proxy_ok", hs.proxy_ok);               /* PROXY protocol */
+    mx_jsonw_kuint(w, "proxy_ok", hs.proxy_ok); /* PROXY protocol */
     mx_jsonw_kuint(w, "proxy_refused", hs.proxy_refused);
     mx_jsonw_kuint(w, "proxy_malformed", hs.proxy_malformed);
     mx_jsonw_obj_close(w);
@@ -171,8 +171,7 @@ static int leave_registry(void *ctx, uint32_t timeout_ms)
 }
 /* ---- end of shutdown coordinator wiring ---- */
 
-static const struct mx_behaviour sched_beh = {"scheduler-info", sched_init, sched_recv,
-                                              sched_stop};
+static const struct mx_behaviour sched_beh = {"scheduler-info", sched_init, sched_recv, sched_stop};
 
 /* Open files up to the hard limit: every HTTP, nng and admin connection is
  * one, and with the usual soft limit of 1024 a flood of idle connections to
@@ -207,7 +206,8 @@ int main(int argc, char **argv)
         mx_config_fini(&cfg);
         return 2;
     }
-    if (mx_config_int(&cfg, "MX_DRAIN_GRACE_MS") > mx_config_int(&cfg, "MX_SHUTDOWN_TIMEOUT_MS") / 2) {
+    if (mx_config_int(&cfg, "MX_DRAIN_GRACE_MS") >
+        mx_config_int(&cfg, "MX_SHUTDOWN_TIMEOUT_MS") / 2) {
         fprintf(stderr, "mxnode: MX_DRAIN_GRACE_MS (--drain-grace-ms): at most half of "
                         "MX_SHUTDOWN_TIMEOUT_MS\n");
         mx_config_fini(&cfg);
@@ -411,7 +411,8 @@ int main(int argc, char **argv)
     };
     if ((rc = mx_admin_start(sys, &ado, &admin)) != 0) {
         fprintf(stderr, "mxnode: MX_ADMIN_ADDR: cannot serve admin on %s: %s%s\n", ado.url,
-                mx_strerror(rc), rc == MX_ECONFIG ? " (MX_ADMIN_TOKEN is required off loopback)" : "");
+                mx_strerror(rc),
+                rc == MX_ECONFIG ? " (MX_ADMIN_TOKEN is required off loopback)" : "");
         exit_code = rc == MX_ECONFIG ? 2 : 1;
         goto stop;
     }
@@ -420,7 +421,8 @@ int main(int argc, char **argv)
     mx_admin_add_section(admin, "fetcher", section_fetch, sys);
     mx_admin_add_section(admin, "redis", mx_redis_report, NULL); /* every connection's master */
     mxnode_likes_admin(admin);
-    if ((rc = mxnode_cluster_start(sys, &cfg, remote, admin, mysql, ho.addr, port, &cluster)) != 0) {
+    if ((rc = mxnode_cluster_start(sys, &cfg, remote, admin, mysql, ho.addr, port, &cluster)) !=
+        0) {
         exit_code = rc == MX_ECONFIG ? 2 : 1;
         goto stop;
     }
@@ -474,8 +476,8 @@ stop:
     {
         /* the actors stop within what is left of the shutdown deadline
          * (at least 1 s) */
-        int64_t left = sd ? mx_shutdown_deadline_left_ms(sd)
-                          : mx_config_int(&cfg, "MX_SHUTDOWN_TIMEOUT_MS");
+        int64_t left =
+            sd ? mx_shutdown_deadline_left_ms(sd) : mx_config_int(&cfg, "MX_SHUTDOWN_TIMEOUT_MS");
         rc = mx_system_stop(sys, (uint32_t)(left < 1000 ? 1000 : left));
     }
     uint64_t dl[MX_DL_COUNT], total = 0;

@@ -30,8 +30,7 @@ struct mxnode_cluster {
 
 /* "tcp://host:port" (tls+tcp:// with TLS) with the real port and the
  * advertised host. */
-static int advertise(const char *listen, int port, const char *adv, bool tls, char *out,
-                     size_t cap)
+static int advertise(const char *listen, int port, const char *adv, bool tls, char *out, size_t cap)
 {
     const char *scheme = tls ? "tls+tcp" : "tcp";
     if (strncmp(listen, "tcp://", 6) != 0) {
@@ -130,7 +129,8 @@ static void section_outbox(struct mx_jsonw *w, void *ctx)
 
 static bool http_url_or_empty(const char *u)
 {
-    return !u[0] || (strncmp(u, "http://", 7) == 0 && u[7]) || (strncmp(u, "https://", 8) == 0 && u[8]);
+    return !u[0] || (strncmp(u, "http://", 7) == 0 && u[7]) ||
+           (strncmp(u, "https://", 8) == 0 && u[8]);
 }
 /* ---- end outbox relay ---- */
 
@@ -185,7 +185,8 @@ int mxnode_transport_setup(const struct mx_config *cfg, mx_tls_t **out)
 {
     const char *ca = mx_config_str(cfg, "MX_TLS_CA"), *cert = mx_config_str(cfg, "MX_TLS_CERT"),
                *key = mx_config_str(cfg, "MX_TLS_KEY");
-    const char *nurl = mx_config_str(cfg, "MX_NNG_ADDR"), *aurl = mx_config_str(cfg, "MX_ADMIN_ADDR");
+    const char *nurl = mx_config_str(cfg, "MX_NNG_ADDR"),
+               *aurl = mx_config_str(cfg, "MX_ADMIN_ADDR");
     *out = NULL;
     if (ca[0] || cert[0] || key[0]) {
         char err[512];
@@ -196,17 +197,19 @@ int mxnode_transport_setup(const struct mx_config *cfg, mx_tls_t **out)
         MX_INFO("transport: mutual TLS for peers and admin (CA %s)", ca);
         return 0;
     }
-    const char *open = !mx_url_is_loopback(nurl) ? "MX_NNG_ADDR"
-                       : !mx_url_is_loopback(aurl) ? "MX_ADMIN_ADDR" : NULL;
+    const char *open = !mx_url_is_loopback(nurl)   ? "MX_NNG_ADDR"
+                       : !mx_url_is_loopback(aurl) ? "MX_ADMIN_ADDR"
+                                                   : NULL;
     if (!open)
         return 0;
     if (mx_config_int(cfg, "MX_INSECURE_TRANSPORT") != 1) {
-        fprintf(stderr,
-                "mxnode: %s (%s) is not a loopback address and MX_TLS_CA/MX_TLS_CERT/MX_TLS_KEY "
-                "are not set: anyone who reaches the port could act as a peer or an operator. "
-                "Set the three (scripts/gen-certs makes a throwaway CA), or MX_INSECURE_TRANSPORT=1 "
-                "on a private, firewalled network\n",
-                open, open[3] == 'N' ? nurl : aurl);
+        fprintf(
+            stderr,
+            "mxnode: %s (%s) is not a loopback address and MX_TLS_CA/MX_TLS_CERT/MX_TLS_KEY "
+            "are not set: anyone who reaches the port could act as a peer or an operator. "
+            "Set the three (scripts/gen-certs makes a throwaway CA), or MX_INSECURE_TRANSPORT=1 "
+            "on a private, firewalled network\n",
+            open, open[3] == 'N' ? nurl : aurl);
         return MX_ECONFIG;
     }
     MX_WARN("transport: MX_INSECURE_TRANSPORT=1: %s %s accepts unauthenticated peers in "
@@ -263,7 +266,8 @@ int mxnode_cluster_start(mx_system_t *sys, const struct mx_config *cfg, mx_remot
     const char *adv_adm = adv[0] || !wildcard(aurl) ? adv : hostname;
     if (adv_nng == hostname || adv_adm == hostname)
         MX_INFO("cluster: listening on every interface; advertising host %s for it "
-                "(set MX_ADVERTISE_HOST to choose)", hostname);
+                "(set MX_ADVERTISE_HOST to choose)",
+                hostname);
     char nng[128], adm[128], http[64];
     bool tls = mx_config_str(cfg, "MX_TLS_CA")[0] != '\0';
     if (advertise(nurl, mx_remote_port(remote), adv_nng, tls, nng, sizeof nng) != 0 ||
@@ -388,8 +392,8 @@ int mxnode_cluster_start(mx_system_t *sys, const struct mx_config *cfg, mx_remot
     mx_admin_set_leases(admin, mx_leases_list, c->lm);
     mx_admin_add_section(admin, "cluster", section_cluster, c);
     mx_admin_add_section(admin, "outbox", section_outbox, NULL); /* outbox relay */
-    MX_INFO("cluster: joined as %s (nng %s, admin %s, http %s)", mx_system_node_name(sys), nng,
-            adm, http);
+    MX_INFO("cluster: joined as %s (nng %s, admin %s, http %s)", mx_system_node_name(sys), nng, adm,
+            http);
     *out = c;
     return 0;
 fail:

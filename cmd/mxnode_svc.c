@@ -92,8 +92,8 @@ int mxnode_svc_start(mx_system_t *sys, const struct mx_config *cfg,
             snprintf(path, sizeof path, "var/spool-%s.log", mx_config_str(cfg, "MX_NODE_NAME"));
             p = path;
         }
-        struct mx_spool_opts so = {.path = p,
-                                   .max_bytes = (uint64_t)mx_config_int(cfg, "MX_SPOOL_MAX_MB") << 20};
+        struct mx_spool_opts so = {
+            .path = p, .max_bytes = (uint64_t)mx_config_int(cfg, "MX_SPOOL_MAX_MB") << 20};
         if ((rc = mx_spool_open(&so, &g_spool)) != 0) {
             MX_ERROR("MX_SPOOL_PATH: cannot open the write spool %s: %s", p, mx_strerror(rc));
             return MX_ECONFIG;

@@ -50,8 +50,8 @@ static uint64_t get64(const uint8_t *p)
 
 int mx_env_encode(const struct mx_env *env, uint32_t body_len, uint16_t name_len, uint8_t *out)
 {
-    if ((env->flags & ~MX_ENVF_KNOWN) || body_len > MX_ENV_MAX_BODY ||
-        name_len > MX_ENV_MAX_NAME || (name_len > 0) != !!(env->flags & MX_ENVF_NAMED))
+    if ((env->flags & ~MX_ENVF_KNOWN) || body_len > MX_ENV_MAX_BODY || name_len > MX_ENV_MAX_NAME ||
+        (name_len > 0) != !!(env->flags & MX_ENVF_NAMED))
         return MX_EINVAL;
     out[0] = MX_ENV_MAGIC0;
     out[1] = MX_ENV_MAGIC1;

@@ -97,7 +97,11 @@ int mx_proto_encode(const struct mx_msg_desc *d, const void *m, uint8_t *buf, si
     if (!d)
         return MX_EINVAL;
     char *p = (char *)buf, *end = (char *)buf + cap;
-#define ROOM(n) do { if ((size_t)(end - p) < (size_t)(n)) return MX_ETOOBIG; } while (0)
+#define ROOM(n)                                                                                    \
+    do {                                                                                           \
+        if ((size_t)(end - p) < (size_t)(n))                                                       \
+            return MX_ETOOBIG;                                                                     \
+    } while (0)
     ROOM(mp_sizeof_array(d->nfields));
     p = mp_encode_array(p, d->nfields);
     const char *base = m;
@@ -183,26 +187,77 @@ int mx_proto_validate(const uint8_t *body, size_t len)
             skip = c & 0x1f;
         } else {
             switch (c) {
-            case 0xc4: case 0xd9: hdr = 1; break;               /* bin8, str8 */
-            case 0xc5: case 0xda: hdr = 2; break;               /* bin16, str16 */
-            case 0xc6: case 0xdb: hdr = 4; break;               /* bin32, str32 */
-            case 0xc7: hdr = 1; skip = 1; break;                /* ext8 (+type) */
-            case 0xc8: hdr = 2; skip = 1; break;
-            case 0xc9: hdr = 4; skip = 1; break;
-            case 0xca: skip = 4; break;
-            case 0xcb: skip = 8; break;
-            case 0xcc: case 0xd0: skip = 1; break;
-            case 0xcd: case 0xd1: skip = 2; break;
-            case 0xce: case 0xd2: skip = 4; break;
-            case 0xcf: case 0xd3: skip = 8; break;
-            case 0xd4: skip = 2; break;                         /* fixext: type + data */
-            case 0xd5: skip = 3; break;
-            case 0xd6: skip = 5; break;
-            case 0xd7: skip = 9; break;
-            case 0xd8: skip = 17; break;
-            case 0xdc: case 0xde: hdr = 2; break;               /* array16, map16 */
-            case 0xdd: case 0xdf: hdr = 4; break;               /* array32, map32 */
-            default: return MX_EDECODE;                         /* 0xc1: never used */
+            case 0xc4:
+            case 0xd9:
+                hdr = 1;
+                break; /* bin8, str8 */
+            case 0xc5:
+            case 0xda:
+                hdr = 2;
+                break; /* bin16, str16 */
+            case 0xc6:
+            case 0xdb:
+                hdr = 4;
+                break; /* bin32, str32 */
+            case 0xc7:
+                hdr = 1;
+                skip = 1;
+                break; /* ext8 (+type) */
+            case 0xc8:
+                hdr = 2;
+                skip = 1;
+                break;
+            case 0xc9:
+                hdr = 4;
+                skip = 1;
+                break;
+            case 0xca:
+                skip = 4;
+                break;
+            case 0xcb:
+                skip = 8;
+                break;
+            case 0xcc:
+            case 0xd0:
+                skip = 1;
+                break;
+            case 0xcd:
+            case 0xd1:
+                skip = 2;
+                break;
+            case 0xce:
+            case 0xd2:
+                skip = 4;
+                break;
+            case 0xcf:
+            case 0xd3:
+                skip = 8;
+                break;
+            case 0xd4:
+                skip = 2;
+                break; /* fixext: type + data */
+            case 0xd5:
+                skip = 3;
+                break;
+            case 0xd6:
+                skip = 5;
+                break;
+            case 0xd7:
+                skip = 9;
+                break;
+            case 0xd8:
+                skip = 17;
+                break;
+            case 0xdc:
+            case 0xde:
+                hdr = 2;
+                break; /* array16, map16 */
+            case 0xdd:
+            case 0xdf:
+                hdr = 4;
+                break; /* array32, map32 */
+            default:
+                return MX_EDECODE; /* 0xc1: never used */
             }
             if (hdr) {
                 if ((size_t)(end - p) < (size_t)hdr)
@@ -354,10 +409,18 @@ int mx_proto_to_json(uint32_t type, const uint8_t *body, size_t len, struct mx_j
         const void *p = m.raw + f->offset;
         mx_jsonw_key(w, f->name);
         switch (f->kind) {
-        case MX_F_U64: mx_jsonw_uint(w, *(const uint64_t *)p); break;
-        case MX_F_I64: mx_jsonw_int(w, *(const int64_t *)p); break;
-        case MX_F_F64: mx_jsonw_double(w, *(const double *)p); break;
-        case MX_F_BOOL: mx_jsonw_bool(w, *(const bool *)p); break;
+        case MX_F_U64:
+            mx_jsonw_uint(w, *(const uint64_t *)p);
+            break;
+        case MX_F_I64:
+            mx_jsonw_int(w, *(const int64_t *)p);
+            break;
+        case MX_F_F64:
+            mx_jsonw_double(w, *(const double *)p);
+            break;
+        case MX_F_BOOL:
+            mx_jsonw_bool(w, *(const bool *)p);
+            break;
         case MX_F_STR:
             mx_jsonw_strn(w, ((const struct mx_str *)p)->ptr, ((const struct mx_str *)p)->len);
             break;

@@ -92,7 +92,7 @@ struct mx_actor {
     _Atomic uint8_t status;              /* enum actor_status (owner writes; others read) */
     _Atomic uint8_t named;               /* has a registered name */
     uint8_t pad0;
-    _Atomic int64_t oldest_ms;           /* enqueue time of the oldest pending message */
+    _Atomic int64_t oldest_ms; /* enqueue time of the oldest pending message */
     /* -- owner thread (or the spawner while it holds the token) -- */
     struct mx_mnode *mb_tail;
     struct mx_mnode mb_stub;
@@ -130,11 +130,11 @@ struct mx_sched {
     uv_loop_t loop;
     uv_async_t wake;
     uv_idle_t idle;
-    uv_prepare_t prep;      /* spins briefly before the loop would block */
-    uv_check_t check;       /* clears sleeping after every poll */
-    int64_t last_wake_ns;   /* owner: the last wake-up from another thread */
-    int64_t now_ms;         /* owner: mx_now_ms() read once per run_some */
-    uint8_t spin_misses;    /* owner: spins in a row that found no work (<= 5) */
+    uv_prepare_t prep;    /* spins briefly before the loop would block */
+    uv_check_t check;     /* clears sleeping after every poll */
+    int64_t last_wake_ns; /* owner: the last wake-up from another thread */
+    int64_t now_ms;       /* owner: mx_now_ms() read once per run_some */
+    uint8_t spin_misses;  /* owner: spins in a row that found no work (<= 5) */
     pthread_t thread;
     int idx;
     mx_system_t *sys;
@@ -165,13 +165,13 @@ struct mx_system {
     struct mx_sched *scheds;
     uint32_t default_cap;
     uint32_t max_actors;
-    _Atomic uint32_t rr;           /* round-robin spawn cursor */
-    _Atomic bool stopping;         /* no more spawns or outside sends */
+    _Atomic uint32_t rr;   /* round-robin spawn cursor */
+    _Atomic bool stopping; /* no more spawns or outside sends */
     /* actor slabs: slabs[i] is published once (release) and never freed */
     _Atomic(struct mx_actor *) slabs[MAX_SLABS];
     pthread_mutex_t arena_lock;
-    uint32_t arena_next;           /* next never-used slot index - 1; under arena_lock */
-    _Atomic uint32_t arena_used;   /* slots ever handed out (for walks) */
+    uint32_t arena_next;         /* next never-used slot index - 1; under arena_lock */
+    _Atomic uint32_t arena_used; /* slots ever handed out (for walks) */
     _Atomic uint64_t live;
     _Atomic uint64_t spawned;
     _Atomic uint64_t deadletters[MX_DL_COUNT];
@@ -197,8 +197,8 @@ struct mx_system {
     _Atomic uint64_t fence[FENCE_SLOTS];
 };
 
-static __thread struct mx_sched *t_sched;    /* scheduler of this thread, or NULL */
-static __thread struct mx_msg *t_cur_msg;    /* message being handled */
+static __thread struct mx_sched *t_sched; /* scheduler of this thread, or NULL */
+static __thread struct mx_msg *t_cur_msg; /* message being handled */
 static __thread char t_trace_hex[33];
 
 static const char *dl_names[] = {
@@ -247,7 +247,7 @@ static uint64_t now_ns(void)
 
 /* owner-only counter bump: relaxed load + store, no locked instruction */
 #define OWN_ADD(field, n)                                                                          \
-    atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + (n),   \
+    atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + (n),    \
                           memory_order_relaxed)
 
 static void count_dl(mx_system_t *sys, enum mx_dl_reason r)
@@ -740,7 +740,7 @@ static int hist_bucket(uint64_t ns)
 /* One turn of actor a: control lane first, then up to MX_BATCH messages. */
 static void run_actor(mx_system_t *sys, struct mx_sched *s, struct mx_actor *a)
 {
-    int64_t n = 0;       /* tokens consumed (messages popped, init) */
+    int64_t n = 0; /* tokens consumed (messages popped, init) */
     uint64_t handled = 0;
     struct mx_mnode *node;
     uint64_t t0 = now_ns();
@@ -833,7 +833,7 @@ static void on_idle(uv_idle_t *h)
  * never spins. */
 #define SPIN_NS 30000
 #define SPIN_HINT_NS 1000000
-#define HOT_NS 50000 /* longest a hot spin keeps I/O and timers waiting */
+#define HOT_NS 50000        /* longest a hot spin keeps I/O and timers waiting */
 #define YIELD_AFTER_NS 2000 /* spin this long before yielding between looks */
 
 static int64_t mono_ns(void)
@@ -1358,8 +1358,8 @@ uint64_t mx_epoch_highest(mx_system_t *sys, uint32_t sid)
     uint32_t h = (uint32_t)(want * 2654435761u) & (FENCE_SLOTS - 1);
     for (uint32_t i = 0; i < FENCE_SLOTS; i++) {
         /* relaxed: a monotonic maximum, as in mx_epoch_admit */
-        uint64_t cur = atomic_load_explicit(&sys->fence[(h + i) & (FENCE_SLOTS - 1)],
-                                            memory_order_relaxed);
+        uint64_t cur =
+            atomic_load_explicit(&sys->fence[(h + i) & (FENCE_SLOTS - 1)], memory_order_relaxed);
         if (cur == 0)
             return 0;
         if ((cur >> MX_EPOCH_SEQ_BITS) == want)
@@ -1432,8 +1432,8 @@ int mx_send_named(mx_actor_t *self, const char *name, struct mx_msg *m)
     return mx_send(self, to, m);
 }
 
-static int request_common(mx_actor_t *self, struct mx_addr to, const char *name,
-                          struct mx_msg *m, uint32_t timeout_ms, uint64_t *corr);
+static int request_common(mx_actor_t *self, struct mx_addr to, const char *name, struct mx_msg *m,
+                          uint32_t timeout_ms, uint64_t *corr);
 
 int mx_request(mx_actor_t *self, struct mx_addr to, struct mx_msg *m, uint32_t timeout_ms,
                uint64_t *corr)
@@ -1471,8 +1471,8 @@ static uint64_t random_corr(void)
     }
 }
 
-static int request_common(mx_actor_t *self, struct mx_addr to, const char *name,
-                          struct mx_msg *m, uint32_t timeout_ms, uint64_t *corr)
+static int request_common(mx_actor_t *self, struct mx_addr to, const char *name, struct mx_msg *m,
+                          uint32_t timeout_ms, uint64_t *corr)
 {
     struct mx_sched *s = t_sched;
     struct mx_actor_ext *x = ext_of(self);

@@ -24,10 +24,10 @@
 typedef struct mx_system mx_system_t;
 typedef struct mx_actor mx_actor_t;
 
-#define MX_BATCH 64             /* messages per actor turn */
+#define MX_BATCH 64 /* messages per actor turn */
 #define MX_MAX_SCHEDULERS 256
-#define MX_NAME_MAX 64          /* registered name length, bytes */
-#define MX_HIST_BUCKETS 12      /* handling time: <1us, <2us, ... <1024us, >=1024us */
+#define MX_NAME_MAX 64     /* registered name length, bytes */
+#define MX_HIST_BUCKETS 12 /* handling time: <1us, <2us, ... <1024us, >=1024us */
 
 /* Behaviour: what an actor does. Callbacks run on the actor's scheduler. */
 struct mx_behaviour {
@@ -45,51 +45,54 @@ struct mx_behaviour {
 };
 
 enum mx_overflow {
-    MX_OVERFLOW_REJECT = 0, /* the send fails with MX_EFULL */
+    MX_OVERFLOW_REJECT = 0,  /* the send fails with MX_EFULL */
     MX_OVERFLOW_DROP_OLDEST, /* the oldest pending message is dropped (counted) */
     MX_OVERFLOW_DROP_NEWEST, /* the new message is dropped (counted); send returns 0 */
 };
 
 struct mx_spawn_opts {
-    int sched;                  /* scheduler index, or -1 for round robin */
-    uint32_t cap_msgs;          /* mailbox capacity in messages; 0 = system default */
-    uint32_t cap_bytes;         /* mailbox capacity in bytes; 0 = no byte limit */
-    enum mx_overflow overflow;  /* what a full mailbox does */
-    uint8_t max_restarts;       /* restarts allowed within restart_window_s (max 16) */
-    uint16_t restart_window_s;  /* default 5 s */
-    const char *name;           /* register under this name on the node; NULL = none */
+    int sched;                 /* scheduler index, or -1 for round robin */
+    uint32_t cap_msgs;         /* mailbox capacity in messages; 0 = system default */
+    uint32_t cap_bytes;        /* mailbox capacity in bytes; 0 = no byte limit */
+    enum mx_overflow overflow; /* what a full mailbox does */
+    uint8_t max_restarts;      /* restarts allowed within restart_window_s (max 16) */
+    uint16_t restart_window_s; /* default 5 s */
+    const char *name;          /* register under this name on the node; NULL = none */
 };
 
-#define MX_SPAWN_OPTS_DEFAULT {.sched = -1, .max_restarts = 3, .restart_window_s = 5}
+#define MX_SPAWN_OPTS_DEFAULT                                                                      \
+    {                                                                                              \
+        .sched = -1, .max_restarts = 3, .restart_window_s = 5                                      \
+    }
 
 struct mx_system_opts {
-    const char *node_name;   /* for logs and the node id */
-    int schedulers;          /* 0 = number of cores */
-    uint32_t default_cap;    /* default mailbox capacity; 0 = 1024 */
-    int offload_threads;     /* 0 = 4 */
-    uint32_t offload_queue;  /* pending offload jobs bound; 0 = 1024 */
-    uint32_t max_actors;     /* bound on live actors; 0 = 16M */
+    const char *node_name;  /* for logs and the node id */
+    int schedulers;         /* 0 = number of cores */
+    uint32_t default_cap;   /* default mailbox capacity; 0 = 1024 */
+    int offload_threads;    /* 0 = 4 */
+    uint32_t offload_queue; /* pending offload jobs bound; 0 = 1024 */
+    uint32_t max_actors;    /* bound on live actors; 0 = 16M */
 };
 
 /* Dead letter reasons: every message not delivered is counted under one. */
-#define MX_DL_MAP(X)                                                           \
-    X(NO_ACTOR, "no-actor")                                                    \
-    X(MAILBOX_FULL, "mailbox-full")                                            \
-    X(DROPPED_OLDEST, "dropped-oldest")                                        \
-    X(DROPPED_NEWEST, "dropped-newest")                                        \
-    X(STALE_EPOCH, "stale-epoch")                                              \
-    X(NODE_DOWN, "node-down")                                                  \
-    X(DECODE_ERROR, "decode-error")                                            \
-    X(DEADLINE, "deadline-passed")                                             \
-    X(STOPPED, "actor-stopped")                                                \
-    X(LATE_REPLY, "late-reply")                                                \
+#define MX_DL_MAP(X)                                                                               \
+    X(NO_ACTOR, "no-actor")                                                                        \
+    X(MAILBOX_FULL, "mailbox-full")                                                                \
+    X(DROPPED_OLDEST, "dropped-oldest")                                                            \
+    X(DROPPED_NEWEST, "dropped-newest")                                                            \
+    X(STALE_EPOCH, "stale-epoch")                                                                  \
+    X(NODE_DOWN, "node-down")                                                                      \
+    X(DECODE_ERROR, "decode-error")                                                                \
+    X(DEADLINE, "deadline-passed")                                                                 \
+    X(STOPPED, "actor-stopped")                                                                    \
+    X(LATE_REPLY, "late-reply")                                                                    \
     X(WRONG_RESPONDER, "wrong-responder")
 
 enum mx_dl_reason {
 #define MX_DL_ENUM(n, s) MX_DL_##n,
     MX_DL_MAP(MX_DL_ENUM)
 #undef MX_DL_ENUM
-    MX_DL_COUNT
+        MX_DL_COUNT
 };
 
 /* mx_dl_name - the reason's name as shown by mxctl and metrics. */
@@ -299,18 +302,18 @@ int mx_actor_peek(mx_system_t *sys, struct mx_addr addr, uint32_t max, uint32_t 
 
 struct mx_actor_stats {
     struct mx_addr addr;
-    const char *type;        /* behaviour name */
+    const char *type;           /* behaviour name */
     char name[MX_NAME_MAX + 1]; /* registered name or "" */
     int sched;
-    uint64_t received;       /* accepted into the mailbox */
-    uint64_t handled;        /* given to the handler */
-    uint64_t dropped;        /* accepted but not handled (dead letters) */
-    uint64_t refused;        /* sends refused or dropped at the door */
+    uint64_t received; /* accepted into the mailbox */
+    uint64_t handled;  /* given to the handler */
+    uint64_t dropped;  /* accepted but not handled (dead letters) */
+    uint64_t refused;  /* sends refused or dropped at the door */
     uint32_t restarts;
-    uint32_t errors;         /* handler and init errors */
-    int64_t depth;           /* pending messages */
-    uint32_t hwm;            /* highest depth seen at a turn */
-    int64_t oldest_age_ms;   /* age of the oldest pending message, 0 if none */
+    uint32_t errors;       /* handler and init errors */
+    int64_t depth;         /* pending messages */
+    uint32_t hwm;          /* highest depth seen at a turn */
+    int64_t oldest_age_ms; /* age of the oldest pending message, 0 if none */
     uint32_t hist[MX_HIST_BUCKETS];
 };
 

@@ -20,13 +20,13 @@
 #include "mx_err.h"
 #include "mx_log.h"
 
-#define REQ_MAX 65536          /* bytes of one request */
-#define RATE_SLOTS (1u << 15)  /* actors whose rate is sampled */
-#define ACTORS_MAX 65536u      /* actors collected for one answer */
+#define REQ_MAX 65536         /* bytes of one request */
+#define RATE_SLOTS (1u << 15) /* actors whose rate is sampled */
+#define ACTORS_MAX 65536u     /* actors collected for one answer */
 #define PEEK_DEFAULT 10u
 #define PEEK_TIMEOUT_MS 1000u
-#define JSON_MAX (1u << 20)    /* one section or decoded message */
-#define ADMIN_PIPES 32u        /* mxctl connections at once */
+#define JSON_MAX (1u << 20) /* one section or decoded message */
+#define ADMIN_PIPES 32u     /* mxctl connections at once */
 
 struct section {
     char name[64];
@@ -37,14 +37,14 @@ struct section {
 struct rate_ent {
     uint64_t actor; /* 0 = empty */
     uint64_t handled;
-    double rate;    /* handled per second over the last sample interval */
+    double rate; /* handled per second over the last sample interval */
 };
 
 struct mx_admin {
     mx_system_t *sys;
     mx_remote_t *remote;
     nng_socket sock;
-    const mx_tls_t *tls;     /* NULL: plaintext */
+    const mx_tls_t *tls;      /* NULL: plaintext */
     struct mx_pipe_gate gate; /* connections at once; client certificates */
     int port;
     pthread_t thread;
@@ -148,7 +148,6 @@ bool mx_admin_token_equal(const char *want, const char *got, size_t got_len)
     }
     return diff == 0 && wl > 0;
 }
-
 
 /* ---- rates ---- */
 
@@ -255,7 +254,8 @@ static void cmd_stats(struct mx_admin *a, msgpack_packer *pk)
     pk_str(pk, "admin");
     msgpack_pack_map(pk, 6);
     pk_ku64(pk, "tls", a->tls != NULL);
-    pk_ku64(pk, "pipes_refused_tls", atomic_load_explicit(&a->gate.refused_tls, memory_order_relaxed));
+    pk_ku64(pk, "pipes_refused_tls",
+            atomic_load_explicit(&a->gate.refused_tls, memory_order_relaxed));
     pk_ku64(pk, "pipes_refused_limit",
             atomic_load_explicit(&a->gate.refused_limit, memory_order_relaxed));
     pk_ku64(pk, "requests", atomic_load_explicit(&a->requests, memory_order_relaxed));
@@ -317,7 +317,9 @@ static int by_key(const void *x, const void *y)
         vp = (double)p->depth;
         vq = (double)q->depth;
     }
-    return vp < vq ? 1 : vp > vq ? -1 : (p->addr.actor > q->addr.actor) - (p->addr.actor < q->addr.actor);
+    return vp < vq   ? 1
+           : vp > vq ? -1
+                     : (p->addr.actor > q->addr.actor) - (p->addr.actor < q->addr.actor);
 }
 
 static void cmd_actors(struct mx_admin *a, const msgpack_object *req, msgpack_packer *pk)
@@ -414,8 +416,8 @@ static void cmd_mailbox(struct mx_admin *a, const msgpack_object *req, msgpack_p
     uint32_t n = 0;
     int rc = mx_actor_peek(a->sys, addr, (uint32_t)want, PEEK_TIMEOUT_MS, &msgs, &n);
     if (rc != 0) {
-        pack_error(pk, rc == MX_ETIMEDOUT ? "actor did not answer the peek in time"
-                                          : "no such actor");
+        pack_error(pk,
+                   rc == MX_ETIMEDOUT ? "actor did not answer the peek in time" : "no such actor");
         return;
     }
     struct mx_actor_stats st;
@@ -489,7 +491,7 @@ static void cmd_drain(struct mx_admin *a, const msgpack_object *req, msgpack_pac
     pthread_mutex_unlock(&a->mu);
     bool has = fn != NULL;
     int rc = fn ? fn(ctx) : 0; /* outside the lock: it may call mx_admin_* */
-    if (rc == 0) /* relaxed: a flag read by stats */
+    if (rc == 0)               /* relaxed: a flag read by stats */
         atomic_store_explicit(&a->draining, !undrain, memory_order_relaxed);
     msgpack_pack_map(pk, 5);
     pk_kstr(pk, "node", me);

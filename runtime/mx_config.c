@@ -110,8 +110,8 @@ int mx_config_validate(const struct mx_setting *s, const char *v, int64_t *num, 
             FAIL("%s (%s): expected 1-63 characters, got '%s'", who, s->flag, v);
         for (size_t i = 0; i < n; i++)
             if (!(isalnum((unsigned char)v[i]) || v[i] == '.' || v[i] == '-' || v[i] == '_'))
-                FAIL("%s (%s): only letters, digits, '.', '-' and '_' are allowed, got '%s'",
-                     who, s->flag, v);
+                FAIL("%s (%s): only letters, digits, '.', '-' and '_' are allowed, got '%s'", who,
+                     s->flag, v);
         return 0;
     case MX_SET_HOSTPORT:
         if (!valid_hostport(v, n))
@@ -135,8 +135,7 @@ int mx_config_validate(const struct mx_setting *s, const char *v, int64_t *num, 
             return 0;
         }
         if (strncmp(v, "redis://", 8) != 0)
-            FAIL("%s (%s): expected redis://[:password@]host:port[/db], got '%s'", who, s->flag,
-                 v);
+            FAIL("%s (%s): expected redis://[:password@]host:port[/db], got '%s'", who, s->flag, v);
         const char *h = v + 8, *at = strrchr(h, '@');
         if (at)
             h = at + 1;
@@ -158,10 +157,12 @@ int mx_config_validate(const struct mx_setting *s, const char *v, int64_t *num, 
             return 0;
         if (strncmp(v, "mysql://", 8) != 0)
             FAIL("%s (%s): expected mysql://user[:password]@host:port/database, got a value "
-                 "without mysql://", who, s->flag);
+                 "without mysql://",
+                 who, s->flag);
         const char *at = strrchr(v + 8, '@');
         const char *slash = at ? strchr(at + 1, '/') : NULL;
-        if (!at || at == v + 8 || !slash || !slash[1] || !valid_hostport(at + 1, (size_t)(slash - at - 1)))
+        if (!at || at == v + 8 || !slash || !slash[1] ||
+            !valid_hostport(at + 1, (size_t)(slash - at - 1)))
             FAIL("%s (%s): expected mysql://user[:password]@host:port/database", who, s->flag);
         return 0;
     }
@@ -175,8 +176,8 @@ int mx_config_validate(const struct mx_setting *s, const char *v, int64_t *num, 
         FAIL("%s (%s): expected debug, info, warn or error, got '%s'", who, s->flag, v);
     case MX_SET_SECRET:
         if (n > 0 && n < (size_t)s->min)
-            FAIL("%s (%s): must be at least %lld bytes (got %zu)", who, s->flag,
-                 (long long)s->min, n);
+            FAIL("%s (%s): must be at least %lld bytes (got %zu)", who, s->flag, (long long)s->min,
+                 n);
         return 0;
     case MX_SET_CIDRS: {
         const char *p = v;
@@ -188,8 +189,7 @@ int mx_config_validate(const struct mx_setting *s, const char *v, int64_t *num, 
                 l--;
             }
             if (!valid_cidr(p, l))
-                FAIL("%s (%s): '%.*s' is not an IP address or CIDR range", who, s->flag, (int)l,
-                     p);
+                FAIL("%s (%s): '%.*s' is not an IP address or CIDR range", who, s->flag, (int)l, p);
             p += l;
             if (*p == ',')
                 p++;
@@ -291,8 +291,8 @@ void mx_config_help(const struct mx_setting *tab, size_t n, const char *prog, co
         const char *def = s->def[0] ? s->def : "(unset)";
         if (s->kind == MX_SET_SECRET && s->def[0])
             def = "(set)";
-        fprintf(out, "  %-22s %-24s %s\n  %-22s %-24s default: %s\n", s->flag, s->env, s->help,
-                "", "", def);
+        fprintf(out, "  %-22s %-24s %s\n  %-22s %-24s default: %s\n", s->flag, s->env, s->help, "",
+                "", def);
         if (s->kind == MX_SET_INT)
             fprintf(out, "  %-22s %-24s range: %lld-%lld\n", "", "", (long long)s->min,
                     (long long)s->max);

@@ -41,9 +41,9 @@ struct mx_setting {
 struct mx_config {
     const struct mx_setting *tab;
     size_t n;
-    const char **val;   /* value per setting (points into argv, environ or tab) */
-    const char **from;  /* "flag", "env" or "default" per setting */
-    int64_t *num;       /* parsed value of INT settings */
+    const char **val;  /* value per setting (points into argv, environ or tab) */
+    const char **from; /* "flag", "env" or "default" per setting */
+    int64_t *num;      /* parsed value of INT settings */
 };
 
 /* mx_config_load - fill c from argv (argv[0] skipped), the environment and

@@ -6,23 +6,23 @@
 #ifndef MX_ERR_H
 #define MX_ERR_H
 
-#define MX_ERRNO_MAP(X)                                                        \
-    X(INVAL, "invalid argument")                                               \
-    X(NOMEM, "out of memory")                                                  \
-    X(FULL, "mailbox full")                                                    \
-    X(NOACTOR, "no such actor")                                                \
-    X(STOPPED, "actor or system stopped")                                      \
-    X(TIMEDOUT, "deadline passed")                                             \
-    X(DECODE, "malformed message")                                             \
-    X(TOOBIG, "value exceeds its limit")                                       \
-    X(LIMIT, "limit reached")                                                  \
-    X(EXISTS, "name already registered")                                       \
-    X(NOTFOUND, "not found")                                                   \
-    X(IO, "input/output error")                                                \
-    X(CONFIG, "invalid configuration")                                         \
-    X(UPSTREAM, "upstream error")                                              \
-    X(UNAVAIL, "service unavailable")                                          \
-    X(STALE, "stale epoch")                                                    \
+#define MX_ERRNO_MAP(X)                                                                            \
+    X(INVAL, "invalid argument")                                                                   \
+    X(NOMEM, "out of memory")                                                                      \
+    X(FULL, "mailbox full")                                                                        \
+    X(NOACTOR, "no such actor")                                                                    \
+    X(STOPPED, "actor or system stopped")                                                          \
+    X(TIMEDOUT, "deadline passed")                                                                 \
+    X(DECODE, "malformed message")                                                                 \
+    X(TOOBIG, "value exceeds its limit")                                                           \
+    X(LIMIT, "limit reached")                                                                      \
+    X(EXISTS, "name already registered")                                                           \
+    X(NOTFOUND, "not found")                                                                       \
+    X(IO, "input/output error")                                                                    \
+    X(CONFIG, "invalid configuration")                                                             \
+    X(UPSTREAM, "upstream error")                                                                  \
+    X(UNAVAIL, "service unavailable")                                                              \
+    X(STALE, "stale epoch")                                                                        \
     X(INTERNAL, "internal error")
 
 enum mx_errno {
@@ -31,7 +31,7 @@ enum mx_errno {
     MX_ERR_FIRST_ = -1000,
     MX_ERRNO_MAP(MX_ERR_ENUM)
 #undef MX_ERR_ENUM
-    MX_ERR_LAST_
+        MX_ERR_LAST_
 };
 
 /* mx_strerror - human message for an MX_E* code (or "ok" for 0).

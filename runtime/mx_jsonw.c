@@ -118,10 +118,22 @@ static void close_(struct mx_jsonw *w, char c)
     put(w, &c, 1);
 }
 
-void mx_jsonw_obj_open(struct mx_jsonw *w) { open_(w, '{'); }
-void mx_jsonw_obj_close(struct mx_jsonw *w) { close_(w, '}'); }
-void mx_jsonw_arr_open(struct mx_jsonw *w) { open_(w, '['); }
-void mx_jsonw_arr_close(struct mx_jsonw *w) { close_(w, ']'); }
+void mx_jsonw_obj_open(struct mx_jsonw *w)
+{
+    open_(w, '{');
+}
+void mx_jsonw_obj_close(struct mx_jsonw *w)
+{
+    close_(w, '}');
+}
+void mx_jsonw_arr_open(struct mx_jsonw *w)
+{
+    open_(w, '[');
+}
+void mx_jsonw_arr_close(struct mx_jsonw *w)
+{
+    close_(w, ']');
+}
 
 /* Length of a valid UTF-8 sequence starting at s (n bytes left), or 0. */
 static size_t utf8_len(const unsigned char *s, size_t n)
@@ -173,11 +185,21 @@ static void put_escaped(struct mx_jsonw *w, const char *s, size_t n)
         run = 0;
         char esc[8];
         switch (c) {
-        case '"': put(w, "\\\"", 2); break;
-        case '\\': put(w, "\\\\", 2); break;
-        case '\n': put(w, "\\n", 2); break;
-        case '\r': put(w, "\\r", 2); break;
-        case '\t': put(w, "\\t", 2); break;
+        case '"':
+            put(w, "\\\"", 2);
+            break;
+        case '\\':
+            put(w, "\\\\", 2);
+            break;
+        case '\n':
+            put(w, "\\n", 2);
+            break;
+        case '\r':
+            put(w, "\\r", 2);
+            break;
+        case '\t':
+            put(w, "\\t", 2);
+            break;
         default:
             if (c < 0x20) {
                 snprintf(esc, sizeof(esc), "\\u%04x", c);
@@ -267,9 +289,33 @@ void mx_jsonw_raw(struct mx_jsonw *w, const char *json, size_t n)
     put(w, json, n);
 }
 
-void mx_jsonw_kstr(struct mx_jsonw *w, const char *k, const char *v) { mx_jsonw_key(w, k); mx_jsonw_str(w, v); }
-void mx_jsonw_kint(struct mx_jsonw *w, const char *k, int64_t v) { mx_jsonw_key(w, k); mx_jsonw_int(w, v); }
-void mx_jsonw_kuint(struct mx_jsonw *w, const char *k, uint64_t v) { mx_jsonw_key(w, k); mx_jsonw_uint(w, v); }
-void mx_jsonw_kdouble(struct mx_jsonw *w, const char *k, double v) { mx_jsonw_key(w, k); mx_jsonw_double(w, v); }
-void mx_jsonw_kbool(struct mx_jsonw *w, const char *k, bool v) { mx_jsonw_key(w, k); mx_jsonw_bool(w, v); }
-void mx_jsonw_knull(struct mx_jsonw *w, const char *k) { mx_jsonw_key(w, k); mx_jsonw_null(w); }
+void mx_jsonw_kstr(struct mx_jsonw *w, const char *k, const char *v)
+{
+    mx_jsonw_key(w, k);
+    mx_jsonw_str(w, v);
+}
+void mx_jsonw_kint(struct mx_jsonw *w, const char *k, int64_t v)
+{
+    mx_jsonw_key(w, k);
+    mx_jsonw_int(w, v);
+}
+void mx_jsonw_kuint(struct mx_jsonw *w, const char *k, uint64_t v)
+{
+    mx_jsonw_key(w, k);
+    mx_jsonw_uint(w, v);
+}
+void mx_jsonw_kdouble(struct mx_jsonw *w, const char *k, double v)
+{
+    mx_jsonw_key(w, k);
+    mx_jsonw_double(w, v);
+}
+void mx_jsonw_kbool(struct mx_jsonw *w, const char *k, bool v)
+{
+    mx_jsonw_key(w, k);
+    mx_jsonw_bool(w, v);
+}
+void mx_jsonw_knull(struct mx_jsonw *w, const char *k)
+{
+    mx_jsonw_key(w, k);
+    mx_jsonw_null(w);
+}

@@ -17,14 +17,14 @@
 #define MX_JSONW_MAX_DEPTH 32
 
 struct mx_jsonw {
-    char *buf;      /* owned; NUL-terminated while err == 0 */
-    size_t len;     /* bytes written, excluding the NUL */
-    size_t cap;     /* bytes allocated */
-    size_t max;     /* hard limit on len */
-    int err;        /* first error (MX_ETOOBIG, MX_ENOMEM, MX_EINVAL), sticky */
-    int depth;      /* nesting depth */
+    char *buf;                      /* owned; NUL-terminated while err == 0 */
+    size_t len;                     /* bytes written, excluding the NUL */
+    size_t cap;                     /* bytes allocated */
+    size_t max;                     /* hard limit on len */
+    int err;                        /* first error (MX_ETOOBIG, MX_ENOMEM, MX_EINVAL), sticky */
+    int depth;                      /* nesting depth */
     bool first[MX_JSONW_MAX_DEPTH]; /* no member written yet at this depth */
-    bool after_key; /* a key was just written: next value takes no comma */
+    bool after_key;                 /* a key was just written: next value takes no comma */
 };
 
 /* mx_jsonw_init - start an empty writer that will hold at most max bytes. */

@@ -48,16 +48,16 @@ struct single {
     _Atomic int64_t valid_until;
 
     /* guarded by lm->mu */
-    bool held;              /* we hold the lease and run the actor */
-    uint64_t epoch;         /* full epoch of our term (sid | seq) */
-    struct mx_addr addr;    /* the local actor while held */
-    char holder[64];        /* holder's node name as last seen ("" none) */
-    uint64_t holder_node;   /* holder's node id (0 none) */
-    uint64_t seq_max;       /* highest lease counter seen for this name */
-    uint64_t seq_node;      /* the node Redis named as holder of seq_max (0 unknown) */
-    int64_t view_ttl_ms;    /* remaining TTL when last read */
-    int64_t view_at_ms;     /* when it was read (monotonic) */
-    struct mx_msg **buf;    /* ring of messages waiting for a holder */
+    bool held;            /* we hold the lease and run the actor */
+    uint64_t epoch;       /* full epoch of our term (sid | seq) */
+    struct mx_addr addr;  /* the local actor while held */
+    char holder[64];      /* holder's node name as last seen ("" none) */
+    uint64_t holder_node; /* holder's node id (0 none) */
+    uint64_t seq_max;     /* highest lease counter seen for this name */
+    uint64_t seq_node;    /* the node Redis named as holder of seq_max (0 unknown) */
+    int64_t view_ttl_ms;  /* remaining TTL when last read */
+    int64_t view_at_ms;   /* when it was read (monotonic) */
+    struct mx_msg **buf;  /* ring of messages waiting for a holder */
     uint32_t head, count;
 };
 
@@ -78,8 +78,8 @@ struct mx_leases {
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    bool leaving;       /* guarded by mu: no more campaigning */
-    int release_pending;/* guarded by mu */
+    bool leaving;        /* guarded by mu: no more campaigning */
+    int release_pending; /* guarded by mu */
     /* hand-over (mx_leases_handover), guarded by mu: the terms stopped on
      * the registry thread, and the actors to wait for before releasing */
     bool stop_done;
@@ -725,8 +725,8 @@ static void wait_replica(struct single *s, uint64_t seq, int64_t sent_ms)
     if (!op)
         abort();
     *op = (struct op){.s = s, .sent_ms = sent_ms, .seq = seq};
-    if (mx_redis_argv_timeout(mx_registry_redis(lm->reg), lm->ttl_ms / 4 + 500, on_wait, op, 3, argv,
-                              NULL) == 0) {
+    if (mx_redis_argv_timeout(mx_registry_redis(lm->reg), lm->ttl_ms / 4 + 500, on_wait, op, 3,
+                              argv, NULL) == 0) {
         s->inflight = true;
         lm->ops++;
     } else {
@@ -746,15 +746,15 @@ static void acquire(struct single *s)
     snprintf(floor, sizeof floor, "%llu",
              (unsigned long long)(seen > s->seq_max ? seen : s->seq_max));
     pthread_mutex_unlock(&lm->mu);
-    const char *argv[] = {s->lease_key, s->epoch_key, lm->token, ttl, floor,
-                          mx_registry_channel(lm->reg), s->name};
+    const char *argv[] = {
+        s->lease_key, s->epoch_key, lm->token, ttl, floor, mx_registry_channel(lm->reg), s->name};
     struct op *op = malloc(sizeof *op);
     if (!op)
         abort();
     op->s = s;
     op->sent_ms = mx_now_ms(); /* the term is measured from here, not from the answer */
-    if (mx_redis_eval(mx_registry_redis(lm->reg), lm->s_acquire, on_acquire, op, 2, 7, argv, NULL) ==
-        0) {
+    if (mx_redis_eval(mx_registry_redis(lm->reg), lm->s_acquire, on_acquire, op, 2, 7, argv,
+                      NULL) == 0) {
         s->inflight = true;
         lm->ops++;
     } else {
@@ -799,7 +799,8 @@ static void renew(struct single *s)
         abort();
     op->s = s;
     op->sent_ms = mx_now_ms();
-    if (mx_redis_eval(mx_registry_redis(lm->reg), lm->s_renew, on_renew, op, 1, 3, argv, NULL) == 0) {
+    if (mx_redis_eval(mx_registry_redis(lm->reg), lm->s_renew, on_renew, op, 1, 3, argv, NULL) ==
+        0) {
         s->inflight = true;
         lm->ops++;
     } else {

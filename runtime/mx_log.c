@@ -69,9 +69,8 @@ static size_t text_head(char *buf, size_t cap, enum mx_log_level level)
         char sc[16] = "";
         if (t_sched >= 0)
             snprintf(sc, sizeof sc, "s%d", t_sched);
-        k += snprintf(buf + k, cap - (size_t)k, " [%s%s%s%s%.8s]", sc,
-                      t_actor && sc[0] ? " " : "", t_actor ? t_actor : "",
-                      t_trace ? " " : "", t_trace ? t_trace : "");
+        k += snprintf(buf + k, cap - (size_t)k, " [%s%s%s%s%.8s]", sc, t_actor && sc[0] ? " " : "",
+                      t_actor ? t_actor : "", t_trace ? " " : "", t_trace ? t_trace : "");
     }
     return k < 0 ? 0 : (size_t)k >= cap ? cap - 1 : (size_t)k;
 }

@@ -195,8 +195,8 @@ static const struct mx_msg zero_msg;
 struct mx_msg *mx_msg_new(uint32_t type, uint32_t body_len)
 {
     bool inl = body_len <= MX_MSG_INLINE_MAX;
-    struct mx_msg *m = body_len <= SMALL_BODY ? alloc_small()
-                                              : xmalloc(sizeof(*m) + (inl ? body_len : 0));
+    struct mx_msg *m =
+        body_len <= SMALL_BODY ? alloc_small() : xmalloc(sizeof(*m) + (inl ? body_len : 0));
     /* a copy of a zero template: GCC turns a constant-size memset into
      * `rep stos`, whose start-up cost was most of this function */
     memcpy(m, &zero_msg, sizeof(*m));

@@ -28,16 +28,16 @@ struct mx_body {
 };
 
 struct mx_msg {
-    struct mx_mnode node;      /* mailbox link; owned by the runtime */
-    struct mx_env env;         /* envelope */
-    const uint8_t *body;       /* msgpack body, body_len bytes (may be NULL/0) */
+    struct mx_mnode node; /* mailbox link; owned by the runtime */
+    struct mx_env env;    /* envelope */
+    const uint8_t *body;  /* msgpack body, body_len bytes (may be NULL/0) */
     uint32_t body_len;
-    uint32_t acct_bytes;       /* bytes charged to the receiver's byte budget */
-    struct mx_body *shared;    /* refcounted body, or NULL when inline */
-    void *ptr;                 /* local-only payload (never crosses nodes) */
-    void (*ptr_free)(void *);  /* frees ptr with the message; may be NULL */
-    int64_t enq_ms;            /* monotonic ms at enqueue (mailbox age) */
-    uint8_t inline_body[];     /* inline body storage */
+    uint32_t acct_bytes;      /* bytes charged to the receiver's byte budget */
+    struct mx_body *shared;   /* refcounted body, or NULL when inline */
+    void *ptr;                /* local-only payload (never crosses nodes) */
+    void (*ptr_free)(void *); /* frees ptr with the message; may be NULL */
+    int64_t enq_ms;           /* monotonic ms at enqueue (mailbox age) */
+    uint8_t inline_body[];    /* inline body storage */
 };
 
 /* mx_msg_new - allocate a message of the given type with room for an inline
@@ -79,25 +79,25 @@ void mx_msg_free(struct mx_msg *m);
  * local pointer payload. Types not listed here may cross nodes.
  * X(type name, why) */
 #define MX_LOCAL_ONLY_MAP(X)                                                                       \
-    X(sys_timeout, "the runtime's own request deadline")                                          \
+    X(sys_timeout, "the runtime's own request deadline")                                           \
     X(sys_tick, "timers are armed by the actor itself")                                            \
-    X(sys_offload_done, "an offloaded job's result (local pointer)")                              \
+    X(sys_offload_done, "an offloaded job's result (local pointer)")                               \
     X(sys_stop, "stops an actor")                                                                  \
-    X(cl_peek, "admin peek (local pointer, control lane)")                                        \
-    X(cl_forward, "the lease router's payload (local pointer)")                                   \
-    X(fetch_retry, "the fetcher's own backoff timer")                                             \
-    X(http_drain, "turns a node's HTTP listener off")                                             \
-    X(exp_get, "cache shards are asked by their own node's acceptors")                            \
-    X(exp_rep, "answers an acceptor's local request (document by pointer)")                       \
-    X(exp_calc_done, "an offloaded calculation (local pointer)")                                  \
-    X(exp_invalidate, "invalidation arrives through Redis pub/sub, not peers")                    \
-    X(store_job_done, "a MySQL pool completion (local pointer; kills mysql-health on ESTALE)")    \
-    X(like_req, "would toggle a like for any account")                                            \
-    X(like_rep, "would answer a pending toggle")                                                  \
-    X(outbox_alert, "an alert for this node's alerter (local pointer)")                           \
-    X(outbox_ai_done, "an offloaded AI call (local pointer)")                                     \
-    X(shutdown_cmd, "drains, undrains or stops the node")                                         \
-    X(svc_latches, "releases every cluster latch of a shard")                                     \
+    X(cl_peek, "admin peek (local pointer, control lane)")                                         \
+    X(cl_forward, "the lease router's payload (local pointer)")                                    \
+    X(fetch_retry, "the fetcher's own backoff timer")                                              \
+    X(http_drain, "turns a node's HTTP listener off")                                              \
+    X(exp_get, "cache shards are asked by their own node's acceptors")                             \
+    X(exp_rep, "answers an acceptor's local request (document by pointer)")                        \
+    X(exp_calc_done, "an offloaded calculation (local pointer)")                                   \
+    X(exp_invalidate, "invalidation arrives through Redis pub/sub, not peers")                     \
+    X(store_job_done, "a MySQL pool completion (local pointer; kills mysql-health on ESTALE)")     \
+    X(like_req, "would toggle a like for any account")                                             \
+    X(like_rep, "would answer a pending toggle")                                                   \
+    X(outbox_alert, "an alert for this node's alerter (local pointer)")                            \
+    X(outbox_ai_done, "an offloaded AI call (local pointer)")                                      \
+    X(shutdown_cmd, "drains, undrains or stops the node")                                          \
+    X(svc_latches, "releases every cluster latch of a shard")                                      \
     X(svc_latches_rep, "answers the shutdown coordinator")
 
 /* mx_msg_local_only - whether type is listed in MX_LOCAL_ONLY_MAP. */

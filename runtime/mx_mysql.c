@@ -711,8 +711,8 @@ struct mx_mysql {
                                jobs take their fallback (spool) without trying the server */
     atomic_bool cut;        /* mx_mysql_cut: a waiting drain stops waiting (relaxed: the
                                waiter re-reads it under mu after the broadcast) */
-    int64_t next_try_ms; /* no connect attempt before this while down */
-    uint32_t backoff_ms; /* next delay after a failed connect */
+    int64_t next_try_ms;    /* no connect attempt before this while down */
+    uint32_t backoff_ms;    /* next delay after a failed connect */
 
     /* Health: written by workers, read by anyone. Counters are relaxed
      * (independent tallies); up/down_since use release/acquire so a reader
@@ -1011,8 +1011,8 @@ int mx_mysql_drain(mx_mysql_t *p, uint32_t timeout_ms, struct mx_mysql_drain_sta
     if (!p)
         return 0;
     int64_t t0 = mx_now_ms();
-    uint64_t done0 = atomic_load_explicit(&p->jobs_ok, RELAXED) +
-                     atomic_load_explicit(&p->jobs_failed, RELAXED);
+    uint64_t done0 =
+        atomic_load_explicit(&p->jobs_ok, RELAXED) + atomic_load_explicit(&p->jobs_failed, RELAXED);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)timeout_ms * 1000000u;
@@ -1047,8 +1047,8 @@ int mx_mysql_drain(mx_mysql_t *p, uint32_t timeout_ms, struct mx_mysql_drain_sta
             out->failed++;
     }
     free(left);
-    uint64_t done1 = atomic_load_explicit(&p->jobs_ok, RELAXED) +
-                     atomic_load_explicit(&p->jobs_failed, RELAXED);
+    uint64_t done1 =
+        atomic_load_explicit(&p->jobs_ok, RELAXED) + atomic_load_explicit(&p->jobs_failed, RELAXED);
     out->ran = (uint32_t)(done1 - done0) - n;
     out->took_ms = mx_now_ms() - t0;
     return rc;

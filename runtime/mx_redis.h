@@ -139,8 +139,8 @@ bool mx_redis_url_valid(const char *url);
  * (the first attempt starts at once; commands fail with MX_EUNAVAIL until
  * the handshake is done). opts may be NULL. Returns 0 and *out, or
  * MX_EINVAL (bad URL or option), MX_ELIMIT (redis-sentinel://: over 4096
- * clients of one URL, or 16 sentinel URLs, in the process). Loop thread; does not block (except that a
- * host name, not an IP address, is resolved synchronously on connect). */
+ * clients of one URL, or 16 sentinel URLs, in the process). Loop thread; does not block (except
+ * that a host name, not an IP address, is resolved synchronously on connect). */
 int mx_redis_open(struct uv_loop_s *loop, const char *url, const struct mx_redis_opts *opts,
                   mx_redis_t **out);
 

@@ -85,26 +85,25 @@ struct mx_registry {
 
 /* refresh: KEYS members, node key; ARGV name, record, ttl, node prefix,
  * channel. Returns {record1, pttl1, record2, pttl2, ...} of live members. */
-static const char LUA_REFRESH[] =
-    "local existed = redis.call('EXISTS', KEYS[2])\n"
-    "local old = redis.call('HGET', KEYS[1], ARGV[1])\n"
-    "redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])\n"
-    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
-    "local changed = existed == 0 or old ~= ARGV[2]\n"
-    "local all = redis.call('HGETALL', KEYS[1])\n"
-    "local out = {}\n"
-    "for i = 1, #all, 2 do\n"
-    "  local t = redis.call('PTTL', ARGV[4] .. all[i])\n"
-    "  if t > 0 or t == -1 then\n"
-    "    out[#out + 1] = all[i + 1]\n"
-    "    out[#out + 1] = t\n"
-    "  else\n"
-    "    redis.call('HDEL', KEYS[1], all[i])\n"
-    "    changed = true\n"
-    "  end\n"
-    "end\n"
-    "if changed then redis.call('PUBLISH', ARGV[5], 'members') end\n"
-    "return out\n";
+static const char LUA_REFRESH[] = "local existed = redis.call('EXISTS', KEYS[2])\n"
+                                  "local old = redis.call('HGET', KEYS[1], ARGV[1])\n"
+                                  "redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])\n"
+                                  "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
+                                  "local changed = existed == 0 or old ~= ARGV[2]\n"
+                                  "local all = redis.call('HGETALL', KEYS[1])\n"
+                                  "local out = {}\n"
+                                  "for i = 1, #all, 2 do\n"
+                                  "  local t = redis.call('PTTL', ARGV[4] .. all[i])\n"
+                                  "  if t > 0 or t == -1 then\n"
+                                  "    out[#out + 1] = all[i + 1]\n"
+                                  "    out[#out + 1] = t\n"
+                                  "  else\n"
+                                  "    redis.call('HDEL', KEYS[1], all[i])\n"
+                                  "    changed = true\n"
+                                  "  end\n"
+                                  "end\n"
+                                  "if changed then redis.call('PUBLISH', ARGV[5], 'members') end\n"
+                                  "return out\n";
 
 /* leave: KEYS members, node key; ARGV name, channel, "id":"<hex>". Only
  * our own record goes (a node restarted under the same name keeps its). */

@@ -34,16 +34,16 @@ typedef struct mx_registry mx_registry_t;
 #define MX_REGISTRY_CALLS 256   /* pending cross-thread calls */
 
 struct mx_registry_opts {
-    const char *redis_url;  /* redis://... */
-    const char *cluster;    /* MX_CLUSTER: keys mx:{cluster}: */
-    const char *nng_url;    /* advertised actor address (real port); may be "" */
-    const char *http_addr;  /* advertised host:port; may be "" */
-    const char *admin_url;  /* advertised admin address (real port); may be "" */
-    const char *version;    /* may be NULL */
-    uint32_t refresh_ms;    /* heartbeat period; 0 = 1000 */
-    uint32_t ttl_ms;        /* record TTL; 0 = 5000; must exceed refresh_ms */
-    uint32_t cmd_timeout_ms;/* per Redis command; 0 = min(1000, refresh_ms) */
-    mx_remote_t *remote;    /* peers are added/removed here; may be NULL */
+    const char *redis_url;   /* redis://... */
+    const char *cluster;     /* MX_CLUSTER: keys mx:{cluster}: */
+    const char *nng_url;     /* advertised actor address (real port); may be "" */
+    const char *http_addr;   /* advertised host:port; may be "" */
+    const char *admin_url;   /* advertised admin address (real port); may be "" */
+    const char *version;     /* may be NULL */
+    uint32_t refresh_ms;     /* heartbeat period; 0 = 1000 */
+    uint32_t ttl_ms;         /* record TTL; 0 = 5000; must exceed refresh_ms */
+    uint32_t cmd_timeout_ms; /* per Redis command; 0 = min(1000, refresh_ms) */
+    mx_remote_t *remote;     /* peers are added/removed here; may be NULL */
 };
 
 /* Called on the registry thread for every message on the events channel

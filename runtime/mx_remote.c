@@ -48,13 +48,14 @@
 #define BATCH_VERSION 1u
 #define BATCH_HDR 8u
 #define BATCH_LENSZ 4u
-#define BATCH_BYTES (64u << 10)    /* a sender seals a batch at this size ... */
-#define BATCH_FRAMES 1024u         /* ... or this many frames */
-#define BATCH_MAX_COUNT 65536u     /* a receiver refuses larger counts */
+#define BATCH_BYTES (64u << 10) /* a sender seals a batch at this size ... */
+#define BATCH_FRAMES 1024u      /* ... or this many frames */
+#define BATCH_MAX_COUNT 65536u  /* a receiver refuses larger counts */
 #define RECV_MAX_HARD MX_REMOTE_MSG_MAX
-_Static_assert(MX_REMOTE_MSG_MAX == FRAME_MAX + BATCH_HDR + BATCH_LENSZ, "one frame and its batch header");
+_Static_assert(MX_REMOTE_MSG_MAX == FRAME_MAX + BATCH_HDR + BATCH_LENSZ,
+               "one frame and its batch header");
 #define RECV_MAX_DEFAULT (4u << 20)
-#define RECV_QUEUE 16              /* received messages nng may hold before our callback */
+#define RECV_QUEUE 16 /* received messages nng may hold before our callback */
 #define MAX_PIPES_DEFAULT 64u
 #define IDLE_MS_DEFAULT 30000u
 #define SENDBUF_BYTES_DEFAULT (8u << 20)
@@ -63,7 +64,7 @@ _Static_assert(MX_REMOTE_MSG_MAX == FRAME_MAX + BATCH_HDR + BATCH_LENSZ, "one fr
 struct batch {
     nng_msg *msg;
     uint32_t frames;
-    size_t bytes;          /* frame bytes (queue accounting) */
+    size_t bytes; /* frame bytes (queue accounting) */
     struct batch *next;
 };
 
@@ -73,22 +74,22 @@ struct peer {
     char url[256];
     nng_socket sock;
     nng_dialer dialer;
-    nng_aio *aio;          /* the one send in flight */
-    int64_t added_ms;      /* monotonic */
+    nng_aio *aio;            /* the one send in flight */
+    int64_t added_ms;        /* monotonic */
     _Atomic int64_t sent_ms; /* when a batch last went to the pipe (heartbeats); relaxed */
-    _Atomic int pipes;     /* live connections (nng pipe callbacks) */
-    _Atomic bool ever_up;  /* connected at least once */
-    struct peer *next;     /* bucket chain; under the table lock */
-    pthread_mutex_t mu;    /* everything below */
-    bool busy;             /* aio in flight */
-    bool closing;          /* peer_free started: start no more sends */
-    uint32_t fl_frames;    /* the in-flight batch */
+    _Atomic int pipes;       /* live connections (nng pipe callbacks) */
+    _Atomic bool ever_up;    /* connected at least once */
+    struct peer *next;       /* bucket chain; under the table lock */
+    pthread_mutex_t mu;      /* everything below */
+    bool busy;               /* aio in flight */
+    bool closing;            /* peer_free started: start no more sends */
+    uint32_t fl_frames;      /* the in-flight batch */
     size_t fl_bytes;
-    nng_msg *open;         /* batch being filled (len = capacity) or NULL */
+    nng_msg *open; /* batch being filled (len = capacity) or NULL */
     size_t open_used, open_bytes;
     uint32_t open_frames;
     struct batch *ready, **ready_tail; /* sealed, oldest first */
-    uint32_t q_frames;     /* frames accepted, not yet taken by the pipe */
+    uint32_t q_frames;                 /* frames accepted, not yet taken by the pipe */
     size_t q_bytes;
 };
 
@@ -421,8 +422,7 @@ static bool batch_ok(const uint8_t *b, size_t len, uint32_t *count)
         return false;
     uint32_t n = get32le(b + 4);
     /* a lying count fails here, before any walk */
-    if (n == 0 || n > BATCH_MAX_COUNT ||
-        n > (len - BATCH_HDR) / (BATCH_LENSZ + MX_ENV_WIRE_SIZE))
+    if (n == 0 || n > BATCH_MAX_COUNT || n > (len - BATCH_HDR) / (BATCH_LENSZ + MX_ENV_WIRE_SIZE))
         return false;
     size_t off = BATCH_HDR;
     for (uint32_t i = 0; i < n; i++) {
@@ -446,8 +446,8 @@ static bool batch_ok(const uint8_t *b, size_t len, uint32_t *count)
 static void handle_msg(struct mx_remote *r, const uint8_t *b, size_t len)
 {
     bump(&r->bytes_in, len);
-    if (len == BATCH_HDR && b[0] == BATCH_MAGIC0 && b[1] == BATCH_MAGIC1 &&
-        b[2] == BATCH_VERSION && b[3] == 0 && get32le(b + 4) == 0)
+    if (len == BATCH_HDR && b[0] == BATCH_MAGIC0 && b[1] == BATCH_MAGIC1 && b[2] == BATCH_VERSION &&
+        b[3] == 0 && get32le(b + 4) == 0)
         return; /* a heartbeat: an idle link is alive */
     if (len < 2 || b[0] != BATCH_MAGIC0 || b[1] != BATCH_MAGIC1) {
         count_frame(r, handle_frame(r, b, len));
@@ -550,7 +550,7 @@ static void peer_free(struct peer *p)
     pthread_mutex_lock(&p->mu);
     p->closing = true;
     pthread_mutex_unlock(&p->mu);
-    nng_close(p->sock);  /* fails a waiting send with NNG_ECLOSED; waits for pipe callbacks */
+    nng_close(p->sock);   /* fails a waiting send with NNG_ECLOSED; waits for pipe callbacks */
     nng_aio_free(p->aio); /* waits for send_done */
     uint32_t lost = p->open_frames;
     if (p->open)
@@ -790,8 +790,8 @@ void mx_remote_stop(mx_remote_t *r)
     atomic_store_explicit(&r->stopping, true, memory_order_release);
     nng_aio_stop(r->tick); /* cancels the sleep, waits for a running tick */
     nng_aio_free(r->tick);
-    nng_close(r->pull);   /* fails the receive with NNG_ECLOSED */
-    nng_aio_free(r->rx);  /* waits for rx_done */
+    nng_close(r->pull);  /* fails the receive with NNG_ECLOSED */
+    nng_aio_free(r->rx); /* waits for rx_done */
     for (uint32_t b = 0; b < BUCKETS; b++) {
         for (struct peer *p = r->tab[b], *nx; p; p = nx) {
             nx = p->next;

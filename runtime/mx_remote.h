@@ -27,61 +27,61 @@ typedef struct mx_remote mx_remote_t;
 #define MX_REMOTE_MSG_MAX (MX_ENV_WIRE_SIZE + MX_ENV_MAX_NAME + MX_ENV_MAX_BODY + 12u)
 
 struct mx_remote_opts {
-    const char *listen_url;     /* tcp://host:port (port 0: any), ipc://, inproc:// */
-    uint32_t sendbuf;           /* per-peer send queue in frames; 0 = 1024 (max 8192) */
-    uint32_t sendbuf_bytes;     /* per-peer send queue in frame bytes; 0 = 8 MiB (a
-                                 * single larger frame is taken when the queue is empty) */
-    uint32_t reconn_min_ms;     /* redial backoff start; 0 = 50 */
-    uint32_t reconn_max_ms;     /* redial backoff cap; 0 = 2000 */
-    uint32_t connect_grace_ms;  /* a new peer may queue before its first connect; 0 = 1000 */
-    uint32_t max_peers;         /* 0 = 256 */
-    const mx_tls_t *tls;        /* mutual TLS on the listener and every peer link; NULL =
-                                 * plaintext. Must outlive the transport. */
-    uint32_t recv_max;          /* largest nng message taken from a peer (and sent to one);
-                                 * 0 = 4 MiB; at most MX_REMOTE_MSG_MAX */
-    uint32_t max_pipes;         /* inbound connections at once; 0 = 64; more are closed */
-    uint32_t idle_ms;           /* an inbound connection that completes no message for this
-                                 * long is closed (a frame stalled half-way holds its buffer
-                                 * no longer); links to peers send a heartbeat when idle for
-                                 * a third of it. 0 = 30000 */
+    const char *listen_url;    /* tcp://host:port (port 0: any), ipc://, inproc:// */
+    uint32_t sendbuf;          /* per-peer send queue in frames; 0 = 1024 (max 8192) */
+    uint32_t sendbuf_bytes;    /* per-peer send queue in frame bytes; 0 = 8 MiB (a
+                                * single larger frame is taken when the queue is empty) */
+    uint32_t reconn_min_ms;    /* redial backoff start; 0 = 50 */
+    uint32_t reconn_max_ms;    /* redial backoff cap; 0 = 2000 */
+    uint32_t connect_grace_ms; /* a new peer may queue before its first connect; 0 = 1000 */
+    uint32_t max_peers;        /* 0 = 256 */
+    const mx_tls_t *tls;       /* mutual TLS on the listener and every peer link; NULL =
+                                * plaintext. Must outlive the transport. */
+    uint32_t recv_max;         /* largest nng message taken from a peer (and sent to one);
+                                * 0 = 4 MiB; at most MX_REMOTE_MSG_MAX */
+    uint32_t max_pipes;        /* inbound connections at once; 0 = 64; more are closed */
+    uint32_t idle_ms;          /* an inbound connection that completes no message for this
+                                * long is closed (a frame stalled half-way holds its buffer
+                                * no longer); links to peers send a heartbeat when idle for
+                                * a third of it. 0 = 30000 */
 };
 
 /* Why an inbound frame was dropped. */
-#define MX_RDROP_MAP(X)                                                        \
-    X(BAD_HEADER, "bad-header")                                                \
-    X(UNKNOWN_TYPE, "unknown-type")                                            \
-    X(BAD_BODY, "bad-body")                                                    \
-    X(TOO_BIG, "too-big")                                                      \
-    X(UNKNOWN_RECEIVER, "unknown-receiver")                                    \
-    X(REFUSED, "refused")                                                      \
-    X(BAD_BATCH, "bad-batch")                                                  \
-    X(LOCAL_ONLY, "local-only")                                                \
+#define MX_RDROP_MAP(X)                                                                            \
+    X(BAD_HEADER, "bad-header")                                                                    \
+    X(UNKNOWN_TYPE, "unknown-type")                                                                \
+    X(BAD_BODY, "bad-body")                                                                        \
+    X(TOO_BIG, "too-big")                                                                          \
+    X(UNKNOWN_RECEIVER, "unknown-receiver")                                                        \
+    X(REFUSED, "refused")                                                                          \
+    X(BAD_BATCH, "bad-batch")                                                                      \
+    X(LOCAL_ONLY, "local-only")                                                                    \
     X(BAD_EPOCH, "unverified-epoch")
 
 enum mx_rdrop {
 #define MX_RDROP_ENUM(n, s) MX_RDROP_##n,
     MX_RDROP_MAP(MX_RDROP_ENUM)
 #undef MX_RDROP_ENUM
-    MX_RDROP_COUNT
+        MX_RDROP_COUNT
 };
 
 struct mx_remote_stats {
-    uint64_t frames_in;    /* frames received (valid or not; a bad batch counts as one) */
-    uint64_t delivered;    /* frames handed to a local mailbox */
-    uint64_t frames_out;   /* frames queued to a peer */
-    uint64_t batches_in;   /* well-formed batch messages received */
-    uint64_t batches_out;  /* batch messages handed to nng */
-    uint64_t frames_lost;  /* queued frames discarded when their peer was removed or closed */
-    uint64_t bytes_in, bytes_out; /* nng message bytes (batch framing included) */
-    uint64_t send_full;    /* sends refused: peer queue full */
-    uint64_t send_down;    /* sends refused: unknown or disconnected peer */
+    uint64_t frames_in;   /* frames received (valid or not; a bad batch counts as one) */
+    uint64_t delivered;   /* frames handed to a local mailbox */
+    uint64_t frames_out;  /* frames queued to a peer */
+    uint64_t batches_in;  /* well-formed batch messages received */
+    uint64_t batches_out; /* batch messages handed to nng */
+    uint64_t frames_lost; /* queued frames discarded when their peer was removed or closed */
+    uint64_t bytes_in, bytes_out;   /* nng message bytes (batch framing included) */
+    uint64_t send_full;             /* sends refused: peer queue full */
+    uint64_t send_down;             /* sends refused: unknown or disconnected peer */
     uint64_t drops[MX_RDROP_COUNT]; /* inbound frames dropped, by reason */
-    uint32_t peers;        /* peers in the table */
-    uint32_t peers_up;     /* peers with a live connection */
-    uint32_t pipes_in;     /* inbound connections open now */
-    uint64_t pipes_refused_tls;   /* inbound connections closed: no certificate from the CA */
-    uint64_t pipes_refused_limit; /* inbound connections closed: max_pipes reached */
-    uint64_t pipes_timed_out;     /* inbound connections closed: no message for idle_ms */
+    uint32_t peers;                 /* peers in the table */
+    uint32_t peers_up;              /* peers with a live connection */
+    uint32_t pipes_in;              /* inbound connections open now */
+    uint64_t pipes_refused_tls;     /* inbound connections closed: no certificate from the CA */
+    uint64_t pipes_refused_limit;   /* inbound connections closed: max_pipes reached */
+    uint64_t pipes_timed_out;       /* inbound connections closed: no message for idle_ms */
 };
 
 /* mx_remote_epoch_fn - decide whether a frame from node `from` stamped

@@ -279,8 +279,8 @@ bool mx__app_bearer(struct acc *a, mx_http_req_t *r, struct mx_jwt_claims *c, bo
     const uint8_t *sec = secret(a, &sl);
     if (!sec || sl < MX_JWT_MIN_SECRET)
         return false;
-    enum mx_jwt_status st = mx_jwt_verify(h + 7, strlen(h + 7), sec, sl,
-                                          (int64_t)(mx_unix_ms() / 1000), c);
+    enum mx_jwt_status st =
+        mx_jwt_verify(h + 7, strlen(h + 7), sec, sl, (int64_t)(mx_unix_ms() / 1000), c);
     if (st != MX_JWT_OK) {
         CNT(auth_refused);
         MX_DEBUG("bearer token refused: %s", mx_jwt_status_name(st));
@@ -366,7 +366,8 @@ static void rl_cb(int status, const struct mx_rl_result *res, void *arg)
     if (!res->allowed) {
         CNT(rl_refused);
         char ra[24];
-        snprintf(ra, sizeof ra, "%u", (res->retry_after_ms + 999) / 1000 ? (res->retry_after_ms + 999) / 1000 : 1);
+        snprintf(ra, sizeof ra, "%u",
+                 (res->retry_after_ms + 999) / 1000 ? (res->retry_after_ms + 999) / 1000 : 1);
         mx_http_add_header(op->r, "Retry-After", ra);
         mx_http_add_header(op->r, "X-RateLimit-Remaining", "0");
         mx_http_error(op->r, 429, "R001", "Too many requests: rate limit exceeded");
@@ -590,7 +591,8 @@ void mx__app_login_reply(struct acc *a, mx_http_req_t *r, void *ctx, struct mx_m
         for (size_t i = 0; i < n; i++) {
             if (strcasecmp(chars[i].name, lc->ign) == 0) /* as the seed compares */
                 mine = true;
-            int k = snprintf(lc->ocids + o, sizeof lc->ocids - o, "%s%s", o ? "," : "", chars[i].ocid);
+            int k =
+                snprintf(lc->ocids + o, sizeof lc->ocids - o, "%s%s", o ? "," : "", chars[i].ocid);
             if (k > 0 && (size_t)k < sizeof lc->ocids - o)
                 o += (size_t)k;
         }
@@ -615,11 +617,22 @@ void mx__app_login_reply(struct acc *a, mx_http_req_t *r, void *ctx, struct mx_m
     snprintf(now, sizeof now, "%llu", (unsigned long long)mx_unix_ms());
     snprintf(cap, sizeof cap, "%u", a->app->o.max_sessions ? a->app->o.max_sessions : 10);
     snprintf(fsess, sizeof fsess, "{auth}:fsess:%s", lc->fgp);
-    const char *argv[] = {lc->sess_key, lc->rt_key, "{auth}:admins", fsess, lc->ign, lc->fgp,
-                          lc->ocids, ttl, lc->sid, sttl,
-                          mx__app_bootstrap_admin(a->app, lc->fgp) ? "1" : "0", now, cap};
+    const char *argv[] = {lc->sess_key,
+                          lc->rt_key,
+                          "{auth}:admins",
+                          fsess,
+                          lc->ign,
+                          lc->fgp,
+                          lc->ocids,
+                          ttl,
+                          lc->sid,
+                          sttl,
+                          mx__app_bootstrap_admin(a->app, lc->fgp) ? "1" : "0",
+                          now,
+                          cap};
     lc->r = r;
-    if (!a->s_login || mx_redis_eval(a->redis, a->s_login, login_stored, lc, 4, 13, argv, NULL) != 0) {
+    if (!a->s_login ||
+        mx_redis_eval(a->redis, a->s_login, login_stored, lc, 4, 13, argv, NULL) != 0) {
         mx__app_redis_down(r);
         goto out;
     }
@@ -832,8 +845,8 @@ struct sess_ctx {
     mx__app_user_fn user_fn; /* OP_USER */
     struct mx_jwt_claims c;
     char key[64];
-    int admin_op;  /* ADM_*: what admin_done answers */
-    char fp[64];   /* ADM_ADD / ADM_REMOVE: the fingerprint */
+    int admin_op; /* ADM_*: what admin_done answers */
+    char fp[64];  /* ADM_ADD / ADM_REMOVE: the fingerprint */
 };
 
 enum { ADM_LIST, ADM_ADD, ADM_REMOVE };
@@ -881,7 +894,11 @@ static void admin_route(struct sess_ctx *sc)
         const uint8_t *body = mx_http_req_body(r, &blen);
         char fp[64];
         struct mx_jr_field f[] = {
-            {.key = "fingerprint", .kind = MX_JR_STR, .required = true, .buf = fp, .cap = sizeof fp},
+            {.key = "fingerprint",
+             .kind = MX_JR_STR,
+             .required = true,
+             .buf = fp,
+             .cap = sizeof fp},
         };
         if (!body || mx_jsonr_object((const char *)body, blen, f, 1, NULL, 0) != 0 || !fp[0]) {
             mx_http_error(r, 400, "C001", "Body must be {\"fingerprint\": \"...\"}");
@@ -1078,8 +1095,7 @@ out:
     free(sc);
 }
 
-static int session_route_fn(mx_http_req_t *r, struct acc *a, enum sess_op op,
-                            mx__app_user_fn fn)
+static int session_route_fn(mx_http_req_t *r, struct acc *a, enum sess_op op, mx__app_user_fn fn)
 {
     struct sess_ctx *sc = calloc(1, sizeof *sc);
     if (!sc)

@@ -17,7 +17,8 @@ extern "C" {
 #include "mx_jsonw.h"
 }
 
-namespace {
+namespace
+{
 
 using simdjson::dom::array;
 using simdjson::dom::element;

@@ -84,8 +84,8 @@ int mx__app_ask_doc(mx_http_req_t *r, struct acc *a, uint32_t what, uint32_t pre
 struct pend {
     uint64_t corr; /* 0 = free slot */
     mx_http_req_t *r;
-    uint8_t kind;  /* enum pend_kind */
-    void *ctx;     /* PEND_LOGIN: struct login_ctx */
+    uint8_t kind; /* enum pend_kind */
+    void *ctx;    /* PEND_LOGIN: struct login_ctx */
 };
 
 /* One acceptor's app state; owned by the acceptor's thread. */
@@ -180,8 +180,7 @@ void mx__app_respond_doc(struct acc *a, mx_http_req_t *r, const struct mx_http_d
 int mx__app_like_toggle(mx_http_req_t *r, void *st);
 int mx__app_like_status(mx_http_req_t *r, void *st);
 /* mx__app_like_reply - a reply for a PEND_LIKE_* or PEND_V1_LIKE entry. */
-void mx__app_like_reply(struct acc *a, mx_http_req_t *r, uint8_t kind, void *ctx,
-                        struct mx_msg *m);
+void mx__app_like_reply(struct acc *a, mx_http_req_t *r, uint8_t kind, void *ctx, struct mx_msg *m);
 /* mx__app_v1_live - a V1 record arrived: ask for its live like count and
  * answer when it comes. Returns true when pending (the reply completes
  * it), false when the document should be answered as it is. */

@@ -31,7 +31,7 @@
 struct like_ctx {
     struct acc *a;
     mx_http_req_t *r;
-    uint32_t op;   /* MX_LIKE_TOGGLE / MX_LIKE_STATUS; 0 = a V1 record */
+    uint32_t op; /* MX_LIKE_TOGGLE / MX_LIKE_STATUS; 0 = a V1 record */
     bool signed_in;
     char acct[MX_LIKES_ACCOUNT_LEN + 1];
     char ocids[OCIDS_MAX]; /* the session's, comma-separated */

@@ -124,8 +124,8 @@ static bool valid_ign(mx_http_req_t *r, const char *ign, size_t len)
 /* Send q to the cache shard of its name, waiting at most timeout_ms; the
  * reply is dispatched by kind with ctx. Returns MX_HTTP_PENDING, or
  * MX_HTTP_DONE after answering. */
-static int send_exp_get(mx_http_req_t *r, struct acc *a, const struct mx_m_exp_get *q,
-                        uint8_t kind, void *ctx, uint32_t timeout_ms)
+static int send_exp_get(mx_http_req_t *r, struct acc *a, const struct mx_m_exp_get *q, uint8_t kind,
+                        void *ctx, uint32_t timeout_ms)
 {
     if (a->nshards == 0) {
         mx_http_add_header(r, "Retry-After", "5");
@@ -163,8 +163,8 @@ int mx__app_ask_doc(mx_http_req_t *r, struct acc *a, uint32_t what, uint32_t pre
     mx__app_ign_trim(&ign, &len); /* the seed trims the name */
     if (!valid_ign(r, ign, len))
         return MX_HTTP_DONE;
-    struct mx_m_exp_get q = {.what = what, .ign = {ign, (uint32_t)len}, .preset = preset,
-                             .force = force};
+    struct mx_m_exp_get q = {
+        .what = what, .ign = {ign, (uint32_t)len}, .preset = preset, .force = force};
     if (query_bool(r, "starCatch", true, &q.star_catch) ||
         query_bool(r, "discount", true, &q.discount) || query_bool(r, "sunday", true, &q.sunday) ||
         (what == MX_SVC_EXPECTATION && !force && query_bool(r, "force", false, &q.force))) {
@@ -182,15 +182,17 @@ static int ask_cache_now(mx_http_req_t *r, struct acc *a, uint32_t what, uint32_
     return mx__app_ask_doc(r, a, what, preset, force, kind, 0);
 }
 
-int mx__app_ask_character(struct acc *a, mx_http_req_t *r, const char *ign, uint8_t kind,
-                          void *ctx)
+int mx__app_ask_character(struct acc *a, mx_http_req_t *r, const char *ign, uint8_t kind, void *ctx)
 {
     size_t len;
     mx__app_ign_trim(&ign, &len);
     if (!valid_ign(r, ign, len))
         return MX_HTTP_DONE;
-    struct mx_m_exp_get q = {.what = MX_SVC_CHARACTER, .ign = {ign, (uint32_t)len},
-                             .star_catch = true, .discount = true, .sunday = true};
+    struct mx_m_exp_get q = {.what = MX_SVC_CHARACTER,
+                             .ign = {ign, (uint32_t)len},
+                             .star_catch = true,
+                             .discount = true,
+                             .sunday = true};
     return send_exp_get(r, a, &q, kind, ctx, a->app->o.cache_timeout_ms);
 }
 
@@ -327,7 +329,8 @@ static int h_metrics(mx_http_req_t *r, void *st)
             return MX_HTTP_DONE;
         }
     } else if (!private_client(a, r)) {
-        mx_http_error(r, 403, "FORBIDDEN", "Metrics are served to loopback and private networks only");
+        mx_http_error(r, 403, "FORBIDDEN",
+                      "Metrics are served to loopback and private networks only");
         return MX_HTTP_DONE;
     }
     struct prom p = {.cap = 16384};
@@ -341,28 +344,31 @@ static int h_metrics(mx_http_req_t *r, void *st)
         mx_http_stats(a->app->http, &hs);
     pf(&p, "# TYPE mx_http_connections_open gauge\nmx_http_connections_open{node=\"%s\"} %llu\n",
        node, (unsigned long long)hs.conns_open);
-    pf(&p, "# TYPE mx_http_connections_refused_total counter\n"
-           "mx_http_connections_refused_total{node=\"%s\"} %llu\n",
+    pf(&p,
+       "# TYPE mx_http_connections_refused_total counter\n"
+       "mx_http_connections_refused_total{node=\"%s\"} %llu\n",
        node, (unsigned long long)hs.conns_refused);
-    pf(&p, "# TYPE mx_http_requests_total counter\nmx_http_requests_total{node=\"%s\"} %llu\n", node,
-       (unsigned long long)hs.requests);
+    pf(&p, "# TYPE mx_http_requests_total counter\nmx_http_requests_total{node=\"%s\"} %llu\n",
+       node, (unsigned long long)hs.requests);
     pf(&p, "# TYPE mx_http_bytes_out_total counter\nmx_http_bytes_out_total{node=\"%s\"} %llu\n",
        node, (unsigned long long)hs.bytes_out);
 
     pf(&p, "# TYPE mx_http_buffered_bytes gauge\nmx_http_buffered_bytes{node=\"%s\"} %llu\n", node,
        (unsigned long long)hs.buffered_bytes);
-    pf(&p, "# TYPE mx_http_memory_closed_total counter\n"
-           "mx_http_memory_closed_total{node=\"%s\"} %llu\n",
+    pf(&p,
+       "# TYPE mx_http_memory_closed_total counter\n"
+       "mx_http_memory_closed_total{node=\"%s\"} %llu\n",
        node, (unsigned long long)hs.mem_closed);
-    pf(&p, "# TYPE mx_http_memory_trims_total counter\nmx_http_memory_trims_total{node=\"%s\"} %llu\n",
+    pf(&p,
+       "# TYPE mx_http_memory_trims_total counter\nmx_http_memory_trims_total{node=\"%s\"} %llu\n",
        node, (unsigned long long)hs.mem_trims);
     pf(&p, "# TYPE mx_http_responses_total counter\n");
     for (int c = 1; c <= 5; c++)
         pf(&p, "mx_http_responses_total{node=\"%s\",class=\"%dxx\"} %llu\n", node, c,
            (unsigned long long)hs.responses[c]);
-    static const char *lim[] = {"bad_request", "header_size", "body_size",    "header_time",
-                                "idle",        "pipeline",    "output",       "conns",
-                                "in_app",      "body_time",   "chunk_ext",    "client_conns",
+    static const char *lim[] = {"bad_request", "header_size", "body_size", "header_time",
+                                "idle",        "pipeline",    "output",    "conns",
+                                "in_app",      "body_time",   "chunk_ext", "client_conns",
                                 "memory",      "drain_rate"};
     _Static_assert(sizeof lim / sizeof *lim == MX_HTTP_LIM__COUNT, "a name per HTTP limit");
     pf(&p, "# TYPE mx_http_limit_hits_total counter\n");
@@ -373,7 +379,8 @@ static int h_metrics(mx_http_req_t *r, void *st)
     struct mx_svc_stats ss;
     mx_svc_stats(&ss);
     pf(&p, "# TYPE mx_cache_total counter\n");
-#define SV(name, v) pf(&p, "mx_cache_total{node=\"%s\",event=\"" name "\"} %llu\n", node, (unsigned long long)(v))
+#define SV(name, v)                                                                                \
+    pf(&p, "mx_cache_total{node=\"%s\",event=\"" name "\"} %llu\n", node, (unsigned long long)(v))
     SV("request", ss.requests);
     SV("l1_hit", ss.l1_hits);
     SV("l1_miss", ss.l1_misses);
@@ -417,14 +424,18 @@ static int h_metrics(mx_http_req_t *r, void *st)
        (unsigned long long)ss.entries);
     pf(&p, "# TYPE mx_cache_l1_bytes gauge\nmx_cache_l1_bytes{node=\"%s\"} %llu\n", node,
        (unsigned long long)ss.bytes);
-    double hit = ss.l1_hits + ss.l1_misses ? (double)ss.l1_hits / (double)(ss.l1_hits + ss.l1_misses) : 0;
-    pf(&p, "# TYPE mx_cache_l1_hit_ratio gauge\nmx_cache_l1_hit_ratio{node=\"%s\"} %.4f\n", node, hit);
+    double hit =
+        ss.l1_hits + ss.l1_misses ? (double)ss.l1_hits / (double)(ss.l1_hits + ss.l1_misses) : 0;
+    pf(&p, "# TYPE mx_cache_l1_hit_ratio gauge\nmx_cache_l1_hit_ratio{node=\"%s\"} %.4f\n", node,
+       hit);
 
     struct mx_addr fa;
     struct mx_fetch_stats fs;
-    if (mx_whereis(a->app->sys, MX_FETCH_NAME, &fa) == 0 && mx_fetch_stats(a->app->sys, fa, &fs) == 0) {
+    if (mx_whereis(a->app->sys, MX_FETCH_NAME, &fa) == 0 &&
+        mx_fetch_stats(a->app->sys, fa, &fs) == 0) {
         pf(&p, "# TYPE mx_fetch_total counter\n");
-#define FV(name, v) pf(&p, "mx_fetch_total{node=\"%s\",event=\"" name "\"} %llu\n", node, (unsigned long long)(v))
+#define FV(name, v)                                                                                \
+    pf(&p, "mx_fetch_total{node=\"%s\",event=\"" name "\"} %llu\n", node, (unsigned long long)(v))
         FV("request", fs.requests);
         FV("ok", fs.ok);
         FV("not_found", fs.not_found);
@@ -437,9 +448,10 @@ static int h_metrics(mx_http_req_t *r, void *st)
         FV("retry", fs.retries);
         FV("breaker_open", fs.breaker_opens);
 #undef FV
-        pf(&p, "# TYPE mx_fetch_breaker_state gauge\nmx_fetch_breaker_state{node=\"%s\"} %u\n", node,
-           fs.breaker_state);
-        pf(&p, "# TYPE mx_fetch_inflight gauge\nmx_fetch_inflight{node=\"%s\"} %u\n", node, fs.inflight);
+        pf(&p, "# TYPE mx_fetch_breaker_state gauge\nmx_fetch_breaker_state{node=\"%s\"} %u\n",
+           node, fs.breaker_state);
+        pf(&p, "# TYPE mx_fetch_inflight gauge\nmx_fetch_inflight{node=\"%s\"} %u\n", node,
+           fs.inflight);
     }
 
     uint64_t dl[MX_DL_COUNT];
@@ -463,15 +475,19 @@ static int h_metrics(mx_http_req_t *r, void *st)
     for (int i = 0; i < 32 && types[i].type; i++)
         pf(&p, "mx_actor_restarts_total{node=\"%s\",type=\"%s\"} %u\n", node, types[i].type,
            types[i].restarts);
-    pf(&p, "# TYPE mx_app_pending_refused_total counter\nmx_app_pending_refused_total{node=\"%s\"} %llu\n",
-       node, (unsigned long long)atomic_load_explicit(&a->app->pending_refused, memory_order_relaxed));
+    pf(&p,
+       "# TYPE mx_app_pending_refused_total counter\nmx_app_pending_refused_total{node=\"%s\"} %llu\n",
+       node,
+       (unsigned long long)atomic_load_explicit(&a->app->pending_refused, memory_order_relaxed));
     struct mx_app *ap = a->app;
 #define AV(f) (unsigned long long)atomic_load_explicit(&ap->f, memory_order_relaxed)
     pf(&p, "# TYPE mx_ratelimit_total counter\n");
     pf(&p, "mx_ratelimit_total{node=\"%s\",result=\"checked\"} %llu\n", node, AV(rl_checked));
     pf(&p, "mx_ratelimit_total{node=\"%s\",result=\"refused\"} %llu\n", node, AV(rl_refused));
-    pf(&p, "# TYPE mx_ratelimit_bypassed_total counter\n"
-           "mx_ratelimit_bypassed_total{node=\"%s\"} %llu\n", node, AV(rl_bypassed));
+    pf(&p,
+       "# TYPE mx_ratelimit_bypassed_total counter\n"
+       "mx_ratelimit_bypassed_total{node=\"%s\"} %llu\n",
+       node, AV(rl_bypassed));
     pf(&p, "# TYPE mx_auth_total counter\n");
     pf(&p, "mx_auth_total{node=\"%s\",event=\"token_ok\"} %llu\n", node, AV(auth_ok));
     pf(&p, "mx_auth_total{node=\"%s\",event=\"token_refused\"} %llu\n", node, AV(auth_refused));
@@ -479,16 +495,19 @@ static int h_metrics(mx_http_req_t *r, void *st)
     pf(&p, "mx_auth_total{node=\"%s\",event=\"login_failed\"} %llu\n", node, AV(login_failures));
     pf(&p, "mx_auth_total{node=\"%s\",event=\"refresh\"} %llu\n", node, AV(refreshes));
     pf(&p, "mx_auth_total{node=\"%s\",event=\"refresh_reuse\"} %llu\n", node, AV(refresh_reuse));
-    pf(&p, "# TYPE mx_app_cache_timeouts_total counter\nmx_app_cache_timeouts_total{node=\"%s\"} %llu\n",
+    pf(&p,
+       "# TYPE mx_app_cache_timeouts_total counter\nmx_app_cache_timeouts_total{node=\"%s\"} %llu\n",
        node, AV(cache_timeouts));
-    pf(&p, "# TYPE mx_app_stale_served_total counter\nmx_app_stale_served_total{node=\"%s\"} %llu\n",
+    pf(&p,
+       "# TYPE mx_app_stale_served_total counter\nmx_app_stale_served_total{node=\"%s\"} %llu\n",
        node, AV(stale_served));
 #undef AV
     if (a->nlikes) {
         struct mx_likes_stats ls;
         mx_likes_stats(&ls);
         pf(&p, "# TYPE mx_likes_total counter\n");
-#define LV(name, v) pf(&p, "mx_likes_total{node=\"%s\",event=\"" name "\"} %llu\n", node, (unsigned long long)(v))
+#define LV(name, v)                                                                                \
+    pf(&p, "mx_likes_total{node=\"%s\",event=\"" name "\"} %llu\n", node, (unsigned long long)(v))
         LV("toggle", ls.toggles);
         LV("like", ls.likes);
         LV("unlike", ls.unlikes);
@@ -502,7 +521,9 @@ static int h_metrics(mx_http_req_t *r, void *st)
         LV("unload", ls.unloads);
 #undef LV
         pf(&p, "# TYPE mx_like_sync_total counter\n");
-#define SYV(name, v) pf(&p, "mx_like_sync_total{node=\"%s\",event=\"" name "\"} %llu\n", node, (unsigned long long)(v))
+#define SYV(name, v)                                                                               \
+    pf(&p, "mx_like_sync_total{node=\"%s\",event=\"" name "\"} %llu\n", node,                      \
+       (unsigned long long)(v))
         SYV("batch", ls.sync_batches);
         SYV("pair", ls.sync_pairs);
         SYV("replay", ls.sync_replays);
@@ -523,20 +544,25 @@ static int h_metrics(mx_http_req_t *r, void *st)
                 pf(&p, "mx_like_sync_lag_ms_bucket{node=\"%s\",le=\"+Inf\"} %llu\n", node,
                    (unsigned long long)cum);
         }
-        pf(&p, "mx_like_sync_lag_ms_sum{node=\"%s\"} %llu\nmx_like_sync_lag_ms_count{node=\"%s\"} %llu\n",
+        pf(&p,
+           "mx_like_sync_lag_ms_sum{node=\"%s\"} %llu\nmx_like_sync_lag_ms_count{node=\"%s\"} %llu\n",
            node, (unsigned long long)ls.sync_lag_sum_ms, node, (unsigned long long)cum);
         pf(&p, "# TYPE mx_like_sync_holder gauge\nmx_like_sync_holder{node=\"%s\"} %d\n", node,
            ls.holder ? 1 : 0);
         pf(&p, "# TYPE mx_like_pending_targets gauge\nmx_like_pending_targets{node=\"%s\"} %llu\n",
            node, (unsigned long long)ls.pending_targets);
-        pf(&p, "# TYPE mx_app_like_count_unknown_total counter\n"
-               "mx_app_like_count_unknown_total{node=\"%s\"} %llu\n",
-           node, (unsigned long long)atomic_load_explicit(&a->app->like_count_unknown, memory_order_relaxed));
+        pf(&p,
+           "# TYPE mx_app_like_count_unknown_total counter\n"
+           "mx_app_like_count_unknown_total{node=\"%s\"} %llu\n",
+           node,
+           (unsigned long long)atomic_load_explicit(&a->app->like_count_unknown,
+                                                    memory_order_relaxed));
     }
     if (a->redis) {
         struct mx_redis_stats rs;
         mx_redis_stats(a->redis, &rs);
-        pf(&p, "# TYPE mx_redis_connected gauge\nmx_redis_connected{node=\"%s\",client=\"http\"} %d\n",
+        pf(&p,
+           "# TYPE mx_redis_connected gauge\nmx_redis_connected{node=\"%s\",client=\"http\"} %d\n",
            node, rs.connected ? 1 : 0);
         pf(&p, "# TYPE mx_redis_total counter\n");
         pf(&p, "mx_redis_total{node=\"%s\",client=\"http\",event=\"command\"} %llu\n", node,
@@ -552,11 +578,13 @@ static int h_metrics(mx_http_req_t *r, void *st)
            (unsigned long long)rs.failovers);
         pf(&p, "mx_redis_total{node=\"%s\",client=\"http\",event=\"readonly\"} %llu\n", node,
            (unsigned long long)rs.readonly);
-        pf(&p, "# TYPE mx_redis_master gauge\nmx_redis_master{node=\"%s\",client=\"http\",addr=\"%s\"} 1\n",
+        pf(&p,
+           "# TYPE mx_redis_master gauge\nmx_redis_master{node=\"%s\",client=\"http\",addr=\"%s\"} 1\n",
            node, rs.master);
-        pf(&p, "# TYPE mx_redis_reconnect_ms gauge\n"
-               "mx_redis_reconnect_ms{node=\"%s\",client=\"http\",which=\"last\"} %llu\n"
-               "mx_redis_reconnect_ms{node=\"%s\",client=\"http\",which=\"max\"} %llu\n",
+        pf(&p,
+           "# TYPE mx_redis_reconnect_ms gauge\n"
+           "mx_redis_reconnect_ms{node=\"%s\",client=\"http\",which=\"last\"} %llu\n"
+           "mx_redis_reconnect_ms{node=\"%s\",client=\"http\",which=\"max\"} %llu\n",
            node, (unsigned long long)rs.reconnect_ms_last, node,
            (unsigned long long)rs.reconnect_ms_max);
     }
@@ -818,9 +846,14 @@ void mx_app_opts_default(struct mx_app_opts *o)
 {
     /* max_pending stays under the runtime's 4,096 outstanding requests per
      * actor, so this bound (with its clear 503) is the one that acts */
-    *o = (struct mx_app_opts){.cache_timeout_ms = 25000, .max_pending = 4000, .rate_limit = true,
-                              .access_ttl_s = 900, .refresh_ttl_s = 7 * 24 * 3600,
-                              .session_ttl_s = 1800, .cors_max_age_s = 3600, .v5_wait_ms = 300,
+    *o = (struct mx_app_opts){.cache_timeout_ms = 25000,
+                              .max_pending = 4000,
+                              .rate_limit = true,
+                              .access_ttl_s = 900,
+                              .refresh_ttl_s = 7 * 24 * 3600,
+                              .session_ttl_s = 1800,
+                              .cors_max_age_s = 3600,
+                              .v5_wait_ms = 300,
                               .api_docs = true};
 }
 
@@ -847,7 +880,8 @@ int mx_app_start(struct mx_app *app, mx_system_t *sys, const struct mx_http_opts
     if (mx__app_cors_parse(app, app->o.cors_origins) != 0 || mx__app_admins_parse(app) != 0)
         return MX_ECONFIG;
     if (app->o.trusted_proxies && app->o.trusted_proxies[0]) {
-        app->nproxies = mx_app_parse_cidrs(app->o.trusted_proxies, app->proxies, MX_APP_MAX_PROXIES);
+        app->nproxies =
+            mx_app_parse_cidrs(app->o.trusted_proxies, app->proxies, MX_APP_MAX_PROXIES);
         if (app->nproxies == -2) {
             MX_ERROR("MX_TRUSTED_PROXIES: %s covers every address: any client could choose its "
                      "own address (X-Forwarded-For, PROXY header); list the proxies' addresses",

@@ -17,27 +17,30 @@
 #include "mx_http.h"
 
 struct mx_app_opts {
-    uint32_t cache_timeout_ms;  /* one cache request; default 25 s */
-    uint32_t max_pending;       /* requests waiting on the cache per acceptor; default and max 4000 */
-    const char *trusted_proxies;/* CIDR list (MX_TRUSTED_PROXIES); may be NULL */
+    uint32_t cache_timeout_ms; /* one cache request; default 25 s */
+    uint32_t max_pending; /* requests waiting on the cache per acceptor; default and max 4000 */
+    const char *trusted_proxies; /* CIDR list (MX_TRUSTED_PROXIES); may be NULL */
     const char *node_name;
-    const char *redis_url;      /* sessions, refresh tokens, rate limits; NULL/"" = none */
-    const char *jwt_secret;     /* >= 32 bytes; NULL = auth routes answer 503 */
-    bool rate_limit;            /* global rate limits on (MX_RATE_LIMIT) */
-    uint32_t access_ttl_s;      /* access token lifetime; default 900 */
-    uint32_t refresh_ttl_s;     /* refresh token / session lifetime; default 7 days */
-    uint32_t max_sessions;      /* live sessions per account (fingerprint); past it the oldest
-                                   is revoked. 0 = 10 */
-    struct mx_mysql *mysql;     /* outbox: DLQ admin, donations, points; NULL = those answer 503 */
-    const char *fingerprint_secret; /* HMAC key of fingerprints (MX_FINGERPRINT_SECRET); NULL/"" = jwt_secret */
-    uint32_t session_ttl_s;     /* idle lifetime of a session, sliding; default 1800 */
-    const char *admin_fingerprints; /* bootstrap admins, comma-separated (MX_ADMIN_FINGERPRINTS); may be NULL */
-    const char *cors_origins;   /* allowed CORS origins, comma-separated, or "*"; NULL/"" = CORS off */
-    uint32_t cors_max_age_s;    /* preflight cache lifetime; default 3600 */
-    uint32_t v5_wait_ms;        /* /api/v5: wait this long for a document before 202; default 300 */
-    bool api_docs;              /* serve /v3/api-docs (MX_API_DOCS); default true */
-    const char *metrics_token;  /* MX_METRICS_TOKEN: /actuator/prometheus wants "Authorization:
-                                   Bearer <it>"; NULL/"" = private client addresses only */
+    const char *redis_url;  /* sessions, refresh tokens, rate limits; NULL/"" = none */
+    const char *jwt_secret; /* >= 32 bytes; NULL = auth routes answer 503 */
+    bool rate_limit;        /* global rate limits on (MX_RATE_LIMIT) */
+    uint32_t access_ttl_s;  /* access token lifetime; default 900 */
+    uint32_t refresh_ttl_s; /* refresh token / session lifetime; default 7 days */
+    uint32_t max_sessions;  /* live sessions per account (fingerprint); past it the oldest
+                               is revoked. 0 = 10 */
+    struct mx_mysql *mysql; /* outbox: DLQ admin, donations, points; NULL = those answer 503 */
+    const char *fingerprint_secret; /* HMAC key of fingerprints (MX_FINGERPRINT_SECRET); NULL/"" =
+                                       jwt_secret */
+    uint32_t session_ttl_s;         /* idle lifetime of a session, sliding; default 1800 */
+    const char *admin_fingerprints; /* bootstrap admins, comma-separated (MX_ADMIN_FINGERPRINTS);
+                                       may be NULL */
+    const char
+        *cors_origins;       /* allowed CORS origins, comma-separated, or "*"; NULL/"" = CORS off */
+    uint32_t cors_max_age_s; /* preflight cache lifetime; default 3600 */
+    uint32_t v5_wait_ms;     /* /api/v5: wait this long for a document before 202; default 300 */
+    bool api_docs;           /* serve /v3/api-docs (MX_API_DOCS); default true */
+    const char *metrics_token; /* MX_METRICS_TOKEN: /actuator/prometheus wants "Authorization:
+                                  Bearer <it>"; NULL/"" = private client addresses only */
 };
 
 /* A parsed CIDR (IPv4 addresses are stored as IPv4-mapped IPv6). */
@@ -54,14 +57,15 @@ struct mx_app {
     mx_system_t *sys;
     mx_http_t *http;
     uint32_t nshards;
-    _Atomic bool draining;      /* readiness answers 503 */
+    _Atomic bool draining; /* readiness answers 503 */
     struct mx_cidr proxies[MX_APP_MAX_PROXIES];
     int nproxies;
     char cors[MX_APP_MAX_ORIGINS][256]; /* MX_CORS_ORIGINS, parsed at start; read-only after */
     int ncors;
-    char admins[MX_APP_MAX_ADMINS][64]; /* MX_ADMIN_FINGERPRINTS, parsed at start; read-only after */
+    char admins[MX_APP_MAX_ADMINS]
+               [64]; /* MX_ADMIN_FINGERPRINTS, parsed at start; read-only after */
     int nadmins;
-    uint64_t started_ms;                /* wall clock at mx_app_start (/actuator/info) */
+    uint64_t started_ms; /* wall clock at mx_app_start (/actuator/info) */
     /* counters (relaxed: statistics) */
     _Atomic uint64_t pending_refused, cache_timeouts, stale_served;
     _Atomic uint64_t rl_refused, rl_bypassed, rl_checked;

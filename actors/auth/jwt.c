@@ -13,7 +13,7 @@
 #include "mx_err.h"
 #include "mx_jsonr.h"
 
-static const char *status_names[] = {"ok",      "malformed", "bad-alg",   "bad-signature",
+static const char *status_names[] = {"ok",      "malformed",     "bad-alg",   "bad-signature",
                                      "expired", "not-yet-valid", "bad-claims"};
 
 const char *mx_jwt_status_name(enum mx_jwt_status s)
@@ -56,7 +56,8 @@ int mx_b64url_decode(const char *in, size_t n, uint8_t *out, size_t cap)
             ch = '+';
         else if (ch == '_')
             ch = '/';
-        else if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')))
+        else if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                   (ch >= '0' && ch <= '9')))
             return -1; /* also refuses '+', '/', '=' and padding: url alphabet only */
         buf[m++] = ch;
     }
@@ -110,17 +111,18 @@ static bool plain_text(const char *s)
 /* {"alg":"HS256","typ":"JWT"} */
 static const char jwt_header_b64[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
 
-int mx_jwt_sign(const struct mx_jwt_claims *c, const uint8_t *secret, size_t secret_len,
-                char *out, size_t cap)
+int mx_jwt_sign(const struct mx_jwt_claims *c, const uint8_t *secret, size_t secret_len, char *out,
+                size_t cap)
 {
     if (!c || !secret || secret_len < MX_JWT_MIN_SECRET || !plain_text(c->sub) ||
         !plain_text(c->fgp) || !plain_text(c->role))
         return MX_EINVAL;
     char payload[512];
-    int pn = snprintf(payload, sizeof payload,
-                      "{\"iss\":\"" MX_JWT_ISSUER "\",\"sub\":\"%s\",\"fgp\":\"%s\",\"role\":\"%s\","
-                      "\"iat\":%lld,\"exp\":%lld}",
-                      c->sub, c->fgp, c->role, (long long)c->iat, (long long)c->exp);
+    int pn =
+        snprintf(payload, sizeof payload,
+                 "{\"iss\":\"" MX_JWT_ISSUER "\",\"sub\":\"%s\",\"fgp\":\"%s\",\"role\":\"%s\","
+                 "\"iat\":%lld,\"exp\":%lld}",
+                 c->sub, c->fgp, c->role, (long long)c->iat, (long long)c->exp);
     if (pn < 0 || (size_t)pn >= sizeof payload)
         return MX_ETOOBIG;
     char pb64[720];

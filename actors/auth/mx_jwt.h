@@ -13,27 +13,27 @@
 #include <stdint.h>
 
 #define MX_JWT_ISSUER "maple-expectation"
-#define MX_JWT_MAX_TOKEN 2048      /* longer tokens are refused unread */
-#define MX_JWT_MIN_SECRET 32       /* bytes; shorter secrets are a config error */
-#define MX_JWT_SKEW_S 30           /* tolerated clock difference between nodes */
+#define MX_JWT_MAX_TOKEN 2048 /* longer tokens are refused unread */
+#define MX_JWT_MIN_SECRET 32  /* bytes; shorter secrets are a config error */
+#define MX_JWT_SKEW_S 30      /* tolerated clock difference between nodes */
 
 struct mx_jwt_claims {
-    char sub[80];   /* session id */
-    char fgp[64];   /* base64url(HMAC-SHA256(secret, apiKey)) */
-    char role[16];  /* USER or ADMIN */
-    int64_t iat;    /* seconds since the epoch */
+    char sub[80];  /* session id */
+    char fgp[64];  /* base64url(HMAC-SHA256(secret, apiKey)) */
+    char role[16]; /* USER or ADMIN */
+    int64_t iat;   /* seconds since the epoch */
     int64_t exp;
 };
 
 /* Why a token was refused (for logs and counters; clients only see A001). */
 enum mx_jwt_status {
     MX_JWT_OK = 0,
-    MX_JWT_MALFORMED,   /* not three base64url parts, bad JSON, too long */
-    MX_JWT_BAD_ALG,     /* alg other than HS256 */
+    MX_JWT_MALFORMED, /* not three base64url parts, bad JSON, too long */
+    MX_JWT_BAD_ALG,   /* alg other than HS256 */
     MX_JWT_BAD_SIG,
     MX_JWT_EXPIRED,
-    MX_JWT_NOT_YET,     /* iat/nbf in the future beyond the skew */
-    MX_JWT_BAD_CLAIMS,  /* wrong issuer, missing sub/exp/iat */
+    MX_JWT_NOT_YET,    /* iat/nbf in the future beyond the skew */
+    MX_JWT_BAD_CLAIMS, /* wrong issuer, missing sub/exp/iat */
 };
 
 const char *mx_jwt_status_name(enum mx_jwt_status s);
@@ -42,8 +42,8 @@ const char *mx_jwt_status_name(enum mx_jwt_status s);
  * (secret_len >= MX_JWT_MIN_SECRET), into out (cap bytes, NUL-terminated).
  * Returns 0, MX_EINVAL (short secret, claims with quotes or controls),
  * MX_ETOOBIG (out too small). */
-int mx_jwt_sign(const struct mx_jwt_claims *c, const uint8_t *secret, size_t secret_len,
-                char *out, size_t cap);
+int mx_jwt_sign(const struct mx_jwt_claims *c, const uint8_t *secret, size_t secret_len, char *out,
+                size_t cap);
 
 /* mx_jwt_verify - check token (len bytes) against secret at time now_s and
  * fill *c. Returns the status; *c is filled only on MX_JWT_OK. */

@@ -134,17 +134,39 @@ static void smap_free(struct smap *m)
 
 enum kind {
     K_NONE = 0,
-    K_STR, K_DEX, K_INT, K_LUK, /* percent; 올스탯 % counts toward all four */
-    K_ATT, K_MATT, K_BOSS, K_DMG, K_CRITDMG, K_HP, K_MP, K_DROP, K_MESO,
+    K_STR,
+    K_DEX,
+    K_INT,
+    K_LUK, /* percent; 올스탯 % counts toward all four */
+    K_ATT,
+    K_MATT,
+    K_BOSS,
+    K_DMG,
+    K_CRITDMG,
+    K_HP,
+    K_MP,
+    K_DROP,
+    K_MESO,
     K_COOLDOWN, /* seconds of 스킬 재사용 대기시간 reduction */
     K_NKINDS
 };
 
 static const char *const kind_names[K_NKINDS] = {
-    [K_NONE] = "", [K_STR] = "STR%", [K_DEX] = "DEX%", [K_INT] = "INT%", [K_LUK] = "LUK%",
-    [K_ATT] = "ATT%", [K_MATT] = "MATT%", [K_BOSS] = "BOSS%", [K_DMG] = "DMG%",
-    [K_CRITDMG] = "CRIT_DMG%", [K_HP] = "HP%", [K_MP] = "MP%", [K_DROP] = "DROP%",
-    [K_MESO] = "MESO%", [K_COOLDOWN] = "COOLDOWN_S",
+    [K_NONE] = "",
+    [K_STR] = "STR%",
+    [K_DEX] = "DEX%",
+    [K_INT] = "INT%",
+    [K_LUK] = "LUK%",
+    [K_ATT] = "ATT%",
+    [K_MATT] = "MATT%",
+    [K_BOSS] = "BOSS%",
+    [K_DMG] = "DMG%",
+    [K_CRITDMG] = "CRIT_DMG%",
+    [K_HP] = "HP%",
+    [K_MP] = "MP%",
+    [K_DROP] = "DROP%",
+    [K_MESO] = "MESO%",
+    [K_COOLDOWN] = "COOLDOWN_S",
 };
 
 struct opt_info {
@@ -226,7 +248,7 @@ struct bands {
 };
 
 struct mx_cube_table {
-    struct smap opts;   /* normalised option text -> option id */
+    struct smap opts; /* normalised option text -> option id */
     struct opt_info *info;
     int nopts, capopts;
     struct smap groups; /* "type\x1fslot\x1fgrade\x1flevel\x1fline" -> group id */
@@ -235,8 +257,8 @@ struct mx_cube_table {
     struct smap bandmap; /* "type\x1fslot\x1fgrade" -> bands id */
     struct bands *b;
     int nb, capb;
-    struct smap types;   /* cube types present */
-    long merged;         /* rows merged into an existing (group, option) */
+    struct smap types; /* cube types present */
+    long merged;       /* rows merged into an existing (group, option) */
 };
 
 int mx_cube_normalize(const char *s, char *buf, size_t cap)
@@ -726,8 +748,8 @@ int mx_cube_expect(const struct mx_cube_table *t, const struct mx_cube_query *q,
     bands_key(key, sizeof key, q->cube_type, q->item_slot, q->grade);
     int bid = smap_get(&t->bandmap, key);
     if (bid < 0) {
-        snprintf(r->reason, sizeof r->reason, "no %s rows for slot %s at grade %s",
-                 q->cube_type, q->item_slot, mx_equip_grade_name(q->grade));
+        snprintf(r->reason, sizeof r->reason, "no %s rows for slot %s at grade %s", q->cube_type,
+                 q->item_slot, mx_equip_grade_name(q->grade));
         return 0;
     }
     const struct bands *b = &t->b[bid];

@@ -385,9 +385,12 @@ static void cube_eval(struct mx_calc *c, const struct mx_cube_query *q, struct m
 static const char *engine_name(enum mx_cube_engine e)
 {
     switch (e) {
-    case MX_CUBE_ENGINE_STAT_SUM: return "STAT_SUM";
-    case MX_CUBE_ENGINE_ORDERINGS: return "ORDERINGS";
-    default: return "NONE";
+    case MX_CUBE_ENGINE_STAT_SUM:
+        return "STAT_SUM";
+    case MX_CUBE_ENGINE_ORDERINGS:
+        return "ORDERINGS";
+    default:
+        return "NONE";
     }
 }
 
@@ -413,8 +416,8 @@ static void cube_compute(struct mx_calc *c, const char *cube_type, const struct 
                          enum mx_grade grade, const char *grade_text,
                          const char (*lines)[MX_EQUIP_LINE_MAX], struct mx_cube_result *r)
 {
-    struct mx_cube_query q = {cube_type, it->slot, grade, it->level,
-                              {lines[0], lines[1], lines[2]}};
+    struct mx_cube_query q = {
+        cube_type, it->slot, grade, it->level, {lines[0], lines[1], lines[2]}};
     memset(r, 0, sizeof *r);
     r->level_band = -1;
     if (grade == MX_GRADE_NONE)
@@ -789,8 +792,7 @@ static void item_compute(struct mx_calc *c, const struct mx_equip_item *it,
 {
     uint64_t t0 = c->timing ? now_ns() : 0, t1 = 0, t2 = 0;
     cube_compute(c, "BLACK", it, it->pot_grade, it->pot_grade_text, it->pot, &ic->black);
-    cube_compute(c, "ADDITIONAL", it, it->add_grade, it->add_grade_text, it->add,
-                 &ic->additional);
+    cube_compute(c, "ADDITIONAL", it, it->add_grade, it->add_grade_text, it->add, &ic->additional);
     if (c->timing)
         t1 = now_ns();
     sf_compute(c, it, o, &ic->sf);

@@ -10,12 +10,8 @@
 #include "mx_err.h"
 
 static const char *const grade_names[] = {
-    [MX_GRADE_NONE] = "",
-    [MX_GRADE_RARE] = "레어",
-    [MX_GRADE_EPIC] = "에픽",
-    [MX_GRADE_UNIQUE] = "유니크",
-    [MX_GRADE_LEGENDARY] = "레전드리",
-    [MX_GRADE_UNKNOWN] = "",
+    [MX_GRADE_NONE] = "",         [MX_GRADE_RARE] = "레어",          [MX_GRADE_EPIC] = "에픽",
+    [MX_GRADE_UNIQUE] = "유니크", [MX_GRADE_LEGENDARY] = "레전드리", [MX_GRADE_UNKNOWN] = "",
 };
 
 enum mx_grade mx_equip_grade_from_text(const char *s)

@@ -20,7 +20,8 @@ struct mx_equip_parser {
     simdjson::dom::parser dom;
 };
 
-namespace {
+namespace
+{
 
 using simdjson::dom::element;
 using simdjson::dom::element_type;
@@ -31,7 +32,7 @@ struct ctx {
     char *err;
     size_t errlen;
     const char *list;
-    int index; // -1: not inside an item
+    int index;       // -1: not inside an item
     const char *sub; // nested object name or nullptr
 };
 
@@ -133,11 +134,21 @@ int parse_flame(ctx &c, const object &o, mx_flame_stats *f)
         const char *k;
         int *v;
     } map[] = {
-        {"str", &f->str}, {"dex", &f->dex}, {"int", &f->int_}, {"luk", &f->luk},
-        {"max_hp", &f->max_hp}, {"max_mp", &f->max_mp}, {"attack_power", &f->attack},
-        {"magic_power", &f->magic}, {"armor", &f->armor}, {"speed", &f->speed},
-        {"jump", &f->jump}, {"boss_damage", &f->boss_damage}, {"damage", &f->damage},
-        {"all_stat", &f->all_stat}, {"equipment_level_decrease", &f->level_decrease},
+        {"str", &f->str},
+        {"dex", &f->dex},
+        {"int", &f->int_},
+        {"luk", &f->luk},
+        {"max_hp", &f->max_hp},
+        {"max_mp", &f->max_mp},
+        {"attack_power", &f->attack},
+        {"magic_power", &f->magic},
+        {"armor", &f->armor},
+        {"speed", &f->speed},
+        {"jump", &f->jump},
+        {"boss_damage", &f->boss_damage},
+        {"damage", &f->damage},
+        {"all_stat", &f->all_stat},
+        {"equipment_level_decrease", &f->level_decrease},
     };
     c.sub = "item_add_option";
     for (auto &m : map) {
@@ -256,8 +267,8 @@ int parse_all(mx_equip_parser *p, const char *json, size_t len, mx_equip *out, c
     int rc;
     c.list = nullptr;
     c.index = -1;
-    if ((rc = get_str(c, o, "character_class", out->character_class,
-                      sizeof out->character_class)) ||
+    if ((rc =
+             get_str(c, o, "character_class", out->character_class, sizeof out->character_class)) ||
         (rc = get_int(c, o, "preset_no", &out->preset_no)))
         return rc;
     static const char *keys[MX_EQUIP_NLISTS] = {"item_equipment", "item_equipment_preset_1",
@@ -321,7 +332,8 @@ extern "C" int mx_equip_parse(struct mx_equip_parser *p, const char *json, size_
 
 #include "mx_jsonr.h"
 
-namespace {
+namespace
+{
 
 thread_local simdjson::dom::parser t_jr_parser;
 
@@ -489,9 +501,8 @@ template <typename F> int jr_guard(const char *json, size_t len, char *err, size
 extern "C" int mx_jsonr_object(const char *json, size_t len, struct mx_jr_field *f, size_t n,
                                char *err, size_t errlen)
 {
-    return jr_guard(json, len, err, errlen, [&](const char *j, size_t l) {
-        return jr_object(j, l, f, n, err, errlen);
-    });
+    return jr_guard(json, len, err, errlen,
+                    [&](const char *j, size_t l) { return jr_object(j, l, f, n, err, errlen); });
 }
 
 extern "C" int mx_jsonr_character_list(const char *json, size_t len, struct mx_jr_character *out,

@@ -32,19 +32,37 @@ static const double lines_prob[5] = {0, .40, .40, .16, .04};
 
 /* Option kinds of the two pools (Nexon: 무기 / 그 외 장비). */
 enum fkind {
-    F_STR, F_DEX, F_INT, F_LUK,
-    F_STR_DEX, F_STR_INT, F_STR_LUK, F_DEX_INT, F_DEX_LUK, F_INT_LUK,
-    F_HP, F_MP, F_LEVEL, F_DEF, F_ATT, F_MAG, F_SPEED, F_JUMP, F_ALLSTAT,
-    F_BOSS, F_DMG, F_NKINDS
+    F_STR,
+    F_DEX,
+    F_INT,
+    F_LUK,
+    F_STR_DEX,
+    F_STR_INT,
+    F_STR_LUK,
+    F_DEX_INT,
+    F_DEX_LUK,
+    F_INT_LUK,
+    F_HP,
+    F_MP,
+    F_LEVEL,
+    F_DEF,
+    F_ATT,
+    F_MAG,
+    F_SPEED,
+    F_JUMP,
+    F_ALLSTAT,
+    F_BOSS,
+    F_DMG,
+    F_NKINDS
 };
 
 static const enum fkind armor_pool[] = {
-    F_STR, F_DEX, F_INT, F_LUK, F_STR_DEX, F_STR_INT, F_STR_LUK, F_DEX_INT, F_DEX_LUK,
-    F_INT_LUK, F_HP, F_MP, F_LEVEL, F_DEF, F_ATT, F_MAG, F_SPEED, F_JUMP, F_ALLSTAT,
+    F_STR, F_DEX, F_INT,   F_LUK, F_STR_DEX, F_STR_INT, F_STR_LUK, F_DEX_INT, F_DEX_LUK, F_INT_LUK,
+    F_HP,  F_MP,  F_LEVEL, F_DEF, F_ATT,     F_MAG,     F_SPEED,   F_JUMP,    F_ALLSTAT,
 };
 static const enum fkind weapon_pool[] = {
-    F_STR, F_DEX, F_INT, F_LUK, F_STR_DEX, F_STR_INT, F_STR_LUK, F_DEX_INT, F_DEX_LUK,
-    F_INT_LUK, F_HP, F_MP, F_LEVEL, F_DEF, F_ATT, F_MAG, F_BOSS, F_DMG, F_ALLSTAT,
+    F_STR, F_DEX, F_INT,   F_LUK, F_STR_DEX, F_STR_INT, F_STR_LUK, F_DEX_INT, F_DEX_LUK, F_INT_LUK,
+    F_HP,  F_MP,  F_LEVEL, F_DEF, F_ATT,     F_MAG,     F_BOSS,    F_DMG,     F_ALLSTAT,
 };
 
 static int stat_weight(const struct mx_flame_weights *w, enum mx_stat s)
@@ -80,14 +98,22 @@ static int line_score(enum fkind k, int st, const struct mx_flame_item *it,
         {MX_STAT_DEX, MX_STAT_INT}, {MX_STAT_DEX, MX_STAT_LUK}, {MX_STAT_INT, MX_STAT_LUK},
     };
     switch (k) {
-    case F_STR: case F_DEX: case F_INT: case F_LUK:
+    case F_STR:
+    case F_DEX:
+    case F_INT:
+    case F_LUK:
         return single * stat_weight(w, (enum mx_stat)(k - F_STR));
-    case F_STR_DEX: case F_STR_INT: case F_STR_LUK:
-    case F_DEX_INT: case F_DEX_LUK: case F_INT_LUK: {
+    case F_STR_DEX:
+    case F_STR_INT:
+    case F_STR_LUK:
+    case F_DEX_INT:
+    case F_DEX_LUK:
+    case F_INT_LUK: {
         const enum mx_stat *pr = pair[k - F_STR_DEX];
         return dbl * (stat_weight(w, pr[0]) + stat_weight(w, pr[1]));
     }
-    case F_ATT: case F_MAG: {
+    case F_ATT:
+    case F_MAG: {
         if ((k == F_MAG) != w->magic)
             return 0;
         if (!it->weapon)
@@ -166,7 +192,8 @@ int mx_flame_dist_new(const struct mx_flame_item *it, const struct mx_flame_weig
     if (!it || !w || (int)type < 0 || type >= MX_FLAME_NTYPES || !item_in_range(it))
         return MX_EINVAL;
     pool = it->weapon ? weapon_pool : armor_pool;
-    n = it->weapon ? (int)(sizeof weapon_pool / sizeof *pool) : (int)(sizeof armor_pool / sizeof *pool);
+    n = it->weapon ? (int)(sizeof weapon_pool / sizeof *pool)
+                   : (int)(sizeof armor_pool / sizeof *pool);
     int shift = it->boss ? 2 : 0;
     for (int st = 1; st < NSTAGE; st++)
         if (stage_prob[type][st] != 0.0)
@@ -330,34 +357,57 @@ static const struct {
     enum mx_stat main, secondary;
 } class_table[] = {
     /* warriors */
-    {"히어로", MX_STAT_STR, MX_STAT_DEX}, {"팔라딘", MX_STAT_STR, MX_STAT_DEX},
-    {"다크나이트", MX_STAT_STR, MX_STAT_DEX}, {"소울마스터", MX_STAT_STR, MX_STAT_DEX},
-    {"미하일", MX_STAT_STR, MX_STAT_DEX}, {"블래스터", MX_STAT_STR, MX_STAT_DEX},
-    {"데몬슬레이어", MX_STAT_STR, MX_STAT_DEX}, {"데몬어벤져", MX_STAT_STR, MX_STAT_DEX},
-    {"아란", MX_STAT_STR, MX_STAT_DEX}, {"카이저", MX_STAT_STR, MX_STAT_DEX},
-    {"아델", MX_STAT_STR, MX_STAT_DEX}, {"제로", MX_STAT_STR, MX_STAT_DEX},
+    {"히어로", MX_STAT_STR, MX_STAT_DEX},
+    {"팔라딘", MX_STAT_STR, MX_STAT_DEX},
+    {"다크나이트", MX_STAT_STR, MX_STAT_DEX},
+    {"소울마스터", MX_STAT_STR, MX_STAT_DEX},
+    {"미하일", MX_STAT_STR, MX_STAT_DEX},
+    {"블래스터", MX_STAT_STR, MX_STAT_DEX},
+    {"데몬슬레이어", MX_STAT_STR, MX_STAT_DEX},
+    {"데몬어벤져", MX_STAT_STR, MX_STAT_DEX},
+    {"아란", MX_STAT_STR, MX_STAT_DEX},
+    {"카이저", MX_STAT_STR, MX_STAT_DEX},
+    {"아델", MX_STAT_STR, MX_STAT_DEX},
+    {"제로", MX_STAT_STR, MX_STAT_DEX},
     {"렌", MX_STAT_STR, MX_STAT_DEX},
     /* pirates (STR) */
-    {"바이퍼", MX_STAT_STR, MX_STAT_DEX}, {"캐논마스터", MX_STAT_STR, MX_STAT_DEX},
-    {"캐논슈터", MX_STAT_STR, MX_STAT_DEX}, {"스트라이커", MX_STAT_STR, MX_STAT_DEX},
-    {"은월", MX_STAT_STR, MX_STAT_DEX}, {"아크", MX_STAT_STR, MX_STAT_DEX},
+    {"바이퍼", MX_STAT_STR, MX_STAT_DEX},
+    {"캐논마스터", MX_STAT_STR, MX_STAT_DEX},
+    {"캐논슈터", MX_STAT_STR, MX_STAT_DEX},
+    {"스트라이커", MX_STAT_STR, MX_STAT_DEX},
+    {"은월", MX_STAT_STR, MX_STAT_DEX},
+    {"아크", MX_STAT_STR, MX_STAT_DEX},
     /* DEX */
-    {"보우마스터", MX_STAT_DEX, MX_STAT_STR}, {"신궁", MX_STAT_DEX, MX_STAT_STR},
-    {"패스파인더", MX_STAT_DEX, MX_STAT_STR}, {"윈드브레이커", MX_STAT_DEX, MX_STAT_STR},
-    {"메르세데스", MX_STAT_DEX, MX_STAT_STR}, {"와일드헌터", MX_STAT_DEX, MX_STAT_STR},
-    {"카인", MX_STAT_DEX, MX_STAT_STR}, {"캡틴", MX_STAT_DEX, MX_STAT_STR},
-    {"메카닉", MX_STAT_DEX, MX_STAT_STR}, {"엔젤릭버스터", MX_STAT_DEX, MX_STAT_STR},
+    {"보우마스터", MX_STAT_DEX, MX_STAT_STR},
+    {"신궁", MX_STAT_DEX, MX_STAT_STR},
+    {"패스파인더", MX_STAT_DEX, MX_STAT_STR},
+    {"윈드브레이커", MX_STAT_DEX, MX_STAT_STR},
+    {"메르세데스", MX_STAT_DEX, MX_STAT_STR},
+    {"와일드헌터", MX_STAT_DEX, MX_STAT_STR},
+    {"카인", MX_STAT_DEX, MX_STAT_STR},
+    {"캡틴", MX_STAT_DEX, MX_STAT_STR},
+    {"메카닉", MX_STAT_DEX, MX_STAT_STR},
+    {"엔젤릭버스터", MX_STAT_DEX, MX_STAT_STR},
     /* INT */
-    {"아크메이지(불,독)", MX_STAT_INT, MX_STAT_LUK}, {"아크메이지(썬,콜)", MX_STAT_INT, MX_STAT_LUK},
-    {"비숍", MX_STAT_INT, MX_STAT_LUK}, {"플레임위자드", MX_STAT_INT, MX_STAT_LUK},
-    {"에반", MX_STAT_INT, MX_STAT_LUK}, {"루미너스", MX_STAT_INT, MX_STAT_LUK},
-    {"배틀메이지", MX_STAT_INT, MX_STAT_LUK}, {"일리움", MX_STAT_INT, MX_STAT_LUK},
-    {"라라", MX_STAT_INT, MX_STAT_LUK}, {"키네시스", MX_STAT_INT, MX_STAT_LUK},
+    {"아크메이지(불,독)", MX_STAT_INT, MX_STAT_LUK},
+    {"아크메이지(썬,콜)", MX_STAT_INT, MX_STAT_LUK},
+    {"비숍", MX_STAT_INT, MX_STAT_LUK},
+    {"플레임위자드", MX_STAT_INT, MX_STAT_LUK},
+    {"에반", MX_STAT_INT, MX_STAT_LUK},
+    {"루미너스", MX_STAT_INT, MX_STAT_LUK},
+    {"배틀메이지", MX_STAT_INT, MX_STAT_LUK},
+    {"일리움", MX_STAT_INT, MX_STAT_LUK},
+    {"라라", MX_STAT_INT, MX_STAT_LUK},
+    {"키네시스", MX_STAT_INT, MX_STAT_LUK},
     /* LUK */
-    {"나이트로드", MX_STAT_LUK, MX_STAT_DEX}, {"섀도어", MX_STAT_LUK, MX_STAT_DEX},
-    {"듀얼블레이더", MX_STAT_LUK, MX_STAT_DEX}, {"나이트워커", MX_STAT_LUK, MX_STAT_DEX},
-    {"팬텀", MX_STAT_LUK, MX_STAT_DEX}, {"카데나", MX_STAT_LUK, MX_STAT_DEX},
-    {"호영", MX_STAT_LUK, MX_STAT_DEX}, {"칼리", MX_STAT_LUK, MX_STAT_DEX},
+    {"나이트로드", MX_STAT_LUK, MX_STAT_DEX},
+    {"섀도어", MX_STAT_LUK, MX_STAT_DEX},
+    {"듀얼블레이더", MX_STAT_LUK, MX_STAT_DEX},
+    {"나이트워커", MX_STAT_LUK, MX_STAT_DEX},
+    {"팬텀", MX_STAT_LUK, MX_STAT_DEX},
+    {"카데나", MX_STAT_LUK, MX_STAT_DEX},
+    {"호영", MX_STAT_LUK, MX_STAT_DEX},
+    {"칼리", MX_STAT_LUK, MX_STAT_DEX},
     {"제논", MX_STAT_LUK, MX_STAT_DEX},
 };
 
@@ -381,14 +431,42 @@ bool mx_flame_weights_for_class(const char *cls, struct mx_flame_weights *w)
 bool mx_flame_is_boss_item(const char *name)
 {
     static const char *const prefixes[] = {
-        "에테르넬", "아케인셰이드", "앱솔랩스", "루타비스", "하이네스", "이글아이", "트릭스터",
-        "파프니르", "카오스", "루즈 컨트롤 머신 마크", "마력이 깃든 안대", "블랙빈 마크",
-        "파풀라투스 마크", "몽환의 벨트", "골든 클로버 벨트", "분노한 자쿰의 벨트",
-        "혼테일의 목걸이", "카오스 혼테일의 목걸이", "매커네이터 펜던트", "도미네이터 펜던트",
-        "데이브레이크 펜던트", "고통의 근원", "창세의", "저주받은", "미트라의 분노",
-        "거대한 공포", "커맨더 포스 이어링", "에스텔라 이어링", "실버블라썸 링",
-        "고귀한 이피아의 반지", "응축된 힘의 결정석", "아쿠아틱 레터 눈장식",
-        "크리스탈 웬투스 뱃지", "지옥의 불꽃", "블레이즈", "제네시스",
+        "에테르넬",
+        "아케인셰이드",
+        "앱솔랩스",
+        "루타비스",
+        "하이네스",
+        "이글아이",
+        "트릭스터",
+        "파프니르",
+        "카오스",
+        "루즈 컨트롤 머신 마크",
+        "마력이 깃든 안대",
+        "블랙빈 마크",
+        "파풀라투스 마크",
+        "몽환의 벨트",
+        "골든 클로버 벨트",
+        "분노한 자쿰의 벨트",
+        "혼테일의 목걸이",
+        "카오스 혼테일의 목걸이",
+        "매커네이터 펜던트",
+        "도미네이터 펜던트",
+        "데이브레이크 펜던트",
+        "고통의 근원",
+        "창세의",
+        "저주받은",
+        "미트라의 분노",
+        "거대한 공포",
+        "커맨더 포스 이어링",
+        "에스텔라 이어링",
+        "실버블라썸 링",
+        "고귀한 이피아의 반지",
+        "응축된 힘의 결정석",
+        "아쿠아틱 레터 눈장식",
+        "크리스탈 웬투스 뱃지",
+        "지옥의 불꽃",
+        "블레이즈",
+        "제네시스",
     };
     if (!name)
         return false;
@@ -401,8 +479,8 @@ bool mx_flame_is_boss_item(const char *name)
 bool mx_flame_can_have(const char *slot)
 {
     static const char *const no[] = {
-        "반지1", "반지2", "반지3", "반지4", "어깨장식", "엠블렘", "뱃지", "훈장",
-        "보조무기", "기계 심장", "포켓 아이템", "",
+        "반지1", "반지2", "반지3",    "반지4",     "어깨장식",    "엠블렘",
+        "뱃지",  "훈장",  "보조무기", "기계 심장", "포켓 아이템", "",
     };
     if (!slot)
         return false;

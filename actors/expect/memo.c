@@ -12,8 +12,8 @@
 
 struct entry {
     uint64_t hash;
-    uint64_t used;  /* tick of last use; 0 = empty slot */
-    uint32_t gen;   /* the memo's generation when stored; older = empty */
+    uint64_t used; /* tick of last use; 0 = empty slot */
+    uint32_t gen;  /* the memo's generation when stored; older = empty */
     uint16_t klen;
     unsigned char key[MX_MEMO_KEY_MAX];
     /* value follows (val_size bytes) */
@@ -124,8 +124,8 @@ void mx_memo_put(struct mx_memo *m, const void *key, size_t klen, const void *va
         if (!victim || e->used < victim->used)
             victim = e;
     }
-    if (victim->used && !(victim->hash == h && victim->klen == klen &&
-                          !memcmp(victim->key, key, klen)))
+    if (victim->used &&
+        !(victim->hash == h && victim->klen == klen && !memcmp(victim->key, key, klen)))
         m->st.evictions++;
     else if (!victim->used)
         m->st.entries++;

@@ -26,12 +26,12 @@ struct mx_cube_table;
 
 /* What loading found; the caller logs it. */
 struct mx_cube_load_stats {
-    long rows_total;     /* data rows read (header excluded) */
+    long rows_total; /* data rows read (header excluded) */
     long rows_accepted;
-    long rows_rejected;  /* malformed: field count, rate, slot, grade, level... */
-    long rows_merged;    /* accepted rows repeating an option of their group: rates added */
-    long groups;         /* distinct (cube type, item slot, grade, level, slot) */
-    long groups_bad_sum; /* groups whose rates do not sum to 1 +- tolerance */
+    long rows_rejected;       /* malformed: field count, rate, slot, grade, level... */
+    long rows_merged;         /* accepted rows repeating an option of their group: rates added */
+    long groups;              /* distinct (cube type, item slot, grade, level, slot) */
+    long groups_bad_sum;      /* groups whose rates do not sum to 1 +- tolerance */
     long first_rejected_line; /* 1-based line number of the first rejected row, 0 if none */
 };
 
@@ -69,29 +69,29 @@ bool mx_cube_table_has_type(const struct mx_cube_table *t, const char *cube_type
 
 enum mx_cube_engine {
     MX_CUBE_ENGINE_NONE = 0,
-    MX_CUBE_ENGINE_STAT_SUM,  /* (a) one stat kind: P(sum over slots >= item total) */
-    MX_CUBE_ENGINE_ORDERINGS  /* (b) sum over distinct orderings of per-slot rates */
+    MX_CUBE_ENGINE_STAT_SUM, /* (a) one stat kind: P(sum over slots >= item total) */
+    MX_CUBE_ENGINE_ORDERINGS /* (b) sum over distinct orderings of per-slot rates */
 };
 
 struct mx_cube_query {
-    const char *cube_type;     /* "BLACK" */
-    const char *item_slot;     /* item_equipment_slot, e.g. "모자" */
-    enum mx_grade grade;       /* RARE..LEGENDARY */
-    int level;                 /* item level */
-    const char *lines[3];      /* the three lines; NULL or "" = blank */
+    const char *cube_type; /* "BLACK" */
+    const char *item_slot; /* item_equipment_slot, e.g. "모자" */
+    enum mx_grade grade;   /* RARE..LEGENDARY */
+    int level;             /* item level */
+    const char *lines[3];  /* the three lines; NULL or "" = blank */
 };
 
 struct mx_cube_result {
-    bool ok;                   /* probability > 0 and every line known */
-    double probability;        /* p (0 when !ok) */
-    double expected_trials;    /* 1/p (0 when !ok: report null) */
-    double cube_price;         /* meso per cube at grade and level (0 if no grade) */
-    double expected_cost;      /* trials x price (0 when !ok) */
-    int level_band;            /* table band used, -1 if none */
+    bool ok;                /* probability > 0 and every line known */
+    double probability;     /* p (0 when !ok) */
+    double expected_trials; /* 1/p (0 when !ok: report null) */
+    double cube_price;      /* meso per cube at grade and level (0 if no grade) */
+    double expected_cost;   /* trials x price (0 when !ok) */
+    int level_band;         /* table band used, -1 if none */
     enum mx_cube_engine engine;
-    char stat[24];             /* engine (a): the stat kind, e.g. "INT%" */
-    int target;                /* engine (a): the item's total of that stat */
-    int unknown_line;          /* 1..3: that line's text is not in the table; 0 otherwise */
+    char stat[24];                   /* engine (a): the stat kind, e.g. "INT%" */
+    int target;                      /* engine (a): the item's total of that stat */
+    int unknown_line;                /* 1..3: that line's text is not in the table; 0 otherwise */
     char reason[MX_CUBE_REASON_MAX]; /* why !ok, "" when ok */
 };
 

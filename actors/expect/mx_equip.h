@@ -56,28 +56,28 @@ struct mx_flame_stats {
 };
 
 struct mx_equip_item {
-    char slot[MX_EQUIP_SLOT_MAX];        /* item_equipment_slot, e.g. "반지1" */
-    char part[MX_EQUIP_SLOT_MAX];        /* item_equipment_part, e.g. "반지" */
-    char name[MX_EQUIP_NAME_MAX];        /* item_name */
-    char icon[MX_EQUIP_ICON_MAX];        /* item_icon */
-    int level;                           /* item_base_option.base_equipment_level */
-    int base_attack, base_magic;         /* item_base_option attack/magic_power */
-    enum mx_grade pot_grade;             /* potential_option_grade */
+    char slot[MX_EQUIP_SLOT_MAX]; /* item_equipment_slot, e.g. "반지1" */
+    char part[MX_EQUIP_SLOT_MAX]; /* item_equipment_part, e.g. "반지" */
+    char name[MX_EQUIP_NAME_MAX]; /* item_name */
+    char icon[MX_EQUIP_ICON_MAX]; /* item_icon */
+    int level;                    /* item_base_option.base_equipment_level */
+    int base_attack, base_magic;  /* item_base_option attack/magic_power */
+    enum mx_grade pot_grade;      /* potential_option_grade */
     char pot_grade_text[MX_EQUIP_SLOT_MAX];
-    char pot[3][MX_EQUIP_LINE_MAX];      /* potential_option_1..3, "" if null */
-    enum mx_grade add_grade;             /* additional_potential_option_grade */
+    char pot[3][MX_EQUIP_LINE_MAX]; /* potential_option_1..3, "" if null */
+    enum mx_grade add_grade;        /* additional_potential_option_grade */
     char add_grade_text[MX_EQUIP_SLOT_MAX];
-    char add[3][MX_EQUIP_LINE_MAX];      /* additional_potential_option_1..3 */
-    int starforce;                       /* "22" -> 22 */
-    bool scroll;                         /* starforce_scroll_flag == "사용" */
+    char add[3][MX_EQUIP_LINE_MAX]; /* additional_potential_option_1..3 */
+    int starforce;                  /* "22" -> 22 */
+    bool scroll;                    /* starforce_scroll_flag == "사용" */
     int special_ring_level;
-    bool has_flame;                      /* item_add_option was an object */
-    struct mx_flame_stats flame;         /* item_add_option */
+    bool has_flame;              /* item_add_option was an object */
+    struct mx_flame_stats flame; /* item_add_option */
 };
 
 struct mx_equip_list {
-    bool present;                        /* the key existed with an array */
-    int n;                               /* items used, <= MX_EQUIP_MAX_ITEMS */
+    bool present; /* the key existed with an array */
+    int n;        /* items used, <= MX_EQUIP_MAX_ITEMS */
     struct mx_equip_item items[MX_EQUIP_MAX_ITEMS];
 };
 
@@ -104,8 +104,8 @@ void mx_equip_parser_free(struct mx_equip_parser *p);
  * message naming the field and what was expected, e.g.
  * "item_equipment_preset_2[3].starforce: expected string or number", and *out
  * is left zeroed. Does not block; never crashes on any input. */
-int mx_equip_parse(struct mx_equip_parser *p, const char *json, size_t len,
-                   struct mx_equip *out, char *err, size_t errlen);
+int mx_equip_parse(struct mx_equip_parser *p, const char *json, size_t len, struct mx_equip *out,
+                   char *err, size_t errlen);
 
 /* mx_equip_grade_from_text - map a Korean grade name to enum mx_grade
  * ("" or NULL -> NONE, unrecognised -> UNKNOWN). Pure, thread-safe. */

@@ -29,9 +29,9 @@ struct mx_flame_weights {
 
 struct mx_flame_item {
     int level;
-    bool weapon;       /* the weapon pool: boss/damage %, attack from base */
-    bool boss;         /* boss-drop item: 4 lines, stages +2 */
-    int base_attack;   /* weapon base attack/magic (for the weapon ATT table) */
+    bool weapon;     /* the weapon pool: boss/damage %, attack from base */
+    bool boss;       /* boss-drop item: 4 lines, stages +2 */
+    int base_attack; /* weapon base attack/magic (for the weapon ATT table) */
 };
 
 /* Score weights: main stat 10, secondary 1, all stat % 100, attack or magic

@@ -27,21 +27,21 @@ struct mx_jr_field {
     const char *key;
     enum mx_jr_kind kind;
     bool required;
-    char *buf;     /* MX_JR_STR: destination (NUL-terminated) */
-    size_t cap;    /* bytes at buf, including the NUL */
-    bool present;  /* found and not null */
-    size_t len;    /* MX_JR_STR: string length */
-    int64_t i;     /* MX_JR_INT (a number, or a string of digits) */
-    bool b;        /* MX_JR_BOOL */
+    char *buf;    /* MX_JR_STR: destination (NUL-terminated) */
+    size_t cap;   /* bytes at buf, including the NUL */
+    bool present; /* found and not null */
+    size_t len;   /* MX_JR_STR: string length */
+    int64_t i;    /* MX_JR_INT (a number, or a string of digits) */
+    bool b;       /* MX_JR_BOOL */
 };
 
 /* mx_jsonr_object - parse len bytes as one JSON object and fill the n
  * fields. Unknown keys are ignored. Returns 0; MX_EDECODE when the input is
  * not JSON or not an object; MX_EINVAL when a field has the wrong type, a
  * required one is missing or a string field holds a control character
- * (U+0000-U+001F, U+007F: NUL would cut the C copy short); MX_ETOOBIG when a string does not fit its buffer
- * or the input is over MX_JSONR_MAX_INPUT. err (errlen bytes, may be NULL)
- * gets a message naming the field. */
+ * (U+0000-U+001F, U+007F: NUL would cut the C copy short); MX_ETOOBIG when a string does not fit
+ * its buffer or the input is over MX_JSONR_MAX_INPUT. err (errlen bytes, may be NULL) gets a
+ * message naming the field. */
 int mx_jsonr_object(const char *json, size_t len, struct mx_jr_field *f, size_t n, char *err,
                     size_t errlen);
 
@@ -55,8 +55,8 @@ struct mx_jr_character {
 /* mx_jsonr_character_list - the characters of account_list[].character_list[]
  * (at most max; *n gets how many were stored, *total how many exist).
  * Returns 0, MX_EDECODE (not JSON, or no account_list array), MX_ETOOBIG. */
-int mx_jsonr_character_list(const char *json, size_t len, struct mx_jr_character *out,
-                            size_t max, size_t *n, size_t *total, char *err, size_t errlen);
+int mx_jsonr_character_list(const char *json, size_t len, struct mx_jr_character *out, size_t max,
+                            size_t *n, size_t *total, char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

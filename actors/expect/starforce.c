@@ -25,9 +25,9 @@ static const double success_tab[MX_SF_MAX_STAR] = {
 
 /* destroy chance at stars 15..29 */
 static const double destroy_tab[MX_SF_MAX_STAR] = {
-    [15] = .021, [16] = .021, [17] = .068, [18] = .068, [19] = .085,
-    [20] = .105, [21] = .1275, [22] = .17, [23] = .18, [24] = .18,
-    [25] = .18, [26] = .186, [27] = .19, [28] = .194, [29] = .198,
+    [15] = .021, [16] = .021,  [17] = .068, [18] = .068, [19] = .085,
+    [20] = .105, [21] = .1275, [22] = .17,  [23] = .18,  [24] = .18,
+    [25] = .18,  [26] = .186,  [27] = .19,  [28] = .194, [29] = .198,
 };
 
 static const double scroll_success_tab[MX_SF_SCROLL_MAX_STAR] = {
@@ -84,8 +84,7 @@ double mx_sf_attempt_cost(int level, int star, const struct mx_sf_opts *o)
     return c;
 }
 
-int mx_sf_probs(int star, bool scroll, const struct mx_sf_opts *o, double *success,
-                double *destroy)
+int mx_sf_probs(int star, bool scroll, const struct mx_sf_opts *o, double *success, double *destroy)
 {
     double p, d;
     if (scroll) {
@@ -118,8 +117,7 @@ int mx_sf_expect(int level, int from, int to, bool scroll, const struct mx_sf_op
                  struct mx_sf_result *out)
 {
     static const struct mx_sf_opts none = {0};
-    double e_cost[MX_SF_MAX_STAR] = {0}, e_dest[MX_SF_MAX_STAR] = {0},
-           e_att[MX_SF_MAX_STAR] = {0};
+    double e_cost[MX_SF_MAX_STAR] = {0}, e_dest[MX_SF_MAX_STAR] = {0}, e_att[MX_SF_MAX_STAR] = {0};
     int top = scroll ? MX_SF_SCROLL_MAX_STAR : MX_SF_MAX_STAR;
 
     if (!out)

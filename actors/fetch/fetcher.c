@@ -118,7 +118,6 @@ static char *xstrdup(const char *s)
 
 struct fetcher;
 
-
 struct freq {
     struct freq *prev, *next; /* in f->active or f->waiting */
     uint64_t id;
@@ -151,12 +150,12 @@ struct list {
 struct fetcher {
     mx_actor_t *self;
     struct shared *sh;
-    struct mx_curluv cu; /* its timer's close callback frees the fetcher */
-    struct list active;     /* requests holding a slot (both classes) */
-    struct list waiting;    /* FIFO of service requests waiting for a slot */
+    struct mx_curluv cu;      /* its timer's close callback frees the fetcher */
+    struct list active;       /* requests holding a slot (both classes) */
+    struct list waiting;      /* FIFO of service requests waiting for a slot */
     struct list waiting_user; /* FIFO of user-key requests waiting for a slot */
-    uint32_t active_user;   /* of active: user-key requests */
-    CURL **pool;         /* idle easy handles, up to max_inflight */
+    uint32_t active_user;     /* of active: user-key requests */
+    CURL **pool;              /* idle easy handles, up to max_inflight */
     uint32_t npool;
     uint32_t inflight; /* easy handles in the multi */
     uint64_t next_id;
@@ -426,7 +425,7 @@ static void pump(struct fetcher *f)
         return;
     f->pumping = true;
     for (;;) {
-        struct list *q = f->waiting.head && has_slot(f, false) ? &f->waiting
+        struct list *q = f->waiting.head && has_slot(f, false)       ? &f->waiting
                          : f->waiting_user.head && has_slot(f, true) ? &f->waiting_user
                                                                      : NULL;
         if (!q)

@@ -31,10 +31,10 @@ static struct {
     char key[200];
     mx_redis_script_t *s_publish; /* registry thread */
     pthread_mutex_t mu;
-    int state;          /* guarded by mu: 1 up, 0 down, -1 none */
-    uint64_t seq;       /* guarded by mu */
-    char node[64];      /* guarded by mu */
-    int64_t at_ms;      /* guarded by mu: monotonic ms the report arrived */
+    int state;               /* guarded by mu: 1 up, 0 down, -1 none */
+    uint64_t seq;            /* guarded by mu */
+    char node[64];           /* guarded by mu */
+    int64_t at_ms;           /* guarded by mu: monotonic ms the report arrived */
     _Atomic int fast_state;  /* mirror of state for lock-free reads (relaxed) */
     _Atomic int64_t fast_at; /* mirror of at_ms (relaxed: a racing pair errs by one report) */
     _Atomic uint64_t probes, stale;
@@ -56,8 +56,8 @@ static void take_report(int state, uint64_t seq, const char *node)
     pthread_mutex_lock(&g.mu);
     if (seq >= g.seq || g.state == -1 || mx_now_ms() - g.at_ms > 5 * (int64_t)g.probe_ms) {
         if (g.state != state)
-            MX_INFO("mysql-health: MySQL is %s (reported by %s, epoch %llu)",
-                    state ? "up" : "down", node, (unsigned long long)seq);
+            MX_INFO("mysql-health: MySQL is %s (reported by %s, epoch %llu)", state ? "up" : "down",
+                    node, (unsigned long long)seq);
         g.state = state;
         g.seq = seq;
         snprintf(g.node, sizeof g.node, "%s", node);
@@ -128,8 +128,8 @@ static void publish_on_thread(void *arg)
     snprintf(epoch, sizeof epoch, "%llu", (unsigned long long)rp->epoch);
     snprintf(at, sizeof at, "%llu", (unsigned long long)mx_unix_ms());
     snprintf(ttl, sizeof ttl, "%u", 5 * g.probe_ms);
-    const char *argv[] = {g.key,  rp->up ? "up" : "down", seq, epoch, rp->node, at,
-                          mx_registry_channel(g.reg), ttl};
+    const char *argv[] = {g.key, rp->up ? "up" : "down",     seq, epoch, rp->node,
+                          at,    mx_registry_channel(g.reg), ttl};
     mx_redis_eval(r, g.s_publish, published, NULL, 1, 8, argv, NULL);
     free(rp);
 }

@@ -42,12 +42,12 @@ int mx_health_start(mx_registry_t *reg, mx_leases_t *lm, const struct mx_health_
 bool mx_health_mysql_up(void);
 
 struct mx_health_view {
-    int state;        /* 1 up, 0 down, -1 no fresh report */
-    uint64_t seq;     /* lease counter of the reporter */
-    char node[64];    /* reporter */
-    int64_t age_ms;   /* since the report arrived here; -1 none */
-    uint64_t probes;  /* probes this node ran as holder */
-    uint64_t stale;   /* probes refused by the MySQL fence (deposed) */
+    int state;       /* 1 up, 0 down, -1 no fresh report */
+    uint64_t seq;    /* lease counter of the reporter */
+    char node[64];   /* reporter */
+    int64_t age_ms;  /* since the report arrived here; -1 none */
+    uint64_t probes; /* probes this node ran as holder */
+    uint64_t stale;  /* probes refused by the MySQL fence (deposed) */
 };
 
 /* mx_health_view - the latest report and local counters. Any thread. */

@@ -107,9 +107,9 @@ void mx_http_traceparent_format(const uint8_t trace_id[16], const uint8_t span_i
 
 /* A parsed PROXY header. */
 struct mx_proxy_hdr {
-    int version;                  /* 1 or 2 */
-    bool local;                   /* LOCAL / UNKNOWN / not TCP: keep the real peer */
-    struct sockaddr_storage src;  /* the client (AF_INET or AF_INET6) unless local */
+    int version;                 /* 1 or 2 */
+    bool local;                  /* LOCAL / UNKNOWN / not TCP: keep the real peer */
+    struct sockaddr_storage src; /* the client (AF_INET or AF_INET6) unless local */
     struct sockaddr_storage dst;
 };
 
@@ -252,19 +252,19 @@ struct mx_http_opts {
                              connection parses one more request and holds it (reading
                              stops) until answers come back, oldest held first; routes
                              flagged MX_HTTP_ROUTE_LIGHT are answered at once. 0 = 1024 */
-    uint32_t body_timeout_ms; /* from the end of a request's head to the end of its body
-                                 (whatever the pace of the bytes): 408 + close. 0 = 30000 */
-    uint32_t max_chunk_ext_bytes; /* chunk extension bytes per request: 413 + close. 0 = 4096 */
-    uint32_t max_conns_per_client; /* open connections per client address (IPv4, or IPv6 /64),
-                                      node-wide: past it 503 + close. Loopback (127.0.0.1, ::1)
-                                      and peers proxy_trusted accepts are not counted; behind
-                                      the PROXY protocol the client it names is.
-                                      0 = max_conns / 4 (at least 1) */
-    uint64_t max_buffered_bytes; /* node-wide budget: unwritten answer bytes + request heads
-                                    and bodies held in memory. At the budget no connection
-                                    starts a new request (reading stops) and a body that would
-                                    grow past it gets 503; a connection held back this way for
-                                    2 s with unwritten answers is closed. 0 = 256 MiB */
+    uint32_t body_timeout_ms;       /* from the end of a request's head to the end of its body
+                                       (whatever the pace of the bytes): 408 + close. 0 = 30000 */
+    uint32_t max_chunk_ext_bytes;   /* chunk extension bytes per request: 413 + close. 0 = 4096 */
+    uint32_t max_conns_per_client;  /* open connections per client address (IPv4, or IPv6 /64),
+                                       node-wide: past it 503 + close. Loopback (127.0.0.1, ::1)
+                                       and peers proxy_trusted accepts are not counted; behind
+                                       the PROXY protocol the client it names is.
+                                       0 = max_conns / 4 (at least 1) */
+    uint64_t max_buffered_bytes;    /* node-wide budget: unwritten answer bytes + request heads
+                                       and bodies held in memory. At the budget no connection
+                                       starts a new request (reading stops) and a body that would
+                                       grow past it gets 503; a connection held back this way for
+                                       2 s with unwritten answers is closed. 0 = 256 MiB */
     uint32_t min_drain_bytes_per_s; /* a connection with unwritten answers must take at least
                                        this many bytes per 10 s window (idle_timeout_ms / 2
                                        if shorter), on average, or it is
@@ -323,20 +323,20 @@ typedef struct mx_http mx_http_t;
 
 /* Counters, summed over acceptors. Each is exact; together a snapshot. */
 enum mx_http_limit {
-    MX_HTTP_LIM_BAD_REQUEST, /* 400: malformed request, bad path or param */
-    MX_HTTP_LIM_HEADER_SIZE, /* 431 */
-    MX_HTTP_LIM_BODY_SIZE,   /* 413 */
-    MX_HTTP_LIM_HEADER_TIME, /* 408 */
-    MX_HTTP_LIM_IDLE,        /* idle keep-alive closed */
-    MX_HTTP_LIM_PIPELINE,    /* reading paused: pipeline full */
-    MX_HTTP_LIM_OUTPUT,      /* reading paused: output buffer full */
-    MX_HTTP_LIM_CONNS,       /* connection refused: max_conns */
-    MX_HTTP_LIM_IN_APP,      /* a request held: max_in_app requests wait for the app */
-    MX_HTTP_LIM_BODY_TIME,   /* 408: body not complete within body_timeout_ms */
-    MX_HTTP_LIM_CHUNK_EXT,   /* 413: chunk extensions over max_chunk_ext_bytes */
-    MX_HTTP_LIM_CLIENT_CONNS,/* connection refused: max_conns_per_client */
-    MX_HTTP_LIM_MEMORY,      /* max_buffered_bytes: reading paused (closes: mem_closed) */
-    MX_HTTP_LIM_DRAIN,       /* closed: answers not read at min_drain_bytes_per_s */
+    MX_HTTP_LIM_BAD_REQUEST,  /* 400: malformed request, bad path or param */
+    MX_HTTP_LIM_HEADER_SIZE,  /* 431 */
+    MX_HTTP_LIM_BODY_SIZE,    /* 413 */
+    MX_HTTP_LIM_HEADER_TIME,  /* 408 */
+    MX_HTTP_LIM_IDLE,         /* idle keep-alive closed */
+    MX_HTTP_LIM_PIPELINE,     /* reading paused: pipeline full */
+    MX_HTTP_LIM_OUTPUT,       /* reading paused: output buffer full */
+    MX_HTTP_LIM_CONNS,        /* connection refused: max_conns */
+    MX_HTTP_LIM_IN_APP,       /* a request held: max_in_app requests wait for the app */
+    MX_HTTP_LIM_BODY_TIME,    /* 408: body not complete within body_timeout_ms */
+    MX_HTTP_LIM_CHUNK_EXT,    /* 413: chunk extensions over max_chunk_ext_bytes */
+    MX_HTTP_LIM_CLIENT_CONNS, /* connection refused: max_conns_per_client */
+    MX_HTTP_LIM_MEMORY,       /* max_buffered_bytes: reading paused (closes: mem_closed) */
+    MX_HTTP_LIM_DRAIN,        /* closed: answers not read at min_drain_bytes_per_s */
     MX_HTTP_LIM__COUNT
 };
 
@@ -376,8 +376,8 @@ int mx_http_start(mx_system_t *sys, const struct mx_http_opts *o, const struct m
  * Watch conns_open in mx_http_stats to know when it is done. Any thread. */
 int mx_http_drain(mx_http_t *h);
 
-#define MX_HTTP_UNDRAIN 1          /* http_drain reason: listen again */
-#define MX_HTTP_CLOSE_KEEPALIVE 2  /* http_drain reason: answers close their connection */
+#define MX_HTTP_UNDRAIN 1         /* http_drain reason: listen again */
+#define MX_HTTP_CLOSE_KEEPALIVE 2 /* http_drain reason: answers close their connection */
 
 /* mx_http_close_keepalive - keep accepting and serving, but every answer
  * from now on carries Connection: close and ends its connection, so

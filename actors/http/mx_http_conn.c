@@ -42,7 +42,7 @@ struct mx_http_req {
     size_t body_len, body_cap;
     char method[16];
     bool keep_alive, http10, head_only, close;
-    bool in_app; /* counted in srv->in_app: the handler returned PENDING */
+    bool in_app;     /* counted in srv->in_app: the handler returned PENDING */
     int64_t charged; /* arena + body bytes counted in *srv->mem */
     uint8_t trace_id[16], span_id[8], trace_flags;
     char traceparent[56];
@@ -594,8 +594,8 @@ static void trace_finish(struct mx_http_req *r)
 /* An answer the server makes itself (limits, parse errors): queued last,
  * and the connection closes after it. */
 /* An answer of the layer's own: the app's decorate hook first. */
-static void layer_error(struct mx__http_srv *s, struct mx_http_req *r, int status,
-                        const char *code, const char *why)
+static void layer_error(struct mx__http_srv *s, struct mx_http_req *r, int status, const char *code,
+                        const char *why)
 {
     if (s->o.decorate)
         s->o.decorate(r, s->o.decorate_ctx);
@@ -788,8 +788,8 @@ static int on_body(llhttp_t *p, const char *at, size_t n)
 static int on_chunk_ext(llhttp_t *p, const char *at, size_t n)
 {
     struct mx__http_conn *c = conn_of(p);
-    uint32_t max = c->srv->o.max_chunk_ext_bytes ? c->srv->o.max_chunk_ext_bytes
-                                                 : MX_HTTP_MAX_CHUNK_EXT_BYTES;
+    uint32_t max =
+        c->srv->o.max_chunk_ext_bytes ? c->srv->o.max_chunk_ext_bytes : MX_HTTP_MAX_CHUNK_EXT_BYTES;
     (void)at;
     if (n > max || c->ext_bytes + n > max) {
         c->req_error = 413;

@@ -151,19 +151,19 @@ struct mx__http_conn {
     uint32_t head_bytes; /* request line + headers so far */
     int req_error;       /* status to answer when the parser stops */
     const char *req_why;
-    int64_t head_start_ms; /* first byte of the current request head */
-    int64_t body_start_ms; /* end of the current request's head (body deadline) */
-    uint32_t ext_bytes;    /* chunk extension bytes of the current request */
-    uint64_t written;      /* answer bytes written so far (drain rate) */
+    int64_t head_start_ms;        /* first byte of the current request head */
+    int64_t body_start_ms;        /* end of the current request's head (body deadline) */
+    uint32_t ext_bytes;           /* chunk extension bytes of the current request */
+    uint64_t written;             /* answer bytes written so far (drain rate) */
     struct mx_http_req *deferred; /* parsed while the app was full; dispatched later */
-    bool in_head;          /* a request head is partly received */
-    bool in_body;          /* headers done, body not complete */
-    bool stop_parsing;     /* no more requests on this connection */
-    bool finished;         /* the closing response was handed to io */
-    bool in_dispatch;      /* a handler runs: answers are only queued */
-    bool in_feed;          /* inside feed: io->wake is not called */
-    bool msg_done;         /* llhttp completed a message (paused) */
-    bool fini;             /* mx__http_conn_fini ran */
+    bool in_head;                 /* a request head is partly received */
+    bool in_body;                 /* headers done, body not complete */
+    bool stop_parsing;            /* no more requests on this connection */
+    bool finished;                /* the closing response was handed to io */
+    bool in_dispatch;             /* a handler runs: answers are only queued */
+    bool in_feed;                 /* inside feed: io->wake is not called */
+    bool msg_done;                /* llhttp completed a message (paused) */
+    bool fini;                    /* mx__http_conn_fini ran */
     struct sockaddr_storage peer;
     char peer_ip[48];
 };

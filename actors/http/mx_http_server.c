@@ -38,10 +38,10 @@
 #define LINGER_MS 1000       /* read and discard after FIN */
 #define LINGER_MAX_BYTES (4u << 20)
 #define START_WAIT_MS 5000
-#define MEM_PAUSE_MS 2000      /* held back by the memory budget this long: closed */
-#define DRAIN_WINDOW_MS 10000  /* min_drain_bytes_per_s is judged over this window (or idle/2) */
+#define MEM_PAUSE_MS 2000         /* held back by the memory budget this long: closed */
+#define DRAIN_WINDOW_MS 10000     /* min_drain_bytes_per_s is judged over this window (or idle/2) */
 #define TRIM_MIN_BYTES (16 << 20) /* freed since the peak before malloc_trim runs */
-#define CLIENT_SLOTS 16384     /* per-client connection counters (hashed addresses) */
+#define CLIENT_SLOTS 16384        /* per-client connection counters (hashed addresses) */
 
 struct slot {
     struct mx__http_ctr ctr; /* this acceptor's counters (own cache lines) */
@@ -117,7 +117,7 @@ struct acceptor {
     bool listening, stopped, app_inited;
     bool listener_closing; /* uv_close of the listener not done yet */
     bool relisten;         /* undrained while the listener was closing: listen once closed */
-    int handles; /* open uv handles; the state is freed at 0 after stop */
+    int handles;           /* open uv handles; the state is freed at 0 after stop */
     struct hconn *conns;
     struct hconn *paused_head, *paused_tail; /* waiting for the app to answer */
     bool resuming;
@@ -724,7 +724,8 @@ static bool drain_check(struct hconn *hc, int64_t now)
         return false;
     }
     const struct mx_http_opts *o = &hc->a->srv.o;
-    int64_t window = o->idle_timeout_ms / 2 < DRAIN_WINDOW_MS ? o->idle_timeout_ms / 2 : DRAIN_WINDOW_MS;
+    int64_t window =
+        o->idle_timeout_ms / 2 < DRAIN_WINDOW_MS ? o->idle_timeout_ms / 2 : DRAIN_WINDOW_MS;
     if (now - hc->drain_since < window)
         return false;
     uint64_t want = (uint64_t)o->min_drain_bytes_per_s * (uint64_t)window / 1000;
@@ -1149,7 +1150,8 @@ int mx_http_start(mx_system_t *sys, const struct mx_http_opts *o, const struct m
     if (!h->client_conns)
         abort();
     if (getrandom(&h->client_seed, sizeof(h->client_seed), 0) != (ssize_t)sizeof(h->client_seed))
-        h->client_seed = (uint64_t)mx_now_ms() * 0x9E3779B97F4A7C15ull; /* still unknown to clients */
+        h->client_seed =
+            (uint64_t)mx_now_ms() * 0x9E3779B97F4A7C15ull; /* still unknown to clients */
     h->app = *app;
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cv, NULL);

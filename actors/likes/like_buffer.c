@@ -20,9 +20,9 @@
 #include "mx_log.h"
 #include "mx_proto.h"
 
-#define MAX_JOBS 8192        /* requests in progress per actor */
-#define MAX_WAITERS 4096     /* requests waiting on one warm load */
-#define WARM_CHUNK 500       /* members per SADD while staging */
+#define MAX_JOBS 8192    /* requests in progress per actor */
+#define MAX_WAITERS 4096 /* requests waiting on one warm load */
+#define WARM_CHUNK 500   /* members per SADD while staging */
 
 struct lb;
 
@@ -69,8 +69,8 @@ enum { DB_READ = 1, DB_WARM = 2 };
 struct dbjob {
     int kind;
     uint64_t gen;
-    struct job *j;       /* DB_READ */
-    struct warm_op *wo;  /* DB_WARM */
+    struct job *j;      /* DB_READ */
+    struct warm_op *wo; /* DB_WARM */
     struct mx__lk_read rd;
     struct mx__lk_warm *w;
 };
@@ -104,7 +104,9 @@ static void job_free(struct job *j)
 static void reply(struct lb *lb, const struct mx_msg *req, int status, bool liked, int64_t count,
                   int source)
 {
-    struct mx_m_like_rep r = {.status = status, .liked = liked, .count = count < 0 ? 0 : count,
+    struct mx_m_like_rep r = {.status = status,
+                              .liked = liked,
+                              .count = count < 0 ? 0 : count,
                               .source = (uint64_t)source};
     struct mx_msg *m;
     if (mx_msg_encode(MX_T_like_rep, &r, &m) != 0)
@@ -426,7 +428,16 @@ static void start_op(struct job *j)
         mx__likes_key(ign, sizeof ign, j->part, "ign");
         mx__likes_key(t, sizeof t, j->part, "t");
         snprintf(now, sizeof now, "%llu", (unsigned long long)mx_unix_ms());
-        const char *a[] = {r, n, p, d, ign, t, j->ocid, j->acct, j->ign, now,
+        const char *a[] = {r,
+                           n,
+                           p,
+                           d,
+                           ign,
+                           t,
+                           j->ocid,
+                           j->acct,
+                           j->ign,
+                           now,
                            mx__likes_o.wait_replicas ? "1" : "0"};
         rc = mx_redis_eval(lb->rd, lb->s_toggle, op_done, j, 6, 11, a, NULL);
     } else {
@@ -530,9 +541,8 @@ static int lb_init(mx_actor_t *self, void *arg, void **state)
     lb->self = self;
     /* relaxed: only uniqueness matters */
     lb->gen = atomic_fetch_add_explicit(&g_gen, 1, memory_order_relaxed) + 1;
-    struct mx_redis_opts ro = {.name = "redis-likes",
-                               .timeout_ms = mx__likes_o.redis_timeout_ms,
-                               .max_pending = 4096};
+    struct mx_redis_opts ro = {
+        .name = "redis-likes", .timeout_ms = mx__likes_o.redis_timeout_ms, .max_pending = 4096};
     int rc = mx_redis_open(mx_actor_loop(self), mx__likes_o.redis_url, &ro, &lb->rd);
     if (rc != 0) {
         MX_ERROR("MX_REDIS_URL: likes cannot use it: %s", mx_strerror(rc));

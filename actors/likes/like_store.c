@@ -39,11 +39,13 @@ static void build_sql(void)
     for (int z = 0; z < NSIZES; z++) {
         uint32_t n = sizes[z];
         char *p = sql_ins[z];
-        p += sprintf(p, "INSERT IGNORE INTO character_like (target_ocid, liker_account_id) VALUES ");
+        p +=
+            sprintf(p, "INSERT IGNORE INTO character_like (target_ocid, liker_account_id) VALUES ");
         for (uint32_t i = 0; i < n; i++)
             p += sprintf(p, "%s(?, ?)", i ? ", " : "");
         p = sql_del[z];
-        p += sprintf(p, "DELETE FROM character_like WHERE target_ocid = ? AND liker_account_id IN (");
+        p += sprintf(p,
+                     "DELETE FROM character_like WHERE target_ocid = ? AND liker_account_id IN (");
         for (uint32_t i = 0; i < n; i++)
             p += sprintf(p, "%s?", i ? ", " : "");
         sprintf(p, ")");
@@ -341,8 +343,8 @@ int mx__lk_commit_job(struct mx_mysql_conn *c, void *arg)
 static int last_row(void *ctx, const struct mx_sql_val *cols, size_t n)
 {
     struct mx__lk_last *l = ctx;
-    if (n == 2 && cols[0].kind == MX_SQL_INT && cols[0].i >= 0 &&
-        cols[0].i < MX_LIKES_PARTITIONS && cols[1].len < sizeof l->id[0]) {
+    if (n == 2 && cols[0].kind == MX_SQL_INT && cols[0].i >= 0 && cols[0].i < MX_LIKES_PARTITIONS &&
+        cols[1].len < sizeof l->id[0]) {
         memcpy(l->id[cols[0].i], cols[1].p, cols[1].len);
         l->id[cols[0].i][cols[1].len] = '\0';
     }

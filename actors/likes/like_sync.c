@@ -14,8 +14,8 @@
  * - a deposed holder that wakes up: its commit is refused by the fence (or,
  *   if no newer holder wrote yet, is simply the commit of that journal).
  * One transaction a pass keeps the lag about one pass even though every
- * fenced commit serialises on the fence row. While mysql-health says MySQL is down the pass is skipped: Redis
- * keeps the pairs, and nothing is lost.
+ * fenced commit serialises on the fence row. While mysql-health says MySQL is down the pass is
+ * skipped: Redis keeps the pairs, and nothing is lost.
  *
  * Redis callbacks run outside the singleton's handler, where its lease
  * cannot be checked (mx_singleton_valid is false there), so each step that
@@ -32,10 +32,10 @@
 #include "mx_log.h"
 #include "mx_proto.h"
 
-#define CHECK_EVERY_MS 30000   /* the Redis-lost-writes check also runs this often */
-#define BUSY_GAP_MS 100        /* between passes while they move work */
-#define IDLE_EVERY_MS 10000    /* how often idle characters are looked for */
-#define IDLE_MAX 200           /* characters unloaded per partition per look */
+#define CHECK_EVERY_MS 30000 /* the Redis-lost-writes check also runs this often */
+#define BUSY_GAP_MS 100      /* between passes while they move work */
+#define IDLE_EVERY_MS 10000  /* how often idle characters are looked for */
+#define IDLE_MAX 200         /* characters unloaded per partition per look */
 
 /* sys_tick seq: step | partition << 8 */
 enum {
@@ -61,7 +61,7 @@ struct ls {
     mx_actor_t *self;
     mx_redis_t *rd;
     mx_redis_script_t *s_take, *s_finish, *s_check, *s_idle;
-    int64_t idle_ms;        /* mx_now_ms of the last look for idle characters */
+    int64_t idle_ms; /* mx_now_ms of the last look for idle characters */
     uint64_t seq;    /* lease counter: the fence epoch */
     uint64_t nbatch; /* batches started by this holder */
     bool busy;       /* a pass (or the check) is running */
@@ -72,8 +72,8 @@ struct ls {
     uint64_t pend_sum, jopen;
     char nonce[16]; /* random per holder term: batch ids never repeat, even when
                        Redis (which counts the epochs) lost writes */
-    bool check_due;  /* compare Redis with MySQL's last batches before the next pass */
-    bool in_check;   /* the next store_job_done is the check's MySQL read */
+    bool check_due; /* compare Redis with MySQL's last batches before the next pass */
+    bool in_check;  /* the next store_job_done is the check's MySQL read */
     int64_t checked_ms;
     int check_left;
     uint64_t check_unloaded;
@@ -113,8 +113,8 @@ static void pass_end(struct ls *s)
         struct mx_m_sys_tick t = {.seq = CONT_PASS};
         struct mx_msg *m;
         uint64_t id;
-        uint32_t gap = mx__likes_o.sync_interval_ms < BUSY_GAP_MS ? mx__likes_o.sync_interval_ms
-                                                                   : BUSY_GAP_MS;
+        uint32_t gap =
+            mx__likes_o.sync_interval_ms < BUSY_GAP_MS ? mx__likes_o.sync_interval_ms : BUSY_GAP_MS;
         if (mx_msg_encode(MX_T_sys_tick, &t, &m) == 0 &&
             mx_timer_start(s->self, gap, 0, m, &id) != 0)
             mx_msg_free(m);
@@ -155,8 +155,8 @@ static void part_ready(struct part *p)
 static void fail(struct part *p, const char *what, int status)
 {
     LK_INC(sync_failures);
-    MX_WARN("like-sync: %s failed (%s); partition %u retried next pass", what,
-            mx_strerror(status), p->k);
+    MX_WARN("like-sync: %s failed (%s); partition %u retried next pass", what, mx_strerror(status),
+            p->k);
     p->s->pass_failed = true;
     if (p->cur) {
         mx__lk_batch_free(p->cur);
@@ -378,8 +378,7 @@ static void on_commit_done(struct ls *s, struct mx_msg *m)
         struct mx__lk_batch *b = ps->b[i];
         if (b->replay) {
             LK_INC(sync_replays);
-            MX_INFO("like-sync: batch %s was committed before; deleting its journal",
-                    b->batch_id);
+            MX_INFO("like-sync: batch %s was committed before; deleting its journal", b->batch_id);
             continue;
         }
         LK_INC(sync_batches);
@@ -564,8 +563,8 @@ static int ls_init(mx_actor_t *self, void *arg, void **state)
     for (int i = 0; i < 6; i++)
         snprintf(s->nonce + 2 * i, 3, "%02x", rnd[i]);
     s->check_due = true; /* a new term: compare Redis with MySQL first */
-    struct mx_redis_opts ro = {.name = "redis-like-sync", .timeout_ms = 5000,
-                               .on_state = on_redis_state, .state_arg = s};
+    struct mx_redis_opts ro = {
+        .name = "redis-like-sync", .timeout_ms = 5000, .on_state = on_redis_state, .state_arg = s};
     int rc = mx_redis_open(mx_actor_loop(self), mx__likes_o.redis_url, &ro, &s->rd);
     if (rc != 0) {
         free(s);

@@ -157,20 +157,33 @@ void mx_likes_stats(struct mx_likes_stats *o)
 {
     struct mx__likes_ctr *c = &mx__likes_ctr;
 #define L(f) atomic_load_explicit(&c->f, memory_order_relaxed)
-    *o = (struct mx_likes_stats){
-        .toggles = L(toggles), .likes = L(likes), .unlikes = L(unlikes),
-        .status_redis = L(status_redis), .status_mysql = L(status_mysql), .warms = L(warms),
-        .warm_rows = L(warm_rows), .warm_failures = L(warm_failures),
-        .redis_failures = L(redis_failures), .mysql_failures = L(mysql_failures),
-        .refused = L(refused), .wait_unacked = L(wait_unacked),
-        .sync_batches = L(sync_batches), .sync_pairs = L(sync_pairs),
-        .sync_replays = L(sync_replays), .sync_stale = L(sync_stale),
-        .sync_failures = L(sync_failures), .sync_inserted = L(sync_inserted),
-        .sync_deleted = L(sync_deleted), .sync_rollbacks = L(sync_rollbacks),
-        .unloads = L(unloads), .sync_last_lag_ms = L(sync_last_lag_ms),
-        .sync_last_at_ms = L(sync_last_at_ms), .sync_lag_sum_ms = L(sync_lag_sum_ms),
-        .journals_open = L(journals_open), .pending_targets = L(pending_targets),
-        .holder = L(holder)};
+    *o = (struct mx_likes_stats){.toggles = L(toggles),
+                                 .likes = L(likes),
+                                 .unlikes = L(unlikes),
+                                 .status_redis = L(status_redis),
+                                 .status_mysql = L(status_mysql),
+                                 .warms = L(warms),
+                                 .warm_rows = L(warm_rows),
+                                 .warm_failures = L(warm_failures),
+                                 .redis_failures = L(redis_failures),
+                                 .mysql_failures = L(mysql_failures),
+                                 .refused = L(refused),
+                                 .wait_unacked = L(wait_unacked),
+                                 .sync_batches = L(sync_batches),
+                                 .sync_pairs = L(sync_pairs),
+                                 .sync_replays = L(sync_replays),
+                                 .sync_stale = L(sync_stale),
+                                 .sync_failures = L(sync_failures),
+                                 .sync_inserted = L(sync_inserted),
+                                 .sync_deleted = L(sync_deleted),
+                                 .sync_rollbacks = L(sync_rollbacks),
+                                 .unloads = L(unloads),
+                                 .sync_last_lag_ms = L(sync_last_lag_ms),
+                                 .sync_last_at_ms = L(sync_last_at_ms),
+                                 .sync_lag_sum_ms = L(sync_lag_sum_ms),
+                                 .journals_open = L(journals_open),
+                                 .pending_targets = L(pending_targets),
+                                 .holder = L(holder)};
     for (int i = 0; i < 8; i++)
         o->sync_lag_buckets[i] = L(sync_lag_buckets[i]);
 #undef L
@@ -301,12 +314,11 @@ const char mx__lk_take_lua[] =
  * partition's high-water list, the last 16 batches finished); 0 the
  * journal is another batch's (a stale holder must not delete a newer
  * journal). */
-const char mx__lk_finish_lua[] =
-    "if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end\n"
-    "redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])\n"
-    "redis.call('LPUSH', KEYS[4], ARGV[1])\n"
-    "redis.call('LTRIM', KEYS[4], 0, 15)\n"
-    "return 1\n";
+const char mx__lk_finish_lua[] = "if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end\n"
+                                 "redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])\n"
+                                 "redis.call('LPUSH', KEYS[4], ARGV[1])\n"
+                                 "redis.call('LTRIM', KEYS[4], 0, 15)\n"
+                                 "return 1\n";
 
 /* KEYS hw, jid, n. ARGV MySQL's last committed batch of the partition ("" =
  * none), partition prefix. Redis that knows that batch (in its high-water

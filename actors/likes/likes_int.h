@@ -84,7 +84,7 @@ struct mx__lk_target {
 struct mx__lk_batch {
     char batch_id[96];
     uint32_t part;
-    uint64_t seq; /* the holder's lease counter (fence epoch) */
+    uint64_t seq;      /* the holder's lease counter (fence epoch) */
     int64_t oldest_ms; /* unix ms of the oldest toggle in the batch */
     struct mx__lk_target *t;
     uint32_t nt, capt;

@@ -39,21 +39,21 @@
 enum mx_like_op { MX_LIKE_TOGGLE = 1, MX_LIKE_STATUS = 2 };
 
 struct mx_likes_opts {
-    const char *redis_url;  /* required */
-    const char *cluster;    /* key prefix mx:<cluster>:; default "mx" */
-    mx_mysql_t *mysql;      /* warm loads, cold reads and the sync; may be NULL (then
-                               cold targets answer 503 and nothing syncs) */
-    uint32_t redis_timeout_ms;   /* per command; default 1000 */
-    uint32_t sync_interval_ms;   /* like-sync period; default 1000 */
-    uint32_t sync_batch;         /* pending pairs per batch (soft: a target moves whole);
-                                    default 2000 */
-    uint32_t sync_pause_ms;      /* TESTS ONLY: wait this long between journal and commit */
-    uint32_t warm_max_rows;      /* largest relation set loaded into Redis; default 500000 */
-    uint32_t idle_s;             /* unload characters not toggled for this long; 0 = never;
-                                    default 3600 */
-    bool (*mysql_up)(void);      /* the cluster's view of MySQL; NULL = assume up */
-    uint32_t wait_replicas;      /* 1: answer a toggle only after a replica has it
-                                    (WAIT 1 redis_timeout_ms/2; none in time: 503); 0 = no */
+    const char *redis_url;     /* required */
+    const char *cluster;       /* key prefix mx:<cluster>:; default "mx" */
+    mx_mysql_t *mysql;         /* warm loads, cold reads and the sync; may be NULL (then
+                                  cold targets answer 503 and nothing syncs) */
+    uint32_t redis_timeout_ms; /* per command; default 1000 */
+    uint32_t sync_interval_ms; /* like-sync period; default 1000 */
+    uint32_t sync_batch;       /* pending pairs per batch (soft: a target moves whole);
+                                  default 2000 */
+    uint32_t sync_pause_ms;    /* TESTS ONLY: wait this long between journal and commit */
+    uint32_t warm_max_rows;    /* largest relation set loaded into Redis; default 500000 */
+    uint32_t idle_s;           /* unload characters not toggled for this long; 0 = never;
+                                  default 3600 */
+    bool (*mysql_up)(void);    /* the cluster's view of MySQL; NULL = assume up */
+    uint32_t wait_replicas;    /* 1: answer a toggle only after a replica has it
+                                  (WAIT 1 redis_timeout_ms/2; none in time: 503); 0 = no */
 };
 
 void mx_likes_opts_default(struct mx_likes_opts *o);
@@ -84,25 +84,25 @@ bool mx_likes_valid_account(const char *s, size_t len);
 
 /* Counters (relaxed atomics summed over actors; any thread). */
 struct mx_likes_stats {
-    uint64_t toggles, likes, unlikes;       /* acknowledged toggles */
-    uint64_t status_redis, status_mysql;    /* reads answered from each store */
+    uint64_t toggles, likes, unlikes;    /* acknowledged toggles */
+    uint64_t status_redis, status_mysql; /* reads answered from each store */
     uint64_t warms, warm_rows, warm_failures;
-    uint64_t redis_failures;                /* requests answered 503: Redis could not decide */
-    uint64_t mysql_failures;                /* cold reads/warms refused: MySQL down */
-    uint64_t refused;                       /* bad requests, waiter limits */
-    uint64_t wait_unacked;                  /* toggles no replica acknowledged in time (503) */
+    uint64_t redis_failures; /* requests answered 503: Redis could not decide */
+    uint64_t mysql_failures; /* cold reads/warms refused: MySQL down */
+    uint64_t refused;        /* bad requests, waiter limits */
+    uint64_t wait_unacked;   /* toggles no replica acknowledged in time (503) */
     /* like-sync (on the holder) */
     uint64_t sync_batches, sync_pairs, sync_replays, sync_stale, sync_failures;
     uint64_t sync_inserted, sync_deleted;
-    uint64_t sync_rollbacks;                /* partitions found older than MySQL (Redis lost writes) */
-    uint64_t unloads;                       /* idle characters unloaded from Redis */
-    int64_t sync_last_lag_ms;               /* oldest toggle's age at commit, last batch */
-    int64_t sync_last_at_ms;                /* unix ms of the last committed batch; 0 none */
-    uint64_t sync_lag_buckets[8];           /* <=100,250,500,1000,2000,5000,10000,+Inf ms */
+    uint64_t sync_rollbacks;      /* partitions found older than MySQL (Redis lost writes) */
+    uint64_t unloads;             /* idle characters unloaded from Redis */
+    int64_t sync_last_lag_ms;     /* oldest toggle's age at commit, last batch */
+    int64_t sync_last_at_ms;      /* unix ms of the last committed batch; 0 none */
+    uint64_t sync_lag_buckets[8]; /* <=100,250,500,1000,2000,5000,10000,+Inf ms */
     uint64_t sync_lag_sum_ms;
-    uint64_t journals_open;                 /* gauge: journals seen open at the last pass */
-    uint64_t pending_targets;               /* gauge: dirty targets at the last pass */
-    bool holder;                            /* this node runs like-sync now */
+    uint64_t journals_open;   /* gauge: journals seen open at the last pass */
+    uint64_t pending_targets; /* gauge: dirty targets at the last pass */
+    bool holder;              /* this node runs like-sync now */
 };
 extern const uint32_t mx_likes_lag_bounds_ms[7];
 

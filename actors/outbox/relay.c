@@ -422,11 +422,10 @@ static int stats_run(struct mx_mysql_conn *c, void *arg)
 
 /* ---- the actor ---- */
 
-
 struct relay {
     mx_actor_t *self;
     struct mx_addr addr;
-    uint64_t seq; /* lease counter of this term (the fence wants the plain counter) */
+    uint64_t seq;        /* lease counter of this term (the fence wants the plain counter) */
     struct mx_curluv cu; /* HTTP on this loop; its close callback frees the state */
     CURL **pool;
     uint32_t npool;

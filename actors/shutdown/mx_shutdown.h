@@ -83,16 +83,16 @@ struct mx_shutdown_opts {
 
 /* The outcome, for the caller and tests. */
 struct mx_shutdown_result {
-    int exit_code;                  /* MX_SHUTDOWN_EXIT_OK or _CUT */
-    int cut_phase;                  /* the first phase out of its budget, or the phase a
-                                       second signal or the deadline ended (0 = not cut) */
-    uint32_t over_budget;           /* bit p: phase p ended by its budget with work left */
-    bool cut_by_signal;             /* cut by a second signal (else the deadline) */
-    int64_t took_ms;                /* first signal to the end of the last phase */
+    int exit_code;                     /* MX_SHUTDOWN_EXIT_OK or _CUT */
+    int cut_phase;                     /* the first phase out of its budget, or the phase a
+                                          second signal or the deadline ended (0 = not cut) */
+    uint32_t over_budget;              /* bit p: phase p ended by its budget with work left */
+    bool cut_by_signal;                /* cut by a second signal (else the deadline) */
+    int64_t took_ms;                   /* first signal to the end of the last phase */
     struct mx_mysql_drain_stats mysql; /* phase 5 plus the spooling at a cut */
     struct mx_leases_handover leases;
     uint32_t latches_released;
-    uint64_t http_left_open;        /* connections still open after phase 2 */
+    uint64_t http_left_open; /* connections still open after phase 2 */
 };
 
 typedef struct mx_shutdown mx_shutdown_t;

@@ -57,11 +57,11 @@ struct mx_shutdown {
 
     /* the coordinator's thread only */
     enum mode mode;
-    int phase;       /* running phase, MX_SD_IDLE between runs */
-    bool drained;    /* phases 1-4 are done (a drain, or a shutdown past them) */
+    int phase;    /* running phase, MX_SD_IDLE between runs */
+    bool drained; /* phases 1-4 are done (a drain, or a shutdown past them) */
     bool undrain_pending;
-    bool busy;       /* an offloaded step or latch requests are outstanding */
-    uint64_t job;    /* the offloaded step's job id */
+    bool busy;    /* an offloaded step or latch requests are outstanding */
+    uint64_t job; /* the offloaded step's job id */
     uint64_t tick_id;
     bool ticking;
     int64_t t_first; /* first signal (mx_now_ms), 0 = none */
@@ -82,9 +82,8 @@ struct mx_shutdown {
     struct mx_shutdown_result res; /* published to the main thread through efd */
 };
 
-static const char *const phase_names[] = {"idle",    "drain-grace", "http",     "leases",
-                                          "latches", "mysql",       "singletons", "registry",
-                                          "done"};
+static const char *const phase_names[] = {"idle",  "drain-grace", "http",     "leases", "latches",
+                                          "mysql", "singletons",  "registry", "done"};
 
 const char *mx_shutdown_phase_name(int phase)
 {
@@ -189,8 +188,8 @@ static struct mx_msg *step_handover(void *arg)
     mx_shutdown_t *sd = arg;
     uint32_t b = mx_shutdown_budget_ms(&sd->o, MX_SD_LEASES);
     memset(&sd->res.leases, 0, sizeof sd->res.leases);
-    sd->step_rc = sd->o.hooks.handover ? sd->o.hooks.handover(sd->o.hooks.ctx, b, &sd->res.leases)
-                                       : 0;
+    sd->step_rc =
+        sd->o.hooks.handover ? sd->o.hooks.handover(sd->o.hooks.ctx, b, &sd->res.leases) : 0;
     return step_done_msg();
 }
 
@@ -315,8 +314,10 @@ static void run_phase(mx_actor_t *self, mx_shutdown_t *sd, int phase)
         return;
     case MX_SD_SINGLETONS: {
         const struct mx_leases_handover *h = &sd->res.leases;
-        log_phase(sd, "%u singletons stopped before their leases were released, %u still running "
-                  "(their leases expire by themselves)", h->stopped, h->still_running);
+        log_phase(sd,
+                  "%u singletons stopped before their leases were released, %u still running "
+                  "(their leases expire by themselves)",
+                  h->stopped, h->still_running);
         next_phase(self, sd);
         return;
     }
@@ -358,7 +359,8 @@ static void end_phase(mx_actor_t *self, mx_shutdown_t *sd)
         struct mx_http_stats hs = {0};
         if (sd->o.app && sd->o.app->http)
             mx_http_stats(sd->o.app->http, &hs);
-        log_phase(sd, "readiness 503, registry draining, keep-alive answers close; %" PRIu64
+        log_phase(sd,
+                  "readiness 503, registry draining, keep-alive answers close; %" PRIu64
                   " requests served meanwhile",
                   hs.requests - sd->hs0.requests);
         break;
@@ -367,12 +369,13 @@ static void end_phase(mx_actor_t *self, mx_shutdown_t *sd)
         struct mx_http_stats hs = {0};
         if (sd->o.app && sd->o.app->http)
             mx_http_stats(sd->o.app->http, &hs);
-        uint64_t left = hs.conns_open - (hs.conns_open < hs.conns_lingering ? hs.conns_open
-                                                                          : hs.conns_lingering);
+        uint64_t left = hs.conns_open -
+                        (hs.conns_open < hs.conns_lingering ? hs.conns_open : hs.conns_lingering);
         sd->res.http_left_open = left;
         if (left)
             mark_budget_cut(sd);
-        log_phase(sd, "stopped accepting; %" PRIu64 " connections open at start, %" PRIu64
+        log_phase(sd,
+                  "stopped accepting; %" PRIu64 " connections open at start, %" PRIu64
                   " left with requests (closed at stop), %" PRIu64 " answered and closing; %" PRIu64
                   " requests answered",
                   sd->hs0.conns_open, left, hs.conns_open - left,
@@ -387,14 +390,15 @@ static void end_phase(mx_actor_t *self, mx_shutdown_t *sd)
         if (sd->step_rc)
             mark_budget_cut(sd);
         log_phase(sd, "%u singletons held, %u stopped (in %lld ms), %u leases released%s%s",
-                  h->held, h->stopped, (long long)h->stop_ms, h->released,
-                  sd->step_rc ? ": " : "", sd->step_rc ? mx_strerror(sd->step_rc) : "");
+                  h->held, h->stopped, (long long)h->stop_ms, h->released, sd->step_rc ? ": " : "",
+                  sd->step_rc ? mx_strerror(sd->step_rc) : "");
         break;
     }
     case MX_SD_LATCHES:
         if (sd->lat_answered < sd->lat_sent)
             mark_budget_cut(sd);
-        log_phase(sd, "%u latches released and announced by %u of %u cache shards; %" PRIu64
+        log_phase(sd,
+                  "%u latches released and announced by %u of %u cache shards; %" PRIu64
                   " loads still running",
                   sd->res.latches_released, sd->lat_answered, sd->lat_sent, sd->lat_flights);
         break;
@@ -403,7 +407,8 @@ static void end_phase(mx_actor_t *self, mx_shutdown_t *sd)
         sd->res.mysql = *d;
         if (sd->step_rc)
             mark_budget_cut(sd);
-        log_phase(sd, "%u jobs queued or running at start: %u ran, %u writes spooled, %u writes "
+        log_phase(sd,
+                  "%u jobs queued or running at start: %u ran, %u writes spooled, %u writes "
                   "failed to spool, %u reads cancelled, %u still running",
                   d->queued_at_start, d->ran, d->spooled, d->failed, d->cancelled, d->inflight);
         break;
@@ -499,12 +504,12 @@ static void finish(mx_actor_t *self, mx_shutdown_t *sd)
                  "MySQL writes spooled %u (failed %u), reads cancelled %u, jobs still running %u "
                  "(their outcome is unknown); exit %d",
                  r->cut_phase, mx_shutdown_phase_name(r->cut_phase),
-                 !sd->cut               ? "its budget"
-                 : r->cut_by_signal     ? "a second signal"
-                                        : "the deadline (MX_SHUTDOWN_TIMEOUT_MS)",
+                 !sd->cut           ? "its budget"
+                 : r->cut_by_signal ? "a second signal"
+                                    : "the deadline (MX_SHUTDOWN_TIMEOUT_MS)",
                  (long long)r->took_ms, ol ? " (phases out of budget: " : "", over, ol ? ")" : "",
-                 skipped, r->mysql.spooled, r->mysql.failed, r->mysql.cancelled,
-                 r->mysql.inflight, r->exit_code);
+                 skipped, r->mysql.spooled, r->mysql.failed, r->mysql.cancelled, r->mysql.inflight,
+                 r->exit_code);
     } else {
         r->exit_code = MX_SHUTDOWN_EXIT_OK;
         MX_INFO("shutdown complete in %lld ms: every phase done; MySQL writes spooled %u; exit 0",
@@ -772,7 +777,8 @@ int mx_shutdown_wait(mx_shutdown_t *sd, int sigfd, struct mx_shutdown_result *re
         }
         if (n == 0) {
             MX_ERROR("shutdown: the coordinator did not finish by the deadline (+1 s); "
-                     "stopping anyway; exit %d", MX_SHUTDOWN_EXIT_CUT);
+                     "stopping anyway; exit %d",
+                     MX_SHUTDOWN_EXIT_CUT);
             if (res) {
                 memset(res, 0, sizeof *res);
                 res->exit_code = MX_SHUTDOWN_EXIT_CUT;

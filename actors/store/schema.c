@@ -98,18 +98,17 @@ static const char *const m3[] = {
     " UNIQUE KEY uk_outbox_dlq_idempotency (idempotency_key))" TBL,
     NULL};
 
-static const char *const m4[] = {
-    "CREATE TABLE IF NOT EXISTS like_sync_batch ("
-    " id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,"
-    " batch_id VARCHAR(96) NOT NULL,"
-    " part INT NOT NULL,"
-    " epoch BIGINT NOT NULL,"
-    " pairs INT NOT NULL DEFAULT 0,"
-    " created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),"
-    " UNIQUE KEY uk_like_sync_batch_id (batch_id),"
-    " KEY ix_like_sync_batch_part (part, id),"
-    " KEY ix_like_sync_batch_created (created_at))" TBL,
-    NULL};
+static const char *const m4[] = {"CREATE TABLE IF NOT EXISTS like_sync_batch ("
+                                 " id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+                                 " batch_id VARCHAR(96) NOT NULL,"
+                                 " part INT NOT NULL,"
+                                 " epoch BIGINT NOT NULL,"
+                                 " pairs INT NOT NULL DEFAULT 0,"
+                                 " created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),"
+                                 " UNIQUE KEY uk_like_sync_batch_id (batch_id),"
+                                 " KEY ix_like_sync_batch_part (part, id),"
+                                 " KEY ix_like_sync_batch_created (created_at))" TBL,
+                                 NULL};
 
 /* ---- migration 5: the outbox relay's claim columns, points ledger and
  * donation history (docs/outbox.md) ---- */

@@ -164,8 +164,7 @@ static int put_summary(struct mx_mysql_conn *c, struct slice ocid, struct slice 
         v, 8, NULL);
 }
 
-int mx_store_put_summary(struct mx_mysql_conn *c, const struct mx_store_summary *sm,
-                         uint64_t at_ms)
+int mx_store_put_summary(struct mx_mysql_conn *c, const struct mx_store_summary *sm, uint64_t at_ms)
 {
     int64_t cost[4] = {sm->total_expected_cost, sm->black_cube_cost, sm->additional_cube_cost,
                        sm->starforce_cost};
@@ -203,8 +202,8 @@ int mx_store_get_ocid(struct mx_mysql_conn *c, const char *user_ign, char *out, 
 {
     struct ocid_out o = {out, cap, false, false};
     struct mx_sql_val v[] = {MX_SQL_S(user_ign)};
-    int rc = mx_mysql_query(c, "SELECT ocid FROM game_character WHERE user_ign = ?", v, 1,
-                            ocid_row, &o, NULL);
+    int rc = mx_mysql_query(c, "SELECT ocid FROM game_character WHERE user_ign = ?", v, 1, ocid_row,
+                            &o, NULL);
     if (rc != 0)
         return rc;
     return o.too_big ? MX_ETOOBIG : o.found ? 0 : MX_ENOTFOUND;

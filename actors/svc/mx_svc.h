@@ -44,39 +44,39 @@ struct mx_cube_table;
 enum mx_svc_what { MX_SVC_EXPECTATION = 1, MX_SVC_CHARACTER = 2, MX_SVC_EQUIPMENT = 3 };
 
 struct mx_svc_opts {
-    const char *fetcher_name;    /* registered name of the fetcher ("fetcher") */
+    const char *fetcher_name;               /* registered name of the fetcher ("fetcher") */
     const struct mx_cube_table *cube_table; /* borrowed, outlives the service; may be NULL */
-    uint32_t l1_max_entries;     /* per shard; default 10000 */
-    uint64_t l1_max_bytes;       /* per shard; default 128 MiB */
-    uint32_t ttl_doc_ms;         /* expectation document; default 60 min */
-    uint32_t ttl_equipment_ms;   /* raw equipment; default 5 min */
-    uint32_t ttl_ocid_ms;        /* IGN -> ocid; default 30 min */
-    uint32_t ttl_character_ms;   /* character record; default 15 min */
-    uint32_t ttl_negative_ms;    /* unknown character; default 15 min */
+    uint32_t l1_max_entries;                /* per shard; default 10000 */
+    uint64_t l1_max_bytes;                  /* per shard; default 128 MiB */
+    uint32_t ttl_doc_ms;                    /* expectation document; default 60 min */
+    uint32_t ttl_equipment_ms;              /* raw equipment; default 5 min */
+    uint32_t ttl_ocid_ms;                   /* IGN -> ocid; default 30 min */
+    uint32_t ttl_character_ms;              /* character record; default 15 min */
+    uint32_t ttl_negative_ms;               /* unknown character; default 15 min */
     /* L2 Redis (none when redis_url is NULL or "") */
-    const char *redis_url;       /* borrowed, outlives the service */
-    const char *cluster;         /* key prefix mx:<cluster>: and channel; default "mx" */
-    uint32_t redis_timeout_ms;   /* per command; default 1000 */
-    uint32_t ttl2_doc_ms;        /* default 60 min */
-    uint32_t ttl2_equipment_ms;  /* default 10 min */
-    uint32_t ttl2_ocid_ms;       /* default 60 min */
-    uint32_t ttl2_character_ms;  /* default 15 min */
-    uint32_t ttl2_negative_ms;   /* default 15 min */
-    uint32_t latch_ttl_ms;       /* single-flight latch; also the longest wait; default 10 s */
+    const char *redis_url;      /* borrowed, outlives the service */
+    const char *cluster;        /* key prefix mx:<cluster>: and channel; default "mx" */
+    uint32_t redis_timeout_ms;  /* per command; default 1000 */
+    uint32_t ttl2_doc_ms;       /* default 60 min */
+    uint32_t ttl2_equipment_ms; /* default 10 min */
+    uint32_t ttl2_ocid_ms;      /* default 60 min */
+    uint32_t ttl2_character_ms; /* default 15 min */
+    uint32_t ttl2_negative_ms;  /* default 15 min */
+    uint32_t latch_ttl_ms;      /* single-flight latch; also the longest wait; default 10 s */
     /* L3 MySQL (none when mysql is NULL) */
-    mx_mysql_t *mysql;           /* borrowed; stopped after the system */
-    mx_spool_t *spool;           /* borrowed; writes land here while MySQL is down; may be NULL */
+    mx_mysql_t *mysql; /* borrowed; stopped after the system */
+    mx_spool_t *spool; /* borrowed; writes land here while MySQL is down; may be NULL */
     /* MySQL's state as the cluster's mysql-health singleton reports it
      * (mx_health_mysql_up); NULL = assume up. While it says down, L3 reads
      * are skipped, spool replays wait, and entries stored in L1 and L2 live
      * mysql_down_ttl_factor times longer (they cannot be reloaded from L3). */
     bool (*mysql_up)(void);
     uint32_t mysql_down_ttl_factor; /* default 3 */
-    uint32_t l3_fresh_ms;        /* stored equipment younger than this is used; default 15 min */
-    uint32_t fetch_timeout_ms;   /* one fetcher request; default 20 s */
-    uint32_t max_flights;        /* loads in progress per shard; default 1024 */
-    uint32_t max_waiters;        /* requests waiting on one load; default 4096 */
-    uint32_t memo_entries;       /* calculator memo per offload thread; default 65536 */
+    uint32_t l3_fresh_ms;           /* stored equipment younger than this is used; default 15 min */
+    uint32_t fetch_timeout_ms;      /* one fetcher request; default 20 s */
+    uint32_t max_flights;           /* loads in progress per shard; default 1024 */
+    uint32_t max_waiters;           /* requests waiting on one load; default 4096 */
+    uint32_t memo_entries;          /* calculator memo per offload thread; default 65536 */
 };
 
 void mx_svc_opts_default(struct mx_svc_opts *o);
@@ -93,8 +93,8 @@ struct mx_svc_stats {
     uint64_t requests, l1_hits, l1_misses, l1_stale_served, coalesced;
     uint64_t loads, load_errors, not_found, negative_hits, evictions, refused;
     uint64_t entries, bytes, calc_ms_total, calcs;
-    uint64_t l2_hits, l2_misses, l2_corrupt;  /* L2 values served / absent / damaged+evicted */
-    uint64_t redis_errors, redis_fallbacks;   /* failed commands / loads without the latch */
+    uint64_t l2_hits, l2_misses, l2_corrupt; /* L2 values served / absent / damaged+evicted */
+    uint64_t redis_errors, redis_fallbacks;  /* failed commands / loads without the latch */
     uint64_t latch_acquired, latch_waits, latch_notices, latch_timeouts;
     uint64_t invalidations_sent, invalidations_applied;
     uint64_t invalidation_ack_timeouts; /* recalculations answered before every node acked */

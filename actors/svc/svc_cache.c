@@ -41,9 +41,9 @@
 #define RKEY_MAX 320
 #define IGN_MAX 90
 #define TICK_MS 100
-#define INVAL_ACK_MS 300 /* longest a recalculation waits for the nodes' acks */
+#define INVAL_ACK_MS 300      /* longest a recalculation waits for the nodes' acks */
 #define FORCE_WINDOW_MS 10000 /* recalculations of one document within this share one load */
-#define MAX_L3_INFLIGHT 256 /* MySQL jobs per shard: well under the mailbox */
+#define MAX_L3_INFLIGHT 256   /* MySQL jobs per shard: well under the mailbox */
 
 enum kind { K_DOC, K_CHAR, K_OCID, K_NEG, K_EQUIP };
 enum stage {
@@ -64,13 +64,12 @@ enum eq_src { SRC_NONE, SRC_CACHE, SRC_L3, SRC_UPSTREAM };
 
 /* process-wide counters (relaxed: statistics) */
 static struct {
-    _Atomic uint64_t requests, l1_hits, l1_misses, stale, coalesced, loads, load_errors,
-        not_found, neg_hits, evictions, refused, entries, bytes, calc_ms, calcs;
+    _Atomic uint64_t requests, l1_hits, l1_misses, stale, coalesced, loads, load_errors, not_found,
+        neg_hits, evictions, refused, entries, bytes, calc_ms, calcs;
     _Atomic uint64_t l2_hits, l2_misses, l2_corrupt, redis_errors, redis_fallbacks, latch_acquired,
         latch_waits, latch_notices, latch_timeouts, inval_sent, inval_applied, inval_ack_timeouts,
-        l3_skipped_down, latch_renewals, l3_hits, l3_stale,
-        l3_misses, l3_corrupt, l3_errors, l3_writes, l3_write_errors, l3_spooled, l3_refused,
-        replays, replayed_ok;
+        l3_skipped_down, latch_renewals, l3_hits, l3_stale, l3_misses, l3_corrupt, l3_errors,
+        l3_writes, l3_write_errors, l3_spooled, l3_refused, replays, replayed_ok;
 } g;
 #define INC(f) atomic_fetch_add_explicit(&g.f, 1, memory_order_relaxed)
 #define ADD(f, n) atomic_fetch_add_explicit(&g.f, (n), memory_order_relaxed)
@@ -82,9 +81,9 @@ struct centry {
     uint64_t hash;
     int64_t expires_ms;
     enum kind kind;
-    struct mx_http_doc *doc;      /* K_DOC, K_CHAR */
-    struct mx_blob *blob;         /* K_EQUIP */
-    char ocid[64];                /* K_OCID */
+    struct mx_http_doc *doc; /* K_DOC, K_CHAR */
+    struct mx_blob *blob;    /* K_EQUIP */
+    char ocid[64];           /* K_OCID */
     size_t bytes;
     uint16_t klen;
     char key[];
@@ -96,14 +95,14 @@ struct waiter {
 
 struct flight {
     struct flight *next;
-    uint64_t id;                 /* Redis callbacks and MySQL jobs find it by this */
+    uint64_t id; /* Redis callbacks and MySQL jobs find it by this */
     char key[KEY_MAX];
     uint16_t klen;
-    struct mx_m_exp_get q;       /* strings point into ign */
+    struct mx_m_exp_get q; /* strings point into ign */
     char ign[IGN_MAX + 1];
     char ocid[64];
-    char rkey[RKEY_MAX];         /* L2 key of what this flight produces */
-    char token[48];              /* our latch token */
+    char rkey[RKEY_MAX]; /* L2 key of what this flight produces */
+    char token[48];      /* our latch token */
     enum stage stage;
     enum eq_src eq_src;
     uint64_t corr;               /* outstanding fetch request or offload job */
@@ -296,8 +295,8 @@ static struct centry *l1_put(struct shard *s, const char *key, size_t klen, enum
     ADD(entries, 1);
     ADD(bytes, e->bytes);
     /* bounds: evict least recently used entries, never the new one */
-    while ((s->nentries > s->o.l1_max_entries || s->nbytes > s->o.l1_max_bytes) &&
-           s->lru_tail && s->lru_tail != e) {
+    while ((s->nentries > s->o.l1_max_entries || s->nbytes > s->o.l1_max_bytes) && s->lru_tail &&
+           s->lru_tail != e) {
         l1_remove(s, s->lru_tail);
         INC(evictions);
     }
@@ -320,8 +319,8 @@ static size_t doc_key(char *buf, const struct mx_m_exp_get *q, const char *ign)
 
 /* Drop the L1 entries of one character: documents, record, unknown mark
  * and (when known) its equipment; except the entry under keep. */
-static void l1_drop_character(struct shard *s, const char *ign, const char *ocid,
-                              const char *keep, size_t keep_len)
+static void l1_drop_character(struct shard *s, const char *ign, const char *ocid, const char *keep,
+                              size_t keep_len)
 {
     char pfx[KEY_MAX];
     int pl = snprintf(pfx, sizeof pfx, "|%s|", ign);
@@ -470,10 +469,9 @@ static const char force_lua[] =
 
 /* KEYS: latch. ARGV: token, ttl ms. Extends the latch only if we still hold
  * it, so a load slower than the latch TTL is not joined by a second one. */
-static const char renew_lua[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
-    "  return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end\n"
-    "return 0\n";
+static const char renew_lua[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+                                "  return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end\n"
+                                "return 0\n";
 
 static void redis_cb_count(mx_redis_t *r, int status, const redisReply *rep, void *arg)
 {
@@ -504,9 +502,17 @@ static int l2_done_cb(struct shard *s, struct flight *f, char mode, const struct
     snprintf(ttl, sizeof ttl, "%" PRIu32, ttl_ms ? ttl_now(s, ttl_ms) : 1);
     snprintf(notice, sizeof notice, "D %s", f->rkey);
     char m[2] = {mode, 0};
-    const char *argv[] = {f->rkey, latch,  docs,   neg,          m,
-                          frame ? (const char *)frame->data : "", ttl,
-                          held ? f->token : "", s->channel, notice, force ? "1" : "0",
+    const char *argv[] = {f->rkey,
+                          latch,
+                          docs,
+                          neg,
+                          m,
+                          frame ? (const char *)frame->data : "",
+                          ttl,
+                          held ? f->token : "",
+                          s->channel,
+                          notice,
+                          force ? "1" : "0",
                           inval ? inval : ""};
     size_t lens[12];
     for (int i = 0; i < 12; i++)
@@ -606,8 +612,8 @@ static void flight_end(struct shard *s, struct flight *f)
     free(f);
 }
 
-static void finish_doc(mx_actor_t *self, struct shard *s, struct flight *f,
-                       struct mx_http_doc *doc, bool stale)
+static void finish_doc(mx_actor_t *self, struct shard *s, struct flight *f, struct mx_http_doc *doc,
+                       bool stale)
 {
     for (uint32_t i = 0; i < f->nw; i++)
         reply_doc(self, &f->w[i].env, doc, stale);
@@ -633,8 +639,7 @@ static void finish_not_found(mx_actor_t *self, struct shard *s, struct flight *f
     finish_err(self, s, f, MX_ENOTFOUND, 404, "C002", "Character not found", 0);
 }
 
-static void start_calc(mx_actor_t *self, struct shard *s, struct flight *f,
-                       struct mx_blob *equip);
+static void start_calc(mx_actor_t *self, struct shard *s, struct flight *f, struct mx_blob *equip);
 
 static struct centry *equip_l1_stale(struct shard *s, const struct flight *f);
 
@@ -667,8 +672,8 @@ static void finish_upstream_fail(mx_actor_t *self, struct shard *s, struct fligh
     if (status == MX_ETIMEDOUT)
         finish_err(self, s, f, status, 503, "S010", "Upstream (Nexon Open API) timed out", retry_s);
     else
-        finish_err(self, s, f, status, 503, "S005", why[0] ? why : "Upstream (Nexon Open API) error",
-                   retry_s);
+        finish_err(self, s, f, status, 503, "S005",
+                   why[0] ? why : "Upstream (Nexon Open API) error", retry_s);
 }
 
 static int fetch(mx_actor_t *self, struct shard *s, struct flight *f, enum mx_fetch_kind kind,
@@ -687,8 +692,7 @@ static int fetch(mx_actor_t *self, struct shard *s, struct flight *f, enum mx_fe
 static void start_equip_doc(mx_actor_t *self, struct shard *s, struct flight *f,
                             struct mx_blob *equip);
 
-static void start_calc(mx_actor_t *self, struct shard *s, struct flight *f,
-                       struct mx_blob *equip)
+static void start_calc(mx_actor_t *self, struct shard *s, struct flight *f, struct mx_blob *equip)
 {
     if (f->q.what == MX_SVC_EQUIPMENT) {
         start_equip_doc(self, s, f, equip);
@@ -730,8 +734,8 @@ static void l3_write(struct shard *s, uint32_t kind, uint8_t *rec, uint32_t len)
     w->kind = kind;
     w->rec = rec;
     w->len = len;
-    if (mx_mysql_submit_ex(s->o.mysql, mx_store_write_job, w, mx_store_write_free,
-                           mx_self(s->self), MX_MYSQL_CALL_DOWN, NULL) != 0) {
+    if (mx_mysql_submit_ex(s->o.mysql, mx_store_write_job, w, mx_store_write_free, mx_self(s->self),
+                           MX_MYSQL_CALL_DOWN, NULL) != 0) {
         INC(l3_refused);
         MX_WARN("L3: the MySQL queue refused a write (kind %u)", kind);
         mx_store_write_free(w);
@@ -968,9 +972,9 @@ static bool serve_l2_value(mx_actor_t *self, struct shard *s, struct flight *f, 
     if (mx__frame_decode(v, len, &plain) != 0)
         return false;
     struct mx_http_doc *doc;
-    bool ok = plain->len > 1 && plain->data[0] == '{' &&
-              mx_http_doc_new("application/json", plain, f->q.what == MX_SVC_EXPECTATION,
-                              &doc) == 0;
+    bool ok =
+        plain->len > 1 && plain->data[0] == '{' &&
+        mx_http_doc_new("application/json", plain, f->q.what == MX_SVC_EXPECTATION, &doc) == 0;
     mx_blob_unref(plain);
     if (!ok)
         return false;
@@ -1348,7 +1352,8 @@ static void on_basic(mx_actor_t *self, struct shard *s, struct flight *f, const 
     mx_jsonw_obj_close(&w);
     if (w.err) {
         mx_jsonw_fini(&w);
-        finish_err(self, s, f, MX_EINTERNAL, 500, "S001", "Could not build the character record", 0);
+        finish_err(self, s, f, MX_EINTERNAL, 500, "S001", "Could not build the character record",
+                   0);
         return;
     }
     struct mx_blob *b = mx_blob_new(w.buf, w.len);
@@ -1365,8 +1370,11 @@ static void on_basic(mx_actor_t *self, struct shard *s, struct flight *f, const 
         l2_done(s, f, 'v', frame, s->o.ttl2_character_ms, false, NULL);
     mx_blob_unref(frame);
     mx_blob_unref(b);
-    struct mx_store_character ch = {.user_ign = f->ign, .ocid = f->ocid, .world_name = world,
-                                    .character_class = cls, .character_image = image};
+    struct mx_store_character ch = {.user_ign = f->ign,
+                                    .ocid = f->ocid,
+                                    .world_name = world,
+                                    .character_class = cls,
+                                    .character_image = image};
     uint8_t *rec;
     uint32_t rlen;
     if (s->o.mysql && mx_store_rec_character(&ch, mx_unix_ms(), &rec, &rlen) == 0)
@@ -1424,7 +1432,11 @@ static void on_fetch_rep(mx_actor_t *self, struct shard *s, struct flight *f, st
     switch (f->stage) {
     case ST_OCID: {
         struct mx_jr_field fl[] = {
-            {.key = "ocid", .kind = MX_JR_STR, .required = true, .buf = f->ocid, .cap = sizeof f->ocid},
+            {.key = "ocid",
+             .kind = MX_JR_STR,
+             .required = true,
+             .buf = f->ocid,
+             .cap = sizeof f->ocid},
         };
         if (!r.body || mx_jsonr_object(r.body, r.body_len, fl, 1, NULL, 0) != 0 ||
             !ocid_ok(f->ocid)) {
@@ -1519,7 +1531,8 @@ static bool store_results(struct shard *s, struct flight *f, struct mx__calc_job
     if (!f->q.star_catch || !f->q.discount || !f->q.sunday)
         return wait;
     for (int i = 0; i < j->nsums; i++) {
-        struct mx_store_summary sm = {.ocid = f->ocid, .user_ign = f->ign,
+        struct mx_store_summary sm = {.ocid = f->ocid,
+                                      .user_ign = f->ign,
                                       .preset_no = j->sums[i].preset_no,
                                       .total_expected_cost = j->sums[i].total,
                                       .black_cube_cost = j->sums[i].black,
@@ -1740,7 +1753,8 @@ static void on_notice(mx_redis_t *rd, const char *channel, const char *data, siz
         if (nonce[0] && s->rc && mx_redis_connected(s->rc)) {
             char ack[80];
             snprintf(ack, sizeof ack, "A %s %d", nonce, s->nshards);
-            if (mx_redis_command(s->rc, redis_cb_count, NULL, "PUBLISH %s %s", s->channel, ack) != 0)
+            if (mx_redis_command(s->rc, redis_cb_count, NULL, "PUBLISH %s %s", s->channel, ack) !=
+                0)
                 INC(redis_errors);
         }
         return;
@@ -2045,22 +2059,46 @@ void mx_svc_stats(struct mx_svc_stats *o)
 {
 #define LD(f) atomic_load_explicit(&g.f, memory_order_relaxed)
     *o = (struct mx_svc_stats){
-        .requests = LD(requests), .l1_hits = LD(l1_hits), .l1_misses = LD(l1_misses),
-        .l1_stale_served = LD(stale), .coalesced = LD(coalesced), .loads = LD(loads),
-        .load_errors = LD(load_errors), .not_found = LD(not_found), .negative_hits = LD(neg_hits),
-        .evictions = LD(evictions), .refused = LD(refused), .entries = LD(entries),
-        .bytes = LD(bytes), .calc_ms_total = LD(calc_ms), .calcs = LD(calcs),
-        .l2_hits = LD(l2_hits), .l2_misses = LD(l2_misses), .l2_corrupt = LD(l2_corrupt),
-        .redis_errors = LD(redis_errors), .redis_fallbacks = LD(redis_fallbacks),
-        .latch_acquired = LD(latch_acquired), .latch_waits = LD(latch_waits),
-        .latch_notices = LD(latch_notices), .latch_timeouts = LD(latch_timeouts),
-        .invalidations_sent = LD(inval_sent), .invalidations_applied = LD(inval_applied),
-        .invalidation_ack_timeouts = LD(inval_ack_timeouts), .l3_skipped_down = LD(l3_skipped_down),
+        .requests = LD(requests),
+        .l1_hits = LD(l1_hits),
+        .l1_misses = LD(l1_misses),
+        .l1_stale_served = LD(stale),
+        .coalesced = LD(coalesced),
+        .loads = LD(loads),
+        .load_errors = LD(load_errors),
+        .not_found = LD(not_found),
+        .negative_hits = LD(neg_hits),
+        .evictions = LD(evictions),
+        .refused = LD(refused),
+        .entries = LD(entries),
+        .bytes = LD(bytes),
+        .calc_ms_total = LD(calc_ms),
+        .calcs = LD(calcs),
+        .l2_hits = LD(l2_hits),
+        .l2_misses = LD(l2_misses),
+        .l2_corrupt = LD(l2_corrupt),
+        .redis_errors = LD(redis_errors),
+        .redis_fallbacks = LD(redis_fallbacks),
+        .latch_acquired = LD(latch_acquired),
+        .latch_waits = LD(latch_waits),
+        .latch_notices = LD(latch_notices),
+        .latch_timeouts = LD(latch_timeouts),
+        .invalidations_sent = LD(inval_sent),
+        .invalidations_applied = LD(inval_applied),
+        .invalidation_ack_timeouts = LD(inval_ack_timeouts),
+        .l3_skipped_down = LD(l3_skipped_down),
         .latch_renewals = LD(latch_renewals),
-        .l3_hits = LD(l3_hits), .l3_stale = LD(l3_stale), .l3_misses = LD(l3_misses),
-        .l3_corrupt = LD(l3_corrupt), .l3_errors = LD(l3_errors), .l3_writes = LD(l3_writes),
-        .l3_write_errors = LD(l3_write_errors), .l3_spooled = LD(l3_spooled),
-        .l3_refused = LD(l3_refused), .replays = LD(replays), .replays_ok = LD(replayed_ok),
+        .l3_hits = LD(l3_hits),
+        .l3_stale = LD(l3_stale),
+        .l3_misses = LD(l3_misses),
+        .l3_corrupt = LD(l3_corrupt),
+        .l3_errors = LD(l3_errors),
+        .l3_writes = LD(l3_writes),
+        .l3_write_errors = LD(l3_write_errors),
+        .l3_spooled = LD(l3_spooled),
+        .l3_refused = LD(l3_refused),
+        .replays = LD(replays),
+        .replays_ok = LD(replayed_ok),
     };
 #undef LD
 }

@@ -118,8 +118,9 @@ static bool read_int(const char *p, const char *limit, int64_t *out)
 {
     char buf[32];
     size_t n = 0;
-    while (p < limit && n < sizeof buf - 1 && (*p == '-' || *p == '+' || (*p >= '0' && *p <= '9') || *p == '.' ||
-                                             *p == 'e' || *p == 'E'))
+    while (
+        p < limit && n < sizeof buf - 1 &&
+        (*p == '-' || *p == '+' || (*p >= '0' && *p <= '9') || *p == '.' || *p == 'e' || *p == 'E'))
         buf[n++] = *p++;
     if (n == 0)
         return false;

@@ -133,8 +133,8 @@ struct mx_msg *mx__calc_run(void *arg)
         j->status = MX_ENOMEM;
         goto out;
     }
-    j->status = mx_equip_parse(t->parser, (const char *)j->equip->data, j->equip->len,
-                               t->eq, j->err, sizeof j->err);
+    j->status = mx_equip_parse(t->parser, (const char *)j->equip->data, j->equip->len, t->eq,
+                               j->err, sizeof j->err);
     if (j->status)
         goto out;
     char when[80];

@@ -42,14 +42,14 @@ int mx__doc_summaries(const char *json, size_t len, struct mx__summary *out, int
  * (ptr payload). */
 struct mx__calc_job {
     /* in */
-    struct mx_blob *equip;      /* one reference */
+    struct mx_blob *equip; /* one reference */
     const struct mx_cube_table *table;
     uint32_t memo_entries;
     char ign[96];
     int preset;
     bool star_catch, discount, sunday;
-    bool equip_fresh;            /* just fetched: frame it for L2/L3 too */
-    bool equip_doc;              /* MX_SVC_EQUIPMENT: no calculation, fresh = the equipment */
+    bool equip_fresh; /* just fetched: frame it for L2/L3 too */
+    bool equip_doc;   /* MX_SVC_EQUIPMENT: no calculation, fresh = the equipment */
     /* out */
     int status;
     char err[200];

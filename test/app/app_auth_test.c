@@ -52,11 +52,19 @@ static int setup(void **st)
     static char base[160], redis[700];
     snprintf(base, sizeof base, "MX_NEXON_BASE_URL=%s", g_stub.base);
     snprintf(redis, sizeof redis, "MX_REDIS_URL=%s", g_redis.url);
-    const char *env_a[] = {base, redis, "MX_FINGERPRINT_SECRET=" FGP_SECRET, "MX_SESSION_TTL_S=60",
-                           "MX_ADMIN_FINGERPRINTS=" BOOT_ADMIN, NULL};
-    const char *env_b[] = {base, redis, "MX_TRUSTED_PROXIES=127.0.0.1/32",
-                           "MX_FINGERPRINT_SECRET=" FGP_SECRET, "MX_SESSION_TTL_S=60",
-                           "MX_ADMIN_FINGERPRINTS=" BOOT_ADMIN, NULL};
+    const char *env_a[] = {base,
+                           redis,
+                           "MX_FINGERPRINT_SECRET=" FGP_SECRET,
+                           "MX_SESSION_TTL_S=60",
+                           "MX_ADMIN_FINGERPRINTS=" BOOT_ADMIN,
+                           NULL};
+    const char *env_b[] = {base,
+                           redis,
+                           "MX_TRUSTED_PROXIES=127.0.0.1/32",
+                           "MX_FINGERPRINT_SECRET=" FGP_SECRET,
+                           "MX_SESSION_TTL_S=60",
+                           "MX_ADMIN_FINGERPRINTS=" BOOT_ADMIN,
+                           NULL};
     if (node_start(&g_a, env_a) != 0 || node_start(&g_b, env_b) != 0)
         return -1;
     /* the account's first character, as the stub's list gives it */
@@ -161,7 +169,8 @@ static void test_login_and_me(void **st)
     assert_int_equal(with_bearer(&g_a, "GET", "/auth/me", NULL, NULL, &e), 401);
     assert_non_null(strstr(e.body, "\"code\":\"UNAUTHORIZED\""));
     http_res_free(&e);
-    assert_int_equal(node_http(g_a.http_port, "POST", "/auth/login", NULL, "{\"apiKey\":1}", &e), 400);
+    assert_int_equal(node_http(g_a.http_port, "POST", "/auth/login", NULL, "{\"apiKey\":1}", &e),
+                     400);
     assert_non_null(strstr(e.body, "\"code\":\"C001\""));
     http_res_free(&e);
     assert_int_equal(node_http(g_a.http_port, "POST", "/auth/login", NULL, "not json", &e), 400);
@@ -209,8 +218,7 @@ static void test_token_tampering(void **st)
     char none[1024];
     const char *dot = strchr(t.access, '.');
     const char *dot2 = strchr(dot + 1, '.');
-    snprintf(none, sizeof none, "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0%.*s.", (int)(dot2 - dot),
-             dot);
+    snprintf(none, sizeof none, "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0%.*s.", (int)(dot2 - dot), dot);
     assert_int_equal(with_bearer(&g_a, "GET", "/auth/me", none, NULL, NULL), 401);
     /* a token signed with another secret, same claims shape */
     struct mx_jwt_claims c = {.iat = time(NULL), .exp = time(NULL) + 900};
@@ -218,19 +226,22 @@ static void test_token_tampering(void **st)
     snprintf(c.role, sizeof c.role, "ADMIN");
     char forged[1024];
     const char *other = "another-secret-another-secret-0123456789";
-    assert_int_equal(mx_jwt_sign(&c, (const uint8_t *)other, strlen(other), forged, sizeof forged), 0);
+    assert_int_equal(mx_jwt_sign(&c, (const uint8_t *)other, strlen(other), forged, sizeof forged),
+                     0);
     assert_int_equal(with_bearer(&g_a, "GET", "/auth/me", forged, NULL, NULL), 401);
     /* an expired token signed with the right secret */
     c.iat = time(NULL) - 2000;
     c.exp = time(NULL) - 1000;
     assert_int_equal(mx_jwt_sign(&c, (const uint8_t *)NODE_TEST_SECRET, strlen(NODE_TEST_SECRET),
-                                 forged, sizeof forged), 0);
+                                 forged, sizeof forged),
+                     0);
     assert_int_equal(with_bearer(&g_a, "GET", "/auth/me", forged, NULL, NULL), 401);
     /* well signed, but for a session that does not exist */
     c.iat = time(NULL);
     c.exp = time(NULL) + 900;
     assert_int_equal(mx_jwt_sign(&c, (const uint8_t *)NODE_TEST_SECRET, strlen(NODE_TEST_SECRET),
-                                 forged, sizeof forged), 0);
+                                 forged, sizeof forged),
+                     0);
     assert_int_equal(with_bearer(&g_a, "GET", "/auth/me", forged, NULL, NULL), 401);
 }
 
@@ -270,16 +281,19 @@ static void test_refresh_rotation_and_reuse(void **st)
     assert_int_equal(node_http(g_a.http_port, "POST", "/auth/refresh", NULL, "{}", &r), 400);
     assert_non_null(strstr(r.body, "\"code\":\"C001\""));
     http_res_free(&r);
-    assert_int_equal(node_http(g_a.http_port, "POST", "/auth/refresh", NULL,
-                               "{\"refreshToken\":\"  \"}", &r), 400);
+    assert_int_equal(
+        node_http(g_a.http_port, "POST", "/auth/refresh", NULL, "{\"refreshToken\":\"  \"}", &r),
+        400);
     assert_non_null(strstr(r.body, "\"code\":\"C001\""));
     http_res_free(&r);
-    assert_int_equal(node_http(g_a.http_port, "POST", "/auth/refresh", NULL,
-                               "{\"refreshToken\":\"nodot\"}", &r), 401);
+    assert_int_equal(
+        node_http(g_a.http_port, "POST", "/auth/refresh", NULL, "{\"refreshToken\":\"nodot\"}", &r),
+        401);
     assert_non_null(strstr(r.body, "\"code\":\"A010\""));
     http_res_free(&r);
     assert_int_equal(node_http(g_a.http_port, "POST", "/auth/refresh", NULL,
-                               "{\"refreshToken\":\"abc.def\"}", &r), 401);
+                               "{\"refreshToken\":\"abc.def\"}", &r),
+                     401);
     assert_non_null(strstr(r.body, "\"code\":\"A010\""));
     http_res_free(&r);
 }
@@ -326,8 +340,10 @@ static void test_admin_routes(void **st)
     assert_non_null(strstr(r.body, "\"code\":\"S007\""));
     http_res_free(&r);
     assert_int_equal(with_bearer(&g_a, "POST", "/api/admin/admins", adm.access,
-                                 "{\"fingerprint\":\"someone-else\"}", &r), 200);
-    assert_string_equal(r.body, "{\"success\":true,\"data\":\"Admin added successfully: some****else\"}");
+                                 "{\"fingerprint\":\"someone-else\"}", &r),
+                     200);
+    assert_string_equal(r.body,
+                        "{\"success\":true,\"data\":\"Admin added successfully: some****else\"}");
     http_res_free(&r);
     redisReply *rep = redisd_cmd(&g_redis, "SISMEMBER {auth}:admins someone-else");
     assert_non_null(rep);
@@ -340,16 +356,16 @@ static void test_admin_routes(void **st)
     assert_non_null(strstr(r.body, "\"code\":\"SELF_REMOVAL_NOT_ALLOWED\""));
     assert_non_null(strstr(r.body, "\"success\":false"));
     http_res_free(&r);
-    assert_int_equal(with_bearer(&g_a, "DELETE", "/api/admin/admins/" BOOT_ADMIN, adm.access, NULL,
-                                 &r), 400);
+    assert_int_equal(
+        with_bearer(&g_a, "DELETE", "/api/admin/admins/" BOOT_ADMIN, adm.access, NULL, &r), 400);
     assert_non_null(strstr(r.body, "\"code\":\"BOOTSTRAP_ADMIN\""));
     http_res_free(&r);
-    assert_int_equal(with_bearer(&g_a, "DELETE", "/api/admin/admins/someone-else", adm.access,
-                                 NULL, &r), 200);
+    assert_int_equal(
+        with_bearer(&g_a, "DELETE", "/api/admin/admins/someone-else", adm.access, NULL, &r), 200);
     assert_non_null(strstr(r.body, "Admin removed successfully: some****else"));
     http_res_free(&r);
-    assert_int_equal(with_bearer(&g_a, "DELETE", "/api/admin/admins/someone-else", adm.access,
-                                 NULL, &r), 400);
+    assert_int_equal(
+        with_bearer(&g_a, "DELETE", "/api/admin/admins/someone-else", adm.access, NULL, &r), 400);
     http_res_free(&r);
     assert_true(redisd_ok(&g_redis, "SREM {auth}:admins %s", t.fgp));
 }

@@ -76,8 +76,8 @@ static int setup(void **st)
     snprintf(a1, sizeof a1, EVAN "=%s", evan);
     snprintf(a2, sizeof a2, "\xeb\xa9\x94\xec\xb9\xb4\xeb\x8b\x89=%s", mech); /* 메카닉 */
     snprintf(a3, sizeof a3, TWO "=%s", g_two_presets);
-    const char *args[] = {"--character", a1, "--character", a2, "--character", a3,
-                          "--unknown", "404", NULL};
+    const char *args[] = {"--character", a1,    "--character", a2, "--character", a3,
+                          "--unknown",   "404", NULL};
     if (stub_start(&g_stub, args) != 0)
         return -1;
     static char base[160];
@@ -261,8 +261,8 @@ static void test_slow_reader_pipelined(void **st)
 {
     char *head, *ref;
     size_t rlen;
-    assert_int_equal(raw("GET", "/api/v4/characters/" EVAN_URL "/expectation", NULL, &head, &ref,
-                         &rlen), 200);
+    assert_int_equal(
+        raw("GET", "/api/v4/characters/" EVAN_URL "/expectation", NULL, &head, &ref, &rlen), 200);
     free(head);
     int port = atoi(strrchr(g_base, ':') + 1);
     int fd = raw_connect(port);
@@ -325,7 +325,8 @@ static void test_presets_and_options(void **st)
     free(head);
     free(body);
     /* a preset the character does not have: the seed's 200 with no presets */
-    s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation/preset/4", NULL, &head, &body, &blen);
+    s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation/preset/4", NULL, &head, &body,
+            &blen);
     assert_int_equal(s, 200);
     assert_non_null(strstr(body, "\"presets\":[]"));
     assert_non_null(strstr(body, "\"totalExpectedCost\":0"));
@@ -367,7 +368,8 @@ static void test_presets_and_options(void **st)
     assert_int_equal(s, 400);
     free(head);
     free(body);
-    s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation/preset/x", NULL, &head, &body, &blen);
+    s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation/preset/x", NULL, &head, &body,
+            &blen);
     assert_int_equal(s, 400);
     assert_non_null(strstr(body, "\"code\":\"C001\""));
     assert_non_null(strstr(body, "\"status\":400"));
@@ -383,9 +385,11 @@ static void test_presets_and_options(void **st)
     char *b1, *b2, *h1, *h2;
     size_t l1, l2;
     assert_int_equal(raw("GET", "/api/v4/characters/" EVAN_URL "/expectation?starCatch=false", NULL,
-                         &h1, &b1, &l1), 200);
+                         &h1, &b1, &l1),
+                     200);
     assert_int_equal(raw("GET", "/api/v4/characters/" EVAN_URL "/expectation?starCatch=true", NULL,
-                         &h2, &b2, &l2), 200);
+                         &h2, &b2, &l2),
+                     200);
     long long c1 = 0, c2 = 0;
     const char *k = "\"totalExpectedCost\":";
     sscanf(strstr(b1, k) + strlen(k), "%lld", &c1);
@@ -457,8 +461,8 @@ static void test_recalculate(void **st)
 {
     char *head, *body;
     size_t blen;
-    assert_int_equal(raw("GET", "/api/v4/characters/" EVAN_URL "/expectation", NULL, &head, &body,
-                         &blen), 200);
+    assert_int_equal(
+        raw("GET", "/api/v4/characters/" EVAN_URL "/expectation", NULL, &head, &body, &blen), 200);
     free(head);
     free(body);
     long long eq0 = stat_path("/maplestory/v1/character/item-equipment");
@@ -734,8 +738,9 @@ static void test_health_metrics_and_others(void **st)
     assert_int_equal(raw("GET", "/nope", NULL, &head, &body, &blen), 404);
     free(head);
     free(body);
-    assert_int_equal(raw("DELETE", "/api/v4/characters/" EVAN_URL "/expectation", NULL, &head,
-                         &body, &blen), 405);
+    assert_int_equal(
+        raw("DELETE", "/api/v4/characters/" EVAN_URL "/expectation", NULL, &head, &body, &blen),
+        405);
     char allow[64];
     header_value(head, "Allow", allow, sizeof allow);
     assert_non_null(strstr(allow, "GET"));
@@ -759,7 +764,8 @@ static void test_cross_cutting(void **st)
         assert_string_equal(v, "DENY");
         header_value(head, "Cache-Control", v, sizeof v);
         /* a document keeps its ETag useful: no-cache, not no-store */
-        assert_string_equal(v, i == 2 ? "no-cache" : "no-cache, no-store, max-age=0, must-revalidate");
+        assert_string_equal(v,
+                            i == 2 ? "no-cache" : "no-cache, no-store, max-age=0, must-revalidate");
         header_value(head, "Content-Security-Policy", v, sizeof v);
         assert_non_null(strstr(v, "frame-ancestors 'none'"));
         /* generated: the trace id in UUID form */
@@ -782,7 +788,8 @@ static void test_cross_cutting(void **st)
     /* a preflight from the allowed origin is answered by the node itself */
     assert_int_equal(raw("OPTIONS", "/api/v4/characters/" EVAN_URL "/expectation",
                          "Origin: " FRONT "\r\nAccess-Control-Request-Method: GET\r\n", &head,
-                         &body, &blen), 200);
+                         &body, &blen),
+                     200);
     header_value(head, "Access-Control-Allow-Origin", v, sizeof v);
     assert_string_equal(v, FRONT);
     header_value(head, "Access-Control-Allow-Methods", v, sizeof v);
@@ -793,21 +800,23 @@ static void test_cross_cutting(void **st)
     free(body);
     assert_int_equal(raw("OPTIONS", "/api/v4/characters/" EVAN_URL "/expectation",
                          "Origin: https://evil.example\r\nAccess-Control-Request-Method: GET\r\n",
-                         &head, &body, &blen), 403);
+                         &head, &body, &blen),
+                     403);
     assert_non_null(strstr(body, "\"code\":\"CORS_FORBIDDEN\""));
     header_value(head, "Access-Control-Allow-Origin", v, sizeof v);
     assert_string_equal(v, "");
     free(head);
     free(body);
     /* actual requests: allowed origin gets the headers, another one 403 */
-    assert_int_equal(raw("GET", "/actuator/health/liveness", "Origin: " FRONT "\r\n", &head, &body,
-                         &blen), 200);
+    assert_int_equal(
+        raw("GET", "/actuator/health/liveness", "Origin: " FRONT "\r\n", &head, &body, &blen), 200);
     header_value(head, "Access-Control-Allow-Origin", v, sizeof v);
     assert_string_equal(v, FRONT);
     free(head);
     free(body);
     assert_int_equal(raw("GET", "/actuator/health/liveness", "Origin: https://evil.example\r\n",
-                         &head, &body, &blen), 403);
+                         &head, &body, &blen),
+                     403);
     free(head);
     free(body);
     /* OPTIONS without CORS: the methods of the path; an empty body has no
@@ -845,7 +854,6 @@ static void test_sigterm(void **st)
 {
     assert_int_equal(node_signal_wait(&g_node, SIGTERM, 15000), 0);
 }
-
 
 int main(void)
 {

@@ -72,7 +72,8 @@ static int raw_status(int port, const void *data, size_t len)
     return status;
 }
 
-static const char METRICS[] = "GET /actuator/prometheus HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+static const char METRICS[] =
+    "GET /actuator/prometheus HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
 
 static int with_header(int port, const void *hdr, size_t hlen)
 {
@@ -204,9 +205,13 @@ static void test_rate_limit_buckets(void **st)
     assert_int_equal(redisd_start(&rd, NULL), 0);
     char renv[700];
     snprintf(renv, sizeof renv, "MX_REDIS_URL=%s", rd.url);
-    const char *env[] = {"MX_NODE_NAME=pr", "MX_REGISTRY=0", "MX_RATE_LIMIT=1",
-                         "MX_TRUSTED_PROXIES=127.0.0.1/32", "MX_NEXON_BASE_URL=http://127.0.0.1:9",
-                         renv, NULL};
+    const char *env[] = {"MX_NODE_NAME=pr",
+                         "MX_REGISTRY=0",
+                         "MX_RATE_LIMIT=1",
+                         "MX_TRUSTED_PROXIES=127.0.0.1/32",
+                         "MX_NEXON_BASE_URL=http://127.0.0.1:9",
+                         renv,
+                         NULL};
     struct node n;
     assert_int_equal(node_start(&n, env), 0);
     char req[512];
@@ -222,9 +227,10 @@ static void test_rate_limit_buckets(void **st)
     }
     /* client 203.0.113.1 used up its burst; 203.0.113.2 has its own */
     assert_true(limited_at > 90 && limited_at <= 102);
-    int len = snprintf(req, sizeof req,
-                       "PROXY TCP4 203.0.113.2 127.0.0.1 40000 8080\r\n"
-                       "GET /api/v1/characters/rl HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    int len =
+        snprintf(req, sizeof req,
+                 "PROXY TCP4 203.0.113.2 127.0.0.1 40000 8080\r\n"
+                 "GET /api/v1/characters/rl HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     int other = raw_status(n.http_port, req, (size_t)len);
     assert_true(other != 429 && other != 0);
     node_kill(&n);

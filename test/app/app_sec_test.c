@@ -230,8 +230,8 @@ static int bearer(const char *method, const char *path, const char *tok, const c
                   const char *body, struct http_res *out)
 {
     char hdr[1400];
-    snprintf(hdr, sizeof hdr, "Authorization: Bearer %s\r\n%s%s%s", tok, xff ? "X-Forwarded-For: " : "",
-             xff ? xff : "", xff ? "\r\n" : "");
+    snprintf(hdr, sizeof hdr, "Authorization: Bearer %s\r\n%s%s%s", tok,
+             xff ? "X-Forwarded-For: " : "", xff ? xff : "", xff ? "\r\n" : "");
     struct http_res r;
     int s = node_http(g_n.http_port, method, path, hdr, body, &r);
     if (out)
@@ -314,8 +314,8 @@ static void *recalc_one(void *p)
     char hdr[96];
     snprintf(hdr, sizeof hdr, "X-Forwarded-For: %s\r\n", ra->xff);
     struct http_res r;
-    ra->status = node_http(ra->port, "POST", "/api/v4/characters/" EVAN_URL "/expectation/recalculate",
-                           hdr, NULL, &r);
+    ra->status = node_http(
+        ra->port, "POST", "/api/v4/characters/" EVAN_URL "/expectation/recalculate", hdr, NULL, &r);
     http_res_free(&r);
     return NULL;
 }
@@ -347,8 +347,8 @@ static void test_recalc_coalesced_and_limited(void **st)
      * the recalculating node counted every receiver, no ack deadline hit */
     struct node *nodes[] = {&g_n, &g_m};
     for (int i = 0; i < 2; i++) {
-        assert_int_equal(node_http(nodes[i]->http_port, "GET", "/actuator/prometheus", NULL, NULL, &r),
-                         200);
+        assert_int_equal(
+            node_http(nodes[i]->http_port, "GET", "/actuator/prometheus", NULL, NULL, &r), 200);
         assert_non_null(strstr(r.body, "event=\"invalidation_ack_timeout\"} 0\n"));
         http_res_free(&r);
     }
@@ -356,7 +356,8 @@ static void test_recalc_coalesced_and_limited(void **st)
     assert_true(redisd_ok(&g_redis, "DEL {rl}:ip:10.92.0.1"));
     int ok = 0, s = 0;
     for (int i = 0; i < 12 && s != 429; i++) {
-        s = node_http(g_n.http_port, "GET", "/api/v4/characters/" EVAN_URL "/expectation?force=true",
+        s = node_http(g_n.http_port, "GET",
+                      "/api/v4/characters/" EVAN_URL "/expectation?force=true",
                       "X-Forwarded-For: 10.92.0.1\r\n", NULL, &r);
         http_res_free(&r);
         ok += s == 200;
@@ -374,8 +375,8 @@ static void *get_one(void *p)
 {
     struct get_arg *ga = p;
     struct http_res r;
-    ga->status = node_http(ga->port, ga->method, ga->path, "X-Forwarded-For: 10.93.0.1\r\n", NULL,
-                           &r);
+    ga->status =
+        node_http(ga->port, ga->method, ga->path, "X-Forwarded-For: 10.93.0.1\r\n", NULL, &r);
     http_res_free(&r);
     return NULL;
 }

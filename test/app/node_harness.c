@@ -184,12 +184,13 @@ void node_kill(struct node *n)
     n->err_fd = -1;
 }
 
-int node_http(int port, const char *method, const char *path, const char *extra,
-              const char *body, struct http_res *res)
+int node_http(int port, const char *method, const char *path, const char *extra, const char *body,
+              struct http_res *res)
 {
     memset(res, 0, sizeof *res);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
         if (fd >= 0)

@@ -38,22 +38,21 @@ size_t node_log(const struct node *n, char *log, size_t cap);
 void node_kill(struct node *n);
 
 struct http_res {
-    int status;   /* 0 when no response came */
-    char *head;   /* status line + headers, NUL-terminated */
-    char *body;   /* NUL-terminated */
+    int status; /* 0 when no response came */
+    char *head; /* status line + headers, NUL-terminated */
+    char *body; /* NUL-terminated */
     size_t body_len;
 };
 
 /* node_http - one request on a new connection (Connection: close). extra:
  * header lines each ending in \r\n, may be NULL; body may be NULL. */
-int node_http(int port, const char *method, const char *path, const char *extra,
-              const char *body, struct http_res *res);
+int node_http(int port, const char *method, const char *path, const char *extra, const char *body,
+              struct http_res *res);
 void http_res_free(struct http_res *r);
 /* http_header - a response header's value into out ("" when absent). */
 void http_header(const struct http_res *r, const char *name, char *out, size_t cap);
 /* json_str - the string value of "key" in a JSON text (first match) into
  * out; returns 0 or -1. Good enough for flat test assertions. */
 int json_str(const char *json, const char *key, char *out, size_t cap);
-
 
 #endif

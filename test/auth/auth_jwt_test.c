@@ -44,9 +44,11 @@ static void test_roundtrip(void **st)
  * signature character must turn it into a signature failure. */
 static void test_rfc7515_vector(void **st)
 {
-    const char *k = "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow";
-    char t[] = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkz"
-               "ODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    const char *k =
+        "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow";
+    char t[] =
+        "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkz"
+        "ODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
     uint8_t key[64];
     assert_int_equal(mx_b64url_decode(k, strlen(k), key, sizeof key), 64);
     assert_int_equal(mx_jwt_verify(t, strlen(t), key, 64, 1300000000, NULL), MX_JWT_BAD_CLAIMS);
@@ -63,9 +65,10 @@ static void test_fingerprint_rfc4231(void **st)
     mx_jwt_fingerprint((const uint8_t *)"Jefe", 4, msg, strlen(msg), fp);
     uint8_t raw[32];
     assert_int_equal(mx_b64url_decode(fp, strlen(fp), raw, sizeof raw), 32);
-    static const uint8_t want[32] = {0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e, 0x6a, 0x04, 0x24,
-                                     0x26, 0x08, 0x95, 0x75, 0xc7, 0x5a, 0x00, 0x3f, 0x08, 0x9d, 0x27,
-                                     0x39, 0x83, 0x9d, 0xec, 0x58, 0xb9, 0x64, 0xec, 0x38, 0x43};
+    static const uint8_t want[32] = {0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e,
+                                     0x6a, 0x04, 0x24, 0x26, 0x08, 0x95, 0x75, 0xc7,
+                                     0x5a, 0x00, 0x3f, 0x08, 0x9d, 0x27, 0x39, 0x83,
+                                     0x9d, 0xec, 0x58, 0xb9, 0x64, 0xec, 0x38, 0x43};
     assert_memory_equal(raw, want, 32);
     assert_int_equal(strlen(fp), 43); /* unpadded */
 }
@@ -100,17 +103,20 @@ static void test_tampering(void **st)
     splice(tok, sizeof tok, 1,
            "{\"iss\":\"maple-expectation\",\"sub\":\"sess-123\",\"fgp\":\"fp\",\"role\":\"ADMIN\","
            "\"iat\":1763600000,\"exp\":1763600900}");
-    assert_int_equal(mx_jwt_verify(tok, strlen(tok), secret, SECRET_LEN, NOW, NULL), MX_JWT_BAD_SIG);
+    assert_int_equal(mx_jwt_verify(tok, strlen(tok), secret, SECRET_LEN, NOW, NULL),
+                     MX_JWT_BAD_SIG);
     /* alg none, with and without a signature */
     make(tok, sizeof tok, "USER", NOW, NOW + 900);
     splice(tok, sizeof tok, 0, "{\"alg\":\"none\",\"typ\":\"JWT\"}");
-    assert_int_equal(mx_jwt_verify(tok, strlen(tok), secret, SECRET_LEN, NOW, NULL), MX_JWT_BAD_ALG);
+    assert_int_equal(mx_jwt_verify(tok, strlen(tok), secret, SECRET_LEN, NOW, NULL),
+                     MX_JWT_BAD_ALG);
     *strrchr(tok, '.') = '\0';
     strcat(tok, ".");
-    assert_int_equal(mx_jwt_verify(tok, strlen(tok), secret, SECRET_LEN, NOW, NULL), MX_JWT_BAD_ALG);
+    assert_int_equal(mx_jwt_verify(tok, strlen(tok), secret, SECRET_LEN, NOW, NULL),
+                     MX_JWT_BAD_ALG);
     /* other algorithms, and alg case games */
     const char *algs[] = {"{\"alg\":\"HS512\"}", "{\"alg\":\"RS256\"}", "{\"alg\":\"hs256\"}",
-                          "{\"alg\":\"\"}", "{\"alg\":7}", "{\"typ\":\"JWT\"}"};
+                          "{\"alg\":\"\"}",      "{\"alg\":7}",         "{\"typ\":\"JWT\"}"};
     for (size_t i = 0; i < sizeof algs / sizeof *algs; i++) {
         make(tok, sizeof tok, "USER", NOW, NOW + 900);
         splice(tok, sizeof tok, 0, algs[i]);
@@ -130,17 +136,19 @@ static void test_times(void **st)
     make(tok, sizeof tok, "USER", NOW, NOW + 900);
     assert_int_equal(mx_jwt_verify(tok, strlen(tok), secret, SECRET_LEN, NOW + 900, NULL),
                      MX_JWT_EXPIRED);
-    assert_int_equal(mx_jwt_verify(tok, strlen(tok), secret, SECRET_LEN, NOW + 899, NULL), MX_JWT_OK);
+    assert_int_equal(mx_jwt_verify(tok, strlen(tok), secret, SECRET_LEN, NOW + 899, NULL),
+                     MX_JWT_OK);
     make(tok, sizeof tok, "USER", NOW + 3600, NOW + 4500); /* issued an hour from now */
-    assert_int_equal(mx_jwt_verify(tok, strlen(tok), secret, SECRET_LEN, NOW, NULL), MX_JWT_NOT_YET);
+    assert_int_equal(mx_jwt_verify(tok, strlen(tok), secret, SECRET_LEN, NOW, NULL),
+                     MX_JWT_NOT_YET);
     make(tok, sizeof tok, "USER", NOW + MX_JWT_SKEW_S, NOW + 900); /* within skew */
     assert_int_equal(mx_jwt_verify(tok, strlen(tok), secret, SECRET_LEN, NOW, NULL), MX_JWT_OK);
 }
 
 static void test_malformed(void **st)
 {
-    const char *bad[] = {"", "abc", "a.b", "a.b.c.d", "..", "eyJ.eyJ.", "!!!.###.$$$",
-                         "eyJhbGciOiJIUzI1NiJ9.bm90IGpzb24.AAAA"};
+    const char *bad[] = {"",   "abc",      "a.b",         "a.b.c.d",
+                         "..", "eyJ.eyJ.", "!!!.###.$$$", "eyJhbGciOiJIUzI1NiJ9.bm90IGpzb24.AAAA"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         assert_int_not_equal(mx_jwt_verify(bad[i], strlen(bad[i]), secret, SECRET_LEN, NOW, NULL),
                              MX_JWT_OK);
@@ -148,7 +156,8 @@ static void test_malformed(void **st)
     memset(big, 'A', sizeof big);
     big[100] = '.';
     big[200] = '.';
-    assert_int_equal(mx_jwt_verify(big, sizeof big, secret, SECRET_LEN, NOW, NULL), MX_JWT_MALFORMED);
+    assert_int_equal(mx_jwt_verify(big, sizeof big, secret, SECRET_LEN, NOW, NULL),
+                     MX_JWT_MALFORMED);
 }
 
 static void test_jsonr(void **st)
@@ -159,7 +168,8 @@ static void test_jsonr(void **st)
         {.key = "userIgn", .kind = MX_JR_STR, .required = true, .buf = ign, .cap = sizeof ign},
         {.key = "n", .kind = MX_JR_INT},
     };
-    const char *ok = "{\"apiKey\":\"k1\",\"userIgn\":\"\xec\x8a\xa4\xec\x9b\xa8\",\"n\":\"42\",\"x\":[1]}";
+    const char *ok =
+        "{\"apiKey\":\"k1\",\"userIgn\":\"\xec\x8a\xa4\xec\x9b\xa8\",\"n\":\"42\",\"x\":[1]}";
     assert_int_equal(mx_jsonr_object(ok, strlen(ok), f, 3, NULL, 0), 0);
     assert_string_equal(key, "k1");
     assert_int_equal(f[1].len, 6);
@@ -177,8 +187,9 @@ static void test_jsonr(void **st)
     snprintf(lng, sizeof lng, "{\"apiKey\":\"%0100d\",\"userIgn\":\"a\"}", 0);
     assert_int_equal(mx_jsonr_object(lng, strlen(lng), f, 3, err, sizeof err), MX_ETOOBIG);
 
-    const char *list = "{\"account_list\":[{\"character_list\":[{\"ocid\":\"o1\",\"character_name\":"
-                       "\"A\",\"world_name\":\"W\"},{\"ocid\":\"o2\"}]},{\"character_list\":[{\"ocid\":\"o3\"}]}]}";
+    const char *list =
+        "{\"account_list\":[{\"character_list\":[{\"ocid\":\"o1\",\"character_name\":"
+        "\"A\",\"world_name\":\"W\"},{\"ocid\":\"o2\"}]},{\"character_list\":[{\"ocid\":\"o3\"}]}]}";
     struct mx_jr_character ch[2];
     size_t n, total;
     assert_int_equal(mx_jsonr_character_list(list, strlen(list), ch, 2, &n, &total, NULL, 0), 0);
@@ -193,9 +204,12 @@ static void test_jsonr(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_roundtrip),  cmocka_unit_test(test_rfc7515_vector),
-        cmocka_unit_test(test_fingerprint_rfc4231), cmocka_unit_test(test_tampering),
-        cmocka_unit_test(test_times),      cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_rfc7515_vector),
+        cmocka_unit_test(test_fingerprint_rfc4231),
+        cmocka_unit_test(test_tampering),
+        cmocka_unit_test(test_times),
+        cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_jsonr),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

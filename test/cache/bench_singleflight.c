@@ -68,9 +68,12 @@ int main(int argc, char **argv)
     qsort(ms, (size_t)n, sizeof *ms, cmp);
     long long calls = stub_stat(&s.stub, "total");
     long long eq = stub_stat(&s.stub, "/maplestory/v1/character/item-equipment");
-    printf("{\"bench\": \"singleflight_upstream_calls\", \"value\": %lld, \"unit\": \"calls\"}\n", calls); /* goal: 1 */
-    printf("{\"bench\": \"singleflight_equipment_calls\", \"value\": %lld, \"unit\": \"calls\"}\n", eq);
-    printf("{\"bench\": \"singleflight_upstream_latency\", \"value\": %d, \"unit\": \"ms\"}\n", latency);
+    printf("{\"bench\": \"singleflight_upstream_calls\", \"value\": %lld, \"unit\": \"calls\"}\n",
+           calls); /* goal: 1 */
+    printf("{\"bench\": \"singleflight_equipment_calls\", \"value\": %lld, \"unit\": \"calls\"}\n",
+           eq);
+    printf("{\"bench\": \"singleflight_upstream_latency\", \"value\": %d, \"unit\": \"ms\"}\n",
+           latency);
     printf("{\"bench\": \"singleflight_p50\", \"value\": %.1f, \"unit\": \"ms\"}\n", ms[n / 2]);
     printf("{\"bench\": \"singleflight_p99\", \"value\": %.1f, \"unit\": \"ms\"}\n",
            ms[(size_t)(n * 0.99) < (size_t)n ? (size_t)(n * 0.99) : (size_t)n - 1]);
@@ -81,9 +84,10 @@ int main(int argc, char **argv)
     for (int i = 0; i < 2; i++) {
         char *m = NULL;
         if (get(s.node[i].http_port, NULL, "/actuator/prometheus", &m) == 200) {
-            static const char *ev[] = {"load", "calc_ms", "coalesced", "latch_wait", "latch_notice",
-                                       "l2_hit", "l2_miss", "refused", "redis_error", "l3_hit",
-                                       "l3_miss", "l1_hit", "l1_miss"};
+            static const char *ev[] = {"load",         "calc_ms", "coalesced", "latch_wait",
+                                       "latch_notice", "l2_hit",  "l2_miss",   "refused",
+                                       "redis_error",  "l3_hit",  "l3_miss",   "l1_hit",
+                                       "l1_miss"};
             fprintf(stderr, "node %d:", i);
             for (size_t k = 0; k < sizeof ev / sizeof *ev; k++) {
                 char pat[64];
@@ -104,7 +108,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < n; i++)
         ms[i] = r[i].ms;
     qsort(ms, (size_t)n, sizeof *ms, cmp);
-    printf("{\"bench\": \"singleflight_warm_p50\", \"value\": %.1f, \"unit\": \"ms\"}\n", ms[n / 2]);
+    printf("{\"bench\": \"singleflight_warm_p50\", \"value\": %.1f, \"unit\": \"ms\"}\n",
+           ms[n / 2]);
     printf("{\"bench\": \"singleflight_warm_p99\", \"value\": %.1f, \"unit\": \"ms\"}\n",
            ms[(size_t)(n * 0.99) < (size_t)n ? (size_t)(n * 0.99) : (size_t)n - 1]);
     fflush(stdout);

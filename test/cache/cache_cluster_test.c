@@ -96,9 +96,9 @@ static void invalidation(void **st)
     assert_string_equal(w3, w0);
     free(b3);
     usleep(20000); /* calculatedAt has millisecond resolution */
-    assert_int_equal(get(S.node[0].http_port, "POST",
-                         "/api/v4/characters/inval5/expectation/recalculate", &b2),
-                     200);
+    assert_int_equal(
+        get(S.node[0].http_port, "POST", "/api/v4/characters/inval5/expectation/recalculate", &b2),
+        200);
     json_num(b2, "calculatedAt", w2, sizeof w2);
     assert_string_not_equal(w2, w0);
     assert_int_equal(get(S.node[1].http_port, NULL, path, &b3), 200);
@@ -263,11 +263,11 @@ static void corrupt_l3(void **st)
     const char *q_rows = "SELECT COUNT(*) FROM mx.character_equipment e JOIN mx.game_character g"
                          " ON g.ocid = e.ocid WHERE g.user_ign = '%s'";
     assert_true(wait_sql(q_rows, "l3bad6", 1, 10000));
-    assert_int_equal(mysqld_root_exec(&S.mysql,
-                                      "UPDATE mx.character_equipment e JOIN mx.game_character g"
-                                      " ON g.ocid = e.ocid SET e.equipment ="
-                                      " SUBSTRING(e.equipment, 1, 200) WHERE g.user_ign = 'l3bad6'"),
-                     0);
+    assert_int_equal(
+        mysqld_root_exec(&S.mysql, "UPDATE mx.character_equipment e JOIN mx.game_character g"
+                                   " ON g.ocid = e.ocid SET e.equipment ="
+                                   " SUBSTRING(e.equipment, 1, 200) WHERE g.user_ign = 'l3bad6'"),
+        0);
     /* L2 forgets the equipment; node 1 has never seen it: it must go to L3 */
     assert_int_equal(stub_ocid(&S.stub, "l3bad6", ocid), 200);
     char key[128];

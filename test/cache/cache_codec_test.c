@@ -43,7 +43,8 @@ static void frame_roundtrip(void **st)
     assert_memory_equal(out->data, raw, len);
     mx_blob_unref(out);
     /* the gzip part alone is what L3 keeps */
-    assert_int_equal(mx__gunzip(f->data + MX__FRAME_HDR, f->len - MX__FRAME_HDR, 1u << 20, &out), 0);
+    assert_int_equal(mx__gunzip(f->data + MX__FRAME_HDR, f->len - MX__FRAME_HDR, 1u << 20, &out),
+                     0);
     assert_int_equal(out->len, len);
     mx_blob_unref(out);
     /* empty and tiny values too */

@@ -29,8 +29,10 @@ int stack_node_start(struct stack *s, int i)
     snprintf(base, sizeof base, "MX_NEXON_BASE_URL=%s", s->stub.base);
     snprintf(name, sizeof name, "MX_NODE_NAME=cache%d", i);
     snprintf(spool, sizeof spool, "MX_SPOOL_PATH=%s/spool-%d.log", s->tmp, i);
-    const char *env[] = {redis, mysql, base, name, spool, "MX_RATE_LIMIT=0", s->latch_ttl,
-                         s->fetch_to, "MX_LOG_LEVEL=error", NULL};
+    const char *env[] = {redis,        mysql,       base,
+                         name,         spool,       "MX_RATE_LIMIT=0",
+                         s->latch_ttl, s->fetch_to, "MX_LOG_LEVEL=error",
+                         NULL};
     return node_start(&s->node[i], env);
 }
 
@@ -110,8 +112,9 @@ int mreq_run(struct mreq *r, int n, int timeout_ms)
         c[i].fd = connect_nb(r[i].port);
         c[i].out = NULL;
         c[i].t0 = t0;
-        if (asprintf(&c[i].out, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                                "%sContent-Length: 0\r\n\r\n",
+        if (asprintf(&c[i].out,
+                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                     "%sContent-Length: 0\r\n\r\n",
                      r[i].method ? r[i].method : "GET", r[i].path,
                      r[i].gzip ? "Accept-Encoding: gzip\r\n" : "") < 0)
             abort();

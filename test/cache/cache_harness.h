@@ -35,10 +35,10 @@ struct mreq {
     int port;
     const char *method; /* NULL = GET */
     char path[256];
-    int status;   /* 0 = no complete response */
-    char *body;   /* malloc'd */
-    double ms;    /* time to the complete response */
-    bool gzip;    /* send Accept-Encoding: gzip (the body is then the gzip bytes) */
+    int status; /* 0 = no complete response */
+    char *body; /* malloc'd */
+    double ms;  /* time to the complete response */
+    bool gzip;  /* send Accept-Encoding: gzip (the body is then the gzip bytes) */
 };
 
 /* mreq_run - all n requests at once (Connection: close each), until all

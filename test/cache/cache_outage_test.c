@@ -186,11 +186,11 @@ static void stale_from_l3(void **st)
            ms_now() - t0 < 10000)
         usleep(100000);
     /* age the stored equipment past its 15 minutes; forget L2 */
-    assert_int_equal(mysqld_root_exec(&S.mysql,
-                                      "UPDATE mx.character_equipment e JOIN mx.game_character g"
-                                      " ON g.ocid = e.ocid SET e.updated_at = NOW() - INTERVAL 2 HOUR"
-                                      " WHERE g.user_ign = 'stale8'"),
-                     0);
+    assert_int_equal(
+        mysqld_root_exec(&S.mysql, "UPDATE mx.character_equipment e JOIN mx.game_character g"
+                                   " ON g.ocid = e.ocid SET e.updated_at = NOW() - INTERVAL 2 HOUR"
+                                   " WHERE g.user_ign = 'stale8'"),
+        0);
     redisReply *keys = redisd_cmd(&S.redis, "KEYS *");
     assert_non_null(keys);
     for (size_t k = 0; k < keys->elements; k++)

@@ -39,7 +39,7 @@ struct cl_cmd {
     uint32_t count;
     uint32_t timeout_ms;
     uint64_t epoch;
-    uint64_t seq0;   /* test_kv seq numbers are seq0 + 1 .. seq0 + count */
+    uint64_t seq0; /* test_kv seq numbers are seq0 + 1 .. seq0 + count */
     /* results */
     _Atomic int done;
     int rc;          /* first send error, or 0 */

@@ -123,8 +123,8 @@ int main(int argc, char **argv)
         return 1;
     }
     mx_remote_t *rem;
-    struct mx_remote_opts ro = {.listen_url = nng, .sendbuf = 1024, .reconn_min_ms = 20,
-                                .reconn_max_ms = 500, .tls = tls};
+    struct mx_remote_opts ro = {
+        .listen_url = nng, .sendbuf = 1024, .reconn_min_ms = 20, .reconn_max_ms = 500, .tls = tls};
     int rc = mx_remote_start(sys, &ro, &rem);
     if (rc != 0) {
         printf("error remote %s\n", mx_errname(rc));
@@ -132,8 +132,8 @@ int main(int argc, char **argv)
     }
     mx_admin_t *adm;
     mx_remote_set_epoch_check(rem, epoch_sid77, NULL);
-    struct mx_admin_opts ao = {.url = admin, .token = token, .remote = rem, .version = "test",
-                               .tls = tls};
+    struct mx_admin_opts ao = {
+        .url = admin, .token = token, .remote = rem, .version = "test", .tls = tls};
     rc = mx_admin_start(sys, &ao, &adm);
     if (rc != 0) {
         printf("error admin %s\n", mx_errname(rc));
@@ -187,8 +187,8 @@ int main(int argc, char **argv)
             else
                 printf("sent %u %u %s\n", c.sent, c.failed, c.rc ? mx_errname(c.rc) : "OK");
         } else if (!strcmp(cmd, "req")) {
-            struct cl_cmd c = {.op = CL_REQ_NAMED, .node = node, .n = 41,
-                               .timeout_ms = (uint32_t)atoi(a2)};
+            struct cl_cmd c = {
+                .op = CL_REQ_NAMED, .node = node, .n = 41, .timeout_ms = (uint32_t)atoi(a2)};
             strcpy(c.name, "echo");
             uint64_t r0 = atomic_load(&drv_st.replies), t0 = atomic_load(&drv_st.timeouts);
             if (cl_run(sys, drv, &c) != 0 || c.rc != 0) {
@@ -210,7 +210,8 @@ int main(int argc, char **argv)
             if (mx_sys_send(sys, slow, m) != 0)
                 mx_msg_free(m);
             for (int i = 0; i < atoi(a2); i++) {
-                struct mx_m_test_kv kv = {.sender = 5, .seq = (uint64_t)i, .text = MX_STR("parked")};
+                struct mx_m_test_kv kv = {
+                    .sender = 5, .seq = (uint64_t)i, .text = MX_STR("parked")};
                 mx_msg_encode(MX_T_test_kv, &kv, &m);
                 if (mx_sys_send(sys, slow, m) != 0)
                     mx_msg_free(m);

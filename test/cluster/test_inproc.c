@@ -48,9 +48,13 @@ static void node_start_tls(struct node *n, const char *name, const char *certs, 
         snprintf(key, sizeof key, "%s/%s.key", certs, cert);
         assert_int_equal(mx_tls_load(ca, crt, key, &n->tls, err, sizeof err), 0);
     }
-    struct mx_remote_opts ro = {.listen_url = "tcp://127.0.0.1:0", .sendbuf = 256,
-                                .reconn_min_ms = 20, .reconn_max_ms = 200, .tls = n->tls,
-                                .max_pipes = g_max_pipes, .idle_ms = g_idle_ms};
+    struct mx_remote_opts ro = {.listen_url = "tcp://127.0.0.1:0",
+                                .sendbuf = 256,
+                                .reconn_min_ms = 20,
+                                .reconn_max_ms = 200,
+                                .tls = n->tls,
+                                .max_pipes = g_max_pipes,
+                                .idle_ms = g_idle_ms};
     assert_int_equal(mx_remote_start(n->sys, &ro, &n->rem), 0);
     assert_true(mx_remote_port(n->rem) > 0);
     snprintf(n->url, sizeof(n->url), "tcp://127.0.0.1:%d", mx_remote_port(n->rem));
@@ -263,11 +267,12 @@ static void test_epoch_fence(void **unused)
     uint32_t sid = mx_epoch_sid("like-sync"), other = mx_epoch_sid("outbox");
     assert_int_not_equal(sid, other);
     static struct fake_leases fl;
-    fl = (struct fake_leases){{sid, other}, {5, 1}, {mx_system_node_id(a.sys), mx_system_node_id(a.sys)}};
+    fl = (struct fake_leases){
+        {sid, other}, {5, 1}, {mx_system_node_id(a.sys), mx_system_node_id(a.sys)}};
     mx_remote_set_epoch_check(b.rem, fake_epoch_ok, &fl);
 
-    struct cl_cmd c = {.op = CL_SEND_NAMED, .node = bid, .count = 1,
-                       .epoch = mx_epoch_make(sid, 5)};
+    struct cl_cmd c = {
+        .op = CL_SEND_NAMED, .node = bid, .count = 1, .epoch = mx_epoch_make(sid, 5)};
     strcpy(c.name, "sink");
     assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
     assert_true(TU_WAIT_UNTIL(atomic_load(&b.sink_st.received) == 1, 5000));
@@ -373,7 +378,11 @@ static void test_hostile_frames(void **unused)
     size_t blen;
     struct mx_m_test_echo ok = {7, MX_STR("x")};
     assert_int_equal(mx_m_test_echo_encode(&ok, body, sizeof(body), &blen), 0);
-    struct { const char *what; enum mx_rdrop why; size_t len; } cases[32];
+    struct {
+        const char *what;
+        enum mx_rdrop why;
+        size_t len;
+    } cases[32];
     uint8_t gk0[64];
     size_t gl0;
     struct mx_m_test_kv kv0 = {.sender = 1, .seq = 1};
@@ -429,8 +438,8 @@ static void test_hostile_frames(void **unused)
     {
         uint8_t lb[256];
         size_t ll;
-        struct mx_m_like_req lq = {.op = 1, .ocid = MX_STR("0123abcd"), .account = MX_STR("acct"),
-                                   .ign = MX_STR("x")};
+        struct mx_m_like_req lq = {
+            .op = 1, .ocid = MX_STR("0123abcd"), .account = MX_STR("acct"), .ign = MX_STR("x")};
         assert_int_equal(mx_m_like_req_encode(&lq, lb, sizeof lb, &ll), 0);
         len = frame(f, MX_T_like_req, b.echo, NULL, lb, (uint32_t)ll);
         SEND("like_req", MX_RDROP_LOCAL_ONLY);
@@ -487,15 +496,16 @@ static void test_hostile_frames(void **unused)
     struct mx_m_test_echo rep = {1000, MX_STR("forged")};
     assert_int_equal(mx_m_test_echo_encode(&rep, rb, sizeof rb, &rbl), 0);
     for (uint64_t corr = 1; corr <= 1001; corr++) {
-        struct mx_env e = {.type = MX_T_test_echo, .to = b.drv, .flags = MX_ENVF_REPLY,
+        struct mx_env e = {.type = MX_T_test_echo,
+                           .to = b.drv,
+                           .flags = MX_ENVF_REPLY,
                            .corr = corr <= 1000 ? corr : rq.corr,
                            .from = {bid ^ 0x5a5a, (1ull << 32) | 3}};
         batch_add(batch, &bl, &e, rb, rbl);
     }
     batch_send(s, batch, bl, 1001);
-    assert_true(TU_WAIT_UNTIL(dl(&b, MX_DL_LATE_REPLY) - late + dl(&b, MX_DL_WRONG_RESPONDER) -
-                                      wr == 1001,
-                              5000));
+    assert_true(TU_WAIT_UNTIL(
+        dl(&b, MX_DL_LATE_REPLY) - late + dl(&b, MX_DL_WRONG_RESPONDER) - wr == 1001, 5000));
     assert_int_equal(dl(&b, MX_DL_WRONG_RESPONDER), wr + 1);
     assert_true(TU_WAIT_UNTIL(atomic_load(&b.drv_st.timeouts) == 1, 5000));
     assert_int_equal(atomic_load(&b.drv_st.replies), 0);
@@ -508,8 +518,8 @@ static void test_hostile_frames(void **unused)
     uint64_t unv = drops(&b, MX_RDROP_BAD_EPOCH);
     bl = 8;
     for (uint32_t i = 0; i < 1100; i++) {
-        struct mx_env e = {.type = MX_T_test_kv, .to = b.sink,
-                           .epoch = mx_epoch_make(0x100000u + i, 1u << 30)};
+        struct mx_env e = {
+            .type = MX_T_test_kv, .to = b.sink, .epoch = mx_epoch_make(0x100000u + i, 1u << 30)};
         batch_add(batch, &bl, &e, gk0, gl0);
     }
     batch_send(s, batch, bl, 1100);
@@ -528,7 +538,8 @@ static void test_hostile_frames(void **unused)
     free(huge);
     /* raw TCP garbage at the port */
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)mx_remote_port(b.rem))};
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)mx_remote_port(b.rem))};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     char junk[4096];
@@ -702,13 +713,14 @@ static void test_idle_timeout(void **unused)
     connect_pair(&a, &b);
     /* a raw peer: SP handshake as push, then 8 KiB of a frame claiming 1 MiB */
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)mx_remote_port(b.rem))};
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)mx_remote_port(b.rem))};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     const uint8_t sp[8] = {0, 'S', 'P', 0, 0, 0x50, 0, 0}; /* push0 */
     assert_int_equal(write(fd, sp, 8), 8);
     uint8_t hdr[8];
-    assert_int_equal(read(fd, hdr, 8), 8); /* the node's own SP header: a pipe now */
+    assert_int_equal(read(fd, hdr, 8), 8);                /* the node's own SP header: a pipe now */
     uint8_t part[8 + 8192] = {0, 0, 0, 0, 0, 0x10, 0, 0}; /* length 1 MiB, big-endian */
     assert_int_equal(write(fd, part, sizeof part), (ssize_t)sizeof part);
     struct mx_remote_stats st;
@@ -828,10 +840,13 @@ static void test_peek(void **unused)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_send_and_request), cmocka_unit_test(test_forward_keeps_sender),
+        cmocka_unit_test(test_send_and_request),
+        cmocka_unit_test(test_forward_keeps_sender),
         cmocka_unit_test(test_epoch_fence),
-        cmocka_unit_test(test_hostile_frames),   cmocka_unit_test(test_dead_peer),
-        cmocka_unit_test(test_request_timeout),  cmocka_unit_test(test_peek),
+        cmocka_unit_test(test_hostile_frames),
+        cmocka_unit_test(test_dead_peer),
+        cmocka_unit_test(test_request_timeout),
+        cmocka_unit_test(test_peek),
         cmocka_unit_test(test_tls),
         cmocka_unit_test(test_pipe_limit),
         cmocka_unit_test(test_idle_timeout),

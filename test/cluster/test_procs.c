@@ -167,7 +167,8 @@ static int mxctl(char *out, size_t cap, const char *args)
 {
     char path[512], sh[2048];
     bin(path, sizeof(path), "mxctl");
-    snprintf(sh, sizeof(sh), "env -u MX_ADMIN_TOKEN -u MX_ADMIN_ADDR %s %s 2>/dev/null", path, args);
+    snprintf(sh, sizeof(sh), "env -u MX_ADMIN_TOKEN -u MX_ADMIN_ADDR %s %s 2>/dev/null", path,
+             args);
     FILE *f = popen(sh, "r");
     assert_non_null(f);
     size_t n = fread(out, 1, cap - 1, f);
@@ -295,9 +296,10 @@ static void test_mxctl(void **unused)
     usleep(50 * 1000);
     snprintf(args, sizeof(args), "--node %s --json actors --top 2 --sort depth", b.admin_url);
     assert_int_equal(mxctl(out, sizeof(out), args), 0);
-    assert_true(json_ok(out, "len(d['actors'])==2 and d['actors'][0]['name']=='slow' and "
-                             "d['actors'][0]['depth']>=5 and d['total']>=4 and "
-                             "all(k in d['actors'][0] for k in ('hwm','oldest_ms','handled','rate','restarts'))"));
+    assert_true(json_ok(
+        out, "len(d['actors'])==2 and d['actors'][0]['name']=='slow' and "
+             "d['actors'][0]['depth']>=5 and d['total']>=4 and "
+             "all(k in d['actors'][0] for k in ('hwm','oldest_ms','handled','rate','restarts'))"));
     /* mailbox peek answers once the blocked handler returns */
     snprintf(args, sizeof(args), "--node %s --json mailbox slow --peek 3", b.admin_url);
     assert_int_equal(mxctl(out, sizeof(out), args), 0);
@@ -414,8 +416,9 @@ static void test_tls(void **unused)
              "stats",
              b.admin_url, dir, dir, dir);
     assert_int_equal(mxctl(out, sizeof(out), args), 0);
-    assert_true(json_ok(out, "d['ok'] and d['admin']['tls']==1 and "
-                             "d['admin']['pipes_refused_tls']>=1 and d['transport']['peers_up']==1"));
+    assert_true(json_ok(out,
+                        "d['ok'] and d['admin']['tls']==1 and "
+                        "d['admin']['pipes_refused_tls']>=1 and d['transport']['peers_up']==1"));
     stop_node(&a);
     stop_node(&b);
     snprintf(sh, sizeof sh, "rm -rf %s %s", dir, other);

@@ -21,13 +21,13 @@
 #include "mx_numfmt.h"
 #include "mx_starforce.h"
 
-#define assert_close(a, b, rel)                                                          \
-    do {                                                                                 \
-        double a_ = (a), b_ = (b);                                                       \
-        if (!(fabs(a_ - b_) <= (rel) * fmax(1.0, fabs(b_)))) {                            \
-            print_error("%s = %.12g, expected %.12g\n", #a, a_, b_);                     \
-            fail();                                                                      \
-        }                                                                                \
+#define assert_close(a, b, rel)                                                                    \
+    do {                                                                                           \
+        double a_ = (a), b_ = (b);                                                                 \
+        if (!(fabs(a_ - b_) <= (rel)*fmax(1.0, fabs(b_)))) {                                       \
+            print_error("%s = %.12g, expected %.12g\n", #a, a_, b_);                               \
+            fail();                                                                                \
+        }                                                                                          \
     } while (0)
 
 /* ---- starforce ---------------------------------------------------------------- */
@@ -134,7 +134,7 @@ static void sf_invariants(void **state)
                 struct mx_sf_result r, rc;
                 assert_int_equal(mx_sf_expect(levels[li], 0, to, false, &o, &r), 0);
                 assert_int_equal(mx_sf_expect(levels[li], 0, to, false, &oc, &rc), 0);
-                assert_true(r.cost >= prev);     /* more stars never cost less */
+                assert_true(r.cost >= prev);                  /* more stars never cost less */
                 assert_true(rc.cost <= r.cost * (1 + 1e-12)); /* catch never costs more */
                 assert_true(isfinite(r.cost) && r.destroys >= 0 && r.attempts >= to);
                 prev = r.cost;
@@ -197,8 +197,8 @@ static void cube_toy(void **state)
 
     /* (b) orderings: HP only fits line 1 (.5); then STR9/DEX9 in lines 2,3 in
      * either order: .5*.4*.5 + .5*.5*.4 = .2 -> 5 trials, 5 * 40M */
-    struct mx_cube_query q = {"BLACK", "모자", MX_GRADE_LEGENDARY, 120,
-                              {"최대 HP +12%", "STR +9%", "DEX +9%"}};
+    struct mx_cube_query q = {
+        "BLACK", "모자", MX_GRADE_LEGENDARY, 120, {"최대 HP +12%", "STR +9%", "DEX +9%"}};
     assert_int_equal(mx_cube_expect(t, &q, &r), 0);
     assert_true(r.ok);
     assert_int_equal(r.engine, MX_CUBE_ENGINE_ORDERINGS);
@@ -210,8 +210,8 @@ static void cube_toy(void **state)
     /* (a) stat sum: STR 12+9+9 = 30. Line 1 gives 12 w.p. .2 (else 0); lines
      * 2,3 give 12 (.1), 9 (.4), 0 (.5). Sum >= 30 needs 12 on line 1 and
      * >= 18 from lines 2+3: .1*.1 + 2*.1*.4 + .4*.4 = .25 -> .2*.25 = .05 */
-    struct mx_cube_query qa = {"BLACK", "모자", MX_GRADE_LEGENDARY, 100,
-                               {"STR : +12%", "STR +9%", "STR  +9%"}};
+    struct mx_cube_query qa = {
+        "BLACK", "모자", MX_GRADE_LEGENDARY, 100, {"STR : +12%", "STR +9%", "STR  +9%"}};
     assert_int_equal(mx_cube_expect(t, &qa, &r), 0);
     assert_true(r.ok);
     assert_int_equal(r.engine, MX_CUBE_ENGINE_STAT_SUM);
@@ -221,22 +221,22 @@ static void cube_toy(void **state)
     assert_close(r.expected_trials, 20.0, 1e-12);
 
     /* blank lines count as 1: (HP, -, -), (-, HP, -), (-, -, HP) = .5 */
-    struct mx_cube_query qb = {"BLACK", "모자", MX_GRADE_LEGENDARY, 100,
-                               {"최대 HP +12%", "", NULL}};
+    struct mx_cube_query qb = {
+        "BLACK", "모자", MX_GRADE_LEGENDARY, 100, {"최대 HP +12%", "", NULL}};
     assert_int_equal(mx_cube_expect(t, &qb, &r), 0);
     assert_close(r.probability, 0.5, 1e-12);
 
     /* a line missing from the table: null with a reason, never 0/inf */
-    struct mx_cube_query qm = {"BLACK", "모자", MX_GRADE_LEGENDARY, 100,
-                               {"INT +12%", "STR +9%", "DEX +9%"}};
+    struct mx_cube_query qm = {
+        "BLACK", "모자", MX_GRADE_LEGENDARY, 100, {"INT +12%", "STR +9%", "DEX +9%"}};
     assert_int_equal(mx_cube_expect(t, &qm, &r), 0);
     assert_false(r.ok);
     assert_true(strstr(r.reason, "not in the table") != NULL);
     assert_close(r.expected_trials, 0, 0);
 
     /* p = 0: both +12% lines need line 1 */
-    struct mx_cube_query qz = {"BLACK", "모자", MX_GRADE_LEGENDARY, 100,
-                               {"DEX +12%", "최대 HP +12%", ""}};
+    struct mx_cube_query qz = {
+        "BLACK", "모자", MX_GRADE_LEGENDARY, 100, {"DEX +12%", "최대 HP +12%", ""}};
     assert_int_equal(mx_cube_expect(t, &qz, &r), 0);
     assert_false(r.ok);
     assert_true(strstr(r.reason, "probability is 0") != NULL);
@@ -388,8 +388,8 @@ static void cube_shared_table(void **state)
     assert_int_equal(st.groups, 2000);
     assert_int_equal(st.groups_bad_sum, 254);
     /* evan's hat: INT 13/10 + 올스탯 7 -> STAT_SUM on INT%, target 30 */
-    struct mx_cube_query q = {"BLACK", "상의", MX_GRADE_LEGENDARY, 250,
-                              {"INT +13%", "INT +10%", "올스탯 +7%"}};
+    struct mx_cube_query q = {
+        "BLACK", "상의", MX_GRADE_LEGENDARY, 250, {"INT +13%", "INT +10%", "올스탯 +7%"}};
     assert_int_equal(mx_cube_expect(t, &q, &r), 0);
     assert_true(r.ok);
     assert_int_equal(r.engine, MX_CUBE_ENGINE_STAT_SUM);

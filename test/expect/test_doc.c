@@ -138,8 +138,8 @@ static void golden(const char *fixture, const char *ign, const char *gname)
         while (i < len && i < glen && want[i] == doc[i])
             i++;
         size_t from = i > 60 ? i - 60 : 0;
-        print_error("document differs from %s at byte %zu:\n got: %.120s\nwant: %.120s\n", gpath,
-                    i, doc + from, want + from);
+        print_error("document differs from %s at byte %zu:\n got: %.120s\nwant: %.120s\n", gpath, i,
+                    doc + from, want + from);
         fail();
     }
     /* warm: the same document again from memoised results, byte-identical */

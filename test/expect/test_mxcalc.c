@@ -45,8 +45,10 @@ static void exit_codes(void **state)
     assert_non_null(getenv("MX_BIN_DIR"));
     snprintf(a, sizeof a, "'%s/fixtures/nexon/evan_equip.json'", sh);
     assert_int_equal(run(a), 0);
-    snprintf(a, sizeof a, "--preset 2 --no-star-catch --no-discount --no-sunday "
-                          "'%s/fixtures/nexon/mechanic_equip.json'", sh);
+    snprintf(a, sizeof a,
+             "--preset 2 --no-star-catch --no-discount --no-sunday "
+             "'%s/fixtures/nexon/mechanic_equip.json'",
+             sh);
     assert_int_equal(run(a), 0);
     snprintf(a, sizeof a, "--table /nonexistent.csv '%s/fixtures/nexon/evan_equip.json'", sh);
     assert_int_equal(run(a), 1);

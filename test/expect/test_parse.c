@@ -74,7 +74,8 @@ static int scan_count(const char *json, const char *key)
     if (!end || (title && title < end))
         end = title;
     int n = 0;
-    for (const char *p = start; (p = strstr(p, "\"item_equipment_part\"")) && (!end || p < end); p++)
+    for (const char *p = start; (p = strstr(p, "\"item_equipment_part\"")) && (!end || p < end);
+         p++)
         n++;
     return n;
 }
@@ -264,9 +265,9 @@ static void bounds(void **state)
     assert_string_equal(err, "item_equipment: more than 48 items");
     free(many);
     /* oversized input is refused before parsing */
-    assert_int_equal(mx_equip_parse(parser, "{}", (size_t)MX_EQUIP_MAX_INPUT + 1, eq, err,
-                                    sizeof err),
-                     MX_ETOOBIG);
+    assert_int_equal(
+        mx_equip_parse(parser, "{}", (size_t)MX_EQUIP_MAX_INPUT + 1, eq, err, sizeof err),
+        MX_ETOOBIG);
 }
 
 static void ints(void **state)
@@ -290,9 +291,9 @@ static void ints(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(fixtures),       cmocka_unit_test(not_json),
-        cmocka_unit_test(wrong_shapes),   cmocka_unit_test(lenient_values),
-        cmocka_unit_test(bounds),         cmocka_unit_test(ints),
+        cmocka_unit_test(fixtures),     cmocka_unit_test(not_json),
+        cmocka_unit_test(wrong_shapes), cmocka_unit_test(lenient_values),
+        cmocka_unit_test(bounds),       cmocka_unit_test(ints),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

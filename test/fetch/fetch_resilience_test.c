@@ -415,8 +415,7 @@ static void test_user_slots_apart(void **state)
         last = c[i].t1 > last ? c[i].t1 : last;
         call_free(&c[i]);
     }
-    print_message("service fetch %.0f ms; last login %.0f ms\n", c[10].t1 - c[10].t0,
-                  last - first);
+    print_message("service fetch %.0f ms; last login %.0f ms\n", c[10].t1 - c[10].t0, last - first);
     assert_true(c[10].t1 - c[10].t0 < 600);
     assert_true(last - first >= 10 * 300 - 50); /* one at a time */
     call_free(&c[10]);

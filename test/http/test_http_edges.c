@@ -86,10 +86,8 @@ static int h_echo(mx_http_req_t *r, void *st)
 }
 
 static const struct mx_http_route routes[] = {
-    {"GET", "/fast", h_fast, 0},
-    {"GET", "/health", h_fast, MX_HTTP_ROUTE_LIGHT},
-    {"GET", "/m", h_m, 0},
-    {"GET", "/hold", h_hold, 0},
+    {"GET", "/fast", h_fast, 0},  {"GET", "/health", h_fast, MX_HTTP_ROUTE_LIGHT},
+    {"GET", "/m", h_m, 0},        {"GET", "/hold", h_hold, 0},
     {"POST", "/echo", h_echo, 0},
 };
 
@@ -461,8 +459,8 @@ static void test_memory_budget_bodies(void **st)
     int64_t t0 = tu_now_ms();
     while (tu_now_ms() - t0 < 3000) {
         for (int i = 0; i < CONNS; i++) {
-            ssize_t n = sent[i] < len ? send(fds[i], stream + sent[i], len - sent[i], MSG_NOSIGNAL)
-                                      : 0;
+            ssize_t n =
+                sent[i] < len ? send(fds[i], stream + sent[i], len - sent[i], MSG_NOSIGNAL) : 0;
             sent[i] += n > 0 ? (size_t)n : 0;
         }
         long r = rss_kib();
@@ -471,8 +469,7 @@ static void test_memory_budget_bodies(void **st)
     }
     struct mx_http_stats s = stats(h);
     print_message("bodies: rss0 %ld KiB, peak +%ld KiB, buffered peak %llu, requests %llu\n", rss0,
-                  peak - rss0, (unsigned long long)s.buffered_peak,
-                  (unsigned long long)s.requests);
+                  peak - rss0, (unsigned long long)s.buffered_peak, (unsigned long long)s.requests);
     assert_true(s.requests > CONNS + CONNS / 2); /* bodies behind the held requests */
     assert_true(peak - rss0 < BUDGET / 1024 + MARGIN_KIB);
     assert_true(TU_WAIT_UNTIL(stats(h).mem_closed > 0, 10000));
@@ -487,12 +484,9 @@ static void test_memory_budget_bodies(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_chunk_extension_cap),
-        cmocka_unit_test(test_slow_body_deadline),
-        cmocka_unit_test(test_per_client_cap),
-        cmocka_unit_test(test_health_while_app_full),
-        cmocka_unit_test(test_min_drain_rate),
-        cmocka_unit_test(test_memory_budget),
+        cmocka_unit_test(test_chunk_extension_cap),  cmocka_unit_test(test_slow_body_deadline),
+        cmocka_unit_test(test_per_client_cap),       cmocka_unit_test(test_health_while_app_full),
+        cmocka_unit_test(test_min_drain_rate),       cmocka_unit_test(test_memory_budget),
         cmocka_unit_test(test_memory_budget_bodies),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -13,7 +13,8 @@
 #include "mx_err.h"
 #include "mx_http.h"
 
-static const uint8_t SIG[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
+static const uint8_t SIG[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
+                                0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
 
 static void src_is(const struct mx_proxy_hdr *h, const char *ip, int port)
 {
@@ -64,17 +65,17 @@ static void test_v1(void **st)
 static void test_v1_malformed(void **st)
 {
     const char *bad[] = {
-        "PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n",           /* a field missing */
-        "PROXY TCP4 1.2.3.400 5.6.7.8 1 2\r\n",       /* not an address */
-        "PROXY TCP4 1.2.3.4 5.6.7.8 70000 2\r\n",     /* port over 65535 */
-        "PROXY TCP4 1.2.3.4 5.6.7.8 -1 2\r\n",        /* sign */
-        "PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n",        /* leading zero */
-        "PROXY TCP4 ::1 ::1 1 2\r\n",                 /* family mismatch */
-        "PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n",         /* not TCP */
-        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\rX",          /* CR without LF */
-        "PROXY TCP4 1.2.3.4  5.6.7.8 1 2\r\n",        /* two spaces */
-        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n",       /* a field too many */
-        "PROXY TCP4 1.2.3.4\n",                       /* LF alone */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n",       /* a field missing */
+        "PROXY TCP4 1.2.3.400 5.6.7.8 1 2\r\n",   /* not an address */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 70000 2\r\n", /* port over 65535 */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 -1 2\r\n",    /* sign */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n",    /* leading zero */
+        "PROXY TCP4 ::1 ::1 1 2\r\n",             /* family mismatch */
+        "PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n",     /* not TCP */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\rX",      /* CR without LF */
+        "PROXY TCP4 1.2.3.4  5.6.7.8 1 2\r\n",    /* two spaces */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n",   /* a field too many */
+        "PROXY TCP4 1.2.3.4\n",                   /* LF alone */
     };
     struct mx_proxy_hdr h;
     size_t used;
@@ -87,8 +88,7 @@ static void test_v1_malformed(void **st)
     char longl[200];
     memset(longl, 'A', sizeof longl);
     memcpy(longl, "PROXY TCP4 ", 11);
-    assert_int_equal(mx_proxy_parse((const uint8_t *)longl, sizeof longl, &h, &used),
-                     MX_EDECODE);
+    assert_int_equal(mx_proxy_parse((const uint8_t *)longl, sizeof longl, &h, &used), MX_EDECODE);
 }
 
 static size_t v2(uint8_t *out, uint8_t ver_cmd, uint8_t fam, const uint8_t *body, uint16_t len)
@@ -168,8 +168,8 @@ static void test_v2_malformed(void **st)
 
 static void test_not_proxy(void **st)
 {
-    const char *http[] = {"GET / HTTP/1.1\r\n", "POST /x HTTP/1.1\r\n", "PUT /", "PATCH /",
-                          "PROXZ", "\r\n\r\nX"};
+    const char *http[] = {"GET / HTTP/1.1\r\n", "POST /x HTTP/1.1\r\n", "PUT /", "PATCH /", "PROXZ",
+                          "\r\n\r\nX"};
     struct mx_proxy_hdr h;
     size_t used;
     for (size_t i = 0; i < sizeof http / sizeof *http; i++)
@@ -186,8 +186,8 @@ static void test_not_proxy(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_v1),       cmocka_unit_test(test_v1_malformed),
-        cmocka_unit_test(test_v2),       cmocka_unit_test(test_v2_malformed),
+        cmocka_unit_test(test_v1),        cmocka_unit_test(test_v1_malformed),
+        cmocka_unit_test(test_v2),        cmocka_unit_test(test_v2_malformed),
         cmocka_unit_test(test_not_proxy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -13,7 +13,7 @@
 #define LH_MAX 8
 
 struct lnode {
-    pid_t pid;      /* 0 when not running */
+    pid_t pid; /* 0 when not running */
     char name[16];
     char admin[64]; /* tcp://127.0.0.1:PORT */
     int err_fd;     /* its stderr (drained by lh_drain) */

@@ -31,8 +31,8 @@
 
 /* no drain grace: these tests time the lease hand-over from SIGTERM, which
  * the shutdown runs after the grace and the HTTP phase (docs/shutdown.md) */
-static const char *const node_env[] = {"MX_DRAIN_GRACE_MS=0", "MX_LEASE_TTL_MS=1500", "MX_MEMBER_REFRESH_MS=300",
-                                       "MX_MEMBER_TTL_MS=1500", NULL};
+static const char *const node_env[] = {"MX_DRAIN_GRACE_MS=0", "MX_LEASE_TTL_MS=1500",
+                                       "MX_MEMBER_REFRESH_MS=300", "MX_MEMBER_TTL_MS=1500", NULL};
 
 static struct redisd g_redis;
 static struct lnode g_nodes[3];
@@ -206,10 +206,9 @@ static void test_membership(void **st)
     /* the transport got the peers */
     assert_int_equal(lh_ctl(out, sizeof out, "--node %s stats", g_nodes[0].admin), 0);
     assert_int_equal(lh_json_int(out, "peers"), 2);
-    assert_true(TU_WAIT_UNTIL(
-        lh_ctl(out, sizeof out, "--node %s stats", g_nodes[0].admin) == 0 &&
-            lh_json_int(out, "peers_up") == 2,
-        3000));
+    assert_true(TU_WAIT_UNTIL(lh_ctl(out, sizeof out, "--node %s stats", g_nodes[0].admin) == 0 &&
+                                  lh_json_int(out, "peers_up") == 2,
+                              3000));
 }
 
 static void test_leases_json(void **st)
@@ -246,8 +245,8 @@ static void test_sigterm_handover(void **st)
     kill(old.pid, SIGTERM);
     int nh = wait_holder(3000, h, &seq1);
     int64_t took = tu_now_ms() - t0;
-    printf("SIGTERM takeover: %lld ms (n%d epoch %lld -> n%d epoch %lld)\n", (long long)took,
-           h + 1, seq0, nh + 1, seq1);
+    printf("SIGTERM takeover: %lld ms (n%d epoch %lld -> n%d epoch %lld)\n", (long long)took, h + 1,
+           seq0, nh + 1, seq1);
     assert_true(nh >= 0 && nh != h);
     assert_true(seq1 > seq0);
     assert_true(took < 500);
@@ -273,8 +272,7 @@ static void test_sigkill_failover(void **st)
     int other = (h + 1) % 3;
     int64_t m0 = tu_now_ms();
     assert_true(TU_WAIT_UNTIL(members_seen(&g_nodes[other]) == 2, MEMBER_TTL + 1500));
-    printf("killed node gone from membership after %lld ms\n",
-           (long long)(tu_now_ms() - t0));
+    printf("killed node gone from membership after %lld ms\n", (long long)(tu_now_ms() - t0));
     (void)m0;
     restart(h);
     for (int i = 0; i < 3; i++)
@@ -359,9 +357,12 @@ static void test_no_double_holder(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_membership),       cmocka_unit_test(test_leases_json),
-        cmocka_unit_test(test_sigterm_handover), cmocka_unit_test(test_sigkill_failover),
-        cmocka_unit_test(test_churn),            cmocka_unit_test(test_redis_restart),
+        cmocka_unit_test(test_membership),
+        cmocka_unit_test(test_leases_json),
+        cmocka_unit_test(test_sigterm_handover),
+        cmocka_unit_test(test_sigkill_failover),
+        cmocka_unit_test(test_churn),
+        cmocka_unit_test(test_redis_restart),
         cmocka_unit_test(test_no_double_holder),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -33,8 +33,9 @@
 
 /* no drain grace: these tests time the lease hand-over from SIGTERM, which
  * the shutdown runs after the grace and the HTTP phase (docs/shutdown.md) */
-static const char *const node_env[] = {"MX_DRAIN_GRACE_MS=0", "MX_LEASE_TTL_MS=1500", "MX_MEMBER_REFRESH_MS=300",
-                                       "MX_MEMBER_TTL_MS=1500", "MX_HEALTH_PROBE_MS=200", NULL};
+static const char *const node_env[] = {"MX_DRAIN_GRACE_MS=0",      "MX_LEASE_TTL_MS=1500",
+                                       "MX_MEMBER_REFRESH_MS=300", "MX_MEMBER_TTL_MS=1500",
+                                       "MX_HEALTH_PROBE_MS=200",   NULL};
 static struct redisd g_redis;
 static struct mysqld g_my;
 static struct lnode g_nodes[3];
@@ -241,10 +242,10 @@ static void test_paused_holder(void **st)
 
     /* every node knows MySQL is up from the holder's reports */
     for (int i = 0; i < 3; i++) {
-        assert_true(TU_WAIT_UNTIL(
-            lh_ctl(out, sizeof out, "--node %s stats", g_nodes[i].admin) == 0 &&
-                strstr(out, "\"mysql_health\":{\"state\":\"up\""),
-            3000));
+        assert_true(
+            TU_WAIT_UNTIL(lh_ctl(out, sizeof out, "--node %s stats", g_nodes[i].admin) == 0 &&
+                              strstr(out, "\"mysql_health\":{\"state\":\"up\""),
+                          3000));
     }
     redisReply *r = redisd_cmd(&g_redis, "HGET mx:{mx}:mysql-health seq");
     assert_non_null(r);

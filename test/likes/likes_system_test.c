@@ -76,19 +76,20 @@ static int node_up(int i)
     snprintf(mysql, sizeof mysql, "MX_MYSQL_URL=%s", M.url);
     snprintf(base, sizeof base, "MX_NEXON_BASE_URL=%s", S.base);
     snprintf(spool, sizeof spool, "MX_SPOOL_PATH=%s/spool-%d.log", tmpdir, i);
-    const char *env[] = {name,
-                         redis,
-                         mysql,
-                         base,
-                         spool,
-                         "MX_RATE_LIMIT=0",
-                         "MX_LEASE_TTL_MS=3000", /* a loaded 2-core machine stalls threads for 100s of ms */
-                         "MX_HEALTH_PROBE_MS=200",
-                         "MX_LIKE_SYNC_INTERVAL_MS=200",
-                         "MX_LIKE_SYNC_PAUSE_MS=300",
-                         g_idle, /* test 6 restarts the nodes with 2 s */
-                         "MX_LOG_LEVEL=info",
-                         NULL};
+    const char *env[] = {
+        name,
+        redis,
+        mysql,
+        base,
+        spool,
+        "MX_RATE_LIMIT=0",
+        "MX_LEASE_TTL_MS=3000", /* a loaded 2-core machine stalls threads for 100s of ms */
+        "MX_HEALTH_PROBE_MS=200",
+        "MX_LIKE_SYNC_INTERVAL_MS=200",
+        "MX_LIKE_SYNC_PAUSE_MS=300",
+        g_idle, /* test 6 restarts the nodes with 2 s */
+        "MX_LOG_LEVEL=info",
+        NULL};
     return node_start(&N[i], env);
 }
 
@@ -497,8 +498,8 @@ static void check_exact(const char *phase)
             continue;
         }
         if (mismatch++ < 5)
-            print_message("  %s: %s %s\n", phase, c < 0 ? "missing in MySQL:" : "extra in MySQL:",
-                          c < 0 ? exp[i] : got[j]);
+            print_message("  %s: %s %s\n", phase,
+                          c < 0 ? "missing in MySQL:" : "extra in MySQL:", c < 0 ? exp[i] : got[j]);
         if (c < 0)
             i++;
         else
@@ -517,8 +518,8 @@ static void check_exact(const char *phase)
         if (got_c < 0 && want_count[t] == 0)
             continue; /* never liked: no row needed */
         if (got_c != want_count[t] && bad++ < 5)
-            print_message("  %s: target %d (%s) like_count %lld, model %ld\n", phase, t,
-                          T_ocid[t], got_c, want_count[t]);
+            print_message("  %s: target %d (%s) like_count %lld, model %ld\n", phase, t, T_ocid[t],
+                          got_c, want_count[t]);
     }
     assert_int_equal(bad, 0);
     for (size_t k = 0; k < ne; k++)
@@ -629,9 +630,8 @@ static void exact_under_load(void **st)
                   atomic_load(&l.ty.acked), s, (double)atomic_load(&l.ty.acked) / s,
                   atomic_load(&l.ty.s503), atomic_load(&l.ty.other), atomic_load(&l.ty.noanswer));
     assert_int_equal(atomic_load(&l.ty.acked), 20000);
-    assert_int_equal(atomic_load(&l.ty.s503) + atomic_load(&l.ty.other) +
-                         atomic_load(&l.ty.noanswer),
-                     0);
+    assert_int_equal(
+        atomic_load(&l.ty.s503) + atomic_load(&l.ty.other) + atomic_load(&l.ty.noanswer), 0);
     assert_int_equal(atomic_load(&l.ty.negative), 0);
     check_exact("1 plain");
     long long batches = mysqld_root_int(&M, "SELECT COUNT(*) FROM mx.like_sync_batch");
@@ -652,10 +652,11 @@ static void lease_diag(const char *what)
         freeReplyObject(t);
     {
         char cmd[300];
-        snprintf(cmd, sizeof cmd,
-                 "redis-cli -p %d GET 'mx:{mx}:epoch:like-sync'; timeout 3 redis-cli -p %d MONITOR"
-                 " | grep -iv 'zcard\\|\"exists\"\\|\"hmget\"\\|evalsha\" \"[0-9a-f]* \"5\"' | head -40",
-                 R.port, R.port);
+        snprintf(
+            cmd, sizeof cmd,
+            "redis-cli -p %d GET 'mx:{mx}:epoch:like-sync'; timeout 3 redis-cli -p %d MONITOR"
+            " | grep -iv 'zcard\\|\"exists\"\\|\"hmget\"\\|evalsha\" \"[0-9a-f]* \"5\"' | head -40",
+            R.port, R.port);
         if (system(cmd) != 0)
             print_message("  (redis-cli failed)\n");
     }
@@ -663,20 +664,22 @@ static void lease_diag(const char *what)
         if (!N[i].pid || N[i].pid == g_stopped)
             continue;
         char cmd[400];
-        snprintf(cmd, sizeof cmd,
-                 "%s/mxctl --node tcp://127.0.0.1:%d --timeout 2000 --json leases 2>&1 | head -c 600;"
-                 " %s/mxctl --node tcp://127.0.0.1:%d --timeout 2000 --json stats 2>&1 |"
-                 " grep -o '\"cluster\":{[^}]*' | head -c 600",
-                 getenv("MX_BIN_DIR"), N[i].admin_port, getenv("MX_BIN_DIR"), N[i].admin_port);
+        snprintf(
+            cmd, sizeof cmd,
+            "%s/mxctl --node tcp://127.0.0.1:%d --timeout 2000 --json leases 2>&1 | head -c 600;"
+            " %s/mxctl --node tcp://127.0.0.1:%d --timeout 2000 --json stats 2>&1 |"
+            " grep -o '\"cluster\":{[^}]*' | head -c 600",
+            getenv("MX_BIN_DIR"), N[i].admin_port, getenv("MX_BIN_DIR"), N[i].admin_port);
         print_message("  lk%d:\n", i);
         if (system(cmd) != 0)
             print_message("  (mxctl failed)\n");
         print_message("\n");
         if (getenv("LIKES_GDB")) { /* where each thread of a live node is */
-            snprintf(cmd, sizeof cmd,
-                     "gdb -p %d -batch -ex 'thread apply all bt 8' 2>/dev/null | grep -E '^#|^Thread'"
-                     " | head -120",
-                     (int)N[i].pid);
+            snprintf(
+                cmd, sizeof cmd,
+                "gdb -p %d -batch -ex 'thread apply all bt 8' 2>/dev/null | grep -E '^#|^Thread'"
+                " | head -120",
+                (int)N[i].pid);
             if (system(cmd) != 0)
                 print_message("  (gdb failed)\n");
         }
@@ -692,8 +695,8 @@ static void holder_killed_mid_batch(void **st)
     char id[96] = "";
     int part = -1, h = -1;
     /* the pause keeps every journal open PAUSE_MS: wait for one */
-    assert_true(LK_WAIT_UNTIL((part = open_journal(id, sizeof id)) >= 0 && (h = holder()) >= 0,
-                              10000));
+    assert_true(
+        LK_WAIT_UNTIL((part = open_journal(id, sizeof id)) >= 0 && (h = holder()) >= 0, 10000));
     keep_logs();
     node_kill(&N[h]);
     N[h].pid = 0;
@@ -732,8 +735,8 @@ static void holder_paused_past_lease(void **st)
      * that try proves nothing, so wake it and take the next pass. */
     for (int attempt = 0;; attempt++) {
         assert_true(attempt < 5);
-        assert_true(LK_WAIT_UNTIL(
-            (part = open_journal(id, sizeof id)) >= 0 && (h = holder()) >= 0, 10000));
+        assert_true(
+            LK_WAIT_UNTIL((part = open_journal(id, sizeof id)) >= 0 && (h = holder()) >= 0, 10000));
         before = node_stat(h, "sync_batches");
         g_stopped = N[h].pid;
         kill(N[h].pid, SIGSTOP);
@@ -804,8 +807,8 @@ static void outages(void **st)
     mysqld_kill(&M);
     assert_true(LK_WAIT_UNTIL(atomic_load(&l.ty.acked) > c0 + 2000, 30000));
     long b1 = atomic_load(&l.ty.s503) + atomic_load(&l.ty.other) + atomic_load(&l.ty.noanswer);
-    print_message("3: MariaDB down: %ld acknowledged, %ld failed\n",
-                  atomic_load(&l.ty.acked) - c0, b1 - b0);
+    print_message("3: MariaDB down: %ld acknowledged, %ld failed\n", atomic_load(&l.ty.acked) - c0,
+                  b1 - b0);
     assert_int_equal(b1 - b0, 0);
     assert_true(pending_work() > 0); /* the sync waits: the pairs are in Redis */
     assert_int_equal(mysqld_restart(&M), 0);
@@ -887,14 +890,15 @@ static void api_refusals_and_races(void **st)
     /* a token whose session was logged out */
     struct lc_user gone = U[5];
     assert_int_equal(login(0, &gone), 200);
-    assert_int_equal(
-        lc_req(NULL, N[0].http_port, "DELETE", "/auth/logout", gone.token, NULL, NULL), 200);
+    assert_int_equal(lc_req(NULL, N[0].http_port, "DELETE", "/auth/logout", gone.token, NULL, NULL),
+                     200);
     assert_int_equal(like_req(1, "POST", T_name[0], "/like", gone.token, &b), 401);
     free(b);
 
     /* like/unlike of one pair from two nodes at once: never negative, and
      * the final state and count agree */
-    struct race r[2] = {{.node = 0, .u = 7, .t = 9, .n = 300}, {.node = 1, .u = 7, .t = 9, .n = 300}};
+    struct race r[2] = {{.node = 0, .u = 7, .t = 9, .n = 300},
+                        {.node = 1, .u = 7, .t = 9, .n = 300}};
     pthread_t th[2];
     for (int i = 0; i < 2; i++)
         pthread_create(&th[i], NULL, race_run, &r[i]);
@@ -993,14 +997,13 @@ static void redis_lost_writes(void **st)
     redisd_kill(&R);
     assert_int_equal(redisd_restart(&R), 0);
     long long rb = 0;
-    assert_true(LK_WAIT_UNTIL(
-        ({
-            rb = 0;
-            for (int i = 0; i < NNODES; i++)
-                rb += node_stat(i, "sync_rollbacks");
-            rb > rb0;
-        }),
-        20000));
+    assert_true(LK_WAIT_UNTIL(({
+                                  rb = 0;
+                                  for (int i = 0; i < NNODES; i++)
+                                      rb += node_stat(i, "sync_rollbacks");
+                                  rb > rb0;
+                              }),
+                              20000));
     print_message("5: like-sync found %lld partitions older than MySQL\n", rb - rb0);
     /* more toggles on top, then Redis and MySQL must agree */
     load_start(&l, 2000);
@@ -1028,11 +1031,13 @@ static void redis_lost_writes(void **st)
                          0);
         int64_t cnt = -1;
         bool found = false;
-        assert_int_equal(mx_mysql_query_int(c, "SELECT like_count FROM game_character WHERE ocid = ?",
+        assert_int_equal(mx_mysql_query_int(c,
+                                            "SELECT like_count FROM game_character WHERE ocid = ?",
                                             v, 1, &cnt, &found),
                          0);
         if (found && cnt != ag.rows && bad++ < 5)
-            print_message("  5: target %d: like_count %lld, %ld rows\n", t, (long long)cnt, ag.rows);
+            print_message("  5: target %d: like_count %lld, %ld rows\n", t, (long long)cnt,
+                          ag.rows);
         if (is_warm) {
             /* a warm character: Redis's set and count are MySQL's, pair by pair */
             warm++;

@@ -414,18 +414,17 @@ static void test_pool_bound(void **st)
     assert_int_equal(mx_mysql_submit(p, gate_job, NULL, NULL, collector, NULL), 0);
     assert_true(TU_WAIT_UNTIL(atomic_load(&gate_entered) == 1, 5000));
     assert_int_equal(mx_mysql_submit(p, select1_job, malloc(4), free, collector, NULL), 0);
-    assert_int_equal(mx_mysql_submit_ex(p, fallback_job, NULL, NULL, collector,
-                                        MX_MYSQL_CALL_DOWN, NULL),
-                     0);
+    assert_int_equal(
+        mx_mysql_submit_ex(p, fallback_job, NULL, NULL, collector, MX_MYSQL_CALL_DOWN, NULL), 0);
     /* the gate opens only after stop began: both queued jobs are left */
     pthread_t opener;
     pthread_create(&opener, NULL, open_gate_later, NULL);
     mx_mysql_stop(p);
     pthread_join(opener, NULL);
     assert_true(TU_WAIT_UNTIL(atomic_load(&ndone) == 3, 5000));
-    assert_int_equal(done_status[0], 0);             /* the gate ran */
-    assert_int_equal(done_status[1], MX_ESTOPPED);   /* the read: unrun */
-    assert_int_equal(done_status[2], 0);             /* the write: its fallback ran */
+    assert_int_equal(done_status[0], 0);           /* the gate ran */
+    assert_int_equal(done_status[1], MX_ESTOPPED); /* the read: unrun */
+    assert_int_equal(done_status[2], 0);           /* the write: its fallback ran */
     assert_int_equal(atomic_load(&fallback_calls), 1);
     assert_int_equal(atomic_load(&fallback_null), 1); /* with c == NULL */
 }
@@ -449,9 +448,9 @@ static void test_drain(void **st)
     assert_int_equal(mx_mysql_submit(p, gate_job, NULL, NULL, collector, NULL), 0);
     assert_true(TU_WAIT_UNTIL(atomic_load(&gate_entered) == 1, 5000));
     for (int i = 0; i < 3; i++)
-        assert_int_equal(mx_mysql_submit_ex(p, fallback_job, NULL, NULL, collector,
-                                            MX_MYSQL_CALL_DOWN, NULL),
-                         0);
+        assert_int_equal(
+            mx_mysql_submit_ex(p, fallback_job, NULL, NULL, collector, MX_MYSQL_CALL_DOWN, NULL),
+            0);
     assert_int_equal(mx_mysql_submit(p, select1_job, NULL, NULL, collector, NULL), 0);
     int64_t t0 = tu_now_ms();
     assert_int_equal(mx_mysql_drain(p, 200, &ds), MX_ETIMEDOUT);
@@ -464,9 +463,8 @@ static void test_drain(void **st)
     assert_int_equal(ds.inflight, 1); /* the gate */
     assert_int_equal(atomic_load(&fallback_null), 3);
     /* later writes go to their fallback without trying the server */
-    assert_int_equal(mx_mysql_submit_ex(p, fallback_job, NULL, NULL, collector,
-                                        MX_MYSQL_CALL_DOWN, NULL),
-                     0);
+    assert_int_equal(
+        mx_mysql_submit_ex(p, fallback_job, NULL, NULL, collector, MX_MYSQL_CALL_DOWN, NULL), 0);
     atomic_store(&gate_open, 1);
     assert_true(TU_WAIT_UNTIL(atomic_load(&ndone) == 6, 5000));
     assert_int_equal(atomic_load(&fallback_null), 4);
@@ -641,10 +639,15 @@ static void test_spool_during_outage(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_migrate_twice),        cmocka_unit_test(test_newer_schema_refused),
-        cmocka_unit_test(test_access_denied),        cmocka_unit_test(test_prepared_round_trip),
-        cmocka_unit_test(test_fenced_write),         cmocka_unit_test(test_pool_bound), cmocka_unit_test(test_drain),
-        cmocka_unit_test(test_outage_and_reconnect), cmocka_unit_test(test_spool_during_outage),
+        cmocka_unit_test(test_migrate_twice),
+        cmocka_unit_test(test_newer_schema_refused),
+        cmocka_unit_test(test_access_denied),
+        cmocka_unit_test(test_prepared_round_trip),
+        cmocka_unit_test(test_fenced_write),
+        cmocka_unit_test(test_pool_bound),
+        cmocka_unit_test(test_drain),
+        cmocka_unit_test(test_outage_and_reconnect),
+        cmocka_unit_test(test_spool_during_outage),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

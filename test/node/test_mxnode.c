@@ -296,7 +296,8 @@ static void test_transport_security(void **st)
     assert_non_null(strstr(err, "\"level\":\"warn\""));
     assert_non_null(strstr(err, "MX_INSECURE_TRANSPORT=1"));
     static int fds[1100];
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)np),
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)np),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     for (int i = 0; i < 1100; i++) {
         fds[i] = socket(AF_INET, SOCK_STREAM, 0);
@@ -308,7 +309,8 @@ static void test_transport_security(void **st)
     int hfd = socket(AF_INET, SOCK_STREAM, 0);
     sa.sin_port = htons((uint16_t)hp);
     assert_int_equal(connect(hfd, (struct sockaddr *)&sa, sizeof sa), 0);
-    const char *req = "GET /actuator/health/liveness HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    const char *req =
+        "GET /actuator/health/liveness HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     assert_int_equal(write(hfd, req, strlen(req)), (ssize_t)strlen(req));
     static char resp[4096];
     read_until(hfd, "\r\n\r\n", 5000, resp, sizeof resp);
@@ -316,7 +318,8 @@ static void test_transport_security(void **st)
     assert_non_null(strstr(resp, "HTTP/1.1 200"));
     /* admin: mxctl answers */
     char sh[4200];
-    snprintf(sh, sizeof sh, "%s/mxctl --node tcp://127.0.0.1:%d --timeout 3000 stats >/dev/null 2>&1",
+    snprintf(sh, sizeof sh,
+             "%s/mxctl --node tcp://127.0.0.1:%d --timeout 3000 stats >/dev/null 2>&1",
              getenv("MX_BIN_DIR"), ap);
     assert_int_equal(system(sh), 0);
     for (int i = 0; i < 1100; i++)
@@ -349,7 +352,8 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sigterm),
-        cmocka_unit_test(test_sigint), cmocka_unit_test(test_log_text),
+        cmocka_unit_test(test_sigint),
+        cmocka_unit_test(test_log_text),
         cmocka_unit_test(test_bad_config),
         cmocka_unit_test(test_http_addr_in_use),
         cmocka_unit_test(test_help),

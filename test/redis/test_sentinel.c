@@ -292,10 +292,9 @@ static void test_urls(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_urls),     cmocka_unit_test(test_acl_user),
-        cmocka_unit_test(test_demoted),
-        cmocka_unit_test(test_password),  cmocka_unit_test(test_no_such_master),
-        cmocka_unit_test(test_failover),
+        cmocka_unit_test(test_urls),           cmocka_unit_test(test_acl_user),
+        cmocka_unit_test(test_demoted),        cmocka_unit_test(test_password),
+        cmocka_unit_test(test_no_such_master), cmocka_unit_test(test_failover),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -59,8 +59,8 @@ static int sink_init(mx_actor_t *self, void *arg, void **state)
     return 0;
 }
 
-static const struct mx_behaviour sink_beh = {.name = "sink", .init = sink_init,
-                                             .receive = sink_recv};
+static const struct mx_behaviour sink_beh = {
+    .name = "sink", .init = sink_init, .receive = sink_recv};
 
 struct node {
     mx_system_t *sys;
@@ -75,8 +75,8 @@ static void node_start(struct node *n, const char *name, const struct mx_remote_
     memset(n, 0, sizeof(*n));
     struct mx_system_opts o = {.node_name = name, .schedulers = 1, .offload_threads = 1};
     assert_int_equal(mx_system_start(&o, &n->sys), 0);
-    struct mx_remote_opts ro = {.listen_url = "tcp://127.0.0.1:0", .reconn_min_ms = 20,
-                                .reconn_max_ms = 200};
+    struct mx_remote_opts ro = {
+        .listen_url = "tcp://127.0.0.1:0", .reconn_min_ms = 20, .reconn_max_ms = 200};
     if (ropts)
         ro = *ropts;
     if (!ro.recv_max)
@@ -108,8 +108,8 @@ static struct mx_msg *kv_msg_from(uint64_t sender, uint64_t seq, size_t blob)
     static uint8_t *zeros;
     if (!zeros)
         zeros = calloc(1, MX_ENV_MAX_BODY);
-    struct mx_m_test_kv kv = {.sender = sender, .seq = seq, .text = MX_STR("batch"),
-                              .blob = {(const char *)zeros, blob}};
+    struct mx_m_test_kv kv = {
+        .sender = sender, .seq = seq, .text = MX_STR("batch"), .blob = {(const char *)zeros, blob}};
     struct mx_msg *m;
     assert_int_equal(mx_msg_encode(MX_T_test_kv, &kv, &m), 0);
     return m;
@@ -232,8 +232,10 @@ static void *blast(void *arg)
 
 static void test_concurrent_senders(void **unused)
 {
-    struct mx_remote_opts ro = {.listen_url = "tcp://127.0.0.1:0", .sendbuf = 512,
-                                .reconn_min_ms = 20, .reconn_max_ms = 200};
+    struct mx_remote_opts ro = {.listen_url = "tcp://127.0.0.1:0",
+                                .sendbuf = 512,
+                                .reconn_min_ms = 20,
+                                .reconn_max_ms = 200};
     struct node a, b;
     node_start(&a, "a", &ro);
     node_start(&b, "b", &ro);
@@ -443,11 +445,10 @@ static void test_hostile_batches(void **unused)
     put32(f + 88, 100u << 20);
     bb_frame(&x, f, fl);
     want[MX_RDROP_TOO_BIG]++;
-    bb_frame(&x, f, frame(f, MX_T_test_kv, (struct mx_addr){bid, 0}, "sink", body,
-                          (uint32_t)bl - 1));
+    bb_frame(&x, f,
+             frame(f, MX_T_test_kv, (struct mx_addr){bid, 0}, "sink", body, (uint32_t)bl - 1));
     want[MX_RDROP_BAD_BODY]++;
-    bb_frame(&x, f, frame(f, MX_T_test_kv, (struct mx_addr){bid, 0}, "nobody", body,
-                          (uint32_t)bl));
+    bb_frame(&x, f, frame(f, MX_T_test_kv, (struct mx_addr){bid, 0}, "nobody", body, (uint32_t)bl));
     want[MX_RDROP_UNKNOWN_RECEIVER]++;
     /* a batch nested inside a batch is not a frame */
     struct bb inner;
@@ -491,9 +492,12 @@ static void test_hostile_batches(void **unused)
 
 static void test_queue_bound(void **unused)
 {
-    struct mx_remote_opts ro = {.listen_url = "tcp://127.0.0.1:0", .sendbuf = 10,
-                                .sendbuf_bytes = 4096, .connect_grace_ms = 20000,
-                                .reconn_min_ms = 1000, .reconn_max_ms = 1000};
+    struct mx_remote_opts ro = {.listen_url = "tcp://127.0.0.1:0",
+                                .sendbuf = 10,
+                                .sendbuf_bytes = 4096,
+                                .connect_grace_ms = 20000,
+                                .reconn_min_ms = 1000,
+                                .reconn_max_ms = 1000};
     struct node a;
     node_start(&a, "a", &ro);
     /* a peer that never answers: a port nobody listens on any more */

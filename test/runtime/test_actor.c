@@ -16,8 +16,8 @@
 static mx_system_t *start(int nsched)
 {
     mx_system_t *sys;
-    struct mx_system_opts o = {.node_name = "test", .schedulers = nsched, .offload_queue = 4,
-                               .offload_threads = 1};
+    struct mx_system_opts o = {
+        .node_name = "test", .schedulers = nsched, .offload_queue = 4, .offload_threads = 1};
     assert_int_equal(mx_system_start(&o, &sys), 0);
     return sys;
 }

@@ -85,9 +85,17 @@ static void test_good_values(void **st)
 {
     struct mx_config c;
     char err[512];
-    char *a[] = {"prog", "--t-redis", "redis://:pw@127.0.0.1:6380/2", "--t-mysql",
-                 "mysql://mx:pw@127.0.0.1:3306/mx", "--t-cidrs", "10.0.0.0/8, ::1,192.168.1.1",
-                 "--t-addr", "[::1]:80", "--t-nng", "ipc:///tmp/mx.sock"};
+    char *a[] = {"prog",
+                 "--t-redis",
+                 "redis://:pw@127.0.0.1:6380/2",
+                 "--t-mysql",
+                 "mysql://mx:pw@127.0.0.1:3306/mx",
+                 "--t-cidrs",
+                 "10.0.0.0/8, ::1,192.168.1.1",
+                 "--t-addr",
+                 "[::1]:80",
+                 "--t-nng",
+                 "ipc:///tmp/mx.sock"};
     if (load(11, a, &c, err) != 0)
         fail_msg("%s", err);
     mx_config_fini(&c);

@@ -27,9 +27,8 @@ static void test_shapes(void **st)
     mx_jsonw_kstr(&w, "ctl", "\x01");
     mx_jsonw_obj_close(&w);
     assert_int_equal(w.err, 0);
-    assert_string_equal(w.buf,
-                        "{\"a\":\"x\\\"y\\\\z\\n\",\"b\":-5,\"c\":[0.1,null,true,null],"
-                        "\"ctl\":\"\\u0001\"}");
+    assert_string_equal(w.buf, "{\"a\":\"x\\\"y\\\\z\\n\",\"b\":-5,\"c\":[0.1,null,true,null],"
+                               "\"ctl\":\"\\u0001\"}");
     mx_jsonw_fini(&w);
 }
 
@@ -38,7 +37,8 @@ static void test_invalid_utf8(void **st)
     struct mx_jsonw w;
     mx_jsonw_init(&w, 1024);
     mx_jsonw_strn(&w, "a\xff\xc3(b\xed\xa0\x80", 8); /* bad byte, bad pair, surrogate */
-    assert_string_equal(w.buf, "\"a\xef\xbf\xbd\xef\xbf\xbd(b\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"");
+    assert_string_equal(w.buf,
+                        "\"a\xef\xbf\xbd\xef\xbf\xbd(b\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"");
     mx_jsonw_reset(&w);
     mx_jsonw_str(&w, "메이플");
     assert_string_equal(w.buf, "\"메이플\"");

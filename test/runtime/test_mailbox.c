@@ -23,7 +23,7 @@ struct sink {
     uint64_t next[MAXSENDERS]; /* receiver thread only */
     sem_t *block;              /* when set, the first message waits on it */
     _Atomic int blocked;
-    uint64_t seen[64];         /* first seqs handled (overflow tests) */
+    uint64_t seen[64]; /* first seqs handled (overflow tests) */
     _Atomic uint64_t nseen;
 };
 

@@ -15,8 +15,12 @@
 
 static size_t encode_kv(uint8_t *buf, size_t cap)
 {
-    struct mx_m_test_kv kv = {.sender = 7, .seq = 123456789012ull, .delta = -42, .ratio = 0.25,
-                              .flag = true, .text = MX_STR("hello, 세계"),
+    struct mx_m_test_kv kv = {.sender = 7,
+                              .seq = 123456789012ull,
+                              .delta = -42,
+                              .ratio = 0.25,
+                              .flag = true,
+                              .text = MX_STR("hello, 세계"),
                               .blob = {"\x00\x01\x02", 3}};
     size_t len;
     assert_int_equal(mx_m_test_kv_encode(&kv, buf, cap, &len), 0);
@@ -207,8 +211,12 @@ static size_t make_frame(uint8_t *frame, const struct mx_env *env, const char *n
 
 static void test_envelope(void **st)
 {
-    struct mx_env env = {.type = MX_T_test_echo, .flags = MX_ENVF_REQUEST | MX_ENVF_NAMED,
-                         .from = {1, 2}, .to = {3, 0}, .corr = 99, .deadline_ms = 1234,
+    struct mx_env env = {.type = MX_T_test_echo,
+                         .flags = MX_ENVF_REQUEST | MX_ENVF_NAMED,
+                         .from = {1, 2},
+                         .to = {3, 0},
+                         .corr = 99,
+                         .deadline_ms = 1234,
                          .epoch = 5};
     memset(env.trace_id, 0xab, 16);
     uint8_t body[64], frame[512];
@@ -296,9 +304,8 @@ static void test_other_encodings(void **st)
 {
     struct mx_m_test_kv out;
     /* [int64 7, uint8 200, uint64 5, float32 0.5, true, "", bin ""] */
-    const uint8_t ok[] = {0x97, 0xd3, 0, 0, 0, 0, 0, 0, 0, 7, 0xcc, 200,
-                          0xcf, 0, 0, 0, 0, 0, 0, 0, 5, 0xca, 0x3f, 0, 0, 0,
-                          0xc3, 0xa0, 0xc4, 0};
+    const uint8_t ok[] = {0x97, 0xd3, 0, 0, 0, 0, 0,    0,    0, 7, 0xcc, 200,  0xcf, 0,    0,
+                          0,    0,    0, 0, 0, 5, 0xca, 0x3f, 0, 0, 0,    0xc3, 0xa0, 0xc4, 0};
     assert_int_equal(mx_m_test_kv_decode(ok, sizeof(ok), &out), 0);
     assert_int_equal(out.sender, 7);
     assert_int_equal(out.seq, 200);
@@ -314,8 +321,8 @@ static void test_other_encodings(void **st)
     memcpy(big + 12, two63, sizeof(two63));
     assert_int_equal(mx_m_test_kv_decode(big, sizeof(big), &out), MX_EDECODE);
     /* sender (U64) = int8 -1 */
-    const uint8_t neg[] = {0x97, 0xd0, 0xff, 0xcc, 200, 0x05, 0xca, 0x3f, 0, 0, 0,
-                           0xc3, 0xa0, 0xc4, 0};
+    const uint8_t neg[] = {0x97, 0xd0, 0xff, 0xcc, 200,  0x05, 0xca, 0x3f,
+                           0,    0,    0,    0xc3, 0xa0, 0xc4, 0};
     assert_int_equal(mx_m_test_kv_decode(neg, sizeof(neg), &out), MX_EDECODE);
     /* a string for a bin field, and a bin for a string field */
     const uint8_t swapped[] = {0x97, 1, 2, 3, 0xca, 0x3f, 0, 0, 0, 0xc3, 0xc4, 0, 0xa0};
@@ -327,17 +334,22 @@ static void test_other_encodings(void **st)
  * upgrade) must agree on the wire. */
 static void test_same_bytes_as_msgpack_c(void **st)
 {
-    static const uint64_t us[] = {0, 127, 128, 255, 256, 65535, 65536, 4294967295ull,
-                                  4294967296ull, UINT64_MAX};
-    static const int64_t is[] = {0, 5, -1, -32, -33, -128, -129, -32768, -32769, INT64_MIN, INT64_MAX};
+    static const uint64_t us[] = {0,     127,   128,           255,           256,
+                                  65535, 65536, 4294967295ull, 4294967296ull, UINT64_MAX};
+    static const int64_t is[] = {0,    5,      -1,     -32,       -33,      -128,
+                                 -129, -32768, -32769, INT64_MIN, INT64_MAX};
     static const uint32_t lens[] = {0, 31, 32, 255, 256, 65535, 65536};
     static char text[65536];
     memset(text, 'x', sizeof(text));
     for (size_t k = 0; k < 11; k++) {
         uint32_t n = lens[k % 7];
-        struct mx_m_test_kv kv = {.sender = us[k % 10], .seq = us[(k + 3) % 10], .delta = is[k],
-                                  .ratio = -1.5 * (double)k, .flag = k & 1,
-                                  .text = {text, n}, .blob = {text, lens[(k + 2) % 7]}};
+        struct mx_m_test_kv kv = {.sender = us[k % 10],
+                                  .seq = us[(k + 3) % 10],
+                                  .delta = is[k],
+                                  .ratio = -1.5 * (double)k,
+                                  .flag = k & 1,
+                                  .text = {text, n},
+                                  .blob = {text, lens[(k + 2) % 7]}};
         size_t cap = 2 * 65536 + 256, len;
         uint8_t *ours = malloc(cap);
         assert_non_null(ours);
@@ -370,12 +382,11 @@ static void test_same_bytes_as_msgpack_c(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_roundtrip),      cmocka_unit_test(test_encode_too_small),
-        cmocka_unit_test(test_truncated),      cmocka_unit_test(test_wrong_types),
+        cmocka_unit_test(test_roundtrip),        cmocka_unit_test(test_encode_too_small),
+        cmocka_unit_test(test_truncated),        cmocka_unit_test(test_wrong_types),
         cmocka_unit_test(test_lengths_past_end), cmocka_unit_test(test_random_bodies),
-        cmocka_unit_test(test_envelope),       cmocka_unit_test(test_to_json),
-        cmocka_unit_test(test_other_encodings),
-        cmocka_unit_test(test_same_bytes_as_msgpack_c),
+        cmocka_unit_test(test_envelope),         cmocka_unit_test(test_to_json),
+        cmocka_unit_test(test_other_encodings),  cmocka_unit_test(test_same_bytes_as_msgpack_c),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -117,7 +117,8 @@ static int setup(void **st)
         snprintf(body, sizeof body, "{\"apiKey\":\"%.31s\",\"userIgn\":\"%.71s\"}", U[u].key,
                  U[u].ign);
         long s = lc_req(h, N[u % NNODES].http_port, "POST", "/auth/login", NULL, body, &ans);
-        int ok = s == 200 && ans && json_str(ans, "accessToken", U[u].token, sizeof U[u].token) == 0;
+        int ok =
+            s == 200 && ans && json_str(ans, "accessToken", U[u].token, sizeof U[u].token) == 0;
         free(ans);
         if (!ok) {
             fprintf(stderr, "login of user %d failed: %ld\n", u, s);
@@ -129,15 +130,16 @@ static int setup(void **st)
 
     g_lb = haproxyd_free_port();
     char cfg[4096];
-    int len = snprintf(cfg, sizeof cfg,
-                       "global\n  maxconn 2000\ndefaults\n  mode tcp\n  timeout connect 1s\n"
-                       "  timeout client 30s\n  timeout server 30s\n  retries 3\n"
-                       "  option redispatch\nfrontend api\n  bind 127.0.0.1:%d\n"
-                       "  default_backend mx\nbackend mx\n  balance roundrobin\n"
-                       "  option httpchk GET /actuator/health/readiness\n"
-                       "  http-check expect status 200\n"
-                       "  default-server inter 100ms fall 2 rise 2 send-proxy-v2 check-send-proxy\n",
-                       g_lb);
+    int len =
+        snprintf(cfg, sizeof cfg,
+                 "global\n  maxconn 2000\ndefaults\n  mode tcp\n  timeout connect 1s\n"
+                 "  timeout client 30s\n  timeout server 30s\n  retries 3\n"
+                 "  option redispatch\nfrontend api\n  bind 127.0.0.1:%d\n"
+                 "  default_backend mx\nbackend mx\n  balance roundrobin\n"
+                 "  option httpchk GET /actuator/health/readiness\n"
+                 "  http-check expect status 200\n"
+                 "  default-server inter 100ms fall 2 rise 2 send-proxy-v2 check-send-proxy\n",
+                 g_lb);
     for (int i = 0; i < NNODES; i++)
         len += snprintf(cfg + len, sizeof cfg - (size_t)len, "  server rl%d 127.0.0.1:%d check\n",
                         i, g_port[i]);

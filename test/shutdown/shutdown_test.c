@@ -130,9 +130,16 @@ static bool member_is(const struct node *n, const char *name, const char *want)
 static void test_drain_undrain(void **st)
 {
     struct node a;
-    const char *env[] = {g_base, g_redis_env, "MX_NODE_NAME=dr-a", "MX_RATE_LIMIT=0", "MX_CLUSTER=sd1",
-                         "MX_DRAIN_GRACE_MS=500", "MX_MEMBER_REFRESH_MS=100",
-                         "MX_MEMBER_TTL_MS=2000", "MX_LOG_LEVEL=info", NULL};
+    const char *env[] = {g_base,
+                         g_redis_env,
+                         "MX_NODE_NAME=dr-a",
+                         "MX_RATE_LIMIT=0",
+                         "MX_CLUSTER=sd1",
+                         "MX_DRAIN_GRACE_MS=500",
+                         "MX_MEMBER_REFRESH_MS=100",
+                         "MX_MEMBER_TTL_MS=2000",
+                         "MX_LOG_LEVEL=info",
+                         NULL};
     assert_int_equal(node_start(&a, env), 0);
     assert_true(TU_WAIT_UNTIL(member_is(&a, "dr-a", "up"), 5000));
     assert_int_equal(status_of(a.http_port, "/actuator/health/readiness"), 200);
@@ -151,8 +158,8 @@ static void test_drain_undrain(void **st)
     }
     assert_int_equal(mxctl(&a, "stats", out, sizeof out), 0);
     assert_non_null(strstr(out, "draining"));
-    assert_true(TU_WAIT_UNTIL(node_log(&a, g_log, LOG_CAP) && strstr(g_log, "drained: phases 1-4 done"),
-                              3000));
+    assert_true(TU_WAIT_UNTIL(
+        node_log(&a, g_log, LOG_CAP) && strstr(g_log, "drained: phases 1-4 done"), 3000));
     assert_null(strstr(g_log, "phase 5/7"));
 
     /* undrain: listening again, readiness 200, members up */
@@ -185,10 +192,12 @@ static int mxctl_cluster(const char *name, const char *args, char *out, size_t c
 static void test_mxctl_cluster(void **st)
 {
     struct node a, b;
-    const char *env_a[] = {g_base, g_redis_env, "MX_NODE_NAME=cl-a", "MX_CLUSTER=sd5",
-                           "MX_MEMBER_REFRESH_MS=100", NULL};
-    const char *env_b[] = {g_base, g_redis_env, "MX_NODE_NAME=cl-b", "MX_CLUSTER=sd5",
-                           "MX_MEMBER_REFRESH_MS=100", NULL};
+    const char *env_a[] = {
+        g_base, g_redis_env, "MX_NODE_NAME=cl-a", "MX_CLUSTER=sd5", "MX_MEMBER_REFRESH_MS=100",
+        NULL};
+    const char *env_b[] = {
+        g_base, g_redis_env, "MX_NODE_NAME=cl-b", "MX_CLUSTER=sd5", "MX_MEMBER_REFRESH_MS=100",
+        NULL};
     assert_int_equal(node_start(&a, env_a), 0);
     assert_int_equal(node_start(&b, env_b), 0);
     assert_true(TU_WAIT_UNTIL(member_is(&a, "cl-b", "up") && member_is(&b, "cl-a", "up"), 5000));
@@ -227,8 +236,8 @@ static int start_haproxy(int lb_port, const int *ports, int n)
                        "  default-server inter 100ms fall 2 rise 2\n",
                        lb_port);
     for (int i = 0; i < n; i++)
-        len += snprintf(cfg + len, sizeof cfg - (size_t)len, "  server n%d 127.0.0.1:%d check\n",
-                        i, ports[i]);
+        len += snprintf(cfg + len, sizeof cfg - (size_t)len, "  server n%d 127.0.0.1:%d check\n", i,
+                        ports[i]);
     g_haproxy = haproxyd_start(g_dir, cfg);
     if (g_haproxy < 0)
         return -1;
@@ -272,7 +281,8 @@ static void *load_main(void *arg)
 static int ka_connect(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
         close(fd);
@@ -351,10 +361,17 @@ static void test_sigterm_under_load(void **st)
         fail();
     }
     struct node a, b;
-    const char *env_a[] = {g_base, g_redis_env, "MX_NODE_NAME=ld-a", "MX_RATE_LIMIT=0", "MX_CLUSTER=sd2",
-                           "MX_DRAIN_GRACE_MS=1000", "MX_SHUTDOWN_TIMEOUT_MS=8000",
-                           "MX_LOG_LEVEL=info", NULL};
-    const char *env_b[] = {g_base, g_redis_env, "MX_NODE_NAME=ld-b", "MX_RATE_LIMIT=0", "MX_CLUSTER=sd2", NULL};
+    const char *env_a[] = {g_base,
+                           g_redis_env,
+                           "MX_NODE_NAME=ld-a",
+                           "MX_RATE_LIMIT=0",
+                           "MX_CLUSTER=sd2",
+                           "MX_DRAIN_GRACE_MS=1000",
+                           "MX_SHUTDOWN_TIMEOUT_MS=8000",
+                           "MX_LOG_LEVEL=info",
+                           NULL};
+    const char *env_b[] = {g_base,           g_redis_env, "MX_NODE_NAME=ld-b", "MX_RATE_LIMIT=0",
+                           "MX_CLUSTER=sd2", NULL};
     assert_int_equal(node_start(&a, env_a), 0);
     assert_int_equal(node_start(&b, env_b), 0);
     int lb = haproxyd_free_port();
@@ -458,10 +475,18 @@ static bool waiting_on_latch(const struct node *n)
 static void test_upstream_hang_latch(void **st)
 {
     struct node a, b;
-    const char *env_a[] = {g_base, g_redis_env, "MX_NODE_NAME=up-a", "MX_RATE_LIMIT=0", "MX_CLUSTER=sd3",
-                           "MX_DRAIN_GRACE_MS=300", "MX_SHUTDOWN_TIMEOUT_MS=3000",
-                           "MX_FETCH_TIMEOUT_MS=60000", "MX_LOG_LEVEL=info", NULL};
-    const char *env_b[] = {g_base, g_redis_env, "MX_NODE_NAME=up-b", "MX_RATE_LIMIT=0", "MX_CLUSTER=sd3", NULL};
+    const char *env_a[] = {g_base,
+                           g_redis_env,
+                           "MX_NODE_NAME=up-a",
+                           "MX_RATE_LIMIT=0",
+                           "MX_CLUSTER=sd3",
+                           "MX_DRAIN_GRACE_MS=300",
+                           "MX_SHUTDOWN_TIMEOUT_MS=3000",
+                           "MX_FETCH_TIMEOUT_MS=60000",
+                           "MX_LOG_LEVEL=info",
+                           NULL};
+    const char *env_b[] = {g_base,           g_redis_env, "MX_NODE_NAME=up-b", "MX_RATE_LIMIT=0",
+                           "MX_CLUSTER=sd3", NULL};
     assert_int_equal(node_start(&a, env_a), 0);
     assert_int_equal(node_start(&b, env_b), 0);
 
@@ -523,8 +548,8 @@ static int my_start(void)
 static long long count_like(const char *prefix)
 {
     char sql[256];
-    snprintf(sql, sizeof sql,
-             "SELECT COUNT(*) FROM mx.game_character WHERE user_ign LIKE '%s%%'", prefix);
+    snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM mx.game_character WHERE user_ign LIKE '%s%%'",
+             prefix);
     return mysqld_root_int(&g_my, sql);
 }
 
@@ -541,8 +566,14 @@ static void test_mysql_down_spooled(void **st)
     snprintf(my_env, sizeof my_env, "MX_MYSQL_URL=%s", g_my.url);
     snprintf(spool, sizeof spool, "%s/spool-down.log", g_dir);
     snprintf(spool_env, sizeof spool_env, "MX_SPOOL_PATH=%s", spool);
-    const char *env[] = {g_base, my_env, spool_env, "MX_NODE_NAME=my-a", "MX_RATE_LIMIT=0", "MX_REGISTRY=0",
-                         "MX_LOG_LEVEL=info", NULL};
+    const char *env[] = {g_base,
+                         my_env,
+                         spool_env,
+                         "MX_NODE_NAME=my-a",
+                         "MX_RATE_LIMIT=0",
+                         "MX_REGISTRY=0",
+                         "MX_LOG_LEVEL=info",
+                         NULL};
     struct node a;
     assert_int_equal(node_start(&a, env), 0);
     /* the schema is there: MariaDB was up at start */
@@ -606,9 +637,17 @@ static void test_deadline_cut_spools(void **st)
     snprintf(my_env, sizeof my_env, "MX_MYSQL_URL=%s", g_my.url);
     snprintf(spool, sizeof spool, "%s/spool-cut.log", g_dir);
     snprintf(spool_env, sizeof spool_env, "MX_SPOOL_PATH=%s", spool);
-    const char *env[] = {g_base, my_env, spool_env, "MX_NODE_NAME=my-b", "MX_RATE_LIMIT=0",
-                         "MX_REGISTRY=0", "MX_LOG_LEVEL=info", "MX_MYSQL_POOL=1",
-                         "MX_DRAIN_GRACE_MS=0", "MX_SHUTDOWN_TIMEOUT_MS=2000", NULL};
+    const char *env[] = {g_base,
+                         my_env,
+                         spool_env,
+                         "MX_NODE_NAME=my-b",
+                         "MX_RATE_LIMIT=0",
+                         "MX_REGISTRY=0",
+                         "MX_LOG_LEVEL=info",
+                         "MX_MYSQL_POOL=1",
+                         "MX_DRAIN_GRACE_MS=0",
+                         "MX_SHUTDOWN_TIMEOUT_MS=2000",
+                         NULL};
     struct node a;
     assert_int_equal(node_start(&a, env), 0);
     MYSQL *lock = lock_characters();
@@ -666,12 +705,9 @@ int main(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_drain_undrain),
-        cmocka_unit_test(test_mxctl_cluster),
-        cmocka_unit_test(test_sigterm_under_load),
-        cmocka_unit_test(test_upstream_hang_latch),
-        cmocka_unit_test(test_mysql_down_spooled),
-        cmocka_unit_test(test_deadline_cut_spools),
+        cmocka_unit_test(test_drain_undrain),      cmocka_unit_test(test_mxctl_cluster),
+        cmocka_unit_test(test_sigterm_under_load), cmocka_unit_test(test_upstream_hang_latch),
+        cmocka_unit_test(test_mysql_down_spooled), cmocka_unit_test(test_deadline_cut_spools),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     curl_global_cleanup();
