@@ -851,10 +851,5 @@ int main(void)
         cmocka_unit_test(test_pipe_limit),
         cmocka_unit_test(test_idle_timeout),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    /* nng frees closed sockets' dialers and pipes on its reaper thread,
-     * later; nng_fini waits for that, so LeakSanitizer does not report
-     * objects nng was still about to free when the process exits */
-    nng_fini();
-    return rc;
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }
