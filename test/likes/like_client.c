@@ -177,3 +177,26 @@ char *lc_escape(const char *s)
     curl_free(e);
     return out;
 }
+
+/* one integer reply of c, or -1 */
+static long long int_reply(redisContext *c, const char *fmt, int part)
+{
+    redisReply *r = redisCommand(c, fmt, part);
+    long long v = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    if (r)
+        freeReplyObject(r);
+    return v;
+}
+
+long long lc_pending_work(redisContext *c)
+{
+    long long sum = 0;
+    for (int k = 0; c && k < 16; k++) {
+        long long d = int_reply(c, "ZCARD mx:mx:{lk%d}:d", k);
+        long long j = d < 0 ? -1 : int_reply(c, "EXISTS mx:mx:{lk%d}:jid", k);
+        if (j < 0)
+            return -1;
+        sum += d + j;
+    }
+    return c ? sum : -1;
+}

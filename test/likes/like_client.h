@@ -5,6 +5,7 @@
 #define LIKE_CLIENT_H
 
 #include <curl/curl.h>
+#include <hiredis/hiredis.h>
 #include <stddef.h>
 
 #include "../stub/stub_harness.h"
@@ -49,5 +50,10 @@ long lc_req(CURL *h, int port, const char *method, const char *path, const char 
 
 /* lc_escape - s percent-encoded for a path (malloc'd). */
 char *lc_escape(const char *s);
+
+/* lc_pending_work - the like pairs still pending plus the open journals,
+ * over every partition, asked on the connection c (docs/likes.md keys);
+ * -1 when c gives no answer. */
+long long lc_pending_work(redisContext *c);
 
 #endif

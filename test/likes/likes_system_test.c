@@ -267,32 +267,15 @@ static redisReply *rcmd(const char *fmt, ...)
         (cond);                                                                                    \
     })
 
-/* Pending pairs and open journals over every partition (-1: Redis away). */
+/* Pending pairs and open journals over every partition (-1: Redis away);
+ * the PING reconnects g_rc when Redis was restarted. */
 static long long pending_work(void)
 {
-    long long sum = 0;
-    for (int k = 0; k < 16; k++) {
-        char key[96];
-        snprintf(key, sizeof key, "mx:mx:{lk%d}:d", k);
-        redisReply *r = rcmd("ZCARD %s", key);
-        if (!r || r->type != REDIS_REPLY_INTEGER) {
-            if (r)
-                freeReplyObject(r);
-            return -1;
-        }
-        sum += r->integer;
-        freeReplyObject(r);
-        snprintf(key, sizeof key, "mx:mx:{lk%d}:jid", k);
-        r = rcmd("EXISTS %s", key);
-        if (!r || r->type != REDIS_REPLY_INTEGER) {
-            if (r)
-                freeReplyObject(r);
-            return -1;
-        }
-        sum += r->integer;
-        freeReplyObject(r);
-    }
-    return sum;
+    redisReply *r = rcmd("PING");
+    if (!r)
+        return -1;
+    freeReplyObject(r);
+    return lc_pending_work(g_rc);
 }
 
 /* An open journal's partition and batch id; -1 when none. */

@@ -223,28 +223,16 @@ static void *load_main(void *arg)
     return NULL;
 }
 
+/* Pending pairs and open journals (-1: Redis away), on one kept connection
+ * (the PING reconnects it when it broke). */
 static long long pending_work(void)
 {
-    long long sum = 0;
-    for (int k = 0; k < 16; k++) {
-        redisReply *r = redisd_cmd(&R, "ZCARD mx:mx:{lk%d}:d", k);
-        if (!r || r->type != REDIS_REPLY_INTEGER) {
-            if (r)
-                freeReplyObject(r);
-            return -1;
-        }
-        sum += r->integer;
-        freeReplyObject(r);
-        r = redisd_cmd(&R, "EXISTS mx:mx:{lk%d}:jid", k);
-        if (!r || r->type != REDIS_REPLY_INTEGER) {
-            if (r)
-                freeReplyObject(r);
-            return -1;
-        }
-        sum += r->integer;
-        freeReplyObject(r);
-    }
-    return sum;
+    static redisContext *c;
+    redisReply *r = redisd_kept_cmd(&c, &R, "PING");
+    if (!r)
+        return -1;
+    freeReplyObject(r);
+    return lc_pending_work(c);
 }
 
 static int row_count(void *ctx, const struct mx_sql_val *cols, size_t n)
