@@ -2,7 +2,7 @@
  * cluster (--cluster, member list from Redis) over nng req/rep and prints
  * tables for people or JSON for scripts (--json).
  *
- * Requests and answers are msgpack maps (see runtime/mx_admin.h); answers
+ * Requests and answers are msgpack maps (see runtime/cluster/mx_admin.h); answers
  * are validated with mx_proto_validate before msgpack-c unpacks them, and
  * converted to JSON with the bounded JSON writer. Exit codes: 0 success, 1 a
  * node did not answer in time, 2 usage error, 3 a node answered with an

@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "mx_actor.h"
-#include "mx_app.h"
+#include "mx_api.h"
 #include "mx_config.h"
 #include "mx_cube.h"
 #include "mx_err.h"
@@ -32,7 +32,7 @@
 #include "mx_mysql.h"
 #include "mx_schema.h"
 #include "mx_shutdown.h"
-#include "mx_svc.h"
+#include "mx_cache.h"
 #include "mxnode_parts.h"
 #include "mxnode_settings.h"
 

@@ -1,8 +1,8 @@
 /* mxnode_cluster.c - mxnode's cluster membership and singletons.
  *
- * Joins the Redis registry (runtime/mx_registry.h) with the addresses the
+ * Joins the Redis registry (runtime/cluster/mx_registry.h) with the addresses the
  * node really bound, declares the singletons (mysql-health when MySQL is
- * configured) on the lease manager (runtime/mx_lease.h), and gives the
+ * configured) on the lease manager (runtime/cluster/mx_lease.h), and gives the
  * admin endpoint its members/leases providers and a "cluster" stats
  * section. On SIGTERM the node hands its singletons over first (release +
  * publish, so another node takes over at once) and advertises "draining".

@@ -11,7 +11,7 @@
 #include "mx_fetch.h"
 #include "mx_health.h"
 #include "mx_log.h"
-#include "mx_svc.h"
+#include "mx_cache.h"
 #include "mxnode_parts.h"
 
 static mx_mysql_t *g_pool; /* for mxnode_mysql_up */

@@ -1,6 +1,6 @@
 /* mx_config.c - table-driven settings from flags, environment, defaults. */
 #include "mx_config.h"
-#include "mx_redis.h"
+#include "mx_url.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>

@@ -34,7 +34,7 @@
 #include <stdint.h>
 
 #include "mx_actor.h"
-#include "mx_app.h"
+#include "mx_api.h"
 #include "mx_lease.h"
 #include "mx_mysql.h"
 

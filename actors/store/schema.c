@@ -46,11 +46,7 @@ static const char *const m1[] = {
     " created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),"
     " UNIQUE KEY uk_character_like_pair (target_ocid, liker_account_id),"
     " KEY ix_character_like_liker (liker_account_id))" TBL,
-    "CREATE TABLE IF NOT EXISTS fence ("
-    " name VARCHAR(128) NOT NULL PRIMARY KEY,"
-    " epoch BIGINT NOT NULL DEFAULT 0,"
-    " updated_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)"
-    "  ON UPDATE CURRENT_TIMESTAMP(3))" TBL,
+    MX_MYSQL_FENCE_DDL TBL, /* the runtime's fenced writes (mx_mysql.h) */
     NULL};
 
 static const char *const m2[] = {

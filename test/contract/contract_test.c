@@ -9,7 +9,7 @@
  * response schema (which forbids members it does not list) and the
  * documented headers present. An operation of the document that no answer
  * exercised fails the test too, and so does a route of the node's table
- * (actors/app/app_routes.c) the document lacks, so the document and the
+ * (actors/api/app_routes.c) the document lacks, so the document and the
  * routes cannot drift apart in either direction.
  *
  * Upstream failure and the rate limit are provoked too (mxstub's failure
@@ -405,7 +405,7 @@ static void test_contract(void **st)
     assert_non_null(src);
     char cmd[1200];
     snprintf(cmd, sizeof cmd,
-             "%s %s/test/contract/validate.py %s/docs/openapi.yaml %s %s/actors/app/app_routes.c",
+             "%s %s/test/contract/validate.py %s/docs/openapi.yaml %s %s/actors/api/app_routes.c",
              py, src, src, g_out_path, src);
     int rc = system(cmd);
     assert_true(WIFEXITED(rc));

@@ -12,7 +12,7 @@ name: value},"body": text}. For each answer:
   - the response's documented headers marked required must be present, and
     so must the document's top-level x-mx-common-headers.
 Finally every operation of the document must have been exercised once, and
-(with ROUTES.c, actors/app/app_routes.c) every route in the node's route
+(with ROUTES.c, actors/api/app_routes.c) every route in the node's route
 table must be in the document, exercised or not.
 Exit status 0 when all holds, 1 with a list of the failures otherwise.
 """

@@ -28,7 +28,7 @@
 #include "mx_jsonw.h"
 #include "mx_log.h"
 #include "mx_proto.h"
-#include "mx_svc.h"
+#include "mx_cache.h"
 
 /* ---- equipment (v2, v3) ---- */
 

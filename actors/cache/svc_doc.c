@@ -13,7 +13,7 @@
 #include "mx_err.h"
 #include "mx_jsonw.h"
 #include "mx_log.h"
-#include "mx_svc.h"
+#include "mx_cache.h"
 #include "svc_int.h"
 
 static void *xmalloc(size_t n)

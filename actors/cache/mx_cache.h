@@ -1,4 +1,4 @@
-/* mx_svc.h - the expectation service: cache shards that answer
+/* mx_cache.h - the expectation service: cache shards that answer
  * "expectation document of IGN" and "character record of IGN" from their
  * L1, from L2 Redis, or load them through L3 MySQL, the fetcher (ocid, then
  * item-equipment or basic) and the calculator (offloaded: parse + build +
@@ -17,8 +17,8 @@
  * the notice, so waiters elsewhere load at once) and any it takes later,
  * replying svc_latches_rep once Redis answered; op 0 undoes it.
  */
-#ifndef MX_SVC_H
-#define MX_SVC_H
+#ifndef MX_CACHE_H
+#define MX_CACHE_H
 
 #include <stdatomic.h>
 #include <stdbool.h>

@@ -5,7 +5,7 @@
 
 #include "mx_mysql.h"
 #include "mx_spool.h"
-#include "mx_svc.h"
+#include "mx_cache.h"
 
 /* ---- the L2 value frame (docs/expectation-service.md) ----
  *   0  4  magic "MXC1"

@@ -45,6 +45,8 @@
 
 #include <hiredis/hiredis.h>
 
+#include "mx_url.h"
+
 struct uv_loop_s;
 typedef struct mx_redis mx_redis_t;
 typedef struct mx_redis_script mx_redis_script_t;
@@ -61,11 +63,9 @@ typedef void (*mx_redis_close_cb)(mx_redis_t *r, void *arg);
 typedef void (*mx_redis_msg_cb)(mx_redis_t *r, const char *channel, const char *data, size_t len,
                                 const char *pattern, void *arg);
 
-#define MX_REDIS_URL_MAX 512    /* bytes, whole URL */
-#define MX_REDIS_MAX_SCRIPTS 64 /* registered scripts per client */
-#define MX_REDIS_MAX_SUBS 1024  /* channels + patterns per subscriber */
-#define MX_REDIS_MAX_ARGS 1024  /* arguments per argv command */
-#define MX_REDIS_MAX_SENTINELS 16
+#define MX_REDIS_MAX_SCRIPTS 64     /* registered scripts per client */
+#define MX_REDIS_MAX_SUBS 1024      /* channels + patterns per subscriber */
+#define MX_REDIS_MAX_ARGS 1024      /* arguments per argv command */
 #define MX_REDIS_MAX_FOLLOWERS 4096 /* clients per sentinel URL and process */
 
 struct mx_redis_opts {
@@ -108,32 +108,6 @@ struct mx_redis_stats {
     uint32_t replicas; /* listed by the master in ROLE at the last connect */
     char master[272];  /* host:port in use (or being tried); "" before the first */
 };
-
-/* A parsed redis-sentinel:// URL. */
-struct mx_redis_sentinel_url {
-    char user[128], password[256]; /* for the sentinels and the master alike */
-    int n;                         /* sentinels, 1..MX_REDIS_MAX_SENTINELS */
-    char host[MX_REDIS_MAX_SENTINELS][64];
-    int port[MX_REDIS_MAX_SENTINELS];
-    char master[128]; /* MASTER_NAME: letters, digits, . _ - */
-    int db;
-};
-
-/* mx_redis_parse_url - split redis://[[user]:password@]host:port[/db] into
- * its parts (host without brackets for IPv6). user/password may be NULL if
- * not wanted; out strings are NUL-terminated and truncated to their caps is
- * an error (MX_EINVAL). db 0-15. Returns 0 or MX_EINVAL. Pure; any thread. */
-int mx_redis_parse_url(const char *url, char *host, size_t host_cap, int *port, char *user,
-                       size_t user_cap, char *password, size_t pass_cap, int *db);
-
-/* mx_redis_parse_sentinel_url - split
- * redis-sentinel://[[user]:password@]host1:port1[,host2:port2...]/MASTER_NAME[/db].
- * Returns 0 or MX_EINVAL. Pure; any thread. */
-int mx_redis_parse_sentinel_url(const char *url, struct mx_redis_sentinel_url *out);
-
-/* mx_redis_url_valid - whether url is a redis:// or redis-sentinel:// URL
- * mx_redis_open accepts. Pure; any thread. */
-bool mx_redis_url_valid(const char *url);
 
 /* mx_redis_open - create a client on loop for url and start connecting
  * (the first attempt starts at once; commands fail with MX_EUNAVAIL until

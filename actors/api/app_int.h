@@ -2,7 +2,7 @@
 #ifndef MX_APP_INT_H
 #define MX_APP_INT_H
 
-#include "mx_app.h"
+#include "mx_api.h"
 #include "mx_jsonw.h"
 #include "mx_jwt.h"
 #include "mx_redis.h"

@@ -1,4 +1,4 @@
-/* mx_app.h - the MapleExpectation-compatible HTTP routes (DESIGN.md section
+/* mx_api.h - the MapleExpectation-compatible HTTP routes (DESIGN.md section
  * 5) on the http-acceptor: character lookup and expectation documents
  * through the cache shards, health and readiness, Prometheus metrics, and
  * clear 503 answers for what this node does not serve yet.
@@ -6,8 +6,8 @@
  * mx_app_start starts the HTTP server with these routes; every acceptor
  * keeps its own table of requests waiting for a cache reply.
  */
-#ifndef MX_APP_H
-#define MX_APP_H
+#ifndef MX_API_H
+#define MX_API_H
 
 #include <stdatomic.h>
 #include <stdbool.h>

@@ -144,6 +144,15 @@ const char *mx_mysql_error(const struct mx_mysql_conn *c);
 /* mx_mysql_broken - whether c lost its connection (a pool then reopens it). */
 bool mx_mysql_broken(const struct mx_mysql_conn *c);
 
+/* MX_MYSQL_FENCE_DDL - the fence table mx_mysql_fenced writes, without
+ * the table options (ENGINE, charset), which the schema appends. */
+#define MX_MYSQL_FENCE_DDL                                                                         \
+    "CREATE TABLE IF NOT EXISTS fence ("                                                           \
+    " name VARCHAR(128) NOT NULL PRIMARY KEY,"                                                     \
+    " epoch BIGINT NOT NULL DEFAULT 0,"                                                            \
+    " updated_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)"                               \
+    "  ON UPDATE CURRENT_TIMESTAMP(3))"
+
 /* Work done inside a fenced transaction. Return 0 to commit, or a negative
  * MX_E* code to roll back. */
 typedef int (*mx_mysql_fn)(struct mx_mysql_conn *c, void *arg);
@@ -154,8 +163,9 @@ typedef int (*mx_mysql_fn)(struct mx_mysql_conn *c, void *arg);
  * holder already wrote) matches zero rows: nothing is written, the
  * transaction is rolled back and MX_ESTALE is returned (logged). The fence
  * row lock serialises writers of one fence name until commit. Returns 0, or
- * MX_ESTALE, write's error, or the exec errors. Needs the fence table
- * (actors/store schema). The thread that owns c. */
+ * MX_ESTALE, write's error, or the exec errors. Needs the fence table,
+ * MX_MYSQL_FENCE_DDL (a schema includes it; actors/store does). The thread
+ * that owns c. */
 int mx_mysql_fenced(struct mx_mysql_conn *c, const char *fence, uint64_t epoch, mx_mysql_fn write,
                     void *arg);
 

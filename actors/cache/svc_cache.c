@@ -34,7 +34,7 @@
 #include "mx_outbox.h"
 #include "mx_redis.h"
 #include "mx_store.h"
-#include "mx_svc.h"
+#include "mx_cache.h"
 #include "svc_int.h"
 
 #define KEY_MAX 200

@@ -15,13 +15,13 @@
 #include <strings.h>
 
 #include "app_int.h"
-#include "mx_app.h"
+#include "mx_api.h"
 #include "mx_err.h"
 #include "mx_fetch.h"
 #include "mx_likes.h"
 #include "mx_log.h"
 #include "mx_proto.h"
-#include "mx_svc.h"
+#include "mx_cache.h"
 
 #define IGN_MAX_BYTES 64
 
