@@ -27,6 +27,7 @@
 #include <uv.h>
 #include <zlib.h>
 
+#include "mx_alloc.h"
 #include "mx_err.h"
 #include "mx_httpreason.h"
 #include "mx_jsonw.h"
@@ -192,16 +193,6 @@ static void log_kv(const char *level, const char *msg, ...)
     if (!w.err)
         fprintf(stderr, "%s\n", w.buf);
     mx_jsonw_fini(&w);
-}
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "mxstub: out of memory (%zu bytes)\n", n);
-        abort();
-    }
-    return p;
 }
 
 /* ---- gzip --------------------------------------------------------------- */

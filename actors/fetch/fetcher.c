@@ -33,6 +33,7 @@
 #include <uv.h>
 
 #include "mx_breaker.h"
+#include "mx_alloc.h"
 #include "mx_err.h"
 #include "mx_log.h"
 
@@ -92,26 +93,6 @@ static void shared_free(struct shared *sh)
     free(sh->base_url);
     free(sh->key_hdr);
     free(sh);
-}
-
-static void *xcalloc(size_t n, size_t sz)
-{
-    void *p = calloc(n, sz);
-    if (!p) {
-        fprintf(stderr, "mx_fetch: out of memory\n");
-        abort();
-    }
-    return p;
-}
-
-static char *xstrdup(const char *s)
-{
-    char *d = strdup(s);
-    if (!d) {
-        fprintf(stderr, "mx_fetch: out of memory\n");
-        abort();
-    }
-    return d;
 }
 
 /* ---- state ---- */

@@ -14,19 +14,10 @@
 #include <openssl/evp.h>
 #include <zlib.h>
 
+#include "mx_alloc.h"
 #include "mx_err.h"
 #include "mx_http_int.h"
 #include "mx_log.h"
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "mx_http: out of memory (%zu bytes)\n", n);
-        abort();
-    }
-    return p;
-}
 
 struct mx_blob *mx_blob_new(const void *data, size_t len)
 {

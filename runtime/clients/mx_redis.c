@@ -38,6 +38,7 @@
 #include <hiredis/async.h>
 #include <uv.h>
 
+#include "mx_alloc.h"
 #include "mx_err.h"
 #include "mx_jsonw.h"
 #include "mx_log.h"
@@ -147,23 +148,6 @@ static void g_init(void)
 #define ST_INC(r, f) atomic_fetch_add_explicit(&(r)->st.f, 1, memory_order_relaxed)
 #define ST_SET(r, f, v) atomic_store_explicit(&(r)->st.f, (v), memory_order_relaxed)
 #define ST_GET(r, f) atomic_load_explicit(&(r)->st.f, memory_order_relaxed)
-
-static void *xcalloc(size_t n, size_t sz)
-{
-    void *p = calloc(n, sz);
-    if (!p) {
-        fprintf(stderr, "mx_redis: out of memory\n");
-        abort();
-    }
-    return p;
-}
-
-static char *xstrndup(const char *s, size_t n)
-{
-    char *p = xcalloc(1, n + 1);
-    memcpy(p, s, n);
-    return p;
-}
 
 /* ---- lifecycle helpers ---- */
 
@@ -1174,7 +1158,7 @@ int mx_redis_eval(mx_redis_t *r, mx_redis_script_t *s, mx_redis_cb cb, void *arg
     c->script = s;
     c->tail_argc = argc + 1;
     c->tail_len = (size_t)fl - (size_t)(crlf + 2 - fmt);
-    c->tail = xstrndup(crlf + 2, c->tail_len);
+    c->tail = xmemdup(crlf + 2, c->tail_len);
     redisFreeCommand(fmt);
     if (send_eval(r, c, false) != 0) {
         cmd_free(c);
