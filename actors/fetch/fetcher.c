@@ -36,6 +36,7 @@
 #include "mx_alloc.h"
 #include "mx_err.h"
 #include "mx_log.h"
+#include "mx_url.h"
 
 /* ---- counters and the per-fetcher block ---- */
 
@@ -874,13 +875,7 @@ static bool url_ok(const char *u)
     size_t n = u ? strlen(u) : 0;
     if (n < 8 || n > 512)
         return false;
-    if (strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)u[i] <= 0x20 || (unsigned char)u[i] >= 0x7f || u[i] == '?' ||
-            u[i] == '#')
-            return false;
-    return true;
+    return mx_http_url_error(u, false) == NULL;
 }
 
 int mx_fetch_spawn(mx_system_t *sys, const struct mx_fetch_opts *o, const struct mx_spawn_opts *so,
