@@ -28,6 +28,7 @@
 
 #include "mx_alloc.h"
 #include "mx_blob.h"
+#include "mx_list.h"
 #include "mx_err.h"
 #include "mx_httpreason.h"
 #include "mx_jsonw.h"
@@ -88,7 +89,7 @@ struct server {
     bool verbose;
     bool stopping;
     size_t nconns;
-    struct conn *conns; /* all open connections, for shutdown */
+    struct mx_list conns; /* all open connections (struct conn.link), for shutdown */
 };
 
 /* One answer waiting its turn. The body is built when the request arrives,
@@ -112,15 +113,15 @@ struct conn {
     uv_timer_t timer; /* latency of the head answer, or idle timeout */
     llhttp_t parser;
     struct server *srv;
-    struct conn *next, *prev;
-    int handles;      /* open handles; freed when 0 */
-    bool closing;     /* uv_close called */
-    bool close_after; /* no more requests: finish once the queue is written */
-    bool shutting;    /* uv_shutdown called */
-    bool draining;    /* FIN sent; reading and dropping until EOF or DRAIN_MS */
-    bool reading;     /* uv_read_start active */
-    bool paused;      /* parsing paused: queue full or too much in flight */
-    bool in_process;  /* inside process(): flush must not re-enter it */
+    struct mx_list link; /* in srv->conns */
+    int handles;         /* open handles; freed when 0 */
+    bool closing;        /* uv_close called */
+    bool close_after;    /* no more requests: finish once the queue is written */
+    bool shutting;       /* uv_shutdown called */
+    bool draining;       /* FIN sent; reading and dropping until EOF or DRAIN_MS */
+    bool reading;        /* uv_read_start active */
+    bool paused;         /* parsing paused: queue full or too much in flight */
+    bool in_process;     /* inside process(): flush must not re-enter it */
     /* input */
     char in[IN_CAP];
     size_t in_off, in_len;
@@ -156,7 +157,7 @@ struct wreq {
     size_t bytes;
 };
 
-static struct server server;
+static struct server server = {.conns = MX_LIST_INIT(server.conns)};
 static llhttp_settings_t settings;
 
 /* ---- logging: one JSON object per line on stderr ---------------------- */
@@ -291,12 +292,7 @@ static void on_conn_closed(uv_handle_t *h)
         c->q_head = (c->q_head + 1) % PENDING_MAX;
         c->q_len--;
     }
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        c->srv->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    mx_list_remove(&c->link);
     c->srv->nconns--;
     free(c);
 }
@@ -1301,10 +1297,7 @@ static void on_connection(uv_stream_t *listener, int status)
     uv_timer_init(srv->loop, &c->timer);
     c->tcp.data = c->timer.data = c;
     c->handles = 2;
-    c->next = srv->conns;
-    if (srv->conns)
-        srv->conns->prev = c;
-    srv->conns = c;
+    mx_list_push_front(&srv->conns, &c->link);
     srv->nconns++;
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
         conn_close(c);
@@ -1331,7 +1324,8 @@ static void on_signal(uv_signal_t *h, int signum)
     uv_close((uv_handle_t *)&srv->listener, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
-    for (struct conn *c = srv->conns; c; c = c->next)
+    struct conn *c;
+    mx_list_each (c, &srv->conns, link)
         conn_close(c);
 }
 
