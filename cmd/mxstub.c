@@ -29,6 +29,7 @@
 #include "mx_alloc.h"
 #include "mx_blob.h"
 #include "mx_list.h"
+#include "mx_url.h"
 #include "mx_err.h"
 #include "mx_httpreason.h"
 #include "mx_jsonw.h"
@@ -553,17 +554,6 @@ static struct pending *enqueue(struct conn *c, int status, uint64_t delay_ms)
 
 /* ---- query strings ------------------------------------------------------ */
 
-static int hexval(char h)
-{
-    if (h >= '0' && h <= '9')
-        return h - '0';
-    if (h >= 'a' && h <= 'f')
-        return h - 'a' + 10;
-    if (h >= 'A' && h <= 'F')
-        return h - 'A' + 10;
-    return -1;
-}
-
 /* Find name in the query and percent-decode its value into out (NUL-ended).
  * Returns 0, MX_ENOTFOUND (absent), MX_EINVAL (bad escape), MX_ETOOBIG. */
 static int query_get(const char *q, const char *name, char *out, size_t cap, size_t *out_len)
@@ -573,26 +563,12 @@ static int query_get(const char *q, const char *name, char *out, size_t cap, siz
         const char *amp = strchr(q, '&');
         const char *end = amp ? amp : q + strlen(q);
         if ((size_t)(end - q) > nlen && strncmp(q, name, nlen) == 0 && q[nlen] == '=') {
-            size_t n = 0;
-            for (const char *s = q + nlen + 1; s < end; s++) {
-                int ch = (unsigned char)*s;
-                if (ch == '%') {
-                    int hi, lo;
-                    if (end - s < 3 || (hi = hexval(s[1])) < 0 || (lo = hexval(s[2])) < 0)
-                        return MX_EINVAL;
-                    ch = hi * 16 + lo;
-                    s += 2;
-                } else if (ch == '+') {
-                    ch = ' ';
-                }
-                if (n + 1 >= cap)
-                    return MX_ETOOBIG;
-                out[n++] = (char)ch;
-            }
+            const char *v = q + nlen + 1;
+            long n = mx_url_unescape(v, (size_t)(end - v), true, out, cap - 1);
+            if (n < 0)
+                return n == -2 ? MX_ETOOBIG : MX_EINVAL;
             out[n] = '\0';
-            if (memchr(out, '\0', n))
-                return MX_EINVAL;
-            *out_len = n;
+            *out_len = (size_t)n;
             return 0;
         }
         if ((size_t)(end - q) == nlen && strncmp(q, name, nlen) == 0) {

@@ -49,24 +49,43 @@ static int hexval(char c)
     return -1;
 }
 
-/* [s, s+n) into out (cap bytes with the NUL), %XX decoded when decode;
- * -1 on a bad or %00 escape, -2 when too long */
-static int login_part(const char *s, size_t n, bool decode, char *out, size_t cap)
+long mx_url_unescape(const char *s, size_t n, bool plus_space, char *out, size_t cap)
 {
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         char ch = s[i];
-        if (ch == '%' && decode) {
+        if (ch == '%') {
             int hi = i + 2 < n ? hexval(s[i + 1]) : -1, lo = i + 2 < n ? hexval(s[i + 2]) : -1;
             if (hi < 0 || lo < 0 || hi + lo == 0)
                 return -1;
-            ch = (char)(hi * 16 + lo);
+            ch = (char)(hi << 4 | lo);
             i += 2;
+        } else if (ch == '+' && plus_space) {
+            ch = ' ';
+        } else if (ch == '\0') {
+            return -1;
         }
-        if (o + 1 >= cap)
+        if (o == cap)
             return -2;
         out[o++] = ch;
     }
+    return (long)o;
+}
+
+/* [s, s+n) into out (cap bytes with the NUL), %XX decoded when decode;
+ * -1 on a bad or %00 escape, -2 when too long */
+static int login_part(const char *s, size_t n, bool decode, char *out, size_t cap)
+{
+    long o;
+    if (decode) {
+        o = mx_url_unescape(s, n, false, out, cap - 1);
+    } else {
+        o = n < cap ? (long)n : -2;
+        if (o >= 0)
+            memcpy(out, s, n);
+    }
+    if (o < 0)
+        return (int)o;
     out[o] = '\0';
     return 0;
 }

@@ -52,6 +52,14 @@ int mx_url_parse(const char *url, const char *scheme, bool decode, struct mx_url
 int mx_url_hostport(const char *s, size_t n, bool any_port, char *host, size_t host_cap, int *port,
                     const char **why);
 
+/* mx_url_unescape - percent-decode n bytes of s into out (at most cap
+ * bytes, no NUL added); plus_space turns '+' into ' ' (query strings).
+ * Strict: a '%' not followed by two hex digits, a %00 or a raw NUL is an
+ * error. Returns the decoded length, -1 for a bad escape, -2 when the
+ * result would pass cap. Pure; any thread. The one decoder of mx: logins
+ * here, HTTP paths and queries, mxstub's queries. */
+long mx_url_unescape(const char *s, size_t n, bool plus_space, char *out, size_t cap);
+
 /* ---- redis:// and redis-sentinel:// ---- */
 
 /* A parsed redis-sentinel:// URL. */

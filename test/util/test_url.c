@@ -134,17 +134,27 @@ static void test_hostport_everywhere(void **st)
     }
 }
 
+/* mx_redis_parse_url's parts in one place, for the tests below */
+struct rparts {
+    char host[64], user[32], pw[64];
+    int port, db;
+};
+
+static int rparse(const char *url, struct rparts *p)
+{
+    memset(p, 0, sizeof *p);
+    return mx_redis_parse_url(url, p->host, sizeof p->host, &p->port, p->user, sizeof p->user,
+                              p->pw, sizeof p->pw, &p->db);
+}
+
 static void test_ipv6_and_normal_form(void **st)
 {
     (void)st;
-    char host[64], user[32], pw[64];
-    int port, db;
-    assert_int_equal(mx_redis_parse_url("redis://[::0001]:6380/2", host, sizeof host, &port, user,
-                                        sizeof user, pw, sizeof pw, &db),
-                     0);
-    assert_string_equal(host, "::1");
-    assert_int_equal(port, 6380);
-    assert_int_equal(db, 2);
+    struct rparts r;
+    assert_int_equal(rparse("redis://[::0001]:6380/2", &r), 0);
+    assert_string_equal(r.host, "::1");
+    assert_int_equal(r.port, 6380);
+    assert_int_equal(r.db, 2);
     struct mx_mysql_url m;
     char err[256];
     assert_int_equal(mx_mysql_url_parse("mysql://u@[2001:db8:0::1]:3306/d", &m, err, sizeof err),
@@ -154,13 +164,11 @@ static void test_ipv6_and_normal_form(void **st)
     char url[MX_REDIS_URL_MAX];
     assert_int_equal(mx_redis_url_format(url, sizeof url, "app", "p@ss/w:rd", "::1", 26379), 0);
     assert_string_equal(url, "redis://app:p@ss/w:rd@[::1]:26379");
-    assert_int_equal(
-        mx_redis_parse_url(url, host, sizeof host, &port, user, sizeof user, pw, sizeof pw, &db),
-        0);
-    assert_string_equal(host, "::1");
-    assert_string_equal(user, "app");
-    assert_string_equal(pw, "p@ss/w:rd");
-    assert_int_equal(port, 26379);
+    assert_int_equal(rparse(url, &r), 0);
+    assert_string_equal(r.host, "::1");
+    assert_string_equal(r.user, "app");
+    assert_string_equal(r.pw, "p@ss/w:rd");
+    assert_int_equal(r.port, 26379);
     assert_int_equal(mx_redis_url_format(url, 10, NULL, "", "::1", 1), MX_ETOOBIG);
 }
 
@@ -169,15 +177,12 @@ static void test_ipv6_and_normal_form(void **st)
 static void test_logins(void **st)
 {
     (void)st;
-    char host[64], user[32], pw[64];
-    int port, db;
-    assert_int_equal(mx_redis_parse_url("redis://:a@b/c%41@h:1/3", host, sizeof host, &port, user,
-                                        sizeof user, pw, sizeof pw, &db),
-                     0);
-    assert_string_equal(pw, "a@b/c%41");
-    assert_string_equal(user, "");
-    assert_string_equal(host, "h");
-    assert_int_equal(db, 3);
+    struct rparts r;
+    assert_int_equal(rparse("redis://:a@b/c%41@h:1/3", &r), 0);
+    assert_string_equal(r.pw, "a@b/c%41");
+    assert_string_equal(r.user, "");
+    assert_string_equal(r.host, "h");
+    assert_int_equal(r.db, 3);
     struct mx_redis_sentinel_url s;
     assert_int_equal(mx_redis_parse_sentinel_url("redis-sentinel://u:%zz@h:1/m", &s), 0);
     assert_string_equal(s.password, "%zz");
@@ -304,6 +309,27 @@ static void test_overlong(void **st)
                      MX_EINVAL);
 }
 
+/* the one percent-decoder (logins, HTTP paths and queries, mxstub) */
+static void test_unescape(void **st)
+{
+    (void)st;
+    char out[16];
+    assert_int_equal(mx_url_unescape("a%20b+c%2B", 10, true, out, sizeof out), 6);
+    assert_memory_equal(out, "a b c+", 6);
+    assert_int_equal(mx_url_unescape("a+c", 3, false, out, sizeof out), 3);
+    assert_memory_equal(out, "a+c", 3);
+    assert_int_equal(mx_url_unescape("%e2%82%AC", 9, false, out, sizeof out), 3);
+    assert_memory_equal(out, "\xe2\x82\xac", 3);
+    static const char *const bad[] = {"%", "%a", "%zz", "%4g", "a%00b", "%0"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        if (mx_url_unescape(bad[i], strlen(bad[i]), false, out, sizeof out) != -1)
+            fail_msg("accepted %s", bad[i]);
+    assert_int_equal(mx_url_unescape("a\0b", 3, false, out, sizeof out), -1); /* raw NUL */
+    assert_int_equal(mx_url_unescape("abcd", 4, false, out, 3), -2);
+    assert_int_equal(mx_url_unescape("ab%41", 5, false, out, 3), 3);
+    assert_int_equal(mx_url_unescape("", 0, false, out, 0), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -312,6 +338,7 @@ int main(void)
         cmocka_unit_test(test_logins),
         cmocka_unit_test(test_trailing_garbage),
         cmocka_unit_test(test_overlong),
+        cmocka_unit_test(test_unescape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
