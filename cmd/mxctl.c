@@ -13,6 +13,7 @@
 #include <msgpack.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -703,6 +704,22 @@ static int sentinel_master(const struct opts *o, char *host, size_t hcap, int *p
     return EXIT_NOANSWER;
 }
 
+/* Run one set-up command (AUTH, SELECT) on c. False, after saying why on
+ * stderr (never the password), when Redis refuses it or is gone. */
+static bool redis_ok(redisContext *c, const char *host, int port, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    bool ok = r && r->type != REDIS_REPLY_ERROR;
+    if (!ok)
+        fprintf(stderr, "mxctl: redis %s:%d: %.*s refused: %s\n", host, port,
+                (int)strcspn(fmt, " "), fmt, r ? r->str : c->errstr);
+    freeReplyObject(r);
+    return ok;
+}
+
 static int cluster_targets(const struct opts *o, struct target *t, int *n)
 {
     char host[256] = "127.0.0.1", pw[256] = "", user[128] = "";
@@ -713,28 +730,13 @@ static int cluster_targets(const struct opts *o, struct target *t, int *n)
             sentinel_master(o, host, sizeof host, &port, user, sizeof user, pw, sizeof pw, &db);
         if (rc != 0)
             return rc;
-    } else {
-        if (strncmp(u, "redis://", 8) != 0) {
-            fprintf(stderr, "mxctl: --cluster wants redis://[:password@]host:port[/db] or "
-                            "redis-sentinel://...\n");
-            return EXIT_USAGE;
-        }
-        u += 8;
-        const char *at = strchr(u, '@');
-        if (at) {
-            const char *c = u[0] == ':' ? u + 1 : u;
-            snprintf(pw, sizeof(pw), "%.*s", (int)(at - c), c);
-            u = at + 1;
-        }
-        const char *colon = strrchr(u, ':');
-        if (!colon || sscanf(colon + 1, "%d", &port) != 1) {
-            fprintf(stderr, "mxctl: --cluster wants redis://host:port\n");
-            return EXIT_USAGE;
-        }
-        snprintf(host, sizeof(host), "%.*s", (int)(colon - u), u);
-        const char *slash = strchr(colon, '/');
-        if (slash)
-            db = atoi(slash + 1);
+    } else if (mx_redis_parse_url(u, host, sizeof host, &port, user, sizeof user, pw, sizeof pw,
+                                  &db) != 0) {
+        fprintf(stderr,
+                "mxctl: --cluster: the URL %s; expected redis://[[user]:password@]host:port"
+                "[/db] or redis-sentinel://...\n",
+                mx_redis_url_error(u));
+        return EXIT_USAGE;
     }
     struct timeval tv = {o->timeout_ms / 1000, (o->timeout_ms % 1000) * 1000};
     redisContext *c = redisConnectWithTimeout(host, port, tv);
@@ -746,13 +748,11 @@ static int cluster_targets(const struct opts *o, struct target *t, int *n)
     }
     redisSetTimeout(c, tv);
     redisReply *r;
-    if (*pw) {
-        r = *user ? redisCommand(c, "AUTH %s %s", user, pw) : redisCommand(c, "AUTH %s", pw);
-        freeReplyObject(r);
-    }
-    if (db) {
-        r = redisCommand(c, "SELECT %d", db);
-        freeReplyObject(r);
+    bool ok = !*pw || (*user ? redis_ok(c, host, port, "AUTH %s %s", user, pw)
+                             : redis_ok(c, host, port, "AUTH %s", pw));
+    if (!ok || (db && !redis_ok(c, host, port, "SELECT %d", db))) {
+        redisFree(c);
+        return EXIT_NOANSWER;
     }
     r = redisCommand(c, "HGETALL mx:{%s}:members", o->cluster_name);
     if (!r || r->type != REDIS_REPLY_ARRAY) {

@@ -19,6 +19,7 @@
 #include "mx_outbox.h"
 #include "mx_registry.h"
 #include "mx_shutdown.h"
+#include "mx_url.h"
 #include "mxnode_parts.h"
 
 #define MX_VERSION_CLUSTER "0.1.0"
@@ -127,11 +128,6 @@ static void section_outbox(struct mx_jsonw *w, void *ctx)
     mx_jsonw_obj_close(w);
 }
 
-static bool http_url_or_empty(const char *u)
-{
-    return !u[0] || (strncmp(u, "http://", 7) == 0 && u[7]) ||
-           (strncmp(u, "https://", 8) == 0 && u[8]);
-}
 /* ---- end outbox relay ---- */
 
 /* ---- lease-probe: a test-only singleton (MX_LEASE_TEST=1) ----
@@ -230,24 +226,20 @@ int mxnode_cluster_start(mx_system_t *sys, const struct mx_config *cfg, mx_remot
 {
     *out = NULL;
     /* outbox relay: URL settings checked whether or not the relay runs */
-    if (!http_url_or_empty(mx_config_str(cfg, "MX_OUTBOX_SINK_URL"))) {
-        fprintf(stderr, "mxnode: MX_OUTBOX_SINK_URL (--outbox-sink-url): expected an http:// or "
-                        "https:// URL\n");
-        return MX_ECONFIG;
-    }
-    if (!http_url_or_empty(mx_config_str(cfg, "MX_OUTBOX_REFETCH_URL"))) {
-        fprintf(stderr, "mxnode: MX_OUTBOX_REFETCH_URL (--outbox-refetch-url): expected an http://"
-                        " or https:// URL\n");
-        return MX_ECONFIG;
-    }
-    if (!http_url_or_empty(mx_config_str(cfg, "MX_AI_URL"))) {
-        fprintf(stderr, "mxnode: MX_AI_URL (--ai-url): expected an http:// or https:// URL\n");
-        return MX_ECONFIG;
-    }
-    if (!http_url_or_empty(mx_config_str(cfg, "MX_ALERT_WEBHOOK_URL"))) {
-        fprintf(stderr, "mxnode: MX_ALERT_WEBHOOK_URL (--alert-webhook-url): expected an http:// "
-                        "or https:// URL\n");
-        return MX_ECONFIG;
+    static const char *const http_urls[][2] = {
+        {"MX_OUTBOX_SINK_URL", "--outbox-sink-url"},
+        {"MX_OUTBOX_REFETCH_URL", "--outbox-refetch-url"},
+        {"MX_AI_URL", "--ai-url"},
+        {"MX_ALERT_WEBHOOK_URL", "--alert-webhook-url"},
+    };
+    for (size_t i = 0; i < sizeof http_urls / sizeof http_urls[0]; i++) {
+        const char *v = mx_config_str(cfg, http_urls[i][0]);
+        const char *why = v[0] ? mx_http_url_error(v, true) : NULL;
+        if (why) {
+            fprintf(stderr, "mxnode: %s (%s): the URL %s; expected an http:// or https:// URL\n",
+                    http_urls[i][0], http_urls[i][1], why);
+            return MX_ECONFIG;
+        }
     }
     if (mx_config_int(cfg, "MX_REGISTRY") == 0) {
         MX_INFO("cluster: registry off (MX_REGISTRY=0): running alone");

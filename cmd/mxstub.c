@@ -25,8 +25,11 @@
 
 #include <llhttp.h>
 #include <uv.h>
-#include <zlib.h>
 
+#include "mx_alloc.h"
+#include "mx_blob.h"
+#include "mx_list.h"
+#include "mx_url.h"
 #include "mx_err.h"
 #include "mx_httpreason.h"
 #include "mx_jsonw.h"
@@ -87,7 +90,7 @@ struct server {
     bool verbose;
     bool stopping;
     size_t nconns;
-    struct conn *conns; /* all open connections, for shutdown */
+    struct mx_list conns; /* all open connections (struct conn.link), for shutdown */
 };
 
 /* One answer waiting its turn. The body is built when the request arrives,
@@ -111,15 +114,15 @@ struct conn {
     uv_timer_t timer; /* latency of the head answer, or idle timeout */
     llhttp_t parser;
     struct server *srv;
-    struct conn *next, *prev;
-    int handles;      /* open handles; freed when 0 */
-    bool closing;     /* uv_close called */
-    bool close_after; /* no more requests: finish once the queue is written */
-    bool shutting;    /* uv_shutdown called */
-    bool draining;    /* FIN sent; reading and dropping until EOF or DRAIN_MS */
-    bool reading;     /* uv_read_start active */
-    bool paused;      /* parsing paused: queue full or too much in flight */
-    bool in_process;  /* inside process(): flush must not re-enter it */
+    struct mx_list link; /* in srv->conns */
+    int handles;         /* open handles; freed when 0 */
+    bool closing;        /* uv_close called */
+    bool close_after;    /* no more requests: finish once the queue is written */
+    bool shutting;       /* uv_shutdown called */
+    bool draining;       /* FIN sent; reading and dropping until EOF or DRAIN_MS */
+    bool reading;        /* uv_read_start active */
+    bool paused;         /* parsing paused: queue full or too much in flight */
+    bool in_process;     /* inside process(): flush must not re-enter it */
     /* input */
     char in[IN_CAP];
     size_t in_off, in_len;
@@ -155,7 +158,7 @@ struct wreq {
     size_t bytes;
 };
 
-static struct server server;
+static struct server server = {.conns = MX_LIST_INIT(server.conns)};
 static llhttp_settings_t settings;
 
 /* ---- logging: one JSON object per line on stderr ---------------------- */
@@ -194,42 +197,20 @@ static void log_kv(const char *level, const char *msg, ...)
     mx_jsonw_fini(&w);
 }
 
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "mxstub: out of memory (%zu bytes)\n", n);
-        abort();
-    }
-    return p;
-}
-
 /* ---- gzip --------------------------------------------------------------- */
 
+/* gzip of n bytes at in into a new malloc'd *out (the fixtures and
+ * bodies here are plain buffers, not blobs) */
 static int gzip_bytes(const char *in, size_t n, char **out, size_t *out_len)
 {
-    z_stream z;
-    int rc = MX_EINTERNAL;
-    memset(&z, 0, sizeof(z));
-    if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-        return MX_EINTERNAL;
-    size_t cap = deflateBound(&z, n) + 32;
-    char *buf = xmalloc(cap);
-    z.next_in = (Bytef *)in;
-    z.avail_in = (uInt)n;
-    z.next_out = (Bytef *)buf;
-    z.avail_out = (uInt)cap;
-    if (deflate(&z, Z_FINISH) != Z_STREAM_END)
-        goto out_free_buf;
-    *out = buf;
-    *out_len = z.total_out;
-    rc = 0;
-    goto out_end;
-out_free_buf:
-    free(buf);
-out_end:
-    deflateEnd(&z);
-    return rc;
+    struct mx_blob *b;
+    int rc = mx_http_gzip(in, n, 6, &b);
+    if (rc != 0)
+        return rc;
+    *out = xmemdup(b->data, b->len);
+    *out_len = b->len;
+    mx_blob_unref(b);
+    return 0;
 }
 
 /* ---- answers ------------------------------------------------------------- */
@@ -312,12 +293,7 @@ static void on_conn_closed(uv_handle_t *h)
         c->q_head = (c->q_head + 1) % PENDING_MAX;
         c->q_len--;
     }
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        c->srv->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    mx_list_remove(&c->link);
     c->srv->nconns--;
     free(c);
 }
@@ -578,17 +554,6 @@ static struct pending *enqueue(struct conn *c, int status, uint64_t delay_ms)
 
 /* ---- query strings ------------------------------------------------------ */
 
-static int hexval(char h)
-{
-    if (h >= '0' && h <= '9')
-        return h - '0';
-    if (h >= 'a' && h <= 'f')
-        return h - 'a' + 10;
-    if (h >= 'A' && h <= 'F')
-        return h - 'A' + 10;
-    return -1;
-}
-
 /* Find name in the query and percent-decode its value into out (NUL-ended).
  * Returns 0, MX_ENOTFOUND (absent), MX_EINVAL (bad escape), MX_ETOOBIG. */
 static int query_get(const char *q, const char *name, char *out, size_t cap, size_t *out_len)
@@ -598,26 +563,12 @@ static int query_get(const char *q, const char *name, char *out, size_t cap, siz
         const char *amp = strchr(q, '&');
         const char *end = amp ? amp : q + strlen(q);
         if ((size_t)(end - q) > nlen && strncmp(q, name, nlen) == 0 && q[nlen] == '=') {
-            size_t n = 0;
-            for (const char *s = q + nlen + 1; s < end; s++) {
-                int ch = (unsigned char)*s;
-                if (ch == '%') {
-                    int hi, lo;
-                    if (end - s < 3 || (hi = hexval(s[1])) < 0 || (lo = hexval(s[2])) < 0)
-                        return MX_EINVAL;
-                    ch = hi * 16 + lo;
-                    s += 2;
-                } else if (ch == '+') {
-                    ch = ' ';
-                }
-                if (n + 1 >= cap)
-                    return MX_ETOOBIG;
-                out[n++] = (char)ch;
-            }
+            const char *v = q + nlen + 1;
+            long n = mx_url_unescape(v, (size_t)(end - v), true, out, cap - 1);
+            if (n < 0)
+                return n == -2 ? MX_ETOOBIG : MX_EINVAL;
             out[n] = '\0';
-            if (memchr(out, '\0', n))
-                return MX_EINVAL;
-            *out_len = n;
+            *out_len = (size_t)n;
             return 0;
         }
         if ((size_t)(end - q) == nlen && strncmp(q, name, nlen) == 0) {
@@ -1322,10 +1273,7 @@ static void on_connection(uv_stream_t *listener, int status)
     uv_timer_init(srv->loop, &c->timer);
     c->tcp.data = c->timer.data = c;
     c->handles = 2;
-    c->next = srv->conns;
-    if (srv->conns)
-        srv->conns->prev = c;
-    srv->conns = c;
+    mx_list_push_front(&srv->conns, &c->link);
     srv->nconns++;
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
         conn_close(c);
@@ -1352,7 +1300,8 @@ static void on_signal(uv_signal_t *h, int signum)
     uv_close((uv_handle_t *)&srv->listener, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
-    for (struct conn *c = srv->conns; c; c = c->next)
+    struct conn *c;
+    mx_list_each (c, &srv->conns, link)
         conn_close(c);
 }
 

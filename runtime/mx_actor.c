@@ -28,6 +28,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "mx_alloc.h"
 #include "mx_err.h"
 #include "mx_log.h"
 
@@ -213,16 +214,6 @@ const char *mx_dl_name(enum mx_dl_reason r)
 }
 
 /* ---- small helpers ---- */
-
-static void *xcalloc(size_t n, size_t sz)
-{
-    void *p = calloc(n, sz);
-    if (!p) {
-        fprintf(stderr, "mx: out of memory (%zu x %zu bytes)\n", n, sz);
-        abort();
-    }
-    return p;
-}
 
 int64_t mx_now_ms(void)
 {

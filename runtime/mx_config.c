@@ -11,45 +11,11 @@
 
 #include "mx_err.h"
 
-static bool parse_port(const char *s, size_t n)
-{
-    if (n == 0 || n > 5)
-        return false;
-    long v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isdigit((unsigned char)s[i]))
-            return false;
-        v = v * 10 + (s[i] - '0');
-    }
-    return v <= 65535;
-}
-
-/* host:port or [v6]:port */
+/* host:port or [v6]:port, port 0-65535 (a listener may ask for any) */
 static bool valid_hostport(const char *v, size_t n)
 {
-    const char *colon;
-    if (n == 0)
-        return false;
-    if (v[0] == '[') {
-        const char *rb = memchr(v, ']', n);
-        if (!rb || rb + 1 >= v + n || rb[1] != ':')
-            return false;
-        colon = rb + 1;
-    } else {
-        colon = NULL;
-        for (const char *p = v + n; p > v; p--) {
-            if (p[-1] == ':') {
-                colon = p - 1;
-                break;
-            }
-        }
-        if (!colon || colon == v)
-            return false;
-        for (const char *p = v; p < colon; p++)
-            if (!(isalnum((unsigned char)*p) || *p == '.' || *p == '-' || *p == '_'))
-                return false;
-    }
-    return parse_port(colon + 1, (size_t)(v + n - colon - 1));
+    char host[256];
+    return mx_url_hostport(v, n, true, host, sizeof host, NULL, NULL) == 0;
 }
 
 static bool valid_cidr(const char *s, size_t n)
@@ -125,51 +91,29 @@ int mx_config_validate(const struct mx_setting *s, const char *v, int64_t *num, 
         FAIL("%s (%s): expected tcp://host:port, ipc:///path or inproc://name, got '%s'", who,
              s->flag, v);
     case MX_SET_REDIS_URL: {
-        if (n == 0)
-            return 0;
-        if (strncmp(v, "redis-sentinel://", 17) == 0) {
-            if (!mx_redis_url_valid(v))
-                FAIL("%s (%s): expected redis-sentinel://[[user]:password@]host:port[,host:port...]"
-                     "/MASTER_NAME[/db] (at most 16 sentinels, db 0-15)",
-                     who, s->flag);
-            return 0;
-        }
-        if (strncmp(v, "redis://", 8) != 0)
-            FAIL("%s (%s): expected redis://[:password@]host:port[/db], got '%s'", who, s->flag, v);
-        const char *h = v + 8, *at = strrchr(h, '@');
-        if (at)
-            h = at + 1;
-        const char *slash = strchr(h, '/');
-        size_t hl = slash ? (size_t)(slash - h) : strlen(h);
-        if (!valid_hostport(h, hl))
-            FAIL("%s (%s): expected redis://[:password@]host:port[/db], got a bad host:port", who,
-                 s->flag);
-        if (slash) {
-            char *end;
-            long db = strtol(slash + 1, &end, 10);
-            if (*end || end == slash + 1 || db < 0 || db > 15)
-                FAIL("%s (%s): database must be 0-15", who, s->flag);
-        }
+        const char *why = n ? mx_redis_url_error(v) : NULL;
+        if (why)
+            FAIL("%s (%s): the URL %s; expected redis://[[user]:password@]host:port[/db] or "
+                 "redis-sentinel://[[user]:password@]host:port[,host:port...]/MASTER_NAME[/db] "
+                 "(at most 16 sentinels, db 0-15)",
+                 who, s->flag, why);
         return 0;
     }
     case MX_SET_MYSQL_URL: {
-        if (n == 0)
-            return 0;
-        if (strncmp(v, "mysql://", 8) != 0)
-            FAIL("%s (%s): expected mysql://user[:password]@host:port/database, got a value "
-                 "without mysql://",
-                 who, s->flag);
-        const char *at = strrchr(v + 8, '@');
-        const char *slash = at ? strchr(at + 1, '/') : NULL;
-        if (!at || at == v + 8 || !slash || !slash[1] ||
-            !valid_hostport(at + 1, (size_t)(slash - at - 1)))
-            FAIL("%s (%s): expected mysql://user[:password]@host:port/database", who, s->flag);
+        struct mx_mysql_url u;
+        char why[200];
+        int rc = n ? mx_mysql_url_parse(v, &u, why, sizeof why) : 0;
+        memset(&u, 0, sizeof u); /* only the check was wanted */
+        if (rc)
+            FAIL("%s (%s): %s", who, s->flag, why);
         return 0;
     }
-    case MX_SET_HTTP_URL:
-        if ((strncmp(v, "http://", 7) == 0 && n > 7) || (strncmp(v, "https://", 8) == 0 && n > 8))
-            return 0;
-        FAIL("%s (%s): expected an http:// or https:// URL, got '%s'", who, s->flag, v);
+    case MX_SET_HTTP_URL: {
+        const char *why = mx_http_url_error(v, true);
+        if (why)
+            FAIL("%s (%s): the URL %s; expected an http:// or https:// URL", who, s->flag, why);
+        return 0;
+    }
     case MX_SET_LEVEL:
         if (!strcmp(v, "debug") || !strcmp(v, "info") || !strcmp(v, "warn") || !strcmp(v, "error"))
             return 0;

@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 
+#include "mx_alloc.h"
 #include "mx_err.h"
 
 /* Small messages (body <= SMALL_BODY) all have one size and are recycled
@@ -61,16 +62,6 @@ static __thread struct msg_pool *t_pool;
 static __thread bool t_pool_tried;
 static pthread_key_t pool_key;
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n);
-    if (!p) {
-        fprintf(stderr, "mx: out of memory allocating %zu bytes\n", n);
-        abort();
-    }
-    return p;
-}
 
 static inline struct small_blk *blk_of(struct mx_msg *m)
 {

@@ -47,6 +47,16 @@ char *xstrndup(const char *s, size_t n)
     return p;
 }
 
+char *xmemdup(const void *src, size_t n)
+{
+    if (n == SIZE_MAX)
+        mx_oom(n);
+    char *p = xmalloc(n + 1);
+    memcpy(p, src, n);
+    p[n] = '\0';
+    return p;
+}
+
 char *xstrdup(const char *s)
 {
     size_t l = strlen(s);

@@ -20,4 +20,8 @@ void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 
+/* xmemdup - a copy of n bytes at p (which may hold NULs) plus a NUL after
+ * them, so text and binary callers alike may use it. */
+char *xmemdup(const void *p, size_t n);
+
 #endif

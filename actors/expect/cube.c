@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mx_alloc.h"
 #include "mx_err.h"
 
 #define MAX_BANDS 32
@@ -44,26 +45,6 @@ static uint32_t fnv1a(const char *s, size_t n)
         h *= 16777619u;
     }
     return h;
-}
-
-static void *xcalloc(size_t n, size_t sz)
-{
-    void *p = calloc(n ? n : 1, sz);
-    if (!p) {
-        fprintf(stderr, "mx_cube: out of memory\n");
-        abort();
-    }
-    return p;
-}
-
-static void *xrealloc(void *p, size_t sz)
-{
-    void *q = realloc(p, sz ? sz : 1);
-    if (!q) {
-        fprintf(stderr, "mx_cube: out of memory\n");
-        abort();
-    }
-    return q;
 }
 
 static int smap_get(const struct smap *m, const char *key)

@@ -33,8 +33,11 @@
 #include <uv.h>
 
 #include "mx_breaker.h"
+#include "mx_alloc.h"
 #include "mx_err.h"
+#include "mx_list.h"
 #include "mx_log.h"
+#include "mx_url.h"
 
 /* ---- counters and the per-fetcher block ---- */
 
@@ -94,32 +97,12 @@ static void shared_free(struct shared *sh)
     free(sh);
 }
 
-static void *xcalloc(size_t n, size_t sz)
-{
-    void *p = calloc(n, sz);
-    if (!p) {
-        fprintf(stderr, "mx_fetch: out of memory\n");
-        abort();
-    }
-    return p;
-}
-
-static char *xstrdup(const char *s)
-{
-    char *d = strdup(s);
-    if (!d) {
-        fprintf(stderr, "mx_fetch: out of memory\n");
-        abort();
-    }
-    return d;
-}
-
 /* ---- state ---- */
 
 struct fetcher;
 
 struct freq {
-    struct freq *prev, *next; /* in f->active or f->waiting */
+    struct mx_list link; /* in f->active, f->waiting or f->waiting_user */
     uint64_t id;
     struct mx_msg *req; /* our copy of the request: where the reply goes */
     enum mx_fetch_kind kind;
@@ -143,8 +126,8 @@ struct freq {
 };
 
 struct list {
-    struct freq *head, *tail;
-    uint32_t n;
+    struct mx_list q;
+    uint32_t n; /* elements in q */
 };
 
 struct fetcher {
@@ -166,28 +149,19 @@ struct fetcher {
 
 static void list_push(struct list *l, struct freq *r)
 {
-    r->next = NULL;
-    r->prev = l->tail;
-    if (l->tail)
-        l->tail->next = r;
-    else
-        l->head = r;
-    l->tail = r;
+    mx_list_push_back(&l->q, &r->link);
     l->n++;
 }
 
 static void list_del(struct list *l, struct freq *r)
 {
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        l->head = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    else
-        l->tail = r->prev;
-    r->prev = r->next = NULL;
+    mx_list_remove(&r->link);
     l->n--;
+}
+
+static struct freq *list_first(struct list *l)
+{
+    return mx_list_first(&l->q, struct freq, link);
 }
 
 static uint64_t rng_next(struct fetcher *f)
@@ -425,12 +399,12 @@ static void pump(struct fetcher *f)
         return;
     f->pumping = true;
     for (;;) {
-        struct list *q = f->waiting.head && has_slot(f, false)       ? &f->waiting
-                         : f->waiting_user.head && has_slot(f, true) ? &f->waiting_user
-                                                                     : NULL;
+        struct list *q = f->waiting.n && has_slot(f, false)       ? &f->waiting
+                         : f->waiting_user.n && has_slot(f, true) ? &f->waiting_user
+                                                                  : NULL;
         if (!q)
             break;
-        struct freq *r = q->head;
+        struct freq *r = list_first(q);
         list_del(q, r);
         take_slot(f, r);
         publish_counts(f);
@@ -782,7 +756,8 @@ static void on_retry(struct fetcher *f, const struct mx_msg *m)
     struct mx_m_fetch_retry t;
     if (mx_msg_decode(m, &t) != 0)
         return;
-    for (struct freq *r = f->active.head; r; r = r->next)
+    struct freq *r;
+    mx_list_each (r, &f->active.q, link)
         if (r->id == t.id && r->in_backoff) {
             start_attempt(f, r);
             return;
@@ -809,6 +784,9 @@ static int fetch_init(mx_actor_t *self, void *arg, void **state)
     struct fetcher *f = xcalloc(1, sizeof(*f));
     f->self = self;
     f->sh = sh;
+    mx_list_init(&f->active.q);
+    mx_list_init(&f->waiting.q);
+    mx_list_init(&f->waiting_user.q);
     f->pool = xcalloc(sh->o.max_inflight, sizeof(*f->pool));
     f->rng = (uint64_t)mx_now_ms() ^ mx_self(self).actor ^ 0x9e3779b97f4a7c15ull;
     if (!f->rng)
@@ -842,13 +820,13 @@ static void fetch_stop(mx_actor_t *self, void *state)
     struct freq *r;
     f->stopping = true;
     /* everyone still waiting gets an answer: the fetcher is going away */
-    while ((r = f->waiting.head) || (r = f->waiting_user.head)) {
+    while ((r = list_first(&f->waiting)) || (r = list_first(&f->waiting_user))) {
         list_del(r->user ? &f->waiting_user : &f->waiting, r);
         count_status(&f->sh->c, MX_ESTOPPED, false);
         send_reply(f, r->req, MX_ESTOPPED, 0, 0, 0, "fetcher stopped", NULL, 0, false);
         freq_free(r);
     }
-    while ((r = f->active.head)) {
+    while ((r = list_first(&f->active))) {
         release_easy(f, r);
         mx_breaker_cancel(&f->br, r->probe);
         list_del(&f->active, r);
@@ -893,13 +871,7 @@ static bool url_ok(const char *u)
     size_t n = u ? strlen(u) : 0;
     if (n < 8 || n > 512)
         return false;
-    if (strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)u[i] <= 0x20 || (unsigned char)u[i] >= 0x7f || u[i] == '?' ||
-            u[i] == '#')
-            return false;
-    return true;
+    return mx_http_url_error(u, false) == NULL;
 }
 
 int mx_fetch_spawn(mx_system_t *sys, const struct mx_fetch_opts *o, const struct mx_spawn_opts *so,

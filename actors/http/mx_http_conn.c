@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "mx_alloc.h"
 #include "mx_err.h"
 #include "mx_httpreason.h"
 #include "mx_http_int.h"
@@ -56,16 +57,6 @@ struct mx_http_req {
     char *xh; /* extra header lines, "Name: value\r\n"... */
     size_t xh_len;
 };
-
-static void *xrealloc(void *p, size_t n)
-{
-    p = realloc(p, n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "mx_http: out of memory (%zu bytes)\n", n);
-        abort();
-    }
-    return p;
-}
 
 /* ---- dates ---- */
 

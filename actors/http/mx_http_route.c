@@ -15,6 +15,7 @@
 #include "mx_err.h"
 #include "mx_http_int.h"
 #include "mx_log.h"
+#include "mx_url.h"
 
 static bool valid_method(const char *m)
 {
@@ -140,44 +141,12 @@ bool mx__http_utf8_valid(const uint8_t *s, size_t n)
     return true;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 long mx__http_pct_decode(const char *s, size_t n, bool plus_space, bool utf8, char *out)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == '%') {
-            int hi, lo;
-            if (i + 2 >= n)
-                return -1;
-            hi = hexval(s[i + 1]);
-            lo = hexval(s[i + 2]);
-            if (hi < 0 || lo < 0)
-                return -1;
-            c = (char)(hi << 4 | lo);
-            if (c == '\0')
-                return -1;
-            i += 2;
-        } else if (c == '+' && plus_space) {
-            c = ' ';
-        } else if (c == '\0') {
-            return -1;
-        }
-        out[o++] = c;
-    }
-    if (utf8 && !mx__http_utf8_valid((const uint8_t *)out, o))
+    long o = mx_url_unescape(s, n, plus_space, out, n);
+    if (o < 0 || (utf8 && !mx__http_utf8_valid((const uint8_t *)out, (size_t)o)))
         return -1;
-    return (long)o;
+    return o;
 }
 
 /* Does the pattern of pr match path's segments? *empty: a {param} matched an
@@ -305,7 +274,8 @@ static bool hex_bytes(const char *s, size_t nbytes, uint8_t *out)
         if (!((a >= '0' && a <= '9') || (a >= 'a' && a <= 'f')) ||
             !((b >= '0' && b <= '9') || (b >= 'a' && b <= 'f')))
             return false;
-        out[i] = (uint8_t)(hexval(a) << 4 | hexval(b));
+        out[i] = (uint8_t)((a <= '9' ? a - '0' : a - 'a' + 10) << 4 |
+                           (b <= '9' ? b - '0' : b - 'a' + 10));
         nonzero |= out[i] != 0;
     }
     return nonzero || nbytes == 1;

@@ -32,6 +32,7 @@
 
 #include "mx_err.h"
 #include "mx_http_int.h"
+#include "mx_list.h"
 #include "mx_log.h"
 
 #define READ_BUF (64u << 10) /* shared read buffer per acceptor */
@@ -81,10 +82,9 @@ struct hconn {
     uv_tcp_t tcp;
     struct mx__http_conn core;
     struct acceptor *a;
-    struct hconn *prev, *next;
-    struct hconn *pprev, *pnext; /* the acceptor's paused list */
-    bool paused;
-    char *left; /* input the core could not take yet */
+    struct mx_list link;  /* in a->conns */
+    struct mx_list plink; /* in a->paused while paused */
+    char *left;           /* input the core could not take yet */
     size_t left_off, left_len;
     int64_t deadline; /* mx_now_ms; 0 = none */
     int64_t last_io;
@@ -118,8 +118,8 @@ struct acceptor {
     bool listener_closing; /* uv_close of the listener not done yet */
     bool relisten;         /* undrained while the listener was closing: listen once closed */
     int handles;           /* open uv handles; the state is freed at 0 after stop */
-    struct hconn *conns;
-    struct hconn *paused_head, *paused_tail; /* waiting for the app to answer */
+    struct mx_list conns;  /* every connection (struct hconn.link) */
+    struct mx_list paused; /* waiting for the app to answer, oldest first (hconn.plink) */
     bool resuming;
     char *rbuf;
 };
@@ -132,34 +132,14 @@ static bool client_admit(struct hconn *hc, const struct sockaddr_storage *ss, bo
 
 static void unpause(struct hconn *hc)
 {
-    struct acceptor *a = hc->a;
-    if (!hc->paused)
-        return;
-    if (hc->pprev)
-        hc->pprev->pnext = hc->pnext;
-    else
-        a->paused_head = hc->pnext;
-    if (hc->pnext)
-        hc->pnext->pprev = hc->pprev;
-    else
-        a->paused_tail = hc->pprev;
-    hc->pprev = hc->pnext = NULL;
-    hc->paused = false;
+    if (mx_list_linked(&hc->plink))
+        mx_list_remove(&hc->plink);
 }
 
 static void pause_conn(struct hconn *hc)
 {
-    struct acceptor *a = hc->a;
-    if (hc->paused)
-        return;
-    hc->paused = true;
-    hc->pnext = NULL;
-    hc->pprev = a->paused_tail;
-    if (a->paused_tail)
-        a->paused_tail->pnext = hc;
-    else
-        a->paused_head = hc;
-    a->paused_tail = hc;
+    if (!mx_list_linked(&hc->plink))
+        mx_list_push_back(&hc->a->paused, &hc->plink);
 }
 
 /* Resume paused connections, oldest first, while the app has room. Not
@@ -169,8 +149,9 @@ static void resume_paused(struct acceptor *a)
     if (a->resuming)
         return;
     a->resuming = true;
-    while (a->paused_head && !mx__http_srv_app_full(&a->srv)) {
-        struct hconn *hc = a->paused_head;
+    struct hconn *hc;
+    while ((hc = mx_list_first(&a->paused, struct hconn, plink)) &&
+           !mx__http_srv_app_full(&a->srv)) {
         unpause(hc);
         update(hc); /* may pause it again, at the tail */
     }
@@ -203,12 +184,7 @@ static void on_conn_closed(uv_handle_t *hd)
 {
     struct hconn *hc = hd->data;
     struct acceptor *a = hc->a;
-    if (hc->prev)
-        hc->prev->next = hc->next;
-    else
-        a->conns = hc->next;
-    if (hc->next)
-        hc->next->prev = hc->prev;
+    mx_list_remove(&hc->link);
     /* relaxed: a bound on connections, not a synchronisation */
     atomic_fetch_sub_explicit(&a->h->open_conns, 1, memory_order_relaxed);
     if (hc->client_slot) /* relaxed: a bound */
@@ -698,10 +674,7 @@ static void on_connection(uv_stream_t *listener, int status)
         uv_ip6_name((struct sockaddr_in6 *)&peer, hc->core.peer_ip, sizeof(hc->core.peer_ip));
     uv_tcp_nodelay(&hc->tcp, 1);
     hc->proxy_check = a->h->o.proxy_trusted != NULL;
-    hc->next = a->conns;
-    if (a->conns)
-        a->conns->prev = hc;
-    a->conns = hc;
+    mx_list_push_front(&a->conns, &hc->link);
     hc->last_io = mx_now_ms();
     update(hc);
 }
@@ -793,10 +766,9 @@ static void on_sweep(uv_timer_t *t)
 {
     struct acceptor *a = t->data;
     int64_t now = mx_now_ms();
-    struct hconn *next;
+    struct hconn *hc, *next;
     maybe_trim(a);
-    for (struct hconn *hc = a->conns; hc; hc = next) {
-        next = hc->next;
+    mx_list_each_safe (hc, next, &a->conns, link) {
         if (hc->closing || drain_check(hc, now) || mem_check(hc, now))
             continue;
         if (!hc->deadline || now < hc->deadline)
@@ -899,6 +871,8 @@ static int acc_init(mx_actor_t *self, void *arg, void **state)
     a->h = h;
     a->slot = sl;
     a->self = self;
+    mx_list_init(&a->conns);
+    mx_list_init(&a->paused);
     a->srv.o = h->o;
     a->srv.rt = &h->rt;
     a->srv.app = &h->app;
@@ -994,9 +968,8 @@ static void acc_drain(struct acceptor *a)
 {
     a->srv.draining = true;
     stop_listening(a);
-    struct hconn *next;
-    for (struct hconn *hc = a->conns; hc; hc = next) {
-        next = hc->next;
+    struct hconn *hc, *next;
+    mx_list_each_safe (hc, next, &a->conns, link) {
         if (hc->closing || hc->lingering)
             continue;
         if (mx__http_conn_idle(&hc->core)) {
@@ -1035,7 +1008,8 @@ static void acc_stop(mx_actor_t *self, void *state)
     if (!a)
         return;
     stop_listening(a);
-    for (struct hconn *hc = a->conns; hc; hc = hc->next)
+    struct hconn *hc;
+    mx_list_each (hc, &a->conns, link)
         conn_close(hc);
     if (a->app_inited && a->h->app.fini)
         a->h->app.fini(self, a->h->app.ctx, a->srv.app_state);

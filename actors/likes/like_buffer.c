@@ -17,6 +17,7 @@
 
 #include "likes_int.h"
 #include "mx_err.h"
+#include "mx_list.h"
 #include "mx_log.h"
 #include "mx_proto.h"
 
@@ -37,8 +38,8 @@ struct job {
     char ocid[MX_LIKES_OCID_MAX + 1];
     char acct[MX_LIKES_ACCOUNT_MAX + 1];
     char ign[MX_LIKES_IGN_MAX * 4 + 1];
-    struct job *prev, *next; /* lb->jobs */
-    struct job *wnext;       /* waiters of a warm load */
+    struct mx_list link; /* in lb->jobs */
+    struct job *wnext;   /* waiters of a warm load */
 };
 
 struct warm_op {
@@ -56,7 +57,7 @@ struct lb {
     uint64_t gen; /* incarnation: completions of an earlier one are ignored */
     mx_redis_t *rd;
     mx_redis_script_t *s_toggle, *s_status, *s_warm;
-    struct job *jobs; /* every request in progress */
+    struct mx_list jobs; /* every request in progress (struct job.link) */
     uint32_t njobs;
     struct warm_op *warms;
     uint64_t nonce;
@@ -90,12 +91,7 @@ static void dbjob_free(void *arg)
 static void job_free(struct job *j)
 {
     struct lb *lb = j->lb;
-    if (j->prev)
-        j->prev->next = j->next;
-    else
-        lb->jobs = j->next;
-    if (j->next)
-        j->next->prev = j->prev;
+    mx_list_remove(&j->link);
     lb->njobs--;
     mx_msg_free(j->req);
     free(j);
@@ -490,10 +486,7 @@ static void on_request(struct lb *lb, struct mx_msg *m)
     copy_str(j->acct, sizeof j->acct, q.account);
     copy_str(j->ign, sizeof j->ign, q.ign);
     j->part = mx_likes_partition(j->ocid, q.ocid.len);
-    j->next = lb->jobs;
-    if (lb->jobs)
-        lb->jobs->prev = j;
-    lb->jobs = j;
+    mx_list_push_front(&lb->jobs, &j->link);
     lb->njobs++;
     start_op(j);
 }
@@ -539,6 +532,7 @@ static int lb_init(mx_actor_t *self, void *arg, void **state)
     if (!lb)
         abort();
     lb->self = self;
+    mx_list_init(&lb->jobs);
     /* relaxed: only uniqueness matters */
     lb->gen = atomic_fetch_add_explicit(&g_gen, 1, memory_order_relaxed) + 1;
     struct mx_redis_opts ro = {
@@ -587,8 +581,9 @@ static void lb_stop(mx_actor_t *self, void *state)
             w = next;
         }
     }
-    while (lb->jobs)
-        job_answer(lb->jobs, MX_EUNAVAIL, false, 0, 0);
+    struct job *j;
+    while ((j = mx_list_first(&lb->jobs, struct job, link)))
+        job_answer(j, MX_EUNAVAIL, false, 0, 0);
     free(lb);
 }
 

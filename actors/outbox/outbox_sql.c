@@ -65,6 +65,15 @@ static void wrap_open(struct mx_jsonw *w)
     mx_jsonw_key(w, "data");
 }
 
+/* a page: {"success":true,"data":{"content":[ opened in w */
+static void content_open(struct mx_jsonw *w)
+{
+    wrap_open(w);
+    mx_jsonw_obj_open(w);
+    mx_jsonw_key(w, "content");
+    mx_jsonw_arr_open(w);
+}
+
 static int wrap_close(struct mx_outbox_job *j, struct mx_jsonw *w)
 {
     mx_jsonw_obj_close(w);
@@ -170,10 +179,7 @@ static int dlq_page(struct mx_mysql_conn *c, struct mx_outbox_job *j)
     if (rc)
         return rc;
     struct mx_jsonw w;
-    wrap_open(&w);
-    mx_jsonw_obj_open(&w);
-    mx_jsonw_key(&w, "content");
-    mx_jsonw_arr_open(&w);
+    content_open(&w);
     struct entries e = {.w = &w, .preview = true};
     struct mx_sql_val v[] = {MX_SQL_I(j->size), MX_SQL_I(j->page * j->size)};
     rc = mx_mysql_query(c,
@@ -214,10 +220,7 @@ static int dlq_page(struct mx_mysql_conn *c, struct mx_outbox_job *j)
 static int dlq_cursor(struct mx_mysql_conn *c, struct mx_outbox_job *j)
 {
     struct mx_jsonw w;
-    wrap_open(&w);
-    mx_jsonw_obj_open(&w);
-    mx_jsonw_key(&w, "content");
-    mx_jsonw_arr_open(&w);
+    content_open(&w);
     struct entries e = {.w = &w, .preview = true};
     struct mx_sql_val v[] = {MX_SQL_I(j->has_cursor ? j->cursor : -1), MX_SQL_I(j->size)};
     int rc =

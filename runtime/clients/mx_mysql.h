@@ -23,33 +23,14 @@
 #include <string.h>
 
 #include "mx_actor.h"
+#include "mx_url.h" /* struct mx_mysql_url, mx_mysql_url_parse */
 
 typedef struct mx_mysql mx_mysql_t;
 struct mx_mysql_conn; /* one connection; used only by the thread running the job */
 
-#define MX_MYSQL_USER_MAX 80
-#define MX_MYSQL_PASS_MAX 128
-#define MX_MYSQL_HOST_MAX 255
-#define MX_MYSQL_DB_MAX 64
 #define MX_MYSQL_STMT_CACHE 64         /* prepared statements kept per connection */
 #define MX_MYSQL_MAX_FIELD (64u << 20) /* largest column value a query returns */
 #define MX_MYSQL_MAX_PARAMS 1024       /* placeholders one statement binds (multi-row writes) */
-
-/* A parsed mysql://user[:password]@host:port/database URL. */
-struct mx_mysql_url {
-    char user[MX_MYSQL_USER_MAX + 1];
-    char password[MX_MYSQL_PASS_MAX + 1]; /* "" = none */
-    char host[MX_MYSQL_HOST_MAX + 1];
-    int port; /* 1-65535 */
-    char database[MX_MYSQL_DB_MAX + 1];
-};
-
-/* mx_mysql_url_parse - parse and validate url into out. User, host, port
- * and database are required; the password is optional; user and password
- * may use %XX escapes (so '@', ':' and '/' can appear in them); the
- * database name is [A-Za-z0-9_$]. Returns 0, or MX_ECONFIG with the reason
- * in err (the password is never written there). Any thread. */
-int mx_mysql_url_parse(const char *url, struct mx_mysql_url *out, char *err, size_t errlen);
 
 /* ---- connections ---- */
 

@@ -38,7 +38,9 @@
 #include <hiredis/async.h>
 #include <uv.h>
 
+#include "mx_alloc.h"
 #include "mx_err.h"
+#include "mx_list.h"
 #include "mx_jsonw.h"
 #include "mx_log.h"
 #include "mx_redis_sentinel.h"
@@ -50,7 +52,7 @@ enum conn_state { ST_DOWN, ST_CONNECTING, ST_UP, ST_CLOSED };
 enum cmd_kind { K_USER, K_EVAL, K_HANDSHAKE, K_PING, K_ROLE, K_SCRIPT_LOAD, K_INTERNAL };
 
 struct cmd {
-    struct cmd *prev, *next; /* r->pending, ascending deadline (K_USER/K_EVAL only) */
+    struct mx_list link; /* in r->pending, ascending deadline (K_USER/K_EVAL only) */
     mx_redis_t *r;
     mx_redis_cb cb; /* NULL once called (timed out) or fire-and-forget */
     void *arg;
@@ -97,16 +99,16 @@ struct mx_redis {
     /* all below: loop thread only, except `up` and `st` (atomics, any reader) */
     redisAsyncContext *ac; /* NULL while down or when being freed */
     enum conn_state state;
-    _Atomic bool up;         /* relaxed: a status flag, no data published with it */
-    uint32_t attempt;        /* reconnect attempts since last up */
-    uint64_t rng;            /* xorshift state for jitter */
-    uint64_t last_read;      /* uv_now() of the last reply */
-    uint32_t held;           /* user commands held by hiredis (the max_pending count) */
-    uint32_t alive;          /* struct cmd objects alive (any kind) */
-    struct cmd *head, *tail; /* pending user commands by deadline */
-    uv_timer_t cmd_timer;    /* earliest command deadline */
-    uv_timer_t conn_timer;   /* reconnect delay (DOWN) or connect timeout (CONNECTING) */
-    int handles_open;        /* timers + adapter poll handles not yet closed */
+    _Atomic bool up;        /* relaxed: a status flag, no data published with it */
+    uint32_t attempt;       /* reconnect attempts since last up */
+    uint64_t rng;           /* xorshift state for jitter */
+    uint64_t last_read;     /* uv_now() of the last reply */
+    uint32_t held;          /* user commands held by hiredis (the max_pending count) */
+    uint32_t alive;         /* struct cmd objects alive (any kind) */
+    struct mx_list pending; /* user commands by deadline (struct cmd.link) */
+    uv_timer_t cmd_timer;   /* earliest command deadline */
+    uv_timer_t conn_timer;  /* reconnect delay (DOWN) or connect timeout (CONNECTING) */
+    int handles_open;       /* timers + adapter poll handles not yet closed */
     bool closing;
     mx_redis_close_cb done;
     void *done_arg;
@@ -147,23 +149,6 @@ static void g_init(void)
 #define ST_INC(r, f) atomic_fetch_add_explicit(&(r)->st.f, 1, memory_order_relaxed)
 #define ST_SET(r, f, v) atomic_store_explicit(&(r)->st.f, (v), memory_order_relaxed)
 #define ST_GET(r, f) atomic_load_explicit(&(r)->st.f, memory_order_relaxed)
-
-static void *xcalloc(size_t n, size_t sz)
-{
-    void *p = calloc(n, sz);
-    if (!p) {
-        fprintf(stderr, "mx_redis: out of memory\n");
-        abort();
-    }
-    return p;
-}
-
-static char *xstrndup(const char *s, size_t n)
-{
-    char *p = xcalloc(1, n + 1);
-    memcpy(p, s, n);
-    return p;
-}
 
 /* ---- lifecycle helpers ---- */
 
@@ -427,18 +412,15 @@ static void cmd_free(struct cmd *c)
     free(c);
 }
 
-static void unlink_cmd(mx_redis_t *r, struct cmd *c)
+static void unlink_cmd(struct cmd *c)
 {
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        r->head = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    else
-        r->tail = c->prev;
-    c->prev = c->next = NULL;
+    mx_list_remove(&c->link);
     c->queued = false;
+}
+
+static struct cmd *first_cmd(mx_redis_t *r)
+{
+    return mx_list_first(&r->pending, struct cmd, link);
 }
 
 static void on_cmd_timer(uv_timer_t *t);
@@ -447,12 +429,13 @@ static void arm_cmd_timer(mx_redis_t *r)
 {
     if (r->closing)
         return;
-    if (!r->head) {
+    struct cmd *first = first_cmd(r);
+    if (!first) {
         uv_timer_stop(&r->cmd_timer);
         return;
     }
     uint64_t now = uv_now(r->loop);
-    uint64_t due = r->head->deadline > now ? r->head->deadline - now : 0;
+    uint64_t due = first->deadline > now ? first->deadline - now : 0;
     uv_timer_start(&r->cmd_timer, on_cmd_timer, due, 0);
 }
 
@@ -466,20 +449,12 @@ static void cmd_accept(mx_redis_t *r, struct cmd *c, uint32_t timeout_ms)
     r->held++;
     ST_SET(r, pending, r->held);
     ST_INC(r, commands);
-    struct cmd *at = r->tail; /* sorted insert, from the back: usually O(1) */
+    /* sorted insert, from the back: usually O(1) */
+    struct cmd *at = mx_list_last(&r->pending, struct cmd, link);
     while (at && at->deadline > c->deadline)
-        at = at->prev;
-    c->prev = at;
-    c->next = at ? at->next : r->head;
-    if (c->next)
-        c->next->prev = c;
-    else
-        r->tail = c;
-    if (at)
-        at->next = c;
-    else
-        r->head = c;
-    if (r->head == c)
+        at = mx_list_prev(&r->pending, at, link);
+    mx_list_insert_after(at ? &at->link : &r->pending, &c->link);
+    if (first_cmd(r) == c)
         arm_cmd_timer(r);
 }
 
@@ -489,8 +464,8 @@ static void on_cmd_timer(uv_timer_t *t)
     uint64_t now = uv_now(r->loop);
     bool expired = false;
     struct cmd *c;
-    while (!r->closing && (c = r->head) && c->deadline <= now) {
-        unlink_cmd(r, c);
+    while (!r->closing && (c = first_cmd(r)) && c->deadline <= now) {
+        unlink_cmd(c);
         mx_redis_cb cb = c->cb;
         c->cb = NULL; /* hiredis still holds c: freed at the late reply */
         expired = true;
@@ -583,7 +558,7 @@ static void on_reply(redisAsyncContext *ac, void *rep, void *privdata)
     } else {
         ST_INC(r, replies);
     }
-    unlink_cmd(r, c);
+    unlink_cmd(c);
     mx_redis_cb cb = c->cb;
     void *arg = c->arg;
     c->cb = NULL;
@@ -826,6 +801,7 @@ static int open_common(uv_loop_t *loop, const char *url, const struct mx_redis_o
     if (!r->sentinel)
         set_addr(r, r->host, r->port);
     r->loop = loop;
+    mx_list_init(&r->pending);
     snprintf(r->name, sizeof(r->name), "%s", opts->name ? opts->name : "redis");
     r->timeout_ms = opts->timeout_ms ? opts->timeout_ms : 1000;
     r->connect_timeout_ms = opts->connect_timeout_ms ? opts->connect_timeout_ms : 1000;
@@ -1174,7 +1150,7 @@ int mx_redis_eval(mx_redis_t *r, mx_redis_script_t *s, mx_redis_cb cb, void *arg
     c->script = s;
     c->tail_argc = argc + 1;
     c->tail_len = (size_t)fl - (size_t)(crlf + 2 - fmt);
-    c->tail = xstrndup(crlf + 2, c->tail_len);
+    c->tail = xmemdup(crlf + 2, c->tail_len);
     redisFreeCommand(fmt);
     if (send_eval(r, c, false) != 0) {
         cmd_free(c);

@@ -28,6 +28,7 @@
 #include "mx_err.h"
 #include "mx_jsonw.h"
 #include "mx_log.h"
+#include "mx_url.h"
 
 #define POLL_MS 1000
 #define KICK_GAP_MS 200
@@ -351,13 +352,10 @@ static void run(void *arg)
         struct link *l = &s->links[i];
         l->s = s;
         o.state_arg = l;
-        if (s->u.password[0])
-            snprintf(url, sizeof url, "redis://%s:%s@%s:%d", s->u.user, s->u.password, s->u.host[i],
-                     s->u.port[i]);
-        else
-            snprintf(url, sizeof url, "redis://%s:%d", s->u.host[i], s->u.port[i]);
         /* the URL was validated as a whole: these cannot fail */
-        if (mx__redis_open_link(&s->loop, url, &o, NULL, NULL, &l->cmd) != 0 ||
+        if (mx_redis_url_format(url, sizeof url, s->u.user, s->u.password, s->u.host[i],
+                                s->u.port[i]) != 0 ||
+            mx__redis_open_link(&s->loop, url, &o, NULL, NULL, &l->cmd) != 0 ||
             mx__redis_open_link(&s->loop, url, &o, on_switch, l, &l->sub) != 0) {
             fprintf(stderr, "mx_redis_sentinel: cannot open a link to %s\n", url);
             abort();

@@ -78,11 +78,12 @@ static uint32_t rec_crc(const uint8_t *hdr, const void *data, uint32_t len)
     return (uint32_t)c;
 }
 
-static int read_full(int fd, void *buf, size_t n, uint64_t off)
+/* pread (or pwrite) all n bytes at off, through EINTR and short transfers */
+static int io_full(int fd, void *buf, size_t n, uint64_t off, bool write)
 {
     uint8_t *p = buf;
     while (n) {
-        ssize_t r = pread(fd, p, n, (off_t)off);
+        ssize_t r = write ? pwrite(fd, p, n, (off_t)off) : pread(fd, p, n, (off_t)off);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
@@ -94,20 +95,14 @@ static int read_full(int fd, void *buf, size_t n, uint64_t off)
     return 0;
 }
 
+static int read_full(int fd, void *buf, size_t n, uint64_t off)
+{
+    return io_full(fd, buf, n, off, false);
+}
+
 static int write_full(int fd, const void *buf, size_t n, uint64_t off)
 {
-    const uint8_t *p = buf;
-    while (n) {
-        ssize_t r = pwrite(fd, p, n, (off_t)off);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        p += r;
-        n -= (size_t)r;
-        off += (uint64_t)r;
-    }
-    return 0;
+    return io_full(fd, (void *)buf, n, off, true); /* only read from when writing */
 }
 
 /* A growable read buffer bounded by MX_SPOOL_MAX_RECORD. */

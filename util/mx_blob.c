@@ -1,10 +1,12 @@
-/* mx_http_blob.c - refcounted response bodies, gzip, stored documents and
+/* mx_blob.c - refcounted response bodies, gzip, stored documents and
  * the content negotiation helpers (Accept-Encoding, If-None-Match).
  *
  * A cached document is built once (plain + gzip + ETags) and written to
  * every connection that asks for it, on any scheduler, by reference: the
  * refcounts are atomic for that reason.
  */
+#include "mx_blob.h"
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,19 +16,8 @@
 #include <openssl/evp.h>
 #include <zlib.h>
 
+#include "mx_alloc.h"
 #include "mx_err.h"
-#include "mx_http_int.h"
-#include "mx_log.h"
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "mx_http: out of memory (%zu bytes)\n", n);
-        abort();
-    }
-    return p;
-}
 
 struct mx_blob *mx_blob_new(const void *data, size_t len)
 {

@@ -2,8 +2,8 @@
  * besides equipment: request bodies ({apiKey, userIgn}), JWT headers and
  * claims, upstream records ({ocid}, character basic, character list).
  *
- * They are implemented in the project's one simdjson shim
- * (equip_parse_simdjson.cpp) so no hand-written JSON parser exists. Any
+ * They are implemented on simdjson (mx_jsonr_simdjson.cpp, the library
+ * mx_jsonr) so no hand-written JSON parser exists. Any
  * thread: each thread reuses its own parser.
  */
 #ifndef MX_JSONR_H
