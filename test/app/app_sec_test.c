@@ -114,7 +114,7 @@ static int run_until_exit(const char *setting, char *log, size_t cap)
     int pe[2];
     assert_int_equal(pipe(pe), 0);
     pid_t pid = fork();
-    assert_true(pid >= 0);
+    TU_ASSERT_CMP(pid, >=, 0);
     if (pid == 0) {
         dup2(pe[1], 2);
         close(pe[0]);
@@ -328,7 +328,7 @@ static void test_recalc_coalesced_and_limited(void **st)
                      200);
     http_res_free(&r);
     long long eq0 = stub_stat(&g_stub, "/maplestory/v1/character/item-equipment");
-    assert_true(eq0 >= 1);
+    TU_ASSERT_CMP(eq0, >=, 1);
     /* ten clients ask both nodes at once: one recalculation */
     enum { N = 10 };
     pthread_t th[N];
