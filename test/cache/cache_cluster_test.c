@@ -17,6 +17,8 @@
 
 #include <cmocka.h>
 
+#include "mx_testutil.h"
+
 #include "cache_harness.h"
 
 #define LATCH_TTL_MS 3000
@@ -75,7 +77,7 @@ static void single_flight_500(void **st)
     mreq_free(r, N);
     assert_int_equal(stub_post(&S.stub, "/__stub/config?latency_ms=0"), 200);
     /* the document is in L2 under its hash-tagged key, framed */
-    assert_true(redis_strlen(&S.redis, "mx:mx:{exp:flight500}:d:0:111") > 100);
+    TU_ASSERT_CMP(redis_strlen(&S.redis, "mx:mx:{exp:flight500}:d:0:111"), >, 100);
 }
 
 /* 5. Recalculate on node 0; the next read on node 1 is the new document. */
@@ -136,7 +138,7 @@ static void corrupt_l2(void **st)
             if (len <= 100)
                 usleep(10000);
         }
-        assert_true(len > 100);
+        TU_ASSERT_CMP(len, >, 100);
         if (preset == 1) {
             /* right magic, garbage after it */
             set_raw(key, "MXC1\x10\x00\x00\x00garbagegarbagegarbagegarbage", 33);
@@ -148,7 +150,7 @@ static void corrupt_l2(void **st)
             freeReplyObject(rep);
         }
         assert_int_equal(get(S.node[1].http_port, NULL, path, &b1), 200);
-        assert_true(b1[0] == '{');
+        TU_ASSERT_CMP(b1[0], ==, '{');
         assert_int_equal(json_num(b0, "totalExpectedCost", t0, sizeof t0), 0);
         assert_int_equal(json_num(b1, "totalExpectedCost", t1, sizeof t1), 0);
         assert_string_equal(t0, t1);
@@ -165,7 +167,8 @@ static void corrupt_l2(void **st)
         }
         assert_non_null(rep);
         assert_int_equal(rep->type, REDIS_REPLY_STRING);
-        assert_true(rep->len > 100 && memcmp(rep->str, "MXC1", 4) == 0);
+        TU_ASSERT_CMP(rep->len, >, 100);
+        TU_ASSERT_CMP(memcmp(rep->str, "MXC1", 4), ==, 0);
         freeReplyObject(rep);
         free(b0);
         free(b1);
@@ -199,7 +202,7 @@ static void corrupt_l2_ocid(void **st)
             if (olen <= 0)
                 usleep(10000);
         }
-        assert_true(olen > 0);
+        TU_ASSERT_CMP(olen, >, 0);
         for (int k = 0; k < 100 && redis_strlen(&S.redis, dkey) <= 0; k++)
             usleep(10000);
         /* node 1 has nothing in L1: it must read the damaged ocid */
@@ -276,7 +279,8 @@ static void corrupt_l3(void **st)
     long long before = eq_calls();
     assert_int_equal(
         get(S.node[1].http_port, NULL, "/api/v4/characters/l3bad6/expectation/preset/3", &b1), 200);
-    assert_true(b1[0] == '{' && strstr(b1, "\"presetNo\":3") != NULL);
+    TU_ASSERT_CMP(b1[0], ==, '{');
+    assert_non_null(strstr(b1, "\"presetNo\":3"));
     assert_int_equal(eq_calls(), before + 1); /* reloaded, not served from the bad row */
     /* and the row was rewritten with good data */
     assert_true(wait_sql("SELECT LENGTH(e.equipment) > 1000 FROM mx.character_equipment e JOIN"

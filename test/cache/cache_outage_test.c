@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "mx_testutil.h"
+
 #include "cache_harness.h"
 
 static struct stack S;
@@ -99,9 +101,10 @@ static void redis_outage(void **st)
     pthread_join(t, NULL);
     print_message("redis back: L2 written %.0f ms after restart; load ok %d failed %d\n", up,
                   atomic_load(&l.ok), atomic_load(&l.failed));
-    assert_true(up >= 0 && up < 2000);
+    TU_ASSERT_CMP(up, >=, 0);
+    TU_ASSERT_CMP(up, <, 2000);
     assert_int_equal(atomic_load(&l.failed), 0);
-    assert_true(atomic_load(&l.ok) > 0);
+    TU_ASSERT_CMP(atomic_load(&l.ok), >, 0);
     for (int i = 0; i < 2; i++)
         assert_int_equal(kill(S.node[i].pid, 0), 0); /* no crash */
 }
@@ -143,7 +146,7 @@ static void mysql_outage(void **st)
             usleep(100000); /* polling interval, not synchronisation */
     }
     print_message("mysql down: a load skipped L3 after %.0f ms\n", ms_now() - td);
-    assert_true(skipped > 0);
+    TU_ASSERT_CMP(skipped, >, 0);
     assert_int_equal(mysqld_restart(&S.mysql), 0);
     /* every write made meanwhile lands: K characters, K equipment rows, and
      * one summary per preset (the synthetic characters have 3) */
@@ -204,7 +207,7 @@ static void stale_from_l3(void **st)
     assert_int_equal(stub_post(&S.stub, "/__stub/config?fail_rate=0"), 200);
     assert_int_equal(status, 200);
     assert_non_null(b);
-    assert_true(strncmp(b, "{\"stale\":true,", 14) == 0);
+    TU_ASSERT_CMP(strncmp(b, "{\"stale\":true,", 14), ==, 0);
     assert_non_null(strstr(b, "\"userIgn\":\"stale8\""));
     free(b);
 }
