@@ -56,7 +56,7 @@ static void node_start_tls(struct node *n, const char *name, const char *certs, 
                                 .max_pipes = g_max_pipes,
                                 .idle_ms = g_idle_ms};
     assert_int_equal(mx_remote_start(n->sys, &ro, &n->rem), 0);
-    assert_true(mx_remote_port(n->rem) > 0);
+    TU_ASSERT_CMP(mx_remote_port(n->rem), >, 0);
     snprintf(n->url, sizeof(n->url), "tcp://127.0.0.1:%d", mx_remote_port(n->rem));
     struct mx_spawn_opts so = MX_SPAWN_OPTS_DEFAULT;
     so.name = "echo";
@@ -155,7 +155,7 @@ static void test_send_and_request(void **unused)
         }
         assert_true(TU_WAIT_UNTIL(atomic_load(&b.sink_st.received) == total, 5000));
     }
-    assert_true(clean >= 15);
+    TU_ASSERT_CMP(clean, >=, 15);
     assert_int_equal(atomic_load(&b.sink_st.out_of_order), 0);
 
     /* a local pointer payload never crosses nodes */
@@ -177,7 +177,7 @@ static void test_send_and_request(void **unused)
     assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
     assert_int_equal(c.rc, 0);
     assert_true(TU_WAIT_UNTIL(drops(&b, MX_RDROP_UNKNOWN_RECEIVER) == unk + 2, 5000));
-    assert_true(dl(&b, MX_DL_NO_ACTOR) >= 2);
+    TU_ASSERT_CMP(dl(&b, MX_DL_NO_ACTOR), >=, 2);
 
     node_stop(&a);
     node_stop(&b);
@@ -283,7 +283,7 @@ static void test_epoch_fence(void **unused)
     assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
     assert_int_equal(c.rc, 0); /* the sender cannot know */
     assert_true(TU_WAIT_UNTIL(dl(&b, MX_DL_STALE_EPOCH) == stale + 1, 5000));
-    assert_true(drops(&b, MX_RDROP_REFUSED) >= 1);
+    TU_ASSERT_CMP(drops(&b, MX_RDROP_REFUSED), >=, 1);
     /* another singleton's low epoch is its own business; equal is fine */
     c.epoch = mx_epoch_make(other, 1);
     assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
@@ -544,7 +544,7 @@ static void test_hostile_frames(void **unused)
     assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     char junk[4096];
     memset(junk, 0xff, sizeof(junk));
-    assert_true(write(fd, junk, sizeof(junk)) > 0);
+    TU_ASSERT_CMP(write(fd, junk, sizeof(junk)), >, 0);
     close(fd);
 
     /* the node still serves: a good frame is delivered (the push socket
@@ -609,7 +609,7 @@ static void test_tls(void **unused)
     struct node a, b;
     node_start_tls(&a, "a", certs, "a");
     node_start_tls(&b, "b", certs, "b");
-    assert_true(strncmp(b.url, "tls+tcp://", 10) == 0);
+    TU_ASSERT_CMP(strncmp(b.url, "tls+tcp://", 10), ==, 0);
     connect_pair(&a, &b);
     uint64_t bid = mx_system_node_id(b.sys);
     struct cl_cmd c = {.op = CL_REQ_ADDR, .to = b.echo, .n = 5, .timeout_ms = 3000};
@@ -691,7 +691,7 @@ static void test_pipe_limit(void **unused)
         for (int i = 0; i < 5; i++)
             if (nng_send(s[i], g_raw, g_raw_len, NNG_FLAG_NONBLOCK) != 0)
                 usleep(1000);
-    assert_true(atomic_load(&b.sink_st.received) >= 2);
+    TU_ASSERT_CMP(atomic_load(&b.sink_st.received), >=, 2);
     mx_remote_stats(b.rem, &st);
     assert_int_equal(st.pipes_in, 2);
     for (int i = 0; i < 5; i++)
@@ -765,7 +765,7 @@ static void test_dead_peer(void **unused)
     assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
     assert_int_equal(c.failed, 100);
     assert_int_equal(dl(&a, MX_DL_NODE_DOWN), down + 100);
-    assert_true(tu_now_ms() - t0 < 1000);
+    TU_ASSERT_CMP(tu_now_ms() - t0, <, 1000);
     c = (struct cl_cmd){.op = CL_REQ_ADDR, .to = b.echo, .n = 1, .timeout_ms = 300};
     assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
     assert_int_equal(c.rc, MX_ENOACTOR);

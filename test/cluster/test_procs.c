@@ -77,7 +77,7 @@ static int start_node(struct proc *p, const char *name, const char *admin, const
     assert_int_equal(pipe(pout), 0);
     memset(p, 0, sizeof(*p));
     p->pid = fork();
-    assert_true(p->pid >= 0);
+    TU_ASSERT_CMP(p->pid, >=, 0);
     if (p->pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         dup2(pin[0], 0);
@@ -182,7 +182,8 @@ static bool json_ok(const char *json, const char *expr)
 {
     char jpath[] = "/tmp/cl_jsonXXXXXX", ppath[] = "/tmp/cl_pyXXXXXX", sh[1024];
     int fd = mkstemp(jpath), fp = mkstemp(ppath);
-    assert_true(fd >= 0 && fp >= 0);
+    TU_ASSERT_CMP(fd, >=, 0);
+    TU_ASSERT_CMP(fp, >=, 0);
     assert_int_equal(write(fd, json, strlen(json)), (ssize_t)strlen(json));
     close(fd);
     FILE *f = fdopen(fp, "w");
@@ -266,7 +267,7 @@ static void test_two_nodes(void **unused)
         usleep(20000);
     }
     assert_true(failed_fast);
-    assert_true(dl_count(&a, "node-down") >= down + 50);
+    TU_ASSERT_CMP(dl_count(&a, "node-down"), >=, down + 50);
     cmd(&a, ans, sizeof(ans), "req %s 500", b.id);
     assert_true(strcmp(ans, "timeout") == 0 || strcmp(ans, "err NOACTOR") == 0);
     stop_node(&a);
@@ -344,13 +345,13 @@ static void test_mxctl(void **unused)
     assert_int_equal(mxctl(out, sizeof(out), "actors --sort size"), 2);
     int64_t t0 = tu_now_ms();
     assert_int_equal(mxctl(out, sizeof(out), "--node tcp://127.0.0.1:1 --timeout 300 stats"), 1);
-    assert_true(tu_now_ms() - t0 < 3000);
+    TU_ASSERT_CMP(tu_now_ms() - t0, <, 3000);
     /* the admin endpoint answers while the data path is blocked */
     cmd(&b, ans, sizeof(ans), "park 1500 1");
     t0 = tu_now_ms();
     snprintf(args, sizeof(args), "--node %s --json actors", b.admin_url);
     assert_int_equal(mxctl(out, sizeof(out), args), 0);
-    assert_true(tu_now_ms() - t0 < 1000);
+    TU_ASSERT_CMP(tu_now_ms() - t0, <, 1000);
     stop_node(&a);
     stop_node(&b);
 }
