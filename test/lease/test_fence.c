@@ -171,7 +171,7 @@ static void test_paused_holder(void **st)
     assert_true(TU_WAIT_UNTIL((nh = holder(HEALTH, h, &s2)) >= 0, LEASE_TTL + 3000));
     printf("n%d took over with epoch %lld after %lld ms\n", nh + 1, s2,
            (long long)(tu_now_ms() - t0));
-    assert_true(s2 > s1);
+    TU_ASSERT_CMP(s2, >, s1);
     assert_true(TU_WAIT_UNTIL(fence_row() == s2, 3000));
     while (tu_now_ms() - t0 < LEASE_TTL + 500)
         usleep(10000);
@@ -183,12 +183,12 @@ static void test_paused_holder(void **st)
     long long seq;
     assert_int_equal(lh_holder(&g_nodes[h], HEALTH, hb, sizeof hb, &seq), 0);
     assert_string_not_equal(hb, g_nodes[h].name);
-    assert_true(seq >= s2); /* and it learned the new epoch */
+    TU_ASSERT_CMP(seq, >=, s2); /* and it learned the new epoch */
     char out[16384];
     assert_int_equal(lh_ctl(out, sizeof out, "--node %s stats", g_nodes[h].admin), 0);
-    assert_true(lh_json_int(out, "self_fenced") + lh_json_int(out, "leases_lost") >= 1);
+    TU_ASSERT_CMP(lh_json_int(out, "self_fenced") + lh_json_int(out, "leases_lost"), >=, 1);
     /* the fence row was never moved back by the old holder */
-    assert_true(fence_row() >= s2);
+    TU_ASSERT_CMP(fence_row(), >=, s2);
 
     /* a MySQL write with the old epoch changes nothing */
     struct mx_mysql_conn *c;
@@ -216,7 +216,7 @@ static void test_paused_holder(void **st)
     for (int k = 0; k < 2; k++) {
         int i = k == 0 ? nh : h;
         long long before = stale_count(&g_nodes[i]);
-        assert_true(before >= 0);
+        TU_ASSERT_CMP(before, >=, 0);
         long long unv = unverified_count(&g_nodes[i]);
         send_with_epoch(sys, rem, i, mx_epoch_make(sid, (uint64_t)s1));
         assert_true(TU_WAIT_UNTIL(stale_count(&g_nodes[i]) == before + 1, 3000));
@@ -249,13 +249,13 @@ static void test_paused_holder(void **st)
     }
     redisReply *r = redisd_cmd(&g_redis, "HGET mx:{mx}:mysql-health seq");
     assert_non_null(r);
-    assert_true(strtoll(r->str, NULL, 10) >= s2);
+    TU_ASSERT_CMP(strtoll(r->str, NULL, 10), >=, s2);
     freeReplyObject(r);
 
     /* no two nodes acted in one epoch (lease-probe log) */
     r = redisd_cmd(&g_redis, "LRANGE mx:{mx}:lease-probe:log 0 -1");
     assert_non_null(r);
-    assert_true(r->elements > 5);
+    TU_ASSERT_CMP(r->elements, >, 5);
     for (size_t i = 0; i < r->elements; i++)
         for (size_t j = i + 1; j < r->elements; j++) {
             long long a, b;
