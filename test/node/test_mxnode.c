@@ -32,7 +32,7 @@ static void spawn_node(struct child *c, char *const argv[], char *const envp_ext
     assert_int_equal(pipe(po), 0);
     assert_int_equal(pipe(pe), 0);
     c->pid = fork();
-    assert_true(c->pid >= 0);
+    TU_ASSERT_CMP(c->pid, >=, 0);
     if (c->pid == 0) {
         dup2(po[1], 1);
         dup2(pe[1], 2);
@@ -301,7 +301,7 @@ static void test_transport_security(void **st)
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     for (int i = 0; i < 1100; i++) {
         fds[i] = socket(AF_INET, SOCK_STREAM, 0);
-        assert_true(fds[i] >= 0);
+        TU_ASSERT_CMP(fds[i], >=, 0);
         assert_int_equal(connect(fds[i], (struct sockaddr *)&sa, sizeof sa), 0);
     }
     usleep(300 * 1000); /* the node accepts them in the background: let it */
