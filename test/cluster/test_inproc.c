@@ -7,6 +7,8 @@
 #include <nng/protocol/pipeline0/push.h>
 #include <nng/supplemental/tls/tls.h>
 #include <arpa/inet.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -789,12 +791,34 @@ static void test_request_timeout(void **unused)
     node_stop(&b);
 }
 
-/* mx_actor_peek copies pending messages on the actor's thread. */
+/* mx_actor_peek copies pending messages on the actor's thread. The actor
+ * blocks in its handler until the test opens the gate; it counts each
+ * entry, so the test knows it is inside. */
+static sem_t g_peek_gate;
+static _Atomic int g_peek_entered;
+
 static int slow_recv(mx_actor_t *self, void *state, struct mx_msg *m)
 {
-    if (m->env.type == MX_T_test_echo)
-        usleep(200 * 1000);
+    if (m->env.type == MX_T_test_echo) {
+        atomic_fetch_add(&g_peek_entered, 1);
+        sem_wait(&g_peek_gate);
+    }
     return 0;
+}
+
+struct gate_opener {
+    mx_system_t *sys;
+    struct mx_addr a;
+    int64_t depth; /* open once this many messages are pending */
+};
+
+static void *open_gate_at_depth(void *arg)
+{
+    struct gate_opener *g = arg;
+    struct mx_actor_stats as;
+    TU_WAIT_UNTIL(mx_actor_stats(g->sys, g->a, &as) == 0 && as.depth >= g->depth, 5000);
+    sem_post(&g_peek_gate);
+    return NULL;
 }
 
 static void test_peek(void **unused)
@@ -802,6 +826,8 @@ static void test_peek(void **unused)
     mx_system_t *sys;
     struct mx_system_opts o = {.node_name = "p", .schedulers = 1, .offload_threads = 1};
     assert_int_equal(mx_system_start(&o, &sys), 0);
+    sem_init(&g_peek_gate, 0, 0);
+    atomic_store(&g_peek_entered, 0);
     static const struct mx_behaviour slow = {.name = "slow", .receive = slow_recv};
     struct mx_addr a;
     assert_int_equal(mx_spawn(sys, &slow, NULL, NULL, &a), 0);
@@ -810,15 +836,22 @@ static void test_peek(void **unused)
     struct mx_msg *blk;
     mx_msg_encode(MX_T_test_echo, &(struct mx_m_test_echo){1, MX_STR("z")}, &blk);
     assert_int_equal(mx_sys_send(sys, a, blk), 0);
-    usleep(50 * 1000); /* inside the 200 ms handler now */
+    assert_true(TU_WAIT_UNTIL(atomic_load(&g_peek_entered) == 1, 5000)); /* inside the handler */
+    struct mx_actor_stats as0;
+    assert_int_equal(mx_actor_stats(sys, a, &as0), 0);
     for (uint64_t i = 0; i < 5; i++) {
         struct mx_msg *m;
         mx_msg_encode(MX_T_test_kv, &(struct mx_m_test_kv){.sender = 9, .seq = i}, &m);
         assert_int_equal(mx_sys_send(sys, a, m), 0);
     }
+    /* the handler returns once the peek is queued too: 5 + 1 more pending */
+    struct gate_opener go = {sys, a, as0.depth + 6};
+    pthread_t opener;
+    assert_int_equal(pthread_create(&opener, NULL, open_gate_at_depth, &go), 0);
     struct mx_msg **v;
     uint32_t n;
     assert_int_equal(mx_actor_peek(sys, a, 3, 2000, &v, &n), 0);
+    pthread_join(opener, NULL);
     assert_int_equal(n, 3);
     struct mx_m_test_kv kv;
     assert_int_equal(mx_msg_decode(v[0], &kv), 0);
@@ -830,11 +863,13 @@ static void test_peek(void **unused)
     struct mx_msg *m;
     mx_msg_encode(MX_T_test_echo, &(struct mx_m_test_echo){1, MX_STR("z")}, &m);
     assert_int_equal(mx_sys_send(sys, a, m), 0);
-    usleep(20 * 1000);
+    assert_true(TU_WAIT_UNTIL(atomic_load(&g_peek_entered) == 2, 5000));
     assert_int_equal(mx_actor_peek(sys, a, 3, 50, &v, &n), MX_ETIMEDOUT);
     assert_int_equal(mx_actor_peek(sys, a, 5000, 50, &v, &n), MX_EINVAL);
+    sem_post(&g_peek_gate);
     assert_int_equal(mx_system_stop(sys, 5000), 0);
     mx_system_free(sys);
+    sem_destroy(&g_peek_gate);
 }
 
 int main(void)
