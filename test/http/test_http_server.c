@@ -40,7 +40,8 @@ static struct mx_addr g_helper;
 static struct mx_http_doc *g_doc;
 static struct mx_blob *g_big;
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static uint8_t g_seen_trace[16]; /* trace id the helper actor last received */
+static uint8_t g_seen_trace[16];  /* trace id the helper actor last received */
+static _Atomic int g_slow_parked; /* /slow requests parked (answer deferred) so far */
 
 /* ---- the app ---- */
 
@@ -105,6 +106,7 @@ static int h_slow(mx_http_req_t *r, void *st)
         mx_msg_free(m);
         return mx_http_error(r, 503, "S005", "busy"), MX_HTTP_DONE;
     }
+    atomic_fetch_add(&g_slow_parked, 1);
     return MX_HTTP_PENDING;
 }
 
@@ -393,8 +395,10 @@ static void test_chunked_body(void **st)
     int fd = dial();
     const char *req = "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
                       "4\r\nabcd\r\n";
+    uint64_t in0 = stats().bytes_in;
     send_all(fd, req, strlen(req));
-    usleep(50000);
+    /* the server has read the first chunk before the rest is sent */
+    assert_true(TU_WAIT_UNTIL(stats().bytes_in >= in0 + strlen(req), 3000));
     SEND(fd, "3\r\nefg\r\n0\r\n\r\n");
     struct rx rx;
     recv_resp(fd, &rx, 1, 3000);
@@ -495,8 +499,9 @@ static void test_client_leaves(void **st)
     /* leaves (reset) while its answer is deferred */
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
     int fd = dial();
+    int parked = atomic_load(&g_slow_parked);
     SEND(fd, "GET /slow/200 HTTP/1.1\r\n\r\n");
-    usleep(50000);
+    assert_true(TU_WAIT_UNTIL(atomic_load(&g_slow_parked) > parked, 3000)); /* deferred now */
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     close(fd);
     /* leaves in the middle of an 8 MB answer, with a reset */
@@ -717,8 +722,9 @@ static void test_drain(void **st)
     recv_resp(idle, &rx, 1, 3000);
     assert_int_equal(rx.n, 1);
     rx_free(&rx);
+    int parked = atomic_load(&g_slow_parked);
     SEND(busy, "GET /slow/300 HTTP/1.1\r\n\r\n");
-    usleep(50000);
+    assert_true(TU_WAIT_UNTIL(atomic_load(&g_slow_parked) > parked, 3000)); /* in flight */
     assert_int_equal(mx_http_drain(g_http), 0);
     assert_true(closes_within(idle, 2000));
     recv_resp(busy, &rx, 1, 3000);
