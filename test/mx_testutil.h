@@ -16,11 +16,15 @@ static inline int64_t tu_now_ms(void)
 }
 
 /* Poll cond every ms until true or timeout_ms passes; evaluates to cond. */
-#define TU_WAIT_UNTIL(cond, timeout_ms)                                                            \
+#define TU_WAIT_UNTIL(cond, timeout_ms) TU_WAIT_EVERY(cond, timeout_ms, 1)
+
+/* TU_WAIT_EVERY - the same, polling every every_ms: for conditions that
+ * cost a process or a query to evaluate. */
+#define TU_WAIT_EVERY(cond, timeout_ms, every_ms)                                                  \
     ({                                                                                             \
         int64_t tu_dl_ = tu_now_ms() + (timeout_ms);                                               \
         while (!(cond) && tu_now_ms() < tu_dl_)                                                    \
-            usleep(1000);                                                                          \
+            usleep((every_ms)*1000);                                                               \
         (cond);                                                                                    \
     })
 
