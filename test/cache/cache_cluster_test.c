@@ -290,6 +290,19 @@ static void corrupt_l3(void **st)
     free(b1);
 }
 
+/* whether node i holds the latch of value key `key`: its token in Redis
+ * starts with the node's id (actors/cache: "<node id>:<shard>:<flight>") */
+static bool latch_held_by(redisContext **c, const char *key, int i)
+{
+    char want[24];
+    snprintf(want, sizeof want, "%016llx:", S.node[i].node_id);
+    redisReply *r = redisd_kept_cmd(c, &S.redis, "GET %s:L", key);
+    bool held = r && r->type == REDIS_REPLY_STRING && strncmp(r->str, want, strlen(want)) == 0;
+    if (r)
+        freeReplyObject(r);
+    return held;
+}
+
 struct batch {
     struct mreq r[20];
     int done;
@@ -320,7 +333,10 @@ static void slow_load_keeps_latch(void **st)
     }
     pthread_t ta, tb;
     pthread_create(&ta, NULL, run_batch, &a);
-    usleep(300000); /* node 0 takes the latch */
+    redisContext *rc = NULL;
+    if (!TU_WAIT_EVERY(latch_held_by(&rc, "mx:mx:{exp:slow7}:d:0:111", 0), 10000, 5))
+        fail_msg("node 0 never held the latch of slow7");
+    redisFree(rc);
     pthread_create(&tb, NULL, run_batch, &b);
     pthread_join(ta, NULL);
     pthread_join(tb, NULL);
@@ -350,9 +366,21 @@ static void holder_killed(void **st)
     }
     pthread_t ta, tb;
     pthread_create(&ta, NULL, run_batch, &a);
-    usleep(500000); /* node 0 holds the latch and waits on upstream */
+    /* the precondition, proven: node 0 holds the latch (its token in Redis)
+     * and waits on upstream ... */
+    const char *key = "mx:mx:{exp:killed2}:d:0:111";
+    redisContext *rc = NULL;
+    if (!TU_WAIT_EVERY(latch_held_by(&rc, key, 0), 10000, 5))
+        fail_msg("node 0 never held the latch of killed2");
+    long long waits = cache_counter(S.node[1].http_port, "latch_wait");
+    TU_ASSERT_CMP(waits, >=, 0);
     pthread_create(&tb, NULL, run_batch, &b);
-    usleep(1000000);
+    /* ... node 1's load waits on it (its latch_wait counter) ... */
+    assert_true(TU_WAIT_EVERY(cache_counter(S.node[1].http_port, "latch_wait") > waits, 10000, 20));
+    /* ... and node 0 still holds it when it dies */
+    if (!latch_held_by(&rc, key, 0))
+        fail_msg("node 0 no longer held the latch of killed2 when it was killed");
+    redisFree(rc);
     node_kill(&S.node[0]);
     pthread_join(tb, NULL);
     pthread_join(ta, NULL);
