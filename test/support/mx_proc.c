@@ -177,6 +177,7 @@ int mx_proc_start(struct mx_proc *p, const struct mx_proc_opts *o)
     p->in = pin[1];
     p->out = pout[0];
     p->log = capr;
+    p->owns_fds = true;
     track(pid, true);
     return 0;
 }
@@ -309,9 +310,12 @@ int mx_proc_stop(struct mx_proc *p, int sig, int timeout_ms)
 void mx_proc_release(struct mx_proc *p)
 {
     mx_proc_kill(p);
-    close_fd(&p->in);
-    close_fd(&p->out);
-    close_fd(&p->log);
+    if (p->owns_fds) {
+        close_fd(&p->in);
+        close_fd(&p->out);
+        close_fd(&p->log);
+    }
+    p->owns_fds = false;
     p->olen = 0;
 }
 

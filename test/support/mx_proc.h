@@ -46,6 +46,7 @@ struct mx_proc {
     int in;          /* write end of its stdin (MX_PROC_PIPE), else -1 */
     int out;         /* read end of its stdout (MX_PROC_PIPE), else -1 */
     int log;         /* read fd of its captured output (MX_PROC_CAPTURE), else -1 */
+    bool owns_fds;   /* in, out and log are p's (false in a zeroed struct: fd 0 is not ours) */
     char name[32];   /* for messages: argv[0]'s last component */
     char obuf[4096]; /* stdout read ahead of the line mx_proc_read_line returned */
     size_t olen;
@@ -93,7 +94,8 @@ int mx_proc_stop(struct mx_proc *p, int sig, int timeout_ms);
 /* mx_proc_kill - SIGKILL (after SIGCONT, should it be paused) and reap. */
 void mx_proc_kill(struct mx_proc *p);
 
-/* mx_proc_release - kill p if still running and close its pipes and log. */
+/* mx_proc_release - kill p if still running and close its pipes and log.
+ * Harmless on a zeroed struct mx_proc and on one already released. */
 void mx_proc_release(struct mx_proc *p);
 
 /* mx_proc_tmpdir - mkdtemp $TMPDIR/mx-<tag>-XXXXXX (/tmp without TMPDIR)
