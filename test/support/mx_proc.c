@@ -134,8 +134,9 @@ int mx_proc_start(struct mx_proc *p, const struct mx_proc_opts *o)
 {
     memset(p, 0, sizeof *p);
     p->in = p->out = p->log = -1;
-    const char *slash = strrchr(o->argv[0], '/');
-    snprintf(p->name, sizeof p->name, "%s", slash ? slash + 1 : o->argv[0]);
+    const char *prog = o->path ? o->path : o->argv[0];
+    const char *slash = strrchr(prog, '/');
+    snprintf(p->name, sizeof p->name, "%s", slash ? slash + 1 : prog);
     int pin[2] = {-1, -1}, pout[2] = {-1, -1}, capw = -1, capr = -1;
     int c_in = child_end(o->in, 0, o->file, pin, &capw, &capr);
     int c_out = child_end(o->out, 1, o->file, pout, &capw, &capr);
@@ -158,7 +159,7 @@ int mx_proc_start(struct mx_proc *p, const struct mx_proc_opts *o)
             putenv((char *)o->env[i]);
         if (o->child_setup)
             o->child_setup(o->child_arg);
-        execvp(o->argv[0], (char *const *)o->argv);
+        execvp(prog, (char *const *)o->argv);
         _exit(127);
     }
     /* the parent keeps only its own ends */

@@ -31,7 +31,9 @@ enum mx_proc_io {
 };
 
 struct mx_proc_opts {
-    const char *const *argv; /* argv[0]: a path, or a name looked up in PATH */
+    const char *path;        /* the program: a path, or a name looked up in PATH;
+                                NULL: argv[0] */
+    const char *const *argv; /* its arguments, argv[0] first */
     const char *const *env;  /* "K=V" strings set in the child over the test's
                                 environment, in order; may be NULL */
     enum mx_proc_io in, out, err;
