@@ -148,13 +148,15 @@ static void test_login_and_me(void **st)
     snprintf(key, sizeof key, "{auth}:sess:%s", sid);
     redisReply *ttl = redisd_cmd(&g_redis, "TTL %s", key);
     assert_non_null(ttl);
-    assert_true(ttl->integer > 0 && ttl->integer <= 60);
+    TU_ASSERT_CMP(ttl->integer, >, 0);
+    TU_ASSERT_CMP(ttl->integer, <=, 60);
     freeReplyObject(ttl);
     assert_true(redisd_ok(&g_redis, "EXPIRE %s 5", key));
     assert_int_equal(with_bearer(&g_b, "GET", "/auth/me", t.access, NULL, NULL), 200);
     ttl = redisd_cmd(&g_redis, "TTL %s", key);
     assert_non_null(ttl);
-    assert_true(ttl->integer > 5 && ttl->integer <= 60);
+    TU_ASSERT_CMP(ttl->integer, >, 5);
+    TU_ASSERT_CMP(ttl->integer, <=, 60);
     freeReplyObject(ttl);
     assert_int_equal(with_bearer(&g_b, "GET", "/auth/me", t.access, NULL, NULL), 200);
 
@@ -411,8 +413,9 @@ static void test_rate_limit_across_nodes(void **st)
     double limit = 100.0 + secs * 10.0 / 6.0;
     print_message("admitted %d of 160 in %.2f s; limit %.1f\n", admitted, secs, limit);
     assert_true(hit);
-    assert_true(admitted >= (int)(limit * 0.95) && admitted <= (int)(limit * 1.05) + 1);
-    assert_true(atoi(ra) >= 1);
+    TU_ASSERT_CMP(admitted, >=, (int)(limit * 0.95));
+    TU_ASSERT_CMP(admitted, <=, (int)(limit * 1.05) + 1);
+    TU_ASSERT_CMP(atoi(ra), >=, 1);
     assert_string_equal(rem, "0");
 }
 

@@ -58,7 +58,7 @@ static int teardown(void **st)
 static long long eq_calls(void)
 {
     long long v = stub_stat(&g_stub, EQ_PATH);
-    assert_true(v >= 0);
+    TU_ASSERT_CMP(v, >=, 0);
     return v;
 }
 
@@ -70,7 +70,7 @@ static void upstream_equipment(const char *name, char *ocid, struct resp *up)
     snprintf(url, sizeof url, "%s" EQ_PATH "?ocid=%s", g_stub.base, ocid);
     assert_int_equal(http_get(url, "k", false, up), 0);
     assert_int_equal(up->status, 200);
-    assert_true(up->len > 1000);
+    TU_ASSERT_CMP(up->len, >, 1000);
 }
 
 struct req {

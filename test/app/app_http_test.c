@@ -104,7 +104,7 @@ static int raw(const char *method, const char *path, const char *extra, char **h
 {
     struct http_res r;
     int s = node_http(g_node.http_port, method, path, extra, NULL, &r);
-    assert_true(s > 0);
+    TU_ASSERT_CMP(s, >, 0);
     if (head)
         *head = r.head;
     else
@@ -128,7 +128,7 @@ static void header_value(const char *head, const char *name, char *out, size_t c
 static long long stat_path(const char *path)
 {
     long long v = stub_stat(&g_stub, path); /* the harness adds the quotes */
-    assert_true(v >= 0);
+    TU_ASSERT_CMP(v, >=, 0);
     return v;
 }
 
@@ -149,7 +149,7 @@ static void test_expectation_cache_gzip_etag(void **st)
     header_value(head, "Date", date, sizeof date);
     assert_non_null(strstr(ct, "application/json"));
     assert_int_equal(strlen(tp), 55);
-    assert_true(strlen(date) > 20);
+    TU_ASSERT_CMP(strlen(date), >, 20);
     free(head);
     free(body);
     assert_int_equal(stat_path("/maplestory/v1/character/item-equipment"), eq0 + 1);
@@ -160,7 +160,7 @@ static void test_expectation_cache_gzip_etag(void **st)
     assert_non_null(strstr(body, "\"fromCache\":true"));
     char etag[128];
     header_value(head, "ETag", etag, sizeof etag);
-    assert_true(strlen(etag) > 4);
+    TU_ASSERT_CMP(strlen(etag), >, 4);
     assert_int_equal(stat_path("/maplestory/v1/character/item-equipment"), eq0 + 1);
 
     /* gzip: the stored bytes, which inflate to the plain document */
@@ -172,7 +172,7 @@ static void test_expectation_cache_gzip_etag(void **st)
     char ce[64];
     header_value(gh, "Content-Encoding", ce, sizeof ce);
     assert_string_equal(ce, "gzip");
-    assert_true(glen < blen);
+    TU_ASSERT_CMP(glen, <, blen);
     uLongf outlen = (uLongf)blen + 16;
     char *plain = malloc(outlen);
     z_stream z = {0};
@@ -218,7 +218,8 @@ static void assert_golden(const char *body, const char *gname, const char *ign)
     static char golden[1 << 20];
     size_t glen = fread(golden, 1, sizeof golden - 1, f);
     fclose(f);
-    assert_true(glen > 0 && glen < sizeof golden - 1);
+    TU_ASSERT_CMP(glen, >, 0);
+    TU_ASSERT_CMP(glen, <, sizeof golden - 1);
     golden[glen] = '\0';
     if (golden[glen - 1] == '\n')
         golden[--glen] = '\0';
@@ -266,7 +267,7 @@ static void test_slow_reader_pipelined(void **st)
     free(head);
     int port = atoi(strrchr(g_base, ':') + 1);
     int fd = raw_connect(port);
-    assert_true(fd >= 0);
+    TU_ASSERT_CMP(fd, >=, 0);
     int small = 4096;
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
     const char req[] = "GET /api/v4/characters/" EVAN_URL "/expectation HTTP/1.1\r\n"
@@ -300,13 +301,14 @@ static void test_slow_reader_pipelined(void **st)
     for (int i = 0; i < 3; i++) {
         char *sep = memmem(p, len - (size_t)(p - in), "\r\n\r\n", 4);
         assert_non_null(sep);
-        assert_true(strncmp(p, "HTTP/1.1 200", 12) == 0);
+        TU_ASSERT_CMP(strncmp(p, "HTTP/1.1 200", 12), ==, 0);
         char *body = sep + 4;
-        assert_true((size_t)(body - in) + rlen <= len);
+        TU_ASSERT_CMP((size_t)(body - in) + rlen, <=, len);
         /* the same bytes apart from fromCache (the reference may be the
          * first, freshly computed answer) */
         assert_memory_equal(body + rlen - 100, ref + rlen - 100, 100);
-        assert_true(body[0] == '{' && body[rlen - 1] == '}');
+        TU_ASSERT_CMP(body[0], ==, '{');
+        TU_ASSERT_CMP(body[rlen - 1], ==, '}');
         p = body + rlen;
     }
     free(in);
@@ -394,8 +396,8 @@ static void test_presets_and_options(void **st)
     const char *k = "\"totalExpectedCost\":";
     sscanf(strstr(b1, k) + strlen(k), "%lld", &c1);
     sscanf(strstr(b2, k) + strlen(k), "%lld", &c2);
-    assert_true(c1 >= c2);
-    assert_true(c2 > 0);
+    TU_ASSERT_CMP(c1, >=, c2);
+    TU_ASSERT_CMP(c2, >, 0);
     free(b1);
     free(b2);
     free(h1);
@@ -585,7 +587,7 @@ static void test_equipment_cached(void **st)
     struct resp up;
     assert_int_equal(http_get(url, "k", false, &up), 0);
     assert_int_equal(up.status, 200);
-    assert_true(up.len > 1000);
+    TU_ASSERT_CMP(up.len, >, 1000);
 
     long long eq0 = stat_path("/maplestory/v1/character/item-equipment");
     long long id0 = stat_path("/maplestory/v1/id");
@@ -628,8 +630,8 @@ static void test_equipment_cached(void **st)
     header_value(head, "Content-Encoding", ce, sizeof ce);
     header_value(head, "ETag", etag, sizeof etag);
     assert_string_equal(ce, "gzip");
-    assert_true(strlen(etag) > 4);
-    assert_true(blen < up.len);
+    TU_ASSERT_CMP(strlen(etag), >, 4);
+    TU_ASSERT_CMP(blen, <, up.len);
     char *plain = malloc(up.len + 16);
     assert_int_equal(gunzip_body(body, blen, plain, up.len + 16), (long)up.len);
     assert_memory_equal(plain, up.body, up.len);
@@ -650,7 +652,8 @@ static void test_equipment_cached(void **st)
     assert_int_equal(stat_path("/maplestory/v1/character/item-equipment"), eq0 + 2);
     assert_int_equal(raw("GET", "/api/v3/characters/equip-two/equipment", NULL, NULL, &body, &blen),
                      200);
-    assert_true(blen > 1000 && body[0] == '{');
+    TU_ASSERT_CMP(blen, >, 1000);
+    TU_ASSERT_CMP(body[0], ==, '{');
     free(body);
     assert_int_equal(stat_path("/maplestory/v1/character/item-equipment"), eq0 + 2);
     resp_free(&up);
@@ -680,7 +683,7 @@ static void test_upstream_failure(void **st)
     assert_non_null(strstr(body, "\"code\":\"S005\""));
     char ra[32];
     header_value(head, "Retry-After", ra, sizeof ra);
-    assert_true(atoi(ra) > 0);
+    TU_ASSERT_CMP(atoi(ra), >, 0);
     free(head);
     free(body);
     /* a cached document keeps being served while upstream fails */
@@ -722,7 +725,7 @@ static void test_health_metrics_and_others(void **st)
     assert_non_null(strstr(body, "mx_http_requests_total{"));
     const char *bo = strstr(body, "mx_http_bytes_out_total{");
     assert_non_null(bo);
-    assert_true(atoll(strchr(bo, '}') + 1) > 100000);
+    TU_ASSERT_CMP(atoll(strchr(bo, '}') + 1), >, 100000);
     assert_non_null(strstr(body, "mx_cache_total{"));
     assert_non_null(strstr(body, "event=\"l1_hit\"} "));
     assert_non_null(strstr(body, "mx_fetch_total{"));

@@ -138,7 +138,7 @@ static void test_trusted_peer(void **st)
     assert_int_equal(with_header(port, b, n), 200);
     /* the header split over two writes */
     int fd = raw_connect(port);
-    assert_true(fd >= 0);
+    TU_ASSERT_CMP(fd, >=, 0);
     assert_int_equal(send(fd, v1, 9, 0), 9);
     usleep(20000);
     char rest[512];
@@ -149,7 +149,7 @@ static void test_trusted_peer(void **st)
     assert_non_null(strstr(in, "HTTP/1.1 403"));
     free(in);
     close(fd);
-    assert_true(http_stat(&g_t, "proxy_ok") >= 5);
+    TU_ASSERT_CMP(http_stat(&g_t, "proxy_ok"), >=, 5);
 
     /* malformed: closed without an answer, counted */
     long long m0 = http_stat(&g_t, "proxy_malformed");
@@ -185,7 +185,7 @@ static void test_haproxy_send_proxy_v2(void **st)
              "  server t 127.0.0.1:%d send-proxy-v2 check check-send-proxy inter 100ms\n",
              lb, g_t.http_port);
     g_haproxy = haproxyd_start(g_dir, cfg);
-    assert_true(g_haproxy > 0);
+    TU_ASSERT_CMP(g_haproxy, >, 0);
     long long ok0 = http_stat(&g_t, "proxy_ok");
     /* the health checks arrive with a header too (LOCAL or PROXY) */
     assert_true(TU_WAIT_UNTIL(http_stat(&g_t, "proxy_ok") > ok0 + 2, 5000));
@@ -193,7 +193,7 @@ static void test_haproxy_send_proxy_v2(void **st)
     long long ok1 = http_stat(&g_t, "proxy_ok");
     for (int i = 0; i < 10; i++)
         assert_int_equal(raw_status(lb, METRICS, sizeof METRICS - 1), 200);
-    assert_true(http_stat(&g_t, "proxy_ok") >= ok1 + 10);
+    TU_ASSERT_CMP(http_stat(&g_t, "proxy_ok"), >=, ok1 + 10);
     assert_int_equal(http_stat(&g_t, "proxy_malformed"), 1); /* the one of the first test */
     haproxyd_stop(&g_haproxy);
 }
@@ -226,13 +226,15 @@ static void test_rate_limit_buckets(void **st)
             limited_at = i;
     }
     /* client 203.0.113.1 used up its burst; 203.0.113.2 has its own */
-    assert_true(limited_at > 90 && limited_at <= 102);
+    TU_ASSERT_CMP(limited_at, >, 90);
+    TU_ASSERT_CMP(limited_at, <=, 102);
     int len =
         snprintf(req, sizeof req,
                  "PROXY TCP4 203.0.113.2 127.0.0.1 40000 8080\r\n"
                  "GET /api/v1/characters/rl HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     int other = raw_status(n.http_port, req, (size_t)len);
-    assert_true(other != 429 && other != 0);
+    TU_ASSERT_CMP(other, !=, 429);
+    TU_ASSERT_CMP(other, !=, 0);
     node_kill(&n);
     redisd_stop(&rd);
 }

@@ -111,51 +111,29 @@ static void test_xff_every_line_right_to_left(void **st)
  * returns its exit status (-1: still running, killed) and its stderr. */
 static int run_until_exit(const char *setting, char *log, size_t cap)
 {
-    int pe[2];
-    assert_int_equal(pipe(pe), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(pe[1], 2);
-        close(pe[0]);
-        putenv("MX_HTTP_ADDR=127.0.0.1:0");
-        putenv("MX_NNG_ADDR=tcp://127.0.0.1:0");
-        putenv("MX_ADMIN_ADDR=tcp://127.0.0.1:0");
-        putenv("MX_JWT_SECRET=" NODE_TEST_SECRET);
-        putenv("MX_REDIS_URL=redis://127.0.0.1:1/0");
-        putenv("MX_NEXON_API_KEY=test-key");
-        static char cube[600];
-        snprintf(cube, sizeof cube, "MX_CUBE_TABLE=%s/data/cube_probability_black.csv",
-                 getenv("MX_SHARED_DIR") ? getenv("MX_SHARED_DIR") : "../shared");
-        putenv(cube);
-        putenv((char *)setting);
-        char path[512];
-        snprintf(path, sizeof path, "%s/mxnode", getenv("MX_BIN_DIR"));
-        execl(path, "mxnode", (char *)NULL);
-        _exit(127);
-    }
-    close(pe[1]);
-    size_t len = 0;
-    int64_t dl = tu_now_ms() + 10000;
-    while (tu_now_ms() < dl && len + 1 < cap) {
-        struct pollfd pfd = {.fd = pe[0], .events = POLLIN};
-        if (poll(&pfd, 1, 100) <= 0)
-            continue;
-        ssize_t n = read(pe[0], log + len, cap - 1 - len);
-        if (n <= 0)
-            break; /* exited (stderr closed) */
-        len += (size_t)n;
-    }
-    log[len] = '\0';
-    close(pe[0]);
-    int status;
-    bool reaped = false; /* waitpid reaps once: keep its answer */
-    if (!TU_WAIT_UNTIL(reaped || (reaped = waitpid(pid, &status, WNOHANG) == pid), 2000)) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        return -1;
-    }
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    char cube[600], path[512];
+    snprintf(cube, sizeof cube, "MX_CUBE_TABLE=%s/data/cube_probability_black.csv",
+             mx_proc_shared_dir());
+    const char *env[] = {"MX_HTTP_ADDR=127.0.0.1:0",
+                         "MX_NNG_ADDR=tcp://127.0.0.1:0",
+                         "MX_ADMIN_ADDR=tcp://127.0.0.1:0",
+                         "MX_JWT_SECRET=" NODE_TEST_SECRET,
+                         "MX_REDIS_URL=redis://127.0.0.1:1/0",
+                         "MX_NEXON_API_KEY=test-key",
+                         cube,
+                         setting,
+                         NULL};
+    const char *argv[] = {"mxnode", NULL};
+    struct mx_proc_opts o = {.path = mx_proc_bin("mxnode", path, sizeof path),
+                             .argv = argv,
+                             .env = env,
+                             .err = MX_PROC_CAPTURE};
+    struct mx_proc p;
+    assert_int_equal(mx_proc_start(&p, &o), 0);
+    int status = mx_proc_wait(&p, 12000);
+    mx_proc_log(&p, log, cap);
+    mx_proc_release(&p); /* kills it if it still runs */
+    return status;
 }
 
 static void test_trust_everyone_refused(void **st)
@@ -328,7 +306,7 @@ static void test_recalc_coalesced_and_limited(void **st)
                      200);
     http_res_free(&r);
     long long eq0 = stub_stat(&g_stub, "/maplestory/v1/character/item-equipment");
-    assert_true(eq0 >= 1);
+    TU_ASSERT_CMP(eq0, >=, 1);
     /* ten clients ask both nodes at once: one recalculation */
     enum { N = 10 };
     pthread_t th[N];

@@ -1,7 +1,7 @@
 /* haproxyd.h - a real haproxy for system tests: a loopback port chosen at
  * run time, the caller's configuration written into the caller's temporary
- * directory, and the process killed with the test (PR_SET_PDEATHSIG and an
- * atexit hook). Not thread-safe: call from the test's main thread. */
+ * directory, and the process an mx_proc (support/mx_proc.h), killed with
+ * the test. Not thread-safe: call from the test's main thread. */
 #ifndef HAPROXYD_H
 #define HAPROXYD_H
 

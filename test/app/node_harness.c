@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "node_harness.h"
 #include "../stub/stub_harness.h"
+#include "mx_testutil.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,168 +21,82 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_NODES 16
-static pid_t g_pids[MAX_NODES];
-
-static long long now_ms_(void)
+/* the mirrors of n->proc the tests read */
+static void sync_node(struct node *n)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void kill_all(void)
-{
-    for (int i = 0; i < MAX_NODES; i++)
-        if (g_pids[i] > 0)
-            kill(g_pids[i], SIGKILL);
-}
-
-static void track(pid_t pid, bool add)
-{
-    static bool hooked;
-    if (!hooked) {
-        atexit(kill_all);
-        hooked = true;
-    }
-    for (int i = 0; i < MAX_NODES; i++) {
-        if (add && g_pids[i] == 0) {
-            g_pids[i] = pid;
-            return;
-        }
-        if (!add && g_pids[i] == pid) {
-            g_pids[i] = 0;
-            return;
-        }
-    }
+    n->pid = n->proc.pid;
+    n->err_fd = n->proc.pid > 0 ? n->proc.log : -1;
 }
 
 int node_start(struct node *n, const char *const *env)
 {
+    char cube[4096], addcube[4096], bin[4096];
+    snprintf(cube, sizeof cube, "MX_CUBE_TABLE=%s/data/cube_probability_black.csv",
+             mx_proc_shared_dir());
+    snprintf(addcube, sizeof addcube,
+             "MX_CUBE_TABLE_ADDITIONAL=%s/data/cube_probability_additional.csv",
+             mx_proc_shared_dir());
+    /* the defaults, then the caller's settings over them */
+    const char *defaults[] = {cube,
+                              addcube,
+                              "MX_HTTP_ADDR=127.0.0.1:0",
+                              "MX_NNG_ADDR=tcp://127.0.0.1:0",
+                              "MX_ADMIN_ADDR=tcp://127.0.0.1:0",
+                              "MX_JWT_SECRET=" NODE_TEST_SECRET,
+                              "MX_SCHEDULERS=2",
+                              "MX_LOG_LEVEL=warn",
+                              "MX_REDIS_URL=redis://127.0.0.1:1/0",
+                              "MX_NEXON_API_KEY=test-key"};
+    enum { ND = sizeof defaults / sizeof defaults[0], MAX_ENV = 64 };
+    const char *all[ND + MAX_ENV + 1];
+    size_t k = 0;
+    for (size_t i = 0; i < ND; i++)
+        all[k++] = defaults[i];
+    for (size_t i = 0; env && env[i] && i < MAX_ENV; i++)
+        all[k++] = env[i];
+    all[k] = NULL;
+    const char *argv[] = {mx_proc_bin("mxnode", bin, sizeof bin), NULL};
+    struct mx_proc_opts o = {.argv = argv, .env = all, .out = MX_PROC_PIPE, .err = MX_PROC_CAPTURE};
     memset(n, 0, sizeof *n);
-    n->err_fd = -1;
-    /* stderr goes to an unlinked temporary file, not a pipe: nobody has to
-     * drain it, so a chatty node can never block on its own logging */
-    int po[2];
-    char logp[] = "/tmp/mx-node-log.XXXXXX";
-    int logw = mkstemp(logp);
-    if (logw < 0)
-        return -1;
-    int logr = open(logp, O_RDONLY);
-    unlink(logp);
-    if (logr < 0 || pipe(po)) {
-        close(logw);
-        if (logr >= 0)
-            close(logr);
+    if (mx_proc_start(&n->proc, &o) != 0) {
+        sync_node(n);
         return -1;
     }
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(logw);
-        close(logr);
-        close(po[0]);
-        close(po[1]);
-        return -1;
-    }
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(po[1], 1);
-        dup2(logw, 2);
-        close(po[0]);
-        close(logr);
-        char cube[4096], path[4096];
-        snprintf(cube, sizeof cube, "MX_CUBE_TABLE=%s/data/cube_probability_black.csv",
-                 getenv("MX_SHARED_DIR") ? getenv("MX_SHARED_DIR") : "../shared");
-        putenv(cube);
-        char addcube[4096];
-        snprintf(addcube, sizeof addcube,
-                 "MX_CUBE_TABLE_ADDITIONAL=%s/data/cube_probability_additional.csv",
-                 getenv("MX_SHARED_DIR") ? getenv("MX_SHARED_DIR") : "../shared");
-        putenv(addcube);
-        putenv("MX_HTTP_ADDR=127.0.0.1:0");
-        putenv("MX_NNG_ADDR=tcp://127.0.0.1:0");
-        putenv("MX_ADMIN_ADDR=tcp://127.0.0.1:0");
-        putenv("MX_JWT_SECRET=" NODE_TEST_SECRET);
-        putenv("MX_SCHEDULERS=2");
-        putenv("MX_LOG_LEVEL=warn");
-        putenv("MX_REDIS_URL=redis://127.0.0.1:1/0");
-        putenv("MX_NEXON_API_KEY=test-key");
-        for (int i = 0; env && env[i]; i++)
-            putenv((char *)env[i]);
-        snprintf(path, sizeof path, "%s/mxnode", getenv("MX_BIN_DIR"));
-        execl(path, "mxnode", (char *)NULL);
-        _exit(127);
-    }
-    close(po[1]);
-    close(logw);
-    n->pid = pid;
-    track(pid, true);
-    n->err_fd = logr;
-    char buf[2048];
-    size_t len = 0;
-    long long dl = now_ms_() + 15000;
-    struct pollfd pfd = {.fd = po[0], .events = POLLIN};
-    while (now_ms_() < dl && len + 1 < sizeof buf) {
-        if (poll(&pfd, 1, 100) <= 0)
-            continue;
-        ssize_t r = read(po[0], buf + len, sizeof buf - 1 - len);
-        if (r <= 0)
-            break;
-        len += (size_t)r;
-        buf[len] = '\0';
-        const char *h = strstr(buf, " http ");
-        if (h && strchr(h, '\n')) {
-            const char *colon = strchr(h + 6, ':');
-            const char *nng = strstr(h, "nng port ");
-            const char *adm = strstr(h, "admin port ");
-            const char *id = strstr(h, "node id ");
-            if (colon && nng && adm && id) {
-                n->http_port = atoi(colon + 1);
-                n->nng_port = atoi(nng + 9);
-                n->admin_port = atoi(adm + 11);
-                n->node_id = strtoull(id + 8, NULL, 16);
-                close(po[0]);
-                return 0;
-            }
+    sync_node(n);
+    char line[2048];
+    if (mx_proc_read_line(&n->proc, " http ", line, sizeof line, 15000) == 0) {
+        const char *h = strstr(line, " http ");
+        const char *colon = strchr(h + 6, ':');
+        const char *nng = strstr(h, "nng port ");
+        const char *adm = strstr(h, "admin port ");
+        const char *id = strstr(h, "node id ");
+        if (colon && nng && adm && id) {
+            n->http_port = atoi(colon + 1);
+            n->nng_port = atoi(nng + 9);
+            n->admin_port = atoi(adm + 11);
+            n->node_id = strtoull(id + 8, NULL, 16);
+            /* nothing reads stdout after the ready line */
+            close(n->proc.out);
+            n->proc.out = -1;
+            return 0;
         }
     }
-    fprintf(stderr, "mxnode did not report ready: %s\n", buf);
-    close(po[0]);
+    fprintf(stderr, "mxnode did not report ready: %s\n", line);
     node_kill(n);
     return -1;
 }
 
 int node_signal_wait(struct node *n, int sig, int timeout_ms)
 {
-    if (n->pid <= 0)
+    if (mx_proc_signal(&n->proc, sig) != 0)
         return -1;
-    kill(n->pid, sig);
-    long long dl = now_ms_() + timeout_ms;
-    int st = 0;
-    pid_t w;
-    while ((w = waitpid(n->pid, &st, WNOHANG)) == 0 && now_ms_() < dl)
-        usleep(5000);
-    if (w != n->pid)
-        return -1;
-    track(n->pid, false);
-    n->pid = 0;
-    if (n->err_fd >= 0)
-        close(n->err_fd);
-    n->err_fd = -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return node_wait_exit(n, timeout_ms, NULL, 0);
 }
 
 void node_kill(struct node *n)
 {
-    if (n->pid <= 0)
-        return;
-    kill(n->pid, SIGKILL);
-    waitpid(n->pid, NULL, 0);
-    track(n->pid, false);
-    n->pid = 0;
-    if (n->err_fd >= 0)
-        close(n->err_fd);
-    n->err_fd = -1;
+    mx_proc_release(&n->proc);
+    sync_node(n);
 }
 
 int node_http(int port, const char *method, const char *path, const char *extra, const char *body,
@@ -218,9 +133,9 @@ int node_http(int port, const char *method, const char *path, const char *extra,
     free(req);
     size_t cap = 65536, len = 0;
     char *in = malloc(cap);
-    long long dl = now_ms_() + 30000;
+    long long dl = tu_now_ms() + 30000;
     struct pollfd pfd = {.fd = fd, .events = POLLIN};
-    while (now_ms_() < dl) {
+    while (tu_now_ms() < dl) {
         if (poll(&pfd, 1, 100) <= 0)
             continue;
         if (len + 1 >= cap) {
@@ -292,31 +207,16 @@ int json_str(const char *json, const char *key, char *out, size_t cap)
 
 int node_wait_exit(struct node *n, int timeout_ms, char *log, size_t cap)
 {
-    if (n->pid <= 0)
+    if (mx_proc_wait(&n->proc, timeout_ms) < 0)
         return -1;
-    long long dl = now_ms_() + timeout_ms;
-    int st = 0;
-    pid_t w;
-    while ((w = waitpid(n->pid, &st, WNOHANG)) == 0 && now_ms_() < dl)
-        usleep(2000);
-    if (w != n->pid)
-        return -1;
-    track(n->pid, false);
-    n->pid = 0;
-    if (log && cap) {
-        ssize_t r = n->err_fd >= 0 ? pread(n->err_fd, log, cap - 1, 0) : -1;
-        log[r > 0 ? r : 0] = '\0';
-    }
-    if (n->err_fd >= 0)
-        close(n->err_fd);
-    n->err_fd = -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    if (log && cap)
+        mx_proc_log(&n->proc, log, cap);
+    mx_proc_release(&n->proc);
+    sync_node(n);
+    return n->proc.status;
 }
 
 size_t node_log(const struct node *n, char *log, size_t cap)
 {
-    ssize_t r = n->err_fd >= 0 && cap ? pread(n->err_fd, log, cap - 1, 0) : -1;
-    if (cap)
-        log[r > 0 ? r : 0] = '\0';
-    return r > 0 ? (size_t)r : 0;
+    return mx_proc_log(&n->proc, log, cap);
 }

@@ -4,8 +4,8 @@
  * node_start() runs $MX_BIN_DIR/mxnode with loopback ports chosen at run
  * time (HTTP, nng and admin on port 0), the cube table from shared/, a test
  * JWT secret, and the caller's extra MX_* settings, then reads the ports
- * from its ready line. Children die with the test (PR_SET_PDEATHSIG) and an
- * atexit hook kills any still running.
+ * from its ready line. The process is an mx_proc (support/mx_proc.h): it
+ * dies with the test, and its stderr is captured in a file for log checks.
  */
 #ifndef NODE_HARNESS_H
 #define NODE_HARNESS_H
@@ -13,11 +13,14 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "support/mx_proc.h"
+
 struct node {
-    pid_t pid; /* 0 when not running */
+    struct mx_proc proc;
+    pid_t pid; /* proc.pid, for the tests: 0 when not running */
     int http_port, nng_port, admin_port;
     unsigned long long node_id;
-    int err_fd; /* reads the node's stderr (a file: never blocks the node), for log checks */
+    int err_fd; /* proc.log: the node's stderr (a file: never blocks the node), for log checks */
 };
 
 #define NODE_TEST_SECRET "node-test-secret-node-test-secret-0123456789"

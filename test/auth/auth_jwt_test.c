@@ -7,6 +7,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "mx_testutil.h"
+
 #include "mx_err.h"
 #include "mx_jsonr.h"
 #include "mx_jwt.h"
@@ -87,7 +89,7 @@ static void splice(char *tok, size_t cap, int part, const char *json)
     }
     mx_b64url_encode((const uint8_t *)json, strlen(json), parts[part], sizeof parts[part]);
     size_t a = strlen(parts[0]), b = strlen(parts[1]), c = strlen(parts[2]);
-    assert_true(a + b + c + 3 <= cap);
+    TU_ASSERT_CMP(a + b + c + 3, <=, cap);
     memcpy(tok, parts[0], a);
     tok[a] = '.';
     memcpy(tok + a + 1, parts[1], b);

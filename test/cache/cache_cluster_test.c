@@ -17,6 +17,8 @@
 
 #include <cmocka.h>
 
+#include "mx_testutil.h"
+
 #include "cache_harness.h"
 
 #define LATCH_TTL_MS 3000
@@ -75,7 +77,7 @@ static void single_flight_500(void **st)
     mreq_free(r, N);
     assert_int_equal(stub_post(&S.stub, "/__stub/config?latency_ms=0"), 200);
     /* the document is in L2 under its hash-tagged key, framed */
-    assert_true(redis_strlen(&S.redis, "mx:mx:{exp:flight500}:d:0:111") > 100);
+    TU_ASSERT_CMP(redis_strlen(&S.redis, "mx:mx:{exp:flight500}:d:0:111"), >, 100);
 }
 
 /* 5. Recalculate on node 0; the next read on node 1 is the new document. */
@@ -136,7 +138,7 @@ static void corrupt_l2(void **st)
             if (len <= 100)
                 usleep(10000);
         }
-        assert_true(len > 100);
+        TU_ASSERT_CMP(len, >, 100);
         if (preset == 1) {
             /* right magic, garbage after it */
             set_raw(key, "MXC1\x10\x00\x00\x00garbagegarbagegarbagegarbage", 33);
@@ -148,7 +150,7 @@ static void corrupt_l2(void **st)
             freeReplyObject(rep);
         }
         assert_int_equal(get(S.node[1].http_port, NULL, path, &b1), 200);
-        assert_true(b1[0] == '{');
+        TU_ASSERT_CMP(b1[0], ==, '{');
         assert_int_equal(json_num(b0, "totalExpectedCost", t0, sizeof t0), 0);
         assert_int_equal(json_num(b1, "totalExpectedCost", t1, sizeof t1), 0);
         assert_string_equal(t0, t1);
@@ -165,7 +167,8 @@ static void corrupt_l2(void **st)
         }
         assert_non_null(rep);
         assert_int_equal(rep->type, REDIS_REPLY_STRING);
-        assert_true(rep->len > 100 && memcmp(rep->str, "MXC1", 4) == 0);
+        TU_ASSERT_CMP(rep->len, >, 100);
+        TU_ASSERT_CMP(memcmp(rep->str, "MXC1", 4), ==, 0);
         freeReplyObject(rep);
         free(b0);
         free(b1);
@@ -199,7 +202,7 @@ static void corrupt_l2_ocid(void **st)
             if (olen <= 0)
                 usleep(10000);
         }
-        assert_true(olen > 0);
+        TU_ASSERT_CMP(olen, >, 0);
         for (int k = 0; k < 100 && redis_strlen(&S.redis, dkey) <= 0; k++)
             usleep(10000);
         /* node 1 has nothing in L1: it must read the damaged ocid */
@@ -276,7 +279,8 @@ static void corrupt_l3(void **st)
     long long before = eq_calls();
     assert_int_equal(
         get(S.node[1].http_port, NULL, "/api/v4/characters/l3bad6/expectation/preset/3", &b1), 200);
-    assert_true(b1[0] == '{' && strstr(b1, "\"presetNo\":3") != NULL);
+    TU_ASSERT_CMP(b1[0], ==, '{');
+    assert_non_null(strstr(b1, "\"presetNo\":3"));
     assert_int_equal(eq_calls(), before + 1); /* reloaded, not served from the bad row */
     /* and the row was rewritten with good data */
     assert_true(wait_sql("SELECT LENGTH(e.equipment) > 1000 FROM mx.character_equipment e JOIN"
@@ -284,6 +288,19 @@ static void corrupt_l3(void **st)
                          "l3bad6", 1, 10000));
     free(b0);
     free(b1);
+}
+
+/* whether node i holds the latch of value key `key`: its token in Redis
+ * starts with the node's id (actors/cache: "<node id>:<shard>:<flight>") */
+static bool latch_held_by(redisContext **c, const char *key, int i)
+{
+    char want[24];
+    snprintf(want, sizeof want, "%016llx:", S.node[i].node_id);
+    redisReply *r = redisd_kept_cmd(c, &S.redis, "GET %s:L", key);
+    bool held = r && r->type == REDIS_REPLY_STRING && strncmp(r->str, want, strlen(want)) == 0;
+    if (r)
+        freeReplyObject(r);
+    return held;
 }
 
 struct batch {
@@ -316,7 +333,10 @@ static void slow_load_keeps_latch(void **st)
     }
     pthread_t ta, tb;
     pthread_create(&ta, NULL, run_batch, &a);
-    usleep(300000); /* node 0 takes the latch */
+    redisContext *rc = NULL;
+    if (!TU_WAIT_EVERY(latch_held_by(&rc, "mx:mx:{exp:slow7}:d:0:111", 0), 10000, 5))
+        fail_msg("node 0 never held the latch of slow7");
+    redisFree(rc);
     pthread_create(&tb, NULL, run_batch, &b);
     pthread_join(ta, NULL);
     pthread_join(tb, NULL);
@@ -346,9 +366,21 @@ static void holder_killed(void **st)
     }
     pthread_t ta, tb;
     pthread_create(&ta, NULL, run_batch, &a);
-    usleep(500000); /* node 0 holds the latch and waits on upstream */
+    /* the precondition, proven: node 0 holds the latch (its token in Redis)
+     * and waits on upstream ... */
+    const char *key = "mx:mx:{exp:killed2}:d:0:111";
+    redisContext *rc = NULL;
+    if (!TU_WAIT_EVERY(latch_held_by(&rc, key, 0), 10000, 5))
+        fail_msg("node 0 never held the latch of killed2");
+    long long waits = cache_counter(S.node[1].http_port, "latch_wait");
+    TU_ASSERT_CMP(waits, >=, 0);
     pthread_create(&tb, NULL, run_batch, &b);
-    usleep(1000000);
+    /* ... node 1's load waits on it (its latch_wait counter) ... */
+    assert_true(TU_WAIT_EVERY(cache_counter(S.node[1].http_port, "latch_wait") > waits, 10000, 20));
+    /* ... and node 0 still holds it when it dies */
+    if (!latch_held_by(&rc, key, 0))
+        fail_msg("node 0 no longer held the latch of killed2 when it was killed");
+    redisFree(rc);
     node_kill(&S.node[0]);
     pthread_join(tb, NULL);
     pthread_join(ta, NULL);

@@ -12,6 +12,8 @@
 
 #include <cmocka.h>
 
+#include "mx_testutil.h"
+
 #include "mx_err.h"
 #include "svc_int.h"
 
@@ -36,7 +38,7 @@ static void frame_roundtrip(void **st)
     char *raw = sample(&len);
     struct mx_blob *f, *out;
     assert_int_equal(mx__frame_encode(raw, len, 6, &f), 0);
-    assert_true(f->len < len / 2); /* compressed */
+    TU_ASSERT_CMP(f->len, <, len / 2); /* compressed */
     assert_memory_equal(f->data, "MXC1", 4);
     assert_int_equal(mx__frame_decode(f->data, f->len, &out), 0);
     assert_int_equal(out->len, len);

@@ -237,3 +237,19 @@ long long redis_strlen(struct redisd *d, const char *key)
         freeReplyObject(rep);
     return n == 0 ? -1 : n;
 }
+
+long long cache_counter(int port, const char *event)
+{
+    char *m = NULL, pat[96];
+    long long sum = -1;
+    snprintf(pat, sizeof pat, "event=\"%s\"", event);
+    if (get(port, NULL, "/actuator/prometheus", &m) == 200)
+        for (const char *l = m; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+            const char *eol = strchr(l, '\n'), *e = strstr(l, pat), *rb = strchr(l, '}');
+            if (strncmp(l, "mx_cache_total{", 15) != 0 || !e || !rb || (eol && e > eol) || e > rb)
+                continue;
+            sum = (sum < 0 ? 0 : sum) + atoll(rb + 1);
+        }
+    free(m);
+    return sum;
+}

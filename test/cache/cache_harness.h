@@ -55,6 +55,11 @@ int json_num(const char *json, const char *key, char *out, size_t cap);
 /* stub_post - POST to an mxstub control path; returns the status. */
 long stub_post(struct stub *st, const char *path_query);
 
+/* cache_counter - the node's cache counter `event` (mx_cache_total lines of
+ * /actuator/prometheus with event="<event>", summed over their other
+ * labels); -1 when the node does not answer or has no such counter. */
+long long cache_counter(int port, const char *event);
+
 /* redis_exists - whether key exists; redis_strlen - its length (-1 none) */
 long long redis_strlen(struct redisd *d, const char *key);
 

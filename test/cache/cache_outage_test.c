@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "mx_testutil.h"
+
 #include "cache_harness.h"
 
 static struct stack S;
@@ -58,6 +60,13 @@ static void *load_run(void *arg)
     return NULL;
 }
 
+/* wait (<= 20 s) until the load has made n more requests than when called */
+static bool load_made(struct load *l, int n)
+{
+    int base = atomic_load(&l->ok) + atomic_load(&l->failed);
+    return TU_WAIT_EVERY(atomic_load(&l->ok) + atomic_load(&l->failed) >= base + n, 20000, 5);
+}
+
 static void cold(int node, const char *fmt, int k)
 {
     char path[160];
@@ -78,30 +87,35 @@ static void redis_outage(void **st)
     cold(1, "/api/v4/characters/warm%d/expectation", 3);
     pthread_t t;
     pthread_create(&t, NULL, load_run, &l);
-    usleep(300000);
+    assert_true(load_made(&l, 16)); /* the load is running */
     redisd_kill(&S.redis);
     /* new characters load from upstream (per node), cached ones from L1 */
     for (int k = 0; k < 6; k++)
         cold(k % 2, "/api/v4/characters/redisdown%d/expectation", k);
-    usleep(1000000);
+    assert_true(load_made(&l, 64)); /* and runs on while Redis is down */
     assert_int_equal(redisd_restart(&S.redis), 0);
     double t0 = ms_now(), up = -1;
+    redisContext *rc = NULL; /* one connection for the whole poll */
     for (int k = 0; k < 60 && up < 0; k++) {
         cold(0, "/api/v4/characters/back%d/expectation", k);
-        char key[96];
-        snprintf(key, sizeof key, "mx:mx:{exp:back%d}:d:0:111", k);
-        if (redis_strlen(&S.redis, key) > 100)
+        redisReply *rep = redisd_kept_cmd(&rc, &S.redis, "STRLEN mx:mx:{exp:back%d}:d:0:111", k);
+        if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer > 100)
             up = ms_now() - t0;
         else
-            usleep(100000);
+            usleep(100000); /* polling interval */
+        if (rep)
+            freeReplyObject(rep);
     }
+    if (rc)
+        redisFree(rc);
     atomic_store(&l.stop, true);
     pthread_join(t, NULL);
     print_message("redis back: L2 written %.0f ms after restart; load ok %d failed %d\n", up,
                   atomic_load(&l.ok), atomic_load(&l.failed));
-    assert_true(up >= 0 && up < 2000);
+    TU_ASSERT_CMP(up, >=, 0);
+    TU_ASSERT_CMP(up, <, 2000);
     assert_int_equal(atomic_load(&l.failed), 0);
-    assert_true(atomic_load(&l.ok) > 0);
+    TU_ASSERT_CMP(atomic_load(&l.ok), >, 0);
     for (int i = 0; i < 2; i++)
         assert_int_equal(kill(S.node[i].pid, 0), 0); /* no crash */
 }
@@ -121,7 +135,7 @@ static void mysql_outage(void **st)
     cold(1, "/api/v4/characters/warm%d/expectation", 4);
     pthread_t t;
     pthread_create(&t, NULL, load_run, &l);
-    usleep(300000);
+    assert_true(load_made(&l, 16)); /* the load is running */
     assert_int_equal(mysqld_kill(&S.mysql), 0);
     enum { K = 6 };
     for (int k = 0; k < K; k++)
@@ -133,17 +147,13 @@ static void mysql_outage(void **st)
     double td = ms_now();
     for (int k = 0; skipped == 0 && ms_now() - td < 15000; k++) {
         cold(0, "/api/v4/characters/spool4down%d/expectation", k);
-        char *metrics = NULL;
-        assert_int_equal(get(S.node[0].http_port, NULL, "/actuator/prometheus", &metrics), 200);
-        const char *sk = strstr(metrics, "event=\"l3_skipped_down\"}");
-        assert_non_null(sk);
-        skipped = atoll(strchr(sk, '}') + 1);
-        free(metrics);
+        skipped = cache_counter(S.node[0].http_port, "l3_skipped_down");
+        TU_ASSERT_CMP(skipped, >=, 0);
         if (skipped == 0)
             usleep(100000); /* polling interval, not synchronisation */
     }
     print_message("mysql down: a load skipped L3 after %.0f ms\n", ms_now() - td);
-    assert_true(skipped > 0);
+    TU_ASSERT_CMP(skipped, >, 0);
     assert_int_equal(mysqld_restart(&S.mysql), 0);
     /* every write made meanwhile lands: K characters, K equipment rows, and
      * one summary per preset (the synthetic characters have 3) */
@@ -180,11 +190,10 @@ static void stale_from_l3(void **st)
     assert_int_equal(get(S.node[0].http_port, NULL, "/api/v4/characters/stale8/expectation", &b),
                      200);
     free(b);
-    double t0 = ms_now();
-    while (count("SELECT COUNT(*) FROM mx.character_equipment e JOIN mx.game_character g"
-                 " ON g.ocid = e.ocid WHERE g.user_ign = 'stale8'") != 1 &&
-           ms_now() - t0 < 10000)
-        usleep(100000);
+    assert_true(TU_WAIT_EVERY(count("SELECT COUNT(*) FROM mx.character_equipment e JOIN"
+                                    " mx.game_character g ON g.ocid = e.ocid"
+                                    " WHERE g.user_ign = 'stale8'") == 1,
+                              10000, 100));
     /* age the stored equipment past its 15 minutes; forget L2 */
     assert_int_equal(
         mysqld_root_exec(&S.mysql, "UPDATE mx.character_equipment e JOIN mx.game_character g"
@@ -204,7 +213,7 @@ static void stale_from_l3(void **st)
     assert_int_equal(stub_post(&S.stub, "/__stub/config?fail_rate=0"), 200);
     assert_int_equal(status, 200);
     assert_non_null(b);
-    assert_true(strncmp(b, "{\"stale\":true,", 14) == 0);
+    TU_ASSERT_CMP(strncmp(b, "{\"stale\":true,", 14), ==, 0);
     assert_non_null(strstr(b, "\"userIgn\":\"stale8\""));
     free(b);
 }

@@ -7,6 +7,8 @@
 #include <nng/protocol/pipeline0/push.h>
 #include <nng/supplemental/tls/tls.h>
 #include <arpa/inet.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -56,7 +58,7 @@ static void node_start_tls(struct node *n, const char *name, const char *certs, 
                                 .max_pipes = g_max_pipes,
                                 .idle_ms = g_idle_ms};
     assert_int_equal(mx_remote_start(n->sys, &ro, &n->rem), 0);
-    assert_true(mx_remote_port(n->rem) > 0);
+    TU_ASSERT_CMP(mx_remote_port(n->rem), >, 0);
     snprintf(n->url, sizeof(n->url), "tcp://127.0.0.1:%d", mx_remote_port(n->rem));
     struct mx_spawn_opts so = MX_SPAWN_OPTS_DEFAULT;
     so.name = "echo";
@@ -155,7 +157,7 @@ static void test_send_and_request(void **unused)
         }
         assert_true(TU_WAIT_UNTIL(atomic_load(&b.sink_st.received) == total, 5000));
     }
-    assert_true(clean >= 15);
+    TU_ASSERT_CMP(clean, >=, 15);
     assert_int_equal(atomic_load(&b.sink_st.out_of_order), 0);
 
     /* a local pointer payload never crosses nodes */
@@ -177,7 +179,7 @@ static void test_send_and_request(void **unused)
     assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
     assert_int_equal(c.rc, 0);
     assert_true(TU_WAIT_UNTIL(drops(&b, MX_RDROP_UNKNOWN_RECEIVER) == unk + 2, 5000));
-    assert_true(dl(&b, MX_DL_NO_ACTOR) >= 2);
+    TU_ASSERT_CMP(dl(&b, MX_DL_NO_ACTOR), >=, 2);
 
     node_stop(&a);
     node_stop(&b);
@@ -283,7 +285,7 @@ static void test_epoch_fence(void **unused)
     assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
     assert_int_equal(c.rc, 0); /* the sender cannot know */
     assert_true(TU_WAIT_UNTIL(dl(&b, MX_DL_STALE_EPOCH) == stale + 1, 5000));
-    assert_true(drops(&b, MX_RDROP_REFUSED) >= 1);
+    TU_ASSERT_CMP(drops(&b, MX_RDROP_REFUSED), >=, 1);
     /* another singleton's low epoch is its own business; equal is fine */
     c.epoch = mx_epoch_make(other, 1);
     assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
@@ -544,7 +546,7 @@ static void test_hostile_frames(void **unused)
     assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     char junk[4096];
     memset(junk, 0xff, sizeof(junk));
-    assert_true(write(fd, junk, sizeof(junk)) > 0);
+    TU_ASSERT_CMP(write(fd, junk, sizeof(junk)), >, 0);
     close(fd);
 
     /* the node still serves: a good frame is delivered (the push socket
@@ -609,7 +611,7 @@ static void test_tls(void **unused)
     struct node a, b;
     node_start_tls(&a, "a", certs, "a");
     node_start_tls(&b, "b", certs, "b");
-    assert_true(strncmp(b.url, "tls+tcp://", 10) == 0);
+    TU_ASSERT_CMP(strncmp(b.url, "tls+tcp://", 10), ==, 0);
     connect_pair(&a, &b);
     uint64_t bid = mx_system_node_id(b.sys);
     struct cl_cmd c = {.op = CL_REQ_ADDR, .to = b.echo, .n = 5, .timeout_ms = 3000};
@@ -691,7 +693,7 @@ static void test_pipe_limit(void **unused)
         for (int i = 0; i < 5; i++)
             if (nng_send(s[i], g_raw, g_raw_len, NNG_FLAG_NONBLOCK) != 0)
                 usleep(1000);
-    assert_true(atomic_load(&b.sink_st.received) >= 2);
+    TU_ASSERT_CMP(atomic_load(&b.sink_st.received), >=, 2);
     mx_remote_stats(b.rem, &st);
     assert_int_equal(st.pipes_in, 2);
     for (int i = 0; i < 5; i++)
@@ -765,7 +767,7 @@ static void test_dead_peer(void **unused)
     assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
     assert_int_equal(c.failed, 100);
     assert_int_equal(dl(&a, MX_DL_NODE_DOWN), down + 100);
-    assert_true(tu_now_ms() - t0 < 1000);
+    TU_ASSERT_CMP(tu_now_ms() - t0, <, 1000);
     c = (struct cl_cmd){.op = CL_REQ_ADDR, .to = b.echo, .n = 1, .timeout_ms = 300};
     assert_int_equal(cl_run(a.sys, a.drv, &c), 0);
     assert_int_equal(c.rc, MX_ENOACTOR);
@@ -789,12 +791,34 @@ static void test_request_timeout(void **unused)
     node_stop(&b);
 }
 
-/* mx_actor_peek copies pending messages on the actor's thread. */
+/* mx_actor_peek copies pending messages on the actor's thread. The actor
+ * blocks in its handler until the test opens the gate; it counts each
+ * entry, so the test knows it is inside. */
+static sem_t g_peek_gate;
+static _Atomic int g_peek_entered;
+
 static int slow_recv(mx_actor_t *self, void *state, struct mx_msg *m)
 {
-    if (m->env.type == MX_T_test_echo)
-        usleep(200 * 1000);
+    if (m->env.type == MX_T_test_echo) {
+        atomic_fetch_add(&g_peek_entered, 1);
+        sem_wait(&g_peek_gate);
+    }
     return 0;
+}
+
+struct gate_opener {
+    mx_system_t *sys;
+    struct mx_addr a;
+    int64_t depth; /* open once this many messages are pending */
+};
+
+static void *open_gate_at_depth(void *arg)
+{
+    struct gate_opener *g = arg;
+    struct mx_actor_stats as;
+    TU_WAIT_UNTIL(mx_actor_stats(g->sys, g->a, &as) == 0 && as.depth >= g->depth, 5000);
+    sem_post(&g_peek_gate);
+    return NULL;
 }
 
 static void test_peek(void **unused)
@@ -802,6 +826,8 @@ static void test_peek(void **unused)
     mx_system_t *sys;
     struct mx_system_opts o = {.node_name = "p", .schedulers = 1, .offload_threads = 1};
     assert_int_equal(mx_system_start(&o, &sys), 0);
+    sem_init(&g_peek_gate, 0, 0);
+    atomic_store(&g_peek_entered, 0);
     static const struct mx_behaviour slow = {.name = "slow", .receive = slow_recv};
     struct mx_addr a;
     assert_int_equal(mx_spawn(sys, &slow, NULL, NULL, &a), 0);
@@ -810,15 +836,22 @@ static void test_peek(void **unused)
     struct mx_msg *blk;
     mx_msg_encode(MX_T_test_echo, &(struct mx_m_test_echo){1, MX_STR("z")}, &blk);
     assert_int_equal(mx_sys_send(sys, a, blk), 0);
-    usleep(50 * 1000); /* inside the 200 ms handler now */
+    assert_true(TU_WAIT_UNTIL(atomic_load(&g_peek_entered) == 1, 5000)); /* inside the handler */
+    struct mx_actor_stats as0;
+    assert_int_equal(mx_actor_stats(sys, a, &as0), 0);
     for (uint64_t i = 0; i < 5; i++) {
         struct mx_msg *m;
         mx_msg_encode(MX_T_test_kv, &(struct mx_m_test_kv){.sender = 9, .seq = i}, &m);
         assert_int_equal(mx_sys_send(sys, a, m), 0);
     }
+    /* the handler returns once the peek is queued too: 5 + 1 more pending */
+    struct gate_opener go = {sys, a, as0.depth + 6};
+    pthread_t opener;
+    assert_int_equal(pthread_create(&opener, NULL, open_gate_at_depth, &go), 0);
     struct mx_msg **v;
     uint32_t n;
     assert_int_equal(mx_actor_peek(sys, a, 3, 2000, &v, &n), 0);
+    pthread_join(opener, NULL);
     assert_int_equal(n, 3);
     struct mx_m_test_kv kv;
     assert_int_equal(mx_msg_decode(v[0], &kv), 0);
@@ -830,11 +863,13 @@ static void test_peek(void **unused)
     struct mx_msg *m;
     mx_msg_encode(MX_T_test_echo, &(struct mx_m_test_echo){1, MX_STR("z")}, &m);
     assert_int_equal(mx_sys_send(sys, a, m), 0);
-    usleep(20 * 1000);
+    assert_true(TU_WAIT_UNTIL(atomic_load(&g_peek_entered) == 2, 5000));
     assert_int_equal(mx_actor_peek(sys, a, 3, 50, &v, &n), MX_ETIMEDOUT);
     assert_int_equal(mx_actor_peek(sys, a, 5000, 50, &v, &n), MX_EINVAL);
+    sem_post(&g_peek_gate);
     assert_int_equal(mx_system_stop(sys, 5000), 0);
     mx_system_free(sys);
+    sem_destroy(&g_peek_gate);
 }
 
 int main(void)

@@ -3,8 +3,8 @@
  * killed with SIGKILL (sends fail fast into dead letters, requests fail or
  * time out), and mxctl runs every command against live nodes with --json
  * checked by python3's json module, its exit codes, and the admin token on
- * a non-loopback address. Children die with the test (PR_SET_PDEATHSIG)
- * and an atexit hook kills any left. */
+ * a non-loopback address. The nodes are mx_procs (support/mx_proc.h),
+ * driven through their stdin and stdout. */
 #define _GNU_SOURCE
 #include <poll.h>
 #include <signal.h>
@@ -20,92 +20,35 @@
 #include <cmocka.h>
 
 #include "mx_testutil.h"
+#include "support/mx_proc.h"
 
 struct proc {
-    pid_t pid;
-    int in, out; /* its stdin (we write), its stdout (we read) */
+    struct mx_proc proc; /* its stdin: commands; its stdout: one answer line each */
     char id[32];
     int nng, admin;
     char admin_url[64], nng_url[64];
 };
 
-static pid_t kids[16];
 static const char *g_tls_dir; /* set: nodes start with DIR/ca.pem and DIR/<name>.{pem,key} */
-
-static void kill_kids(void)
-{
-    for (int i = 0; i < 16; i++)
-        if (kids[i] > 0) {
-            kill(kids[i], SIGKILL);
-            waitpid(kids[i], NULL, 0);
-            kids[i] = 0;
-        }
-}
-
-static void bin(char *out, size_t n, const char *prog)
-{
-    const char *d = getenv("MX_BIN_DIR");
-    snprintf(out, n, "%s/%s", d && *d ? d : ".", prog);
-}
-
-static int read_line(int fd, char *buf, size_t cap, int timeout_ms)
-{
-    size_t n = 0;
-    int64_t dl = tu_now_ms() + timeout_ms;
-    while (n + 1 < cap) {
-        struct pollfd p = {fd, POLLIN, 0};
-        int left = (int)(dl - tu_now_ms());
-        if (left <= 0 || poll(&p, 1, left) <= 0)
-            return -1;
-        if (read(fd, buf + n, 1) != 1)
-            return -1;
-        if (buf[n] == '\n')
-            break;
-        n++;
-    }
-    buf[n] = '\0';
-    return 0;
-}
 
 static int start_node(struct proc *p, const char *name, const char *admin, const char *token,
                       char *first, size_t firstcap)
 {
-    char path[512];
-    int pin[2], pout[2];
-    bin(path, sizeof(path), "cl_node");
-    assert_int_equal(pipe(pin), 0);
-    assert_int_equal(pipe(pout), 0);
-    memset(p, 0, sizeof(*p));
-    p->pid = fork();
-    assert_true(p->pid >= 0);
-    if (p->pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(pin[0], 0);
-        dup2(pout[1], 1);
-        close(pin[1]);
-        close(pout[0]);
-        if (g_tls_dir) {
-            char ca[256], crt[256], key[256];
-            snprintf(ca, sizeof ca, "%s/ca.pem", g_tls_dir);
-            snprintf(crt, sizeof crt, "%s/%s.pem", g_tls_dir, name);
-            snprintf(key, sizeof key, "%s/%s.key", g_tls_dir, name);
-            execl(path, path, "--name", name, "--admin", admin, "--token", token, "--tls-ca", ca,
-                  "--tls-cert", crt, "--tls-key", key, (char *)NULL);
-        }
-        execl(path, path, "--name", name, "--admin", admin, "--token", token, (char *)NULL);
-        _exit(127);
+    char path[512], ca[256], crt[256], key[256];
+    mx_proc_bin("cl_node", path, sizeof(path));
+    const char *argv[16] = {path, "--name", name, "--admin", admin, "--token", token, NULL};
+    if (g_tls_dir) {
+        snprintf(ca, sizeof ca, "%s/ca.pem", g_tls_dir);
+        snprintf(crt, sizeof crt, "%s/%s.pem", g_tls_dir, name);
+        snprintf(key, sizeof key, "%s/%s.key", g_tls_dir, name);
+        const char *tls[] = {"--tls-ca", ca, "--tls-cert", crt, "--tls-key", key, NULL};
+        memcpy(argv + 7, tls, sizeof tls);
     }
-    for (int i = 0; i < 16; i++)
-        if (!kids[i]) {
-            kids[i] = p->pid;
-            break;
-        }
-    close(pin[0]);
-    close(pout[1]);
-    p->in = pin[1];
-    p->out = pout[0];
+    struct mx_proc_opts o = {.argv = argv, .in = MX_PROC_PIPE, .out = MX_PROC_PIPE};
+    memset(p, 0, sizeof(*p));
+    assert_int_equal(mx_proc_start(&p->proc, &o), 0);
     char line[256];
-    if (read_line(p->out, line, sizeof(line), 10000) != 0)
+    if (mx_proc_read_line(&p->proc, NULL, line, sizeof(line), 10000) != 0)
         return -1;
     if (first)
         snprintf(first, firstcap, "%s", line);
@@ -116,24 +59,12 @@ static int start_node(struct proc *p, const char *name, const char *admin, const
     return 0;
 }
 
+/* "quit", then SIGKILL after 5 s */
 static void stop_node(struct proc *p)
 {
-    if (p->pid <= 0)
-        return;
-    if (write(p->in, "quit\n", 5) < 0) {
-    }
-    int st;
-    int64_t dl = tu_now_ms() + 5000;
-    while (waitpid(p->pid, &st, WNOHANG) == 0 && tu_now_ms() < dl)
-        usleep(10000);
-    kill(p->pid, SIGKILL);
-    waitpid(p->pid, NULL, 0);
-    for (int i = 0; i < 16; i++)
-        if (kids[i] == p->pid)
-            kids[i] = 0;
-    close(p->in);
-    close(p->out);
-    p->pid = 0;
+    if (p->proc.pid > 0 && write(p->proc.in, "quit\n", 5) == 5)
+        mx_proc_wait(&p->proc, 5000);
+    mx_proc_release(&p->proc);
 }
 
 /* send a command line, read the one-line answer */
@@ -145,8 +76,8 @@ static void cmd(struct proc *p, char *ans, size_t cap, const char *fmt, ...)
     vsnprintf(line, sizeof(line) - 1, fmt, ap);
     va_end(ap);
     strcat(line, "\n");
-    assert_int_equal(write(p->in, line, strlen(line)), (ssize_t)strlen(line));
-    if (read_line(p->out, ans, cap, 15000) != 0) {
+    assert_int_equal(write(p->proc.in, line, strlen(line)), (ssize_t)strlen(line));
+    if (mx_proc_read_line(&p->proc, NULL, ans, cap, 15000) != 0) {
         fprintf(stderr, "no answer to %s", line);
         fail();
     }
@@ -166,7 +97,7 @@ static uint64_t dl_count(struct proc *p, const char *reason)
 static int mxctl(char *out, size_t cap, const char *args)
 {
     char path[512], sh[2048];
-    bin(path, sizeof(path), "mxctl");
+    mx_proc_bin("mxctl", path, sizeof(path));
     snprintf(sh, sizeof(sh), "env -u MX_ADMIN_TOKEN -u MX_ADMIN_ADDR %s %s 2>/dev/null", path,
              args);
     FILE *f = popen(sh, "r");
@@ -182,7 +113,8 @@ static bool json_ok(const char *json, const char *expr)
 {
     char jpath[] = "/tmp/cl_jsonXXXXXX", ppath[] = "/tmp/cl_pyXXXXXX", sh[1024];
     int fd = mkstemp(jpath), fp = mkstemp(ppath);
-    assert_true(fd >= 0 && fp >= 0);
+    TU_ASSERT_CMP(fd, >=, 0);
+    TU_ASSERT_CMP(fp, >=, 0);
     assert_int_equal(write(fd, json, strlen(json)), (ssize_t)strlen(json));
     close(fd);
     FILE *f = fdopen(fp, "w");
@@ -247,14 +179,7 @@ static void test_two_nodes(void **unused)
     assert_int_equal(dl_count(&b, "stale-epoch"), stale + 1);
 
     /* a SIGKILLed peer: sends fail fast into node-down, requests end */
-    kill(b.pid, SIGKILL);
-    waitpid(b.pid, NULL, 0);
-    for (int i = 0; i < 16; i++)
-        if (kids[i] == b.pid)
-            kids[i] = 0;
-    b.pid = 0;
-    close(b.in);
-    close(b.out);
+    mx_proc_release(&b.proc); /* SIGKILL */
     uint64_t down = dl_count(&a, "node-down");
     int64_t t0 = tu_now_ms();
     bool failed_fast = false;
@@ -266,7 +191,7 @@ static void test_two_nodes(void **unused)
         usleep(20000);
     }
     assert_true(failed_fast);
-    assert_true(dl_count(&a, "node-down") >= down + 50);
+    TU_ASSERT_CMP(dl_count(&a, "node-down"), >=, down + 50);
     cmd(&a, ans, sizeof(ans), "req %s 500", b.id);
     assert_true(strcmp(ans, "timeout") == 0 || strcmp(ans, "err NOACTOR") == 0);
     stop_node(&a);
@@ -344,13 +269,13 @@ static void test_mxctl(void **unused)
     assert_int_equal(mxctl(out, sizeof(out), "actors --sort size"), 2);
     int64_t t0 = tu_now_ms();
     assert_int_equal(mxctl(out, sizeof(out), "--node tcp://127.0.0.1:1 --timeout 300 stats"), 1);
-    assert_true(tu_now_ms() - t0 < 3000);
+    TU_ASSERT_CMP(tu_now_ms() - t0, <, 3000);
     /* the admin endpoint answers while the data path is blocked */
     cmd(&b, ans, sizeof(ans), "park 1500 1");
     t0 = tu_now_ms();
     snprintf(args, sizeof(args), "--node %s --json actors", b.admin_url);
     assert_int_equal(mxctl(out, sizeof(out), args), 0);
-    assert_true(tu_now_ms() - t0 < 1000);
+    TU_ASSERT_CMP(tu_now_ms() - t0, <, 1000);
     stop_node(&a);
     stop_node(&b);
 }
@@ -427,7 +352,6 @@ static void test_tls(void **unused)
 
 int main(void)
 {
-    atexit(kill_kids);
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_nodes),

@@ -30,6 +30,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "mx_testutil.h"
+
 #include "app/node_harness.h"
 #include "mx_jsonw.h"
 #include "mx_jwt.h"
@@ -224,7 +226,7 @@ static void characters_and_documents(void)
         if (s == 200)
             break;
         assert_int_equal(s, 202);
-        assert_true(i < 500); /* 10 s */
+        TU_ASSERT_CMP(i, <, 500); /* 10 s */
         usleep(20000);
     }
     ex("GET", path, NULL, NULL, 200, NULL);
@@ -318,7 +320,7 @@ static void auth_likes_and_admin(void)
                                       "'sink answered 500')"),
                      0);
     long long id = mysqld_root_int(&g_my, "SELECT MIN(id) FROM mx.outbox_dlq");
-    assert_true(id > 0);
+    TU_ASSERT_CMP(id, >, 0);
     ex("GET", "/api/admin/dlq?page=0&size=20", ahdr, NULL, 200, NULL);
     ex("GET", "/api/admin/dlq?page=x", ahdr, NULL, 400, NULL);
     ex("GET", "/api/admin/dlq/count", ahdr, NULL, 200, NULL);

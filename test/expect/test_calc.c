@@ -13,6 +13,8 @@
 
 #include <cmocka.h>
 
+#include "mx_testutil.h"
+
 #include "mx_cube.h"
 #include "mx_doc.h"
 #include "mx_err.h"
@@ -134,9 +136,11 @@ static void sf_invariants(void **state)
                 struct mx_sf_result r, rc;
                 assert_int_equal(mx_sf_expect(levels[li], 0, to, false, &o, &r), 0);
                 assert_int_equal(mx_sf_expect(levels[li], 0, to, false, &oc, &rc), 0);
-                assert_true(r.cost >= prev);                  /* more stars never cost less */
-                assert_true(rc.cost <= r.cost * (1 + 1e-12)); /* catch never costs more */
-                assert_true(isfinite(r.cost) && r.destroys >= 0 && r.attempts >= to);
+                TU_ASSERT_CMP(r.cost, >=, prev);                  /* more stars never cost less */
+                TU_ASSERT_CMP(rc.cost, <=, r.cost * (1 + 1e-12)); /* catch never costs more */
+                assert_true(isfinite(r.cost));
+                TU_ASSERT_CMP(r.destroys, >=, 0);
+                TU_ASSERT_CMP(r.attempts, >=, to);
                 prev = r.cost;
             }
         }
@@ -173,7 +177,7 @@ static struct mx_cube_table *toy_table(struct mx_cube_load_stats *st)
     /* written to a temp file so the file loader is what is tested */
     char path[] = "/tmp/mx_expect_toyXXXXXX";
     int fd = mkstemp(path);
-    assert_true(fd >= 0);
+    TU_ASSERT_CMP(fd, >=, 0);
     assert_int_equal(write(fd, toy_csv, sizeof toy_csv - 1), (ssize_t)(sizeof toy_csv - 1));
     close(fd);
     struct mx_cube_table *t = NULL;
@@ -231,7 +235,7 @@ static void cube_toy(void **state)
         "BLACK", "모자", MX_GRADE_LEGENDARY, 100, {"INT +12%", "STR +9%", "DEX +9%"}};
     assert_int_equal(mx_cube_expect(t, &qm, &r), 0);
     assert_false(r.ok);
-    assert_true(strstr(r.reason, "not in the table") != NULL);
+    assert_non_null(strstr(r.reason, "not in the table"));
     assert_close(r.expected_trials, 0, 0);
 
     /* p = 0: both +12% lines need line 1 */
@@ -239,7 +243,7 @@ static void cube_toy(void **state)
         "BLACK", "모자", MX_GRADE_LEGENDARY, 100, {"DEX +12%", "최대 HP +12%", ""}};
     assert_int_equal(mx_cube_expect(t, &qz, &r), 0);
     assert_false(r.ok);
-    assert_true(strstr(r.reason, "probability is 0") != NULL);
+    assert_non_null(strstr(r.reason, "probability is 0"));
 
     /* below every band: the lowest band is used; no rows for a grade: reason */
     q.level = 50;
@@ -248,7 +252,7 @@ static void cube_toy(void **state)
     q.grade = MX_GRADE_EPIC;
     assert_int_equal(mx_cube_expect(t, &q, &r), 0);
     assert_false(r.ok);
-    assert_true(r.reason[0] != '\0');
+    TU_ASSERT_CMP(r.reason[0], !=, '\0');
     assert_true(mx_cube_table_has_type(t, "BLACK"));
     assert_false(mx_cube_table_has_type(t, "ADDITIONAL"));
     mx_cube_table_free(t);
@@ -394,7 +398,8 @@ static void cube_shared_table(void **state)
     assert_true(r.ok);
     assert_int_equal(r.engine, MX_CUBE_ENGINE_STAT_SUM);
     assert_int_equal(r.target, 30);
-    assert_true(r.probability > 0 && r.probability < 1);
+    TU_ASSERT_CMP(r.probability, >, 0);
+    TU_ASSERT_CMP(r.probability, <, 1);
     mx_cube_table_free(t);
 }
 
@@ -423,13 +428,14 @@ static void flame_basics(void **state)
     double p;
     assert_int_equal(mx_flame_prob(&it, &w, MX_FLAME_POWERFUL, 400, &p), 0);
     double upper = 0.40 * (1.0 / 19) + 0.40 * (2.0 / 19) + 0.16 * (3.0 / 19) + 0.04 * (4.0 / 19);
-    assert_true(p >= 0.40 * (1.0 / 19) * 0.14 - 1e-15);
-    assert_true(p <= upper + 1e-15);
+    TU_ASSERT_CMP(p, >=, 0.40 * (1.0 / 19) * 0.14 - 1e-15);
+    TU_ASSERT_CMP(p, <=, upper + 1e-15);
     /* eternal reaches further than powerful; abyss further than eternal */
     double pe, pa;
     mx_flame_prob(&it, &w, MX_FLAME_ETERNAL, 400, &pe);
     mx_flame_prob(&it, &w, MX_FLAME_ABYSS, 400, &pa);
-    assert_true(pe > p && pa > pe);
+    TU_ASSERT_CMP(pe, >, p);
+    TU_ASSERT_CMP(pa, >, pe);
     /* target 0 is certain; absurd targets are refused */
     assert_int_equal(mx_flame_prob(&it, &w, MX_FLAME_POWERFUL, 0, &p), 0);
     assert_close(p, 1.0, 0);
@@ -440,7 +446,7 @@ static void flame_basics(void **state)
     double pb, pn;
     mx_flame_prob(&boss, &w, MX_FLAME_POWERFUL, 1000, &pb);
     mx_flame_prob(&norm, &w, MX_FLAME_POWERFUL, 1000, &pn);
-    assert_true(pb > pn);
+    TU_ASSERT_CMP(pb, >, pn);
     assert_true(mx_flame_is_boss_item("에테르넬 메이지햇"));
     assert_false(mx_flame_is_boss_item("트와일라이트 마크"));
 }
@@ -456,7 +462,7 @@ static void memo_bounded(void **state)
         mx_memo_put(m, &i, sizeof i, &i);
     mx_memo_get_stats(m, &st);
     assert_int_equal(st.capacity, 8);
-    assert_true(st.entries <= 8);
+    TU_ASSERT_CMP(st.entries, <=, 8);
     assert_int_equal(st.inserts, 100);
     assert_int_equal(st.evictions, 100 - st.entries);
     int k = 99;

@@ -15,6 +15,8 @@
 
 #include <cmocka.h>
 
+#include "mx_testutil.h"
+
 #include "mx_doc.h"
 #include "mx_err.h"
 #include "expect_tables.h"
@@ -51,7 +53,8 @@ static char *doc_of(const struct hitem *h)
         "\"starforce\":\"%s\",\"starforce_scroll_flag\":\"미사용\",\"special_ring_level\":0}]}",
         h->slot, h->name, h->base_magic, h->level, h->pot1, h->fl_str, h->fl_int, h->fl_magic,
         h->star);
-    assert_true(n > 0 && n < 8192);
+    TU_ASSERT_CMP(n, >, 0);
+    TU_ASSERT_CMP(n, <, 8192);
     return b;
 }
 
@@ -82,7 +85,7 @@ static char *build(const struct hitem *h)
     };
     if (mx_jsonr_object(doc, len, f, 2, err, sizeof err))
         fail_msg("not a valid document: %s: %.300s", err, doc);
-    assert_true(f[0].i >= 0);
+    TU_ASSERT_CMP(f[0].i, >=, 0);
     mx_calc_free(calc);
     free(eq);
     free(json);
@@ -227,12 +230,13 @@ static void flame_budget(void **state)
         mx_jsonw_reset(&w);
         assert_int_equal(mx_doc_build(calc, eq, &o, &w), 0);
         mx_calc_get_stats(calc, &st);
-        assert_true(st.flame_bytes <= (512u << 10));
+        TU_ASSERT_CMP(st.flame_bytes, <=, (512u << 10));
         free(json);
     }
     assert_int_equal(st.flame.misses, 12);
-    assert_true(st.flame.evictions > 0); /* the budget, not the 128 slots, evicted */
-    assert_true(st.flame.entries < 12 && st.flame.entries > 0);
+    TU_ASSERT_CMP(st.flame.evictions, >, 0); /* the budget, not the 128 slots, evicted */
+    TU_ASSERT_CMP(st.flame.entries, <, 12);
+    TU_ASSERT_CMP(st.flame.entries, >, 0);
     assert_int_equal(st.flame.entries + st.flame.evictions, 12);
     mx_jsonw_fini(&w);
     mx_calc_free(calc);

@@ -12,6 +12,8 @@
 
 #include <cmocka.h>
 
+#include "mx_testutil.h"
+
 #include "mx_equip.h"
 #include "mx_err.h"
 
@@ -131,7 +133,7 @@ static void fixtures(void **state)
     for (int i = 0; i < eq->lists[1].n; i++)
         if (!strcmp(eq->lists[1].items[i].slot, "훈장"))
             medal = i;
-    assert_true(medal >= 0);
+    TU_ASSERT_CMP(medal, >=, 0);
     assert_int_equal(eq->lists[1].items[medal].pot_grade, MX_GRADE_NONE);
     assert_string_equal(eq->lists[1].items[medal].pot[0], "");
     free(json);

@@ -132,14 +132,14 @@ static void test_endpoints(void **state)
     resp_free(&r);
     size_t flen;
     char *file = read_file(evan, &flen);
-    assert_true(flen > 100000);
+    TU_ASSERT_CMP(flen, >, 100000);
     assert_body(&eq, file, flen);
     assert_body(&eqi, file, flen);
     free(file);
     stub_body(x, "/maplestory/v1/character/list", "user-key-7", &r);
     assert_body(&list, r.body, r.len);
     resp_free(&r);
-    assert_true(st.body_bytes > 2 * flen);
+    TU_ASSERT_CMP(st.body_bytes, >, 2 * flen);
     call_free(&id);
     call_free(&basic);
     call_free(&eq);

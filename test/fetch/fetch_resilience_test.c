@@ -65,7 +65,7 @@ static void test_retry_5xx(void **state)
     assert_int_equal(c.attempts, 3);
     assert_non_null(strstr(c.err, "503"));
     /* two backoffs of [10,20] and [20,40] ms */
-    assert_true(c.t1 - c.t0 >= 30);
+    TU_ASSERT_CMP(c.t1 - c.t0, >=, 30);
     assert_int_equal(stub_total(x), 3);
     struct mx_fetch_stats st = fx_stats(x);
     assert_int_equal(st.upstream_calls, 3);
@@ -100,8 +100,8 @@ static void test_retry_then_success(void **state)
             assert_int_equal(c[i].attempts, 3);
         call_free(&c[i]);
     }
-    assert_true(ok_after_retry > 0);
-    assert_true(ok >= N / 2);
+    TU_ASSERT_CMP(ok_after_retry, >, 0);
+    TU_ASSERT_CMP(ok, >=, N / 2);
     assert_int_equal(stub_total(x), attempts);
     struct mx_fetch_stats st = fx_stats(x);
     assert_int_equal(st.upstream_calls, attempts);
@@ -147,7 +147,8 @@ static void test_timeout(void **state)
     assert_int_equal(c.attempts, 2);
     assert_int_equal(c.http, 0);
     double took = c.t1 - c.t0;
-    assert_true(took >= 400 && took < 1400);
+    TU_ASSERT_CMP(took, >=, 400);
+    TU_ASSERT_CMP(took, <, 1400);
     assert_true(TU_WAIT_UNTIL(stub_total(x) == 2, 2000));
     struct mx_fetch_stats st = fx_stats(x);
     assert_int_equal(st.attempt_timeouts, 2);
@@ -166,11 +167,11 @@ static void test_caller_deadline(void **state)
     /* the fetcher's attempt is cut at the same deadline: whichever of its
      * reply and the caller's own timeout comes first, it is a timeout */
     assert_int_equal(fx_call(x, &c), MX_ETIMEDOUT);
-    assert_true(c.t1 - c.t0 < 1000);
+    TU_ASSERT_CMP(c.t1 - c.t0, <, 1000);
     /* the fetcher gave up at the caller's deadline too, long before the
      * 3 s answer or its own 20 s timeout, and did not retry past it */
     assert_true(TU_WAIT_UNTIL(fx_stats(x).active == 0, 1000));
-    assert_true(now_ms() - c.t0 < 1500);
+    TU_ASSERT_CMP(now_ms() - c.t0, <, 1500);
     struct mx_fetch_stats st = fx_stats(x);
     assert_int_equal(st.upstream_calls, 1);
     assert_int_equal(st.timeouts, 1);
@@ -198,9 +199,10 @@ static void test_breaker(void **state)
         struct call c = {.kind = MX_FETCH_ID, .arg = "a"};
         assert_int_equal(fx_call(x, &c), MX_EUNAVAIL);
         assert_int_equal(c.attempts, 0);
-        assert_true(c.retry_after > 0 && c.retry_after <= 700);
+        TU_ASSERT_CMP(c.retry_after, >, 0);
+        TU_ASSERT_CMP(c.retry_after, <=, 700);
         assert_non_null(strstr(c.err, "circuit breaker open"));
-        assert_true(c.t1 - c.t0 < 200);
+        TU_ASSERT_CMP(c.t1 - c.t0, <, 200);
     }
     assert_int_equal(stub_total(x), 10);
     struct mx_fetch_stats st = fx_stats(x);
@@ -292,7 +294,7 @@ static void test_concurrency_bound(void **state)
             assert_int_equal(c[i].status, MX_EUNAVAIL);
             assert_non_null(strstr(c[i].err, "overloaded"));
             assert_int_equal(c[i].attempts, 0);
-            assert_true(c[i].t1 - c[i].t0 < 250); /* refused at once */
+            TU_ASSERT_CMP(c[i].t1 - c[i].t0, <, 250); /* refused at once */
             refused++;
         }
         call_free(&c[i]);
@@ -300,7 +302,7 @@ static void test_concurrency_bound(void **state)
     assert_int_equal(ok, 8);
     assert_int_equal(refused, 4);
     /* two waves of four behind a 300 ms upstream */
-    assert_true(took >= 580);
+    TU_ASSERT_CMP(took, >=, 580);
     struct mx_fetch_stats st = fx_stats(x);
     assert_int_equal(st.inflight_max, 4);
     assert_int_equal(st.queued_max, 4);
@@ -333,7 +335,7 @@ static void test_unreachable(void **state)
     assert_int_equal(c.attempts, 3);
     assert_int_equal(c.http, 0);
     assert_non_null(strstr(c.err, "connection failed"));
-    assert_true(c.t1 - c.t0 < 2000);
+    TU_ASSERT_CMP(c.t1 - c.t0, <, 2000);
     struct mx_fetch_stats st = fx_stats(x);
     assert_int_equal(st.attempt_conn_errors, 3);
     assert_int_equal(st.upstream_errors, 1);
@@ -416,8 +418,8 @@ static void test_user_slots_apart(void **state)
         call_free(&c[i]);
     }
     print_message("service fetch %.0f ms; last login %.0f ms\n", c[10].t1 - c[10].t0, last - first);
-    assert_true(c[10].t1 - c[10].t0 < 600);
-    assert_true(last - first >= 10 * 300 - 50); /* one at a time */
+    TU_ASSERT_CMP(c[10].t1 - c[10].t0, <, 600);
+    TU_ASSERT_CMP(last - first, >=, 10 * 300 - 50); /* one at a time */
     call_free(&c[10]);
 }
 

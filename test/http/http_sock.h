@@ -15,7 +15,7 @@ static inline void send_all(int fd, const char *buf, size_t len)
         ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;
-        assert_true(n > 0);
+        TU_ASSERT_CMP(n, >, 0);
         buf += n;
         len -= (size_t)n;
     }

@@ -8,6 +8,8 @@
 #include <stddef.h>
 
 #include <cmocka.h>
+
+#include "mx_testutil.h"
 #include <zlib.h>
 
 #include "http_core_harness.h"
@@ -39,7 +41,7 @@ static void test_keepalive(void **st)
         assert_int_equal(p[i].body_len, 4);
         assert_memory_equal(p[i].body, "fast", 4);
         assert_true(presp_header(&p[i], "Date", v, sizeof(v)));
-        assert_true(strstr(v, " GMT") != NULL);
+        assert_non_null(strstr(v, " GMT"));
         assert_true(presp_header(&p[i], "Content-Type", v, sizeof(v)));
         assert_string_equal(v, "text/plain");
         assert_true(presp_header(&p[i], "traceparent", v, sizeof(v)));
@@ -68,7 +70,7 @@ static void test_pipeline_order(void **st)
     assert_int_equal(h->out_len, 0); /* request 0 is deferred: nothing may leave */
     assert_int_equal(h->ndeferred, 34);
     hh_answer_deferred(h);
-    assert_true(h->wakes > 0);
+    TU_ASSERT_CMP(h->wakes, >, 0);
     struct presp *p = calloc(101, sizeof(*p));
     assert_int_equal(parse_all(h, p, 101), 100);
     for (int i = 0; i < 100; i++) {
@@ -92,7 +94,7 @@ static void test_pipeline_backpressure(void **st)
     for (int i = 0; i < 10; i++)
         len += (size_t)sprintf(buf + len, "GET /slow/%d HTTP/1.1\r\n\r\n", i);
     size_t used = mx__http_conn_feed(&h->conn, buf, len);
-    assert_true(used < len);
+    TU_ASSERT_CMP(used, <, len);
     assert_int_equal(h->ndeferred, 4);
     assert_false(mx__http_conn_can_parse(&h->conn));
     assert_int_equal(h->ctr.limits[MX_HTTP_LIM_PIPELINE], 1);
@@ -190,9 +192,9 @@ static void assert_error_body(const struct presp *p, int status, const char *cod
     char want[64];
     sprintf(want, "{\"status\":%d,\"code\":\"%s\",\"message\":\"", status, code);
     assert_int_equal(p->status, status);
-    assert_true(p->body_len > strlen(want));
+    TU_ASSERT_CMP(p->body_len, >, strlen(want));
     assert_memory_equal(p->body, want, strlen(want));
-    assert_true(memmem(p->body, p->body_len, "\"timestamp\":\"20", 15) != NULL);
+    assert_non_null(memmem(p->body, p->body_len, "\"timestamp\":\"20", 15));
     char v[64];
     assert_true(presp_header(p, "Content-Type", v, sizeof(v)));
     assert_string_equal(v, "application/json");
@@ -341,7 +343,8 @@ static void test_params_query_headers(void **st)
     assert_true(presp_header(&p[8], "Content-Length", v, sizeof(v)));
     assert_string_equal(v, "4");
     /* nothing after the HEAD answer's headers */
-    assert_true(h->out_len >= 4 && memcmp(h->out + h->out_len - 4, "\r\n\r\n", 4) == 0);
+    TU_ASSERT_CMP(h->out_len, >=, 4);
+    TU_ASSERT_CMP(memcmp(h->out + h->out_len - 4, "\r\n\r\n", 4), ==, 0);
     hh_free(h);
 }
 
@@ -361,7 +364,7 @@ static void test_traceparent_echo(void **st)
     assert_true(presp_header(&p[1], "traceparent", v, sizeof(v)));
     uint8_t t[16], s[8], f;
     assert_true(mx_http_traceparent_parse(v, strlen(v), t, s, &f));
-    assert_true(strstr(v, "4bf92f3577b34da6a3ce929d0e0e4736") == NULL);
+    assert_null(strstr(v, "4bf92f3577b34da6a3ce929d0e0e4736"));
     hh_free(h);
 }
 
@@ -474,7 +477,7 @@ static void test_in_app_bound(void **st)
     for (int i = 0; i < 7; i++)
         len += (size_t)sprintf(buf + len, "GET /slow/%d HTTP/1.1\r\n\r\n", i);
     size_t used = mx__http_conn_feed(&h->conn, buf, len);
-    assert_true(used < len);
+    TU_ASSERT_CMP(used, <, len);
     assert_int_equal(h->ndeferred, 3);
     assert_int_equal(h->srv.in_app, 3);
     assert_true(mx__http_srv_app_full(&h->srv));
@@ -488,14 +491,14 @@ static void test_in_app_bound(void **st)
     assert_int_equal(h->srv.in_app, 2);
     assert_false(mx__http_conn_can_parse(&h->conn));
     used += mx__http_conn_feed(&h->conn, buf + used, len - used);
-    assert_true(used < len);
+    TU_ASSERT_CMP(used, <, len);
     assert_int_equal(h->ndeferred, 3);
     assert_int_equal(h->srv.in_app, 3);
     while (used < len) {
         hh_answer_deferred(h);
         assert_int_equal(h->srv.in_app, 0);
         used += mx__http_conn_feed(&h->conn, buf + used, len - used);
-        assert_true(h->srv.in_app <= 3);
+        TU_ASSERT_CMP(h->srv.in_app, <=, 3);
     }
     while (h->ndeferred || h->conn.deferred) {
         hh_answer_deferred(h);

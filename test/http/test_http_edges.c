@@ -205,7 +205,7 @@ static void test_chunk_extension_cap(void **st)
     uint16_t port;
     mx_http_t *h = start(&o, &port);
     int fd = dial_from(NULL, port, 0);
-    assert_true(fd >= 0);
+    TU_ASSERT_CMP(fd, >=, 0);
     SEND(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1;");
     char ext[8192];
     memset(ext, 'a', sizeof(ext));
@@ -243,7 +243,7 @@ static void test_slow_body_deadline(void **st)
     };
     for (int k = 0; k < 2; k++) {
         int fd = dial_from(NULL, port, 0);
-        assert_true(fd >= 0);
+        TU_ASSERT_CMP(fd, >=, 0);
         send_all(fd, heads[k], strlen(heads[k]));
         int64_t t0 = tu_now_ms();
         int status = 0;
@@ -256,7 +256,8 @@ static void test_slow_body_deadline(void **st)
             status = recv_status(fd, 1000, NULL, 0);
         int64_t took = tu_now_ms() - t0;
         assert_int_equal(status, 408);
-        assert_true(took >= 700 && took < 3000);
+        TU_ASSERT_CMP(took, >=, 700);
+        TU_ASSERT_CMP(took, <, 3000);
         assert_true(closes_within(fd, 3000));
         close(fd);
     }
@@ -274,12 +275,12 @@ static void test_per_client_cap(void **st)
     int fds[3];
     for (int i = 0; i < 3; i++) {
         fds[i] = dial_from("127.0.0.2", port, 0);
-        assert_true(fds[i] >= 0);
+        TU_ASSERT_CMP(fds[i], >=, 0);
         SEND(fds[i], "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\na");
     }
     assert_true(TU_WAIT_UNTIL(stats(h).conns_open == 3, 3000));
     int extra = dial_from("127.0.0.2", port, 0);
-    assert_true(extra >= 0);
+    TU_ASSERT_CMP(extra, >=, 0);
     char body[512];
     assert_int_equal(recv_status(extra, 3000, body, sizeof(body)), 503);
     assert_non_null(strstr(body, "S_BUSY"));
@@ -321,7 +322,7 @@ static void test_health_while_app_full(void **st)
         int64_t t0 = tu_now_ms();
         SEND(fd, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
         assert_int_equal(recv_status(fd, 2000, NULL, 0), 200);
-        assert_true(tu_now_ms() - t0 < 1000);
+        TU_ASSERT_CMP(tu_now_ms() - t0, <, 1000);
         close(fd);
     }
     for (int i = 0; i < N; i++)
@@ -339,7 +340,7 @@ static void test_min_drain_rate(void **st)
     uint16_t port;
     mx_http_t *h = start(&o, &port);
     int fd = dial_from(NULL, port, 4096);
-    assert_true(fd >= 0);
+    TU_ASSERT_CMP(fd, >=, 0);
     fcntl(fd, F_SETFL, O_NONBLOCK);
     /* more answers than the kernel's socket buffers take: some stay unwritten */
     static char req[400 * 20];
@@ -386,7 +387,7 @@ static void test_memory_budget(void **st)
     size_t sent[CONNS];
     for (int i = 0; i < CONNS; i++) {
         fds[i] = dial_from(NULL, port, 4096);
-        assert_true(fds[i] >= 0);
+        TU_ASSERT_CMP(fds[i], >=, 0);
         fcntl(fds[i], F_SETFL, O_NONBLOCK);
         sent[i] = 0;
     }
@@ -409,8 +410,8 @@ static void test_memory_budget(void **st)
     print_message("rss0 %ld KiB, peak %ld KiB (+%ld), buffered peak %llu, requests %llu\n", rss0,
                   peak, peak - rss0, (unsigned long long)s.buffered_peak,
                   (unsigned long long)s.requests);
-    assert_true(s.requests > 2 * CONNS); /* the load did reach the server */
-    assert_true(peak - rss0 < BUDGET / 1024 + MARGIN_KIB);
+    TU_ASSERT_CMP(s.requests, >, 2 * CONNS); /* the load did reach the server */
+    TU_ASSERT_CMP(peak - rss0, <, BUDGET / 1024 + MARGIN_KIB);
     /* held back with unread answers: closed and counted */
     assert_true(TU_WAIT_UNTIL(stats(h).mem_closed > 0, 10000));
     for (int i = 0; i < CONNS; i++)
@@ -420,7 +421,7 @@ static void test_memory_budget(void **st)
     assert_true(TU_WAIT_UNTIL(stats(h).mem_trims > 0, 5000));
     long after = rss_kib();
     print_message("rss after close %ld KiB\n", after);
-    assert_true(after - rss0 < MARGIN_KIB);
+    TU_ASSERT_CMP(after - rss0, <, MARGIN_KIB);
     free(reqs);
     stop(h);
 }
@@ -452,7 +453,7 @@ static void test_memory_budget_bodies(void **st)
     size_t sent[CONNS] = {0};
     for (int i = 0; i < CONNS; i++) {
         fds[i] = dial_from(NULL, port, 0);
-        assert_true(fds[i] >= 0);
+        TU_ASSERT_CMP(fds[i], >=, 0);
         fcntl(fds[i], F_SETFL, O_NONBLOCK);
     }
     long peak = rss0;
@@ -470,11 +471,11 @@ static void test_memory_budget_bodies(void **st)
     struct mx_http_stats s = stats(h);
     print_message("bodies: rss0 %ld KiB, peak +%ld KiB, buffered peak %llu, requests %llu\n", rss0,
                   peak - rss0, (unsigned long long)s.buffered_peak, (unsigned long long)s.requests);
-    assert_true(s.requests > CONNS + CONNS / 2); /* bodies behind the held requests */
-    assert_true(peak - rss0 < BUDGET / 1024 + MARGIN_KIB);
+    TU_ASSERT_CMP(s.requests, >, CONNS + CONNS / 2); /* bodies behind the held requests */
+    TU_ASSERT_CMP(peak - rss0, <, BUDGET / 1024 + MARGIN_KIB);
     assert_true(TU_WAIT_UNTIL(stats(h).mem_closed > 0, 10000));
     /* the count itself overshoots by at most a body per acceptor */
-    assert_true(stats(h).buffered_peak < BUDGET + 4 * BODY);
+    TU_ASSERT_CMP(stats(h).buffered_peak, <, BUDGET + 4 * BODY);
     for (int i = 0; i < CONNS; i++)
         close(fds[i]);
     free(stream);

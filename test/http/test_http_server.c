@@ -40,7 +40,8 @@ static struct mx_addr g_helper;
 static struct mx_http_doc *g_doc;
 static struct mx_blob *g_big;
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static uint8_t g_seen_trace[16]; /* trace id the helper actor last received */
+static uint8_t g_seen_trace[16];  /* trace id the helper actor last received */
+static _Atomic int g_slow_parked; /* /slow requests parked (answer deferred) so far */
 
 /* ---- the app ---- */
 
@@ -105,6 +106,7 @@ static int h_slow(mx_http_req_t *r, void *st)
         mx_msg_free(m);
         return mx_http_error(r, 503, "S005", "busy"), MX_HTTP_DONE;
     }
+    atomic_fetch_add(&g_slow_parked, 1);
     return MX_HTTP_PENDING;
 }
 
@@ -215,7 +217,7 @@ static int setup(void **st)
                               .fini = app_fini,
                               .on_message = app_on_message};
     assert_int_equal(mx_http_start(g_sys, &o, &app, &g_http, &g_port), 0);
-    assert_true(g_port != 0);
+    TU_ASSERT_CMP(g_port, !=, 0);
     return 0;
 }
 
@@ -303,7 +305,7 @@ static struct mx_http_stats stats(void)
 static void test_keepalive_headers(void **st)
 {
     int fd = dial();
-    assert_true(fd >= 0);
+    TU_ASSERT_CMP(fd, >=, 0);
     struct rx rx;
     char v[128];
     for (int i = 0; i < 3; i++) {
@@ -325,7 +327,7 @@ static void test_keepalive_headers(void **st)
 static void test_pipeline_100(void **st)
 {
     int fd = dial();
-    assert_true(fd >= 0);
+    TU_ASSERT_CMP(fd, >=, 0);
     char *buf = malloc(100 * 64);
     size_t len = 0;
     for (int i = 0; i < 100; i++) {
@@ -350,7 +352,7 @@ static void test_pipeline_100(void **st)
         assert_int_equal(rx.p[i].body_len, strlen(want));
         assert_memory_equal(rx.p[i].body, want, strlen(want));
     }
-    assert_true(stats().limits[MX_HTTP_LIM_PIPELINE] > 0);
+    TU_ASSERT_CMP(stats().limits[MX_HTTP_LIM_PIPELINE], >, 0);
     rx_free(&rx);
     free(buf);
     close(fd);
@@ -393,8 +395,10 @@ static void test_chunked_body(void **st)
     int fd = dial();
     const char *req = "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
                       "4\r\nabcd\r\n";
+    uint64_t in0 = stats().bytes_in;
     send_all(fd, req, strlen(req));
-    usleep(50000);
+    /* the server has read the first chunk before the rest is sent */
+    assert_true(TU_WAIT_UNTIL(stats().bytes_in >= in0 + strlen(req), 3000));
     SEND(fd, "3\r\nefg\r\n0\r\n\r\n");
     struct rx rx;
     recv_resp(fd, &rx, 1, 3000);
@@ -434,7 +438,7 @@ static void test_431_413_400(void **st)
     recv_resp(fd, &rx, 1, 5000);
     assert_int_equal(rx.n, 1);
     assert_int_equal(rx.p[0].status, 413);
-    assert_true(memmem(rx.p[0].body, rx.p[0].body_len, "\"status\":413", 12) != NULL);
+    assert_non_null(memmem(rx.p[0].body, rx.p[0].body_len, "\"status\":413", 12));
     rx_free(&rx);
     close(fd);
     free(post);
@@ -444,7 +448,7 @@ static void test_431_413_400(void **st)
     recv_resp(fd, &rx, 1, 3000);
     assert_int_equal(rx.n, 1);
     assert_int_equal(rx.p[0].status, 400);
-    assert_true(memmem(rx.p[0].body, rx.p[0].body_len, "\"code\":\"C001\"", 13) != NULL);
+    assert_non_null(memmem(rx.p[0].body, rx.p[0].body_len, "\"code\":\"C001\"", 13));
     assert_true(closes_within(fd, 3000));
     rx_free(&rx);
     close(fd);
@@ -452,7 +456,7 @@ static void test_431_413_400(void **st)
     assert_int_equal(after.limits[MX_HTTP_LIM_HEADER_SIZE] - before.limits[MX_HTTP_LIM_HEADER_SIZE],
                      1);
     assert_int_equal(after.limits[MX_HTTP_LIM_BODY_SIZE] - before.limits[MX_HTTP_LIM_BODY_SIZE], 1);
-    assert_true(after.limits[MX_HTTP_LIM_BAD_REQUEST] > before.limits[MX_HTTP_LIM_BAD_REQUEST]);
+    TU_ASSERT_CMP(after.limits[MX_HTTP_LIM_BAD_REQUEST], >, before.limits[MX_HTTP_LIM_BAD_REQUEST]);
 }
 
 static void test_slow_client_408(void **st)
@@ -465,7 +469,8 @@ static void test_slow_client_408(void **st)
     int64_t took = tu_now_ms() - t0;
     assert_int_equal(rx.n, 1);
     assert_int_equal(rx.p[0].status, 408);
-    assert_true(took >= 400 && took < 3000);
+    TU_ASSERT_CMP(took, >=, 400);
+    TU_ASSERT_CMP(took, <, 3000);
     assert_true(closes_within(fd, 3000));
     rx_free(&rx);
     close(fd);
@@ -483,8 +488,8 @@ static void test_idle_close(void **st)
     int64_t t0 = tu_now_ms();
     assert_true(closes_within(fd, 5000));
     int64_t took = tu_now_ms() - t0;
-    assert_true(took >= 1000); /* idle timeout 1.5 s */
-    assert_true(stats().limits[MX_HTTP_LIM_IDLE] > idle0);
+    TU_ASSERT_CMP(took, >=, 1000); /* idle timeout 1.5 s */
+    TU_ASSERT_CMP(stats().limits[MX_HTTP_LIM_IDLE], >, idle0);
     close(fd);
 }
 
@@ -494,15 +499,16 @@ static void test_client_leaves(void **st)
     /* leaves (reset) while its answer is deferred */
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
     int fd = dial();
+    int parked = atomic_load(&g_slow_parked);
     SEND(fd, "GET /slow/200 HTTP/1.1\r\n\r\n");
-    usleep(50000);
+    assert_true(TU_WAIT_UNTIL(atomic_load(&g_slow_parked) > parked, 3000)); /* deferred now */
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     close(fd);
     /* leaves in the middle of an 8 MB answer, with a reset */
     fd = dial();
     SEND(fd, "GET /big HTTP/1.1\r\n\r\nGET /big HTTP/1.1\r\n\r\n");
     char b[1000];
-    assert_true(recv(fd, b, sizeof(b), 0) > 0);
+    TU_ASSERT_CMP(recv(fd, b, sizeof(b), 0), >, 0);
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     close(fd);
     assert_true(TU_WAIT_UNTIL(stats().dropped_responses > s0.dropped_responses &&
@@ -553,11 +559,11 @@ static void test_max_conns(void **st)
     int fds[MAX_CONNS];
     for (int i = 0; i < MAX_CONNS; i++) {
         fds[i] = dial();
-        assert_true(fds[i] >= 0);
+        TU_ASSERT_CMP(fds[i], >=, 0);
     }
     assert_true(TU_WAIT_UNTIL(stats().conns_open == MAX_CONNS, 3000));
     int extra = dial();
-    assert_true(extra >= 0);
+    TU_ASSERT_CMP(extra, >=, 0);
     struct rx rx;
     recv_resp(extra, &rx, 1, 3000);
     assert_int_equal(rx.n, 1);
@@ -650,7 +656,7 @@ static void test_in_app_pause(void **st)
     int64_t t0 = tu_now_ms();
     for (int i = 0; i < N; i++) {
         fds[i] = dial_port(port);
-        assert_true(fds[i] >= 0);
+        TU_ASSERT_CMP(fds[i], >=, 0);
         SEND(fds[i], "GET /slow/150 HTTP/1.1\r\nHost: x\r\n\r\n"
                      "GET /fast HTTP/1.1\r\nHost: x\r\n\r\n");
     }
@@ -667,10 +673,10 @@ static void test_in_app_pause(void **st)
     }
     int64_t took = tu_now_ms() - t0;
     /* 8 requests, at most 2 at a time (one per acceptor): >= 4 rounds */
-    assert_true(took >= 4 * 150 - 20);
+    TU_ASSERT_CMP(took, >=, 4 * 150 - 20);
     struct mx_http_stats s;
     mx_http_stats(h2, &s);
-    assert_true(s.limits[MX_HTTP_LIM_IN_APP] > 0);
+    TU_ASSERT_CMP(s.limits[MX_HTTP_LIM_IN_APP], >, 0);
     assert_int_equal(s.responses[5], 0);
     assert_int_equal(s.responses[2], 2 * N);
     assert_int_equal(mx_http_stop(h2, 5000), 0);
@@ -716,8 +722,9 @@ static void test_drain(void **st)
     recv_resp(idle, &rx, 1, 3000);
     assert_int_equal(rx.n, 1);
     rx_free(&rx);
+    int parked = atomic_load(&g_slow_parked);
     SEND(busy, "GET /slow/300 HTTP/1.1\r\n\r\n");
-    usleep(50000);
+    assert_true(TU_WAIT_UNTIL(atomic_load(&g_slow_parked) > parked, 3000)); /* in flight */
     assert_int_equal(mx_http_drain(g_http), 0);
     assert_true(closes_within(idle, 2000));
     recv_resp(busy, &rx, 1, 3000);

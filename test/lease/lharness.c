@@ -15,28 +15,7 @@
 
 #include "mx_testutil.h"
 
-static pid_t g_kids[64];
 static const char *const *g_env;
-static bool g_hooked;
-
-static void kill_all(void)
-{
-    for (int i = 0; i < 64; i++)
-        if (g_kids[i] > 0) {
-            kill(g_kids[i], SIGKILL);
-            waitpid(g_kids[i], NULL, 0);
-            g_kids[i] = 0;
-        }
-}
-
-static void track(pid_t p, bool add)
-{
-    for (int i = 0; i < 64; i++)
-        if (add ? g_kids[i] == 0 : g_kids[i] == p) {
-            g_kids[i] = add ? p : 0;
-            return;
-        }
-}
 
 void lh_set_env(const char *const *env)
 {
@@ -51,122 +30,78 @@ static const char *bindir(void)
 
 int lh_start(struct lnode *n, const char *name, const char *redis_url, const char *mysql_url)
 {
-    if (!g_hooked) {
-        atexit(kill_all);
-        g_hooked = true;
+    char b[4][4200], bin[4096], logp[512];
+    snprintf(b[0], sizeof b[0], "MX_CUBE_TABLE=%s/data/cube_probability_black.csv",
+             mx_proc_shared_dir());
+    snprintf(b[1], sizeof b[1], "MX_REDIS_URL=%s", redis_url);
+    snprintf(b[2], sizeof b[2], "MX_NODE_NAME=%s", name);
+    snprintf(b[3], sizeof b[3], "MX_MYSQL_URL=%s", mysql_url ? mysql_url : "");
+    /* the defaults, then lh_set_env's settings over them */
+    const char *defaults[] = {b[0],
+                              b[1],
+                              b[2],
+                              b[3],
+                              "MX_HTTP_ADDR=127.0.0.1:0",
+                              "MX_NNG_ADDR=tcp://127.0.0.1:0",
+                              "MX_ADMIN_ADDR=tcp://127.0.0.1:0",
+                              "MX_JWT_SECRET=lease-test-secret-lease-test-secret-0123",
+                              "MX_NEXON_BASE_URL=http://127.0.0.1:9",
+                              "MX_SCHEDULERS=1",
+                              "MX_OFFLOAD_THREADS=1",
+                              "MX_MYSQL_POOL=1",
+                              "MX_LEASE_TEST=1",
+                              "MX_LOG_LEVEL=info"};
+    enum { ND = sizeof defaults / sizeof defaults[0], MAX_ENV = 32 };
+    const char *env[ND + MAX_ENV + 1];
+    size_t k = 0;
+    for (size_t i = 0; i < ND; i++)
+        env[k++] = defaults[i];
+    for (size_t i = 0; g_env && g_env[i] && i < MAX_ENV; i++)
+        env[k++] = g_env[i];
+    env[k] = NULL;
+    const char *argv[] = {mx_proc_bin("mxnode", bin, sizeof bin), NULL};
+    struct mx_proc_opts o = {.argv = argv, .env = env, .out = MX_PROC_PIPE, .err = MX_PROC_CAPTURE};
+    if (getenv("LH_LOGDIR")) { /* debugging: keep the node's log */
+        static int seq;
+        snprintf(logp, sizeof logp, "%s/%s.%d.%d.log", getenv("LH_LOGDIR"), name, (int)getpid(),
+                 ++seq);
+        o.err = MX_PROC_FILE;
+        o.file = logp;
     }
-    int po[2], pe[2];
-    if (pipe(po) || pipe(pe))
-        return -1;
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(po[1], 1);
-        dup2(pe[1], 2);
-        if (getenv("LH_LOGDIR")) { /* debugging: keep the node's log */
-            char lp[512];
-            snprintf(lp, sizeof lp, "%s/%s.%d.log", getenv("LH_LOGDIR"), name, (int)getpid());
-            int fd = open(lp, O_WRONLY | O_CREAT | O_APPEND, 0644);
-            if (fd >= 0)
-                dup2(fd, 2);
-        }
-        close(po[0]);
-        close(pe[0]);
-        char b[6][4200];
-        const char *shared = getenv("MX_SHARED_DIR");
-        snprintf(b[0], sizeof b[0], "MX_CUBE_TABLE=%s/data/cube_probability_black.csv",
-                 shared ? shared : "../shared");
-        snprintf(b[1], sizeof b[1], "MX_REDIS_URL=%s", redis_url);
-        snprintf(b[2], sizeof b[2], "MX_NODE_NAME=%s", name);
-        snprintf(b[3], sizeof b[3], "MX_MYSQL_URL=%s", mysql_url ? mysql_url : "");
-        for (int i = 0; i < 4; i++)
-            putenv(b[i]);
-        putenv("MX_HTTP_ADDR=127.0.0.1:0");
-        putenv("MX_NNG_ADDR=tcp://127.0.0.1:0");
-        putenv("MX_ADMIN_ADDR=tcp://127.0.0.1:0");
-        putenv("MX_JWT_SECRET=lease-test-secret-lease-test-secret-0123");
-        putenv("MX_NEXON_BASE_URL=http://127.0.0.1:9");
-        putenv("MX_SCHEDULERS=1");
-        putenv("MX_OFFLOAD_THREADS=1");
-        putenv("MX_MYSQL_POOL=1");
-        putenv("MX_LEASE_TEST=1");
-        putenv("MX_LOG_LEVEL=info");
-        for (int i = 0; g_env && g_env[i]; i++)
-            putenv((char *)g_env[i]);
-        char path[4096];
-        snprintf(path, sizeof path, "%s/mxnode", bindir());
-        execl(path, "mxnode", (char *)NULL);
-        _exit(127);
-    }
-    close(po[1]);
-    close(pe[1]);
-    track(pid, true);
     memset(n, 0, sizeof *n);
-    n->pid = pid;
     snprintf(n->name, sizeof n->name, "%s", name);
-    n->err_fd = pe[0];
-    fcntl(n->err_fd, F_SETFL, O_NONBLOCK);
-    char buf[2048];
-    size_t len = 0;
-    int64_t dl = tu_now_ms() + 15000;
-    while (tu_now_ms() < dl && len + 1 < sizeof buf) {
-        lh_drain(n);
-        struct pollfd p = {po[0], POLLIN, 0};
-        if (poll(&p, 1, 100) <= 0)
-            continue;
-        ssize_t r = read(po[0], buf + len, sizeof buf - 1 - len);
-        if (r <= 0)
-            break;
-        len += (size_t)r;
-        buf[len] = '\0';
-        const char *a = strstr(buf, "admin port ");
-        int port;
-        if (a && strchr(a, '\n') && sscanf(a, "admin port %d", &port) == 1) {
-            snprintf(n->admin, sizeof n->admin, "tcp://127.0.0.1:%d", port);
-            close(po[0]);
-            return 0;
-        }
+    if (mx_proc_start(&n->proc, &o) != 0)
+        return -1;
+    n->pid = n->proc.pid;
+    char line[2048];
+    int port;
+    if (mx_proc_read_line(&n->proc, "admin port ", line, sizeof line, 15000) == 0 &&
+        sscanf(strstr(line, "admin port "), "admin port %d", &port) == 1) {
+        snprintf(n->admin, sizeof n->admin, "tcp://127.0.0.1:%d", port);
+        close(n->proc.out); /* nothing reads stdout after the ready line */
+        n->proc.out = -1;
+        return 0;
     }
-    fprintf(stderr, "mxnode %s did not report ready: %s\n", name, buf);
-    close(po[0]);
+    fprintf(stderr, "mxnode %s did not report ready: %s\n", name, line);
     return -1;
-}
-
-void lh_drain(struct lnode *n)
-{
-    char b[4096];
-    if (n->err_fd < 0 || n->pid <= 0)
-        return;
-    while (read(n->err_fd, b, sizeof b) > 0)
-        ;
 }
 
 int lh_signal(struct lnode *n, int sig)
 {
-    if (n->pid <= 0)
+    if (n->proc.pid <= 0)
         return -1;
-    if (sig) /* 0: reap a node already signalled (a second SIGTERM would cut its shutdown) */
-        kill(n->pid, sig);
+    if (sig && mx_proc_signal(&n->proc, sig) != 0) /* 0: reap a node already signalled */
+        return -1;
     if (sig != SIGKILL && sig != SIGTERM && sig != 0)
         return 0;
-    int st = 0;
-    int64_t dl = tu_now_ms() + 10000;
-    while (waitpid(n->pid, &st, WNOHANG) == 0) {
-        lh_drain(n);
-        if (tu_now_ms() > dl) {
-            kill(n->pid, SIGKILL);
-            waitpid(n->pid, &st, 0);
-            break;
-        }
-        usleep(2000);
+    int st = mx_proc_wait(&n->proc, 10000);
+    if (st < 0) {
+        mx_proc_kill(&n->proc);
+        st = n->proc.status;
     }
-    track(n->pid, false);
+    mx_proc_release(&n->proc);
     n->pid = 0;
-    close(n->err_fd);
-    n->err_fd = -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return st;
 }
 
 int lh_ctl(char *out, size_t cap, const char *fmt, ...)

@@ -1,7 +1,8 @@
 /* lharness.h - start, stop, pause and query real mxnode processes for the
  * lease and membership system tests. Nodes run with MX_LEASE_TEST=1 (the
- * lease-probe singleton) and short TTLs given by the test; they die with
- * the test (PR_SET_PDEATHSIG) and an atexit hook kills any left. Admin
+ * lease-probe singleton) and short TTLs given by the test; they are
+ * mx_procs (support/mx_proc.h), dying with the test, their stderr captured
+ * in a file (or kept in $LH_LOGDIR/<name>.<pid>.log when set). Admin
  * queries go through the real mxctl binary with --json. */
 #ifndef MX_TEST_LHARNESS_H
 #define MX_TEST_LHARNESS_H
@@ -10,13 +11,15 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "support/mx_proc.h"
+
 #define LH_MAX 8
 
 struct lnode {
-    pid_t pid; /* 0 when not running */
+    struct mx_proc proc;
+    pid_t pid; /* proc.pid, for the tests: 0 when not running */
     char name[16];
     char admin[64]; /* tcp://127.0.0.1:PORT */
-    int err_fd;     /* its stderr (drained by lh_drain) */
 };
 
 /* Extra environment for every node ("K=V" strings, NULL-terminated). */
@@ -49,9 +52,5 @@ int lh_count(const char *s, const char *needle);
 /* lh_json_int - the integer after "key": at the first occurrence after
  * start (or -1). */
 long long lh_json_int(const char *s, const char *key);
-
-/* lh_drain - read and discard what the node wrote to stderr (keeps the
- * pipe from filling). */
-void lh_drain(struct lnode *n);
 
 #endif

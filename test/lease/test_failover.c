@@ -215,8 +215,8 @@ static void test_leases_json(void **st)
 {
     long long seq = 0;
     int h = wait_holder(5000, -1, &seq);
-    assert_true(h >= 0);
-    assert_true(seq >= 1);
+    TU_ASSERT_CMP(h, >=, 0);
+    TU_ASSERT_CMP(seq, >=, 1);
     char out[32768];
     assert_int_equal(lh_ctl(out, sizeof out, "--cluster %s leases", g_redis.url), 0);
     assert_int_equal(lh_count(out, "\"name\":\"" SINGLETON "\""), 3);
@@ -226,8 +226,8 @@ static void test_leases_json(void **st)
     assert_true(TU_WAIT_UNTIL(lh_ctl(out, sizeof out, "--cluster %s leases", g_redis.url) == 0 &&
                                   lh_count(out, pat) == 3,
                               3000));
-    assert_true(lh_json_int(out, "ttl_ms") > 0);
-    assert_true(lh_json_int(out, "ttl_ms") <= LEASE_TTL);
+    TU_ASSERT_CMP(lh_json_int(out, "ttl_ms"), >, 0);
+    TU_ASSERT_CMP(lh_json_int(out, "ttl_ms"), <=, LEASE_TTL);
     /* a bad command is a usage error */
     assert_int_equal(lh_ctl(out, sizeof out, "--node %s nosuchcommand", g_nodes[0].admin), 2);
 }
@@ -236,7 +236,7 @@ static void test_sigterm_handover(void **st)
 {
     long long seq0 = 0, seq1 = 0;
     int h = wait_holder(5000, -1, &seq0);
-    assert_true(h >= 0);
+    TU_ASSERT_CMP(h, >=, 0);
     int64_t t0 = tu_now_ms();
     pthread_mutex_lock(&g_mu);
     struct lnode old = g_nodes[h];
@@ -247,9 +247,10 @@ static void test_sigterm_handover(void **st)
     int64_t took = tu_now_ms() - t0;
     printf("SIGTERM takeover: %lld ms (n%d epoch %lld -> n%d epoch %lld)\n", (long long)took, h + 1,
            seq0, nh + 1, seq1);
-    assert_true(nh >= 0 && nh != h);
-    assert_true(seq1 > seq0);
-    assert_true(took < 500);
+    TU_ASSERT_CMP(nh, >=, 0);
+    TU_ASSERT_CMP(nh, !=, h);
+    TU_ASSERT_CMP(seq1, >, seq0);
+    TU_ASSERT_CMP(took, <, 500);
     assert_int_equal(lh_signal(&old, 0), 0); /* reaps (no second SIGTERM); exit status 0 */
     restart(h);
 }
@@ -258,16 +259,16 @@ static void test_sigkill_failover(void **st)
 {
     long long seq0 = 0, seq1 = 0;
     int h = wait_holder(5000, -1, &seq0);
-    assert_true(h >= 0);
+    TU_ASSERT_CMP(h, >=, 0);
     int64_t t0 = tu_now_ms();
     stop(h, SIGKILL);
     int nh = wait_holder(5000, h, &seq1);
     int64_t took = tu_now_ms() - t0;
     printf("SIGKILL takeover: %lld ms (TTL %d + renew interval %d)\n", (long long)took, LEASE_TTL,
            LEASE_TTL / 3);
-    assert_true(nh >= 0);
-    assert_true(seq1 > seq0);
-    assert_true(took <= LEASE_TTL + LEASE_TTL / 3 + 200); /* + polling slack */
+    TU_ASSERT_CMP(nh, >=, 0);
+    TU_ASSERT_CMP(seq1, >, seq0);
+    TU_ASSERT_CMP(took, <=, LEASE_TTL + LEASE_TTL / 3 + 200); /* + polling slack */
     /* the dead node leaves every membership view within its TTL */
     int other = (h + 1) % 3;
     int64_t m0 = tu_now_ms();
@@ -285,9 +286,9 @@ static void test_churn(void **st)
      * 12 s in all */
     for (int k = 0; k < 3 || tu_now_ms() - g_sample_t0 < 12000; k++) {
         int h = wait_holder(5000, -1, NULL);
-        assert_true(h >= 0);
+        TU_ASSERT_CMP(h, >=, 0);
         stop(h, k == 1 ? SIGKILL : SIGTERM);
-        assert_true(wait_holder(5000, h, NULL) >= 0);
+        TU_ASSERT_CMP(wait_holder(5000, h, NULL), >=, 0);
         restart(h);
     }
 }
@@ -295,14 +296,14 @@ static void test_churn(void **st)
 static void test_redis_restart(void **st)
 {
     long long seq0 = 0, seq1 = 0;
-    assert_true(wait_holder(5000, -1, &seq0) >= 0);
+    TU_ASSERT_CMP(wait_holder(5000, -1, &seq0), >=, 0);
     assert_int_equal(redisd_restart(&g_redis), 0); /* no persistence: every key is gone */
     int64_t t0 = tu_now_ms();
     int h = -1;
     /* the old term ends (its renewal finds no key) and a new one starts */
     assert_true(TU_WAIT_UNTIL((h = wait_holder(100, -1, &seq1)) >= 0 && seq1 > seq0, 10000));
     /* the epoch keeps rising although Redis forgot its counter */
-    assert_true(seq1 > seq0);
+    TU_ASSERT_CMP(seq1, >, seq0);
     assert_true(TU_WAIT_UNTIL(({
                                   redisReply *r = redisd_cmd(&g_redis, "HLEN mx:{mx}:members");
                                   long long n = r ? r->integer : -1;
@@ -322,8 +323,8 @@ static void test_no_double_holder(void **st)
     pthread_join(g_sampler, NULL);
     printf("sampler: %d rounds over %lld ms, %d/%d answers, %d holder reports\n", g_samples,
            (long long)(tu_now_ms() - g_sample_t0), g_answered, g_asked, g_nrep);
-    assert_true(g_samples > 40); /* ~100 on an idle box; fewer under sanitizers */
-    assert_true(g_nrep > 20);
+    TU_ASSERT_CMP(g_samples, >, 40); /* ~100 on an idle box; fewer under sanitizers */
+    TU_ASSERT_CMP(g_nrep, >, 20);
     assert_int_equal(violations(), 0);
     /* the probe's log (since the Redis restart): one node per epoch */
     /* the probe keeps logging while it holds: on a loaded machine the log
@@ -339,7 +340,7 @@ static void test_no_double_holder(void **st)
             break;
         usleep(100000);
     } while (tu_now_ms() < dl);
-    assert_true(r->elements > 5);
+    TU_ASSERT_CMP(r->elements, >, 5);
     for (size_t i = 0; i < r->elements; i++)
         for (size_t j = i + 1; j < r->elements; j++) {
             long long a, b;

@@ -115,6 +115,16 @@ static long long stale_count(struct lnode *n)
     return lh_json_int(out, "stale-epoch");
 }
 
+/* probes of MySQL node n's mysql-health actor has run (while it holds) */
+static long long probes(struct lnode *n)
+{
+    char out[16384];
+    if (lh_ctl(out, sizeof out, "--node %s stats", n->admin) != 0)
+        return -1;
+    const char *h = strstr(out, "\"mysql_health\":");
+    return h ? lh_json_int(h, "probes") : -1;
+}
+
 /* frames node n refused for an epoch Redis did not vouch for */
 static long long unverified_count(struct lnode *n)
 {
@@ -162,33 +172,39 @@ static void test_paused_holder(void **st)
 {
     long long s1 = 0, s2 = 0;
     int h = -1;
-    assert_true(TU_WAIT_UNTIL((h = holder(HEALTH, -1, &s1)) >= 0, 8000));
-    assert_true(TU_WAIT_UNTIL(fence_row() == s1, 5000)); /* its probes are fenced writes */
+    assert_true(TU_WAIT_EVERY((h = holder(HEALTH, -1, &s1)) >= 0, 8000, 20));
+    assert_true(TU_WAIT_EVERY(fence_row() == s1, 5000, 20)); /* its probes are fenced writes */
     printf("holder n%d epoch %lld; SIGSTOP\n", h + 1, s1);
     int64_t t0 = tu_now_ms();
     kill(g_nodes[h].pid, SIGSTOP);
     int nh = -1;
-    assert_true(TU_WAIT_UNTIL((nh = holder(HEALTH, h, &s2)) >= 0, LEASE_TTL + 3000));
+    assert_true(TU_WAIT_EVERY((nh = holder(HEALTH, h, &s2)) >= 0, LEASE_TTL + 3000, 20));
     printf("n%d took over with epoch %lld after %lld ms\n", nh + 1, s2,
            (long long)(tu_now_ms() - t0));
-    assert_true(s2 > s1);
-    assert_true(TU_WAIT_UNTIL(fence_row() == s2, 3000));
+    TU_ASSERT_CMP(s2, >, s1);
+    assert_true(TU_WAIT_EVERY(fence_row() == s2, 3000, 20));
+    /* the scenario, not a wait for an event: the holder stays paused until
+     * TTL + 500 ms after SIGSTOP */
     while (tu_now_ms() - t0 < LEASE_TTL + 500)
         usleep(10000);
     kill(g_nodes[h].pid, SIGCONT);
-    usleep(700000);
 
-    /* it self-fenced: not a holder, and it counted why */
+    /* it self-fences: not a holder, and it counted why (polled: the node
+     * needs a moment after SIGCONT to notice) */
     char hb[64];
-    long long seq;
-    assert_int_equal(lh_holder(&g_nodes[h], HEALTH, hb, sizeof hb, &seq), 0);
-    assert_string_not_equal(hb, g_nodes[h].name);
-    assert_true(seq >= s2); /* and it learned the new epoch */
+    long long seq = 0;
     char out[16384];
-    assert_int_equal(lh_ctl(out, sizeof out, "--node %s stats", g_nodes[h].admin), 0);
-    assert_true(lh_json_int(out, "self_fenced") + lh_json_int(out, "leases_lost") >= 1);
+    assert_true(
+        TU_WAIT_EVERY(lh_holder(&g_nodes[h], HEALTH, hb, sizeof hb, &seq) == 0 &&
+                          strcmp(hb, g_nodes[h].name) != 0 && seq >= s2 &&
+                          lh_ctl(out, sizeof out, "--node %s stats", g_nodes[h].admin) == 0 &&
+                          lh_json_int(out, "self_fenced") + lh_json_int(out, "leases_lost") >= 1,
+                      10000, 50));
+    assert_string_not_equal(hb, g_nodes[h].name);
+    TU_ASSERT_CMP(seq, >=, s2); /* and it learned the new epoch */
+    TU_ASSERT_CMP(lh_json_int(out, "self_fenced") + lh_json_int(out, "leases_lost"), >=, 1);
     /* the fence row was never moved back by the old holder */
-    assert_true(fence_row() >= s2);
+    TU_ASSERT_CMP(fence_row(), >=, s2);
 
     /* a MySQL write with the old epoch changes nothing */
     struct mx_mysql_conn *c;
@@ -216,22 +232,24 @@ static void test_paused_holder(void **st)
     for (int k = 0; k < 2; k++) {
         int i = k == 0 ? nh : h;
         long long before = stale_count(&g_nodes[i]);
-        assert_true(before >= 0);
+        TU_ASSERT_CMP(before, >=, 0);
         long long unv = unverified_count(&g_nodes[i]);
         send_with_epoch(sys, rem, i, mx_epoch_make(sid, (uint64_t)s1));
-        assert_true(TU_WAIT_UNTIL(stale_count(&g_nodes[i]) == before + 1, 3000));
+        assert_true(TU_WAIT_EVERY(stale_count(&g_nodes[i]) == before + 1, 3000, 20));
         /* the current epoch from a node Redis does not name as its holder,
          * and a huge epoch (it would fence the real holder out until a
          * restart): refused before the fence, never counted as stale */
         send_with_epoch(sys, rem, i, mx_epoch_make(sid, (uint64_t)s2));
         send_with_epoch(sys, rem, i, mx_epoch_make(sid, MX_EPOCH_SEQ_MASK));
-        assert_true(TU_WAIT_UNTIL(unverified_count(&g_nodes[i]) == unv + 2, 3000));
+        assert_true(TU_WAIT_EVERY(unverified_count(&g_nodes[i]) == unv + 2, 3000, 20));
         assert_int_equal(stale_count(&g_nodes[i]), before + 1);
     }
     /* the fence did not move: the holder's own messages (epoch s2) are
      * not stale on its node, and it still holds the lease */
     long long nst = stale_count(&g_nodes[nh]);
-    usleep(600000); /* three probe periods of the holder */
+    long long p0 = probes(&g_nodes[nh]);
+    TU_ASSERT_CMP(p0, >=, 0);
+    assert_true(TU_WAIT_EVERY(probes(&g_nodes[nh]) >= p0 + 3, 5000, 50)); /* three probes */
     assert_int_equal(stale_count(&g_nodes[nh]), nst);
     long long s3 = 0;
     assert_int_equal(holder(HEALTH, -1, &s3), nh);
@@ -243,19 +261,19 @@ static void test_paused_holder(void **st)
     /* every node knows MySQL is up from the holder's reports */
     for (int i = 0; i < 3; i++) {
         assert_true(
-            TU_WAIT_UNTIL(lh_ctl(out, sizeof out, "--node %s stats", g_nodes[i].admin) == 0 &&
+            TU_WAIT_EVERY(lh_ctl(out, sizeof out, "--node %s stats", g_nodes[i].admin) == 0 &&
                               strstr(out, "\"mysql_health\":{\"state\":\"up\""),
-                          3000));
+                          3000, 20));
     }
     redisReply *r = redisd_cmd(&g_redis, "HGET mx:{mx}:mysql-health seq");
     assert_non_null(r);
-    assert_true(strtoll(r->str, NULL, 10) >= s2);
+    TU_ASSERT_CMP(strtoll(r->str, NULL, 10), >=, s2);
     freeReplyObject(r);
 
     /* no two nodes acted in one epoch (lease-probe log) */
     r = redisd_cmd(&g_redis, "LRANGE mx:{mx}:lease-probe:log 0 -1");
     assert_non_null(r);
-    assert_true(r->elements > 5);
+    TU_ASSERT_CMP(r->elements, >, 5);
     for (size_t i = 0; i < r->elements; i++)
         for (size_t j = i + 1; j < r->elements; j++) {
             long long a, b;

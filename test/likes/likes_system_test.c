@@ -619,7 +619,7 @@ static void exact_under_load(void **st)
     check_exact("1 plain");
     long long batches = mysqld_root_int(&M, "SELECT COUNT(*) FROM mx.like_sync_batch");
     print_message("1: %lld batches committed\n", batches);
-    assert_true(batches > 0);
+    TU_ASSERT_CMP(batches, >, 0);
 }
 
 static void lease_diag(const char *what)
@@ -686,7 +686,8 @@ static void holder_killed_mid_batch(void **st)
     print_message("2a: killed holder lk%d with journal %s open in partition %d\n", h, id, part);
     if (!LK_WAIT_UNTIL(holder() >= 0 && holder() != h, 30000))
         lease_diag("no new holder"), dump_logs("singleton"), dump_logs("lease");
-    assert_true(holder() >= 0 && holder() != h);
+    TU_ASSERT_CMP(holder(), >=, 0);
+    TU_ASSERT_CMP(holder(), !=, h);
     assert_int_equal(node_up(h), 0);
     /* the journal left behind is finished by the new holder: committed once */
     char sql[200];
@@ -717,7 +718,7 @@ static void holder_paused_past_lease(void **st)
      * committed before the stop landed (its journal is already in MySQL),
      * that try proves nothing, so wake it and take the next pass. */
     for (int attempt = 0;; attempt++) {
-        assert_true(attempt < 5);
+        TU_ASSERT_CMP(attempt, <, 5);
         assert_true(
             LK_WAIT_UNTIL((part = open_journal(id, sizeof id)) >= 0 && (h = holder()) >= 0, 10000));
         before = node_stat(h, "sync_batches");
@@ -737,7 +738,8 @@ static void holder_paused_past_lease(void **st)
     /* a new holder takes the lease and commits the paused holder's journal */
     if (!LK_WAIT_UNTIL(holder() >= 0 && holder() != h, 30000))
         lease_diag("no new holder"), dump_logs("singleton");
-    assert_true(holder() >= 0 && holder() != h);
+    TU_ASSERT_CMP(holder(), >=, 0);
+    TU_ASSERT_CMP(holder(), !=, h);
     assert_true(LK_WAIT_UNTIL(mysqld_root_int(&M, sql) == 1, 15000));
     kill(N[h].pid, SIGCONT);
     g_stopped = 0;
@@ -781,7 +783,7 @@ static void outages(void **st)
     long a1 = atomic_load(&l.ty.acked);
     print_message("3: Redis down: %ld more 503, %ld acknowledged (in flight when it died)\n",
                   atomic_load(&l.ty.s503) - s0, a1 - a0);
-    assert_true(a1 - a0 < 50);
+    TU_ASSERT_CMP(a1 - a0, <, 50);
     assert_int_equal(redisd_restart(&R), 0);
     assert_true(LK_WAIT_UNTIL(atomic_load(&l.ty.acked) > a1 + 3000, 20000));
     /* MariaDB: toggles keep answering 200 (every target is warm) */
@@ -793,7 +795,7 @@ static void outages(void **st)
     print_message("3: MariaDB down: %ld acknowledged, %ld failed\n", atomic_load(&l.ty.acked) - c0,
                   b1 - b0);
     assert_int_equal(b1 - b0, 0);
-    assert_true(pending_work() > 0); /* the sync waits: the pairs are in Redis */
+    TU_ASSERT_CMP(pending_work(), >, 0); /* the sync waits: the pairs are in Redis */
     assert_int_equal(mysqld_restart(&M), 0);
     load_stop(&l);
     assert_int_equal(atomic_load(&l.ty.negative), 0);
@@ -917,7 +919,8 @@ static void snapshot(struct snap *sn)
     for (size_t i = 0; i < sn->n; i++) {
         sn->key[i] = strdup(k->element[i]->str);
         redisReply *d = rcmd("DUMP %s", sn->key[i]);
-        assert_true(d && d->type == REDIS_REPLY_STRING);
+        assert_true(d);
+        TU_ASSERT_CMP(d->type, ==, REDIS_REPLY_STRING);
         sn->val[i] = malloc(d->len);
         memcpy(sn->val[i], d->str, d->len);
         sn->vlen[i] = d->len;
@@ -938,7 +941,8 @@ static void restore(struct snap *sn)
         freeReplyObject(k);
     for (size_t i = 0; i < sn->n; i++) {
         redisReply *r = rcmd("RESTORE %s 0 %b REPLACE", sn->key[i], sn->val[i], sn->vlen[i]);
-        assert_true(r && r->type != REDIS_REPLY_ERROR);
+        assert_true(r);
+        TU_ASSERT_CMP(r->type, !=, REDIS_REPLY_ERROR);
         freeReplyObject(r);
     }
 }
@@ -1038,7 +1042,7 @@ static void redis_lost_writes(void **st)
     }
     print_message("5: %d characters warm again; %d disagree\n", warm, bad);
     assert_int_equal(bad, 0);
-    assert_true(warm > 0);
+    TU_ASSERT_CMP(warm, >, 0);
 
     mx_mysql_conn_close(c);
 }
@@ -1110,7 +1114,7 @@ static void idle_unload(void **st)
         un += node_stat(i, "unloads");
     print_message("6: %lld characters unloaded; character %d is cold (partition %u)\n", un, t,
                   part);
-    assert_true(t >= 0);
+    TU_ASSERT_CMP(t, >=, 0);
     struct mx_sql_val v[] = {MX_SQL_S(T_ocid[t])};
     int64_t cnt = -1;
     bool found = false;

@@ -11,6 +11,8 @@
 
 #include <cmocka.h>
 
+#include "mx_testutil.h"
+
 #include "mx_err.h"
 #include "mx_likes.h"
 
@@ -59,12 +61,12 @@ static void partitions_spread(void **st)
     for (int i = 0; i < 1000; i++) {
         int n = snprintf(o, sizeof o, "%032x", i * 2654435761u);
         uint32_t p = mx_likes_partition(o, (size_t)n);
-        assert_true(p < MX_LIKES_PARTITIONS);
+        TU_ASSERT_CMP(p, <, MX_LIKES_PARTITIONS);
         assert_int_equal(p, mx_likes_partition(o, (size_t)n)); /* stable */
         seen[p]++;
     }
     for (int p = 0; p < MX_LIKES_PARTITIONS; p++)
-        assert_true(seen[p] > 1000 / MX_LIKES_PARTITIONS / 3);
+        TU_ASSERT_CMP(seen[p], >, 1000 / MX_LIKES_PARTITIONS / 3);
 }
 
 int main(void)

@@ -20,11 +20,6 @@
 #include <unistd.h>
 
 #define PASSWORD "mx-test-pw"
-#define MAX_SERVERS 8
-
-static struct mysqld *live[MAX_SERVERS];
-static bool hook_set;
-
 static long long now_ms(void)
 {
     struct timespec ts;
@@ -32,81 +27,12 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+/* run argv with stdout and stderr appended to logpath */
+static int spawn(struct mx_proc *p, const char *const argv[], const char *logpath)
 {
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void rm_rf(const char *dir)
-{
-    if (dir[0])
-        nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static void cleanup_all(void)
-{
-    for (int i = 0; i < MAX_SERVERS; i++)
-        if (live[i]) {
-            if (live[i]->pid > 0) {
-                kill(live[i]->pid, SIGKILL);
-                waitpid(live[i]->pid, NULL, 0);
-                live[i]->pid = 0;
-            }
-            rm_rf(live[i]->dir);
-            live[i] = NULL;
-        }
-}
-
-static void track(struct mysqld *m, bool add)
-{
-    if (!hook_set) {
-        atexit(cleanup_all);
-        hook_set = true;
-    }
-    for (int i = 0; i < MAX_SERVERS; i++) {
-        if (add && !live[i]) {
-            live[i] = m;
-            return;
-        }
-        if (!add && live[i] == m) {
-            live[i] = NULL;
-            return;
-        }
-    }
-}
-
-static int free_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-    if (fd < 0)
-        return -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &l) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
-
-/* fork+exec argv with stdout/stderr to logpath; returns pid */
-static pid_t spawn(char *const argv[], const char *logpath)
-{
-    pid_t pid = fork();
-    if (pid != 0)
-        return pid;
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0600);
-    if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-        close(fd);
-    }
-    execvp(argv[0], argv);
-    _exit(127);
+    struct mx_proc_opts o = {
+        .argv = argv, .out = MX_PROC_FILE, .err = MX_PROC_FILE, .file = logpath};
+    return mx_proc_start(p, &o);
 }
 
 static void show_log(const struct mysqld *m)
@@ -148,34 +74,32 @@ static int launch(struct mysqld *m)
     snprintf(a_pid, sizeof(a_pid), "--pid-file=%s/mysqld.pid", m->dir);
     snprintf(a_err, sizeof(a_err), "--log-error=%s/err.log", m->dir);
     snprintf(a_tmp, sizeof(a_tmp), "--tmpdir=%s", m->dir);
-    char *argv[] = {"mariadbd",
-                    "--no-defaults",
-                    a_data,
-                    a_port,
-                    a_sock,
-                    a_pid,
-                    a_err,
-                    a_tmp,
-                    "--bind-address=127.0.0.1",
-                    "--skip-name-resolve",
-                    "--skip-log-bin",
-                    "--innodb-buffer-pool-size=16M",
-                    "--innodb-log-file-size=4M",
-                    "--innodb-flush-log-at-trx-commit=2",
-                    "--max-connections=64",
-                    geteuid() == 0 ? "--user=root" : "--skip-ssl",
-                    NULL};
+    const char *argv[] = {"mariadbd",
+                          "--no-defaults",
+                          a_data,
+                          a_port,
+                          a_sock,
+                          a_pid,
+                          a_err,
+                          a_tmp,
+                          "--bind-address=127.0.0.1",
+                          "--skip-name-resolve",
+                          "--skip-log-bin",
+                          "--innodb-buffer-pool-size=16M",
+                          "--innodb-log-file-size=4M",
+                          "--innodb-flush-log-at-trx-commit=2",
+                          "--max-connections=64",
+                          geteuid() == 0 ? "--user=root" : "--skip-ssl",
+                          NULL};
     char logp[128];
     snprintf(logp, sizeof(logp), "%s/stdout.log", m->dir);
-    m->pid = spawn(argv, logp);
-    if (m->pid < 0) {
-        m->pid = 0;
+    mx_proc_release(&m->proc); /* the previous life's, after a kill or stop */
+    if (spawn(&m->proc, argv, logp) != 0)
         return -1;
-    }
+    m->pid = m->proc.pid;
     long long deadline = now_ms() + 30000;
     while (now_ms() < deadline) {
-        int st;
-        if (waitpid(m->pid, &st, WNOHANG) == m->pid) {
+        if (!mx_proc_running(&m->proc)) {
             fprintf(stderr, "mysqld: mariadbd exited during start\n");
             m->pid = 0;
             show_log(m);
@@ -233,13 +157,10 @@ long long mysqld_root_int(struct mysqld *m, const char *sql)
 
 int mysqld_start(struct mysqld *m)
 {
-    char tmpl[] = "/tmp/mxmy.XXXXXX";
     memset(m, 0, sizeof(*m));
     mysql_library_init(0, NULL, NULL);
-    if (!mkdtemp(tmpl))
+    if (mx_proc_tmpdir("mysqld", m->dir, sizeof m->dir) != 0)
         return -1;
-    snprintf(m->dir, sizeof(m->dir), "%s", tmpl);
-    track(m, true);
     snprintf(m->sock, sizeof(m->sock), "%s/sock", m->dir);
 
     char a_data[128], a_tmp[128], logp[128];
@@ -248,24 +169,25 @@ int mysqld_start(struct mysqld *m)
      * each other's temporary tables and fail */
     snprintf(a_tmp, sizeof(a_tmp), "--tmpdir=%s", m->dir);
     snprintf(logp, sizeof(logp), "%s/install.log", m->dir);
-    char *iargv[] = {"mariadb-install-db",
-                     "--no-defaults",
-                     a_data,
-                     a_tmp,
-                     "--skip-test-db",
-                     "--auth-root-authentication-method=normal",
-                     geteuid() == 0 ? "--user=root" : "--skip-name-resolve",
-                     "--innodb-buffer-pool-size=16M",
-                     "--innodb-log-file-size=4M",
-                     NULL};
-    pid_t ip = spawn(iargv, logp);
-    int st = -1;
-    if (ip < 0 || waitpid(ip, &st, 0) != ip || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    const char *iargv[] = {"mariadb-install-db",
+                           "--no-defaults",
+                           a_data,
+                           a_tmp,
+                           "--skip-test-db",
+                           "--auth-root-authentication-method=normal",
+                           geteuid() == 0 ? "--user=root" : "--skip-name-resolve",
+                           "--innodb-buffer-pool-size=16M",
+                           "--innodb-log-file-size=4M",
+                           NULL};
+    struct mx_proc inst;
+    int st = spawn(&inst, iargv, logp) == 0 ? mx_proc_wait(&inst, 120000) : -1;
+    mx_proc_release(&inst);
+    if (st != 0) {
         fprintf(stderr, "mysqld: mariadb-install-db failed (see %s)\n", logp);
         return -1;
     }
     for (int attempt = 0; attempt < 3; attempt++) {
-        m->port = free_port();
+        m->port = mx_proc_free_port();
         if (m->port > 0 && launch(m) == 0)
             break;
         m->port = 0;
@@ -284,36 +206,21 @@ int mysqld_start(struct mysqld *m)
     return 0;
 }
 
-static int reap(struct mysqld *m, int timeout_ms)
-{
-    long long deadline = now_ms() + timeout_ms;
-    while (now_ms() < deadline) {
-        if (waitpid(m->pid, NULL, WNOHANG) == m->pid) {
-            m->pid = 0;
-            return 0;
-        }
-        usleep(10000);
-    }
-    return -1;
-}
-
 int mysqld_kill(struct mysqld *m)
 {
-    if (m->pid <= 0)
+    if (m->proc.pid <= 0)
         return -1;
-    kill(m->pid, SIGKILL);
-    waitpid(m->pid, NULL, 0);
+    mx_proc_kill(&m->proc);
     m->pid = 0;
     return 0;
 }
 
 int mysqld_stop(struct mysqld *m)
 {
-    if (m->pid <= 0)
+    if (m->proc.pid <= 0)
         return -1;
-    kill(m->pid, SIGTERM);
-    if (reap(m, 10000) != 0)
-        return mysqld_kill(m);
+    mx_proc_stop(&m->proc, SIGTERM, 10000);
+    m->pid = 0;
     return 0;
 }
 
@@ -326,9 +233,8 @@ int mysqld_restart(struct mysqld *m)
 
 void mysqld_destroy(struct mysqld *m)
 {
-    if (m->pid > 0)
-        mysqld_kill(m);
-    rm_rf(m->dir);
-    track(m, false);
+    mx_proc_release(&m->proc);
+    m->pid = 0;
+    mx_proc_rmdir(m->dir);
     m->dir[0] = '\0';
 }

@@ -6,8 +6,8 @@
  * port>, waits until it answers, and creates the database `mx` and a user
  * `mx` with a password (grants on, no --skip-grant-tables). The server can
  * be killed (SIGKILL), stopped and restarted on the same port and data.
- * Children die with the test (PR_SET_PDEATHSIG) and an atexit hook kills
- * any left and removes the temp dirs, so a failing test leaves nothing.
+ * The server is an mx_proc and its directory an mx_proc_tmpdir
+ * (support/mx_proc.h), so a failing test leaves nothing.
  */
 #ifndef MX_TEST_MYSQLD_H
 #define MX_TEST_MYSQLD_H
@@ -15,8 +15,11 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "support/mx_proc.h"
+
 struct mysqld {
-    pid_t pid; /* 0 when not running */
+    struct mx_proc proc;
+    pid_t pid; /* proc.pid, for the tests: 0 when not running */
     int port;
     char dir[64]; /* temp dir holding data/, sock, err.log */
     char sock[96];

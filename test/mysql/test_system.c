@@ -259,7 +259,7 @@ static void test_prepared_round_trip(void **st)
     assert_string_equal(r.ign, ign);
     assert_true(r.world_null);
     assert_int_equal(r.likes, 42);
-    assert_true(mysqld_root_int(&srv, "SELECT COUNT(*) FROM mx.fence") >= 0); /* still there */
+    TU_ASSERT_CMP(mysqld_root_int(&srv, "SELECT COUNT(*) FROM mx.fence"), >=, 0); /* still there */
     /* duplicate key, wrong value count, bad SQL */
     assert_int_equal(mx_mysql_exec(c,
                                    "INSERT INTO game_character (user_ign, ocid, world_name, "
@@ -439,7 +439,7 @@ static void test_drain(void **st)
     /* an idle pool drains at once */
     assert_int_equal(mx_mysql_drain(p, 1000, &ds), 0);
     assert_int_equal(ds.queued_at_start, 0);
-    assert_true(ds.took_ms < 100);
+    TU_ASSERT_CMP(ds.took_ms, <, 100);
     reset_done();
     atomic_store(&gate_open, 0);
     atomic_store(&gate_entered, 0);
@@ -455,7 +455,8 @@ static void test_drain(void **st)
     int64_t t0 = tu_now_ms();
     assert_int_equal(mx_mysql_drain(p, 200, &ds), MX_ETIMEDOUT);
     int64_t took = tu_now_ms() - t0;
-    assert_true(took >= 190 && took < 1000);
+    TU_ASSERT_CMP(took, >=, 190);
+    TU_ASSERT_CMP(took, <, 1000);
     assert_int_equal(ds.queued_at_start, 5);
     assert_int_equal(ds.spooled, 3);
     assert_int_equal(ds.cancelled, 1);
@@ -476,7 +477,7 @@ static void test_drain(void **st)
     mx_mysql_cut(p);
     t0 = tu_now_ms();
     assert_int_equal(mx_mysql_drain(p, 5000, &ds), MX_ETIMEDOUT);
-    assert_true(tu_now_ms() - t0 < 500);
+    TU_ASSERT_CMP(tu_now_ms() - t0, <, 500);
     atomic_store(&gate_open, 1);
     mx_mysql_stop(p);
 }
@@ -499,7 +500,7 @@ static void test_outage_and_reconnect(void **st)
     int64_t took = tu_now_ms() - t0;
     printf("{\"bench\": \"mysql_down_20_jobs\", \"value\": %lld, \"unit\": \"ms\"}\n",
            (long long)took);
-    assert_true(took < 3000);
+    TU_ASSERT_CMP(took, <, 3000);
     /* async jobs too */
     reset_done();
     for (int i = 0; i < 5; i++)
@@ -509,9 +510,9 @@ static void test_outage_and_reconnect(void **st)
         assert_int_equal(done_status[i], MX_EUNAVAIL);
     mx_mysql_health(p, &h);
     assert_false(h.up);
-    assert_true(h.down_since_ms > 0);
-    assert_true(h.jobs_unavail >= 25);
-    assert_true(h.disconnects >= 1);
+    TU_ASSERT_CMP(h.down_since_ms, >, 0);
+    TU_ASSERT_CMP(h.jobs_unavail, >=, 25);
+    TU_ASSERT_CMP(h.disconnects, >=, 1);
 
     /* back up: the same pool recovers without a restart */
     int64_t t1 = tu_now_ms();
@@ -533,7 +534,7 @@ static void test_outage_and_reconnect(void **st)
     mx_mysql_health(p, &h);
     assert_true(h.up);
     assert_int_equal(h.down_since_ms, 0);
-    assert_true(h.connects > connects_before);
+    TU_ASSERT_CMP(h.connects, >, connects_before);
     mx_mysql_stop(p);
 }
 
@@ -547,7 +548,7 @@ static void test_spool_during_outage(void **st)
     mx_mysql_t *p = pool_start(2, 128);
     const int N = 30;
     long long before = mysqld_root_int(&srv, "SELECT COUNT(*) FROM mx.game_character");
-    assert_true(before >= 0);
+    TU_ASSERT_CMP(before, >=, 0);
 
     assert_int_equal(mysqld_kill(&srv), 0);
     reset_done();

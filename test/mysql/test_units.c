@@ -13,6 +13,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "mx_testutil.h"
+
 #include "mx_err.h"
 #include "mx_mysql.h"
 #include "mx_spool.h"
@@ -217,7 +219,7 @@ static void test_spool_partial_replay_compacts(void **st)
 static void flip_byte(const char *p, off_t off)
 {
     int fd = open(p, O_RDWR);
-    assert_true(fd >= 0);
+    TU_ASSERT_CMP(fd, >=, 0);
     unsigned char b;
     assert_int_equal(pread(fd, &b, 1, off), 1);
     b ^= 0x5a;
@@ -311,7 +313,7 @@ static void test_spool_bounds(void **st)
     assert_int_equal(mx_spool_append(s, 1, "rec-x", 5), MX_EFULL);
     mx_spool_stats(s, &ss);
     assert_int_equal(ss.refused, 1);
-    assert_true(ss.bytes <= 100);
+    TU_ASSERT_CMP(ss.bytes, <=, 100);
     assert_int_equal(mx_spool_append(s, 1, NULL, MX_SPOOL_MAX_RECORD + 1), MX_ETOOBIG);
     /* after a replay there is room again */
     struct collect c = {.fail_at = -1};

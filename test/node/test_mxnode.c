@@ -19,53 +19,62 @@
 #include <cmocka.h>
 
 #include "mx_testutil.h"
+#include "support/mx_proc.h"
 #include "mxnode_settings.h"
 
 struct child {
+    struct mx_proc proc; /* stdout on a pipe (out), stderr captured */
     pid_t pid;
-    int out, err; /* read ends */
+    int out; /* proc.out */
 };
+
+/* in the child: the usual default soft limit of open files */
+static void low_nofile(void *arg)
+{
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = rl.rlim_max < 1024 ? rl.rlim_max : 1024;
+    setrlimit(RLIMIT_NOFILE, &rl);
+}
 
 static void spawn_node(struct child *c, char *const argv[], char *const envp_extra[])
 {
-    int po[2], pe[2];
-    assert_int_equal(pipe(po), 0);
-    assert_int_equal(pipe(pe), 0);
-    c->pid = fork();
-    assert_true(c->pid >= 0);
-    if (c->pid == 0) {
-        dup2(po[1], 1);
-        dup2(pe[1], 2);
-        close(po[0]);
-        close(pe[0]);
-        /* what every node needs to start in a test: a free HTTP port, the
-         * cube table from shared/, a secret, and no Redis on purpose */
-        static char cube[4096];
-        snprintf(cube, sizeof cube, "MX_CUBE_TABLE=%s/data/cube_probability_black.csv",
-                 getenv("MX_SHARED_DIR"));
-        putenv(cube);
-        putenv("MX_HTTP_ADDR=127.0.0.1:0");
-        putenv("MX_JWT_SECRET=test-secret-test-secret-test-secret-0123");
-        putenv("MX_REDIS_URL=redis://127.0.0.1:1/0");
-        putenv("MX_NNG_ADDR=tcp://127.0.0.1:0");
-        putenv("MX_ADMIN_ADDR=tcp://127.0.0.1:0");
-        for (int i = 0; envp_extra && envp_extra[i]; i++)
-            putenv(envp_extra[i]);
-        if (getenv("TEST_LOW_NOFILE")) { /* the usual default soft limit */
-            struct rlimit rl;
-            getrlimit(RLIMIT_NOFILE, &rl);
-            rl.rlim_cur = rl.rlim_max < 1024 ? rl.rlim_max : 1024;
-            setrlimit(RLIMIT_NOFILE, &rl);
-        }
-        char path[4096];
-        snprintf(path, sizeof(path), "%s/mxnode", getenv("MX_BIN_DIR"));
-        execv(path, argv);
-        _exit(127);
+    /* what every node needs to start in a test: a free HTTP port, the
+     * cube table from shared/, a secret, and no Redis on purpose */
+    char cube[4096], path[4096];
+    snprintf(cube, sizeof cube, "MX_CUBE_TABLE=%s/data/cube_probability_black.csv",
+             getenv("MX_SHARED_DIR"));
+    const char *env[64] = {cube,
+                           "MX_HTTP_ADDR=127.0.0.1:0",
+                           "MX_JWT_SECRET=test-secret-test-secret-test-secret-0123",
+                           "MX_REDIS_URL=redis://127.0.0.1:1/0",
+                           "MX_NNG_ADDR=tcp://127.0.0.1:0",
+                           "MX_ADMIN_ADDR=tcp://127.0.0.1:0"};
+    size_t k = 6;
+    bool low = false;
+    for (int i = 0; envp_extra && envp_extra[i] && k < 63; i++) {
+        env[k++] = envp_extra[i];
+        low = low || !strncmp(envp_extra[i], "TEST_LOW_NOFILE=", 16);
     }
-    close(po[1]);
-    close(pe[1]);
-    c->out = po[0];
-    c->err = pe[0];
+    env[k] = NULL;
+    struct mx_proc_opts o = {.path = mx_proc_bin("mxnode", path, sizeof path),
+                             .argv = (const char *const *)argv,
+                             .env = env,
+                             .out = MX_PROC_PIPE,
+                             .err = MX_PROC_CAPTURE,
+                             .child_setup = low ? low_nofile : NULL};
+    assert_int_equal(mx_proc_start(&c->proc, &o), 0);
+    c->pid = c->proc.pid;
+    c->out = c->proc.out;
+}
+
+/* Wait until the node's stderr contains needle (or timeout); its stderr so
+ * far into buf. */
+static char *err_until(struct child *c, const char *needle, int timeout_ms, char *buf, size_t cap)
+{
+    mx_proc_wait_log(&c->proc, needle, timeout_ms);
+    mx_proc_log(&c->proc, buf, cap);
+    return buf;
 }
 
 /* Read fd until it contains needle or timeout; returns what was read. */
@@ -91,18 +100,13 @@ static char *read_until(int fd, const char *needle, int timeout_ms, char *buf, s
     return buf;
 }
 
-static int wait_exit(pid_t pid, int timeout_ms)
+/* the exit status; -1 (and killed) if it did not exit in time */
+static int wait_exit(struct child *c, int timeout_ms)
 {
-    int st;
-    int64_t dl = tu_now_ms() + timeout_ms;
-    while (tu_now_ms() < dl) {
-        if (waitpid(pid, &st, WNOHANG) == pid)
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        usleep(5000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &st, 0);
-    return -1;
+    int st = mx_proc_wait(&c->proc, timeout_ms);
+    if (st < 0)
+        mx_proc_kill(&c->proc);
+    return st;
 }
 
 static void stops_on(int sig)
@@ -116,11 +120,10 @@ static void stops_on(int sig)
         kill(c.pid, SIGKILL);
         fail_msg("no ready line: %s", out);
     }
-    read_until(c.err, "scheduler 1 up", 5000, err, sizeof(err));
+    err_until(&c, "scheduler 1 up", 5000, err, sizeof(err));
     assert_int_equal(kill(c.pid, sig), 0);
-    int rc = wait_exit(c.pid, 10000);
-    size_t l = strlen(err);
-    read_until(c.err, NULL, 1000, err + l, sizeof(err) - l);
+    int rc = wait_exit(&c, 10000);
+    mx_proc_log(&c.proc, err, sizeof(err)); /* all of it, now that it exited */
     assert_int_equal(rc, 0);
     /* JSON lines with the node name and scheduler; stop callbacks ran */
     assert_non_null(strstr(err, "\"node\":\"t1\""));
@@ -131,8 +134,7 @@ static void stops_on(int sig)
     for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n"))
         if (line[0] != '{' || line[strlen(line) - 1] != '}')
             fail_msg("not a JSON object line: %s", line);
-    close(c.out);
-    close(c.err);
+    mx_proc_release(&c.proc);
 }
 
 static void test_sigterm(void **st)
@@ -149,13 +151,12 @@ static void test_log_text(void **st)
     spawn_node(&c, argv, env);
     static char out[4096], err[65536];
     read_until(c.out, "ready", 10000, out, sizeof(out));
-    read_until(c.err, "scheduler 1 up", 5000, err, sizeof(err));
+    err_until(&c, "scheduler 1 up", 5000, err, sizeof(err));
     assert_int_equal(kill(c.pid, SIGTERM), 0);
-    assert_int_equal(wait_exit(c.pid, 10000), 0);
+    assert_int_equal(wait_exit(&c, 10000), 0);
     assert_non_null(strstr(err, " INFO  t2 [s1 scheduler-info] scheduler 1 up"));
     assert_null(strstr(err, "{\"time\""));
-    close(c.out);
-    close(c.err);
+    mx_proc_release(&c.proc);
 }
 
 static void test_sigint(void **st)
@@ -169,12 +170,11 @@ static void bad(const char *flag, const char *value, const char *name)
     char *argv[] = {"mxnode", (char *)flag, (char *)value, NULL};
     spawn_node(&c, argv, NULL);
     static char err[4096];
-    read_until(c.err, "\n", 5000, err, sizeof(err));
-    assert_int_equal(wait_exit(c.pid, 5000), 2);
+    err_until(&c, "\n", 5000, err, sizeof(err));
+    assert_int_equal(wait_exit(&c, 5000), 2);
     if (!strstr(err, name))
         fail_msg("error for %s %s does not name %s: %s", flag, value, name, err);
-    close(c.out);
-    close(c.err);
+    mx_proc_release(&c.proc);
 }
 
 static void test_bad_config(void **st)
@@ -193,35 +193,31 @@ static void test_bad_config(void **st)
     char *env[] = {"MX_MAILBOX_CAP=0", NULL};
     spawn_node(&c, argv, env);
     static char err[4096];
-    read_until(c.err, "\n", 5000, err, sizeof(err));
-    assert_int_equal(wait_exit(c.pid, 5000), 2);
+    err_until(&c, "\n", 5000, err, sizeof(err));
+    assert_int_equal(wait_exit(&c, 5000), 2);
     assert_non_null(strstr(err, "MX_MAILBOX_CAP"));
-    close(c.out);
-    close(c.err);
+    mx_proc_release(&c.proc);
 
     /* required settings and unusable resources name the setting */
     char *no_secret[] = {"MX_JWT_SECRET=", NULL};
     spawn_node(&c, argv, no_secret);
-    read_until(c.err, "\n", 5000, err, sizeof(err));
-    assert_int_equal(wait_exit(c.pid, 5000), 2);
+    err_until(&c, "\n", 5000, err, sizeof(err));
+    assert_int_equal(wait_exit(&c, 5000), 2);
     assert_non_null(strstr(err, "MX_JWT_SECRET"));
-    close(c.out);
-    close(c.err);
+    mx_proc_release(&c.proc);
     char *no_table[] = {"MX_CUBE_TABLE=/nonexistent/table.csv", NULL};
     spawn_node(&c, argv, no_table);
-    read_until(c.err, "\n", 5000, err, sizeof(err));
-    assert_int_equal(wait_exit(c.pid, 5000), 2);
+    err_until(&c, "\n", 5000, err, sizeof(err));
+    assert_int_equal(wait_exit(&c, 5000), 2);
     assert_non_null(strstr(err, "MX_CUBE_TABLE"));
-    close(c.out);
-    close(c.err);
+    mx_proc_release(&c.proc);
     /* an additional table set explicitly must load (only the default may be absent) */
     char *no_add[] = {"MX_CUBE_TABLE_ADDITIONAL=/nonexistent/additional.csv", NULL};
     spawn_node(&c, argv, no_add);
-    read_until(c.err, "\n", 5000, err, sizeof(err));
-    assert_int_equal(wait_exit(c.pid, 5000), 2);
+    err_until(&c, "\n", 5000, err, sizeof(err));
+    assert_int_equal(wait_exit(&c, 5000), 2);
     assert_non_null(strstr(err, "MX_CUBE_TABLE_ADDITIONAL"));
-    close(c.out);
-    close(c.err);
+    mx_proc_release(&c.proc);
 }
 
 /* A port already taken: exit 1 with a message naming MX_HTTP_ADDR. */
@@ -240,11 +236,10 @@ static void test_http_addr_in_use(void **st)
     char *env[] = {addr, NULL};
     spawn_node(&c, argv, env);
     static char err[65536];
-    read_until(c.err, "MX_HTTP_ADDR", 10000, err, sizeof(err));
-    assert_int_equal(wait_exit(c.pid, 10000), 1);
+    err_until(&c, "MX_HTTP_ADDR", 10000, err, sizeof(err));
+    assert_int_equal(wait_exit(&c, 10000), 1);
     assert_non_null(strstr(err, "MX_HTTP_ADDR"));
-    close(c.out);
-    close(c.err);
+    mx_proc_release(&c.proc);
     close(fd);
 }
 
@@ -261,20 +256,18 @@ static void test_transport_security(void **st)
     char *argv[] = {"mxnode", NULL};
     char *open_nng[] = {"MX_NNG_ADDR=tcp://0.0.0.0:0", NULL};
     spawn_node(&c, argv, open_nng);
-    read_until(c.err, "MX_TLS_CA", 5000, err, sizeof(err));
-    assert_int_equal(wait_exit(c.pid, 5000), 2);
+    err_until(&c, "MX_TLS_CA", 5000, err, sizeof(err));
+    assert_int_equal(wait_exit(&c, 5000), 2);
     assert_non_null(strstr(err, "MX_NNG_ADDR"));
     assert_non_null(strstr(err, "MX_TLS_CA"));
-    close(c.out);
-    close(c.err);
+    mx_proc_release(&c.proc);
     char *bad_ca[] = {"MX_TLS_CA=/nonexistent/ca.pem", "MX_TLS_CERT=/x.pem", "MX_TLS_KEY=/x.key",
                       NULL};
     spawn_node(&c, argv, bad_ca);
-    read_until(c.err, "cannot read", 5000, err, sizeof(err));
-    assert_int_equal(wait_exit(c.pid, 5000), 2);
+    err_until(&c, "cannot read", 5000, err, sizeof(err));
+    assert_int_equal(wait_exit(&c, 5000), 2);
     assert_non_null(strstr(err, "MX_TLS_CA: cannot read /nonexistent/ca.pem"));
-    close(c.out);
-    close(c.err);
+    mx_proc_release(&c.proc);
 
     char *insecure[] = {"MX_NNG_ADDR=tcp://0.0.0.0:0", "MX_INSECURE_TRANSPORT=1",
                         "TEST_LOW_NOFILE=1", NULL};
@@ -292,7 +285,7 @@ static void test_transport_security(void **st)
     sscanf(strchr(h, ':') + 1, "%u", &hp);
     sscanf(n + 9, "%d", &np);
     sscanf(a + 11, "%d", &ap);
-    read_until(c.err, "MX_INSECURE_TRANSPORT", 5000, err, sizeof(err));
+    err_until(&c, "MX_INSECURE_TRANSPORT", 5000, err, sizeof(err));
     assert_non_null(strstr(err, "\"level\":\"warn\""));
     assert_non_null(strstr(err, "MX_INSECURE_TRANSPORT=1"));
     static int fds[1100];
@@ -301,7 +294,7 @@ static void test_transport_security(void **st)
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     for (int i = 0; i < 1100; i++) {
         fds[i] = socket(AF_INET, SOCK_STREAM, 0);
-        assert_true(fds[i] >= 0);
+        TU_ASSERT_CMP(fds[i], >=, 0);
         assert_int_equal(connect(fds[i], (struct sockaddr *)&sa, sizeof sa), 0);
     }
     usleep(300 * 1000); /* the node accepts them in the background: let it */
@@ -325,9 +318,8 @@ static void test_transport_security(void **st)
     for (int i = 0; i < 1100; i++)
         close(fds[i]);
     kill(c.pid, SIGTERM);
-    assert_int_equal(wait_exit(c.pid, 15000), 0);
-    close(c.out);
-    close(c.err);
+    assert_int_equal(wait_exit(&c, 15000), 0);
+    mx_proc_release(&c.proc);
 }
 
 static void test_help(void **st)
@@ -337,14 +329,13 @@ static void test_help(void **st)
     spawn_node(&c, argv, NULL);
     static char out[65536];
     read_until(c.out, NULL, 5000, out, sizeof(out));
-    assert_int_equal(wait_exit(c.pid, 5000), 0);
+    assert_int_equal(wait_exit(&c, 5000), 0);
     for (size_t i = 0; i < mx_node_settings_count; i++) {
         if (!strstr(out, mx_node_settings[i].env) || !strstr(out, mx_node_settings[i].flag))
             fail_msg("--help does not list %s", mx_node_settings[i].env);
     }
     assert_non_null(strstr(out, "default: 127.0.0.1:8080"));
-    close(c.out);
-    close(c.err);
+    mx_proc_release(&c.proc);
 }
 
 int main(void)

@@ -260,7 +260,8 @@ static void test_every_key_once(void **st)
                                 "SELECT COUNT(*) FROM mx.outbox WHERE event_type ="
                                 " 'DONATION_COMPLETED' AND idempotency_key LIKE 'donation:ev-%%'"),
                      3 * DON_PER_NODE);
-    assert_true(ob_sql_int(&W, "SELECT COUNT(*) FROM mx.outbox WHERE delivered_at IS NULL") == 0);
+    TU_ASSERT_CMP(ob_sql_int(&W, "SELECT COUNT(*) FROM mx.outbox WHERE delivered_at IS NULL"), ==,
+                  0);
 }
 
 /* ---- 2: the holder SIGKILLed mid-batch ---- */
@@ -275,13 +276,13 @@ static void test_holder_killed(void **st)
     assert_true(TU_WAIT_UNTIL(ob_sink(&W, "unique") >= base + 500, 20000));
     long long inflight = ob_sql_int(&W, "SELECT COUNT(*) FROM mx.outbox WHERE status = 'INFLIGHT'");
     printf("SIGKILL holder n%d with %lld rows INFLIGHT\n", h + 1, inflight);
-    assert_true(inflight > 0); /* mid-batch */
+    TU_ASSERT_CMP(inflight, >, 0); /* mid-batch */
     node_kill(&W.nodes[h]);
     int nh = -1;
     assert_true(TU_WAIT_UNTIL((nh = ob_holder(&W, h)) >= 0, LEASE_TTL + 5000));
     assert_true(TU_WAIT_UNTIL(ob_sink(&W, "unique") == base + 4000 && not_done() == 0, 60000));
     /* the dead holder's claims were put back by the new one */
-    assert_true(ob_outbox_int(&W, nh, "reclaimed") >= 1);
+    TU_ASSERT_CMP(ob_outbox_int(&W, nh, "reclaimed"), >=, 1);
     printf("n%d took over; repeats so far %lld\n", nh + 1, ob_sink(&W, "duplicates"));
     assert_int_equal(ob_sink_ctl(&W, "latency_ms=0"), 0);
     assert_int_equal(ob_node_start(&W, h), 0);
@@ -315,7 +316,7 @@ static void test_holder_paused(void **st)
     int nh = -1;
     assert_true(TU_WAIT_UNTIL((nh = ob_holder(&W, h)) >= 0, LEASE_TTL + 5000));
     long long new_epoch = ob_outbox_int(&W, nh, "epoch");
-    assert_true(new_epoch > old_epoch);
+    TU_ASSERT_CMP(new_epoch, >, old_epoch);
     /* the new holder put the paused one's claims back and took them */
     assert_true(TU_WAIT_UNTIL(ob_sql_int(&W,
                                          "SELECT COUNT(*) FROM mx.outbox WHERE status ="
@@ -376,7 +377,7 @@ static void test_dlq_admin(void **st)
     assert_int_equal(ob_sink_ctl(&W, "fail_all=0"), 0);
     /* three attempts each, with backoff between them, then the DLQ in the
      * same transaction that removed the outbox row */
-    assert_true(ob_sink(&W, "failed") - failed0 >= 9);
+    TU_ASSERT_CMP(ob_sink(&W, "failed") - failed0, >=, 9);
     assert_int_equal(ob_sql_int(&W, "SELECT MIN(attempts) FROM mx.outbox_dlq"), 3);
     assert_int_equal(ob_sql_int(&W, "SELECT COUNT(*) FROM mx.outbox WHERE idempotency_key LIKE"
                                     " 'dlq:%%'"),
@@ -427,7 +428,9 @@ static void test_dlq_admin(void **st)
 
     /* cursor form, ascending ids */
     long long id1 = dlq_id("dlq:1"), id2 = dlq_id("dlq:2"), id3 = dlq_id("dlq:3");
-    assert_true(id1 > 0 && id2 > 0 && id3 > 0);
+    TU_ASSERT_CMP(id1, >, 0);
+    TU_ASSERT_CMP(id2, >, 0);
+    TU_ASSERT_CMP(id3, >, 0);
     assert_int_equal(http(1, "GET", "/api/admin/dlq/v2?size=2", g_admin.access, NULL, NULL, &r),
                      200);
     char want[128];
@@ -503,7 +506,7 @@ static void test_dlq_admin(void **st)
     assert_non_null(strstr(r.body, "mx_alert_total{node=\"n1\",event=\"throttled\"}"));
     http_res_free(&r);
     int h = ob_holder(&W, -1);
-    assert_true(h >= 0);
+    TU_ASSERT_CMP(h, >=, 0);
     assert_true(TU_WAIT_UNTIL(ob_outbox_int(&W, h, "dlq_size") == 1, 3000));
     usleep(300000); /* a discarded event must never be delivered: nothing to wait for */
     assert_int_equal(ob_sink_count(&W, "dlq:2"), 0);
@@ -535,7 +538,7 @@ static long long sum_outbox(const char *key)
     long long t = 0;
     for (int i = 0; i < OB_NODES; i++) {
         long long v = ob_outbox_int(&W, i, key);
-        assert_true(v >= 0); /* every node answers */
+        TU_ASSERT_CMP(v, >=, 0); /* every node answers */
         t += v;
     }
     return t;
@@ -651,7 +654,7 @@ static void test_upstream_refetch(void **st)
     long long calls = stub_stat(&W.stub, "total");
     assert_int_equal(http(2, "GET", "/api/v1/characters/RefetchHero", NULL, NULL, NULL, NULL), 200);
     assert_int_equal(stub_stat(&W.stub, "total"), calls);
-    assert_true(sum_outbox("refetches") >= 1);
+    TU_ASSERT_CMP(sum_outbox("refetches"), >=, 1);
 }
 
 /* ---- 7: donations ---- */
@@ -764,7 +767,7 @@ static void test_donations(void **st)
     assert_non_null(strstr(r.body, "\"code\":\"S007\""));
     char ra[16];
     http_header(&r, "Retry-After", ra, sizeof ra);
-    assert_true(ra[0] != '\0');
+    TU_ASSERT_CMP(ra[0], !=, '\0');
     http_res_free(&r);
     assert_int_equal(mysqld_restart(&W.my), 0);
     /* the mysql-health holder raised "mysql-down": written once MySQL is back */

@@ -20,88 +20,11 @@
 #include <time.h>
 #include <unistd.h>
 
-/* What the atexit hook must clean up. Copies, not pointers to the callers'
- * structs: a failed cmocka assertion longjmps out of the test and its stack
- * struct redisd is gone by the time the hook runs. */
-#define MAX_SERVERS 16
-static struct {
-    pid_t pid;
-    char dir[256];
-} servers[MAX_SERVERS];
-static bool atexit_set;
-
 static long long now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void rm_dir(const char *dir)
-{
-    if (dir[0])
-        nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
-}
-
-static void cleanup_all(void)
-{
-    for (int i = 0; i < MAX_SERVERS; i++)
-        if (servers[i].dir[0]) {
-            if (servers[i].pid > 0) {
-                kill(servers[i].pid, SIGKILL);
-                waitpid(servers[i].pid, NULL, 0);
-            }
-            rm_dir(servers[i].dir);
-            servers[i].dir[0] = '\0';
-            servers[i].pid = 0;
-        }
-}
-
-/* record d's current pid and dir (add), or forget d's dir (!add) */
-static void track(struct redisd *d, bool add)
-{
-    int free_slot = -1;
-    if (!atexit_set) {
-        atexit(cleanup_all);
-        atexit_set = true;
-    }
-    for (int i = 0; i < MAX_SERVERS; i++) {
-        if (servers[i].dir[0] && strcmp(servers[i].dir, d->dir) == 0) {
-            if (add)
-                servers[i].pid = d->pid;
-            else
-                servers[i].dir[0] = '\0';
-            return;
-        }
-        if (!servers[i].dir[0] && free_slot < 0)
-            free_slot = i;
-    }
-    if (add && free_slot >= 0) {
-        snprintf(servers[free_slot].dir, sizeof(servers[free_slot].dir), "%s", d->dir);
-        servers[free_slot].pid = d->pid;
-    }
-}
-
-static int free_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-    if (fd < 0)
-        return -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
 }
 
 static redisContext *connect_to(struct redisd *d, int timeout_ms)
@@ -122,10 +45,8 @@ static int wait_ready(struct redisd *d, int timeout_ms)
 {
     long long dl = now_ms() + timeout_ms;
     while (now_ms() < dl) {
-        int st;
-        if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
+        if (!mx_proc_running(&d->proc)) {
             d->pid = 0;
-            track(d, true);
             return -1; /* exited: port taken or bad config */
         }
         redisContext *c = connect_to(d, 200);
@@ -146,31 +67,15 @@ static int spawn(struct redisd *d)
 {
     char conf[512];
     snprintf(conf, sizeof(conf), "%s/redis.conf", d->dir);
-    pid_t pid = fork();
-    if (pid < 0)
+    const char *argv[] = {d->sentinel ? "redis-sentinel" : "redis-server", conf, NULL};
+    struct mx_proc_opts o = {.argv = argv, .in = MX_PROC_NULL, .out = MX_PROC_NULL};
+    mx_proc_release(&d->proc); /* the previous life's, after a kill */
+    if (mx_proc_start(&d->proc, &o) != 0)
         return -1;
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int devnull = open("/dev/null", O_RDWR);
-        if (devnull >= 0) {
-            dup2(devnull, 0);
-            dup2(devnull, 1);
-        }
-        if (d->sentinel)
-            execlp("redis-sentinel", "redis-sentinel", conf, (char *)NULL);
-        else
-            execlp("redis-server", "redis-server", conf, (char *)NULL);
-        _exit(127);
-    }
-    d->pid = pid;
-    track(d, true);
+    d->pid = d->proc.pid;
     if (wait_ready(d, 5000) != 0) {
-        if (d->pid > 0) {
-            kill(d->pid, SIGKILL);
-            waitpid(d->pid, NULL, 0);
-            d->pid = 0;
-            track(d, true);
-        }
+        mx_proc_release(&d->proc);
+        d->pid = 0;
         return -1;
     }
     return 0;
@@ -200,15 +105,10 @@ static int write_conf(struct redisd *d, const char *extra)
 
 static int start(struct redisd *d, const char *extra_conf, int sentinel)
 {
-    const char *tmp = getenv("TMPDIR");
     memset(d, 0, sizeof(*d));
     d->sentinel = sentinel;
-    snprintf(d->dir, sizeof(d->dir), "%s/mx-redisd-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(d->dir)) {
-        d->dir[0] = '\0';
+    if (mx_proc_tmpdir("redisd", d->dir, sizeof d->dir) != 0)
         return -1;
-    }
-    track(d, true);
     const char *pw = extra_conf && !sentinel ? strstr(extra_conf, "requirepass ") : NULL;
     if (pw) {
         pw += 12;
@@ -219,7 +119,7 @@ static int start(struct redisd *d, const char *extra_conf, int sentinel)
         d->password[n] = '\0';
     }
     for (int attempt = 0; attempt < 5; attempt++) {
-        d->port = free_port();
+        d->port = mx_proc_free_port();
         if (d->port <= 0 || write_conf(d, extra_conf) != 0)
             continue;
         if (spawn(d) == 0) {
@@ -233,38 +133,24 @@ static int start(struct redisd *d, const char *extra_conf, int sentinel)
     }
     fprintf(stderr, "redisd: %s did not start (see %s/redis.log)\n",
             sentinel ? "redis-sentinel" : "redis-server", d->dir);
-    track(d, false);
-    rm_dir(d->dir);
+    mx_proc_rmdir(d->dir);
+    d->dir[0] = '\0';
     return -1;
 }
 
 void redisd_kill(struct redisd *d)
 {
-    if (d->pid > 0) {
-        kill(d->pid, SIGKILL);
-        waitpid(d->pid, NULL, 0);
-        d->pid = 0;
-        track(d, true);
-    }
+    mx_proc_kill(&d->proc);
+    d->pid = 0;
 }
 
 void redisd_stop(struct redisd *d)
 {
-    if (d->pid > 0) {
-        kill(d->pid, SIGTERM);
-        long long dl = now_ms() + 5000;
-        while (waitpid(d->pid, NULL, WNOHANG) != d->pid) {
-            if (now_ms() > dl) {
-                kill(d->pid, SIGKILL);
-                waitpid(d->pid, NULL, 0);
-                break;
-            }
-            usleep(5000);
-        }
-        d->pid = 0;
-    }
-    track(d, false);
-    rm_dir(d->dir);
+    if (d->proc.pid > 0)
+        mx_proc_stop(&d->proc, SIGTERM, 5000);
+    mx_proc_release(&d->proc);
+    d->pid = 0;
+    mx_proc_rmdir(d->dir);
     d->dir[0] = '\0';
 }
 

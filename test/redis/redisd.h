@@ -2,9 +2,9 @@
  * at run time, in a mkdtemp directory, with no persistence.
  *
  * Any test may compile redisd.c in (it needs hiredis, which mx_runtime
- * links). Children die with the test process (PR_SET_PDEATHSIG) and an
- * atexit hook kills any still running and removes their directories, so a
- * failed test leaves nothing behind. Not thread-safe: call from one thread.
+ * links). The servers are mx_procs and their directories mx_proc_tmpdirs
+ * (support/mx_proc.h): a failed test leaves nothing behind. Not
+ * thread-safe: call from one thread.
  */
 #ifndef MX_TEST_REDISD_H
 #define MX_TEST_REDISD_H
@@ -13,8 +13,11 @@
 
 #include <hiredis/hiredis.h>
 
+#include "support/mx_proc.h"
+
 struct redisd {
-    pid_t pid; /* 0 when not running */
+    struct mx_proc proc;
+    pid_t pid; /* proc.pid, for the tests: 0 when not running */
     int port;
     char dir[256];      /* temp dir: redis.conf, redis.log */
     char url[600];      /* redis://[:password@]127.0.0.1:PORT/0 */

@@ -9,6 +9,8 @@
 
 #include <cmocka.h>
 
+#include "mx_testutil.h"
+
 #include "rtest.h"
 
 static struct redisd srv;
@@ -231,7 +233,8 @@ static void test_timeout_late_reply(void **state)
     assert_true(TL_RUN_UNTIL(&l, a.calls == 1, 2000));
     int64_t took = tu_now_ms() - t0;
     assert_int_equal(a.status, MX_ETIMEDOUT);
-    assert_true(took >= 190 && took < 700);
+    TU_ASSERT_CMP(took, >=, 190);
+    TU_ASSERT_CMP(took, <, 700);
 
     struct mx_redis_stats st;
     assert_true(TL_RUN_UNTIL(&l, (mx_redis_stats(r, &st), st.late_replies == 1), 3000));

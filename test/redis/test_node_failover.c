@@ -317,7 +317,7 @@ static long long probe_log_top(struct redisd *d)
 {
     redisReply *r = redisd_kept_cmd(&g_rc, d, "LRANGE mx:{mx}:lease-probe:log 0 -1");
     assert_non_null(r);
-    assert_true(r->elements > 10);
+    TU_ASSERT_CMP(r->elements, >, 10);
     long long top = 0;
     char top_node[16] = "";
     for (size_t i = 0; i < r->elements; i++) {
@@ -498,7 +498,7 @@ static void test_master_killed(void **st)
         assert_int_equal(atomic_load(&ts[i]->other), 0);    /* 200 or a clear 503 */
         assert_int_equal(atomic_load(&ts[i]->noanswer), 0); /* no reset, no timeout */
         assert_int_equal(atomic_load(&ts[i]->slow), 0);     /* none hangs */
-        assert_true(atomic_load(&ts[i]->ok_after_switch) > 0);
+        TU_ASSERT_CMP(atomic_load(&ts[i]->ok_after_switch), >, 0);
     }
 
     /* 1. membership and leases came back without a restart */
@@ -514,7 +514,7 @@ static void test_master_killed(void **st)
     long long probe1 = -1, health1 = -1;
     assert_true(TU_WAIT_UNTIL(
         (probe1 = lease_seq(1, "lease-probe", holder, sizeof holder)) > 0 && holder[0], 10000));
-    assert_true(probe1 >= probe0);
+    TU_ASSERT_CMP(probe1, >=, probe0);
 
     /* mxctl redis names the new master and the switch */
     char *tab = ctl(2, "redis"), line[96];
@@ -570,7 +570,7 @@ static void test_master_killed(void **st)
                                   mysqld_root_int(&M, "SELECT epoch FROM mx.fence WHERE "
                                                       "name='mysql-health'") == health1,
                               10000));
-    assert_true(health1 >= health0);
+    TU_ASSERT_CMP(health1, >=, health0);
 
     /* 3. every acknowledged like is in MySQL once the sync is done */
     assert_true(TU_WAIT_UNTIL(pending_work(&H.replica) == 0, 30000));
@@ -597,7 +597,7 @@ static void test_master_killed(void **st)
     print_message("%d acknowledged likes, %d missing in MySQL, %d rows nobody asked for\n", want,
                   missing, unasked + extra_rows);
     assert_int_equal(want, atomic_load(&L.toggles.ok)); /* each 200 liked a fresh pair */
-    assert_true(want >= 150);
+    TU_ASSERT_CMP(want, >=, 150);
     assert_int_equal(missing, 0);
     assert_int_equal(unasked + extra_rows, 0);
 
@@ -660,7 +660,7 @@ static void test_bad_settings(void **st)
         if (k == 1)
             assert_non_null(strstr(nlog, "MX_REDIS_URL: 127.0.0.1:"));
         long long f0 = redis_sum(&bad, "connect_failures");
-        assert_true(f0 > 0);
+        TU_ASSERT_CMP(f0, >, 0);
         assert_true(TU_WAIT_UNTIL(redis_sum(&bad, "connect_failures") > f0 + 10, 10000));
         assert_int_equal(redis_sum(&bad, "connects"), 0);
         print_message("%s: '%s' logged, %lld+ failed attempts and counting\n", url[k], says[k], f0);

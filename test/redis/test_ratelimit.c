@@ -10,6 +10,8 @@
 
 #include <cmocka.h>
 
+#include "mx_testutil.h"
+
 #include "mx_ratelimit.h"
 #include "rtest.h"
 
@@ -109,7 +111,8 @@ static void test_burst_then_refusal(void **state)
 
     /* idle buckets expire: TTL = time to refill completely + 1 s */
     redisReply *rep = redisd_cmd(&srv, "PTTL {rl}:ip:burst");
-    assert_true(rep->integer > 4000 && rep->integer <= 6000);
+    TU_ASSERT_CMP(rep->integer, >, 4000);
+    TU_ASSERT_CMP(rep->integer, <=, 6000);
     freeReplyObject(rep);
     TL_CLOSE(&l, r);
     assert_int_equal(tl_fini(&l), 0);
@@ -126,7 +129,8 @@ static void test_refill(void **state)
         assert_true(check1(&l, r, "user:refill", &rule).last.allowed);
     struct rl x = check1(&l, r, "user:refill", &rule);
     assert_false(x.last.allowed);
-    assert_true(x.last.retry_after_ms >= 1 && x.last.retry_after_ms <= 100);
+    TU_ASSERT_CMP(x.last.retry_after_ms, >=, 1);
+    TU_ASSERT_CMP(x.last.retry_after_ms, <=, 100);
     tl_run_for(&l, x.last.retry_after_ms + 20);
     x = check1(&l, r, "user:refill", &rule);
     assert_true(x.last.allowed); /* one token back after retry_after */
@@ -162,7 +166,8 @@ static void test_two_nodes_share(void **state)
     assert_true(TL_RUN_UNTIL(&l, x.calls == 101, 3000));
     assert_int_equal(x.allowed, 100);
     assert_int_equal(x.denied, 1);
-    assert_true(x.last_denied.retry_after_ms > 0 && x.last_denied.retry_after_ms <= 600);
+    TU_ASSERT_CMP(x.last_denied.retry_after_ms, >, 0);
+    TU_ASSERT_CMP(x.last_denied.retry_after_ms, <=, 600);
     assert_int_equal(x.last_denied.remaining, 0);
     const struct mx_rl_rule user = MX_RL_RULE_USER;
     assert_int_equal(check1(&l, a, "user:7", &user).last.remaining, 199);

@@ -20,6 +20,8 @@
 
 #include <cmocka.h>
 
+#include "mx_testutil.h"
+
 #include "mx_jsonw.h"
 #include "rtest.h"
 
@@ -81,12 +83,12 @@ static void test_failover(void **state)
     redisd_kill(&h.master);
     int64_t killed = tu_now_ms();
     assert_true(TL_RUN_UNTIL(&l, sw.n >= 1, 20000));
-    assert_true(strstr(sw.last, "mxtest") != NULL);
+    assert_non_null(strstr(sw.last, "mxtest"));
     assert_true(TL_RUN_UNTIL(&l, on_port(r, h.replica.port) && on_port(s, h.replica.port), 5000));
     int64_t up = tu_now_ms();
     fprintf(stderr, "# kill -> +switch-master %lld ms, switch -> both clients up %lld ms\n",
             (long long)(sw.at_ms - killed), (long long)(up - sw.at_ms));
-    assert_true(up - sw.at_ms <= 5000);
+    TU_ASSERT_CMP(up - sw.at_ms, <=, 5000);
 
     memset(&a, 0, sizeof a);
     assert_int_equal(mx_redis_command(r, rec_cb, &a, "GET acked"), 0);
@@ -99,8 +101,8 @@ static void test_failover(void **state)
     assert_string_equal(m.last, "after");
     mx_redis_stats(r, &st);
     assert_int_equal(st.failovers, 1);
-    assert_true(st.reconnect_ms_last > 0);
-    assert_true(st.reconnect_ms_max >= st.reconnect_ms_last);
+    TU_ASSERT_CMP(st.reconnect_ms_last, >, 0);
+    TU_ASSERT_CMP(st.reconnect_ms_max, >=, st.reconnect_ms_last);
 
     struct mx_jsonw w;
     mx_jsonw_init(&w, 1 << 16);
@@ -176,7 +178,7 @@ static void test_demoted(void **state)
     assert_true(
         TL_RUN_UNTIL(&l, (mx_redis_stats(r, &st), st.connect_failures >= failures + 3), 3000));
     assert_false(mx_redis_connected(r));
-    assert_true(st.readonly >= 4);
+    TU_ASSERT_CMP(st.readonly, >=, 4);
     assert_true(redisd_ok(&d, "REPLICAOF NO ONE"));
     assert_true(TL_RUN_UNTIL(&l, mx_redis_connected(r), 3000));
     memset(&a, 0, sizeof a);

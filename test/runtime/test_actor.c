@@ -139,7 +139,24 @@ static void test_request_reply(void **st)
     assert_true(TU_WAIT_UNTIL(atomic_load(&c.got_reply), 5000));
     assert_int_equal(c.reply_n, 42);
     assert_int_equal(c.reply_corr, c.corr);
-    usleep(50000);
+    /* the answered request's deadline was cancelled: a second request on
+     * the same scheduler, to a server that never answers in time, with a
+     * deadline 300 ms later, times out; had the first deadline survived,
+     * it would have fired first */
+    static struct echo_srv mute;
+    memset(&mute, 0, sizeof(mute));
+    mute.delay_ms = 60000;
+    struct mx_addr ma;
+    so.sched = 0;
+    assert_int_equal(mx_spawn(sys, &srv_beh, &mute, &so, &ma), 0);
+    static struct client late;
+    memset(&late, 0, sizeof(late));
+    late.srv = ma;
+    late.n = 1000; /* held by the server */
+    late.timeout_ms = c.timeout_ms + 300;
+    so.sched = 1;
+    assert_int_equal(mx_spawn(sys, &cli_beh, &late, &so, NULL), 0);
+    assert_true(TU_WAIT_UNTIL(atomic_load(&late.got_timeout), 10000));
     assert_int_equal(atomic_load(&c.got_timeout), 0);
     finish(sys);
 }
@@ -161,7 +178,8 @@ static void test_request_timeout_and_late_reply(void **st)
     assert_int_equal(mx_spawn(sys, &cli_beh, &c, NULL, NULL), 0);
     assert_true(TU_WAIT_UNTIL(atomic_load(&c.got_timeout), 5000));
     int64_t took = tu_now_ms() - t0;
-    assert_true(took >= 45 && took < 1000);
+    TU_ASSERT_CMP(took, >=, 45);
+    TU_ASSERT_CMP(took, <, 1000);
     assert_int_equal(c.timeout_corr, c.corr);
     /* the server answers at 300 ms: the reply is late, dropped and counted */
     uint64_t dl[MX_DL_COUNT];
@@ -360,7 +378,13 @@ static void test_timers(void **st)
     t.cancel_at = 5;
     assert_int_equal(mx_spawn(sys, &tick_beh, &t, NULL, NULL), 0);
     assert_true(TU_WAIT_UNTIL(atomic_load(&t.ticks) >= 5, 5000));
-    usleep(100000);
+    /* a second ticker with the same period on the same scheduler ticks 20
+     * times: the cancelled one would have ticked as often meanwhile */
+    static struct ticker t2;
+    memset(&t2, 0, sizeof(t2));
+    t2.cancel_at = 20;
+    assert_int_equal(mx_spawn(sys, &tick_beh, &t2, NULL, NULL), 0);
+    assert_true(TU_WAIT_UNTIL(atomic_load(&t2.ticks) >= 20, 5000));
     assert_int_equal(atomic_load(&t.ticks), 5); /* cancelled: no more ticks */
     finish(sys);
 }
@@ -369,8 +393,11 @@ static void test_timers(void **st)
 
 static sem_t off_gate;
 
+static _Atomic int off_started; /* jobs the worker has taken */
+
 static struct mx_msg *slow_work(void *arg)
 {
+    atomic_fetch_add(&off_started, 1);
     sem_wait(&off_gate);
     struct mx_msg *m;
     mx_msg_encode(MX_T_test_echo, &(struct mx_m_test_echo){(uint64_t)(uintptr_t)arg, MX_STR("")},
@@ -395,8 +422,8 @@ static int off_init(mx_actor_t *self, void *arg, void **state)
             atomic_fetch_add(&o->accepted, 1);
         else
             atomic_fetch_add(&o->refused, 1);
-        if (i == 1)
-            usleep(50000); /* let the worker take the first job */
+        if (i == 1) /* the worker takes the first job: the queue holds the next 4 */
+            assert_true(TU_WAIT_UNTIL(atomic_load(&off_started) == 1, 5000));
     }
     return 0;
 }
@@ -418,6 +445,7 @@ static void test_offload(void **st)
 {
     mx_system_t *sys = start(1);
     sem_init(&off_gate, 0, 0);
+    atomic_store(&off_started, 0);
     static struct offloader o;
     memset(&o, 0, sizeof(o));
     assert_int_equal(mx_spawn(sys, &off_beh, &o, NULL, NULL), 0);

@@ -36,7 +36,7 @@ static void test_roundtrip(void **st)
     assert_int_equal(out.sender, 7);
     assert_int_equal(out.seq, 123456789012ull);
     assert_int_equal(out.delta, -42);
-    assert_true(out.ratio == 0.25);
+    TU_ASSERT_CMP(out.ratio, ==, 0.25);
     assert_true(out.flag);
     assert_int_equal(out.text.len, strlen("hello, 세계"));
     assert_memory_equal(out.text.ptr, "hello, 세계", out.text.len);
@@ -310,7 +310,7 @@ static void test_other_encodings(void **st)
     assert_int_equal(out.sender, 7);
     assert_int_equal(out.seq, 200);
     assert_int_equal(out.delta, 5);
-    assert_true(out.ratio == 0.5);
+    TU_ASSERT_CMP(out.ratio, ==, 0.5);
     assert_true(out.flag);
     assert_int_equal(out.text.len, 0);
     assert_int_equal(out.blob.len, 0);
@@ -373,7 +373,9 @@ static void test_same_bytes_as_msgpack_c(void **st)
         assert_memory_equal(ours, sb.data, len);
         struct mx_m_test_kv out;
         assert_int_equal(mx_m_test_kv_decode(ours, len, &out), 0);
-        assert_true(out.sender == kv.sender && out.seq == kv.seq && out.delta == kv.delta);
+        TU_ASSERT_CMP(out.sender, ==, kv.sender);
+        TU_ASSERT_CMP(out.seq, ==, kv.seq);
+        TU_ASSERT_CMP(out.delta, ==, kv.delta);
         msgpack_sbuffer_destroy(&sb);
         free(ours);
     }

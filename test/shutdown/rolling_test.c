@@ -287,7 +287,7 @@ static void test_rolling_restart(void **st)
            (long long)drain_ms[2]);
     assert_int_equal(failed, 0);
     for (int i = 0; i < NNODES; i++)
-        assert_true(drain_ms[i] <= GRACE_MS + 1000 + 1000); /* grace + phases + start of exit */
+        TU_ASSERT_CMP(drain_ms[i], <=, GRACE_MS + 1000 + 1000); /* grace + phases + start of exit */
 
     /* every acknowledged like is in MySQL once like-sync settled */
     assert_true(TU_WAIT_UNTIL(pending_work() == 0, 30000));
@@ -299,7 +299,7 @@ static void test_rolling_restart(void **st)
         long want = 0;
         for (int u = 0; u < NUSERS; u++) {
             uint8_t m = atomic_load(&model[u][t]);
-            assert_true(m != ST_UNKNOWN); /* every toggle was acknowledged */
+            TU_ASSERT_CMP(m, !=, ST_UNKNOWN); /* every toggle was acknowledged */
             struct mx_sql_val p[] = {MX_SQL_S(T_ocid[t]), MX_SQL_S(U[u].acct)};
             uint64_t rows = 0;
             assert_int_equal(mx_mysql_query(c,

@@ -423,11 +423,12 @@ static void test_sigterm_under_load(void **st)
     node_kill(&b);
     assert_int_equal(rc, 0);
     assert_int_equal(failed, 0);
-    assert_true(ok > 150);
-    assert_true(atomic_load(&l[4].ok) > 20 && atomic_load(&l[5].ok) > 20);
+    TU_ASSERT_CMP(ok, >, 150);
+    TU_ASSERT_CMP(atomic_load(&l[4].ok), >, 20);
+    TU_ASSERT_CMP(atomic_load(&l[5].ok), >, 20);
     assert_non_null(strstr(g_log, "shutdown phase 1/7 drain-grace"));
     assert_non_null(strstr(g_log, "shutdown complete"));
-    assert_true(took < 8000 + 1000);
+    TU_ASSERT_CMP(took, <, 8000 + 1000);
 }
 
 /* ---- SIGTERM while an upstream call hangs ---- */
@@ -521,7 +522,7 @@ static void test_upstream_hang_latch(void **st)
            (long long)(exit_at - t0), (long long)(rb.done_at - exit_at), rb.status);
     node_kill(&b);
     /* within the deadline (+1 s for stopping the actors) */
-    assert_true(exit_at - t0 <= 3000 + 1000);
+    TU_ASSERT_CMP(exit_at - t0, <=, 3000 + 1000);
     /* the in-flight request could not finish: the http phase was cut */
     assert_int_equal(rc, 3);
     assert_non_null(strstr(g_log, "phase 2/7 http"));
@@ -529,8 +530,8 @@ static void test_upstream_hang_latch(void **st)
     assert_non_null(strstr(g_log, "1 latches released"));
     /* b waited until a's shutdown released the latch, then loaded it itself */
     assert_int_equal(rb.status, 200);
-    assert_true(rb.done_at >= t0);
-    assert_true(rb.done_at - exit_at <= 1000);
+    TU_ASSERT_CMP(rb.done_at, >=, t0);
+    TU_ASSERT_CMP(rb.done_at - exit_at, <=, 1000);
 }
 
 /* ---- MySQL ---- */
@@ -589,7 +590,7 @@ static void test_mysql_down_spooled(void **st)
     assert_int_equal(node_wait_exit(&a, 15000, g_log, LOG_CAP), 0);
     assert_non_null(strstr(g_log, "shutdown phase 5/7 mysql"));
     assert_non_null(strstr(g_log, "shutdown complete"));
-    assert_true(file_size(spool) > 0); /* the writes wait on disk */
+    TU_ASSERT_CMP(file_size(spool), >, 0); /* the writes wait on disk */
 
     /* MariaDB returns; the node starts again on the same spool and lands them */
     assert_int_equal(mysqld_restart(&g_my), 0);
@@ -675,7 +676,7 @@ static void test_deadline_cut_spools(void **st)
         pthread_join(th[i], NULL);
     printf("{\"bench\": \"deadline_cut\", \"exit\": %d, \"exit_ms\": %lld}\n", rc, (long long)took);
     assert_int_equal(rc, 3);
-    assert_true(took <= 2000 + 1000);
+    TU_ASSERT_CMP(took, <=, 2000 + 1000);
     /* the log names the phases cut and what was spooled */
     const char *cut = strstr(g_log, "shutdown cut in phase ");
     unsigned spooled = 0;
@@ -687,9 +688,9 @@ static void test_deadline_cut_spools(void **st)
     assert_non_null(cut);
     printf("%.*s\n", (int)strcspn(cut, "\"\n"), cut);
     assert_non_null(strstr(cut, "5 mysql")); /* phase 5 ran out of its budget */
-    assert_true(spooled >= 1);
+    TU_ASSERT_CMP(spooled, >=, 1);
     assert_non_null(strstr(g_log, "shutdown phase 5/7 mysql"));
-    assert_true(file_size(spool) > 0);
+    TU_ASSERT_CMP(file_size(spool), >, 0);
 
     /* the next start lands every spooled write (the one on the lock may
      * have landed too: its outcome was reported unknown) */

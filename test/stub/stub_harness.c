@@ -19,43 +19,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_CHILDREN 32
-static pid_t children[MAX_CHILDREN];
-static bool atexit_set;
-
 double now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
-
-static void kill_all(void)
-{
-    for (int i = 0; i < MAX_CHILDREN; i++)
-        if (children[i] > 0) {
-            kill(children[i], SIGKILL);
-            waitpid(children[i], NULL, 0);
-            children[i] = 0;
-        }
-}
-
-static void track(pid_t pid, bool add)
-{
-    if (!atexit_set) {
-        atexit(kill_all);
-        atexit_set = true;
-    }
-    for (int i = 0; i < MAX_CHILDREN; i++) {
-        if (add && children[i] == 0) {
-            children[i] = pid;
-            return;
-        }
-        if (!add && children[i] == pid) {
-            children[i] = 0;
-            return;
-        }
-    }
 }
 
 const char *stub_shared_dir(void)
@@ -69,22 +37,14 @@ void stub_fixture_path(const char *file, char *out, size_t cap)
     snprintf(out, cap, "%s/fixtures/nexon/%s", stub_shared_dir(), file);
 }
 
-static void bin_path(char *out, size_t cap)
-{
-    const char *d = getenv("MX_BIN_DIR");
-    snprintf(out, cap, "%s/mxstub", d && *d ? d : ".");
-}
-
-/* fork + exec mxstub with "--listen 127.0.0.1:0" (when listen) and args */
-static pid_t spawn(const char *const *args, bool listen, int *out_fd)
+/* mxstub with "--listen 127.0.0.1:0" (when listen) and args; stdout on a
+ * pipe (listen: the address line) or captured */
+static int spawn(struct mx_proc *p, const char *const *args, bool listen)
 {
     char bin[4096];
     const char *argv[64];
-    int n = 0, pfd[2];
-    pid_t pid;
-
-    bin_path(bin, sizeof(bin));
-    argv[n++] = bin;
+    int n = 0;
+    argv[n++] = mx_proc_bin("mxstub", bin, sizeof bin);
     if (listen) {
         argv[n++] = "--listen";
         argv[n++] = "127.0.0.1:0";
@@ -92,55 +52,22 @@ static pid_t spawn(const char *const *args, bool listen, int *out_fd)
     for (int i = 0; args && args[i] && n < 62; i++)
         argv[n++] = args[i];
     argv[n] = NULL;
-    if (pipe(pfd) != 0)
-        return -1;
-    pid = fork();
-    if (pid < 0) {
-        close(pfd[0]);
-        close(pfd[1]);
-        return -1;
-    }
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(pfd[1], 1);
-        close(pfd[0]);
-        close(pfd[1]);
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    close(pfd[1]);
-    track(pid, true);
-    *out_fd = pfd[0];
-    return pid;
+    struct mx_proc_opts o = {.argv = argv, .out = listen ? MX_PROC_PIPE : MX_PROC_CAPTURE};
+    return mx_proc_start(p, &o);
 }
 
 int stub_start(struct stub *s, const char *const *args)
 {
     char line[256];
-    size_t n = 0;
-    int fd;
-    double deadline = now_ms() + 5000;
-
     memset(s, 0, sizeof(*s));
-    s->pid = spawn(args, true, &fd);
-    if (s->pid < 0) {
-        s->pid = 0;
+    if (spawn(&s->proc, args, true) != 0)
         return -1;
-    }
-    while (n + 1 < sizeof(line)) {
-        struct pollfd p = {fd, POLLIN, 0};
-        int left = (int)(deadline - now_ms());
-        if (left <= 0 || poll(&p, 1, left) <= 0)
-            break;
-        if (read(fd, line + n, 1) != 1)
-            break;
-        if (line[n] == '\n')
-            break;
-        n++;
-    }
-    line[n] = '\0';
-    close(fd);
-    if (strncmp(line, "listening 127.0.0.1:", 20) != 0) {
+    s->pid = s->proc.pid;
+    int rc = mx_proc_read_line(&s->proc, NULL, line, sizeof line, 5000);
+    /* nothing reads stdout after the first line */
+    close(s->proc.out);
+    s->proc.out = -1;
+    if (rc != 0 || strncmp(line, "listening 127.0.0.1:", 20) != 0) {
         fprintf(stderr, "harness: mxstub did not start (first line '%s')\n", line);
         stub_stop(s);
         return -1;
@@ -151,54 +78,24 @@ int stub_start(struct stub *s, const char *const *args)
     return 0;
 }
 
-static int wait_for(pid_t pid, int timeout_ms, int *status)
-{
-    double deadline = now_ms() + timeout_ms;
-    for (;;) {
-        pid_t r = waitpid(pid, status, WNOHANG);
-        if (r == pid)
-            return 0;
-        if (r < 0)
-            return -1;
-        if (now_ms() > deadline)
-            return -1;
-        usleep(10000);
-    }
-}
-
 int stub_stop(struct stub *s)
 {
-    int status = -1;
-    if (s->pid <= 0)
+    if (s->proc.pid <= 0)
         return -1;
-    kill(s->pid, SIGTERM);
-    if (wait_for(s->pid, 5000, &status) != 0) {
-        kill(s->pid, SIGKILL);
-        waitpid(s->pid, &status, 0);
-        status = -1;
-    }
-    track(s->pid, false);
+    int st = mx_proc_stop(&s->proc, SIGTERM, 5000);
+    mx_proc_release(&s->proc);
     s->pid = 0;
-    return status;
+    return st;
 }
 
 int stub_run_exit(const char *const *args, int timeout_ms)
 {
-    int fd, status;
-    pid_t pid = spawn(args, false, &fd);
-    if (pid < 0)
+    struct mx_proc p;
+    if (spawn(&p, args, false) != 0)
         return -1;
-    /* the pipe stays open until the child ends: --help writes to it */
-    if (wait_for(pid, timeout_ms, &status) != 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        track(pid, false);
-        close(fd);
-        return -1;
-    }
-    track(pid, false);
-    close(fd);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    int st = mx_proc_wait(&p, timeout_ms);
+    mx_proc_release(&p);
+    return st >= 0 && st < 128 ? st : -1; /* timeout or a crash: -1 */
 }
 
 /* ---- libcurl ---- */

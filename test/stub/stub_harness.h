@@ -2,9 +2,8 @@
  *
  * stub_start() runs $MX_BIN_DIR/mxstub on 127.0.0.1:0 and reads the bound
  * address from its first stdout line; stub_stop() ends it (SIGTERM, then
- * SIGKILL after 5 s). Children die with the test process (PR_SET_PDEATHSIG)
- * and an atexit hook kills any still running, so a failed test never leaves
- * a server behind.
+ * SIGKILL after 5 s). The process is an mx_proc (support/mx_proc.h): it dies
+ * with the test, so a failed test never leaves a server behind.
  */
 #ifndef STUB_HARNESS_H
 #define STUB_HARNESS_H
@@ -13,8 +12,11 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "support/mx_proc.h"
+
 struct stub {
-    pid_t pid; /* 0 when not running */
+    struct mx_proc proc;
+    pid_t pid; /* proc.pid, for the tests: 0 when not running */
     int port;
     char addr[64]; /* "127.0.0.1:PORT" */
     char base[96]; /* "http://127.0.0.1:PORT" */
@@ -34,7 +36,8 @@ void stub_fixture_path(const char *file, char *out, size_t cap);
 
 /* args: NULL-terminated extra arguments. Returns 0 or -1. */
 int stub_start(struct stub *s, const char *const *args);
-/* Ends the child; returns its exit status as from waitpid (or -1). */
+/* Ends the child (SIGTERM, SIGKILL after 5 s); returns its exit status
+ * (0-255, 128 + signal), or -1 when it had to be killed. */
 int stub_stop(struct stub *s);
 /* Runs mxstub with args to completion (timeout_ms) and returns its exit code,
  * or -1 on timeout/crash. */

@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "mx_testutil.h"
 #include <curl/curl.h>
 
 #include "stub_harness.h"
@@ -79,7 +81,7 @@ static void test_latency(void **state)
 {
     struct stub *s = *state;
     const char *args[] = {"--latency-ms", "300", NULL};
-    double ms;
+    double ms = -1;
 
     assert_int_equal(stub_start(s, args), 0);
     assert_int_equal(get_status(s, "/maplestory/v1/id?character_name=x", "k", &ms), 200);
@@ -87,7 +89,7 @@ static void test_latency(void **state)
         fail_msg("answered in %.1f ms, want >= 300", ms);
     /* control endpoints are not delayed */
     assert_int_equal(get_status(s, "/__stub/stats", NULL, &ms), 200);
-    assert_true(ms < 250);
+    TU_ASSERT_CMP(ms, <, 250);
 
     /* five connections at once take ~300 ms, not 1500: the loop never sleeps */
     const char *req = "GET /maplestory/v1/id?character_name=p HTTP/1.1\r\nHost: x\r\n"
@@ -96,7 +98,7 @@ static void test_latency(void **state)
     double t0 = now_ms();
     for (int i = 0; i < 5; i++) {
         fds[i] = raw_connect(s->port);
-        assert_true(fds[i] >= 0);
+        TU_ASSERT_CMP(fds[i], >=, 0);
         assert_int_equal(send(fds[i], req, strlen(req), 0), (ssize_t)strlen(req));
     }
     for (int i = 0; i < 5; i++) {
@@ -115,18 +117,18 @@ static void test_latency(void **state)
 static void test_runtime_config(void **state)
 {
     struct stub *s = *state;
-    double ms;
+    double ms = -1;
 
     assert_int_equal(stub_start(s, NULL), 0);
     assert_int_equal(get_status(s, "/maplestory/v1/id?character_name=x", "k", &ms), 200);
-    assert_true(ms < 250);
+    TU_ASSERT_CMP(ms, <, 250);
     assert_int_equal(post(s, "/__stub/config?latency_ms=250"), 200);
     assert_int_equal(get_status(s, "/maplestory/v1/id?character_name=x", "k", &ms), 200);
     if (ms < 250)
         fail_msg("answered in %.1f ms after latency_ms=250", ms);
     assert_int_equal(post(s, "/__stub/config?latency_ms=0&fail_rate=1&fail_status=503"), 200);
     assert_int_equal(get_status(s, "/maplestory/v1/id?character_name=x", "k", &ms), 503);
-    assert_true(ms < 250);
+    TU_ASSERT_CMP(ms, <, 250);
     assert_int_equal(post(s, "/__stub/config?fail_rate=0"), 200);
     assert_int_equal(get_status(s, "/maplestory/v1/id?character_name=x", "k", NULL), 200);
     /* bad values are refused and change nothing */
@@ -134,7 +136,7 @@ static void test_runtime_config(void **state)
     assert_int_equal(post(s, "/__stub/config?latency_ms=-1"), 400);
     assert_int_equal(post(s, "/__stub/config?latency_ms=5&fail_status=99"), 400);
     assert_int_equal(get_status(s, "/maplestory/v1/id?character_name=x", "k", &ms), 200);
-    assert_true(ms < 250);
+    TU_ASSERT_CMP(ms, <, 250);
     /* only POST changes it */
     assert_int_equal(get_status(s, "/__stub/reset", NULL, NULL), 405);
 }
@@ -174,7 +176,8 @@ static void test_fail_rate(void **state)
             fails += st == 500;
         }
         pat[100] = '\0';
-        assert_true(fails > 25 && fails < 75);
+        TU_ASSERT_CMP(fails, >, 25);
+        TU_ASSERT_CMP(fails, <, 75);
         assert_int_equal(stub_stat(s, "failures_injected"), fails);
         stub_stop(s);
     }
@@ -213,7 +216,7 @@ static void expect_error_then_close(struct stub *s, const char *buf, size_t len,
     int fd = raw_connect(s->port);
     char *in;
     size_t in_len;
-    assert_true(fd >= 0);
+    TU_ASSERT_CMP(fd, >=, 0);
     raw_exchange(fd, buf, len, 1, 5000, &in, &in_len);
     if (in_len < strlen(status_prefix) || memcmp(in, status_prefix, strlen(status_prefix)) != 0)
         fail_msg("want '%s', got '%.60s'", status_prefix, in);
@@ -221,7 +224,7 @@ static void expect_error_then_close(struct stub *s, const char *buf, size_t len,
     free(in);
     /* and the server closes the connection */
     char tmp[4096];
-    assert_true(raw_read_to_eof(fd, tmp, sizeof(tmp), 5000) >= 0);
+    TU_ASSERT_CMP(raw_read_to_eof(fd, tmp, sizeof(tmp), 5000), >=, 0);
     close(fd);
     assert_alive(s);
 }
@@ -269,8 +272,8 @@ static void test_hostile_input(void **state)
     send(fd, noise, sizeof(noise), MSG_NOSIGNAL);
     close(fd);
     assert_alive(s);
-    assert_true(stub_stat(s, "parse_errors") >= 4);
-    assert_true(stub_stat(s, "too_large") >= 3);
+    TU_ASSERT_CMP(stub_stat(s, "parse_errors"), >=, 4);
+    TU_ASSERT_CMP(stub_stat(s, "too_large"), >=, 3);
 
     /* HTTP/1.0 without keep-alive: answered, then closed */
     fd = raw_connect(s->port);
@@ -282,7 +285,7 @@ static void test_hostile_input(void **state)
     assert_non_null(strstr(in, "Connection: close"));
     free(in);
     char tmp[256];
-    assert_true(raw_read_to_eof(fd, tmp, sizeof(tmp), 5000) >= 0);
+    TU_ASSERT_CMP(raw_read_to_eof(fd, tmp, sizeof(tmp), 5000), >=, 0);
     close(fd);
 }
 
@@ -305,7 +308,7 @@ static void test_pipelining_1000(void **state)
                                 i);
     }
     int fd = raw_connect(s->port);
-    assert_true(fd >= 0);
+    TU_ASSERT_CMP(fd, >=, 0);
     double t0 = now_ms();
     int got = raw_exchange(fd, buf, len, N, 20000, &in, &in_len);
     double took = now_ms() - t0;
@@ -377,7 +380,7 @@ static void test_client_closes_mid_answer(void **state)
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
         close(fd);
         fd = raw_connect(s->port);
-        assert_true(fd >= 0);
+        TU_ASSERT_CMP(fd, >=, 0);
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
         /* several big answers queued, then read a little and go */
         for (int k = 0; k < 4; k++)
@@ -420,12 +423,12 @@ static void test_connection_limit(void **state)
     assert_int_equal(stub_start(s, args), 0);
     for (int i = 0; i < 3; i++) {
         fds[i] = raw_connect(s->port);
-        assert_true(fds[i] >= 0);
+        TU_ASSERT_CMP(fds[i], >=, 0);
     }
     usleep(100000);
     for (int i = 0; i < 2; i++) {
         extra[i] = raw_connect(s->port);
-        assert_true(extra[i] >= 0);
+        TU_ASSERT_CMP(extra[i], >=, 0);
         /* accepted and closed at once: EOF without an answer */
         assert_int_equal(raw_read_to_eof(extra[i], tmp, sizeof(tmp), 3000), 0);
         close(extra[i]);
@@ -474,7 +477,7 @@ static void test_idle_timeout(void **state)
 
     assert_int_equal(stub_start(s, args), 0);
     int fd = raw_connect(s->port);
-    assert_true(fd >= 0);
+    TU_ASSERT_CMP(fd, >=, 0);
     double t0 = now_ms();
     assert_int_equal(raw_read_to_eof(fd, tmp, sizeof(tmp), 3000), 0);
     double took = now_ms() - t0;
