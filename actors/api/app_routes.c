@@ -20,6 +20,7 @@
 #include "mx_fetch.h"
 #include "mx_likes.h"
 #include "mx_log.h"
+#include "mx_metrics.h"
 #include "mx_proto.h"
 #include "mx_cache.h"
 
@@ -429,31 +430,6 @@ static int h_metrics(mx_http_req_t *r, void *st)
     pf(&p, "# TYPE mx_cache_l1_hit_ratio gauge\nmx_cache_l1_hit_ratio{node=\"%s\"} %.4f\n", node,
        hit);
 
-    struct mx_addr fa;
-    struct mx_fetch_stats fs;
-    if (mx_whereis(a->app->sys, MX_FETCH_NAME, &fa) == 0 &&
-        mx_fetch_stats(a->app->sys, fa, &fs) == 0) {
-        pf(&p, "# TYPE mx_fetch_total counter\n");
-#define FV(name, v)                                                                                \
-    pf(&p, "mx_fetch_total{node=\"%s\",event=\"" name "\"} %llu\n", node, (unsigned long long)(v))
-        FV("request", fs.requests);
-        FV("ok", fs.ok);
-        FV("not_found", fs.not_found);
-        FV("invalid_key", fs.invalid_key);
-        FV("timeout", fs.timeouts);
-        FV("upstream_error", fs.upstream_errors);
-        FV("breaker_rejected", fs.breaker_rejected);
-        FV("refused", fs.refused);
-        FV("upstream_call", fs.upstream_calls);
-        FV("retry", fs.retries);
-        FV("breaker_open", fs.breaker_opens);
-#undef FV
-        pf(&p, "# TYPE mx_fetch_breaker_state gauge\nmx_fetch_breaker_state{node=\"%s\"} %u\n",
-           node, fs.breaker_state);
-        pf(&p, "# TYPE mx_fetch_inflight gauge\nmx_fetch_inflight{node=\"%s\"} %u\n", node,
-           fs.inflight);
-    }
-
     uint64_t dl[MX_DL_COUNT];
     mx_deadletters(a->app->sys, dl);
     pf(&p, "# TYPE mx_deadletters_total counter\n");
@@ -587,6 +563,15 @@ static int h_metrics(mx_http_req_t *r, void *st)
            "mx_redis_reconnect_ms{node=\"%s\",client=\"http\",which=\"max\"} %llu\n",
            node, (unsigned long long)rs.reconnect_ms_last, node,
            (unsigned long long)rs.reconnect_ms_max);
+    }
+    { /* every actor instance's counter block (mx_metrics.h): generated from
+       * the same table as mxctl stats */
+        char *mt;
+        size_t ml;
+        if (mx_metrics_prom(node, 1u << 19, &mt, &ml) != 0)
+            MX_WARN("metrics: the registry's text exceeds 512 KiB; families left out");
+        pf(&p, "%.*s", (int)ml, mt);
+        free(mt);
     }
     { /* outbox: relay, DLQ and donation counters (app_outbox.c) */
         char ob[8192];
