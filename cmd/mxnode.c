@@ -118,27 +118,6 @@ static void section_cache(struct mx_jsonw *w, void *ctx)
     mx_jsonw_obj_close(w);
 }
 
-static void section_fetch(struct mx_jsonw *w, void *ctx)
-{
-    mx_system_t *sys = ctx;
-    struct mx_addr fa;
-    struct mx_fetch_stats fs;
-    mx_jsonw_obj_open(w);
-    if (mx_whereis(sys, MX_FETCH_NAME, &fa) == 0 && mx_fetch_stats(sys, fa, &fs) == 0) {
-        mx_jsonw_kuint(w, "requests", fs.requests);
-        mx_jsonw_kuint(w, "ok", fs.ok);
-        mx_jsonw_kuint(w, "upstream_calls", fs.upstream_calls);
-        mx_jsonw_kuint(w, "retries", fs.retries);
-        mx_jsonw_kuint(w, "timeouts", fs.timeouts);
-        mx_jsonw_kuint(w, "upstream_errors", fs.upstream_errors);
-        mx_jsonw_kuint(w, "breaker_state", fs.breaker_state);
-        mx_jsonw_kuint(w, "breaker_opens", fs.breaker_opens);
-        mx_jsonw_kuint(w, "refused", fs.refused);
-        mx_jsonw_kuint(w, "inflight", fs.inflight);
-    }
-    mx_jsonw_obj_close(w);
-}
-
 /* ---- shutdown coordinator wiring (actors/shutdown, docs/shutdown.md) ---- */
 
 static int admin_drain(void *ctx)
@@ -418,7 +397,6 @@ int main(int argc, char **argv)
     }
     mx_admin_add_section(admin, "http", section_http, &app);
     mx_admin_add_section(admin, "cache", section_cache, NULL);
-    mx_admin_add_section(admin, "fetcher", section_fetch, sys);
     mx_admin_add_section(admin, "redis", mx_redis_report, NULL); /* every connection's master */
     mxnode_likes_admin(admin);
     if ((rc = mxnode_cluster_start(sys, &cfg, remote, admin, mysql, ho.addr, port, &cluster)) !=
