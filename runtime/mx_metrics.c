@@ -268,3 +268,27 @@ void mx_metrics_json(struct mx_jsonw *w)
     pthread_mutex_unlock(&g_mu);
     free(slot);
 }
+
+void mx_metrics_json_totals(struct mx_jsonw *w, const char *actor)
+{
+    int *slot = xmalloc(sizeof(int) * MX_METRICS_MAX_SETS);
+    pthread_mutex_lock(&g_mu);
+    int n = ordered_slots(slot), first = -1;
+    for (int k = 0; k < n && first < 0; k++)
+        if (strcmp(g_sets[slot[k]].actor, actor) == 0)
+            first = k;
+    if (first >= 0) {
+        const struct mx_metrics_set *h = &g_sets[slot[first]];
+        for (size_t i = 0; i < h->n; i++) {
+            uint64_t sum = 0;
+            for (int k = first; k < n; k++) {
+                const struct mx_metrics_set *s = &g_sets[slot[k]];
+                if (strcmp(s->actor, actor) == 0 && i < s->n && s->desc == h->desc)
+                    sum += mx_metrics_value(s, i);
+            }
+            mx_jsonw_kuint(w, h->desc[i].name, sum);
+        }
+    }
+    pthread_mutex_unlock(&g_mu);
+    free(slot);
+}

@@ -112,6 +112,12 @@ struct mx_jsonw;
  * Any thread; takes the registry lock. */
 void mx_metrics_json(struct mx_jsonw *w);
 
+/* mx_metrics_json_totals - write "field": sum over every instance of actor,
+ * one member per field, into the object open in w (a stats section that
+ * shows the node's total next to the per-instance values). Nothing when no
+ * set of that actor is registered. Any thread; takes the registry lock. */
+void mx_metrics_json_totals(struct mx_jsonw *w, const char *actor);
+
 /* mx_metrics_refused - registrations refused because the registry was full. */
 uint64_t mx_metrics_refused(void);
 

@@ -74,6 +74,15 @@ static void test_prom_and_json(void **st)
                                "\"bytes_out\":0,\"inflight\":0}}}");
     mx_jsonw_fini(&w);
 
+    /* a section's totals: every field summed over the actor's instances */
+    mx_jsonw_init(&w, 4096);
+    mx_jsonw_obj_open(&w);
+    mx_metrics_json_totals(&w, "fetch");
+    mx_metrics_json_totals(&w, "nobody");
+    mx_jsonw_obj_close(&w);
+    assert_string_equal(w.buf, "{\"requests\":4,\"ok\":1,\"bytes_out\":10,\"inflight\":2}");
+    mx_jsonw_fini(&w);
+
     mx_metrics_unregister(ia);
     mx_metrics_unregister(ib);
     mx_jsonw_init(&w, 4096);
