@@ -27,6 +27,7 @@
 #include "mx_admin.h"
 #include "mx_jsonw.h"
 #include "mx_log.h"
+#include "mx_metrics.h"
 #include "mx_redis.h"
 #include "mx_remote.h"
 #include "mx_mysql.h"
@@ -56,28 +57,16 @@ static void sched_stop(mx_actor_t *self, void *state)
     MX_INFO("scheduler %d stopping", mx_actor_sched(self));
 }
 
-/* Admin "stats" sections: the application's counters next to the runtime's. */
+/* Admin "stats" sections: the application's counters next to the runtime's
+ * (the registered actors' own are in the answer's metrics). */
 static void section_http(struct mx_jsonw *w, void *ctx)
 {
     struct mx_app *app = ctx;
-    struct mx_http_stats hs;
-    memset(&hs, 0, sizeof hs);
-    if (app->http)
-        mx_http_stats(app->http, &hs);
     mx_jsonw_obj_open(w);
-    mx_jsonw_kuint(w, "conns_open", hs.conns_open);
-    mx_jsonw_kuint(w, "conns_accepted", hs.conns_accepted);
-    mx_jsonw_kuint(w, "conns_refused", hs.conns_refused);
-    mx_jsonw_kuint(w, "requests", hs.requests);
-    mx_jsonw_kuint(w, "responses_2xx", hs.responses[2]);
-    mx_jsonw_kuint(w, "responses_4xx", hs.responses[4]);
-    mx_jsonw_kuint(w, "responses_5xx", hs.responses[5]);
+    mx_metrics_json_totals(w, "http"); /* the acceptors' counters, summed */
     mx_jsonw_kuint(w, "rate_limited", atomic_load(&app->rl_refused));
     mx_jsonw_kuint(w, "rate_limit_bypassed", atomic_load(&app->rl_bypassed));
     mx_jsonw_kbool(w, "draining", atomic_load(&app->draining));
-    mx_jsonw_kuint(w, "proxy_ok", hs.proxy_ok); /* PROXY protocol */
-    mx_jsonw_kuint(w, "proxy_refused", hs.proxy_refused);
-    mx_jsonw_kuint(w, "proxy_malformed", hs.proxy_malformed);
     mx_jsonw_obj_close(w);
 }
 

@@ -343,39 +343,10 @@ static int h_metrics(mx_http_req_t *r, void *st)
     memset(&hs, 0, sizeof hs);
     if (a->app->http) /* NULL only while mx_app_start is returning */
         mx_http_stats(a->app->http, &hs);
-    pf(&p, "# TYPE mx_http_connections_open gauge\nmx_http_connections_open{node=\"%s\"} %llu\n",
-       node, (unsigned long long)hs.conns_open);
-    pf(&p,
-       "# TYPE mx_http_connections_refused_total counter\n"
-       "mx_http_connections_refused_total{node=\"%s\"} %llu\n",
-       node, (unsigned long long)hs.conns_refused);
-    pf(&p, "# TYPE mx_http_requests_total counter\nmx_http_requests_total{node=\"%s\"} %llu\n",
-       node, (unsigned long long)hs.requests);
-    pf(&p, "# TYPE mx_http_bytes_out_total counter\nmx_http_bytes_out_total{node=\"%s\"} %llu\n",
-       node, (unsigned long long)hs.bytes_out);
-
+    /* the acceptors' counters are in mx_metrics_prom; the memory budget is
+     * the server's, shared by them */
     pf(&p, "# TYPE mx_http_buffered_bytes gauge\nmx_http_buffered_bytes{node=\"%s\"} %llu\n", node,
        (unsigned long long)hs.buffered_bytes);
-    pf(&p,
-       "# TYPE mx_http_memory_closed_total counter\n"
-       "mx_http_memory_closed_total{node=\"%s\"} %llu\n",
-       node, (unsigned long long)hs.mem_closed);
-    pf(&p,
-       "# TYPE mx_http_memory_trims_total counter\nmx_http_memory_trims_total{node=\"%s\"} %llu\n",
-       node, (unsigned long long)hs.mem_trims);
-    pf(&p, "# TYPE mx_http_responses_total counter\n");
-    for (int c = 1; c <= 5; c++)
-        pf(&p, "mx_http_responses_total{node=\"%s\",class=\"%dxx\"} %llu\n", node, c,
-           (unsigned long long)hs.responses[c]);
-    static const char *lim[] = {"bad_request", "header_size", "body_size", "header_time",
-                                "idle",        "pipeline",    "output",    "conns",
-                                "in_app",      "body_time",   "chunk_ext", "client_conns",
-                                "memory",      "drain_rate"};
-    _Static_assert(sizeof lim / sizeof *lim == MX_HTTP_LIM__COUNT, "a name per HTTP limit");
-    pf(&p, "# TYPE mx_http_limit_hits_total counter\n");
-    for (int i = 0; i < MX_HTTP_LIM__COUNT; i++)
-        pf(&p, "mx_http_limit_hits_total{node=\"%s\",limit=\"%s\"} %llu\n", node, lim[i],
-           (unsigned long long)hs.limits[i]);
 
     struct mx_svc_stats ss;
     mx_svc_stats(&ss);
