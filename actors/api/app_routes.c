@@ -401,12 +401,7 @@ static int h_metrics(mx_http_req_t *r, void *st)
     pf(&p, "# TYPE mx_cache_l1_hit_ratio gauge\nmx_cache_l1_hit_ratio{node=\"%s\"} %.4f\n", node,
        hit);
 
-    uint64_t dl[MX_DL_COUNT];
-    mx_deadletters(a->app->sys, dl);
-    pf(&p, "# TYPE mx_deadletters_total counter\n");
-    for (int i = 0; i < MX_DL_COUNT; i++)
-        pf(&p, "mx_deadletters_total{node=\"%s\",reason=\"%s\"} %llu\n", node,
-           mx_dl_name((enum mx_dl_reason)i), (unsigned long long)dl[i]);
+    /* dead letters: the runtime's registered set (mx_actor.c) */
     struct type_sum types[32];
     memset(types, 0, sizeof types);
     mx_actors_foreach(a->app->sys, sum_actor, types);
