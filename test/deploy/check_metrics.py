@@ -7,10 +7,9 @@ the build.
    deploy/alerts.yml (Debian's prometheus package);
 2. one real mxnode (test/node/mxlive.py) is scraped at the metrics_path
    prometheus.yml names, and promtool check metrics reads the text: a parse
-   error fails; a lint problem fails when it is in a family generated from
-   the registry (those carry HELP and follow the naming rules) or is not
-   one of the two known kinds of the hand-written families (no HELP, a _ms
-   unit kept for compatibility);
+   error fails, and so does every lint problem but two: a missing HELP on a
+   family still written by hand (the registry's all have one), and the
+   _ms unit suffix mx uses throughout (docs/metrics.md);
 3. every selector in an alert expression or a dashboard query names a
    metric the live node serves, and every label value it matches with =
    (or with =~ "a|b") appears on that metric, so renaming
@@ -32,7 +31,8 @@ import mxlive  # noqa: E402
 DEPLOY = os.path.join(root, "deploy")
 SELECTOR_RE = re.compile(r"\b(mx_[a-z0-9_]+)(\{([^}]*)\})?")
 MATCHER_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"([^"]*)"')
-KNOWN_LINT = ("no help text", "metric names should not contain abbreviated units")
+NO_HELP = "no help text"
+MS_UNIT = "metric names should not contain abbreviated units"
 errors = []
 
 
@@ -92,8 +92,9 @@ def main():
         fam, _, problem = line.partition(" ")
         if not problem:
             continue
-        if fam in registry or problem not in KNOWN_LINT:
-            errors.append(f"promtool check metrics: {line}")
+        if problem == MS_UNIT or (problem == NO_HELP and fam not in registry):
+            continue
+        errors.append(f"promtool check metrics: {line}")
 
     used = 0
     for where, expr in exprs():
