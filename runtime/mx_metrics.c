@@ -200,9 +200,13 @@ static void put_family(struct text *t, const int *slot, int nslot, const char *a
             put_label(t, node);
             put(t, "\",actor=\"%s\",instance=\"", actor);
             put_label(t, s->instance);
-            put(t, "\"%s%s} %llu\n", s->desc[i].label ? "," : "",
-                s->desc[i].label ? s->desc[i].label : "",
-                (unsigned long long)mx_metrics_value(s, i));
+            put(t, "\"%s%s} ", s->desc[i].label ? "," : "",
+                s->desc[i].label ? s->desc[i].label : "");
+            uint64_t v = mx_metrics_value(s, i);
+            if (s->desc[i].kind == MX_METRIC_SGAUGE)
+                put(t, "%lld\n", (long long)(int64_t)v);
+            else
+                put(t, "%llu\n", (unsigned long long)v);
         }
     }
 }
@@ -240,6 +244,14 @@ int mx_metrics_prom(const char *node_name, size_t max, char **out, size_t *len)
     return rc;
 }
 
+static void put_json(struct mx_jsonw *w, const struct mx_metric_desc *d, uint64_t v)
+{
+    if (d->kind == MX_METRIC_SGAUGE)
+        mx_jsonw_kint(w, d->name, (int64_t)v);
+    else
+        mx_jsonw_kuint(w, d->name, v);
+}
+
 void mx_metrics_json(struct mx_jsonw *w)
 {
     int *slot = xmalloc(sizeof(int) * MX_METRICS_MAX_SETS);
@@ -259,7 +271,7 @@ void mx_metrics_json(struct mx_jsonw *w)
             mx_jsonw_key(w, s->instance);
             mx_jsonw_obj_open(w);
             for (size_t i = 0; i < s->n; i++)
-                mx_jsonw_kuint(w, s->desc[i].name, mx_metrics_value(s, i));
+                put_json(w, &s->desc[i], mx_metrics_value(s, i));
             mx_jsonw_obj_close(w);
         }
         mx_jsonw_obj_close(w);
@@ -286,7 +298,7 @@ void mx_metrics_json_totals(struct mx_jsonw *w, const char *actor)
                 if (strcmp(s->actor, actor) == 0 && i < s->n && s->desc == h->desc)
                     sum += mx_metrics_value(s, i);
             }
-            mx_jsonw_kuint(w, h->desc[i].name, sum);
+            put_json(w, &h->desc[i], sum);
         }
     }
     pthread_mutex_unlock(&g_mu);

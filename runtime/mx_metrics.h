@@ -40,7 +40,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum mx_metric_kind { MX_METRIC_COUNTER, MX_METRIC_GAUGE };
+/* SGAUGE: a gauge that may be negative (-1 "unknown"), stored as the two's
+ * complement of an int64_t: MX_METRIC_SET(b, f, -1) */
+enum mx_metric_kind { MX_METRIC_COUNTER, MX_METRIC_GAUGE, MX_METRIC_SGAUGE };
 
 struct mx_metric_desc {
     const char *name; /* the field: [a-z0-9_]+ */

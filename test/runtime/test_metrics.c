@@ -16,7 +16,8 @@
     X(COUNTER, requests, "requests taken", "", "event=\"request\"")                                \
     X(COUNTER, ok, "answered", "", "event=\"ok\"")                                                 \
     X(COUNTER, bytes_out, "bytes written")                                                         \
-    X(GAUGE, inflight, "calls in flight")
+    X(GAUGE, inflight, "calls in flight")                                                          \
+    X(SGAUGE, backlog, "rows waiting; -1 unknown")
 
 MX_METRICS_STRUCT(t_metrics, T_METRICS);
 #define MX_METRICS_TYPE struct t_metrics
@@ -29,10 +30,11 @@ static void test_prom_and_json(void **st)
     MX_METRIC_INC(&a, requests);
     MX_METRIC_ADD(&a, bytes_out, 10);
     MX_METRIC_SET(&a, inflight, 2);
+    MX_METRIC_SET(&a, backlog, -1);
     MX_METRIC_ADD_SHARED(&b, requests, 3);
     MX_METRIC_INC_SHARED(&b, ok);
-    int ia = mx_metrics_register("fetch", "w-0", t_desc, 4, &a);
-    int ib = mx_metrics_register("fetch", "w\"1", t_desc, 4, &b);
+    int ia = mx_metrics_register("fetch", "w-0", t_desc, 5, &a);
+    int ib = mx_metrics_register("fetch", "w\"1", t_desc, 5, &b);
     assert_true(ia > 0);
     assert_true(ib > ia);
     char *txt;
@@ -53,7 +55,11 @@ static void test_prom_and_json(void **st)
         "# HELP mx_fetch_inflight calls in flight\n"
         "# TYPE mx_fetch_inflight gauge\n"
         "mx_fetch_inflight{node=\"n\\\\1\",actor=\"fetch\",instance=\"w-0\"} 2\n"
-        "mx_fetch_inflight{node=\"n\\\\1\",actor=\"fetch\",instance=\"w\\\"1\"} 0\n";
+        "mx_fetch_inflight{node=\"n\\\\1\",actor=\"fetch\",instance=\"w\\\"1\"} 0\n"
+        "# HELP mx_fetch_backlog rows waiting; -1 unknown\n"
+        "# TYPE mx_fetch_backlog gauge\n"
+        "mx_fetch_backlog{node=\"n\\\\1\",actor=\"fetch\",instance=\"w-0\"} -1\n"
+        "mx_fetch_backlog{node=\"n\\\\1\",actor=\"fetch\",instance=\"w\\\"1\"} 0\n";
     assert_string_equal(txt, want);
     free(txt);
 
@@ -70,8 +76,8 @@ static void test_prom_and_json(void **st)
     mx_metrics_json(&w);
     assert_int_equal(w.err, 0);
     assert_string_equal(w.buf, "{\"fetch\":{\"w-0\":{\"requests\":1,\"ok\":0,\"bytes_out\":10,"
-                               "\"inflight\":2},\"w\\\"1\":{\"requests\":3,\"ok\":1,"
-                               "\"bytes_out\":0,\"inflight\":0}}}");
+                               "\"inflight\":2,\"backlog\":-1},\"w\\\"1\":{\"requests\":3,"
+                               "\"ok\":1,\"bytes_out\":0,\"inflight\":0,\"backlog\":0}}}");
     mx_jsonw_fini(&w);
 
     /* a section's totals: every field summed over the actor's instances */
@@ -80,7 +86,8 @@ static void test_prom_and_json(void **st)
     mx_metrics_json_totals(&w, "fetch");
     mx_metrics_json_totals(&w, "nobody");
     mx_jsonw_obj_close(&w);
-    assert_string_equal(w.buf, "{\"requests\":4,\"ok\":1,\"bytes_out\":10,\"inflight\":2}");
+    assert_string_equal(w.buf, "{\"requests\":4,\"ok\":1,\"bytes_out\":10,\"inflight\":2,"
+                               "\"backlog\":-1}");
     mx_jsonw_fini(&w);
 
     mx_metrics_unregister(ia);
@@ -97,13 +104,13 @@ static void test_full_registry(void **st)
     static int ids[MX_METRICS_MAX_SETS];
     uint64_t refused = mx_metrics_refused();
     for (int i = 0; i < MX_METRICS_MAX_SETS; i++) {
-        ids[i] = mx_metrics_register("t", "x", t_desc, 4, &b);
+        ids[i] = mx_metrics_register("t", "x", t_desc, 5, &b);
         assert_true(ids[i] > 0);
     }
-    assert_int_equal(mx_metrics_register("t", "y", t_desc, 4, &b), 0);
+    assert_int_equal(mx_metrics_register("t", "y", t_desc, 5, &b), 0);
     assert_int_equal(mx_metrics_refused(), refused + 1);
     mx_metrics_unregister(ids[7]);
-    assert_true(mx_metrics_register("t", "z", t_desc, 4, &b) > ids[MX_METRICS_MAX_SETS - 1]);
+    assert_true(mx_metrics_register("t", "z", t_desc, 5, &b) > ids[MX_METRICS_MAX_SETS - 1]);
 }
 
 int main(void)
