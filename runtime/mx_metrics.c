@@ -47,6 +47,17 @@ int mx_metrics_register(const char *actor, const char *instance, const struct mx
     return 0;
 }
 
+void mx_metrics_register_once(_Atomic int *id, const char *actor, const char *instance,
+                              const struct mx_metric_desc *desc, size_t n, const void *block)
+{
+    int none = 0; /* relaxed: only the winner registers; the id is for show */
+    if (!atomic_compare_exchange_strong_explicit(id, &none, -1, memory_order_relaxed,
+                                                 memory_order_relaxed))
+        return;
+    int got = mx_metrics_register(actor, instance, desc, n, block);
+    atomic_store_explicit(id, got > 0 ? got : -1, memory_order_relaxed);
+}
+
 void mx_metrics_unregister(int id)
 {
     if (id <= 0)

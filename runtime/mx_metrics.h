@@ -89,6 +89,13 @@ struct mx_metrics_set {
 int mx_metrics_register(const char *actor, const char *instance, const struct mx_metric_desc *desc,
                         size_t n, const void *block);
 
+/* mx_metrics_register_once - for a process-wide block with static storage
+ * (never freed, never unregistered): register it the first time any
+ * thread calls this with that *id (0 before), later calls do nothing.
+ * *id ends > 0, or -1 when the registry was full. Any thread. */
+void mx_metrics_register_once(_Atomic int *id, const char *actor, const char *instance,
+                              const struct mx_metric_desc *desc, size_t n, const void *block);
+
 /* mx_metrics_unregister - remove it (before the block is freed). */
 void mx_metrics_unregister(int id);
 

@@ -539,7 +539,7 @@ static int h_metrics(mx_http_req_t *r, void *st)
         pf(&p, "%.*s", (int)ml, mt);
         free(mt);
     }
-    { /* outbox: relay, DLQ and donation counters (app_outbox.c) */
+    { /* outbox: the relay's lag percentile (app_outbox.c) */
         char ob[8192];
         size_t on = mx__app_outbox_prom(ob, sizeof ob, node);
         pf(&p, "%.*s", (int)on, ob);
@@ -812,6 +812,7 @@ int mx_app_start(struct mx_app *app, mx_system_t *sys, const struct mx_http_opts
                  const struct mx_app_opts *o, uint16_t *bound_port)
 {
     memset(app, 0, sizeof *app);
+    mx__app_outbox_register();
     app->o = *o;
     if (!app->o.max_pending || app->o.max_pending > 4000)
         app->o.max_pending = 4000;

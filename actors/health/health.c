@@ -46,7 +46,7 @@ static struct {
     _Atomic int fast_state;  /* mirror of state for lock-free reads (relaxed) */
     _Atomic int64_t fast_at; /* mirror of at_ms (relaxed: a racing pair errs by one report) */
     struct health_metrics m; /* probes, stale, reports, mysql_up */
-    _Atomic int metrics_id;  /* registered once per process (relaxed CAS) */
+    _Atomic int metrics_id;  /* mx_metrics_register_once */
 } g = {.mu = PTHREAD_MUTEX_INITIALIZER, .state = -1, .fast_state = -1};
 
 /* KEYS health; ARGV state, seq, epoch, node, at, channel, ttl */
@@ -258,13 +258,8 @@ int mx_health_start(mx_registry_t *reg, mx_leases_t *lm, const struct mx_health_
     g.mysql = o ? o->mysql : NULL;
     g.probe_ms = o && o->probe_ms ? o->probe_ms : 1000;
     mx_registry_key(reg, "mysql-health", g.key, sizeof g.key);
-    int none = 0; /* the block is static: registered once, never removed */
-    if (atomic_compare_exchange_strong_explicit(&g.metrics_id, &none, -1, memory_order_relaxed,
-                                                memory_order_relaxed))
-        atomic_store_explicit(&g.metrics_id,
-                              mx_metrics_register("health", "mysql", health_desc,
-                                                  sizeof health_desc / sizeof *health_desc, &g.m),
-                              memory_order_relaxed);
+    mx_metrics_register_once(&g.metrics_id, "health", "mysql", health_desc,
+                             sizeof health_desc / sizeof *health_desc, &g.m);
     int rc = mx_registry_listen(reg, on_event, NULL);
     if (rc == 0)
         rc = mx_registry_on_tick(reg, on_tick, NULL);
