@@ -447,34 +447,7 @@ static int h_metrics(mx_http_req_t *r, void *st)
     if (a->nlikes) {
         struct mx_likes_stats ls;
         mx_likes_stats(&ls);
-        pf(&p, "# TYPE mx_likes_total counter\n");
-#define LV(name, v)                                                                                \
-    pf(&p, "mx_likes_total{node=\"%s\",event=\"" name "\"} %llu\n", node, (unsigned long long)(v))
-        LV("toggle", ls.toggles);
-        LV("like", ls.likes);
-        LV("unlike", ls.unlikes);
-        LV("status_redis", ls.status_redis);
-        LV("status_mysql", ls.status_mysql);
-        LV("warm", ls.warms);
-        LV("warm_failure", ls.warm_failures);
-        LV("redis_failure", ls.redis_failures);
-        LV("mysql_failure", ls.mysql_failures);
-        LV("refused", ls.refused);
-        LV("unload", ls.unloads);
-#undef LV
-        pf(&p, "# TYPE mx_like_sync_total counter\n");
-#define SYV(name, v)                                                                               \
-    pf(&p, "mx_like_sync_total{node=\"%s\",event=\"" name "\"} %llu\n", node,                      \
-       (unsigned long long)(v))
-        SYV("batch", ls.sync_batches);
-        SYV("pair", ls.sync_pairs);
-        SYV("replay", ls.sync_replays);
-        SYV("stale", ls.sync_stale);
-        SYV("failure", ls.sync_failures);
-        SYV("row_inserted", ls.sync_inserted);
-        SYV("row_deleted", ls.sync_deleted);
-        SYV("redis_rollback", ls.sync_rollbacks);
-#undef SYV
+        /* the counters are the registered likes and like_sync sets */
         pf(&p, "# TYPE mx_like_sync_lag_ms histogram\n");
         uint64_t cum = 0;
         for (int i = 0; i < 8; i++) {
@@ -489,10 +462,6 @@ static int h_metrics(mx_http_req_t *r, void *st)
         pf(&p,
            "mx_like_sync_lag_ms_sum{node=\"%s\"} %llu\nmx_like_sync_lag_ms_count{node=\"%s\"} %llu\n",
            node, (unsigned long long)ls.sync_lag_sum_ms, node, (unsigned long long)cum);
-        pf(&p, "# TYPE mx_like_sync_holder gauge\nmx_like_sync_holder{node=\"%s\"} %d\n", node,
-           ls.holder ? 1 : 0);
-        pf(&p, "# TYPE mx_like_pending_targets gauge\nmx_like_pending_targets{node=\"%s\"} %llu\n",
-           node, (unsigned long long)ls.pending_targets);
         pf(&p,
            "# TYPE mx_app_like_count_unknown_total counter\n"
            "mx_app_like_count_unknown_total{node=\"%s\"} %llu\n",
