@@ -58,7 +58,8 @@ static void usage(FILE *f)
         "usage: mxctl [--node ADDR | --cluster REDIS_URL [--cluster-name C]] [--token T]\n"
         "             [--timeout MS] [--json] [--tls-ca F --tls-cert F --tls-key F] COMMAND\n"
         "commands:\n"
-        "  stats                          node, uptime, schedulers, actors, dead letters, transport\n"
+        "  stats                          node, uptime, schedulers, actors, dead letters, transport,\n"
+        "                                 every actor instance's counters\n"
         "  actors [--top N] [--sort depth|age|rate]\n"
         "  mailbox NAME [--peek N]        pending messages of an actor (name or hex id)\n"
         "  deadletters                    dead letters by reason\n"
@@ -497,6 +498,14 @@ static void print_table(const struct opts *o, const msgpack_object *a)
                        v->via.map.ptr[i].key.via.str.ptr, w.err ? "?" : w.buf);
                 mx_jsonw_fini(&w);
             }
+        /* the counter table Prometheus shows too (actor -> instance -> field) */
+        if ((v = get(a, "metrics"))) {
+            struct mx_jsonw w;
+            mx_jsonw_init(&w, ANSWER_MAX);
+            to_json(v, &w);
+            printf("%-11s %s\n", "metrics", w.err ? "?" : w.buf);
+            mx_jsonw_fini(&w);
+        }
     } else if (!strcmp(o->cmd, "actors")) {
         printf("%-18s %-20s %-12s %8s %8s %10s %12s %10s %8s\n", "ID", "NAME", "TYPE", "DEPTH",
                "HWM", "OLDEST_MS", "HANDLED", "RATE/S", "RESTARTS");

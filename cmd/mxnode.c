@@ -27,6 +27,7 @@
 #include "mx_admin.h"
 #include "mx_jsonw.h"
 #include "mx_log.h"
+#include "mx_metrics.h"
 #include "mx_redis.h"
 #include "mx_remote.h"
 #include "mx_mysql.h"
@@ -56,28 +57,16 @@ static void sched_stop(mx_actor_t *self, void *state)
     MX_INFO("scheduler %d stopping", mx_actor_sched(self));
 }
 
-/* Admin "stats" sections: the application's counters next to the runtime's. */
+/* Admin "stats" sections: the application's counters next to the runtime's
+ * (the registered actors' own are in the answer's metrics). */
 static void section_http(struct mx_jsonw *w, void *ctx)
 {
     struct mx_app *app = ctx;
-    struct mx_http_stats hs;
-    memset(&hs, 0, sizeof hs);
-    if (app->http)
-        mx_http_stats(app->http, &hs);
     mx_jsonw_obj_open(w);
-    mx_jsonw_kuint(w, "conns_open", hs.conns_open);
-    mx_jsonw_kuint(w, "conns_accepted", hs.conns_accepted);
-    mx_jsonw_kuint(w, "conns_refused", hs.conns_refused);
-    mx_jsonw_kuint(w, "requests", hs.requests);
-    mx_jsonw_kuint(w, "responses_2xx", hs.responses[2]);
-    mx_jsonw_kuint(w, "responses_4xx", hs.responses[4]);
-    mx_jsonw_kuint(w, "responses_5xx", hs.responses[5]);
+    mx_metrics_json_totals(w, "http"); /* the acceptors' counters, summed */
     mx_jsonw_kuint(w, "rate_limited", atomic_load(&app->rl_refused));
     mx_jsonw_kuint(w, "rate_limit_bypassed", atomic_load(&app->rl_bypassed));
     mx_jsonw_kbool(w, "draining", atomic_load(&app->draining));
-    mx_jsonw_kuint(w, "proxy_ok", hs.proxy_ok); /* PROXY protocol */
-    mx_jsonw_kuint(w, "proxy_refused", hs.proxy_refused);
-    mx_jsonw_kuint(w, "proxy_malformed", hs.proxy_malformed);
     mx_jsonw_obj_close(w);
 }
 
@@ -115,27 +104,6 @@ static void section_cache(struct mx_jsonw *w, void *ctx)
     mx_jsonw_kuint(w, "l3_spooled", ss.l3_spooled);
     mx_jsonw_kuint(w, "l3_refused", ss.l3_refused);
     mx_jsonw_kuint(w, "replays_ok", ss.replays_ok);
-    mx_jsonw_obj_close(w);
-}
-
-static void section_fetch(struct mx_jsonw *w, void *ctx)
-{
-    mx_system_t *sys = ctx;
-    struct mx_addr fa;
-    struct mx_fetch_stats fs;
-    mx_jsonw_obj_open(w);
-    if (mx_whereis(sys, MX_FETCH_NAME, &fa) == 0 && mx_fetch_stats(sys, fa, &fs) == 0) {
-        mx_jsonw_kuint(w, "requests", fs.requests);
-        mx_jsonw_kuint(w, "ok", fs.ok);
-        mx_jsonw_kuint(w, "upstream_calls", fs.upstream_calls);
-        mx_jsonw_kuint(w, "retries", fs.retries);
-        mx_jsonw_kuint(w, "timeouts", fs.timeouts);
-        mx_jsonw_kuint(w, "upstream_errors", fs.upstream_errors);
-        mx_jsonw_kuint(w, "breaker_state", fs.breaker_state);
-        mx_jsonw_kuint(w, "breaker_opens", fs.breaker_opens);
-        mx_jsonw_kuint(w, "refused", fs.refused);
-        mx_jsonw_kuint(w, "inflight", fs.inflight);
-    }
     mx_jsonw_obj_close(w);
 }
 
@@ -418,7 +386,6 @@ int main(int argc, char **argv)
     }
     mx_admin_add_section(admin, "http", section_http, &app);
     mx_admin_add_section(admin, "cache", section_cache, NULL);
-    mx_admin_add_section(admin, "fetcher", section_fetch, sys);
     mx_admin_add_section(admin, "redis", mx_redis_report, NULL); /* every connection's master */
     mxnode_likes_admin(admin);
     if ((rc = mxnode_cluster_start(sys, &cfg, remote, admin, mysql, ho.addr, port, &cluster)) !=

@@ -31,6 +31,7 @@
 #include "mx_alloc.h"
 #include "mx_err.h"
 #include "mx_log.h"
+#include "mx_metrics.h"
 
 #define SLAB_SHIFT 12
 #define SLAB_SIZE (1u << SLAB_SHIFT)
@@ -175,7 +176,8 @@ struct mx_system {
     _Atomic uint32_t arena_used; /* slots ever handed out (for walks) */
     _Atomic uint64_t live;
     _Atomic uint64_t spawned;
-    _Atomic uint64_t deadletters[MX_DL_COUNT];
+    _Atomic uint64_t deadletters[MX_DL_COUNT]; /* registered: dl_desc */
+    int dl_metrics_id;                         /* mx_metrics_register's; 0 refused */
     /* names */
     pthread_mutex_t reg_lock;
     struct reg_entry *reg[REG_BUCKETS];
@@ -212,6 +214,19 @@ const char *mx_dl_name(enum mx_dl_reason r)
 {
     return (unsigned)r < MX_DL_COUNT ? dl_names[r] : "unknown";
 }
+
+/* The dead-letter counters in the metrics registry (mx_metrics.h): written
+ * by every thread (relaxed fetch_add), one family mx_deadletters_total with
+ * a reason label, actor "deadletters", instance the node's name. */
+#define MX_DL_DESC(n, s)                                                                           \
+    {s,                                                                                            \
+     "messages that could not be delivered, by reason",                                            \
+     MX_METRIC_COUNTER,                                                                            \
+     MX_DL_##n * sizeof(_Atomic uint64_t),                                                         \
+     "",                                                                                           \
+     "reason=\"" s "\""},
+static const struct mx_metric_desc dl_desc[] = {MX_DL_MAP(MX_DL_DESC)};
+#undef MX_DL_DESC
 
 /* ---- small helpers ---- */
 
@@ -1809,6 +1824,8 @@ int mx_system_start(const struct mx_system_opts *opts, mx_system_t **out)
     }
     for (int i = 0; i < n; i++)
         pthread_create(&sys->scheds[i].thread, NULL, sched_main, &sys->scheds[i]);
+    sys->dl_metrics_id =
+        mx_metrics_register("deadletters", sys->node_name, dl_desc, MX_DL_COUNT, sys->deadletters);
     *out = sys;
     return 0;
 }
@@ -1851,6 +1868,7 @@ void mx_system_free(mx_system_t *sys)
 {
     if (!sys)
         return;
+    mx_metrics_unregister(sys->dl_metrics_id);
     for (int i = 0; i < sys->nsched; i++) {
         struct mx_sched *s = &sys->scheds[i];
         uv_run(&s->loop, UV_RUN_NOWAIT); /* let close callbacks run */

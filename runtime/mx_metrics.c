@@ -1,10 +1,21 @@
-/* mx_metrics.c - the process's registry of counter blocks (mx_metrics.h).
- * A fixed array under one mutex: registration is rare (actor start/stop),
- * reading is a scrape; the counters themselves never take the lock. */
+/* mx_metrics.c - the process's registry of counter blocks (mx_metrics.h)
+ * and the two renderers generated from it: Prometheus text and the JSON of
+ * mxctl stats. A fixed array under one mutex: registration is rare (actor
+ * start/stop), reading is a scrape; the counters themselves never take the
+ * lock. Renderers hold the lock while they read, so a block cannot be
+ * unregistered (and freed) under them. */
 #include "mx_metrics.h"
 
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "mx_alloc.h"
+#include "mx_err.h"
+#include "mx_jsonw.h"
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct mx_metrics_set g_sets[MX_METRICS_MAX_SETS];
@@ -34,6 +45,17 @@ int mx_metrics_register(const char *actor, const char *instance, const struct mx
     pthread_mutex_unlock(&g_mu);
     atomic_fetch_add_explicit(&g_refused, 1, memory_order_relaxed);
     return 0;
+}
+
+void mx_metrics_register_once(_Atomic int *id, const char *actor, const char *instance,
+                              const struct mx_metric_desc *desc, size_t n, const void *block)
+{
+    int none = 0; /* relaxed: only the winner registers; the id is for show */
+    if (!atomic_compare_exchange_strong_explicit(id, &none, -1, memory_order_relaxed,
+                                                 memory_order_relaxed))
+        return;
+    int got = mx_metrics_register(actor, instance, desc, n, block);
+    atomic_store_explicit(id, got > 0 ? got : -1, memory_order_relaxed);
 }
 
 void mx_metrics_unregister(int id)
@@ -76,4 +98,220 @@ uint64_t mx_metrics_value(const struct mx_metrics_set *s, size_t i)
 uint64_t mx_metrics_refused(void)
 {
     return atomic_load_explicit(&g_refused, memory_order_relaxed);
+}
+
+/* ---- renderers ---- */
+
+/* The live slots in registration (id) order; under g_mu. */
+static int ordered_slots(int *slot)
+{
+    int n = 0;
+    for (int i = 0; i < MX_METRICS_MAX_SETS; i++)
+        if (g_ids[i]) {
+            int k = n++;
+            while (k > 0 && g_ids[slot[k - 1]] > g_ids[i]) {
+                slot[k] = slot[k - 1];
+                k--;
+            }
+            slot[k] = i;
+        }
+    return n;
+}
+
+/* Is s the first of the ordered sets with its actor kind? */
+static bool first_of_actor(const int *slot, int k)
+{
+    for (int j = 0; j < k; j++)
+        if (strcmp(g_sets[slot[j]].actor, g_sets[slot[k]].actor) == 0)
+            return false;
+    return true;
+}
+
+static const char *family_of(const struct mx_metric_desc *d)
+{
+    return d->family ? d->family : d->name;
+}
+
+/* Is entry i of desc the first with its family? */
+static bool first_of_family(const struct mx_metric_desc *desc, size_t i)
+{
+    for (size_t j = 0; j < i; j++)
+        if (strcmp(family_of(&desc[j]), family_of(&desc[i])) == 0)
+            return false;
+    return true;
+}
+
+struct text {
+    char *buf;
+    size_t len, cap, max;
+    bool full;
+};
+
+static void put(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(struct text *t, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if (t->len + (size_t)n < t->cap) {
+            t->len += (size_t)n;
+            return;
+        }
+        if (t->len + (size_t)n >= t->max) {
+            t->full = true;
+            return;
+        }
+        t->cap = t->cap * 2 > t->max ? t->max : t->cap * 2;
+        t->buf = xrealloc(t->buf, t->cap);
+    }
+}
+
+/* A label value in the text format: backslash, quote and newline escaped. */
+static void put_label(struct text *t, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            put(t, "\\%c", *v);
+        else if (*v == '\n')
+            put(t, "\\n");
+        else
+            put(t, "%c", *v);
+    }
+}
+
+static void put_name(struct text *t, const char *actor, const struct mx_metric_desc *d)
+{
+    const char *fam = family_of(d);
+    put(t, "mx_%s%s%s%s", actor, *fam ? "_" : "", fam,
+        d->kind == MX_METRIC_COUNTER ? "_total" : "");
+}
+
+/* One family: its header and every sample of every set of the actor. */
+static void put_family(struct text *t, const int *slot, int nslot, const char *actor,
+                       const struct mx_metric_desc *head, const char *node)
+{
+    put(t, "# HELP ");
+    put_name(t, actor, head);
+    put(t, " %s\n# TYPE ", head->help);
+    put_name(t, actor, head);
+    put(t, " %s\n", head->kind == MX_METRIC_COUNTER ? "counter" : "gauge");
+    for (int k = 0; k < nslot; k++) {
+        const struct mx_metrics_set *s = &g_sets[slot[k]];
+        if (strcmp(s->actor, actor) != 0)
+            continue;
+        for (size_t i = 0; i < s->n; i++) {
+            if (strcmp(family_of(&s->desc[i]), family_of(head)) != 0)
+                continue;
+            put_name(t, actor, &s->desc[i]);
+            put(t, "{node=\"");
+            put_label(t, node);
+            put(t, "\",actor=\"%s\",instance=\"", actor);
+            put_label(t, s->instance);
+            put(t, "\"%s%s} ", s->desc[i].label ? "," : "",
+                s->desc[i].label ? s->desc[i].label : "");
+            uint64_t v = mx_metrics_value(s, i);
+            if (s->desc[i].kind == MX_METRIC_SGAUGE)
+                put(t, "%lld\n", (long long)(int64_t)v);
+            else
+                put(t, "%llu\n", (unsigned long long)v);
+        }
+    }
+}
+
+int mx_metrics_prom(const char *node_name, size_t max, char **out, size_t *len)
+{
+    struct text t = {.cap = max < 16384 ? max : 16384, .max = max};
+    t.buf = xmalloc(t.cap ? t.cap : 1);
+    t.buf[0] = '\0';
+    int *slot = xmalloc(sizeof(int) * MX_METRICS_MAX_SETS);
+    pthread_mutex_lock(&g_mu);
+    int n = ordered_slots(slot);
+    int rc = 0;
+    for (int k = 0; k < n; k++) {
+        const struct mx_metrics_set *s = &g_sets[slot[k]];
+        if (!first_of_actor(slot, k))
+            continue;
+        for (size_t i = 0; i < s->n; i++) {
+            if (!first_of_family(s->desc, i))
+                continue;
+            size_t mark = t.len;
+            put_family(&t, slot, n, s->actor, &s->desc[i], node_name ? node_name : "");
+            if (t.full) { /* leave the family out whole */
+                t.len = mark;
+                t.buf[mark] = '\0';
+                t.full = false;
+                rc = MX_ETOOBIG;
+            }
+        }
+    }
+    pthread_mutex_unlock(&g_mu);
+    free(slot);
+    *out = t.buf;
+    *len = t.len;
+    return rc;
+}
+
+static void put_json(struct mx_jsonw *w, const struct mx_metric_desc *d, uint64_t v)
+{
+    if (d->kind == MX_METRIC_SGAUGE)
+        mx_jsonw_kint(w, d->name, (int64_t)v);
+    else
+        mx_jsonw_kuint(w, d->name, v);
+}
+
+void mx_metrics_json(struct mx_jsonw *w)
+{
+    int *slot = xmalloc(sizeof(int) * MX_METRICS_MAX_SETS);
+    pthread_mutex_lock(&g_mu);
+    int n = ordered_slots(slot);
+    mx_jsonw_obj_open(w);
+    for (int k = 0; k < n; k++) {
+        const char *actor = g_sets[slot[k]].actor;
+        if (!first_of_actor(slot, k))
+            continue;
+        mx_jsonw_key(w, actor);
+        mx_jsonw_obj_open(w);
+        for (int j = k; j < n; j++) {
+            const struct mx_metrics_set *s = &g_sets[slot[j]];
+            if (strcmp(s->actor, actor) != 0)
+                continue;
+            mx_jsonw_key(w, s->instance);
+            mx_jsonw_obj_open(w);
+            for (size_t i = 0; i < s->n; i++)
+                put_json(w, &s->desc[i], mx_metrics_value(s, i));
+            mx_jsonw_obj_close(w);
+        }
+        mx_jsonw_obj_close(w);
+    }
+    mx_jsonw_obj_close(w);
+    pthread_mutex_unlock(&g_mu);
+    free(slot);
+}
+
+void mx_metrics_json_totals(struct mx_jsonw *w, const char *actor)
+{
+    int *slot = xmalloc(sizeof(int) * MX_METRICS_MAX_SETS);
+    pthread_mutex_lock(&g_mu);
+    int n = ordered_slots(slot), first = -1;
+    for (int k = 0; k < n && first < 0; k++)
+        if (strcmp(g_sets[slot[k]].actor, actor) == 0)
+            first = k;
+    if (first >= 0) {
+        const struct mx_metrics_set *h = &g_sets[slot[first]];
+        for (size_t i = 0; i < h->n; i++) {
+            uint64_t sum = 0;
+            for (int k = first; k < n; k++) {
+                const struct mx_metrics_set *s = &g_sets[slot[k]];
+                if (strcmp(s->actor, actor) == 0 && i < s->n && s->desc == h->desc)
+                    sum += mx_metrics_value(s, i);
+            }
+            put_json(w, &h->desc[i], sum);
+        }
+    }
+    pthread_mutex_unlock(&g_mu);
+    free(slot);
 }

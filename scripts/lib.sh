@@ -8,7 +8,7 @@ MX_BUILD_PKGS="cmake make gcc g++ pkg-config libuv1-dev libnng-dev libhiredis-de
   libmsgpuck-dev libsimdjson-dev libfmt-dev node-llhttp libcurl4-openssl-dev zlib1g-dev libssl-dev
   default-libmysqlclient-dev libcmocka-dev python3-yaml"
 MX_RUN_PKGS="redis-server mariadb-server mariadb-client openssl"
-MX_TEST_PKGS="procps openssl python3 python3-yaml python3-jsonschema redis-server redis-sentinel mariadb-server mariadb-client haproxy clang clang-format libclang-rt-14-dev"
+MX_TEST_PKGS="procps openssl python3 python3-yaml python3-jsonschema prometheus redis-server redis-sentinel mariadb-server mariadb-client haproxy clang clang-format libclang-rt-14-dev"
 MX_BENCH_PKGS="erlang-base wrk nginx-light"
 
 mx_log() { printf '== %s\n' "$*" >&2; }

@@ -221,8 +221,13 @@ void mx__app_db_reply(struct acc *a, mx_http_req_t *r, struct mx_msg *m);
 int mx__app_donate(mx_http_req_t *r, void *st);
 int mx__app_points(mx_http_req_t *r, void *st);
 
-/* mx__app_outbox_prom - the outbox's Prometheus lines (relay and routes)
- * into buf; returns the bytes written (< cap). */
+/* mx__app_outbox_prom - the outbox's Prometheus lines the registry cannot
+ * give (the relay's lag percentile) into buf; returns the bytes written
+ * (< cap). The counters are registered sets (docs/metrics.md). */
 size_t mx__app_outbox_prom(char *buf, size_t cap, const char *node);
+
+/* mx__app_outbox_register - register the outbox routes' counters (actor
+ * outbox_api) once per process. mx_app_start calls it. */
+void mx__app_outbox_register(void);
 
 #endif

@@ -20,6 +20,7 @@
 #include "mx_jsonr.h"
 #include "mx_likes.h"
 #include "mx_log.h"
+#include "mx_metrics.h"
 #include "mx_mysql.h"
 #include "mx_outbox.h"
 #include "mx_proto.h"
@@ -28,14 +29,35 @@
 #define PAGE_SIZE_DEFAULT 20
 #define PAGE_SIZE_MAX 100
 
-/* Counters (any acceptor thread writes, metrics read: relaxed, each an
- * independent statistic). */
-static struct {
-    _Atomic uint64_t bad_input, db_unavailable, db_failed, dlq_ops, donations, not_enough_points,
-        not_admin, grants;
-} cnt;
-#define COUNT(f) atomic_fetch_add_explicit(&cnt.f, 1, memory_order_relaxed)
-#define READ(f) (unsigned long long)atomic_load_explicit(&cnt.f, memory_order_relaxed)
+/* Counters, declared once (mx_metrics.h), registered as actor outbox_api,
+ * instance "api": any acceptor thread writes (shared), each an independent
+ * statistic. Prometheus mx_outbox_api_total{event}. */
+#define MX_OUTBOX_API_METRICS(X)                                                                   \
+    X(COUNTER, bad_input, "outbox routes refused: bad input", "", "event=\"bad_input\"")           \
+    X(COUNTER, db_unavailable, "outbox routes answered 503: no MySQL", "",                         \
+      "event=\"db_unavailable\"")                                                                  \
+    X(COUNTER, db_failed, "outbox routes whose MySQL job failed", "", "event=\"db_failed\"")       \
+    X(COUNTER, dlq_ops, "DLQ admin operations", "", "event=\"dlq_op\"")                            \
+    X(COUNTER, donations, "coffee donations", "", "event=\"donation\"")                            \
+    X(COUNTER, not_enough_points, "donations refused: not enough points", "",                      \
+      "event=\"not_enough_points\"")                                                               \
+    X(COUNTER, not_admin, "admin routes refused: not an admin", "", "event=\"not_admin\"")         \
+    X(COUNTER, grants, "points granted", "", "event=\"grant\"")
+
+MX_METRICS_STRUCT(api_metrics, MX_OUTBOX_API_METRICS);
+#define MX_METRICS_TYPE struct api_metrics
+static const struct mx_metric_desc api_desc[] = {MX_OUTBOX_API_METRICS(MX_METRIC_DESC)};
+#undef MX_METRICS_TYPE
+static struct api_metrics cnt;
+static _Atomic int cnt_id;
+#define COUNT(f) MX_METRIC_INC_SHARED(&cnt, f)
+
+void mx__app_outbox_register(void)
+{
+    mx_outbox_register_metrics(); /* the relay's figures even on a node without it */
+    mx_metrics_register_once(&cnt_id, "outbox_api", "api", api_desc,
+                             sizeof api_desc / sizeof *api_desc, &cnt);
+}
 
 static void bad(mx_http_req_t *r, const char *msg)
 {
@@ -455,72 +477,8 @@ size_t mx__app_outbox_prom(char *buf, size_t cap, const char *node)
 {
     struct mx_outbox_stats s;
     mx_outbox_stats(&s);
-    int n = snprintf(
-        buf, cap,
-        "# TYPE mx_outbox_holding gauge\nmx_outbox_holding{node=\"%s\"} %d\n"
-        "# TYPE mx_outbox_backlog gauge\nmx_outbox_backlog{node=\"%s\"} %lld\n"
-        "# TYPE mx_outbox_oldest_due_age_ms gauge\nmx_outbox_oldest_due_age_ms{node=\"%s\"} %lld\n"
-        "# TYPE mx_outbox_dlq_size gauge\nmx_outbox_dlq_size{node=\"%s\"} %lld\n"
-        "# TYPE mx_outbox_lag_p99_ms gauge\nmx_outbox_lag_p99_ms{node=\"%s\"} %llu\n"
-        "# TYPE mx_outbox_total counter\n"
-        "mx_outbox_total{node=\"%s\",event=\"claimed\"} %llu\n"
-        "mx_outbox_total{node=\"%s\",event=\"delivery\"} %llu\n"
-        "mx_outbox_total{node=\"%s\",event=\"attempt\"} %llu\n"
-        "mx_outbox_total{node=\"%s\",event=\"failure\"} %llu\n"
-        "mx_outbox_total{node=\"%s\",event=\"retry\"} %llu\n"
-        "mx_outbox_total{node=\"%s\",event=\"dead\"} %llu\n"
-        "mx_outbox_total{node=\"%s\",event=\"stale_completion\"} %llu\n"
-        "mx_outbox_total{node=\"%s\",event=\"fenced\"} %llu\n"
-        "mx_outbox_total{node=\"%s\",event=\"reclaimed\"} %llu\n"
-        "mx_outbox_total{node=\"%s\",event=\"refused\"} %llu\n"
-        "mx_outbox_total{node=\"%s\",event=\"purged\"} %llu\n"
-        "# TYPE mx_outbox_api_total counter\n"
-        "mx_outbox_api_total{node=\"%s\",event=\"bad_input\"} %llu\n"
-        "mx_outbox_api_total{node=\"%s\",event=\"db_unavailable\"} %llu\n"
-        "mx_outbox_api_total{node=\"%s\",event=\"db_failed\"} %llu\n"
-        "mx_outbox_api_total{node=\"%s\",event=\"dlq_op\"} %llu\n"
-        "mx_outbox_api_total{node=\"%s\",event=\"donation\"} %llu\n"
-        "mx_outbox_api_total{node=\"%s\",event=\"not_enough_points\"} %llu\n"
-        "mx_outbox_api_total{node=\"%s\",event=\"not_admin\"} %llu\n"
-        "mx_outbox_api_total{node=\"%s\",event=\"grant\"} %llu\n",
-        node, s.holding ? 1 : 0, node, (long long)s.backlog, node, (long long)s.oldest_due_age_ms,
-        node, (long long)s.dlq_size, node, (unsigned long long)s.lag_p99_ms, node,
-        (unsigned long long)s.claimed, node, (unsigned long long)s.delivered, node,
-        (unsigned long long)s.attempts, node, (unsigned long long)s.failures, node,
-        (unsigned long long)s.retries, node, (unsigned long long)s.dead, node,
-        (unsigned long long)s.stale_completions, node, (unsigned long long)s.fenced, node,
-        (unsigned long long)s.reclaimed, node, (unsigned long long)s.refused, node,
-        (unsigned long long)s.purged, node, READ(bad_input), node, READ(db_unavailable), node,
-        READ(db_failed), node, READ(dlq_ops), node, READ(donations), node, READ(not_enough_points),
-        node, READ(not_admin), node, READ(grants));
-    if (n < 0)
-        return 0;
-    size_t len = (size_t)n < cap ? (size_t)n : cap - 1;
-    struct mx_alert_stats al;
-    mx_alert_stats(&al);
-    n = snprintf(buf + len, cap - len,
-                 "# TYPE mx_alert_total counter\n"
-                 "mx_alert_total{node=\"%s\",event=\"raised\"} %llu\n"
-                 "mx_alert_total{node=\"%s\",event=\"refused\"} %llu\n"
-                 "mx_alert_total{node=\"%s\",event=\"throttled\"} %llu\n"
-                 "mx_alert_total{node=\"%s\",event=\"passed\"} %llu\n"
-                 "mx_alert_total{node=\"%s\",event=\"bypassed\"} %llu\n"
-                 "mx_alert_total{node=\"%s\",event=\"ai_granted\"} %llu\n"
-                 "mx_alert_total{node=\"%s\",event=\"ai_refused\"} %llu\n"
-                 "mx_alert_total{node=\"%s\",event=\"ai_call\"} %llu\n"
-                 "mx_alert_total{node=\"%s\",event=\"ai_ok\"} %llu\n"
-                 "mx_alert_total{node=\"%s\",event=\"ai_failed\"} %llu\n"
-                 "mx_alert_total{node=\"%s\",event=\"ai_busy\"} %llu\n"
-                 "mx_alert_total{node=\"%s\",event=\"written\"} %llu\n"
-                 "mx_alert_total{node=\"%s\",event=\"dropped\"} %llu\n",
-                 node, (unsigned long long)al.raised, node, (unsigned long long)al.refused, node,
-                 (unsigned long long)al.throttled, node, (unsigned long long)al.passed, node,
-                 (unsigned long long)al.bypassed, node, (unsigned long long)al.ai_granted, node,
-                 (unsigned long long)al.ai_refused, node, (unsigned long long)al.ai_calls, node,
-                 (unsigned long long)al.ai_ok, node, (unsigned long long)al.ai_failed, node,
-                 (unsigned long long)al.ai_busy, node, (unsigned long long)al.written, node,
-                 (unsigned long long)al.dropped);
-    if (n > 0)
-        len += (size_t)n < cap - len ? (size_t)n : cap - len - 1;
-    return len;
+    int n = snprintf(buf, cap,
+                     "# TYPE mx_outbox_lag_p99_ms gauge\nmx_outbox_lag_p99_ms{node=\"%s\"} %llu\n",
+                     node, (unsigned long long)s.lag_p99_ms);
+    return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
 }

@@ -20,6 +20,7 @@
 #include "mx_fetch.h"
 #include "mx_likes.h"
 #include "mx_log.h"
+#include "mx_metrics.h"
 #include "mx_proto.h"
 #include "mx_cache.h"
 
@@ -342,39 +343,10 @@ static int h_metrics(mx_http_req_t *r, void *st)
     memset(&hs, 0, sizeof hs);
     if (a->app->http) /* NULL only while mx_app_start is returning */
         mx_http_stats(a->app->http, &hs);
-    pf(&p, "# TYPE mx_http_connections_open gauge\nmx_http_connections_open{node=\"%s\"} %llu\n",
-       node, (unsigned long long)hs.conns_open);
-    pf(&p,
-       "# TYPE mx_http_connections_refused_total counter\n"
-       "mx_http_connections_refused_total{node=\"%s\"} %llu\n",
-       node, (unsigned long long)hs.conns_refused);
-    pf(&p, "# TYPE mx_http_requests_total counter\nmx_http_requests_total{node=\"%s\"} %llu\n",
-       node, (unsigned long long)hs.requests);
-    pf(&p, "# TYPE mx_http_bytes_out_total counter\nmx_http_bytes_out_total{node=\"%s\"} %llu\n",
-       node, (unsigned long long)hs.bytes_out);
-
+    /* the acceptors' counters are in mx_metrics_prom; the memory budget is
+     * the server's, shared by them */
     pf(&p, "# TYPE mx_http_buffered_bytes gauge\nmx_http_buffered_bytes{node=\"%s\"} %llu\n", node,
        (unsigned long long)hs.buffered_bytes);
-    pf(&p,
-       "# TYPE mx_http_memory_closed_total counter\n"
-       "mx_http_memory_closed_total{node=\"%s\"} %llu\n",
-       node, (unsigned long long)hs.mem_closed);
-    pf(&p,
-       "# TYPE mx_http_memory_trims_total counter\nmx_http_memory_trims_total{node=\"%s\"} %llu\n",
-       node, (unsigned long long)hs.mem_trims);
-    pf(&p, "# TYPE mx_http_responses_total counter\n");
-    for (int c = 1; c <= 5; c++)
-        pf(&p, "mx_http_responses_total{node=\"%s\",class=\"%dxx\"} %llu\n", node, c,
-           (unsigned long long)hs.responses[c]);
-    static const char *lim[] = {"bad_request", "header_size", "body_size", "header_time",
-                                "idle",        "pipeline",    "output",    "conns",
-                                "in_app",      "body_time",   "chunk_ext", "client_conns",
-                                "memory",      "drain_rate"};
-    _Static_assert(sizeof lim / sizeof *lim == MX_HTTP_LIM__COUNT, "a name per HTTP limit");
-    pf(&p, "# TYPE mx_http_limit_hits_total counter\n");
-    for (int i = 0; i < MX_HTTP_LIM__COUNT; i++)
-        pf(&p, "mx_http_limit_hits_total{node=\"%s\",limit=\"%s\"} %llu\n", node, lim[i],
-           (unsigned long long)hs.limits[i]);
 
     struct mx_svc_stats ss;
     mx_svc_stats(&ss);
@@ -429,37 +401,7 @@ static int h_metrics(mx_http_req_t *r, void *st)
     pf(&p, "# TYPE mx_cache_l1_hit_ratio gauge\nmx_cache_l1_hit_ratio{node=\"%s\"} %.4f\n", node,
        hit);
 
-    struct mx_addr fa;
-    struct mx_fetch_stats fs;
-    if (mx_whereis(a->app->sys, MX_FETCH_NAME, &fa) == 0 &&
-        mx_fetch_stats(a->app->sys, fa, &fs) == 0) {
-        pf(&p, "# TYPE mx_fetch_total counter\n");
-#define FV(name, v)                                                                                \
-    pf(&p, "mx_fetch_total{node=\"%s\",event=\"" name "\"} %llu\n", node, (unsigned long long)(v))
-        FV("request", fs.requests);
-        FV("ok", fs.ok);
-        FV("not_found", fs.not_found);
-        FV("invalid_key", fs.invalid_key);
-        FV("timeout", fs.timeouts);
-        FV("upstream_error", fs.upstream_errors);
-        FV("breaker_rejected", fs.breaker_rejected);
-        FV("refused", fs.refused);
-        FV("upstream_call", fs.upstream_calls);
-        FV("retry", fs.retries);
-        FV("breaker_open", fs.breaker_opens);
-#undef FV
-        pf(&p, "# TYPE mx_fetch_breaker_state gauge\nmx_fetch_breaker_state{node=\"%s\"} %u\n",
-           node, fs.breaker_state);
-        pf(&p, "# TYPE mx_fetch_inflight gauge\nmx_fetch_inflight{node=\"%s\"} %u\n", node,
-           fs.inflight);
-    }
-
-    uint64_t dl[MX_DL_COUNT];
-    mx_deadletters(a->app->sys, dl);
-    pf(&p, "# TYPE mx_deadletters_total counter\n");
-    for (int i = 0; i < MX_DL_COUNT; i++)
-        pf(&p, "mx_deadletters_total{node=\"%s\",reason=\"%s\"} %llu\n", node,
-           mx_dl_name((enum mx_dl_reason)i), (unsigned long long)dl[i]);
+    /* dead letters: the runtime's registered set (mx_actor.c) */
     struct type_sum types[32];
     memset(types, 0, sizeof types);
     mx_actors_foreach(a->app->sys, sum_actor, types);
@@ -505,34 +447,7 @@ static int h_metrics(mx_http_req_t *r, void *st)
     if (a->nlikes) {
         struct mx_likes_stats ls;
         mx_likes_stats(&ls);
-        pf(&p, "# TYPE mx_likes_total counter\n");
-#define LV(name, v)                                                                                \
-    pf(&p, "mx_likes_total{node=\"%s\",event=\"" name "\"} %llu\n", node, (unsigned long long)(v))
-        LV("toggle", ls.toggles);
-        LV("like", ls.likes);
-        LV("unlike", ls.unlikes);
-        LV("status_redis", ls.status_redis);
-        LV("status_mysql", ls.status_mysql);
-        LV("warm", ls.warms);
-        LV("warm_failure", ls.warm_failures);
-        LV("redis_failure", ls.redis_failures);
-        LV("mysql_failure", ls.mysql_failures);
-        LV("refused", ls.refused);
-        LV("unload", ls.unloads);
-#undef LV
-        pf(&p, "# TYPE mx_like_sync_total counter\n");
-#define SYV(name, v)                                                                               \
-    pf(&p, "mx_like_sync_total{node=\"%s\",event=\"" name "\"} %llu\n", node,                      \
-       (unsigned long long)(v))
-        SYV("batch", ls.sync_batches);
-        SYV("pair", ls.sync_pairs);
-        SYV("replay", ls.sync_replays);
-        SYV("stale", ls.sync_stale);
-        SYV("failure", ls.sync_failures);
-        SYV("row_inserted", ls.sync_inserted);
-        SYV("row_deleted", ls.sync_deleted);
-        SYV("redis_rollback", ls.sync_rollbacks);
-#undef SYV
+        /* the counters are the registered likes and like_sync sets */
         pf(&p, "# TYPE mx_like_sync_lag_ms histogram\n");
         uint64_t cum = 0;
         for (int i = 0; i < 8; i++) {
@@ -547,10 +462,6 @@ static int h_metrics(mx_http_req_t *r, void *st)
         pf(&p,
            "mx_like_sync_lag_ms_sum{node=\"%s\"} %llu\nmx_like_sync_lag_ms_count{node=\"%s\"} %llu\n",
            node, (unsigned long long)ls.sync_lag_sum_ms, node, (unsigned long long)cum);
-        pf(&p, "# TYPE mx_like_sync_holder gauge\nmx_like_sync_holder{node=\"%s\"} %d\n", node,
-           ls.holder ? 1 : 0);
-        pf(&p, "# TYPE mx_like_pending_targets gauge\nmx_like_pending_targets{node=\"%s\"} %llu\n",
-           node, (unsigned long long)ls.pending_targets);
         pf(&p,
            "# TYPE mx_app_like_count_unknown_total counter\n"
            "mx_app_like_count_unknown_total{node=\"%s\"} %llu\n",
@@ -588,7 +499,16 @@ static int h_metrics(mx_http_req_t *r, void *st)
            node, (unsigned long long)rs.reconnect_ms_last, node,
            (unsigned long long)rs.reconnect_ms_max);
     }
-    { /* outbox: relay, DLQ and donation counters (app_outbox.c) */
+    { /* every actor instance's counter block (mx_metrics.h): generated from
+       * the same table as mxctl stats */
+        char *mt;
+        size_t ml;
+        if (mx_metrics_prom(node, 1u << 19, &mt, &ml) != 0)
+            MX_WARN("metrics: the registry's text exceeds 512 KiB; families left out");
+        pf(&p, "%.*s", (int)ml, mt);
+        free(mt);
+    }
+    { /* outbox: the relay's lag percentile (app_outbox.c) */
         char ob[8192];
         size_t on = mx__app_outbox_prom(ob, sizeof ob, node);
         pf(&p, "%.*s", (int)on, ob);
@@ -861,6 +781,7 @@ int mx_app_start(struct mx_app *app, mx_system_t *sys, const struct mx_http_opts
                  const struct mx_app_opts *o, uint16_t *bound_port)
 {
     memset(app, 0, sizeof *app);
+    mx__app_outbox_register();
     app->o = *o;
     if (!app->o.max_pending || app->o.max_pending > 4000)
         app->o.max_pending = 4000;

@@ -37,22 +37,18 @@
 #include "mx_err.h"
 #include "mx_list.h"
 #include "mx_log.h"
+#include "mx_metrics.h"
 #include "mx_url.h"
 
 /* ---- counters and the per-fetcher block ---- */
 
-/* Written only by the fetcher's thread, read by any: relaxed atomics (each
- * counter is independent; readers want a value, not an ordering). */
-struct counters {
-    _Atomic uint64_t requests, ok, not_found, invalid_key, timeouts, upstream_errors,
-        breaker_rejected, refused, bad_requests, upstream_calls, retries, attempt_timeouts,
-        attempt_conn_errors, attempt_5xx, body_bytes, breaker_opens;
-    _Atomic uint32_t breaker_state, inflight, inflight_max, active, queued, queued_max;
-};
-
-#define CNT_ADD(f, n) atomic_fetch_add_explicit(&(f), (n), memory_order_relaxed)
-#define CNT_SET(f, v) atomic_store_explicit(&(f), (v), memory_order_relaxed)
-#define CNT_GET(f) atomic_load_explicit(&(f), memory_order_relaxed)
+/* The block (MX_FETCH_METRICS): written only by the fetcher's thread (one
+ * writer: MX_METRIC_ADD/SET), read by any (relaxed; each counter is
+ * independent, readers want a value, not an ordering). */
+MX_METRICS_STRUCT(counters, MX_FETCH_METRICS);
+#define MX_METRICS_TYPE struct counters
+static const struct mx_metric_desc counters_desc[] = {MX_FETCH_METRICS(MX_METRIC_DESC)};
+#undef MX_METRICS_TYPE
 
 /* The spawn argument: options (strings owned) and counters. Created by
  * mx_fetch_spawn, registered by init, unregistered and freed by stop. */
@@ -63,6 +59,8 @@ struct shared {
     mx_system_t *sys;
     struct mx_addr addr;
     struct shared *next; /* registry link, under reg_lock */
+    char name[48];       /* the spawn name: the metrics instance */
+    int metrics_id;      /* mx_metrics_register's, 0 when refused */
     struct counters c;
 };
 
@@ -175,20 +173,20 @@ static uint64_t rng_next(struct fetcher *f)
 
 static void publish_breaker(struct fetcher *f)
 {
-    CNT_SET(f->sh->c.breaker_state, (uint32_t)f->br.state);
-    CNT_SET(f->sh->c.breaker_opens, f->br.opens);
+    MX_METRIC_SET(&f->sh->c, breaker_state, (uint32_t)f->br.state);
+    MX_METRIC_SET(&f->sh->c, breaker_opens, f->br.opens);
 }
 
 static void publish_counts(struct fetcher *f)
 {
     struct counters *c = &f->sh->c;
-    CNT_SET(c->inflight, f->inflight);
-    if (f->inflight > CNT_GET(c->inflight_max))
-        CNT_SET(c->inflight_max, f->inflight);
-    CNT_SET(c->active, f->active.n);
-    CNT_SET(c->queued, f->waiting.n + f->waiting_user.n);
-    if (f->waiting.n + f->waiting_user.n > CNT_GET(c->queued_max))
-        CNT_SET(c->queued_max, f->waiting.n + f->waiting_user.n);
+    MX_METRIC_SET(c, inflight, f->inflight);
+    if (f->inflight > MX_METRIC_GET(c, inflight_max))
+        MX_METRIC_SET(c, inflight_max, f->inflight);
+    MX_METRIC_SET(c, active, f->active.n);
+    MX_METRIC_SET(c, queued, f->waiting.n + f->waiting_user.n);
+    if (f->waiting.n + f->waiting_user.n > MX_METRIC_GET(c, queued_max))
+        MX_METRIC_SET(c, queued_max, f->waiting.n + f->waiting_user.n);
 }
 
 /* ---- replies ---- */
@@ -197,30 +195,30 @@ static void count_status(struct counters *c, int status, bool breaker)
 {
     switch (status) {
     case 0:
-        CNT_ADD(c->ok, 1);
+        MX_METRIC_ADD(c, ok, 1);
         break;
     case MX_ENOTFOUND:
-        CNT_ADD(c->not_found, 1);
+        MX_METRIC_ADD(c, not_found, 1);
         break;
     case MX_EINVAL:
-        CNT_ADD(c->invalid_key, 1);
+        MX_METRIC_ADD(c, invalid_key, 1);
         break;
     case MX_ETIMEDOUT:
-        CNT_ADD(c->timeouts, 1);
+        MX_METRIC_ADD(c, timeouts, 1);
         break;
     case MX_EUNAVAIL:
         if (breaker)
-            CNT_ADD(c->breaker_rejected, 1);
+            MX_METRIC_ADD(c, breaker_rejected, 1);
         else
-            CNT_ADD(c->refused, 1);
+            MX_METRIC_ADD(c, refused, 1);
         break;
     case MX_EDECODE:
-        CNT_ADD(c->bad_requests, 1);
+        MX_METRIC_ADD(c, bad_requests, 1);
         break;
     case MX_ESTOPPED:
         break; /* shutting down: not an upstream problem */
     default:
-        CNT_ADD(c->upstream_errors, 1);
+        MX_METRIC_ADD(c, upstream_errors, 1);
         break;
     }
 }
@@ -322,7 +320,7 @@ static void finish(struct fetcher *f, struct freq *r, int status, bool breaker, 
         body = r->buf;
         len = r->len;
         r->buf = NULL;
-        CNT_ADD(f->sh->c.body_bytes, len);
+        MX_METRIC_ADD(&f->sh->c, body_bytes, len);
     }
     count_status(&f->sh->c, status, breaker);
     send_reply(f, r->req, status, r->http_status, r->attempts,
@@ -487,9 +485,9 @@ static int start_attempt(struct fetcher *f, struct freq *r)
     }
     f->inflight++;
     r->attempts++;
-    CNT_ADD(f->sh->c.upstream_calls, 1);
+    MX_METRIC_ADD(&f->sh->c, upstream_calls, 1);
     if (r->attempts > 1)
-        CNT_ADD(f->sh->c.retries, 1);
+        MX_METRIC_ADD(&f->sh->c, retries, 1);
     publish_counts(f);
     return 0;
 }
@@ -568,7 +566,7 @@ static void attempt_done(struct fetcher *f, struct freq *r, CURLcode rc)
         status = 0;
         r->err[0] = '\0';
     } else if (rc == CURLE_OK && http >= 500) {
-        CNT_ADD(c->attempt_5xx, 1);
+        MX_METRIC_ADD(c, attempt_5xx, 1);
         healthy = false;
         retryable = true;
         snprintf(r->err, sizeof(r->err), "upstream answered %ld", http);
@@ -585,13 +583,13 @@ static void attempt_done(struct fetcher *f, struct freq *r, CURLcode rc)
     } else if (rc == CURLE_OK) {
         snprintf(r->err, sizeof(r->err), "upstream answered %ld", http);
     } else if (rc == CURLE_OPERATION_TIMEDOUT) {
-        CNT_ADD(c->attempt_timeouts, 1);
+        MX_METRIC_ADD(c, attempt_timeouts, 1);
         healthy = false;
         retryable = true;
         status = MX_ETIMEDOUT;
         snprintf(r->err, sizeof(r->err), "upstream timed out: %.200s", cerr);
     } else if (conn_error(rc)) {
-        CNT_ADD(c->attempt_conn_errors, 1);
+        MX_METRIC_ADD(c, attempt_conn_errors, 1);
         healthy = false;
         retryable = true;
         snprintf(r->err, sizeof(r->err), "upstream connection failed: %.200s", cerr);
@@ -701,9 +699,9 @@ static void on_request(struct fetcher *f, const struct mx_msg *m)
     struct shared *sh = f->sh;
     struct mx_m_fetch_req q;
 
-    CNT_ADD(sh->c.requests, 1);
+    MX_METRIC_ADD(&sh->c, requests, 1);
     if (!(m->env.flags & MX_ENVF_REQUEST) || m->env.from.actor == 0) {
-        CNT_ADD(sh->c.bad_requests, 1); /* nobody to answer: counted, dropped */
+        MX_METRIC_ADD(&sh->c, bad_requests, 1); /* nobody to answer: counted, dropped */
         MX_DEBUG("fetch_req without a reply address dropped");
         return;
     }
@@ -772,7 +770,7 @@ static int fetch_receive(mx_actor_t *self, void *state, struct mx_msg *m)
     else if (m->env.type == MX_T_fetch_retry)
         on_retry(f, m);
     else if (m->env.type != MX_T_sys_timeout)
-        CNT_ADD(f->sh->c.bad_requests, 1);
+        MX_METRIC_ADD(&f->sh->c, bad_requests, 1);
     return 0; /* never an error: no restarts (see mx_fetch_spawn) */
 }
 
@@ -805,6 +803,8 @@ static int fetch_init(mx_actor_t *self, void *arg, void **state)
     sh->sys = mx_system_of(self);
     sh->addr = mx_self(self);
     reg_add(sh);
+    sh->metrics_id = mx_metrics_register("fetch", sh->name, counters_desc,
+                                         sizeof counters_desc / sizeof *counters_desc, &sh->c);
     *state = f;
     return 0;
 }
@@ -838,6 +838,7 @@ static void fetch_stop(mx_actor_t *self, void *state)
     for (uint32_t i = 0; i < f->npool; i++)
         curl_easy_cleanup(f->pool[i]);
     free(f->pool);
+    mx_metrics_unregister(f->sh->metrics_id);
     reg_del(f->sh);
     shared_free(f->sh);
     mx_curluv_close(&f->cu, on_state_closed); /* frees f once closed */
@@ -925,6 +926,7 @@ int mx_fetch_spawn(mx_system_t *sys, const struct mx_fetch_opts *o, const struct
         sopts = *so;
     if (!sopts.name)
         sopts.name = MX_FETCH_NAME;
+    snprintf(sh->name, sizeof sh->name, "%s", sopts.name);
     int rc = mx_spawn(sys, &fetch_beh, sh, &sopts, out);
     if (rc != 0)
         shared_free(sh);
@@ -940,28 +942,28 @@ int mx_fetch_stats(mx_system_t *sys, struct mx_addr fetcher, struct mx_fetch_sta
             continue;
         struct counters *c = &sh->c;
         *out = (struct mx_fetch_stats){
-            .requests = CNT_GET(c->requests),
-            .ok = CNT_GET(c->ok),
-            .not_found = CNT_GET(c->not_found),
-            .invalid_key = CNT_GET(c->invalid_key),
-            .timeouts = CNT_GET(c->timeouts),
-            .upstream_errors = CNT_GET(c->upstream_errors),
-            .breaker_rejected = CNT_GET(c->breaker_rejected),
-            .refused = CNT_GET(c->refused),
-            .bad_requests = CNT_GET(c->bad_requests),
-            .upstream_calls = CNT_GET(c->upstream_calls),
-            .retries = CNT_GET(c->retries),
-            .attempt_timeouts = CNT_GET(c->attempt_timeouts),
-            .attempt_conn_errors = CNT_GET(c->attempt_conn_errors),
-            .attempt_5xx = CNT_GET(c->attempt_5xx),
-            .body_bytes = CNT_GET(c->body_bytes),
-            .breaker_opens = CNT_GET(c->breaker_opens),
-            .breaker_state = CNT_GET(c->breaker_state),
-            .inflight = CNT_GET(c->inflight),
-            .inflight_max = CNT_GET(c->inflight_max),
-            .active = CNT_GET(c->active),
-            .queued = CNT_GET(c->queued),
-            .queued_max = CNT_GET(c->queued_max),
+            .requests = MX_METRIC_GET(c, requests),
+            .ok = MX_METRIC_GET(c, ok),
+            .not_found = MX_METRIC_GET(c, not_found),
+            .invalid_key = MX_METRIC_GET(c, invalid_key),
+            .timeouts = MX_METRIC_GET(c, timeouts),
+            .upstream_errors = MX_METRIC_GET(c, upstream_errors),
+            .breaker_rejected = MX_METRIC_GET(c, breaker_rejected),
+            .refused = MX_METRIC_GET(c, refused),
+            .bad_requests = MX_METRIC_GET(c, bad_requests),
+            .upstream_calls = MX_METRIC_GET(c, upstream_calls),
+            .retries = MX_METRIC_GET(c, retries),
+            .attempt_timeouts = MX_METRIC_GET(c, attempt_timeouts),
+            .attempt_conn_errors = MX_METRIC_GET(c, attempt_conn_errors),
+            .attempt_5xx = MX_METRIC_GET(c, attempt_5xx),
+            .body_bytes = MX_METRIC_GET(c, body_bytes),
+            .breaker_opens = MX_METRIC_GET(c, breaker_opens),
+            .breaker_state = MX_METRIC_GET(c, breaker_state),
+            .inflight = MX_METRIC_GET(c, inflight),
+            .inflight_max = MX_METRIC_GET(c, inflight_max),
+            .active = MX_METRIC_GET(c, active),
+            .queued = MX_METRIC_GET(c, queued),
+            .queued_max = MX_METRIC_GET(c, queued_max),
         };
         rc = 0;
         break;

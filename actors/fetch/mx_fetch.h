@@ -82,6 +82,36 @@ int mx_fetch_global_init(void);
 int mx_fetch_spawn(mx_system_t *sys, const struct mx_fetch_opts *o, const struct mx_spawn_opts *so,
                    struct mx_addr *out);
 
+/* The fetcher's counters, declared once (mx_metrics.h): each fetcher
+ * registers its block as actor "fetch", instance its spawn name; Prometheus
+ * shows mx_fetch_total{event=...} and the gauges mx_fetch_<field>, mxctl
+ * stats the same fields under metrics.fetch. */
+#define MX_FETCH_METRICS(X)                                                                        \
+    X(COUNTER, requests, "fetch requests received", "", "event=\"request\"")                       \
+    X(COUNTER, ok, "replies with status 0", "", "event=\"ok\"")                                    \
+    X(COUNTER, not_found, "replies: character not found", "", "event=\"not_found\"")               \
+    X(COUNTER, invalid_key, "replies: invalid or forbidden API key", "", "event=\"invalid_key\"")  \
+    X(COUNTER, timeouts, "replies: deadline passed", "", "event=\"timeout\"")                      \
+    X(COUNTER, upstream_errors, "replies: upstream error", "", "event=\"upstream_error\"")         \
+    X(COUNTER, breaker_rejected, "replies: circuit breaker open", "",                              \
+      "event=\"breaker_rejected\"")                                                                \
+    X(COUNTER, refused, "replies: queue full", "", "event=\"refused\"")                            \
+    X(COUNTER, bad_requests, "undecodable or invalid requests", "", "event=\"bad_request\"")       \
+    X(COUNTER, upstream_calls, "HTTP attempts started", "", "event=\"upstream_call\"")             \
+    X(COUNTER, retries, "attempts after a request's first", "", "event=\"retry\"")                 \
+    X(COUNTER, attempt_timeouts, "attempts that timed out", "", "event=\"attempt_timeout\"")       \
+    X(COUNTER, attempt_conn_errors, "attempts that failed to connect, send or receive", "",        \
+      "event=\"attempt_conn_error\"")                                                              \
+    X(COUNTER, attempt_5xx, "attempts answered 5xx", "", "event=\"attempt_5xx\"")                  \
+    X(COUNTER, breaker_opens, "times the breaker opened", "", "event=\"breaker_open\"")            \
+    X(COUNTER, body_bytes, "response bytes received (decoded)")                                    \
+    X(GAUGE, breaker_state, "circuit breaker: 0 closed, 1 open, 2 half-open")                      \
+    X(GAUGE, inflight, "upstream transfers running now")                                           \
+    X(GAUGE, inflight_max, "highest inflight seen")                                                \
+    X(GAUGE, active, "requests holding a slot (attempt or backoff)")                               \
+    X(GAUGE, queued, "requests waiting for a slot")                                                \
+    X(GAUGE, queued_max, "highest queued seen")
+
 /* Counters, read from any thread with mx_fetch_stats. */
 struct mx_fetch_stats {
     uint64_t requests;         /* fetch_req messages received */

@@ -20,9 +20,17 @@
 
 #include "mx_err.h"
 #include "mx_log.h"
+#include "mx_metrics.h"
 #include "mx_outbox.h"
 
 #define FENCE_NAME "mysql-health"
+
+/* written by the registry thread (reports) and the singleton (probes),
+ * which may run on any scheduler over time: shared writes */
+MX_METRICS_STRUCT(health_metrics, MX_HEALTH_METRICS);
+#define MX_METRICS_TYPE struct health_metrics
+static const struct mx_metric_desc health_desc[] = {MX_HEALTH_METRICS(MX_METRIC_DESC)};
+#undef MX_METRICS_TYPE
 
 static struct {
     mx_registry_t *reg;
@@ -37,7 +45,8 @@ static struct {
     int64_t at_ms;           /* guarded by mu: monotonic ms the report arrived */
     _Atomic int fast_state;  /* mirror of state for lock-free reads (relaxed) */
     _Atomic int64_t fast_at; /* mirror of at_ms (relaxed: a racing pair errs by one report) */
-    _Atomic uint64_t probes, stale;
+    struct health_metrics m; /* probes, stale, reports, mysql_up */
+    _Atomic int metrics_id;  /* mx_metrics_register_once */
 } g = {.mu = PTHREAD_MUTEX_INITIALIZER, .state = -1, .fast_state = -1};
 
 /* KEYS health; ARGV state, seq, epoch, node, at, channel, ttl */
@@ -64,6 +73,8 @@ static void take_report(int state, uint64_t seq, const char *node)
         g.at_ms = mx_now_ms();
         atomic_store_explicit(&g.fast_state, state, memory_order_relaxed);
         atomic_store_explicit(&g.fast_at, g.at_ms, memory_order_relaxed);
+        MX_METRIC_INC_SHARED(&g.m, reports);
+        atomic_store_explicit(&g.m.mysql_up, state == 1, memory_order_relaxed); /* a gauge */
     }
     pthread_mutex_unlock(&g.mu);
 }
@@ -205,9 +216,9 @@ static int h_receive(mx_actor_t *self, void *state, struct mx_msg *m)
     struct mx_m_store_job_done d;
     if (mx_msg_decode(m, &d) != 0)
         return 0;
-    atomic_fetch_add_explicit(&g.probes, 1, memory_order_relaxed); /* counter */
+    MX_METRIC_INC_SHARED(&g.m, probes);
     if (d.status == MX_ESTALE) {
-        atomic_fetch_add_explicit(&g.stale, 1, memory_order_relaxed); /* counter */
+        MX_METRIC_INC_SHARED(&g.m, stale);
         MX_WARN("mysql-health: a newer holder fenced MySQL; stopping (epoch %llu)",
                 (unsigned long long)seq);
         mx_exit(self);
@@ -247,6 +258,8 @@ int mx_health_start(mx_registry_t *reg, mx_leases_t *lm, const struct mx_health_
     g.mysql = o ? o->mysql : NULL;
     g.probe_ms = o && o->probe_ms ? o->probe_ms : 1000;
     mx_registry_key(reg, "mysql-health", g.key, sizeof g.key);
+    mx_metrics_register_once(&g.metrics_id, "health", "mysql", health_desc,
+                             sizeof health_desc / sizeof *health_desc, &g.m);
     int rc = mx_registry_listen(reg, on_event, NULL);
     if (rc == 0)
         rc = mx_registry_on_tick(reg, on_tick, NULL);
@@ -280,6 +293,6 @@ void mx_health_view(struct mx_health_view *o)
     snprintf(o->node, sizeof o->node, "%s", g.node);
     o->age_ms = g.state >= 0 ? mx_now_ms() - g.at_ms : -1;
     pthread_mutex_unlock(&g.mu);
-    o->probes = atomic_load_explicit(&g.probes, memory_order_relaxed);
-    o->stale = atomic_load_explicit(&g.stale, memory_order_relaxed);
+    o->probes = MX_METRIC_GET(&g.m, probes);
+    o->stale = MX_METRIC_GET(&g.m, stale);
 }

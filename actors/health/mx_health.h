@@ -41,6 +41,15 @@ int mx_health_start(mx_registry_t *reg, mx_leases_t *lm, const struct mx_health_
  * lock-free reads, never blocks. */
 bool mx_health_mysql_up(void);
 
+/* The node's mysql-health counters, declared once (mx_metrics.h) and
+ * registered as actor "health", instance "mysql": Prometheus mx_health_*,
+ * mxctl stats metrics.health (the report's freshness is in mx_health_view). */
+#define MX_HEALTH_METRICS(X)                                                                       \
+    X(COUNTER, probes, "MySQL probes this node ran as the holder")                                 \
+    X(COUNTER, stale, "probes refused by the MySQL fence (deposed)")                               \
+    X(COUNTER, reports, "health reports taken (newer or equal counters)")                          \
+    X(GAUGE, mysql_up, "1 when the latest report taken says MySQL is up")
+
 struct mx_health_view {
     int state;       /* 1 up, 0 down, -1 no fresh report */
     uint64_t seq;    /* lease counter of the reporter */

@@ -288,6 +288,60 @@ enum mx_http_limit {
     MX_HTTP_LIM__COUNT
 };
 
+/* The counters of one acceptor, declared once (mx_metrics.h): each acceptor
+ * registers its block as actor "http", instance "acceptor-N". Prometheus
+ * keeps the names mx_http_connections_open, mx_http_requests_total,
+ * mx_http_responses_total{class}, mx_http_limit_hits_total{limit}, ... */
+#define MX_HTTP_METRICS(X)                                                                         \
+    X(GAUGE, conns_open, "connections open", "connections_open")                                   \
+    X(GAUGE, conns_lingering, "of conns_open: answered, FIN sent, the client's EOF awaited",       \
+      "connections_lingering")                                                                     \
+    X(COUNTER, conns_accepted, "connections accepted", "connections_accepted")                     \
+    X(COUNTER, conns_refused, "connections refused (limits, untrusted PROXY)",                     \
+      "connections_refused")                                                                       \
+    X(COUNTER, conns_reset, "connections closed by a read/write error", "connections_reset")       \
+    X(COUNTER, requests, "requests parsed (including refused ones)")                               \
+    X(COUNTER, responses_1xx, "answers by status class", "responses", "class=\"1xx\"")             \
+    X(COUNTER, responses_2xx, "answers by status class", "responses", "class=\"2xx\"")             \
+    X(COUNTER, responses_3xx, "answers by status class", "responses", "class=\"3xx\"")             \
+    X(COUNTER, responses_4xx, "answers by status class", "responses", "class=\"4xx\"")             \
+    X(COUNTER, responses_5xx, "answers by status class", "responses", "class=\"5xx\"")             \
+    X(COUNTER, dropped_responses, "answered after the client left")                                \
+    X(COUNTER, limit_bad_request, "limit hits (docs/http.md), by limit", "limit_hits",             \
+      "limit=\"bad_request\"")                                                                     \
+    X(COUNTER, limit_header_size, "limit hits (docs/http.md), by limit", "limit_hits",             \
+      "limit=\"header_size\"")                                                                     \
+    X(COUNTER, limit_body_size, "limit hits (docs/http.md), by limit", "limit_hits",               \
+      "limit=\"body_size\"")                                                                       \
+    X(COUNTER, limit_header_time, "limit hits (docs/http.md), by limit", "limit_hits",             \
+      "limit=\"header_time\"")                                                                     \
+    X(COUNTER, limit_idle, "limit hits (docs/http.md), by limit", "limit_hits", "limit=\"idle\"")  \
+    X(COUNTER, limit_pipeline, "limit hits (docs/http.md), by limit", "limit_hits",                \
+      "limit=\"pipeline\"")                                                                        \
+    X(COUNTER, limit_output, "limit hits (docs/http.md), by limit", "limit_hits",                  \
+      "limit=\"output\"")                                                                          \
+    X(COUNTER, limit_conns, "limit hits (docs/http.md), by limit", "limit_hits",                   \
+      "limit=\"conns\"")                                                                           \
+    X(COUNTER, limit_in_app, "limit hits (docs/http.md), by limit", "limit_hits",                  \
+      "limit=\"in_app\"")                                                                          \
+    X(COUNTER, limit_body_time, "limit hits (docs/http.md), by limit", "limit_hits",               \
+      "limit=\"body_time\"")                                                                       \
+    X(COUNTER, limit_chunk_ext, "limit hits (docs/http.md), by limit", "limit_hits",               \
+      "limit=\"chunk_ext\"")                                                                       \
+    X(COUNTER, limit_client_conns, "limit hits (docs/http.md), by limit", "limit_hits",            \
+      "limit=\"client_conns\"")                                                                    \
+    X(COUNTER, limit_memory, "limit hits (docs/http.md), by limit", "limit_hits",                  \
+      "limit=\"memory\"")                                                                          \
+    X(COUNTER, limit_drain, "limit hits (docs/http.md), by limit", "limit_hits",                   \
+      "limit=\"drain_rate\"")                                                                      \
+    X(COUNTER, bytes_in, "request bytes read")                                                     \
+    X(COUNTER, bytes_out, "response bytes written")                                                \
+    X(COUNTER, proxy_ok, "PROXY headers accepted (the peer address replaced)")                     \
+    X(COUNTER, proxy_refused, "PROXY headers from untrusted peers: closed")                        \
+    X(COUNTER, proxy_malformed, "malformed PROXY headers: closed")                                 \
+    X(COUNTER, mem_trims, "times freed memory was handed back (malloc_trim)", "memory_trims")      \
+    X(COUNTER, mem_closed, "connections the memory budget ended (503 or reset)", "memory_closed")
+
 struct mx_http_stats {
     uint64_t conns_open, conns_accepted, conns_refused;
     uint64_t conns_lingering;   /* of conns_open: everything answered, FIN sent, the

@@ -545,7 +545,7 @@ static void flush(struct mx__http_conn *c)
         c->q_len--;
         bool close = r->close || (c->stop_parsing && !c->q_head);
         struct mx__http_out *o = compose(c, r, close);
-        mx__http_count(&ctr->responses[r->status / 100], 1);
+        mx__http_count(mx__http_ctr_class(ctr, r->status / 100), 1);
         c->out_bytes += o->total;
         if (close)
             c->finished = true;
@@ -603,7 +603,7 @@ static void server_error(struct mx__http_conn *c, int status, const char *code, 
     }
     c->in_head = c->in_body = false;
     c->stop_parsing = true;
-    mx__http_count(&s->ctr->limits[lim], 1);
+    mx__http_count(mx__http_ctr_limit(s->ctr, lim), 1);
     struct mx_http_req *r = req_new(c);
     snprintf(r->method, sizeof(r->method), "-");
     r->close = true;
@@ -881,7 +881,7 @@ static void dispatch(struct mx__http_conn *c, struct mx_http_req *r)
     const char *why = NULL;
     char allow[96];
     if (q && !parse_query(r, (uint32_t)(q + 1 - r->arena))) {
-        mx__http_count(&s->ctr->limits[MX_HTTP_LIM_BAD_REQUEST], 1);
+        mx__http_count(mx__http_ctr_limit(s->ctr, MX_HTTP_LIM_BAD_REQUEST), 1);
         layer_error(s, r, 400, "C001", "invalid percent-encoding or UTF-8 in the query");
         return;
     }
@@ -900,7 +900,7 @@ static void dispatch(struct mx__http_conn *c, struct mx_http_req *r)
         r->alen += (uint32_t)olen;
         break;
     case MX__HTTP_ROUTE_400:
-        mx__http_count(&s->ctr->limits[MX_HTTP_LIM_BAD_REQUEST], 1);
+        mx__http_count(mx__http_ctr_limit(s->ctr, MX_HTTP_LIM_BAD_REQUEST), 1);
         layer_error(s, r, 400, "C001", why);
         return;
     case MX__HTTP_ROUTE_405:
@@ -914,7 +914,7 @@ static void dispatch(struct mx__http_conn *c, struct mx_http_req *r)
     if (mx__http_srv_app_full(s) && !(r->route->r.flags & MX_HTTP_ROUTE_LIGHT)) {
         /* held until an answer makes room; the connection stops parsing */
         c->deferred = r;
-        mx__http_count(&s->ctr->limits[MX_HTTP_LIM_IN_APP], 1);
+        mx__http_count(mx__http_ctr_limit(s->ctr, MX_HTTP_LIM_IN_APP), 1);
         return;
     }
     run_handler(c, r);
@@ -1047,12 +1047,12 @@ size_t mx__http_conn_feed(struct mx__http_conn *c, const char *data, size_t len)
             if (c->msg_done)
                 complete(c);
             if (!c->stop_parsing && !c->finished && c->q_len >= c->srv->o.max_pipeline)
-                mx__http_count(&ctr->limits[MX_HTTP_LIM_PIPELINE], 1);
+                mx__http_count(mx__http_ctr_limit(ctr, MX_HTTP_LIM_PIPELINE), 1);
             else if (!c->stop_parsing && !c->finished && c->out_bytes >= c->srv->o.max_output_bytes)
-                mx__http_count(&ctr->limits[MX_HTTP_LIM_OUTPUT], 1);
+                mx__http_count(mx__http_ctr_limit(ctr, MX_HTTP_LIM_OUTPUT), 1);
             else if (!c->stop_parsing && !c->finished && !c->deferred &&
                      mx__http_srv_mem_full(c->srv))
-                mx__http_count(&ctr->limits[MX_HTTP_LIM_MEMORY], 1);
+                mx__http_count(mx__http_ctr_limit(ctr, MX_HTTP_LIM_MEMORY), 1);
             continue;
         }
         parse_error(c, e);

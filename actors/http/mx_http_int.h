@@ -13,6 +13,7 @@
 #include <stdalign.h>
 
 #include "mx_http.h"
+#include "mx_metrics.h"
 
 #define MX__HTTP_MAX_SEGS 16     /* segments per route pattern */
 #define MX__HTTP_MAX_PARAMS 8    /* {name} per pattern */
@@ -22,20 +23,15 @@
 
 /* ---- counters (one block per acceptor, its own cache lines) ---- */
 
-struct mx__http_ctr {
-    /* every field: relaxed atomics, written by the acceptor thread, read by
-     * mx_http_stats from any thread (statistics only) */
-    alignas(64) _Atomic uint64_t conns_open;
-    _Atomic uint64_t conns_lingering; /* of conns_open: answered, FIN sent, reading until EOF */
-    _Atomic uint64_t conns_accepted, conns_refused, conns_reset;
-    _Atomic uint64_t requests;
-    _Atomic uint64_t responses[6];
-    _Atomic uint64_t dropped_responses;
-    _Atomic uint64_t limits[MX_HTTP_LIM__COUNT];
-    _Atomic uint64_t bytes_in, bytes_out;
-    _Atomic uint64_t proxy_ok, proxy_refused, proxy_malformed;
-    _Atomic uint64_t mem_trims, mem_closed;
-};
+/* Every field: relaxed atomics, written by the acceptor thread, read by
+ * mx_http_stats and the metrics renderers from any thread (statistics
+ * only). The slot holding it starts a cache line of its own. */
+MX_METRICS_STRUCT(mx__http_ctr, MX_HTTP_METRICS);
+
+/* mx__http_ctr_class - the responses_Nxx counter of a status class 1..5. */
+_Atomic uint64_t *mx__http_ctr_class(struct mx__http_ctr *c, int cls);
+/* mx__http_ctr_limit - the limit_* counter of lim. */
+_Atomic uint64_t *mx__http_ctr_limit(struct mx__http_ctr *c, enum mx_http_limit lim);
 
 static inline void mx__http_count(_Atomic uint64_t *c, uint64_t n)
 {

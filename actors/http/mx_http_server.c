@@ -34,6 +34,7 @@
 #include "mx_http_int.h"
 #include "mx_list.h"
 #include "mx_log.h"
+#include "mx_metrics.h"
 
 #define READ_BUF (64u << 10) /* shared read buffer per acceptor */
 #define LINGER_MS 1000       /* read and discard after FIN */
@@ -44,10 +45,55 @@
 #define TRIM_MIN_BYTES (16 << 20) /* freed since the peak before malloc_trim runs */
 #define CLIENT_SLOTS 16384        /* per-client connection counters (hashed addresses) */
 
+/* ---- the acceptors' counter blocks (MX_HTTP_METRICS) ---- */
+
+#define MX_METRICS_TYPE struct mx__http_ctr
+static const struct mx_metric_desc ctr_desc[] = {MX_HTTP_METRICS(MX_METRIC_DESC)};
+#undef MX_METRICS_TYPE
+
+static const size_t limit_off[MX_HTTP_LIM__COUNT] = {
+    [MX_HTTP_LIM_BAD_REQUEST] = offsetof(struct mx__http_ctr, limit_bad_request),
+    [MX_HTTP_LIM_HEADER_SIZE] = offsetof(struct mx__http_ctr, limit_header_size),
+    [MX_HTTP_LIM_BODY_SIZE] = offsetof(struct mx__http_ctr, limit_body_size),
+    [MX_HTTP_LIM_HEADER_TIME] = offsetof(struct mx__http_ctr, limit_header_time),
+    [MX_HTTP_LIM_IDLE] = offsetof(struct mx__http_ctr, limit_idle),
+    [MX_HTTP_LIM_PIPELINE] = offsetof(struct mx__http_ctr, limit_pipeline),
+    [MX_HTTP_LIM_OUTPUT] = offsetof(struct mx__http_ctr, limit_output),
+    [MX_HTTP_LIM_CONNS] = offsetof(struct mx__http_ctr, limit_conns),
+    [MX_HTTP_LIM_IN_APP] = offsetof(struct mx__http_ctr, limit_in_app),
+    [MX_HTTP_LIM_BODY_TIME] = offsetof(struct mx__http_ctr, limit_body_time),
+    [MX_HTTP_LIM_CHUNK_EXT] = offsetof(struct mx__http_ctr, limit_chunk_ext),
+    [MX_HTTP_LIM_CLIENT_CONNS] = offsetof(struct mx__http_ctr, limit_client_conns),
+    [MX_HTTP_LIM_MEMORY] = offsetof(struct mx__http_ctr, limit_memory),
+    [MX_HTTP_LIM_DRAIN] = offsetof(struct mx__http_ctr, limit_drain),
+};
+
+_Atomic uint64_t *mx__http_ctr_limit(struct mx__http_ctr *c, enum mx_http_limit lim)
+{
+    return (_Atomic uint64_t *)((char *)c + limit_off[lim]);
+}
+
+_Atomic uint64_t *mx__http_ctr_class(struct mx__http_ctr *c, int cls)
+{
+    switch (cls) {
+    case 1:
+        return &c->responses_1xx;
+    case 2:
+        return &c->responses_2xx;
+    case 3:
+        return &c->responses_3xx;
+    case 4:
+        return &c->responses_4xx;
+    default: /* the server writes only 100..599 */
+        return &c->responses_5xx;
+    }
+}
+
 struct slot {
-    struct mx__http_ctr ctr; /* this acceptor's counters (own cache lines) */
+    alignas(64) struct mx__http_ctr ctr; /* this acceptor's counters (own cache lines) */
     mx_http_t *h;
     int idx;
+    int metrics_id;      /* mx_metrics_register's, 0 when refused */
     int fd;              /* socket bound by mx_http_start, taken by init; -1 */
     struct mx_addr addr; /* the acceptor actor */
 };
@@ -588,7 +634,7 @@ static bool client_admit(struct hconn *hc, const struct sockaddr_storage *ss, bo
     uint32_t n = atomic_fetch_add_explicit(&h->client_conns[slot], 1, memory_order_relaxed) + 1;
     if (n > h->o.max_conns_per_client) {
         atomic_fetch_sub_explicit(&h->client_conns[slot], 1, memory_order_relaxed);
-        mx__http_count(&hc->a->slot->ctr.limits[MX_HTTP_LIM_CLIENT_CONNS], 1);
+        mx__http_count(mx__http_ctr_limit(&hc->a->slot->ctr, MX_HTTP_LIM_CLIENT_CONNS), 1);
         return false;
     }
     hc->client_slot = (uint32_t)slot + 1;
@@ -651,7 +697,7 @@ static void on_connection(uv_stream_t *listener, int status)
     if (open > a->h->o.max_conns) {
         atomic_fetch_sub_explicit(&a->h->open_conns, 1, memory_order_relaxed);
         mx__http_count(&sl->ctr.conns_refused, 1);
-        mx__http_count(&sl->ctr.limits[MX_HTTP_LIM_CONNS], 1);
+        mx__http_count(mx__http_ctr_limit(&sl->ctr, MX_HTTP_LIM_CONNS), 1);
         refuse(a, hc);
         return;
     }
@@ -703,7 +749,7 @@ static bool drain_check(struct hconn *hc, int64_t now)
         return false;
     uint64_t want = (uint64_t)o->min_drain_bytes_per_s * (uint64_t)window / 1000;
     if (c->written - hc->drain_mark < want) {
-        mx__http_count(&hc->a->slot->ctr.limits[MX_HTTP_LIM_DRAIN], 1);
+        mx__http_count(mx__http_ctr_limit(&hc->a->slot->ctr, MX_HTTP_LIM_DRAIN), 1);
         conn_close_how(hc, true);
         return true;
     }
@@ -781,7 +827,7 @@ static void on_sweep(uv_timer_t *t)
         } else {
             /* idle keep-alive, or a client that stopped sending or reading
              * (then a reset drops the answers the kernel still holds) */
-            mx__http_count(&a->slot->ctr.limits[MX_HTTP_LIM_IDLE], 1);
+            mx__http_count(mx__http_ctr_limit(&a->slot->ctr, MX_HTTP_LIM_IDLE), 1);
             conn_close_how(hc, hc->core.out_bytes > 0);
         }
     }
@@ -1194,6 +1240,12 @@ int mx_http_start(mx_system_t *sys, const struct mx_http_opts *o, const struct m
         wait_live_zero(h, START_WAIT_MS);
         goto out_close;
     }
+    for (int i = 0; i < h->n; i++) {
+        char inst[32];
+        snprintf(inst, sizeof inst, "acceptor-%d", i);
+        h->slots[i].metrics_id = mx_metrics_register(
+            "http", inst, ctr_desc, sizeof ctr_desc / sizeof *ctr_desc, &h->slots[i].ctr);
+    }
     *out = h;
     if (bound_port)
         *bound_port = h->port;
@@ -1263,11 +1315,11 @@ void mx_http_stats(mx_http_t *h, struct mx_http_stats *out)
         out->conns_refused += LD(c->conns_refused);
         out->conns_reset += LD(c->conns_reset);
         out->requests += LD(c->requests);
-        for (int k = 0; k < 6; k++)
-            out->responses[k] += LD(c->responses[k]);
+        for (int k = 1; k <= 5; k++)
+            out->responses[k] += LD(*mx__http_ctr_class(c, k));
         out->dropped_responses += LD(c->dropped_responses);
         for (int k = 0; k < MX_HTTP_LIM__COUNT; k++)
-            out->limits[k] += LD(c->limits[k]);
+            out->limits[k] += LD(*mx__http_ctr_limit(c, (enum mx_http_limit)k));
         out->bytes_in += LD(c->bytes_in);
         out->bytes_out += LD(c->bytes_out);
         out->proxy_ok += LD(c->proxy_ok);
@@ -1298,6 +1350,8 @@ void mx_http_free(mx_http_t *h)
 {
     if (!h)
         return;
+    for (int i = 0; i < h->n; i++)
+        mx_metrics_unregister(h->slots[i].metrics_id);
     for (int i = 0; i < h->n; i++)
         if (h->slots[i].fd >= 0)
             close(h->slots[i].fd);

@@ -591,6 +591,7 @@ static const struct mx_behaviour lb_beh = {"like-buffer", lb_init, lb_receive, l
 
 int mx_likes_start(mx_system_t *sys, const struct mx_likes_opts *opts)
 {
+    mx_likes_register_metrics();
     mx__likes_o = *opts;
     if (!mx__likes_o.cluster || !mx__likes_o.cluster[0])
         mx__likes_o.cluster = "mx";

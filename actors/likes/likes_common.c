@@ -26,6 +26,20 @@
 struct mx_likes_opts mx__likes_o;
 char mx__likes_prefix[128] = "mx:mx:";
 struct mx__likes_ctr mx__likes_ctr;
+
+#define MX_METRICS_TYPE struct mx__likes_ctr
+static const struct mx_metric_desc likes_desc[] = {MX_LIKES_METRICS(MX_METRIC_DESC)};
+static const struct mx_metric_desc sync_desc[] = {MX_LIKE_SYNC_METRICS(MX_METRIC_DESC)};
+#undef MX_METRICS_TYPE
+static _Atomic int likes_id, sync_id;
+
+void mx_likes_register_metrics(void)
+{
+    mx_metrics_register_once(&likes_id, "likes", "node", likes_desc,
+                             sizeof likes_desc / sizeof *likes_desc, &mx__likes_ctr);
+    mx_metrics_register_once(&sync_id, "like_sync", "node", sync_desc,
+                             sizeof sync_desc / sizeof *sync_desc, &mx__likes_ctr);
+}
 const uint32_t mx_likes_lag_bounds_ms[7] = {100, 250, 500, 1000, 2000, 5000, 10000};
 
 void mx_likes_opts_default(struct mx_likes_opts *o)
@@ -178,12 +192,12 @@ void mx_likes_stats(struct mx_likes_stats *o)
                                  .sync_deleted = L(sync_deleted),
                                  .sync_rollbacks = L(sync_rollbacks),
                                  .unloads = L(unloads),
-                                 .sync_last_lag_ms = L(sync_last_lag_ms),
-                                 .sync_last_at_ms = L(sync_last_at_ms),
+                                 .sync_last_lag_ms = (int64_t)L(sync_last_lag_ms),
+                                 .sync_last_at_ms = (int64_t)L(sync_last_at_ms),
                                  .sync_lag_sum_ms = L(sync_lag_sum_ms),
                                  .journals_open = L(journals_open),
                                  .pending_targets = L(pending_targets),
-                                 .holder = L(holder)};
+                                 .holder = L(holder) != 0};
     for (int i = 0; i < 8; i++)
         o->sync_lag_buckets[i] = L(sync_lag_buckets[i]);
 #undef L

@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 
 #include "mx_likes.h"
+#include "mx_metrics.h"
 #include "mx_redis.h"
 
 #define LK_KEY_MAX 320
@@ -15,17 +16,13 @@
 extern struct mx_likes_opts mx__likes_o;
 extern char mx__likes_prefix[128]; /* "mx:<cluster>:" */
 
-/* Counters: relaxed increments, statistics only. */
+/* Counters: relaxed increments from several threads, statistics only. The
+ * registered part is generated from MX_LIKES_METRICS and
+ * MX_LIKE_SYNC_METRICS (mx_likes.h); the lag histogram is beside it. */
 struct mx__likes_ctr {
-    _Atomic uint64_t toggles, likes, unlikes, status_redis, status_mysql;
-    _Atomic uint64_t warms, warm_rows, warm_failures, redis_failures, mysql_failures, refused;
-    _Atomic uint64_t wait_unacked;
-    _Atomic uint64_t sync_batches, sync_pairs, sync_replays, sync_stale, sync_failures;
-    _Atomic uint64_t sync_inserted, sync_deleted, sync_rollbacks, unloads;
-    _Atomic int64_t sync_last_lag_ms, sync_last_at_ms;
+    MX_LIKES_METRICS(MX__METRIC_FIELD)
+    MX_LIKE_SYNC_METRICS(MX__METRIC_FIELD)
     _Atomic uint64_t sync_lag_buckets[8], sync_lag_sum_ms;
-    _Atomic uint64_t journals_open, pending_targets;
-    _Atomic bool holder;
 };
 extern struct mx__likes_ctr mx__likes_ctr;
 #define LK_INC(f) atomic_fetch_add_explicit(&mx__likes_ctr.f, 1, memory_order_relaxed)

@@ -83,6 +83,45 @@ bool mx_likes_valid_ocid(const char *s, size_t len);
 bool mx_likes_valid_account(const char *s, size_t len);
 
 /* Counters (relaxed atomics summed over actors; any thread). */
+/* The likes counters, declared once (mx_metrics.h) in one process-wide
+ * block registered as two sets: actor "likes" (the toggles and reads,
+ * mx_likes_total{event}) and actor "like_sync" (the sync holder's,
+ * mx_like_sync_total{event} and the gauges mx_like_sync_<family>), both
+ * instance "node"; mxctl stats metrics.likes and metrics.like_sync. The lag
+ * histogram mx_like_sync_lag_ms stays beside them (mx_likes_stats). */
+#define MX_LIKES_METRICS(X)                                                                        \
+    X(COUNTER, toggles, "acknowledged toggles", "", "event=\"toggle\"")                            \
+    X(COUNTER, likes, "toggles that liked", "", "event=\"like\"")                                  \
+    X(COUNTER, unlikes, "toggles that unliked", "", "event=\"unlike\"")                            \
+    X(COUNTER, status_redis, "reads answered from Redis", "", "event=\"status_redis\"")            \
+    X(COUNTER, status_mysql, "reads answered from MySQL", "", "event=\"status_mysql\"")            \
+    X(COUNTER, warms, "targets warmed into Redis", "", "event=\"warm\"")                           \
+    X(COUNTER, warm_rows, "rows read by warms", "", "event=\"warm_row\"")                          \
+    X(COUNTER, warm_failures, "warms that failed", "", "event=\"warm_failure\"")                   \
+    X(COUNTER, redis_failures, "requests answered 503: Redis could not decide", "",                \
+      "event=\"redis_failure\"")                                                                   \
+    X(COUNTER, mysql_failures, "cold reads and warms refused: MySQL down", "",                     \
+      "event=\"mysql_failure\"")                                                                   \
+    X(COUNTER, refused, "bad requests and waiter limits", "", "event=\"refused\"")                 \
+    X(COUNTER, wait_unacked, "toggles no replica acknowledged in time (503)", "",                  \
+      "event=\"wait_unacked\"")                                                                    \
+    X(COUNTER, unloads, "idle characters unloaded from Redis", "", "event=\"unload\"")
+#define MX_LIKE_SYNC_METRICS(X)                                                                    \
+    X(COUNTER, sync_batches, "batches committed", "", "event=\"batch\"")                           \
+    X(COUNTER, sync_pairs, "like pairs synced", "", "event=\"pair\"")                              \
+    X(COUNTER, sync_replays, "journals replayed", "", "event=\"replay\"")                          \
+    X(COUNTER, sync_stale, "stale journals skipped", "", "event=\"stale\"")                        \
+    X(COUNTER, sync_failures, "sync passes that failed", "", "event=\"failure\"")                  \
+    X(COUNTER, sync_inserted, "like rows inserted", "", "event=\"row_inserted\"")                  \
+    X(COUNTER, sync_deleted, "like rows deleted", "", "event=\"row_deleted\"")                     \
+    X(COUNTER, sync_rollbacks, "partitions found older than MySQL (Redis lost writes)", "",        \
+      "event=\"redis_rollback\"")                                                                  \
+    X(GAUGE, holder, "1 while this node runs like-sync", "holder")                                 \
+    X(GAUGE, pending_targets, "dirty targets at the last pass", "pending_targets")                 \
+    X(GAUGE, journals_open, "journals seen open at the last pass", "journals_open")                \
+    X(SGAUGE, sync_last_lag_ms, "oldest toggle's age at commit, last batch", "last_lag_ms")        \
+    X(SGAUGE, sync_last_at_ms, "unix ms of the last committed batch; 0 none", "last_at_ms")
+
 struct mx_likes_stats {
     uint64_t toggles, likes, unlikes;    /* acknowledged toggles */
     uint64_t status_redis, status_mysql; /* reads answered from each store */
@@ -107,5 +146,9 @@ struct mx_likes_stats {
 extern const uint32_t mx_likes_lag_bounds_ms[7];
 
 void mx_likes_stats(struct mx_likes_stats *out);
+
+/* mx_likes_register_metrics - register the two sets once per process (the
+ * API calls it when likes are on; mx_likes_start does too). Any thread. */
+void mx_likes_register_metrics(void);
 
 #endif

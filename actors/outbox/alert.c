@@ -36,6 +36,7 @@
 #include "mx_fetch.h"
 #include "mx_jsonw.h"
 #include "mx_log.h"
+#include "mx_metrics.h"
 #include "mx_proto.h"
 #include "mx_redis.h"
 
@@ -44,6 +45,11 @@
 #define AI_WAIT_MAX 32 /* granted alerts waiting for an AI slot; more are refused (ai_busy) */
 #define RETRY_MS 1000
 #define RELAXED memory_order_relaxed
+
+MX_METRICS_STRUCT(alert_metrics, MX_ALERT_METRICS);
+#define MX_METRICS_TYPE struct alert_metrics
+static const struct mx_metric_desc alert_desc[] = {MX_ALERT_METRICS(MX_METRIC_DESC)};
+#undef MX_METRICS_TYPE
 
 static struct {
     mx_system_t *sys;
@@ -55,14 +61,14 @@ static struct {
     uint32_t ai_concurrency, ai_timeout_ms;
     _Atomic bool started;
     struct mx_addr addr;
-    _Atomic uint64_t raised, refused, throttled, passed, bypassed, ai_granted, ai_refused, written,
-        retried, dropped, ai_calls, ai_ok, ai_failed, ai_busy, refetches;
+    struct alert_metrics m; /* MX_ALERT_METRICS: any thread writes (shared) */
+    _Atomic int metrics_id;
     bool refetch_on;
 } g;
 
 int mx__outbox_ai_content(const char *json, size_t len, char *out, size_t cap); /* ai_json.cpp */
 
-#define ADD(f) atomic_fetch_add_explicit(&g.f, 1, RELAXED)
+#define ADD(f) MX_METRIC_INC_SHARED(&g.m, f)
 
 struct alert {
     char pattern[64];
@@ -135,21 +141,21 @@ int mx_alert_raise(const char *pattern, int level, const char *title, const char
 
 void mx_alert_stats(struct mx_alert_stats *s)
 {
-    s->raised = atomic_load_explicit(&g.raised, RELAXED);
-    s->refused = atomic_load_explicit(&g.refused, RELAXED);
-    s->throttled = atomic_load_explicit(&g.throttled, RELAXED);
-    s->passed = atomic_load_explicit(&g.passed, RELAXED);
-    s->bypassed = atomic_load_explicit(&g.bypassed, RELAXED);
-    s->ai_granted = atomic_load_explicit(&g.ai_granted, RELAXED);
-    s->ai_refused = atomic_load_explicit(&g.ai_refused, RELAXED);
-    s->written = atomic_load_explicit(&g.written, RELAXED);
-    s->retried = atomic_load_explicit(&g.retried, RELAXED);
-    s->dropped = atomic_load_explicit(&g.dropped, RELAXED);
-    s->ai_calls = atomic_load_explicit(&g.ai_calls, RELAXED);
-    s->ai_ok = atomic_load_explicit(&g.ai_ok, RELAXED);
-    s->ai_failed = atomic_load_explicit(&g.ai_failed, RELAXED);
-    s->ai_busy = atomic_load_explicit(&g.ai_busy, RELAXED);
-    s->refetches = atomic_load_explicit(&g.refetches, RELAXED);
+    s->raised = MX_METRIC_GET(&g.m, raised);
+    s->refused = MX_METRIC_GET(&g.m, refused);
+    s->throttled = MX_METRIC_GET(&g.m, throttled);
+    s->passed = MX_METRIC_GET(&g.m, passed);
+    s->bypassed = MX_METRIC_GET(&g.m, bypassed);
+    s->ai_granted = MX_METRIC_GET(&g.m, ai_granted);
+    s->ai_refused = MX_METRIC_GET(&g.m, ai_refused);
+    s->written = MX_METRIC_GET(&g.m, written);
+    s->retried = MX_METRIC_GET(&g.m, retried);
+    s->dropped = MX_METRIC_GET(&g.m, dropped);
+    s->ai_calls = MX_METRIC_GET(&g.m, ai_calls);
+    s->ai_ok = MX_METRIC_GET(&g.m, ai_ok);
+    s->ai_failed = MX_METRIC_GET(&g.m, ai_failed);
+    s->ai_busy = MX_METRIC_GET(&g.m, ai_busy);
+    s->refetches = MX_METRIC_GET(&g.m, refetches);
 }
 
 /* ---- the embed ---- */
@@ -638,10 +644,17 @@ int mx_outbox_refetch(const char *ign, bool expectation)
     return rc;
 }
 
+void mx__alert_register_metrics(void)
+{
+    mx_metrics_register_once(&g.metrics_id, "alert", "alerts", alert_desc,
+                             sizeof alert_desc / sizeof *alert_desc, &g.m);
+}
+
 int mx_alert_start(const struct mx_alert_opts *o)
 {
     if (!o || !o->sys || !o->mysql)
         return MX_EINVAL;
+    mx_outbox_register_metrics();
     g.sys = o->sys;
     g.mysql = o->mysql;
     g.redis_url = o->redis_url ? strdup(o->redis_url) : NULL;

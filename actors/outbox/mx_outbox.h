@@ -85,6 +85,35 @@ struct mx_outbox_stats {
     uint32_t held;                               /* claimed rows held in memory */
 };
 
+/* The relay's counters, declared once (mx_metrics.h), registered as actor
+ * "outbox", instance "relay": Prometheus mx_outbox_total{event} and the
+ * gauges mx_outbox_<field>; mxctl stats metrics.outbox. */
+#define MX_OUTBOX_METRICS(X)                                                                       \
+    X(GAUGE, holding, "1 while the relay runs here")                                               \
+    X(GAUGE, epoch, "lease counter of the current or last term here")                              \
+    X(COUNTER, claimed, "rows claimed", "", "event=\"claimed\"")                                   \
+    X(COUNTER, delivered, "rows completed DONE", "", "event=\"delivery\"")                         \
+    X(COUNTER, attempts, "HTTP attempts started", "", "event=\"attempt\"")                         \
+    X(COUNTER, failures, "attempts that failed", "", "event=\"failure\"")                          \
+    X(COUNTER, retries, "rows rescheduled with backoff", "", "event=\"retry\"")                    \
+    X(COUNTER, dead, "rows moved to outbox_dlq", "", "event=\"dead\"")                             \
+    X(COUNTER, stale, "completions that matched no row", "", "event=\"stale_completion\"")         \
+    X(COUNTER, fenced, "relay jobs refused by the MySQL fence", "", "event=\"fenced\"")            \
+    X(COUNTER, reclaimed, "INFLIGHT rows put back", "", "event=\"reclaimed\"")                     \
+    X(COUNTER, refused, "pool submits refused (queue full)", "", "event=\"refused\"")              \
+    X(COUNTER, purged, "DONE rows deleted after the retention", "", "event=\"purged\"")            \
+    X(SGAUGE, backlog, "PENDING + INFLIGHT rows; -1 unknown (not the holder)")                     \
+    X(SGAUGE, oldest_ms, "age of the oldest due PENDING row; -1 unknown", "oldest_due_age_ms")     \
+    X(SGAUGE, dlq_size, "rows in outbox_dlq; -1 unknown")                                          \
+    X(GAUGE, inflight, "HTTP requests running")                                                    \
+    X(GAUGE, held, "claimed rows held in memory")
+
+/* mx_outbox_register_metrics - register the relay's and the alert actor's
+ * counter blocks (process-wide, static) once, so the node shows them
+ * (zero, and -1 for the table figures) even where the relay never runs;
+ * mx_outbox_start and mx_alert_start call it too. Any thread. */
+void mx_outbox_register_metrics(void);
+
 /* mx_outbox_stats - a snapshot. Any thread; no lock. */
 void mx_outbox_stats(struct mx_outbox_stats *out);
 
@@ -144,6 +173,26 @@ struct mx_alert_stats {
     uint64_t refetches; /* UPSTREAM_REFETCH events handed to the alerter */
     uint64_t written, retried, dropped; /* outbox rows; retries while MySQL was down */
 };
+
+/* The alert actor's counters, declared once, registered as actor "alert",
+ * instance "alerts": Prometheus mx_alert_total{event}. */
+#define MX_ALERT_METRICS(X)                                                                        \
+    X(COUNTER, raised, "alerts raised here", "", "event=\"raised\"")                               \
+    X(COUNTER, refused, "alerts refused (queue full)", "", "event=\"refused\"")                    \
+    X(COUNTER, throttled, "alerts inside their pattern's window", "", "event=\"throttled\"")       \
+    X(COUNTER, passed, "alerts past the throttle", "", "event=\"passed\"")                         \
+    X(COUNTER, bypassed, "alerts sent without the throttle (Redis down)", "",                      \
+      "event=\"bypassed\"")                                                                        \
+    X(COUNTER, ai_granted, "AI analyses granted by the daily quota", "", "event=\"ai_granted\"")   \
+    X(COUNTER, ai_refused, "AI analyses refused by the daily quota", "", "event=\"ai_refused\"")   \
+    X(COUNTER, written, "ALERT outbox rows written", "", "event=\"written\"")                      \
+    X(COUNTER, retried, "outbox writes retried", "", "event=\"retried\"")                          \
+    X(COUNTER, dropped, "alerts dropped", "", "event=\"dropped\"")                                 \
+    X(COUNTER, ai_calls, "AI calls started", "", "event=\"ai_call\"")                              \
+    X(COUNTER, ai_ok, "AI calls answered", "", "event=\"ai_ok\"")                                  \
+    X(COUNTER, ai_failed, "AI calls failed", "", "event=\"ai_failed\"")                            \
+    X(COUNTER, ai_busy, "granted alerts refused: no AI slot", "", "event=\"ai_busy\"")             \
+    X(COUNTER, refetches, "refetch events written", "", "event=\"refetch\"")
 
 /* mx_alert_stats - this node's alert counters. Any thread. */
 void mx_alert_stats(struct mx_alert_stats *out);

@@ -33,6 +33,7 @@
 
 #include "mx_err.h"
 #include "mx_log.h"
+#include "mx_metrics.h"
 
 #define FENCE_NAME MX_OUTBOX_SINGLETON
 #define IN_CHUNK 60      /* ids per "id IN (...)" statement (mx_mysql binds at most 64 values) */
@@ -42,22 +43,27 @@
 
 #define RELAXED memory_order_relaxed
 
+void mx__alert_register_metrics(void); /* alert.c */
+
+MX_METRICS_STRUCT(outbox_metrics, MX_OUTBOX_METRICS);
+#define MX_METRICS_TYPE struct outbox_metrics
+static const struct mx_metric_desc outbox_desc[] = {MX_OUTBOX_METRICS(MX_METRIC_DESC)};
+#undef MX_METRICS_TYPE
+
 /* Options (written once at start) and counters (written by the relay's
  * thread, read by any: relaxed atomics, each an independent statistic). */
 static struct {
     struct mx_outbox_opts o;
     char *sink_url, *alert_url, *refetch_url;
-    _Atomic bool holding;
-    _Atomic uint64_t epoch, claimed, delivered, attempts, failures, retries, dead, stale, fenced,
-        reclaimed, refused, purged;
-    _Atomic int64_t backlog, oldest_ms, dlq_size;
-    _Atomic uint32_t inflight, held;
+    struct outbox_metrics m; /* MX_OUTBOX_METRICS, registered once */
+    _Atomic int metrics_id;
     _Atomic uint64_t lag[LAG_BUCKETS];
-} g = {.backlog = -1, .oldest_ms = -1, .dlq_size = -1};
+} g = {.m = {.backlog = (uint64_t)-1, .oldest_ms = (uint64_t)-1, .dlq_size = (uint64_t)-1}};
 
-#define ADD(f, n) atomic_fetch_add_explicit(&g.f, (n), RELAXED)
-#define SET(f, v) atomic_store_explicit(&g.f, (v), RELAXED)
-#define GET(f) atomic_load_explicit(&g.f, RELAXED)
+/* the relay's thread and its pool jobs' completions write: shared writes */
+#define ADD(f, n) MX_METRIC_ADD_SHARED(&g.m, f, n)
+#define SET(f, v) MX_METRIC_SET(&g.m, f, v)
+#define GET(f) MX_METRIC_GET(&g.m, f)
 
 /* ---- rows ---- */
 
@@ -477,7 +483,7 @@ static void record_lag(int64_t created_ms)
     if (lag < 0)
         lag = 0;
     uint64_t b = (uint64_t)lag / 10;
-    ADD(lag[b < LAG_BUCKETS - 1 ? b : LAG_BUCKETS - 1], 1);
+    atomic_fetch_add_explicit(&g.lag[b < LAG_BUCKETS - 1 ? b : LAG_BUCKETS - 1], 1, RELAXED);
 }
 
 static void submit_claim(struct relay *r);
@@ -904,10 +910,18 @@ static bool url_ok(const char *u)
     return !u[0] || strncmp(u, "http://", 7) == 0 || strncmp(u, "https://", 8) == 0;
 }
 
+void mx_outbox_register_metrics(void)
+{
+    mx_metrics_register_once(&g.metrics_id, "outbox", "relay", outbox_desc,
+                             sizeof outbox_desc / sizeof *outbox_desc, &g.m);
+    mx__alert_register_metrics();
+}
+
 int mx_outbox_start(mx_leases_t *lm, const struct mx_outbox_opts *o)
 {
     if (!o || !o->mysql)
         return MX_EINVAL;
+    mx_outbox_register_metrics();
     const char *sink = o->sink_url ? o->sink_url : "", *alert = o->alert_url ? o->alert_url : "",
                *refetch = o->refetch_url ? o->refetch_url : "";
     if (!url_ok(sink) || !url_ok(alert) || !url_ok(refetch))
@@ -958,7 +972,7 @@ static uint64_t lag_pct(const uint64_t *h, uint64_t total, double p)
 void mx_outbox_stats(struct mx_outbox_stats *s)
 {
     memset(s, 0, sizeof *s);
-    s->holding = atomic_load_explicit(&g.holding, RELAXED);
+    s->holding = GET(holding) != 0;
     s->epoch = GET(epoch);
     s->claimed = GET(claimed);
     s->delivered = GET(delivered);
@@ -971,11 +985,11 @@ void mx_outbox_stats(struct mx_outbox_stats *s)
     s->reclaimed = GET(reclaimed);
     s->refused = GET(refused);
     s->purged = GET(purged);
-    s->backlog = GET(backlog);
-    s->oldest_due_age_ms = GET(oldest_ms);
-    s->dlq_size = GET(dlq_size);
-    s->inflight = GET(inflight);
-    s->held = GET(held);
+    s->backlog = (int64_t)GET(backlog);
+    s->oldest_due_age_ms = (int64_t)GET(oldest_ms);
+    s->dlq_size = (int64_t)GET(dlq_size);
+    s->inflight = (uint32_t)GET(inflight);
+    s->held = (uint32_t)GET(held);
     uint64_t h[LAG_BUCKETS], total = 0;
     size_t last = 0;
     for (size_t i = 0; i < LAG_BUCKETS; i++) {

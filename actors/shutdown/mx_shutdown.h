@@ -81,6 +81,16 @@ struct mx_shutdown_opts {
     struct mx_shutdown_hooks hooks;
 };
 
+/* The coordinator's counters, declared once (mx_metrics.h), registered as
+ * actor "shutdown", instance "coordinator": Prometheus mx_shutdown_*, mxctl
+ * stats metrics.shutdown. */
+#define MX_SHUTDOWN_METRICS(X)                                                                     \
+    X(GAUGE, phase, "running phase: 0 idle, 1-7 the phases, 8 done")                               \
+    X(GAUGE, draining, "1 while the node is drained or draining (out of service)")                 \
+    X(COUNTER, drains, "drains and shutdowns started")                                             \
+    X(COUNTER, undrains, "undrains: the node served again")                                        \
+    X(COUNTER, phases_over_budget, "phases ended by their budget with work left")
+
 /* The outcome, for the caller and tests. */
 struct mx_shutdown_result {
     int exit_code;                     /* MX_SHUTDOWN_EXIT_OK or _CUT */

@@ -27,6 +27,7 @@
 
 #include "mx_err.h"
 #include "mx_log.h"
+#include "mx_metrics.h"
 
 #define TICK_MS 10
 #define MAX_SHARDS 256
@@ -43,6 +44,11 @@ enum op {
 
 enum mode { M_IDLE, M_DRAIN, M_SHUTDOWN };
 
+MX_METRICS_STRUCT(sd_metrics, MX_SHUTDOWN_METRICS);
+#define MX_METRICS_TYPE struct sd_metrics
+static const struct mx_metric_desc sd_desc[] = {MX_SHUTDOWN_METRICS(MX_METRIC_DESC)};
+#undef MX_METRICS_TYPE
+
 struct mx_shutdown {
     mx_system_t *sys;
     struct mx_shutdown_opts o;
@@ -54,10 +60,12 @@ struct mx_shutdown {
     _Atomic bool shutting;       /* relaxed: refuses drain/undrain once a shutdown began */
     _Atomic bool draining;       /* relaxed: a flag for stats */
     _Atomic int signals;         /* relaxed: count of stop signals */
+    struct sd_metrics m;         /* written by the coordinator's thread only */
+    int metrics_id;              /* mx_metrics_register's; 0 refused */
 
     /* the coordinator's thread only */
     enum mode mode;
-    int phase;    /* running phase, MX_SD_IDLE between runs */
+    int phase;    /* running phase, MX_SD_IDLE between runs (set_phase) */
     bool drained; /* phases 1-4 are done (a drain, or a shutdown past them) */
     bool undrain_pending;
     bool busy;    /* an offloaded step or latch requests are outstanding */
@@ -84,6 +92,13 @@ struct mx_shutdown {
 
 static const char *const phase_names[] = {"idle",  "drain-grace", "http",     "leases", "latches",
                                           "mysql", "singletons",  "registry", "done"};
+
+/* the running phase, and its gauge */
+static void set_phase(mx_shutdown_t *sd, int phase)
+{
+    sd->phase = phase;
+    MX_METRIC_SET(&sd->m, phase, phase);
+}
 
 const char *mx_shutdown_phase_name(int phase)
 {
@@ -261,12 +276,14 @@ static void latches_start(mx_actor_t *self, mx_shutdown_t *sd, uint64_t op, uint
 
 static void run_phase(mx_actor_t *self, mx_shutdown_t *sd, int phase)
 {
-    sd->phase = phase;
+    set_phase(sd, phase);
     sd->phase_t0 = mx_now_ms();
     sd->phase_until = sd->phase_t0 + mx_shutdown_budget_ms(&sd->o, phase);
     switch (phase) {
     case MX_SD_GRACE:
         atomic_store_explicit(&sd->draining, true, memory_order_relaxed); /* a flag */
+        MX_METRIC_SET(&sd->m, draining, 1);
+        MX_METRIC_INC(&sd->m, drains);
         if (sd->o.hooks.set_state)
             sd->o.hooks.set_state(sd->o.hooks.ctx, "draining");
         if (sd->o.app) {
@@ -345,6 +362,7 @@ static void mark_budget_cut(mx_shutdown_t *sd)
     if (sd->mode != M_SHUTDOWN || sd->cut)
         return;
     sd->res.over_budget |= 1u << sd->phase;
+    MX_METRIC_INC(&sd->m, phases_over_budget);
     if (sd->budget_cut)
         return;
     sd->budget_cut = true;
@@ -436,8 +454,10 @@ static void undrain_now(mx_actor_t *self, mx_shutdown_t *sd)
     latches_start(self, sd, 0, 0);
     sd->drained = false;
     sd->mode = M_IDLE;
-    sd->phase = MX_SD_IDLE;
+    set_phase(sd, MX_SD_IDLE);
     atomic_store_explicit(&sd->draining, false, memory_order_relaxed); /* a flag */
+    MX_METRIC_SET(&sd->m, draining, 0);
+    MX_METRIC_INC(&sd->m, undrains);
     MX_INFO("undrained: listening, readiness 200, registry up, campaigning for leases");
 }
 
@@ -453,7 +473,7 @@ static void next_phase(mx_actor_t *self, mx_shutdown_t *sd)
     if (sd->phase == MX_SD_LATCHES)
         sd->drained = true;
     if (sd->mode == M_DRAIN && next > MX_SD_LATCHES) {
-        sd->phase = MX_SD_IDLE;
+        set_phase(sd, MX_SD_IDLE);
         if (sd->undrain_pending) {
             undrain_now(self, sd);
             return;
@@ -515,7 +535,7 @@ static void finish(mx_actor_t *self, mx_shutdown_t *sd)
         MX_INFO("shutdown complete in %lld ms: every phase done; MySQL writes spooled %u; exit 0",
                 (long long)r->took_ms, r->mysql.spooled);
     }
-    sd->phase = MX_SD_DONE;
+    set_phase(sd, MX_SD_DONE);
     uint64_t one = 1;
     /* the write publishes res to the main thread, which reads it after poll */
     if (write(sd->efd, &one, sizeof one) != sizeof one)
@@ -703,6 +723,8 @@ int mx_shutdown_start(mx_system_t *sys, const struct mx_shutdown_opts *o, mx_shu
         free(sd);
         return rc;
     }
+    sd->metrics_id = mx_metrics_register("shutdown", "coordinator", sd_desc,
+                                         sizeof sd_desc / sizeof *sd_desc, &sd->m);
     *out = sd;
     return 0;
 }
@@ -792,6 +814,7 @@ void mx_shutdown_free(mx_shutdown_t *sd)
 {
     if (!sd)
         return;
+    mx_metrics_unregister(sd->metrics_id);
     close(sd->efd);
     free(sd);
 }

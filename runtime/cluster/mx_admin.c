@@ -19,6 +19,7 @@
 
 #include "mx_err.h"
 #include "mx_log.h"
+#include "mx_metrics.h"
 
 #define REQ_MAX 65536         /* bytes of one request */
 #define RATE_SLOTS (1u << 15) /* actors whose rate is sampled */
@@ -208,7 +209,7 @@ static void cmd_stats(struct mx_admin *a, msgpack_packer *pk)
     snprintf(idhex, sizeof(idhex), "%016llx", (unsigned long long)mx_system_node_id(a->sys));
     pthread_mutex_lock(&a->mu);
     int nsec = a->nsections;
-    msgpack_pack_map(pk, 14);
+    msgpack_pack_map(pk, 15);
     pk_kstr(pk, "node", mx_system_node_name(a->sys));
     pk_kstr(pk, "node_id", idhex);
     pk_kstr(pk, "version", a->version);
@@ -275,6 +276,17 @@ static void cmd_stats(struct mx_admin *a, msgpack_packer *pk)
         mx_jsonw_fini(&w);
     }
     pthread_mutex_unlock(&a->mu);
+    /* every registered counter block (mx_metrics.h): the same table the
+     * Prometheus text is generated from, keyed actor -> instance -> field */
+    struct mx_jsonw w;
+    mx_jsonw_init(&w, JSON_MAX);
+    mx_metrics_json(&w);
+    pk_str(pk, "metrics");
+    if (w.err == 0)
+        pk_json(pk, w.buf, w.len);
+    else
+        msgpack_pack_nil(pk);
+    mx_jsonw_fini(&w);
     pk_str(pk, "ok");
     msgpack_pack_true(pk);
 }

@@ -50,7 +50,7 @@ static void test_keepalive(void **st)
     }
     assert_false(mx__http_conn_done(&h->conn));
     assert_true(mx__http_conn_idle(&h->conn));
-    assert_int_equal(h->ctr.responses[2], 3);
+    assert_int_equal(h->ctr.responses_2xx, 3);
     hh_free(h);
 }
 
@@ -97,7 +97,7 @@ static void test_pipeline_backpressure(void **st)
     TU_ASSERT_CMP(used, <, len);
     assert_int_equal(h->ndeferred, 4);
     assert_false(mx__http_conn_can_parse(&h->conn));
-    assert_int_equal(h->ctr.limits[MX_HTTP_LIM_PIPELINE], 1);
+    assert_int_equal(*mx__http_ctr_limit(&h->ctr, MX_HTTP_LIM_PIPELINE), 1);
     hh_answer_deferred(h);
     assert_true(mx__http_conn_can_parse(&h->conn));
     used += mx__http_conn_feed(&h->conn, buf + used, len - used);
@@ -125,7 +125,7 @@ static void test_output_backpressure(void **st)
     size_t used = feed_str(h, req);
     assert_int_equal(used, strlen(req) / 2);
     assert_false(mx__http_conn_can_parse(&h->conn));
-    assert_int_equal(h->ctr.limits[MX_HTTP_LIM_OUTPUT], 1);
+    assert_int_equal(*mx__http_ctr_limit(&h->ctr, MX_HTTP_LIM_OUTPUT), 1);
     hh_release_held(h);
     assert_true(mx__http_conn_can_parse(&h->conn));
     used += mx__http_conn_feed(&h->conn, req + used, strlen(req) - used);
@@ -214,7 +214,7 @@ static void test_431(void **st)
     assert_int_equal(parse_all(h, p, 2), 1);
     assert_error_body(&p[0], 431, "HEADERS_TOO_LARGE");
     assert_true(presp_header(&p[0], "Connection", v, sizeof(v)));
-    assert_int_equal(h->ctr.limits[MX_HTTP_LIM_HEADER_SIZE], 1);
+    assert_int_equal(*mx__http_ctr_limit(&h->ctr, MX_HTTP_LIM_HEADER_SIZE), 1);
     assert_true(mx__http_conn_done(&h->conn));
     free(req);
     hh_free(h);
@@ -237,7 +237,7 @@ static void test_413(void **st)
     struct presp p[2];
     assert_int_equal(parse_all(h, p, 2), 1);
     assert_error_body(&p[0], 413, "PAYLOAD_TOO_LARGE");
-    assert_int_equal(h->ctr.limits[MX_HTTP_LIM_BODY_SIZE], 1);
+    assert_int_equal(*mx__http_ctr_limit(&h->ctr, MX_HTTP_LIM_BODY_SIZE), 1);
     hh_free(h);
 
     struct mx_http_opts o = {.max_body_bytes = 1000};
@@ -429,7 +429,7 @@ static void test_head_timeout(void **st)
     assert_error_body(&p[1], 408, "REQUEST_TIMEOUT");
     assert_true(presp_header(&p[1], "Connection", v, sizeof(v)));
     assert_string_equal(v, "close");
-    assert_int_equal(h->ctr.limits[MX_HTTP_LIM_HEADER_TIME], 1);
+    assert_int_equal(*mx__http_ctr_limit(&h->ctr, MX_HTTP_LIM_HEADER_TIME), 1);
     assert_true(mx__http_conn_done(&h->conn));
     hh_free(h);
 }
@@ -482,8 +482,8 @@ static void test_in_app_bound(void **st)
     assert_int_equal(h->srv.in_app, 3);
     assert_true(mx__http_srv_app_full(&h->srv));
     assert_false(mx__http_conn_can_parse(&h->conn));
-    assert_int_equal(h->ctr.limits[MX_HTTP_LIM_IN_APP], 1);
-    assert_int_equal(h->ctr.limits[MX_HTTP_LIM_PIPELINE], 0);
+    assert_int_equal(*mx__http_ctr_limit(&h->ctr, MX_HTTP_LIM_IN_APP), 1);
+    assert_int_equal(*mx__http_ctr_limit(&h->ctr, MX_HTTP_LIM_PIPELINE), 0);
     assert_non_null(h->conn.deferred); /* /slow/3, parsed and held */
     /* one answer makes room for exactly one more request: the held one */
     mx_http_req_t *r = h->deferred[--h->ndeferred];

@@ -501,9 +501,15 @@ static void test_dlq_admin(void **st)
     assert_non_null(strstr(r.body, "mx_outbox_backlog{node="));
     assert_non_null(strstr(r.body, "mx_outbox_dlq_size{node="));
     assert_non_null(strstr(r.body, "mx_outbox_oldest_due_age_ms{node="));
-    assert_non_null(strstr(r.body, "mx_outbox_total{node=\"n1\",event=\"delivery\"}"));
-    assert_non_null(strstr(r.body, "mx_outbox_api_total{node=\"n1\",event=\"dlq_op\"}"));
-    assert_non_null(strstr(r.body, "mx_alert_total{node=\"n1\",event=\"throttled\"}"));
+    assert_non_null(strstr(
+        r.body,
+        "mx_outbox_total{node=\"n1\",actor=\"outbox\",instance=\"relay\",event=\"delivery\"}"));
+    assert_non_null(strstr(
+        r.body,
+        "mx_outbox_api_total{node=\"n1\",actor=\"outbox_api\",instance=\"api\",event=\"dlq_op\"}"));
+    assert_non_null(strstr(
+        r.body,
+        "mx_alert_total{node=\"n1\",actor=\"alert\",instance=\"alerts\",event=\"throttled\"}"));
     http_res_free(&r);
     int h = ob_holder(&W, -1);
     TU_ASSERT_CMP(h, >=, 0);
