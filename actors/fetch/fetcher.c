@@ -412,6 +412,17 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
 
 static int start_attempt(struct fetcher *f, struct freq *r);
 
+/* start_attempt in r's trace: pump and retries run in another request's
+ * callback or in a timer's message, whose trace is not r's */
+static void start_attempt_traced(struct fetcher *f, struct freq *r)
+{
+    struct mx_trace tr, saved;
+    mx_trace_of(&r->req->env, &tr);
+    mx_trace_enter(&tr, &saved);
+    start_attempt(f, r);
+    mx_trace_leave(&saved);
+}
+
 static bool deadline_passed(const struct freq *r, uint64_t now_unix)
 {
     return r->deadline_ms && now_unix + 1 >= r->deadline_ms;
@@ -438,7 +449,7 @@ static void pump(struct fetcher *f)
             finish(f, r, MX_ETIMEDOUT, false, "deadline passed while queued");
             continue;
         }
-        start_attempt(f, r);
+        start_attempt_traced(f, r);
     }
     f->pumping = false;
 }
@@ -644,8 +655,14 @@ static void transfer_done(void *ctx, CURL *easy, CURLcode rc)
     struct fetcher *f = ctx;
     struct freq *r = NULL;
     curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&r);
-    if (r && r->easy == easy)
+    if (r && r->easy == easy) {
+        /* a libcurl completion, outside any handler: in the request's trace */
+        struct mx_trace tr, saved;
+        mx_trace_of(&r->req->env, &tr);
+        mx_trace_enter(&tr, &saved);
         attempt_done(f, r, rc);
+        mx_trace_leave(&saved);
+    }
 }
 
 /* ---- requests ---- */
@@ -784,7 +801,7 @@ static void on_retry(struct fetcher *f, const struct mx_msg *m)
         return;
     for (struct freq *r = f->active.head; r; r = r->next)
         if (r->id == t.id && r->in_backoff) {
-            start_attempt(f, r);
+            start_attempt_traced(f, r);
             return;
         }
 }
