@@ -135,6 +135,9 @@ static void section_fetch(struct mx_jsonw *w, void *ctx)
         mx_jsonw_kuint(w, "breaker_opens", fs.breaker_opens);
         mx_jsonw_kuint(w, "refused", fs.refused);
         mx_jsonw_kuint(w, "inflight", fs.inflight);
+        mx_jsonw_kuint(w, "via_passed", fs.via_passed);
+        mx_jsonw_kuint(w, "via_local", fs.via_local);
+        mx_jsonw_kuint(w, "via_pending", fs.via_pending);
     }
     mx_jsonw_obj_close(w);
 }

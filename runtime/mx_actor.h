@@ -160,7 +160,7 @@ void mx_set_epoch(mx_actor_t *self, uint64_t epoch);
  * transfers) loses it unless the starter captures it (mx_trace_current)
  * and the callback re-enters it (mx_trace_enter ... mx_trace_leave); the
  * runtime's offload pool, request timeouts and replies, and the Redis and
- * MySQL clients do this themselves. docs/observability.md. */
+ * MySQL clients do this themselves. docs/tracing.md. */
 struct mx_trace {
     uint8_t trace_id[16]; /* W3C trace-id; all zero = none */
     uint8_t span_id[8];   /* W3C parent span id */
