@@ -59,6 +59,7 @@ static void usage(FILE *f)
         "             [--timeout MS] [--json] [--tls-ca F --tls-cert F --tls-key F] COMMAND\n"
         "commands:\n"
         "  stats                          node, uptime, schedulers, actors, dead letters, transport\n"
+        "                                 (--cluster: then counters summed, gauges per member)\n"
         "  actors [--top N] [--sort depth|age|rate]\n"
         "  mailbox NAME [--peek N]        pending messages of an actor (name or hex id)\n"
         "  deadletters                    dead letters by reason\n"
