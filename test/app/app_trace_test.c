@@ -135,6 +135,16 @@ static struct scan scan_work(const char *log, const char *trace)
     return scan_except(log, NULL, "\"msg\":\"cluster: ", trace);
 }
 
+/* at least at_least lines of log name `what` (NULL: any line but the
+ * membership's), and every one of them carries TRACE1 */
+static void expect_traced(const char *who, const char *log, const char *what, int at_least)
+{
+    struct scan s = what ? scan_lines(log, what, TRACE1) : scan_work(log, TRACE1);
+    if (s.matched < at_least || s.traced != s.matched)
+        fail_msg("%s: %d lines naming \"%s\", %d with the trace; first without: %s\n%s:\n%s", who,
+                 s.matched, what ? what : "(any)", s.traced, s.bad, who, log);
+}
+
 static long long stat_of(const struct node *n, const char *key)
 {
     char cmd[512], out[65536];
@@ -182,38 +192,20 @@ static void test_one_trace_through_two_nodes(void **st)
     assert_int_equal(stub_ocid(&g_stub, EVAN, ocid), 200);
 
     /* B: the fetches it made for A, each under the trace; and every line
-     * its fetcher wrote since the request */
+     * it wrote since the request */
     const char *lb = log_from(&g_b, mark_b);
-    struct scan s = scan_lines(lb, "for another node", TRACE1);
-    if (s.matched < 2 || s.traced != s.matched)
-        fail_msg("B: %d fetch lines for A, %d with the trace; first without: %s\nB:\n%s", s.matched,
-                 s.traced, s.bad, lb);
-    s = scan_work(lb, TRACE1);
-    if (s.traced != s.matched)
-        fail_msg("B: a line since the request without the trace: %s\nB:\n%s", s.bad, lb);
-    s = scan_lines(lb, ocid, TRACE1);
-    if (s.traced != s.matched)
-        fail_msg("B: line naming the ocid without the trace: %s", s.bad);
+    expect_traced("B", lb, "for another node", 2);
+    expect_traced("B", lb, NULL, 2);
+    expect_traced("B", lb, ocid, 0);
 
-    /* A: the hand-over and B's answers, and everything naming the
-     * character or its ocid */
+    /* A: the hand-over and B's answers, every line since the request, and
+     * everything naming the character or its ocid */
     const char *la = log_from(&g_a, mark_a);
-    s = scan_lines(la, "passed to egress node trace-b", TRACE1);
-    if (s.matched < 2 || s.traced != s.matched)
-        fail_msg("A: %d hand-over lines, %d traced; first without: %s\nA:\n%s", s.matched, s.traced,
-                 s.bad, la);
-    s = scan_lines(la, "answered by egress node trace-b", TRACE1);
-    if (s.matched < 2 || s.traced != s.matched)
-        fail_msg("A: %d answers from B, %d traced; first without: %s", s.matched, s.traced, s.bad);
-    s = scan_work(la, TRACE1);
-    if (s.traced != s.matched)
-        fail_msg("A: a line since the request without the trace: %s\nA:\n%s", s.bad, la);
-    s = scan_lines(la, ocid, TRACE1);
-    if (s.traced != s.matched)
-        fail_msg("A: line naming the ocid without the trace: %s", s.bad);
-    s = scan_lines(la, EVAN, TRACE1);
-    if (s.traced != s.matched)
-        fail_msg("A: line naming the character without the trace: %s", s.bad);
+    expect_traced("A", la, "passed to egress node trace-b", 2);
+    expect_traced("A", la, "answered by egress node trace-b", 2);
+    expect_traced("A", la, NULL, 4);
+    expect_traced("A", la, ocid, 0);
+    expect_traced("A", la, EVAN, 0);
 
     /* a later request with another trace: its lines never carry the first */
     mark_a = node_log(&g_a, g_log, LOG_CAP);
