@@ -728,6 +728,28 @@ static bool prepare(struct fetcher *f, const struct mx_msg *m, const struct mx_m
         reply_now(f, m, MX_EUPSTREAM, false, 0, "out of memory");
         return false;
     }
+    static const uint8_t no_span[8];
+    if (mx_env_has_trace(&m->env) && memcmp(m->env.span_id, no_span, sizeof no_span) != 0) {
+        /* the request's trace goes upstream too (W3C trace context); the
+         * parent is the caller's span: the fetcher makes none of its own */
+        static const char hx[] = "0123456789abcdef";
+        char tp[sizeof "traceparent: 00-" + 32 + 1 + 16 + 3], *p = tp;
+        p += snprintf(tp, sizeof tp, "traceparent: 00-");
+        mx_env_trace_hex(&m->env, p);
+        p += 32;
+        *p++ = '-';
+        for (int i = 0; i < 8; i++) {
+            *p++ = hx[m->env.span_id[i] >> 4];
+            *p++ = hx[m->env.span_id[i] & 15];
+        }
+        snprintf(p, sizeof tp - (size_t)(p - tp), "-01");
+        struct curl_slist *h = curl_slist_append(r->hdrs, tp);
+        if (!h) {
+            reply_now(f, m, MX_EUPSTREAM, false, 0, "out of memory");
+            return false;
+        }
+        r->hdrs = h;
+    }
     if (r->kind != MX_FETCH_LIST) {
         if (q->arg.len == 0 || q->arg.len > MX_FETCH_ARG_MAX ||
             memchr(q->arg.ptr, '\0', q->arg.len)) {

@@ -1,5 +1,5 @@
 /* app_trace_test.c - one request's trace id, followed through two real
- * mxnode processes' logs across the nng hop.
+ * mxnode processes' logs across the nng hop, and on to the upstream.
  *
  * Node A sends its upstream calls through node B's fetcher (MX_FETCH_VIA,
  * the egress node), so a cold GET /api/v4/characters/{ign}/expectation on
@@ -9,7 +9,8 @@
  * answers back over nng; A then calculates on an offload thread and
  * answers. Both nodes log at debug level into files the test reads:
  * - the response echoes the trace id, and the upstream was called through B
- *   (mxstub's counters, and B's fetcher counts requests from another node);
+ *   (mxstub's counters, and B's fetcher counts requests from another node),
+ *   each call with a traceparent of the trace;
  * - B logged the fetches it made for A, and every line B wrote while doing
  *   so (its fetcher's lines from the request on) carries the trace id;
  * - A logged the hand-over to B and B's answer under the trace id;
@@ -163,13 +164,43 @@ static long long stat_of(const struct node *n, const char *key)
     return atoll(at + strlen(k));
 }
 
+static int count(const char *s, const char *needle)
+{
+    int n = 0;
+    for (; (s = strstr(s, needle)); s++)
+        n++;
+    return n;
+}
+
+/* how many Redis clients n has (connected or not yet), from one stats answer */
+static int redis_clients(const struct node *n)
+{
+    char cmd[512];
+    static char out[1 << 20];
+    snprintf(cmd, sizeof cmd, "%s/mxctl --node tcp://127.0.0.1:%d --json redis",
+             getenv("MX_BIN_DIR"), n->admin_port);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t len = fread(out, 1, sizeof out - 1, p);
+    out[len] = '\0';
+    assert_int_equal(pclose(p), 0);
+    return count(out, "\"connected\":");
+}
+
 static void test_one_trace_through_two_nodes(void **st)
 {
     /* A knows B (the registry told it) before the request */
     assert_true(TU_WAIT_UNTIL(strstr(log_from(&g_a, 0), "cluster: peer trace-b ") != NULL, 10000));
+    /* and both have finished starting: every Redis client connected (each
+     * logs it once), so the lines from here on are the request's */
+    int ca = redis_clients(&g_a), cb = redis_clients(&g_b);
+    assert_true(ca > 0 && cb > 0);
+    assert_true(TU_WAIT_UNTIL(count(log_from(&g_a, 0), " connected to ") >= ca, 10000));
+    assert_true(TU_WAIT_UNTIL(count(log_from(&g_b, 0), " connected to ") >= cb, 10000));
     size_t mark_a = node_log(&g_a, g_log, LOG_CAP), mark_b = node_log(&g_b, g_log, LOG_CAP);
     long long eq0 = stub_stat(&g_stub, "/maplestory/v1/character/item-equipment");
-    assert_true(eq0 >= 0);
+    long long traced0 = stub_stat(&g_stub, "traced");
+    assert_true(eq0 >= 0 && traced0 >= 0);
 
     struct http_res r;
     assert_int_equal(node_http(g_a.http_port, "GET", "/api/v4/characters/" EVAN_URL "/expectation",
@@ -187,6 +218,15 @@ static void test_one_trace_through_two_nodes(void **st)
     assert_true(stat_of(&g_a, "via_passed") >= 2); /* ocid and equipment */
     assert_int_equal(stat_of(&g_a, "upstream_calls"), 0);
     assert_true(stat_of(&g_b, "upstream_calls") >= 2);
+    /* ... and B sent the trace on to it (W3C traceparent) */
+    assert_int_equal(stub_stat(&g_stub, "traced"), traced0 + 2);
+    char url[256];
+    struct resp sr;
+    snprintf(url, sizeof url, "%s/__stub/stats", g_stub.base);
+    assert_int_equal(http_get(url, NULL, false, &sr), 0);
+    if (!strstr(sr.body, "\"last_traceparent\":\"00-" TRACE1 "-"))
+        fail_msg("the upstream saw no traceparent with the trace: %s", sr.body);
+    resp_free(&sr);
 
     char ocid[64];
     assert_int_equal(stub_ocid(&g_stub, EVAN, ocid), 200);
