@@ -201,6 +201,7 @@ struct mx_system {
 
 static __thread struct mx_sched *t_sched; /* scheduler of this thread, or NULL */
 static __thread struct mx_trace t_trace;  /* trace this thread works for (mx_trace_enter) */
+static __thread bool t_traced;            /* t_trace is not all zero */
 static __thread char t_trace_hex[33];     /* t_trace's id in hex, what log lines carry */
 
 static const char *dl_names[] = {
@@ -714,12 +715,23 @@ static bool dispatch(mx_system_t *sys, struct mx_actor *a, struct mx_msg *m, boo
         uv_close((uv_handle_t *)&p->h, pending_closed);
     }
     const struct mx_behaviour *b = atomic_load_explicit(&a->beh, memory_order_relaxed);
-    struct mx_trace tr, saved;
-    mx_trace_of(&m->env, &tr);
+    /* the handler runs in its message's trace; the common case (no trace
+     * before, none in the message) costs one test */
+    static const struct mx_trace none;
+    struct mx_trace saved = none, tr;
+    bool had = t_traced;
+    if (had)
+        saved = t_trace;
     mx_log_set_context(t_sched->idx, b->name, NULL);
-    mx_trace_enter(&tr, &saved);
+    if (mx_env_has_trace(&m->env)) {
+        mx_trace_of(&m->env, &tr);
+        mx_trace_leave(&tr);
+    } else if (had) {
+        mx_trace_leave(&none);
+    }
     int rc = b->receive(a, a->state, m);
-    mx_trace_leave(&saved);
+    if (had || t_traced)
+        mx_trace_leave(&saved);
     mx_log_set_context(t_sched->idx, NULL, NULL);
     mx_msg_free(m);
     if (rc < 0)
@@ -1259,7 +1271,8 @@ void mx_trace_leave(const struct mx_trace *saved)
 {
     static const char hx[] = "0123456789abcdef";
     t_trace = *saved;
-    if (!trace_set(&t_trace)) {
+    t_traced = trace_set(&t_trace);
+    if (!t_traced) {
         mx_log_set_trace(NULL);
         return;
     }
@@ -1273,7 +1286,7 @@ void mx_trace_leave(const struct mx_trace *saved)
 
 void mx_trace_stamp(struct mx_msg *m)
 {
-    if (trace_set(&t_trace) && !mx_env_has_trace(&m->env)) {
+    if (t_traced && !mx_env_has_trace(&m->env)) {
         memcpy(m->env.trace_id, t_trace.trace_id, sizeof m->env.trace_id);
         memcpy(m->env.span_id, t_trace.span_id, sizeof m->env.span_id);
     }
