@@ -24,6 +24,7 @@
 #include "mx_redis.h"
 #include "mx_proto.h"
 #include "mx_tls.h"
+#include "mxctl_merge.h"
 
 #define EXIT_NOANSWER 1
 #define EXIT_USAGE 2
@@ -59,7 +60,8 @@ static void usage(FILE *f)
         "             [--timeout MS] [--json] [--tls-ca F --tls-cert F --tls-key F] COMMAND\n"
         "commands:\n"
         "  stats                          node, uptime, schedulers, actors, dead letters, transport,\n"
-        "                                 every actor instance's counters\n"
+        "                                 every actor instance's counters (--cluster: counters\n"
+        "                                 summed, gauges per member)\n"
         "  actors [--top N] [--sort depth|age|rate]\n"
         "  mailbox NAME [--peek N]        pending messages of an actor (name or hex id)\n"
         "  deadletters                    dead letters by reason\n"
@@ -863,6 +865,8 @@ int main(int argc, char **argv)
     static msgpack_unpacked kept[MAX_NODES];
     static const msgpack_object *kept_ans[MAX_NODES];
     static char *kept_buf[MAX_NODES];
+    /* --cluster stats: the members' counters summed, their gauges side by side */
+    struct mxm *merge = o.cluster && !strcmp(o.cmd, "stats") ? mxm_new(n) : NULL;
     for (int i = 0; i < n; i++) {
         char *ans = NULL, err[512] = "";
         size_t len = 0;
@@ -886,6 +890,10 @@ int main(int argc, char **argv)
         }
         if (rc != 0)
             fprintf(stderr, "mxctl: %s\n", err);
+        if (merge && rc == 0)
+            mxm_answer(merge, i, &up.data);
+        else if (merge)
+            mxm_missing(merge, i, err);
         if (rc > worst && !(worst == EXIT_NOANSWER && rc == EXIT_ERRANSWER))
             worst = rc;
         if (o.json) {
@@ -925,10 +933,22 @@ int main(int argc, char **argv)
                 free(kept_buf[i]);
             }
     }
+    static const char *names[MAX_NODES], *admins[MAX_NODES];
+    for (int i = 0; merge && i < n; i++) {
+        names[i] = targets[i].name;
+        admins[i] = targets[i].admin;
+    }
     if (o.cluster) {
         mx_jsonw_arr_close(&all);
+        if (merge && o.json) {
+            mx_jsonw_key(&all, "merged");
+            mxm_json(merge, names, admins, &all);
+        }
         mx_jsonw_obj_close(&all);
     }
+    if (merge && !o.json)
+        mxm_print(merge, names, admins, stdout);
+    mxm_free(merge);
     if (o.json && all.err == 0 && all.len)
         printf("%s\n", all.buf);
     mx_jsonw_fini(&all);

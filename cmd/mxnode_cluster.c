@@ -380,6 +380,7 @@ int mxnode_cluster_start(mx_system_t *sys, const struct mx_config *cfg, mx_remot
         MX_ERROR("cluster: cannot start the leases: %s", mx_strerror(rc));
         goto fail;
     }
+    mxnode_svc_set_registry(c->reg);
     mx_admin_set_members(admin, mx_registry_members, c->reg);
     mx_admin_set_leases(admin, mx_leases_list, c->lm);
     mx_admin_add_section(admin, "cluster", section_cluster, c);
@@ -407,6 +408,7 @@ void mxnode_cluster_free(struct mxnode_cluster *c)
 {
     if (!c)
         return;
+    mxnode_svc_set_registry(NULL);
     mx_leases_free(c->lm);
     mx_registry_stop(c->reg);
     free(c);

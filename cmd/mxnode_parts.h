@@ -13,6 +13,7 @@
 #include "mx_config.h"
 #include "mx_lease.h"
 #include "mx_mysql.h"
+#include "mx_registry.h"
 #include "mx_remote.h"
 
 struct mx_cube_table;
@@ -25,6 +26,10 @@ int mxnode_svc_start(mx_system_t *sys, const struct mx_config *cfg,
                      const struct mx_cube_table *cube, mx_mysql_t *mysql);
 /* mxnode_svc_budget_ms - the longest a cache load may take upstream. */
 uint32_t mxnode_svc_budget_ms(const struct mx_config *cfg);
+/* mxnode_svc_set_registry - the membership the fetcher's MX_FETCH_VIA
+ * resolves the egress node's name in (NULL: none, before it is freed).
+ * Any thread. */
+void mxnode_svc_set_registry(mx_registry_t *reg);
 /* mxnode_svc_free - free what mxnode_svc_start kept, after mx_system_stop. */
 void mxnode_svc_free(void);
 /* mxnode_mysql_up - MySQL's state as mysql-health reports it, else as this

@@ -66,6 +66,9 @@ const struct mx_setting mx_node_settings[] = {
      "concurrent upstream (Nexon) calls"},
     {"MX_FETCH_TIMEOUT_MS", "--fetch-timeout-ms", "5000", MX_SET_INT, 100, 120000,
      "one upstream attempt's total timeout"},
+    {"MX_FETCH_VIA", "--fetch-via", "", MX_SET_STR, 0, 64,
+     "egress node: the member whose fetcher makes this node's upstream calls (empty = this "
+     "node; served here while that member is down)"},
     {"MX_RATE_LIMIT", "--rate-limit", "1", MX_SET_INT, 0, 1,
      "global rate limits in Redis: 1 on, 0 off (benchmarks)"},
     {"MX_TRUSTED_PROXIES", "--trusted-proxies", "", MX_SET_CIDRS, 0, 0,

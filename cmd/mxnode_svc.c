@@ -3,6 +3,7 @@
  * Redis, L3 MySQL and the write spool it falls back to), configured from
  * the node's settings. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -15,6 +16,22 @@
 #include "mxnode_parts.h"
 
 static mx_mysql_t *g_pool; /* for mxnode_mysql_up */
+
+/* set once the registry runs, cleared before it is freed (acquire/release:
+ * the fetcher's thread reads the registry the pointer leads to) */
+static _Atomic(mx_registry_t *) g_via_reg;
+
+void mxnode_svc_set_registry(mx_registry_t *reg)
+{
+    atomic_store_explicit(&g_via_reg, reg, memory_order_release);
+}
+
+/* MX_FETCH_VIA's member name -> node id, for the fetcher (its thread) */
+static int via_resolve(void *ctx, const char *name, uint64_t *node_id)
+{
+    mx_registry_t *reg = atomic_load_explicit(&g_via_reg, memory_order_acquire);
+    return reg ? mx_registry_node_of(reg, name, node_id) : MX_ENOTFOUND;
+}
 
 /* MySQL is up: as the mysql-health singleton last reported it, when a
  * fresh report exists (a cluster with Redis); else as this node's pool saw
@@ -48,6 +65,8 @@ int mxnode_svc_start(mx_system_t *sys, const struct mx_config *cfg,
     fo.api_key = mx_config_str(cfg, "MX_NEXON_API_KEY");
     fo.max_inflight = (uint32_t)mx_config_int(cfg, "MX_FETCH_MAX_INFLIGHT");
     fo.total_timeout_ms = (uint32_t)mx_config_int(cfg, "MX_FETCH_TIMEOUT_MS");
+    fo.via = mx_config_str(cfg, "MX_FETCH_VIA");
+    fo.resolve = via_resolve;
     struct mx_spawn_opts fso = MX_SPAWN_OPTS_DEFAULT;
     fso.sched = 0;
     fso.cap_msgs = 65536;

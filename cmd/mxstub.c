@@ -68,7 +68,9 @@ struct stats {
     uint64_t missing_key, rejected_key, bad_request, not_found;
     uint64_t conns_accepted, conns_refused, parse_errors, too_large;
     uint64_t registry_refused;
-    uint64_t seq; /* index of the next API call, drives fail_rate */
+    uint64_t seq;              /* index of the next API call, drives fail_rate */
+    uint64_t traced;           /* API calls that carried a traceparent header */
+    char last_traceparent[56]; /* of the last such call */
 };
 
 struct server {
@@ -140,6 +142,8 @@ struct conn {
     char idem[MX__STUB_SINK_KEY_MAX + 2]; /* Idempotency-Key (webhook sink) */
     size_t idem_len;                      /* MAX + 1: too long */
     bool have_idem;
+    char tp[56]; /* traceparent (55 bytes when well-formed; longer is cut) */
+    size_t tp_len;
     bool accept_gzip;
     size_t req_bytes, body_bytes;
     int req_error; /* 413, 414, 431: answer this and close */
@@ -627,6 +631,8 @@ static char *stats_json(struct server *srv, size_t *len)
         mx_jsonw_kuint(&w, route_path[r], st->calls[r]);
     mx_jsonw_obj_close(&w);
     mx_jsonw_kuint(&w, "failures_injected", st->failures_injected);
+    mx_jsonw_kuint(&w, "traced", st->traced);
+    mx_jsonw_kstr(&w, "last_traceparent", st->last_traceparent);
     mx_jsonw_key(&w, "errors");
     mx_jsonw_obj_open(&w);
     mx_jsonw_kuint(&w, "missing_key", st->missing_key);
@@ -794,6 +800,11 @@ static void handle_api(struct conn *c, const char *path, const char *q, int meth
             r = (enum route)i;
     srv->st.total++;
     srv->st.calls[r]++;
+    if (c->tp_len) {
+        srv->st.traced++;
+        snprintf(srv->st.last_traceparent, sizeof srv->st.last_traceparent, "%.*s", (int)c->tp_len,
+                 c->tp);
+    }
 
     if (!c->have_key || c->key_len == 0) {
         srv->st.missing_key++;
@@ -992,6 +1003,7 @@ static int on_message_begin(llhttp_t *p)
     c->accept_gzip = false;
     c->idem_len = 0;
     c->have_idem = false;
+    c->tp_len = 0;
     c->req_bytes = c->body_bytes = 0;
     c->req_error = 0;
     return 0;
@@ -1040,6 +1052,9 @@ static int on_header_field_complete(llhttp_t *p)
             c->hdr = 3;
             c->idem_len = 0;
             c->have_idem = true;
+        } else if (strcasecmp(c->field, "traceparent") == 0) {
+            c->hdr = 4;
+            c->tp_len = 0;
         }
     }
     c->field_len = 0;
@@ -1073,6 +1088,11 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n)
             memcpy(c->idem + c->idem_len, at, n);
             c->idem_len += n;
         }
+    } else if (c->hdr == 4) {
+        size_t room = sizeof c->tp - 1 - c->tp_len;
+        n = n < room ? n : room;
+        memcpy(c->tp + c->tp_len, at, n);
+        c->tp_len += n;
     }
     return 0;
 }

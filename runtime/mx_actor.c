@@ -62,6 +62,7 @@ struct mx_pending {
     uint64_t corr;           /* random: a forger cannot guess it */
     struct mx_addr expect;   /* who may answer: node and actor (actor 0: any actor of the
                               * node, for requests sent by name) */
+    struct mx_trace trace;   /* of the request: its timeout carries it */
     struct mx_pending *next; /* hash chain */
 };
 
@@ -158,6 +159,7 @@ struct offload_job {
     void *arg;
     struct mx_addr to;
     uint64_t id;
+    struct mx_trace trace; /* of the handler that offloaded it */
 };
 
 struct mx_system {
@@ -201,8 +203,9 @@ struct mx_system {
 };
 
 static __thread struct mx_sched *t_sched; /* scheduler of this thread, or NULL */
-static __thread struct mx_msg *t_cur_msg; /* message being handled */
-static __thread char t_trace_hex[33];
+static __thread struct mx_trace t_trace;  /* trace this thread works for (mx_trace_enter) */
+static __thread bool t_traced;            /* t_trace is not all zero */
+static __thread char t_trace_hex[33];     /* t_trace's id in hex, what log lines carry */
 
 static const char *dl_names[] = {
 #define MX_DL_STR(n, s) s,
@@ -495,6 +498,8 @@ static void on_request_timeout(uv_timer_t *h)
     struct mx_msg *m;
     if (mx_msg_encode(MX_T_sys_timeout, &(struct mx_m_sys_timeout){.corr = p->corr}, &m) == 0) {
         m->env.corr = p->corr;
+        memcpy(m->env.trace_id, p->trace.trace_id, sizeof m->env.trace_id);
+        memcpy(m->env.span_id, p->trace.span_id, sizeof m->env.span_id);
         deliver_local_ctl(sys, a, m);
     }
     uv_close((uv_handle_t *)&p->h, pending_closed);
@@ -716,15 +721,23 @@ static bool dispatch(mx_system_t *sys, struct mx_actor *a, struct mx_msg *m, boo
         uv_close((uv_handle_t *)&p->h, pending_closed);
     }
     const struct mx_behaviour *b = atomic_load_explicit(&a->beh, memory_order_relaxed);
-    t_cur_msg = m;
+    /* the handler runs in its message's trace; the common case (no trace
+     * before, none in the message) costs one test */
+    static const struct mx_trace none;
+    struct mx_trace saved = none, tr;
+    bool had = t_traced;
+    if (had)
+        saved = t_trace;
+    mx_log_set_context(t_sched->idx, b->name, NULL);
     if (mx_env_has_trace(&m->env)) {
-        mx_env_trace_hex(&m->env, t_trace_hex);
-        mx_log_set_context(t_sched->idx, b->name, t_trace_hex);
-    } else {
-        mx_log_set_context(t_sched->idx, b->name, NULL);
+        mx_trace_of(&m->env, &tr);
+        mx_trace_leave(&tr);
+    } else if (had) {
+        mx_trace_leave(&none);
     }
     int rc = b->receive(a, a->state, m);
-    t_cur_msg = NULL;
+    if (had || t_traced)
+        mx_trace_leave(&saved);
     mx_log_set_context(t_sched->idx, NULL, NULL);
     mx_msg_free(m);
     if (rc < 0)
@@ -969,12 +982,19 @@ static void *offload_main(void *arg)
         sys->off_count--;
         pthread_mutex_unlock(&sys->off_lock);
 
+        struct mx_trace saved;
+        mx_trace_enter(&job.trace, &saved); /* the job's log lines and result carry it */
         struct mx_msg *res = job.fn(job.arg);
         if (!res) {
             struct mx_m_sys_offload_done d = {.status = MX_EINTERNAL};
             if (mx_msg_encode(MX_T_sys_offload_done, &d, &res) != 0)
-                continue;
+                res = NULL;
         }
+        if (res)
+            mx_trace_stamp(res);
+        mx_trace_leave(&saved);
+        if (!res)
+            continue;
         res->env.to = job.to;
         res->env.corr = job.id;
         /* relaxed: statistic */
@@ -1001,7 +1021,7 @@ int mx_offload(mx_actor_t *self, mx_offload_fn fn, void *arg, uint64_t *job)
         return MX_EFULL;
     }
     sys->off_ring[(sys->off_head + sys->off_count) % sys->off_cap] =
-        (struct offload_job){fn, arg, addr_of(sys, self), id};
+        (struct offload_job){fn, arg, addr_of(sys, self), id, t_trace};
     sys->off_count++;
     pthread_cond_signal(&sys->off_cond);
     pthread_mutex_unlock(&sys->off_lock);
@@ -1228,14 +1248,61 @@ static int send_to(mx_system_t *sys, struct mx_addr to, struct mx_msg *m)
     return deliver_local(sys, to, m);
 }
 
-/* sender, trace (of the message being handled) and epoch of an actor's send */
+/* ---- trace context ---- */
+
+void mx_trace_of(const struct mx_env *env, struct mx_trace *out)
+{
+    memcpy(out->trace_id, env->trace_id, sizeof out->trace_id);
+    memcpy(out->span_id, env->span_id, sizeof out->span_id);
+}
+
+void mx_trace_current(struct mx_trace *out)
+{
+    *out = t_trace;
+}
+
+static bool trace_set(const struct mx_trace *t)
+{
+    static const uint8_t zero[16];
+    return memcmp(t->trace_id, zero, sizeof zero) != 0;
+}
+
+void mx_trace_enter(const struct mx_trace *t, struct mx_trace *saved)
+{
+    *saved = t_trace;
+    mx_trace_leave(t ? t : &(struct mx_trace){{0}, {0}});
+}
+
+void mx_trace_leave(const struct mx_trace *saved)
+{
+    static const char hx[] = "0123456789abcdef";
+    t_trace = *saved;
+    t_traced = trace_set(&t_trace);
+    if (!t_traced) {
+        mx_log_set_trace(NULL);
+        return;
+    }
+    for (int i = 0; i < 16; i++) {
+        t_trace_hex[2 * i] = hx[t_trace.trace_id[i] >> 4];
+        t_trace_hex[2 * i + 1] = hx[t_trace.trace_id[i] & 15];
+    }
+    t_trace_hex[32] = '\0';
+    mx_log_set_trace(t_trace_hex);
+}
+
+void mx_trace_stamp(struct mx_msg *m)
+{
+    if (t_traced && !mx_env_has_trace(&m->env)) {
+        memcpy(m->env.trace_id, t_trace.trace_id, sizeof m->env.trace_id);
+        memcpy(m->env.span_id, t_trace.span_id, sizeof m->env.span_id);
+    }
+}
+
+/* sender, trace (of the message being handled, or entered) and epoch of an actor's send */
 static void stamp(mx_system_t *sys, mx_actor_t *self, struct mx_msg *m)
 {
     m->env.from = addr_of(sys, self);
-    if (t_cur_msg && !mx_env_has_trace(&m->env)) {
-        memcpy(m->env.trace_id, t_cur_msg->env.trace_id, sizeof(m->env.trace_id));
-        memcpy(m->env.span_id, t_cur_msg->env.span_id, sizeof(m->env.span_id));
-    }
+    mx_trace_stamp(m);
     if (self->ext)
         m->env.epoch = self->ext->epoch;
 }
@@ -1489,6 +1556,11 @@ static int request_common(mx_actor_t *self, struct mx_addr to, const char *name,
     m->env.flags = (m->env.flags & ~MX_ENVF_REPLY) | MX_ENVF_REQUEST;
     if (!m->env.deadline_ms)
         m->env.deadline_ms = mx_unix_ms() + timeout_ms;
+    struct mx_trace tr; /* the request's, as the send will stamp it; m is gone after */
+    if (mx_env_has_trace(&m->env))
+        mx_trace_of(&m->env, &tr);
+    else
+        mx_trace_current(&tr);
     int rc = name ? mx_send_named_on(self, to.node, name, m) : mx_send(self, to, m);
     if (rc != 0)
         return rc;
@@ -1497,6 +1569,7 @@ static int request_common(mx_actor_t *self, struct mx_addr to, const char *name,
     p->corr = id;
     p->expect.node = to.node ? to.node : s->sys->node_id;
     p->expect.actor = name ? 0 : to.actor;
+    p->trace = tr;
     uv_timer_init(&s->loop, &p->h);
     p->h.data = p;
     uv_timer_start(&p->h, on_request_timeout, timeout_ms, 0);
@@ -1512,6 +1585,12 @@ int mx_reply(mx_actor_t *self, const struct mx_msg *req, struct mx_msg *rep)
         return MX_EINVAL;
     rep->env.corr = req->env.corr;
     rep->env.flags = (rep->env.flags & ~MX_ENVF_REQUEST) | MX_ENVF_REPLY;
+    if (!mx_env_has_trace(&rep->env)) {
+        /* a reply belongs to its request's trace, even when sent from a
+         * callback that re-entered none */
+        memcpy(rep->env.trace_id, req->env.trace_id, sizeof rep->env.trace_id);
+        memcpy(rep->env.span_id, req->env.span_id, sizeof rep->env.span_id);
+    }
     return mx_send(self, req->env.from, rep);
 }
 

@@ -152,6 +152,40 @@ struct uv_loop_s *mx_actor_loop(mx_actor_t *self);
  * sends from now on (0 = not a singleton). Owner thread. */
 void mx_set_epoch(mx_actor_t *self, uint64_t epoch);
 
+/* ---- trace context ----
+ * The trace a thread works for: that of the message being handled, or one
+ * a callback re-entered. mx_send stamps it on messages that have none, and
+ * every log line carries it (mx_log.h). Work a handler starts and a
+ * callback finishes (Redis replies, MySQL and offload jobs, curl
+ * transfers) loses it unless the starter captures it (mx_trace_current)
+ * and the callback re-enters it (mx_trace_enter ... mx_trace_leave); the
+ * runtime's offload pool, request timeouts and replies, and the Redis and
+ * MySQL clients do this themselves. docs/tracing.md. */
+struct mx_trace {
+    uint8_t trace_id[16]; /* W3C trace-id; all zero = none */
+    uint8_t span_id[8];   /* W3C parent span id */
+};
+
+/* mx_trace_current - the calling thread's trace into *out (all zero when
+ * it works for none). Any thread; never blocks. */
+void mx_trace_current(struct mx_trace *out);
+
+/* mx_trace_of - the trace of envelope env into *out. */
+void mx_trace_of(const struct mx_env *env, struct mx_trace *out);
+
+/* mx_trace_enter - make t (NULL or all zero: none) the calling thread's
+ * trace, for sends and log lines, until mx_trace_leave(saved); the trace
+ * it replaces goes to *saved, so scopes nest. Any thread; for callbacks,
+ * not inside a handler (whose trace is its message's). */
+void mx_trace_enter(const struct mx_trace *t, struct mx_trace *saved);
+
+/* mx_trace_leave - restore the trace mx_trace_enter saved. */
+void mx_trace_leave(const struct mx_trace *saved);
+
+/* mx_trace_stamp - put the calling thread's trace on m unless m has one.
+ * For messages sent by mx_sys_send (which stamps nothing). Any thread. */
+void mx_trace_stamp(struct mx_msg *m);
+
 /* ---- sending ---- */
 
 /* mx_send - send m from the calling actor to `to`. Sets from, trace id (of

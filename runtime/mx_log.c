@@ -91,6 +91,11 @@ void mx_log_set_context(int sched, const char *actor, const char *trace)
     t_trace = trace;
 }
 
+void mx_log_set_trace(const char *trace)
+{
+    t_trace = trace;
+}
+
 static void begin(struct mx_jsonw *w, enum mx_log_level level)
 {
     struct timespec ts;

@@ -38,6 +38,10 @@ int mx_log_parse_level(const char *s);
  * the runtime; strings must outlive the context. */
 void mx_log_set_context(int sched, const char *actor, const char *trace);
 
+/* mx_log_set_trace - only the trace id of the calling thread's context
+ * (32 hex digits or NULL); the string must outlive the context. */
+void mx_log_set_trace(const char *trace);
+
 /* mx_log - log a printf-formatted message. Any thread; never blocks on a
  * lock (a bounded line: longer messages are cut). */
 void mx_log(enum mx_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -56,6 +56,7 @@ struct shared {
     struct mx_fetch_opts o;
     char *base_url; /* without trailing '/' */
     char *key_hdr;  /* "x-nxopen-api-key: KEY", or NULL without a node key */
+    char *via;      /* egress member's name, or NULL */
     mx_system_t *sys;
     struct mx_addr addr;
     struct shared *next; /* registry link, under reg_lock */
@@ -92,6 +93,7 @@ static void shared_free(struct shared *sh)
         return;
     free(sh->base_url);
     free(sh->key_hdr);
+    free(sh->via);
     free(sh);
 }
 
@@ -128,6 +130,13 @@ struct list {
     uint32_t n; /* elements in q */
 };
 
+/* A request passed to the egress node's fetcher, until its answer. */
+struct passed {
+    struct passed *next;
+    uint64_t corr;      /* of our request to the egress fetcher */
+    struct mx_msg *req; /* the caller's request: where the answer goes */
+};
+
 struct fetcher {
     mx_actor_t *self;
     struct shared *sh;
@@ -143,6 +152,8 @@ struct fetcher {
     uint64_t rng;
     struct mx_breaker br;
     bool pumping, stopping;
+    struct passed *passed; /* requests at the egress node (at most max_inflight + max_queued) */
+    uint32_t npassed;
 };
 
 static void list_push(struct list *l, struct freq *r)
@@ -323,6 +334,9 @@ static void finish(struct fetcher *f, struct freq *r, int status, bool breaker, 
         MX_METRIC_ADD(&f->sh->c, body_bytes, len);
     }
     count_status(&f->sh->c, status, breaker);
+    MX_DEBUG("fetch %s done: status %d, http %ld, %u attempts%s", kind_path[r->kind], status,
+             r->http_status, r->attempts,
+             r->req->env.from.node != mx_system_node_id(f->sh->sys) ? ", for another node" : "");
     send_reply(f, r->req, status, r->http_status, r->attempts,
                breaker ? (uint64_t)mx_breaker_retry_after_ms(&f->br, mx_now_ms()) : 0, err, body,
                len, r->inline_body);
@@ -384,6 +398,17 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
 
 static int start_attempt(struct fetcher *f, struct freq *r);
 
+/* start_attempt in r's trace: pump and retries run in another request's
+ * callback or in a timer's message, whose trace is not r's */
+static void start_attempt_traced(struct fetcher *f, struct freq *r)
+{
+    struct mx_trace tr, saved;
+    mx_trace_of(&r->req->env, &tr);
+    mx_trace_enter(&tr, &saved);
+    start_attempt(f, r);
+    mx_trace_leave(&saved);
+}
+
 static bool deadline_passed(const struct freq *r, uint64_t now_unix)
 {
     return r->deadline_ms && now_unix + 1 >= r->deadline_ms;
@@ -410,7 +435,7 @@ static void pump(struct fetcher *f)
             finish(f, r, MX_ETIMEDOUT, false, "deadline passed while queued");
             continue;
         }
-        start_attempt(f, r);
+        start_attempt_traced(f, r);
     }
     f->pumping = false;
 }
@@ -616,8 +641,14 @@ static void transfer_done(void *ctx, CURL *easy, CURLcode rc)
     struct fetcher *f = ctx;
     struct freq *r = NULL;
     curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&r);
-    if (r && r->easy == easy)
+    if (r && r->easy == easy) {
+        /* a libcurl completion, outside any handler: in the request's trace */
+        struct mx_trace tr, saved;
+        mx_trace_of(&r->req->env, &tr);
+        mx_trace_enter(&tr, &saved);
         attempt_done(f, r, rc);
+        mx_trace_leave(&saved);
+    }
 }
 
 /* ---- requests ---- */
@@ -633,13 +664,6 @@ static bool key_ok(struct mx_str k)
     }
     return true;
 }
-
-static const char *const kind_path[] = {
-    [MX_FETCH_ID] = "/maplestory/v1/id?character_name=",
-    [MX_FETCH_BASIC] = "/maplestory/v1/character/basic?ocid=",
-    [MX_FETCH_EQUIPMENT] = "/maplestory/v1/character/item-equipment?ocid=",
-    [MX_FETCH_LIST] = "/maplestory/v1/character/list",
-};
 
 /* Build the request's URL and headers, or reply and return false. */
 static bool prepare(struct fetcher *f, const struct mx_msg *m, const struct mx_m_fetch_req *q,
@@ -669,6 +693,28 @@ static bool prepare(struct fetcher *f, const struct mx_msg *m, const struct mx_m
         reply_now(f, m, MX_EUPSTREAM, false, 0, "out of memory");
         return false;
     }
+    static const uint8_t no_span[8];
+    if (mx_env_has_trace(&m->env) && memcmp(m->env.span_id, no_span, sizeof no_span) != 0) {
+        /* the request's trace goes upstream too (W3C trace context); the
+         * parent is the caller's span: the fetcher makes none of its own */
+        static const char hx[] = "0123456789abcdef";
+        char tp[sizeof "traceparent: 00-" + 32 + 1 + 16 + 3], *p = tp;
+        p += snprintf(tp, sizeof tp, "traceparent: 00-");
+        mx_env_trace_hex(&m->env, p);
+        p += 32;
+        *p++ = '-';
+        for (int i = 0; i < 8; i++) {
+            *p++ = hx[m->env.span_id[i] >> 4];
+            *p++ = hx[m->env.span_id[i] & 15];
+        }
+        snprintf(p, sizeof tp - (size_t)(p - tp), "-01");
+        struct curl_slist *h = curl_slist_append(r->hdrs, tp);
+        if (!h) {
+            reply_now(f, m, MX_EUPSTREAM, false, 0, "out of memory");
+            return false;
+        }
+        r->hdrs = h;
+    }
     if (r->kind != MX_FETCH_LIST) {
         if (q->arg.len == 0 || q->arg.len > MX_FETCH_ARG_MAX ||
             memchr(q->arg.ptr, '\0', q->arg.len)) {
@@ -694,6 +740,106 @@ static bool prepare(struct fetcher *f, const struct mx_msg *m, const struct mx_m
     return true;
 }
 
+/* ---- the egress node ---- */
+
+/* Pass m (a local service-key request) to the egress node's fetcher. False
+ * when it is to be served here: the member is unknown, is this node, or
+ * the send failed (counted in via_local). Answers m itself when the bound
+ * of passed requests is reached. */
+static bool pass_on(struct fetcher *f, const struct mx_msg *m, const struct mx_m_fetch_req *q)
+{
+    struct shared *sh = f->sh;
+    uint64_t node = 0;
+    if (!sh->o.resolve || sh->o.resolve(sh->o.resolve_ctx, sh->via, &node) != 0 || node == 0 ||
+        node == mx_system_node_id(sh->sys)) {
+        MX_METRIC_ADD(&sh->c, via_local, 1);
+        return false;
+    }
+    if (f->npassed >= sh->o.max_inflight + sh->o.max_queued) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "fetcher overloaded: %u requests at egress node %s", f->npassed,
+                 sh->via);
+        reply_now(f, m, MX_EUNAVAIL, false, 0, msg);
+        return true;
+    }
+    struct mx_msg *out;
+    char arg[MX_FETCH_ARG_MAX + 1];
+    snprintf(arg, sizeof arg, "%.*s", (int)q->arg.len, q->arg.ptr);
+    uint64_t now = mx_unix_ms();
+    uint64_t left = m->env.deadline_ms > now + 1
+                        ? m->env.deadline_ms - now
+                        : (uint64_t)sh->o.total_timeout_ms * sh->o.max_attempts;
+    struct passed *p = xcalloc(1, sizeof *p);
+    if (mx_fetch_request_new((enum mx_fetch_kind)q->kind, arg, NULL, true, &out) != 0) {
+        free(p);
+        return false; /* prepare() answers the bad request */
+    }
+    /* the handler's trace (m's) is stamped on out, so the egress node logs under it */
+    if (mx_request_named_on(f->self, node, MX_FETCH_NAME, out,
+                            left > UINT32_MAX ? UINT32_MAX : (uint32_t)left, &p->corr) != 0) {
+        mx_msg_free(out);
+        free(p);
+        MX_METRIC_ADD(&sh->c, via_local, 1);
+        MX_DEBUG("fetch: egress node %s unreachable; serving here", sh->via);
+        return false;
+    }
+    MX_DEBUG("fetch %s passed to egress node %s", kind_path[q->kind], sh->via);
+    p->req = mx_msg_share(m);
+    p->next = f->passed;
+    f->passed = p;
+    f->npassed++;
+    MX_METRIC_ADD(&sh->c, via_passed, 1);
+    MX_METRIC_SET(&sh->c, via_pending, f->npassed);
+    return true;
+}
+
+static struct passed *passed_take(struct fetcher *f, uint64_t corr)
+{
+    for (struct passed **pp = &f->passed; *pp; pp = &(*pp)->next)
+        if ((*pp)->corr == corr) {
+            struct passed *p = *pp;
+            *pp = p->next;
+            f->npassed--;
+            MX_METRIC_SET(&f->sh->c, via_pending, f->npassed);
+            return p;
+        }
+    return NULL;
+}
+
+/* The egress node answered (a fetch_rep) or did not in time (sys_timeout):
+ * answer our caller as if we had fetched it ourselves. */
+static void on_passed_answer(struct fetcher *f, const struct mx_msg *m)
+{
+    struct passed *p = passed_take(f, m->env.corr);
+    if (!p) {
+        MX_METRIC_ADD(&f->sh->c, bad_requests, 1);
+        return;
+    }
+    struct mx_fetch_result r;
+    struct mx_m_fetch_req q;
+    bool inl = mx_msg_decode(p->req, &q) == 0 && q.inline_body;
+    if (m->env.type == MX_T_sys_timeout) {
+        reply_now(f, p->req, MX_ETIMEDOUT, false, 0, "egress node did not answer in time");
+    } else if (mx_fetch_reply_read(m, &r) != 0) {
+        reply_now(f, p->req, MX_EUPSTREAM, false, 0, "egress node's answer unreadable");
+    } else {
+        char *body = NULL;
+        if (r.body) {
+            body = xcalloc(1, r.body_len + 1);
+            memcpy(body, r.body, r.body_len);
+        }
+        char err[256];
+        snprintf(err, sizeof err, "%.*s", (int)r.error.len, r.error.ptr);
+        count_status(&f->sh->c, r.status, false);
+        MX_DEBUG("fetch answered by egress node %s: status %d http %u", f->sh->via, r.status,
+                 r.http_status);
+        send_reply(f, p->req, r.status, r.http_status, r.attempts, r.retry_after_ms,
+                   r.status ? err : NULL, body, r.body_len, inl);
+    }
+    mx_msg_free(p->req);
+    free(p);
+}
+
 static void on_request(struct fetcher *f, const struct mx_msg *m)
 {
     struct shared *sh = f->sh;
@@ -709,6 +855,9 @@ static void on_request(struct fetcher *f, const struct mx_msg *m)
         reply_now(f, m, MX_EDECODE, false, 0, "malformed fetch_req");
         return;
     }
+    if (sh->via && q.api_key.len == 0 && m->env.from.node == mx_system_node_id(sh->sys) &&
+        pass_on(f, m, &q))
+        return;
     /* fail fast while open; a half-open breaker is asked at the attempt */
     int64_t now = mx_now_ms();
     bool user = q.api_key.len > 0;
@@ -757,7 +906,7 @@ static void on_retry(struct fetcher *f, const struct mx_msg *m)
     struct freq *r;
     mx_list_each (r, &f->active.q, link)
         if (r->id == t.id && r->in_backoff) {
-            start_attempt(f, r);
+            start_attempt_traced(f, r);
             return;
         }
 }
@@ -769,7 +918,9 @@ static int fetch_receive(mx_actor_t *self, void *state, struct mx_msg *m)
         on_request(f, m);
     else if (m->env.type == MX_T_fetch_retry)
         on_retry(f, m);
-    else if (m->env.type != MX_T_sys_timeout)
+    else if (m->env.type == MX_T_fetch_rep || m->env.type == MX_T_sys_timeout)
+        on_passed_answer(f, m);
+    else
         MX_METRIC_ADD(&f->sh->c, bad_requests, 1);
     return 0; /* never an error: no restarts (see mx_fetch_spawn) */
 }
@@ -834,6 +985,13 @@ static void fetch_stop(mx_actor_t *self, void *state)
         send_reply(f, r->req, MX_ESTOPPED, r->http_status, r->attempts, 0, "fetcher stopped", NULL,
                    0, false);
         freq_free(r);
+    }
+    for (struct passed *p; (p = f->passed);) {
+        f->passed = p->next;
+        count_status(&f->sh->c, MX_ESTOPPED, false);
+        send_reply(f, p->req, MX_ESTOPPED, 0, 0, 0, "fetcher stopped", NULL, 0, false);
+        mx_msg_free(p->req);
+        free(p);
     }
     for (uint32_t i = 0; i < f->npool; i++)
         curl_easy_cleanup(f->pool[i]);
@@ -922,6 +1080,9 @@ int mx_fetch_spawn(mx_system_t *sys, const struct mx_fetch_opts *o, const struct
         snprintf(sh->key_hdr, hn, "x-nxopen-api-key: %s", o->api_key);
     }
     sh->o.api_key = NULL; /* the header holds it; do not keep the caller's pointer */
+    if (o->via && *o->via)
+        sh->via = xstrdup(o->via);
+    sh->o.via = sh->via;
     if (so)
         sopts = *so;
     if (!sopts.name)
@@ -964,6 +1125,9 @@ int mx_fetch_stats(mx_system_t *sys, struct mx_addr fetcher, struct mx_fetch_sta
             .active = MX_METRIC_GET(c, active),
             .queued = MX_METRIC_GET(c, queued),
             .queued_max = MX_METRIC_GET(c, queued_max),
+            .via_passed = MX_METRIC_GET(c, via_passed),
+            .via_local = MX_METRIC_GET(c, via_local),
+            .via_pending = (uint32_t)MX_METRIC_GET(c, via_pending),
         };
         rc = 0;
         break;

@@ -51,6 +51,18 @@ struct mx_fetch_opts {
     uint32_t breaker_threshold_pct; /* failure % of a full window that opens it */
     uint32_t breaker_open_ms;       /* time open before half-open */
     uint32_t breaker_probes;        /* half-open attempts in flight at most */
+    /* Egress node: service-key requests from this node are passed to the
+     * fetcher of the member called via (copied at spawn; NULL or "" =
+     * none), whose upstream bound, breaker and address then serve the
+     * cluster; user-key requests and requests from other nodes are always
+     * served here. resolve(resolve_ctx, name, &node_id) names the member's
+     * node id (0 on success; it runs on the fetcher's thread and must not
+     * block); while it fails, or names this node, requests are served here
+     * (counted in via_local). At most max_inflight + max_queued requests
+     * are passed on at once; more are refused. */
+    const char *via;
+    int (*resolve)(void *resolve_ctx, const char *name, uint64_t *node_id);
+    void *resolve_ctx;
 };
 
 #define MX_FETCH_OPTS_DEFAULT                                                                      \
@@ -110,7 +122,10 @@ int mx_fetch_spawn(mx_system_t *sys, const struct mx_fetch_opts *o, const struct
     X(GAUGE, inflight_max, "highest inflight seen")                                                \
     X(GAUGE, active, "requests holding a slot (attempt or backoff)")                               \
     X(GAUGE, queued, "requests waiting for a slot")                                                \
-    X(GAUGE, queued_max, "highest queued seen")
+    X(GAUGE, queued_max, "highest queued seen")                                                    \
+    X(COUNTER, via_passed, "requests passed to the egress node's fetcher")                         \
+    X(COUNTER, via_local, "egress node unknown or down: served here")                              \
+    X(GAUGE, via_pending, "passed on, not answered yet")
 
 /* Counters, read from any thread with mx_fetch_stats. */
 struct mx_fetch_stats {
@@ -136,6 +151,9 @@ struct mx_fetch_stats {
     uint32_t active;              /* requests holding a slot (attempt or backoff) */
     uint32_t queued;              /* requests waiting for a slot */
     uint32_t queued_max;          /* highest queued seen */
+    uint64_t via_passed;          /* requests passed to the egress node's fetcher */
+    uint64_t via_local;           /* egress node unknown or down: served here */
+    uint32_t via_pending;         /* passed on, not answered yet */
 };
 
 /* mx_fetch_stats - the counters of the fetcher at addr in sys, read

@@ -924,7 +924,13 @@ static void run_handler(struct mx__http_conn *c, struct mx_http_req *r)
 {
     struct mx__http_srv *s = c->srv;
     if (s->sched >= 0)
-        mx_log_set_context(s->sched, "http", r->trace_hex);
+        mx_log_set_context(s->sched, "http", NULL);
+    /* the request's trace: sends from the handler carry it (mx_send stamps
+     * it) and so do the callbacks of the Redis commands it issues */
+    struct mx_trace tr, saved;
+    memcpy(tr.trace_id, r->trace_id, sizeof tr.trace_id);
+    memcpy(tr.span_id, r->span_id, sizeof tr.span_id);
+    mx_trace_enter(&tr, &saved);
     c->in_dispatch = true;
     int rc = r->route->r.fn(r, s->app_state);
     c->in_dispatch = false;
@@ -937,6 +943,7 @@ static void run_handler(struct mx__http_conn *c, struct mx_http_req *r)
                 r->route->r.pattern, rc);
         layer_error(s, r, 500, "S000", "internal error");
     }
+    mx_trace_leave(&saved);
     if (s->sched >= 0)
         mx_log_set_context(s->sched, NULL, NULL);
 }

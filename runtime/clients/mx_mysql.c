@@ -546,8 +546,9 @@ struct job {
     void (*arg_free)(void *);
     struct mx_addr to;
     uint64_t id;
-    struct sync_wait *w; /* mx_mysql_run: signal instead of a message */
-    unsigned flags;      /* MX_MYSQL_CALL_DOWN */
+    struct sync_wait *w;   /* mx_mysql_run: signal instead of a message */
+    unsigned flags;        /* MX_MYSQL_CALL_DOWN */
+    struct mx_trace trace; /* of the submitter: the job and its completion carry it */
 };
 
 struct worker {
@@ -695,6 +696,7 @@ static void complete(struct mx_mysql *p, struct job *j, int rc)
         return;
     }
     m->env.corr = j->id;
+    mx_trace_stamp(m);
     m->ptr = j->arg;
     m->ptr_free = j->arg_free;
     if (mx_sys_send(p->sys, j->to, m) != 0) {
@@ -759,7 +761,10 @@ static void *worker_main(void *arg)
         p->busy++;
         atomic_store_explicit(&p->queued, p->count, RELAXED);
         pthread_mutex_unlock(&p->mu);
+        struct mx_trace saved;
+        mx_trace_enter(&j.trace, &saved); /* the job's log lines carry its submitter's trace */
         run_job(w, &j);
+        mx_trace_leave(&saved);
         pthread_mutex_lock(&p->mu);
         if (--p->busy == 0 && p->count == 0)
             pthread_cond_broadcast(&p->idle_cv); /* a drain waits for this */
@@ -843,7 +848,18 @@ int mx_mysql_start(const struct mx_mysql_opts *o, mx_mysql_t **out, char *err, s
  * writes spool) runs it here with c == NULL, so nothing queued is dropped;
  * any other job (a read) completes with MX_ESTOPPED without running.
  * Returns 1 when the fallback ran and succeeded, 0 otherwise. */
+static int finish_unrun_in(struct mx_mysql *p, struct job *j);
+
 static int finish_unrun(struct mx_mysql *p, struct job *j)
+{
+    struct mx_trace saved;
+    mx_trace_enter(&j->trace, &saved);
+    int ok = finish_unrun_in(p, j);
+    mx_trace_leave(&saved);
+    return ok;
+}
+
+static int finish_unrun_in(struct mx_mysql *p, struct job *j)
 {
     if (j->flags & MX_MYSQL_CALL_DOWN) {
         int rc = j->fn(NULL, j->arg);
@@ -991,6 +1007,7 @@ int mx_mysql_submit_ex(mx_mysql_t *p, mx_mysql_fn fn, void *arg, void (*arg_free
     if (!p || !fn || !p->sys || (flags & ~MX_MYSQL_CALL_DOWN))
         return MX_EINVAL;
     struct job j = {.fn = fn, .arg = arg, .arg_free = arg_free, .to = reply_to, .flags = flags};
+    mx_trace_current(&j.trace);
     j.id = atomic_fetch_add_explicit(&p->next_job, 1, RELAXED) + 1;
     int rc = push(p, &j);
     if (rc == 0 && job)

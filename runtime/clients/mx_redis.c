@@ -39,6 +39,7 @@
 #include <uv.h>
 
 #include "mx_alloc.h"
+#include "mx_actor.h"
 #include "mx_err.h"
 #include "mx_list.h"
 #include "mx_jsonw.h"
@@ -62,7 +63,8 @@ struct cmd {
     bool counted;      /* counts against max_pending */
     bool retried;      /* EVAL: NOSCRIPT retry used (or sent as EVAL) */
     mx_redis_script_t *script;
-    char *tail; /* EVAL: RESP of numkeys, keys, args (no array header) */
+    struct mx_trace trace; /* of whoever sent it: the callback runs in it */
+    char *tail;            /* EVAL: RESP of numkeys, keys, args (no array header) */
     size_t tail_len;
     int tail_argc;
 };
@@ -396,6 +398,7 @@ static struct cmd *cmd_new(mx_redis_t *r, enum cmd_kind kind, mx_redis_cb cb, vo
     c->kind = (uint8_t)kind;
     c->cb = cb;
     c->arg = arg;
+    mx_trace_current(&c->trace);
     r->alive++;
     return c;
 }
@@ -470,8 +473,12 @@ static void on_cmd_timer(uv_timer_t *t)
         c->cb = NULL; /* hiredis still holds c: freed at the late reply */
         expired = true;
         ST_INC(r, timeouts);
-        if (cb)
+        if (cb) {
+            struct mx_trace saved;
+            mx_trace_enter(&c->trace, &saved);
             cb(r, MX_ETIMEDOUT, NULL, c->arg);
+            mx_trace_leave(&saved);
+        }
     }
     if (r->closing)
         return;
@@ -570,8 +577,12 @@ static void on_reply(redisAsyncContext *ac, void *rep, void *privdata)
         ST_SET(r, pending, r->held);
     }
     bool readonly = status == MX_EIO && strncmp(reply->str, "READONLY", 8) == 0;
-    if (cb)
+    if (cb) {
+        struct mx_trace saved;
+        mx_trace_enter(&c->trace, &saved);
         cb(r, status, reply, arg);
+        mx_trace_leave(&saved);
+    }
     cmd_free(c);
     if (readonly && !r->closing && r->ac == ac) {
         /* demoted under us (a failover, or an operator's REPLICAOF): find the master now */
