@@ -13,18 +13,8 @@
 #include "mx_err.h"
 #include "mx_jsonw.h"
 #include "mx_log.h"
-#include "mx_cache.h"
-#include "svc_int.h"
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "mx_svc: out of memory (%zu bytes)\n", n);
-        abort();
-    }
-    return p;
-}
+#include "cache_int.h"
+#include "mx_alloc.h"
 
 /* ---- the calculator, on offload threads ---- */
 

@@ -13,7 +13,7 @@
 #include <cmocka.h>
 
 #include "mx_err.h"
-#include "svc_int.h"
+#include "cache_codec.h"
 
 static char *sample(size_t *len)
 {
