@@ -296,7 +296,6 @@ void mx_svc_opts_default(struct mx_svc_opts *o)
         .fetch_timeout_ms = 20000,
         .max_flights = 1024,
         .max_waiters = 4096,
-        .memo_entries = 65536,
     };
 }
 

@@ -7,7 +7,9 @@
  *                  completion/invalidation notices, drain (svc_latches)
  *   cache_l3.c     L3 MySQL: reads and writes on the mx_mysql pool, replay
  *   cache_load.c   the load state machine (its transition table is there)
- *   cache_codec.c  value formats (cache_codec.h)
+ *   cache_codec.c  value formats (cache_codec.h, library mx_cache_codec)
+ *
+ * Calculations are asked of the calculator actor (actors/calculator).
  *
  * Everything here belongs to the shard's thread: the actor's handlers and
  * the Redis callbacks of its connections run there, nowhere else.
@@ -18,6 +20,7 @@
 #include "cache_codec.h"
 #include "cache_l1.h"
 #include "mx_cache.h"
+#include "mx_calculator.h"
 #include "mx_mysql.h"
 #include "mx_redis.h"
 #include "mx_spool.h"
@@ -151,35 +154,6 @@ static inline struct mx__centry *l1_put(struct mx__shard *s, const char *key, si
     return mx__l1_put(&s->l1, key, klen, kind, doc, blob, ocid,
                       mx_now_ms() + mx__ttl_now(s, ttl_ms));
 }
-
-/* ---- svc_doc.c: the offloaded calculator ---- */
-
-/* One calculation, owned by the exp_calc_done message that carries it back
- * (ptr payload). */
-struct mx__calc_job {
-    /* in */
-    struct mx_blob *equip; /* one reference */
-    const struct mx_cube_table *table;
-    uint32_t memo_entries;
-    char ign[96];
-    int preset;
-    bool star_catch, discount, sunday;
-    bool equip_fresh; /* just fetched: frame it for L2/L3 too */
-    bool equip_doc;   /* MX_SVC_EQUIPMENT: no calculation, fresh = the equipment */
-    /* out */
-    int status;
-    char err[200];
-    struct mx_http_doc *fresh;   /* fromCache false, with gzip: for the requests that waited */
-    struct mx_http_doc *cached;  /* fromCache true, with gzip: stored in L1 */
-    struct mx_blob *doc_frame;   /* L2 frame of cached's plain bytes */
-    struct mx_blob *equip_frame; /* equip_fresh: L2 frame of the equipment */
-    struct mx__summary sums[3];
-    int nsums;
-    int64_t calc_ms;
-};
-
-struct mx_msg *mx__calc_run(void *arg);
-void mx__calc_job_free(void *arg);
 
 /* ---- cache_actor.c: replies ---- */
 void mx__cache_send_reply(mx_actor_t *self, const struct mx_env *req, struct mx_msg *rep);

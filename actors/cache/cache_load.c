@@ -56,7 +56,8 @@
  *  CALC       built from stale equipment              end (stale, nothing stored)
  *  CALC       document, Redis down or plain load      end (L1; L2 done script, L3)
  *  CALC       document of a recalculation, Redis up   PUBLISH (done script + "I" notice)
- *  CALC       calculator refused, timeout, failed     end 503/500
+ *  CALC       calculator refused or timed out         end 503
+ *  CALC       worker could not report                 end 500
  *  PUBLISH    script answered: receivers > acks       ACK (at most INVAL_ACK_MS)
  *  PUBLISH    script answered otherwise, or failed    end
  *  ACK        acks reach the receivers / tick late    end
@@ -222,6 +223,22 @@ static int fetch(mx_actor_t *self, struct mx__shard *s, struct mx__flight *f,
 static void start_equip_doc(mx_actor_t *self, struct mx__shard *s, struct mx__flight *f,
                             struct mx_blob *equip);
 
+/* Hand j (taken) to the calculator; the answer is exp_calc_done. */
+static void ask_calculator(mx_actor_t *self, struct mx__shard *s, struct mx__flight *f,
+                           struct mx_calc_job *j)
+{
+    j->equip_fresh = !f->serve_stale && (f->eq_src == SRC_UPSTREAM || f->eq_src == SRC_L3);
+    f->stage = ST_CALC;
+    if (!s->have_calculator)
+        s->have_calculator =
+            mx_whereis(mx_system_of(self), MX_CALCULATOR_NAME, &s->calculator) == 0;
+    if (!s->have_calculator ||
+        mx_calculator_ask(self, s->calculator, j, s->o.fetch_timeout_ms, &f->corr) != 0) {
+        mx_calc_job_free(j);
+        mx__finish_err(self, s, f, MX_EFULL, 503, "S007", "Calculator busy, retry shortly", 1);
+    }
+}
+
 static void start_calc(mx_actor_t *self, struct mx__shard *s, struct mx__flight *f,
                        struct mx_blob *equip)
 {
@@ -229,21 +246,13 @@ static void start_calc(mx_actor_t *self, struct mx__shard *s, struct mx__flight 
         start_equip_doc(self, s, f, equip);
         return;
     }
-    struct mx__calc_job *j = xcalloc(1, sizeof *j);
-    j->equip = mx_blob_ref(equip);
-    j->table = s->o.cube_table;
-    j->memo_entries = s->o.memo_entries;
+    struct mx_calc_job *j = mx_calc_job_new(equip);
     snprintf(j->ign, sizeof j->ign, "%s", f->ign);
     j->preset = (int)f->q.preset;
     j->star_catch = f->q.star_catch;
     j->discount = f->q.discount;
     j->sunday = f->q.sunday;
-    j->equip_fresh = !f->serve_stale && (f->eq_src == SRC_UPSTREAM || f->eq_src == SRC_L3);
-    f->stage = ST_CALC;
-    if (mx_offload(self, mx__calc_run, j, &f->corr) != 0) {
-        mx__calc_job_free(j);
-        mx__finish_err(self, s, f, MX_EFULL, 503, "S007", "Calculator busy, retry shortly", 1);
-    }
+    ask_calculator(self, s, f, j);
 }
 /* ---- the load ---- */
 
@@ -453,19 +462,14 @@ static void start_equip_doc(mx_actor_t *self, struct mx__shard *s, struct mx__fl
         mx__finish_doc(self, s, f, e->doc, f->serve_stale);
         return;
     }
-    struct mx__calc_job *j = xcalloc(1, sizeof *j);
-    j->equip = mx_blob_ref(equip);
+    struct mx_calc_job *j = mx_calc_job_new(equip);
+    snprintf(j->ign, sizeof j->ign, "%s", f->ign);
     j->equip_doc = true;
-    j->equip_fresh = !f->serve_stale && (f->eq_src == SRC_UPSTREAM || f->eq_src == SRC_L3);
-    f->stage = ST_CALC;
-    if (mx_offload(self, mx__calc_run, j, &f->corr) != 0) {
-        mx__calc_job_free(j);
-        mx__finish_err(self, s, f, MX_EFULL, 503, "S007", "Calculator busy, retry shortly", 1);
-    }
+    ask_calculator(self, s, f, j);
 }
 
 static void on_equip_done(mx_actor_t *self, struct mx__shard *s, struct mx__flight *f,
-                          struct mx__calc_job *j)
+                          struct mx_calc_job *j)
 {
     if (j->status) {
         MX_WARN("equipment document for %s failed: %s", f->ign, j->err);
@@ -663,7 +667,7 @@ static void published_cb(mx_redis_t *rd, int status, const redisReply *rep, void
 /* Store what a load produced in L2 and L3. Returns true when the answer
  * must wait for the done script (a recalculation: the invalidation is
  * published before anyone is told the new document exists). */
-static bool store_results(struct mx__shard *s, struct mx__flight *f, struct mx__calc_job *j)
+static bool store_results(struct mx__shard *s, struct mx__flight *f, struct mx_calc_job *j)
 {
     bool wait = false;
     /* L2: the equipment first, then the document with the notice */
@@ -765,7 +769,12 @@ static void finish_no_preset(mx_actor_t *self, struct mx__shard *s, struct mx__f
 static void on_calc_done(mx_actor_t *self, struct mx__shard *s, struct mx__flight *f,
                          struct mx_msg *m)
 {
-    struct mx__calc_job *j = m->ptr;
+    struct mx_calc_job *j = m->ptr;
+    struct mx_m_exp_calc_done d;
+    if (!j && mx_msg_decode(m, &d) == 0 && d.status == MX_EFULL) {
+        mx__finish_err(self, s, f, MX_EFULL, 503, "S007", "Calculator busy, retry shortly", 1);
+        return;
+    }
     if (!j) {
         mx__finish_err(self, s, f, MX_EINTERNAL, 500, "S001", "Calculation failed", 0);
         return;
@@ -866,13 +875,11 @@ void mx__load_on_reply(mx_actor_t *self, struct mx__shard *s, struct mx__flight 
         if (f->stage == ST_CALC)
             on_calc_done(self, s, f, m);
         break;
-    case MX_T_sys_offload_done:
-        if (f->stage == ST_CALC)
-            mx__finish_err(self, s, f, MX_EINTERNAL, 500, "S001", "Calculation failed", 0);
-        break;
     case MX_T_sys_timeout:
         if (f->stage == ST_OCID || f->stage == ST_EQUIP || f->stage == ST_BASIC)
             mx__finish_upstream_fail(self, s, f, MX_ETIMEDOUT, 0, "timeout");
+        else if (f->stage == ST_CALC) /* its queue held the job past the budget */
+            mx__finish_err(self, s, f, MX_EFULL, 503, "S007", "Calculator busy, retry shortly", 1);
         break;
     default:
         break;

@@ -1,8 +1,8 @@
 /* mx_cache.h - the expectation service: cache shards that answer
  * "expectation document of IGN" and "character record of IGN" from their
  * L1, from L2 Redis, or load them through L3 MySQL, the fetcher (ocid, then
- * item-equipment or basic) and the calculator (offloaded: parse + build +
- * gzip), with one load per key at a time in the cluster (a Redis latch and
+ * item-equipment or basic) and the calculator actor (actors/calculator:
+ * parse + build + gzip), with one load per key at a time in the cluster (a Redis latch and
  * a pub/sub completion notice; per node while Redis is away).
  * docs/expectation-service.md describes the tiers, keys and outages.
  *
@@ -31,8 +31,6 @@
 #include "mx_mysql.h"
 #include "mx_spool.h"
 
-struct mx_cube_table;
-
 /* Documents are struct mx_http_doc (actors/http/mx_http.h): plain bytes, the
  * gzip variant and ETags, refcounted. An exp_rep with status 0 carries one
  * reference as its ptr payload (freed with the message). */
@@ -45,15 +43,14 @@ struct mx_cube_table;
 enum mx_svc_what { MX_SVC_EXPECTATION = 1, MX_SVC_CHARACTER = 2, MX_SVC_EQUIPMENT = 3 };
 
 struct mx_svc_opts {
-    const char *fetcher_name;               /* registered name of the fetcher ("fetcher") */
-    const struct mx_cube_table *cube_table; /* borrowed, outlives the service; may be NULL */
-    uint32_t l1_max_entries;                /* per shard; default 10000 */
-    uint64_t l1_max_bytes;                  /* per shard; default 128 MiB */
-    uint32_t ttl_doc_ms;                    /* expectation document; default 60 min */
-    uint32_t ttl_equipment_ms;              /* raw equipment; default 5 min */
-    uint32_t ttl_ocid_ms;                   /* IGN -> ocid; default 30 min */
-    uint32_t ttl_character_ms;              /* character record; default 15 min */
-    uint32_t ttl_negative_ms;               /* unknown character; default 15 min */
+    const char *fetcher_name;  /* registered name of the fetcher ("fetcher") */
+    uint32_t l1_max_entries;   /* per shard; default 10000 */
+    uint64_t l1_max_bytes;     /* per shard; default 128 MiB */
+    uint32_t ttl_doc_ms;       /* expectation document; default 60 min */
+    uint32_t ttl_equipment_ms; /* raw equipment; default 5 min */
+    uint32_t ttl_ocid_ms;      /* IGN -> ocid; default 30 min */
+    uint32_t ttl_character_ms; /* character record; default 15 min */
+    uint32_t ttl_negative_ms;  /* unknown character; default 15 min */
     /* L2 Redis (none when redis_url is NULL or "") */
     const char *redis_url;      /* borrowed, outlives the service */
     const char *cluster;        /* key prefix mx:<cluster>: and channel; default "mx" */
@@ -77,7 +74,6 @@ struct mx_svc_opts {
     uint32_t fetch_timeout_ms;      /* one fetcher request; default 20 s */
     uint32_t max_flights;           /* loads in progress per shard; default 1024 */
     uint32_t max_waiters;           /* requests waiting on one load; default 4096 */
-    uint32_t memo_entries;          /* calculator memo per offload thread; default 65536 */
 };
 
 void mx_svc_opts_default(struct mx_svc_opts *o);
@@ -149,9 +145,5 @@ struct mx_svc_stats {
  * never blocks. Until the renderers read the registry, mxnode's stats
  * section and the Prometheus text use this. */
 void mx_svc_stats(struct mx_svc_stats *out);
-
-/* mx_svc_calc_thread_fini - free this thread's calculator context (called
- * automatically at thread exit). */
-void mx_svc_calc_thread_fini(void);
 
 #endif
