@@ -4,6 +4,7 @@
  * offload threads and `max_queued` waiting, refuses the rest with
  * MX_EFULL (no job), reports a job's own error as its status, and counts
  * all of it in its metrics block. Everything is waited for, never slept. */
+#include <semaphore.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -29,7 +30,17 @@ struct asker {
     struct mx_addr calc;
     int njobs;
     bool calculate; /* a calculation, not an equipment document */
+    bool hold;      /* occupy the one offload thread until the test posts gate */
 };
+
+static sem_t gate;
+
+static struct mx_msg *blocker(void *arg)
+{
+    (void)arg;
+    sem_wait(&gate);
+    return NULL; /* the asker gets a sys_offload_done: ignored */
+}
 
 static int ask_init(mx_actor_t *self, void *arg, void **state)
 {
@@ -42,6 +53,8 @@ static int ask_recv(mx_actor_t *self, void *state, struct mx_msg *m)
 {
     struct asker *a = state;
     if (m->env.type == MX_T_test_echo) { /* the kick: ask for every job in one turn */
+        if (a->hold)
+            assert_int_equal(mx_offload(self, blocker, NULL, NULL), 0);
         struct mx_blob *eq = mx_blob_new(a->calculate ? "not json" : equipment,
                                          a->calculate ? 8 : sizeof equipment - 1);
         for (int i = 0; i < a->njobs; i++) {
@@ -111,6 +124,14 @@ static void run_asker(struct asker *a)
     assert_int_equal(
         mx_msg_encode(MX_T_test_echo, &(struct mx_m_test_echo){1, MX_STR("go")}, &kick), 0);
     assert_int_equal(mx_sys_send(sys, at, kick), 0);
+    if (a->hold) {
+        /* no job can finish yet, so the queue's bound decides alone */
+        assert_true(TU_WAIT_UNTIL(delta("requests") == (uint64_t)a->njobs, 10000));
+        assert_int_equal(delta("refused"), 1);
+        assert_int_equal(MX_METRIC_GET(mx_calculator_metrics(), queued), 1);
+        assert_int_equal(MX_METRIC_GET(mx_calculator_metrics(), inflight), 1);
+        sem_post(&gate);
+    }
     assert_true(TU_WAIT_UNTIL(atomic_load(&seen.replies) == a->njobs, 10000));
     assert_true(TU_WAIT_UNTIL(MX_METRIC_GET(mx_calculator_metrics(), inflight) == 0, 10000));
 }
@@ -118,6 +139,7 @@ static void run_asker(struct asker *a)
 static int setup(void **st)
 {
     (void)st;
+    sem_init(&gate, 0, 0);
     struct mx_system_opts o = {.node_name = "t", .schedulers = 1, .offload_threads = 1};
     assert_int_equal(mx_system_start(&o, &sys), 0);
     struct mx_calculator_opts co;
@@ -136,14 +158,14 @@ static int teardown(void **st)
     return 0;
 }
 
-/* Three jobs in one turn of the asker, before the calculator runs (one
- * scheduler): the first goes to the offload thread, the second waits, the
- * third finds the queue full. */
+/* Three jobs while the one offload thread is held: the first is given to
+ * it, the second waits in the queue, the third finds the queue full; once
+ * the thread is free both kept jobs are answered. */
 static void pool_queue_refusal(void **st)
 {
     (void)st;
     snapshot();
-    struct asker a = {.njobs = 3};
+    struct asker a = {.njobs = 3, .hold = true};
     run_asker(&a);
     assert_int_equal(atomic_load(&seen.ok), 2);
     assert_int_equal(atomic_load(&seen.docs_right), 2);
