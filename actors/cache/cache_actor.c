@@ -49,15 +49,25 @@ static void doc_unref_cb(void *d)
     mx_http_doc_unref(d);
 }
 
-void mx__cache_reply_doc(mx_actor_t *self, const struct mx_env *req, struct mx_http_doc *doc,
-                         bool stale)
+static void rec_unref_cb(void *c)
+{
+    mx_character_rec_unref(c);
+}
+
+void mx__cache_reply_value(mx_actor_t *self, const struct mx_env *req, struct mx_http_doc *doc,
+                           struct mx_character_rec *rec, bool stale)
 {
     struct mx_m_exp_rep r = {.status = 0, .http_status = 200, .stale = stale};
     struct mx_msg *m;
     if (mx_msg_encode(MX_T_exp_rep, &r, &m) != 0)
         return;
-    m->ptr = mx_http_doc_ref(doc);
-    m->ptr_free = doc_unref_cb;
+    if (rec) {
+        m->ptr = mx_character_rec_ref(rec);
+        m->ptr_free = rec_unref_cb;
+    } else {
+        m->ptr = mx_http_doc_ref(doc);
+        m->ptr_free = doc_unref_cb;
+    }
     mx__cache_send_reply(self, req, m);
 }
 
@@ -124,7 +134,7 @@ static void on_get(mx_actor_t *self, struct mx__shard *s, struct mx_msg *m)
                                                           : l1_get(s, key, klen, false);
     if (hit) {
         INC(s, l1_hits);
-        mx__cache_reply_doc(self, &m->env, hit->doc, false);
+        mx__cache_reply_value(self, &m->env, hit->doc, hit->rec, false);
         return;
     }
     INC(s, l1_misses);

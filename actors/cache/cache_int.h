@@ -25,6 +25,8 @@
 #include "mx_redis.h"
 #include "mx_spool.h"
 
+struct mx_jsonw;
+
 #define KEY_MAX MX__L1_KEY_MAX
 #define RKEY_MAX 320
 #define IGN_MAX 90
@@ -155,10 +157,18 @@ static inline struct mx__centry *l1_put(struct mx__shard *s, const char *key, si
                       mx_now_ms() + mx__ttl_now(s, ttl_ms));
 }
 
+static inline struct mx__centry *l1_put_rec(struct mx__shard *s, const char *key, size_t klen,
+                                            struct mx_character_rec *rec, uint32_t ttl_ms)
+{
+    return mx__l1_put_rec(&s->l1, key, klen, rec, mx_now_ms() + mx__ttl_now(s, ttl_ms));
+}
+
 /* ---- cache_actor.c: replies ---- */
 void mx__cache_send_reply(mx_actor_t *self, const struct mx_env *req, struct mx_msg *rep);
-void mx__cache_reply_doc(mx_actor_t *self, const struct mx_env *req, struct mx_http_doc *doc,
-                         bool stale);
+/* mx__cache_reply_value - exp_rep status 0 with a reference of rec when
+ * not NULL (a character record), else of doc. */
+void mx__cache_reply_value(mx_actor_t *self, const struct mx_env *req, struct mx_http_doc *doc,
+                           struct mx_character_rec *rec, bool stale);
 void mx__cache_reply_err(mx_actor_t *self, const struct mx_env *req, int status, uint32_t http,
                          const char *code, const char *message, uint32_t retry_after_s);
 
@@ -203,6 +213,12 @@ struct mx__rop *mx__rop_new(struct mx__shard *s, struct mx__flight *f);
 /* mx__rop_flight - frees r; the flight if it still waits for this reply. */
 struct mx__flight *mx__rop_flight(struct mx__rop *r, int status);
 
+/* ---- cache_record.c: the character record's L2 value ---- */
+int mx__character_to_json(const struct mx_character_rec *c, struct mx_jsonw *w);
+/* mx__character_from_json - 0, or MX_EDECODE (not the record's JSON, or
+ * no ocid); fields too long for c are refused too. Pure. */
+int mx__character_from_json(const char *json, size_t len, struct mx_character_rec *c);
+
 /* ---- cache_l3.c ---- */
 
 /* Read character_equipment(ocid) on the mx_mysql pool: the gzip is
@@ -236,6 +252,9 @@ bool mx__flight_wait(struct mx__shard *s, struct mx__flight *f, const struct mx_
 void mx__flight_end(struct mx__shard *s, struct mx__flight *f);
 void mx__finish_doc(mx_actor_t *self, struct mx__shard *s, struct mx__flight *f,
                     struct mx_http_doc *doc, bool stale);
+/* mx__finish_value - answer with rec when not NULL, else doc. */
+void mx__finish_value(mx_actor_t *self, struct mx__shard *s, struct mx__flight *f,
+                      struct mx_http_doc *doc, struct mx_character_rec *rec, bool stale);
 void mx__finish_err(mx_actor_t *self, struct mx__shard *s, struct mx__flight *f, int status,
                     uint32_t http, const char *code, const char *msg, uint32_t retry_s);
 void mx__finish_upstream_fail(mx_actor_t *self, struct mx__shard *s, struct mx__flight *f,

@@ -102,6 +102,7 @@ void mx__l1_remove(struct mx__l1 *l1, struct mx__centry *e)
     if (e->doc)
         mx_http_doc_unref(e->doc);
     mx_blob_unref(e->blob);
+    mx_character_rec_unref(e->rec);
     free(e);
 }
 
@@ -115,9 +116,9 @@ struct mx__centry *mx__l1_get(struct mx__l1 *l1, const char *key, size_t klen, i
     return e;
 }
 
-struct mx__centry *mx__l1_put(struct mx__l1 *l1, const char *key, size_t klen,
+static struct mx__centry *put(struct mx__l1 *l1, const char *key, size_t klen,
                               enum mx__l1_kind kind, struct mx_http_doc *doc, struct mx_blob *blob,
-                              const char *ocid, int64_t expires_ms)
+                              struct mx_character_rec *rec, const char *ocid, int64_t expires_ms)
 {
     struct mx__centry *old = mx__l1_find(l1, key, klen);
     if (old)
@@ -129,6 +130,7 @@ struct mx__centry *mx__l1_put(struct mx__l1 *l1, const char *key, size_t klen,
     e->kind = kind;
     e->doc = doc;
     e->blob = blob;
+    e->rec = rec;
     if (ocid)
         snprintf(e->ocid, sizeof e->ocid, "%s", ocid);
     e->expires_ms = expires_ms;
@@ -138,6 +140,8 @@ struct mx__centry *mx__l1_put(struct mx__l1 *l1, const char *key, size_t klen,
                     (doc->gzip ? doc->gzip->len : 0);
     if (blob)
         e->bytes += sizeof *blob + blob->len;
+    if (rec)
+        e->bytes += sizeof *rec;
     struct mx__centry **b = &l1->buckets[e->hash & (l1->nbuckets - 1)];
     e->hnext = *b;
     *b = e;
@@ -153,6 +157,19 @@ struct mx__centry *mx__l1_put(struct mx__l1 *l1, const char *key, size_t klen,
     }
     publish(l1);
     return e;
+}
+
+struct mx__centry *mx__l1_put(struct mx__l1 *l1, const char *key, size_t klen,
+                              enum mx__l1_kind kind, struct mx_http_doc *doc, struct mx_blob *blob,
+                              const char *ocid, int64_t expires_ms)
+{
+    return put(l1, key, klen, kind, doc, blob, NULL, ocid, expires_ms);
+}
+
+struct mx__centry *mx__l1_put_rec(struct mx__l1 *l1, const char *key, size_t klen,
+                                  struct mx_character_rec *rec, int64_t expires_ms)
+{
+    return put(l1, key, klen, K_CHAR, NULL, NULL, rec, NULL, expires_ms);
 }
 
 void mx__l1_add_doc(struct mx__l1 *l1, struct mx__centry *e, struct mx_http_doc *doc)

@@ -30,10 +30,11 @@ struct mx__centry {
     uint64_t hash;
     int64_t expires_ms; /* mx_now_ms clock */
     enum mx__l1_kind kind;
-    struct mx_http_doc *doc; /* K_DOC, K_CHAR; K_EQUIP once asked as a document */
-    struct mx_blob *blob;    /* K_EQUIP */
-    char ocid[64];           /* K_OCID */
-    size_t bytes;            /* what this entry counts against max_bytes */
+    struct mx_http_doc *doc;      /* K_DOC; K_EQUIP once asked as a document */
+    struct mx_character_rec *rec; /* K_CHAR */
+    struct mx_blob *blob;         /* K_EQUIP */
+    char ocid[64];                /* K_OCID */
+    size_t bytes;                 /* what this entry counts against max_bytes */
     uint16_t klen;
     char key[];
 };
@@ -78,6 +79,11 @@ struct mx__centry *mx__l1_get(struct mx__l1 *l1, const char *key, size_t klen, i
 struct mx__centry *mx__l1_put(struct mx__l1 *l1, const char *key, size_t klen,
                               enum mx__l1_kind kind, struct mx_http_doc *doc, struct mx_blob *blob,
                               const char *ocid, int64_t expires_ms);
+
+/* mx__l1_put_rec - mx__l1_put of a K_CHAR entry holding rec (one
+ * reference taken). */
+struct mx__centry *mx__l1_put_rec(struct mx__l1 *l1, const char *key, size_t klen,
+                                  struct mx_character_rec *rec, int64_t expires_ms);
 
 /* mx__l1_add_doc - attach doc (one reference taken) to an equipment entry
  * that shares its plain bytes with the entry's blob; counts its extra bytes. */

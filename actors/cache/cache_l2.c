@@ -220,6 +220,18 @@ static bool serve_l2_value(mx_actor_t *self, struct mx__shard *s, struct mx__fli
     struct mx_blob *plain;
     if (mx__frame_decode(v, len, &plain) != 0)
         return false;
+    if (f->q.what == MX_SVC_CHARACTER) {
+        struct mx_character_rec *c = mx_character_rec_new();
+        bool ok = mx__character_from_json((const char *)plain->data, plain->len, c) == 0;
+        mx_blob_unref(plain);
+        if (ok) {
+            INC(s, l2_hits);
+            l1_put_rec(s, f->key, f->klen, mx_character_rec_ref(c), s->o.ttl_character_ms);
+            mx__finish_value(self, s, f, NULL, c, false);
+        }
+        mx_character_rec_unref(c);
+        return ok;
+    }
     struct mx_http_doc *doc;
     bool ok =
         plain->len > 1 && plain->data[0] == '{' &&
@@ -228,9 +240,7 @@ static bool serve_l2_value(mx_actor_t *self, struct mx__shard *s, struct mx__fli
     if (!ok)
         return false;
     INC(s, l2_hits);
-    bool doc_kind = f->q.what == MX_SVC_EXPECTATION;
-    l1_put(s, f->key, f->klen, doc_kind ? K_DOC : K_CHAR, mx_http_doc_ref(doc), NULL, NULL,
-           doc_kind ? s->o.ttl_doc_ms : s->o.ttl_character_ms);
+    l1_put(s, f->key, f->klen, K_DOC, mx_http_doc_ref(doc), NULL, NULL, s->o.ttl_doc_ms);
     mx__finish_doc(self, s, f, doc, false);
     mx_http_doc_unref(doc);
     return true;

@@ -141,12 +141,18 @@ void mx__flight_end(struct mx__shard *s, struct mx__flight *f)
     free(f);
 }
 
+void mx__finish_value(mx_actor_t *self, struct mx__shard *s, struct mx__flight *f,
+                      struct mx_http_doc *doc, struct mx_character_rec *rec, bool stale)
+{
+    for (uint32_t i = 0; i < f->nw; i++)
+        mx__cache_reply_value(self, &f->w[i].env, doc, rec, stale);
+    mx__flight_end(s, f);
+}
+
 void mx__finish_doc(mx_actor_t *self, struct mx__shard *s, struct mx__flight *f,
                     struct mx_http_doc *doc, bool stale)
 {
-    for (uint32_t i = 0; i < f->nw; i++)
-        mx__cache_reply_doc(self, &f->w[i].env, doc, stale);
-    mx__flight_end(s, f);
+    mx__finish_value(self, s, f, doc, NULL, stale);
 }
 
 void mx__finish_err(mx_actor_t *self, struct mx__shard *s, struct mx__flight *f, int status,
@@ -179,10 +185,10 @@ void mx__finish_upstream_fail(mx_actor_t *self, struct mx__shard *s, struct mx__
 {
     struct mx__centry *old =
         f->q.what == MX_SVC_EQUIPMENT ? equip_l1_stale(s, f) : l1_get(s, f->key, f->klen, true);
-    if (old && old->doc) {
+    if (old && (old->doc || old->rec)) {
         INC(s, l1_stale_served);
         MX_WARN("upstream failed (%s); serving a stale entry for %s", why, f->key);
-        mx__finish_doc(self, s, f, old->doc, true);
+        mx__finish_value(self, s, f, old->doc, old->rec, true);
         return;
     }
     if (f->stale_eq && f->stage != ST_CALC) {
@@ -523,36 +529,20 @@ static void on_basic(mx_actor_t *self, struct mx__shard *s, struct mx__flight *f
                                  "Upstream returned an unreadable record");
         return;
     }
+    struct mx_character_rec *c = mx_character_rec_new();
+    snprintf(c->user_ign, sizeof c->user_ign, "%s", name[0] ? name : f->ign);
+    snprintf(c->ocid, sizeof c->ocid, "%s", f->ocid);
+    snprintf(c->world_name, sizeof c->world_name, "%s", world);
+    snprintf(c->character_class, sizeof c->character_class, "%s", cls);
+    snprintf(c->character_image, sizeof c->character_image, "%s", image);
+    /* L2: the record's JSON, framed (a few hundred bytes) */
     struct mx_jsonw w;
     mx_jsonw_init(&w, 8192);
-    mx_jsonw_obj_open(&w);
-    mx_jsonw_kstr(&w, "userIgn", name[0] ? name : f->ign);
-    mx_jsonw_kstr(&w, "ocid", f->ocid);
-    mx_jsonw_kint(&w, "likeCount", 0); /* likes arrive with the like-buffer */
-    mx_jsonw_kstr(&w, "worldName", world);
-    mx_jsonw_kstr(&w, "characterClass", cls);
-    mx_jsonw_kstr(&w, "characterImage", image);
-    mx_jsonw_obj_close(&w);
-    if (w.err) {
-        mx_jsonw_fini(&w);
-        mx__finish_err(self, s, f, MX_EINTERNAL, 500, "S001",
-                       "Could not build the character record", 0);
-        return;
-    }
-    struct mx_blob *b = mx_blob_new(w.buf, w.len);
-    mx_jsonw_fini(&w);
-    struct mx_http_doc *doc;
-    int rc = mx_http_doc_new("application/json", b, false, &doc);
-    if (rc) {
-        mx_blob_unref(b);
-        mx__finish_err(self, s, f, rc, 500, "S001", "Could not build the character record", 0);
-        return;
-    }
     struct mx_blob *frame = NULL;
-    if (mx__frame_encode(b->data, b->len, 6, &frame) == 0) /* a few hundred bytes */
+    if (mx__character_to_json(c, &w) == 0 && mx__frame_encode(w.buf, w.len, 6, &frame) == 0)
         mx__l2_done(s, f, 'v', frame, s->o.ttl2_character_ms, false, NULL);
     mx_blob_unref(frame);
-    mx_blob_unref(b);
+    mx_jsonw_fini(&w);
     struct mx_store_character ch = {.user_ign = f->ign,
                                     .ocid = f->ocid,
                                     .world_name = world,
@@ -562,9 +552,9 @@ static void on_basic(mx_actor_t *self, struct mx__shard *s, struct mx__flight *f
     uint32_t rlen;
     if (s->o.mysql && mx_store_rec_character(&ch, mx_unix_ms(), &rec, &rlen) == 0)
         mx__l3_write(s, MX_STORE_REC_CHARACTER, rec, rlen);
-    l1_put(s, f->key, f->klen, K_CHAR, mx_http_doc_ref(doc), NULL, NULL, s->o.ttl_character_ms);
-    mx__finish_doc(self, s, f, doc, false);
-    mx_http_doc_unref(doc);
+    l1_put_rec(s, f->key, f->klen, mx_character_rec_ref(c), s->o.ttl_character_ms);
+    mx__finish_value(self, s, f, NULL, c, false);
+    mx_character_rec_unref(c);
 }
 
 static void on_ocid(mx_actor_t *self, struct mx__shard *s, struct mx__flight *f)

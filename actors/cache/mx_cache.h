@@ -33,7 +33,8 @@
 
 /* Documents are struct mx_http_doc (actors/http/mx_http.h): plain bytes, the
  * gzip variant and ETags, refcounted. An exp_rep with status 0 carries one
- * reference as its ptr payload (freed with the message). */
+ * reference as its ptr payload (freed with the message), except for
+ * MX_SVC_CHARACTER: a struct mx_character_rec. */
 
 /* exp_get.what. MX_SVC_EQUIPMENT is the character's item-equipment JSON as
  * the upstream sent it (a document with its gzip variant): served from the
@@ -41,6 +42,26 @@
  * only when none has it, and kept in L1 with its gzip so repeated requests
  * cost no upstream call and no recompression. */
 enum mx_svc_what { MX_SVC_EXPECTATION = 1, MX_SVC_CHARACTER = 2, MX_SVC_EQUIPMENT = 3 };
+
+/* The character record of MX_SVC_CHARACTER: the domain record, not its
+ * JSON (the API layer renders that, with the live like count). Immutable
+ * once shared and refcounted like documents: an exp_rep with status 0 for
+ * MX_SVC_CHARACTER carries one reference as its ptr payload. */
+struct mx_character_rec {
+    _Atomic uint32_t refs;
+    char user_ign[96]; /* as the upstream spells it, else as asked */
+    char ocid[64];
+    char world_name[64];
+    char character_class[96];
+    char character_image[512];
+};
+
+/* mx_character_rec_new - a zeroed record with one reference for the
+ * caller; aborts on out-of-memory. ref/unref as for documents (unref of
+ * NULL is a no-op; the last one frees). Any thread. */
+struct mx_character_rec *mx_character_rec_new(void);
+struct mx_character_rec *mx_character_rec_ref(struct mx_character_rec *c);
+void mx_character_rec_unref(struct mx_character_rec *c);
 
 struct mx_svc_opts {
     const char *fetcher_name;  /* registered name of the fetcher ("fetcher") */

@@ -166,10 +166,12 @@ static void drop_character(void **st)
         n = key(k, 'd', "heroine", docs[i]); /* a name with "hero" as prefix */
         mx__l1_put(&l1, k, n, K_DOC, mx_http_doc_ref(doc), NULL, NULL, 100);
     }
+    struct mx_character_rec *rec = mx_character_rec_new();
     n = key(k, 'c', "hero", NULL);
-    mx__l1_put(&l1, k, n, K_CHAR, mx_http_doc_ref(doc), NULL, NULL, 100);
+    mx__l1_put_rec(&l1, k, n, mx_character_rec_ref(rec), 100);
     n = key(k, 'c', "heroine", NULL);
-    mx__l1_put(&l1, k, n, K_CHAR, mx_http_doc_ref(doc), NULL, NULL, 100);
+    mx__l1_put_rec(&l1, k, n, mx_character_rec_ref(rec), 100);
+    assert_int_equal(rec->refs, 3);
     n = key(k, 'n', "hero", NULL);
     mx__l1_put(&l1, k, n, K_NEG, NULL, NULL, NULL, 100);
     put_ocid(&l1, "hero", 100); /* the ocid is not the character's data: kept */
@@ -187,6 +189,7 @@ static void drop_character(void **st)
     n = key(k, 'd', "hero", "0|111");
     assert_null(mx__l1_find(&l1, k, n));
     assert_null(get(&l1, 'c', "hero", MX__L1_ANY_AGE));
+    assert_int_equal(rec->refs, 2); /* the dropped record let its reference go */
     assert_null(get(&l1, 'n', "hero", MX__L1_ANY_AGE));
     assert_null(get(&l1, 'e', "OCIDHERO", MX__L1_ANY_AGE));
     assert_non_null(get(&l1, 'e', "OCIDOTHER", MX__L1_ANY_AGE));
@@ -201,6 +204,8 @@ static void drop_character(void **st)
     mx__l1_fini(&l1);
     assert_int_equal(doc->refs, 1);
     assert_int_equal(b->refs, 2); /* ours and the document's */
+    assert_int_equal(rec->refs, 1);
+    mx_character_rec_unref(rec);
     mx_http_doc_unref(doc);
     mx_blob_unref(b);
 }
