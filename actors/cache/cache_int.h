@@ -193,6 +193,13 @@ void mx__l2_done(struct mx__shard *s, struct mx__flight *f, char mode, const str
                  uint32_t ttl_ms, bool force, const char *inval);
 void mx__l2_set(struct mx__shard *s, const char *key, const struct mx_blob *frame, uint32_t ttl_ms);
 void mx__l2_del(struct mx__shard *s, const char *key);
+/* mx__l2_evict - count a damaged value (len bytes) under key, log, DEL it. */
+void mx__l2_evict(struct mx__shard *s, const char *key, size_t len);
+/* mx__l2_value - a GET reply of a framed value under key: true and *out
+ * (one reference); false after counting a Redis error or a miss, or
+ * evicting a damaged value. */
+bool mx__l2_value(struct mx__shard *s, int status, const redisReply *rep, const char *key,
+                  struct mx_blob **out);
 /* mx__l2_acquire - the value, or the latch, or a wait (ST_L2, then on). */
 void mx__l2_acquire(mx_actor_t *self, struct mx__shard *s, struct mx__flight *f);
 /* mx__l2_force_acquire - a recalculation's latch (one per window). */
@@ -210,8 +217,10 @@ struct mx__rop {
     enum mx__stage stage;
 };
 struct mx__rop *mx__rop_new(struct mx__shard *s, struct mx__flight *f);
-/* mx__rop_flight - frees r; the flight if it still waits for this reply. */
-struct mx__flight *mx__rop_flight(struct mx__rop *r, int status);
+/* mx__rop_flight - frees the rop arg; *shard gets its shard, and the
+ * result is the flight if it still waits for this reply (none once the
+ * shard stops: then touch *shard no further). */
+struct mx__flight *mx__rop_flight(void *arg, int status, struct mx__shard **shard);
 
 /* ---- cache_record.c: the character record's L2 value ---- */
 int mx__character_to_json(const struct mx_character_rec *c, struct mx_jsonw *w);

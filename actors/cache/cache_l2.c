@@ -186,6 +186,28 @@ void mx__l2_set(struct mx__shard *s, const char *key, const struct mx_blob *fram
         INC(s, redis_errors);
 }
 
+void mx__l2_evict(struct mx__shard *s, const char *key, size_t len)
+{
+    INC(s, l2_corrupt);
+    MX_WARN("L2: damaged value under %s (%zu bytes); evicted", key, len);
+    mx__l2_del(s, key);
+}
+
+bool mx__l2_value(struct mx__shard *s, int status, const redisReply *rep, const char *key,
+                  struct mx_blob **out)
+{
+    if (status != 0) {
+        INC(s, redis_errors);
+    } else if (rep->type != REDIS_REPLY_STRING) {
+        INC(s, l2_misses);
+    } else if (mx__frame_decode(rep->str, rep->len, out) == 0) {
+        return true;
+    } else {
+        mx__l2_evict(s, key, rep->len);
+    }
+    return false;
+}
+
 void mx__l2_del(struct mx__shard *s, const char *key)
 {
     if (mx__redis_up(s) && mx_redis_command(s->rc, mx__redis_cb_count, s, "DEL %s", key) != 0)
@@ -200,10 +222,10 @@ struct mx__rop *mx__rop_new(struct mx__shard *s, struct mx__flight *f)
     return r;
 }
 
-/* the flight a Redis reply belongs to, if it still waits for it */
-struct mx__flight *mx__rop_flight(struct mx__rop *r, int status)
+struct mx__flight *mx__rop_flight(void *arg, int status, struct mx__shard **shard)
 {
-    struct mx__shard *s = r->s;
+    struct mx__rop *r = arg;
+    struct mx__shard *s = *shard = r->s;
     struct mx__flight *f = NULL;
     if (status != MX_ESTOPPED && !s->stopping) {
         f = mx__flight_find_id(s, r->fid);
@@ -249,8 +271,8 @@ static bool serve_l2_value(mx_actor_t *self, struct mx__shard *s, struct mx__fli
 static void acquire_cb(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
 {
     (void)rd;
-    struct mx__shard *s = ((struct mx__rop *)arg)->s;
-    struct mx__flight *f = mx__rop_flight(arg, status);
+    struct mx__shard *s;
+    struct mx__flight *f = mx__rop_flight(arg, status, &s);
     if (!f)
         return;
     mx_actor_t *self = s->self;
@@ -273,10 +295,7 @@ static void acquire_cb(mx_redis_t *rd, int status, const redisReply *rep, void *
     if (what == 1 && rep->elements == 2 && rep->element[1]->type == REDIS_REPLY_STRING) {
         if (serve_l2_value(self, s, f, rep->element[1]->str, rep->element[1]->len))
             return;
-        INC(s, l2_corrupt);
-        MX_WARN("L2: damaged value under %s (%zu bytes); evicted", f->rkey,
-                (size_t)rep->element[1]->len);
-        mx__l2_del(s, f->rkey);
+        mx__l2_evict(s, f->rkey, rep->element[1]->len);
         if (!f->l2_retried) {
             f->l2_retried = true;
             mx__l2_acquire(self, s, f); /* after the DEL, on the same connection */
@@ -352,8 +371,8 @@ void mx__l2_acquire(mx_actor_t *self, struct mx__shard *s, struct mx__flight *f)
 static void force_cb(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
 {
     (void)rd;
-    struct mx__shard *s = ((struct mx__rop *)arg)->s;
-    struct mx__flight *f = mx__rop_flight(arg, status);
+    struct mx__shard *s;
+    struct mx__flight *f = mx__rop_flight(arg, status, &s);
     if (!f)
         return;
     if (status != 0 || rep->type != REDIS_REPLY_INTEGER) {

@@ -277,31 +277,22 @@ static void equip_l3(mx_actor_t *self, struct mx__shard *s, struct mx__flight *f
 static void equip_l2_cb(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
 {
     (void)rd;
-    struct mx__shard *s = ((struct mx__rop *)arg)->s;
-    struct mx__flight *f = mx__rop_flight(arg, status);
+    struct mx__shard *s;
+    struct mx__flight *f = mx__rop_flight(arg, status, &s);
     if (!f)
         return;
-    if (status != 0) {
-        INC(s, redis_errors);
-    } else if (rep->type == REDIS_REPLY_STRING) {
-        struct mx_blob *eq;
-        if (mx__frame_decode(rep->str, rep->len, &eq) == 0) {
-            INC(s, l2_hits);
-            char ek[KEY_MAX];
-            size_t ekl = mx__l1_key(ek, 'e', f->ocid, NULL);
-            l1_put(s, ek, ekl, K_EQUIP, NULL, mx_blob_ref(eq), NULL, s->o.ttl_equipment_ms);
-            f->eq_src = SRC_CACHE;
-            start_calc(s->self, s, f, eq);
-            mx_blob_unref(eq);
-            return;
-        }
-        INC(s, l2_corrupt);
-        char rk[RKEY_MAX];
-        mx__rk_equip(s, rk, sizeof rk, f->ocid);
-        MX_WARN("L2: damaged value under %s (%zu bytes); evicted", rk, (size_t)rep->len);
-        mx__l2_del(s, rk);
-    } else {
-        INC(s, l2_misses);
+    char rk[RKEY_MAX];
+    mx__rk_equip(s, rk, sizeof rk, f->ocid);
+    struct mx_blob *eq;
+    if (mx__l2_value(s, status, rep, rk, &eq)) {
+        INC(s, l2_hits);
+        char ek[KEY_MAX];
+        size_t ekl = mx__l1_key(ek, 'e', f->ocid, NULL);
+        l1_put(s, ek, ekl, K_EQUIP, NULL, mx_blob_ref(eq), NULL, s->o.ttl_equipment_ms);
+        f->eq_src = SRC_CACHE;
+        start_calc(s->self, s, f, eq);
+        mx_blob_unref(eq);
+        return;
     }
     equip_l3(s->self, s, f);
 }
@@ -362,37 +353,32 @@ static void fetch_ocid(mx_actor_t *self, struct mx__shard *s, struct mx__flight 
 static void ocid_l2_cb(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
 {
     (void)rd;
-    struct mx__shard *s = ((struct mx__rop *)arg)->s;
-    struct mx__flight *f = mx__rop_flight(arg, status);
+    struct mx__shard *s;
+    struct mx__flight *f = mx__rop_flight(arg, status, &s);
     if (!f)
         return;
-    if (status != 0) {
-        INC(s, redis_errors);
-    } else if (rep->type == REDIS_REPLY_STRING) {
-        struct mx_blob *b = NULL; /* mx__frame_decode leaves it unset when it fails */
-        if (mx__frame_decode(rep->str, rep->len, &b) == 0 && b->len < sizeof f->ocid) {
+    char rk[RKEY_MAX];
+    mx__rk_ign(s, rk, sizeof rk, f->ign, "o");
+    struct mx_blob *b;
+    if (mx__l2_value(s, status, rep, rk, &b)) {
+        bool ok = b->len < sizeof f->ocid;
+        if (ok) {
             memcpy(f->ocid, b->data, b->len);
             f->ocid[b->len] = '\0';
-            mx_blob_unref(b);
-            if (ocid_ok(f->ocid)) {
-                INC(s, l2_hits);
-                char ok[KEY_MAX];
-                size_t okl = mx__l1_key(ok, 'o', f->ign, NULL);
-                l1_put(s, ok, okl, K_OCID, NULL, NULL, f->ocid, s->o.ttl_ocid_ms);
-                after_ocid(s->self, s, f);
-                return;
-            }
-            f->ocid[0] = '\0';
-        } else if (b) {
-            mx_blob_unref(b);
+            ok = ocid_ok(f->ocid);
         }
-        INC(s, l2_corrupt);
-        char rk[RKEY_MAX];
-        mx__rk_ign(s, rk, sizeof rk, f->ign, "o");
-        MX_WARN("L2: damaged value under %s; evicted", rk);
-        mx__l2_del(s, rk);
-    } else {
-        INC(s, l2_misses);
+        size_t len = b->len;
+        mx_blob_unref(b);
+        if (ok) {
+            INC(s, l2_hits);
+            char ok_key[KEY_MAX];
+            size_t okl = mx__l1_key(ok_key, 'o', f->ign, NULL);
+            l1_put(s, ok_key, okl, K_OCID, NULL, NULL, f->ocid, s->o.ttl_ocid_ms);
+            after_ocid(s->self, s, f);
+            return;
+        }
+        f->ocid[0] = '\0';
+        mx__l2_evict(s, rk, len); /* framed well, but not an ocid */
     }
     fetch_ocid(s->self, s, f);
 }
@@ -721,8 +707,8 @@ static bool store_results(struct mx__shard *s, struct mx__flight *f, struct mx_c
 static void published_cb(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
 {
     (void)rd;
-    struct mx__shard *s = ((struct mx__rop *)arg)->s;
-    struct mx__flight *f = mx__rop_flight(arg, status);
+    struct mx__shard *s;
+    struct mx__flight *f = mx__rop_flight(arg, status, &s);
     if (status != 0 && status != MX_ESTOPPED)
         INC(s, redis_errors);
     if (!f || !f->result)
