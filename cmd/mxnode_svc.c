@@ -1,5 +1,5 @@
 /* mxnode_svc.c - mxnode's expectation service: the fetcher (the only
- * caller of the Nexon Open API) and the cache shards with their tiers (L2
+ * caller of the Nexon Open API), the calculator and the cache shards with their tiers (L2
  * Redis, L3 MySQL and the write spool it falls back to), configured from
  * the node's settings. */
 #include <errno.h>
@@ -13,6 +13,7 @@
 #include "mx_health.h"
 #include "mx_log.h"
 #include "mx_cache.h"
+#include "mx_calculator.h"
 #include "mxnode_parts.h"
 
 static mx_mysql_t *g_pool; /* for mxnode_mysql_up */
@@ -77,7 +78,6 @@ int mxnode_svc_start(mx_system_t *sys, const struct mx_config *cfg,
     }
     struct mx_svc_opts svo;
     mx_svc_opts_default(&svo);
-    svo.cube_table = cube;
     svo.l1_max_entries = (uint32_t)mx_config_int(cfg, "MX_L1_MAX_ENTRIES");
     svo.l1_max_bytes = (uint64_t)mx_config_int(cfg, "MX_L1_MAX_MB") << 20;
     svo.fetch_timeout_ms = mxnode_svc_budget_ms(cfg);
@@ -120,6 +120,15 @@ int mxnode_svc_start(mx_system_t *sys, const struct mx_config *cfg,
         svo.spool = g_spool;
         /* the cluster's view of MySQL (mysql-health), else the pool's own */
         svo.mysql_up = mxnode_mysql_up;
+    }
+    struct mx_calculator_opts co;
+    mx_calculator_opts_default(&co);
+    co.cube_table = cube;
+    int threads = (int)mx_config_int(cfg, "MX_OFFLOAD_THREADS");
+    co.pool = threads > 0 ? (uint32_t)threads : 4; /* the runtime's default too */
+    if ((rc = mx_calculator_start(sys, &co)) != 0) {
+        MX_ERROR("cannot start the calculator: %s", mx_strerror(rc));
+        return rc;
     }
     if ((rc = mx_svc_start(sys, &svo)) != 0) {
         MX_ERROR("cannot start the cache shards: %s", mx_strerror(rc));

@@ -7,6 +7,8 @@
 #include "mx_jwt.h"
 #include "mx_redis.h"
 
+struct mx_character_rec; /* mx_cache.h */
+
 struct acc;
 
 /* What a pending correlation id is waiting for. */
@@ -169,10 +171,20 @@ void mx__app_redis_down(mx_http_req_t *r);
  * stays the caller's). */
 int mx__app_ask_character(struct acc *a, mx_http_req_t *r, const char *ign, uint8_t kind,
                           void *ctx);
-/* mx__app_cache_doc - read an exp_rep: true and *d (borrowed from m) and
- * *stale on success; otherwise the error is answered and false returned. */
+/* mx__app_cache_ptr - read an exp_rep: true and *p (its payload, borrowed
+ * from m: a struct mx_http_doc, or a struct mx_character_rec for
+ * MX_SVC_CHARACTER) and *stale on success; otherwise the error is answered
+ * and false returned. mx__app_cache_doc is the same for documents. */
+bool mx__app_cache_ptr(struct acc *a, mx_http_req_t *r, struct mx_msg *m, const void **p,
+                       bool *stale);
 bool mx__app_cache_doc(struct acc *a, mx_http_req_t *r, struct mx_msg *m,
                        const struct mx_http_doc **d, bool *stale);
+/* mx__app_respond_character - answer with the JSON of a character record:
+ * likeCount is 0 when !live (no like-buffers; the answer then has an
+ * ETag), else likes, or null when likes < 0 (the count is unknown). A
+ * stale record starts with "stale": true and has a Warning header. */
+void mx__app_respond_character(struct acc *a, mx_http_req_t *r, const struct mx_character_rec *c,
+                               bool stale, bool live, int64_t likes);
 /* mx__app_respond_doc - answer with a cached document (stale marking too). */
 void mx__app_respond_doc(struct acc *a, mx_http_req_t *r, const struct mx_http_doc *d, bool stale);
 
@@ -182,9 +194,10 @@ int mx__app_like_status(mx_http_req_t *r, void *st);
 /* mx__app_like_reply - a reply for a PEND_LIKE_* or PEND_V1_LIKE entry. */
 void mx__app_like_reply(struct acc *a, mx_http_req_t *r, uint8_t kind, void *ctx, struct mx_msg *m);
 /* mx__app_v1_live - a V1 record arrived: ask for its live like count and
- * answer when it comes. Returns true when pending (the reply completes
- * it), false when the document should be answered as it is. */
-bool mx__app_v1_live(struct acc *a, mx_http_req_t *r, const struct mx_http_doc *d, bool stale);
+ * answer when it comes (a reference of c is kept until then). Returns true
+ * when pending (the reply completes it), false when the record should be
+ * answered without a live count. */
+bool mx__app_v1_live(struct acc *a, mx_http_req_t *r, const struct mx_character_rec *c, bool stale);
 void mx__app_like_abort(void *ctx);
 /* mx__app_likes_fini - free what the like routes kept on the acceptor. */
 void mx__app_likes_fini(struct acc *a);

@@ -12,14 +12,13 @@
  * A V1 record asks the same actor for the live count before it is sent.
  * Everything here runs on the acceptor's thread.
  */
-#define _GNU_SOURCE /* memmem */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "app_int.h"
+#include "mx_cache.h"
 #include "mx_err.h"
-#include "mx_jsonr.h"
 #include "mx_jsonw.h"
 #include "mx_likes.h"
 #include "mx_log.h"
@@ -39,17 +38,15 @@ struct like_ctx {
     char ocid[MX_LIKES_OCID_MAX + 1];
     char sess_key[64];
     struct mx_jwt_claims c;
-    /* V1: the record waiting for its count */
-    char *doc;
-    size_t doc_len;
+    /* V1: the record waiting for its count (one reference) */
+    struct mx_character_rec *rec;
     bool stale;
-    char content_type[64];
 };
 
 void mx__app_like_abort(void *ctx)
 {
     struct like_ctx *lc = ctx;
-    free(lc->doc);
+    mx_character_rec_unref(lc->rec);
     free(lc);
 }
 
@@ -99,14 +96,14 @@ static bool send_like(struct like_ctx *lc, uint32_t op, const char *acct, uint8_
 }
 
 /* The target's ocid from its V1 record. */
-static bool doc_ocid(const struct mx_http_doc *d, char *out, size_t cap)
+/* the record's ocid, if the like store can use it */
+static bool rec_ocid(const struct mx_character_rec *c, char *out, size_t cap)
 {
-    struct mx_jr_field f[] = {
-        {.key = "ocid", .kind = MX_JR_STR, .required = true, .buf = out, .cap = cap},
-    };
-    const struct mx_blob *b = d->plain;
-    return mx_jsonr_object((const char *)b->data, b->len, f, 1, NULL, 0) == 0 &&
-           mx_likes_valid_ocid(out, f[0].len);
+    size_t n = strlen(c->ocid);
+    if (n >= cap || !mx_likes_valid_ocid(c->ocid, n))
+        return false;
+    memcpy(out, c->ocid, n + 1);
+    return true;
 }
 
 static bool ocid_in(const char *csv, const char *ocid)
@@ -216,13 +213,13 @@ static void target_known(struct like_ctx *lc, struct mx_msg *m)
         mx__app_like_abort(lc);
         return;
     }
-    const struct mx_http_doc *d;
+    const void *p;
     bool stale;
-    if (!mx__app_cache_doc(a, r, m, &d, &stale)) {
+    if (!mx__app_cache_ptr(a, r, m, &p, &stale)) {
         mx__app_like_abort(lc);
         return;
     }
-    if (!doc_ocid(d, lc->ocid, sizeof lc->ocid)) {
+    if (!rec_ocid(p, lc->ocid, sizeof lc->ocid)) {
         mx_http_error(r, 500, "S001", "The character record has no usable ocid");
         mx__app_like_abort(lc);
         return;
@@ -263,52 +260,15 @@ static void like_answered(struct like_ctx *lc, struct mx_msg *m)
     mx__app_like_abort(lc);
 }
 
-/* V1: put the live count into the record. */
+/* V1: the record with its live count. */
 static void v1_answered(struct like_ctx *lc, struct mx_msg *m)
 {
-    mx_http_req_t *r = lc->r;
     struct mx_m_like_rep rep = {0};
     bool ok = read_like_rep(m, &rep) && rep.status == 0;
-    static const char key[] = "\"likeCount\":";
-    char *k = memmem(lc->doc, lc->doc_len, key, sizeof key - 1);
-    if (!k) {
-        mx_http_respond(r, 200, lc->content_type, lc->doc, lc->doc_len);
-        mx__app_like_abort(lc);
-        return;
-    }
-    size_t head = (size_t)(k - lc->doc) + sizeof key - 1, tail = head;
-    while (tail < lc->doc_len && lc->doc[tail] != ',' && lc->doc[tail] != '}')
-        tail++;
-    char num[24];
-    int nl = ok ? snprintf(num, sizeof num, "%lld", (long long)(rep.count < 0 ? 0 : rep.count))
-                : snprintf(num, sizeof num, "null"); /* unknown, never a made-up zero */
     if (!ok)
         atomic_fetch_add_explicit(&lc->a->app->like_count_unknown, 1, memory_order_relaxed);
-    /* the record with the count spliced in; a stale one also starts with
-     * "stale": true, as mx__app_respond_doc marks it */
-    static const char st[] = "{\"stale\":true,";
-    size_t pre = lc->stale ? sizeof st - 2 : 0; /* replaces the record's own '{' */
-    size_t len = pre + head + (size_t)nl + (lc->doc_len - tail);
-    char *out = malloc(len);
-    if (!out)
-        abort();
-    size_t o = 0;
-    if (lc->stale) {
-        memcpy(out, st, sizeof st - 1);
-        o = sizeof st - 1;
-        memcpy(out + o, lc->doc + 1, head - 1);
-        o += head - 1;
-        mx_http_add_header(r, "Warning", "110 - \"Response is Stale\"");
-    } else {
-        memcpy(out, lc->doc, head);
-        o = head;
-    }
-    memcpy(out + o, num, (size_t)nl);
-    o += (size_t)nl;
-    memcpy(out + o, lc->doc + tail, lc->doc_len - tail);
-    o += lc->doc_len - tail;
-    mx_http_respond(r, 200, lc->content_type, out, o);
-    free(out);
+    mx__app_respond_character(lc->a, lc->r, lc->rec, lc->stale, true,
+                              ok ? (rep.count < 0 ? 0 : rep.count) : -1);
     mx__app_like_abort(lc);
 }
 
@@ -325,27 +285,20 @@ void mx__app_like_reply(struct acc *a, mx_http_req_t *r, uint8_t kind, void *ctx
         mx__app_like_abort(lc);
 }
 
-bool mx__app_v1_live(struct acc *a, mx_http_req_t *r, const struct mx_http_doc *d, bool stale)
+bool mx__app_v1_live(struct acc *a, mx_http_req_t *r, const struct mx_character_rec *c, bool stale)
 {
     struct like_ctx *lc = calloc(1, sizeof *lc);
     if (!lc)
         abort();
     lc->a = a;
     lc->r = r;
-    if (!doc_ocid(d, lc->ocid, sizeof lc->ocid)) {
+    if (!rec_ocid(c, lc->ocid, sizeof lc->ocid)) {
         free(lc);
         return false;
     }
-    const struct mx_blob *b = d->plain;
-    lc->doc = malloc(b->len ? b->len : 1);
-    if (!lc->doc)
-        abort();
-    memcpy(lc->doc, b->data, b->len);
-    lc->doc_len = b->len;
-    lc->stale = stale && b->len >= 2 && b->data[0] == '{';
-    if (stale)
-        atomic_fetch_add_explicit(&a->app->stale_served, 1, memory_order_relaxed);
-    snprintf(lc->content_type, sizeof lc->content_type, "%s", d->content_type);
+    /* the record is immutable and shared: keep a reference, not a copy */
+    lc->rec = mx_character_rec_ref((struct mx_character_rec *)c);
+    lc->stale = stale;
     if (!send_like(lc, MX_LIKE_STATUS, "", PEND_V1_LIKE)) {
         mx__app_like_abort(lc);
         return false;

@@ -178,8 +178,9 @@ int mx__app_ask_doc(mx_http_req_t *r, struct acc *a, uint32_t what, uint32_t pre
 static int ask_cache_now(mx_http_req_t *r, struct acc *a, uint32_t what, uint32_t preset,
                          bool force)
 {
-    /* a V1 record carries the live like count: ask for it when it comes */
-    uint8_t kind = what == MX_SVC_CHARACTER && a->nlikes ? PEND_V1 : PEND_CACHE;
+    /* a V1 record is rendered here, with the live like count when the
+     * like-buffers run */
+    uint8_t kind = what == MX_SVC_CHARACTER ? PEND_V1 : PEND_CACHE;
     return mx__app_ask_doc(r, a, what, preset, force, kind, 0);
 }
 
@@ -595,8 +596,8 @@ static int entry(mx_http_req_t *r, void *st)
 
 /* ---- replies ---- */
 
-bool mx__app_cache_doc(struct acc *a, mx_http_req_t *r, struct mx_msg *m,
-                       const struct mx_http_doc **d, bool *stale)
+bool mx__app_cache_ptr(struct acc *a, mx_http_req_t *r, struct mx_msg *m, const void **p,
+                       bool *stale)
 {
     if (m->env.type == MX_T_sys_timeout) {
         atomic_fetch_add_explicit(&a->app->cache_timeouts, 1, memory_order_relaxed);
@@ -624,8 +625,18 @@ bool mx__app_cache_doc(struct acc *a, mx_http_req_t *r, struct mx_msg *m,
         mx_http_error(r, st, code[0] ? code : "S001", msg[0] ? msg : "Error");
         return false;
     }
-    *d = m->ptr;
+    *p = m->ptr;
     *stale = rep.stale;
+    return true;
+}
+
+bool mx__app_cache_doc(struct acc *a, mx_http_req_t *r, struct mx_msg *m,
+                       const struct mx_http_doc **d, bool *stale)
+{
+    const void *p;
+    if (!mx__app_cache_ptr(a, r, m, &p, stale))
+        return false;
+    *d = p;
     return true;
 }
 
@@ -652,15 +663,55 @@ void mx__app_respond_doc(struct acc *a, mx_http_req_t *r, const struct mx_http_d
     mx_blob_unref(nb);
 }
 
+void mx__app_respond_character(struct acc *a, mx_http_req_t *r, const struct mx_character_rec *c,
+                               bool stale, bool live, int64_t likes)
+{
+    struct mx_jsonw w;
+    mx_jsonw_init(&w, 8192);
+    mx_jsonw_obj_open(&w);
+    if (stale) /* an expired record served because upstream failed: say so */
+        mx_jsonw_kbool(&w, "stale", true);
+    mx_jsonw_kstr(&w, "userIgn", c->user_ign);
+    mx_jsonw_kstr(&w, "ocid", c->ocid);
+    if (live && likes < 0)
+        mx_jsonw_knull(&w, "likeCount"); /* unknown, never a made-up zero */
+    else
+        mx_jsonw_kint(&w, "likeCount", live ? likes : 0);
+    mx_jsonw_kstr(&w, "worldName", c->world_name);
+    mx_jsonw_kstr(&w, "characterClass", c->character_class);
+    mx_jsonw_kstr(&w, "characterImage", c->character_image);
+    mx_jsonw_obj_close(&w);
+    struct mx_blob *b = w.err ? NULL : mx_blob_new(w.buf, w.len);
+    mx_jsonw_fini(&w);
+    struct mx_http_doc *d = NULL;
+    if (!b) {
+        mx_http_error(r, 500, "S001", "Could not render the character record");
+    } else if (stale) {
+        atomic_fetch_add_explicit(&a->app->stale_served, 1, memory_order_relaxed);
+        mx_http_add_header(r, "Warning", "110 - \"Response is Stale\"");
+        mx_http_respond_blob(r, 200, "application/json", b);
+    } else if (!live && mx_http_doc_new("application/json", b, false, &d) == 0) {
+        mx_http_respond_doc(r, d); /* the same bytes every time: an ETag helps */
+        mx_http_doc_unref(d);
+    } else {
+        mx_http_respond_blob(r, 200, "application/json", b);
+    }
+    mx_blob_unref(b);
+}
+
 static void answer(struct acc *a, mx_http_req_t *r, struct mx_msg *m, bool v1)
 {
-    const struct mx_http_doc *d;
+    const void *p;
     bool stale;
-    if (!mx__app_cache_doc(a, r, m, &d, &stale))
+    if (!mx__app_cache_ptr(a, r, m, &p, &stale))
         return;
-    if (v1 && mx__app_v1_live(a, r, d, stale))
+    if (!v1) {
+        mx__app_respond_doc(a, r, p, stale);
+        return;
+    }
+    if (a->nlikes && mx__app_v1_live(a, r, p, stale))
         return; /* answered when the live like count arrives */
-    mx__app_respond_doc(a, r, d, stale);
+    mx__app_respond_character(a, r, p, stale, false, 0);
 }
 
 static int app_on_message(mx_actor_t *self, void *state, struct mx_msg *m)

@@ -1,8 +1,8 @@
 /* mx_cache.h - the expectation service: cache shards that answer
  * "expectation document of IGN" and "character record of IGN" from their
  * L1, from L2 Redis, or load them through L3 MySQL, the fetcher (ocid, then
- * item-equipment or basic) and the calculator (offloaded: parse + build +
- * gzip), with one load per key at a time in the cluster (a Redis latch and
+ * item-equipment or basic) and the calculator actor (actors/calculator:
+ * parse + build + gzip), with one load per key at a time in the cluster (a Redis latch and
  * a pub/sub completion notice; per node while Redis is away).
  * docs/expectation-service.md describes the tiers, keys and outages.
  *
@@ -26,15 +26,15 @@
 #include <stdint.h>
 
 #include "mx_actor.h"
+#include "mx_metrics.h"
 #include "mx_http.h"
 #include "mx_mysql.h"
 #include "mx_spool.h"
 
-struct mx_cube_table;
-
 /* Documents are struct mx_http_doc (actors/http/mx_http.h): plain bytes, the
  * gzip variant and ETags, refcounted. An exp_rep with status 0 carries one
- * reference as its ptr payload (freed with the message). */
+ * reference as its ptr payload (freed with the message), except for
+ * MX_SVC_CHARACTER: a struct mx_character_rec. */
 
 /* exp_get.what. MX_SVC_EQUIPMENT is the character's item-equipment JSON as
  * the upstream sent it (a document with its gzip variant): served from the
@@ -43,16 +43,35 @@ struct mx_cube_table;
  * cost no upstream call and no recompression. */
 enum mx_svc_what { MX_SVC_EXPECTATION = 1, MX_SVC_CHARACTER = 2, MX_SVC_EQUIPMENT = 3 };
 
+/* The character record of MX_SVC_CHARACTER: the domain record, not its
+ * JSON (the API layer renders that, with the live like count). Immutable
+ * once shared and refcounted like documents: an exp_rep with status 0 for
+ * MX_SVC_CHARACTER carries one reference as its ptr payload. */
+struct mx_character_rec {
+    _Atomic uint32_t refs;
+    char user_ign[96]; /* as the upstream spells it, else as asked */
+    char ocid[64];
+    char world_name[64];
+    char character_class[96];
+    char character_image[512];
+};
+
+/* mx_character_rec_new - a zeroed record with one reference for the
+ * caller; aborts on out-of-memory. ref/unref as for documents (unref of
+ * NULL is a no-op; the last one frees). Any thread. */
+struct mx_character_rec *mx_character_rec_new(void);
+struct mx_character_rec *mx_character_rec_ref(struct mx_character_rec *c);
+void mx_character_rec_unref(struct mx_character_rec *c);
+
 struct mx_svc_opts {
-    const char *fetcher_name;               /* registered name of the fetcher ("fetcher") */
-    const struct mx_cube_table *cube_table; /* borrowed, outlives the service; may be NULL */
-    uint32_t l1_max_entries;                /* per shard; default 10000 */
-    uint64_t l1_max_bytes;                  /* per shard; default 128 MiB */
-    uint32_t ttl_doc_ms;                    /* expectation document; default 60 min */
-    uint32_t ttl_equipment_ms;              /* raw equipment; default 5 min */
-    uint32_t ttl_ocid_ms;                   /* IGN -> ocid; default 30 min */
-    uint32_t ttl_character_ms;              /* character record; default 15 min */
-    uint32_t ttl_negative_ms;               /* unknown character; default 15 min */
+    const char *fetcher_name;  /* registered name of the fetcher ("fetcher") */
+    uint32_t l1_max_entries;   /* per shard; default 10000 */
+    uint64_t l1_max_bytes;     /* per shard; default 128 MiB */
+    uint32_t ttl_doc_ms;       /* expectation document; default 60 min */
+    uint32_t ttl_equipment_ms; /* raw equipment; default 5 min */
+    uint32_t ttl_ocid_ms;      /* IGN -> ocid; default 30 min */
+    uint32_t ttl_character_ms; /* character record; default 15 min */
+    uint32_t ttl_negative_ms;  /* unknown character; default 15 min */
     /* L2 Redis (none when redis_url is NULL or "") */
     const char *redis_url;      /* borrowed, outlives the service */
     const char *cluster;        /* key prefix mx:<cluster>: and channel; default "mx" */
@@ -76,7 +95,6 @@ struct mx_svc_opts {
     uint32_t fetch_timeout_ms;      /* one fetcher request; default 20 s */
     uint32_t max_flights;           /* loads in progress per shard; default 1024 */
     uint32_t max_waiters;           /* requests waiting on one load; default 4096 */
-    uint32_t memo_entries;          /* calculator memo per offload thread; default 65536 */
 };
 
 void mx_svc_opts_default(struct mx_svc_opts *o);
@@ -88,25 +106,65 @@ int mx_svc_start(mx_system_t *sys, const struct mx_svc_opts *opts);
 /* mx_svc_shard - the shard index of ign among n shards. */
 uint32_t mx_svc_shard(const char *ign, size_t len, uint32_t n);
 
-/* Counters, summed over shards; any thread. */
-struct mx_svc_stats {
-    uint64_t requests, l1_hits, l1_misses, l1_stale_served, coalesced;
-    uint64_t loads, load_errors, not_found, negative_hits, evictions, refused;
-    uint64_t entries, bytes, calc_ms_total, calcs;
-    uint64_t l2_hits, l2_misses, l2_corrupt; /* L2 values served / absent / damaged+evicted */
-    uint64_t redis_errors, redis_fallbacks;  /* failed commands / loads without the latch */
-    uint64_t latch_acquired, latch_waits, latch_notices, latch_timeouts;
-    uint64_t invalidations_sent, invalidations_applied;
-    uint64_t invalidation_ack_timeouts; /* recalculations answered before every node acked */
-    uint64_t l3_skipped_down;           /* L3 reads skipped: mysql-health says down */
-    uint64_t latch_renewals;            /* latches extended by a load still running */
-    uint64_t l3_hits, l3_stale, l3_misses, l3_corrupt, l3_errors;
-    uint64_t l3_writes, l3_write_errors, l3_spooled, l3_refused, replays, replays_ok;
-};
-void mx_svc_stats(struct mx_svc_stats *out);
+/* Counters: declared once here; each shard owns one block (written only
+ * by its thread, MX_METRIC_INC) registered as actor "cache", instance
+ * "shard-<i>" (runtime/mx_metrics.h), so the Prometheus text and mxctl
+ * stats come from this list. */
+#define MX_CACHE_METRICS(X)                                                                        \
+    X(COUNTER, requests, "exp_get requests received")                                              \
+    X(COUNTER, l1_hits, "requests answered from L1")                                               \
+    X(COUNTER, l1_misses, "requests L1 could not answer")                                          \
+    X(COUNTER, l1_stale_served, "expired or stale documents served because upstream failed")       \
+    X(COUNTER, coalesced, "requests that joined a load already under way")                         \
+    X(COUNTER, loads, "loads started (ocid, equipment or record)")                                 \
+    X(COUNTER, load_errors, "loads that ended in an error answer")                                 \
+    X(COUNTER, not_found, "loads that found no such character")                                    \
+    X(COUNTER, negative_hits, "requests answered by an unknown-character mark")                    \
+    X(COUNTER, evictions, "L1 entries evicted by its entry or byte bound")                         \
+    X(COUNTER, refused, "requests refused: too many loads or waiters")                             \
+    X(GAUGE, entries, "entries held in L1")                                                        \
+    X(GAUGE, bytes, "bytes held in L1")                                                            \
+    X(COUNTER, calc_ms_total, "milliseconds spent in calculations")                                \
+    X(COUNTER, calcs, "calculations answered by the calculator")                                   \
+    X(COUNTER, l2_hits, "values served from L2 Redis")                                             \
+    X(COUNTER, l2_misses, "L2 lookups that found nothing")                                         \
+    X(COUNTER, l2_corrupt, "damaged L2 values evicted")                                            \
+    X(COUNTER, redis_errors, "failed Redis commands")                                              \
+    X(COUNTER, redis_fallbacks, "loads run without the cluster latch")                             \
+    X(COUNTER, latch_acquired, "cluster latches taken")                                            \
+    X(COUNTER, latch_waits, "loads that waited for another holder of the latch")                   \
+    X(COUNTER, latch_notices, "completion notices that ended a wait")                              \
+    X(COUNTER, latch_timeouts, "waits that gave up on a latch and loaded here too")                \
+    X(COUNTER, invalidations_sent, "recalculations that told every node to drop copies")           \
+    X(COUNTER, invalidations_applied, "invalidations from other nodes applied")                    \
+    X(COUNTER, invalidation_ack_timeouts, "recalculations answered before every node acked")       \
+    X(COUNTER, l3_skipped_down, "L3 reads skipped: mysql-health says down")                        \
+    X(COUNTER, latch_renewals, "latches extended by a load still running")                         \
+    X(COUNTER, l3_hits, "equipment read from L3 MySQL")                                            \
+    X(COUNTER, l3_stale, "L3 equipment past its freshness")                                        \
+    X(COUNTER, l3_misses, "L3 reads that found nothing")                                           \
+    X(COUNTER, l3_corrupt, "damaged L3 rows deleted")                                              \
+    X(COUNTER, l3_errors, "L3 reads that failed")                                                  \
+    X(COUNTER, l3_writes, "L3 writes submitted")                                                   \
+    X(COUNTER, l3_write_errors, "L3 writes lost")                                                  \
+    X(COUNTER, l3_spooled, "L3 writes kept in the spool while MySQL was down")                     \
+    X(COUNTER, l3_refused, "L3 writes refused: too many in flight or the queue full")              \
+    X(COUNTER, replays, "spool replays started")                                                   \
+    X(COUNTER, replays_ok, "spool replays that finished")
 
-/* mx_svc_calc_thread_fini - free this thread's calculator context (called
- * automatically at thread exit). */
-void mx_svc_calc_thread_fini(void);
+/* One shard's block; the shards' blocks are kept cache-line aligned so
+ * no line is shared between shards. */
+MX_METRICS_STRUCT(mx_cache_metrics, MX_CACHE_METRICS);
+
+/* A sum over every shard, with the same field names. */
+#define MX__CACHE_STAT_FIELD(kind, name, help) uint64_t name;
+struct mx_svc_stats {
+    MX_CACHE_METRICS(MX__CACHE_STAT_FIELD)
+};
+
+/* mx_svc_stats - the shards' counters summed (gauges too); any thread,
+ * never blocks. Until the renderers read the registry, mxnode's stats
+ * section and the Prometheus text use this. */
+void mx_svc_stats(struct mx_svc_stats *out);
 
 #endif

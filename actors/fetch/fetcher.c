@@ -97,6 +97,13 @@ static void shared_free(struct shared *sh)
     free(sh);
 }
 
+static const char *const kind_path[] = {
+    [MX_FETCH_ID] = "/maplestory/v1/id?character_name=",
+    [MX_FETCH_BASIC] = "/maplestory/v1/character/basic?ocid=",
+    [MX_FETCH_EQUIPMENT] = "/maplestory/v1/character/item-equipment?ocid=",
+    [MX_FETCH_LIST] = "/maplestory/v1/character/list",
+};
+
 /* ---- state ---- */
 
 struct fetcher;

@@ -15,7 +15,7 @@
 #include "mx_testutil.h"
 
 #include "mx_err.h"
-#include "svc_int.h"
+#include "cache_codec.h"
 
 static char *sample(size_t *len)
 {

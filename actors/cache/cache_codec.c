@@ -1,4 +1,4 @@
-/* svc_codec.c - the byte formats of the cache tiers: the L2 value frame
+/* cache_codec.c - the byte formats of the cache tiers: the L2 value frame
  * (length + CRC-32 header around a gzip stream), whole-stream gunzip with a
  * bound for L3 rows, and reading per-preset costs back out of a built
  * document for the MySQL summary rows. Everything here is pure: values from
@@ -8,7 +8,7 @@
 #include <zlib.h>
 
 #include "mx_err.h"
-#include "svc_int.h"
+#include "cache_codec.h"
 
 static const uint8_t magic[4] = {'M', 'X', 'C', '1'};
 

@@ -1,8 +1,9 @@
-/* svc_doc.c - the offloaded calculator: parse the equipment JSON and build
- * the expectation document (plain, and gzip for the cached copy, framed for
- * L2; the equipment framed for L2/L3 when it was just fetched) on a worker
- * thread with that thread's own parser and memoising calculator
- * context (created on first use, freed at thread exit). */
+/* calc_run.c - the calculator's work, on an offload thread: parse the
+ * equipment JSON and build the expectation document (plain, and gzip for
+ * the cached copy, framed for L2; the equipment framed for L2/L3 when it
+ * was just fetched) with that thread's own parser and memoising calculator
+ * context (created on first use, freed at thread exit). The actor that
+ * hands jobs to these threads is calculator.c. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,18 +14,8 @@
 #include "mx_err.h"
 #include "mx_jsonw.h"
 #include "mx_log.h"
-#include "mx_cache.h"
-#include "svc_int.h"
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "mx_svc: out of memory (%zu bytes)\n", n);
-        abort();
-    }
-    return p;
-}
+#include "calc_int.h"
+#include "mx_alloc.h"
 
 /* ---- the calculator, on offload threads ---- */
 
@@ -54,7 +45,7 @@ static void tls_init(void)
     pthread_key_create(&tls_key, tls_free);
 }
 
-void mx_svc_calc_thread_fini(void)
+void mx__calc_thread_fini(void)
 {
     pthread_once(&tls_once, tls_init);
     tls_free(pthread_getspecific(tls_key));
@@ -68,9 +59,8 @@ static struct calc_tls *calc_tls(const struct mx_cube_table *table, uint32_t mem
     if (t && t->table == table)
         return t;
     if (t)
-        mx_svc_calc_thread_fini();
-    t = xmalloc(sizeof *t);
-    memset(t, 0, sizeof *t);
+        mx__calc_thread_fini();
+    t = xcalloc(1, sizeof *t);
     t->table = table;
     t->eq = xmalloc(sizeof *t->eq);
     if (mx_equip_parser_new(&t->parser) || mx_calc_new(table, memo, &t->calc)) {
@@ -81,7 +71,7 @@ static struct calc_tls *calc_tls(const struct mx_cube_table *table, uint32_t mem
     return t;
 }
 
-static int build(struct calc_tls *t, const struct mx__calc_job *j, bool from_cache, char *when,
+static int build(struct calc_tls *t, const struct mx_calc_job *j, bool from_cache, char *when,
                  struct mx_http_doc **out, bool gz)
 {
     struct mx_doc_opts o;
@@ -109,7 +99,7 @@ static int build(struct calc_tls *t, const struct mx__calc_job *j, bool from_cac
 
 /* MX_SVC_EQUIPMENT: the equipment itself as a document; its one gzip also
  * makes the L2 frame (and the L3 bytes) when it was just loaded. */
-static int equip_doc(struct mx__calc_job *j)
+static int equip_doc(struct mx_calc_job *j)
 {
     int rc = mx_http_doc_new("application/json", j->equip, true, &j->fresh);
     if (rc == 0 && j->equip_fresh && j->fresh->gzip)
@@ -122,7 +112,7 @@ static int equip_doc(struct mx__calc_job *j)
 
 struct mx_msg *mx__calc_run(void *arg)
 {
-    struct mx__calc_job *j = arg;
+    struct mx_calc_job *j = arg;
     int64_t t0 = mx_now_ms();
     if (j->equip_doc) {
         j->status = equip_doc(j);
@@ -168,13 +158,20 @@ out:
     if (mx_msg_encode(MX_T_exp_calc_done, &d, &m) != 0)
         return NULL;
     m->ptr = j;
-    m->ptr_free = mx__calc_job_free;
+    m->ptr_free = mx_calc_job_free;
     return m;
 }
 
-void mx__calc_job_free(void *arg)
+struct mx_calc_job *mx_calc_job_new(struct mx_blob *equip)
 {
-    struct mx__calc_job *j = arg;
+    struct mx_calc_job *j = xcalloc(1, sizeof *j);
+    j->equip = mx_blob_ref(equip);
+    return j;
+}
+
+void mx_calc_job_free(void *arg)
+{
+    struct mx_calc_job *j = arg;
     if (!j)
         return;
     mx_blob_unref(j->equip);
