@@ -105,10 +105,14 @@ static long long requests_of(struct node *n)
 {
     struct http_res r;
     long long v = -1;
+    /* one series per acceptor (instance label): the node's count is their sum */
     if (node_http(n->http_port, "GET", "/actuator/prometheus", NULL, NULL, &r) == 200) {
-        const char *p = strstr(r.body, "mx_http_requests_total{");
-        if (p)
-            v = atoll(strchr(p, '}') + 1);
+        static const char fam[] = "\nmx_http_requests_total{";
+        for (const char *p = strstr(r.body, fam); p; p = strstr(p + 1, fam)) {
+            const char *e = strchr(p, '}');
+            if (e)
+                v = (v < 0 ? 0 : v) + atoll(e + 1);
+        }
     }
     http_res_free(&r);
     return v;
