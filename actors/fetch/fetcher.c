@@ -433,17 +433,6 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
 
 static int start_attempt(struct fetcher *f, struct freq *r);
 
-/* start_attempt in r's trace: pump and retries run in another request's
- * callback or in a timer's message, whose trace is not r's */
-static void start_attempt_traced(struct fetcher *f, struct freq *r)
-{
-    struct mx_trace tr, saved;
-    mx_trace_of(&r->req->env, &tr);
-    mx_trace_enter(&tr, &saved);
-    start_attempt(f, r);
-    mx_trace_leave(&saved);
-}
-
 static bool deadline_passed(const struct freq *r, uint64_t now_unix)
 {
     return r->deadline_ms && now_unix + 1 >= r->deadline_ms;
@@ -470,12 +459,26 @@ static void pump(struct fetcher *f)
             finish(f, r, MX_ETIMEDOUT, false, "deadline passed while queued");
             continue;
         }
-        start_attempt_traced(f, r);
+        start_attempt(f, r);
     }
     f->pumping = false;
 }
 
+static int attempt_start(struct fetcher *f, struct freq *r);
+
+/* Start an attempt in r's trace: pump and retries run in another request's
+ * callback or in a timer's message, whose trace is not r's. */
 static int start_attempt(struct fetcher *f, struct freq *r)
+{
+    struct mx_trace tr, saved;
+    mx_trace_of(&r->req->env, &tr);
+    mx_trace_enter(&tr, &saved);
+    int rc = attempt_start(f, r);
+    mx_trace_leave(&saved);
+    return rc;
+}
+
+static int attempt_start(struct fetcher *f, struct freq *r)
 {
     const struct mx_fetch_opts *o = &f->sh->o;
     uint64_t now = mx_unix_ms();
@@ -940,7 +943,7 @@ static void on_retry(struct fetcher *f, const struct mx_msg *m)
         return;
     for (struct freq *r = f->active.head; r; r = r->next)
         if (r->id == t.id && r->in_backoff) {
-            start_attempt_traced(f, r);
+            start_attempt(f, r);
             return;
         }
 }
