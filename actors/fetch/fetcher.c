@@ -320,8 +320,14 @@ static void send_reply(struct fetcher *f, const struct mx_msg *req, int status, 
     free(body);
     memcpy(m->env.trace_id, req->env.trace_id, sizeof(m->env.trace_id));
     memcpy(m->env.span_id, req->env.span_id, sizeof(m->env.span_id));
-    if (mx_reply(f->self, req, m) != 0)
+    rc = mx_reply(f->self, req, m);
+    if (rc != 0)
         mx_msg_free(m); /* the caller is gone; the runtime counted it */
+    if (rc == MX_EINVAL && inline_body && status == 0)
+        /* a body over the transport's frame bound (MX_NNG_MAX_MSG_KB) for
+         * a caller on another node: it gets an error, not silence */
+        send_reply(f, req, MX_EUPSTREAM, http, attempts, 0,
+                   "response too large for the cluster transport", NULL, 0, false);
 }
 
 /* Reply at once to a request we do not keep. */
