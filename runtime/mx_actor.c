@@ -1491,6 +1491,7 @@ int mx_sys_send(mx_system_t *sys, struct mx_addr to, struct mx_msg *m)
     if (atomic_load_explicit(&sys->stopping, memory_order_acquire))
         return MX_ESTOPPED;
     m->env.from = (struct mx_addr){sys->node_id, 0};
+    mx_trace_stamp(m);
     return send_to(sys, to, m);
 }
 

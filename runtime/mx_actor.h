@@ -182,8 +182,8 @@ void mx_trace_enter(const struct mx_trace *t, struct mx_trace *saved);
 /* mx_trace_leave - restore the trace mx_trace_enter saved. */
 void mx_trace_leave(const struct mx_trace *saved);
 
-/* mx_trace_stamp - put the calling thread's trace on m unless m has one.
- * For messages sent by mx_sys_send (which stamps nothing). Any thread. */
+/* mx_trace_stamp - put the calling thread's trace on m unless m has one
+ * (mx_send and mx_sys_send do it themselves). Any thread. */
 void mx_trace_stamp(struct mx_msg *m);
 
 /* ---- sending ---- */
@@ -195,8 +195,9 @@ void mx_trace_stamp(struct mx_msg *m);
  * handler; from other threads use mx_sys_send. */
 int mx_send(mx_actor_t *self, struct mx_addr to, struct mx_msg *m);
 
-/* mx_sys_send - send m from outside any actor (from.actor = 0). Same
- * ownership and errors as mx_send. Any thread. */
+/* mx_sys_send - send m from outside any actor (from.actor = 0), with the
+ * calling thread's trace (mx_trace_enter) unless m has one. Same ownership
+ * and errors as mx_send. Any thread. */
 int mx_sys_send(mx_system_t *sys, struct mx_addr to, struct mx_msg *m);
 
 /* mx_send_named - mx_send to the actor registered as name on this node. */

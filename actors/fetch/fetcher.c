@@ -292,8 +292,14 @@ static void send_reply(struct fetcher *f, const struct mx_msg *req, int status, 
     free(body);
     memcpy(m->env.trace_id, req->env.trace_id, sizeof(m->env.trace_id));
     memcpy(m->env.span_id, req->env.span_id, sizeof(m->env.span_id));
-    if (mx_reply(f->self, req, m) != 0)
+    rc = mx_reply(f->self, req, m);
+    if (rc != 0)
         mx_msg_free(m); /* the caller is gone; the runtime counted it */
+    if (rc == MX_EINVAL && inline_body && status == 0)
+        /* a body over the transport's frame bound (MX_NNG_MAX_MSG_KB) for
+         * a caller on another node: it gets an error, not silence */
+        send_reply(f, req, MX_EUPSTREAM, http, attempts, 0,
+                   "response too large for the cluster transport", NULL, 0, false);
 }
 
 /* Reply at once to a request we do not keep. */
@@ -405,17 +411,6 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
 
 static int start_attempt(struct fetcher *f, struct freq *r);
 
-/* start_attempt in r's trace: pump and retries run in another request's
- * callback or in a timer's message, whose trace is not r's */
-static void start_attempt_traced(struct fetcher *f, struct freq *r)
-{
-    struct mx_trace tr, saved;
-    mx_trace_of(&r->req->env, &tr);
-    mx_trace_enter(&tr, &saved);
-    start_attempt(f, r);
-    mx_trace_leave(&saved);
-}
-
 static bool deadline_passed(const struct freq *r, uint64_t now_unix)
 {
     return r->deadline_ms && now_unix + 1 >= r->deadline_ms;
@@ -442,12 +437,26 @@ static void pump(struct fetcher *f)
             finish(f, r, MX_ETIMEDOUT, false, "deadline passed while queued");
             continue;
         }
-        start_attempt_traced(f, r);
+        start_attempt(f, r);
     }
     f->pumping = false;
 }
 
+static int attempt_start(struct fetcher *f, struct freq *r);
+
+/* Start an attempt in r's trace: pump and retries run in another request's
+ * callback or in a timer's message, whose trace is not r's. */
 static int start_attempt(struct fetcher *f, struct freq *r)
+{
+    struct mx_trace tr, saved;
+    mx_trace_of(&r->req->env, &tr);
+    mx_trace_enter(&tr, &saved);
+    int rc = attempt_start(f, r);
+    mx_trace_leave(&saved);
+    return rc;
+}
+
+static int attempt_start(struct fetcher *f, struct freq *r)
 {
     const struct mx_fetch_opts *o = &f->sh->o;
     uint64_t now = mx_unix_ms();
@@ -913,7 +922,7 @@ static void on_retry(struct fetcher *f, const struct mx_msg *m)
     struct freq *r;
     mx_list_each (r, &f->active.q, link)
         if (r->id == t.id && r->in_backoff) {
-            start_attempt_traced(f, r);
+            start_attempt(f, r);
             return;
         }
 }

@@ -695,8 +695,7 @@ static void complete(struct mx_mysql *p, struct job *j, int rc)
             j->arg_free(j->arg);
         return;
     }
-    m->env.corr = j->id;
-    mx_trace_stamp(m);
+    m->env.corr = j->id; /* mx_sys_send stamps the job's trace (entered around it) */
     m->ptr = j->arg;
     m->ptr_free = j->arg_free;
     if (mx_sys_send(p->sys, j->to, m) != 0) {

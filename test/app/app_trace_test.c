@@ -16,7 +16,8 @@
  * - A logged the hand-over to B and B's answer under the trace id;
  * - no line on either node that names the character or its ocid lacks the
  *   trace id, and a second request with another trace id never shows the
- *   first one (the trace does not leak into later work). */
+ *   first one (the trace does not leak into later work);
+ * - with B killed, A serves its fetches itself (via_local) and answers. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -260,10 +261,28 @@ static void test_one_trace_through_two_nodes(void **st)
     assert_null(strstr(log_from(&g_b, mark_b), TRACE1));
 }
 
+/* the egress node gone: A serves its fetches itself (counted), under the
+ * request's trace, rather than failing them */
+static void test_egress_down_served_here(void **st)
+{
+    long long local0 = stat_of(&g_a, "via_local"), calls0 = stat_of(&g_a, "upstream_calls");
+    node_kill(&g_b);
+    size_t mark_a = node_log(&g_a, g_log, LOG_CAP);
+    struct http_res r;
+    assert_int_equal(node_http(g_a.http_port, "GET", "/api/v4/characters/TraceHero/expectation",
+                               "traceparent: 00-" TRACE1 "-00f067aa0ba902b9-01\r\n", NULL, &r),
+                     200);
+    http_res_free(&r);
+    assert_true(stat_of(&g_a, "via_local") >= local0 + 2); /* ocid and equipment */
+    assert_true(stat_of(&g_a, "upstream_calls") >= calls0 + 2);
+    expect_traced("A", log_from(&g_a, mark_a), "TraceHero", 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_trace_through_two_nodes),
+        cmocka_unit_test(test_egress_down_served_here),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

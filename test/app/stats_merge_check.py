@@ -11,7 +11,9 @@ usage: stats_merge_check.py MXCTL REDIS_URL HTTP_REQUESTS NAME=ADMIN... [--dead 
   `mxctl --node` answers, and sections.http.requests equals HTTP_REQUESTS,
   the number of requests the test made;
 - with --dead NAME: mxctl exits 1, NAME is listed in "missing" with an
-  error, and "answered" counts the others.
+  error, and "answered" counts the others;
+- the table (no --json) says how many answered, names the missing member,
+  shows the request total and uptime_ms once per member.
 Prints what differs and exits 1 on any failure.
 """
 import json
@@ -123,6 +125,19 @@ def main():
     if counters.get("sections.http.requests") != want_http:
         bad.append("sections.http.requests %s, the test made %d" % (
             counters.get("sections.http.requests"), want_http))
+
+    # the table for people says the same
+    rc, out, err = run([mxctl, "--cluster", url, "stats"])
+    head = "== cluster: %d of %d members answered" % (len(own), len(members))
+    if head not in out:
+        bad.append("table without %r:\n%s" % (head, out))
+    if dead and not any(l.startswith("missing  %s " % dead) for l in out.splitlines()):
+        bad.append("table does not name %s missing" % dead)
+    if ["sections.http.requests", str(want_http)] not in [l.split() for l in out.splitlines()]:
+        bad.append("table without the sum of sections.http.requests")
+    if not any(l.split()[0] == "uptime_ms" and len(l.split()) == 1 + len(own)
+               for l in out.splitlines() if l.strip()):
+        bad.append("table without uptime_ms per member")
 
     for b in bad:
         print("stats_merge_check: " + b)

@@ -1,6 +1,7 @@
 /* test_trace.c - a message's trace id follows the work it causes: into an
  * offloaded job (its log lines and its result), into a request's timeout,
- * into a reply sent from a callback, and through a libuv callback that
+ * into a reply sent from a callback, into what a non-actor thread in an
+ * entered trace sends (mx_sys_send), and through a libuv callback that
  * re-enters the trace its handler captured (what the Redis, MySQL and curl
  * completions do); and it does not leak into the next message's handler.
  * Log lines are read back from the log file and checked for the id. */
@@ -21,7 +22,7 @@
 
 #define TRACE_HEX "0af7651916cd43dd8448eb211c80319c"
 
-enum step { S_OFFLOAD = 1, S_TIMEOUT, S_CALLBACK, S_PLAIN, S_REPLY };
+enum step { S_OFFLOAD = 1, S_TIMEOUT, S_CALLBACK, S_PLAIN, S_REPLY, S_SYS };
 
 /* what the tracer saw, written by its thread, read after `done` (release) */
 struct seen {
@@ -30,7 +31,8 @@ struct seen {
     char callback_msg[33];
     char plain_handler[33]; /* trace current in a handler of a message with none */
     char reply[33];
-    _Atomic int done; /* bit per step */
+    char sys_sent[33]; /* sent with mx_sys_send by a thread in an entered trace */
+    _Atomic int done;  /* bit per step */
 };
 static struct seen g_seen;
 
@@ -119,6 +121,9 @@ static int tr_receive(mx_actor_t *self, void *state, struct mx_msg *m)
         } else if (kv.seq == 9) {
             hex_of(&m->env, g_seen.callback_msg);
             mark(S_CALLBACK);
+        } else if (kv.seq == 11) {
+            hex_of(&m->env, g_seen.sys_sent);
+            mark(S_SYS);
         }
         return 0;
     }
@@ -245,27 +250,38 @@ static void test_trace_follows_work(void **st)
     struct mx_system_opts o = {.node_name = "t", .schedulers = 2, .offload_threads = 1};
     assert_int_equal(mx_system_start(&o, &sys), 0);
     struct mx_spawn_opts so = MX_SPAWN_OPTS_DEFAULT;
-    struct mx_addr tr, sink, asker;
+    struct mx_addr tr_addr, sink, asker;
     so.name = "tracer";
-    assert_int_equal(mx_spawn(sys, &tr_beh, NULL, &so, &tr), 0);
+    assert_int_equal(mx_spawn(sys, &tr_beh, NULL, &so, &tr_addr), 0);
     so.name = "sink";
     assert_int_equal(mx_spawn(sys, &sink_beh, NULL, &so, &sink), 0);
     so.name = "asker";
     assert_int_equal(mx_spawn(sys, &asker_beh, NULL, &so, &asker), 0);
 
-    send_step(sys, tr, S_OFFLOAD, true);
-    send_step(sys, tr, S_TIMEOUT, true);
-    send_step(sys, tr, S_CALLBACK, true);
+    send_step(sys, tr_addr, S_OFFLOAD, true);
+    send_step(sys, tr_addr, S_TIMEOUT, true);
+    send_step(sys, tr_addr, S_CALLBACK, true);
     int want = 1 << S_OFFLOAD | 1 << S_TIMEOUT | 1 << S_CALLBACK;
     assert_true(TU_WAIT_UNTIL(
         (atomic_load_explicit(&g_seen.done, memory_order_acquire) & want) == want, 5000));
-    send_step(sys, tr, S_PLAIN, false); /* after traced messages: must see none */
+    send_step(sys, tr_addr, S_PLAIN, false); /* after traced messages: must see none */
     struct mx_msg *go;
     struct mx_m_test_kv kv = {.seq = 1};
     assert_int_equal(mx_msg_encode(MX_T_test_kv, &kv, &go), 0);
     put_trace(go);
     assert_int_equal(mx_sys_send(sys, asker, go), 0);
-    want |= 1 << S_PLAIN | 1 << S_REPLY;
+    /* a non-actor thread (this one) in an entered trace: mx_sys_send stamps it */
+    struct mx_msg *tmp, *ss;
+    assert_int_equal(mx_msg_encode(MX_T_test_kv, &(struct mx_m_test_kv){.seq = 11}, &ss), 0);
+    assert_int_equal(mx_msg_encode(MX_T_test_kv, &(struct mx_m_test_kv){.seq = 0}, &tmp), 0);
+    put_trace(tmp);
+    struct mx_trace tr, saved;
+    mx_trace_of(&tmp->env, &tr);
+    mx_msg_free(tmp);
+    mx_trace_enter(&tr, &saved);
+    assert_int_equal(mx_sys_send(sys, tr_addr, ss), 0);
+    mx_trace_leave(&saved);
+    want |= 1 << S_PLAIN | 1 << S_REPLY | 1 << S_SYS;
     assert_true(TU_WAIT_UNTIL(
         (atomic_load_explicit(&g_seen.done, memory_order_acquire) & want) == want, 5000));
 
@@ -274,6 +290,7 @@ static void test_trace_follows_work(void **st)
     assert_string_equal(g_seen.callback_msg, TRACE_HEX);
     assert_string_equal(g_seen.reply, TRACE_HEX);
     assert_string_equal(g_seen.plain_handler, "none");
+    assert_string_equal(g_seen.sys_sent, TRACE_HEX);
 
     assert_int_equal(mx_system_stop(sys, 0), 0);
     mx_system_free(sys);
