@@ -106,22 +106,25 @@ static void test_hostport_everywhere(void **st)
         {"h,g:1", false},
         {"\xc3\xbc:1", false},
     };
+    /* where the host:port goes in each scheme, and who reads it */
+    static const struct {
+        const char *fmt;
+        bool (*says)(const char *url);
+    } forms[] = {
+        {"redis://%s/1", redis_says},
+        {"redis-sentinel://%s/m/1", sentinel_says},
+        {"redis-sentinel://h:1,%s/m", sentinel_says},
+        {"mysql://u@%s/d", mysql_says},
+    };
     char url[600];
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         const char *hp = cases[i].hp;
         bool want = cases[i].ok;
-        snprintf(url, sizeof url, "redis://%s/1", hp);
-        if (redis_says(url) != want)
-            fail_msg("redis: %s: want %s", url, want ? "accepted" : "refused");
-        snprintf(url, sizeof url, "redis-sentinel://%s/m/1", hp);
-        if (sentinel_says(url) != want)
-            fail_msg("sentinel: %s: want %s", url, want ? "accepted" : "refused");
-        snprintf(url, sizeof url, "redis-sentinel://h:1,%s/m", hp);
-        if (sentinel_says(url) != want)
-            fail_msg("sentinel: %s: want %s", url, want ? "accepted" : "refused");
-        snprintf(url, sizeof url, "mysql://u@%s/d", hp);
-        if (mysql_says(url) != want)
-            fail_msg("mysql: %s: want %s", url, want ? "accepted" : "refused");
+        for (size_t k = 0; k < sizeof forms / sizeof *forms; k++) {
+            snprintf(url, sizeof url, forms[k].fmt, hp);
+            if (forms[k].says(url) != want)
+                fail_msg("%s: want %s", url, want ? "accepted" : "refused");
+        }
         char host[256], err[512];
         int port;
         bool hp_ok = mx_url_hostport(hp, strlen(hp), false, host, sizeof host, &port, NULL) == 0;
