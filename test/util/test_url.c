@@ -16,6 +16,7 @@
 
 #include "mx_config.h"
 #include "mx_err.h"
+#include "mx_tls.h"
 #include "mx_url.h"
 
 static const struct mx_setting redis_set = {"MX_T_REDIS", "--t-redis", "", MX_SET_REDIS_URL, 0, 0,
@@ -333,6 +334,28 @@ static void test_unescape(void **st)
     assert_int_equal(mx_url_unescape("", 0, false, out, 0), 0);
 }
 
+/* the admin's loopback check reads hosts with the same parser */
+static void test_loopback(void **st)
+{
+    (void)st;
+    static const char *const yes[] = {"tcp://127.0.0.1:7200", "tcp://127.1.2.3:0",
+                                      "tls+tcp://[::1]:7200", "tcp://LOCALHOST:1",
+                                      "ipc:///tmp/x",         "inproc://a"};
+    static const char *const no[] = {"tcp://127.evil.example:7200",
+                                     "tcp://0.0.0.0:7200",
+                                     "tcp://[::]:1",
+                                     "tcp://10.0.0.1:1",
+                                     "tcp://127.0.0.1",
+                                     "tcp://localhost.example:1",
+                                     "127.0.0.1:1"};
+    for (size_t i = 0; i < sizeof yes / sizeof *yes; i++)
+        if (!mx_url_is_loopback(yes[i]))
+            fail_msg("%s: not loopback", yes[i]);
+    for (size_t i = 0; i < sizeof no / sizeof *no; i++)
+        if (mx_url_is_loopback(no[i]))
+            fail_msg("%s: loopback", no[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -342,6 +365,7 @@ int main(void)
         cmocka_unit_test(test_trailing_garbage),
         cmocka_unit_test(test_overlong),
         cmocka_unit_test(test_unescape),
+        cmocka_unit_test(test_loopback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
