@@ -38,11 +38,13 @@ static int advertise(const char *listen, int port, const char *adv, bool tls, ch
         snprintf(out, cap, "%s", listen); /* ipc:// or inproc:// as they are */
         return 0;
     }
-    const char *h = listen + 6, *colon = strrchr(h, ':');
-    if (!colon)
+    char host[256];
+    if (mx_url_hostport(listen + 6, strlen(listen + 6), true, host, sizeof host, NULL, NULL) != 0)
         return MX_EINVAL;
+    bool v6 = strchr(host, ':') != NULL;
     int n = adv && adv[0] ? snprintf(out, cap, "%s://%s:%d", scheme, adv, port)
-                          : snprintf(out, cap, "%s://%.*s:%d", scheme, (int)(colon - h), h, port);
+                          : snprintf(out, cap, "%s://%s%s%s:%d", scheme, v6 ? "[" : "", host,
+                                     v6 ? "]" : "", port);
     return n < 0 || (size_t)n >= cap ? MX_ETOOBIG : 0;
 }
 
@@ -217,7 +219,11 @@ int mxnode_transport_setup(const struct mx_config *cfg, mx_tls_t **out)
 /* Whether an nng URL listens on every interface. */
 static bool wildcard(const char *url)
 {
-    return strstr(url, "://0.0.0.0:") || strstr(url, "://[::]:") || strstr(url, "://*:");
+    char host[256];
+    const char *hp = strstr(url, "://");
+    return hp &&
+           mx_url_hostport(hp + 3, strlen(hp + 3), true, host, sizeof host, NULL, NULL) == 0 &&
+           (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0);
 }
 
 int mxnode_cluster_start(mx_system_t *sys, const struct mx_config *cfg, mx_remote_t *remote,

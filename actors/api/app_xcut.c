@@ -20,6 +20,7 @@
 #include "app_int.h"
 #include "mx_err.h"
 #include "mx_log.h"
+#include "mx_url.h"
 
 #define CORS_METHODS "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 #define CORS_HEADERS                                                                               \
@@ -43,13 +44,19 @@ int mx__app_cors_parse(struct mx_app *app, const char *list)
                      sizeof app->cors[0]);
             return MX_ECONFIG;
         }
-        bool star = n == 1 && o[0] == '*';
-        if (!star && strncmp(o, "http://", 7) != 0 && strncmp(o, "https://", 8) != 0) {
-            MX_ERROR("MX_CORS_ORIGINS: \"%.*s\" is not * or an http(s):// origin", (int)n, o);
+        char *c = app->cors[app->ncors];
+        memcpy(c, o, n);
+        c[n] = '\0';
+        /* an origin is scheme://host[:port], read by the one URL parser */
+        const char *why = strcmp(c, "*") == 0 ? NULL : mx_http_url_error(c, false);
+        if (!why && strcmp(c, "*") != 0 && strchr(strstr(c, "://") + 3, '/'))
+            why = "has a path";
+        if (why) {
+            MX_ERROR("MX_CORS_ORIGINS: \"%s\" is not * or an http(s):// origin (the URL %s)", c,
+                     why);
             return MX_ECONFIG;
         }
-        memcpy(app->cors[app->ncors], o, n);
-        app->cors[app->ncors++][n] = '\0';
+        app->ncors++;
     }
     return 0;
 }

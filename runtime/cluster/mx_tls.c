@@ -5,6 +5,8 @@
  */
 #include "mx_tls.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <nng/supplemental/tls/tls.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@
 
 #include "mx_actor.h"
 #include "mx_err.h"
+#include "mx_url.h"
 
 #define PEM_MAX (1u << 20)
 
@@ -261,12 +264,14 @@ bool mx_url_is_loopback(const char *url)
     if (strncmp(url, "ipc://", 6) == 0 || strncmp(url, "inproc://", 9) == 0)
         return true;
     const char *h = strstr(url, "://");
-    if (!h)
+    char host[256];
+    unsigned char a[16];
+    /* the host as the one URL parser reads it: "127.evil.example" is a name */
+    if (!h || mx_url_hostport(h + 3, strlen(h + 3), true, host, sizeof host, NULL, NULL) != 0)
         return false;
-    h += 3;
-    static const char *const local[] = {"127.", "localhost:", "[::1]:"};
-    for (size_t i = 0; i < sizeof(local) / sizeof(local[0]); i++)
-        if (strncasecmp(h, local[i], strlen(local[i])) == 0)
-            return true;
-    return false;
+    if (strcasecmp(host, "localhost") == 0)
+        return true;
+    if (inet_pton(AF_INET, host, a) == 1)
+        return a[0] == 127;
+    return inet_pton(AF_INET6, host, a) == 1 && memcmp(a, &in6addr_loopback, 16) == 0;
 }

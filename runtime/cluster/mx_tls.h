@@ -92,8 +92,8 @@ void mx_pipe_gate_touch(struct mx_pipe_gate *g, uint32_t id);
 uint32_t mx_pipe_gate_reap(struct mx_pipe_gate *g, int64_t idle_ms);
 
 /* mx_url_is_loopback - whether an nng URL is reachable only from this host:
- * ipc://, inproc://, or a tcp/tls+tcp URL on 127.0.0.0/8, ::1 or
- * localhost. */
+ * ipc://, inproc://, or a tcp/tls+tcp URL whose host (as mx_url_hostport
+ * reads it) is an address in 127.0.0.0/8, ::1, or localhost. */
 bool mx_url_is_loopback(const char *url);
 
 #endif

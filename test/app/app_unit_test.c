@@ -119,6 +119,11 @@ static void test_cors_and_admins(void **st)
     assert_int_equal(mx__app_cors_parse(&app, "*"), 0);
     assert_int_equal(app.ncors, 1);
     assert_int_equal(mx__app_cors_parse(&app, "a.example"), MX_ECONFIG);
+    /* origins are read by util/mx_url: no path, no bad port or host */
+    assert_int_equal(mx__app_cors_parse(&app, "https://a.example/app"), MX_ECONFIG);
+    assert_int_equal(mx__app_cors_parse(&app, "https://a.example:99999"), MX_ECONFIG);
+    assert_int_equal(mx__app_cors_parse(&app, "https://"), MX_ECONFIG);
+    assert_int_equal(mx__app_cors_parse(&app, "https://[::1]:8443"), 0);
     char many[2048] = "";
     for (int i = 0; i <= MX_APP_MAX_ORIGINS; i++)
         snprintf(many + strlen(many), sizeof many - strlen(many), "https://o%d.example,", i);

@@ -16,6 +16,7 @@
 
 #include "mx_config.h"
 #include "mx_err.h"
+#include "mx_tls.h"
 #include "mx_url.h"
 
 static const struct mx_setting redis_set = {"MX_T_REDIS", "--t-redis", "", MX_SET_REDIS_URL, 0, 0,
@@ -106,22 +107,25 @@ static void test_hostport_everywhere(void **st)
         {"h,g:1", false},
         {"\xc3\xbc:1", false},
     };
+    /* where the host:port goes in each scheme, and who reads it */
+    static const struct {
+        const char *fmt;
+        bool (*says)(const char *url);
+    } forms[] = {
+        {"redis://%s/1", redis_says},
+        {"redis-sentinel://%s/m/1", sentinel_says},
+        {"redis-sentinel://h:1,%s/m", sentinel_says},
+        {"mysql://u@%s/d", mysql_says},
+    };
     char url[600];
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         const char *hp = cases[i].hp;
         bool want = cases[i].ok;
-        snprintf(url, sizeof url, "redis://%s/1", hp);
-        if (redis_says(url) != want)
-            fail_msg("redis: %s: want %s", url, want ? "accepted" : "refused");
-        snprintf(url, sizeof url, "redis-sentinel://%s/m/1", hp);
-        if (sentinel_says(url) != want)
-            fail_msg("sentinel: %s: want %s", url, want ? "accepted" : "refused");
-        snprintf(url, sizeof url, "redis-sentinel://h:1,%s/m", hp);
-        if (sentinel_says(url) != want)
-            fail_msg("sentinel: %s: want %s", url, want ? "accepted" : "refused");
-        snprintf(url, sizeof url, "mysql://u@%s/d", hp);
-        if (mysql_says(url) != want)
-            fail_msg("mysql: %s: want %s", url, want ? "accepted" : "refused");
+        for (size_t k = 0; k < sizeof forms / sizeof *forms; k++) {
+            snprintf(url, sizeof url, forms[k].fmt, hp);
+            if (forms[k].says(url) != want)
+                fail_msg("%s: want %s", url, want ? "accepted" : "refused");
+        }
         char host[256], err[512];
         int port;
         bool hp_ok = mx_url_hostport(hp, strlen(hp), false, host, sizeof host, &port, NULL) == 0;
@@ -330,6 +334,28 @@ static void test_unescape(void **st)
     assert_int_equal(mx_url_unescape("", 0, false, out, 0), 0);
 }
 
+/* the admin's loopback check reads hosts with the same parser */
+static void test_loopback(void **st)
+{
+    (void)st;
+    static const char *const yes[] = {"tcp://127.0.0.1:7200", "tcp://127.1.2.3:0",
+                                      "tls+tcp://[::1]:7200", "tcp://LOCALHOST:1",
+                                      "ipc:///tmp/x",         "inproc://a"};
+    static const char *const no[] = {"tcp://127.evil.example:7200",
+                                     "tcp://0.0.0.0:7200",
+                                     "tcp://[::]:1",
+                                     "tcp://10.0.0.1:1",
+                                     "tcp://127.0.0.1",
+                                     "tcp://localhost.example:1",
+                                     "127.0.0.1:1"};
+    for (size_t i = 0; i < sizeof yes / sizeof *yes; i++)
+        if (!mx_url_is_loopback(yes[i]))
+            fail_msg("%s: not loopback", yes[i]);
+    for (size_t i = 0; i < sizeof no / sizeof *no; i++)
+        if (mx_url_is_loopback(no[i]))
+            fail_msg("%s: loopback", no[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -339,6 +365,7 @@ int main(void)
         cmocka_unit_test(test_trailing_garbage),
         cmocka_unit_test(test_overlong),
         cmocka_unit_test(test_unescape),
+        cmocka_unit_test(test_loopback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
