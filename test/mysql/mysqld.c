@@ -159,7 +159,7 @@ int mysqld_start(struct mysqld *m)
 {
     memset(m, 0, sizeof(*m));
     mysql_library_init(0, NULL, NULL);
-    if (mx_proc_tmpdir("mysqld", m->dir, sizeof m->dir) != 0)
+    if (mx_proc_tmpdir(NULL, "mysqld", m->dir, sizeof m->dir) != 0)
         return -1;
     snprintf(m->sock, sizeof(m->sock), "%s/sock", m->dir);
 

@@ -107,7 +107,7 @@ static int start(struct redisd *d, const char *extra_conf, int sentinel)
 {
     memset(d, 0, sizeof(*d));
     d->sentinel = sentinel;
-    if (mx_proc_tmpdir("redisd", d->dir, sizeof d->dir) != 0)
+    if (mx_proc_tmpdir(NULL, "redisd", d->dir, sizeof d->dir) != 0)
         return -1;
     const char *pw = extra_conf && !sentinel ? strstr(extra_conf, "requirepass ") : NULL;
     if (pw) {

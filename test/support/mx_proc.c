@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,6 +158,8 @@ int mx_proc_start(struct mx_proc *p, const struct mx_proc_opts *o)
                 close(fd[i]);
         for (int i = 0; o->env && o->env[i]; i++)
             putenv((char *)o->env[i]);
+        for (int i = 0; o->env_more && o->env_more[i]; i++)
+            putenv((char *)o->env_more[i]);
         if (o->child_setup)
             o->child_setup(o->child_arg);
         execvp(prog, (char *const *)o->argv);
@@ -320,9 +323,31 @@ void mx_proc_release(struct mx_proc *p)
     p->olen = 0;
 }
 
-int mx_proc_tmpdir(const char *tag, char *out, size_t cap)
+int mx_proc_run(char *out, size_t cap, int timeout_ms, const char *fmt, ...)
 {
-    const char *tmp = getenv("TMPDIR");
+    char line[8192] = "exec ";
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line + 5, sizeof line - 5, fmt, ap);
+    va_end(ap);
+    if (cap)
+        out[0] = '\0';
+    if (n < 0 || (size_t)n >= sizeof line - 5)
+        return -1;
+    const char *argv[] = {"/bin/sh", "-c", line, NULL};
+    struct mx_proc_opts o = {.argv = argv, .out = MX_PROC_CAPTURE};
+    struct mx_proc p;
+    if (mx_proc_start(&p, &o) != 0)
+        return -1;
+    int st = mx_proc_wait(&p, timeout_ms);
+    mx_proc_log(&p, out, cap);
+    mx_proc_release(&p);
+    return st;
+}
+
+int mx_proc_tmpdir(const char *parent, const char *tag, char *out, size_t cap)
+{
+    const char *tmp = parent ? parent : getenv("TMPDIR");
     hook();
     int slot = -1;
     for (int i = 0; i < MAX_DIRS && slot < 0; i++)
