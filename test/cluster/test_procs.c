@@ -96,16 +96,10 @@ static uint64_t dl_count(struct proc *p, const char *reason)
 /* run mxctl with args; its stdout into out; returns its exit code */
 static int mxctl(char *out, size_t cap, const char *args)
 {
-    char path[512], sh[2048];
+    char path[512];
     mx_proc_bin("mxctl", path, sizeof(path));
-    snprintf(sh, sizeof(sh), "env -u MX_ADMIN_TOKEN -u MX_ADMIN_ADDR %s %s 2>/dev/null", path,
-             args);
-    FILE *f = popen(sh, "r");
-    assert_non_null(f);
-    size_t n = fread(out, 1, cap - 1, f);
-    out[n] = '\0';
-    int st = pclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return mx_proc_run(out, cap, 30000, "env -u MX_ADMIN_TOKEN -u MX_ADMIN_ADDR %s %s 2>/dev/null",
+                       path, args);
 }
 
 /* python3 checks a JSON document: expr over d must be true */

@@ -518,8 +518,7 @@ static void check_exact(const char *phase)
 static int setup(void **st)
 {
     curl_global_init(CURL_GLOBAL_ALL);
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/mx-likes.XXXXXX");
-    if (!mkdtemp(tmpdir))
+    if (mx_proc_tmpdir(NULL, "likes", tmpdir, sizeof tmpdir) != 0)
         return -1;
     /* appendfsync always: the exactness checks count every acknowledged
      * toggle, and with everysec a redis-server SIGKILLed while its fsync lags
@@ -529,8 +528,8 @@ static int setup(void **st)
      * and a disk shared with other work made "always" stall Redis for
      * seconds (every lease in the cluster expired). */
     char conf[256];
-    snprintf(shmdir, sizeof shmdir, "/dev/shm/mx-likes-redis.XXXXXX");
-    if (access("/dev/shm", W_OK) == 0 && mkdtemp(shmdir))
+    if (access("/dev/shm", W_OK) == 0 &&
+        mx_proc_tmpdir("/dev/shm", "likes-redis", shmdir, sizeof shmdir) == 0)
         snprintf(conf, sizeof conf, "appendonly yes\nappendfsync always\ndir %s\n", shmdir);
     else
         snprintf(conf, sizeof conf, "appendonly yes\nappendfsync always\n"), shmdir[0] = '\0';
@@ -593,10 +592,8 @@ static int teardown(void **st)
     stub_stop(&S);
     mysqld_destroy(&M);
     redisd_stop(&R);
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf %s %s", tmpdir, shmdir);
-    if (system(cmd) != 0)
-        return 0;
+    mx_proc_rmdir(tmpdir);
+    mx_proc_rmdir(shmdir);
     return 0;
 }
 

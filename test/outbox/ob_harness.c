@@ -88,20 +88,12 @@ int ob_stats(struct ob_world *w, int i, char *out, size_t cap)
 {
     if (w->nodes[i].pid <= 0)
         return -1;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd,
-             "%s/mxctl --timeout 1000 --json --node tcp://127.0.0.1:%d stats 2>/dev/null",
-             getenv("MX_BIN_DIR"), w->nodes[i].admin_port);
-    for (int attempt = 0; attempt < 3; attempt++) { /* a loaded machine may miss 1 s */
-        FILE *f = popen(cmd, "r");
-        if (!f)
-            return -1;
-        size_t n = fread(out, 1, cap - 1, f);
-        out[n] = '\0';
-        int st = pclose(f);
-        if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+    for (int attempt = 0; attempt < 3; attempt++) /* a loaded machine may miss 1 s */
+        if (mx_proc_run(
+                out, cap, 30000,
+                "%s/mxctl --timeout 1000 --json --node tcp://127.0.0.1:%d stats 2>/dev/null",
+                getenv("MX_BIN_DIR"), w->nodes[i].admin_port) == 0)
             return 0;
-    }
     return -1;
 }
 

@@ -342,8 +342,8 @@ static int setup(void **st)
 {
     (void)st;
     curl_global_init(CURL_GLOBAL_ALL);
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/mx-fo.XXXXXX");
-    if (!mkdtemp(tmpdir) || redisd_ha_start(&H, "mxfo", NULL) != 0 || mysqld_start(&M) != 0)
+    if (mx_proc_tmpdir(NULL, "fo", tmpdir, sizeof tmpdir) != 0 ||
+        redisd_ha_start(&H, "mxfo", NULL) != 0 || mysqld_start(&M) != 0)
         return -1;
     const char *args[] = {"--unknown", "404", NULL};
     if (stub_start(&S, args) != 0)
@@ -386,6 +386,7 @@ static int teardown(void **st)
     stub_stop(&S);
     mysqld_destroy(&M);
     redisd_ha_stop(&H);
+    mx_proc_rmdir(tmpdir);
     if (g_rc)
         redisFree(g_rc);
     return 0;
@@ -526,14 +527,10 @@ static void test_master_killed(void **st)
     free(tab);
 
     /* mxctl --cluster on the sentinel URL finds the members through the new master */
-    char cmdl[1400];
-    snprintf(cmdl, sizeof cmdl, "%s/mxctl --cluster '%s' --json members 2>&1", getenv("MX_BIN_DIR"),
-             H.url);
-    FILE *pf = popen(cmdl, "r");
-    assert_non_null(pf);
-    size_t got = fread(nlog, 1, sizeof nlog - 1, pf);
-    nlog[got] = '\0';
-    assert_int_equal(pclose(pf), 0);
+    assert_int_equal(mx_proc_run(nlog, sizeof nlog, 60000,
+                                 "%s/mxctl --cluster '%s' --json members 2>&1",
+                                 getenv("MX_BIN_DIR"), H.url),
+                     0);
     if (occurrences(nlog, "\"member\":") != NNODES)
         fail_msg("mxctl --cluster %s members:\n%.2000s", H.url, nlog);
 

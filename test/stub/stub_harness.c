@@ -184,6 +184,17 @@ void resp_free(struct resp *r)
     r->body = r->headers = NULL;
 }
 
+long stub_post(struct stub *st, const char *path_query)
+{
+    char url[512];
+    snprintf(url, sizeof url, "%s%s", st->base, path_query);
+    struct resp r = {0};
+    http_post(url, &r);
+    long s = r.status;
+    resp_free(&r);
+    return s;
+}
+
 long stub_ocid(struct stub *s, const char *name, char *ocid)
 {
     char url[1024];

@@ -48,6 +48,10 @@ int http_get(const char *url, const char *key, bool gzip, struct resp *r);
 int http_post(const char *url, struct resp *r);
 void resp_free(struct resp *r);
 
+/* stub_post - POST to an mxstub control path ("/__stub/config?latency_ms=5");
+ * returns the status (0: no answer). */
+long stub_post(struct stub *st, const char *path_query);
+
 /* GET /maplestory/v1/id for name; fills ocid (33 bytes). Returns status. */
 long stub_ocid(struct stub *s, const char *name, char *ocid);
 /* stub_first_character - the first character name of key's account (GET
