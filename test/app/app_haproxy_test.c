@@ -76,8 +76,6 @@ static int setup(void **st)
 static int teardown(void **st)
 {
     haproxyd_stop(&g_haproxy);
-    if (g_haproxy > 0)
-        waitpid(g_haproxy, NULL, 0);
     node_kill(&g_a);
     node_kill(&g_b);
     stub_stop(&g_stub);

@@ -149,3 +149,23 @@ bool lh_self_holds(struct lnode *n, const char *name)
     long long seq;
     return lh_holder(n, name, h, sizeof h, &seq) == 0 && !strcmp(h, n->name);
 }
+
+int lh_probe_log_check(const redisReply *r, bool ordered, char *why, size_t cap)
+{
+    for (size_t i = 0; i < r->elements; i++)
+        for (size_t j = i + 1; j < r->elements; j++) {
+            long long a, b;
+            char na[16], nb[16];
+            sscanf(r->element[i]->str, "%lld %15s", &a, na);
+            sscanf(r->element[j]->str, "%lld %15s", &b, nb);
+            if (a == b && strcmp(na, nb) != 0) {
+                snprintf(why, cap, "epoch %lld acted on by %s and %s", a, na, nb);
+                return -1;
+            }
+            if (ordered && b < a) {
+                snprintf(why, cap, "epoch went backwards in the log: %lld after %lld", b, a);
+                return -1;
+            }
+        }
+    return 0;
+}

@@ -78,6 +78,21 @@ int stub_start(struct stub *s, const char *const *args)
     return 0;
 }
 
+int stub_setup(void **state)
+{
+    struct stub *s = calloc(1, sizeof(*s));
+    *state = s;
+    return s ? 0 : -1;
+}
+
+int stub_teardown(void **state)
+{
+    struct stub *s = *state;
+    stub_stop(s);
+    free(s);
+    return 0;
+}
+
 int stub_stop(struct stub *s)
 {
     if (s->proc.pid <= 0)

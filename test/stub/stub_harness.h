@@ -34,6 +34,12 @@ struct resp {
 const char *stub_shared_dir(void);
 void stub_fixture_path(const char *file, char *out, size_t cap);
 
+/* stub_setup, stub_teardown - cmocka per-test fixtures: *state is a zeroed
+ * struct stub (not started); teardown stops it even after a failed test, so
+ * the child never outlives its test. */
+int stub_setup(void **state);
+int stub_teardown(void **state);
+
 /* args: NULL-terminated extra arguments. Returns 0 or -1. */
 int stub_start(struct stub *s, const char *const *args);
 /* Ends the child (SIGTERM, SIGKILL after 5 s); returns its exit status
