@@ -10,6 +10,7 @@
 #include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -26,7 +27,9 @@
 #define MAX_PROCS 64
 #define MAX_DIRS 32
 
-/* copies, not pointers: a failed assertion leaves the callers' structs behind */
+/* copies, not pointers: a failed assertion leaves the callers' structs
+ * behind. All three under g_mu. */
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static pid_t g_pids[MAX_PROCS];
 static char g_dirs[MAX_DIRS][256];
 static bool g_hooked;
@@ -48,6 +51,7 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 
 static void cleanup_all(void)
 {
+    pthread_mutex_lock(&g_mu);
     for (int i = 0; i < MAX_PROCS; i++)
         if (g_pids[i] > 0) {
             kill(g_pids[i], SIGCONT); /* a paused child dies only once resumed */
@@ -60,8 +64,10 @@ static void cleanup_all(void)
             nftw(g_dirs[i], rm_entry, 16, FTW_DEPTH | FTW_PHYS);
             g_dirs[i][0] = '\0';
         }
+    pthread_mutex_unlock(&g_mu);
 }
 
+/* under g_mu */
 static void hook(void)
 {
     if (!g_hooked) {
@@ -72,13 +78,15 @@ static void hook(void)
 
 static void track(pid_t pid, bool add)
 {
+    pthread_mutex_lock(&g_mu);
     hook();
-    for (int i = 0; i < MAX_PROCS; i++)
-        if (add ? g_pids[i] == 0 : g_pids[i] == pid) {
-            g_pids[i] = add ? pid : 0;
-            return;
-        }
-    if (add)
+    int i = 0;
+    while (i < MAX_PROCS && !(add ? g_pids[i] == 0 : g_pids[i] == pid))
+        i++;
+    if (i < MAX_PROCS)
+        g_pids[i] = add ? pid : 0;
+    pthread_mutex_unlock(&g_mu);
+    if (add && i == MAX_PROCS)
         fprintf(stderr, "mx_proc: more than %d processes; pid %d is not tracked\n", MAX_PROCS,
                 (int)pid);
 }
@@ -153,7 +161,7 @@ int mx_proc_start(struct mx_proc *p, const struct mx_proc_opts *o)
             dup2(c_out, 1);
         if (c_err >= 0)
             dup2(c_err, 2);
-        for (int *fd = (int[]){c_in, c_out, c_err}, i = 0; i < 3; i++)
+        for (int *fd = (int[]){c_in, c_out, c_err, capw}, i = 0; i < 4; i++)
             if (fd[i] > 2)
                 close(fd[i]);
         for (int i = 0; o->env && o->env[i]; i++)
@@ -238,16 +246,22 @@ size_t mx_proc_log(const struct mx_proc *p, char *buf, size_t cap)
 
 bool mx_proc_wait_log(const struct mx_proc *p, const char *needle, int timeout_ms)
 {
-    static char buf[1 << 20];
+    enum { CAP = 1 << 20 };
+    char *buf = malloc(CAP);
+    if (!buf) {
+        fprintf(stderr, "mx_proc: out of memory\n");
+        abort();
+    }
     int64_t dl = now_ms() + timeout_ms;
+    bool found = false;
     for (;;) {
-        mx_proc_log(p, buf, sizeof buf);
-        if (strstr(buf, needle))
-            return true;
-        if (now_ms() >= dl)
-            return false;
+        mx_proc_log(p, buf, CAP);
+        if ((found = strstr(buf, needle) != NULL) || now_ms() >= dl)
+            break;
         usleep(5000); /* polling interval */
     }
+    free(buf);
+    return found;
 }
 
 static void reaped(struct mx_proc *p, int st)
@@ -348,20 +362,22 @@ int mx_proc_run(char *out, size_t cap, int timeout_ms, const char *fmt, ...)
 int mx_proc_tmpdir(const char *parent, const char *tag, char *out, size_t cap)
 {
     const char *tmp = parent ? parent : getenv("TMPDIR");
+    int rc = -1;
+    pthread_mutex_lock(&g_mu);
     hook();
-    int slot = -1;
-    for (int i = 0; i < MAX_DIRS && slot < 0; i++)
-        if (!g_dirs[i][0])
-            slot = i;
-    if (slot < 0 ||
-        (size_t)snprintf(out, cap, "%s/mx-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", tag) >= cap ||
-        !mkdtemp(out)) {
-        if (cap)
-            out[0] = '\0';
-        return -1;
+    int slot = 0;
+    while (slot < MAX_DIRS && g_dirs[slot][0])
+        slot++;
+    if (slot < MAX_DIRS &&
+        (size_t)snprintf(out, cap, "%s/mx-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", tag) < cap &&
+        mkdtemp(out)) {
+        snprintf(g_dirs[slot], sizeof g_dirs[slot], "%s", out);
+        rc = 0;
+    } else if (cap) {
+        out[0] = '\0';
     }
-    snprintf(g_dirs[slot], sizeof g_dirs[slot], "%s", out);
-    return 0;
+    pthread_mutex_unlock(&g_mu);
+    return rc;
 }
 
 void mx_proc_rmdir(const char *dir)
@@ -369,9 +385,11 @@ void mx_proc_rmdir(const char *dir)
     if (!dir || !dir[0])
         return;
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    pthread_mutex_lock(&g_mu);
     for (int i = 0; i < MAX_DIRS; i++)
         if (!strcmp(g_dirs[i], dir))
             g_dirs[i][0] = '\0';
+    pthread_mutex_unlock(&g_mu);
 }
 
 int mx_proc_free_port(void)

@@ -10,8 +10,9 @@
  * even when a cmocka assertion longjmp'd out of the test (the registry
  * holds copies, never pointers into the tests' stacks).
  *
- * Not thread-safe: start, wait and stop processes from one thread (the
- * test's). Nothing here blocks longer than the timeout it is given.
+ * The registry is locked, so a helper thread may run mx_proc_run while the
+ * test's thread starts and stops processes; one struct mx_proc belongs to
+ * one thread. Nothing here blocks longer than the timeout it is given.
  */
 #ifndef MX_TEST_PROC_H
 #define MX_TEST_PROC_H
