@@ -259,13 +259,7 @@ static redisReply *rcmd(const char *fmt, ...)
 }
 
 /* Poll cond every 20 ms until true or timeout_ms passes; evaluates to cond. */
-#define LK_WAIT_UNTIL(cond, timeout_ms)                                                            \
-    ({                                                                                             \
-        int64_t lk_dl_ = tu_now_ms() + (timeout_ms);                                               \
-        while (!(cond) && tu_now_ms() < lk_dl_)                                                    \
-            usleep(20000);                                                                         \
-        (cond);                                                                                    \
-    })
+#define LK_WAIT_UNTIL(cond, timeout_ms) TU_WAIT_EVERY(cond, timeout_ms, 20)
 
 /* Pending pairs and open journals over every partition (-1: Redis away);
  * the PING reconnects g_rc when Redis was restarted. */
