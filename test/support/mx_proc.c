@@ -24,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mx_testutil.h"
+
 #define MAX_PROCS 64
 #define MAX_DIRS 32
 
@@ -33,13 +35,6 @@ static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static pid_t g_pids[MAX_PROCS];
 static char g_dirs[MAX_DIRS][256];
 static bool g_hooked;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -196,7 +191,7 @@ int mx_proc_start(struct mx_proc *p, const struct mx_proc_opts *o)
 
 int mx_proc_read_line(struct mx_proc *p, const char *needle, char *line, size_t cap, int timeout_ms)
 {
-    int64_t dl = now_ms() + timeout_ms;
+    int64_t dl = tu_now_ms() + timeout_ms;
     if (line && cap)
         line[0] = '\0';
     for (;;) {
@@ -215,7 +210,7 @@ int mx_proc_read_line(struct mx_proc *p, const char *needle, char *line, size_t 
         }
         if (p->olen + 1 >= sizeof p->obuf)
             p->olen = 0; /* a line longer than the buffer: never a ready line */
-        int left = (int)(dl - now_ms());
+        int left = (int)(dl - tu_now_ms());
         struct pollfd pfd = {.fd = p->out, .events = POLLIN};
         if (p->out < 0 || left <= 0 || poll(&pfd, 1, left) <= 0)
             break;
@@ -252,11 +247,11 @@ bool mx_proc_wait_log(const struct mx_proc *p, const char *needle, int timeout_m
         fprintf(stderr, "mx_proc: out of memory\n");
         abort();
     }
-    int64_t dl = now_ms() + timeout_ms;
+    int64_t dl = tu_now_ms() + timeout_ms;
     bool found = false;
     for (;;) {
         mx_proc_log(p, buf, CAP);
-        if ((found = strstr(buf, needle) != NULL) || now_ms() >= dl)
+        if ((found = strstr(buf, needle) != NULL) || tu_now_ms() >= dl)
             break;
         usleep(5000); /* polling interval */
     }
@@ -286,9 +281,9 @@ int mx_proc_wait(struct mx_proc *p, int timeout_ms)
 {
     if (p->pid <= 0)
         return -1;
-    int64_t dl = now_ms() + timeout_ms;
+    int64_t dl = tu_now_ms() + timeout_ms;
     while (mx_proc_running(p)) {
-        if (now_ms() >= dl)
+        if (tu_now_ms() >= dl)
             return -1;
         usleep(2000); /* polling interval: waitpid has no timeout */
     }
