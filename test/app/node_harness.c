@@ -217,3 +217,26 @@ size_t node_log(const struct node *n, char *log, size_t cap)
 {
     return mx_proc_log(&n->proc, log, cap);
 }
+
+void node_print_log(const struct node *n, const char *label, const char *pat, size_t *from)
+{
+    char buf[1 << 16], line[4096];
+    size_t off = from ? *from : 0, ll = 0;
+    ssize_t got;
+    while (n->err_fd >= 0 && (got = pread(n->err_fd, buf, sizeof buf, (off_t)off)) > 0) {
+        off += (size_t)got;
+        for (ssize_t k = 0; k < got; k++) {
+            if (buf[k] != '\n') {
+                if (ll + 1 < sizeof line)
+                    line[ll++] = buf[k];
+                continue;
+            }
+            line[ll] = '\0';
+            if (!pat || strstr(line, pat))
+                fprintf(stderr, "[%s] %s\n", label, line);
+            ll = 0;
+        }
+    }
+    if (from)
+        *from = off - ll; /* a partial last line: again next time */
+}

@@ -352,23 +352,9 @@ static pid_t g_stopped; /* a node left SIGSTOPped by a failed assertion */
 static void dump_logs(const char *pat)
 {
     for (int i = 0; i < NNODES; i++) {
-        if (N[i].err_fd < 0 || lseek(N[i].err_fd, 0, SEEK_SET) < 0)
-            continue;
-        char buf[1 << 16];
-        ssize_t n;
-        char line[2048];
-        size_t ll = 0;
-        while ((n = read(N[i].err_fd, buf, sizeof buf)) > 0)
-            for (ssize_t k = 0; k < n; k++) {
-                if (buf[k] != '\n' && ll + 1 < sizeof line) {
-                    line[ll++] = buf[k];
-                    continue;
-                }
-                line[ll] = '\0';
-                if (strstr(line, pat))
-                    print_message("  lk%d: %.400s\n", i, line);
-                ll = 0;
-            }
+        char label[8];
+        snprintf(label, sizeof label, "lk%d", i);
+        node_print_log(&N[i], label, pat, NULL);
     }
 }
 

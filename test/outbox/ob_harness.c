@@ -205,16 +205,10 @@ int ob_bulk(struct ob_world *w, const char *type, const char *prefix, long from,
 
 void ob_dump_logs(struct ob_world *w, const char *grep)
 {
+    static size_t from[OB_NODES]; /* what earlier calls printed */
     for (int i = 0; i < OB_NODES; i++) {
-        if (w->nodes[i].err_fd < 0)
-            continue;
-        char buf[1 << 16];
-        ssize_t n;
-        while ((n = read(w->nodes[i].err_fd, buf, sizeof buf - 1)) > 0) {
-            buf[n] = '\0';
-            for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n"))
-                if (!grep || strstr(line, grep))
-                    fprintf(stderr, "[n%d] %s\n", i + 1, line);
-        }
+        char label[8];
+        snprintf(label, sizeof label, "n%d", i + 1);
+        node_print_log(&w->nodes[i], label, grep, &from[i]);
     }
 }
