@@ -319,23 +319,11 @@ static int holder(void)
 /* A counter of a node's "likes" admin section, through mxctl. */
 static long long node_stat(int i, const char *key)
 {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "%s/mxctl --node tcp://127.0.0.1:%d --json stats 2>/dev/null",
-             getenv("MX_BIN_DIR"), N[i].admin_port);
-    FILE *f = popen(cmd, "r");
-    if (!f)
-        return -1;
-    char *out = NULL;
-    size_t cap = 0, len = 0;
-    char tmp[4096];
-    size_t k;
-    while ((k = fread(tmp, 1, sizeof tmp, f)) > 0) {
-        out = realloc(out, cap = len + k + 1);
-        memcpy(out + len, tmp, k);
-        len += k;
-        out[len] = '\0';
-    }
-    pclose(f);
+    enum { CAP = 1 << 20 };
+    char *out = malloc(CAP);
+    assert_non_null(out);
+    mx_proc_run(out, CAP, 30000, "%s/mxctl --node tcp://127.0.0.1:%d --json stats 2>/dev/null",
+                getenv("MX_BIN_DIR"), N[i].admin_port);
     long long v = -1;
     char pat[80];
     snprintf(pat, sizeof pat, "\"%s\":", key);

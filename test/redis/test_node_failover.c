@@ -199,23 +199,15 @@ static void *reader(void *arg)
 
 static char *ctl_node(const struct node *n, const char *cmd)
 {
-    char line[512];
-    snprintf(line, sizeof line, "%s/mxctl --node tcp://127.0.0.1:%d %s %s 2>/dev/null",
-             getenv("MX_BIN_DIR"), n->admin_port, strcmp(cmd, "redis") ? "--json" : "", cmd);
-    FILE *f = popen(line, "r");
-    if (!f)
+    enum { CAP = 1 << 20 };
+    char *out = malloc(CAP);
+    assert_non_null(out);
+    mx_proc_run(out, CAP, 30000, "%s/mxctl --node tcp://127.0.0.1:%d %s %s 2>/dev/null",
+                getenv("MX_BIN_DIR"), n->admin_port, strcmp(cmd, "redis") ? "--json" : "", cmd);
+    if (!out[0]) { /* no answer */
+        free(out);
         return NULL;
-    char *out = NULL;
-    size_t len = 0;
-    char tmp[4096];
-    size_t k;
-    while ((k = fread(tmp, 1, sizeof tmp, f)) > 0) {
-        out = realloc(out, len + k + 1);
-        memcpy(out + len, tmp, k);
-        len += k;
-        out[len] = '\0';
     }
-    pclose(f);
     return out;
 }
 
