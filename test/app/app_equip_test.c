@@ -149,16 +149,6 @@ static void test_l3_after_l2_is_gone(void **st)
     resp_free(&up);
 }
 
-static void stub_config(const char *query)
-{
-    char url[256];
-    struct resp r;
-    snprintf(url, sizeof url, "%s/__stub/config?%s", g_stub.base, query);
-    assert_int_equal(http_post(url, &r), 0);
-    assert_int_equal(r.status, 200);
-    resp_free(&r);
-}
-
 static double mono_ms(void)
 {
     struct timespec ts;
@@ -187,7 +177,7 @@ static void test_stale_while_upstream_fails(void **st)
     http_header(&r, "Warning", warn, sizeof warn);
     assert_string_equal(warn, "");
     http_res_free(&r);
-    stub_config("fail_rate=1&fail_status=503");
+    assert_int_equal(stub_post(&g_stub, "/__stub/config?fail_rate=1&fail_status=503"), 200);
     /* the TTL is a deadline: wait for it to pass, then ask once */
     double until = t0 + 1300;
     while (mono_ms() < until)
@@ -206,7 +196,7 @@ static void test_stale_while_upstream_fails(void **st)
         503);
     assert_non_null(strstr(r.body, "\"code\":\"S005\""));
     http_res_free(&r);
-    stub_config("fail_rate=0");
+    assert_int_equal(stub_post(&g_stub, "/__stub/config?fail_rate=0"), 200);
     node_kill(&c);
     resp_free(&up);
 }

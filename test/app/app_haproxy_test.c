@@ -28,7 +28,7 @@ static struct stub g_stub;
 static struct node g_a, g_b;
 static pid_t g_haproxy;
 static int g_lb_port;
-static char g_dir[] = "/tmp/mx-haproxy-XXXXXX";
+static char g_dir[256];
 
 static int setup(void **st)
 {
@@ -44,7 +44,7 @@ static int setup(void **st)
     const char *env_b[] = {base, "MX_NODE_NAME=b", NULL};
     if (node_start(&g_a, env_a) != 0 || node_start(&g_b, env_b) != 0)
         return -1;
-    if (!mkdtemp(g_dir))
+    if (mx_proc_tmpdir(NULL, "haproxy", g_dir, sizeof g_dir) != 0)
         return -1;
     g_lb_port = haproxyd_free_port();
     char cfg[4096];
@@ -76,15 +76,10 @@ static int setup(void **st)
 static int teardown(void **st)
 {
     haproxyd_stop(&g_haproxy);
-    if (g_haproxy > 0)
-        waitpid(g_haproxy, NULL, 0);
     node_kill(&g_a);
     node_kill(&g_b);
     stub_stop(&g_stub);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", g_dir);
+    mx_proc_rmdir(g_dir);
     return 0;
 }
 

@@ -125,6 +125,30 @@ static void header_value(const char *head, const char *name, char *out, size_t c
     http_header(&r, name, out, cap);
 }
 
+/* a NULL-terminated list of strings, for expect() */
+#define STRS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+/* expect - one request (raw()); its status must be want and its body must
+ * hold every string of has and none of lacks (NULL-terminated lists, or
+ * NULL). */
+static void expect(const char *method, const char *path, int want, const char *const *has,
+                   const char *const *lacks)
+{
+    char *head, *body;
+    size_t blen;
+    int s = raw(method, path, NULL, &head, &body, &blen);
+    if (s != want)
+        fail_msg("%s %s: %d, want %d: %.300s", method, path, s, want, body);
+    for (; has && *has; has++)
+        if (!strstr(body, *has))
+            fail_msg("%s %s: no %s in %.300s", method, path, *has, body);
+    for (; lacks && *lacks; lacks++)
+        if (strstr(body, *lacks))
+            fail_msg("%s %s: %s in %.300s", method, path, *lacks, body);
+    free(head);
+    free(body);
+}
+
 static long long stat_path(const char *path)
 {
     long long v = stub_stat(&g_stub, path); /* the harness adds the quotes */
@@ -317,72 +341,31 @@ static void test_slow_reader_pipelined(void **st)
 
 static void test_presets_and_options(void **st)
 {
-    char *head, *body;
-    size_t blen;
-    int s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation/preset/2", NULL, &head, &body,
-                &blen);
-    assert_int_equal(s, 200);
-    assert_non_null(strstr(body, "\"presetNo\":2"));
-    assert_null(strstr(body, "\"presetNo\":1"));
-    free(head);
-    free(body);
-    /* a preset the character does not have: the seed's 200 with no presets */
-    s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation/preset/4", NULL, &head, &body,
-            &blen);
-    assert_int_equal(s, 200);
-    assert_non_null(strstr(body, "\"presets\":[]"));
-    assert_non_null(strstr(body, "\"totalExpectedCost\":0"));
-    /* the seed's builder leaves these unset; the rest is the whole document's */
-    assert_non_null(strstr(body, "\"totalCostText\":null"));
-    assert_non_null(strstr(body, "\"maxPresetNo\":0"));
-    assert_non_null(strstr(body, "\"calculatedAt\":\"20"));
-    free(head);
-    free(body);
+#define EVAN_EXP "/api/v4/characters/" EVAN_URL "/expectation"
+#define TWO_EXP "/api/v4/characters/" TWO "/expectation"
+    expect("GET", EVAN_EXP "/preset/2", 200, STRS("\"presetNo\":2"), STRS("\"presetNo\":1"));
+    /* a preset the character does not have: the seed's 200 with no presets;
+     * the seed's builder leaves totalCostText and maxPresetNo unset, the
+     * rest is the whole document's */
+    expect("GET", EVAN_EXP "/preset/4", 200,
+           STRS("\"presets\":[]", "\"totalExpectedCost\":0", "\"totalCostText\":null",
+                "\"maxPresetNo\":0", "\"calculatedAt\":\"20"),
+           NULL);
     /* preset 3 of a character that has only presets 1 and 2: the same */
-    s = raw("GET", "/api/v4/characters/" TWO "/expectation/preset/3", NULL, &head, &body, &blen);
-    assert_int_equal(s, 200);
-    assert_non_null(strstr(body, "\"presets\":[]"));
-    assert_non_null(strstr(body, "\"maxPresetNo\":0"));
-    assert_non_null(strstr(body, "\"calculatedAt\":\"20"));
-    assert_non_null(strstr(body, "\"userIgn\":\"" TWO "\""));
-    free(head);
-    free(body);
-    s = raw("GET", "/api/v4/characters/" TWO "/expectation/preset/2", NULL, &head, &body, &blen);
-    assert_int_equal(s, 200);
-    assert_non_null(strstr(body, "\"presetNo\":2"));
-    free(head);
-    free(body);
+    expect("GET", TWO_EXP "/preset/3", 200,
+           STRS("\"presets\":[]", "\"maxPresetNo\":0", "\"calculatedAt\":\"20",
+                "\"userIgn\":\"" TWO "\""),
+           NULL);
+    expect("GET", TWO_EXP "/preset/2", 200, STRS("\"presetNo\":2"), NULL);
     /* presetNo is a Java Integer in the seed: a sign is fine, beyond its range is not */
-    s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation/preset/-1", NULL, &head, &body,
-            &blen);
-    assert_int_equal(s, 200);
-    assert_non_null(strstr(body, "\"presets\":[]"));
-    free(head);
-    free(body);
-    s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation/preset/+2", NULL, &head, &body,
-            &blen);
-    assert_int_equal(s, 200);
-    assert_non_null(strstr(body, "\"presetNo\":2"));
-    free(head);
-    free(body);
-    s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation/preset/2147483648", NULL, &head,
-            &body, &blen);
-    assert_int_equal(s, 400);
-    free(head);
-    free(body);
-    s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation/preset/x", NULL, &head, &body,
-            &blen);
-    assert_int_equal(s, 400);
-    assert_non_null(strstr(body, "\"code\":\"C001\""));
-    assert_non_null(strstr(body, "\"status\":400"));
-    assert_non_null(strstr(body, "\"timestamp\":"));
-    free(head);
-    free(body);
-    s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation?starCatch=maybe", NULL, &head,
-            &body, &blen);
-    assert_int_equal(s, 400);
-    free(head);
-    free(body);
+    expect("GET", EVAN_EXP "/preset/-1", 200, STRS("\"presets\":[]"), NULL);
+    expect("GET", EVAN_EXP "/preset/+2", 200, STRS("\"presetNo\":2"), NULL);
+    expect("GET", EVAN_EXP "/preset/2147483648", 400, NULL, NULL);
+    expect("GET", EVAN_EXP "/preset/x", 400,
+           STRS("\"code\":\"C001\"", "\"status\":400", "\"timestamp\":"), NULL);
+    expect("GET", EVAN_EXP "?starCatch=maybe", 400, NULL, NULL);
+#undef EVAN_EXP
+#undef TWO_EXP
     /* options change the document: no star catch costs at least as much */
     char *b1, *b2, *h1, *h2;
     size_t l1, l2;
@@ -407,80 +390,39 @@ static void test_presets_and_options(void **st)
 static void test_unknown_and_bad_names(void **st)
 {
     long long id0 = stat_path("/maplestory/v1/id");
-    char *head, *body;
-    size_t blen;
-    int s = raw("GET", "/api/v4/characters/nobody-here/expectation", NULL, &head, &body, &blen);
-    assert_int_equal(s, 404);
-    assert_non_null(strstr(body, "\"code\":\"C002\""));
-    free(head);
-    free(body);
-    s = raw("GET", "/api/v1/characters/nobody-here", NULL, &head, &body, &blen);
-    assert_int_equal(s, 404);
-    free(head);
-    free(body);
+    expect("GET", "/api/v4/characters/nobody-here/expectation", 404, STRS("\"code\":\"C002\""),
+           NULL);
+    expect("GET", "/api/v1/characters/nobody-here", 404, NULL, NULL);
     /* negative cache: the second and third asked upstream once in all */
     assert_int_equal(stat_path("/maplestory/v1/id"), id0 + 1);
     /* invalid UTF-8, an empty IGN, '//' */
-    s = raw("GET", "/api/v4/characters/%FF%FE/expectation", NULL, &head, &body, &blen);
-    assert_int_equal(s, 400);
-    free(head);
-    free(body);
-    s = raw("GET", "/api/v4/characters//expectation", NULL, &head, &body, &blen);
-    assert_int_equal(s, 400);
-    free(head);
-    free(body);
+    expect("GET", "/api/v4/characters/%FF%FE/expectation", 400, NULL, NULL);
+    expect("GET", "/api/v4/characters//expectation", 400, NULL, NULL);
     /* as the seed, a name is trimmed: spaces around it find the character,
      * a name of spaces only is empty */
-    s = raw("GET", "/api/v1/characters/%20" EVAN_URL "%20%09", NULL, &head, &body, &blen);
-    assert_int_equal(s, 200);
-    free(head);
-    free(body);
-    s = raw("GET", "/api/v4/characters/%20%20/expectation", NULL, &head, &body, &blen);
-    assert_int_equal(s, 400);
-    free(head);
-    free(body);
+    expect("GET", "/api/v1/characters/%20" EVAN_URL "%20%09", 200, NULL, NULL);
+    expect("GET", "/api/v4/characters/%20%20/expectation", 400, NULL, NULL);
 }
 
 static void test_character_record(void **st)
 {
-    char *head, *body;
-    size_t blen;
-    int s = raw("GET", "/api/v1/characters/" EVAN_URL, NULL, &head, &body, &blen);
-    assert_int_equal(s, 200);
-    assert_non_null(strstr(body, "\"userIgn\":\"" EVAN "\""));
-    assert_non_null(strstr(body, "\"ocid\":\""));
     /* no like store reachable here (no MySQL, Redis on a closed port): the
      * live count is unknown, and said so rather than a made-up 0 */
-    assert_non_null(strstr(body, "\"likeCount\":null"));
-    assert_non_null(strstr(body, "\"worldName\":"));
-    assert_non_null(strstr(body, "\"characterClass\":"));
-    assert_non_null(strstr(body, "\"characterImage\":"));
-    free(head);
-    free(body);
+    expect("GET", "/api/v1/characters/" EVAN_URL, 200,
+           STRS("\"userIgn\":\"" EVAN "\"", "\"ocid\":\"", "\"likeCount\":null",
+                "\"worldName\":", "\"characterClass\":", "\"characterImage\":"),
+           NULL);
 }
 
 static void test_recalculate(void **st)
 {
-    char *head, *body;
-    size_t blen;
-    assert_int_equal(
-        raw("GET", "/api/v4/characters/" EVAN_URL "/expectation", NULL, &head, &body, &blen), 200);
-    free(head);
-    free(body);
+    expect("GET", "/api/v4/characters/" EVAN_URL "/expectation", 200, NULL, NULL);
     long long eq0 = stat_path("/maplestory/v1/character/item-equipment");
-    int s = raw("POST", "/api/v4/characters/" EVAN_URL "/expectation/recalculate", NULL, &head,
-                &body, &blen);
-    assert_int_equal(s, 200);
-    assert_non_null(strstr(body, "\"fromCache\":false"));
-    free(head);
-    free(body);
+    expect("POST", "/api/v4/characters/" EVAN_URL "/expectation/recalculate", 200,
+           STRS("\"fromCache\":false"), NULL);
     assert_int_equal(stat_path("/maplestory/v1/character/item-equipment"), eq0 + 1);
-    s = raw("GET", "/api/v4/characters/" EVAN_URL "/expectation?force=true", NULL, &head, &body,
-            &blen);
-    assert_int_equal(s, 200);
-    assert_non_null(strstr(body, "\"fromCache\":false"));
-    free(head);
-    free(body);
+    expect("GET", "/api/v4/characters/" EVAN_URL "/expectation?force=true", 200,
+           STRS("\"fromCache\":false"), NULL);
     assert_int_equal(stat_path("/maplestory/v1/character/item-equipment"), eq0 + 2);
 }
 
@@ -701,26 +643,14 @@ static void test_health_metrics_and_others(void **st)
     char *head, *body;
     size_t blen;
     /* this node's Redis (port 1) is down: health says which component, 503 */
-    assert_int_equal(raw("GET", "/actuator/health", NULL, &head, &body, &blen), 503);
-    assert_non_null(strstr(body, "\"redis\":{\"status\":\"DOWN\"}"));
-    assert_non_null(strstr(body, "\"diskSpace\":{\"status\":\"UP\""));
-    assert_non_null(strstr(body, "\"status\":\"DOWN\"}"));
-    free(head);
-    free(body);
-    assert_int_equal(raw("GET", "/actuator/info", NULL, &head, &body, &blen), 200);
-    assert_non_null(strstr(body, "\"version\":\""));
-    free(head);
-    free(body);
-    assert_int_equal(raw("GET", "/actuator", NULL, &head, &body, &blen), 200);
-    assert_non_null(strstr(body, "/actuator/health\",\"templated\":false"));
-    free(head);
-    free(body);
-    assert_int_equal(raw("GET", "/actuator/health/liveness", NULL, &head, &body, &blen), 200);
-    free(head);
-    free(body);
-    assert_int_equal(raw("GET", "/actuator/health/readiness", NULL, &head, &body, &blen), 200);
-    free(head);
-    free(body);
+    expect("GET", "/actuator/health", 503,
+           STRS("\"redis\":{\"status\":\"DOWN\"}", "\"diskSpace\":{\"status\":\"UP\"",
+                "\"status\":\"DOWN\"}"),
+           NULL);
+    expect("GET", "/actuator/info", 200, STRS("\"version\":\""), NULL);
+    expect("GET", "/actuator", 200, STRS("/actuator/health\",\"templated\":false"), NULL);
+    expect("GET", "/actuator/health/liveness", 200, NULL, NULL);
+    expect("GET", "/actuator/health/readiness", 200, NULL, NULL);
     assert_int_equal(raw("GET", "/actuator/prometheus", NULL, &head, &body, &blen), 200);
     assert_non_null(strstr(body, "mx_http_requests_total{"));
     const char *bo = strstr(body, "mx_http_bytes_out_total{");
@@ -733,14 +663,8 @@ static void test_health_metrics_and_others(void **st)
     free(head);
     free(body);
     /* a toggle needs a signed-in user (docs/likes.md) */
-    assert_int_equal(raw("POST", "/api/v2/characters/" EVAN_URL "/like", NULL, &head, &body, &blen),
-                     401);
-    assert_non_null(strstr(body, "\"UNAUTHORIZED\""));
-    free(head);
-    free(body);
-    assert_int_equal(raw("GET", "/nope", NULL, &head, &body, &blen), 404);
-    free(head);
-    free(body);
+    expect("POST", "/api/v2/characters/" EVAN_URL "/like", 401, STRS("\"UNAUTHORIZED\""), NULL);
+    expect("GET", "/nope", 404, NULL, NULL);
     assert_int_equal(
         raw("DELETE", "/api/v4/characters/" EVAN_URL "/expectation", NULL, &head, &body, &blen),
         405);

@@ -28,7 +28,7 @@
 #include "node_harness.h"
 
 static struct node g_t, g_u;
-static char g_dir[] = "/tmp/mx-proxy-XXXXXX";
+static char g_dir[256];
 static pid_t g_haproxy;
 
 static int setup(void **st)
@@ -37,7 +37,8 @@ static int setup(void **st)
                            "MX_TRUSTED_PROXIES=127.0.0.1/32", NULL};
     const char *env_u[] = {"MX_NODE_NAME=pu", "MX_REGISTRY=0", "MX_RATE_LIMIT=0",
                            "MX_TRUSTED_PROXIES=10.0.0.0/8", NULL};
-    if (node_start(&g_t, env_t) != 0 || node_start(&g_u, env_u) != 0 || !mkdtemp(g_dir))
+    if (node_start(&g_t, env_t) != 0 || node_start(&g_u, env_u) != 0 ||
+        mx_proc_tmpdir(NULL, "proxy", g_dir, sizeof g_dir) != 0)
         return -1;
     return 0;
 }
@@ -47,10 +48,7 @@ static int teardown(void **st)
     haproxyd_stop(&g_haproxy);
     node_kill(&g_t);
     node_kill(&g_u);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", g_dir);
+    mx_proc_rmdir(g_dir);
     return 0;
 }
 
@@ -85,15 +83,9 @@ static int with_header(int port, const void *hdr, size_t hlen)
 
 static long long http_stat(const struct node *n, const char *key)
 {
-    char cmd[512], out[65536];
-    snprintf(cmd, sizeof cmd, "%s/mxctl --node tcp://127.0.0.1:%d --json stats",
-             getenv("MX_BIN_DIR"), n->admin_port);
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return -1;
-    size_t len = fread(out, 1, sizeof out - 1, p);
-    out[len] = '\0';
-    pclose(p);
+    static char out[65536];
+    mx_proc_run(out, sizeof out, 30000, "%s/mxctl --node tcp://127.0.0.1:%d --json stats",
+                getenv("MX_BIN_DIR"), n->admin_port);
     char k[64];
     snprintf(k, sizeof k, "\"%s\":", key);
     const char *v = strstr(out, k);

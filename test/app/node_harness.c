@@ -46,17 +46,14 @@ int node_start(struct node *n, const char *const *env)
                               "MX_SCHEDULERS=2",
                               "MX_LOG_LEVEL=warn",
                               "MX_REDIS_URL=redis://127.0.0.1:1/0",
-                              "MX_NEXON_API_KEY=test-key"};
-    enum { ND = sizeof defaults / sizeof defaults[0], MAX_ENV = 64 };
-    const char *all[ND + MAX_ENV + 1];
-    size_t k = 0;
-    for (size_t i = 0; i < ND; i++)
-        all[k++] = defaults[i];
-    for (size_t i = 0; env && env[i] && i < MAX_ENV; i++)
-        all[k++] = env[i];
-    all[k] = NULL;
+                              "MX_NEXON_API_KEY=test-key",
+                              NULL};
     const char *argv[] = {mx_proc_bin("mxnode", bin, sizeof bin), NULL};
-    struct mx_proc_opts o = {.argv = argv, .env = all, .out = MX_PROC_PIPE, .err = MX_PROC_CAPTURE};
+    struct mx_proc_opts o = {.argv = argv,
+                             .env = defaults,
+                             .env_more = env,
+                             .out = MX_PROC_PIPE,
+                             .err = MX_PROC_CAPTURE};
     memset(n, 0, sizeof *n);
     if (mx_proc_start(&n->proc, &o) != 0) {
         sync_node(n);
@@ -219,4 +216,27 @@ int node_wait_exit(struct node *n, int timeout_ms, char *log, size_t cap)
 size_t node_log(const struct node *n, char *log, size_t cap)
 {
     return mx_proc_log(&n->proc, log, cap);
+}
+
+void node_print_log(const struct node *n, const char *label, const char *pat, size_t *from)
+{
+    char buf[1 << 16], line[4096];
+    size_t off = from ? *from : 0, ll = 0;
+    ssize_t got;
+    while (n->err_fd >= 0 && (got = pread(n->err_fd, buf, sizeof buf, (off_t)off)) > 0) {
+        off += (size_t)got;
+        for (ssize_t k = 0; k < got; k++) {
+            if (buf[k] != '\n') {
+                if (ll + 1 < sizeof line)
+                    line[ll++] = buf[k];
+                continue;
+            }
+            line[ll] = '\0';
+            if (!pat || strstr(line, pat))
+                fprintf(stderr, "[%s] %s\n", label, line);
+            ll = 0;
+        }
+    }
+    if (from)
+        *from = off - ll; /* a partial last line: again next time */
 }

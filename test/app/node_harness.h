@@ -37,6 +37,10 @@ int node_signal_wait(struct node *n, int sig, int timeout_ms);
 int node_wait_exit(struct node *n, int timeout_ms, char *log, size_t cap);
 /* node_log - the node's stderr so far into log; returns its length. */
 size_t node_log(const struct node *n, char *log, size_t cap);
+/* node_print_log - the lines of the node's stderr that contain pat (all
+ * when NULL) to stderr, each after "[label] ": from byte *from on (0 when
+ * from is NULL), and *from moved past what was read. For failure reports. */
+void node_print_log(const struct node *n, const char *label, const char *pat, size_t *from);
 /* node_kill - SIGKILL and reap. */
 void node_kill(struct node *n);
 

@@ -308,6 +308,15 @@ struct batch {
     int done;
 };
 
+/* 20 requests for ign's document on node i */
+static void batch_init(struct batch *b, int i, const char *ign)
+{
+    for (int k = 0; k < 20; k++) {
+        b->r[k] = (struct mreq){.port = S.node[i].http_port};
+        snprintf(b->r[k].path, sizeof b->r[k].path, "/api/v4/characters/%s/expectation", ign);
+    }
+}
+
 static void *run_batch(void *arg)
 {
     struct batch *b = arg;
@@ -325,12 +334,8 @@ static void slow_load_keeps_latch(void **st)
     long long id0 = stub_stat(&S.stub, "/maplestory/v1/id");
     long long eq0 = stub_stat(&S.stub, "/maplestory/v1/character/item-equipment");
     static struct batch a, b;
-    for (int i = 0; i < 20; i++) {
-        a.r[i] = (struct mreq){.port = S.node[0].http_port};
-        b.r[i] = (struct mreq){.port = S.node[1].http_port};
-        snprintf(a.r[i].path, sizeof a.r[i].path, "/api/v4/characters/slow7/expectation");
-        snprintf(b.r[i].path, sizeof b.r[i].path, "/api/v4/characters/slow7/expectation");
-    }
+    batch_init(&a, 0, "slow7");
+    batch_init(&b, 1, "slow7");
     pthread_t ta, tb;
     pthread_create(&ta, NULL, run_batch, &a);
     redisContext *rc = NULL;
@@ -358,12 +363,8 @@ static void holder_killed(void **st)
     (void)st;
     assert_int_equal(stub_post(&S.stub, "/__stub/config?latency_ms=5000"), 200);
     static struct batch a, b;
-    for (int i = 0; i < 20; i++) {
-        a.r[i] = (struct mreq){.port = S.node[0].http_port};
-        b.r[i] = (struct mreq){.port = S.node[1].http_port};
-        snprintf(a.r[i].path, sizeof a.r[i].path, "/api/v4/characters/killed2/expectation");
-        snprintf(b.r[i].path, sizeof b.r[i].path, "/api/v4/characters/killed2/expectation");
-    }
+    batch_init(&a, 0, "killed2");
+    batch_init(&b, 1, "killed2");
     pthread_t ta, tb;
     pthread_create(&ta, NULL, run_batch, &a);
     /* the precondition, proven: node 0 holds the latch (its token in Redis)

@@ -39,8 +39,7 @@ int stack_node_start(struct stack *s, int i)
 int stack_start(struct stack *s, int latch_ttl_ms, int fetch_timeout_ms)
 {
     memset(s, 0, sizeof *s);
-    snprintf(s->tmp, sizeof s->tmp, "/tmp/mxcache.XXXXXX");
-    if (!mkdtemp(s->tmp))
+    if (mx_proc_tmpdir(NULL, "cache", s->tmp, sizeof s->tmp) != 0)
         return -1;
     snprintf(s->latch_ttl, sizeof s->latch_ttl, "MX_CACHE_LATCH_TTL_MS=%d",
              latch_ttl_ms ? latch_ttl_ms : 10000);
@@ -63,10 +62,7 @@ void stack_stop(struct stack *s)
     stub_stop(&s->stub);
     mysqld_destroy(&s->mysql);
     redisd_stop(&s->redis);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", s->tmp);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", s->tmp);
+    mx_proc_rmdir(s->tmp);
 }
 
 struct conn {
@@ -216,17 +212,6 @@ int json_num(const char *json, const char *key, char *out, size_t cap)
     memcpy(out, p, n);
     out[n] = '\0';
     return 0;
-}
-
-long stub_post(struct stub *st, const char *path_query)
-{
-    char url[512];
-    snprintf(url, sizeof url, "%s%s", st->base, path_query);
-    struct resp r = {0};
-    http_post(url, &r);
-    long s = r.status;
-    resp_free(&r);
-    return s;
 }
 
 long long redis_strlen(struct redisd *d, const char *key)

@@ -52,9 +52,6 @@ int get(int port, const char *method, const char *path, char **body);
 /* json_num - the number after "key": (first match) as a string in out. */
 int json_num(const char *json, const char *key, char *out, size_t cap);
 
-/* stub_post - POST to an mxstub control path; returns the status. */
-long stub_post(struct stub *st, const char *path_query);
-
 /* cache_counter - the node's cache counter `event` (mx_cache_total lines of
  * /actuator/prometheus with event="<event>", summed over their other
  * labels); -1 when the node does not answer or has no such counter. */

@@ -23,6 +23,7 @@
 #include "mx_err.h"
 #include "mx_remote.h"
 #include "mx_testutil.h"
+#include "support/mx_proc.h"
 
 struct node {
     mx_system_t *sys;
@@ -592,8 +593,7 @@ static void raw_send(nng_socket *s, const char *url, nng_tls_config *tls, uint64
 
 static const char *gen_certs(char *dir, size_t cap, const char *names)
 {
-    snprintf(dir, cap, "/tmp/mx-certs-XXXXXX");
-    assert_non_null(mkdtemp(dir));
+    assert_int_equal(mx_proc_tmpdir(NULL, "certs", dir, cap), 0);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "%s %s %s >/dev/null", MX_GEN_CERTS, dir, names);
     assert_int_equal(system(cmd), 0);
@@ -605,7 +605,7 @@ static const char *gen_certs(char *dir, size_t cap, const char *names)
  * plaintext client gets nothing through. */
 static void test_tls(void **unused)
 {
-    char certs[64], other[64], p[256];
+    char certs[128], other[128], p[256];
     gen_certs(certs, sizeof certs, "a b");
     gen_certs(other, sizeof other, "evil");
     struct node a, b;
@@ -663,8 +663,8 @@ static void test_tls(void **unused)
     node_stop(&pl);
     nng_close(s2);
     nng_close(s3);
-    snprintf(cmd, sizeof cmd, "rm -rf %s %s", certs, other);
-    assert_int_equal(system(cmd), 0);
+    mx_proc_rmdir(certs);
+    mx_proc_rmdir(other);
     nng_close(s1);
     nng_tls_config_free(nocert);
     nng_tls_config_free(evil);

@@ -96,16 +96,10 @@ static uint64_t dl_count(struct proc *p, const char *reason)
 /* run mxctl with args; its stdout into out; returns its exit code */
 static int mxctl(char *out, size_t cap, const char *args)
 {
-    char path[512], sh[2048];
+    char path[512];
     mx_proc_bin("mxctl", path, sizeof(path));
-    snprintf(sh, sizeof(sh), "env -u MX_ADMIN_TOKEN -u MX_ADMIN_ADDR %s %s 2>/dev/null", path,
-             args);
-    FILE *f = popen(sh, "r");
-    assert_non_null(f);
-    size_t n = fread(out, 1, cap - 1, f);
-    out[n] = '\0';
-    int st = pclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return mx_proc_run(out, cap, 30000, "env -u MX_ADMIN_TOKEN -u MX_ADMIN_ADDR %s %s 2>/dev/null",
+                       path, args);
 }
 
 /* python3 checks a JSON document: expr over d must be true */
@@ -307,10 +301,10 @@ static void test_token(void **unused)
  * certificate is not (and the refusal is counted). */
 static void test_tls(void **unused)
 {
-    char dir[] = "/tmp/mx-certs-XXXXXX", other[] = "/tmp/mx-certs-XXXXXX", sh[600], args[1024];
+    char dir[128], other[128], sh[600], args[1024];
     static char out[1 << 16], ans[512];
-    assert_non_null(mkdtemp(dir));
-    assert_non_null(mkdtemp(other));
+    assert_int_equal(mx_proc_tmpdir(NULL, "certs", dir, sizeof dir), 0);
+    assert_int_equal(mx_proc_tmpdir(NULL, "certs", other, sizeof other), 0);
     snprintf(sh, sizeof sh, "%s %s ta tb mxctl >/dev/null && %s %s mxctl >/dev/null", MX_GEN_CERTS,
              dir, MX_GEN_CERTS, other);
     assert_int_equal(system(sh), 0);
@@ -346,8 +340,8 @@ static void test_tls(void **unused)
                         "d['admin']['pipes_refused_tls']>=1 and d['transport']['peers_up']==1"));
     stop_node(&a);
     stop_node(&b);
-    snprintf(sh, sizeof sh, "rm -rf %s %s", dir, other);
-    assert_int_equal(system(sh), 0);
+    mx_proc_rmdir(dir);
+    mx_proc_rmdir(other);
 }
 
 int main(void)

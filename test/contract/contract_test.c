@@ -363,27 +363,17 @@ static void operations(void)
     ex("OPTIONS", "/auth/login", NULL, NULL, 200, NULL);
 }
 
-static void stub_config(const char *query)
-{
-    char url[256];
-    struct resp r;
-    snprintf(url, sizeof url, "%s/__stub/config?%s", g_stub.base, query);
-    assert_int_equal(http_post(url, &r), 0);
-    assert_int_equal(r.status, 200);
-    resp_free(&r);
-}
-
 /* The error answers of outages and limits: upstream failing (503 S005 with
  * Retry-After), then the per-IP rate limit (429 R001), last since it
  * leaves this client limited. */
 static void outages_and_limits(void)
 {
-    stub_config("fail_rate=1&fail_status=503");
+    assert_int_equal(stub_post(&g_stub, "/__stub/config?fail_rate=1&fail_status=503"), 200);
     ex("GET", "/api/v1/characters/upstream-down-1", NULL, NULL, 503, NULL);
     /* Evan's equipment is cached by now (served while upstream fails) */
     ex("GET", "/api/v2/characters/" EVAN_URL "/equipment", NULL, NULL, 200, NULL);
     ex("GET", "/api/v2/characters/upstream-down-2/equipment", NULL, NULL, 503, NULL);
-    stub_config("fail_rate=0");
+    assert_int_equal(stub_post(&g_stub, "/__stub/config?fail_rate=0"), 200);
     int s = 0;
     for (int i = 0; i < 400 && s != 429; i++) {
         struct http_res r;

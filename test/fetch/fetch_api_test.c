@@ -17,19 +17,6 @@
 #include "mx_err.h"
 #include "mx_testutil.h"
 
-static int setup(void **state)
-{
-    *state = calloc(1, sizeof(struct fx));
-    return *state ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    fx_stop(*state);
-    free(*state);
-    return 0;
-}
-
 static char *read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
@@ -336,12 +323,12 @@ static void test_bad_options(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_endpoints, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_gzip, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_not_found, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_invalid_key, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_hostile_requests, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_options, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_endpoints, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_gzip, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_not_found, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_key, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_hostile_requests, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_options, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -227,3 +227,16 @@ const char *call_body(const struct call *c, size_t *len)
     *len = c->inline_len;
     return c->inline_copy;
 }
+
+int fx_setup(void **state)
+{
+    *state = calloc(1, sizeof(struct fx));
+    return *state ? 0 : -1;
+}
+
+int fx_teardown(void **state)
+{
+    fx_stop(*state);
+    free(*state);
+    return 0;
+}

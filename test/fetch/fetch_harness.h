@@ -47,6 +47,10 @@ struct fx {
 void fx_start(struct fx *x, const char *const *stub_args, struct mx_fetch_opts *o);
 /* stop everything; safe after a failed test */
 void fx_stop(struct fx *x);
+/* fx_setup, fx_teardown - cmocka per-test fixtures: *state is a zeroed
+ * struct fx; teardown stops what the test started, even after a failure. */
+int fx_setup(void **state);
+int fx_teardown(void **state);
 /* send c through the client; wait for the answer (15 s); returns c->status */
 int fx_call(struct fx *x, struct call *c);
 /* send n calls at once and wait for all */

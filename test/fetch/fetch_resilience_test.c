@@ -23,19 +23,6 @@
 #include "mx_err.h"
 #include "mx_testutil.h"
 
-static int setup(void **state)
-{
-    *state = calloc(1, sizeof(struct fx));
-    return *state ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    fx_stop(*state);
-    free(*state);
-    return 0;
-}
-
 static void stub_config(struct fx *x, const char *query)
 {
     char url[512];
@@ -426,18 +413,18 @@ static void test_user_slots_apart(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_retry_5xx, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_retry_then_success, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_no_retry_on_4xx, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_caller_deadline, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_breaker, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_half_open_probe_bound, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_concurrency_bound, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unreachable, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stop_with_work_pending, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_user_429_spares_breaker, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_user_slots_apart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_5xx, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_retry_then_success, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_no_retry_on_4xx, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_timeout, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_caller_deadline, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_breaker, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_half_open_probe_bound, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_concurrency_bound, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_unreachable, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_stop_with_work_pending, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_user_429_spares_breaker, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_user_slots_apart, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,12 +22,6 @@ void lh_set_env(const char *const *env)
     g_env = env;
 }
 
-static const char *bindir(void)
-{
-    const char *d = getenv("MX_BIN_DIR");
-    return d && *d ? d : ".";
-}
-
 int lh_start(struct lnode *n, const char *name, const char *redis_url, const char *mysql_url)
 {
     char b[4][4200], bin[4096], logp[512];
@@ -50,17 +44,14 @@ int lh_start(struct lnode *n, const char *name, const char *redis_url, const cha
                               "MX_OFFLOAD_THREADS=1",
                               "MX_MYSQL_POOL=1",
                               "MX_LEASE_TEST=1",
-                              "MX_LOG_LEVEL=info"};
-    enum { ND = sizeof defaults / sizeof defaults[0], MAX_ENV = 32 };
-    const char *env[ND + MAX_ENV + 1];
-    size_t k = 0;
-    for (size_t i = 0; i < ND; i++)
-        env[k++] = defaults[i];
-    for (size_t i = 0; g_env && g_env[i] && i < MAX_ENV; i++)
-        env[k++] = g_env[i];
-    env[k] = NULL;
+                              "MX_LOG_LEVEL=info",
+                              NULL};
     const char *argv[] = {mx_proc_bin("mxnode", bin, sizeof bin), NULL};
-    struct mx_proc_opts o = {.argv = argv, .env = env, .out = MX_PROC_PIPE, .err = MX_PROC_CAPTURE};
+    struct mx_proc_opts o = {.argv = argv,
+                             .env = defaults,
+                             .env_more = g_env,
+                             .out = MX_PROC_PIPE,
+                             .err = MX_PROC_CAPTURE};
     if (getenv("LH_LOGDIR")) { /* debugging: keep the node's log */
         static int seq;
         snprintf(logp, sizeof logp, "%s/%s.%d.%d.log", getenv("LH_LOGDIR"), name, (int)getpid(),
@@ -106,19 +97,13 @@ int lh_signal(struct lnode *n, int sig)
 
 int lh_ctl(char *out, size_t cap, const char *fmt, ...)
 {
-    char args[1024], cmd[1400];
+    char args[1024], bin[4096];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s/mxctl --timeout 1000 --json %s 2>/dev/null", bindir(), args);
-    FILE *f = popen(cmd, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(out, 1, cap - 1, f);
-    out[n] = '\0';
-    int st = pclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return mx_proc_run(out, cap, 30000, "%s --timeout 1000 --json %s 2>/dev/null",
+                       mx_proc_bin("mxctl", bin, sizeof bin), args);
 }
 
 long long lh_json_int(const char *s, const char *key)
@@ -163,4 +148,24 @@ bool lh_self_holds(struct lnode *n, const char *name)
     char h[64];
     long long seq;
     return lh_holder(n, name, h, sizeof h, &seq) == 0 && !strcmp(h, n->name);
+}
+
+int lh_probe_log_check(const redisReply *r, bool ordered, char *why, size_t cap)
+{
+    for (size_t i = 0; i < r->elements; i++)
+        for (size_t j = i + 1; j < r->elements; j++) {
+            long long a, b;
+            char na[16], nb[16];
+            sscanf(r->element[i]->str, "%lld %15s", &a, na);
+            sscanf(r->element[j]->str, "%lld %15s", &b, nb);
+            if (a == b && strcmp(na, nb) != 0) {
+                snprintf(why, cap, "epoch %lld acted on by %s and %s", a, na, nb);
+                return -1;
+            }
+            if (ordered && b < a) {
+                snprintf(why, cap, "epoch went backwards in the log: %lld after %lld", b, a);
+                return -1;
+            }
+        }
+    return 0;
 }

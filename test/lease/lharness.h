@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <hiredis/hiredis.h>
+
 #include "support/mx_proc.h"
 
 #define LH_MAX 8
@@ -52,5 +54,10 @@ int lh_count(const char *s, const char *needle);
 /* lh_json_int - the integer after "key": at the first occurrence after
  * start (or -1). */
 long long lh_json_int(const char *s, const char *key);
+
+/* lh_probe_log_check - the lease-probe log r (LRANGE of "<epoch> <node>"
+ * lines, oldest first): 0 if no epoch was acted on by two nodes (and, when
+ * ordered, no epoch follows a higher one); else -1 and why (cap bytes). */
+int lh_probe_log_check(const redisReply *r, bool ordered, char *why, size_t cap);
 
 #endif

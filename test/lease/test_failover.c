@@ -341,17 +341,9 @@ static void test_no_double_holder(void **st)
         usleep(100000);
     } while (tu_now_ms() < dl);
     TU_ASSERT_CMP(r->elements, >, 5);
-    for (size_t i = 0; i < r->elements; i++)
-        for (size_t j = i + 1; j < r->elements; j++) {
-            long long a, b;
-            char na[16], nb[16];
-            sscanf(r->element[i]->str, "%lld %15s", &a, na);
-            sscanf(r->element[j]->str, "%lld %15s", &b, nb);
-            if (a == b && strcmp(na, nb) != 0)
-                fail_msg("epoch %lld acted on by %s and %s", a, na, nb);
-            if (b < a)
-                fail_msg("epoch went backwards in the log: %lld after %lld", b, a);
-        }
+    char why[160];
+    if (lh_probe_log_check(r, true, why, sizeof why) != 0)
+        fail_msg("%s", why);
     freeReplyObject(r);
 }
 

@@ -259,13 +259,7 @@ static redisReply *rcmd(const char *fmt, ...)
 }
 
 /* Poll cond every 20 ms until true or timeout_ms passes; evaluates to cond. */
-#define LK_WAIT_UNTIL(cond, timeout_ms)                                                            \
-    ({                                                                                             \
-        int64_t lk_dl_ = tu_now_ms() + (timeout_ms);                                               \
-        while (!(cond) && tu_now_ms() < lk_dl_)                                                    \
-            usleep(20000);                                                                         \
-        (cond);                                                                                    \
-    })
+#define LK_WAIT_UNTIL(cond, timeout_ms) TU_WAIT_EVERY(cond, timeout_ms, 20)
 
 /* Pending pairs and open journals over every partition (-1: Redis away);
  * the PING reconnects g_rc when Redis was restarted. */
@@ -325,23 +319,11 @@ static int holder(void)
 /* A counter of a node's "likes" admin section, through mxctl. */
 static long long node_stat(int i, const char *key)
 {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "%s/mxctl --node tcp://127.0.0.1:%d --json stats 2>/dev/null",
-             getenv("MX_BIN_DIR"), N[i].admin_port);
-    FILE *f = popen(cmd, "r");
-    if (!f)
-        return -1;
-    char *out = NULL;
-    size_t cap = 0, len = 0;
-    char tmp[4096];
-    size_t k;
-    while ((k = fread(tmp, 1, sizeof tmp, f)) > 0) {
-        out = realloc(out, cap = len + k + 1);
-        memcpy(out + len, tmp, k);
-        len += k;
-        out[len] = '\0';
-    }
-    pclose(f);
+    enum { CAP = 1 << 20 };
+    char *out = malloc(CAP);
+    assert_non_null(out);
+    mx_proc_run(out, CAP, 30000, "%s/mxctl --node tcp://127.0.0.1:%d --json stats 2>/dev/null",
+                getenv("MX_BIN_DIR"), N[i].admin_port);
     long long v = -1;
     char pat[80];
     snprintf(pat, sizeof pat, "\"%s\":", key);
@@ -358,23 +340,9 @@ static pid_t g_stopped; /* a node left SIGSTOPped by a failed assertion */
 static void dump_logs(const char *pat)
 {
     for (int i = 0; i < NNODES; i++) {
-        if (N[i].err_fd < 0 || lseek(N[i].err_fd, 0, SEEK_SET) < 0)
-            continue;
-        char buf[1 << 16];
-        ssize_t n;
-        char line[2048];
-        size_t ll = 0;
-        while ((n = read(N[i].err_fd, buf, sizeof buf)) > 0)
-            for (ssize_t k = 0; k < n; k++) {
-                if (buf[k] != '\n' && ll + 1 < sizeof line) {
-                    line[ll++] = buf[k];
-                    continue;
-                }
-                line[ll] = '\0';
-                if (strstr(line, pat))
-                    print_message("  lk%d: %.400s\n", i, line);
-                ll = 0;
-            }
+        char label[8];
+        snprintf(label, sizeof label, "lk%d", i);
+        node_print_log(&N[i], label, pat, NULL);
     }
 }
 
@@ -518,8 +486,7 @@ static void check_exact(const char *phase)
 static int setup(void **st)
 {
     curl_global_init(CURL_GLOBAL_ALL);
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/mx-likes.XXXXXX");
-    if (!mkdtemp(tmpdir))
+    if (mx_proc_tmpdir(NULL, "likes", tmpdir, sizeof tmpdir) != 0)
         return -1;
     /* appendfsync always: the exactness checks count every acknowledged
      * toggle, and with everysec a redis-server SIGKILLed while its fsync lags
@@ -529,8 +496,8 @@ static int setup(void **st)
      * and a disk shared with other work made "always" stall Redis for
      * seconds (every lease in the cluster expired). */
     char conf[256];
-    snprintf(shmdir, sizeof shmdir, "/dev/shm/mx-likes-redis.XXXXXX");
-    if (access("/dev/shm", W_OK) == 0 && mkdtemp(shmdir))
+    if (access("/dev/shm", W_OK) == 0 &&
+        mx_proc_tmpdir("/dev/shm", "likes-redis", shmdir, sizeof shmdir) == 0)
         snprintf(conf, sizeof conf, "appendonly yes\nappendfsync always\ndir %s\n", shmdir);
     else
         snprintf(conf, sizeof conf, "appendonly yes\nappendfsync always\n"), shmdir[0] = '\0';
@@ -593,10 +560,8 @@ static int teardown(void **st)
     stub_stop(&S);
     mysqld_destroy(&M);
     redisd_stop(&R);
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf %s %s", tmpdir, shmdir);
-    if (system(cmd) != 0)
-        return 0;
+    mx_proc_rmdir(tmpdir);
+    mx_proc_rmdir(shmdir);
     return 0;
 }
 

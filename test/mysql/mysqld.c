@@ -19,14 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PASSWORD "mx-test-pw"
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+#include "mx_testutil.h"
 
+#define PASSWORD "mx-test-pw"
 /* run argv with stdout and stderr appended to logpath */
 static int spawn(struct mx_proc *p, const char *const argv[], const char *logpath)
 {
@@ -97,8 +92,8 @@ static int launch(struct mysqld *m)
     if (spawn(&m->proc, argv, logp) != 0)
         return -1;
     m->pid = m->proc.pid;
-    long long deadline = now_ms() + 30000;
-    while (now_ms() < deadline) {
+    long long deadline = tu_now_ms() + 30000;
+    while (tu_now_ms() < deadline) {
         if (!mx_proc_running(&m->proc)) {
             fprintf(stderr, "mysqld: mariadbd exited during start\n");
             m->pid = 0;
@@ -159,7 +154,7 @@ int mysqld_start(struct mysqld *m)
 {
     memset(m, 0, sizeof(*m));
     mysql_library_init(0, NULL, NULL);
-    if (mx_proc_tmpdir("mysqld", m->dir, sizeof m->dir) != 0)
+    if (mx_proc_tmpdir(NULL, "mysqld", m->dir, sizeof m->dir) != 0)
         return -1;
     snprintf(m->sock, sizeof(m->sock), "%s/sock", m->dir);
 

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "mx_testutil.h"
+#include "support/mx_proc.h"
 
 #include "mx_err.h"
 #include "mx_mysql.h"
@@ -94,15 +95,13 @@ static char dir[64];
 
 static int setup_dir(void **st)
 {
-    snprintf(dir, sizeof(dir), "/tmp/mxspool.XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return mx_proc_tmpdir(NULL, "spool", dir, sizeof dir);
 }
 
 static int teardown_dir(void **st)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    mx_proc_rmdir(dir);
+    return 0;
 }
 
 static void spool_path(const char *name, char *out, size_t cap)

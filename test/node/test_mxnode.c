@@ -44,22 +44,20 @@ static void spawn_node(struct child *c, char *const argv[], char *const envp_ext
     char cube[4096], path[4096];
     snprintf(cube, sizeof cube, "MX_CUBE_TABLE=%s/data/cube_probability_black.csv",
              getenv("MX_SHARED_DIR"));
-    const char *env[64] = {cube,
-                           "MX_HTTP_ADDR=127.0.0.1:0",
-                           "MX_JWT_SECRET=test-secret-test-secret-test-secret-0123",
-                           "MX_REDIS_URL=redis://127.0.0.1:1/0",
-                           "MX_NNG_ADDR=tcp://127.0.0.1:0",
-                           "MX_ADMIN_ADDR=tcp://127.0.0.1:0"};
-    size_t k = 6;
+    const char *env[] = {cube,
+                         "MX_HTTP_ADDR=127.0.0.1:0",
+                         "MX_JWT_SECRET=test-secret-test-secret-test-secret-0123",
+                         "MX_REDIS_URL=redis://127.0.0.1:1/0",
+                         "MX_NNG_ADDR=tcp://127.0.0.1:0",
+                         "MX_ADMIN_ADDR=tcp://127.0.0.1:0",
+                         NULL};
     bool low = false;
-    for (int i = 0; envp_extra && envp_extra[i] && k < 63; i++) {
-        env[k++] = envp_extra[i];
+    for (int i = 0; envp_extra && envp_extra[i]; i++)
         low = low || !strncmp(envp_extra[i], "TEST_LOW_NOFILE=", 16);
-    }
-    env[k] = NULL;
     struct mx_proc_opts o = {.path = mx_proc_bin("mxnode", path, sizeof path),
                              .argv = (const char *const *)argv,
                              .env = env,
+                             .env_more = (const char *const *)envp_extra,
                              .out = MX_PROC_PIPE,
                              .err = MX_PROC_CAPTURE,
                              .child_setup = low ? low_nofile : NULL};

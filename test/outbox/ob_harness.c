@@ -88,20 +88,12 @@ int ob_stats(struct ob_world *w, int i, char *out, size_t cap)
 {
     if (w->nodes[i].pid <= 0)
         return -1;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd,
-             "%s/mxctl --timeout 1000 --json --node tcp://127.0.0.1:%d stats 2>/dev/null",
-             getenv("MX_BIN_DIR"), w->nodes[i].admin_port);
-    for (int attempt = 0; attempt < 3; attempt++) { /* a loaded machine may miss 1 s */
-        FILE *f = popen(cmd, "r");
-        if (!f)
-            return -1;
-        size_t n = fread(out, 1, cap - 1, f);
-        out[n] = '\0';
-        int st = pclose(f);
-        if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+    for (int attempt = 0; attempt < 3; attempt++) /* a loaded machine may miss 1 s */
+        if (mx_proc_run(
+                out, cap, 30000,
+                "%s/mxctl --timeout 1000 --json --node tcp://127.0.0.1:%d stats 2>/dev/null",
+                getenv("MX_BIN_DIR"), w->nodes[i].admin_port) == 0)
             return 0;
-    }
     return -1;
 }
 
@@ -213,16 +205,10 @@ int ob_bulk(struct ob_world *w, const char *type, const char *prefix, long from,
 
 void ob_dump_logs(struct ob_world *w, const char *grep)
 {
+    static size_t from[OB_NODES]; /* what earlier calls printed */
     for (int i = 0; i < OB_NODES; i++) {
-        if (w->nodes[i].err_fd < 0)
-            continue;
-        char buf[1 << 16];
-        ssize_t n;
-        while ((n = read(w->nodes[i].err_fd, buf, sizeof buf - 1)) > 0) {
-            buf[n] = '\0';
-            for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n"))
-                if (!grep || strstr(line, grep))
-                    fprintf(stderr, "[n%d] %s\n", i + 1, line);
-        }
+        char label[8];
+        snprintf(label, sizeof label, "n%d", i + 1);
+        node_print_log(&w->nodes[i], label, grep, &from[i]);
     }
 }

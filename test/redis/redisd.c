@@ -20,12 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+#include "mx_testutil.h"
 
 static redisContext *connect_to(struct redisd *d, int timeout_ms)
 {
@@ -43,8 +38,8 @@ static redisContext *connect_to(struct redisd *d, int timeout_ms)
 /* wait until the server answers anything to PING (NOAUTH counts) */
 static int wait_ready(struct redisd *d, int timeout_ms)
 {
-    long long dl = now_ms() + timeout_ms;
-    while (now_ms() < dl) {
+    long long dl = tu_now_ms() + timeout_ms;
+    while (tu_now_ms() < dl) {
         if (!mx_proc_running(&d->proc)) {
             d->pid = 0;
             return -1; /* exited: port taken or bad config */
@@ -107,7 +102,7 @@ static int start(struct redisd *d, const char *extra_conf, int sentinel)
 {
     memset(d, 0, sizeof(*d));
     d->sentinel = sentinel;
-    if (mx_proc_tmpdir("redisd", d->dir, sizeof d->dir) != 0)
+    if (mx_proc_tmpdir(NULL, "redisd", d->dir, sizeof d->dir) != 0)
         return -1;
     const char *pw = extra_conf && !sentinel ? strstr(extra_conf, "requirepass ") : NULL;
     if (pw) {
@@ -271,9 +266,9 @@ int redisd_ha_start(struct redisd_ha *h, const char *name, const char *extra_con
              pw, pw[0] ? "@" : "", h->sentinel[0].port, h->sentinel[1].port, h->sentinel[2].port,
              name);
     redisContext *c = NULL, *m = NULL;
-    long long dl = now_ms() + 20000;
+    long long dl = tu_now_ms() + 20000;
     int ok = -1;
-    while (now_ms() < dl) {
+    while (tu_now_ms() < dl) {
         redisReply *r = redisd_kept_cmd(&c, &h->sentinel[0], "SENTINEL MASTER %s", name);
         long long slaves = field_int(r, "num-slaves"), others = field_int(r, "num-other-sentinels");
         if (r)
@@ -311,9 +306,9 @@ void redisd_ha_stop(struct redisd_ha *h)
 int redisd_ha_wait_master(struct redisd_ha *h, int i, int port, int ms)
 {
     redisContext *c = NULL;
-    long long dl = now_ms() + ms;
+    long long dl = tu_now_ms() + ms;
     int ok = -1;
-    while (ok != 0 && now_ms() < dl) {
+    while (ok != 0 && tu_now_ms() < dl) {
         redisReply *r =
             redisd_kept_cmd(&c, &h->sentinel[i], "SENTINEL get-master-addr-by-name %s", h->name);
         if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&

@@ -199,23 +199,15 @@ static void *reader(void *arg)
 
 static char *ctl_node(const struct node *n, const char *cmd)
 {
-    char line[512];
-    snprintf(line, sizeof line, "%s/mxctl --node tcp://127.0.0.1:%d %s %s 2>/dev/null",
-             getenv("MX_BIN_DIR"), n->admin_port, strcmp(cmd, "redis") ? "--json" : "", cmd);
-    FILE *f = popen(line, "r");
-    if (!f)
+    enum { CAP = 1 << 20 };
+    char *out = malloc(CAP);
+    assert_non_null(out);
+    mx_proc_run(out, CAP, 30000, "%s/mxctl --node tcp://127.0.0.1:%d %s %s 2>/dev/null",
+                getenv("MX_BIN_DIR"), n->admin_port, strcmp(cmd, "redis") ? "--json" : "", cmd);
+    if (!out[0]) { /* no answer */
+        free(out);
         return NULL;
-    char *out = NULL;
-    size_t len = 0;
-    char tmp[4096];
-    size_t k;
-    while ((k = fread(tmp, 1, sizeof tmp, f)) > 0) {
-        out = realloc(out, len + k + 1);
-        memcpy(out + len, tmp, k);
-        len += k;
-        out[len] = '\0';
     }
-    pclose(f);
     return out;
 }
 
@@ -342,8 +334,8 @@ static int setup(void **st)
 {
     (void)st;
     curl_global_init(CURL_GLOBAL_ALL);
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/mx-fo.XXXXXX");
-    if (!mkdtemp(tmpdir) || redisd_ha_start(&H, "mxfo", NULL) != 0 || mysqld_start(&M) != 0)
+    if (mx_proc_tmpdir(NULL, "fo", tmpdir, sizeof tmpdir) != 0 ||
+        redisd_ha_start(&H, "mxfo", NULL) != 0 || mysqld_start(&M) != 0)
         return -1;
     const char *args[] = {"--unknown", "404", NULL};
     if (stub_start(&S, args) != 0)
@@ -386,6 +378,7 @@ static int teardown(void **st)
     stub_stop(&S);
     mysqld_destroy(&M);
     redisd_ha_stop(&H);
+    mx_proc_rmdir(tmpdir);
     if (g_rc)
         redisFree(g_rc);
     return 0;
@@ -526,14 +519,10 @@ static void test_master_killed(void **st)
     free(tab);
 
     /* mxctl --cluster on the sentinel URL finds the members through the new master */
-    char cmdl[1400];
-    snprintf(cmdl, sizeof cmdl, "%s/mxctl --cluster '%s' --json members 2>&1", getenv("MX_BIN_DIR"),
-             H.url);
-    FILE *pf = popen(cmdl, "r");
-    assert_non_null(pf);
-    size_t got = fread(nlog, 1, sizeof nlog - 1, pf);
-    nlog[got] = '\0';
-    assert_int_equal(pclose(pf), 0);
+    assert_int_equal(mx_proc_run(nlog, sizeof nlog, 60000,
+                                 "%s/mxctl --cluster '%s' --json members 2>&1",
+                                 getenv("MX_BIN_DIR"), H.url),
+                     0);
     if (occurrences(nlog, "\"member\":") != NNODES)
         fail_msg("mxctl --cluster %s members:\n%.2000s", H.url, nlog);
 

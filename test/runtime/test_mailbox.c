@@ -75,6 +75,13 @@ static mx_system_t *start(int nsched)
     return sys;
 }
 
+/* messages pending at actor a (-1: no such actor) */
+static int64_t depth_of(mx_system_t *sys, struct mx_addr a)
+{
+    struct mx_actor_stats as;
+    return mx_actor_stats(sys, a, &as) == 0 ? as.depth : -1;
+}
+
 static void finish(mx_system_t *sys)
 {
     assert_int_equal(mx_system_stop(sys, 5000), 0);
@@ -124,8 +131,8 @@ static void test_many_producers_no_loss(void **st)
     for (int i = 0; i < NPROD; i++)
         pthread_join(th[i], NULL);
     assert_true(TU_WAIT_UNTIL(atomic_load(&s.total) == NPROD * per, 60000));
-    usleep(20000);
-    assert_int_equal(atomic_load(&s.total), NPROD * per); /* no duplicates arrived late */
+    assert_true(TU_WAIT_UNTIL(depth_of(sys, to) == 0, 5000)); /* nothing left to arrive */
+    assert_int_equal(atomic_load(&s.total), NPROD * per);     /* no duplicates arrived late */
     assert_int_equal(atomic_load(&s.order_errors), 0);
     assert_int_equal(atomic_load(&s.decode_errors), 0);
     for (int i = 0; i < NPROD; i++)
@@ -285,7 +292,7 @@ static void test_overflow_drop_newest(void **st)
     assert_int_equal(dl[MX_DL_DROPPED_NEWEST], 16); /* ...the newest are dropped, counted */
     release(&s);
     assert_true(TU_WAIT_UNTIL(atomic_load(&s.total) == 10, 5000));
-    usleep(20000);
+    assert_true(TU_WAIT_UNTIL(depth_of(sys, to) == 0, 5000)); /* nothing left to arrive */
     assert_int_equal(atomic_load(&s.total), 10);
     for (int i = 0; i < 9; i++)
         assert_int_equal(s.seen[i + 1], (uint64_t)i);
@@ -305,7 +312,7 @@ static void test_overflow_drop_oldest(void **st)
     release(&s);
     /* 1 blocker + 19 accepted, of which the 10 oldest are dropped */
     assert_true(TU_WAIT_UNTIL(atomic_load(&s.total) == 10, 5000));
-    usleep(20000);
+    assert_true(TU_WAIT_UNTIL(depth_of(sys, to) == 0, 5000)); /* nothing left to arrive */
     assert_int_equal(atomic_load(&s.total), 10);
     for (int i = 0; i < 9; i++)
         assert_int_equal(s.seen[i + 1], (uint64_t)(10 + i)); /* the newest nine survive */

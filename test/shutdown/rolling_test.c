@@ -49,7 +49,7 @@ static struct stub S;
 static struct node N[NNODES];
 static int g_port[NNODES], g_lb;
 static pid_t g_haproxy;
-static char g_dir[] = "/tmp/mx-rolling-XXXXXX";
+static char g_dir[256];
 static char g_env[NNODES][9][700];
 
 static struct lc_user U[NUSERS];
@@ -68,15 +68,10 @@ static int node_up(int i)
 
 static long long node_requests(int i)
 {
-    char cmd[512], out[65536];
-    snprintf(cmd, sizeof cmd, "%s/mxctl --node tcp://127.0.0.1:%d --json stats 2>/dev/null",
-             getenv("MX_BIN_DIR"), N[i].admin_port);
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return -1;
-    size_t len = fread(out, 1, sizeof out - 1, p);
-    out[len] = '\0';
-    pclose(p);
+    static char out[65536];
+    mx_proc_run(out, sizeof out, 30000,
+                "%s/mxctl --node tcp://127.0.0.1:%d --json stats 2>/dev/null", getenv("MX_BIN_DIR"),
+                N[i].admin_port);
     const char *v = strstr(out, "\"proxy_ok\":"); /* connections haproxy made to it */
     return v ? atoll(v + 11) : -1;
 }
@@ -84,7 +79,7 @@ static long long node_requests(int i)
 static int setup(void **st)
 {
     curl_global_init(CURL_GLOBAL_ALL);
-    if (!mkdtemp(g_dir))
+    if (mx_proc_tmpdir(NULL, "rolling", g_dir, sizeof g_dir) != 0)
         return -1;
     char conf[300];
     snprintf(conf, sizeof conf, "appendonly yes\nappendfsync everysec\n");
@@ -162,10 +157,7 @@ static int teardown(void **st)
     stub_stop(&S);
     mysqld_destroy(&M);
     redisd_stop(&R);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", g_dir);
+    mx_proc_rmdir(g_dir);
     curl_global_cleanup();
     return 0;
 }

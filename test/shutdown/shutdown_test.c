@@ -51,7 +51,7 @@ static struct stub g_stub;
 static struct redisd g_redis;
 static struct mysqld g_my;
 static bool g_my_up;
-static char g_dir[] = "/tmp/mx-shutdown-XXXXXX";
+static char g_dir[200];
 static char g_base[160], g_redis_env[700];
 static char *g_log;
 
@@ -59,7 +59,7 @@ static int setup(void **st)
 {
     if (stub_start(&g_stub, NULL) != 0 || redisd_start(&g_redis, NULL) != 0)
         return -1;
-    if (!mkdtemp(g_dir))
+    if (mx_proc_tmpdir(NULL, "shutdown", g_dir, sizeof g_dir) != 0)
         return -1;
     snprintf(g_base, sizeof g_base, "MX_NEXON_BASE_URL=%s", g_stub.base);
     snprintf(g_redis_env, sizeof g_redis_env, "MX_REDIS_URL=%s", g_redis.url);
@@ -73,27 +73,17 @@ static int teardown(void **st)
     redisd_stop(&g_redis);
     if (g_my_up)
         mysqld_destroy(&g_my);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", g_dir);
+    mx_proc_rmdir(g_dir);
     free(g_log);
     return 0;
 }
 
 static int mxctl(const struct node *n, const char *args, char *out, size_t cap)
 {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "%s/mxctl --node tcp://127.0.0.1:%d %s 2>&1", getenv("MX_BIN_DIR"),
-             n->admin_port, args);
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return -1;
-    size_t len = out && cap ? fread(out, 1, cap - 1, p) : 0;
-    if (out && cap)
-        out[len] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    char none[1];
+    return mx_proc_run(out && cap ? out : none, out && cap ? cap : sizeof none, 60000,
+                       "%s/mxctl --node tcp://127.0.0.1:%d %s 2>&1", getenv("MX_BIN_DIR"),
+                       n->admin_port, args);
 }
 
 static int status_of(int port, const char *path)
@@ -177,16 +167,8 @@ static void test_drain_undrain(void **st)
 
 static int mxctl_cluster(const char *name, const char *args, char *out, size_t cap)
 {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s/mxctl --cluster %s --cluster-name %s %s 2>&1",
-             getenv("MX_BIN_DIR"), g_redis.url, name, args);
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return -1;
-    size_t len = fread(out, 1, cap - 1, p);
-    out[len] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return mx_proc_run(out, cap, 60000, "%s/mxctl --cluster %s --cluster-name %s %s 2>&1",
+                       getenv("MX_BIN_DIR"), g_redis.url, name, args);
 }
 
 static void test_mxctl_cluster(void **st)
@@ -450,12 +432,9 @@ static void *req_main(void *arg)
 
 static void stub_latency(int ms)
 {
-    char url[256];
-    struct resp r;
-    snprintf(url, sizeof url, "%s/__stub/config?latency_ms=%d", g_stub.base, ms);
-    assert_int_equal(http_post(url, &r), 0);
-    assert_int_equal(r.status, 200);
-    resp_free(&r);
+    char q[64];
+    snprintf(q, sizeof q, "/__stub/config?latency_ms=%d", ms);
+    assert_int_equal(stub_post(&g_stub, q), 200);
 }
 
 static bool latch_held(const char *cluster, const char *ign)

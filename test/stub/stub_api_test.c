@@ -23,22 +23,6 @@
 
 static char evan_path[4096], mech_path[4096];
 
-static int setup(void **state)
-{
-    struct stub *s = calloc(1, sizeof(*s));
-    *state = s;
-    return s ? 0 : -1;
-}
-
-/* runs even when the test failed: the child never outlives its test */
-static int teardown(void **state)
-{
-    struct stub *s = *state;
-    stub_stop(s);
-    free(s);
-    return 0;
-}
-
 static char *read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
@@ -444,15 +428,15 @@ static void test_sigint_exit0(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_id_and_korean_names, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_basic_shape, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fixture_byte_identical, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_synthetic_deterministic, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_character_list_and_keys, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unknown_404, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_gzip_synthetic, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_command_line, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sigint_exit0, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_id_and_korean_names, stub_setup, stub_teardown),
+        cmocka_unit_test_setup_teardown(test_basic_shape, stub_setup, stub_teardown),
+        cmocka_unit_test_setup_teardown(test_fixture_byte_identical, stub_setup, stub_teardown),
+        cmocka_unit_test_setup_teardown(test_synthetic_deterministic, stub_setup, stub_teardown),
+        cmocka_unit_test_setup_teardown(test_character_list_and_keys, stub_setup, stub_teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_404, stub_setup, stub_teardown),
+        cmocka_unit_test_setup_teardown(test_gzip_synthetic, stub_setup, stub_teardown),
+        cmocka_unit_test_setup_teardown(test_command_line, stub_setup, stub_teardown),
+        cmocka_unit_test_setup_teardown(test_sigint_exit0, stub_setup, stub_teardown),
     };
     stub_fixture_path("evan_equip.json", evan_path, sizeof(evan_path));
     stub_fixture_path("mechanic_equip.json", mech_path, sizeof(mech_path));

@@ -78,6 +78,21 @@ int stub_start(struct stub *s, const char *const *args)
     return 0;
 }
 
+int stub_setup(void **state)
+{
+    struct stub *s = calloc(1, sizeof(*s));
+    *state = s;
+    return s ? 0 : -1;
+}
+
+int stub_teardown(void **state)
+{
+    struct stub *s = *state;
+    stub_stop(s);
+    free(s);
+    return 0;
+}
+
 int stub_stop(struct stub *s)
 {
     if (s->proc.pid <= 0)
@@ -182,6 +197,17 @@ void resp_free(struct resp *r)
     free(r->body);
     free(r->headers);
     r->body = r->headers = NULL;
+}
+
+long stub_post(struct stub *st, const char *path_query)
+{
+    char url[512];
+    snprintf(url, sizeof url, "%s%s", st->base, path_query);
+    struct resp r = {0};
+    http_post(url, &r);
+    long s = r.status;
+    resp_free(&r);
+    return s;
 }
 
 long stub_ocid(struct stub *s, const char *name, char *ocid)

@@ -34,6 +34,12 @@ struct resp {
 const char *stub_shared_dir(void);
 void stub_fixture_path(const char *file, char *out, size_t cap);
 
+/* stub_setup, stub_teardown - cmocka per-test fixtures: *state is a zeroed
+ * struct stub (not started); teardown stops it even after a failed test, so
+ * the child never outlives its test. */
+int stub_setup(void **state);
+int stub_teardown(void **state);
+
 /* args: NULL-terminated extra arguments. Returns 0 or -1. */
 int stub_start(struct stub *s, const char *const *args);
 /* Ends the child (SIGTERM, SIGKILL after 5 s); returns its exit status
@@ -47,6 +53,10 @@ int stub_run_exit(const char *const *args, int timeout_ms);
 int http_get(const char *url, const char *key, bool gzip, struct resp *r);
 int http_post(const char *url, struct resp *r);
 void resp_free(struct resp *r);
+
+/* stub_post - POST to an mxstub control path ("/__stub/config?latency_ms=5");
+ * returns the status (0: no answer). */
+long stub_post(struct stub *st, const char *path_query);
 
 /* GET /maplestory/v1/id for name; fills ocid (33 bytes). Returns status. */
 long stub_ocid(struct stub *s, const char *name, char *ocid);

@@ -23,21 +23,6 @@
 
 #include "stub_harness.h"
 
-static int setup(void **state)
-{
-    struct stub *s = calloc(1, sizeof(*s));
-    *state = s;
-    return s ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    struct stub *s = *state;
-    stub_stop(s);
-    free(s);
-    return 0;
-}
-
 static long get_status(struct stub *s, const char *pq, const char *key, double *ms)
 {
     char url[1024];
@@ -490,16 +475,16 @@ static void test_idle_timeout(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_latency, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_runtime_config, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fail_rate, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stats_and_reset, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_hostile_input, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_pipelining_1000, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_client_closes_mid_answer, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_connection_limit, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_keepalive_reuse, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_latency, stub_setup, stub_teardown),
+        cmocka_unit_test_setup_teardown(test_runtime_config, stub_setup, stub_teardown),
+        cmocka_unit_test_setup_teardown(test_fail_rate, stub_setup, stub_teardown),
+        cmocka_unit_test_setup_teardown(test_stats_and_reset, stub_setup, stub_teardown),
+        cmocka_unit_test_setup_teardown(test_hostile_input, stub_setup, stub_teardown),
+        cmocka_unit_test_setup_teardown(test_pipelining_1000, stub_setup, stub_teardown),
+        cmocka_unit_test_setup_teardown(test_client_closes_mid_answer, stub_setup, stub_teardown),
+        cmocka_unit_test_setup_teardown(test_connection_limit, stub_setup, stub_teardown),
+        cmocka_unit_test_setup_teardown(test_keepalive_reuse, stub_setup, stub_teardown),
+        cmocka_unit_test_setup_teardown(test_idle_timeout, stub_setup, stub_teardown),
     };
     curl_global_init(CURL_GLOBAL_DEFAULT);
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -10,7 +10,9 @@
 #include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,20 +24,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mx_testutil.h"
+
 #define MAX_PROCS 64
 #define MAX_DIRS 32
 
-/* copies, not pointers: a failed assertion leaves the callers' structs behind */
+/* copies, not pointers: a failed assertion leaves the callers' structs
+ * behind. All three under g_mu. */
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static pid_t g_pids[MAX_PROCS];
 static char g_dirs[MAX_DIRS][256];
 static bool g_hooked;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -47,6 +46,7 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 
 static void cleanup_all(void)
 {
+    pthread_mutex_lock(&g_mu);
     for (int i = 0; i < MAX_PROCS; i++)
         if (g_pids[i] > 0) {
             kill(g_pids[i], SIGCONT); /* a paused child dies only once resumed */
@@ -59,8 +59,10 @@ static void cleanup_all(void)
             nftw(g_dirs[i], rm_entry, 16, FTW_DEPTH | FTW_PHYS);
             g_dirs[i][0] = '\0';
         }
+    pthread_mutex_unlock(&g_mu);
 }
 
+/* under g_mu */
 static void hook(void)
 {
     if (!g_hooked) {
@@ -71,13 +73,15 @@ static void hook(void)
 
 static void track(pid_t pid, bool add)
 {
+    pthread_mutex_lock(&g_mu);
     hook();
-    for (int i = 0; i < MAX_PROCS; i++)
-        if (add ? g_pids[i] == 0 : g_pids[i] == pid) {
-            g_pids[i] = add ? pid : 0;
-            return;
-        }
-    if (add)
+    int i = 0;
+    while (i < MAX_PROCS && !(add ? g_pids[i] == 0 : g_pids[i] == pid))
+        i++;
+    if (i < MAX_PROCS)
+        g_pids[i] = add ? pid : 0;
+    pthread_mutex_unlock(&g_mu);
+    if (add && i == MAX_PROCS)
         fprintf(stderr, "mx_proc: more than %d processes; pid %d is not tracked\n", MAX_PROCS,
                 (int)pid);
 }
@@ -152,11 +156,13 @@ int mx_proc_start(struct mx_proc *p, const struct mx_proc_opts *o)
             dup2(c_out, 1);
         if (c_err >= 0)
             dup2(c_err, 2);
-        for (int *fd = (int[]){c_in, c_out, c_err}, i = 0; i < 3; i++)
+        for (int *fd = (int[]){c_in, c_out, c_err, capw}, i = 0; i < 4; i++)
             if (fd[i] > 2)
                 close(fd[i]);
         for (int i = 0; o->env && o->env[i]; i++)
             putenv((char *)o->env[i]);
+        for (int i = 0; o->env_more && o->env_more[i]; i++)
+            putenv((char *)o->env_more[i]);
         if (o->child_setup)
             o->child_setup(o->child_arg);
         execvp(prog, (char *const *)o->argv);
@@ -185,7 +191,7 @@ int mx_proc_start(struct mx_proc *p, const struct mx_proc_opts *o)
 
 int mx_proc_read_line(struct mx_proc *p, const char *needle, char *line, size_t cap, int timeout_ms)
 {
-    int64_t dl = now_ms() + timeout_ms;
+    int64_t dl = tu_now_ms() + timeout_ms;
     if (line && cap)
         line[0] = '\0';
     for (;;) {
@@ -204,7 +210,7 @@ int mx_proc_read_line(struct mx_proc *p, const char *needle, char *line, size_t 
         }
         if (p->olen + 1 >= sizeof p->obuf)
             p->olen = 0; /* a line longer than the buffer: never a ready line */
-        int left = (int)(dl - now_ms());
+        int left = (int)(dl - tu_now_ms());
         struct pollfd pfd = {.fd = p->out, .events = POLLIN};
         if (p->out < 0 || left <= 0 || poll(&pfd, 1, left) <= 0)
             break;
@@ -235,16 +241,22 @@ size_t mx_proc_log(const struct mx_proc *p, char *buf, size_t cap)
 
 bool mx_proc_wait_log(const struct mx_proc *p, const char *needle, int timeout_ms)
 {
-    static char buf[1 << 20];
-    int64_t dl = now_ms() + timeout_ms;
+    enum { CAP = 1 << 20 };
+    char *buf = malloc(CAP);
+    if (!buf) {
+        fprintf(stderr, "mx_proc: out of memory\n");
+        abort();
+    }
+    int64_t dl = tu_now_ms() + timeout_ms;
+    bool found = false;
     for (;;) {
-        mx_proc_log(p, buf, sizeof buf);
-        if (strstr(buf, needle))
-            return true;
-        if (now_ms() >= dl)
-            return false;
+        mx_proc_log(p, buf, CAP);
+        if ((found = strstr(buf, needle) != NULL) || tu_now_ms() >= dl)
+            break;
         usleep(5000); /* polling interval */
     }
+    free(buf);
+    return found;
 }
 
 static void reaped(struct mx_proc *p, int st)
@@ -269,9 +281,9 @@ int mx_proc_wait(struct mx_proc *p, int timeout_ms)
 {
     if (p->pid <= 0)
         return -1;
-    int64_t dl = now_ms() + timeout_ms;
+    int64_t dl = tu_now_ms() + timeout_ms;
     while (mx_proc_running(p)) {
-        if (now_ms() >= dl)
+        if (tu_now_ms() >= dl)
             return -1;
         usleep(2000); /* polling interval: waitpid has no timeout */
     }
@@ -320,23 +332,47 @@ void mx_proc_release(struct mx_proc *p)
     p->olen = 0;
 }
 
-int mx_proc_tmpdir(const char *tag, char *out, size_t cap)
+int mx_proc_run(char *out, size_t cap, int timeout_ms, const char *fmt, ...)
 {
-    const char *tmp = getenv("TMPDIR");
-    hook();
-    int slot = -1;
-    for (int i = 0; i < MAX_DIRS && slot < 0; i++)
-        if (!g_dirs[i][0])
-            slot = i;
-    if (slot < 0 ||
-        (size_t)snprintf(out, cap, "%s/mx-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", tag) >= cap ||
-        !mkdtemp(out)) {
-        if (cap)
-            out[0] = '\0';
+    char line[8192] = "exec ";
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line + 5, sizeof line - 5, fmt, ap);
+    va_end(ap);
+    if (cap)
+        out[0] = '\0';
+    if (n < 0 || (size_t)n >= sizeof line - 5)
         return -1;
+    const char *argv[] = {"/bin/sh", "-c", line, NULL};
+    struct mx_proc_opts o = {.argv = argv, .out = MX_PROC_CAPTURE};
+    struct mx_proc p;
+    if (mx_proc_start(&p, &o) != 0)
+        return -1;
+    int st = mx_proc_wait(&p, timeout_ms);
+    mx_proc_log(&p, out, cap);
+    mx_proc_release(&p);
+    return st;
+}
+
+int mx_proc_tmpdir(const char *parent, const char *tag, char *out, size_t cap)
+{
+    const char *tmp = parent ? parent : getenv("TMPDIR");
+    int rc = -1;
+    pthread_mutex_lock(&g_mu);
+    hook();
+    int slot = 0;
+    while (slot < MAX_DIRS && g_dirs[slot][0])
+        slot++;
+    if (slot < MAX_DIRS &&
+        (size_t)snprintf(out, cap, "%s/mx-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", tag) < cap &&
+        mkdtemp(out)) {
+        snprintf(g_dirs[slot], sizeof g_dirs[slot], "%s", out);
+        rc = 0;
+    } else if (cap) {
+        out[0] = '\0';
     }
-    snprintf(g_dirs[slot], sizeof g_dirs[slot], "%s", out);
-    return 0;
+    pthread_mutex_unlock(&g_mu);
+    return rc;
 }
 
 void mx_proc_rmdir(const char *dir)
@@ -344,9 +380,11 @@ void mx_proc_rmdir(const char *dir)
     if (!dir || !dir[0])
         return;
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    pthread_mutex_lock(&g_mu);
     for (int i = 0; i < MAX_DIRS; i++)
         if (!strcmp(g_dirs[i], dir))
             g_dirs[i][0] = '\0';
+    pthread_mutex_unlock(&g_mu);
 }
 
 int mx_proc_free_port(void)

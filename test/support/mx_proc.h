@@ -10,8 +10,9 @@
  * even when a cmocka assertion longjmp'd out of the test (the registry
  * holds copies, never pointers into the tests' stacks).
  *
- * Not thread-safe: start, wait and stop processes from one thread (the
- * test's). Nothing here blocks longer than the timeout it is given.
+ * The registry is locked, so a helper thread may run mx_proc_run while the
+ * test's thread starts and stops processes; one struct mx_proc belongs to
+ * one thread. Nothing here blocks longer than the timeout it is given.
  */
 #ifndef MX_TEST_PROC_H
 #define MX_TEST_PROC_H
@@ -31,11 +32,13 @@ enum mx_proc_io {
 };
 
 struct mx_proc_opts {
-    const char *path;        /* the program: a path, or a name looked up in PATH;
-                                NULL: argv[0] */
-    const char *const *argv; /* its arguments, argv[0] first */
-    const char *const *env;  /* "K=V" strings set in the child over the test's
-                                environment, in order; may be NULL */
+    const char *path;            /* the program: a path, or a name looked up in PATH;
+                                    NULL: argv[0] */
+    const char *const *argv;     /* its arguments, argv[0] first */
+    const char *const *env;      /* "K=V" strings set in the child over the test's
+                                    environment, in order; may be NULL */
+    const char *const *env_more; /* more, set after env (a harness's defaults
+                                    in env, its caller's settings here) */
     enum mx_proc_io in, out, err;
     const char *file;               /* MX_PROC_FILE's path */
     void (*child_setup)(void *arg); /* runs in the child just before exec; may be NULL */
@@ -100,9 +103,18 @@ void mx_proc_kill(struct mx_proc *p);
  * Harmless on a zeroed struct mx_proc and on one already released. */
 void mx_proc_release(struct mx_proc *p);
 
-/* mx_proc_tmpdir - mkdtemp $TMPDIR/mx-<tag>-XXXXXX (/tmp without TMPDIR)
- * into out; the atexit hook removes it unless mx_proc_rmdir did. 0 or -1. */
-int mx_proc_tmpdir(const char *tag, char *out, size_t cap);
+/* mx_proc_run - run the shell command line fmt (printf-style; "exec " is
+ * put before it, so the program itself dies with the test) to completion;
+ * its stdout into out (cap bytes, NUL terminated; stderr stays the test's
+ * unless the line redirects it). Returns its exit status, or -1 when it
+ * did not end within timeout_ms (it is killed). */
+int mx_proc_run(char *out, size_t cap, int timeout_ms, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* mx_proc_tmpdir - mkdtemp <parent>/mx-<tag>-XXXXXX into out (parent NULL:
+ * $TMPDIR, or /tmp without it); the atexit hook removes it unless
+ * mx_proc_rmdir did. 0 or -1. */
+int mx_proc_tmpdir(const char *parent, const char *tag, char *out, size_t cap);
 
 /* mx_proc_rmdir - remove dir and everything in it, and forget it. */
 void mx_proc_rmdir(const char *dir);
