@@ -34,6 +34,7 @@ struct mx_jsonw;
 #define INVAL_ACK_MS 300      /* longest a recalculation waits for the nodes' acks */
 #define FORCE_WINDOW_MS 10000 /* recalculations of one document within this share one load */
 #define MAX_L3_INFLIGHT 256   /* MySQL jobs per shard: well under the mailbox */
+#define MX__CALC_TAG (UINT64_C(1) << 63) /* flight ids as calculator tags */
 
 /* the load's stages: cache_load.c has the table of what moves them */
 enum mx__stage {
@@ -89,6 +90,7 @@ struct mx__flight {
     char ack_nonce[48];          /* recalculation: the id acks of the invalidation carry */
     long long acks, acks_needed; /* acks seen; subscribers PUBLISH reached (-1: unknown) */
     int64_t ack_until;           /* ST_ACK deadline (mx_now_ms) */
+    int64_t calc_until;          /* ST_CALC deadline (mx_now_ms): the fetch budget */
     struct mx__waiter *w;
     uint32_t nw, capw;
 };

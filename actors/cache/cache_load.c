@@ -56,8 +56,8 @@
  *  CALC       built from stale equipment              end (stale, nothing stored)
  *  CALC       document, Redis down or plain load      end (L1; L2 done script, L3)
  *  CALC       document of a recalculation, Redis up   PUBLISH (done script + "I" notice)
- *  CALC       calculator refused or timed out         end 503
- *  CALC       worker could not report                 end 500
+ *  CALC       refused, or tick past the fetch budget  end 503
+ *  CALC       answer without its job, not a refusal   end 500
  *  PUBLISH    script answered: receivers > acks       ACK (at most INVAL_ACK_MS)
  *  PUBLISH    script answered otherwise, or failed    end
  *  ACK        acks reach the receivers / tick late    end
@@ -229,17 +229,19 @@ static int fetch(mx_actor_t *self, struct mx__shard *s, struct mx__flight *f,
 static void start_equip_doc(mx_actor_t *self, struct mx__shard *s, struct mx__flight *f,
                             struct mx_blob *equip);
 
-/* Hand j (taken) to the calculator; the answer is exp_calc_done. */
+/* Hand j (taken) to the calculator; the answer is exp_calc_done with
+ * env.corr == f->corr, by MX__CALC_TAG never a runtime request's id. */
 static void ask_calculator(mx_actor_t *self, struct mx__shard *s, struct mx__flight *f,
                            struct mx_calc_job *j)
 {
     j->equip_fresh = !f->serve_stale && (f->eq_src == SRC_UPSTREAM || f->eq_src == SRC_L3);
     f->stage = ST_CALC;
+    f->corr = MX__CALC_TAG | f->id;
+    f->calc_until = mx_now_ms() + s->o.fetch_timeout_ms;
     if (!s->have_calculator)
         s->have_calculator =
             mx_whereis(mx_system_of(self), MX_CALCULATOR_NAME, &s->calculator) == 0;
-    if (!s->have_calculator ||
-        mx_calculator_ask(self, s->calculator, j, s->o.fetch_timeout_ms, &f->corr) != 0) {
+    if (!s->have_calculator || mx_calculator_ask(self, s->calculator, j, f->corr) != 0) {
         mx_calc_job_free(j);
         mx__finish_err(self, s, f, MX_EFULL, 503, "S007", "Calculator busy, retry shortly", 1);
     }
@@ -854,8 +856,6 @@ void mx__load_on_reply(mx_actor_t *self, struct mx__shard *s, struct mx__flight 
     case MX_T_sys_timeout:
         if (f->stage == ST_OCID || f->stage == ST_EQUIP || f->stage == ST_BASIC)
             mx__finish_upstream_fail(self, s, f, MX_ETIMEDOUT, 0, "timeout");
-        else if (f->stage == ST_CALC) /* its queue held the job past the budget */
-            mx__finish_err(self, s, f, MX_EFULL, 503, "S007", "Calculator busy, retry shortly", 1);
         break;
     default:
         break;
