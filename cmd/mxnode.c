@@ -33,6 +33,7 @@
 #include "mx_schema.h"
 #include "mx_shutdown.h"
 #include "mx_cache.h"
+#include "mx_calculator.h"
 #include "mxnode_parts.h"
 #include "mxnode_settings.h"
 
@@ -115,6 +116,18 @@ static void section_cache(struct mx_jsonw *w, void *ctx)
     mx_jsonw_kuint(w, "l3_spooled", ss.l3_spooled);
     mx_jsonw_kuint(w, "l3_refused", ss.l3_refused);
     mx_jsonw_kuint(w, "replays_ok", ss.replays_ok);
+    mx_jsonw_obj_close(w);
+}
+
+/* the calculator's block, field for field from its X-macro list */
+static void section_calculator(struct mx_jsonw *w, void *ctx)
+{
+    (void)ctx;
+    const struct mx_calculator_metrics *m = mx_calculator_metrics();
+    mx_jsonw_obj_open(w);
+#define CALC_FIELD(kind, name, help) mx_jsonw_kuint(w, #name, MX_METRIC_GET(m, name));
+    MX_CALCULATOR_METRICS(CALC_FIELD)
+#undef CALC_FIELD
     mx_jsonw_obj_close(w);
 }
 
@@ -418,6 +431,7 @@ int main(int argc, char **argv)
     }
     mx_admin_add_section(admin, "http", section_http, &app);
     mx_admin_add_section(admin, "cache", section_cache, NULL);
+    mx_admin_add_section(admin, "calculator", section_calculator, NULL);
     mx_admin_add_section(admin, "fetcher", section_fetch, sys);
     mx_admin_add_section(admin, "redis", mx_redis_report, NULL); /* every connection's master */
     mxnode_likes_admin(admin);
