@@ -198,11 +198,41 @@ static void job_error(void **st)
     assert_int_equal(delta("lost"), 0);
 }
 
+/* The block is in the process registry under calculator/main, with every
+ * field of the X-macro list, so Prometheus and mxctl can be generated
+ * from it. */
+static int nsets;
+static void find_set(const struct mx_metrics_set *set, void *arg)
+{
+    (void)arg;
+    if (strcmp(set->actor, "calculator") != 0)
+        return;
+    nsets++;
+    assert_string_equal(set->instance, "main");
+    size_t n = 0;
+#define COUNT(kind, name, help) n++;
+    MX_CALCULATOR_METRICS(COUNT)
+#undef COUNT
+    assert_int_equal(set->n, n);
+    for (size_t i = 0; i < set->n; i++)
+        if (strcmp(set->desc[i].name, "pool") == 0)
+            assert_int_equal(mx_metrics_value(set, i), 1);
+}
+
+static void registered(void **st)
+{
+    (void)st;
+    nsets = 0;
+    mx_metrics_foreach(find_set, NULL);
+    assert_int_equal(nsets, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(pool_queue_refusal),
         cmocka_unit_test(job_error),
+        cmocka_unit_test(registered),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
