@@ -7,12 +7,15 @@
  *                  completion/invalidation notices, drain (svc_latches)
  *   cache_l3.c     L3 MySQL: reads and writes on the mx_mysql pool, replay
  *   cache_load.c   the load state machine (its transition table is there)
+ *   cache_record.c the character record: references, its L2 value
  *   cache_codec.c  value formats (cache_codec.h, library mx_cache_codec)
  *
  * Calculations are asked of the calculator actor (actors/calculator).
  *
  * Everything here belongs to the shard's thread: the actor's handlers and
- * the Redis callbacks of its connections run there, nowhere else.
+ * the Redis callbacks of its connections run there, nowhere else. The
+ * exceptions say so: the L3 read jobs run on the mx_mysql pool and touch
+ * only their struct mx__l3_read.
  */
 #ifndef MX_CACHE_INT_H
 #define MX_CACHE_INT_H
