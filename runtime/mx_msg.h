@@ -91,6 +91,7 @@ void mx_msg_free(struct mx_msg *m);
     X(exp_rep, "answers an acceptor's local request (document by pointer)")                        \
     X(exp_calc_done, "an offloaded calculation (local pointer)")                                   \
     X(calc_req, "a job for the calculator (local pointer)")                                        \
+    X(calc_done, "a calculator worker's notice")                                                   \
     X(exp_invalidate, "invalidation arrives through Redis pub/sub, not peers")                     \
     X(store_job_done, "a MySQL pool completion (local pointer; kills mysql-health on ESTALE)")     \
     X(like_req, "would toggle a like for any account")                                             \

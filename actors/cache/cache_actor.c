@@ -187,6 +187,11 @@ static void on_tick(mx_actor_t *self, struct mx__shard *s)
             mx__finish_doc(self, s, f, f->result, false);
             continue;
         }
+        if (f->stage == ST_CALC && now >= f->calc_until) {
+            /* the calculator's queue held it past the budget */
+            mx__finish_err(self, s, f, MX_EFULL, 503, "S007", "Calculator busy, retry shortly", 1);
+            continue;
+        }
         if (f->latched && now >= f->latch_renew_at)
             mx__l2_renew(s, f, now);
         if (f->stage == ST_WAIT && now >= f->wait_until) {

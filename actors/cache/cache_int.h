@@ -7,12 +7,15 @@
  *                  completion/invalidation notices, drain (svc_latches)
  *   cache_l3.c     L3 MySQL: reads and writes on the mx_mysql pool, replay
  *   cache_load.c   the load state machine (its transition table is there)
+ *   cache_record.c the character record: references, its L2 value
  *   cache_codec.c  value formats (cache_codec.h, library mx_cache_codec)
  *
  * Calculations are asked of the calculator actor (actors/calculator).
  *
  * Everything here belongs to the shard's thread: the actor's handlers and
- * the Redis callbacks of its connections run there, nowhere else.
+ * the Redis callbacks of its connections run there, nowhere else. The
+ * exceptions say so: the L3 read jobs run on the mx_mysql pool and touch
+ * only their struct mx__l3_read.
  */
 #ifndef MX_CACHE_INT_H
 #define MX_CACHE_INT_H
@@ -34,6 +37,7 @@ struct mx_jsonw;
 #define INVAL_ACK_MS 300      /* longest a recalculation waits for the nodes' acks */
 #define FORCE_WINDOW_MS 10000 /* recalculations of one document within this share one load */
 #define MAX_L3_INFLIGHT 256   /* MySQL jobs per shard: well under the mailbox */
+#define MX__CALC_TAG (UINT64_C(1) << 63) /* flight ids as calculator tags */
 
 /* the load's stages: cache_load.c has the table of what moves them */
 enum mx__stage {
@@ -89,6 +93,7 @@ struct mx__flight {
     char ack_nonce[48];          /* recalculation: the id acks of the invalidation carry */
     long long acks, acks_needed; /* acks seen; subscribers PUBLISH reached (-1: unknown) */
     int64_t ack_until;           /* ST_ACK deadline (mx_now_ms) */
+    int64_t calc_until;          /* ST_CALC deadline (mx_now_ms): the fetch budget */
     struct mx__waiter *w;
     uint32_t nw, capw;
 };

@@ -56,8 +56,8 @@
  *  CALC       built from stale equipment              end (stale, nothing stored)
  *  CALC       document, Redis down or plain load      end (L1; L2 done script, L3)
  *  CALC       document of a recalculation, Redis up   PUBLISH (done script + "I" notice)
- *  CALC       calculator refused or timed out         end 503
- *  CALC       worker could not report                 end 500
+ *  CALC       refused, or tick past the fetch budget  end 503
+ *  CALC       answer without its job, not a refusal   end 500
  *  PUBLISH    script answered: receivers > acks       ACK (at most INVAL_ACK_MS)
  *  PUBLISH    script answered otherwise, or failed    end
  *  ACK        acks reach the receivers / tick late    end
@@ -229,17 +229,19 @@ static int fetch(mx_actor_t *self, struct mx__shard *s, struct mx__flight *f,
 static void start_equip_doc(mx_actor_t *self, struct mx__shard *s, struct mx__flight *f,
                             struct mx_blob *equip);
 
-/* Hand j (taken) to the calculator; the answer is exp_calc_done. */
+/* Hand j (taken) to the calculator; the answer is exp_calc_done with
+ * env.corr == f->corr, by MX__CALC_TAG never a runtime request's id. */
 static void ask_calculator(mx_actor_t *self, struct mx__shard *s, struct mx__flight *f,
                            struct mx_calc_job *j)
 {
     j->equip_fresh = !f->serve_stale && (f->eq_src == SRC_UPSTREAM || f->eq_src == SRC_L3);
     f->stage = ST_CALC;
+    f->corr = MX__CALC_TAG | f->id;
+    f->calc_until = mx_now_ms() + s->o.fetch_timeout_ms;
     if (!s->have_calculator)
         s->have_calculator =
             mx_whereis(mx_system_of(self), MX_CALCULATOR_NAME, &s->calculator) == 0;
-    if (!s->have_calculator ||
-        mx_calculator_ask(self, s->calculator, j, s->o.fetch_timeout_ms, &f->corr) != 0) {
+    if (!s->have_calculator || mx_calculator_ask(self, s->calculator, j, f->corr) != 0) {
         mx_calc_job_free(j);
         mx__finish_err(self, s, f, MX_EFULL, 503, "S007", "Calculator busy, retry shortly", 1);
     }
@@ -274,7 +276,57 @@ static void equip_l3(mx_actor_t *self, struct mx__shard *s, struct mx__flight *f
     if (!mx__l3_read(s, f, mx__l3_read_job, ST_EQ_L3))
         fetch_equipment(self, s, f);
 }
-static void equip_l2_cb(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
+static void after_ocid(mx_actor_t *self, struct mx__shard *s, struct mx__flight *f);
+static void fetch_ocid(mx_actor_t *self, struct mx__shard *s, struct mx__flight *f);
+static bool ocid_ok(const char *o);
+
+/* EQ_L2 answered: the equipment (borrowed), or NULL */
+static void equip_from_l2(struct mx__shard *s, struct mx__flight *f, struct mx_blob *eq)
+{
+    if (!eq) {
+        equip_l3(s->self, s, f);
+        return;
+    }
+    INC(s, l2_hits);
+    char ek[KEY_MAX];
+    size_t ekl = mx__l1_key(ek, 'e', f->ocid, NULL);
+    l1_put(s, ek, ekl, K_EQUIP, NULL, mx_blob_ref(eq), NULL, s->o.ttl_equipment_ms);
+    f->eq_src = SRC_CACHE;
+    start_calc(s->self, s, f, eq);
+}
+
+/* OCID_L2 answered: the framed bytes under rk (borrowed), or NULL */
+static void ocid_from_l2(struct mx__shard *s, struct mx__flight *f, const char *rk,
+                         struct mx_blob *b)
+{
+    if (b && b->len < sizeof f->ocid) {
+        memcpy(f->ocid, b->data, b->len);
+        f->ocid[b->len] = '\0';
+        if (ocid_ok(f->ocid)) {
+            INC(s, l2_hits);
+            char ok[KEY_MAX];
+            size_t okl = mx__l1_key(ok, 'o', f->ign, NULL);
+            l1_put(s, ok, okl, K_OCID, NULL, NULL, f->ocid, s->o.ttl_ocid_ms);
+            after_ocid(s->self, s, f);
+            return;
+        }
+        f->ocid[0] = '\0';
+    }
+    if (b)
+        mx__l2_evict(s, rk, b->len); /* framed well, but not an ocid */
+    fetch_ocid(s->self, s, f);
+}
+
+/* the L2 key the GET stage of f reads */
+static void get_key(const struct mx__shard *s, const struct mx__flight *f, char *rk, size_t cap)
+{
+    if (f->stage == ST_EQ_L2)
+        mx__rk_equip(s, rk, cap, f->ocid);
+    else
+        mx__rk_ign(s, rk, cap, f->ign, "o");
+}
+
+static void l2_got(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
 {
     (void)rd;
     struct mx__shard *s;
@@ -282,19 +334,32 @@ static void equip_l2_cb(mx_redis_t *rd, int status, const redisReply *rep, void 
     if (!f)
         return;
     char rk[RKEY_MAX];
-    mx__rk_equip(s, rk, sizeof rk, f->ocid);
-    struct mx_blob *eq;
-    if (mx__l2_value(s, status, rep, rk, &eq)) {
-        INC(s, l2_hits);
-        char ek[KEY_MAX];
-        size_t ekl = mx__l1_key(ek, 'e', f->ocid, NULL);
-        l1_put(s, ek, ekl, K_EQUIP, NULL, mx_blob_ref(eq), NULL, s->o.ttl_equipment_ms);
-        f->eq_src = SRC_CACHE;
-        start_calc(s->self, s, f, eq);
-        mx_blob_unref(eq);
-        return;
-    }
-    equip_l3(s->self, s, f);
+    get_key(s, f, rk, sizeof rk);
+    struct mx_blob *b = NULL;
+    if (!mx__l2_value(s, status, rep, rk, &b))
+        b = NULL; /* an error or a miss (counted), or a damaged value (evicted) */
+    if (f->stage == ST_EQ_L2)
+        equip_from_l2(s, f, b);
+    else
+        ocid_from_l2(s, f, rk, b);
+    mx_blob_unref(b);
+}
+
+/* GET what stage st (EQ_L2 or OCID_L2) reads; false when Redis cannot be
+ * asked (then the caller goes on without L2). */
+static bool l2_get(struct mx__shard *s, struct mx__flight *f, enum mx__stage st)
+{
+    if (!mx__redis_up(s))
+        return false;
+    f->stage = st;
+    char rk[RKEY_MAX];
+    get_key(s, f, rk, sizeof rk);
+    struct mx__rop *r = mx__rop_new(s, f);
+    if (mx_redis_command(s->rc, l2_got, r, "GET %s", rk) == 0)
+        return true;
+    free(r);
+    INC(s, redis_errors);
+    return false;
 }
 
 /* Next step once the ocid is known. */
@@ -318,17 +383,8 @@ static void after_ocid(mx_actor_t *self, struct mx__shard *s, struct mx__flight 
         fetch_equipment(self, s, f);
         return;
     }
-    if (mx__redis_up(s)) {
-        char rk[RKEY_MAX];
-        mx__rk_equip(s, rk, sizeof rk, f->ocid);
-        f->stage = ST_EQ_L2;
-        struct mx__rop *r = mx__rop_new(s, f);
-        if (mx_redis_command(s->rc, equip_l2_cb, r, "GET %s", rk) == 0)
-            return;
-        free(r);
-        INC(s, redis_errors);
-    }
-    equip_l3(self, s, f);
+    if (!l2_get(s, f, ST_EQ_L2))
+        equip_l3(self, s, f);
 }
 
 static bool ocid_ok(const char *o)
@@ -350,39 +406,6 @@ static void fetch_ocid(mx_actor_t *self, struct mx__shard *s, struct mx__flight 
         mx__finish_upstream_fail(self, s, f, MX_EUNAVAIL, 1000, "fetcher unavailable");
 }
 
-static void ocid_l2_cb(mx_redis_t *rd, int status, const redisReply *rep, void *arg)
-{
-    (void)rd;
-    struct mx__shard *s;
-    struct mx__flight *f = mx__rop_flight(arg, status, &s);
-    if (!f)
-        return;
-    char rk[RKEY_MAX];
-    mx__rk_ign(s, rk, sizeof rk, f->ign, "o");
-    struct mx_blob *b;
-    if (mx__l2_value(s, status, rep, rk, &b)) {
-        bool ok = b->len < sizeof f->ocid;
-        if (ok) {
-            memcpy(f->ocid, b->data, b->len);
-            f->ocid[b->len] = '\0';
-            ok = ocid_ok(f->ocid);
-        }
-        size_t len = b->len;
-        mx_blob_unref(b);
-        if (ok) {
-            INC(s, l2_hits);
-            char ok_key[KEY_MAX];
-            size_t okl = mx__l1_key(ok_key, 'o', f->ign, NULL);
-            l1_put(s, ok_key, okl, K_OCID, NULL, NULL, f->ocid, s->o.ttl_ocid_ms);
-            after_ocid(s->self, s, f);
-            return;
-        }
-        f->ocid[0] = '\0';
-        mx__l2_evict(s, rk, len); /* framed well, but not an ocid */
-    }
-    fetch_ocid(s->self, s, f);
-}
-
 /* The load proper (we hold the latch, or Redis cannot coordinate). */
 void mx__load_start(mx_actor_t *self, struct mx__shard *s, struct mx__flight *f)
 {
@@ -395,17 +418,8 @@ void mx__load_start(mx_actor_t *self, struct mx__shard *s, struct mx__flight *f)
         after_ocid(self, s, f);
         return;
     }
-    if (mx__redis_up(s)) {
-        char rk[RKEY_MAX];
-        mx__rk_ign(s, rk, sizeof rk, f->ign, "o");
-        f->stage = ST_OCID_L2;
-        struct mx__rop *r = mx__rop_new(s, f);
-        if (mx_redis_command(s->rc, ocid_l2_cb, r, "GET %s", rk) == 0)
-            return;
-        free(r);
-        INC(s, redis_errors);
-    }
-    fetch_ocid(self, s, f);
+    if (!l2_get(s, f, ST_OCID_L2))
+        fetch_ocid(self, s, f);
 }
 
 /* ---- MX_SVC_EQUIPMENT: the raw equipment as a document ---- */
@@ -854,8 +868,6 @@ void mx__load_on_reply(mx_actor_t *self, struct mx__shard *s, struct mx__flight 
     case MX_T_sys_timeout:
         if (f->stage == ST_OCID || f->stage == ST_EQUIP || f->stage == ST_BASIC)
             mx__finish_upstream_fail(self, s, f, MX_ETIMEDOUT, 0, "timeout");
-        else if (f->stage == ST_CALC) /* its queue held the job past the budget */
-            mx__finish_err(self, s, f, MX_EFULL, 503, "S007", "Calculator busy, retry shortly", 1);
         break;
     default:
         break;

@@ -110,6 +110,31 @@ static int equip_doc(struct mx_calc_job *j)
     return rc;
 }
 
+/* Send j's answer straight to its asker (one hop, as an offload result
+ * would have been), then tell the calculator it is done. Consumes j. */
+static struct mx_msg *deliver(struct mx_calc_job *j)
+{
+    struct mx_m_calc_done n = {.status = j->status, .calc_ms = j->calc_ms};
+    struct mx_m_exp_calc_done d = {.status = j->status};
+    struct mx_msg *rep;
+    int rc = mx_msg_encode(MX_T_exp_calc_done, &d, &rep);
+    if (rc == 0) {
+        rep->ptr = j; /* the answer owns the job from here on */
+        rep->ptr_free = mx_calc_job_free;
+        rep->env.corr = j->asker.corr;
+        memcpy(rep->env.trace_id, j->asker.trace_id, sizeof rep->env.trace_id);
+        memcpy(rep->env.span_id, j->asker.span_id, sizeof rep->env.span_id);
+        rc = mx_sys_send(j->sys, j->asker.from, rep);
+        if (rc != 0)
+            mx_msg_free(rep); /* the asker is gone or full: counted as a dead letter */
+    } else {
+        mx_calc_job_free(j);
+    }
+    n.delivered = rc == 0;
+    struct mx_msg *m;
+    return mx_msg_encode(MX_T_calc_done, &n, &m) == 0 ? m : NULL;
+}
+
 struct mx_msg *mx__calc_run(void *arg)
 {
     struct mx_calc_job *j = arg;
@@ -153,13 +178,7 @@ struct mx_msg *mx__calc_run(void *arg)
         snprintf(j->err, sizeof j->err, "document: %s", mx_strerror(j->status));
 out:
     j->calc_ms = mx_now_ms() - t0;
-    struct mx_m_exp_calc_done d = {.status = j->status};
-    struct mx_msg *m;
-    if (mx_msg_encode(MX_T_exp_calc_done, &d, &m) != 0)
-        return NULL;
-    m->ptr = j;
-    m->ptr_free = mx_calc_job_free;
-    return m;
+    return deliver(j);
 }
 
 struct mx_calc_job *mx_calc_job_new(struct mx_blob *equip)

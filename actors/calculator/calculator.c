@@ -3,8 +3,10 @@
  * bound and counters of their own instead of being anonymous offload jobs
  * of each cache shard. It keeps at most `pool` jobs on the offload threads
  * (leaving the pool's queue to its other users: the shutdown coordinator,
- * the alerter), a FIFO of at most `max_queued` more, and answers each
- * request when its job comes back.
+ * the alerter) and a FIFO of at most `max_queued` more. A worker answers
+ * the asker itself (calc_run.c) and then sends calc_done here, which frees
+ * its slot for the next job: the result does not wait for this actor's
+ * scheduler on its way back.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,19 +28,13 @@ static int g_metric_id;
 static const struct mx_metric_desc calc_desc[] = {MX_CALCULATOR_METRICS(MX_METRIC_DESC)};
 #undef MX_METRICS_TYPE
 
-/* a job waiting for, or on, an offload thread, and whom to answer */
-struct slot {
-    struct mx_calc_job *job;
-    struct mx_env req; /* the asker's envelope: from, corr, trace */
-    uint64_t offload;  /* offload job id while running; 0 = free slot */
-};
-
 struct calc {
+    mx_system_t *sys;
     struct mx_calculator_opts o;
     struct mx_calculator_metrics *m;
-    struct slot *run; /* o.pool slots */
+    uint64_t *run; /* o.pool slots: the offload job id running there, 0 = free */
     uint32_t nrun;
-    struct slot *q; /* ring of o.max_queued */
+    struct mx_calc_job **q; /* ring of o.max_queued jobs waiting (ours) */
     uint32_t qhead, qlen;
 };
 
@@ -48,54 +44,39 @@ static void publish(struct calc *c)
     MX_METRIC_SET(c->m, queued, c->qlen);
 }
 
-/* answer req with rep (taken): a reply keeps the asker's trace */
-static void reply(mx_actor_t *self, const struct mx_env *req, struct mx_msg *rep)
+/* answer a refused job's asker: MX_EFULL, no job (freed here) */
+static void refuse(mx_actor_t *self, struct calc *c, struct mx_calc_job *job)
 {
-    struct mx_msg q = {.env = *req}; /* mx_reply reads only the envelope */
-    memcpy(rep->env.trace_id, req->trace_id, sizeof rep->env.trace_id);
-    memcpy(rep->env.span_id, req->span_id, sizeof rep->env.span_id);
-    if (mx_reply(self, &q, rep) != 0)
-        mx_msg_free(rep); /* the asker is gone: counted as a dead letter */
-}
-
-/* answer without a job (refused or lost): status only */
-static void reply_status(mx_actor_t *self, const struct mx_env *req, int status)
-{
-    struct mx_m_exp_calc_done d = {.status = status};
+    struct mx_m_exp_calc_done d = {.status = MX_EFULL};
     struct mx_msg *m;
-    if (mx_msg_encode(MX_T_exp_calc_done, &d, &m) == 0)
-        reply(self, req, m);
+    MX_METRIC_INC(c->m, refused);
+    if (mx_msg_encode(MX_T_exp_calc_done, &d, &m) == 0) {
+        m->env.corr = job->asker.corr;
+        memcpy(m->env.trace_id, job->asker.trace_id, sizeof m->env.trace_id);
+        memcpy(m->env.span_id, job->asker.span_id, sizeof m->env.span_id);
+        if (mx_send(self, job->asker.from, m) != 0)
+            mx_msg_free(m); /* the asker is gone: counted as a dead letter */
+    }
+    mx_calc_job_free(job);
 }
 
-/* Give job to an offload thread (a run slot is free). False when the
- * offload pool refused it: the job stays the caller's. */
-static bool start(mx_actor_t *self, struct calc *c, struct mx_calc_job *job,
-                  const struct mx_env *req)
+/* Give job to an offload thread in a free run slot, or refuse it (as the
+ * offload pool did). From here on the worker owns the job. */
+static void start(mx_actor_t *self, struct calc *c, struct mx_calc_job *job)
 {
-    struct slot *s = NULL;
-    for (uint32_t i = 0; i < c->o.pool && !s; i++)
-        if (!c->run[i].offload)
-            s = &c->run[i];
+    uint64_t *slot = NULL;
+    for (uint32_t i = 0; i < c->o.pool && !slot; i++)
+        if (!c->run[i])
+            slot = &c->run[i];
     job->table = c->o.cube_table;
     job->memo_entries = c->o.memo_entries;
-    if (!s || mx_offload(self, mx__calc_run, job, &s->offload) != 0)
-        return false;
-    s->job = job;
-    s->req = *req;
+    job->sys = c->sys;
+    if (!slot || mx_offload(self, mx__calc_run, job, slot) != 0) {
+        refuse(self, c, job);
+        return;
+    }
     c->nrun++;
     MX_METRIC_INC(c->m, started);
-    return true;
-}
-
-/* Start job, or refuse it (as the offload pool did) */
-static void start_or_refuse(mx_actor_t *self, struct calc *c, struct mx_calc_job *job,
-                            const struct mx_env *req)
-{
-    if (start(self, c, job, req))
-        return;
-    MX_METRIC_INC(c->m, refused);
-    mx_calc_job_free(job);
-    reply_status(self, req, MX_EFULL);
 }
 
 /* Jobs queue only while every run slot is busy, so the queue's head goes
@@ -103,10 +84,10 @@ static void start_or_refuse(mx_actor_t *self, struct calc *c, struct mx_calc_job
 static void drain(mx_actor_t *self, struct calc *c)
 {
     while (c->qlen && c->nrun < c->o.pool) {
-        struct slot w = c->q[c->qhead];
+        struct mx_calc_job *job = c->q[c->qhead];
         c->qhead = (c->qhead + 1) % c->o.max_queued;
         c->qlen--;
-        start_or_refuse(self, c, w.job, &w.req);
+        start(self, c, job);
     }
 }
 
@@ -114,54 +95,37 @@ static void on_request(mx_actor_t *self, struct calc *c, struct mx_msg *m)
 {
     MX_METRIC_INC(c->m, requests);
     struct mx_calc_job *job = m->ptr;
-    if (!job || !(m->env.flags & MX_ENVF_REQUEST))
-        return;    /* nothing to do or nobody to answer: freed with m */
+    if (!job)
+        return;    /* nothing to do */
     m->ptr = NULL; /* ours now: the message is freed when we return */
-    if (c->nrun < c->o.pool) {
-        start_or_refuse(self, c, job, &m->env);
-        publish(c);
-        return;
-    }
-    if (c->qlen >= c->o.max_queued) {
-        MX_METRIC_INC(c->m, refused);
-        mx_calc_job_free(job);
-        reply_status(self, &m->env, MX_EFULL);
-        return;
-    }
-    struct slot *w = &c->q[(c->qhead + c->qlen) % c->o.max_queued];
-    w->job = job;
-    w->req = m->env;
-    c->qlen++;
+    job->asker = m->env;
+    if (c->nrun < c->o.pool)
+        start(self, c, job);
+    else if (c->qlen >= c->o.max_queued)
+        refuse(self, c, job);
+    else
+        c->q[(c->qhead + c->qlen++) % c->o.max_queued] = job;
     publish(c);
 }
 
-/* A worker finished: m is its exp_calc_done (the job as ptr), or a
- * sys_offload_done when it could not make one. */
-static void on_done(mx_actor_t *self, struct calc *c, struct slot *s, struct mx_msg *m)
+/* A worker finished (calc_done), or its result message could not be made
+ * (sys_offload_done: the worker has freed or sent the job either way). */
+static void on_done(mx_actor_t *self, struct calc *c, uint64_t *slot, struct mx_msg *m)
 {
-    struct mx_env req = s->req;
-    struct mx_calc_job *job = s->job;
-    s->offload = 0;
-    s->job = NULL;
+    struct mx_m_calc_done d;
+    *slot = 0;
     c->nrun--;
-    if (m->env.type == MX_T_exp_calc_done && m->ptr == job) {
-        struct mx_m_exp_calc_done d = {.status = job->status};
-        struct mx_msg *rep;
-        MX_METRIC_INC(c->m, done);
-        MX_METRIC_ADD(c->m, calc_ms_total, job->calc_ms > 0 ? job->calc_ms : 0);
-        if (job->status)
+    if (m->env.type == MX_T_calc_done && mx_msg_decode(m, &d) == 0) {
+        MX_METRIC_ADD(c->m, calc_ms_total, d.calc_ms > 0 ? d.calc_ms : 0);
+        if (d.status)
             MX_METRIC_INC(c->m, errors);
-        if (mx_msg_encode(MX_T_exp_calc_done, &d, &rep) == 0) {
-            rep->ptr = job; /* moves from the worker's message to the answer */
-            rep->ptr_free = mx_calc_job_free;
-            m->ptr = NULL;
-            reply(self, &req, rep);
-        }
+        if (d.delivered)
+            MX_METRIC_INC(c->m, done);
+        else
+            MX_METRIC_INC(c->m, lost);
     } else {
         MX_METRIC_INC(c->m, lost);
-        MX_WARN("calculator: a worker could not report its job for %s", job->ign);
-        mx_calc_job_free(job); /* no message took it */
-        reply_status(self, &req, MX_EINTERNAL);
+        MX_WARN("calculator: a worker could not report on its job");
     }
     drain(self, c);
     publish(c);
@@ -169,8 +133,8 @@ static void on_done(mx_actor_t *self, struct calc *c, struct slot *s, struct mx_
 
 static int calc_init(mx_actor_t *self, void *arg, void **state)
 {
-    (void)self;
     struct calc *c = xcalloc(1, sizeof *c);
+    c->sys = mx_system_of(self);
     c->o = *(const struct mx_calculator_opts *)arg;
     c->m = &g_metrics.m;
     c->run = xcalloc(c->o.pool, sizeof *c->run);
@@ -188,10 +152,10 @@ static int calc_receive(mx_actor_t *self, void *state, struct mx_msg *m)
         on_request(self, c, m);
         return 0;
     }
-    if (m->env.type != MX_T_exp_calc_done && m->env.type != MX_T_sys_offload_done)
+    if (m->env.type != MX_T_calc_done && m->env.type != MX_T_sys_offload_done)
         return 0;
     for (uint32_t i = 0; i < c->o.pool; i++)
-        if (c->run[i].offload && c->run[i].offload == m->env.corr) {
+        if (c->run[i] && c->run[i] == m->env.corr) {
             on_done(self, c, &c->run[i], m);
             break;
         }
@@ -202,10 +166,10 @@ static void calc_stop(mx_actor_t *self, void *state)
 {
     (void)self;
     struct calc *c = state;
-    /* running jobs belong to the offload threads' messages now (freed with
-     * them); queued ones are ours. Their askers time out. */
+    /* running jobs belong to their workers (answered or freed there);
+     * queued ones are ours. Their askers give up at their own deadline. */
     for (; c->qlen; c->qlen--, c->qhead = (c->qhead + 1) % c->o.max_queued)
-        mx_calc_job_free(c->q[c->qhead].job);
+        mx_calc_job_free(c->q[c->qhead]);
     c->nrun = 0;
     publish(c);
     free(c->run);
@@ -243,8 +207,7 @@ int mx_calculator_start(mx_system_t *sys, const struct mx_calculator_opts *opts)
     return mx_spawn(sys, &calc_behaviour, &g_opts, &so, NULL);
 }
 
-int mx_calculator_ask(mx_actor_t *self, struct mx_addr to, struct mx_calc_job *job,
-                      uint32_t timeout_ms, uint64_t *corr)
+int mx_calculator_ask(mx_actor_t *self, struct mx_addr to, struct mx_calc_job *job, uint64_t tag)
 {
     struct mx_m_calc_req q = {.ign = {job->ign, (uint32_t)strlen(job->ign)},
                               .preset = (uint64_t)(job->preset < 0 ? 0 : job->preset),
@@ -255,7 +218,8 @@ int mx_calculator_ask(mx_actor_t *self, struct mx_addr to, struct mx_calc_job *j
         return rc;
     m->ptr = job;
     m->ptr_free = mx_calc_job_free;
-    rc = mx_request(self, to, m, timeout_ms, corr);
+    m->env.corr = tag;
+    rc = mx_send(self, to, m);
     if (rc != 0) {
         m->ptr = NULL; /* on error the job stays the caller's */
         mx_msg_free(m);

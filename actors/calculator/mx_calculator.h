@@ -12,12 +12,17 @@
  * registered as actor "calculator", instance "main".
  *
  * Protocol (local only: the job travels by pointer):
- *   calc_req (proto/msg_cache.def) as a request, ptr = struct mx_calc_job
- *   (ptr_free mx_calc_job_free): sent with mx_calculator_ask.
- *   Reply exp_calc_done: status 0 or the job's error, ptr = the job with
- *   its results (freed with the message); status MX_EFULL and no ptr when
- *   the calculator refused it (queue full, offload refused); MX_EINTERNAL
- *   and no ptr when the worker could not report.
+ *   calc_req (proto/msg_cache.def), ptr = struct mx_calc_job (ptr_free
+ *   mx_calc_job_free), env.corr = a tag of the asker's choosing: sent with
+ *   mx_calculator_ask.
+ *   Answer exp_calc_done with the same env.corr, as a plain message (not a
+ *   runtime reply: the worker thread sends it straight to the asker, so a
+ *   result costs one hop, as an offload result would): status 0 or the
+ *   job's error, ptr = the job with its results (freed with the message);
+ *   status MX_EFULL and no ptr when the calculator refused the job (queue
+ *   full, offload pool full). There is no runtime timeout: the asker keeps
+ *   its own deadline, and a late answer is just freed.
+ *   The worker then tells the calculator (calc_done) so it starts the next.
  */
 #ifndef MX_CALCULATOR_H
 #define MX_CALCULATOR_H
@@ -47,6 +52,8 @@ struct mx_calc_job {
     /* set by the calculator */
     const struct mx_cube_table *table;
     uint32_t memo_entries;
+    mx_system_t *sys;
+    struct mx_env asker; /* whom to answer: from, corr, trace */
     /* out */
     int status;
     char err[200];
@@ -79,12 +86,10 @@ void mx_calculator_opts_default(struct mx_calculator_opts *o);
  * scheduler. */
 int mx_calculator_start(mx_system_t *sys, const struct mx_calculator_opts *opts);
 
-/* mx_calculator_ask - send job to the calculator at `to` as a request
- * (mx_request: the reply or a sys_timeout arrives with env.corr == *corr).
- * Takes job on 0; on error (the mx_request errors) it stays the caller's.
- * Owner thread of self. */
-int mx_calculator_ask(mx_actor_t *self, struct mx_addr to, struct mx_calc_job *job,
-                      uint32_t timeout_ms, uint64_t *corr);
+/* mx_calculator_ask - send job to the calculator at `to`; its answer
+ * (exp_calc_done) comes back with env.corr == tag. Takes job on 0; on
+ * error (the mx_send errors) it stays the caller's. Owner thread of self. */
+int mx_calculator_ask(mx_actor_t *self, struct mx_addr to, struct mx_calc_job *job, uint64_t tag);
 
 /* The calculator's counters; one writer, the calculator's thread. */
 #define MX_CALCULATOR_METRICS(X)                                                                   \
@@ -93,7 +98,7 @@ int mx_calculator_ask(mx_actor_t *self, struct mx_addr to, struct mx_calc_job *j
     X(COUNTER, done, "jobs answered with a result")                                                \
     X(COUNTER, errors, "jobs whose result is an error (unreadable equipment, no preset)")          \
     X(COUNTER, refused, "jobs refused: queue full or the offload pool refused")                    \
-    X(COUNTER, lost, "jobs whose worker could not report (answered MX_EINTERNAL)")                 \
+    X(COUNTER, lost, "jobs whose answer did not reach the asker (gone, mailbox full)")             \
     X(COUNTER, calc_ms_total, "milliseconds the workers spent")                                    \
     X(GAUGE, pool, "jobs allowed on the offload threads at once")                                  \
     X(GAUGE, inflight, "jobs on the offload threads now")                                          \

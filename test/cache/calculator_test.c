@@ -2,8 +2,9 @@
  * actor system with one scheduler and one offload thread: it answers each
  * calc_req with the job and its results, keeps at most `pool` jobs on the
  * offload threads and `max_queued` waiting, refuses the rest with
- * MX_EFULL (no job), reports a job's own error as its status, and counts
- * all of it in its metrics block. Everything is waited for, never slept. */
+ * MX_EFULL (no job), reports a job's own error as its status, answers with
+ * the asker's tag, and counts all of it in its metrics block. Everything
+ * is waited for, never slept. */
 #include <semaphore.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,11 +20,13 @@
 #include "mx_err.h"
 #include "mx_testutil.h"
 
+#define TAG0 ((uint64_t)1 << 62) /* the asker's tags: job i is TAG0 + i */
+
 static const char equipment[] = "{\"item_equipment\":[],\"preset_no\":1}";
 
 /* what the asker saw, written on its thread, read by the test */
 static struct {
-    _Atomic int replies, ok, refused, failed, docs_right;
+    _Atomic int replies, ok, refused, failed, docs_right, tagged;
 } seen;
 
 struct asker {
@@ -61,8 +64,7 @@ static int ask_recv(mx_actor_t *self, void *state, struct mx_msg *m)
             struct mx_calc_job *j = mx_calc_job_new(eq);
             snprintf(j->ign, sizeof j->ign, "hero%d", i);
             j->equip_doc = !a->calculate;
-            uint64_t corr;
-            if (mx_calculator_ask(self, a->calc, j, 10000, &corr) != 0)
+            if (mx_calculator_ask(self, a->calc, j, TAG0 + (uint64_t)i) != 0)
                 mx_calc_job_free(j);
         }
         mx_blob_unref(eq);
@@ -72,6 +74,8 @@ static int ask_recv(mx_actor_t *self, void *state, struct mx_msg *m)
         return 0;
     struct mx_m_exp_calc_done d;
     assert_int_equal(mx_msg_decode(m, &d), 0);
+    if (m->env.corr >= TAG0 && m->env.corr < TAG0 + (uint64_t)a->njobs)
+        atomic_fetch_add(&seen.tagged, 1); /* the answer names the job it answers */
     struct mx_calc_job *j = m->ptr;
     if (d.status == 0 && j) {
         atomic_fetch_add(&seen.ok, 1);
@@ -133,6 +137,8 @@ static void run_asker(struct asker *a)
         sem_post(&gate);
     }
     assert_true(TU_WAIT_UNTIL(atomic_load(&seen.replies) == a->njobs, 10000));
+    assert_int_equal(atomic_load(&seen.tagged), a->njobs);
+    /* the worker's notice frees its slot after its answer went */
     assert_true(TU_WAIT_UNTIL(MX_METRIC_GET(mx_calculator_metrics(), inflight) == 0, 10000));
 }
 
@@ -189,6 +195,36 @@ static void job_error(void **st)
     assert_int_equal(atomic_load(&seen.failed), 1);
     assert_int_equal(delta("done"), 1);
     assert_int_equal(delta("errors"), 1);
+    assert_int_equal(delta("lost"), 0);
+}
+
+/* The block is in the process registry under calculator/main, with every
+ * field of the X-macro list, so Prometheus and mxctl can be generated
+ * from it. */
+static int nsets;
+static void find_set(const struct mx_metrics_set *set, void *arg)
+{
+    (void)arg;
+    if (strcmp(set->actor, "calculator") != 0)
+        return;
+    nsets++;
+    assert_string_equal(set->instance, "main");
+    size_t n = 0;
+#define COUNT(kind, name, help) n++;
+    MX_CALCULATOR_METRICS(COUNT)
+#undef COUNT
+    assert_int_equal(set->n, n);
+    for (size_t i = 0; i < set->n; i++)
+        if (strcmp(set->desc[i].name, "pool") == 0)
+            assert_int_equal(mx_metrics_value(set, i), 1);
+}
+
+static void registered(void **st)
+{
+    (void)st;
+    nsets = 0;
+    mx_metrics_foreach(find_set, NULL);
+    assert_int_equal(nsets, 1);
 }
 
 int main(void)
@@ -196,6 +232,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(pool_queue_refusal),
         cmocka_unit_test(job_error),
+        cmocka_unit_test(registered),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
