@@ -105,11 +105,8 @@ static long long requests_of(struct node *n)
 {
     struct http_res r;
     long long v = -1;
-    if (node_http(n->http_port, "GET", "/actuator/prometheus", NULL, NULL, &r) == 200) {
-        const char *p = strstr(r.body, "mx_http_requests_total{");
-        if (p)
-            v = atoll(strchr(p, '}') + 1);
-    }
+    if (node_http(n->http_port, "GET", "/actuator/prometheus", NULL, NULL, &r) == 200)
+        v = prom_sum(r.body, "mx_http_requests_total"); /* over the acceptors */
     http_res_free(&r);
     return v;
 }

@@ -320,3 +320,17 @@ size_t node_log(const struct node *n, char *log, size_t cap)
         log[r > 0 ? r : 0] = '\0';
     return r > 0 ? (size_t)r : 0;
 }
+
+long long prom_sum(const char *text, const char *name)
+{
+    size_t nl = strlen(name);
+    long long sum = -1;
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+        if (strncmp(p, name, nl) != 0 || (p[nl] != '{' && p[nl] != ' '))
+            continue;
+        const char *v = p[nl] == '{' ? strchr(p, '}') : p + nl;
+        if (v)
+            sum = (sum < 0 ? 0 : sum) + atoll(v + 1);
+    }
+    return sum;
+}
