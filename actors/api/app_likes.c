@@ -283,7 +283,7 @@ static void v1_answered(struct like_ctx *lc, struct mx_msg *m)
     int nl = ok ? snprintf(num, sizeof num, "%lld", (long long)(rep.count < 0 ? 0 : rep.count))
                 : snprintf(num, sizeof num, "null"); /* unknown, never a made-up zero */
     if (!ok)
-        atomic_fetch_add_explicit(&lc->a->app->like_count_unknown, 1, memory_order_relaxed);
+        MX_METRIC_INC(&lc->a->m, like_count_unknown);
     /* the record with the count spliced in; a stale one also starts with
      * "stale": true, as mx__app_respond_doc marks it */
     static const char st[] = "{\"stale\":true,";
@@ -344,7 +344,7 @@ bool mx__app_v1_live(struct acc *a, mx_http_req_t *r, const struct mx_http_doc *
     lc->doc_len = b->len;
     lc->stale = stale && b->len >= 2 && b->data[0] == '{';
     if (stale)
-        atomic_fetch_add_explicit(&a->app->stale_served, 1, memory_order_relaxed);
+        MX_METRIC_INC(&a->m, stale_served);
     snprintf(lc->content_type, sizeof lc->content_type, "%s", d->content_type);
     if (!send_like(lc, MX_LIKE_STATUS, "", PEND_V1_LIKE)) {
         mx__app_like_abort(lc);
