@@ -190,13 +190,42 @@ static void put_name(struct text *t, const char *actor, const struct mx_metric_d
         d->kind == MX_METRIC_COUNTER ? "_total" : "");
 }
 
+/* The HELP text: the entry's help, or for a family whose entries carry
+ * labels and helps of their own, "value: help" of each (desc is the first
+ * set's table). */
+static void put_help(struct text *t, const struct mx_metric_desc *desc, size_t n,
+                     const struct mx_metric_desc *head)
+{
+    bool same = true; /* one help for every label value: say it once */
+    for (size_t i = 0; i < n && head->label; i++)
+        if (strcmp(family_of(&desc[i]), family_of(head)) == 0 &&
+            strcmp(desc[i].help, head->help) != 0)
+            same = false;
+    if (!head->label || same) {
+        put(t, " %s", head->help);
+        return;
+    }
+    const char *sep = " ";
+    for (size_t i = 0; i < n; i++) {
+        const struct mx_metric_desc *d = &desc[i];
+        if (!d->label || strcmp(family_of(d), family_of(head)) != 0)
+            continue;
+        const char *v = strchr(d->label, '"'), *e = v ? strchr(v + 1, '"') : NULL;
+        if (v && e)
+            put(t, "%s%.*s: %s", sep, (int)(e - v - 1), v + 1, d->help);
+        sep = "; ";
+    }
+}
+
 /* One family: its header and every sample of every set of the actor. */
 static void put_family(struct text *t, const int *slot, int nslot, const char *actor,
+                       const struct mx_metric_desc *desc, size_t n,
                        const struct mx_metric_desc *head, const char *node)
 {
     put(t, "# HELP ");
     put_name(t, actor, head);
-    put(t, " %s\n# TYPE ", head->help);
+    put_help(t, desc, n, head);
+    put(t, "\n# TYPE ");
     put_name(t, actor, head);
     put(t, " %s\n", head->kind == MX_METRIC_COUNTER ? "counter" : "gauge");
     for (int k = 0; k < nslot; k++) {
@@ -239,7 +268,8 @@ int mx_metrics_prom(const char *node_name, size_t max, char **out, size_t *len)
             if (!first_of_family(s->desc, i))
                 continue;
             size_t mark = t.len;
-            put_family(&t, slot, n, s->actor, &s->desc[i], node_name ? node_name : "");
+            put_family(&t, slot, n, s->actor, s->desc, s->n, &s->desc[i],
+                       node_name ? node_name : "");
             if (t.full) { /* leave the family out whole */
                 t.len = mark;
                 t.buf[mark] = '\0';

@@ -42,7 +42,7 @@ static void test_prom_and_json(void **st)
     assert_int_equal(mx_metrics_prom("n\\1", 1 << 20, &txt, &len), 0);
     assert_int_equal(strlen(txt), len);
     const char *want =
-        "# HELP mx_fetch_total requests taken\n"
+        "# HELP mx_fetch_total request: requests taken; ok: answered\n"
         "# TYPE mx_fetch_total counter\n"
         "mx_fetch_total{node=\"n\\\\1\",actor=\"fetch\",instance=\"w-0\",event=\"request\"} 1\n"
         "mx_fetch_total{node=\"n\\\\1\",actor=\"fetch\",instance=\"w-0\",event=\"ok\"} 0\n"
