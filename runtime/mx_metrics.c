@@ -16,12 +16,23 @@
 #include "mx_alloc.h"
 #include "mx_err.h"
 #include "mx_jsonw.h"
+#include "mx_log.h"
+
+/* The registry's own counters, in slot 0 from the start (id 1), so both
+ * outputs show what a full registry refused. */
+#define MX_REGISTRY_METRICS(X)                                                                     \
+    X(COUNTER, refused, "counter sets not shown: the registry was full (MX_METRICS_MAX_SETS)")
+MX_METRICS_STRUCT(registry_metrics, MX_REGISTRY_METRICS);
+#define MX_METRICS_TYPE struct registry_metrics
+static const struct mx_metric_desc g_self_desc[] = {MX_REGISTRY_METRICS(MX_METRIC_DESC)};
+#undef MX_METRICS_TYPE
+static struct registry_metrics g_self; /* shared writes (any registering thread) */
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct mx_metrics_set g_sets[MX_METRICS_MAX_SETS];
-static int g_ids[MX_METRICS_MAX_SETS]; /* 0: free slot */
-static int g_next_id = 1;
-static _Atomic uint64_t g_refused;
+static struct mx_metrics_set g_sets[MX_METRICS_MAX_SETS] = {
+    {"metrics", "registry", g_self_desc, 1, &g_self}};
+static int g_ids[MX_METRICS_MAX_SETS] = {1}; /* 0: free slot */
+static int g_next_id = 2;
 
 int mx_metrics_register(const char *actor, const char *instance, const struct mx_metric_desc *desc,
                         size_t n, const void *block)
@@ -43,7 +54,9 @@ int mx_metrics_register(const char *actor, const char *instance, const struct mx
         return id;
     }
     pthread_mutex_unlock(&g_mu);
-    atomic_fetch_add_explicit(&g_refused, 1, memory_order_relaxed);
+    MX_METRIC_INC_SHARED(&g_self, refused);
+    MX_WARN("metrics: the registry is full (MX_METRICS_MAX_SETS %d): %s/%s is not shown",
+            MX_METRICS_MAX_SETS, actor, instance ? instance : "");
     return 0;
 }
 
@@ -97,7 +110,7 @@ uint64_t mx_metrics_value(const struct mx_metrics_set *s, size_t i)
 
 uint64_t mx_metrics_refused(void)
 {
-    return atomic_load_explicit(&g_refused, memory_order_relaxed);
+    return MX_METRIC_GET(&g_self, refused);
 }
 
 /* ---- renderers ---- */
