@@ -145,6 +145,33 @@ static const char *family_of(const struct mx_metric_desc *d)
     return d->family ? d->family : d->name;
 }
 
+/* Is set k the first of its actor kind with its descriptor table? (Sets of
+ * one kind usually share one table; one with a table of its own may add
+ * families.) */
+static bool first_table(const int *slot, int k)
+{
+    const struct mx_metrics_set *s = &g_sets[slot[k]];
+    for (int j = 0; j < k; j++)
+        if (g_sets[slot[j]].desc == s->desc && strcmp(g_sets[slot[j]].actor, s->actor) == 0)
+            return false;
+    return true;
+}
+
+/* Did an earlier set of the same actor kind (another table) have d's family? */
+static bool family_seen(const int *slot, int k, const struct mx_metric_desc *d)
+{
+    const char *actor = g_sets[slot[k]].actor;
+    for (int j = 0; j < k; j++) {
+        const struct mx_metrics_set *e = &g_sets[slot[j]];
+        if (strcmp(e->actor, actor) != 0 || !first_table(slot, j))
+            continue;
+        for (size_t i = 0; i < e->n; i++)
+            if (strcmp(family_of(&e->desc[i]), family_of(d)) == 0)
+                return true;
+    }
+    return false;
+}
+
 /* Is entry i of desc the first with its family? */
 static bool first_of_family(const struct mx_metric_desc *desc, size_t i)
 {
@@ -275,10 +302,10 @@ int mx_metrics_prom(const char *node_name, size_t max, char **out, size_t *len)
     int rc = 0;
     for (int k = 0; k < n; k++) {
         const struct mx_metrics_set *s = &g_sets[slot[k]];
-        if (!first_of_actor(slot, k))
+        if (!first_table(slot, k))
             continue;
         for (size_t i = 0; i < s->n; i++) {
-            if (!first_of_family(s->desc, i))
+            if (!first_of_family(s->desc, i) || family_seen(slot, k, &s->desc[i]))
                 continue;
             size_t mark = t.len;
             put_family(&t, slot, n, s->actor, s->desc, s->n, &s->desc[i],

@@ -103,6 +103,38 @@ static void test_prom_and_json(void **st)
     mx_jsonw_fini(&w);
 }
 
+/* A second table for one actor kind may add families; shared ones stay one
+ * group. */
+#define U_METRICS(X)                                                                               \
+    X(COUNTER, requests, "requests taken", "", "event=\"request\"")                                \
+    X(GAUGE, extra, "a gauge only the second table has")
+MX_METRICS_STRUCT(u_metrics, U_METRICS);
+#define MX_METRICS_TYPE struct u_metrics
+static const struct mx_metric_desc u_desc[] = {U_METRICS(MX_METRIC_DESC)};
+#undef MX_METRICS_TYPE
+
+static void test_mixed_tables(void **st)
+{
+    struct t_metrics a = {0};
+    struct u_metrics b = {0};
+    MX_METRIC_SET(&b, extra, 7);
+    int ia = mx_metrics_register("mix", "a", t_desc, 5, &a);
+    int ib = mx_metrics_register("mix", "b", u_desc, 2, &b);
+    char *txt;
+    size_t len;
+    assert_int_equal(mx_metrics_prom("n", 1 << 20, &txt, &len), 0);
+    const char *f = strstr(txt, "# TYPE mx_mix_total counter\n");
+    assert_non_null(f);
+    assert_null(strstr(f + 1, "# TYPE mx_mix_total counter\n")); /* one group */
+    assert_non_null(strstr(txt, "mx_mix_total{node=\"n\",actor=\"mix\",instance=\"b\",event="
+                                "\"request\"} 0\n"));
+    assert_non_null(strstr(txt, "# TYPE mx_mix_extra gauge\n"
+                                "mx_mix_extra{node=\"n\",actor=\"mix\",instance=\"b\"} 7\n"));
+    free(txt);
+    mx_metrics_unregister(ia);
+    mx_metrics_unregister(ib);
+}
+
 static void test_full_registry(void **st)
 {
     static struct t_metrics b;
@@ -132,6 +164,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prom_and_json),
+        cmocka_unit_test(test_mixed_tables),
         cmocka_unit_test(test_full_registry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
