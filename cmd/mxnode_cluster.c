@@ -48,23 +48,10 @@ static int advertise(const char *listen, int port, const char *adv, bool tls, ch
 
 static void section_cluster(struct mx_jsonw *w, void *ctx)
 {
-    struct mxnode_cluster *c = ctx;
-    struct mx_leases_stats ls;
     struct mx_health_view hv;
-    mx_leases_stats(c->lm, &ls);
     mx_health_view(&hv);
     mx_jsonw_obj_open(w);
-    mx_jsonw_kuint(w, "leases_acquired", ls.acquired);
-    mx_jsonw_kuint(w, "leases_renewed", ls.renewed);
-    mx_jsonw_kuint(w, "leases_lost", ls.lost);
-    mx_jsonw_kuint(w, "self_fenced", ls.self_fenced);
-    mx_jsonw_kuint(w, "leases_released", ls.released);
-    mx_jsonw_kuint(w, "fenced_drops", ls.fenced_drops);
-    mx_jsonw_kuint(w, "singleton_buffered", ls.buffered);
-    mx_jsonw_kuint(w, "singleton_buffer_full", ls.buffer_full);
-    mx_jsonw_kuint(w, "singleton_buffer_expired", ls.buffer_expired);
-    mx_jsonw_kuint(w, "singleton_forwarded", ls.forwarded);
-    mx_jsonw_kuint(w, "singleton_unreplicated", ls.unreplicated);
+    mx_metrics_json_totals(w, "leases"); /* leases_*, self_fenced, singleton_* */
     mx_jsonw_key(w, "mysql_health");
     mx_jsonw_obj_open(w);
     mx_jsonw_kstr(w, "state", hv.state == 1 ? "up" : hv.state == 0 ? "down" : "unknown");
