@@ -63,9 +63,8 @@ static void section_http(struct mx_jsonw *w, void *ctx)
 {
     struct mx_app *app = ctx;
     mx_jsonw_obj_open(w);
-    mx_metrics_json_totals(w, "http"); /* the acceptors' counters, summed */
-    mx_jsonw_kuint(w, "rate_limited", atomic_load(&app->rl_refused));
-    mx_jsonw_kuint(w, "rate_limit_bypassed", atomic_load(&app->rl_bypassed));
+    mx_metrics_json_totals(w, "http");      /* the acceptors' counters, summed */
+    mx_metrics_json_totals(w, "ratelimit"); /* rl_checked, rl_refused, rl_bypassed */
     mx_jsonw_kbool(w, "draining", atomic_load(&app->draining));
     mx_jsonw_obj_close(w);
 }

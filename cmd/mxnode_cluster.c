@@ -16,6 +16,7 @@
 #include "mx_health.h"
 #include "mx_lease.h"
 #include "mx_log.h"
+#include "mx_metrics.h"
 #include "mx_outbox.h"
 #include "mx_registry.h"
 #include "mx_shutdown.h"
@@ -50,23 +51,10 @@ static int advertise(const char *listen, int port, const char *adv, bool tls, ch
 
 static void section_cluster(struct mx_jsonw *w, void *ctx)
 {
-    struct mxnode_cluster *c = ctx;
-    struct mx_leases_stats ls;
     struct mx_health_view hv;
-    mx_leases_stats(c->lm, &ls);
     mx_health_view(&hv);
     mx_jsonw_obj_open(w);
-    mx_jsonw_kuint(w, "leases_acquired", ls.acquired);
-    mx_jsonw_kuint(w, "leases_renewed", ls.renewed);
-    mx_jsonw_kuint(w, "leases_lost", ls.lost);
-    mx_jsonw_kuint(w, "self_fenced", ls.self_fenced);
-    mx_jsonw_kuint(w, "leases_released", ls.released);
-    mx_jsonw_kuint(w, "fenced_drops", ls.fenced_drops);
-    mx_jsonw_kuint(w, "singleton_buffered", ls.buffered);
-    mx_jsonw_kuint(w, "singleton_buffer_full", ls.buffer_full);
-    mx_jsonw_kuint(w, "singleton_buffer_expired", ls.buffer_expired);
-    mx_jsonw_kuint(w, "singleton_forwarded", ls.forwarded);
-    mx_jsonw_kuint(w, "singleton_unreplicated", ls.unreplicated);
+    mx_metrics_json_totals(w, "leases"); /* leases_*, self_fenced, singleton_* */
     mx_jsonw_key(w, "mysql_health");
     mx_jsonw_obj_open(w);
     mx_jsonw_kstr(w, "state", hv.state == 1 ? "up" : hv.state == 0 ? "down" : "unknown");
@@ -80,52 +68,21 @@ static void section_cluster(struct mx_jsonw *w, void *ctx)
 }
 
 /* ---- outbox relay (actors/outbox): its admin stats section ---- */
+/* the relay's and the alert actor's registered sets (mx_outbox.h), and
+ * the relay's lag percentiles the registry cannot hold */
 static void section_outbox(struct mx_jsonw *w, void *ctx)
 {
     struct mx_outbox_stats s;
     mx_outbox_stats(&s);
     mx_jsonw_obj_open(w);
-    mx_jsonw_kbool(w, "holding", s.holding);
-    mx_jsonw_kuint(w, "epoch", s.epoch);
-    mx_jsonw_kint(w, "backlog", s.backlog);
-    mx_jsonw_kint(w, "oldest_due_age_ms", s.oldest_due_age_ms);
-    mx_jsonw_kint(w, "dlq_size", s.dlq_size);
-    mx_jsonw_kuint(w, "claimed", s.claimed);
-    mx_jsonw_kuint(w, "deliveries", s.delivered);
-    mx_jsonw_kuint(w, "attempts", s.attempts);
-    mx_jsonw_kuint(w, "failures", s.failures);
-    mx_jsonw_kuint(w, "retries", s.retries);
-    mx_jsonw_kuint(w, "dead", s.dead);
-    mx_jsonw_kuint(w, "stale_completions", s.stale_completions);
-    mx_jsonw_kuint(w, "fenced", s.fenced);
-    mx_jsonw_kuint(w, "reclaimed", s.reclaimed);
-    mx_jsonw_kuint(w, "refused", s.refused);
-    mx_jsonw_kuint(w, "purged", s.purged);
-    mx_jsonw_kuint(w, "inflight", s.inflight);
-    mx_jsonw_kuint(w, "held", s.held);
+    mx_metrics_json_totals(w, "outbox");
     mx_jsonw_kuint(w, "lag_count", s.lag_count);
     mx_jsonw_kuint(w, "lag_p50_ms", s.lag_p50_ms);
     mx_jsonw_kuint(w, "lag_p99_ms", s.lag_p99_ms);
     mx_jsonw_kuint(w, "lag_max_ms", s.lag_max_ms);
-    struct mx_alert_stats a;
-    mx_alert_stats(&a);
     mx_jsonw_key(w, "alerts");
     mx_jsonw_obj_open(w);
-    mx_jsonw_kuint(w, "raised", a.raised);
-    mx_jsonw_kuint(w, "refused", a.refused);
-    mx_jsonw_kuint(w, "throttled", a.throttled);
-    mx_jsonw_kuint(w, "passed", a.passed);
-    mx_jsonw_kuint(w, "bypassed", a.bypassed);
-    mx_jsonw_kuint(w, "ai_granted", a.ai_granted);
-    mx_jsonw_kuint(w, "ai_refused", a.ai_refused);
-    mx_jsonw_kuint(w, "ai_calls", a.ai_calls);
-    mx_jsonw_kuint(w, "ai_ok", a.ai_ok);
-    mx_jsonw_kuint(w, "ai_failed", a.ai_failed);
-    mx_jsonw_kuint(w, "ai_busy", a.ai_busy);
-    mx_jsonw_kuint(w, "refetches", a.refetches);
-    mx_jsonw_kuint(w, "written", a.written);
-    mx_jsonw_kuint(w, "retried", a.retried);
-    mx_jsonw_kuint(w, "dropped", a.dropped);
+    mx_metrics_json_totals(w, "alert");
     mx_jsonw_obj_close(w);
     mx_jsonw_obj_close(w);
 }

@@ -8,6 +8,7 @@
 #include "mx_jsonw.h"
 #include "mx_likes.h"
 #include "mx_log.h"
+#include "mx_metrics.h"
 #include "mxnode_parts.h"
 
 static bool g_started, g_mysql;
@@ -59,37 +60,12 @@ int mxnode_likes_declare(mx_leases_t *lm)
     return rc;
 }
 
+/* the likes and like_sync sets (one instance each), under one section */
 static void section_likes(struct mx_jsonw *w, void *ctx)
 {
-    struct mx_likes_stats s;
-    mx_likes_stats(&s);
     mx_jsonw_obj_open(w);
-    mx_jsonw_kuint(w, "toggles", s.toggles);
-    mx_jsonw_kuint(w, "likes", s.likes);
-    mx_jsonw_kuint(w, "unlikes", s.unlikes);
-    mx_jsonw_kuint(w, "status_redis", s.status_redis);
-    mx_jsonw_kuint(w, "status_mysql", s.status_mysql);
-    mx_jsonw_kuint(w, "warms", s.warms);
-    mx_jsonw_kuint(w, "warm_rows", s.warm_rows);
-    mx_jsonw_kuint(w, "warm_failures", s.warm_failures);
-    mx_jsonw_kuint(w, "redis_failures", s.redis_failures);
-    mx_jsonw_kuint(w, "wait_unacked", s.wait_unacked);
-    mx_jsonw_kuint(w, "mysql_failures", s.mysql_failures);
-    mx_jsonw_kuint(w, "refused", s.refused);
-    mx_jsonw_kbool(w, "sync_holder", s.holder);
-    mx_jsonw_kuint(w, "sync_batches", s.sync_batches);
-    mx_jsonw_kuint(w, "sync_pairs", s.sync_pairs);
-    mx_jsonw_kuint(w, "sync_replays", s.sync_replays);
-    mx_jsonw_kuint(w, "sync_stale", s.sync_stale);
-    mx_jsonw_kuint(w, "sync_failures", s.sync_failures);
-    mx_jsonw_kuint(w, "sync_rows_inserted", s.sync_inserted);
-    mx_jsonw_kuint(w, "sync_rows_deleted", s.sync_deleted);
-    mx_jsonw_kuint(w, "sync_rollbacks", s.sync_rollbacks);
-    mx_jsonw_kuint(w, "unloads", s.unloads);
-    mx_jsonw_kint(w, "sync_last_lag_ms", s.sync_last_lag_ms);
-    mx_jsonw_kint(w, "sync_last_at_ms", s.sync_last_at_ms);
-    mx_jsonw_kuint(w, "pending_targets", s.pending_targets);
-    mx_jsonw_kuint(w, "journals_open", s.journals_open);
+    mx_metrics_json_totals(w, "likes");
+    mx_metrics_json_totals(w, "like_sync");
     mx_jsonw_obj_close(w);
 }
 

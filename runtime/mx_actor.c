@@ -179,7 +179,7 @@ struct mx_system {
     _Atomic uint64_t live;
     _Atomic uint64_t spawned;
     _Atomic uint64_t deadletters[MX_DL_COUNT]; /* registered: dl_desc */
-    int dl_metrics_id;                         /* mx_metrics_register's; 0 refused */
+    int metrics_ids[2 + MX_MAX_SCHEDULERS];    /* deadletters, system, sched-N (0 refused) */
     /* names */
     pthread_mutex_t reg_lock;
     struct reg_entry *reg[REG_BUCKETS];
@@ -230,6 +230,37 @@ const char *mx_dl_name(enum mx_dl_reason r)
      "reason=\"" s "\""},
 static const struct mx_metric_desc dl_desc[] = {MX_DL_MAP(MX_DL_DESC)};
 #undef MX_DL_DESC
+
+/* The system's and each scheduler's counters, from the fields they already
+ * keep (actor "system", instance the node's name; actor "scheduler",
+ * instance sched-N). */
+static const struct mx_metric_desc sys_desc[] = {
+    {"live_actors", "actors alive", MX_METRIC_GAUGE, offsetof(struct mx_system, live)},
+    {"spawned", "actors spawned", MX_METRIC_COUNTER, offsetof(struct mx_system, spawned)},
+    {"offload_refused", "offload jobs refused: the queue was full", MX_METRIC_COUNTER,
+     offsetof(struct mx_system, off_refused)},
+    {"offload_done", "offload jobs done", MX_METRIC_COUNTER, offsetof(struct mx_system, off_done)},
+};
+static const struct mx_metric_desc sched_desc[] = {
+    {"wakeups", "loop wake-ups sent to this scheduler (uv_async_send)", MX_METRIC_COUNTER,
+     offsetof(struct mx_sched, wakeups)},
+    {"turns", "actor turns this scheduler ran", MX_METRIC_COUNTER,
+     offsetof(struct mx_sched, turns)},
+};
+
+static void register_metrics(mx_system_t *sys)
+{
+    sys->metrics_ids[0] =
+        mx_metrics_register("deadletters", sys->node_name, dl_desc, MX_DL_COUNT, sys->deadletters);
+    sys->metrics_ids[1] = mx_metrics_register("system", sys->node_name, sys_desc,
+                                              sizeof sys_desc / sizeof *sys_desc, sys);
+    for (int i = 0; i < sys->nsched; i++) {
+        char inst[32];
+        snprintf(inst, sizeof inst, "sched-%d", i);
+        sys->metrics_ids[2 + i] = mx_metrics_register(
+            "scheduler", inst, sched_desc, sizeof sched_desc / sizeof *sched_desc, &sys->scheds[i]);
+    }
+}
 
 /* ---- small helpers ---- */
 
@@ -1904,8 +1935,7 @@ int mx_system_start(const struct mx_system_opts *opts, mx_system_t **out)
     }
     for (int i = 0; i < n; i++)
         pthread_create(&sys->scheds[i].thread, NULL, sched_main, &sys->scheds[i]);
-    sys->dl_metrics_id =
-        mx_metrics_register("deadletters", sys->node_name, dl_desc, MX_DL_COUNT, sys->deadletters);
+    register_metrics(sys);
     *out = sys;
     return 0;
 }
@@ -1948,7 +1978,8 @@ void mx_system_free(mx_system_t *sys)
 {
     if (!sys)
         return;
-    mx_metrics_unregister(sys->dl_metrics_id);
+    for (int i = 0; i < 2 + sys->nsched; i++)
+        mx_metrics_unregister(sys->metrics_ids[i]);
     for (int i = 0; i < sys->nsched; i++) {
         struct mx_sched *s = &sys->scheds[i];
         uv_run(&s->loop, UV_RUN_NOWAIT); /* let close callbacks run */

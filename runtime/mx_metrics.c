@@ -16,12 +16,23 @@
 #include "mx_alloc.h"
 #include "mx_err.h"
 #include "mx_jsonw.h"
+#include "mx_log.h"
+
+/* The registry's own counters, in slot 0 from the start (id 1), so both
+ * outputs show what a full registry refused. */
+#define MX_REGISTRY_METRICS(X)                                                                     \
+    X(COUNTER, refused, "counter sets not shown: the registry was full (MX_METRICS_MAX_SETS)")
+MX_METRICS_STRUCT(registry_metrics, MX_REGISTRY_METRICS);
+#define MX_METRICS_TYPE struct registry_metrics
+static const struct mx_metric_desc g_self_desc[] = {MX_REGISTRY_METRICS(MX_METRIC_DESC)};
+#undef MX_METRICS_TYPE
+static struct registry_metrics g_self; /* shared writes (any registering thread) */
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct mx_metrics_set g_sets[MX_METRICS_MAX_SETS];
-static int g_ids[MX_METRICS_MAX_SETS]; /* 0: free slot */
-static int g_next_id = 1;
-static _Atomic uint64_t g_refused;
+static struct mx_metrics_set g_sets[MX_METRICS_MAX_SETS] = {
+    {"metrics", "registry", g_self_desc, 1, &g_self}};
+static int g_ids[MX_METRICS_MAX_SETS] = {1}; /* 0: free slot */
+static int g_next_id = 2;
 
 int mx_metrics_register(const char *actor, const char *instance, const struct mx_metric_desc *desc,
                         size_t n, const void *block)
@@ -43,7 +54,9 @@ int mx_metrics_register(const char *actor, const char *instance, const struct mx
         return id;
     }
     pthread_mutex_unlock(&g_mu);
-    atomic_fetch_add_explicit(&g_refused, 1, memory_order_relaxed);
+    MX_METRIC_INC_SHARED(&g_self, refused);
+    MX_WARN("metrics: the registry is full (MX_METRICS_MAX_SETS %d): %s/%s is not shown",
+            MX_METRICS_MAX_SETS, actor, instance ? instance : "");
     return 0;
 }
 
@@ -97,7 +110,7 @@ uint64_t mx_metrics_value(const struct mx_metrics_set *s, size_t i)
 
 uint64_t mx_metrics_refused(void)
 {
-    return atomic_load_explicit(&g_refused, memory_order_relaxed);
+    return MX_METRIC_GET(&g_self, refused);
 }
 
 /* ---- renderers ---- */
@@ -130,6 +143,33 @@ static bool first_of_actor(const int *slot, int k)
 static const char *family_of(const struct mx_metric_desc *d)
 {
     return d->family ? d->family : d->name;
+}
+
+/* Is set k the first of its actor kind with its descriptor table? (Sets of
+ * one kind usually share one table; one with a table of its own may add
+ * families.) */
+static bool first_table(const int *slot, int k)
+{
+    const struct mx_metrics_set *s = &g_sets[slot[k]];
+    for (int j = 0; j < k; j++)
+        if (g_sets[slot[j]].desc == s->desc && strcmp(g_sets[slot[j]].actor, s->actor) == 0)
+            return false;
+    return true;
+}
+
+/* Did an earlier set of the same actor kind (another table) have d's family? */
+static bool family_seen(const int *slot, int k, const struct mx_metric_desc *d)
+{
+    const char *actor = g_sets[slot[k]].actor;
+    for (int j = 0; j < k; j++) {
+        const struct mx_metrics_set *e = &g_sets[slot[j]];
+        if (strcmp(e->actor, actor) != 0 || !first_table(slot, j))
+            continue;
+        for (size_t i = 0; i < e->n; i++)
+            if (strcmp(family_of(&e->desc[i]), family_of(d)) == 0)
+                return true;
+    }
+    return false;
 }
 
 /* Is entry i of desc the first with its family? */
@@ -190,13 +230,42 @@ static void put_name(struct text *t, const char *actor, const struct mx_metric_d
         d->kind == MX_METRIC_COUNTER ? "_total" : "");
 }
 
+/* The HELP text: the entry's help, or for a family whose entries carry
+ * labels and helps of their own, "value: help" of each (desc is the first
+ * set's table). */
+static void put_help(struct text *t, const struct mx_metric_desc *desc, size_t n,
+                     const struct mx_metric_desc *head)
+{
+    bool same = true; /* one help for every label value: say it once */
+    for (size_t i = 0; i < n && head->label; i++)
+        if (strcmp(family_of(&desc[i]), family_of(head)) == 0 &&
+            strcmp(desc[i].help, head->help) != 0)
+            same = false;
+    if (!head->label || same) {
+        put(t, " %s", head->help);
+        return;
+    }
+    const char *sep = " ";
+    for (size_t i = 0; i < n; i++) {
+        const struct mx_metric_desc *d = &desc[i];
+        if (!d->label || strcmp(family_of(d), family_of(head)) != 0)
+            continue;
+        const char *v = strchr(d->label, '"'), *e = v ? strchr(v + 1, '"') : NULL;
+        if (v && e)
+            put(t, "%s%.*s: %s", sep, (int)(e - v - 1), v + 1, d->help);
+        sep = "; ";
+    }
+}
+
 /* One family: its header and every sample of every set of the actor. */
 static void put_family(struct text *t, const int *slot, int nslot, const char *actor,
+                       const struct mx_metric_desc *desc, size_t n,
                        const struct mx_metric_desc *head, const char *node)
 {
     put(t, "# HELP ");
     put_name(t, actor, head);
-    put(t, " %s\n# TYPE ", head->help);
+    put_help(t, desc, n, head);
+    put(t, "\n# TYPE ");
     put_name(t, actor, head);
     put(t, " %s\n", head->kind == MX_METRIC_COUNTER ? "counter" : "gauge");
     for (int k = 0; k < nslot; k++) {
@@ -233,13 +302,14 @@ int mx_metrics_prom(const char *node_name, size_t max, char **out, size_t *len)
     int rc = 0;
     for (int k = 0; k < n; k++) {
         const struct mx_metrics_set *s = &g_sets[slot[k]];
-        if (!first_of_actor(slot, k))
+        if (!first_table(slot, k))
             continue;
         for (size_t i = 0; i < s->n; i++) {
-            if (!first_of_family(s->desc, i))
+            if (!first_of_family(s->desc, i) || family_seen(slot, k, &s->desc[i]))
                 continue;
             size_t mark = t.len;
-            put_family(&t, slot, n, s->actor, &s->desc[i], node_name ? node_name : "");
+            put_family(&t, slot, n, s->actor, s->desc, s->n, &s->desc[i],
+                       node_name ? node_name : "");
             if (t.full) { /* leave the family out whole */
                 t.len = mark;
                 t.buf[mark] = '\0';

@@ -73,7 +73,7 @@ struct mx_metric_desc {
 #define MX_METRIC_ADD_SHARED(b, f, v)                                                              \
     atomic_fetch_add_explicit(&(b)->f, (uint64_t)(v), memory_order_relaxed)
 
-#define MX_METRICS_MAX_SETS 1024 /* registered blocks per process */
+#define MX_METRICS_MAX_SETS 1024 /* registered blocks per process, the registry's own included */
 
 struct mx_metrics_set {
     const char *actor; /* kind: "cache", "fetcher", ... ([a-z_]+) */
@@ -85,7 +85,7 @@ struct mx_metrics_set {
 
 /* mx_metrics_register - add a block (copied set; desc and block must stay
  * alive until unregistered). Returns an id > 0, or 0 when the registry is
- * full (counted in mx_metrics_refused). Any thread. */
+ * full (counted in mx_metrics_refused, and logged). Any thread. */
 int mx_metrics_register(const char *actor, const char *instance, const struct mx_metric_desc *desc,
                         size_t n, const void *block);
 
@@ -127,7 +127,9 @@ void mx_metrics_json(struct mx_jsonw *w);
  * set of that actor is registered. Any thread; takes the registry lock. */
 void mx_metrics_json_totals(struct mx_jsonw *w, const char *actor);
 
-/* mx_metrics_refused - registrations refused because the registry was full. */
+/* mx_metrics_refused - registrations refused because the registry was full
+ * (also the registry's own set, actor "metrics", instance "registry":
+ * mx_metrics_refused_total; each refusal is logged). */
 uint64_t mx_metrics_refused(void);
 
 #endif

@@ -39,7 +39,7 @@
 #include "mx_log.h"
 #include "mx_ratelimit.h"
 
-#define CNT(f) atomic_fetch_add_explicit(&a->app->f, 1, memory_order_relaxed)
+#define CNT(f) MX_METRIC_INC(&a->m, f) /* the acceptor's own block */
 #define SID_BYTES 18
 #define MAX_OCIDS 64
 

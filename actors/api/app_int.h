@@ -3,6 +3,7 @@
 #define MX_APP_INT_H
 
 #include "mx_api.h"
+#include "mx_metrics.h"
 #include "mx_jsonw.h"
 #include "mx_jwt.h"
 #include "mx_redis.h"
@@ -91,6 +92,35 @@ struct pend {
 };
 
 /* One acceptor's app state; owned by the acceptor's thread. */
+/* The API's counters, declared once (mx_metrics.h), one block per acceptor
+ * (struct acc, written by its thread only) registered as three sets with
+ * instance "acceptor-N": actor "ratelimit" (mx_ratelimit_total{result},
+ * mx_ratelimit_bypassed_total), "auth" (mx_auth_total{event}) and "app"
+ * (mx_app_<field>_total). */
+#define MX_RATELIMIT_METRICS(X)                                                                    \
+    X(COUNTER, rl_checked, "requests the rate limiter checked", "", "result=\"checked\"")          \
+    X(COUNTER, rl_refused, "requests the rate limiter refused (429)", "", "result=\"refused\"")    \
+    X(COUNTER, rl_bypassed, "requests let through: Redis could not decide", "bypassed")
+#define MX_AUTH_METRICS(X)                                                                         \
+    X(COUNTER, auth_ok, "bearer tokens accepted", "", "event=\"token_ok\"")                        \
+    X(COUNTER, auth_refused, "bearer tokens refused", "", "event=\"token_refused\"")               \
+    X(COUNTER, logins, "logins", "", "event=\"login\"")                                            \
+    X(COUNTER, login_failures, "logins refused or failed", "", "event=\"login_failed\"")           \
+    X(COUNTER, refreshes, "token refreshes", "", "event=\"refresh\"")                              \
+    X(COUNTER, refresh_reuse, "refresh tokens used twice (the family revoked)", "",                \
+      "event=\"refresh_reuse\"")
+#define MX_APP_METRICS(X)                                                                          \
+    X(COUNTER, pending_refused, "requests refused: the acceptor's pending table is full")          \
+    X(COUNTER, cache_timeouts, "cache answers that did not come in cache_timeout_ms")              \
+    X(COUNTER, stale_served, "stale documents served because the fresh answer failed")             \
+    X(COUNTER, like_count_unknown, "V1 records sent with likeCount null")
+
+struct mx__app_metrics {
+    MX_RATELIMIT_METRICS(MX__METRIC_FIELD)
+    MX_AUTH_METRICS(MX__METRIC_FIELD)
+    MX_APP_METRICS(MX__METRIC_FIELD)
+};
+
 struct acc {
     struct mx_app *app;
     mx_actor_t *self;
@@ -103,6 +133,8 @@ struct acc {
     struct mx_addr *likes; /* like-buffer actors "likes.<i>"; nlikes 0 = likes not running */
     uint32_t nlikes;
     struct mx__ocid_slot *ocid_cache; /* like routes: name -> ocid (app_likes.c); NULL until used */
+    struct mx__app_metrics m;         /* this acceptor's counters (its thread writes) */
+    int metrics_ids[3];               /* ratelimit, auth, app */
 };
 
 bool mx__app_pend_put(struct acc *a, uint64_t corr, mx_http_req_t *r, uint8_t kind, void *ctx);

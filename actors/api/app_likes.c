@@ -266,7 +266,7 @@ static void v1_answered(struct like_ctx *lc, struct mx_msg *m)
     struct mx_m_like_rep rep = {0};
     bool ok = read_like_rep(m, &rep) && rep.status == 0;
     if (!ok)
-        atomic_fetch_add_explicit(&lc->a->app->like_count_unknown, 1, memory_order_relaxed);
+        MX_METRIC_INC(&lc->a->m, like_count_unknown);
     mx__app_respond_character(lc->a, lc->r, lc->rec, lc->stale, true,
                               ok ? (rep.count < 0 ? 0 : rep.count) : -1);
     mx__app_like_abort(lc);

@@ -110,7 +110,7 @@ static int submit(struct acc *a, mx_http_req_t *r, struct mx_outbox_job *job)
     }
     if (a->n >= a->max) {
         mx_outbox_job_free(job);
-        atomic_fetch_add_explicit(&a->app->pending_refused, 1, memory_order_relaxed);
+        MX_METRIC_INC(&a->m, pending_refused);
         mx_http_add_header(r, "Retry-After", "1");
         mx_http_error(r, 503, "S007", "Too many requests in progress on this node");
         return MX_HTTP_DONE;

@@ -134,7 +134,7 @@ static int send_exp_get(mx_http_req_t *r, struct acc *a, const struct mx_m_exp_g
         return MX_HTTP_DONE;
     }
     if (a->n >= a->max) {
-        atomic_fetch_add_explicit(&a->app->pending_refused, 1, memory_order_relaxed);
+        MX_METRIC_INC(&a->m, pending_refused);
         mx_http_add_header(r, "Retry-After", "1");
         mx_http_error(r, 503, "S007", "Too many requests in progress on this node");
         return MX_HTTP_DONE;
@@ -418,33 +418,7 @@ static int h_metrics(mx_http_req_t *r, void *st)
     for (int i = 0; i < 32 && types[i].type; i++)
         pf(&p, "mx_actor_restarts_total{node=\"%s\",type=\"%s\"} %u\n", node, types[i].type,
            types[i].restarts);
-    pf(&p,
-       "# TYPE mx_app_pending_refused_total counter\nmx_app_pending_refused_total{node=\"%s\"} %llu\n",
-       node,
-       (unsigned long long)atomic_load_explicit(&a->app->pending_refused, memory_order_relaxed));
-    struct mx_app *ap = a->app;
-#define AV(f) (unsigned long long)atomic_load_explicit(&ap->f, memory_order_relaxed)
-    pf(&p, "# TYPE mx_ratelimit_total counter\n");
-    pf(&p, "mx_ratelimit_total{node=\"%s\",result=\"checked\"} %llu\n", node, AV(rl_checked));
-    pf(&p, "mx_ratelimit_total{node=\"%s\",result=\"refused\"} %llu\n", node, AV(rl_refused));
-    pf(&p,
-       "# TYPE mx_ratelimit_bypassed_total counter\n"
-       "mx_ratelimit_bypassed_total{node=\"%s\"} %llu\n",
-       node, AV(rl_bypassed));
-    pf(&p, "# TYPE mx_auth_total counter\n");
-    pf(&p, "mx_auth_total{node=\"%s\",event=\"token_ok\"} %llu\n", node, AV(auth_ok));
-    pf(&p, "mx_auth_total{node=\"%s\",event=\"token_refused\"} %llu\n", node, AV(auth_refused));
-    pf(&p, "mx_auth_total{node=\"%s\",event=\"login\"} %llu\n", node, AV(logins));
-    pf(&p, "mx_auth_total{node=\"%s\",event=\"login_failed\"} %llu\n", node, AV(login_failures));
-    pf(&p, "mx_auth_total{node=\"%s\",event=\"refresh\"} %llu\n", node, AV(refreshes));
-    pf(&p, "mx_auth_total{node=\"%s\",event=\"refresh_reuse\"} %llu\n", node, AV(refresh_reuse));
-    pf(&p,
-       "# TYPE mx_app_cache_timeouts_total counter\nmx_app_cache_timeouts_total{node=\"%s\"} %llu\n",
-       node, AV(cache_timeouts));
-    pf(&p,
-       "# TYPE mx_app_stale_served_total counter\nmx_app_stale_served_total{node=\"%s\"} %llu\n",
-       node, AV(stale_served));
-#undef AV
+    /* the API's counters are the registered ratelimit, auth and app sets */
     if (a->nlikes) {
         struct mx_likes_stats ls;
         mx_likes_stats(&ls);
@@ -463,12 +437,6 @@ static int h_metrics(mx_http_req_t *r, void *st)
         pf(&p,
            "mx_like_sync_lag_ms_sum{node=\"%s\"} %llu\nmx_like_sync_lag_ms_count{node=\"%s\"} %llu\n",
            node, (unsigned long long)ls.sync_lag_sum_ms, node, (unsigned long long)cum);
-        pf(&p,
-           "# TYPE mx_app_like_count_unknown_total counter\n"
-           "mx_app_like_count_unknown_total{node=\"%s\"} %llu\n",
-           node,
-           (unsigned long long)atomic_load_explicit(&a->app->like_count_unknown,
-                                                    memory_order_relaxed));
     }
     if (a->redis) {
         struct mx_redis_stats rs;
@@ -600,7 +568,7 @@ bool mx__app_cache_ptr(struct acc *a, mx_http_req_t *r, struct mx_msg *m, const 
                        bool *stale)
 {
     if (m->env.type == MX_T_sys_timeout) {
-        atomic_fetch_add_explicit(&a->app->cache_timeouts, 1, memory_order_relaxed);
+        MX_METRIC_INC(&a->m, cache_timeouts);
         mx_http_add_header(r, "Retry-After", "5");
         mx_http_error(r, 503, "S007", "Timed out waiting for the expectation service");
         return false;
@@ -648,7 +616,7 @@ void mx__app_respond_doc(struct acc *a, mx_http_req_t *r, const struct mx_http_d
     }
     /* an expired document served because upstream failed: say so in the
      * body ("stale": true as its first member) and in a Warning header */
-    atomic_fetch_add_explicit(&a->app->stale_served, 1, memory_order_relaxed);
+    MX_METRIC_INC(&a->m, stale_served);
     mx_http_add_header(r, "Warning", "110 - \"Response is Stale\"");
     const struct mx_blob *b = d->plain;
     if (b->len < 2 || b->data[0] != '{') {
@@ -687,7 +655,7 @@ void mx__app_respond_character(struct acc *a, mx_http_req_t *r, const struct mx_
     if (!b) {
         mx_http_error(r, 500, "S001", "Could not render the character record");
     } else if (stale) {
-        atomic_fetch_add_explicit(&a->app->stale_served, 1, memory_order_relaxed);
+        MX_METRIC_INC(&a->m, stale_served);
         mx_http_add_header(r, "Warning", "110 - \"Response is Stale\"");
         mx_http_respond_blob(r, 200, "application/json", b);
     } else if (!live && mx_http_doc_new("application/json", b, false, &d) == 0) {
@@ -743,6 +711,24 @@ static int app_on_message(mx_actor_t *self, void *state, struct mx_msg *m)
     return 0;
 }
 
+#define MX_METRICS_TYPE struct mx__app_metrics
+static const struct mx_metric_desc rl_desc[] = {MX_RATELIMIT_METRICS(MX_METRIC_DESC)};
+static const struct mx_metric_desc auth_desc[] = {MX_AUTH_METRICS(MX_METRIC_DESC)};
+static const struct mx_metric_desc app_desc[] = {MX_APP_METRICS(MX_METRIC_DESC)};
+#undef MX_METRICS_TYPE
+
+static void register_metrics(struct acc *a, int acceptor)
+{
+    char inst[32];
+    snprintf(inst, sizeof inst, "acceptor-%d", acceptor);
+    a->metrics_ids[0] =
+        mx_metrics_register("ratelimit", inst, rl_desc, sizeof rl_desc / sizeof *rl_desc, &a->m);
+    a->metrics_ids[1] =
+        mx_metrics_register("auth", inst, auth_desc, sizeof auth_desc / sizeof *auth_desc, &a->m);
+    a->metrics_ids[2] =
+        mx_metrics_register("app", inst, app_desc, sizeof app_desc / sizeof *app_desc, &a->m);
+}
+
 static int app_init(mx_actor_t *self, void *ctx, void **state)
 {
     struct mx_app *app = ctx;
@@ -789,6 +775,7 @@ static int app_init(mx_actor_t *self, void *ctx, void **state)
         free(a);
         return rc;
     }
+    register_metrics(a, mx_actor_sched(self));
     *state = a;
     return 0;
 }
@@ -796,6 +783,8 @@ static int app_init(mx_actor_t *self, void *ctx, void **state)
 static void app_fini(mx_actor_t *self, void *ctx, void *state)
 {
     struct acc *a = state;
+    for (int i = 0; i < 3; i++)
+        mx_metrics_unregister(a->metrics_ids[i]);
     mx__app_auth_fini(a); /* answers the requests waiting on Redis */
     for (uint32_t i = 0; i < a->cap; i++)
         if (a->tab[i].corr) {

@@ -66,11 +66,7 @@ struct mx_app {
                [64]; /* MX_ADMIN_FINGERPRINTS, parsed at start; read-only after */
     int nadmins;
     uint64_t started_ms; /* wall clock at mx_app_start (/actuator/info) */
-    /* counters (relaxed: statistics) */
-    _Atomic uint64_t pending_refused, cache_timeouts, stale_served;
-    _Atomic uint64_t rl_refused, rl_bypassed, rl_checked;
-    _Atomic uint64_t auth_ok, auth_refused, logins, login_failures, refreshes, refresh_reuse;
-    _Atomic uint64_t like_count_unknown; /* V1 records sent with likeCount null */
+    /* the counters are per acceptor: MX_*_METRICS in app_int.h */
 };
 
 void mx_app_opts_default(struct mx_app_opts *o);

@@ -92,12 +92,13 @@ struct mx_outbox_stats {
     X(GAUGE, holding, "1 while the relay runs here")                                               \
     X(GAUGE, epoch, "lease counter of the current or last term here")                              \
     X(COUNTER, claimed, "rows claimed", "", "event=\"claimed\"")                                   \
-    X(COUNTER, delivered, "rows completed DONE", "", "event=\"delivery\"")                         \
+    X(COUNTER, deliveries, "rows completed DONE", "", "event=\"delivery\"")                        \
     X(COUNTER, attempts, "HTTP attempts started", "", "event=\"attempt\"")                         \
     X(COUNTER, failures, "attempts that failed", "", "event=\"failure\"")                          \
     X(COUNTER, retries, "rows rescheduled with backoff", "", "event=\"retry\"")                    \
     X(COUNTER, dead, "rows moved to outbox_dlq", "", "event=\"dead\"")                             \
-    X(COUNTER, stale, "completions that matched no row", "", "event=\"stale_completion\"")         \
+    X(COUNTER, stale_completions, "completions that matched no row", "",                           \
+      "event=\"stale_completion\"")                                                                \
     X(COUNTER, fenced, "relay jobs refused by the MySQL fence", "", "event=\"fenced\"")            \
     X(COUNTER, reclaimed, "INFLIGHT rows put back", "", "event=\"reclaimed\"")                     \
     X(COUNTER, refused, "pool submits refused (queue full)", "", "event=\"refused\"")              \

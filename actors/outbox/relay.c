@@ -782,8 +782,8 @@ static void on_job_done(mx_actor_t *self, struct relay *r, struct mx_msg *m)
                         mx_strerror(st));
             }
         } else {
-            ADD(delivered, j->delivered);
-            ADD(stale, j->stale);
+            ADD(deliveries, j->delivered);
+            ADD(stale_completions, j->stale);
             ADD(retries, j->retried);
             ADD(dead, j->dead);
             if (j->stale)
@@ -975,12 +975,12 @@ void mx_outbox_stats(struct mx_outbox_stats *s)
     s->holding = GET(holding) != 0;
     s->epoch = GET(epoch);
     s->claimed = GET(claimed);
-    s->delivered = GET(delivered);
+    s->delivered = GET(deliveries);
     s->attempts = GET(attempts);
     s->failures = GET(failures);
     s->retries = GET(retries);
     s->dead = GET(dead);
-    s->stale_completions = GET(stale);
+    s->stale_completions = GET(stale_completions);
     s->fenced = GET(fenced);
     s->reclaimed = GET(reclaimed);
     s->refused = GET(refused);

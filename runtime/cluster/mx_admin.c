@@ -65,7 +65,8 @@ struct mx_admin {
     mx_admin_drain_fn undrain_fn;
     void *undrain_ctx;
     _Atomic bool draining;
-    _Atomic uint64_t requests, refused, bad;
+    _Atomic uint64_t requests, refused, bad; /* registered: admin_desc */
+    int metrics_id;                          /* mx_metrics_register's; 0 refused */
     /* admin thread only */
     struct rate_ent *rates, *rates_next;
     int64_t sampled_ms;
@@ -681,6 +682,23 @@ static void *admin_main(void *arg)
 
 /* ---- public ---- */
 
+/* The admin endpoint's counters in the registry (actor "admin", instance
+ * the node's name), from the fields it and its pipe gate keep. */
+static const struct mx_metric_desc admin_desc[] = {
+    {"requests", "admin requests answered", MX_METRIC_COUNTER, offsetof(struct mx_admin, requests)},
+    {"refused", "admin requests refused: no valid admin token", MX_METRIC_COUNTER,
+     offsetof(struct mx_admin, refused)},
+    {"bad", "malformed admin requests", MX_METRIC_COUNTER, offsetof(struct mx_admin, bad)},
+    {"pipes_accepted", "admin connections accepted", MX_METRIC_COUNTER,
+     offsetof(struct mx_admin, gate.accepted)},
+    {"pipes_refused_tls", "admin connections closed: no certificate from the cluster CA",
+     MX_METRIC_COUNTER, offsetof(struct mx_admin, gate.refused_tls)},
+    {"pipes_refused_limit", "admin connections closed: too many at once", MX_METRIC_COUNTER,
+     offsetof(struct mx_admin, gate.refused_limit)},
+    {"pipes_timed_out", "admin connections closed idle", MX_METRIC_COUNTER,
+     offsetof(struct mx_admin, gate.timed_out)},
+};
+
 int mx_admin_start(mx_system_t *sys, const struct mx_admin_opts *opts, mx_admin_t **out)
 {
     if (!opts || !opts->url)
@@ -735,6 +753,8 @@ int mx_admin_start(mx_system_t *sys, const struct mx_admin_opts *opts, mx_admin_
         nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &a->port);
     if (pthread_create(&a->thread, NULL, admin_main, a) != 0)
         goto out_close;
+    a->metrics_id = mx_metrics_register("admin", mx_system_node_name(sys), admin_desc,
+                                        sizeof admin_desc / sizeof *admin_desc, a);
     *out = a;
     return 0;
 
@@ -753,6 +773,7 @@ void mx_admin_stop(mx_admin_t *a)
 {
     if (!a)
         return;
+    mx_metrics_unregister(a->metrics_id);
     nng_close(a->sock);
     pthread_join(a->thread, NULL);
     mx_pipe_gate_fini(&a->gate);

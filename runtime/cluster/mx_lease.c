@@ -24,6 +24,7 @@
 
 #include "mx_err.h"
 #include "mx_log.h"
+#include "mx_metrics.h"
 #include "mx_remote.h"
 
 #define ROUTER_NAME "mx-singleton-router"
@@ -61,6 +62,11 @@ struct single {
     uint32_t head, count;
 };
 
+MX_METRICS_STRUCT(leases_metrics, MX_LEASES_METRICS);
+#define MX_METRICS_TYPE struct leases_metrics
+static const struct mx_metric_desc leases_desc[] = {MX_LEASES_METRICS(MX_METRIC_DESC)};
+#undef MX_METRICS_TYPE
+
 struct mx_leases {
     mx_registry_t *reg;
     mx_system_t *sys;
@@ -85,14 +91,12 @@ struct mx_leases {
     bool stop_done;
     bool leave_was[MX_LEASES_MAX];
     struct mx_addr leave_addr[MX_LEASES_MAX];
-    bool closed;        /* guarded by mu: handles closed (free) */
-    int closes_pending; /* registry thread */
-    int ops;            /* registry thread: Redis commands outstanding */
-    bool closing;       /* registry thread: close once ops reach 0 */
-    struct {
-        _Atomic uint64_t acquired, renewed, lost, self_fenced, released, fenced_drops, buffered,
-            buffer_full, buffer_expired, forwarded, unreplicated;
-    } st; /* relaxed counters */
+    bool closed;              /* guarded by mu: handles closed (free) */
+    int closes_pending;       /* registry thread */
+    int ops;                  /* registry thread: Redis commands outstanding */
+    bool closing;             /* registry thread: close once ops reach 0 */
+    struct leases_metrics st; /* relaxed counters (registry thread and senders) */
+    int metrics_id;           /* mx_metrics_register's; 0 refused */
 };
 
 /* KEYS lease, epoch; ARGV token, ttl, floor, channel, name.
@@ -203,6 +207,8 @@ int mx_leases_new(mx_registry_t *reg, const struct mx_leases_opts *o, mx_leases_
         free(lm);
         return MX_ELIMIT;
     }
+    lm->metrics_id = mx_metrics_register("leases", mx_system_node_name(lm->sys), leases_desc,
+                                         sizeof leases_desc / sizeof *leases_desc, &lm->st);
     *out = lm;
     return 0;
 }
@@ -365,7 +371,7 @@ static int router_receive(mx_actor_t *self, void *state, struct mx_msg *m)
     /* keep the original sender: replies go to it, not to the router */
     if (mx_forward_named_on(self, f->node, f->name, f->inner) == 0) {
         f->inner = NULL;
-        bump(&lm->st.forwarded);
+        bump(&lm->st.singleton_forwarded);
     }
     return 0;
 }
@@ -424,7 +430,7 @@ static void flush(struct single *s)
             rc = mx_system_deliver(lm->sys, m, NULL, 0); /* keeps from, corr, deadline */
         } else if (m->env.deadline_ms && mx_unix_ms() > m->env.deadline_ms) {
             rc = mx_system_deliver(lm->sys, m, NULL, 0); /* counts deadline-passed */
-            bump(&lm->st.buffer_expired);
+            bump(&lm->st.singleton_buffer_expired);
         } else {
             rc = forward(lm, node, s->name, m);
         }
@@ -447,7 +453,7 @@ static void expire(struct single *s)
         s->head = (s->head + 1) % lm->buffer_msgs;
         s->count--;
         pthread_mutex_unlock(&lm->mu);
-        bump(&lm->st.buffer_expired);
+        bump(&lm->st.singleton_buffer_expired);
         /* the runtime counts it as a dead letter, reason deadline-passed */
         if (mx_system_deliver(lm->sys, m, NULL, 0) != 0)
             mx_msg_free(m);
@@ -481,7 +487,7 @@ int mx_singleton_send(mx_leases_t *lm, mx_actor_t *self, const char *name, struc
     }
     if (s->count >= lm->buffer_msgs) {
         pthread_mutex_unlock(&lm->mu);
-        bump(&lm->st.buffer_full);
+        bump(&lm->st.singleton_buffer_full);
         mx_deadletter_note(lm->sys, MX_DL_MAILBOX_FULL); /* the handover buffer is full */
         return MX_EFULL;
     }
@@ -492,7 +498,7 @@ int mx_singleton_send(mx_leases_t *lm, mx_actor_t *self, const char *name, struc
     s->buf[(s->head + s->count) % lm->buffer_msgs] = m;
     s->count++;
     pthread_mutex_unlock(&lm->mu);
-    bump(&lm->st.buffered);
+    bump(&lm->st.singleton_buffered);
     return 0;
 }
 
@@ -568,7 +574,7 @@ static void start_term(struct single *s, uint64_t seq, int64_t sent_ms)
     snprintf(s->holder, sizeof s->holder, "%s", mx_system_node_name(lm->sys));
     s->holder_node = mx_system_node_id(lm->sys);
     pthread_mutex_unlock(&lm->mu);
-    bump(&lm->st.acquired);
+    bump(&lm->st.leases_acquired);
     MX_INFO("singleton %s: acquired, epoch %llu, running here", s->name, (unsigned long long)seq);
     flush(s);
 }
@@ -601,7 +607,7 @@ static void learn(struct single *s, const char *token, size_t tlen, uint64_t seq
     bool deposed = s->held && seq > (s->epoch & MX_EPOCH_SEQ_MASK);
     pthread_mutex_unlock(&lm->mu);
     if (deposed) {
-        bump(&lm->st.lost);
+        bump(&lm->st.leases_lost);
         stop_term(s, "deposed: a newer epoch was acquired");
     }
     pthread_mutex_lock(&lm->mu);
@@ -705,7 +711,7 @@ static void on_wait(mx_redis_t *rc, int status, const redisReply *rep, void *arg
         if (status == 0 && rep->type == REDIS_REPLY_INTEGER && rep->integer >= 1)
             start_term(s, op->seq, op->sent_ms);
         else {
-            bump(&s->lm->st.unreplicated);
+            bump(&s->lm->st.singleton_unreplicated);
             MX_WARN("singleton %s: no replica acknowledged epoch %llu within %u ms; not acting "
                     "(the next campaign tick tries again)",
                     s->name, (unsigned long long)op->seq, s->lm->ttl_ms / 4);
@@ -777,10 +783,10 @@ static void on_renew(mx_redis_t *rc, int status, const redisReply *rep, void *ar
         return;
     }
     if (rep->integer == 1) {
-        bump(&s->lm->st.renewed);
+        bump(&s->lm->st.leases_renewed);
         set_deadline(s, sent);
     } else {
-        bump(&s->lm->st.lost);
+        bump(&s->lm->st.leases_lost);
         stop_term(s, "lease lost: another node holds it");
     }
     op_done(s->lm);
@@ -820,7 +826,7 @@ static void on_release(mx_redis_t *rc, int status, const redisReply *rep, void *
 {
     struct single *s = arg;
     if (status == 0 && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1) {
-        bump(&s->lm->st.released);
+        bump(&s->lm->st.leases_released);
         MX_INFO("singleton %s: lease released", s->name);
     }
     release_done(s->lm);
@@ -970,18 +976,18 @@ uint32_t mx_leases_list(struct mx_lease *out, uint32_t max, void *ctx)
 
 void mx_leases_stats(mx_leases_t *lm, struct mx_leases_stats *o)
 {
-#define LD(f) o->f = atomic_load_explicit(&lm->st.f, memory_order_relaxed)
-    LD(acquired);
-    LD(renewed);
-    LD(lost);
-    LD(self_fenced);
-    LD(released);
-    LD(fenced_drops);
-    LD(buffered);
-    LD(buffer_full);
-    LD(buffer_expired);
-    LD(forwarded);
-    LD(unreplicated);
+#define LD(f, g) o->f = MX_METRIC_GET(&lm->st, g)
+    LD(acquired, leases_acquired);
+    LD(renewed, leases_renewed);
+    LD(lost, leases_lost);
+    LD(self_fenced, self_fenced);
+    LD(released, leases_released);
+    LD(fenced_drops, fenced_drops);
+    LD(buffered, singleton_buffered);
+    LD(buffer_full, singleton_buffer_full);
+    LD(buffer_expired, singleton_buffer_expired);
+    LD(forwarded, singleton_forwarded);
+    LD(unreplicated, singleton_unreplicated);
 #undef LD
 }
 
@@ -1087,7 +1093,8 @@ int mx_leases_handover(mx_leases_t *lm, uint32_t timeout_ms, struct mx_leases_ha
             h.stopped++;
     }
     h.stop_ms = mx_now_ms() - t0;
-    uint64_t rel0 = atomic_load_explicit(&lm->st.released, memory_order_relaxed); /* counter */
+    uint64_t rel0 =
+        atomic_load_explicit(&lm->st.leases_released, memory_order_relaxed); /* counter */
     pthread_mutex_lock(&lm->mu);
     lm->release_pending = 1; /* leave_release_on_thread's own share */
     pthread_mutex_unlock(&lm->mu);
@@ -1101,7 +1108,8 @@ int mx_leases_handover(mx_leases_t *lm, uint32_t timeout_ms, struct mx_leases_ha
             break;
         }
     pthread_mutex_unlock(&lm->mu);
-    h.released = (uint32_t)(atomic_load_explicit(&lm->st.released, memory_order_relaxed) - rel0);
+    h.released =
+        (uint32_t)(atomic_load_explicit(&lm->st.leases_released, memory_order_relaxed) - rel0);
     h.took_ms = mx_now_ms() - t0;
     if (out)
         *out = h;
@@ -1182,6 +1190,7 @@ void mx_leases_free(mx_leases_t *lm)
 {
     if (!lm)
         return;
+    mx_metrics_unregister(lm->metrics_id);
     if (!lm->started)
         mx_registry_unlisten(lm->reg, on_event, lm); /* the registry thread never ran it */
     if (lm->started) {

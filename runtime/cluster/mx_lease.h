@@ -42,6 +42,28 @@ struct mx_leases_opts {
                                 0 = 5000 */
 };
 
+/* The lease manager's counters, declared once (mx_metrics.h), registered
+ * as actor "leases", instance the node's name: Prometheus
+ * mx_leases_total{event}; mxctl stats metrics.leases and the cluster
+ * section (the same names). */
+#define MX_LEASES_METRICS(X)                                                                       \
+    X(COUNTER, leases_acquired, "leases won by this node", "", "event=\"acquired\"")               \
+    X(COUNTER, leases_renewed, "successful renewals", "", "event=\"renewed\"")                     \
+    X(COUNTER, leases_lost, "renewals answered not yours", "", "event=\"lost\"")                   \
+    X(COUNTER, self_fenced, "singletons stopped at the deadline without a renewal", "",            \
+      "event=\"self_fenced\"")                                                                     \
+    X(COUNTER, leases_released, "leases released (leave)", "", "event=\"released\"")               \
+    X(COUNTER, fenced_drops, "messages refused by a singleton past its deadline", "",              \
+      "event=\"fenced_drop\"")                                                                     \
+    X(COUNTER, singleton_buffered, "messages that waited for a holder", "", "event=\"buffered\"")  \
+    X(COUNTER, singleton_buffer_full, "sends refused: buffer full", "", "event=\"buffer_full\"")   \
+    X(COUNTER, singleton_buffer_expired, "buffered messages whose deadline passed", "",            \
+      "event=\"buffer_expired\"")                                                                  \
+    X(COUNTER, singleton_forwarded, "messages sent on to a remote holder", "",                     \
+      "event=\"forwarded\"")                                                                       \
+    X(COUNTER, singleton_unreplicated, "acquires no replica acknowledged in time", "",             \
+      "event=\"unreplicated\"")
+
 struct mx_leases_stats {
     uint64_t acquired;       /* leases won by this node */
     uint64_t renewed;        /* successful renewals */

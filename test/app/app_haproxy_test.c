@@ -100,15 +100,8 @@ static long long requests_of(struct node *n)
 {
     struct http_res r;
     long long v = -1;
-    /* one series per acceptor (instance label): the node's count is their sum */
-    if (node_http(n->http_port, "GET", "/actuator/prometheus", NULL, NULL, &r) == 200) {
-        static const char fam[] = "\nmx_http_requests_total{";
-        for (const char *p = strstr(r.body, fam); p; p = strstr(p + 1, fam)) {
-            const char *e = strchr(p, '}');
-            if (e)
-                v = (v < 0 ? 0 : v) + atoll(e + 1);
-        }
-    }
+    if (node_http(n->http_port, "GET", "/actuator/prometheus", NULL, NULL, &r) == 200)
+        v = prom_sum(r.body, "mx_http_requests_total"); /* over the acceptors */
     http_res_free(&r);
     return v;
 }

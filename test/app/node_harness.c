@@ -240,3 +240,17 @@ void node_print_log(const struct node *n, const char *label, const char *pat, si
     if (from)
         *from = off - ll; /* a partial last line: again next time */
 }
+
+long long prom_sum(const char *text, const char *name)
+{
+    size_t nl = strlen(name);
+    long long sum = -1;
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+        if (strncmp(p, name, nl) != 0 || (p[nl] != '{' && p[nl] != ' '))
+            continue;
+        const char *v = p[nl] == '{' ? strchr(p, '}') : p + nl;
+        if (v)
+            sum = (sum < 0 ? 0 : sum) + atoll(v + 1);
+    }
+    return sum;
+}

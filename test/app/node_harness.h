@@ -62,4 +62,9 @@ void http_header(const struct http_res *r, const char *name, char *out, size_t c
  * out; returns 0 or -1. Good enough for flat test assertions. */
 int json_str(const char *json, const char *key, char *out, size_t cap);
 
+/* prom_sum - the sum of every sample of the Prometheus family name in
+ * text (a registered counter has one sample per actor instance: the
+ * node's total is their sum); -1 when there is none. */
+long long prom_sum(const char *text, const char *name);
+
 #endif

@@ -3,6 +3,7 @@
  * the bound on the Prometheus text, and the JSON of mxctl stats. */
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +43,11 @@ static void test_prom_and_json(void **st)
     assert_int_equal(mx_metrics_prom("n\\1", 1 << 20, &txt, &len), 0);
     assert_int_equal(strlen(txt), len);
     const char *want =
-        "# HELP mx_fetch_total requests taken\n"
+        "# HELP mx_metrics_refused_total counter sets not shown: the registry was full "
+        "(MX_METRICS_MAX_SETS)\n"
+        "# TYPE mx_metrics_refused_total counter\n"
+        "mx_metrics_refused_total{node=\"n\\\\1\",actor=\"metrics\",instance=\"registry\"} 0\n"
+        "# HELP mx_fetch_total request: requests taken; ok: answered\n"
         "# TYPE mx_fetch_total counter\n"
         "mx_fetch_total{node=\"n\\\\1\",actor=\"fetch\",instance=\"w-0\",event=\"request\"} 1\n"
         "mx_fetch_total{node=\"n\\\\1\",actor=\"fetch\",instance=\"w-0\",event=\"ok\"} 0\n"
@@ -61,21 +66,21 @@ static void test_prom_and_json(void **st)
         "mx_fetch_backlog{node=\"n\\\\1\",actor=\"fetch\",instance=\"w-0\"} -1\n"
         "mx_fetch_backlog{node=\"n\\\\1\",actor=\"fetch\",instance=\"w\\\"1\"} 0\n";
     assert_string_equal(txt, want);
-    free(txt);
-
     /* bounded: a family that does not fit is left out whole */
-    assert_int_equal(mx_metrics_prom("n", 400, &txt, &len), MX_ETOOBIG);
-    assert_true(len < 400);
-    assert_non_null(strstr(txt, "# TYPE mx_fetch_total counter\n"));
-    assert_null(strstr(txt, "mx_fetch_bytes_out_total"));
-    assert_int_equal(txt[len - 1], '\n');
+    size_t cut = (size_t)(strstr(txt, "# HELP mx_fetch_bytes_out_total") - txt);
+    free(txt);
+    assert_int_equal(mx_metrics_prom("n\\1", cut + 40, &txt, &len), MX_ETOOBIG);
+    assert_int_equal(len, cut);
+    assert_memory_equal(txt, want, cut);
+    assert_int_equal(txt[len], '\0');
     free(txt);
 
     struct mx_jsonw w;
     mx_jsonw_init(&w, 4096);
     mx_metrics_json(&w);
     assert_int_equal(w.err, 0);
-    assert_string_equal(w.buf, "{\"fetch\":{\"w-0\":{\"requests\":1,\"ok\":0,\"bytes_out\":10,"
+    assert_string_equal(w.buf, "{\"metrics\":{\"registry\":{\"refused\":0}},"
+                               "\"fetch\":{\"w-0\":{\"requests\":1,\"ok\":0,\"bytes_out\":10,"
                                "\"inflight\":2,\"backlog\":-1},\"w\\\"1\":{\"requests\":3,"
                                "\"ok\":1,\"bytes_out\":0,\"inflight\":0,\"backlog\":0}}}");
     mx_jsonw_fini(&w);
@@ -94,8 +99,40 @@ static void test_prom_and_json(void **st)
     mx_metrics_unregister(ib);
     mx_jsonw_init(&w, 4096);
     mx_metrics_json(&w);
-    assert_string_equal(w.buf, "{}");
+    assert_string_equal(w.buf, "{\"metrics\":{\"registry\":{\"refused\":0}}}");
     mx_jsonw_fini(&w);
+}
+
+/* A second table for one actor kind may add families; shared ones stay one
+ * group. */
+#define U_METRICS(X)                                                                               \
+    X(COUNTER, requests, "requests taken", "", "event=\"request\"")                                \
+    X(GAUGE, extra, "a gauge only the second table has")
+MX_METRICS_STRUCT(u_metrics, U_METRICS);
+#define MX_METRICS_TYPE struct u_metrics
+static const struct mx_metric_desc u_desc[] = {U_METRICS(MX_METRIC_DESC)};
+#undef MX_METRICS_TYPE
+
+static void test_mixed_tables(void **st)
+{
+    struct t_metrics a = {0};
+    struct u_metrics b = {0};
+    MX_METRIC_SET(&b, extra, 7);
+    int ia = mx_metrics_register("mix", "a", t_desc, 5, &a);
+    int ib = mx_metrics_register("mix", "b", u_desc, 2, &b);
+    char *txt;
+    size_t len;
+    assert_int_equal(mx_metrics_prom("n", 1 << 20, &txt, &len), 0);
+    const char *f = strstr(txt, "# TYPE mx_mix_total counter\n");
+    assert_non_null(f);
+    assert_null(strstr(f + 1, "# TYPE mx_mix_total counter\n")); /* one group */
+    assert_non_null(strstr(txt, "mx_mix_total{node=\"n\",actor=\"mix\",instance=\"b\",event="
+                                "\"request\"} 0\n"));
+    assert_non_null(strstr(txt, "# TYPE mx_mix_extra gauge\n"
+                                "mx_mix_extra{node=\"n\",actor=\"mix\",instance=\"b\"} 7\n"));
+    free(txt);
+    mx_metrics_unregister(ia);
+    mx_metrics_unregister(ib);
 }
 
 static void test_full_registry(void **st)
@@ -103,20 +140,31 @@ static void test_full_registry(void **st)
     static struct t_metrics b;
     static int ids[MX_METRICS_MAX_SETS];
     uint64_t refused = mx_metrics_refused();
-    for (int i = 0; i < MX_METRICS_MAX_SETS; i++) {
+    for (int i = 0; i < MX_METRICS_MAX_SETS - 1; i++) { /* slot 0: the registry's own */
         ids[i] = mx_metrics_register("t", "x", t_desc, 5, &b);
         assert_true(ids[i] > 0);
     }
     assert_int_equal(mx_metrics_register("t", "y", t_desc, 5, &b), 0);
     assert_int_equal(mx_metrics_refused(), refused + 1);
     mx_metrics_unregister(ids[7]);
-    assert_true(mx_metrics_register("t", "z", t_desc, 5, &b) > ids[MX_METRICS_MAX_SETS - 1]);
+    assert_true(mx_metrics_register("t", "z", t_desc, 5, &b) > ids[MX_METRICS_MAX_SETS - 2]);
+    /* the refusal is in both outputs, through the registry's own set */
+    char *txt;
+    size_t len;
+    mx_metrics_prom("n", 1 << 20, &txt, &len);
+    char want[160];
+    snprintf(want, sizeof want,
+             "mx_metrics_refused_total{node=\"n\",actor=\"metrics\",instance=\"registry\"} %llu\n",
+             (unsigned long long)(refused + 1));
+    assert_non_null(strstr(txt, want));
+    free(txt);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prom_and_json),
+        cmocka_unit_test(test_mixed_tables),
         cmocka_unit_test(test_full_registry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
