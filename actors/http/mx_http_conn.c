@@ -60,6 +60,46 @@ struct mx_http_req {
 
 /* ---- dates ---- */
 
+/* ---- the counter block's limit and status-class fields (MX_HTTP_METRICS) ---- */
+
+static const size_t limit_off[MX_HTTP_LIM__COUNT] = {
+    [MX_HTTP_LIM_BAD_REQUEST] = offsetof(struct mx__http_ctr, limit_bad_request),
+    [MX_HTTP_LIM_HEADER_SIZE] = offsetof(struct mx__http_ctr, limit_header_size),
+    [MX_HTTP_LIM_BODY_SIZE] = offsetof(struct mx__http_ctr, limit_body_size),
+    [MX_HTTP_LIM_HEADER_TIME] = offsetof(struct mx__http_ctr, limit_header_time),
+    [MX_HTTP_LIM_IDLE] = offsetof(struct mx__http_ctr, limit_idle),
+    [MX_HTTP_LIM_PIPELINE] = offsetof(struct mx__http_ctr, limit_pipeline),
+    [MX_HTTP_LIM_OUTPUT] = offsetof(struct mx__http_ctr, limit_output),
+    [MX_HTTP_LIM_CONNS] = offsetof(struct mx__http_ctr, limit_conns),
+    [MX_HTTP_LIM_IN_APP] = offsetof(struct mx__http_ctr, limit_in_app),
+    [MX_HTTP_LIM_BODY_TIME] = offsetof(struct mx__http_ctr, limit_body_time),
+    [MX_HTTP_LIM_CHUNK_EXT] = offsetof(struct mx__http_ctr, limit_chunk_ext),
+    [MX_HTTP_LIM_CLIENT_CONNS] = offsetof(struct mx__http_ctr, limit_client_conns),
+    [MX_HTTP_LIM_MEMORY] = offsetof(struct mx__http_ctr, limit_memory),
+    [MX_HTTP_LIM_DRAIN] = offsetof(struct mx__http_ctr, limit_drain),
+};
+
+_Atomic uint64_t *mx__http_ctr_limit(struct mx__http_ctr *c, enum mx_http_limit lim)
+{
+    return (_Atomic uint64_t *)((char *)c + limit_off[lim]);
+}
+
+_Atomic uint64_t *mx__http_ctr_class(struct mx__http_ctr *c, int cls)
+{
+    switch (cls) {
+    case 1:
+        return &c->responses_1xx;
+    case 2:
+        return &c->responses_2xx;
+    case 3:
+        return &c->responses_3xx;
+    case 4:
+        return &c->responses_4xx;
+    default: /* the server writes only 100..599 */
+        return &c->responses_5xx;
+    }
+}
+
 static void imf_date(time_t t, char out[40])
 {
     static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
