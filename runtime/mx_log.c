@@ -53,17 +53,23 @@ void mx_log_set_format(enum mx_log_format f)
     g_text = f == MX_LOG_TEXT || (f == MX_LOG_AUTO && isatty(g_fd));
 }
 
+/* now_stamp - the wall clock as 2026-12-04T21:46:48.123Z (UTC) */
+static void now_stamp(char tbuf[40])
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(tbuf, 40, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(tbuf + n, 40 - n, ".%03ldZ", ts.tv_nsec / 1000000);
+}
+
 /* A text line: "time LEVEL node [sched actor trace] msg key=value ..." */
 static size_t text_head(char *buf, size_t cap, enum mx_log_level level)
 {
     static const char *up[] = {"DEBUG", "INFO", "WARN", "ERROR"};
-    struct timespec ts;
-    struct tm tm;
     char tbuf[40];
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(tbuf, sizeof(tbuf), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(tbuf + n, sizeof(tbuf) - n, ".%03ldZ", ts.tv_nsec / 1000000);
+    now_stamp(tbuf);
     int k = snprintf(buf, cap, "%s %-5s %s", tbuf, up[level], g_node);
     if (k > 0 && (size_t)k < cap && (t_sched >= 0 || t_actor || t_trace)) {
         char sc[16] = "";
@@ -98,13 +104,8 @@ void mx_log_set_trace(const char *trace)
 
 static void begin(struct mx_jsonw *w, enum mx_log_level level)
 {
-    struct timespec ts;
-    struct tm tm;
     char tbuf[40];
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(tbuf, sizeof(tbuf), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(tbuf + n, sizeof(tbuf) - n, ".%03ldZ", ts.tv_nsec / 1000000);
+    now_stamp(tbuf);
     mx_jsonw_obj_open(w);
     mx_jsonw_kstr(w, "time", tbuf);
     mx_jsonw_kstr(w, "level", level_names[level]);

@@ -2,6 +2,7 @@
 #include "mx_curluv.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "mx_err.h"
 
@@ -144,4 +145,25 @@ void mx_curluv_close(struct mx_curluv *cu, void (*closed)(void *ctx))
     cu->closed = closed;
     uv_timer_stop(&cu->timer);
     uv_close((uv_handle_t *)&cu->timer, on_timer_closed);
+}
+
+size_t mx_curluv_body_append(char **buf, size_t *len, size_t *cap, const char *p, size_t n,
+                             size_t max)
+{
+    if (n > max || *len > max - n)
+        return 0;
+    if (*len + n + 1 > *cap) {
+        size_t c = *cap ? *cap : 64 * 1024;
+        while (c < *len + n + 1)
+            c *= 2;
+        char *nb = realloc(*buf, c);
+        if (!nb)
+            return 0;
+        *buf = nb;
+        *cap = c;
+    }
+    memcpy(*buf + *len, p, n);
+    *len += n;
+    (*buf)[*len] = '\0';
+    return n;
 }

@@ -39,4 +39,12 @@ int mx_curluv_init(struct mx_curluv *cu, uv_loop_t *loop, mx_curluv_done_fn done
  * runs once the timer is closed, and may free the memory holding cu. */
 void mx_curluv_close(struct mx_curluv *cu, void (*closed)(void *ctx));
 
+/* mx_curluv_body_append - what a CURLOPT_WRITEFUNCTION does with a response
+ * body kept in memory: append p[0..n) to *buf (length *len, capacity *cap,
+ * kept NUL-terminated), growing it by doubling from 64 KiB. Returns n, or 0
+ * (curl then fails the transfer with CURLE_WRITE_ERROR) when the body would
+ * pass max bytes or memory runs out; *buf is unchanged then. */
+size_t mx_curluv_body_append(char **buf, size_t *len, size_t *cap, const char *p, size_t n,
+                             size_t max);
+
 #endif

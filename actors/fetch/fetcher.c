@@ -387,25 +387,10 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
 {
     struct freq *r = ud;
     size_t n = size * nmemb;
-    if (r->len + n > r->body_max) {
+    if (mx_curluv_body_append(&r->buf, &r->len, &r->cap, p, n, r->body_max) != n) {
         r->too_big = true;
         return 0; /* CURLE_WRITE_ERROR */
     }
-    if (r->len + n + 1 > r->cap) {
-        size_t cap = r->cap ? r->cap : 64 * 1024;
-        while (cap < r->len + n + 1)
-            cap *= 2;
-        char *nb = realloc(r->buf, cap);
-        if (!nb) {
-            r->too_big = true;
-            return 0;
-        }
-        r->buf = nb;
-        r->cap = cap;
-    }
-    memcpy(r->buf + r->len, p, n);
-    r->len += n;
-    r->buf[r->len] = '\0';
     return n;
 }
 

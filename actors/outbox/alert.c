@@ -32,6 +32,7 @@
 #include <time.h>
 
 #include "mx_breaker.h"
+#include "mx_curluv.h"
 #include "mx_err.h"
 #include "mx_fetch.h"
 #include "mx_jsonw.h"
@@ -302,21 +303,8 @@ struct ai_job {
 static size_t ai_body(char *p, size_t size, size_t nmemb, void *ud)
 {
     struct ai_job *j = ud;
-    size_t n = size * nmemb;
-    if (j->len + n > (1u << 20))
-        return 0; /* bounded: an answer over 1 MiB fails the call */
-    if (j->len + n + 1 > j->cap) {
-        size_t cap = (j->len + n + 1) * 2;
-        char *b = realloc(j->resp, cap);
-        if (!b)
-            return 0;
-        j->resp = b;
-        j->cap = cap;
-    }
-    memcpy(j->resp + j->len, p, n);
-    j->len += n;
-    j->resp[j->len] = '\0';
-    return n;
+    /* bounded: an answer over 1 MiB fails the call */
+    return mx_curluv_body_append(&j->resp, &j->len, &j->cap, p, size * nmemb, 1u << 20);
 }
 
 static void ai_job_free(void *arg)
