@@ -351,52 +351,8 @@ static int h_metrics(mx_http_req_t *r, void *st)
 
     struct mx_svc_stats ss;
     mx_svc_stats(&ss);
-    pf(&p, "# TYPE mx_cache_total counter\n");
-#define SV(name, v)                                                                                \
-    pf(&p, "mx_cache_total{node=\"%s\",event=\"" name "\"} %llu\n", node, (unsigned long long)(v))
-    SV("request", ss.requests);
-    SV("l1_hit", ss.l1_hits);
-    SV("l1_miss", ss.l1_misses);
-    SV("stale_served", ss.l1_stale_served);
-    SV("coalesced", ss.coalesced);
-    SV("load", ss.loads);
-    SV("load_error", ss.load_errors);
-    SV("not_found", ss.not_found);
-    SV("negative_hit", ss.negative_hits);
-    SV("eviction", ss.evictions);
-    SV("refused", ss.refused);
-    SV("l2_hit", ss.l2_hits);
-    SV("l2_miss", ss.l2_misses);
-    SV("l2_corrupt", ss.l2_corrupt);
-    SV("redis_error", ss.redis_errors);
-    SV("redis_fallback", ss.redis_fallbacks);
-    SV("latch_acquired", ss.latch_acquired);
-    SV("latch_wait", ss.latch_waits);
-    SV("latch_notice", ss.latch_notices);
-    SV("latch_timeout", ss.latch_timeouts);
-    SV("latch_renewal", ss.latch_renewals);
-    SV("invalidation_sent", ss.invalidations_sent);
-    SV("invalidation_applied", ss.invalidations_applied);
-    SV("invalidation_ack_timeout", ss.invalidation_ack_timeouts);
-    SV("l3_hit", ss.l3_hits);
-    SV("l3_stale", ss.l3_stale);
-    SV("l3_miss", ss.l3_misses);
-    SV("l3_corrupt", ss.l3_corrupt);
-    SV("l3_error", ss.l3_errors);
-    SV("calc", ss.calcs);
-    SV("calc_ms", ss.calc_ms_total);
-    SV("l3_skipped_down", ss.l3_skipped_down);
-    SV("l3_write", ss.l3_writes);
-    SV("l3_write_error", ss.l3_write_errors);
-    SV("l3_spooled", ss.l3_spooled);
-    SV("l3_refused", ss.l3_refused);
-    SV("spool_replay", ss.replays);
-    SV("spool_replay_ok", ss.replays_ok);
-#undef SV
-    pf(&p, "# TYPE mx_cache_l1_entries gauge\nmx_cache_l1_entries{node=\"%s\"} %llu\n", node,
-       (unsigned long long)ss.entries);
-    pf(&p, "# TYPE mx_cache_l1_bytes gauge\nmx_cache_l1_bytes{node=\"%s\"} %llu\n", node,
-       (unsigned long long)ss.bytes);
+    /* mx_cache_total{event} and mx_cache_l1_entries/bytes come per shard from
+     * the registry (MX_CACHE_METRICS); the hit ratio is derived here */
     double hit =
         ss.l1_hits + ss.l1_misses ? (double)ss.l1_hits / (double)(ss.l1_hits + ss.l1_misses) : 0;
     pf(&p, "# TYPE mx_cache_l1_hit_ratio gauge\nmx_cache_l1_hit_ratio{node=\"%s\"} %.4f\n", node,

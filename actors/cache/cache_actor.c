@@ -351,7 +351,7 @@ void mx_svc_stats(struct mx_svc_stats *o)
     uint32_t n = atomic_load_explicit(&g_nshards, memory_order_acquire);
     for (uint32_t i = 0; i < n; i++) {
         const struct mx_cache_metrics *b = &g_metrics[i].m;
-#define SUM(kind, name, help) o->name += MX_METRIC_GET(b, name);
+#define SUM(kind, name, ...) o->name += MX_METRIC_GET(b, name);
         MX_CACHE_METRICS(SUM)
 #undef SUM
     }

@@ -111,53 +111,68 @@ uint32_t mx_svc_shard(const char *ign, size_t len, uint32_t n);
  * "shard-<i>" (runtime/mx_metrics.h), so the Prometheus text and mxctl
  * stats come from this list. */
 #define MX_CACHE_METRICS(X)                                                                        \
-    X(COUNTER, requests, "exp_get requests received")                                              \
-    X(COUNTER, l1_hits, "requests answered from L1")                                               \
-    X(COUNTER, l1_misses, "requests L1 could not answer")                                          \
-    X(COUNTER, l1_stale_served, "expired or stale documents served because upstream failed")       \
-    X(COUNTER, coalesced, "requests that joined a load already under way")                         \
-    X(COUNTER, loads, "loads started (ocid, equipment or record)")                                 \
-    X(COUNTER, load_errors, "loads that ended in an error answer")                                 \
-    X(COUNTER, not_found, "loads that found no such character")                                    \
-    X(COUNTER, negative_hits, "requests answered by an unknown-character mark")                    \
-    X(COUNTER, evictions, "L1 entries evicted by its entry or byte bound")                         \
-    X(COUNTER, refused, "requests refused: too many loads or waiters")                             \
-    X(GAUGE, entries, "entries held in L1")                                                        \
-    X(GAUGE, bytes, "bytes held in L1")                                                            \
-    X(COUNTER, calc_ms_total, "milliseconds spent in calculations")                                \
-    X(COUNTER, calcs, "calculations answered by the calculator")                                   \
-    X(COUNTER, l2_hits, "values served from L2 Redis")                                             \
-    X(COUNTER, l2_misses, "L2 lookups that found nothing")                                         \
-    X(COUNTER, l2_corrupt, "damaged L2 values evicted")                                            \
-    X(COUNTER, redis_errors, "failed Redis commands")                                              \
-    X(COUNTER, redis_fallbacks, "loads run without the cluster latch")                             \
-    X(COUNTER, latch_acquired, "cluster latches taken")                                            \
-    X(COUNTER, latch_waits, "loads that waited for another holder of the latch")                   \
-    X(COUNTER, latch_notices, "completion notices that ended a wait")                              \
-    X(COUNTER, latch_timeouts, "waits that gave up on a latch and loaded here too")                \
-    X(COUNTER, invalidations_sent, "recalculations that told every node to drop copies")           \
-    X(COUNTER, invalidations_applied, "invalidations from other nodes applied")                    \
-    X(COUNTER, invalidation_ack_timeouts, "recalculations answered before every node acked")       \
-    X(COUNTER, l3_skipped_down, "L3 reads skipped: mysql-health says down")                        \
-    X(COUNTER, latch_renewals, "latches extended by a load still running")                         \
-    X(COUNTER, l3_hits, "equipment read from L3 MySQL")                                            \
-    X(COUNTER, l3_stale, "L3 equipment past its freshness")                                        \
-    X(COUNTER, l3_misses, "L3 reads that found nothing")                                           \
-    X(COUNTER, l3_corrupt, "damaged L3 rows deleted")                                              \
-    X(COUNTER, l3_errors, "L3 reads that failed")                                                  \
-    X(COUNTER, l3_writes, "L3 writes submitted")                                                   \
-    X(COUNTER, l3_write_errors, "L3 writes lost")                                                  \
-    X(COUNTER, l3_spooled, "L3 writes kept in the spool while MySQL was down")                     \
-    X(COUNTER, l3_refused, "L3 writes refused: too many in flight or the queue full")              \
-    X(COUNTER, replays, "spool replays started")                                                   \
-    X(COUNTER, replays_ok, "spool replays that finished")
+    X(COUNTER, requests, "exp_get requests received", "", "event=\"request\"")                     \
+    X(COUNTER, l1_hits, "requests answered from L1", "", "event=\"l1_hit\"")                       \
+    X(COUNTER, l1_misses, "requests L1 could not answer", "", "event=\"l1_miss\"")                 \
+    X(COUNTER, l1_stale_served, "expired or stale documents served because upstream failed", "",   \
+      "event=\"stale_served\"")                                                                    \
+    X(COUNTER, coalesced, "requests that joined a load already under way", "",                     \
+      "event=\"coalesced\"")                                                                       \
+    X(COUNTER, loads, "loads started (ocid, equipment or record)", "", "event=\"load\"")           \
+    X(COUNTER, load_errors, "loads that ended in an error answer", "", "event=\"load_error\"")     \
+    X(COUNTER, not_found, "loads that found no such character", "", "event=\"not_found\"")         \
+    X(COUNTER, negative_hits, "requests answered by an unknown-character mark", "",                \
+      "event=\"negative_hit\"")                                                                    \
+    X(COUNTER, evictions, "L1 entries evicted by its entry or byte bound", "",                     \
+      "event=\"eviction\"")                                                                        \
+    X(COUNTER, refused, "requests refused: too many loads or waiters", "", "event=\"refused\"")    \
+    X(GAUGE, entries, "entries held in L1", "l1_entries")                                          \
+    X(GAUGE, bytes, "bytes held in L1", "l1_bytes")                                                \
+    X(COUNTER, calc_ms_total, "milliseconds spent in calculations", "", "event=\"calc_ms\"")       \
+    X(COUNTER, calcs, "calculations answered by the calculator", "", "event=\"calc\"")             \
+    X(COUNTER, l2_hits, "values served from L2 Redis", "", "event=\"l2_hit\"")                     \
+    X(COUNTER, l2_misses, "L2 lookups that found nothing", "", "event=\"l2_miss\"")                \
+    X(COUNTER, l2_corrupt, "damaged L2 values evicted", "", "event=\"l2_corrupt\"")                \
+    X(COUNTER, redis_errors, "failed Redis commands", "", "event=\"redis_error\"")                 \
+    X(COUNTER, redis_fallbacks, "loads run without the cluster latch", "",                         \
+      "event=\"redis_fallback\"")                                                                  \
+    X(COUNTER, latch_acquired, "cluster latches taken", "", "event=\"latch_acquired\"")            \
+    X(COUNTER, latch_waits, "loads that waited for another holder of the latch", "",               \
+      "event=\"latch_wait\"")                                                                      \
+    X(COUNTER, latch_notices, "completion notices that ended a wait", "",                          \
+      "event=\"latch_notice\"")                                                                    \
+    X(COUNTER, latch_timeouts, "waits that gave up on a latch and loaded here too", "",            \
+      "event=\"latch_timeout\"")                                                                   \
+    X(COUNTER, invalidations_sent, "recalculations that told every node to drop copies", "",       \
+      "event=\"invalidation_sent\"")                                                               \
+    X(COUNTER, invalidations_applied, "invalidations from other nodes applied", "",                \
+      "event=\"invalidation_applied\"")                                                            \
+    X(COUNTER, invalidation_ack_timeouts, "recalculations answered before every node acked", "",   \
+      "event=\"invalidation_ack_timeout\"")                                                        \
+    X(COUNTER, l3_skipped_down, "L3 reads skipped: mysql-health says down", "",                    \
+      "event=\"l3_skipped_down\"")                                                                 \
+    X(COUNTER, latch_renewals, "latches extended by a load still running", "",                     \
+      "event=\"latch_renewal\"")                                                                   \
+    X(COUNTER, l3_hits, "equipment read from L3 MySQL", "", "event=\"l3_hit\"")                    \
+    X(COUNTER, l3_stale, "L3 equipment past its freshness", "", "event=\"l3_stale\"")              \
+    X(COUNTER, l3_misses, "L3 reads that found nothing", "", "event=\"l3_miss\"")                  \
+    X(COUNTER, l3_corrupt, "damaged L3 rows deleted", "", "event=\"l3_corrupt\"")                  \
+    X(COUNTER, l3_errors, "L3 reads that failed", "", "event=\"l3_error\"")                        \
+    X(COUNTER, l3_writes, "L3 writes submitted", "", "event=\"l3_write\"")                         \
+    X(COUNTER, l3_write_errors, "L3 writes lost", "", "event=\"l3_write_error\"")                  \
+    X(COUNTER, l3_spooled, "L3 writes kept in the spool while MySQL was down", "",                 \
+      "event=\"l3_spooled\"")                                                                      \
+    X(COUNTER, l3_refused, "L3 writes refused: too many in flight or the queue full", "",          \
+      "event=\"l3_refused\"")                                                                      \
+    X(COUNTER, replays, "spool replays started", "", "event=\"spool_replay\"")                     \
+    X(COUNTER, replays_ok, "spool replays that finished", "", "event=\"spool_replay_ok\"")
 
 /* One shard's block; the shards' blocks are kept cache-line aligned so
  * no line is shared between shards. */
 MX_METRICS_STRUCT(mx_cache_metrics, MX_CACHE_METRICS);
 
 /* A sum over every shard, with the same field names. */
-#define MX__CACHE_STAT_FIELD(kind, name, help) uint64_t name;
+#define MX__CACHE_STAT_FIELD(kind, name, ...) uint64_t name;
 struct mx_svc_stats {
     MX_CACHE_METRICS(MX__CACHE_STAT_FIELD)
 };

@@ -80,24 +80,15 @@ int main(int argc, char **argv)
     printf("{\"bench\": \"singleflight_max\", \"value\": %.1f, \"unit\": \"ms\"}\n", ms[n - 1]);
     printf("{\"bench\": \"singleflight_errors\", \"value\": %d, \"unit\": \"requests\"}\n", errors);
     fflush(stdout);
-    /* where the time went: each node's calculation count and milliseconds */
+    /* where the time went: each node's counters, summed over its shards */
     for (int i = 0; i < 2; i++) {
-        char *m = NULL;
-        if (get(s.node[i].http_port, NULL, "/actuator/prometheus", &m) == 200) {
-            static const char *ev[] = {"load",         "calc_ms", "coalesced", "latch_wait",
-                                       "latch_notice", "l2_hit",  "l2_miss",   "refused",
-                                       "redis_error",  "l3_hit",  "l3_miss",   "l1_hit",
-                                       "l1_miss"};
-            fprintf(stderr, "node %d:", i);
-            for (size_t k = 0; k < sizeof ev / sizeof *ev; k++) {
-                char pat[64];
-                snprintf(pat, sizeof pat, "event=\"%s\"}", ev[k]);
-                const char *c = strstr(m, pat);
-                fprintf(stderr, " %s %lld", ev[k], c ? atoll(strchr(c, '}') + 1) : -1);
-            }
-            fprintf(stderr, "\n");
-        }
-        free(m);
+        static const char *ev[] = {"load",    "calc_ms", "coalesced", "latch_wait",  "latch_notice",
+                                   "l2_hit",  "l2_miss", "refused",   "redis_error", "l3_hit",
+                                   "l3_miss", "l1_hit",  "l1_miss"};
+        fprintf(stderr, "node %d:", i);
+        for (size_t k = 0; k < sizeof ev / sizeof *ev; k++)
+            fprintf(stderr, " %s %lld", ev[k], cache_counter(s.node[i].http_port, ev[k]));
+        fprintf(stderr, "\n");
     }
     /* the same stampede again, now warm (L1 on both nodes): what the
      * connections alone cost, for comparison */
