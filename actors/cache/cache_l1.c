@@ -9,7 +9,7 @@
 
 #include "cache_l1.h"
 #include "mx_alloc.h"
-#include "mx_http.h"
+#include "mx_blob.h"
 
 uint64_t mx__key_hash(const char *k, size_t n)
 {

@@ -27,7 +27,7 @@
 
 #include "mx_actor.h"
 #include "mx_metrics.h"
-#include "mx_http.h"
+#include "mx_blob.h"
 #include "mx_mysql.h"
 #include "mx_spool.h"
 

@@ -32,7 +32,7 @@
 
 #include "cache_codec.h"
 #include "mx_actor.h"
-#include "mx_http.h"
+#include "mx_blob.h"
 #include "mx_metrics.h"
 
 struct mx_cube_table;

@@ -14,7 +14,7 @@
 #include <cmocka.h>
 
 #include "cache_l1.h"
-#include "mx_http.h"
+#include "mx_blob.h"
 
 static struct mx_cache_metrics m;
 
