@@ -71,38 +71,9 @@ static void section_http(struct mx_jsonw *w, void *ctx)
 
 static void section_cache(struct mx_jsonw *w, void *ctx)
 {
-    struct mx_svc_stats ss;
-    mx_svc_stats(&ss);
     mx_jsonw_obj_open(w);
-    mx_jsonw_kuint(w, "requests", ss.requests);
-    mx_jsonw_kuint(w, "l1_hits", ss.l1_hits);
-    mx_jsonw_kuint(w, "l1_misses", ss.l1_misses);
-    mx_jsonw_kuint(w, "coalesced", ss.coalesced);
-    mx_jsonw_kuint(w, "loads", ss.loads);
-    mx_jsonw_kuint(w, "load_errors", ss.load_errors);
-    mx_jsonw_kuint(w, "stale_served", ss.l1_stale_served);
-    mx_jsonw_kuint(w, "entries", ss.entries);
-    mx_jsonw_kuint(w, "bytes", ss.bytes);
-    mx_jsonw_kuint(w, "evictions", ss.evictions);
-    mx_jsonw_kuint(w, "l2_hits", ss.l2_hits);
-    mx_jsonw_kuint(w, "l2_misses", ss.l2_misses);
-    mx_jsonw_kuint(w, "l2_corrupt", ss.l2_corrupt);
-    mx_jsonw_kuint(w, "redis_errors", ss.redis_errors);
-    mx_jsonw_kuint(w, "redis_fallbacks", ss.redis_fallbacks);
-    mx_jsonw_kuint(w, "latch_acquired", ss.latch_acquired);
-    mx_jsonw_kuint(w, "latch_waits", ss.latch_waits);
-    mx_jsonw_kuint(w, "latch_timeouts", ss.latch_timeouts);
-    mx_jsonw_kuint(w, "invalidations_sent", ss.invalidations_sent);
-    mx_jsonw_kuint(w, "invalidations_applied", ss.invalidations_applied);
-    mx_jsonw_kuint(w, "l3_hits", ss.l3_hits);
-    mx_jsonw_kuint(w, "l3_stale", ss.l3_stale);
-    mx_jsonw_kuint(w, "l3_misses", ss.l3_misses);
-    mx_jsonw_kuint(w, "l3_corrupt", ss.l3_corrupt);
-    mx_jsonw_kuint(w, "l3_writes", ss.l3_writes);
-    mx_jsonw_kuint(w, "l3_write_errors", ss.l3_write_errors);
-    mx_jsonw_kuint(w, "l3_spooled", ss.l3_spooled);
-    mx_jsonw_kuint(w, "l3_refused", ss.l3_refused);
-    mx_jsonw_kuint(w, "replays_ok", ss.replays_ok);
+    mx_metrics_json_totals(w,
+                           "cache"); /* every field of MX_CACHE_METRICS, summed over the shards */
     mx_jsonw_obj_close(w);
 }
 
