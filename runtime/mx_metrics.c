@@ -31,17 +31,18 @@ static struct registry_metrics g_self; /* shared writes (any registering thread)
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct mx_metrics_set g_sets[MX_METRICS_MAX_SETS] = {
     {"metrics", "registry", g_self_desc, 1, &g_self}};
-static int g_ids[MX_METRICS_MAX_SETS] = {1}; /* 0: free slot */
+/* g_sets[0..g_n) in registration order (unregistering closes the gap), so
+ * a scrape is one pass; g_ids[i] is g_sets[i]'s id */
+static int g_ids[MX_METRICS_MAX_SETS] = {1};
+static int g_n = 1;
 static int g_next_id = 2;
 
 int mx_metrics_register(const char *actor, const char *instance, const struct mx_metric_desc *desc,
                         size_t n, const void *block)
 {
     pthread_mutex_lock(&g_mu);
-    for (int i = 0; i < MX_METRICS_MAX_SETS; i++) {
-        if (g_ids[i])
-            continue;
-        struct mx_metrics_set *s = &g_sets[i];
+    if (g_n < MX_METRICS_MAX_SETS) {
+        struct mx_metrics_set *s = &g_sets[g_n];
         s->actor = actor;
         strncpy(s->instance, instance ? instance : "", sizeof(s->instance) - 1);
         s->instance[sizeof(s->instance) - 1] = '\0';
@@ -49,7 +50,7 @@ int mx_metrics_register(const char *actor, const char *instance, const struct mx
         s->n = n;
         s->block = block;
         int id = g_next_id++;
-        g_ids[i] = id;
+        g_ids[g_n++] = id;
         pthread_mutex_unlock(&g_mu);
         return id;
     }
@@ -76,9 +77,11 @@ void mx_metrics_unregister(int id)
     if (id <= 0)
         return;
     pthread_mutex_lock(&g_mu);
-    for (int i = 0; i < MX_METRICS_MAX_SETS; i++)
+    for (int i = 0; i < g_n; i++)
         if (g_ids[i] == id) {
-            g_ids[i] = 0;
+            memmove(&g_sets[i], &g_sets[i + 1], (size_t)(g_n - i - 1) * sizeof g_sets[0]);
+            memmove(&g_ids[i], &g_ids[i + 1], (size_t)(g_n - i - 1) * sizeof g_ids[0]);
+            g_n--;
             break;
         }
     pthread_mutex_unlock(&g_mu);
@@ -87,18 +90,8 @@ void mx_metrics_unregister(int id)
 void mx_metrics_foreach(void (*fn)(const struct mx_metrics_set *s, void *arg), void *arg)
 {
     pthread_mutex_lock(&g_mu);
-    /* registration order = id order; slots are reused, so sort by id */
-    int last = 0;
-    for (;;) {
-        int best = -1;
-        for (int i = 0; i < MX_METRICS_MAX_SETS; i++)
-            if (g_ids[i] > last && (best < 0 || g_ids[i] < g_ids[best]))
-                best = i;
-        if (best < 0)
-            break;
-        last = g_ids[best];
-        fn(&g_sets[best], arg);
-    }
+    for (int i = 0; i < g_n; i++) /* registration order */
+        fn(&g_sets[i], arg);
     pthread_mutex_unlock(&g_mu);
 }
 
@@ -115,20 +108,13 @@ uint64_t mx_metrics_refused(void)
 
 /* ---- renderers ---- */
 
-/* The live slots in registration (id) order; under g_mu. */
+/* The live slots in registration order (the array is kept in it); under
+ * g_mu. */
 static int ordered_slots(int *slot)
 {
-    int n = 0;
-    for (int i = 0; i < MX_METRICS_MAX_SETS; i++)
-        if (g_ids[i]) {
-            int k = n++;
-            while (k > 0 && g_ids[slot[k - 1]] > g_ids[i]) {
-                slot[k] = slot[k - 1];
-                k--;
-            }
-            slot[k] = i;
-        }
-    return n;
+    for (int i = 0; i < g_n; i++)
+        slot[i] = i;
+    return g_n;
 }
 
 /* Is s the first of the ordered sets with its actor kind? */
