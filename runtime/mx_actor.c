@@ -812,7 +812,11 @@ static void run_actor(mx_system_t *sys, struct mx_sched *s, struct mx_actor *a)
         }
         mx_log_set_context(s->idx, NULL, NULL);
     }
-    for (int i = 0;; i++) {
+    /* a turn takes at most the messages queued when it began (and at most
+     * MX_BATCH): what arrives meanwhile, a message the actor sends itself
+     * to yield above all, waits for its next turn, behind the other actors */
+    int64_t limit = depth < MX_BATCH ? depth : MX_BATCH;
+    for (int64_t i = 0;; i++) {
         /* the control lane goes first, and is checked before every user
          * message so a stop is not held up behind a full batch */
         while (mx_mpsc_peek(a->ctl_tail, &a->ctl_stub) &&
@@ -828,7 +832,7 @@ static void run_actor(mx_system_t *sys, struct mx_sched *s, struct mx_actor *a)
             st = ST_FREE;
         }
         /* a live actor gets a batch; a stopped slot drains everything now */
-        if (st != ST_FREE && i >= MX_BATCH)
+        if (st != ST_FREE && i >= limit)
             break;
         node = mx_mpsc_pop(&a->mb_head, &a->mb_tail, &a->mb_stub);
         if (!node)

@@ -341,6 +341,80 @@ static void test_overflow_bytes(void **st)
     finish(sys);
 }
 
+/* ---- a turn takes only what was queued when it began ---- */
+
+#define YIELDS 50
+
+struct turns {
+    struct mx_addr a, b;
+    char log[YIELDS + 8]; /* 'A' per message of a, 'B' for b; scheduler thread only */
+    int n;
+    _Atomic int done;
+};
+
+/* a: each message it handles it sends itself again, YIELDS times */
+static int yielder_recv(mx_actor_t *self, void *state, struct mx_msg *m)
+{
+    struct turns *t = state;
+    struct mx_m_test_kv kv;
+    assert_int_equal(mx_msg_decode(m, &kv), 0);
+    t->log[t->n++] = 'A';
+    if (kv.seq + 1 < YIELDS)
+        return mx_send(self, mx_self(self), kv_msg(0, kv.seq + 1));
+    atomic_fetch_add(&t->done, 1);
+    return 0;
+}
+
+static int other_recv(mx_actor_t *self, void *state, struct mx_msg *m)
+{
+    struct turns *t = state;
+    t->log[t->n++] = 'B';
+    atomic_fetch_add(&t->done, 1);
+    return 0;
+}
+
+/* the starter makes a and then b runnable within one of its turns, so the
+ * run queue holds a, b in that order */
+static int starter_recv(mx_actor_t *self, void *state, struct mx_msg *m)
+{
+    struct turns *t = state;
+    assert_int_equal(mx_send(self, t->a, kv_msg(0, 0)), 0);
+    return mx_send(self, t->b, kv_msg(1, 0));
+}
+
+static int turns_init(mx_actor_t *self, void *arg, void **state)
+{
+    *state = arg;
+    return 0;
+}
+
+/* An actor that sends itself a message to yield does yield: the message
+ * waits for its next turn, behind the actor that was already runnable,
+ * instead of being handled in the same turn up to MX_BATCH times. */
+static void test_self_send_yields(void **st)
+{
+    static struct turns t;
+    static const struct mx_behaviour ya = {"yielder", turns_init, yielder_recv, NULL},
+                                     ob = {"other", turns_init, other_recv, NULL},
+                                     sa = {"starter", turns_init, starter_recv, NULL};
+    memset(&t, 0, sizeof(t));
+    mx_system_t *sys = start(1);
+    struct mx_spawn_opts o = MX_SPAWN_OPTS_DEFAULT;
+    o.sched = 0;
+    struct mx_addr s;
+    assert_int_equal(mx_spawn(sys, &ya, &t, &o, &t.a), 0);
+    assert_int_equal(mx_spawn(sys, &ob, &t, &o, &t.b), 0);
+    assert_int_equal(mx_spawn(sys, &sa, &t, &o, &s), 0);
+    assert_int_equal(mx_sys_send(sys, s, kv_msg(2, 0)), 0);
+    assert_true(TU_WAIT_UNTIL(atomic_load(&t.done) == 2, 5000));
+    finish(sys);
+    TU_ASSERT_CMP(t.n, ==, YIELDS + 1);
+    t.log[t.n] = 0;
+    /* a's first message, then b, then the rest of a's */
+    assert_string_equal(t.log, "AB"
+                               "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -350,6 +424,7 @@ int main(void)
         cmocka_unit_test(test_overflow_drop_newest),
         cmocka_unit_test(test_overflow_drop_oldest),
         cmocka_unit_test(test_overflow_bytes),
+        cmocka_unit_test(test_self_send_yields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
