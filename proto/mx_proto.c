@@ -90,70 +90,101 @@ const struct mx_msg_desc *mx_proto_desc(uint32_t type)
 /* Encoding writes with msgpuck straight into the caller's buffer: each
  * value's size (mp_sizeof_*) is checked against what is left before it is
  * written. The bytes are the canonical smallest encodings, the same that
- * msgpack-c's packer writes (docs/wire-format.md). */
-int mx_proto_encode(const struct mx_msg_desc *d, const void *m, uint8_t *buf, size_t cap,
-                    size_t *len)
-{
-    if (!d)
-        return MX_EINVAL;
-    char *p = (char *)buf, *end = (char *)buf + cap;
+ * msgpack-c's packer writes (docs/wire-format.md). Each message type has its
+ * own encoder and decoder, generated from mx_messages.def below, so the
+ * field kinds and offsets are constants the compiler sees: a generic walk of
+ * the schema table cost a switch and an indirect load per field, which was
+ * most of the codec's time in a small message. */
 #define ROOM(n)                                                                                    \
     do {                                                                                           \
         if ((size_t)(end - p) < (size_t)(n))                                                       \
             return MX_ETOOBIG;                                                                     \
     } while (0)
-    ROOM(mp_sizeof_array(d->nfields));
-    p = mp_encode_array(p, d->nfields);
-    const char *base = m;
-    for (uint16_t i = 0; i < d->nfields; i++) {
-        const struct mx_field_desc *f = &d->fields[i];
-        const void *v = base + f->offset;
-        switch (f->kind) {
-        case MX_F_U64: {
-            uint64_t u = *(const uint64_t *)v;
-            ROOM(mp_sizeof_uint(u));
-            p = mp_encode_uint(p, u);
-            break;
-        }
-        case MX_F_I64: {
-            int64_t x = *(const int64_t *)v;
-            if (x >= 0) {
-                ROOM(mp_sizeof_uint((uint64_t)x));
-                p = mp_encode_uint(p, (uint64_t)x);
-            } else {
-                ROOM(mp_sizeof_int(x));
-                p = mp_encode_int(p, x);
-            }
-            break;
-        }
-        case MX_F_F64:
-            ROOM(mp_sizeof_double(*(const double *)v));
-            p = mp_encode_double(p, *(const double *)v);
-            break;
-        case MX_F_BOOL:
-            ROOM(1);
-            p = mp_encode_bool(p, *(const bool *)v);
-            break;
-        case MX_F_STR:
-        case MX_F_BIN: {
-            const struct mx_str *sv = v;
-            uint32_t n = sv->len;
-            if (f->kind == MX_F_STR) {
-                ROOM(mp_sizeof_str(n));
-                p = mp_encode_str(p, sv->ptr, n);
-            } else {
-                ROOM(mp_sizeof_bin(n));
-                p = mp_encode_bin(p, sv->ptr, n);
-            }
-            break;
-        }
-        default:
-            return MX_EINVAL;
-        }
+#define ENC_U64(x)                                                                                 \
+    do {                                                                                           \
+        uint64_t u_ = (x);                                                                         \
+        ROOM(mp_sizeof_uint(u_));                                                                  \
+        p = mp_encode_uint(p, u_);                                                                 \
+    } while (0)
+#define ENC_I64(x)                                                                                 \
+    do {                                                                                           \
+        int64_t i_ = (x);                                                                          \
+        if (i_ >= 0) {                                                                             \
+            ROOM(mp_sizeof_uint((uint64_t)i_));                                                    \
+            p = mp_encode_uint(p, (uint64_t)i_);                                                   \
+        } else {                                                                                   \
+            ROOM(mp_sizeof_int(i_));                                                               \
+            p = mp_encode_int(p, i_);                                                              \
+        }                                                                                          \
+    } while (0)
+#define ENC_F64(x)                                                                                 \
+    do {                                                                                           \
+        ROOM(mp_sizeof_double(x));                                                                 \
+        p = mp_encode_double(p, (x));                                                              \
+    } while (0)
+#define ENC_BOOL(x)                                                                                \
+    do {                                                                                           \
+        ROOM(mp_sizeof_bool(x));                                                                   \
+        p = mp_encode_bool(p, (x));                                                                \
+    } while (0)
+#define ENC_STR(x)                                                                                 \
+    do {                                                                                           \
+        ROOM(mp_sizeof_str((x).len));                                                              \
+        p = mp_encode_str(p, (x).ptr, (x).len);                                                    \
+    } while (0)
+#define ENC_BIN(x)                                                                                 \
+    do {                                                                                           \
+        ROOM(mp_sizeof_bin((x).len));                                                              \
+        p = mp_encode_bin(p, (x).ptr, (x).len);                                                    \
+    } while (0)
+
+/* fields per type, as constants */
+#define F(kind, fname) +1
+#define MX_MSG(id, name, fields) NF_##name = 0 fields,
+enum {
+#include "mx_messages.def"
+};
+#undef MX_MSG
+#undef F
+
+#define F(kind, fname) ENC_##kind(v->fname);
+#define MX_MSG(id, name, fields)                                                                   \
+    static int enc_##name(const struct mx_m_##name *v, char *p, const char *end, char **endp)      \
+    {                                                                                              \
+        (void)v;                                                                                   \
+        ROOM(mp_sizeof_array(NF_##name));                                                          \
+        p = mp_encode_array(p, NF_##name);                                                         \
+        fields *endp = p;                                                                          \
+        return 0;                                                                                  \
     }
+#include "mx_messages.def"
+#undef MX_MSG
+#undef F
 #undef ROOM
-    *len = (size_t)(p - (char *)buf);
-    return 0;
+
+int mx_proto_encode_id(uint32_t type, const void *m, uint8_t *buf, size_t cap, size_t *len)
+{
+    char *p = (char *)buf, *end = (char *)buf + cap, *stop = p;
+    int rc;
+    switch (type) {
+#define MX_MSG(id, name, fields)                                                                   \
+    case id:                                                                                       \
+        rc = enc_##name(m, p, end, &stop);                                                         \
+        break;
+#include "mx_messages.def"
+#undef MX_MSG
+    default:
+        return MX_EINVAL;
+    }
+    if (rc == 0)
+        *len = (size_t)(stop - p);
+    return rc;
+}
+
+int mx_proto_encode(const struct mx_msg_desc *d, const void *m, uint8_t *buf, size_t cap,
+                    size_t *len)
+{
+    return d ? mx_proto_encode_id(d->id, m, buf, cap, len) : MX_EINVAL;
 }
 
 static uint64_t be(const uint8_t *p, int n)
@@ -283,88 +314,114 @@ int mx_proto_validate(const uint8_t *body, size_t len)
     return p == end ? 0 : MX_EDECODE;
 }
 
-/* One field at *pp, checked against its declared kind; every read is
- * bounds-checked with msgpuck's mp_check_* before its mp_decode_*. Integer
- * kinds accept either msgpack integer family when the value fits (msgpack-c
- * and other encoders pick a signed encoding for non-negative values). */
-static int field_from(const struct mx_field_desc *f, const char **pp, const char *end, char *base)
+/* Decoders, one per field kind: the value at *pp, checked against the
+ * field's kind; every read is bounds-checked with msgpuck's mp_check_*
+ * before its mp_decode_*. Integer kinds accept either msgpack integer
+ * family when the value fits (msgpack-c and other encoders pick a signed
+ * encoding for non-negative values). */
+static inline int dec_int(const char **pp, const char *end, uint64_t *u, int64_t *i, bool *neg)
 {
     const char *p = *pp;
-    void *out = base + f->offset;
     if (p >= end)
         return MX_EDECODE;
     enum mp_type t = mp_typeof(*p);
-    switch (f->kind) {
-    case MX_F_U64:
-    case MX_F_I64: {
-        uint64_t u = 0;
-        int64_t i = 0;
-        bool neg = false;
-        if (t == MP_UINT) {
-            if (mp_check_uint(p, end) > 0)
-                return MX_EDECODE;
-            u = mp_decode_uint(&p);
-        } else if (t == MP_INT) {
-            if (mp_check_int(p, end) > 0)
-                return MX_EDECODE;
-            i = mp_decode_int(&p);
-            neg = i < 0;
-            u = neg ? 0 : (uint64_t)i;
-        } else {
+    *neg = false;
+    if (t == MP_UINT) {
+        if (mp_check_uint(p, end) > 0)
             return MX_EDECODE;
-        }
-        if (f->kind == MX_F_U64) {
-            if (neg)
-                return MX_EDECODE;
-            *(uint64_t *)out = u;
-        } else {
-            if (!neg && u > INT64_MAX)
-                return MX_EDECODE;
-            *(int64_t *)out = neg ? i : (int64_t)u;
-        }
-        break;
-    }
-    case MX_F_F64:
-        if (t == MP_DOUBLE) {
-            if (mp_check_double(p, end) > 0)
-                return MX_EDECODE;
-            *(double *)out = mp_decode_double(&p);
-        } else if (t == MP_FLOAT) {
-            if (mp_check_float(p, end) > 0)
-                return MX_EDECODE;
-            *(double *)out = mp_decode_float(&p);
-        } else {
+        *u = mp_decode_uint(&p);
+        *i = 0;
+    } else if (t == MP_INT) {
+        if (mp_check_int(p, end) > 0)
             return MX_EDECODE;
-        }
-        break;
-    case MX_F_BOOL:
-        if (t != MP_BOOL || mp_check_bool(p, end) > 0)
-            return MX_EDECODE;
-        *(bool *)out = mp_decode_bool(&p);
-        break;
-    case MX_F_STR:
-    case MX_F_BIN: {
-        uint32_t n;
-        if (f->kind == MX_F_STR) {
-            if (t != MP_STR || mp_check_strl(p, end) > 0)
-                return MX_EDECODE;
-            n = mp_decode_strl(&p);
-        } else {
-            if (t != MP_BIN || mp_check_binl(p, end) > 0)
-                return MX_EDECODE;
-            n = mp_decode_binl(&p);
-        }
-        if (n > (size_t)(end - p))
-            return MX_EDECODE;
-        ((struct mx_str *)out)->ptr = p;
-        ((struct mx_str *)out)->len = n;
-        p += n;
-        break;
-    }
-    default:
+        *i = mp_decode_int(&p);
+        *neg = *i < 0;
+        *u = *neg ? 0 : (uint64_t)*i;
+    } else {
         return MX_EDECODE;
     }
     *pp = p;
+    return 0;
+}
+
+static inline int dec_U64(const char **pp, const char *end, uint64_t *out)
+{
+    uint64_t u;
+    int64_t i;
+    bool neg;
+    if (dec_int(pp, end, &u, &i, &neg) != 0 || neg)
+        return MX_EDECODE;
+    *out = u;
+    return 0;
+}
+
+static inline int dec_I64(const char **pp, const char *end, int64_t *out)
+{
+    uint64_t u;
+    int64_t i;
+    bool neg;
+    if (dec_int(pp, end, &u, &i, &neg) != 0 || (!neg && u > INT64_MAX))
+        return MX_EDECODE;
+    *out = neg ? i : (int64_t)u;
+    return 0;
+}
+
+static inline int dec_F64(const char **pp, const char *end, double *out)
+{
+    const char *p = *pp;
+    if (p >= end)
+        return MX_EDECODE;
+    enum mp_type t = mp_typeof(*p);
+    if (t == MP_DOUBLE) {
+        if (mp_check_double(p, end) > 0)
+            return MX_EDECODE;
+        *out = mp_decode_double(&p);
+    } else if (t == MP_FLOAT) {
+        if (mp_check_float(p, end) > 0)
+            return MX_EDECODE;
+        *out = mp_decode_float(&p);
+    } else {
+        return MX_EDECODE;
+    }
+    *pp = p;
+    return 0;
+}
+
+static inline int dec_BOOL(const char **pp, const char *end, bool *out)
+{
+    const char *p = *pp;
+    if (p >= end || mp_typeof(*p) != MP_BOOL || mp_check_bool(p, end) > 0)
+        return MX_EDECODE;
+    *out = mp_decode_bool(&p);
+    *pp = p;
+    return 0;
+}
+
+static inline int dec_STR(const char **pp, const char *end, struct mx_str *out)
+{
+    const char *p = *pp;
+    if (p >= end || mp_typeof(*p) != MP_STR || mp_check_strl(p, end) > 0)
+        return MX_EDECODE;
+    uint32_t n = mp_decode_strl(&p);
+    if (n > (size_t)(end - p))
+        return MX_EDECODE;
+    out->ptr = p;
+    out->len = n;
+    *pp = p + n;
+    return 0;
+}
+
+static inline int dec_BIN(const char **pp, const char *end, struct mx_str *out)
+{
+    const char *p = *pp;
+    if (p >= end || mp_typeof(*p) != MP_BIN || mp_check_binl(p, end) > 0)
+        return MX_EDECODE;
+    uint32_t n = mp_decode_binl(&p);
+    if (n > (size_t)(end - p))
+        return MX_EDECODE;
+    out->ptr = p;
+    out->len = n;
+    *pp = p + n;
     return 0;
 }
 
@@ -372,19 +429,41 @@ static int field_from(const struct mx_field_desc *f, const char **pp, const char
  * msgpuck's cursor: no allocation, no tree, and no separate validation pass
  * (every length is checked against what is left before it is used, and the
  * body must end exactly after the last field). */
-int mx_proto_decode(const struct mx_msg_desc *d, const uint8_t *body, size_t len, void *out)
+#define F(kind, fname)                                                                             \
+    if (dec_##kind(&p, end, &v->fname) != 0)                                                       \
+        return MX_EDECODE;
+#define MX_MSG(id, name, fields)                                                                   \
+    static int dec_##name(const char *p, const char *end, struct mx_m_##name *v)                   \
+    {                                                                                              \
+        (void)v;                                                                                   \
+        if (mp_typeof(*p) != MP_ARRAY || mp_check_array(p, end) > 0 ||                             \
+            mp_decode_array(&p) != NF_##name)                                                      \
+            return MX_EDECODE;                                                                     \
+        fields return p == end ? 0 : MX_EDECODE;                                                   \
+    }
+#include "mx_messages.def"
+#undef MX_MSG
+#undef F
+
+int mx_proto_decode_id(uint32_t type, const uint8_t *body, size_t len, void *out)
 {
-    if (!d || !body || len == 0)
+    if (!body || len == 0)
         return MX_EDECODE;
     const char *p = (const char *)body, *end = p + len;
-    if (mp_typeof(*p) != MP_ARRAY || mp_check_array(p, end) > 0)
+    switch (type) {
+#define MX_MSG(id, name, fields)                                                                   \
+    case id:                                                                                       \
+        return dec_##name(p, end, out);
+#include "mx_messages.def"
+#undef MX_MSG
+    default:
         return MX_EDECODE;
-    if (mp_decode_array(&p) != d->nfields)
-        return MX_EDECODE;
-    for (uint16_t i = 0; i < d->nfields; i++)
-        if (field_from(&d->fields[i], &p, end, out) != 0)
-            return MX_EDECODE;
-    return p == end ? 0 : MX_EDECODE;
+    }
+}
+
+int mx_proto_decode(const struct mx_msg_desc *d, const uint8_t *body, size_t len, void *out)
+{
+    return d ? mx_proto_decode_id(d->id, body, len, out) : MX_EDECODE;
 }
 
 int mx_proto_to_json(uint32_t type, const uint8_t *body, size_t len, struct mx_jsonw *w)

@@ -2,8 +2,9 @@
  *
  * For every MX_MSG(id, name, fields) this header declares the id constant
  * MX_T_<name>, a struct mx_m_<name> with one member per field, and typed
- * wrappers mx_m_<name>_encode()/_decode(). One generic, table-driven codec
- * does the work, so adding a message type is one line in the .def file.
+ * wrappers mx_m_<name>_encode()/_decode(). mx_proto.c generates one encoder
+ * and one decoder per type from the same list, so adding a message type is
+ * one line in the .def file.
  *
  * Decoding validates the whole body before use (structure, array length,
  * every field's type, lengths against the end of the buffer) and returns
@@ -73,9 +74,15 @@ const struct mx_msg_desc *mx_proto_desc(uint32_t type);
 int mx_proto_encode(const struct mx_msg_desc *d, const void *m, uint8_t *buf, size_t cap,
                     size_t *len);
 
+/* mx_proto_encode_id / mx_proto_decode_id - the same by type id, without
+ * the schema lookup (unknown ids: MX_EINVAL / MX_EDECODE). The message
+ * layer's path. */
+int mx_proto_encode_id(uint32_t type, const void *m, uint8_t *buf, size_t cap, size_t *len);
+int mx_proto_decode_id(uint32_t type, const uint8_t *body, size_t len, void *out);
+
 /* mx_proto_decode - validate body (len bytes) against schema d and fill the
  * struct out; STR/BIN members point into body. Returns 0 or MX_EDECODE.
- * Any thread; uses a per-thread scratch zone. */
+ * Any thread; does not allocate. */
 int mx_proto_decode(const struct mx_msg_desc *d, const uint8_t *body, size_t len, void *out);
 
 /* mx_proto_validate - check that body is exactly one well-formed msgpack
@@ -93,12 +100,12 @@ int mx_proto_to_json(uint32_t type, const uint8_t *body, size_t len, struct mx_j
     static inline int mx_m_##name##_encode(const struct mx_m_##name *m, uint8_t *buf, size_t cap,  \
                                            size_t *len)                                            \
     {                                                                                              \
-        return mx_proto_encode(mx_proto_desc(id), m, buf, cap, len);                               \
+        return mx_proto_encode_id(id, m, buf, cap, len);                                           \
     }                                                                                              \
     static inline int mx_m_##name##_decode(const uint8_t *body, size_t len,                        \
                                            struct mx_m_##name *out)                                \
     {                                                                                              \
-        return mx_proto_decode(mx_proto_desc(id), body, len, out);                                 \
+        return mx_proto_decode_id(id, body, len, out);                                             \
     }
 #include "mx_messages.def"
 #undef MX_MSG

@@ -212,22 +212,21 @@ uint8_t *mx_msg_body_mut(struct mx_msg *m)
 
 int mx_msg_encode(uint32_t type, const void *fields, struct mx_msg **out)
 {
-    const struct mx_msg_desc *d = mx_proto_desc(type);
     uint8_t stackbuf[MX_MSG_INLINE_MAX];
     size_t len;
-    int rc;
-    if (!d)
-        return MX_EINVAL;
     /* most bodies fit a small message: encode straight into one */
     struct mx_msg *sm = mx_msg_new(type, SMALL_BODY);
-    if (mx_proto_encode(d, fields, sm->inline_body, SMALL_BODY, &len) == 0) {
+    int rc = mx_proto_encode_id(type, fields, sm->inline_body, SMALL_BODY, &len);
+    if (rc == 0) {
         sm->body_len = (uint32_t)len;
         sm->body = len ? sm->inline_body : NULL;
         *out = sm;
         return 0;
     }
     mx_msg_free(sm);
-    rc = mx_proto_encode(d, fields, stackbuf, sizeof(stackbuf), &len);
+    if (rc != MX_ETOOBIG)
+        return rc; /* unknown type */
+    rc = mx_proto_encode_id(type, fields, stackbuf, sizeof(stackbuf), &len);
     if (rc == 0) {
         struct mx_msg *m = mx_msg_new(type, (uint32_t)len);
         memcpy(mx_msg_body_mut(m), stackbuf, len);
@@ -237,7 +236,7 @@ int mx_msg_encode(uint32_t type, const void *fields, struct mx_msg **out)
     /* larger than the inline limit: grow a heap buffer up to the body cap */
     for (size_t cap = 4 * MX_MSG_INLINE_MAX; cap <= MX_ENV_MAX_BODY; cap *= 4) {
         uint8_t *buf = xmalloc(cap);
-        rc = mx_proto_encode(d, fields, buf, cap, &len);
+        rc = mx_proto_encode_id(type, fields, buf, cap, &len);
         if (rc == 0) {
             struct mx_msg *m = mx_msg_new(type, (uint32_t)len);
             memcpy(mx_msg_body_mut(m), buf, len);
@@ -252,7 +251,7 @@ int mx_msg_encode(uint32_t type, const void *fields, struct mx_msg **out)
 
 int mx_msg_decode(const struct mx_msg *m, void *fields)
 {
-    return mx_proto_decode(mx_proto_desc(m->env.type), m->body, m->body_len, fields);
+    return mx_proto_decode_id(m->env.type, m->body, m->body_len, fields);
 }
 
 struct mx_msg *mx_msg_share(const struct mx_msg *m)
