@@ -130,6 +130,13 @@ struct mx_sched {
     char pad_[64 - sizeof(void *) - sizeof(int)];
     struct mx_mnode *rq_tail; /* owner */
     struct mx_mnode rq_stub;
+    /* owner: actors made runnable by this scheduler's own thread, FIFO. A
+     * send between two actors of one scheduler (and a re-queue after a
+     * turn) appends here with plain stores: the shared run queue's two
+     * exchanges per hop (push, and re-pushing the stub when the pop empties
+     * it) were a third of a same-scheduler ping-pong's atomic operations */
+    struct mx_mnode *lq_head, *lq_tail;
+    uint64_t turn_ns; /* owner: when the last turn ended (its clock read) */
     uv_loop_t loop;
     uv_async_t wake;
     uv_idle_t idle;
@@ -338,15 +345,38 @@ static struct mx_actor *lookup(mx_system_t *sys, struct mx_addr addr)
 
 static void on_idle(uv_idle_t *h);
 
+/* owner thread: append a to the local run queue */
+static inline void lq_push(struct mx_sched *s, struct mx_actor *a)
+{
+    atomic_store_explicit(&a->rq_node.next, NULL, memory_order_relaxed);
+    if (s->lq_tail)
+        atomic_store_explicit(&s->lq_tail->next, &a->rq_node, memory_order_relaxed);
+    else
+        s->lq_head = &a->rq_node;
+    s->lq_tail = &a->rq_node;
+}
+
+static inline struct mx_mnode *lq_pop(struct mx_sched *s)
+{
+    struct mx_mnode *n = s->lq_head;
+    if (n) {
+        s->lq_head = atomic_load_explicit(&n->next, memory_order_relaxed);
+        if (!s->lq_head)
+            s->lq_tail = NULL;
+    }
+    return n;
+}
+
 static void schedule(mx_system_t *sys, struct mx_actor *a)
 {
     struct mx_sched *s = &sys->scheds[a->sched];
-    mx_mpsc_push(&s->rq_head, &a->rq_node);
     if (t_sched == s) {
+        lq_push(s, a);
         /* on our own loop: make sure it polls without blocking until the run
-         * queue is empty (a no-op when the idle handle is already active) */
+         * queues are empty (a no-op when the idle handle is already active) */
         uv_idle_start(&s->idle, on_idle);
     } else {
+        mx_mpsc_push(&s->rq_head, &a->rq_node);
         /* Dekker with on_prepare: our push (the exchange on rq_head) and its
          * store of sleeping are each followed by a seq_cst fence before the
          * other's load, so either we see sleeping == 1 and wake it, or it
@@ -779,12 +809,8 @@ static bool dispatch(mx_system_t *sys, struct mx_actor *a, struct mx_msg *m, boo
 static int hist_bucket(uint64_t ns)
 {
     uint64_t us = ns / 1000;
-    int b = 0;
-    while (us && b < MX_HIST_BUCKETS - 1) {
-        us >>= 1;
-        b++;
-    }
-    return b;
+    int b = us ? 64 - __builtin_clzll(us) : 0; /* bit length: <1 us is 0, 1 us is 1 */
+    return b < MX_HIST_BUCKETS - 1 ? b : MX_HIST_BUCKETS - 1;
 }
 
 /* One turn of actor a: control lane first, then up to MX_BATCH messages. */
@@ -793,7 +819,7 @@ static void run_actor(mx_system_t *sys, struct mx_sched *s, struct mx_actor *a)
     int64_t n = 0; /* tokens consumed (messages popped, init) */
     uint64_t handled = 0;
     struct mx_mnode *node;
-    uint64_t t0 = now_ns();
+    uint64_t t0 = s->turn_ns; /* the previous turn's end: one clock read per turn */
     int64_t depth = atomic_load_explicit(&a->depth, memory_order_relaxed);
     if (depth > (int64_t)atomic_load_explicit(&a->hwm, memory_order_relaxed))
         atomic_store_explicit(&a->hwm, (uint32_t)depth, memory_order_relaxed);
@@ -841,7 +867,9 @@ static void run_actor(mx_system_t *sys, struct mx_sched *s, struct mx_actor *a)
         handled += dispatch(sys, a, (struct mx_msg *)node, false);
     }
     if (handled) {
-        uint64_t dt = now_ns() - t0;
+        uint64_t t1 = now_ns();
+        s->turn_ns = t1;
+        uint64_t dt = t1 - t0;
         int bk = hist_bucket(dt / handled);
         OWN_ADD(a->hist[bk], (uint32_t)handled);
         OWN_ADD(a->handled, handled);
@@ -857,7 +885,16 @@ static void run_actor(mx_system_t *sys, struct mx_sched *s, struct mx_actor *a)
      * slot must not be touched after this when nothing is left */
     int64_t left = atomic_fetch_sub_explicit(&a->depth, n, memory_order_acq_rel) - n;
     if (left > 0)
-        mx_mpsc_push(&s->rq_head, &a->rq_node);
+        lq_push(s, a);
+}
+
+/* owner: move what other threads queued behind the local queue, so both
+ * are served in arrival order within a run_some */
+static void rq_splice(struct mx_sched *s)
+{
+    struct mx_mnode *n;
+    while ((n = mx_mpsc_pop(&s->rq_head, &s->rq_tail, &s->rq_stub)))
+        lq_push(s, actor_of_rq(n));
 }
 
 static void run_some(struct mx_sched *s)
@@ -866,9 +903,17 @@ static void run_some(struct mx_sched *s)
     int budget = TURN_BUDGET;
     struct mx_mnode *n = NULL;
     s->now_ms = mx_now_ms();
-    while (budget-- > 0 && (n = mx_mpsc_pop(&s->rq_head, &s->rq_tail, &s->rq_stub)))
+    s->turn_ns = now_ns();
+    rq_splice(s);
+    while (budget-- > 0) {
+        if (!(n = lq_pop(s))) {
+            rq_splice(s);
+            if (!(n = lq_pop(s)))
+                break;
+        }
         run_actor(sys, s, actor_of_rq(n));
-    if (n && budget < 0)
+    }
+    if (s->lq_head || mx_mpsc_peek(s->rq_tail, &s->rq_stub))
         uv_idle_start(&s->idle, on_idle); /* more to do: poll, don't block */
     else
         uv_idle_stop(&s->idle);
@@ -983,7 +1028,7 @@ static void on_wake(uv_async_t *h)
     /* acquire: pairs with the release store in mx_system_stop */
     if (atomic_load_explicit(&s->stopping, memory_order_acquire)) {
         /* drain what is left (dead letters), then close every handle */
-        while (mx_mpsc_peek(s->rq_tail, &s->rq_stub))
+        while (s->lq_head || mx_mpsc_peek(s->rq_tail, &s->rq_stub))
             run_some(s);
         uv_walk(&s->loop, close_any, NULL);
     }
