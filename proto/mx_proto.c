@@ -346,6 +346,12 @@ static inline int dec_int(const char **pp, const char *end, uint64_t *u, int64_t
 
 static inline int dec_U64(const char **pp, const char *end, uint64_t *out)
 {
+    const char *p = *pp;
+    if (p < end && (uint8_t)*p <= 0x7f) { /* positive fixint, the common case */
+        *out = (uint8_t)*p;
+        *pp = p + 1;
+        return 0;
+    }
     uint64_t u;
     int64_t i;
     bool neg;
@@ -357,6 +363,12 @@ static inline int dec_U64(const char **pp, const char *end, uint64_t *out)
 
 static inline int dec_I64(const char **pp, const char *end, int64_t *out)
 {
+    const char *p = *pp;
+    if (p < end && (uint8_t)*p <= 0x7f) { /* positive fixint */
+        *out = (uint8_t)*p;
+        *pp = p + 1;
+        return 0;
+    }
     uint64_t u;
     int64_t i;
     bool neg;
@@ -400,9 +412,14 @@ static inline int dec_BOOL(const char **pp, const char *end, bool *out)
 static inline int dec_STR(const char **pp, const char *end, struct mx_str *out)
 {
     const char *p = *pp;
-    if (p >= end || mp_typeof(*p) != MP_STR || mp_check_strl(p, end) > 0)
-        return MX_EDECODE;
-    uint32_t n = mp_decode_strl(&p);
+    uint32_t n;
+    if (p < end && ((uint8_t)*p & 0xe0) == 0xa0) { /* fixstr, up to 31 bytes */
+        n = (uint8_t)*p++ & 0x1f;
+    } else {
+        if (p >= end || mp_typeof(*p) != MP_STR || mp_check_strl(p, end) > 0)
+            return MX_EDECODE;
+        n = mp_decode_strl(&p);
+    }
     if (n > (size_t)(end - p))
         return MX_EDECODE;
     out->ptr = p;
@@ -425,6 +442,20 @@ static inline int dec_BIN(const char **pp, const char *end, struct mx_str *out)
     return 0;
 }
 
+/* the array header at *pp holds exactly n values (p < end) */
+static inline bool array_of(const char **pp, const char *end, uint32_t n)
+{
+    const char *p = *pp;
+    if (((uint8_t)*p & 0xf0) == 0x90) { /* fixarray, up to 15 */
+        *pp = p + 1;
+        return ((uint8_t)*p & 0x0f) == n;
+    }
+    if (mp_typeof(*p) != MP_ARRAY || mp_check_array(p, end) > 0 || mp_decode_array(&p) != n)
+        return false;
+    *pp = p;
+    return true;
+}
+
 /* Bodies are flat arrays of scalars, so decoding walks the bytes once with
  * msgpuck's cursor: no allocation, no tree, and no separate validation pass
  * (every length is checked against what is left before it is used, and the
@@ -436,8 +467,7 @@ static inline int dec_BIN(const char **pp, const char *end, struct mx_str *out)
     static int dec_##name(const char *p, const char *end, struct mx_m_##name *v)                   \
     {                                                                                              \
         (void)v;                                                                                   \
-        if (mp_typeof(*p) != MP_ARRAY || mp_check_array(p, end) > 0 ||                             \
-            mp_decode_array(&p) != NF_##name)                                                      \
+        if (!array_of(&p, end, NF_##name))                                                         \
             return MX_EDECODE;                                                                     \
         fields return p == end ? 0 : MX_EDECODE;                                                   \
     }
