@@ -80,47 +80,53 @@ struct mx_actor_ext {
     uint8_t restart_n;
 };
 
+/* Four cache lines, grouped by who writes them, so a stream of messages
+ * from another thread does not bounce the receiver's per-message reads:
+ * before, status, gen and evict (read by the consumer for every message)
+ * shared a line with depth and mb_head (written by every send), and the
+ * line moved between the two cores on every message. */
 struct mx_actor {
-    /* -- line 0: written by producers on any thread -- */
-    _Atomic(struct mx_mnode *) mb_head;  /* user lane, producers' end */
-    _Atomic(struct mx_mnode *) ctl_head; /* control lane, producers' end */
-    _Atomic int64_t depth;               /* messages in both lanes (+1 pending init): token */
-    _Atomic int64_t bytes;               /* user-lane bytes charged (cap_bytes > 0) */
-    _Atomic uint32_t gen;                /* incarnation; bumped when the actor stops */
-    _Atomic uint32_t cap_msgs;           /* set at spawn */
-    _Atomic uint32_t cap_bytes;          /* set at spawn; 0 = none */
-    _Atomic uint32_t evict;              /* drop-oldest: messages the consumer must drop */
-    _Atomic uint32_t refused;            /* sends refused or dropped at the door */
-    _Atomic uint8_t policy;              /* enum mx_overflow */
-    _Atomic uint8_t status;              /* enum actor_status (owner writes; others read) */
-    _Atomic uint8_t named;               /* has a registered name */
-    uint8_t pad0;
+    /* -- line 0: written by producers on any thread (and by the owner once
+     * per turn: depth, oldest_ms, handled, dropped) -- */
+    _Alignas(64) _Atomic(struct mx_mnode *) mb_head; /* user lane, producers' end */
+    _Atomic(struct mx_mnode *) ctl_head;             /* control lane, producers' end */
+    _Atomic int64_t depth;     /* messages in both lanes (+1 pending init): token */
+    _Atomic int64_t bytes;     /* user-lane bytes charged (cap_bytes > 0) */
     _Atomic int64_t oldest_ms; /* enqueue time of the oldest pending message */
-    /* -- owner thread (or the spawner while it holds the token) -- */
-    struct mx_mnode *mb_tail;
+    _Atomic uint32_t evict;    /* drop-oldest: messages the consumer must drop */
+    _Atomic uint32_t refused;  /* sends refused or dropped at the door */
+    _Atomic uint64_t handled;  /* owner writes (relaxed load+store), anyone reads */
+    _Atomic uint64_t dropped;
+    /* -- line 1: read by producers and the owner, written rarely (spawn, stop) -- */
+    _Alignas(64) _Atomic(const struct mx_behaviour *) beh;
+    void *state;
+    void *arg;
+    _Atomic uint32_t gen;       /* incarnation; bumped when the actor stops */
+    _Atomic uint32_t cap_msgs;  /* set at spawn */
+    _Atomic uint32_t cap_bytes; /* set at spawn; 0 = none */
+    uint32_t idx;               /* slot index, >= 1 */
+    _Atomic uint8_t policy;     /* enum mx_overflow */
+    _Atomic uint8_t status;     /* enum actor_status (owner writes; others read) */
+    _Atomic uint8_t named;      /* has a registered name */
+    uint8_t max_restarts;
+    uint16_t sched; /* fixed for the slot's life */
+    uint16_t restart_window_s;
+    /* -- line 2: owner thread (or the spawner while it holds the token) -- */
+    _Alignas(64) struct mx_mnode *mb_tail;
     struct mx_mnode mb_stub;
     struct mx_mnode *ctl_tail;
     struct mx_mnode ctl_stub;
     struct mx_mnode rq_node; /* run queue link */
-    _Atomic(const struct mx_behaviour *) beh;
-    void *state;
-    void *arg;
     struct mx_actor_ext *ext;
     struct mx_actor *free_next; /* scheduler free list; under free_lock */
-    uint32_t idx;               /* slot index, >= 1 */
-    uint16_t sched;             /* fixed for the slot's life */
-    uint8_t max_restarts;
     uint8_t inited;
     uint8_t spawn_tok; /* the spawner's token is still to be consumed */
-    uint16_t restart_window_s;
-    /* -- counters: owner writes (relaxed load+store), anyone reads -- */
-    _Atomic uint64_t handled;
-    _Atomic uint64_t dropped;
-    _Atomic uint32_t restarts;
+    /* -- line 3: counters: owner writes (relaxed load+store), anyone reads -- */
+    _Alignas(64) _Atomic uint32_t restarts;
     _Atomic uint32_t errors;
     _Atomic uint32_t hwm;
     _Atomic uint32_t hist[MX_HIST_BUCKETS];
-}; /* 232 bytes; not padded to a cache-line multiple, to keep idle actors small */
+}; /* 256 bytes, 64-aligned */
 
 struct mx_sched {
     _Atomic(struct mx_mnode *) rq_head; /* producers' end of the run queue */
@@ -136,7 +142,8 @@ struct mx_sched {
      * exchanges per hop (push, and re-pushing the stub when the pop empties
      * it) were a third of a same-scheduler ping-pong's atomic operations */
     struct mx_mnode *lq_head, *lq_tail;
-    uint64_t turn_ns; /* owner: when the last turn ended (its clock read) */
+    uint64_t turn_ns;     /* owner: when the last turn ended (its clock read) */
+    int64_t run_start_ns; /* owner: when the current run_some began */
     uv_loop_t loop;
     uv_async_t wake;
     uv_idle_t idle;
@@ -756,7 +763,10 @@ static bool dispatch(mx_system_t *sys, struct mx_actor *a, struct mx_msg *m, boo
         mx_msg_free(m);
         return false;
     }
-    if (!ctl && atomic_load_explicit(&a->evict, memory_order_relaxed) > 0) {
+    /* policy first: evict sits on the producers' line, and reading it for
+     * every message would pull that line over from the sending core */
+    if (!ctl && atomic_load_explicit(&a->policy, memory_order_relaxed) == MX_OVERFLOW_DROP_OLDEST &&
+        atomic_load_explicit(&a->evict, memory_order_relaxed) > 0) {
         /* relaxed: only this thread decrements, so the value stays >= 0 */
         atomic_fetch_sub_explicit(&a->evict, 1, memory_order_relaxed);
         dead(sys, a, m, MX_DL_DROPPED_OLDEST);
@@ -813,6 +823,77 @@ static int hist_bucket(uint64_t ns)
     return b < MX_HIST_BUCKETS - 1 ? b : MX_HIST_BUCKETS - 1;
 }
 
+/* Spin before sleeping. While other threads are sending to this scheduler
+ * (a wake-up came within SPIN_HINT_NS), the loop polls its run queue for up
+ * to SPIN_NS before it blocks in epoll: a message that arrives meanwhile is
+ * run at once instead of paying a full sleep and wake-up (tens of us on a
+ * VM). An idle scheduler, or one fed only by its own sockets and timers,
+ * never spins. */
+#define SPIN_NS 30000
+#define SPIN_HINT_NS 1000000
+#define HOT_NS 50000        /* longest a hot spin keeps I/O and timers waiting */
+#define YIELD_AFTER_NS 2000 /* spin this long before yielding between looks */
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* Lingering. When an actor's mailbox runs dry in a turn while messages
+ * stream in from another thread, and nothing else on this scheduler is
+ * runnable, the turn waits up to LINGER_NS for the next message instead of
+ * ending. Holding the scheduling token, the actor stays "scheduled": the
+ * producer's sends find depth >= 1 and skip schedule() (a push onto this
+ * scheduler's shared run queue, a seq_cst fence, the sleeping flag's line
+ * pulled over), and this side skips the token release, the re-queue and
+ * the pop. Without it a fast receiver handled about one message per turn
+ * and paid all of that per message. It never delays another actor (the run
+ * queues must be empty, and another actor becoming runnable ends it), never
+ * keeps I/O and timers waiting longer than HOT_NS per run_some, and only
+ * runs while the scheduler's own spin is finding work (spin_misses == 0:
+ * on an oversubscribed machine the producer may not be running at all). */
+#define LINGER_NS 5000
+
+static bool may_linger(struct mx_sched *s, int64_t now)
+{
+    return s->spin_misses == 0 && now - s->last_wake_ns <= SPIN_HINT_NS &&
+           now - s->run_start_ns < HOT_NS && !s->lq_head && !mx_mpsc_peek(s->rq_tail, &s->rq_stub);
+}
+
+/* wait for a's next message (true) or give up (false); adds the time spent
+ * to *waited */
+static bool linger(struct mx_sched *s, struct mx_actor *a, int64_t now, int64_t *waited)
+{
+    int64_t t = now;
+    bool got = false;
+    for (int k = 1;; k++) {
+        if (mx_mpsc_peek(a->mb_tail, &a->mb_stub) || mx_mpsc_peek(a->ctl_tail, &a->ctl_stub)) {
+            got = true;
+            break;
+        }
+        if (mx_mpsc_peek(s->rq_tail, &s->rq_stub))
+            break; /* another actor became runnable: it goes first */
+        cpu_relax();
+        if ((k & 15) == 0 && (t = mono_ns()) - now >= LINGER_NS)
+            break;
+    }
+    if (!got || t == now)
+        t = mono_ns();
+    *waited += t - now;
+    return got;
+}
+
 /* One turn of actor a: control lane first, then up to MX_BATCH messages. */
 static void run_actor(mx_system_t *sys, struct mx_sched *s, struct mx_actor *a)
 {
@@ -820,6 +901,7 @@ static void run_actor(mx_system_t *sys, struct mx_sched *s, struct mx_actor *a)
     uint64_t handled = 0;
     struct mx_mnode *node;
     uint64_t t0 = s->turn_ns; /* the previous turn's end: one clock read per turn */
+    int64_t waited = 0;       /* ns spent lingering */
     int64_t depth = atomic_load_explicit(&a->depth, memory_order_relaxed);
     if (depth > (int64_t)atomic_load_explicit(&a->hwm, memory_order_relaxed))
         atomic_store_explicit(&a->hwm, (uint32_t)depth, memory_order_relaxed);
@@ -861,15 +943,20 @@ static void run_actor(mx_system_t *sys, struct mx_sched *s, struct mx_actor *a)
         if (st != ST_FREE && i >= limit)
             break;
         node = mx_mpsc_pop(&a->mb_head, &a->mb_tail, &a->mb_stub);
-        if (!node)
-            break;
+        if (!node) {
+            int64_t now;
+            if (st != ST_RUNNING || !may_linger(s, now = mono_ns()) || !linger(s, a, now, &waited))
+                break;
+            limit = i + MX_BATCH; /* a new batch of what arrived */
+            continue;
+        }
         n++;
         handled += dispatch(sys, a, (struct mx_msg *)node, false);
     }
     if (handled) {
         uint64_t t1 = now_ns();
         s->turn_ns = t1;
-        uint64_t dt = t1 - t0;
+        uint64_t dt = t1 - t0 - (uint64_t)waited; /* handling time, not lingering */
         int bk = hist_bucket(dt / handled);
         OWN_ADD(a->hist[bk], (uint32_t)handled);
         OWN_ADD(a->handled, handled);
@@ -904,6 +991,7 @@ static void run_some(struct mx_sched *s)
     struct mx_mnode *n = NULL;
     s->now_ms = mx_now_ms();
     s->turn_ns = now_ns();
+    s->run_start_ns = (int64_t)s->turn_ns;
     rq_splice(s);
     while (budget-- > 0) {
         if (!(n = lq_pop(s))) {
@@ -922,33 +1010,6 @@ static void run_some(struct mx_sched *s)
 static void on_idle(uv_idle_t *h)
 {
     run_some(h->data);
-}
-
-/* Spin before sleeping. While other threads are sending to this scheduler
- * (a wake-up came within SPIN_HINT_NS), the loop polls its run queue for up
- * to SPIN_NS before it blocks in epoll: a message that arrives meanwhile is
- * run at once instead of paying a full sleep and wake-up (tens of us on a
- * VM). An idle scheduler, or one fed only by its own sockets and timers,
- * never spins. */
-#define SPIN_NS 30000
-#define SPIN_HINT_NS 1000000
-#define HOT_NS 50000        /* longest a hot spin keeps I/O and timers waiting */
-#define YIELD_AFTER_NS 2000 /* spin this long before yielding between looks */
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
 }
 
 static void on_prepare(uv_prepare_t *h)
@@ -1140,7 +1201,7 @@ static struct mx_actor *take_slot(mx_system_t *sys, struct mx_sched *s)
     struct mx_actor *slab =
         atomic_load_explicit(&sys->slabs[i >> SLAB_SHIFT], memory_order_relaxed);
     if (!slab) {
-        slab = malloc(SLAB_SIZE * sizeof(struct mx_actor));
+        slab = aligned_alloc(64, SLAB_SIZE * sizeof(struct mx_actor));
         if (!slab) {
             pthread_mutex_unlock(&sys->arena_lock);
             return NULL;
