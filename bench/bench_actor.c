@@ -18,6 +18,7 @@
 
 #include "mx_actor.h"
 #include "mx_err.h"
+#include "mx_metrics.h"
 
 static uint64_t g_messages = 5000000;
 static int g_reps = 3;
@@ -186,6 +187,22 @@ static void wait_done(_Atomic int *flag)
         usleep(200);
 }
 
+/* BENCH_DEBUG: turns each scheduler ran (its metrics set "turns") */
+static void sched_turns(const struct mx_metrics_set *ms, void *arg)
+{
+    uint64_t *t = arg;
+    for (int i = 0; i < 2; i++) {
+        char inst[16];
+        snprintf(inst, sizeof inst, "sched-%d", i);
+        if (strcmp(ms->actor, "scheduler") || strcmp(ms->instance, inst))
+            continue;
+        for (size_t k = 0; k < ms->n; k++)
+            if (!strcmp(ms->desc[k].name, "turns"))
+                t[i] = atomic_load(
+                    (const _Atomic uint64_t *)((const char *)ms->block + ms->desc[k].off));
+    }
+}
+
 /* nsenders senders spread over the schedulers (or all on recv_sched when
  * same), one receiver; returns messages per second. */
 static double run_oneway(int nsched, int recv_sched, int send_sched, int nsenders, uint64_t total)
@@ -215,6 +232,17 @@ static double run_oneway(int nsched, int recv_sched, int send_sched, int nsender
             abort();
     wait_done(&r.done);
     double rate = (double)total / (r.t_done - t0);
+    uint64_t dl[MX_DL_COUNT];
+    mx_deadletters(sys, dl);
+    if (getenv("BENCH_DEBUG")) {
+        uint64_t turns[2] = {0, 0};
+        mx_metrics_foreach(sched_turns, turns);
+        fprintf(stderr,
+                "refused sends per delivered message %.3f, turns per message: scheduler 0 %.3f, "
+                "1 %.3f\n",
+                (double)dl[MX_DL_MAILBOX_FULL] / (double)total, (double)turns[0] / (double)total,
+                (double)turns[1] / (double)total);
+    }
     stop(sys);
     free(ss);
     free(sa);
