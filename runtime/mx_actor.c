@@ -80,25 +80,26 @@ struct mx_actor_ext {
     uint8_t restart_n;
 };
 
-/* Four cache lines, grouped by who writes them, so a stream of messages
- * from another thread does not bounce the receiver's per-message reads:
- * before, status, gen and evict (read by the consumer for every message)
- * shared a line with depth and mb_head (written by every send), and the
- * line moved between the two cores on every message. */
+/* Fields grouped by who writes them: what every send writes first, then
+ * what producers and the owner read and rarely write, then the owner's,
+ * then the counters. The consumer's per-message reads (status, gen) are
+ * not next to depth and mb_head, which every send writes. The groups are
+ * not padded to cache lines: 64-byte alignment would make an idle actor
+ * 256 bytes plus the allocator's page per slab, past the 256-byte budget. */
 struct mx_actor {
-    /* -- line 0: written by producers on any thread (and by the owner once
-     * per turn: depth, oldest_ms, handled, dropped) -- */
-    _Alignas(64) _Atomic(struct mx_mnode *) mb_head; /* user lane, producers' end */
-    _Atomic(struct mx_mnode *) ctl_head;             /* control lane, producers' end */
-    _Atomic int64_t depth;     /* messages in both lanes (+1 pending init): token */
-    _Atomic int64_t bytes;     /* user-lane bytes charged (cap_bytes > 0) */
-    _Atomic int64_t oldest_ms; /* enqueue time of the oldest pending message */
-    _Atomic uint32_t evict;    /* drop-oldest: messages the consumer must drop */
-    _Atomic uint32_t refused;  /* sends refused or dropped at the door */
-    _Atomic uint64_t handled;  /* owner writes (relaxed load+store), anyone reads */
+    /* -- written by producers on any thread (and by the owner once per
+     * turn: depth, oldest_ms, handled, dropped) -- */
+    _Atomic(struct mx_mnode *) mb_head;  /* user lane, producers' end */
+    _Atomic(struct mx_mnode *) ctl_head; /* control lane, producers' end */
+    _Atomic int64_t depth;               /* messages in both lanes (+1 pending init): token */
+    _Atomic int64_t bytes;               /* user-lane bytes charged (cap_bytes > 0) */
+    _Atomic int64_t oldest_ms;           /* enqueue time of the oldest pending message */
+    _Atomic uint32_t evict;              /* drop-oldest: messages the consumer must drop */
+    _Atomic uint32_t refused;            /* sends refused or dropped at the door */
+    _Atomic uint64_t handled;            /* owner writes (relaxed load+store), anyone reads */
     _Atomic uint64_t dropped;
-    /* -- line 1: read by producers and the owner, written rarely (spawn, stop) -- */
-    _Alignas(64) _Atomic(const struct mx_behaviour *) beh;
+    /* -- read by producers and the owner, written rarely (spawn, stop) -- */
+    _Atomic(const struct mx_behaviour *) beh;
     void *state;
     void *arg;
     _Atomic uint32_t gen;       /* incarnation; bumped when the actor stops */
@@ -111,8 +112,8 @@ struct mx_actor {
     uint8_t max_restarts;
     uint16_t sched; /* fixed for the slot's life */
     uint16_t restart_window_s;
-    /* -- line 2: owner thread (or the spawner while it holds the token) -- */
-    _Alignas(64) struct mx_mnode *mb_tail;
+    /* -- owner thread (or the spawner while it holds the token) -- */
+    struct mx_mnode *mb_tail;
     struct mx_mnode mb_stub;
     struct mx_mnode *ctl_tail;
     struct mx_mnode ctl_stub;
@@ -121,12 +122,12 @@ struct mx_actor {
     struct mx_actor *free_next; /* scheduler free list; under free_lock */
     uint8_t inited;
     uint8_t spawn_tok; /* the spawner's token is still to be consumed */
-    /* -- line 3: counters: owner writes (relaxed load+store), anyone reads -- */
-    _Alignas(64) _Atomic uint32_t restarts;
+    /* -- counters: owner writes (relaxed load+store), anyone reads -- */
+    _Atomic uint32_t restarts;
     _Atomic uint32_t errors;
     _Atomic uint32_t hwm;
     _Atomic uint32_t hist[MX_HIST_BUCKETS];
-}; /* 256 bytes, 64-aligned */
+}; /* 232 bytes */
 
 struct mx_sched {
     _Atomic(struct mx_mnode *) rq_head; /* producers' end of the run queue */
@@ -1201,7 +1202,7 @@ static struct mx_actor *take_slot(mx_system_t *sys, struct mx_sched *s)
     struct mx_actor *slab =
         atomic_load_explicit(&sys->slabs[i >> SLAB_SHIFT], memory_order_relaxed);
     if (!slab) {
-        slab = aligned_alloc(64, SLAB_SIZE * sizeof(struct mx_actor));
+        slab = malloc(SLAB_SIZE * sizeof(struct mx_actor));
         if (!slab) {
             pthread_mutex_unlock(&sys->arena_lock);
             return NULL;
