@@ -47,8 +47,10 @@ struct small_blk {
 };
 
 struct msg_pool {
-    /* pushed by other threads, taken whole by the owner */
-    _Atomic(struct mx_msg *) returned;
+    /* pushed by other threads, taken whole by the owner; each pool is two
+     * cache lines of its own (80 bytes unaligned put one pool's owner words
+     * on the line of the next pool's returned stack) */
+    _Alignas(64) _Atomic(struct mx_msg *) returned;
     char pad_[64 - sizeof(void *)];
     /* owner thread only */
     struct mx_msg *head; /* linked through node.next */
