@@ -373,6 +373,7 @@ void mx_deadletters(mx_system_t *sys, uint64_t out[MX_DL_COUNT]);
 
 struct mx_system_stats {
     uint64_t live_actors;
+    uint64_t actor_slab_bytes; /* memory mapped for actor slots (not in malloc's figures) */
     uint64_t spawned;
     uint64_t offload_refused;
     uint64_t offload_done;
