@@ -24,6 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#ifdef MX_SANITIZE_ADDRESS
+#include <sanitizer/lsan_interface.h>
+#endif
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -1218,6 +1221,12 @@ static struct mx_actor *take_slot(mx_system_t *sys, struct mx_sched *s)
         void *map = mmap(NULL, SLAB_BYTES, PROT_READ | PROT_WRITE,
                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
         slab = map == MAP_FAILED ? NULL : map;
+#ifdef MX_SANITIZE_ADDRESS
+        /* LeakSanitizer scans only the heap, stacks and globals: without
+         * this, messages queued in a mailbox would look leaked */
+        if (slab)
+            __lsan_register_root_region(slab, SLAB_BYTES);
+#endif
         if (!slab) {
             pthread_mutex_unlock(&sys->arena_lock);
             return NULL;
@@ -2125,8 +2134,12 @@ void mx_system_free(mx_system_t *sys)
     }
     for (uint32_t i = 0; i < MAX_SLABS; i++) {
         struct mx_actor *slab = atomic_load_explicit(&sys->slabs[i], memory_order_relaxed);
-        if (slab)
-            munmap(slab, SLAB_BYTES);
+        if (!slab)
+            continue;
+#ifdef MX_SANITIZE_ADDRESS
+        __lsan_unregister_root_region(slab, SLAB_BYTES);
+#endif
+        munmap(slab, SLAB_BYTES);
     }
     for (uint32_t i = 0; i < REG_BUCKETS; i++) {
         for (struct reg_entry *e = sys->reg[i], *nx; e; e = nx) {
