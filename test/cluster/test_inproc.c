@@ -4,6 +4,7 @@
  * frames (dropped and counted, the node keeps serving), epoch fencing, a
  * peer going away (sends fail fast, requests time out), and mailbox peek. */
 #include <nng/nng.h>
+#include <nng/protocol/pipeline0/pull.h>
 #include <nng/protocol/pipeline0/push.h>
 #include <nng/supplemental/tls/tls.h>
 #include <arpa/inet.h>
@@ -658,6 +659,32 @@ static void test_tls(void **unused)
     refused_client(&c2, b.url, p, both, bid);
     assert_true(TU_WAIT_UNTIL((mx_remote_stats(b.rem, &st), st.pipes_refused_tls > refused), 5000));
     mx_proc_release(&c2);
+    /* the other way round: a server with another CA's certificate is
+     * refused by our client inside the handshake (no pipe on either side) */
+    nng_tls_config *evil_srv, *cli;
+    assert_int_equal(nng_tls_config_alloc(&evil_srv, NNG_TLS_MODE_SERVER), 0);
+    assert_int_equal(nng_tls_config_cert_key_file(evil_srv, both, NULL), 0);
+    assert_int_equal(nng_tls_config_alloc(&cli, NNG_TLS_MODE_CLIENT), 0);
+    assert_int_equal(nng_tls_config_ca_file(cli, p), 0);
+    nng_socket es, ec;
+    nng_listener el;
+    nng_dialer ed;
+    int eport;
+    char eurl[64];
+    assert_int_equal(nng_pull0_open(&es), 0);
+    assert_int_equal(nng_listener_create(&el, es, "tls+tcp://127.0.0.1:0"), 0);
+    assert_int_equal(nng_listener_set_ptr(el, NNG_OPT_TLS_CONFIG, evil_srv), 0);
+    assert_int_equal(nng_listener_start(el, 0), 0);
+    assert_int_equal(nng_listener_get_int(el, NNG_OPT_TCP_BOUND_PORT, &eport), 0);
+    snprintf(eurl, sizeof eurl, "tls+tcp://127.0.0.1:%d", eport);
+    assert_int_equal(nng_push0_open(&ec), 0);
+    assert_int_equal(nng_dialer_create(&ed, ec, eurl), 0);
+    assert_int_equal(nng_dialer_set_ptr(ed, NNG_OPT_TLS_CONFIG, cli), 0);
+    assert_int_equal(nng_dialer_start(ed, 0), NNG_EPEERAUTH); /* blocks until refused */
+    nng_close(ec);
+    nng_close(es);
+    nng_tls_config_free(cli);
+    nng_tls_config_free(evil_srv);
     /* plaintext to the TLS port: the handshake fails inside the library */
     char plain[64];
     snprintf(plain, sizeof plain, "tcp://127.0.0.1:%d", mx_remote_port(b.rem));
