@@ -14,7 +14,7 @@ trap 'rm -rf "$certs"' EXIT
 "$root/scripts/gen-certs" "$certs" a b >/dev/null
 out=$root/bench/results/remote_tls-$(date -u +%Y%m%dT%H%M%SZ).txt
 {
-    echo "# bench_remote $n, plaintext and mutual TLS (nng tls+tcp, mbedTLS), $(uname -m), $(nproc) cores"
+    echo "# bench_remote $n, plaintext and mutual TLS (nng tls+tcp, OpenSSL engine), $(uname -m), $(nproc) cores"
     echo "# load before: $(cat /proc/loadavg)"
     BENCH_TLS_DIR=$certs "$bin/bench_remote" "$n"
     echo "# load after: $(cat /proc/loadavg)"

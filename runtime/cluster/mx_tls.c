@@ -15,6 +15,7 @@
 
 #include "mx_actor.h"
 #include "mx_err.h"
+#include "mx_tls_engine.h"
 #include "mx_url.h"
 
 #define PEM_MAX (1u << 20)
@@ -53,7 +54,13 @@ static int make_config(nng_tls_config **out, nng_tls_mode mode, const char *ca, 
                        const char *key, char *err, size_t errcap)
 {
     nng_tls_config *c;
-    int rv = nng_tls_config_alloc(&c, mode);
+    int rv = mx_tls_engine_register();
+    if (rv != 0) {
+        snprintf(err, errcap, "TLS: cannot install OpenSSL as nng's TLS engine: %s",
+                 nng_strerror(rv));
+        return MX_ECONFIG;
+    }
+    rv = nng_tls_config_alloc(&c, mode);
     if (rv != 0) {
         snprintf(err, errcap, "TLS: %s (is libnng built with TLS?)", nng_strerror(rv));
         return MX_ECONFIG;

@@ -1,5 +1,6 @@
 /* mx_tls.h - mutual TLS for the nng links between nodes and to the admin
- * endpoint (nng's tls+tcp:// transport; Debian's libnng uses mbedTLS).
+ * endpoint (nng's tls+tcp:// transport, with OpenSSL as nng's TLS engine:
+ * mx_tls_engine.h; Debian's libnng would use its mbedTLS).
  *
  * One mx_tls holds a server and a client nng_tls_config built from the
  * cluster CA, this node's certificate and its key (PEM files named by
@@ -13,7 +14,7 @@
  * The listener is configured with optional client authentication and every
  * new connection is checked in a pipe callback (mx_tls_pipe_ok): a peer with
  * no certificate, or one the CA did not sign, is closed there and counted,
- * which a handshake failure inside mbedTLS would not be.
+ * which a handshake failure inside the TLS library would not be.
  */
 #ifndef MX_TLS_H
 #define MX_TLS_H
