@@ -150,8 +150,7 @@ struct mx_sched {
      * exchanges per hop (push, and re-pushing the stub when the pop empties
      * it) were a third of a same-scheduler ping-pong's atomic operations */
     struct mx_mnode *lq_head, *lq_tail;
-    uint64_t turn_ns;     /* owner: when the last turn ended (its clock read) */
-    int64_t run_start_ns; /* owner: when the current run_some began */
+    uint64_t turn_ns; /* owner: when the last turn ended (its clock read) */
     uv_loop_t loop;
     uv_async_t wake;
     uv_idle_t idle;
@@ -861,50 +860,6 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* Lingering. When an actor's mailbox runs dry in a turn while messages
- * stream in from another thread, and nothing else on this scheduler is
- * runnable, the turn waits up to LINGER_NS for the next message instead of
- * ending. Holding the scheduling token, the actor stays "scheduled": the
- * producer's sends find depth >= 1 and skip schedule() (a push onto this
- * scheduler's shared run queue, a seq_cst fence, the sleeping flag's line
- * pulled over), and this side skips the token release, the re-queue and
- * the pop. Without it a fast receiver handled about one message per turn
- * and paid all of that per message. It never delays another actor (the run
- * queues must be empty, and another actor becoming runnable ends it), never
- * keeps I/O and timers waiting longer than HOT_NS per run_some, and only
- * runs while the scheduler's own spin is finding work (spin_misses == 0:
- * on an oversubscribed machine the producer may not be running at all). */
-#define LINGER_NS 5000
-
-static bool may_linger(struct mx_sched *s, int64_t now)
-{
-    return s->spin_misses == 0 && now - s->last_wake_ns <= SPIN_HINT_NS &&
-           now - s->run_start_ns < HOT_NS && !s->lq_head && !mx_mpsc_peek(s->rq_tail, &s->rq_stub);
-}
-
-/* wait for a's next message (true) or give up (false); adds the time spent
- * to *waited */
-static bool linger(struct mx_sched *s, struct mx_actor *a, int64_t now, int64_t *waited)
-{
-    int64_t t = now;
-    bool got = false;
-    for (int k = 1;; k++) {
-        if (mx_mpsc_peek(a->mb_tail, &a->mb_stub) || mx_mpsc_peek(a->ctl_tail, &a->ctl_stub)) {
-            got = true;
-            break;
-        }
-        if (mx_mpsc_peek(s->rq_tail, &s->rq_stub))
-            break; /* another actor became runnable: it goes first */
-        cpu_relax();
-        if ((k & 15) == 0 && (t = mono_ns()) - now >= LINGER_NS)
-            break;
-    }
-    if (!got || t == now)
-        t = mono_ns();
-    *waited += t - now;
-    return got;
-}
-
 /* One turn of actor a: control lane first, then up to MX_BATCH messages. */
 static void run_actor(mx_system_t *sys, struct mx_sched *s, struct mx_actor *a)
 {
@@ -912,7 +867,6 @@ static void run_actor(mx_system_t *sys, struct mx_sched *s, struct mx_actor *a)
     uint64_t handled = 0;
     struct mx_mnode *node;
     uint64_t t0 = s->turn_ns; /* the previous turn's end: one clock read per turn */
-    int64_t waited = 0;       /* ns spent lingering */
     int64_t depth = atomic_load_explicit(&a->depth, memory_order_relaxed);
     if (depth > (int64_t)atomic_load_explicit(&a->hwm, memory_order_relaxed))
         atomic_store_explicit(&a->hwm, (uint32_t)depth, memory_order_relaxed);
@@ -954,20 +908,15 @@ static void run_actor(mx_system_t *sys, struct mx_sched *s, struct mx_actor *a)
         if (st != ST_FREE && i >= limit)
             break;
         node = mx_mpsc_pop(&a->mb_head, &a->mb_tail, &a->mb_stub);
-        if (!node) {
-            int64_t now;
-            if (st != ST_RUNNING || !may_linger(s, now = mono_ns()) || !linger(s, a, now, &waited))
-                break;
-            limit = i + MX_BATCH; /* a new batch of what arrived */
-            continue;
-        }
+        if (!node)
+            break;
         n++;
         handled += dispatch(sys, a, (struct mx_msg *)node, false);
     }
     if (handled) {
         uint64_t t1 = now_ns();
         s->turn_ns = t1;
-        uint64_t dt = t1 - t0 - (uint64_t)waited; /* handling time, not lingering */
+        uint64_t dt = t1 - t0;
         int bk = hist_bucket(dt / handled);
         OWN_ADD(a->hist[bk], (uint32_t)handled);
         OWN_ADD(a->handled, handled);
@@ -1002,7 +951,6 @@ static void run_some(struct mx_sched *s)
     struct mx_mnode *n = NULL;
     s->now_ms = mx_now_ms();
     s->turn_ns = now_ns();
-    s->run_start_ns = (int64_t)s->turn_ns;
     rq_splice(s);
     while (budget-- > 0) {
         if (!(n = lq_pop(s))) {
