@@ -304,6 +304,17 @@ static double run_pingpong(int nsched, int sched_a, int sched_b, uint64_t rounds
     mx_sys_send(sys, aa, ping(1));
     wait_done(&done);
     double rate = (double)rounds / (t_done - t0);
+    if (getenv("BENCH_DEBUG")) {
+        uint64_t turns[2] = {0, 0};
+        mx_metrics_foreach(sched_turns, turns);
+        struct mx_system_stats st;
+        mx_system_stats(sys, &st);
+        fprintf(stderr,
+                "%.0f round trips/s; per round trip: turns scheduler 0 %.3f, 1 %.3f, "
+                "wake-ups %.4f\n",
+                rate, (double)turns[0] / (double)rounds, (double)turns[1] / (double)rounds,
+                (double)st.wakeups / (double)rounds);
+    }
     stop(sys);
     return rate;
 }
