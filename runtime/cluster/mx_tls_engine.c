@@ -54,6 +54,14 @@ struct nng_tls_engine_conn {
     void *tls;  /* nng's handle for nng_tls_engine_send / _recv */
     SSL *ssl;   /* owns the BIO */
     int io_err; /* the nng error of the last failed transfer, for the caller */
+    /* a frame's length prefix, held back to go out in one record with the
+     * bytes that follow it (conn_send) */
+    uint8_t held[8];
+    bool has_held;
+    uint8_t *join;   /* held + the next write, until OpenSSL has taken it */
+    size_t join_cap; /* allocated */
+    size_t join_len; /* 0: nothing pending */
+    size_t join_src; /* bytes of the caller's buffer in join */
 };
 
 static BIO_METHOD *bio_method; /* created once by mx_tls_engine_register */
@@ -161,6 +169,7 @@ static int conn_init(struct nng_tls_engine_conn *ec, void *tls, struct nng_tls_e
 static void conn_fini(struct nng_tls_engine_conn *ec)
 {
     SSL_free(ec->ssl);
+    free(ec->join);
 }
 
 static void conn_close(struct nng_tls_engine_conn *ec)
@@ -190,11 +199,67 @@ static int conn_recv(struct nng_tls_engine_conn *ec, uint8_t *buf, size_t *szp)
     return 0;
 }
 
+/* tlstran frames every message as an 8-byte big-endian length and then the
+ * message, and nng's TLS layer hands the engine one part at a time: the
+ * length alone became a record (and a TCP send the body's record waited
+ * for), and the receiver took a record and a hand-off for it. A write of
+ * exactly 8 bytes that is such a length (not 0, under 2^40: the SP
+ * negotiation header "\0SP\0..." is not one) is held and written with the
+ * next write, which tlstran always issues at once (the length promises
+ * that many bytes). The copy is the price: held + the message in one
+ * buffer, kept until OpenSSL has taken it all (nng retries the same part
+ * after NNG_EAGAIN). */
+static bool is_frame_length(const uint8_t *b, size_t n)
+{
+    if (n != 8 || b[0] || b[1] || b[2])
+        return false;
+    for (int i = 3; i < 8; i++)
+        if (b[i])
+            return true;
+    return false;
+}
+
+static int send_joined(struct nng_tls_engine_conn *ec, const uint8_t *buf, size_t *szp)
+{
+    if (!ec->join_len) {
+        size_t need = sizeof(ec->held) + *szp;
+        if (need > ec->join_cap) {
+            uint8_t *j = realloc(ec->join, need);
+            if (!j)
+                return NNG_ENOMEM;
+            ec->join = j;
+            ec->join_cap = need;
+        }
+        memcpy(ec->join, ec->held, sizeof(ec->held));
+        memcpy(ec->join + sizeof(ec->held), buf, *szp);
+        ec->join_len = need;
+        ec->join_src = *szp;
+    } else if (*szp != ec->join_src) {
+        return NNG_EINTERNAL; /* nng retries with the same part: never */
+    }
+    size_t n;
+    ERR_clear_error();
+    int ret = SSL_write_ex(ec->ssl, ec->join, ec->join_len, &n);
+    if (ret != 1)
+        return ssl_err(ec, ret);
+    *szp = ec->join_src;
+    ec->has_held = false;
+    ec->join_len = 0;
+    return 0;
+}
+
 /* Without SSL_MODE_ENABLE_PARTIAL_WRITE a write finishes the whole buffer
  * (nng retries it with the same buffer after NNG_EAGAIN), so nng completes
  * one send per message part rather than one per 16 KiB record. */
 static int conn_send(struct nng_tls_engine_conn *ec, const uint8_t *buf, size_t *szp)
 {
+    if (ec->has_held)
+        return send_joined(ec, buf, szp);
+    if (is_frame_length(buf, *szp) && SSL_is_init_finished(ec->ssl)) {
+        memcpy(ec->held, buf, sizeof(ec->held));
+        ec->has_held = true;
+        return 0; /* taken: *szp stays 8 */
+    }
     size_t n;
     ERR_clear_error();
     int ret = SSL_write_ex(ec->ssl, buf, *szp, &n);
