@@ -324,8 +324,14 @@ static inline int dec_int(const char **pp, const char *end, uint64_t *u, int64_t
     const char *p = *pp;
     if (p >= end)
         return MX_EDECODE;
-    enum mp_type t = mp_typeof(*p);
     *neg = false;
+    if ((uint8_t)*p <= 0x7f) { /* positive fixint, the common case */
+        *u = (uint8_t)*p;
+        *i = 0;
+        *pp = p + 1;
+        return 0;
+    }
+    enum mp_type t = mp_typeof(*p);
     if (t == MP_UINT) {
         if (mp_check_uint(p, end) > 0)
             return MX_EDECODE;
@@ -346,12 +352,6 @@ static inline int dec_int(const char **pp, const char *end, uint64_t *u, int64_t
 
 static inline int dec_U64(const char **pp, const char *end, uint64_t *out)
 {
-    const char *p = *pp;
-    if (p < end && (uint8_t)*p <= 0x7f) { /* positive fixint, the common case */
-        *out = (uint8_t)*p;
-        *pp = p + 1;
-        return 0;
-    }
     uint64_t u;
     int64_t i;
     bool neg;
@@ -363,12 +363,6 @@ static inline int dec_U64(const char **pp, const char *end, uint64_t *out)
 
 static inline int dec_I64(const char **pp, const char *end, int64_t *out)
 {
-    const char *p = *pp;
-    if (p < end && (uint8_t)*p <= 0x7f) { /* positive fixint */
-        *out = (uint8_t)*p;
-        *pp = p + 1;
-        return 0;
-    }
     uint64_t u;
     int64_t i;
     bool neg;

@@ -844,11 +844,10 @@ static int hist_bucket(uint64_t ns)
 #define HOT_NS 50000        /* longest a hot spin keeps I/O and timers waiting */
 #define YIELD_AFTER_NS 2000 /* spin this long before yielding between looks */
 
+/* now_ns as a signed count, for the spin's differences */
 static int64_t mono_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    return (int64_t)now_ns();
 }
 
 static inline void cpu_relax(void)
